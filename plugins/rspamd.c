@@ -5,6 +5,7 @@
 #include "growbuf.h"
 #include "headers.h"
 #include "log.h"
+#include "msgbuf.h"
 #include "plugins.h"
 #include "scanner.h"
 
@@ -14,9 +15,10 @@
 #include <string.h>
 #include <strings.h>
 
+/* The most of a reply's head and JSON kept */
 #define RSPAMD_REPLY_MAX (1024u * 1024u)
-/* The most a Content-Length or Message-Offset is read as: past any reply the scanner reads
- * (its max_reply: the JSON's RSPAMD_REPLY_MAX plus a body of limits.max_message_size). */
+/* The most a Content-Length or Message-Offset is read as: past any reply read (the JSON's
+ * RSPAMD_REPLY_MAX plus a body block of limits.max_message_size and as much again). */
 #define RSPAMD_HTTP_BODY_MAX (1L << 40)
 #define RSPAMD_JSON_DEPTH 32
 
@@ -581,56 +583,191 @@ static int http_header_number(const char *q, const char *eol, long max, long *ou
 	return q == eol ? 0 : -1;
 }
 
-int rspamd_http_parse(const char *resp, size_t len, bool eof, int *status, const char **body,
-    size_t *blen, long *offset)
+/* The head (the status line and fields, hlen octets with the blank line that ends it): the
+ * status and the Content-Length and Message-Offset fields into r. 0 or -1. Once per reply. */
+static int http_head_parse(struct rspamd_reader *r, const char *resp, size_t hlen)
 {
-	const char *hend = NULL, *p;
-	long clen = -1, off = -1;
+	const char *hend = resp + hlen, *p;
 
-	for (size_t i = 0; i + 3 < len; i++)
-		if (memcmp(resp + i, "\r\n\r\n", 4) == 0) {
-			hend = resp + i + 4;
-			break;
-		}
-	if (hend == NULL)
-		return eof || len > 65536 ? -1 : 1;
-	if (len < 12 || strncmp(resp, "HTTP/1.", 7) != 0 || resp[8] != ' ')
+	if (hlen < 12 || strncmp(resp, "HTTP/1.", 7) != 0 || resp[8] != ' ')
 		return -1;
 	if (resp[9] < '1' || resp[9] > '5' || resp[10] < '0' || resp[10] > '9' || resp[11] < '0' || resp[11] > '9')
 		return -1;
-	*status = (resp[9] - '0') * 100 + (resp[10] - '0') * 10 + (resp[11] - '0');
+	r->status = (resp[9] - '0') * 100 + (resp[10] - '0') * 10 + (resp[11] - '0');
 	for (p = resp; p < hend; ) {
 		const char *eol = memchr(p, '\n', (size_t)(hend - p));
 
 		if (eol == NULL)
 			break;
 		if (eol - p > 15 && strncasecmp(p, "Content-Length:", 15) == 0) {
-			if (http_header_number(p + 15, eol, RSPAMD_HTTP_BODY_MAX, &clen) < 0)
+			if (http_header_number(p + 15, eol, RSPAMD_HTTP_BODY_MAX, &r->clen) < 0)
 				return -1;
 		} else if (eol - p > 15 && strncasecmp(p, "Message-Offset:", 15) == 0) {
-			if (http_header_number(p + 15, eol, RSPAMD_HTTP_BODY_MAX, &off) < 0)
+			if (http_header_number(p + 15, eol, RSPAMD_HTTP_BODY_MAX, &r->offset) < 0)
 				return -1;
 		} else if (eol - p > 18 && strncasecmp(p, "Transfer-Encoding:", 18) == 0)
 			return -1;   /* chunked: we send Connection: close and HTTP/1.0-style reads */
 		p = eol + 1;
 	}
-	*body = hend;
-	if (clen >= 0) {
-		if ((size_t)(resp + len - hend) < (size_t)clen)
-			return eof ? -1 : 1;
-		*blen = (size_t)clen;
-	} else if (!eof) {
-		return 1;
-	} else {
-		*blen = (size_t)(resp + len - hend);
-	}
 	/* rspamd's body block (protocol.c: the JSON, then the rewritten body from the offset
 	 * on); one past the body is a reply with none to read */
-	if (off > (long)*blen)
+	if (r->clen >= 0 && r->offset > r->clen)
 		return -1;
-	if (offset)
-		*offset = off;
 	return 0;
+}
+
+/* Appends n octets to the kept head or JSON, within head_max. 0, or -2 past it (-2 also
+ * when out of memory: the reply cannot be held). */
+static int reader_keep(struct rspamd_reader *r, const char *data, size_t n)
+{
+	if (n > r->head_max - r->len)
+		return -2;
+	if (r->len + n + 1 > r->cap) {
+		size_t cap = r->cap ? r->cap : 4096;
+		char *nb;
+
+		while (cap < r->len + n + 1)
+			cap *= 2;
+		if (cap > r->head_max + 1)
+			cap = r->head_max + 1;
+		if ((nb = realloc(r->buf, cap)) == NULL)
+			return -2;
+		r->buf = nb;
+		r->cap = cap;
+	}
+	memcpy(r->buf + r->len, data, n);
+	r->len += n;
+	r->buf[r->len] = '\0';
+	return 0;
+}
+
+/* The most a head is read without its blank line (a reply that is no HTTP). */
+#define RSPAMD_HTTP_HEAD_MAX 65536
+
+/* The head's octets in data (up to and with its blank line, or all of them): kept, the end
+ * searched from where the last read left it (r->crlf). Returns the octets taken, or a
+ * negative outcome. */
+static long reader_head(struct rspamd_reader *r, const char *data, size_t len)
+{
+	static const char end[] = "\r\n\r\n";
+	size_t i = 0;
+	int rc;
+
+	while (i < len && r->crlf < 4) {
+		char c = data[i++];
+
+		/* CRLF CRLF's only overlap with itself is a CR: a mismatch restarts at it */
+		r->crlf = c == end[r->crlf] ? r->crlf + 1 : c == '\r';
+		/* checked at each octet: the outcome does not depend on how the reply was cut */
+		if (r->len + i > r->head_max)
+			return -2;
+		if (r->len + i > RSPAMD_HTTP_HEAD_MAX && r->crlf < 4)
+			return -1;
+	}
+	if ((rc = reader_keep(r, data, i)) < 0)
+		return rc;
+	if (r->crlf == 4) {
+		r->hlen = r->len;
+		if (http_head_parse(r, r->buf, r->hlen) < 0)
+			return -1;
+	}
+	return (long)i;
+}
+
+/* Body octets: the JSON's kept, the block's to the sink. Returns the octets taken (none
+ * past Content-Length), or a negative outcome. */
+static long reader_body(struct rspamd_reader *r, const char *data, size_t len)
+{
+	uint64_t json_end = r->offset >= 0 ? (uint64_t)r->offset : UINT64_MAX;
+	size_t n = len, k;
+	int rc;
+
+	if (r->clen >= 0 && n > (uint64_t)r->clen - r->body_seen)
+		n = (size_t)((uint64_t)r->clen - r->body_seen);
+	k = r->body_seen < json_end ? (json_end - r->body_seen < n ? (size_t)(json_end - r->body_seen) : n) : 0;
+	if (k > 0 && (rc = reader_keep(r, data, k)) < 0)
+		return rc;
+	r->body_seen += k;
+	if (n > k) {
+		if (n - k > r->body_max - r->block_len)
+			return -2;
+		r->block_len += n - k;
+		r->body_seen += n - k;
+		if (r->sink && r->sink(r->arg, data + k, n - k) < 0)
+			return -3;
+	}
+	return (long)n;
+}
+
+void rspamd_reader_init(struct rspamd_reader *r, size_t head_max, uint64_t body_max,
+    int (*sink)(void *arg, const char *data, size_t len), void *arg)
+{
+	memset(r, 0, sizeof(*r));
+	r->head_max = head_max ? head_max : 1;
+	r->body_max = body_max;
+	r->sink = sink;
+	r->arg = arg;
+	r->offset = -1;
+	r->clen = -1;
+	r->rc = 1;
+}
+
+int rspamd_reader_feed(struct rspamd_reader *r, const char *data, size_t len, bool eof)
+{
+	while (r->rc == 1 && len > 0) {
+		long n = r->hlen == 0 ? reader_head(r, data, len) : reader_body(r, data, len);
+
+		if (n < 0)
+			r->rc = (int)n;
+		else if (n == 0)
+			break;          /* past Content-Length: ignored */
+		else {
+			data += n;
+			len -= (size_t)n;
+		}
+	}
+	if (r->rc != 1)
+		return r->rc;
+	if (r->hlen > 0 && r->clen >= 0 && r->body_seen == (uint64_t)r->clen)
+		r->rc = 0;
+	else if (eof)
+		/* without Content-Length the close ends the body (an offset past it: none to read) */
+		r->rc = r->hlen > 0 && r->clen < 0 && (r->offset < 0 || (uint64_t)r->offset <= r->body_seen) ? 0 : -1;
+	return r->rc;
+}
+
+const char *rspamd_reader_json(const struct rspamd_reader *r, size_t *len)
+{
+	*len = r->len - r->hlen;
+	return r->buf ? r->buf + r->hlen : "";
+}
+
+void rspamd_reader_free(struct rspamd_reader *r)
+{
+	if (r == NULL)
+		return;
+	free(r->buf);
+	r->buf = NULL;
+	r->len = r->cap = 0;
+}
+
+int rspamd_http_parse(const char *resp, size_t len, bool eof, int *status, const char **body,
+    size_t *blen, long *offset)
+{
+	struct rspamd_reader r;
+	int rc;
+
+	rspamd_reader_init(&r, len + 1, UINT64_MAX, NULL, NULL);
+	rc = rspamd_reader_feed(&r, resp, len, eof);
+	if (rc == 0) {
+		*status = r.status;
+		*body = resp + r.hlen;
+		*blen = (size_t)r.body_seen;
+		if (offset)
+			*offset = r.offset;
+	}
+	rspamd_reader_free(&r);
+	return rc < 0 ? -1 : rc;
 }
 
 /* ------------------------------------------------------------------- the plugin */
@@ -677,8 +814,11 @@ struct rspamd_scan {
 	struct scanner *scan;
 	const char *msg;
 	size_t len;
-	char *reply;                 /* the scanner's, while the verdict is made */
-	size_t rlen;
+	struct rspamd_reader rd;     /* the reply: its head and JSON; the body block to newbody */
+	struct msgbuf *newbody;      /* the body block as it comes, within limits.memory_budget or
+	                              * spooled (NULL: none yet, or dropped); handed to the host */
+	bool body_too_big;           /* the body block passed limits.max_message_size: dropped */
+	const char *body_error;      /* why the body block could not be kept */
 	long cur_hdr;                /* rspamd milter's count for a negative order (rspamd_add_field);
 	                              * -1 until the reply's first add */
 	long removed_hdr;            /* fields the reply's remove_headers removed (off cur_hdr) */
@@ -690,6 +830,8 @@ static void rspamd_scan_free(struct rspamd_scan *sc)
 	if (sc == NULL)
 		return;
 	scanner_free(sc->scan);
+	rspamd_reader_free(&sc->rd);
+	msgbuf_free(sc->newbody);
 	free(sc);
 }
 
@@ -896,33 +1038,66 @@ static bool rspamd_body_too_big(struct rspamd_scan *sc, size_t len)
 	return v && h->header_len(sc->call) + len > strtoull(v, NULL, 10);
 }
 
-/* Tries to finish with what was read; eof says the peer closed. */
-static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
+/* The limit on a body block as it comes: its octets pass limits.max_message_size whatever
+ * the header (the verdict checks it with the header's length, after the reply's edits). */
+static uint64_t rspamd_max_size(struct rspamd_scan *sc)
+{
+	const char *v = sc->ri->host->get(sc->call, MXGATE_MAX_SIZE);
+
+	return v ? strtoull(v, NULL, 10) : UINT64_MAX;
+}
+
+/* The reader's sink with use_action: the body block's octets straight into a message
+ * buffer made as the host makes its own (plugins_body_new: counted in limits.memory_budget,
+ * spooled past it or past limits.memory_threshold), never grown beside it. Past
+ * limits.max_message_size it is dropped, the rest read and not kept (refused at the
+ * verdict, unless the reply's spam_header leaves the body as it is). 0 or -1 (out of
+ * memory, the spool failed: body_error). */
+static int rspamd_body_sink(void *arg, const char *data, size_t len)
+{
+	struct rspamd_scan *sc = arg;
+
+	if (sc->body_too_big)
+		return 0;
+	if (sc->rd.block_len > rspamd_max_size(sc)) {
+		sc->body_too_big = true;
+		msgbuf_free(sc->newbody);
+		sc->newbody = NULL;
+		return 0;
+	}
+	if (sc->newbody == NULL && (sc->newbody = plugins_body_new(sc->call)) == NULL) {
+		sc->body_error = "out of memory";
+		return -1;
+	}
+	if (msgbuf_append(sc->newbody, data, len) < 0) {
+		sc->body_error = msgbuf_error(sc->newbody) ? "the new body could not be spooled" : "out of memory";
+		return -1;
+	}
+	return 0;
+}
+
+/* The reply is over (read whole, closed, or refused by the reader): the verdict. */
+static void rspamd_try_verdict(struct rspamd_scan *sc)
 {
 	const struct mxgate_host *h = sc->ri->host;
 	struct rspamd_result r;
 	const char *body;
 	size_t blen;
-	long off = -1;
-	int status = 0, rc = rspamd_http_parse(sc->reply ? sc->reply : "", sc->rlen, eof, &status, &body, &blen, &off);
-	const char *newbody = NULL;
-	size_t nblen = 0;
-	char desc[64], text[300];
-
-	if (rc == 1)
-		return;
-	if (rc < 0 || status != 200) {
-		h->log(sc->call, 2, "event=rspamd_error error=\"bad HTTP reply\" status=%d", status);
-		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply");
-	}
+	int rc = rspamd_reader_feed(&sc->rd, NULL, 0, true);    /* settled: nothing more comes */
 	/* the body block (we ask for it with use_action): the JSON ends at Message-Offset,
 	 * the rewritten body follows; at the end, none (rspamd's proxy reads it so) */
-	if (off >= 0 && (size_t)off < blen) {
-		newbody = body + off;
-		nblen = blen - (size_t)off;
+	bool newbody = sc->ri->use_action && sc->rd.offset >= 0 && sc->rd.block_len > 0;
+	char desc[64], text[300];
+
+	if (sc->body_error) {
+		h->log(sc->call, 2, "event=rspamd_error error=\"%s\"", sc->body_error);
+		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-body");
 	}
-	if (off >= 0)
-		blen = (size_t)off;
+	if (rc < 0 || sc->rd.status != 200) {
+		h->log(sc->call, 2, "event=rspamd_error error=\"bad HTTP reply\" status=%d", sc->rd.status);
+		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply");
+	}
+	body = rspamd_reader_json(&sc->rd, &blen);
 	if (rspamd_json_parse(body, blen, &r, NULL, NULL) < 0) {
 		h->log(sc->call, 2, "event=rspamd_error error=\"bad JSON\"");
 		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply");
@@ -948,14 +1123,21 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 		return rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
 	/* the rewritten body, as rspamd's milter sends REPLBODY: after the header edits, before
 	 * the action (with spam_header above it is dropped, as there) */
-	if (newbody && rspamd_body_too_big(sc, nblen)) {
+	if (newbody && (sc->body_too_big || rspamd_body_too_big(sc, (size_t)sc->rd.block_len))) {
 		/* as a milter's body past it (Postfix's cleanup: message file too big) */
-		h->log(sc->call, 2, "event=rspamd_body_too_big size=%zu max=%s", nblen, h->get(sc->call, MXGATE_MAX_SIZE));
+		h->log(sc->call, 2, "event=rspamd_body_too_big size=%llu max=%s", (unsigned long long)sc->rd.block_len,
+		    h->get(sc->call, MXGATE_MAX_SIZE));
 		return rspamd_scan_end(sc, MXGATE_REJECT, 552, "5.3.4 Error: message file too big", "rspamd-body-too-big");
 	}
-	if (newbody && h->replace_body(sc->call, newbody, nblen) < 0) {
-		h->log(sc->call, 2, "event=rspamd_error error=\"body not replaced\"");
-		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-body");
+	if (newbody) {
+		/* handed over, not copied */
+		struct msgbuf *nb = sc->newbody;
+
+		sc->newbody = NULL;
+		if (plugins_replace_body_buf(sc->call, nb) < 0) {
+			h->log(sc->call, 2, "event=rspamd_error error=\"body not replaced\"");
+			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-body");
+		}
 	}
 	if (r.milter_no_action) {    /* the action is only named */
 		h->add_header(sc->call, "X-Rspamd-Action", r.action);
@@ -1047,15 +1229,14 @@ static int rspamd_send(struct scanner *scan, void *arg)
 	return 0;
 }
 
-/* A whole HTTP response (by Content-Length, or at the close), or a malformed one: either way
- * the verdict reads it. */
-static int rspamd_complete(const char *reply, size_t len, bool eof, void *arg)
+/* Each read of the reply into the reader (the scanner keeps none): complete by
+ * Content-Length or at the close; a malformed one is read by the verdict as such. */
+static int rspamd_feed(const char *data, size_t len, bool eof, void *arg)
 {
-	const char *body;
-	size_t blen;
-	int status;
+	struct rspamd_scan *sc = arg;
+	int rc = rspamd_reader_feed(&sc->rd, data, len, eof);
 
-	return rspamd_http_parse(reply, len, eof, &status, &body, &blen, NULL) == 1 ? 1 : 0;
+	return rc == -2 ? -2 : rc == 1 ? 1 : 0;
 }
 
 static void rspamd_done(void *arg, enum scanner_status st, char *reply, size_t len, int err)
@@ -1068,9 +1249,7 @@ static void rspamd_done(void *arg, enum scanner_status st, char *reply, size_t l
 	case SCANNER_OK:
 	case SCANNER_CLOSED:
 	case SCANNER_BAD_REPLY:
-		sc->reply = reply;
-		sc->rlen = len;
-		return rspamd_try_verdict(sc, true);
+		return rspamd_try_verdict(sc);
 	case SCANNER_TOO_BIG:
 		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply-too-big");
 	case SCANNER_SEND_FAILED:
@@ -1082,7 +1261,7 @@ static void rspamd_done(void *arg, enum scanner_status st, char *reply, size_t l
 	}
 }
 
-static const struct scanner_codec rspamd_codec = { rspamd_send, rspamd_complete, rspamd_done };
+static const struct scanner_codec rspamd_codec = { rspamd_send, NULL, rspamd_done, rspamd_feed };
 
 /* options: a struct rspamd_options (the typed `options:`). */
 static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
@@ -1133,18 +1312,19 @@ static void rspamd_fini(void *instance)
 	free(instance);
 }
 
-/* The most of a reply read: the JSON, and with use_action the body block after it, a body
- * up to limits.max_message_size (a larger one is refused by the host: it fails as such). */
-static size_t rspamd_reply_max(const struct rspamd_inst *ri, struct mxgate_call *c)
+/* The most of a body block read: with use_action limits.max_message_size and as much again
+ * as the JSON may hold (more is the entry's on_error; past max_message_size alone it is read
+ * and refused, 552), else as much as the JSON (we asked for none: not kept). */
+static uint64_t rspamd_block_max(const struct rspamd_inst *ri, struct mxgate_call *c)
 {
 	const char *v = ri->host->get(c, MXGATE_MAX_SIZE);
 	unsigned long long max = v ? strtoull(v, NULL, 10) : ri->max_size;
 
 	if (!ri->use_action)
 		return RSPAMD_REPLY_MAX;
-	if (max > (unsigned long long)RSPAMD_HTTP_BODY_MAX - RSPAMD_REPLY_MAX - 1)
-		max = (unsigned long long)RSPAMD_HTTP_BODY_MAX - RSPAMD_REPLY_MAX - 1;
-	return RSPAMD_REPLY_MAX + (size_t)max + 1;
+	if (max > (unsigned long long)RSPAMD_HTTP_BODY_MAX - RSPAMD_REPLY_MAX)
+		max = (unsigned long long)RSPAMD_HTTP_BODY_MAX - RSPAMD_REPLY_MAX;
+	return RSPAMD_REPLY_MAX + (uint64_t)max;
 }
 
 static void rspamd_on_eom(void *instance, struct mxgate_call *c)
@@ -1169,7 +1349,8 @@ static void rspamd_on_eom(void *instance, struct mxgate_call *c)
 	sc->cur_hdr = -1;
 	sc->msg = msg;
 	sc->len = len;
-	sc->scan = scanner_start(h->loop(c), &ri->addr, &rspamd_codec, rspamd_reply_max(ri, c), 0, sc);
+	rspamd_reader_init(&sc->rd, RSPAMD_REPLY_MAX, rspamd_block_max(ri, c), ri->use_action ? rspamd_body_sink : NULL, sc);
+	sc->scan = scanner_start(h->loop(c), &ri->addr, &rspamd_codec, RSPAMD_REPLY_MAX, 0, sc);
 	if (sc->scan == NULL) {
 		free(sc);
 		return h->done(c, MXGATE_ERROR, 0, NULL, "rspamd-unreachable");

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "plugin.h"
 
@@ -99,10 +100,52 @@ int rspamd_json_milter(const char *json, size_t len, enum rspamd_milter_part par
 int rspamd_json_parse(const char *json, size_t len, struct rspamd_result *out,
     rspamd_symbol_cb cb, void *arg);
 
-/* Splits an HTTP/1.x response: status code and body, and into *offset (may be NULL) its
- * Message-Offset (rspamd's body block with Flags: body_block: the JSON is body[0, offset),
- * the rewritten body follows), -1 when absent. 0, 1 (incomplete: need more), -1 (malformed,
- * an offset past the body too). */
+/* rspamd's HTTP/1.x reply read as it comes, in reads of any size (resumable; bounded; no
+ * I/O). Only the head (status line and fields, at most 64 KiB) and the JSON are kept, in buf
+ * (at most head_max octets together); with Message-Offset (rspamd's body block, asked with
+ * Flags: body_block: the JSON is the body's octets before the offset, the rewritten body
+ * those after it) the octets past the offset go to sink as they come, never kept here (at
+ * most body_max of them). The body ends at Content-Length (octets after it are ignored), or
+ * at the peer's close without one; chunked transfer coding is refused (we ask with
+ * Connection: close). The head is parsed once, when its blank line arrives. */
+struct rspamd_reader {
+	size_t head_max;             /* the head and the JSON kept, at most */
+	uint64_t body_max;           /* the body block, at most */
+	/* the body block's octets (block_len counts them already); NULL: dropped. 0, or -1:
+	 * the read ends (-3) */
+	int (*sink)(void *arg, const char *data, size_t len);
+	void *arg;
+	int status;                  /* the HTTP status, once the head is read (else 0) */
+	long offset;                 /* Message-Offset, -1 when absent */
+	uint64_t block_len;          /* octets of the body block read */
+	char *buf;                   /* the head, then the JSON: len octets, NUL after them; owned */
+	size_t len, cap;
+	size_t hlen;                 /* the head's octets with its blank line; 0 until it is read */
+	/* private */
+	long clen;                   /* Content-Length, -1 when absent */
+	uint64_t body_seen;          /* octets of the HTTP body read (the JSON and the block) */
+	unsigned crlf;               /* how much of CRLF CRLF the head read so far ends in */
+	int rc;                      /* 1 while reading, else the outcome */
+};
+
+/* An empty reader with its bounds and sink (head_max >= 1). */
+void rspamd_reader_init(struct rspamd_reader *r, size_t head_max, uint64_t body_max,
+    int (*sink)(void *arg, const char *data, size_t len), void *arg);
+/* Reads len octets of the reply (data may be NULL when len is 0); eof: the peer closed after
+ * them. 1 (incomplete: more to read), 0 (complete), -1 (malformed: the head, a number, an
+ * offset past the body, cut short of Content-Length or of the head at eof), -2 (past
+ * head_max or body_max), -3 (the sink failed). Once not 1, every later call returns the same
+ * and reads nothing. */
+int rspamd_reader_feed(struct rspamd_reader *r, const char *data, size_t len, bool eof);
+/* The JSON read so far (NUL-terminated after *len; into buf, valid until the next feed or
+ * free). */
+const char *rspamd_reader_json(const struct rspamd_reader *r, size_t *len);
+/* Frees the reader's buffer (the struct is the caller's); NULL is a no-op. */
+void rspamd_reader_free(struct rspamd_reader *r);
+
+/* A whole reply at once (the reader over resp; for the tests and the fuzz harness): status
+ * code and body (into resp), and into *offset (may be NULL) its Message-Offset, -1 when
+ * absent. 0, 1 (incomplete: need more), -1 (malformed, an offset past the body too). */
 int rspamd_http_parse(const char *resp, size_t len, bool eof, int *status, const char **body,
     size_t *blen, long *offset);
 

@@ -10,8 +10,9 @@ struct scanner {
 	void *arg;
 	uv_timer_t timer;
 	bool timer_open, connected, finished;
-	char *reply;                 /* cap + 1 bytes, grown as the reply comes (cap <= max) */
-	size_t len, cap, max;
+	char *reply;                 /* cap + 1 bytes, grown as the reply comes (cap <= max);
+	                              * none with codec->feed */
+	size_t len, cap, max;        /* len: the octets read (with feed, counted only) */
 };
 
 static const char *const scanner_status_names[] = { "ok", "unreachable", "closed", "io_error",
@@ -55,7 +56,7 @@ static void scanner_finish(struct scanner *s, enum scanner_status st, int err)
 	s->finished = true;
 	if (s->timer_open)
 		uv_timer_stop(&s->timer);
-	s->codec->done(s->arg, st, s->len ? s->reply : NULL, s->len, err);
+	s->codec->done(s->arg, st, s->len && s->reply ? s->reply : NULL, s->len, err);
 }
 
 /* The reply is over (the peer closed, or failed after sending some): complete or not? */
@@ -66,6 +67,12 @@ static void scanner_end_of_reply(struct scanner *s, int err)
 	if (s->len == 0) {
 		scanner_finish(s, err ? (s->connected ? SCANNER_IO_ERROR : SCANNER_UNREACHABLE) :
 		    SCANNER_CLOSED, err);
+		return;
+	}
+	if (s->codec->feed) {
+		rc = s->codec->feed(NULL, 0, true, s->arg);
+		scanner_finish(s, rc == 0 ? SCANNER_OK : err ? SCANNER_IO_ERROR :
+		    rc == -2 ? SCANNER_TOO_BIG : SCANNER_BAD_REPLY, err);
 		return;
 	}
 	if (s->codec->complete == NULL) {
@@ -86,6 +93,13 @@ static void scanner_data(struct scanner *s, const char *data, size_t n)
 	size_t take = n;
 	int rc;
 
+	if (s->codec->feed) {        /* the codec keeps what it needs: nothing here */
+		s->len += n;
+		rc = s->codec->feed(data, n, false, s->arg);
+		if (rc != 1)
+			scanner_finish(s, rc == 0 ? SCANNER_OK : rc == -2 ? SCANNER_TOO_BIG : SCANNER_BAD_REPLY, 0);
+		return;
+	}
 	if (take > s->max - s->len)
 		take = s->max - s->len;
 	/* grown by doubling, not max + 1 at once: rspamd's max is its JSON plus a body of

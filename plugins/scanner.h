@@ -1,6 +1,7 @@
 /* scanner.h — one request/reply exchange with a content scanner over a stream socket (clamd,
  * spamd, rspamd): opens the peer (plugins/pconn.h), lets the protocol codec queue its request
- * once connected, collects the reply up to a bound, and ends with exactly one outcome — the
+ * once connected, collects the reply up to a bound (or hands each read to the codec, which
+ * keeps what it needs: rspamd's body block), and ends with exactly one outcome — the
  * reply is complete (the codec says so, or the peer closed), or an error (connect, I/O, reply
  * too big, timeout). The codecs build requests and read replies; they hold no socket code.
  *
@@ -37,8 +38,14 @@ struct scanner_codec {
 	 * 1 = needs more, 0 = complete, -1 = malformed. NULL: complete when the peer closes. */
 	int (*complete)(const char *reply, size_t len, bool eof, void *arg);
 	/* The outcome, once. reply is the bytes read (NUL-terminated after len; writable; NULL
-	 * when none), valid during the call. err: the libuv error, else 0. */
+	 * when none, or with feed), valid during the call. err: the libuv error, else 0. */
 	void (*done)(void *arg, enum scanner_status st, char *reply, size_t len, int err);
+	/* Optional, instead of complete and the scanner's buffer: each read as it comes (len > 0),
+	 * and once with eof (data NULL, len 0) when the peer closed or failed after sending some;
+	 * the codec keeps what it needs, within its own bounds (max_reply is not used). 1 = needs
+	 * more, 0 = complete, -1 = malformed, -2 = too big. done then gets reply NULL and len the
+	 * octets read. */
+	int (*feed)(const char *data, size_t len, bool eof, void *arg);
 };
 
 /* Starts connecting to addr on loop. max_reply bounds the reply (>= 1); timeout_ms bounds

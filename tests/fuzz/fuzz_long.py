@@ -127,7 +127,9 @@ SINCE = {
     # w-rspamd3: the HTTP splitter's Message-Offset (rspamd's body block), orders kept negative
     # moved to the merge of w-fuzz (session 19): its campaigns (03:48Z, 04:12Z) ran the harness
     # before w-rspamd3's
-    'fuzz_rspamd_reply': '2026-12-05T04:33Z',
+    # session 25's w-rspamdbody: the reply read as it comes (rspamd_reader) cut by a
+    # generator the input seeds, against the same reply fed whole, and with small bounds
+    'fuzz_rspamd_reply': '2026-12-06T01:00Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
     # session 19's w-left2: the same octet check as fuzz_backend_reply (smtp_reply_printable)
     'fuzz_plugin_output': '2026-12-05T03:30Z',

@@ -1,9 +1,14 @@
 /* fuzz_rspamd_reply.c — rspamd's HTTP reply splitter and the bounded JSON reader (the
  * result and the "milter" block's header operations) over arbitrary bytes (first byte: 1 =
  * treat input as complete/EOF; the rest, shifted right once, modulo 5: the part of the
- * reply's operations read, enum rspamd_milter_part). */
+ * reply's operations read, enum rspamd_milter_part). And the reply read as it comes
+ * (rspamd_reader): fed in reads cut where a generator seeded by the input says, it must end
+ * as fed whole — the same outcome, status, offset, JSON and body block — within its bounds
+ * (the head and JSON kept at most head_max, the block at most body_max, both made small by
+ * the first byte's top bits to reach them). */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "plugins/rspamd.h"
@@ -22,6 +27,77 @@ static void fuzz_hdr_cb(void *arg, const struct rspamd_header_op *op)
 	if (op->remove != (op->value == NULL) || (!op->remove && !op->insert && op->index != -1) ||
 	    (op->insert && (op->remove || op->index < -10000 || op->index > 10000)))
 		__builtin_trap();
+}
+
+/* The body block as the sink gets it: appended to a buffer of the input's size. */
+struct fuzz_block { char *p; size_t len, cap; };
+
+static int fuzz_block_cb(void *arg, const char *data, size_t len)
+{
+	struct fuzz_block *b = arg;
+
+	if (len == 0 || len > b->cap - b->len)
+		__builtin_trap();       /* never empty, never more than the reply holds */
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+/* The reply fed in reads of 1..64 octets (seed's generator), or whole (seed 0), then the
+ * close when eof; the outcome. */
+static int fuzz_reader(const char *reply, size_t len, bool eof, size_t head_max, uint64_t body_max,
+    uint32_t seed, struct rspamd_reader *r, struct fuzz_block *b)
+{
+	size_t at = 0;
+	int rc = 1;
+
+	rspamd_reader_init(r, head_max, body_max, fuzz_block_cb, b);
+	while (at < len && rc == 1) {
+		size_t n = len - at;
+
+		if (seed) {
+			seed = seed * 1103515245u + 12345u;
+			n = 1 + (seed >> 16) % 64;
+			if (n > len - at)
+				n = len - at;
+		}
+		rc = rspamd_reader_feed(r, reply + at, n, false);
+		at += n;
+	}
+	rc = rspamd_reader_feed(r, NULL, 0, eof);
+	if (r->len > head_max || r->block_len > body_max || r->block_len != b->len)
+		__builtin_trap();
+	return rc;
+}
+
+/* Whole and cut must agree. */
+static void fuzz_reader_cuts(const char *reply, size_t len, bool eof, size_t head_max, uint64_t body_max,
+    uint32_t seed)
+{
+	struct rspamd_reader w, c;
+	struct fuzz_block bw = { malloc(len + 1), 0, len }, bc = { malloc(len + 1), 0, len };
+	int rw, rc;
+
+	if (bw.p == NULL || bc.p == NULL)
+		goto out;
+	rw = fuzz_reader(reply, len, eof, head_max, body_max, 0, &w, &bw);
+	rc = fuzz_reader(reply, len, eof, head_max, body_max, seed | 1, &c, &bc);
+	if (rw != rc)
+		__builtin_trap();
+	if (rw == 0) {
+		size_t jw, jc;
+		const char *pw = rspamd_reader_json(&w, &jw), *pc = rspamd_reader_json(&c, &jc);
+
+		if (w.status != c.status || w.offset != c.offset || jw != jc || memcmp(pw, pc, jw) != 0 ||
+		    pw[jw] != '\0' || bw.len != bc.len || memcmp(bw.p, bc.p, bw.len) != 0 ||
+		    (w.offset >= 0 && jw != (size_t)w.offset))
+			__builtin_trap();
+	}
+	rspamd_reader_free(&w);
+	rspamd_reader_free(&c);
+out:
+	free(bw.p);
+	free(bc.p);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -52,5 +128,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 		(void)rspamd_json_parse(body, blen, &r, fuzz_sym_cb, &acc);
 	}
+	/* read as it comes: unbounded but for the input, then with small bounds */
+	uint32_t seed = (uint32_t)size * 2654435761u ^ data[0];
+
+	for (size_t i = 1; i < size && i < 64; i++)
+		seed = seed * 31 + data[i];
+	fuzz_reader_cuts((const char *)data + 1, size - 1, data[0] & 1, size, UINT64_MAX, seed);
+	fuzz_reader_cuts((const char *)data + 1, size - 1, data[0] & 1, 1 + (data[0] >> 4) * 8, (data[0] >> 4) & 7, seed);
 	return 0;
 }

@@ -16,12 +16,45 @@ dkim_signing writes by default (one, folded / an array of two); BODYME -> a body
 rewrote (task:set_message), sent after the JSON with a Message-Offset header when the request
 said Flags: body_block (the body only with milter, as rspamd's protocol.c; BODYSPAMHDR with
 "add header" and spam_header too, BODYBIG one of 300,000 octets, BODYBADOFF / BODYPASTOFF a
-Message-Offset that is no number / past the reply); otherwise ham with two symbols. Records the request headers it saw in requests.log next to the script's
+Message-Offset that is no number / past the reply; "BODYHOLD SIZE DIR": a body of SIZE
+octets, all but its last octet sent, then the file DIR/sent-PORT written and the last octet
+held until DIR/go exists, then sent, or not when DIR/go says "cut": the connection closed
+short of it); otherwise ham with two symbols. Records the request headers it saw in requests.log next to the script's
 log (first line of each request: the envelope headers as JSON).
 usage: fake_rspamd.py PORT LOGFILE"""
-import email.header, json, re, socket, sys, threading
+import email.header, json, os, re, socket, sys, threading, time
 
 GTUBE = b'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
+
+
+def flags_of(hdrs):
+    return [f.strip() for v in hdrs.get('flags', []) for f in v.split(',')]
+
+
+def hold(c, body, flags):
+    """BODYHOLD SIZE DIR: a body block of SIZE octets (whole lines), its last octet held
+    until DIR/go exists (DIR/sent-PORT, the client's port, written once the rest was sent);
+    a DIR/go that says "cut": closed without it."""
+    m = re.search(rb'BODYHOLD (\d+) (\S+)', body)
+    size, d = int(m.group(1)), m.group(2).decode()
+    line = b'0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwx\r\n'
+    new = (line * (size // len(line) + 1))[:size]
+    if 'milter' not in flags or 'body_block' not in flags:
+        new = b''
+    out = json.dumps({'score': 0.5, 'required_score': 15.0, 'action': 'no action', 'symbols': {},
+                      'messages': {}, 'milter': {'remove_headers': {'X-Spam': 0}}}).encode()
+    head = (b'HTTP/1.1 200 OK\r\nConnection: close\r\nServer: rspamd/3.4\r\nContent-Type: application/json\r\n'
+            b'Message-Offset: %d\r\nContent-Length: %d\r\n\r\n' % (len(out), len(out) + len(new)))
+    reply = head + out + new
+    c.sendall(reply[:-1])
+    with open(os.path.join(d, 'sent-%d' % c.getpeername()[1]), 'w'):
+        pass
+    while not os.path.exists(os.path.join(d, 'go')):
+        time.sleep(0.05)
+    with open(os.path.join(d, 'go')) as f:
+        if f.read() == 'cut':   # the reply ends early: closed without its last octet
+            return
+    c.sendall(reply[-1:])
 
 
 def serve(c, log):
@@ -103,6 +136,9 @@ def serve(c, log):
         elif b'BODYSPAMHDR' in body:
             res = {'score': 6.5, 'required_score': 15.0, 'action': 'add header', 'symbols': {},
                    'milter': {'spam_header': 'spammy', 'remove_headers': {'X-Spam': 0}}}
+        elif b'BODYHOLD' in body:
+            hold(c, body, flags_of(hdrs))
+            return
         elif b'BODY' in body:
             res = {'score': 0.5, 'required_score': 15.0, 'action': 'no action', 'symbols': {}, 'messages': {},
                    'milter': {'remove_headers': {'X-Spam': 0}}}
@@ -117,7 +153,7 @@ def serve(c, log):
                    'time_real': 0.01, 'milter': {'add_headers': {'X-Rspamd': {'value': 'x', 'order': 0}}}}
         out = b'{"score": oops' if b'GARBAGEME' in body else json.dumps(res).encode()
         extra = b''
-        flags = [f.strip() for v in hdrs.get('flags', []) for f in v.split(',')]
+        flags = flags_of(hdrs)
         if b'BODY' in body and 'body_block' in flags:
             new = b'Rewritten by fake rspamd.\r\n' * (11000 if b'BODYBIG' in body else 1)
             if 'milter' not in flags:      # the whole message then

@@ -351,6 +351,146 @@ static void test_rspamd_http(void **state)
 	assert_int_equal(rspamd_http_parse(junk, strlen(junk), true, &status, &body, &blen, &off), -1);
 }
 
+/* rspamd's reply read as it comes (rspamd_reader): each row fed whole, one octet a read, and
+ * split in two at every octet; the outcome, the JSON kept and the body block given to the
+ * sink must not depend on how the reply was cut. */
+struct reader_row {
+	const char *label, *reply;
+	bool eof;
+	size_t head_max;
+	uint64_t body_max;
+	int rc;
+	const char *json, *block;   /* with rc 0 */
+	long offset;
+};
+
+static const struct reader_row reader_rows[] = {
+	{ "body block after the JSON", "HTTP/1.1 200 OK\r\nMessage-Offset: 4\r\nContent-Length: 10\r\n\r\n{}{}abcdef",
+	  false, 1024, 100, 0, "{}{}", "abcdef", 4 },
+	{ "no Message-Offset: all of it JSON", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd", false, 1024, 100, 0,
+	  "abcd", "", -1 },
+	{ "octets past Content-Length ignored", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcdEXTRA", false, 1024, 100,
+	  0, "abcd", "", -1 },
+	{ "offset at the end: no block", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nmessage-offset:4\r\n\r\n{}{}", false,
+	  1024, 100, 0, "{}{}", "", 4 },
+	{ "Content-Length 0", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, 1024, 100, 0, "", "", -1 },
+	{ "without Content-Length: to the close", "HTTP/1.0 200 OK\r\nMessage-Offset: 2\r\n\r\n{}xyz", true, 1024, 100,
+	  0, "{}", "xyz", 2 },
+	{ "without Content-Length, open: more to read", "HTTP/1.0 200 OK\r\n\r\nxyz", false, 1024, 100, 1 },
+	{ "cut short of Content-Length at the close", "HTTP/1.1 200 OK\r\nMessage-Offset: 2\r\nContent-Length: 9\r\n\r\n{}ab",
+	  true, 1024, 100, -1 },
+	{ "short of Content-Length, open: more to read", "HTTP/1.1 200 OK\r\nMessage-Offset: 2\r\nContent-Length: 9\r\n\r\n{}ab",
+	  false, 1024, 100, 1 },
+	{ "offset past Content-Length: malformed at once", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nMessage-Offset: 5\r\n\r\n",
+	  false, 1024, 100, -1 },
+	{ "offset past the body at the close", "HTTP/1.1 200 OK\r\nMessage-Offset: 9\r\n\r\n{}{}", true, 1024, 100, -1 },
+	{ "head without its blank line at the close", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n", true, 1024, 100, -1 },
+	{ "head unfinished, open: more to read", "HTTP/1.1 2", false, 1024, 100, 1 },
+	{ "CR CR LF CR LF ends the head", "HTTP/1.1 200 OK\r\r\n\r\nab", true, 1024, 100, 0, "ab", "", -1 },
+	{ "CR LF CR CR LF does not", "HTTP/1.1 200 OK\r\n\r\r\nab", true, 1024, 100, -1 },
+	{ "chunked refused", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd", true, 1024, 100, -1 },
+	{ "no HTTP", "SMTP 220 hello\r\n\r\n", true, 1024, 100, -1 },
+	{ "Message-Offset no number", "HTTP/1.1 200 OK\r\nMessage-Offset: x1\r\n\r\n{}", true, 1024, 100, -1 },
+	{ "JSON past head_max", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{}{}{}{}", false, 40, 100, -2 },
+	{ "JSON exactly at head_max", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{}{}{}{}", false, 46, 100, 0,
+	  "{}{}{}{}", "", -1 },
+	{ "block past body_max", "HTTP/1.1 200 OK\r\nMessage-Offset: 2\r\nContent-Length: 8\r\n\r\n{}abcdef", false, 1024, 5,
+	  -2 },
+	{ "block exactly at body_max", "HTTP/1.1 200 OK\r\nMessage-Offset: 2\r\nContent-Length: 8\r\n\r\n{}abcdef", false,
+	  1024, 6, 0, "{}", "abcdef", 2 },
+	{ "the sink fails", "HTTP/1.1 200 OK\r\nMessage-Offset: 2\r\nContent-Length: 8\r\n\r\n{}FAILab", false, 1024, 100,
+	  -3 },
+};
+
+struct reader_sink { char got[256]; size_t len; };
+
+static int reader_sink_cb(void *arg, const char *data, size_t len)
+{
+	struct reader_sink *k = arg;
+
+	if (len > sizeof(k->got) - k->len)
+		return -1;
+	memcpy(k->got + k->len, data, len);
+	k->len += len;
+	return memmem(k->got, k->len, "FAIL", 4) ? -1 : 0;
+}
+
+/* Feeds row's reply in reads of at most step octets (the first read first octets when
+ * first > 0), then the close when the row says; checks the outcome. */
+static void reader_check(const struct reader_row *rw, size_t first, size_t step)
+{
+	struct rspamd_reader r;
+	struct reader_sink k = { .len = 0 };
+	size_t len = strlen(rw->reply), at = 0, jl;
+	int rc = 1;
+
+	rspamd_reader_init(&r, rw->head_max, rw->body_max, reader_sink_cb, &k);
+	while (at < len && rc == 1) {
+		size_t n = first && at == 0 ? first : step;
+
+		if (n > len - at)
+			n = len - at;
+		rc = rspamd_reader_feed(&r, rw->reply + at, n, false);
+		at += n;
+	}
+	rc = rspamd_reader_feed(&r, NULL, 0, rw->eof);
+	if (rc != rw->rc)
+		fail_msg("%s (first %zu, step %zu): %d, want %d", rw->label, first, step, rc, rw->rc);
+	if (rc != 1)
+		assert_int_equal(rspamd_reader_feed(&r, "x", 1, true), rc);   /* settled */
+	if (rc == 0) {
+		const char *json = rspamd_reader_json(&r, &jl);
+
+		if (jl != strlen(rw->json) || memcmp(json, rw->json, jl) != 0 || json[jl] != '\0' ||
+		    k.len != strlen(rw->block) || memcmp(k.got, rw->block, k.len) != 0 || r.block_len != k.len ||
+		    r.offset != rw->offset || r.status != 200)
+			fail_msg("%s (first %zu, step %zu): json '%.*s' block '%.*s' offset %ld", rw->label, first, step,
+			    (int)jl, json, (int)k.len, k.got, r.offset);
+	}
+	assert_true(r.len <= rw->head_max);
+	rspamd_reader_free(&r);
+	rspamd_reader_free(NULL);
+}
+
+static void test_rspamd_reader(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(reader_rows) / sizeof(reader_rows[0]); i++) {
+		const struct reader_row *rw = &reader_rows[i];
+		size_t len = strlen(rw->reply);
+
+		reader_check(rw, 0, len ? len : 1);          /* whole */
+		reader_check(rw, 0, 1);                      /* an octet a read */
+		for (size_t cut = 1; cut < len; cut++)       /* two reads */
+			reader_check(rw, cut, len);
+	}
+}
+
+/* A head that does not end within 64 KiB is no HTTP reply (bounded: it is not kept
+ * growing); one that ends at 64 KiB is read. */
+static void test_rspamd_reader_head_max(void **state)
+{
+	size_t n = 65536;
+	char *big = malloc(n + 16);
+	struct rspamd_reader r;
+
+	(void)state;
+	assert_non_null(big);
+	memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
+	memset(big + 20, 'a', n - 20);
+	rspamd_reader_init(&r, 1 << 20, 0, NULL, NULL);
+	assert_int_equal(rspamd_reader_feed(&r, big, n, false), 1);
+	assert_int_equal(rspamd_reader_feed(&r, "a", 1, false), -1);
+	assert_true(r.len <= n);
+	rspamd_reader_free(&r);
+	memcpy(big + n - 4, "\r\n\r\n", 4);
+	rspamd_reader_init(&r, 1 << 20, 0, NULL, NULL);
+	assert_int_equal(rspamd_reader_feed(&r, big, n, true), 0);
+	assert_int_equal(r.hlen, n);
+	rspamd_reader_free(&r);
+	free(big);
+}
+
 /* ------------------------------------------------------------------- addresses */
 
 struct addr_row { const char *label, *text; int rc; bool is_unix; int port; };
@@ -1207,6 +1347,8 @@ int main(void)
 		cmocka_unit_test(test_rspamd_json_milter),
 		cmocka_unit_test(test_rspamd_json_milter_flags),
 		cmocka_unit_test(test_rspamd_http),
+		cmocka_unit_test(test_rspamd_reader),
+		cmocka_unit_test(test_rspamd_reader_head_max),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_option_tables),

@@ -2,7 +2,7 @@
  * one labelled row per behaviour: a reply the codec calls complete while the peer stays, a
  * reply to the close, a close without a reply, a refused connect, a reply over the bound, a
  * malformed reply, a peer that never answers (the timeout), a reply followed by a reset, and a
- * scan freed before it ends. The request the codec queued must reach the peer whole. */
+ * scan freed before it ends; the same for a codec that keeps the reply itself (feed). The request the codec queued must reach the peer whole. */
 #include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -228,6 +228,81 @@ static void test_rows(void **state)
 	}
 }
 
+/* A codec that keeps the reply itself (scanner_codec.feed): every read reaches it as it
+ * comes, once more at the close; the scanner keeps none (done gets NULL and the count). */
+struct fed { struct result r; char got[64]; size_t len, total; int eofs; };
+
+static int t_feed(const char *data, size_t len, bool eof, void *arg)
+{
+	struct fed *f = arg;
+
+	if (eof) {
+		f->eofs++;
+		return f->len ? 0 : -1;
+	}
+	f->total += len;
+	if (f->total > 1024)
+		return -2;             /* the codec's own bound */
+	memcpy(f->got + f->len, data, len < sizeof(f->got) - 1 - f->len ? len : sizeof(f->got) - 1 - f->len);
+	f->len += len < sizeof(f->got) - 1 - f->len ? len : sizeof(f->got) - 1 - f->len;
+	return t_complete(f->got, f->len, false, NULL);
+}
+
+static void t_feed_done(void *arg, enum scanner_status st, char *reply, size_t len, int err)
+{
+	struct fed *f = arg;
+
+	assert_null(reply);
+	t_done(&f->r, st, NULL, len, err);
+}
+
+static const struct scanner_codec t_feed_codec = { t_send, NULL, t_feed_done, t_feed };
+
+static const struct row feed_rows[] = {
+	{ "fed: complete while the peer stays", PEER_REPLY_NUL_STAY, false, 1, 0, SCANNER_OK, "stream: OK" },
+	{ "fed: read to the close", PEER_REPLY_CLOSE, false, 1, 0, SCANNER_OK, "REPLY" },
+	{ "fed: close without a reply", PEER_CLOSE, false, 1, 0, SCANNER_CLOSED, NULL },
+	{ "fed: over the codec's bound", PEER_BIG, false, 1, 0, SCANNER_TOO_BIG, NULL },
+	{ "fed: malformed", PEER_GARBAGE, false, 1, 0, SCANNER_BAD_REPLY, NULL },
+};
+
+static void test_feed(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(feed_rows) / sizeof(feed_rows[0]); i++) {
+		const struct row *rw = &feed_rows[i];
+		struct fed f = { .r = { 0 } };
+		struct pconn_addr addr;
+		const char *why;
+		struct peer p;
+		uv_loop_t loop;
+		char text[32];
+
+		peer_start(&p, rw->mode);
+		snprintf(text, sizeof(text), "127.0.0.1:%d", p.port);
+		assert_int_equal(pconn_addr_parse(text, &addr, &why), 0);
+		uv_loop_init(&loop);
+		f.r.s = scanner_start(&loop, &addr, &t_feed_codec, rw->max, 0, &f);
+		assert_non_null(f.r.s);
+		run_until(&loop, &f.r.calls);
+		if (f.r.calls != 1 || f.r.st != rw->want)
+			fail_msg("%s: %d calls, status %s, want %s", rw->label, f.r.calls,
+			    scanner_status_name(f.r.st), scanner_status_name(rw->want));
+		if (rw->want_reply && strcmp(f.got, rw->want_reply) != 0)
+			fail_msg("%s: reply '%s'", rw->label, f.got);
+		if (rw->want != SCANNER_CLOSED && f.r.len != f.total)
+			fail_msg("%s: %zu octets counted, %zu fed", rw->label, f.r.len, f.total);
+		/* the close reaches the codec only when it still needed more */
+		if (f.eofs != (rw->mode == PEER_REPLY_CLOSE))
+			fail_msg("%s: %d closes fed", rw->label, f.eofs);
+		scanner_free(f.r.s);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		assert_int_equal(f.r.calls, 1);
+		assert_int_equal(uv_loop_close(&loop), 0);
+		peer_stop(&p);
+	}
+}
+
 /* Freed before the outcome (a cancelled call): nothing is called, nothing leaks. */
 static void test_free_early(void **state)
 {
@@ -261,6 +336,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rows),
+		cmocka_unit_test(test_feed),
 		cmocka_unit_test(test_free_early),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
