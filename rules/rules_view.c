@@ -384,11 +384,13 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 		} else if (html || plain) {
 			size_t ul;
 			bool dec;
-			char *u = charset_normalize(d, dl, p->charset, false, &ul, &dec);
+			char *uown;
+			/* the part itself when it is ASCII or valid UTF-8: not copied */
+			const char *u = charset_normalize_view(d, dl, p->charset, false, &ul, &dec, &uown);
 
 			rules_buf_put(&text, u, rules_scan_cut(u, ul, RULES_BODY_SCAN, false, true));
 			wide = wide || dec;
-			free(u);
+			free(uown);
 		}
 		free(own);
 	}

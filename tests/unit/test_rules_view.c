@@ -22,21 +22,26 @@
 #define LINE "We met at the conference and talked about the new release of the scheduler.\r\n"
 #define NLINES 25000           /* about 2 MB */
 
-static char *big_message(size_t *len, const char *cte)
+static char *big_message_typed(size_t *len, const char *type, const char *line, const char *cte)
 {
-	size_t cap = NLINES * (sizeof(LINE) - 1) + 1024, n;
+	size_t ll = strlen(line), cap = NLINES * ll + 1024, n;
 	char *m = malloc(cap);
 
 	assert_non_null(m);
 	n = (size_t)snprintf(m, cap, "From: a@example.org\r\nTo: b@example.test\r\nSubject: notes\r\n"
-	    "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n"
-	    "Content-Transfer-Encoding: %s\r\n\r\n", cte);
+	    "MIME-Version: 1.0\r\nContent-Type: %s; charset=us-ascii\r\n"
+	    "Content-Transfer-Encoding: %s\r\n\r\n", type, cte);
 	for (int i = 0; i < NLINES; i++) {
-		memcpy(m + n, LINE, sizeof(LINE) - 1);
-		n += sizeof(LINE) - 1;
+		memcpy(m + n, line, ll);
+		n += ll;
 	}
 	*len = n;
 	return m;
+}
+
+static char *big_message(size_t *len, const char *cte)
+{
+	return big_message_typed(len, "text/plain", LINE, cte);
 }
 
 static size_t heap_size(void)
@@ -71,9 +76,11 @@ static void test_body_peak(void **state)
 	rules_result_free(&res);
 	if (before == 0)
 		print_message("malloc does not say (sanitizers): not checked\n");
-	/* the parse's copy (CRLF as LF) and what the views are made with (main: 2.26x, with a
-	 * decoded copy of the part besides; now 1.27x) */
-	assert_true(peak <= 7 * len / 4);
+	/* the parse's copy (CRLF as LF) and what the views are made with (session 24's main:
+	 * 2.26x, with a decoded copy of the part besides; then 1.27x with the part normalized
+	 * into a copy, ASCII as it was; now 0.18x: the heap held 3.2 MB free from the rule
+	 * set's compilation when the scan began, the growth is the peak beyond that) */
+	assert_true(peak <= len);
 	rules_scratch_free(sc);
 	rules_set_free(rs);
 	free(msg);
