@@ -74,8 +74,10 @@ static void test_body_peak(void **state)
 	rules_set_scan(rs, sc, msg, len, NULL, NULL, 0, &res);
 	peak = heap_size() - before;
 	print_message("message %zu octets, one text part: the scan's heap grew by %zu octets "
-	    "(%.2fx)\n", len, peak, (double)peak / (double)len);
-	assert_int_equal(res.n, 2);
+	    "(%.2fx)%s\n", len, peak, (double)peak / (double)len,
+	    res.over_budget ? ", over the scan budget" : "");
+	if (!res.over_budget)       /* see test_html_peak */
+		assert_int_equal(res.n, 2);
 	rules_result_free(&res);
 	if (before == 0)
 		print_message("malloc does not say (sanitizers): not checked\n");
@@ -112,8 +114,13 @@ static void test_html_peak(void **state)
 	rules_set_scan(rs, sc, msg, len, NULL, NULL, 0, &res);
 	peak = heap_size() - before;
 	print_message("message %zu octets, one HTML part: the scan's heap grew by %zu octets "
-	    "(%.2fx)\n", len, peak, (double)peak / (double)len);
-	assert_int_equal(res.n, 2);
+	    "(%.2fx)%s\n", len, peak, (double)peak / (double)len,
+	    res.over_budget ? ", over the scan budget" : "");
+	/* both rules hit, unless the 5 s budget of a scan ran out first (a slow sanitized
+	 * build on a busy machine): then the rules left are unknown, what is measured here
+	 * is still the peak of everything the scan built */
+	if (!res.over_budget)
+		assert_int_equal(res.n, 2);
 	rules_result_free(&res);
 	if (before == 0)
 		print_message("malloc does not say (sanitizers): not checked\n");
