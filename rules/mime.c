@@ -151,6 +151,8 @@ int mime_parse(const char *msg, size_t len, const struct mime_limits *lim,
 	 * (the parser only reads, so msg stays as it was; the parts' contents are pieces of
 	 * the stream, GMime's persistent parse). g_mime_stream_mem_new_with_buffer copied the
 	 * whole message first. The array's own struct is freed after the last reader. */
+	if (len > G_MAXUINT)
+		return -1;             /* a GByteArray's length is a guint */
 	ba = g_byte_array_new_take((guint8 *)(uintptr_t)msg, len);
 	st = g_mime_stream_mem_new_with_byte_array(ba);
 	if (st == NULL) {
