@@ -497,8 +497,10 @@ static bool declared_ascii_family(const char *d, bool extended)
 	return false;
 }
 
-char *charset_normalize(const char *s, size_t n, const char *declared, bool insist,
-    size_t *outlen, bool *decoded)
+/* _normalize; see charset.h. The input itself when the result is its octets: ASCII in an
+ * ASCII family charset, valid UTF-8, or ASCII nothing decoded. */
+const char *charset_normalize_view(const char *s, size_t n, const char *declared, bool insist,
+    size_t *outlen, bool *decoded, char **owned)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	struct cbuf out = { 0 };
@@ -508,26 +510,23 @@ char *charset_normalize(const char *s, size_t n, const char *declared, bool insi
 	if (decoded == NULL)
 		decoded = &dummy;
 	*decoded = true;
+	*owned = NULL;
+	*outlen = n;
 
 	if (declared == NULL || declared[0] == '\0')
 		declared = "us-ascii";
 	for (size_t i = 0; i < n; i++)
 		high += u[i] >= 0x80;
-	cb_put(&out, "", 0);
 	if (!high && declared_ascii_family(declared, true)) {
-		cb_put(&out, s, n);
-		*outlen = out.n;
 		*decoded = false;
-		return out.p;
+		return s;
 	}
 	if (high && !insist) {
-		if (charset_utf8_valid(s, n)) {
-			cb_put(&out, s, n);
-			*outlen = out.n;
-			return out.p;
-		}
+		if (charset_utf8_valid(s, n))
+			return s;
 		tried_utf8 = true;
 	}
+	cb_put(&out, "", 0);
 	if (strcasecmp(declared, "us-ascii") == 0 || strcasecmp(declared, "ascii") == 0) {
 		if (insist)
 			ok = conv_decode("ASCII", s, n, false, &out);
@@ -544,11 +543,11 @@ char *charset_normalize(const char *s, size_t n, const char *declared, bool insi
 			ok = cp1252_decode(u, n, !insist, &out);
 		} else if ((strcasecmp(declared, "utf-8") == 0 || strcasecmp(declared, "utf8") == 0)) {
 			if (!tried_utf8) {
-				ok = insist ? conv_decode("UTF-8", s, n, false, &out) : charset_utf8_valid(s, n);
-				if (ok && !insist) {
-					out.n = 0;
-					cb_put(&out, s, n);
+				if (!insist && charset_utf8_valid(s, n)) {
+					free(out.p);
+					return s;
 				}
+				ok = insist && conv_decode("UTF-8", s, n, false, &out);
 			}
 		} else if ((name = charset_iconv_name(declared, nb)) != NULL) {
 			ok = conv_decode(name, s, n, !insist, &out);
@@ -557,10 +556,9 @@ char *charset_normalize(const char *s, size_t n, const char *declared, bool insi
 			out.n = 0;
 	}
 	if (!ok && !high) {
-		out.n = 0;
-		cb_put(&out, s, n);
-		ok = true;
+		free(out.p);
 		*decoded = false;
+		return s;
 	} else if (!ok) {
 		/* ASCII with NBSP, SHY, some Windows-1252 punctuation and Latin-1 letters */
 		/* SA first tries Windows-1252 when the text is ASCII plus NBSP, SHY, some of its
@@ -568,12 +566,27 @@ char *charset_normalize(const char *s, size_t n, const char *declared, bool insi
 		 * Windows-1252 as the last resort, undefined bytes as U+FFFD: the same result */
 		out.n = 0;
 		cp1252_decode(u, n, false, &out);
-		ok = true;
 	}
-	if (out.p)
-		out.p[out.n] = '\0';
+	out.p[out.n] = '\0';
 	*outlen = out.n;
+	*owned = out.p;
 	return out.p;
+}
+
+char *charset_normalize(const char *s, size_t n, const char *declared, bool insist,
+    size_t *outlen, bool *decoded)
+{
+	char *own, *c;
+	const char *t = charset_normalize_view(s, n, declared, insist, outlen, decoded, &own);
+
+	if (own)
+		return own;
+	c = malloc(*outlen + 1);
+	if (c == NULL)
+		abort();
+	memcpy(c, t, *outlen);
+	c[*outlen] = '\0';
+	return c;
 }
 
 /* ---------------------------------------------------------------- headers */
@@ -688,11 +701,14 @@ char *charset_decode_header(const char *value, const char *name)
 	body = b.p;
 	bl = b.n;
 	if (high) {
-		char *u = charset_normalize(body, bl, "UTF-8", false, &n, NULL);
+		char *u;
 
-		free(body);
-		body = u;
-		bl = n;
+		charset_normalize_view(body, bl, "UTF-8", false, &n, NULL, &u);
+		if (u) {
+			free(body);
+			body = u;
+			bl = n;
+		}
 	}
 	{
 		static const char *const raw[] = { "received", "message-id", "resent-message-id", "date",
@@ -756,14 +772,15 @@ char *charset_decode_header(const char *value, const char *name)
 			if (v[i].cs[0] == '\0') {
 				cb_put(&res, s, v[i].s.n);
 			} else {
-				char *star = strchr(v[i].cs, '*'), *t;
+				char *star = strchr(v[i].cs, '*'), *own;
+				const char *t;
 				size_t tl;
 
 				if (star)
 					*star = '\0';
-				t = charset_normalize(s, v[i].s.n, v[i].cs, true, &tl, NULL);
+				t = charset_normalize_view(s, v[i].s.n, v[i].cs, true, &tl, NULL, &own);
 				cb_put(&res, t, tl);
-				free(t);
+				free(own);
 			}
 			free(v[i].s.p);
 		}

@@ -19,6 +19,11 @@ bool charset_utf8_valid(const char *s, size_t n);
  * a character string (it was decoded) rather than the bytes it got. */
 char *charset_normalize(const char *s, size_t n, const char *declared, bool insist,
     size_t *outlen, bool *decoded);
+/* The same text (*outlen bytes), not copied when it is s's octets as they are (ASCII, valid
+ * UTF-8 kept): then *owned is NULL and the result is s (NUL-terminated only if s is). Else
+ * a malloc'd, NUL-terminated result, also in *owned for the caller to free. */
+const char *charset_normalize_view(const char *s, size_t n, const char *declared, bool insist,
+    size_t *outlen, bool *decoded, char **owned);
 /* Does the UTF-8 text hold a character above U+00FF? */
 bool charset_has_wide(const char *s, size_t n);
 /* A UTF-8 text with its characters U+0080..U+00FF as single bytes (what a Perl byte string

@@ -60,20 +60,22 @@ static struct eval_html *html_get(struct eval_ctx *c)
 	for (size_t i = 0; i < sm->nparts; i++) {
 		const struct samsg_part *p = &sm->parts[i];
 		size_t len;
-		char *t;
+		const char *t;
+		char *own, *uown = NULL;
 		bool decoded = false;
 
 		if (p->nkids || !(strcmp(p->type, "text/plain") == 0 || html_part_is_html(p)) ||
 		    !html_part_is_html(p))
 			continue;
-		t = samsg_decode(p, &len);
+		/* where the parse has the part when there is nothing to decode, and the part
+		 * itself when it is ASCII or valid UTF-8: a part of 7bit or 8bit HTML was
+		 * copied twice (decoded, normalized) beside the body views' reading of it */
+		t = samsg_body(p, &len, &own);
 		if (len) {
 			/* normalize_charset: the parser reads the part as UTF-8 characters */
 			size_t ul;
-			char *u = charset_normalize(t, len, p->charset, false, &ul, &decoded);
 
-			free(t);
-			t = u;
+			t = charset_normalize_view(t, len, p->charset, false, &ul, &decoded, &uown);
 			len = ul;
 		}
 		if (len) {
@@ -88,7 +90,8 @@ static struct eval_html *html_get(struct eval_ctx *c)
 			    eh->v[eh->n].rendered_len);
 			eh->n++;
 		}
-		free(t);
+		free(uown);
+		free(own);
 	}
 	return eh;
 }

@@ -699,12 +699,14 @@ static void mime_madiff(struct eval_ctx *c, struct eval_mime *mm)
 				/* rendered(): the text decoded to characters (normalize_charset) */
 				size_t dl, ul;
 				bool wide;
-				char *d = samsg_decode(p, &dl);
-				char *u = charset_normalize(d, dl, p->charset, false, &ul, &wide);
+				char *own, *uown;
+				const char *d = samsg_body(p, &dl, &own);
+				const char *u = charset_normalize_view(d, dl, p->charset, false, &ul, &wide,
+				    &uown);
 
 				mime_words_text(&text, u, ul, wide);
-				free(u);
-				free(d);
+				free(uown);
+				free(own);
 			}
 		}
 		orig = html.len;

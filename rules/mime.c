@@ -85,14 +85,12 @@ static void mime_add_text(struct mime_walk *w, GMimeTextPart *tp, bool html)
 	w->text_total += len;
 	w->r->parts = mime_grow(w->r->parts, &w->parts_cap, w->r->nparts + 1, sizeof(*mt));
 	mt = &w->r->parts[w->r->nparts++];
-	mt->text = malloc(len + 1);
-	if (mt->text == NULL)
-		abort();
-	memcpy(mt->text, t, len);
-	mt->text[len] = '\0';
+	/* GMime's string is kept (cut where the limit cuts), not copied: it held a second
+	 * copy of the part's text for a moment */
+	t[len] = '\0';
+	mt->text = t;
 	mt->len = len;
 	mt->html = html;
-	g_free(t);
 }
 
 static void mime_walk_object(struct mime_walk *w, GMimeObject *obj, size_t depth, bool top)
@@ -138,6 +136,8 @@ int mime_parse(const char *msg, size_t len, const struct mime_limits *lim,
     struct mime_result *out)
 {
 	struct mime_walk w = { .r = out };
+	int rc = -1;
+	GByteArray *ba;
 	GMimeStream *st;
 	GMimeParser *parser;
 	GMimeMessage *m;
@@ -147,20 +147,31 @@ int mime_parse(const char *msg, size_t len, const struct mime_limits *lim,
 	w.lim.max_parts = lim && lim->max_parts ? lim->max_parts : 256;
 	w.lim.max_depth = lim && lim->max_depth ? lim->max_depth : 16;
 	w.lim.max_text = lim && lim->max_text ? lim->max_text : 2u << 20;
-	/* GMime reads from a stream; the mem stream copies, which keeps msg const. */
-	st = g_mime_stream_mem_new_with_buffer(msg, len);
-	if (st == NULL)
+	/* GMime reads msg where it is: a byte array over it that the stream does not own
+	 * (the parser only reads, so msg stays as it was; the parts' contents are pieces of
+	 * the stream, GMime's persistent parse). g_mime_stream_mem_new_with_buffer copied the
+	 * whole message first. The array's own struct is freed after the last reader. */
+	if (len > G_MAXUINT)
+		return -1;             /* a GByteArray's length is a guint */
+	ba = g_byte_array_new_take((guint8 *)(uintptr_t)msg, len);
+	st = g_mime_stream_mem_new_with_byte_array(ba);
+	if (st == NULL) {
+		g_byte_array_free(ba, FALSE);
 		return -1;
+	}
+	g_mime_stream_mem_set_owner((GMimeStreamMem *)st, FALSE);
 	parser = g_mime_parser_new_with_stream(st);
 	g_object_unref(st);
 	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
 	m = g_mime_parser_construct_message(parser, NULL);
 	g_object_unref(parser);
-	if (m == NULL)
-		return -1;
-	mime_walk_object(&w, g_mime_message_get_mime_part(m), 0, true);
-	g_object_unref(m);
-	return 0;
+	if (m != NULL) {
+		mime_walk_object(&w, g_mime_message_get_mime_part(m), 0, true);
+		g_object_unref(m);
+		rc = 0;
+	}
+	g_byte_array_free(ba, FALSE);
+	return rc;
 }
 
 void mime_result_free(struct mime_result *r)
@@ -168,7 +179,7 @@ void mime_result_free(struct mime_result *r)
 	if (r == NULL)
 		return;
 	for (size_t i = 0; i < r->nparts; i++)
-		free(r->parts[i].text);
+		g_free(r->parts[i].text);
 	free(r->parts);
 	for (size_t i = 0; i < r->nhdrs; i++) {
 		free(r->hdrs[i].name);

@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 struct mime_text {
-	char *text;      /* decoded to UTF-8, NUL-terminated (owned) */
+	char *text;      /* decoded to UTF-8, NUL-terminated (owned: GMime's string, g_free) */
 	size_t len;
 	bool html;       /* text/html */
 };

@@ -353,6 +353,7 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 		size_t i = order[oi];
 		const struct samsg_part *p = &m->parts[i];
 		bool html, textual, plain;
+		const struct html_result *hr;
 		size_t dl;
 		const char *d;
 		char *own;
@@ -365,6 +366,9 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 		textual = html || rules_type_prefix(p->type, "text") || rules_type_prefix(p->type, "message");
 		if (!textual || total >= RULES_MAX_TEXT)
 			continue;
+		/* HTMLEval's analysis of the HTML parts (made once, on the first call) before
+		 * this part is decoded: its decoded copy of a part not held beside ours */
+		hr = html ? eval_html_part(&sc->ctx, i) : NULL;
 		/* where the part's octets are when there is nothing to decode: not a copy of
 		 * the part (up to rules.max_size) beside the parse's */
 		d = samsg_body(p, &dl, &own);
@@ -374,8 +378,6 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 		if (strcmp(p->type, "text/calendar") != 0)
 			rules_rawbody_add(&sc->rawbody, d, rules_scan_cut(d, dl, RULES_RAWBODY_SCAN, true, false));
 		if (html && dl) {
-			const struct html_result *hr = eval_html_part(&sc->ctx, i);
-
 			if (hr) {
 				rules_buf_put(&text, hr->rendered, rules_scan_cut(hr->rendered, hr->rendered_len,
 				    RULES_BODY_SCAN, false, true));
@@ -384,11 +386,13 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 		} else if (html || plain) {
 			size_t ul;
 			bool dec;
-			char *u = charset_normalize(d, dl, p->charset, false, &ul, &dec);
+			char *uown;
+			/* the part itself when it is ASCII or valid UTF-8: not copied */
+			const char *u = charset_normalize_view(d, dl, p->charset, false, &ul, &dec, &uown);
 
 			rules_buf_put(&text, u, rules_scan_cut(u, ul, RULES_BODY_SCAN, false, true));
 			wide = wide || dec;
-			free(u);
+			free(uown);
 		}
 		free(own);
 	}

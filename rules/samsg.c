@@ -14,6 +14,8 @@
 #define SAMSG_MAX_LINE    2048          /* SA's MAX_BODY_LINE_LENGTH */
 #define SAMSG_MAX_KEY     256           /* SA's MAX_HEADER_KEY_LENGTH */
 #define SAMSG_MAX_VALUE   65536         /* SA's MAX_HEADER_VALUE_LENGTH */
+#define SAMSG_NESTED_FACTOR 2           /* decoded nested messages: at most twice the
+                                         * message (samsg_nested_fits) */
 
 static void *samsg_xrealloc(void *p, size_t n)
 {
@@ -660,31 +662,66 @@ char *samsg_decode(const struct samsg_part *p, size_t *outlen)
 	return out;
 }
 
-/* A leaf's body as samsg_decode gives it; see samsg.h. */
-const char *samsg_body(const struct samsg_part *p, size_t *len, char **owned)
+/* Are a leaf's decoded octets its raw lines as they lie (nothing to decode, the lines one
+ * run of octets in the parse)? Then *t, *len are that run. */
+static bool samsg_body_in_place(const struct samsg_part *p, const char **t, size_t *len)
 {
 	const char *cte = samsg_header(p, "Content-Transfer-Encoding");
 	const char *start = NULL, *end = NULL;
-	size_t i;
+
+	if (strcasecmp(cte, "base64") == 0 || strcasecmp(cte, "quoted-printable") == 0)
+		return false;
+	for (size_t i = 0; i < p->nraw; i++) {
+		if (p->raw[i].n == 0)
+			continue;
+		if (start == NULL)
+			start = p->raw[i].p;
+		else if (p->raw[i].p != end)
+			return false;  /* blank lines cut out between them */
+		end = p->raw[i].p + p->raw[i].n;
+	}
+	*len = start ? (size_t)(end - start) : 0;
+	*t = start ? start : "";
+	return true;
+}
+
+/* A leaf's body as samsg_decode gives it; see samsg.h. */
+const char *samsg_body(const struct samsg_part *p, size_t *len, char **owned)
+{
+	const char *t;
 
 	*owned = NULL;
-	if (strcasecmp(cte, "base64") != 0 && strcasecmp(cte, "quoted-printable") != 0) {
-		for (i = 0; i < p->nraw; i++) {
-			if (p->raw[i].n == 0)
-				continue;
-			if (start == NULL)
-				start = p->raw[i].p;
-			else if (p->raw[i].p != end)
-				break;         /* blank lines cut out between them */
-			end = p->raw[i].p + p->raw[i].n;
-		}
-		if (i == p->nraw) {
-			*len = start ? (size_t)(end - start) : 0;
-			return start ? start : "";
-		}
-	}
+	if (samsg_body_in_place(p, &t, len))
+		return t;
 	*owned = samsg_decode(p, len);
 	return *owned;
+}
+
+/* May the nested message in part p be decoded and parsed? Its decoded text is kept until
+ * samsg_free, and each level holds the levels inside it: quoted-printable (or base64)
+ * levels one inside the other held about 20 decoded copies of the message. Levels read in
+ * place cost nothing; a decoded one costs its raw octets (what the decode can give at
+ * most), counted before decoding, and the parse decodes SAMSG_NESTED_FACTOR times the
+ * message at most. SpamAssassin has no such bound (its subparse is 20 levels, each
+ * decoded whole); a level over it stays a leaf with its raw lines, as SA leaves the level
+ * past its 20th: only crafted mail (more nested text than the message holds twice over)
+ * scores otherwise. The same decision in both parses (the copying one decodes every
+ * level, in place or not), so their trees stay equal. */
+static bool samsg_nested_fits(struct samsg *m, const struct samsg_part *p)
+{
+	const char *t;
+	size_t len, cost = 0;
+
+	if (samsg_body_in_place(p, &t, &len))
+		return true;
+	for (size_t i = 0; i < p->nraw; i++)
+		cost += p->raw[i].n;
+	if (cost > m->nested_cap - m->nested_bytes) {
+		m->nested_limit_exceeded = true;
+		return false;
+	}
+	m->nested_bytes += cost;
+	return true;
 }
 
 /* A message/rfc822 part's text for parsing in m: samsg_body, what it decoded kept in m.
@@ -906,6 +943,7 @@ static void samsg_parse_as(struct samsg *m, const char *msg, size_t len, bool co
 
 	memset(m, 0, sizeof(*m));
 	m->copy = copy;
+	m->nested_cap = len > SIZE_MAX / SAMSG_NESTED_FACTOR ? SIZE_MAX : len * SAMSG_NESTED_FACTOR;
 	top = samsg_new_part(m, -1, 0);
 	body = samsg_read_message(m, top, msg, len, &nbody, true);
 	samsg_set_type(m, top, &b);
@@ -940,7 +978,8 @@ static void samsg_parse_as(struct samsg *m, const char *msg, size_t len, bool co
 			p->nraw = j.n;
 			if (strncmp(p->type, "message/", 8) == 0 && strcmp(p->type, "message/partial") &&
 			    j.subparse > 0 && (strcmp(p->type, "message/rfc822") == 0 ||
-			    strcmp(p->type, "message/global") == 0) && m->nparts < SAMSG_MAX_PARTS) {
+			    strcmp(p->type, "message/global") == 0) && m->nparts < SAMSG_MAX_PARTS &&
+			    samsg_nested_fits(m, p)) {
 				size_t dl, nb2;
 				const char *d = samsg_view(m, p, &dl);
 

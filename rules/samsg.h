@@ -6,7 +6,8 @@
  *
  * This is the structure the MIME evals read and the body, rawbody, URI and mimeheader views
  * of rules_view.c are built from. Bounded: 1000 parts, 20 levels of nested messages, lines cut at 2 KiB
- * like SA. No I/O. */
+ * like SA; the nested messages it decodes (base64, quoted-printable) twice the message's
+ * size in all, not SA's (further ones stay leaves). No I/O. */
 #ifndef MX_SAMSG_H
 #define MX_SAMSG_H
 
@@ -40,11 +41,14 @@ struct samsg {
 	bool missing_head_body_separator, missing_mime_head_body_separator;
 	bool missing_mime_headers, mime_epilogue_exists, truncated_header;
 	bool mimepart_limit_exceeded, mime_missing_boundary;
+	bool nested_limit_exceeded;     /* not SA's: a nested message left unparsed, the
+	                                 * decoded ones already twice the message */
 	size_t head_lines;              /* lines of the message before its body (the mbox line,
 	                                 * the header block and its blank line): SA's
 	                                 * pristine_body begins after as many lines of the input */
 	/* storage */
 	bool copy;                      /* samsg_parse_copying */
+	size_t nested_cap, nested_bytes;   /* decoded nested text: bound, used */
 	char **bufs; size_t nbufs;
 	struct { char *b; int state; } *bstate; size_t nbstate;
 };

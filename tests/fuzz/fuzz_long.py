@@ -97,8 +97,9 @@ SINCE = {
     # moved to the merge of w-fuzz3 (18:40Z): its campaign ran the harness before w-budget's
     'fuzz_rule_parse': '2026-12-05T18:40Z',
     # session 24's w-budget2: SpamAssassin's parse against its copying form (nested messages
-    # read where their octets are, samsg_parse_copying the reference)
-    'fuzz_mime': '2026-12-05T21:35Z',
+    # read where their octets are, samsg_parse_copying the reference); session 25's
+    # w-mimecopy: the two parses also agree on the bound of decoded nested messages
+    'fuzz_mime': '2026-12-06T00:45Z',
     # session 19's w-trap: the same lines read as greylist.traps entries and a traps file
     'fuzz_greylist_names': '2026-12-05T03:33Z',
     # session 21's w-glrace (merged 11:08Z): greylist_ip_del_merge on any record and operand;

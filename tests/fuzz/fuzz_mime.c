@@ -22,7 +22,8 @@ static void fuzz_same_tree(const struct samsg *a, const struct samsg *b)
 	    a->mime_epilogue_exists != b->mime_epilogue_exists ||
 	    a->truncated_header != b->truncated_header ||
 	    a->mimepart_limit_exceeded != b->mimepart_limit_exceeded ||
-	    a->mime_missing_boundary != b->mime_missing_boundary)
+	    a->mime_missing_boundary != b->mime_missing_boundary ||
+	    a->nested_limit_exceeded != b->nested_limit_exceeded)
 		abort();
 	for (size_t i = 0; i < a->nparts; i++) {
 		const struct samsg_part *p = &a->parts[i], *q = &b->parts[i];

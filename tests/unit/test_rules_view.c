@@ -21,22 +21,30 @@
 #define TUNABLES "glibc.malloc.trim_threshold=17179869184:glibc.malloc.mmap_threshold=33554432"
 #define LINE "We met at the conference and talked about the new release of the scheduler.\r\n"
 #define NLINES 25000           /* about 2 MB */
+#define HTML_LINE "<p>We met at the <b>conference</b> and talked about the scheduler.</p>\r\n"
+#define HTML_PEAK_BOUND 12     /* quarters of the message: main 3.25x, now 2.84x (the peak is
+                                * now the body views', no longer HTMLEval's copies) */
 
-static char *big_message(size_t *len, const char *cte)
+static char *big_message_typed(size_t *len, const char *type, const char *line, const char *cte)
 {
-	size_t cap = NLINES * (sizeof(LINE) - 1) + 1024, n;
+	size_t ll = strlen(line), cap = NLINES * ll + 1024, n;
 	char *m = malloc(cap);
 
 	assert_non_null(m);
 	n = (size_t)snprintf(m, cap, "From: a@example.org\r\nTo: b@example.test\r\nSubject: notes\r\n"
-	    "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n"
-	    "Content-Transfer-Encoding: %s\r\n\r\n", cte);
+	    "MIME-Version: 1.0\r\nContent-Type: %s; charset=us-ascii\r\n"
+	    "Content-Transfer-Encoding: %s\r\n\r\n", type, cte);
 	for (int i = 0; i < NLINES; i++) {
-		memcpy(m + n, LINE, sizeof(LINE) - 1);
-		n += sizeof(LINE) - 1;
+		memcpy(m + n, line, ll);
+		n += ll;
 	}
 	*len = n;
 	return m;
+}
+
+static char *big_message(size_t *len, const char *cte)
+{
+	return big_message_typed(len, "text/plain", LINE, cte);
 }
 
 static size_t heap_size(void)
@@ -66,14 +74,57 @@ static void test_body_peak(void **state)
 	rules_set_scan(rs, sc, msg, len, NULL, NULL, 0, &res);
 	peak = heap_size() - before;
 	print_message("message %zu octets, one text part: the scan's heap grew by %zu octets "
-	    "(%.2fx)\n", len, peak, (double)peak / (double)len);
-	assert_int_equal(res.n, 2);
+	    "(%.2fx)%s\n", len, peak, (double)peak / (double)len,
+	    res.over_budget ? ", over the scan budget" : "");
+	if (!res.over_budget)       /* see test_html_peak */
+		assert_int_equal(res.n, 2);
 	rules_result_free(&res);
 	if (before == 0)
 		print_message("malloc does not say (sanitizers): not checked\n");
-	/* the parse's copy (CRLF as LF) and what the views are made with (main: 2.26x, with a
-	 * decoded copy of the part besides; now 1.27x) */
-	assert_true(peak <= 7 * len / 4);
+	/* the parse's copy (CRLF as LF) and what the views are made with (session 24's main:
+	 * 2.26x, with a decoded copy of the part besides; then 1.27x with the part normalized
+	 * into a copy, ASCII as it was; now 0.18x: the heap held 3.2 MB free from the rule
+	 * set's compilation when the scan began, the growth is the peak beyond that) */
+	assert_true(peak <= len);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+	free(msg);
+}
+
+/* One text/html part without a transfer encoding, ASCII: HTMLEval's analysis decoded it
+ * (a copy of the part) and normalized that (another), beside the body views' reading of
+ * it; now it reads the part where the parse has it, as the views do. */
+static void test_html_peak(void **state)
+{
+	static const char rules[] = "body NOTES /conference/\nrawbody RAW_NOTES /scheduler/\n";
+	struct rules_set *rs;
+	struct rules_scratch *sc;
+	struct rules_result res;
+	size_t len, before, peak;
+	char *msg = big_message_typed(&len, "text/html", HTML_LINE, "7bit");
+	const char *small = "Subject: hi\r\nContent-Type: text/html\r\n\r\n<p>conference</p>\r\n";
+
+	(void)state;
+	assert_int_equal(rules_set_load_text("t.cf", rules, strlen(rules), &rs, stderr), 0);
+	sc = rules_scratch_new(rs);
+	assert_non_null(sc);
+	rules_set_scan(rs, sc, small, strlen(small), NULL, NULL, 0, &res);
+	rules_result_free(&res);
+	before = heap_size();
+	rules_set_scan(rs, sc, msg, len, NULL, NULL, 0, &res);
+	peak = heap_size() - before;
+	print_message("message %zu octets, one HTML part: the scan's heap grew by %zu octets "
+	    "(%.2fx)%s\n", len, peak, (double)peak / (double)len,
+	    res.over_budget ? ", over the scan budget" : "");
+	/* both rules hit, unless the 5 s budget of a scan ran out first (a slow sanitized
+	 * build on a busy machine): then the rules left are unknown, what is measured here
+	 * is still the peak of everything the scan built */
+	if (!res.over_budget)
+		assert_int_equal(res.n, 2);
+	rules_result_free(&res);
+	if (before == 0)
+		print_message("malloc does not say (sanitizers): not checked\n");
+	assert_true(peak <= HTML_PEAK_BOUND * len / 4);
 	rules_scratch_free(sc);
 	rules_set_free(rs);
 	free(msg);
@@ -83,6 +134,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_body_peak),
+		cmocka_unit_test(test_html_peak),
 	};
 	const char *t = getenv("GLIBC_TUNABLES");
 

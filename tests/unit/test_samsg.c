@@ -105,6 +105,58 @@ static void test_nested_memory(void **state)
 	free(t.p);
 }
 
+/* 20 nested messages, each quoted-printable (plain ASCII lines: valid quoted-printable as
+ * they are): each level is decoded, a copy of the rest of the message kept until samsg_free,
+ * about 20 times the message. Now the decoded levels stop at twice the message; the next
+ * level stays a leaf (a message/rfc822 part with its raw lines, as SA leaves the level past
+ * its 20th). */
+static void test_nested_encoded_memory(void **state)
+{
+	struct text t = nested_message("quoted-printable");
+	static const char one[] = "Subject: fwd\r\nContent-Type: message/rfc822\r\n"
+	    "Content-Transfer-Encoding: quoted-printable\r\n\r\nSubject: inner\r\n"
+	    "Content-Type: text/plain\r\n\r\nthe forwarded text=\r\n, one line\r\n";
+	struct samsg m;
+	size_t before, held, leaves = 0;
+	const struct samsg_part *last = NULL;
+
+	(void)state;
+	before = heap_in_use();
+	samsg_parse(&m, t.p, t.n);
+	held = heap_in_use() - before;
+	print_message("message %zu octets, 20 nested quoted-printable messages: the parse holds "
+	    "%zu octets (%.1fx), %zu parts\n", t.n, held, (double)held / (double)t.n, m.nparts);
+	if (held == 0)
+		print_message("malloc does not say what it holds (sanitizers): not checked\n");
+	/* the copy of the message, two decoded levels; main: 20.6x */
+	assert_true(held <= 4 * t.n);
+	assert_true(m.nested_limit_exceeded);
+	/* the top and two decoded levels (each about the message's size): the second one's
+	 * body, a third, stays a leaf */
+	assert_int_equal(m.nparts, 3);
+	for (size_t i = 0; i < m.nparts; i++)
+		if (m.parts[i].nkids == 0) {
+			leaves++;
+			last = &m.parts[i];
+		}
+	assert_int_equal(leaves, 1);
+	assert_string_equal(last->type, "message/rfc822");
+	assert_string_equal(samsg_header(last, "Subject"), "level 2");
+	assert_true(last->nraw > LINES);
+	samsg_free(&m);
+	free(t.p);
+
+	/* a forwarded message in quoted-printable: well under the bound, parsed */
+	samsg_parse(&m, one, sizeof(one) - 1);
+	assert_false(m.nested_limit_exceeded);
+	assert_int_equal(m.nparts, 2);
+	assert_string_equal(samsg_header(&m.parts[1], "Subject"), "inner");
+	assert_string_equal(m.parts[1].type, "text/plain");
+	assert_int_equal(m.parts[1].nraw, 1);
+	assert_int_equal(m.parts[1].raw[0].n, strlen("the forwarded text, one line\n"));
+	samsg_free(&m);
+}
+
 /* ------------------------------------------------ the same tree as the copying parse */
 
 static void dump_add(struct text *d, const char *s, size_t n)
@@ -245,6 +297,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_nested_memory),
+		cmocka_unit_test(test_nested_encoded_memory),
 		cmocka_unit_test(test_same_tree),
 	};
 
