@@ -57,8 +57,8 @@ try:
     mt.check(r[0] == 250, 'the write lock held: mail delivered: %s' % (r,))
     time.sleep(0.5)                  # its update's batch is with the writer now, waiting
     mx.reload(cfg())
+    # logged once the worker runs the new generation: the old one retired, its writer freed
     mt.check(mx.wait_log(r'event=reloaded', timeout=mt.slack(10)) is not None, 'reloaded')
-    time.sleep(0.5)                  # the old generation retired: its writer freed
     for i in range(3):
         r = send('198.18.40.3', 'after-%d' % i)
         mt.check(r[0] == 250, 'after the reload, lock still held: mail %d answered: %s' % (i, r))
