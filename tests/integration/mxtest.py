@@ -55,7 +55,7 @@ API (everything else is internal):
           .find(needle) .by_tag(tag) .stop()
   peers (each on a held port, stopped at exit; an installed peer that does not start fails):
       redis(port) -> .port;  redis_cmd(port, *args) -> reply;  clamd() -> .port .sock;
-      spamd(local_cf) -> .port;  milter(stall, unix) -> .port .sock (tests/peers/mx_milter.py);
+      spamd(local_cf) -> .port (once it answers PING);  milter(stall, unix) -> .port .sock (tests/peers/mx_milter.py);
       bad_peer(mode) -> .port (tests/peers/bad_peer.py);  fake_rspamd() -> .port .requests;
       opendkim(domain, selector) -> .port .pubkey;  clamav_milter(clamd_port) -> .port;
       rbldnsd(zones) -> .port (UDP)
@@ -1312,10 +1312,22 @@ def spamd(local_cf=''):
         f.write('required_score 5.0\nuse_bayes 0\nskip_rbl_checks 1\nuse_razor2 0\nuse_pyzor 0\n'
                 'dns_available no\n' + local_cf)
     os.chmod(d, 0o755)
-    return start_peer([tool('spamd'), '--listen=127.0.0.1:%d' % port, '--allowed-ips=127.0.0.1',
-                       '--siteconfigpath=' + d, '--local', '--nouser-config', '--username=nobody',
-                       '--max-children=2', '--pidfile=' + os.path.join(d, 'spamd.pid')],
-                      'spamd-%d' % port, port, timeout=60)
+    p = start_peer([tool('spamd'), '--listen=127.0.0.1:%d' % port, '--allowed-ips=127.0.0.1',
+                    '--siteconfigpath=' + d, '--local', '--nouser-config', '--username=nobody',
+                    '--max-children=2', '--pidfile=' + os.path.join(d, 'spamd.pid')],
+                   'spamd-%d' % port, port, timeout=60)
+    # spamd listens before it has read its rules and started its children: a connection is
+    # queued, not answered, until then (over a minute at load 24, past a 30 s scan timeout).
+    # One PING waits for the PONG.
+    try:
+        with socket.create_connection(('127.0.0.1', port), timeout=slack(180)) as s:
+            s.sendall(b'PING SPAMC/1.5\r\n\r\n')
+            pong = s.recv(64)
+    except OSError as e:
+        pong = repr(e).encode()
+    if not pong.startswith(b'SPAMD/1.5 0 PONG'):
+        peer_failed('spamd-%d' % port, 'spamd did not answer PING: %r' % pong)
+    return p
 
 
 def spamd_pairs(label, local, cases, stock, spamd_local=None):
