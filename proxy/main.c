@@ -287,11 +287,15 @@ static unsigned main_reload_apply(char **errors, bool resolve, const struct host
 	ops_apply_drains(g->pool);
 	ops_carry_addr_memory(g->pool, old ? old->pool : NULL);
 	current = g;
+	/* event=reloaded comes from the last worker to put g in force (worker.c) */
+	if (nworkers > 0)
+		worker_note_reload(g->id);
 	for (int i = 0; i < nworkers; i++)
 		worker_post_gen(&workers[i], g);
 	shared_gen_unref(old);
 	main_start_side_services();
-	log_event(LOG_LVL_INFO, NULL, "event=reloaded generation=%u", g->id);
+	if (nworkers == 0)
+		log_event(LOG_LVL_INFO, NULL, "event=reloaded generation=%u", g->id);
 	sdnotify_printf("READY=1\nSTATUS=ready: config generation %u", g->id);
 	return g->id;
 failed:

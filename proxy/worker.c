@@ -11,6 +11,8 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,6 +267,50 @@ static void worker_drain_timer_cb(uv_timer_t *t)
 	session_drain_all(w, 1);
 }
 
+/* event=reloaded: the reloads' generation ids handed to the workers, oldest first; each is
+ * logged once every worker runs it or a newer one (a pending generation replaced before a
+ * worker took it never runs there: the newer one stands for it). Ids grow. */
+#define WR_MAX 64
+static pthread_mutex_t wr_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned wr_ids[WR_MAX];
+static int wr_n;
+
+/* Logs the ids up to upto and drops them; wr_lock held. */
+static void worker_reloaded_log(unsigned upto)
+{
+	int k = 0;
+
+	while (k < wr_n && wr_ids[k] <= upto)
+		log_event(LOG_LVL_INFO, NULL, "event=reloaded generation=%u", wr_ids[k++]);
+	memmove(wr_ids, wr_ids + k, (size_t)(wr_n - k) * sizeof(wr_ids[0]));
+	wr_n -= k;
+}
+
+void worker_note_reload(unsigned id)
+{
+	pthread_mutex_lock(&wr_lock);
+	if (wr_n == WR_MAX)             /* 64 reloads no worker took: the oldest goes as it is */
+		worker_reloaded_log(wr_ids[0]);
+	wr_ids[wr_n++] = id;
+	pthread_mutex_unlock(&wr_lock);
+}
+
+/* Worker's thread, once w runs its new generation: the reloads every worker has taken. */
+static void worker_reloaded_check(struct worker *w)
+{
+	unsigned low = atomic_load(&w->gen_id);
+
+	pthread_mutex_lock(&wr_lock);
+	for (int i = 0; i < w->npeers; i++) {
+		unsigned id = atomic_load(&w->peers[i].gen_id);
+
+		if (id < low)
+			low = id;
+	}
+	worker_reloaded_log(low);
+	pthread_mutex_unlock(&wr_lock);
+}
+
 static void worker_wakeup_cb(uv_async_t *a)
 {
 	struct worker *w = a->data;
@@ -281,6 +327,8 @@ static void worker_wakeup_cb(uv_async_t *a)
 				if (old->sessions == 0)
 					worker_gen_free(old);
 			}
+			atomic_store(&w->gen_id, wg->shared->id);
+			worker_reloaded_check(w);
 		}
 	}
 	/* After the generation: a handed-off session starts under the current one. */
@@ -348,6 +396,7 @@ int worker_init(struct worker *w, int index, struct shared_gen *g, const int *fd
 	w->gen = worker_gen_new(w, g);
 	if (w->gen == NULL)
 		return -1;
+	atomic_store(&w->gen_id, g->id);
 	if (acceptor_init(&w->acceptor, &w->loop, &worker_acceptor_ops, w) != 0)
 		return -1;
 	/* main_bind made them listening and non-blocking */

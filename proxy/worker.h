@@ -76,6 +76,7 @@ struct worker {
 	atomic_int load;
 	struct worker *peers;         /* every worker (an array of npeers), this one included */
 	int npeers;
+	atomic_uint gen_id;           /* the generation it runs (event=reloaded, worker.c) */
 	uv_mutex_t handoff_lock;      /* guards the three below */
 	struct worker_handoff *handoff_head, *handoff_tail;
 	bool handoff_open;            /* false once draining: no more hand-offs */
@@ -95,6 +96,10 @@ int worker_init(struct worker *w, int index, struct shared_gen *g, const int *fd
 void worker_run(void *arg);
 /* Lets the n workers of all hand connections to one another (before their threads start). */
 void worker_set_peers(struct worker *all, int n);
+/* A reload's generation id is about to be handed to the workers: event=reloaded
+ * generation=id is logged once every worker runs it or a newer one (a test, or an operator,
+ * that waits for the line finds every session accepted after it under that generation). */
+void worker_note_reload(unsigned id);
 /* Hands a new generation to w (takes its own reference). */
 void worker_post_gen(struct worker *w, struct shared_gen *g);
 /* Stop accepting, drain, end the loop. */

@@ -34,6 +34,8 @@ API (everything else is internal):
   slack(seconds) -> seconds scaled for sanitizer builds (upper bounds only); wait_for(pred, timeout)
   hold_port(udp) -> PortHold (.port, .release());  dead_port() -> a port where connects are refused
   blackhole(ip, port) -> .close(): a listener on ip:port whose SYNs go unanswered (a dead host)
+  knocks(port) -> .count .wait(n, timeout) .close(): a listener on a down peer's held port that
+      accepts and closes each connection, counting them (a client's reconnect attempts)
   free_port() (racy, avoid), wait_port(port, timeout, proc), spawn(argv, name) -> Popen (stopped at
       exit, output in TMP/name.log), stop_proc(p, sig), log_of(name), wait_log_of(name, regex, ...)
   config(servers, listen, hostname, workers, backends, limits, **top) -> dict;  to_yaml(obj) -> str
@@ -53,7 +55,7 @@ API (everything else is internal):
           .find(needle) .by_tag(tag) .stop()
   peers (each on a held port, stopped at exit; an installed peer that does not start fails):
       redis(port) -> .port;  redis_cmd(port, *args) -> reply;  clamd() -> .port .sock;
-      spamd(local_cf) -> .port;  milter(stall, unix) -> .port .sock (tests/peers/mx_milter.py);
+      spamd(local_cf) -> .port (once it answers PING);  milter(stall, unix) -> .port .sock (tests/peers/mx_milter.py);
       bad_peer(mode) -> .port (tests/peers/bad_peer.py);  fake_rspamd() -> .port .requests;
       opendkim(domain, selector) -> .port .pubkey;  clamav_milter(clamd_port) -> .port;
       rbldnsd(zones) -> .port (UDP)
@@ -421,6 +423,48 @@ def dead_port():
     """A port where nothing listens for the rest of the test (connects are refused): held,
     never released, so no other process can start listening there meanwhile."""
     return PortHold().port
+
+
+class Knocks:
+    """A listener on a held port (a peer's, while the peer is down) that accepts each connection
+    and closes it at once, counting them: a client's reconnect attempts, seen as events (each
+    fails as a refused connect would, at its handshake). .count, .wait(n, timeout), .close()
+    (connects are refused again; the peer can be started on the port)."""
+
+    def __init__(self, port):
+        self.count = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.sock.bind(('127.0.0.1', port))
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            c.close()
+            self.count += 1
+
+    def wait(self, n, timeout=10.0):
+        return wait_for(lambda: self.count >= n, timeout)
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+def knocks(port):
+    """Knocks(port): counts the connections made to a held port while its peer is down."""
+    return Knocks(port)
 
 
 class Blackhole:
@@ -1268,10 +1312,22 @@ def spamd(local_cf=''):
         f.write('required_score 5.0\nuse_bayes 0\nskip_rbl_checks 1\nuse_razor2 0\nuse_pyzor 0\n'
                 'dns_available no\n' + local_cf)
     os.chmod(d, 0o755)
-    return start_peer([tool('spamd'), '--listen=127.0.0.1:%d' % port, '--allowed-ips=127.0.0.1',
-                       '--siteconfigpath=' + d, '--local', '--nouser-config', '--username=nobody',
-                       '--max-children=2', '--pidfile=' + os.path.join(d, 'spamd.pid')],
-                      'spamd-%d' % port, port, timeout=60)
+    p = start_peer([tool('spamd'), '--listen=127.0.0.1:%d' % port, '--allowed-ips=127.0.0.1',
+                    '--siteconfigpath=' + d, '--local', '--nouser-config', '--username=nobody',
+                    '--max-children=2', '--pidfile=' + os.path.join(d, 'spamd.pid')],
+                   'spamd-%d' % port, port, timeout=60)
+    # spamd listens before it has read its rules and started its children: a connection is
+    # queued, not answered, until then (over a minute at load 24, past a 30 s scan timeout).
+    # One PING waits for the PONG.
+    try:
+        with socket.create_connection(('127.0.0.1', port), timeout=slack(180)) as s:
+            s.sendall(b'PING SPAMC/1.5\r\n\r\n')
+            pong = s.recv(64)
+    except OSError as e:
+        pong = repr(e).encode()
+    if not pong.startswith(b'SPAMD/1.5 0 PONG'):
+        peer_failed('spamd-%d' % port, 'spamd did not answer PING: %r' % pong)
+    return p
 
 
 def spamd_pairs(label, local, cases, stock, spamd_local=None):

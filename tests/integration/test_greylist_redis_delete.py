@@ -9,12 +9,12 @@ table, which decides during the next outage, kept it too. Now the verb first has
 worker drop its queued writes of the key (through the module's mailbox, in order with what
 the worker queued) and deletes the local entry, then deletes in Redis.
 
-Redis is kept down long enough (about 8 s) that the worker's next reconnect is 7 s
-after Redis is back: the delete lands in that gap."""
+Redis is kept down through the worker's third reconnect attempt (its port answered by a
+listener that counts them: mt.knocks), so that its next is 8 s away when Redis is back: the
+delete lands in that gap."""
 import os
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
@@ -45,9 +45,12 @@ mt.check(mx.wait_log(r'event=greylist .*rcpt=<up@example.test> .*store=redis', t
          'decided in Redis: the worker is connected')
 start = mx.log_size()
 mt.stop_proc(red, signal.SIGKILL)
+kn = mt.knocks(PORT)            # the worker's reconnect attempts, counted
 mt.check(mt.rcpt_code(mx.port, SRC, 'a@example.org', 'd@example.test') == 451, 'greylisted by the local table while Redis is down')
 mt.check(mx.wait_log(r'event=redis_down', start=start, timeout=10), 'the outage is seen')
-time.sleep(8)                   # reconnects at 1, 3, 7, 15 s: the next is 7 s away
+# reconnects 1, 3, 7, 15 s after the outage: once the third has failed the next is 8 s away
+mt.check(kn.wait(3, timeout=30), 'the worker tried to reconnect three times (%d)' % kn.count)
+kn.close()
 red = mt.redis(PORT)            # back, empty
 mt.check(mx.count_log(r'event=redis_up .*module=greylist', start) == 0,
          'the worker has not reconnected yet (the delete must land before it does)')
@@ -57,7 +60,11 @@ mt.check(mx.count_log(r'event=redis_up .*module=greylist', start) == 0,
          'the delete came before the worker\'s reconnect (else this run proves nothing)')
 mt.check(mt.wait_for(lambda: mx.count_log(r'event=redis_up .*module=greylist', start) >= 1,
                      timeout=mt.slack(40)), 'the worker reconnected')
-time.sleep(0.5)                 # what it had queued is sent right after the connect
+# what it had queued is sent right after the connect, before anything the worker asks
+# later on that connection: a triplet decided in Redis now comes after it
+mt.check(mt.rcpt_code(mx.port, SRC, 'a@example.org', 'later@example.test') == 451, 'a later triplet greylisted')
+mt.check(mx.wait_log(r'event=greylist .*rcpt=<later@example.test> .*store=redis', start=start, timeout=10),
+         'decided in Redis, after what the worker had queued')
 mt.check(not in_redis(KEY), 'the deleted triplet is not recreated by the write queued during the outage')
 rc, out, err = mt.ctl(sock, 'greylist', 'show', SRC, 'a@example.org', 'd@example.test')
 mt.check(': unknown' in out, 'greylist show after the reconnect: %r %r' % (out, err))

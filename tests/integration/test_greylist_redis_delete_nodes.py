@@ -7,12 +7,12 @@ waiting, with its old first attempt. Now the delete leaves the time it was made
 (mxgate:gldel:<triplet>, kept for greylist.expire) and the merge script drops a merge of
 an attempt made before it; an attempt made after the delete is greylisted as a first one.
 
-Redis is kept down about 8 s so that node B's next reconnect comes 7 s after Redis is
-back: the delete on node A lands in that gap."""
+Redis is kept down through the third reconnect attempt of both nodes (its port answered by a
+listener that counts them: mt.knocks), so that node B's next comes 8 s after Redis is back: the
+delete on node A lands in that gap."""
 import os
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
@@ -35,9 +35,13 @@ mt.check(mt.rcpt_code(B.port, SRC, 'a@example.org', 'up@example.test') == 451, '
 mt.check(B.wait_log(r'event=greylist .*rcpt=<up@example.test> .*store=redis', timeout=10), 'B decided in Redis')
 start = B.log_size()
 mt.stop_proc(red, signal.SIGKILL)
+kn = mt.knocks(PORT)            # the nodes' reconnect attempts, counted
 mt.check(mt.rcpt_code(B.port, SRC, 'a@example.org', 'd@example.test') == 451, 'node B greylists from its local table while Redis is down')
 mt.check(B.wait_log(r'event=redis_down .*module=greylist', start=start, timeout=10), 'B saw the outage')
-time.sleep(8)                   # B reconnects at 1, 3, 7, 15 s: the next is 7 s away
+# each node's worker reconnects 1, 3, 7, 15 s after the outage: once both third attempts have
+# failed, B's next is 8 s away
+mt.check(kn.wait(6, timeout=30), 'the nodes tried to reconnect three times each (%d)' % kn.count)
+kn.close()
 red = mt.redis(PORT)            # back, empty
 rc, out, err = mt.ctl(sock, 'greylist', 'delete', SRC, 'a@example.org', 'd@example.test')
 mt.check(rc == 0 and 'deleted' in out, 'greylist delete on node A: %r %r' % (out, err))
@@ -45,7 +49,11 @@ mt.check(B.count_log(r'event=redis_up .*module=greylist', start) == 0,
          'the delete came before node B reconnected (else this run proves nothing)')
 mt.check(mt.wait_for(lambda: B.count_log(r'event=redis_up .*module=greylist queued=1', start) >= 1,
                      timeout=mt.slack(40)), 'node B reconnected with its queued write')
-time.sleep(0.5)                 # what it had queued is sent right after the connect
+# what it had queued is sent right after the connect, before anything B asks later on that
+# connection: a triplet B decides in Redis now comes after it
+mt.check(mt.rcpt_code(B.port, SRC, 'a@example.org', 'later@example.test') == 451, 'node B greylists a later triplet')
+mt.check(B.wait_log(r'event=greylist .*rcpt=<later@example.test> .*store=redis', start=start, timeout=10),
+         'decided in Redis, after what B had queued')
 mt.check(mt.redis_cmd(PORT, 'EXISTS', KEY) == 0,
          'node B\'s write queued during the outage does not bring the deleted triplet back')
 rc, out, err = mt.ctl(sock, 'greylist', 'show', SRC, 'a@example.org', 'd@example.test')

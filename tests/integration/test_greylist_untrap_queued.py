@@ -63,19 +63,27 @@ mt.say('untrap behind the lock: %.2fs rc=%d %s' % (dt, rc, text))
 mt.check('not changed' not in text, 'untrap does not answer "not changed" with a trap queued: %s' % text)
 h.stdin.close()
 h.wait(timeout=mt.slack(10))
-time.sleep(1.5)                 # the queued batches written
+
+
+def no_record():
+    dt, rc, text = ctl('greylist', 'list')
+    return rc == 0 and 'client %s' % IP not in text
+
+
+# the queued batches written: the allow record is replaced by the trap, which the untrap's delete
+# removes; no record is that last state alone (a trap kept would stay listed: the wait runs out)
+mt.check(mt.wait_for(no_record, timeout=30), 'once the lock went: no client record left: %s'
+         % ctl('greylist', 'list')[2])
 code = rcpt_code()
-mt.check(code == 451, 'once the lock went: the trap is gone, the client greylisted (its allow went with the '
+mt.check(code == 451, 'the trap is gone, the client greylisted (its allow went with the '
          'trap that replaced it), not refused: %s' % code)
-dt, rc, text = ctl('greylist', 'list')
-mt.check(rc == 0 and 'client %s' % IP not in text, 'no client record left: %s' % text)
 # nothing queued: untrap of an allowed client deletes nothing (each worker deletes only a trap)
 dt, rc, text = ctl('greylist', 'allow', IP, '2h')
 mt.check(rc == 0 and 'allowed for 7200s' in text, 'allow again: %s' % text)
 dt, rc, text = ctl('greylist', 'untrap', IP)
 mt.check(rc == 0 and 'allowed for' in text and 'not changed' in text, 'untrap of an allowed client: not changed: %s'
          % text)
-time.sleep(1.0)
+# no wait: untrap is answered once every worker's batch with its delete is applied
 mt.check(rcpt_code() == 250, 'and its allow record is kept: it passes')
 mx.stop()
 mt.finish()

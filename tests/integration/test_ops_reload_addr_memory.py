@@ -9,13 +9,12 @@ made the 60 s memory worthless), logged event=backend_address_failed anew.
 - a server named by a name whose first address drops SYNs (127.0.0.2: a listener whose
   accept queue is full) and second answers: the start's probe learns it; after a reload of
   the same server (another key changed), a message sent at once is not held by the first
-  address (no event=backend_address_failed, delivered well within connect_timeout);
+  address (no event=backend_address_failed: a try there would cost connect_timeout, then fail);
 - a reload that changes the server's port: the memory is the old server's, not carried.
 """
 import os
 import socket
 import sys
-import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -73,12 +72,10 @@ for n in (2, 3):
     mark = mx.log_size()
     mx.reload(cfg_for(b.port, hostname='mx%d.test' % n))
     mt.check(mx.wait_log(r'event=reloaded generation=%d' % n, 10, mark) is not None, 'reload %d\n%s' % (n, mx.tail()))
-    t0 = time.time()
     codes = [send(mx, 'after%d-%d' % (n, i)) for i in range(3)]
-    took = time.time() - t0
     mt.check(codes == [250] * 3, 'after reload %d: delivered (%s)' % (n, codes))
-    mt.check(took < CONNECT * 0.8, 'after reload %d: 3 messages in %.1f s (a try of the dead address costs %d s)'
-             % (n, took, CONNECT))
+    # a try of the dead address would have cost connect_timeout and logged its failure before
+    # the message went to the next address: the count shows it, the clock is not needed
     tried = mx.count_log(FAILED % b.port, mark)
     mt.check(tried == 0, 'after reload %d: the address passed over stays passed over (%d tries of 127.0.0.2)\n%s'
              % (n, tried, mx.tail()))
