@@ -8,10 +8,11 @@ in limits.spool_dir past them (proxy/metrics.c, docs/classifier.md "Teaching it"
    /proc/PID/io rchar, grew by at least that much: an event, not a wait), each body is an
    (unlinked) file in spool_dir that the daemon holds open, the gauge
    mxgate_message_memory_bytes stays within memory_budget, and the process's anonymous
-   memory (RssAnon) grows by less than a quarter of the held total. On main the bodies were
+   memory (RssAnon) grows by less than half the held total. On main the bodies were
    plain malloc, outside the budget and the spool: no spool file, RssAnon up by N x 3M.
 2. The rest of each body is sent, one client after the other (learning's share of the thread
-   pool answers 503 busy to more at once): every one is 200 learned, the classifier's
+   pool answers 503 busy to more at once; those waiting get an octet every 5 s, so the
+   body's 30 s bound between reads is not met): every one is 200 learned, the classifier's
    learned_spam counter says N, and then nothing is held (no memory, no spool file).
 3. spool_dir removed under the running daemon: a body past memory_threshold cannot be held;
    503 (the listener's answer when it runs out of something) and event=metrics_refused
@@ -21,6 +22,7 @@ No timing is asserted."""
 import os
 import socket
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import exhaustion as ex  # noqa: E402
@@ -118,16 +120,43 @@ mt.say('%d bodies of %d kB held: %d spool files open, message memory %d B, RssAn
        % (N, (SIZE - HOLD) >> 10, files, gauge, anon - anon0))
 mt.check(files == N, 'each held body is a file in spool_dir: %d of %d' % (files, N))
 mt.check(0 <= gauge <= BUDGET, 'the message memory gauge stays within memory_budget: %d B' % gauge)
-mt.check(anon - anon0 < N * (SIZE >> 10) // 4,
+# half the held total: room for what a sanitizer build maps meanwhile (+5 MB seen), far below
+# the N x SIZE that holding the bodies in memory takes
+mt.check(anon - anon0 < N * (SIZE >> 10) // 2,
          'the held bodies (%d kB) are not in anonymous memory: RssAnon %+d kB' % (N * (SIZE >> 10), anon - anon0))
 
-# ---- 2. each body finished, one at a time: all learned
-for i, sk in enumerate(held):
-    sk.sendall(msgs[i][-HOLD:])
+# ---- 2. each body finished, one at a time: all learned. The ones waiting their turn get an
+# octet of their rest every 5 s, so none meets the body's 30 s bound between two reads while
+# the others are learned (seconds each under a sanitizer)
+sent = [SIZE - HOLD] * N
+lock = threading.Lock()
+done = threading.Event()
+
+
+def keep_alive():
+    while not done.wait(5):
+        with lock:
+            for k, sk in enumerate(held):
+                if sk is not None and sent[k] < SIZE - 1:
+                    try:
+                        sk.sendall(msgs[k][sent[k]:sent[k] + 1])
+                        sent[k] += 1
+                    except OSError:
+                        pass        # closed: its check below says so
+
+
+ka = threading.Thread(target=keep_alive)
+ka.start()
+for i in range(N):
+    with lock:
+        sk, held[i] = held[i], None
+        sk.sendall(msgs[i][sent[i]:])
     r = read_all(sk)
     sk.close()
     mt.check(r.startswith(b'HTTP/1.0 200 ') and r.endswith(b'learned\n'),
              'body %d finished: 200 learned (%r)' % (i, r[-40:]))
+done.set()
+ka.join()
 learned = (mx.metric('bayes_learned_spam_total') or 0) - learned0
 mt.check(learned == N, 'the classifier counted every message: %d of %d' % (learned, N))
 mt.check(mt.wait_for(lambda: ex.message_memory(mx) == 0 and spool_files(mx.pid, spool) == 0, mt.slack(10)),
