@@ -80,12 +80,14 @@ static void main_apply_logging(const struct mx_config *cfg)
 	log_enable_syslog_facility(cfg->log.syslog, cfg->log.facility);
 }
 
-/* The process-wide settings of a config, at start and on each reload: logging, and the
- * bound on message bytes held in memory by all sessions together (msgbuf.c). */
+/* The process-wide settings of a config, at start and on each reload: logging, the bound
+ * on message bytes held in memory by all sessions together (msgbuf.c), and where the
+ * metrics listener holds POST bodies (as messages). */
 static void main_apply_process(const struct mx_config *cfg)
 {
 	main_apply_logging(cfg);
 	msgbuf_set_budget((size_t)cfg->limits.memory_budget);
+	metrics_set_spool((size_t)cfg->limits.memory_threshold, cfg->limits.spool_dir);
 }
 
 /* Builds a generation (pool, TLS contexts) from a loaded config; takes ownership of cfg.

@@ -8,9 +8,13 @@
  * between two reads (an mbox of megabytes uploaded slowly is not cut; its size is bounded
  * by the handler's max_body) and an hour in all, as limits.data_timeout and data_deadline
  * bound a message; the handler's answer at most 10 minutes (its own bounds end it first:
- * the store's timeout); the answer's write and the client's close 5 s. */
+ * the store's timeout); the answer's write and the client's close 5 s. A POST body is held
+ * as a message is (msgbuf.c: in memory up to limits.memory_threshold and within
+ * limits.memory_budget, in limits.spool_dir past them) and handed to its handler pinned,
+ * no copy. */
 #include "metrics.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <netdb.h>
@@ -31,6 +35,7 @@
 #include "msgbuf.h"
 #include "counters.h"
 #include "log.h"
+#include "netaddr.h"
 #include "opstats.h"
 
 #ifndef MX_VERSION
@@ -43,7 +48,8 @@ enum {
 	METRICS_BODY_IDLE_MS = 30000, /* between two reads of a POST body */
 	METRICS_BODY_DEADLINE_MS = 3600000, /* the whole POST body, from the end of its head */
 	METRICS_HANDLER_MS = 600000,  /* a POST handler's answer: a backstop, the handler's own bounds come first */
-	METRICS_BODY_FIRST = 16384,   /* a POST body's first allocation; it doubles as octets arrive */
+	METRICS_SPARE_MIN = 8192,     /* the least free space of a POST body's buffer read into */
+	METRICS_READ_BUF = 65536,     /* the listener's read buffer: a POST body's other reads */
 	METRICS_MAX_CONNS = 64,
 	METRICS_MAX_REGS = 64,
 };
@@ -401,8 +407,8 @@ char *metrics_render(struct pool *pool, size_t *len)
 	sb_header(&sb, "connections_uncounted_total", "Clients admitted without a per-IP count: their "
 	    "slot window was full (max_connections_per_ip not applied to them; event=conncount_crowded).", "counter");
 	sb_sample(&sb, "connections_uncounted_total", NULL, NULL, (double)conncount_uncounted());
-	sb_header(&sb, "message_memory_bytes", "Message bytes held in memory now, all sessions together "
-	    "(limits.memory_budget bounds it; the rest is in limits.spool_dir).", "gauge");
+	sb_header(&sb, "message_memory_bytes", "Message bytes held in memory now, all sessions and "
+	    "POST /learn bodies together (limits.memory_budget bounds it; the rest is in limits.spool_dir).", "gauge");
 	sb_sample(&sb, "message_memory_bytes", NULL, NULL, (double)msgbuf_mem_in_use());
 	if (pool)
 		metrics_render_pool(&sb, pool);
@@ -448,8 +454,8 @@ struct metrics_conn {
 	char req[METRICS_MAX_REQUEST + 1];  /* + the terminator */
 	/* a POST to a registered handler: the body being collected, then the pending reply */
 	const struct metrics_post_reg *post;
-	char *body;                   /* grows with what arrives (metrics_post_reserve) */
-	size_t body_len, body_want, body_cap;
+	struct msgbuf *body;          /* what arrived of it (msgbuf.h: memory, then spool_dir) */
+	size_t body_want;
 	struct metrics_post_reply *reply;
 	char post_path[256];          /* its request target */
 	uint64_t body_deadline;       /* uv_now() past which the body is given up */
@@ -509,7 +515,26 @@ struct metrics {
 	bool server_open;
 	bool stopping;
 	char addr[128];
+	/* where a POST body is read when not straight into its buffer (metrics_alloc_cb): one
+	 * for the listener, its reads all on the loop thread, each taken before the next */
+	char readbuf[METRICS_READ_BUF];
 };
+
+/* Where POST bodies are held (metrics_set_spool); the config's defaults until set. */
+static size_t metrics_spool_threshold = 256 * 1024;
+static char *metrics_spool_dir;
+
+/* See metrics.h. */
+void metrics_set_spool(size_t threshold, const char *dir)
+{
+	char *d = dir ? strdup(dir) : NULL;
+
+	if (dir && !d)
+		return;               /* out of memory: the last one stays */
+	free(metrics_spool_dir);
+	metrics_spool_dir = d;
+	metrics_spool_threshold = threshold;
+}
 
 static void metrics_maybe_free(struct metrics *m)
 {
@@ -533,7 +558,7 @@ static void metrics_conn_closed_cb(uv_handle_t *h)
 	m->nconns--;
 	if (c->reply)
 		c->reply->c = NULL;       /* the handler still owes its answer: nobody hears it */
-	free(c->body);
+	msgbuf_free(c->body);
 	free(c->resp);
 	free(c);
 	metrics_maybe_free(m);
@@ -741,6 +766,40 @@ static void metrics_post_continue(struct metrics_conn *c, const struct metrics_p
 	}
 }
 
+/* A POST body that cannot be held: 503, as the listener answers when it runs out of
+ * descriptors, the client told to come back, logged. reason: spool_space (at the head: the
+ * announced body goes past memory_threshold and would take half or more of spool_dir's
+ * free space, avail octets; Postfix's rule, as MAIL SIZE= meets it) or spool (what arrived
+ * could not be written: spool_dir full, removed, unwritable; err its errno, 0 for out of
+ * memory). */
+static void metrics_post_refuse(struct metrics_conn *c, const char *reason, int err, uint64_t avail)
+{
+	const char *dir = metrics_spool_dir ? metrics_spool_dir : "/tmp";
+	const char *detail = avail != UINT64_MAX ? "insufficient space" : err ? strerror(err) : "out of memory";
+	struct sockaddr_storage ss;
+	int sl = sizeof(ss);
+	char ip[64], dv[300], dt[80], text[400], *body;
+
+	memset(&ss, 0, sizeof(ss));
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0 ||
+	    netaddr_sockaddr_string((const struct sockaddr *)&ss, ip, sizeof(ip)) < 0)
+		snprintf(ip, sizeof(ip), "-");
+	if (avail != UINT64_MAX)
+		log_event(LOG_LVL_WARNING, NULL, "event=metrics_refused listen=%s client=%s reason=%s status=503 "
+		    "path=%s size=%zu avail=%llu dir=%s", c->m->addr, ip, reason, c->post_path, c->body_want,
+		    (unsigned long long)avail, log_val(dv, sizeof(dv), dir));
+	else
+		log_event(LOG_LVL_WARNING, NULL, "event=metrics_refused listen=%s client=%s reason=%s status=503 "
+		    "path=%s size=%zu received=%zu dir=%s detail=%s", c->m->addr, ip, reason, c->post_path,
+		    c->body_want, c->body ? msgbuf_len(c->body) : 0, log_val(dv, sizeof(dv), dir),
+		    log_val(dt, sizeof(dt), detail));
+	snprintf(text, sizeof(text), "cannot hold the body (limits.spool_dir %s: %s), try again later\n", dir, detail);
+	msgbuf_free(c->body);         /* nothing of it is used: its memory and file go now */
+	c->body = NULL;
+	body = strdup(text);
+	metrics_respond(c, 503, metrics_reason(503), "text/plain; charset=utf-8", body, body ? strlen(body) : 0, false);
+}
+
 /* A complete POST head for a registered prefix: the handler and the body's length (the
  * head is c->req[0..*head_len)). 0 = not such a request (metrics_parse_request answers it),
  * 1 = ours, -1 = ours but malformed or too big (answered here). */
@@ -781,10 +840,23 @@ static int metrics_post_start(struct metrics_conn *c, size_t *head_len)
 			metrics_respond_text(c, 413, "Payload Too Large", false);
 			return -1;
 		}
-		c->post = r;
 		c->body_want = (size_t)h.want;
-		/* nothing allocated for the body yet: an announced length costs only what arrives */
 		snprintf(c->post_path, sizeof(c->post_path), "%s", h.path);
+		{
+			uint64_t avail;
+
+			if (h.want > metrics_spool_threshold &&
+			    !msgbuf_spool_fits(metrics_spool_dir, h.want, &avail)) {
+				metrics_post_refuse(c, "spool_space", 0, avail);
+				return -1;
+			}
+		}
+		/* no message memory yet: an announced length costs only what arrives */
+		if ((c->body = msgbuf_new(metrics_spool_threshold, metrics_spool_dir)) == NULL) {
+			metrics_post_refuse(c, "spool", 0, UINT64_MAX);
+			return -1;
+		}
+		c->post = r;
 		metrics_post_continue(c, &h);
 		*head_len = h.head_len;
 		return 1;
@@ -792,50 +864,25 @@ static int metrics_post_start(struct metrics_conn *c, size_t *head_len)
 	return 0;
 }
 
-/* Room in c->body for n more octets (no more than the body still lacks) and the terminator.
- * The buffer grows with what arrives, doubling from METRICS_BODY_FIRST, never past the
- * announced length + 1: a client that announces the largest body and sends nothing holds
- * no more than a GET does. 0, or -1 when out of memory (c->body unchanged). */
-static int metrics_post_reserve(struct metrics_conn *c, size_t n)
-{
-	size_t need, cap;
-	char *p;
-
-	if (n > c->body_want - c->body_len)
-		n = c->body_want - c->body_len;
-	need = c->body_len + n + 1;
-	if (need <= c->body_cap)
-		return 0;
-	cap = c->body_cap ? c->body_cap : METRICS_BODY_FIRST;
-	while (cap < need)
-		cap *= 2;                 /* need <= max_body + 1: no overflow */
-	if (cap > c->body_want + 1)
-		cap = c->body_want + 1;
-	if ((p = realloc(c->body, cap)) == NULL)
-		return -1;
-	c->body = p;
-	c->body_cap = cap;
-	return 0;
-}
-
-/* Appends body bytes; with the whole body, hands it to the handler. */
+/* Appends body bytes (those read into the buffer's own free space, metrics_alloc_cb, are
+ * taken where they are); with the whole body, hands it to the handler, pinned. */
 static void metrics_post_feed(struct metrics_conn *c, const char *p, size_t n)
 {
 	struct sockaddr_storage ss;
 	int sl = sizeof(ss);
+	struct msgbuf_pin *pin;
+	const char *body;
+	size_t len;
 
-	if (n > c->body_want - c->body_len)
-		n = c->body_want - c->body_len;
-	if (metrics_post_reserve(c, n) != 0) {
-		metrics_respond_text(c, 500, "Internal Server Error", false);
+	if (n > c->body_want - msgbuf_len(c->body))
+		n = c->body_want - msgbuf_len(c->body);
+	if (msgbuf_append(c->body, p, n) != 0) {
+		/* past memory_threshold or the budget it spills, so this is the spool failing
+		 * (full, removed, unwritable) or memory running out: nothing of it is learned */
+		metrics_post_refuse(c, "spool", msgbuf_error(c->body), UINT64_MAX);
 		return;
 	}
-	if (p != c->body + c->body_len)       /* not already there (read by metrics_alloc_cb) */
-		memcpy(c->body + c->body_len, p, n);
-	c->body_len += n;
-	if (c->reply)
-		return;
-	if (c->body_len < c->body_want) {
+	if (msgbuf_len(c->body) < c->body_want) {
 		/* the body's bound is between reads (nginx's client_body_timeout), from the end
 		 * of the head on: a big body sent slowly but steadily is not cut; one that stops
 		 * is, and one trickled just inside it meets the deadline */
@@ -848,12 +895,21 @@ static void metrics_post_feed(struct metrics_conn *c, const char *p, size_t n)
 		    left < METRICS_BODY_IDLE_MS ? left : METRICS_BODY_IDLE_MS, 0);
 		return;
 	}
-	c->body[c->body_len] = '\0';
+	/* the handler reads the bytes as they are now, wherever they are (memory, the
+	 * spool file's mapping): the pin keeps them, counted in the budget while in memory,
+	 * after the buffer is gone */
+	if ((pin = msgbuf_pin(c->body, &body, &len)) == NULL) {
+		metrics_post_refuse(c, "spool", errno, UINT64_MAX);
+		return;
+	}
+	msgbuf_free(c->body);
+	c->body = NULL;
 	/* the handler answers within its own bounds (a learn: the store's timeout); this
 	 * one only keeps a handler that never answered from holding the connection */
 	uv_timer_start(&c->timer, metrics_timeout_cb, METRICS_HANDLER_MS, 0);
 	c->reply = calloc(1, sizeof(*c->reply));
 	if (c->reply == NULL) {
+		msgbuf_unpin(pin);
 		metrics_respond_text(c, 500, "Internal Server Error", false);
 		return;
 	}
@@ -861,14 +917,7 @@ static void metrics_post_feed(struct metrics_conn *c, const char *p, size_t n)
 	c->responded = true;          /* no more request parsing; the reply comes later */
 	memset(&ss, 0, sizeof(ss));
 	uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl);
-	{
-		char *body = c->body;
-
-		c->body = NULL;
-		c->body_cap = 0;
-		c->post->fn(c->post->arg, c->m->loop, c->post_path, body, c->body_len,
-		    (const struct sockaddr *)&ss, c->reply);
-	}
+	c->post->fn(c->post->arg, c->m->loop, c->post_path, pin, body, len, (const struct sockaddr *)&ss, c->reply);
 }
 
 /* See metrics.h. */
@@ -976,15 +1025,20 @@ static void metrics_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct metrics_conn *c = h->data;
 	if (c->post && !c->responded) {
-		/* a POST body (not yet whole): straight into its buffer, doubled when full (out
-		 * of memory: no buffer, the read fails with UV_ENOBUFS, answered 500). Never into
-		 * the terminator's octet, so metrics_post_feed has room for what was read and
-		 * does not move the buffer under it; never past the body (at most cap - 1). */
-		if (metrics_post_reserve(c, 1) != 0) {
-			*buf = uv_buf_init(NULL, 0);
-			return;
+		/* a POST body (not yet whole), never read past its end: straight into its
+		 * buffer's free space while it is in memory and has room (grown for it at the
+		 * body's start, as a session reads a message), msgbuf_append then copies nothing;
+		 * else the listener's read buffer, appended from there (spilled past the
+		 * threshold or the budget) */
+		size_t left = c->body_want - msgbuf_len(c->body), avail = 0;
+		char *spare = left ? msgbuf_spare(c->body, left < METRICS_SPARE_MIN ? left : METRICS_SPARE_MIN,
+		    msgbuf_len(c->body) == 0, &avail) : NULL;
+
+		if (spare == NULL) {
+			spare = c->m->readbuf;
+			avail = sizeof(c->m->readbuf);
 		}
-		*buf = uv_buf_init(c->body + c->body_len, (unsigned)(c->body_cap - c->body_len - 1));
+		*buf = uv_buf_init(spare, (unsigned)(left && left < avail ? left : avail));
 		return;
 	}
 	if (c->responded) {
@@ -1002,10 +1056,6 @@ static void metrics_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 	if (c->closing)
 		return;
-	if (nread == UV_ENOBUFS && c->post && !c->responded) {
-		metrics_respond_text(c, 500, "Internal Server Error", false);
-		return;
-	}
 	if (nread < 0) {
 		/* A client that half-closes right after its request still gets the answer. */
 		if (c->writing && nread == UV_EOF)

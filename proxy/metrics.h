@@ -46,17 +46,27 @@ void metrics_unregister(const char *name);
 /* POST handlers (e.g. the classifier's POST /learn/spam): a POST whose path starts with
  * prefix and carries a Content-Length of at most max_body gets its body collected (bounded:
  * the head within 5 s of the accept, the body 30 s between reads and 1 h in all), then
- * fn(arg, loop, path, body, len, client, reply) runs on the loop thread. fn owns body (free
- * it) and must call metrics_post_reply(reply, ...) exactly once, now or later on the loop
- * thread (the client may be gone by then: the answer is dropped). Without a Content-Length:
- * 411; bigger: 413 (both after the check below). The body's buffer grows as octets arrive,
- * not sized by the Content-Length at the head. Registering a prefix again replaces it.
- * 0 or -1 (table full: 4 prefixes). Call before requests arrive. */
+ * fn(arg, loop, path, pin, body, len, client, reply) runs on the loop thread. The body is
+ * held as a message is (msgbuf.h: in memory up to limits.memory_threshold and within
+ * limits.memory_budget, in limits.spool_dir past them; metrics_set_spool), handed over
+ * pinned: body[0..len) (not NUL-terminated) is readable from any thread until fn, which
+ * owns pin, calls msgbuf_unpin(pin) on the loop thread. fn must call
+ * metrics_post_reply(reply, ...) exactly once, now or later on the loop thread (the client
+ * may be gone by then: the answer is dropped). Without a Content-Length: 411; bigger: 413
+ * (both after the check below); a body that cannot be held (the spool full, removed,
+ * unwritable): 503, logged event=metrics_refused. The body costs what arrives, not what
+ * the head announces. Registering a prefix again replaces it. 0 or -1 (table full: 4
+ * prefixes). Call before requests arrive. */
 struct metrics_post_reply;
-typedef void (*metrics_post_fn)(void *arg, uv_loop_t *loop, const char *path, char *body,
-    size_t len, const struct sockaddr *client, struct metrics_post_reply *reply);
+struct msgbuf_pin;
+typedef void (*metrics_post_fn)(void *arg, uv_loop_t *loop, const char *path, struct msgbuf_pin *pin,
+    const char *body, size_t len, const struct sockaddr *client, struct metrics_post_reply *reply);
 int metrics_register_post(const char *prefix, size_t max_body, metrics_post_fn fn, void *arg);
 void metrics_post_reply(struct metrics_post_reply *reply, int code, const char *text);
+/* Where POST bodies are held (limits.memory_threshold and limits.spool_dir: NULL = /tmp,
+ * copied), at start and on each reload; a body already being received keeps its own. Until
+ * called: 256K and /tmp, the config's defaults. Loop thread. */
+void metrics_set_spool(size_t threshold, const char *dir);
 /* Optional, for a registered prefix: check(arg, path, client, &text) runs when the head is
  * complete, before any of the body is read and before the head's own errors (411, 400,
  * 501, 413: a refused client is not told the size limit); 0 lets the body be read,

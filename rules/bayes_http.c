@@ -10,11 +10,13 @@
 #include "bayes_learn.h"
 #include "log.h"
 #include "metrics.h"
+#include "msgbuf.h"
 
 struct bayes_http_job {
 	uv_work_t req;
 	struct bayes *b;
-	char *msg;
+	struct msgbuf_pin *pin;         /* holds msg[0..len) (memory or the spool file) */
+	const char *msg;
 	size_t len;
 	enum bayes_class cls;
 	bool mbox;                      /* the body starts with a From_ line */
@@ -66,12 +68,12 @@ static void bayes_http_after_cb(uv_work_t *req, int status)
 	    n->store_failed ? " stopped=store_error" : "");
 	bayes_learn_leave();
 	bayes_free(j->b);
-	free(j->msg);
+	msgbuf_unpin(j->pin);
 	free(j);
 }
 
-static void bayes_http_post_cb(void *arg, uv_loop_t *loop, const char *path, char *body,
-    size_t len, const struct sockaddr *client, struct metrics_post_reply *reply)
+static void bayes_http_post_cb(void *arg, uv_loop_t *loop, const char *path, struct msgbuf_pin *pin,
+    const char *body, size_t len, const struct sockaddr *client, struct metrics_post_reply *reply)
 {
 	struct bayes *b = bayes_current();
 	struct bayes_http_job *j;
@@ -128,6 +130,7 @@ static void bayes_http_post_cb(void *arg, uv_loop_t *loop, const char *path, cha
 		goto out;
 	}
 	j->b = b;
+	j->pin = pin;
 	j->msg = body;
 	j->len = len;
 	j->cls = cls;
@@ -143,7 +146,7 @@ static void bayes_http_post_cb(void *arg, uv_loop_t *loop, const char *path, cha
 	return;
 out:
 	bayes_free(b);
-	free(body);
+	msgbuf_unpin(pin);
 }
 
 /* At the head, before the body is read: what bayes_http_post_cb would refuse without

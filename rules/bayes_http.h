@@ -5,7 +5,9 @@
  * line ("learned 3 spam (...), 0 errors") for an mbox, 400 (an empty message), 403 (client
  * not allowed; 403, 404 and 503-no-classifier are answered at the head, before the body is
  * read), 404 (other path), 413 (too big), 503 (no classifier configured; busy; a store
- * error — learning stopped there, "store error: " and the counts so far for an mbox). The
+ * error — learning stopped there, "store error: " and the counts so far for an mbox; the
+ * listener's: a body that cannot be held in limits.spool_dir). The body is read where the
+ * listener holds it (memory or the spool file, pinned: metrics.h), not copied. The
  * learning itself runs in libuv's thread pool, by the path of `mxgate learn`
  * (bayes_learn_buffer). */
 #ifndef MX_BAYES_HTTP_H
