@@ -2093,9 +2093,9 @@ void session_start_connect(struct session *s)
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that
 		 * speaks before the final 220 line talks before the greeting. Not on a submission
 		 * listener: the site's own users (postscreen sits on port 25 only).
-		 * The teaser itself waits for what the connect stage decides at once (a local rate
-		 * limit, reputation, a cached DNS list answer): a client refused there hears only
-		 * the 421, as from postscreen and anvil, not a whole greeting before it. */
+		 * The teaser itself waits for what the connect stage decides at once (a rate limit
+		 * with the local store, any check that answers without a lookup): a client refused
+		 * there hears only the 421, as from postscreen and anvil, not a whole greeting. */
 		s->teaser_held = true;
 		/* the pregreet module asks pregreet.pass_store meanwhile (the connect stage) */
 		s->env.pregreet_pass = HOOK_PREGREET_TESTING;
