@@ -808,6 +808,36 @@ static int workers_parse(struct cfg_parse *p, struct fy_node *n, void *dst)
 	return 0;
 }
 
+/* nat64_prefixes: a list of IPv6 prefixes (a lone one is a list of one; absent: the
+ * well-known prefix; [] none), each checked by netaddr_nat64_add. */
+static int nat64_prefixes_parse(struct cfg_parse *p, struct fy_node *n, void *dst)
+{
+	struct netaddr_nat64 *t = dst;
+	struct fy_node *it;
+	int rc = 0;
+
+	if (cfg_node_is_null(n)) {
+		netaddr_nat64_default(t);
+		return 0;
+	}
+	t->n = 0;
+	for (size_t i = 0; (it = cfg_seq_item(n, i)) != NULL; i++) {
+		char buf[CFG_SCALAR_MAX], why[128];
+		struct netaddr net;
+		int len;
+		size_t old = cfg_path_push_index(p, i);
+
+		if (cfg_node_cstr(p, it, "an IPv6 prefix", buf, sizeof(buf)) < 0)
+			rc = -1;
+		else if (netaddr_parse_cidr(buf, &net, &len) < 0)
+			rc = cfg_error(p, it, "not an IPv6 prefix: \"%s\"", buf);
+		else if (netaddr_nat64_add(t, &net, len, why, sizeof(why)) < 0)
+			rc = cfg_error(p, it, "%s: \"%s\"", why, buf);
+		cfg_path_pop(p, old);
+	}
+	return rc;
+}
+
 /* Adds the patterns of the file `path` (one per line; blank lines and "#" comments
  * skipped) to set. 0, or -1 after reporting the first bad line at the list item. */
 static int accept_domains_read_file(struct cfg_parse *p, struct fy_node *n, size_t i,
@@ -1253,7 +1283,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
  * the modules' sections, each at CONFIG_CORE_KEYS + its `order`. A wrong CONFIG_CORE_KEYS
  * either overwrites an entry (an error, below) or leaves a hole that ends the table early
  * (test_config's registry test fails). */
-#define CONFIG_CORE_KEYS 17
+#define CONFIG_CORE_KEYS 18
 
 /* The orders in modules.def are 0..MODULES_COUNT-1, each once: the sum of 2^order over the
  * entries has every bit up to MODULES_COUNT set only then. */
@@ -1278,6 +1308,9 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	  "[127.0.0.0/8, \"::1\"]", .doc = "peers allowed to send PROXY headers (on listeners with proxy_protocol)" },
 	{ "xclient_hosts", CFG_CIDRLIST, offsetof(struct mx_config, xclient_hosts),
 	  .doc = "front ends allowed to name the client they relay with XCLIENT (nginx's mail module, Postfix's smtpd_authorized_xclient_hosts): EHLO offers XCLIENT to them, and after it the session is the named client's for every check, limit, log line and the backends; anyone else gets 550 5.7.0. Empty (the default): nobody, as an XCLIENT open to all lets any client forge its address" },
+	{ "nat64_prefixes", CFG_CUSTOM, offsetof(struct mx_config, nat64_prefixes), "[\"64:ff9b::/96\"]",
+	  .custom = nat64_prefixes_parse,
+	  .doc = "NAT64 prefixes (RFC 6052: the well-known 64:ff9b::/96, RFC 8215's local-use 64:ff9b:1::/48, a network-specific one; /32, /40, /48, /56, /64 or /96, none overlapping another, at most 16): an IPv6 client under one is the IPv4 address it embeds (RFC 6052 2.2, bits 64-71 skipped) for the DNS lists, limits, rate limits, reputation and greylisting, as the translator in front of an IPv6-only mxgate sees an IPv4 client; logs, XCLIENT/PROXY and address lists keep the IPv6 address. [] = none. Read at start: a change waits for a restart" },
 	{ "tls", CFG_STRUCT, offsetof(struct mx_config, tls), .sub = &tls_table,
 	  .doc = "certificate for STARTTLS/implicit TLS listeners" },
 	{ "limits", CFG_STRUCT, offsetof(struct mx_config, limits), .sub = &limits_table,

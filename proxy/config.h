@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 
 #include "cfg.h"
+#include "netaddr.h"
 
 struct domain_set;
 struct hostres_set;
@@ -117,6 +118,7 @@ struct mx_config {
 	struct cfg_list listen;     /* struct listen_config */
 	struct cfg_cidrlist trusted_proxies;
 	struct cfg_cidrlist xclient_hosts;  /* may send XCLIENT (session_xclient.c) */
+	struct netaddr_nat64 nat64_prefixes; /* their addresses carry an IPv4 client (netaddr.c; at start) */
 	struct tls_config tls;
 	struct limits_config limits;
 	struct backends_config backends;

@@ -220,6 +220,8 @@ static void main_start_only_changes(const struct mx_config *cfg, char *out, size
 		{ "workers", config_worker_count(cfg) != nworkers },
 		{ "user", !main_same_string(cfg->user, boot.user) },
 		{ "log.file", !main_same_string(cfg->log.file, boot.logfile) },
+		/* a client keyed at connect must have the same key at its close (conncount) */
+		{ "nat64_prefixes", !netaddr_nat64_equal(&cfg->nat64_prefixes, netaddr_nat64_get()) },
 		/* a listener that runs stays where it is; none running: a reload starts it */
 		{ "metrics.listen", metrics && !main_same_string(cfg->metrics.listen, boot.metrics) },
 		{ "control", !main_same_string(cfg->control.socket, boot.csocket) ||
@@ -967,6 +969,7 @@ int main(int argc, char **argv)
 	boot.cgroup = MAIN_DUP(cfg->control.group);
 	boot.logfile = MAIN_DUP(cfg->log.file);
 #undef MAIN_DUP
+	netaddr_nat64_set(&cfg->nat64_prefixes);
 	const struct listen_config *lv = cfg->listen.v;
 	const struct listen_config *lcs[WORKER_MAX_LISTENERS];
 	int *fds = calloc((size_t)nworkers * (size_t)nlisten + 1, sizeof(int));

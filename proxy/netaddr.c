@@ -42,8 +42,114 @@ int netaddr_from_sockaddr(const struct sockaddr *sa, struct netaddr *out)
 	return -1;
 }
 
-/* RFC 6052 2.1: the NAT64 well-known prefix 64:ff9b::/96. */
-static const uint8_t netaddr_nat64_wkp[12] = { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0 };
+/* RFC 6052 2.1: the well-known prefix 64:ff9b::/96 alone. */
+#define NETADDR_NAT64_WKP { 1, { { { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0 }, 96 } } }
+/* The NAT64 prefixes in force. */
+static struct netaddr_nat64 netaddr_nat64_table = NETADDR_NAT64_WKP;
+
+void netaddr_nat64_default(struct netaddr_nat64 *t)
+{
+	static const struct netaddr_nat64 wkp = NETADDR_NAT64_WKP;
+
+	*t = wkp;
+}
+
+static bool netaddr_nat64_length_ok(int len)
+{
+	return len == 32 || len == 40 || len == 48 || len == 56 || len == 64 || len == 96;
+}
+
+int netaddr_nat64_add(struct netaddr_nat64 *t, const struct netaddr *net, int prefix, char *why,
+    size_t whylen)
+{
+	if (net->family != AF_INET6) {
+		snprintf(why, whylen, "not an IPv6 prefix");
+		return -1;
+	}
+	if (!netaddr_nat64_length_ok(prefix)) {
+		/* RFC 6052 2.2 */
+		snprintf(why, whylen, "a NAT64 prefix is /32, /40, /48, /56, /64 or /96, not /%d", prefix);
+		return -1;
+	}
+	/* ::/96, ::ffff:0:0/96 and ::ffff:0:0:0/96 have meanings of their own (all three begin
+	 * with 64 zero bits; every table unwraps them) */
+	static const uint8_t zero[8];
+
+	if (memcmp(net->b, zero, (size_t)(prefix < 64 ? prefix : 64) / 8) == 0) {
+		snprintf(why, whylen, "overlaps ::/64 (IPv4-compatible, -mapped and -translated addresses)");
+		return -1;
+	}
+	if (prefix == 96 && net->b[8] != 0) {
+		/* RFC 6052 2.2: bits 64 to 71 MUST be zero */
+		snprintf(why, whylen, "bits 64-71 of a NAT64 prefix must be zero (RFC 6052 2.2)");
+		return -1;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		int shorter = t->v[i].len < prefix ? t->v[i].len : prefix;
+
+		/* lengths are whole octets: the shorter prefix's octets decide */
+		if (memcmp(t->v[i].b, net->b, (size_t)shorter / 8) == 0) {
+			snprintf(why, whylen, "%s item %zu", t->v[i].len == prefix ? "the same as" : "overlaps", i);
+			return -1;
+		}
+	}
+	if (t->n >= NETADDR_NAT64_MAX) {
+		snprintf(why, whylen, "at most %d NAT64 prefixes", NETADDR_NAT64_MAX);
+		return -1;
+	}
+	memset(t->v[t->n].b, 0, sizeof(t->v[t->n].b));
+	memcpy(t->v[t->n].b, net->b, (size_t)prefix / 8);
+	t->v[t->n].len = (uint8_t)prefix;
+	t->n++;
+	return 0;
+}
+
+bool netaddr_nat64_extract(const uint8_t a[16], int len, uint8_t v4[4])
+{
+	if (!netaddr_nat64_length_ok(len) || a[8] != 0)
+		return false;
+	/* RFC 6052 2.2: the IPv4 octets follow the prefix, around octet 8 (bits 64-71) */
+	for (size_t i = (size_t)len / 8, k = 0; k < 4; i++) {
+		if (i != 8)
+			v4[k++] = a[i];
+	}
+	return true;
+}
+
+bool netaddr_nat64_equal(const struct netaddr_nat64 *a, const struct netaddr_nat64 *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (a->v[i].len != b->v[i].len || memcmp(a->v[i].b, b->v[i].b, sizeof(a->v[i].b)) != 0)
+			return false;
+	return true;
+}
+
+void netaddr_nat64_set(const struct netaddr_nat64 *t)
+{
+	if (t == NULL)
+		netaddr_nat64_default(&netaddr_nat64_table);
+	else
+		netaddr_nat64_table = *t;
+}
+
+const struct netaddr_nat64 *netaddr_nat64_get(void)
+{
+	return &netaddr_nat64_table;
+}
+
+/* The IPv4 address an IPv6 b carries under a NAT64 prefix in force, into v4. */
+static bool netaddr_nat64_unwrap(const uint8_t b[16], uint8_t v4[4])
+{
+	const struct netaddr_nat64 *t = &netaddr_nat64_table;
+
+	for (size_t i = 0; i < t->n; i++)
+		if (memcmp(b, t->v[i].b, (size_t)t->v[i].len / 8) == 0)
+			return netaddr_nat64_extract(b, t->v[i].len, v4);   /* none overlaps: the one */
+	return false;
+}
+
 /* RFC 2765 2.1: IPv4-translated addresses, ::ffff:0:0/96. */
 static const uint8_t netaddr_v4translated[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0 };
 /* RFC 4291 2.5.5.1: IPv4-compatible addresses, ::/96 (deprecated). */
@@ -52,14 +158,20 @@ static const uint8_t netaddr_v4compat[12] = { 0 };
 bool netaddr_unwrap_v4(struct netaddr *a)
 {
 	const uint8_t *b = a->b;
+	uint8_t v4[4];
 
 	if (a->family != AF_INET6)
 		return false;
-	if (memcmp(b, netaddr_nat64_wkp, 12) != 0 && memcmp(b, netaddr_v4translated, 12) != 0 &&
-	    (memcmp(b, netaddr_v4compat, 12) != 0 || b[12] == 0))
+	if (netaddr_nat64_unwrap(b, v4)) {
+		/* the IPv4 octets first: they may lie anywhere in b (RFC 6052 2.2) */
+	} else if (memcmp(b, netaddr_v4translated, 12) == 0 ||
+	    (memcmp(b, netaddr_v4compat, 12) == 0 && b[12] != 0)) {
+		memcpy(v4, b + 12, 4);
+	} else {
 		return false;	/* ::, ::1: IPv6 loopback and unspecified, no IPv4 in them */
+	}
 	a->family = AF_INET;
-	memmove(a->b, b + 12, 4);
+	memcpy(a->b, v4, 4);
 	memset(a->b + 4, 0, 12);
 	return true;
 }

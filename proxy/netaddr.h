@@ -2,7 +2,8 @@
  * per address (an IPv4 client seen through a dual-stack socket arrives as the v4-mapped IPv6
  * address ::ffff:a.b.c.d and is the IPv4 address a.b.c.d here, so it never has two
  * identities), networks by prefix length (/24, /64 ...), text, CIDR parsing and matching.
- * Pure: no I/O, no allocation; usable from any thread. */
+ * Pure: no I/O, no allocation; usable from any thread. One process-wide setting: the NAT64
+ * prefixes whose addresses carry an IPv4 client (netaddr_nat64_set, at start). */
 #ifndef MX_NETADDR_H
 #define MX_NETADDR_H
 
@@ -27,11 +28,44 @@ int netaddr_from_sockaddr(const struct sockaddr *sa, struct netaddr *out);
  * Logs, XCLIENT / PROXY to backends and the address lists of the configuration keep the
  * canonical address. 0, or -1 for NULL or another family. */
 int netaddr_client_from_sockaddr(const struct sockaddr *sa, struct netaddr *out);
-/* An IPv6 a that embeds an IPv4 client becomes that IPv4 address: the NAT64 well-known prefix
- * 64:ff9b::/96 (RFC 6052 2.1), IPv4-translated ::ffff:0:a.b.c.d (RFC 2765 2.1) and
+/* An IPv6 a that embeds an IPv4 client becomes that IPv4 address: an address under one of the
+ * NAT64 prefixes in force (netaddr_nat64_set; the default is the well-known prefix 64:ff9b::/96,
+ * RFC 6052 2.1) whose bits 64-71 are zero, IPv4-translated ::ffff:0:a.b.c.d (RFC 2765 2.1) and
  * IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1; not ::, ::1, nor a last 32 bits in 0.0.0.0/8).
  * True when a changed. */
 bool netaddr_unwrap_v4(struct netaddr *a);
+
+/* ---- NAT64 prefixes (RFC 6052) ------------------------------------------------------------ */
+
+#define NETADDR_NAT64_MAX 16        /* prefixes in a table (config nat64_prefixes) */
+/* NAT64 prefixes, none overlapping another: what an IPv6-only host behind a NAT64 or SIIT
+ * translator sees of an IPv4 client is the client's address under one of them. */
+struct netaddr_nat64 {
+	size_t n;
+	struct netaddr_nat64_prefix {
+		uint8_t b[12];      /* the prefix's first len / 8 octets, the rest zero */
+		uint8_t len;        /* 32, 40, 48, 56, 64 or 96 (RFC 6052 2.2) */
+	} v[NETADDR_NAT64_MAX];
+};
+/* t holds the well-known prefix 64:ff9b::/96 alone (the default). */
+void netaddr_nat64_default(struct netaddr_nat64 *t);
+/* Adds net/prefix (as netaddr_parse_cidr gives it) to t. 0, or -1 with the reason in why
+ * (whylen octets): not IPv6, a length RFC 6052 2.2 has not (32, 40, 48, 56, 64, 96), bits
+ * 64-71 not zero in a /96, the same as or overlapping an entry already in t, t full. */
+int netaddr_nat64_add(struct netaddr_nat64 *t, const struct netaddr *net, int prefix, char *why,
+    size_t whylen);
+/* The IPv4 address in a (16 IPv6 octets) as RFC 6052 2.2 places it behind a prefix of len
+ * bits (32, 40, 48, 56, 64, 96): the 32 bits after the prefix, bits 64-71 (the "u" octet)
+ * skipped. Whether a is under the prefix is not checked. False (v4 untouched) for another
+ * len, or when a's bits 64-71 are not zero (RFC 6052 2.2: then it is no IPv4-embedded
+ * address). */
+bool netaddr_nat64_extract(const uint8_t a[16], int len, uint8_t v4[4]);
+bool netaddr_nat64_equal(const struct netaddr_nat64 *a, const struct netaddr_nat64 *b);
+/* The table netaddr_unwrap_v4 (and so every netaddr_client_* function) uses, process-wide:
+ * copied; NULL = the default. Not synchronised: set it before other threads read it (the
+ * daemon sets it at start only, so a client keyed at connect has the same key at its close). */
+void netaddr_nat64_set(const struct netaddr_nat64 *t);
+const struct netaddr_nat64 *netaddr_nat64_get(void);
 /* Parses "198.18.0.1", "2001:db8::1" or "::ffff:198.18.0.1" (-> IPv4). 0 or -1. */
 int netaddr_from_string(const char *s, struct netaddr *out);
 /* "198.18.0.1", "2001:db8::1" (RFC 5952 form, as inet_ntop). 0, or -1 when it does not fit. */

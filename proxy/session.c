@@ -1952,7 +1952,7 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 		chain_run_cut(&s->chain, session_stage_done_cb, s);
 		return;
 	}
-	if (v->action == VERDICT_ACCEPT && s->teaser_sent && s->state == SESSION_CONNECT) {
+	if (v->action == VERDICT_ACCEPT && (s->teaser_sent || s->teaser_held) && s->state == SESSION_CONNECT) {
 		/* Allow-listed at connect (reputation.allow, the DNS lists' allow_threshold): the
 		 * pregreet test ends, as postscreen's access list and dnsbl whitelist threshold
 		 * let a client skip it; what it said early is not held against it. */
@@ -1961,7 +1961,7 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 			log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=allow_listed client=%s",
 			    s->env.client_ip);
 		s->pregreet_hit = false;
-	} else if (s->env.pregreet_pass == HOOK_PREGREET_KNOWN && s->teaser_sent &&
+	} else if (s->env.pregreet_pass == HOOK_PREGREET_KNOWN && (s->teaser_sent || s->teaser_held) &&
 	    s->state == SESSION_CONNECT && !s->pregreet_hit && !s->pregreet_waited) {
 		/* pregreet.pass_store knows the client passed (a restart, another node): the
 		 * delay ends with the connect stage, as if this process had known it at connect.
@@ -1982,6 +1982,23 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 		return;
 	}
 	session_greet(s);
+}
+
+/* The pregreet teaser held by session_start_connect goes out now, after the connect stage's
+ * synchronous part: the stage still running (a DNS list's query) or ended without a greeting
+ * (the pregreet delay holds it). Not after a refusal that closes (the 421 alone) nor after a
+ * greeting already sent (an allow-listed client: no test, no teaser). The memory of a
+ * session closed meanwhile goes in its close callbacks, a loop iteration later. */
+static void session_send_teaser(struct session *s)
+{
+	if (!s->teaser_held)
+		return;
+	s->teaser_held = false;
+	if ((s->state != SESSION_CONNECT && s->state != SESSION_PREGREET) || s->quit_after_flush)
+		return;
+	session_reply(s, "220-%s ESMTP", s->cfg->hostname);
+	s->teaser_sent = true;
+	session_flush(s);
 }
 
 /* The connect stage is a stage of its own, not a command. */
@@ -2075,12 +2092,13 @@ void session_start_connect(struct session *s)
 	} else if (pg->delay > 0 && !s->lc->submission) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that
 		 * speaks before the final 220 line talks before the greeting. Not on a submission
-		 * listener: the site's own users (postscreen sits on port 25 only). */
-		session_reply(s, "220-%s ESMTP", s->cfg->hostname);
-		s->teaser_sent = true;
+		 * listener: the site's own users (postscreen sits on port 25 only).
+		 * The teaser itself waits for what the connect stage decides at once (a rate limit
+		 * with the local store, any check that answers without a lookup): a client refused
+		 * there hears only the 421, as from postscreen and anvil, not a whole greeting. */
+		s->teaser_held = true;
 		/* the pregreet module asks pregreet.pass_store meanwhile (the connect stage) */
 		s->env.pregreet_pass = HOOK_PREGREET_TESTING;
-		session_flush(s);
 		session_arm(s, pg->delay);
 		/* what came in the PROXY header's segment was sent before any greeting too */
 		if (s->inlen > 0)
@@ -2089,6 +2107,7 @@ void session_start_connect(struct session *s)
 	session_unpause(s);
 	s->cmd = &session_connect_step;
 	chain_run(&s->chain, HOOK_CONNECT, session_stage_done_cb, s);
+	session_send_teaser(s);
 }
 
 /* ---- drain ------------------------------------------------------------------------- */

@@ -77,6 +77,8 @@ struct session {
 	bool pregreet_waited;             /* the pregreet delay ran out (a pass, if it kept quiet) */
 	unsigned protocol_failed;         /* after-220 tests failed, 1 << enum session_protocol_test */
 	bool teaser_sent;                 /* the greeting's "220-" first line is out */
+	bool teaser_held;                 /* the pregreet test runs, its "220-" line waits for the
+	                                     connect stage's synchronous checks (session_start_connect) */
 	bool lb_check;                    /* the balancer's own connection (a health check): PROXY
 	                                     v2 LOCAL, or a header naming the connection itself */
 	bool xclient_allowed;             /* the peer is in xclient_hosts (session_xclient.c) */

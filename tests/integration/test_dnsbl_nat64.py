@@ -10,8 +10,15 @@
   the v4-mapped one (::ffff:a.b.c.d) already was;
 - an unlisted NAT64 client is delivered, an IPv6 client is still looked up by nibbles, and
   the client= of the log lines is the address as the client came (64:ff9b::...).
+- nat64_prefixes (session 25) names the prefixes: with RFC 8215's local-use 64:ff9b:1::/48 and
+  a network-specific /40 (RFC 6052 2.2: the IPv4 octets around bits 64-71), clients under them
+  are looked up as their IPv4 address; the well-known prefix, left out of the list, is then an
+  IPv6 network like another; `mxgate -t` refuses a length RFC 6052 has not, an IPv4 item, an
+  overlap, with FILE:LINE:COL; a SIGHUP that changes the list keeps the running one (logged
+  event=config_unchanged key=nat64_prefixes: a client's key at connect stays its key at close).
 """
 import ipaddress
+import re
 import os
 import sys
 
@@ -27,13 +34,18 @@ rbl = mt.rbldnsd({
 })
 
 be = mt.Backend()
-mx = mt.Mxgate(mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
-                         trusted_proxies=['127.0.0.1/32'],
-                         dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
-                         dnsbl={'threshold': 3, 'action': 'reject', 'lists': [
-                             {'zone': 'bl.test', 'weight': 3},
-                             {'zone': 'bl6.test', 'weight': 3}]}),
-               name='mx-nat64')
+
+
+def nat64_config(port=0, **kw):
+    return mt.config([be.url], listen=[{'address': '127.0.0.1:%d' % port, 'proxy_protocol': True}],
+                     trusted_proxies=['127.0.0.1/32'],
+                     dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
+                     dnsbl={'threshold': 3, 'action': 'reject', 'lists': [
+                         {'zone': 'bl.test', 'weight': 3},
+                         {'zone': 'bl6.test', 'weight': 3}]}, **kw)
+
+
+mx = mt.Mxgate(nat64_config(), name='mx-nat64')
 
 
 def hexform(ip6):
@@ -75,4 +87,48 @@ d, r = via('2001:db8:1::7', 'listed6')
 mt.check(not d and r.startswith('5') and 'bl6.test' in r, 'an IPv6 client is still looked up by nibbles (%s)' % r[:100])
 
 mx.stop()
+
+# nat64_prefixes: RFC 8215's local-use /48 and a network-specific /40, without the well-known one
+listed = mt.Mxgate(nat64_config(nat64_prefixes=['64:ff9b:1::/48', '2001:db8:100::/40']), name='mx-nat64-list')
+mx = listed
+for client, form in (('64:ff9b:1:c612:1:700::', 'local-use /48 (RFC 8215)'),
+                     ('2001:db8:1c6:1201:7::', 'network-specific /40')):
+    d, r = via(client, 'listed ' + client)
+    mt.check(not d and r.startswith('5') and 'Listed in bl.test for 198.18.1.7' in r,
+             '%s: %s is 198.18.1.7, refused naming bl.test (%s)' % (form, client, r[:120]))
+mt.check(mx.wait_log(r'event=dnsbl stage=connect client=64:ff9b:1:c612:1:700:: .*lists=bl\.test') is not None,
+         'the /48 client is logged as it came (client=64:ff9b:1:c612:1:700::), listed in bl.test')
+d, r = via('64:ff9b:1:c612:101:700::', 'u-octet')
+mt.check(d, 'bits 64-71 set: no IPv4-embedded address (RFC 6052 2.2), an IPv6 client (%s)' % r[:100])
+d, r = via('64:ff9b::198.18.1.7', 'wkp-not-listed')
+mt.check(d, 'the well-known prefix left out of nat64_prefixes: an IPv6 client (%s)' % r[:100])
+d, r = via('::ffff:0:198.18.1.8', 'translated-still')
+mt.check(not d and 'bl.test' in r, 'IPv4-translated addresses whatever the list (%s)' % r[:100])
+
+# a SIGHUP with the same list says nothing of it; one that changes it keeps the running one
+start = mx.log_size()
+mx.reload(nat64_config(nat64_prefixes=['64:ff9b:1::/48', '2001:db8:100::/40']))
+mt.check(mx.wait_log(r'event=reloaded ', start=start) is not None, 'a reload with the same list')
+mt.check('key=nat64_prefixes' not in mx.log()[start:], 'logs no config_unchanged for it')
+start = mx.log_size()
+cfg = nat64_config(nat64_prefixes=['64:ff9b::/96'])
+mx.reload(cfg)
+mt.check(mx.wait_log(r'event=config_unchanged key=nat64_prefixes ', start=start) is not None,
+         'a reload changing nat64_prefixes logs event=config_unchanged key=nat64_prefixes')
+mt.check(mx.wait_log(r'event=reloaded ', start=start) is not None, 'and the rest of the reload is in force')
+d, r = via('64:ff9b:1:c612:1:700::', 'after-reload')
+mt.check(not d and 'bl.test' in r, 'the running list stays until a restart (%s)' % r[:100])
+mx.stop()
+
+# mxgate -t: FILE:LINE:COL: key: reason
+for items, why in ((['2001:db8::/33'], r'nat64_prefixes\[0\]: a NAT64 prefix is /32, /40, /48, /56, /64 or /96, not /33'),
+                   (['64:ff9b::/96', '192.0.2.0/24'], r'nat64_prefixes\[1\]: not an IPv6 prefix'),
+                   (['64:ff9b::/96', '64:ff9b::/32'], r'nat64_prefixes\[1\]: overlaps item 0'),
+                   (['2001:db8:0:0:100::/96'], r'nat64_prefixes\[0\]: bits 64-71'),
+                   (['nonsense'], r'nat64_prefixes\[0\]: not an IPv6 prefix')):
+    rc, out = mt.config_check(nat64_config(2525, nat64_prefixes=items), 'nat64-bad')
+    mt.check(rc == 1 and re.search(r'nat64-bad\.yaml:\d+:\d+: ' + why, out) is not None and out.count('\n') == 1,
+             '-t refuses %s: %s' % (items, out.strip()[:200]))
+rc, out = mt.config_check(nat64_config(2525, nat64_prefixes=[]), 'nat64-none')
+mt.check(rc == 0, '-t takes an empty list (no NAT64 prefix): %s' % out.strip()[:200])
 mt.finish()

@@ -1,6 +1,6 @@
 /* test_netaddr.c — canonical addresses: IPv4, IPv6 and v4-mapped IPv6 from a sockaddr and from
  * text, prefixes at /0, /32, /128 and lengths that end inside a byte, CIDR parsing and
- * matching, the 16-byte table key. Table-driven, one labelled row per case. */
+ * matching, the 16-byte table key, NAT64 prefixes of every RFC 6052 length. Table-driven, one labelled row per case. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proxy/netaddr.h"
@@ -268,6 +269,174 @@ static void test_client_unwrap(void **state)
 	assert_memory_equal(k1, k2, 16);
 }
 
+/* Builds a table from CIDR texts; fails the test on a refused one. */
+static void nat64_table(struct netaddr_nat64 *t, const char *const *cidrs, size_t n)
+{
+	char why[128];
+
+	t->n = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct netaddr net;
+		int len;
+
+		if (netaddr_parse_cidr(cidrs[i], &net, &len) != 0 || netaddr_nat64_add(t, &net, len, why, sizeof(why)) != 0)
+			fail_msg("nat64 table: %s refused: %s", cidrs[i], why);
+	}
+}
+
+/* RFC 6052 2.4's table: 192.0.2.33 behind a prefix of each length 2.2 allows, extracted back
+ * from the IPv6 address of the RFC's example (the u octet, bits 64-71, skipped), and as a
+ * client: keyed, looked up and limited as 192.0.2.33. */
+static void test_nat64_rfc6052_examples(void **state)
+{
+	static const struct { const char *label, *prefix, *ip6; } rows[] = {
+		{ "/32", "2001:db8::/32", "2001:db8:c000:221::" },
+		{ "/40", "2001:db8:100::/40", "2001:db8:1c0:2:21::" },
+		{ "/48", "2001:db8:122::/48", "2001:db8:122:c000:2:2100::" },
+		{ "/56", "2001:db8:122:300::/56", "2001:db8:122:3c0:0:221::" },
+		{ "/64", "2001:db8:122:344::/64", "2001:db8:122:344:c0:2:2100:0" },
+		{ "/96", "2001:db8:122:344::/96", "2001:db8:122:344::192.0.2.33" },
+		{ "/96 well-known", "64:ff9b::/96", "64:ff9b::192.0.2.33" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct netaddr_nat64 t;
+		struct sockaddr_storage ss = sockaddr_of(rows[i].ip6);
+		struct netaddr a;
+		uint8_t v4[4], want[4] = { 192, 0, 2, 33 };
+		char out[NETADDR_STRLEN], key[NETADDR_PREFIX_STRLEN];
+		int len = atoi(strrchr(rows[i].prefix, '/') + 1);
+
+		if (!netaddr_nat64_extract(((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr, len, v4) ||
+		    memcmp(v4, want, 4) != 0)
+			fail_msg("%s: extract %u.%u.%u.%u", rows[i].label, v4[0], v4[1], v4[2], v4[3]);
+		nat64_table(&t, &rows[i].prefix, 1);
+		netaddr_nat64_set(&t);
+		if (netaddr_client_from_sockaddr((struct sockaddr *)&ss, &a) != 0 ||
+		    netaddr_to_string(&a, out, sizeof(out)) != 0 || strcmp(out, "192.0.2.33") != 0)
+			fail_msg("%s: client %s, want 192.0.2.33", rows[i].label, out);
+		if (netaddr_client_string((struct sockaddr *)&ss, 64, key, sizeof(key)) < 0 ||
+		    strcmp(key, "192.0.2.33") != 0)
+			fail_msg("%s: client key %s", rows[i].label, key);
+		/* the canonical form (logs, XCLIENT, address lists) keeps the IPv6 address */
+		netaddr_from_sockaddr((struct sockaddr *)&ss, &a);
+		if (a.family != AF_INET6)
+			fail_msg("%s: the canonical form changed", rows[i].label);
+		/* the same address with the u octet set is no IPv4-embedded address (RFC 6052 2.2) */
+		if (len != 96) {
+			struct sockaddr_storage u = ss;
+
+			((struct sockaddr_in6 *)&u)->sin6_addr.s6_addr[8] = 1;
+			if (netaddr_client_from_sockaddr((struct sockaddr *)&u, &a) != 0 || a.family != AF_INET6)
+				fail_msg("%s: u octet set, unwrapped", rows[i].label);
+		}
+	}
+	netaddr_nat64_set(NULL);
+}
+
+/* Several prefixes at once; the default; an empty table; what stays IPv6. */
+static void test_nat64_table(void **state)
+{
+	static const char *const prefixes[] = { "64:ff9b::/96", "64:ff9b:1::/48", "2001:db8:100::/40" };
+	static const struct { const char *label, *ip, *want; } rows[] = {
+		{ "well-known", "64:ff9b::198.18.7.7", "198.18.7.7" },
+		{ "RFC 8215 local-use /48", "64:ff9b:1:c612:7:700::", "198.18.7.7" },
+		{ "RFC 8215 /48, suffix bits set (SHOULD be zero): still the IPv4 octets", "64:ff9b:1:c612:7:7ff:1:1", "198.18.7.7" },
+		{ "/40", "2001:db8:1c6:1207:7::", "198.18.7.7" },
+		{ "/48 with the u octet set stays IPv6", "64:ff9b:1:c612:107:700::", "64:ff9b:1:c612:107:700::" },
+		{ "beside the /48 stays IPv6", "64:ff9b:2:c612:7:700::", "64:ff9b:2:c612:7:700::" },
+		{ "beside the /40 stays IPv6", "2001:db8:2c6:1207:7::", "2001:db8:2c6:1207:7::" },
+		{ "IPv4-translated whatever the table", "::ffff:0:198.18.7.7", "198.18.7.7" },
+		{ "other IPv6", "2001:db9::1", "2001:db9::1" },
+	};
+	struct netaddr_nat64 t, d;
+	struct netaddr a;
+	char out[NETADDR_STRLEN];
+
+	(void)state;
+	nat64_table(&t, prefixes, 3);
+	netaddr_nat64_set(&t);
+	assert_true(netaddr_nat64_equal(netaddr_nat64_get(), &t));
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct sockaddr_storage ss = sockaddr_of(rows[i].ip);
+
+		if (netaddr_client_from_sockaddr((struct sockaddr *)&ss, &a) != 0 ||
+		    netaddr_to_string(&a, out, sizeof(out)) != 0 || strcmp(out, rows[i].want) != 0)
+			fail_msg("%s: %s, want %s", rows[i].label, out, rows[i].want);
+	}
+	/* an empty table: the well-known prefix is an IPv6 network like another */
+	t.n = 0;
+	netaddr_nat64_set(&t);
+	struct sockaddr_storage ss = sockaddr_of("64:ff9b::198.18.7.7");
+
+	assert_int_equal(netaddr_client_from_sockaddr((struct sockaddr *)&ss, &a), 0);
+	assert_int_equal(a.family, AF_INET6);
+	/* NULL: the default, the well-known prefix alone */
+	netaddr_nat64_set(NULL);
+	netaddr_nat64_default(&d);
+	assert_true(netaddr_nat64_equal(netaddr_nat64_get(), &d));
+	assert_int_equal(d.n, 1);
+	assert_int_equal(netaddr_client_from_sockaddr((struct sockaddr *)&ss, &a), 0);
+	assert_int_equal(a.family, AF_INET);
+	assert_false(netaddr_nat64_equal(&d, &t));
+}
+
+/* What a table refuses, each with its reason. */
+static void test_nat64_add_refused(void **state)
+{
+	static const struct { const char *label, *cidr, *why; } rows[] = {
+		{ "IPv4", "192.0.2.0/24", "not an IPv6 prefix" },
+		{ "v4-mapped /96 (IPv4)", "::ffff:0.0.0.0/96", "not an IPv6 prefix" },
+		{ "a length 6052 has not: /33", "2001:db8::/33", "not /33" },
+		{ "/128", "2001:db8::1", "not /128" },
+		{ "/0", "::/0", "not /0" },
+		{ "bits 64-71 set in a /96", "2001:db8:0:0:100::/96", "bits 64-71" },
+		{ "IPv4-compatible ::/96", "::/96", "overlaps ::/64" },
+		{ "IPv4-translated ::ffff:0:0:0/96", "::ffff:0:0:0/96", "overlaps ::/64" },
+		{ "a /32 over them all", "::/32", "overlaps ::/64" },
+		{ "the same as an entry", "64:ff9b::/96", "the same as item 0" },
+		{ "inside an entry", "2001:db8:100:200::/64", "overlaps item 1" },
+		{ "around an entry", "64:ff9b::/32", "overlaps item 0" },
+	};
+	static const char *const base[] = { "64:ff9b::/96", "2001:db8:100::/40" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct netaddr_nat64 t;
+		struct netaddr net;
+		char why[128] = "";
+		int len;
+
+		nat64_table(&t, base, 2);
+		if (netaddr_parse_cidr(rows[i].cidr, &net, &len) != 0)
+			fail_msg("%s: %s does not parse", rows[i].label, rows[i].cidr);
+		if (netaddr_nat64_add(&t, &net, len, why, sizeof(why)) != -1 || strstr(why, rows[i].why) == NULL ||
+		    t.n != 2)
+			fail_msg("%s: %s: \"%s\", want \"%s\"", rows[i].label, rows[i].cidr, why, rows[i].why);
+	}
+	/* full at NETADDR_NAT64_MAX */
+	struct netaddr_nat64 t = { 0 };
+	char why[128] = "", cidr[64];
+	struct netaddr net;
+	int len;
+
+	for (int i = 0; i <= NETADDR_NAT64_MAX; i++) {
+		snprintf(cidr, sizeof(cidr), "2001:db8:%x::/48", i);
+		assert_int_equal(netaddr_parse_cidr(cidr, &net, &len), 0);
+		assert_int_equal(netaddr_nat64_add(&t, &net, len, why, sizeof(why)), i < NETADDR_NAT64_MAX ? 0 : -1);
+	}
+	assert_int_equal(t.n, NETADDR_NAT64_MAX);
+	assert_non_null(strstr(why, "at most 16"));
+	/* extract: another length, and the u octet, are refused */
+	uint8_t a[16] = { 0 }, v4[4] = { 9, 9, 9, 9 };
+
+	assert_false(netaddr_nat64_extract(a, 33, v4));
+	a[8] = 1;
+	assert_false(netaddr_nat64_extract(a, 64, v4));
+	assert_int_equal(v4[0], 9);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -278,6 +447,9 @@ int main(void)
 		cmocka_unit_test(test_match),
 		cmocka_unit_test(test_key16),
 		cmocka_unit_test(test_client_unwrap),
+		cmocka_unit_test(test_nat64_rfc6052_examples),
+		cmocka_unit_test(test_nat64_table),
+		cmocka_unit_test(test_nat64_add_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
