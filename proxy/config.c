@@ -621,7 +621,9 @@ static int route_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 static const struct cfg_field route_fields[] = {
 	{ "domains", CFG_STRLIST, offsetof(struct backend_route_config, domains), .flags = CFG_REQUIRED,
-	  .doc = "recipient domains sent to these servers instead of backends.servers" },
+	  .doc = "recipient domains sent to these servers instead of backends.servers; the first route "
+		 "whose domains match a recipient wins, so a name goes before a wildcard that covers it "
+		 "(-t warns of a domain an earlier route takes)" },
 	{ "servers", CFG_STRLIST, offsetof(struct backend_route_config, servers), .flags = CFG_REQUIRED,
 	  .doc = "backend URLs for those domains" },
 	{ NULL }
@@ -981,6 +983,44 @@ int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp)
 	return n;
 }
 
+/* A route's domain that an earlier route already matches wholly never reaches that route's
+ * servers (pool_route_for: the first matching route wins; Postfix's transport_maps would
+ * take the most specific entry): "*.hosting.example" in routes[0] takes
+ * special.hosting.example of routes[1], silently. One warning per such domain. */
+static int config_route_shadow_warnings(const struct mx_config *cfg, void *err_fp)
+{
+	const struct backend_route_config *rv = cfg->backends.routes.v;
+	size_t nr = cfg->backends.routes.n;
+	struct domain_set **sets;
+	const char *why;
+	int n = 0;
+
+	if (nr < 2 || (sets = calloc(nr, sizeof(*sets))) == NULL)
+		return 0;
+	for (size_t r = 0; r < nr; r++) {
+		for (size_t j = 0; j < rv[r].domains.n; j++)
+			for (size_t k = 0; k < r; k++) {
+				if (!domain_set_covers(sets[k], rv[r].domains.v[j]))
+					continue;
+				if (err_fp)
+					fprintf(err_fp, "%s: warning: backends.routes[%zu].domains[%zu]: \"%s\" is "
+						"matched by routes[%zu] first: the first matching route wins, so "
+						"its mail goes there, never to this route\n", cfg->path, r, j,
+						rv[r].domains.v[j], k);
+				n++;
+				break;
+			}
+		if ((sets[r] = domain_set_new()) == NULL)
+			break;
+		for (size_t j = 0; j < rv[r].domains.n; j++)
+			(void)domain_set_add(sets[r], rv[r].domains.v[j], &why);
+	}
+	for (size_t r = 0; r < nr; r++)
+		domain_set_free(sets[r]);
+	free(sets);
+	return n;
+}
+
 int config_warnings(const struct mx_config *cfg, void *err_fp)
 {
 	int n = 0;
@@ -1006,6 +1046,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 	}
 	n += auth_config_warnings(cfg, err_fp);
 	n += config_tls_access_warnings(cfg, err_fp);
+	n += config_route_shadow_warnings(cfg, err_fp);
 	if (cfg->greylist.enabled && cfg->rdns.lookup == RDNS_LOOKUP_NEVER &&
 	    greylist_wants_client_name(&cfg->greylist)) {
 		if (err_fp)
