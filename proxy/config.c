@@ -73,6 +73,8 @@ void config_free(struct mx_config *cfg)
 {
 	if (!cfg)
 		return;
+	for (size_t r = 0; r < cfg->backends.routes.n; r++)
+		domain_set_free(((struct backend_route_config *)cfg->backends.routes.v)[r].match);
 	cfg_table_free(&config_table, cfg);
 	domain_set_free(cfg->accept_set);
 	hostres_set_free(cfg->resolved);
@@ -602,6 +604,9 @@ static const struct cfg_table server_table = {
 	"backends.servers[]", sizeof(struct backend_server_config), server_fields, server_validate
 };
 
+static int domains_read_file(struct cfg_parse *p, struct fy_node *n, const char *key, size_t i,
+			     const char *path, struct domain_set *set);
+
 static int route_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct backend_route_config *r = obj;
@@ -611,17 +616,28 @@ static int route_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	for (size_t i = 0; i < r->servers.n; i++)
 		if (config_check_backend_url(r->servers.v[i], &u, &err) < 0)
 			rc = cfg_error_key(p, n, "servers", (long)i, "%s: \"%s\"", err, r->servers.v[i]);
+	/* the set the pool matches with: patterns and "file:PATH" items, read now (so SIGHUP,
+	 * which loads a new config, re-reads the files), as accept_domains */
+	domain_set_free(r->match);
+	if ((r->match = domain_set_new()) == NULL)
+		return cfg_error_key(p, n, "domains", -1, "out of memory");
 	for (size_t i = 0; i < r->domains.n; i++) {
-		const char *why = domain_pattern_check(r->domains.v[i]);
-		if (why != NULL)
+		const char *why;
+
+		if (strncmp(r->domains.v[i], "file:", 5) == 0) {
+			if (domains_read_file(p, n, "domains", i, r->domains.v[i] + 5, r->match) < 0)
+				rc = -1;
+		} else if (domain_set_add(r->match, r->domains.v[i], &why) != 0) {
 			rc = cfg_error_key(p, n, "domains", (long)i, "\"%s\": %s", r->domains.v[i], why);
+		}
 	}
 	return rc;
 }
 
 static const struct cfg_field route_fields[] = {
 	{ "domains", CFG_STRLIST, offsetof(struct backend_route_config, domains), .flags = CFG_REQUIRED,
-	  .doc = "recipient domains sent to these servers instead of backends.servers; the first route "
+	  .doc = "recipient domains sent to these servers instead of backends.servers: names, \"*.example.org\", "
+		 "\"file:/etc/mxgate/cluster-b\" (one per line, re-read on SIGHUP); the first route "
 		 "whose domains match a recipient wins, so a name goes before a wildcard that covers it "
 		 "(-t warns of a domain an earlier route takes)" },
 	{ "servers", CFG_STRLIST, offsetof(struct backend_route_config, servers), .flags = CFG_REQUIRED,
@@ -799,8 +815,8 @@ static int workers_parse(struct cfg_parse *p, struct fy_node *n, void *dst)
 
 /* Adds the patterns of the file `path` (one per line; blank lines and "#" comments
  * skipped) to set. 0, or -1 after reporting the first bad line at the list item. */
-static int accept_domains_read_file(struct cfg_parse *p, struct fy_node *n, size_t i,
-				    const char *path, struct domain_set *set)
+static int domains_read_file(struct cfg_parse *p, struct fy_node *n, const char *key, size_t i,
+			     const char *path, struct domain_set *set)
 {
 	FILE *f = fopen(path, "r");
 	char *line = NULL;
@@ -809,7 +825,7 @@ static int accept_domains_read_file(struct cfg_parse *p, struct fy_node *n, size
 	int rc = 0;
 
 	if (f == NULL)
-		return cfg_error_key(p, n, "accept_domains", (long)i, "cannot read %s: %s", path,
+		return cfg_error_key(p, n, key, (long)i, "cannot read %s: %s", path,
 				     strerror(errno));
 	while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
 		char *s = line, *e = line + len, *hash = memchr(line, '#', (size_t)len);
@@ -826,11 +842,11 @@ static int accept_domains_read_file(struct cfg_parse *p, struct fy_node *n, size
 			continue;
 		*e = '\0';
 		if (domain_set_add(set, s, &why) != 0)
-			rc = cfg_error_key(p, n, "accept_domains", (long)i, "%s:%zu: \"%.100s\": %s",
+			rc = cfg_error_key(p, n, key, (long)i, "%s:%zu: \"%.100s\": %s",
 					   path, lineno, s, why);
 	}
 	if (rc == 0 && ferror(f))
-		rc = cfg_error_key(p, n, "accept_domains", (long)i, "cannot read %s", path);
+		rc = cfg_error_key(p, n, key, (long)i, "cannot read %s", path);
 	free(line);
 	fclose(f);
 	return rc;
@@ -852,7 +868,7 @@ static int accept_domains_build(struct cfg_parse *p, struct fy_node *n, struct m
 		const char *item = c->accept_domains.v[i], *why;
 
 		if (strncmp(item, "file:", 5) == 0) {
-			if (accept_domains_read_file(p, n, i, item + 5, c->accept_set) < 0)
+			if (domains_read_file(p, n, "accept_domains", i, item + 5, c->accept_set) < 0)
 				rc = -1;
 		} else if (domain_set_add(c->accept_set, item, &why) != 0) {
 			rc = cfg_error_key(p, n, "accept_domains", (long)i, "\"%s\": %s", item, why);
@@ -990,17 +1006,13 @@ int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp)
 static int config_route_shadow_warnings(const struct mx_config *cfg, void *err_fp)
 {
 	const struct backend_route_config *rv = cfg->backends.routes.v;
-	size_t nr = cfg->backends.routes.n;
-	struct domain_set **sets;
-	const char *why;
 	int n = 0;
 
-	if (nr < 2 || (sets = calloc(nr, sizeof(*sets))) == NULL)
-		return 0;
-	for (size_t r = 0; r < nr; r++) {
+	/* (a file: item's own names are not looked at; an earlier route's file names are) */
+	for (size_t r = 1; r < cfg->backends.routes.n; r++)
 		for (size_t j = 0; j < rv[r].domains.n; j++)
 			for (size_t k = 0; k < r; k++) {
-				if (!domain_set_covers(sets[k], rv[r].domains.v[j]))
+				if (!domain_set_covers(rv[k].match, rv[r].domains.v[j]))
 					continue;
 				if (err_fp)
 					fprintf(err_fp, "%s: warning: backends.routes[%zu].domains[%zu]: \"%s\" is "
@@ -1010,14 +1022,6 @@ static int config_route_shadow_warnings(const struct mx_config *cfg, void *err_f
 				n++;
 				break;
 			}
-		if ((sets[r] = domain_set_new()) == NULL)
-			break;
-		for (size_t j = 0; j < rv[r].domains.n; j++)
-			(void)domain_set_add(sets[r], rv[r].domains.v[j], &why);
-	}
-	for (size_t r = 0; r < nr; r++)
-		domain_set_free(sets[r]);
-	free(sets);
 	return n;
 }
 

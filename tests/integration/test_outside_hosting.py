@@ -8,7 +8,8 @@ and has a few big customers whose domains attract dictionary attacks. What must 
 - every listed domain takes mail, its capitals and trailing root dot too; `*.x` takes every
   name below x but not x; a domain not listed gets `550 5.7.1` at RCPT and the backends never
   see it;
-- `backends.routes` sends each customer's mail to its cluster (2,500 domains inline); a
+- `backends.routes` sends each customer's mail to its cluster (2,500 domains from a `file:`
+  item, a customer moved by the file and a SIGHUP); a
   recipient of the other cluster in the same transaction gets `452 4.5.3` (sent again in a
   transaction of its own), never a loss;
 - `<Postmaster>` (no domain) and postmaster@ / abuse@ of every one of the 5,000 domains reach
@@ -57,6 +58,9 @@ def write_domains(names):
 
 
 write_domains(DOMAINS)
+routefile = os.path.join(mt.TMP, 'route-cluster-b')      # backends.routes file: (until session 25: inline only)
+with open(routefile, 'w') as f:
+    f.write('\n'.join(EVEN) + '\n')
 
 # Cluster A: a real Postfix taking every domain mxgate sends it (mxgate's accept_domains
 # decides), verifying recipients of the big customer (relay_recipient_maps: the user, then
@@ -84,7 +88,7 @@ def cfg(listen='127.0.0.1:0'):
                           accept_domains=['file:' + domfile],
                           # the defaults' timeouts (mt.config's 2 s connect is for dead peers): a Postfix
                           # starting 8 smtpd processes at once under load greets late, not never
-                          backends={'routes': [{'domains': list(EVEN), 'servers': [sink_b.url]}],
+                          backends={'routes': [{'domains': ['file:' + routefile], 'servers': [sink_b.url]}],
                                     'connect_timeout': '10s', 'reply_timeout': '60s', 'data_timeout': '300s'},
                           limits={'max_recipients': 1000, 'max_connections_per_ip': 1000})
     return c
@@ -200,6 +204,8 @@ c.ehlo()
 open_codes = [c.cmd('MAIL FROM:<sender@elsewhere.example>')[0], c.cmd('RCPT TO:<open@cust0003.example>')[0]]
 mt.check(open_codes == [250, 250], 'a session begun before the change: RCPT to cust0003 taken (%s)' % open_codes)
 write_domains([d for d in DOMAINS if d != 'cust0003.example'] + ['newcust.example'])
+with open(routefile, 'a') as f:
+    f.write('cust0005.example\n')                 # a customer moves to cluster B
 start = mx.log_size()
 mx.send_signal(1)
 mt.check(mx.wait_log(r'event=reloaded generation=2', mt.slack(30), start) is not None,
@@ -218,6 +224,9 @@ mt.check('late@cust0003.example' not in pf_log(), 'and its backend was not asked
 r = mt.send_mail(mx.port, 'sender@elsewhere.example', ['hello@newcust.example'], mt.message('new'), proxy_src=next(SRC))
 mt.check(r.code == 250 and mt.wait_for(lambda: pf_took('hello@newcust.example'), 20),
          'an added customer: delivered (%s)' % (r,))
+r = mt.send_mail(mx.port, 'sender@elsewhere.example', ['moved@cust0005.example'], mt.message('moved'), proxy_src=next(SRC))
+mt.check(r.code == 250 and mt.wait_for(lambda: 'moved@cust0005.example' in sink_rcpts(), 20),
+         'a customer added to the route file: at cluster B after the reload (%s)' % (r,))
 
 # a provisioning script that leaves a bad line, then one that empties the file
 for content, what in (('\n'.join(DOMAINS) + '\nnot a domain\n', 'a bad line'), ('# nothing\n', 'no domain')):
