@@ -357,7 +357,9 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 		struct backend_route *rt = &p->routes[r];
 		rt->domains = calloc(rv[r].domains.n + 1, sizeof(char *));
 		rt->servers = calloc(rv[r].servers.n + 1, sizeof(struct backend *));
-		rt->match = domain_set_new();
+		/* the config's set (its file: items read at load; one generation frees both) */
+		rt->match_borrowed = rv[r].match != NULL;
+		rt->match = rt->match_borrowed ? rv[r].match : domain_set_new();
 		if (rt->domains == NULL || rt->servers == NULL || rt->match == NULL)
 			goto fail;
 		for (size_t j = 0; j < rv[r].domains.n; j++) {
@@ -367,7 +369,7 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 			rt->ndomains = j + 1;
 			for (char *c = rt->domains[j]; *c; c++)
 				*c = (char)tolower((unsigned char)*c);
-			if (domain_set_add(rt->match, rv[r].domains.v[j], err) != 0)
+			if (!rt->match_borrowed && domain_set_add(rt->match, rv[r].domains.v[j], err) != 0)
 				goto fail;
 		}
 		for (size_t j = 0; j < rv[r].servers.n; j++)
@@ -405,7 +407,8 @@ void pool_free(struct pool *p)
 		for (size_t j = 0; j < p->routes[r].ndomains; j++)
 			free(p->routes[r].domains[j]);
 		free(p->routes[r].domains);
-		domain_set_free(p->routes[r].match);
+		if (!p->routes[r].match_borrowed)
+			domain_set_free(p->routes[r].match);
 		free(p->routes[r].servers);
 		free(p->routes[r].sched);
 	}

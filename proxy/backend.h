@@ -115,6 +115,7 @@ struct backend_route {
 	char **domains; size_t ndomains;  /* as configured, lower-cased (logs, tests) */
 	struct domain_set *match;         /* the same patterns in domain.c's matcher: "*.example.org"
 	                                   * matches subdomains; case and one trailing dot ignored */
+	bool match_borrowed;              /* match is the config's (file: items read), freed with it */
 	struct backend **servers; size_t nservers;
 	atomic_uint rr;                   /* this set's round-robin cursor */
 	struct backend **sched; size_t nsched; /* smooth weighted order of the non-backup

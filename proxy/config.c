@@ -74,6 +74,8 @@ void config_free(struct mx_config *cfg)
 {
 	if (!cfg)
 		return;
+	for (size_t r = 0; r < cfg->backends.routes.n; r++)
+		domain_set_free(((struct backend_route_config *)cfg->backends.routes.v)[r].match);
 	cfg_table_free(&config_table, cfg);
 	domain_set_free(cfg->accept_set);
 	hostres_set_free(cfg->resolved);
@@ -615,6 +617,9 @@ static const struct cfg_table server_table = {
 	"backends.servers[]", sizeof(struct backend_server_config), server_fields, server_validate
 };
 
+static int domains_read_file(struct cfg_parse *p, struct fy_node *n, const char *key, size_t i,
+			     const char *path, struct domain_set *set);
+
 static int route_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct backend_route_config *r = obj;
@@ -624,17 +629,30 @@ static int route_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	for (size_t i = 0; i < r->servers.n; i++)
 		if (config_check_backend_url(r->servers.v[i], &u, &err) < 0)
 			rc = cfg_error_key(p, n, "servers", (long)i, "%s: \"%s\"", err, r->servers.v[i]);
+	/* the set the pool matches with: patterns and "file:PATH" items, read now (so SIGHUP,
+	 * which loads a new config, re-reads the files), as accept_domains */
+	domain_set_free(r->match);
+	if ((r->match = domain_set_new()) == NULL)
+		return cfg_error_key(p, n, "domains", -1, "out of memory");
 	for (size_t i = 0; i < r->domains.n; i++) {
-		const char *why = domain_pattern_check(r->domains.v[i]);
-		if (why != NULL)
+		const char *why;
+
+		if (strncmp(r->domains.v[i], "file:", 5) == 0) {
+			if (domains_read_file(p, n, "domains", i, r->domains.v[i] + 5, r->match) < 0)
+				rc = -1;
+		} else if (domain_set_add(r->match, r->domains.v[i], &why) != 0) {
 			rc = cfg_error_key(p, n, "domains", (long)i, "\"%s\": %s", r->domains.v[i], why);
+		}
 	}
 	return rc;
 }
 
 static const struct cfg_field route_fields[] = {
 	{ "domains", CFG_STRLIST, offsetof(struct backend_route_config, domains), .flags = CFG_REQUIRED,
-	  .doc = "recipient domains sent to these servers instead of backends.servers" },
+	  .doc = "recipient domains sent to these servers instead of backends.servers: names, \"*.example.org\", "
+		 "\"file:/etc/mxgate/cluster-b\" (one per line, re-read on SIGHUP); the first route "
+		 "whose domains match a recipient wins, so a name goes before a wildcard that covers it "
+		 "(-t warns of a domain an earlier route takes)" },
 	{ "servers", CFG_STRLIST, offsetof(struct backend_route_config, servers), .flags = CFG_REQUIRED,
 	  .doc = "backend URLs for those domains" },
 	{ NULL }
@@ -840,8 +858,8 @@ static int nat64_prefixes_parse(struct cfg_parse *p, struct fy_node *n, void *ds
 
 /* Adds the patterns of the file `path` (one per line; blank lines and "#" comments
  * skipped) to set. 0, or -1 after reporting the first bad line at the list item. */
-static int accept_domains_read_file(struct cfg_parse *p, struct fy_node *n, size_t i,
-				    const char *path, struct domain_set *set)
+static int domains_read_file(struct cfg_parse *p, struct fy_node *n, const char *key, size_t i,
+			     const char *path, struct domain_set *set)
 {
 	FILE *f = fopen(path, "r");
 	char *line = NULL;
@@ -850,7 +868,7 @@ static int accept_domains_read_file(struct cfg_parse *p, struct fy_node *n, size
 	int rc = 0;
 
 	if (f == NULL)
-		return cfg_error_key(p, n, "accept_domains", (long)i, "cannot read %s: %s", path,
+		return cfg_error_key(p, n, key, (long)i, "cannot read %s: %s", path,
 				     strerror(errno));
 	while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
 		char *s = line, *e = line + len, *hash = memchr(line, '#', (size_t)len);
@@ -867,11 +885,11 @@ static int accept_domains_read_file(struct cfg_parse *p, struct fy_node *n, size
 			continue;
 		*e = '\0';
 		if (domain_set_add(set, s, &why) != 0)
-			rc = cfg_error_key(p, n, "accept_domains", (long)i, "%s:%zu: \"%.100s\": %s",
+			rc = cfg_error_key(p, n, key, (long)i, "%s:%zu: \"%.100s\": %s",
 					   path, lineno, s, why);
 	}
 	if (rc == 0 && ferror(f))
-		rc = cfg_error_key(p, n, "accept_domains", (long)i, "cannot read %s", path);
+		rc = cfg_error_key(p, n, key, (long)i, "cannot read %s", path);
 	free(line);
 	fclose(f);
 	return rc;
@@ -893,7 +911,7 @@ static int accept_domains_build(struct cfg_parse *p, struct fy_node *n, struct m
 		const char *item = c->accept_domains.v[i], *why;
 
 		if (strncmp(item, "file:", 5) == 0) {
-			if (accept_domains_read_file(p, n, i, item + 5, c->accept_set) < 0)
+			if (domains_read_file(p, n, "accept_domains", i, item + 5, c->accept_set) < 0)
 				rc = -1;
 		} else if (domain_set_add(c->accept_set, item, &why) != 0) {
 			rc = cfg_error_key(p, n, "accept_domains", (long)i, "\"%s\": %s", item, why);
@@ -1024,6 +1042,32 @@ int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp)
 	return n;
 }
 
+/* A route's domain that an earlier route already matches wholly never reaches that route's
+ * servers (pool_route_for: the first matching route wins; Postfix's transport_maps would
+ * take the most specific entry): "*.hosting.example" in routes[0] takes
+ * special.hosting.example of routes[1], silently. One warning per such domain. */
+static int config_route_shadow_warnings(const struct mx_config *cfg, void *err_fp)
+{
+	const struct backend_route_config *rv = cfg->backends.routes.v;
+	int n = 0;
+
+	/* (a file: item's own names are not looked at; an earlier route's file names are) */
+	for (size_t r = 1; r < cfg->backends.routes.n; r++)
+		for (size_t j = 0; j < rv[r].domains.n; j++)
+			for (size_t k = 0; k < r; k++) {
+				if (!domain_set_covers(rv[k].match, rv[r].domains.v[j]))
+					continue;
+				if (err_fp)
+					fprintf(err_fp, "%s: warning: backends.routes[%zu].domains[%zu]: \"%s\" is "
+						"matched by routes[%zu] first: the first matching route wins, so "
+						"its mail goes there, never to this route\n", cfg->path, r, j,
+						rv[r].domains.v[j], k);
+				n++;
+				break;
+			}
+	return n;
+}
+
 int config_warnings(const struct mx_config *cfg, void *err_fp)
 {
 	int n = 0;
@@ -1049,6 +1093,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 	}
 	n += auth_config_warnings(cfg, err_fp);
 	n += config_tls_access_warnings(cfg, err_fp);
+	n += config_route_shadow_warnings(cfg, err_fp);
 	if (cfg->greylist.enabled && cfg->rdns.lookup == RDNS_LOOKUP_NEVER &&
 	    greylist_wants_client_name(&cfg->greylist)) {
 		if (err_fp)

@@ -83,7 +83,10 @@ struct backend_server_config {
 	char *tls_verify_name;      /* backends.tls_verify: the name its certificate must carry
 	                             * (NULL: the URL's host) */
 };
-struct backend_route_config { struct cfg_strlist domains; struct cfg_strlist servers; };
+struct backend_route_config {
+	struct cfg_strlist domains; struct cfg_strlist servers;
+	struct domain_set *match;   /* built at load from domains, file: items read (the pool borrows it) */
+};
 struct health_check_config { uint64_t interval; uint64_t timeout; long fall; long rise; };
 struct backends_config {
 	int balance;                /* enum balance_mode */

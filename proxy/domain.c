@@ -510,6 +510,27 @@ bool domain_set_match(const struct domain_set *s, const char *domain)
 	return false;
 }
 
+/* See domain.h. */
+bool domain_set_covers(const struct domain_set *s, const char *pattern)
+{
+	char norm[DOMAIN_MAX + 1];
+	size_t n;
+	bool wild;
+
+	if (s == NULL || pattern == NULL || domain_pattern_parse(pattern, &wild, norm, sizeof(norm)) != NULL)
+		return false;
+	if (!wild)
+		return domain_set_match(s, norm);
+	/* every name below norm: "*.norm" itself, or a wildcard of a parent of norm */
+	n = strlen(norm);
+	if (domain_table_has(&s->below, norm, n))
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (norm[i] == '.' && domain_table_has(&s->below, norm + i + 1, n - i - 1))
+			return true;
+	return false;
+}
+
 /* One destination of an address: in the set, else copied to denied. */
 static bool domain_set_accepts_one(const struct domain_set *s, const char *d, size_t n,
     char *denied, size_t cap)

@@ -84,6 +84,12 @@ size_t domain_set_count(const struct domain_set *s);
  * empty domain: false. */
 bool domain_set_match(const struct domain_set *s, const char *domain);
 
+/* True when every name the pattern (as domain_set_add takes it) matches is matched by s:
+ * "x.example" when s matches it, "*.x.example" when s holds "*.x.example" or a wildcard of a
+ * parent ("*.example"). An invalid pattern: false. (For -t: a route shadowed by an earlier
+ * one.) */
+bool domain_set_covers(const struct domain_set *s, const char *pattern);
+
 /* Relay check for a recipient address (as RCPT gives it, without <>): true when every
  * destination the address names is in s. The destinations are the domain after the last
  * '@' and, looking inside quotes as Postfix's resolver does by default

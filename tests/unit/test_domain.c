@@ -556,6 +556,124 @@ static void test_config_route_domains(void **state)
 	config_free(cfg);
 }
 
+/* A route whose domain an earlier route already matches wholly never gets that domain's
+ * mail (the first matching route wins): -t says so, per domain; a more specific entry
+ * before a wildcard, or the same names in one route, is no warning. */
+static void test_config_route_shadowed(void **state)
+{
+	(void)state;
+	struct mx_config *cfg = NULL;
+	char *errs = NULL;
+	size_t len = 0;
+	FILE *w;
+	const char *err = NULL;
+
+	/* domain_set_covers: a pattern wholly inside the set */
+	struct domain_set *s = domain_set_new();
+	assert_int_equal(domain_set_add(s, "*.hosting.test", &err), 0);
+	assert_int_equal(domain_set_add(s, "Exact.Test.", &err), 0);
+	assert_true(domain_set_covers(s, "special.hosting.test"));
+	assert_true(domain_set_covers(s, "*.special.hosting.test"));
+	assert_true(domain_set_covers(s, "*.hosting.test"));
+	assert_true(domain_set_covers(s, "EXACT.test"));
+	assert_false(domain_set_covers(s, "hosting.test"));
+	assert_false(domain_set_covers(s, "*.exact.test"));
+	assert_false(domain_set_covers(s, "*.test"));
+	assert_false(domain_set_covers(s, "other.test"));
+	assert_false(domain_set_covers(s, "bad domain"));
+	assert_false(domain_set_covers(NULL, "exact.test"));
+	domain_set_free(s);
+
+	assert_int_equal(load("listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
+	    "  routes:\n"
+	    "    - { domains: [\"*.hosting.test\", a.test], servers: [\"smtp://127.0.0.1:2527\"] }\n"
+	    "    - { domains: [mine.test, Special.Hosting.Test., \"*.x.hosting.test\", A.TEST], servers: [\"smtp://127.0.0.1:2528\"] }\n"
+	    "    - { domains: [\"*.y.test\", mine.test, hosting.test], servers: [\"smtp://127.0.0.1:2529\"] }\n"
+	    "accept_domains: [\"*.test\"]\n",
+	    &cfg, &errs), 0);
+	free(errs);
+	errs = NULL;
+	w = open_memstream(&errs, &len);
+	assert_int_equal(config_warnings(cfg, w), 4);
+	fclose(w);
+	if (strstr(errs, "backends.routes[1].domains[1]: \"Special.Hosting.Test.\" is matched by routes[0] first") == NULL ||
+	    strstr(errs, "backends.routes[1].domains[2]: \"*.x.hosting.test\" is matched by routes[0]") == NULL ||
+	    strstr(errs, "backends.routes[1].domains[3]: \"A.TEST\" is matched by routes[0]") == NULL ||
+	    strstr(errs, "backends.routes[2].domains[1]: \"mine.test\" is matched by routes[1]") == NULL ||
+	    strstr(errs, "domains[0]") != NULL || strstr(errs, "routes[2].domains[2]") != NULL)
+		fail_msg("warnings: %s", errs);
+	free(errs);
+	/* and it is so: those domains go to the first route */
+	struct pool *p = pool_new(cfg, &err);
+	assert_non_null(p);
+	assert_int_equal(pool_route_for(p, "special.hosting.test"), 1);
+	assert_int_equal(pool_route_for(p, "mine.test"), 2);
+	assert_int_equal(pool_route_for(p, "hosting.test"), 3);
+	pool_free(p);
+	config_free(cfg);
+}
+
+/* backends.routes[].domains takes "file:PATH" items as accept_domains does: read at load
+ * (so on every SIGHUP), one pattern a line, "#" comments; a bad line is an error at the
+ * item naming the file's line. Until session 25 a file: item was "not a domain name". */
+static void test_config_route_file(void **state)
+{
+	(void)state;
+	struct mx_config *cfg = NULL;
+	char *errs = NULL, text[1024];
+	char path[] = "/tmp/test_domain_route_XXXXXX";
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+	const char *err = NULL;
+	size_t len = 0;
+
+	fputs("# cluster B\nCust1.Example.\r\n\n  *.wild.test   # every subdomain\n", f);
+	fclose(f);
+	snprintf(text, sizeof(text), "listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
+	    "  routes:\n    - { domains: [\"file:%s\", other.test], servers: [\"smtp://127.0.0.1:2527\"] }\n"
+	    "    - { domains: [vip.wild.test, cust2.example], servers: [\"smtp://127.0.0.1:2528\"] }\n", path);
+	assert_int_equal(load(text, &cfg, &errs), 0);
+	free(errs);
+	errs = NULL;
+	struct pool *p = pool_new(cfg, &err);
+	assert_non_null(p);
+	assert_int_equal(pool_route_for(p, "cust1.example"), 1);
+	assert_int_equal(pool_route_for(p, "CUST1.EXAMPLE."), 1);
+	assert_int_equal(pool_route_for(p, "a.b.wild.test"), 1);
+	assert_int_equal(pool_route_for(p, "other.test"), 1);
+	assert_int_equal(pool_route_for(p, "wild.test"), 0);
+	assert_int_equal(pool_route_for(p, "cust2.example"), 2);
+	assert_int_equal(pool_route_for(p, "vip.wild.test"), 1);
+	/* and -t names the later name the file's wildcard takes */
+	FILE *w = open_memstream(&errs, &len);
+	assert_int_equal(config_warnings(cfg, w), 2);	/* that one, and accept_domains empty */
+	fclose(w);
+	if (strstr(errs, "backends.routes[1].domains[0]: \"vip.wild.test\" is matched by routes[0]") == NULL)
+		fail_msg("warnings: %s", errs);
+	free(errs);
+	errs = NULL;
+	pool_free(p);
+	config_free(cfg);
+
+	/* a bad line: the item, the file and its line */
+	f = fopen(path, "w");
+	fputs("ok.test\nbad domain.test\n", f);
+	fclose(f);
+	cfg = NULL;
+	assert_int_equal(load(text, &cfg, &errs), -1);
+	assert_null(cfg);
+	if (strstr(errs, "backends.routes[0].domains[0]") == NULL || strstr(errs, ":2: \"bad domain.test\"") == NULL)
+		fail_msg("errors: %s", errs);
+	free(errs);
+	errs = NULL;
+	/* a file that cannot be read */
+	unlink(path);
+	assert_int_equal(load(text, &cfg, &errs), -1);
+	if (strstr(errs, "backends.routes[0].domains[0]") == NULL || strstr(errs, "cannot read") == NULL)
+		fail_msg("errors: %s", errs);
+	free(errs);
+}
+
 /* Every place a domain is compared uses the normal form: the rate limiter's keys too. */
 static void test_ratelimit_keys(void **state)
 {
@@ -596,6 +714,8 @@ int main(void)
 		cmocka_unit_test(test_accepts_address_names_domain),
 		cmocka_unit_test(test_config_accept_domains),
 		cmocka_unit_test(test_config_route_domains),
+		cmocka_unit_test(test_config_route_shadowed),
+		cmocka_unit_test(test_config_route_file),
 		cmocka_unit_test(test_ratelimit_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
