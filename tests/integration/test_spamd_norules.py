@@ -30,10 +30,10 @@ if t.tool('spamd') is not None:
     sa = t.spamd()
     cfg = t.config([be.url], hostname='mx.example.test',
                    plugins=[{'name': 'spamd', 'address': '127.0.0.1:%d' % sa.port, 'on_error': 'accept',
-                             'timeout': '%ds' % t.slack(30)}],
+                             'timeout': '%ds' % t.slack(90)}],
                    rules={'files': [empty], 'actions': {'add_header': 5, 'reject': 15}})
     mx = t.Mxgate(cfg)
-    r = t.send_mail(mx.port, 'a@example.org', ['b@example.test'], t.message('gt', t.GTUBE + '\r\n'), timeout=t.slack(60))
+    r = t.send_mail(mx.port, 'a@example.org', ['b@example.test'], t.message('gt', t.GTUBE + '\r\n'), timeout=t.slack(120))
     t.check(r.code == 550, 'with an empty rules file GTUBE is refused on spamd\'s score: %s %s' % (r.code, r.text))
     mx.stop()
 t.finish()
