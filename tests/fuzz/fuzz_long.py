@@ -140,7 +140,9 @@ SINCE = {
     # ran the harness before w-edge's
     # session 24's w-fuzz4: smtp_caps_xclient_has against a word split of the list (six
     # attributes, "" and blanked ones too), a reader in error fed again
-    'fuzz_backend_reply': '2026-12-05T21:02Z',
+    # session 25's w-fuzz5: the XCLIENT list against its line (upper case, whole or cut at a
+    # word's end)
+    'fuzz_backend_reply': '2026-12-06T00:24Z',
     # the actions the filter negotiated (flags bit 4): one outside them is its error
     # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
     # session 19: the expected quarantine reason is the host's censored one (w-left2)
