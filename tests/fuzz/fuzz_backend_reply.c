@@ -117,7 +117,7 @@ static void check_reply(const struct smtp_reply *rep)
 	if ((xl != NULL) != ((caps.bits & SMTP_CAP_XCLIENT) != 0) || al > xn || (al < xn && xl[al] != ' '))
 		abort();
 	for (size_t i = 0; i < al; i++)
-		if (caps.xclient_attrs[i] != toupper((unsigned char)xl[i]))
+		if ((unsigned char)caps.xclient_attrs[i] != toupper((unsigned char)xl[i]))
 			abort();
 	/* an attribute is offered exactly when it is a word of the list (a reference split at
 	 * blanks); "" and a text with a blank never are */
