@@ -2,6 +2,7 @@
  * smuggling, and the dot-stuffing encoder for the relay. No I/O. */
 #include "dataparse.h"
 
+#include <stdlib.h>
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -479,9 +480,16 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
                     return -1;
             }
             break;
+        case DP_DONE:
         default:
-            *done = 1;
-            return (ssize_t)i;
+            /* Unreachable: the loop runs in the seven states above only. p->state is
+             * DP_START after dataparse_init; every assignment in this file is one of the
+             * seven but DP_DONE's, which is followed by its return (DP_DOT_CR), and the
+             * entry test returns on DP_DONE before the loop. dataparse_take_clean sets
+             * DP_START and DP_MID only, and no other file writes the field. (This arm once
+             * ended the data, as if <CRLF>.<CRLF> had been seen: a broken state would have
+             * accepted a cut message; now it stops the process.) */
+            abort();
         }
     }
     return (ssize_t)i;

@@ -266,8 +266,14 @@ void smtp_caps_parse(const char *text, struct smtp_caps *out)
 			else if (strcmp(kw, "XCLIENT") == 0) {
 				out->bits |= SMTP_CAP_XCLIENT;
 				size_t al = (size_t)(p + n - q);
-				if (al >= sizeof(out->xclient_attrs))
+				if (al >= sizeof(out->xclient_attrs)) {
+					/* cut at a word's end: a word across the cut is left out
+					 * whole (a part of it may be another attribute's name) */
 					al = sizeof(out->xclient_attrs) - 1;
+					if (q[al] != ' ')
+						while (al > 0 && q[al] != ' ')
+							al--;
+				}
 				memcpy(out->xclient_attrs, q, al);
 				out->xclient_attrs[al] = '\0';
 				for (char *c = out->xclient_attrs; *c; c++)

@@ -102,7 +102,7 @@ enum smtp_cap {
 struct smtp_caps {
 	unsigned bits;              /* enum smtp_cap */
 	char xclient_attrs[256];    /* XCLIENT's attribute list, upper case, space separated
-	                             * (cut at 255 octets) */
+	                             * (cut at a word's end within 255 octets) */
 };
 
 /* The keywords of an EHLO reply's text (as smtp_reply_feed gives it: lines with their

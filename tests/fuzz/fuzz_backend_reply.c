@@ -6,6 +6,7 @@
  * bounds, every line of it beginning with that code, no octet of it a control or no UTF-8;
  * bdat_reply_for_data's words for a DATA client are the text or one line of its fixed
  * words. The first octet picks the bare-LF policy; the rest is the stream. */
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -95,6 +96,29 @@ static void check_reply(const struct smtp_reply *rep)
 		abort();
 	if (!(caps.bits & SMTP_CAP_XCLIENT) && caps.xclient_attrs[0])
 		abort();
+	/* the list is the last XCLIENT line's text after the keyword, upper case, whole or cut
+	 * at a word's end (the line's next octet a blank): never a part of a word */
+	const char *xl = NULL;
+	size_t xn = 0;
+	for (const char *l = strstr(rep->text, "\r\n"); l;) {
+		l += 2;
+		const char *le = strstr(l, "\r\n");
+		size_t ln = le ? (size_t)(le - l) : strlen(l);
+		size_t k = 0;
+		while (ln > 4 && k < 7 && 4 + k < ln && l[4 + k] != ' ' && toupper((unsigned char)l[4 + k]) == "XCLIENT"[k])
+			k++;
+		if (k == 7 && (ln == 11 || l[11] == ' ')) {
+			xl = l + 11;
+			xn = ln - 11;
+		}
+		l = le;
+	}
+	size_t al = strlen(caps.xclient_attrs);
+	if ((xl != NULL) != ((caps.bits & SMTP_CAP_XCLIENT) != 0) || al > xn || (al < xn && xl[al] != ' '))
+		abort();
+	for (size_t i = 0; i < al; i++)
+		if ((unsigned char)caps.xclient_attrs[i] != toupper((unsigned char)xl[i]))
+			abort();
 	/* an attribute is offered exactly when it is a word of the list (a reference split at
 	 * blanks); "" and a text with a blank never are */
 	static const char *const attrs[] = { "NAME", "ADDR", "NA", "", " NAME", "NAME ADDR" };

@@ -98,8 +98,9 @@ SINCE = {
     'fuzz_rule_parse': '2026-12-05T18:40Z',
     # session 24's w-budget2: SpamAssassin's parse against its copying form (nested messages
     # read where their octets are, samsg_parse_copying the reference); session 25's
-    # w-mimecopy: the two parses also agree on the bound of decoded nested messages
-    'fuzz_mime': '2026-12-06T00:45Z',
+    # w-mimecopy: the two parses also agree on the bound of decoded nested messages (moved to
+    # its merge: w-fuzz5's campaign at 00:49Z ran the harness before it)
+    'fuzz_mime': '2026-12-06T01:32Z',
     # session 19's w-trap: the same lines read as greylist.traps entries and a traps file
     'fuzz_greylist_names': '2026-12-05T03:33Z',
     # session 21's w-glrace (merged 11:08Z): greylist_ip_del_merge on any record and operand;
@@ -143,7 +144,9 @@ SINCE = {
     # ran the harness before w-edge's
     # session 24's w-fuzz4: smtp_caps_xclient_has against a word split of the list (six
     # attributes, "" and blanked ones too), a reader in error fed again
-    'fuzz_backend_reply': '2026-12-05T21:02Z',
+    # session 25's w-fuzz5: the XCLIENT list against its line (upper case, whole or cut at a
+    # word's end)
+    'fuzz_backend_reply': '2026-12-06T00:24Z',
     # the actions the filter negotiated (flags bit 4): one outside them is its error
     # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
     # session 19: the expected quarantine reason is the host's censored one (w-left2)

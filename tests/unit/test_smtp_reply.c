@@ -376,6 +376,35 @@ static void test_caps(void **state)
 		n += snprintf(big + n, sizeof(big) - (size_t)n, " NAME");
 	smtp_caps_parse(big, &c);
 	assert_int_equal(strlen(c.xclient_attrs), sizeof(c.xclient_attrs) - 1);
+	/* ... and cut at a word's end: a word across octet 255 is left out, not kept in part
+	 * (" ... PROTOCOL" cut to " ... PROTO" offered PROTO) */
+	n = snprintf(big, sizeof(big), "250-mx.test\r\n250 XCLIENT");
+	for (int w = 0; w < 49; w++)	/* 245 octets, then " ADD": 249 */
+		n += snprintf(big + n, sizeof(big) - (size_t)n, " NAME");
+	n += snprintf(big + n, sizeof(big) - (size_t)n, " ADD");
+	snprintf(big + n, sizeof(big) - (size_t)n, " PROTOCOL HELO");
+	smtp_caps_parse(big, &c);
+	assert_true(smtp_caps_xclient_has(&c, "NAME"));
+	assert_false(smtp_caps_xclient_has(&c, "PROTO"));
+	assert_int_equal(strlen(c.xclient_attrs), 249);
+	assert_string_equal(c.xclient_attrs + 240, " NAME ADD");
+	/* a word ending at octet 255 is kept whole */
+	n = snprintf(big, sizeof(big), "250-mx.test\r\n250 XCLIENT");
+	for (int w = 0; w < 49; w++)	/* 245 octets, then " ADD": 249 */
+		n += snprintf(big + n, sizeof(big) - (size_t)n, " NAME");
+	n += snprintf(big + n, sizeof(big) - (size_t)n, " ADD");
+	snprintf(big + n, sizeof(big) - (size_t)n, " PROTO HELO");
+	smtp_caps_parse(big, &c);
+	assert_true(smtp_caps_xclient_has(&c, "PROTO"));
+	assert_false(smtp_caps_xclient_has(&c, "HELO"));
+	assert_int_equal(strlen(c.xclient_attrs), 255);
+	/* one word longer than the buffer: no attribute */
+	n = snprintf(big, sizeof(big), "250-mx.test\r\n250 XCLIENT ");
+	memset(big + n, 'A', 300);
+	big[n + 300] = '\0';
+	smtp_caps_parse(big, &c);
+	assert_int_equal(c.bits, SMTP_CAP_XCLIENT);
+	assert_string_equal(c.xclient_attrs, "");
 	/* no text, a code alone, lines of 4 octets */
 	smtp_caps_parse("", &c);
 	assert_int_equal(c.bits, 0);
