@@ -29,6 +29,8 @@ API (everything else is internal):
   TMP, BIN, SRC, BUILD, SANITIZED, CI    paths and flags (TMP is removed at exit unless a check failed)
   need(*tools) (a name on PATH or an absolute path), need_python_milter(), skip(msg), fail(msg),
   check(cond, what), finish(), say(text)
+  at_finish(fn): fn() runs when the test ends however it ends, processes stopped, before TMP
+      goes (an umount, say: atexit handlers never run, the test leaves by os._exit)
   tool(name) -> path or None;  run_mxgate(*args) -> CompletedProcess (e.g. '-t', '-c', FILE)
   config_check(cfg, name) -> (exit status, output) of `mxgate -t` on a config dict or text
   slack(seconds) -> seconds scaled for sanitizer builds (upper bounds only); wait_for(pred, timeout)
@@ -129,6 +131,7 @@ _procs = []          # Popen objects, stopped at exit
 _daemons = []        # Mxgate objects, stopped (and checked) at exit
 _servers = []        # Backend objects
 _failures = []
+_at_finish = []      # functions of the test's, run by _cleanup (at_finish)
 _lock = threading.Lock()
 
 
@@ -350,10 +353,29 @@ def _stop_all():
         _stop_proc(p)
 
 
+def at_finish(fn):
+    """Registers fn() to run when the test ends, however it ends (finish, fail, skip, a
+    signal, an uncaught exception, a plain exit): after every process was stopped, before TMP
+    is removed, the last registered first, each once; one that raises is reported and the
+    others still run. What atexit cannot do here: the test leaves by os._exit, which runs
+    no atexit handler (an umount registered there never ran)."""
+    _at_finish.append(fn)
+
+
+def _run_at_finish():
+    while _at_finish:
+        fn = _at_finish.pop()
+        try:
+            fn()
+        except Exception as e:     # the rest of the cleanup still runs
+            say('note: cleanup %s failed: %s: %s' % (getattr(fn, '__name__', fn), type(e).__name__, e))
+
+
 def _cleanup():
     _stop_all()
     for h in list(_holds):
         h.release()
+    _run_at_finish()
     if not os.environ.get('MX_KEEP_TMP'):
         shutil.rmtree(TMP, ignore_errors=True)
 

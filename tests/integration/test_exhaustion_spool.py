@@ -21,7 +21,6 @@ queue file system), logged `event=tempfail stage=mail reason=spool_space size= a
 before, the client was let send it all and got 452 at the end of data.
 
 Needs root (mount); CI runs as root."""
-import atexit
 import os
 import subprocess
 import sys
@@ -47,7 +46,7 @@ def umount():
 
 
 mount()
-atexit.register(umount)     # before TMP's removal (atexit runs in reverse order)
+mt.at_finish(umount)     # once mxgate (its spool files) is stopped, before TMP's removal
 
 sp = ex.SpoolDaemon(spool)
 sink, mx, send, at_sink = sp.sink, sp.mx, sp.send, sp.at_sink
