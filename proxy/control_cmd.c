@@ -141,20 +141,97 @@ static int control_reload_reply(struct strbuf *out, bool json, unsigned gen, cha
 	return 0;
 }
 
-/* A `reload` waiting for its result (the backend names resolve off the main loop). */
+/* A `reload` waiting for its result (the backend names resolve off the main loop), then
+ * for every worker to run the new generation: a worker takes it at its next loop pass, and
+ * one held in a hook (a slow milter, a plugin) would still serve its next session under the
+ * old config after an early answer. Polled, bounded: after CTL_RELOAD_WAIT_MS the answer
+ * names the worker still behind (ERR) rather than keep the client waiting. */
+#define CTL_RELOAD_WAIT_MS 5000
+#define CTL_RELOAD_POLL_MS 5
+
 struct control_reload_ask {
 	struct control_reply *r;
 	bool json;
+	unsigned gen;
+	char *errors;                /* the next-start keys, for the answer */
+	uint64_t deadline;
+	uv_timer_t timer;
 };
+
+static void cmd_reload_ask_free(uv_handle_t *h)
+{
+	struct control_reload_ask *ask = h->data;
+
+	free(ask->errors);
+	free(ask);
+}
+
+/* -1 when every worker runs ask->gen (or newer), else the index of one still behind. */
+static int cmd_reload_behind(const struct control_reload_ask *ask, unsigned *runs)
+{
+	const struct ops_host *h = ops_host();
+
+	*runs = 0;
+	return h->behind ? h->behind(ask->gen, runs) : -1;
+}
+
+static void cmd_reload_poll(uv_timer_t *t)
+{
+	struct control_reload_ask *ask = t->data;
+	unsigned runs;
+	int k = cmd_reload_behind(ask, &runs);
+
+	if (k >= 0 && uv_now(t->loop) < ask->deadline && !ops_is_stopping())
+		return;
+	uv_timer_stop(t);
+	if (k < 0) {
+		char *errors = ask->errors;
+		ask->errors = NULL;
+		control_reply_done(ask->r, control_reload_reply(control_reply_out(ask->r), ask->json,
+		    ask->gen, errors));
+	} else {
+		struct strbuf *out = control_reply_out(ask->r);
+		char text[200];
+		snprintf(text, sizeof(text), "generation %u is loaded but worker %d still runs generation %u%s",
+		    ask->gen, k, runs, ops_is_stopping() ? " (stopping)" : " after 5 s (a session holds it)");
+		if (ask->json) {
+			struct jsonw j;
+			jsonw_init(&j, out);
+			jsonw_obj(&j, NULL);
+			jsonw_bool(&j, "reloaded", false);
+			jsonw_int(&j, "generation", ask->gen);
+			jsonw_int(&j, "worker_behind", k);
+			jsonw_str(&j, "errors", text);
+			jsonw_end(&j);
+			strbuf_append(out, "\n", 1);
+		} else {
+			strbuf_printf(out, "reload: %s\n", text);
+		}
+		log_event(LOG_LVL_WARNING, NULL, "event=reload_not_in_force generation=%u worker=%d runs=%u",
+		    ask->gen, k, runs);
+		control_reply_done(ask->r, -1);
+	}
+	uv_close((uv_handle_t *)t, cmd_reload_ask_free);
+}
 
 static void cmd_reload_done(void *arg, unsigned gen, char *errors)
 {
 	struct control_reload_ask *ask = arg;
 	struct control_reply *r = ask->r;
 	bool json = ask->json;
+	unsigned runs;
 
-	free(ask);
-	control_reply_done(r, control_reload_reply(control_reply_out(r), json, gen, errors));
+	ask->gen = gen;
+	if (gen == 0 || cmd_reload_behind(ask, &runs) < 0 ||
+	    uv_timer_init(control_reply_loop(r), &ask->timer) != 0) {
+		free(ask);
+		control_reply_done(r, control_reload_reply(control_reply_out(r), json, gen, errors));
+		return;
+	}
+	ask->errors = errors;
+	ask->timer.data = ask;
+	ask->deadline = uv_now(control_reply_loop(r)) + CTL_RELOAD_WAIT_MS;
+	uv_timer_start(&ask->timer, cmd_reload_poll, CTL_RELOAD_POLL_MS, CTL_RELOAD_POLL_MS);
 }
 
 /* As SIGHUP: answered when the reload is over, the main loop serving meanwhile. */

@@ -513,6 +513,19 @@ static void main_reload(void (*done)(void *arg, unsigned gen, char *errors), voi
 	main_reload_begin();
 }
 
+/* ops_host.behind: the first worker still on a generation older than gen. */
+static int main_behind(unsigned gen, unsigned *runs)
+{
+	for (int i = 0; i < nworkers; i++) {
+		unsigned id = atomic_load(&workers[i].gen_id);
+		if (id < gen) {
+			*runs = id;
+			return i;
+		}
+	}
+	return -1;
+}
+
 /* SIGTERM: a reload under way is not waited for (its names could take dns.timeout): the
  * resolution gives up at once (hostres_set_cancel; main_reload_resolved_cb then only frees
  * it), the waiters are told, a queued reload is forgotten. */
@@ -1029,7 +1042,8 @@ int main(int argc, char **argv)
 	uv_signal_init(main_loop, &sig_usr2);
 	uv_signal_start(&sig_usr2, main_signal_cb, SIGUSR2);
 	pthread_sigmask(SIG_UNBLOCK, &held, NULL);	/* what came during the start is handled now */
-	static const struct ops_host host = { .current = main_current, .reload = main_reload };
+	static const struct ops_host host = { .current = main_current, .reload = main_reload,
+	    .behind = main_behind };
 	ops_start(main_loop, &host);
 	ops_set_listening();
 	sdnotify_watchdog_start(main_loop, &watchdog_timer);

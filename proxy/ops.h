@@ -26,6 +26,9 @@ struct ops_host {
 	 * down). On success errors is NULL or the malloc'd comma-separated keys that changed
 	 * but take effect only at the next start ("listen,workers"). done frees errors. */
 	void (*reload)(void (*done)(void *arg, unsigned gen, char *errors), void *arg);
+	/* A worker that does not run generation gen (or a newer one) yet: its index, *runs its
+	 * generation; -1 when every worker runs it (`reload` answers only then). NULL ok. */
+	int (*behind)(unsigned gen, unsigned *runs);
 };
 
 /* Starts the ops state on loop: keeps host (copied), starts the one-second history tick.

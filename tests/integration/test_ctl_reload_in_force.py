@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""`mxgatectl reload` answers once every worker runs the new generation, bounded.
+
+The control socket's `reload` answered "reloaded: generation N" as soon as the main loop had
+handed the new config to the workers' mailboxes; a worker takes it at its next loop pass, so a
+script that acted on the answer (test_ops_reload_require_tls.py) could meet the old config on a
+busy worker. Here the one worker is held inside a plugin's RCPT hook (it waits for a file the
+test makes) across `mxgatectl reload`: on main the answer came while the hook still held the
+worker (event=let_go not yet in the log when it arrived); now it comes after. A worker held
+longer than the bound (5 s) does not hang the client: the answer is an error naming worker 0
+and the generation it still runs. No clock decides a check: every wait is for an event.
+Peers: the recording Backend; a plugin built here (cc)."""
+import json
+import os
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need()
+mt.mxgatectl()                  # skipped when not built
+GO = os.path.join(mt.TMP, 'go')
+
+SRC = r'''#include <string.h>
+#include <unistd.h>
+#include "plugin.h"
+static const struct mxgate_host *host;
+static int h_init(const struct mxgate_host *h, const struct mxgate_plugin_args *a, void **i,
+    char *e, size_t el) { host = h; *i = 0; return 0; }
+static void h_rcpt(void *i, struct mxgate_call *c)
+{
+	const char *r = host->get(c, MXGATE_RCPT);
+	if (r && strncmp(r, "hold", 4) == 0) {   /* holds the worker's loop until GO exists */
+		host->log(c, 1, "event=holding");
+		for (int n = 0; n < 6000 && access(GO, F_OK) != 0; n++)
+			usleep(20000);
+		host->log(c, 1, "event=let_go");
+	}
+	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+}
+const struct mxgate_plugin mxgate_plugin = { .abi_version = MXGATE_PLUGIN_ABI_VERSION,
+    .name = "hold", .init = h_init, .on_rcpt = h_rcpt };
+'''
+so = mt.build_plugin('hold', SRC, defines=['-DGO="%s"' % GO])
+be = mt.Backend()
+sock = os.path.join(mt.TMP, 'ctl.sock')
+
+
+def cfg(hostname):
+    return mt.config([be.url], hostname=hostname, workers=1, control={'socket': sock}, plugins=[
+        {'name': 'hold', 'path': so, 'on_error': 'tempfail', 'timeout': '120s'}])
+
+
+def generation():
+    rc, out, _ = mt.ctl(sock, '--json', 'status')
+    return json.loads(out).get('generation') if rc == 0 else None
+
+
+def ctl_reload(box):
+    box['answer'] = mt.ctl(sock, 'reload', timeout=60)
+    box['log'] = mx.log()               # what had happened when the answer came
+
+
+def rewrite(c):
+    """The config file only (as Mxgate.reload, without its SIGHUP): mxgatectl reloads."""
+    c['listen'] = [{'address': '127.0.0.1:%d' % p} for p in mx.ports]
+    mx._write(c)
+
+
+def hold(rcpt):
+    c = mt.Client(mx.port, timeout=mt.slack(60))
+    c.ehlo('client.example.org')
+    c.cmd('MAIL FROM:<a@example.org>')
+    box = {}
+    th = threading.Thread(target=lambda: box.setdefault('rcpt', c.cmd('RCPT TO:<%s>' % rcpt)))
+    th.start()
+    return c, th, box
+
+
+mx = mt.Mxgate(cfg('one.example.test'))
+c, th, box = hold('hold@example.test')
+mt.check(mx.wait_log(r'event=holding', timeout=30) is not None, 'the worker is held in the hook')
+rewrite(cfg('two.example.test'))
+ans = {}
+ct = threading.Thread(target=ctl_reload, args=(ans,))
+ct.start()
+mt.check(mt.wait_for(lambda: generation() == 2, 30), 'the main loop runs generation 2 (mxgatectl status)')
+ct.join(1.5)                  # on main the answer is already there; now it waits for the worker
+open(GO, 'w').close()         # the worker goes on
+ct.join(mt.slack(60))
+th.join(mt.slack(60))
+rc, out, err = ans.get('answer', (None, '', 'no answer'))
+mt.check(rc == 0 and 'reloaded: generation 2' in out, 'reload answers generation 2 (rc %s)\n%s%s' % (rc, out, err))
+mt.check('event=let_go' in ans.get('log', ''),
+         'the answer came after the worker let go of the hook and took generation 2, not while '
+         'it still ran generation 1')
+mt.check(box.get('rcpt', (None,))[0] == 250, 'the held RCPT answered: %r' % (box.get('rcpt'),))
+c.cmd('QUIT')
+c.close()
+c = mt.Client(mx.port, timeout=mt.slack(60))
+mt.check('two.example.test' in str(c.greeting), 'the first client after the answer: generation 2: %r' % (c.greeting,))
+c.close()
+
+# held past the bound: an error naming the worker, not a hung client
+os.unlink(GO)
+c, th, box = hold('hold2@example.test')
+mt.check(mt.wait_for(lambda: mx.count_log(r'event=holding') >= 2, 30), 'held again')
+rewrite(cfg('three.example.test'))
+rc, out, err = mt.ctl(sock, 'reload', timeout=60)
+mt.check(rc == 1 and 'worker 0 still runs generation 2' in out + err,
+         'a worker held past the bound: reload answers an error naming it (rc %s)\n%s%s' % (rc, out, err))
+mt.check(mx.wait_log(r'event=reload_not_in_force generation=3 worker=0 runs=2', timeout=30) is not None,
+         'event=reload_not_in_force logged')
+open(GO, 'w').close()
+th.join(mt.slack(60))
+mt.check(box.get('rcpt', (None,))[0] == 250, 'the second held RCPT answered: %r' % (box.get('rcpt'),))
+c.cmd('QUIT')
+c.close()
+mt.check(mx.wait_log(r'event=reloaded generation=3', timeout=30) is not None, 'generation 3 in force after all')
+mx.stop()
+mt.finish()
