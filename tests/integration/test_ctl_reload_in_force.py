@@ -10,51 +10,18 @@ worker (event=let_go not yet in the log when it arrived); now it comes after. A 
 longer than the bound (5 s) does not hang the client: the answer is an error naming worker 0
 and the generation it still runs. No clock decides a check: every wait is for an event.
 Peers: the recording Backend; a plugin built here (cc)."""
-import json
 import os
 import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
+from hold_hook import HoldHook  # noqa: E402
 
 mt.need()
-mt.mxgatectl()                  # skipped when not built
-GO = os.path.join(mt.TMP, 'go')
-
-SRC = r'''#include <string.h>
-#include <unistd.h>
-#include "plugin.h"
-static const struct mxgate_host *host;
-static int h_init(const struct mxgate_host *h, const struct mxgate_plugin_args *a, void **i,
-    char *e, size_t el) { host = h; *i = 0; return 0; }
-static void h_rcpt(void *i, struct mxgate_call *c)
-{
-	const char *r = host->get(c, MXGATE_RCPT);
-	if (r && strncmp(r, "hold", 4) == 0) {   /* holds the worker's loop until GO exists */
-		host->log(c, 1, "event=holding");
-		for (int n = 0; n < 6000 && access(GO, F_OK) != 0; n++)
-			usleep(20000);
-		host->log(c, 1, "event=let_go");
-	}
-	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
-}
-const struct mxgate_plugin mxgate_plugin = { .abi_version = MXGATE_PLUGIN_ABI_VERSION,
-    .name = "hold", .init = h_init, .on_rcpt = h_rcpt };
-'''
-so = mt.build_plugin('hold', SRC, defines=['-DGO="%s"' % GO])
-be = mt.Backend()
-sock = os.path.join(mt.TMP, 'ctl.sock')
-
-
-def cfg(hostname):
-    return mt.config([be.url], hostname=hostname, workers=1, control={'socket': sock}, plugins=[
-        {'name': 'hold', 'path': so, 'on_error': 'tempfail', 'timeout': '120s'}])
-
-
-def generation():
-    rc, out, _ = mt.ctl(sock, '--json', 'status')
-    return json.loads(out).get('generation') if rc == 0 else None
+hh = HoldHook(mt)              # the plugin holding the one worker in its RCPT hook
+GO, so, be, sock = hh.go, hh.so, hh.be, hh.sock
+cfg, generation = hh.cfg, hh.generation
 
 
 def ctl_reload(box):
