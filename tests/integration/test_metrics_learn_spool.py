@@ -27,6 +27,7 @@ if os.geteuid() != 0:
 spool = os.path.join(mt.TMP, 'spool')
 os.mkdir(spool)
 subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', spool], check=True)
+mt.at_finish(lambda: subprocess.run(['umount', spool], stderr=subprocess.DEVNULL))  # after mxgate stops
 
 THRESHOLD = 64 << 10
 be = mt.Backend()
@@ -102,54 +103,48 @@ def learned():
     return mx.count_log(r'event=bayes_learn via=http class=spam result=learned')
 
 
-# the tmpfs goes before mt.finish(), which leaves by os._exit (no atexit), whatever happens
+# ---- 1. more than half the spool announced: 503 at the head
+start = mx.log_size()
+r = post(message(1, 600 << 10))
+mt.check(r.startswith(b'HTTP/1.0 503 ') and b'spool_dir' in r,
+         '600K announced, a 1M spool: 503 at the head, no 100 Continue (%r)' % r[:100])
+m = mx.wait_log(r'event=metrics_refused [^\n]*reason=spool_space [^\n]*', timeout=mt.slack(10), start=start)
+mt.check(m is not None and 'size=614400' in m.group(0) and 'avail=' in m.group(0),
+         'logged: %s' % (m.group(0) if m else None))
+
+# ---- 2. a body that fits
+r = post(message(2, 200 << 10))
+mt.check(r.startswith(b'HTTP/1.0 200 ') and r.endswith(b'learned\n'), '200K: 200 learned (%r)' % r[-40:])
+
+# ---- 3. the spool fills after the head was taken
+n0 = learned()
+start = mx.log_size()
+sk = connect()
+sk.sendall(head(200 << 10))
+got = read_head(sk)
+mt.check(got.startswith(b'HTTP/1.1 100 '), 'a 200K head taken: 100 Continue (%r)' % got[:40])
+fill = os.path.join(spool, 'fill')
+fd = os.open(fill, os.O_WRONLY | os.O_CREAT, 0o600)
 try:
-    # ---- 1. more than half the spool announced: 503 at the head
-    start = mx.log_size()
-    r = post(message(1, 600 << 10))
-    mt.check(r.startswith(b'HTTP/1.0 503 ') and b'spool_dir' in r,
-             '600K announced, a 1M spool: 503 at the head, no 100 Continue (%r)' % r[:100])
-    m = mx.wait_log(r'event=metrics_refused [^\n]*reason=spool_space [^\n]*', timeout=mt.slack(10), start=start)
-    mt.check(m is not None and 'size=614400' in m.group(0) and 'avail=' in m.group(0),
-             'logged: %s' % (m.group(0) if m else None))
+    while True:
+        os.write(fd, b'x' * 4096)
+except OSError:
+    pass
+os.close(fd)
+try:
+    sk.sendall(message(3, 200 << 10))
+except OSError:
+    pass
+r = read_all(sk, got.split(b'\r\n\r\n', 1)[1] if b'\r\n\r\n' in got else b'')
+sk.close()
+mt.check(r.startswith(b'HTTP/1.0 503 ') and b'spool_dir' in r,
+         'the spool full while the body arrives: 503 (%r)' % r[:120])
+m = mx.wait_log(r'event=metrics_refused [^\n]*reason=spool [^\n]*', timeout=mt.slack(10), start=start)
+mt.check(m is not None and 'No space left on device' in m.group(0), 'logged: %s' % (m.group(0) if m else None))
+mt.check(learned() == n0, 'nothing of it learned')
 
-    # ---- 2. a body that fits
-    r = post(message(2, 200 << 10))
-    mt.check(r.startswith(b'HTTP/1.0 200 ') and r.endswith(b'learned\n'), '200K: 200 learned (%r)' % r[-40:])
-
-    # ---- 3. the spool fills after the head was taken
-    n0 = learned()
-    start = mx.log_size()
-    sk = connect()
-    sk.sendall(head(200 << 10))
-    got = read_head(sk)
-    mt.check(got.startswith(b'HTTP/1.1 100 '), 'a 200K head taken: 100 Continue (%r)' % got[:40])
-    fill = os.path.join(spool, 'fill')
-    fd = os.open(fill, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b'x' * 4096)
-    except OSError:
-        pass
-    os.close(fd)
-    try:
-        sk.sendall(message(3, 200 << 10))
-    except OSError:
-        pass
-    r = read_all(sk, got.split(b'\r\n\r\n', 1)[1] if b'\r\n\r\n' in got else b'')
-    sk.close()
-    mt.check(r.startswith(b'HTTP/1.0 503 ') and b'spool_dir' in r,
-             'the spool full while the body arrives: 503 (%r)' % r[:120])
-    m = mx.wait_log(r'event=metrics_refused [^\n]*reason=spool [^\n]*', timeout=mt.slack(10), start=start)
-    mt.check(m is not None and 'No space left on device' in m.group(0), 'logged: %s' % (m.group(0) if m else None))
-    mt.check(learned() == n0, 'nothing of it learned')
-
-    # ---- 4. the space back
-    os.unlink(fill)
-    r = post(message(4, 200 << 10))
-    mt.check(r.startswith(b'HTTP/1.0 200 ') and r.endswith(b'learned\n'), 'space back: 200 learned (%r)' % r[-40:])
-finally:
-    if mx.alive():
-        mx.stop()
-    subprocess.run(['umount', spool], stderr=subprocess.DEVNULL)
+# ---- 4. the space back
+os.unlink(fill)
+r = post(message(4, 200 << 10))
+mt.check(r.startswith(b'HTTP/1.0 200 ') and r.endswith(b'learned\n'), 'space back: 200 learned (%r)' % r[-40:])
 mt.finish()
