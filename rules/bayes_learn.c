@@ -108,17 +108,31 @@ static bool learn_from_line(const char *p, const char *e)
 	    learn_from_pat(p, e, "od-dd-dddd_dd:dd:dd_");
 }
 
+/* Does buf[k..end) hold a line that mboxrd quoting made (">From ", ">>From ", ...)? */
+static bool learn_quoted(const char *buf, size_t k, size_t end)
+{
+	while (k < end) {
+		const char *nl = memchr(buf + k, '\n', end - k);
+		size_t le = nl ? (size_t)(nl - buf) + 1 : end, q = k;
+
+		while (q < le && buf[q] == '>')
+			q++;
+		if (q > k && q + 5 <= le && strncmp(buf + q, "From ", 5) == 0)
+			return true;
+		k = le;
+	}
+	return false;
+}
+
 /* Splits an mbox at its separator lines (learn_from_line: with or without a blank line
- * before, as SpamAssassin) and undoes the mboxrd quoting of ">From " lines. */
+ * before, as SpamAssassin) and undoes the mboxrd quoting of ">From " lines. A message
+ * without a quoted line is learned where it is in buf; one with is copied unquoted, into
+ * a buffer as big as the biggest such message, not the whole mbox. */
 static void learn_mbox(struct learn_run *r, const char *buf, size_t len, const char *where)
 {
-	size_t start = 0, i = 0;
-	char *msg = malloc(len + 1);
+	size_t start = 0, i = 0, cap = 0;
+	char *msg = NULL;
 
-	if (msg == NULL) {
-		r->n.errors++;
-		return;
-	}
 	while (start < len && !r->n.store_failed) {
 		size_t end = len, o = 0;
 
@@ -128,6 +142,22 @@ static void learn_mbox(struct learn_run *r, const char *buf, size_t len, const c
 				end = i;
 				break;
 			}
+		if (!learn_quoted(buf, start, end)) {
+			learn_one(r, buf + start, end - start, where);
+			start = end;
+			continue;
+		}
+		if (end - start > cap) {
+			char *nm = realloc(msg, end - start);
+
+			if (nm == NULL) {
+				r->n.errors++;
+				start = end;
+				continue;
+			}
+			msg = nm;
+			cap = end - start;
+		}
 		for (size_t k = start; k < end;) {
 			const char *nl = memchr(buf + k, '\n', end - k);
 			size_t le = nl ? (size_t)(nl - buf) + 1 : end, q = k;

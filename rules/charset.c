@@ -122,6 +122,28 @@ char *charset_to_latin1(const char *s, size_t n, size_t *outlen)
 	return out.p;
 }
 
+size_t charset_to_latin1_inplace(char *s, size_t n)
+{
+	unsigned char *p = (unsigned char *)s;
+	size_t o = 0;
+
+	/* what charset_to_latin1 writes, over the text it reads: every character is written
+	 * in at most the octets it was read from, so o never passes i */
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t l = utf8_char(p + i, n - i, &cp);
+
+		if (l > 1 && cp <= 0xff) {
+			p[o++] = (unsigned char)cp;
+			i += l;
+		} else {
+			for (size_t k = l ? l : 1; k > 0; k--)
+				p[o++] = p[i++];
+		}
+	}
+	return o;
+}
+
 bool charset_utf8_valid(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;

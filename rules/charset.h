@@ -29,6 +29,9 @@ bool charset_has_wide(const char *s, size_t n);
 /* A UTF-8 text with its characters U+0080..U+00FF as single bytes (what a Perl byte string
  * holds); malloc'd. */
 char *charset_to_latin1(const char *s, size_t n, size_t *outlen);
+/* The same, over s itself (a Latin-1 text is never longer than the UTF-8 it comes from):
+ * returns its length; the octets from there to n are left over. No NUL is added. */
+size_t charset_to_latin1_inplace(char *s, size_t n);
 
 /* _decode_header(value, name): an unfolded, trimmed field body decoded; malloc'd. */
 char *charset_decode_header(const char *value, const char *name);

@@ -402,12 +402,9 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 	 * characters then encoded as UTF-8; else bytes (entities up to U+00FF one byte each),
 	 * white space then only ASCII's */
 	if (!wide && text.n) {
-		size_t ln;
-		char *l1 = charset_to_latin1(text.p, text.n, &ln);
-
-		free(text.p);
-		text.p = l1;
-		text.n = ln;
+		/* over the text itself: a copy of it was the peak of an HTML part's scan */
+		text.n = charset_to_latin1_inplace(text.p, text.n);
+		text.p[text.n] = '\0';
 	}
 	rules_body_add_text(&sc->body, &sc->tmp, text.p ? text.p : "", text.n, wide);
 	free(text.p);

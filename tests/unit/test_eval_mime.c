@@ -299,12 +299,57 @@ static void test_charset(void **state)
 	assert_int_equal(charset_space_len("x", 1), 0);
 }
 
+/* charset_to_latin1_inplace writes over its input what charset_to_latin1 copies out: each
+ * byte class alone and all of them mixed, every one at the start, middle and end of a text */
+static void test_latin1_inplace(void **state)
+{
+	static const struct { const char *s; size_t n; } cases[] = {
+		{ "plain ASCII\n", 12 },
+		{ "caf\xc3\xa9 \xc2\xa0 \xc3\xbf", 11 },          /* 2-byte, U+0080..U+00FF */
+		{ "\xc2\x80", 2 },
+		{ "\xc4\x80 \xe2\x82\xac \xf0\x9f\x98\x80", 11 },  /* U+0100, 3- and 4-byte */
+		{ "\xff\xfe \x80 \xc3", 6 },                  /* invalid lead, lone continuation,
+		                                                 * truncated at the end */
+		{ "\xc0\xaf \xe0\x80\xaf \xed\xa0\x80", 10 },     /* overlong, surrogate */
+		{ "\xc3(\xe2\x82(\xf0\x9f\x98", 8 },            /* cut sequences */
+		{ "a\0b\xc3\xa9\0", 6 },                       /* NULs */
+		{ "", 0 },
+	};
+	size_t ncases = sizeof(cases) / sizeof(cases[0]);
+
+	(void)state;
+	for (size_t i = 0; i < ncases; i++) {
+		for (size_t j = 0; j < ncases; j++) {
+			char in[64], *want;
+			size_t n = 0, wl, got;
+
+			/* case i alone (j == i), else i before j between ASCII */
+			memcpy(in + n, cases[i].s, cases[i].n);
+			n += cases[i].n;
+			if (j != i) {
+				memcpy(in + n, "x", 1);
+				n++;
+				memcpy(in + n, cases[j].s, cases[j].n);
+				n += cases[j].n;
+			}
+			want = charset_to_latin1(in, n, &wl);
+			got = charset_to_latin1_inplace(in, n);
+			if (got != wl || memcmp(in, want, wl) != 0) {
+				print_error("cases %zu, %zu: %zu octets, want %zu\n", i, j, got, wl);
+				fail();
+			}
+			free(want);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mime_evals),
 		cmocka_unit_test(test_samsg_tree),
 		cmocka_unit_test(test_charset),
+		cmocka_unit_test(test_latin1_inplace),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
