@@ -87,6 +87,7 @@ class Script:
         self.port = self.sock.getsockname()[1]
         self.sock.listen(64)
         self.running = True
+        self.done = threading.Event()    # set by stop(): ends every hang()
         threading.Thread(target=self._accept, daemon=True).start()
         _scripts.append(self)
 
@@ -122,6 +123,7 @@ class Script:
 
     def stop(self):
         self.running = False
+        self.done.set()
         try:
             self.sock.close()
         except OSError:
@@ -230,8 +232,20 @@ def scripted(name, hooks=None, lmtp=False, per_conn=None):
 
 
 def hang(srv, p, arg):
-    time.sleep(30)
+    """A hook that never answers: it holds the connection, silent, until srv.stop() (or 120 s,
+    longer than any test's client waits), so what ends the stage is mxgate's own timeout,
+    never this server giving up first (it slept 30 s and closed: a relay without a timeout
+    would have seen EOF and failed over too)."""
+    srv.done.wait(120)
     return False
+
+
+def stall_after(data):
+    """A hook that sends data (a 354, say), then neither reads nor answers: hang()."""
+    def f(srv, p, arg):
+        p.send(data)
+        return hang(srv, p, arg)
+    return f
 
 
 def slow_reader(tick, limit):

@@ -13,6 +13,7 @@
 - hostile backends (binary noise, never greeting, a 200 KB reply line): 4xx, the daemon lives,
   and with a good server in the pool every message is delivered."""
 import os
+import re
 import sys
 import threading
 import time
@@ -155,9 +156,14 @@ for mode, kw, what in cases:
     took = time.time() - t0
     mt.check(code is not None and 400 <= code < 500, 'the only backend %s: client gets 4xx (%s)' % (what, text))
     mt.check(len(be.attempts) >= 1, '... after the backend really received the payload (%d attempts)' % len(be.attempts))
-    if kw.get('delay'):
-        mt.check(took < mt.slack(2.9), '... within about data_timeout, not after the slow reply (%.1fs)' % took)
     mx.stop()
+    if kw.get('delay'):
+        # data_timeout's work, seen as its log line, not with the clock (it was "< 2.9 s"
+        # against a 1 s timeout and a 3 s reply, which a loaded machine can miss): the slow
+        # reply would have been a 250, so a 4xx logged as the timeout is the timer's.
+        n = len(re.findall(r'event=backend_error backend=%s .*reason="[^"]*timeout' % re.escape(be.url), mx.log()))
+        mt.check(n >= 1, '... at data_timeout, not after the slow reply: event=backend_error reason="timeout" '
+                 '(%d such lines, answered after %.1fs)' % (n, took))
     be.stop()
 
 # ---------------------------------------------------------------- ... and next to a healthy server
