@@ -55,19 +55,21 @@ static size_t heap_size(void)
 	return mallinfo2().arena;
 }
 
-/* One text/plain part without a transfer encoding: the views read its octets where the
- * parse has them; its decoded copy (the same octets) was a whole part more. */
-static void test_body_peak(void **state)
+#define HTML_SMALL "Subject: hi\r\nContent-Type: text/html\r\n\r\n<p>conference</p>\r\n"
+
+/* Scans MSG after a warm-up scan of SMALL (so the scratch and the rule set's lazy parts are
+ * made), both rules of one set; prints and returns how much the heap grew during MSG's scan.
+ * Both rules hit, unless the 5 s budget of a scan ran out first (a slow sanitized build on a
+ * busy machine): then the rules left are unknown, what is measured is still the peak of
+ * everything the scan built. */
+static size_t scan_peak(const char *msg, size_t len, const char *small, const char *what)
 {
 	static const char rules[] = "body NOTES /conference/\nrawbody RAW_NOTES /scheduler/\n";
 	struct rules_set *rs;
 	struct rules_scratch *sc;
 	struct rules_result res;
-	size_t len, before, peak;
-	char *msg = big_message(&len, "7bit");
-	const char *small = "Subject: hi\r\nContent-Type: text/plain\r\n\r\nconference\r\n";
+	size_t before, peak;
 
-	(void)state;
 	assert_int_equal(rules_set_load_text("t.cf", rules, strlen(rules), &rs, stderr), 0);
 	sc = rules_scratch_new(rs);
 	assert_non_null(sc);
@@ -76,21 +78,34 @@ static void test_body_peak(void **state)
 	before = heap_size();
 	rules_set_scan(rs, sc, msg, len, NULL, NULL, 0, &res);
 	peak = heap_size() - before;
-	print_message("message %zu octets, one text part: the scan's heap grew by %zu octets "
-	    "(%.2fx)%s\n", len, peak, (double)peak / (double)len,
+	print_message("message %zu octets, %s: the scan's heap grew by %zu octets (%.2fx)%s\n",
+	    len, what, peak, (double)peak / (double)len,
 	    res.over_budget ? ", over the scan budget" : "");
-	if (!res.over_budget)       /* see test_html_peak */
+	if (!res.over_budget)
 		assert_int_equal(res.n, 2);
 	rules_result_free(&res);
 	if (before == 0)
 		print_message("malloc does not say (sanitizers): not checked\n");
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+	return peak;
+}
+
+/* One text/plain part without a transfer encoding: the views read its octets where the
+ * parse has them; its decoded copy (the same octets) was a whole part more. */
+static void test_body_peak(void **state)
+{
+	size_t len;
+	char *msg = big_message(&len, "7bit");
+	size_t peak = scan_peak(msg, len,
+	    "Subject: hi\r\nContent-Type: text/plain\r\n\r\nconference\r\n", "one text part");
+
+	(void)state;
 	/* the parse's copy (CRLF as LF) and what the views are made with (session 24's main:
 	 * 2.26x, with a decoded copy of the part besides; then 1.27x with the part normalized
 	 * into a copy, ASCII as it was; now 0.18x: the heap held 3.2 MB free from the rule
 	 * set's compilation when the scan began, the growth is the peak beyond that) */
 	assert_true(peak <= len);
-	rules_scratch_free(sc);
-	rules_set_free(rs);
 	free(msg);
 }
 
@@ -99,37 +114,12 @@ static void test_body_peak(void **state)
  * it; now it reads the part where the parse has it, as the views do. */
 static void test_html_peak(void **state)
 {
-	static const char rules[] = "body NOTES /conference/\nrawbody RAW_NOTES /scheduler/\n";
-	struct rules_set *rs;
-	struct rules_scratch *sc;
-	struct rules_result res;
-	size_t len, before, peak;
+	size_t len;
 	char *msg = big_message_typed(&len, "text/html", HTML_LINE, "7bit");
-	const char *small = "Subject: hi\r\nContent-Type: text/html\r\n\r\n<p>conference</p>\r\n";
+	size_t peak = scan_peak(msg, len, HTML_SMALL, "one HTML part");
 
 	(void)state;
-	assert_int_equal(rules_set_load_text("t.cf", rules, strlen(rules), &rs, stderr), 0);
-	sc = rules_scratch_new(rs);
-	assert_non_null(sc);
-	rules_set_scan(rs, sc, small, strlen(small), NULL, NULL, 0, &res);
-	rules_result_free(&res);
-	before = heap_size();
-	rules_set_scan(rs, sc, msg, len, NULL, NULL, 0, &res);
-	peak = heap_size() - before;
-	print_message("message %zu octets, one HTML part: the scan's heap grew by %zu octets "
-	    "(%.2fx)%s\n", len, peak, (double)peak / (double)len,
-	    res.over_budget ? ", over the scan budget" : "");
-	/* both rules hit, unless the 5 s budget of a scan ran out first (a slow sanitized
-	 * build on a busy machine): then the rules left are unknown, what is measured here
-	 * is still the peak of everything the scan built */
-	if (!res.over_budget)
-		assert_int_equal(res.n, 2);
-	rules_result_free(&res);
-	if (before == 0)
-		print_message("malloc does not say (sanitizers): not checked\n");
 	assert_true(peak <= HTML_PEAK_BOUND * len / 4);
-	rules_scratch_free(sc);
-	rules_set_free(rs);
 	free(msg);
 }
 
@@ -142,13 +132,8 @@ static void test_html_peak(void **state)
  * the copy and without it. This guards the peak of a message of many HTML parts. */
 static void test_html_parts_peak(void **state)
 {
-	static const char rules[] = "body NOTES /conference/\nrawbody RAW_NOTES /scheduler/\n";
-	struct rules_set *rs;
-	struct rules_scratch *sc;
-	struct rules_result res;
-	size_t ll = strlen(LINE), cap = NPARTS * (PART_LINES * ll + 128) + 1024, len, before, peak;
+	size_t ll = strlen(LINE), cap = NPARTS * (PART_LINES * ll + 128) + 1024, len, peak;
 	char *msg = malloc(cap);
-	const char *small = "Subject: hi\r\nContent-Type: text/html\r\n\r\n<p>conference</p>\r\n";
 
 	(void)state;
 	assert_non_null(msg);
@@ -164,25 +149,8 @@ static void test_html_parts_peak(void **state)
 		}
 	}
 	len += (size_t)snprintf(msg + len, cap - len, "--b--\r\n");
-	assert_int_equal(rules_set_load_text("t.cf", rules, strlen(rules), &rs, stderr), 0);
-	sc = rules_scratch_new(rs);
-	assert_non_null(sc);
-	rules_set_scan(rs, sc, small, strlen(small), NULL, NULL, 0, &res);
-	rules_result_free(&res);
-	before = heap_size();
-	rules_set_scan(rs, sc, msg, len, NULL, NULL, 0, &res);
-	peak = heap_size() - before;
-	print_message("message %zu octets, %d HTML parts: the scan's heap grew by %zu octets "
-	    "(%.2fx)%s\n", len, NPARTS, peak, (double)peak / (double)len,
-	    res.over_budget ? ", over the scan budget" : "");
-	if (!res.over_budget)       /* see test_html_peak */
-		assert_int_equal(res.n, 2);
-	rules_result_free(&res);
-	if (before == 0)
-		print_message("malloc does not say (sanitizers): not checked\n");
+	peak = scan_peak(msg, len, HTML_SMALL, "many HTML parts");
 	assert_true(peak <= HTML_PARTS_PEAK_BOUND * len / 4);
-	rules_scratch_free(sc);
-	rules_set_free(rs);
 	free(msg);
 }
 
