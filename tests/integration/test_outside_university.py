@@ -11,6 +11,9 @@ the existing Postfix. docs/smtp-edge.md, "A university's submission service", ha
 - a UTF-8 password, a user name with @domain (and the backend learns that name);
 - wrong passwords: 535 5.7.8, the log lines fail2ban reads (examples/fail2ban/mxgate-auth.conf
   through fail2ban-regex), 421 4.7.0 past auth.max_failures, never a password in the log;
+- the campus NAT: many users' typos from one address lock it out of AUTH past
+  auth.max_failures (everyone's right password refused); an address in auth.allow is counted
+  but not locked, and one user guessing there is still stopped by the per-user count;
 - a compromised account sending to 2,000 recipients: `ratelimit` `key: auth_user`
   `count: recipients` stops it at its budget, the next session too, other users not;
 - the envelope sender is not checked against the login (no smtpd_sender_login_maps in
@@ -222,6 +225,43 @@ pat = re.compile(r'sasl_method=XCLIENT, sasl_username=student@uni\.example')
 mt.check(mt.wait_for(lambda: pat.search(mt.log_of('pf-uni')), mt.slack(15)),
          'Postfix logs sasl_username=student@uni.example:\n%s' % mt.log_of('pf-uni')[-800:])
 pmx.stop()
+
+# ---------------------------------------------------------------- the campus NAT
+# Thousands of students behind one address (eduroam's NAT): their typos add up per address,
+# and past auth.max_failures the address is refused AUTH for failure_window, everyone's right
+# password included. auth.allow lists such addresses: their failures block no one by address
+# (the per-user count still holds), as Postfix exempts $mynetworks from its anvil limits
+# (smtpd_client_event_limit_exceptions). Before the fix there was no way out: one student's
+# wrong password five times locked the whole campus out of sending for 15 minutes.
+nmx = mt.Mxgate(mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True}],
+                          tls={'certificate': crt, 'key': key},
+                          auth={'dovecot': dv.sock, 'max_failures': MAX_FAILURES, 'failure_delay': '50ms',
+                                'max_delay': '200ms', 'allow': ['127.0.0.30']}), name='mx-uni-nat')
+
+
+def nat_auth(src, user, password):
+    c = mt.Client(nmx.port, tls=True, source=src)
+    c.ehlo()
+    code, text = c.cmd('AUTH PLAIN ' + plain(user, password))
+    c.close()
+    return code, text
+
+
+codes = [nat_auth('127.0.0.31', 'typo%d' % i, 'nope')[0] for i in range(MAX_FAILURES + 1)]
+mt.check(codes == [535] * MAX_FAILURES + [421], 'an address not in auth.allow: typos of different users, 421 '
+         'past max_failures (%r)' % codes)
+code, text = nat_auth('127.0.0.31', 'erin', 'pw-erin')
+mt.check(code == 421, '... and then another user\'s right password is refused there too (%s)' % text)
+codes = [nat_auth('127.0.0.30', 'natuser', 'nope')[0] for i in range(MAX_FAILURES + 1)]
+mt.check(codes == [535] * MAX_FAILURES + [421], 'the NAT in auth.allow: one user guessing is still stopped by the '
+         'per-user count (%r)' % codes)
+code, text = nat_auth('127.0.0.30', 'typo-other', 'nope')
+mt.check(code == 535, 'the NAT: another user\'s typo, the address past max_failures: 535, not 421 (%s)' % text)
+code, text = nat_auth('127.0.0.30', 'erin', 'pw-erin')
+mt.check(code == 235, 'the NAT: a student\'s right password still works (%s)' % text)
+mt.check(re.search(r'event=auth_failed client=127\.0\.0\.30 user=typo-other mech=PLAIN failures=%d '
+                   % (MAX_FAILURES + 2), nmx.log()) is not None, 'the address\'s failures are still counted and logged')
+nmx.stop()
 
 # ---------------------------------------------------------------- Dovecot stopped mid-day, then back
 conf = os.path.join(mt.TMP, 'dovecot', 'dovecot.conf')
