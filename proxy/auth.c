@@ -74,6 +74,8 @@ static const struct cfg_field auth_fields[] = {
 	  .doc = "the 535 after a first failure is held this long; it doubles with each further failure" },
 	{ "max_delay", CFG_DURATION, offsetof(struct auth_config, max_delay), "30s", 0, 600000,
 	  .doc = "the longest a 535 is held" },
+	{ "allow", CFG_CIDRLIST, offsetof(struct auth_config, allow), NULL,
+	  .doc = "client addresses whose failures block no one by address (a campus NAT, a webmail server): counted and logged, but only the per-user count delays and refuses there" },
 	{ NULL }
 };
 
@@ -396,13 +398,25 @@ static void auth_tempfail(struct session *s, const char *reason)
 	auth_done(s);
 }
 
+/* The address's failure count as the guard enforces it: 0 for a client in auth.allow (many
+ * users behind one address, whose typos must not lock out the others), else as counted. */
+static uint64_t auth_enforced_ip_failures(const struct session *s, uint64_t ip_failures)
+{
+	const struct cfg_cidrlist *allow = &s->cfg->auth.allow;
+
+	if (allow->n && cfg_cidrlist_match(allow, (const struct sockaddr *)&s->env.client))
+		return 0;
+	return ip_failures;
+}
+
 /* The guard's counts after a failure: 535 held by the doubling delay, or 421 and close. */
 static void auth_failed_cb(void *arg, uint64_t ip_failures, uint64_t user_failures)
 {
 	struct session *s = arg;
 	struct auth_session *a = s->auth;
 	const struct auth_config *c = &s->cfg->auth;
-	uint64_t worst = ip_failures > user_failures ? ip_failures : user_failures;
+	uint64_t ip_enforced = auth_enforced_ip_failures(s, ip_failures);
+	uint64_t worst = ip_enforced > user_failures ? ip_enforced : user_failures;
 	uint64_t delay = auth_guard_delay_ms(c, worst);
 	char user[SASL_MAX_FIELD + 1];
 	char reason[4 * sizeof(a->reason) + 8];
@@ -414,7 +428,7 @@ static void auth_failed_cb(void *arg, uint64_t ip_failures, uint64_t user_failur
 	    s->env.client_ip, user, sasl_mech_name(a->mech), (unsigned long long)ip_failures,
 	    (unsigned long long)user_failures, (unsigned long long)delay, log_val(reason, sizeof(reason), a->reason));
 	counter_inc(COUNTER_AUTH_FAILED);
-	if (ip_failures > (uint64_t)c->max_failures || user_failures > (uint64_t)c->max_failures) {
+	if (ip_enforced > (uint64_t)c->max_failures || user_failures > (uint64_t)c->max_failures) {
 		log_event(LOG_LVL_INFO, s->id, "event=auth_blocked client=%s user=%s failures=%llu user_failures=%llu",
 		    s->env.client_ip, user, (unsigned long long)ip_failures, (unsigned long long)user_failures);
 		session_reply(s, "421 4.7.0 %s Error: too many failed authentications", s->cfg->hostname);
@@ -530,7 +544,7 @@ static void auth_precheck_cb(void *arg, uint64_t ip_failures, uint64_t user_fail
 
 	(void)user_failures;
 	a->greq = NULL;
-	if (ip_failures > (uint64_t)s->cfg->auth.max_failures) {
+	if (auth_enforced_ip_failures(s, ip_failures) > (uint64_t)s->cfg->auth.max_failures) {
 		auth_safe_copy(a->user, user, sizeof(user));
 		log_event(LOG_LVL_INFO, s->id, "event=auth_blocked client=%s user=%s failures=%llu", s->env.client_ip,
 		    user, (unsigned long long)ip_failures);

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cfg_value.h"
+
 /* auth.on_error: the authentication service cannot answer (down, timeout, protocol error). */
 enum auth_on_error {
 	AUTH_ON_ERROR_TEMPFAIL = 0,   /* 454 4.7.0, the session goes on (RFC 4954 6) */
@@ -23,6 +25,8 @@ struct auth_config {
 	uint64_t failure_window;    /* ms a failure is remembered (from the last one) */
 	uint64_t failure_delay;     /* ms the first failure's 535 is held; doubles per failure */
 	uint64_t max_delay;         /* ms, the cap of that delay */
+	struct cfg_cidrlist allow;  /* clients whose address count blocks no one (a campus NAT):
+	                             * counted and logged, never enforced; the user's count is */
 };
 
 struct cfg_table;
