@@ -29,7 +29,9 @@ ZONE.json maps a name (no trailing dot, any case) to a list of entries:
                                          followed by a few octets, then silence / the
                                          connection is closed without an answer
     "tcp_trickle"                        UDP: an empty truncated answer; TCP: a SERVFAIL
-                                         answer sent an octet every 0.3 s (a slow peer)
+                                         answer sent an octet every 0.3 s (a slow peer),
+                                         then "trickle sent=N/M" logged (N < M: the
+                                         client closed first)
 Any other name in the file's zones is NXDOMAIN; a name with records but none of the asked
 type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT; prints "ready" when it does; logs each
 query to stderr as "query NAME TYPE" (with " tcp" when it came over TCP, then " edns=N" when
@@ -156,12 +158,16 @@ class Tcp(socketserver.BaseRequestHandler):
                 return
             if isinstance(out, tuple):
                 wire = len(out[1]).to_bytes(2, 'big') + out[1]
+                sent = 0
                 try:
                     for i in range(len(wire)):
                         self.request.sendall(wire[i:i + 1])
+                        sent += 1
                         time.sleep(0.3)
                 except OSError:
                     pass
+                sys.stderr.write('trickle sent=%d/%d\n' % (sent, len(wire)))
+                sys.stderr.flush()
                 return
             if out == 'tcp_huge':
                 self.request.sendall(b'\xff\xff' + b'\0' * 12)

@@ -79,11 +79,15 @@ t0 = time.time()
 p = ctl_bg('reload')
 mt.check(mt.wait_for(lambda: dns.queries('slow.async.test') > 0, timeout=mt.slack(10)),
          'slow: the reload asks the DNS for the name')
+# Each answer below came while the name was being resolved: the reload had neither answered
+# nor logged its end once they were all in (a main loop held by the resolution answers only
+# after it, when the reload is done). How long they took is not the point.
 t1 = time.time()
 st = mt.http_get(mp, '/metrics')
 rz = mt.http_get(mp, '/readyz')
 status = ctl('status', timeout=mt.slack(30))
 t_answers = time.time() - t1
+mt.say('slow: those answers took %.1f s (the DNS delay is %.1f s)' % (t_answers, DELAY))
 mt.check(p.poll() is None and mx.count_log(r'event=(reloaded|reload_failed)', mark) == 0,
          'slow: the checks below ran while the name was being resolved')
 mt.check(st[0] == 200 and 'mxgate_' in st[1], 'slow: /metrics answers during the resolution (%s)' % st[0])
@@ -91,7 +95,6 @@ mt.check(rz[0] == 200, 'slow: /readyz answers during the resolution (%s)' % rz[0
 mt.check(status.returncode == 0 and 'generation' in status.stdout,
          'slow: mxgatectl status answers during the resolution (rc %s)\n%s%s'
          % (status.returncode, status.stdout, status.stderr))
-mt.check(t_answers < DELAY * 0.75, 'slow: those answers took %.1f s (the DNS delay is %.1f s)' % (t_answers, DELAY))
 out, err = p.communicate(timeout=mt.slack(60))
 took = time.time() - t0
 mt.check(p.returncode == 0 and 'reloaded: generation 2' in out,
@@ -158,10 +161,15 @@ for how in ('sighup', 'control'):
         p = ctl_bg('reload')
     mt.check(mt.wait_for(lambda: dns.queries('drop.async.test') > n0, timeout=mt.slack(10)),
              'term (%s): the reload asks the DNS' % how)
+    # Not waited for: the daemon gives the resolution up at the SIGTERM (its own line,
+    # event=reload_abandoned) and its exit comes before the resolver's dns.timeout could have
+    # ended it. The exit is the event waited for; its bound is that timeout (less 10 s), the
+    # very thing not to be waited for, not a guess at how fast a loaded machine stops.
     t0 = time.time()
-    rc = mx.stop(timeout=LONG * 2, settle=0)
-    took = time.time() - t0
-    mt.check(took < LONG / 3, 'term (%s): exited %.1f s after SIGTERM (dns.timeout %d s)' % (how, took, LONG))
+    rc = mx.stop(timeout=LONG - 10, settle=0)
+    mt.say('term (%s): exited %.1f s after SIGTERM (dns.timeout %d s)' % (how, time.time() - t0, LONG))
+    mt.check(mx.count_log(r'event=reload_abandoned reason=stopping') == 1,
+             'term (%s): the resolution given up at SIGTERM (event=reload_abandoned)\n%s' % (how, mx.tail(8)))
     mt.check(mx.count_log(r'event=reloaded ') == 0, 'term (%s): the abandoned reload was not put in force' % how)
     if p is not None:
         out, err = p.communicate(timeout=mt.slack(30))

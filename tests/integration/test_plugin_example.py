@@ -5,7 +5,6 @@ daemon: its header reaches the backend once, its magic word rejects, its async r
 refused by `mxgate -t` with a clear error."""
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as t  # noqa: E402
@@ -60,11 +59,10 @@ t.check(code == 550 and 'SECRETWORD' in text and not be.find('body of ex2'), 'ma
 # The async rcpt hook slower than its timeout: on_error reject at RCPT, bounded.
 m2 = gate({'name': 'ex', 'path': so, 'on_error': 'reject', 'timeout': '1s', 'options': {'rcpt_delay_ms': 5000}},
           'mx-slow')
-start = time.time()
 r = send(m2.port, msg('ex3'))
 code, text, rc = r[0], r[1], r.rcpt_codes
-took = time.time() - start
-t.check(rc == [550] and took < t.slack(3), 'slow async hook cut by timeout, on_error reject: %s after %.1fs' % (rc, took))
+t.check(rc == [550] and m2.count_log(r'event=plugin_error plugin=ex stage=rcpt error=timeout on_error=reject') == 1,
+        'slow async hook cut by its timeout (logged error=timeout), on_error reject: %s' % rc)
 code, text = send(m2.port, msg('ex4'))
 t.check(m2.alive() and code == 550, 'daemon alive after cancelled calls, the next message gets the same verdict: %s' % code)
 m.stop()

@@ -95,8 +95,6 @@ for sender, want, text_want, what in rows:
     code, text, secs = mail_from(mx, sender)
     mt.check(code == want and text_want in text, '%s: %s -> %d %s (%s %s, %.1fs)'
              % (what, sender or '<>', want, text_want, code, text, secs))
-    if sender == 'a@drop.example':
-        mt.check(secs < mt.slack(4), 'the timeout is bounded by dns.timeout per round (%.1fs)' % secs)
 
 mt.check(asked('nx.example', 'MX') >= 1 and asked('nx.example', 'A') == 0 and asked('nx.example', 'AAAA') == 0,
          'NXDOMAIN for MX asks no A or AAAA (%d MX, %d A)' % (asked('nx.example', 'MX'), asked('nx.example', 'A')))
@@ -106,6 +104,13 @@ mt.check(asked('mxonly.example', 'MX') == 1 and asked('mxonly.example', 'A') == 
          'an MX answers it: no A asked, and the second sender of the domain came from the cache (%d MX queries)'
          % asked('mxonly.example', 'MX'))
 mt.check(asked('ours.example', 'MX') == 0, 'accept_domains: no query')
+# No answer at all: each type asked once (dns.tries 1, no round past it), the lookup ended by
+# the resolver's timeout and the sender told 451 above; the daemon's line says temperror (it
+# names no timeout: a SERVFAIL logs the same).
+mt.check([asked('drop.example', q) for q in ('MX', 'A', 'AAAA')] == [1, 1, 1] and
+         mx.count_log(r'event=sender_domain result=temperror domain=drop\.example .*action=tempfail') == 1,
+         'no answer: MX, then A and AAAA, each asked once (dns.tries 1), then temperror: %s'
+         % [asked('drop.example', q) for q in ('MX', 'A', 'AAAA')])
 mt.check(mx.wait_log(r'event=sender_domain result=unknown domain=nx\.example client=198\.18\.1\.7 action=tempfail', 5),
          'the refusal is logged: event=sender_domain result=unknown ... action=tempfail')
 mt.check(mx.wait_log(r'event=tempfail stage=mail reason=sender_domain result=unknown client=198\.18\.1\.7 code=450', 5)

@@ -10,10 +10,15 @@ start (the command sent, the connect), never from the last read, so each ends at
 - a backend reading the message at a trickle: each part it takes starts backends.data_timeout
   again (test_backend_slow_reader), backends.data_deadline bounds the whole;
 - a health probe's greeting: backends.health_check.timeout.
-The client is told a 4xx (never a 250 without the backend's), nothing is relayed. Each case
-prints how long the client waited (the figure in the docs' table).
+The client is told a 4xx (never a 250 without the backend's), nothing is relayed. What ended
+each case is the daemon's event=backend_error with the bound's reason ("timeout", or
+"data_deadline" for the slow reader; a timer reset on every read would never fire, and the
+peer's own end after LIMIT would be a closed connection, not a timeout), and the probe's
+event=backend_down "timeout during greeting". Each case prints how long the client waited
+(the figure in the docs' table), not checked: a loaded machine makes it what it makes it.
 """
 import os
+import re
 import sys
 import time
 
@@ -23,7 +28,6 @@ import hostile_peer as hp  # noqa: E402
 
 CONNECT, REPLY, DATA, DEADLINE = 1.0, 1.5, 2.0, 4.0
 TICK = 0.3
-TOLERANCE = 1.5
 LIMIT = 12.0        # a trickle no bound ends runs this long (then the check fails)
 figures = {}
 ONLY = os.environ.get('ONLY')     # a comma-separated list of cases to run
@@ -45,7 +49,7 @@ def never_ending(first):
     return hook
 
 
-def case(name, hooks, bound, size=0, more=None):
+def case(name, hooks, bound, reason='timeout', size=0, more=None):
     if ONLY and name not in ONLY.split(','):
         return
     bad = hp.scripted('bk-' + name, hooks)
@@ -62,7 +66,8 @@ def case(name, hooks, bound, size=0, more=None):
     figures[name] = took
     mt.say('%s: %s %s (stage %s) after %.2fs (bound %.1fs)' % (name, r.code, r.text[:60], r.stage, took, bound))
     mt.check(r.code is not None and 400 <= r.code < 500, '%s: the client is told a 4xx (%s %s)' % (name, r.code, r.text))
-    mt.check(took <= bound + mt.slack(TOLERANCE), '%s: within the bound %.1fs (took %.2fs)' % (name, bound, took))
+    errs = mt.wait_for(lambda: re.findall(r'event=backend_error backend=\S+ state=\d+ reason="([^"]*)"', mx.log()), 5)
+    mt.check(errs == [reason], '%s: ended by its bound, logged event=backend_error reason="%s" (%s)' % (name, reason, errs))
     mt.check(not bad.messages, '%s: nothing relayed' % name)
     mt.check(mx.alive(), '%s: mxgate alive' % name)
     mx.stop()
@@ -86,7 +91,8 @@ case('final_reply', {'dot': dot}, DATA)
 # content scan in line): the 8 MB would take 40 s. Each part it takes starts
 # backends.data_timeout again (a stall timeout, Postfix's smtp_data_xfer_timeout), so
 # backends.data_deadline is what ends it.
-case('slow_reader', {'data': hp.slow_reader(TICK, LIMIT + 5)}, DEADLINE, size=8 << 20, more={'data_deadline': '%ds' % DEADLINE})
+case('slow_reader', {'data': hp.slow_reader(TICK, LIMIT + 5)}, DEADLINE, 'data_deadline', size=8 << 20,
+     more={'data_deadline': '%ds' % DEADLINE})
 
 # ------------------------------------------------------------------- health probes
 # Every probe's greeting trickles: each probe fails at health_check.timeout, the backend is
@@ -101,7 +107,7 @@ m = mx.wait_log(r'event=backend_down backend=\S+ reason="health check: ([^"]*)"'
 took = time.time() - t0
 figures['probe'] = took
 mt.say('probe: backend_down after %.2fs (%s)' % (took, m.group(1) if m else None))
-mt.check(m is not None and took <= 0.5 + 1.0 + mt.slack(TOLERANCE),
+mt.check(m is not None and m.group(1) == 'timeout during greeting',
          'probe: a trickled greeting fails the probe at health_check.timeout (1s; took %.2fs: %s)'
          % (took, m.group(1) if m else mx.tail(5)))
 mx.stop()
