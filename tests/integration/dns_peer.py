@@ -18,6 +18,9 @@ ZONE.json maps a name (no trailing dot, any case) to a list of entries:
     {"owner": "other.example"}           the answer's records carry this owner name instead
                                          of the name asked (a wrong qname)
     {"delay": 1.5}                       seconds to wait before answering (a slow name)
+    {"until": "/path", "most": 30}       no answer before the file /path exists (a test lets
+                                         it go at a chosen event), at most `most` s; past
+                                         that it answers and logs "until_expired NAME"
     {"in_order": true}                   the records in the order listed (dnspython shuffles
                                          them otherwise, as a round-robin DNS does)
     {"no_edns": true}                    a query with EDNS0 gets FORMERR without an OPT record
@@ -37,6 +40,7 @@ type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT; prints "ready" when it do
 query to stderr as "query NAME TYPE" (with " tcp" when it came over TCP, then " edns=N" when
 the query carried EDNS0 with a UDP payload size of N)."""
 import json
+import os
 import socket
 import time
 import socketserver
@@ -93,6 +97,13 @@ def answer(wire, tcp):
     for e in entries:
         if 'delay' in e:
             time.sleep(float(e['delay']))
+        if 'until' in e:
+            end = time.time() + float(e.get('most', 30))
+            while not os.path.exists(e['until']) and time.time() < end:
+                time.sleep(0.01)
+            if not os.path.exists(e['until']):
+                sys.stderr.write('until_expired %s\n' % name)
+                sys.stderr.flush()
         if 'owner' in e:
             owner = dns.name.from_text(e['owner'])
         if 'cname' in e and qn.rdtype != dns.rdatatype.CNAME:
@@ -101,7 +112,7 @@ def answer(wire, tcp):
             return r.to_wire()
     for e in entries:
         for t, v in e.items():
-            if t in ('delay', 'owner', 'in_order', 'no_edns'):
+            if t in ('delay', 'until', 'most', 'owner', 'in_order', 'no_edns'):
                 continue
             rdtype = qn.rdtype
             if t.startswith('!'):

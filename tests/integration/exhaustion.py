@@ -5,10 +5,12 @@ daemon's use of memory and CPU as /proc and /metrics show it, and the spool case
     ex.anon_kb(pid)            # RssAnon of the process, kB
     ex.cpu_s(pid, task=None)   # user + system CPU seconds of the process (or of one thread)
     ex.message_memory(mx)      # mxgate_message_memory_bytes, -1 when /metrics does not answer
+    ex.spool_sizes(pid, spool) # the sizes of the files in spool that process pid holds open
     sp = ex.SpoolDaemon(spool, **top)   # a Sink, and before it mxgate (one worker) spooling
                                         # every message above 16K in `spool`: .sink .mx
     sp.send(tag, size) -> Result;  sp.at_sink(tag) -> the sink's messages with that tag
 """
+import glob
 import os
 
 import mxtest as mt
@@ -36,6 +38,19 @@ def message_memory(mx):
     buffers' bytes held in memory; -1 when there is no answer."""
     v = mx.metric('message_memory_bytes')
     return -1 if v is None else int(v)
+
+
+def spool_sizes(pid, spool):
+    """The sizes of the files of directory spool that process pid has open (a message
+    buffer's spool file is unlinked at once: only its descriptor shows it)."""
+    sizes = []
+    for fd in glob.glob('/proc/%d/fd/*' % pid):
+        try:
+            if os.readlink(fd).startswith(spool + '/'):
+                sizes.append(os.stat(fd).st_size)
+        except OSError:
+            pass   # closed meanwhile
+    return sizes
 
 
 class SpoolDaemon:

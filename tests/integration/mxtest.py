@@ -86,6 +86,9 @@ API (everything else is internal):
       map under a running daemon so every read fails (MDB_CORRUPTED), nothing out of bounds;
       Mxgate.metric(series) -> a /metrics value or None;  lmdb_lock_held(dir, fn, bound) ->
       whether fn() (on a thread) ended while lock.mdb's lock was held as a stuck opener holds it
+  backend_timeouts(mx, url) -> {session id: backend timeouts it met} from mx's log
+      (event=backend_error reason="...timeout"), of backend url only if given: a wait bounded
+      by the relay's timers, seen as events (read after mx.stop(): the log is complete)
   mxgatectl() -> its path;  ctl(sock, *args, timeout) -> (rc, stdout, stderr);
       ctl_text(sock, *args, timeout) -> (rc, stdout + stderr) or (None, 'no answer') past timeout
 
@@ -844,6 +847,21 @@ def ctl_text(sock, *args, timeout=20):
     except subprocess.TimeoutExpired:
         return None, 'no answer'
     return r.returncode, (r.stdout + r.stderr).strip()
+
+
+_BACKEND_TIMEOUT = re.compile(r'^\S+ \S+ ([0-9A-Za-z]+) event=backend_error backend=(\S+) .*?reason="[^"]*timeout',
+                             re.M)
+
+
+def backend_timeouts(mx, url=None):
+    """{session id: backend timeouts it met} from mx's log (of backend url only, if given).
+    Each ends at a configured timeout: a client's wait is at most that many of them, counted
+    rather than clocked (a loaded machine answers late)."""
+    per = {}
+    for sid, backend in _BACKEND_TIMEOUT.findall(mx.log()):
+        if url is None or backend == url:
+            per[sid] = per.get(sid, 0) + 1
+    return per
 
 
 def rcpt_code(port, proxy_src, mail_from, rcpt, ehlo='mail.example.org'):

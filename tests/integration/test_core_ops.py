@@ -274,8 +274,12 @@ if mt.tool('smtp-source') and mt.tool('smtp-sink'):
 mx.stop()
 
 # ---------------------------------------------------------------- SIGTERM drain
+# When the process ends is seen in its log, not on a clock (a loaded machine exits late): a
+# drain that ran into drain_timeout logs event=drain_timeout, one whose workers did not end
+# event=exit reason=drain_overrun (and no event=stopped: it ends with _exit). drain_timeout
+# here is far past the test's own steps, so a drain that waited for it is that line.
 db = mt.Backend(name='drain')
-mx = mt.Mxgate(mt.config([db.url], limits={'drain_timeout': '8s'}), name='mx-drain')
+mx = mt.Mxgate(mt.config([db.url], limits={'drain_timeout': '30s'}), name='mx-drain')
 busy, code = open_txn(mx.port)
 idle = mt.Client(mx.port)
 idle.ehlo()
@@ -300,9 +304,11 @@ mt.check(code == 250 and 'drained' in ids(db), 'the session in a transaction fin
 busy.cmd('QUIT')
 busy.close()
 idle.close()
-rc = mx.stop(sig=None, timeout=mt.slack(8), settle=0)
-took = time.time() - t0
-mt.check(took < mt.slack(5), 'the process exits soon after the last session, well within drain_timeout 8s (%.1fs)' % took)
+rc = mx.stop(sig=None, timeout=mt.slack(60), settle=0)
+ends = re.findall(r'event=(?:drain_timeout|exit reason=\S+|stopped)', mx.log())
+mt.check(rc == 0 and ends == ['event=stopped'],
+         'the process exits after the last session, not at drain_timeout 30s: no event=drain_timeout, '
+         'event=stopped (rc %s, %s, %.1fs)' % (rc, ends, time.time() - t0))
 
 db2 = mt.Backend(name='drain2')
 mx = mt.Mxgate(mt.config([db2.url], limits={'drain_timeout': '2s'}), name='mx-drain-timeout')
@@ -311,10 +317,16 @@ stuck.cmd('DATA')
 stuck.send(b'Subject: never finished\r\n\r\n')
 t0 = time.time()
 mx.send_signal(signal.SIGTERM)
-rc = mx.stop(sig=None, timeout=mt.slack(10), settle=0)
+rc = mx.stop(sig=None, timeout=mt.slack(60), settle=0)
 took = time.time() - t0
 mt.check(rc == 0, 'a session that never finishes: the process still exits 0 (%s)' % rc)
-mt.check(1.5 <= took + 0.5 and took < mt.slack(5), '... after about drain_timeout 2s (%.1fs)' % took)
+# the lower bound proves the drain waited (load cannot make the timer early); the end is the
+# drain timer's own line with the session it cut, then a clean stop (no overrun)
+mt.check(1.5 <= took + 0.5, '... not before drain_timeout 2s (%.1fs)' % took)
+ends = re.findall(r'event=(?:drain_timeout worker=\d+ sessions=\d+|exit reason=\S+|stopped)', mx.log())
+mt.check(len(ends) == 2 and re.match(r'event=drain_timeout worker=\d+ sessions=1$', ends[0])
+         and ends[1] == 'event=stopped',
+         '... at drain_timeout: event=drain_timeout sessions=1, then event=stopped (%s)' % ends)
 mt.check(stuck.is_closed(1), 'the stuck session was closed')
 mt.check(not db2.attempts, 'its half message was not delivered')
 stuck.close()
@@ -327,20 +339,21 @@ mx.stop(signal.SIGINT)
 # ---------------------------------------------------------------- no drain overrun
 # A SIGTERM sent right after a delivery must not leave a worker running until its idle
 # backend connection times out ("event=exit reason=drain_overrun" after 36 s once did).
-slow = []
+slow = []      # the runs whose drain did not end by itself: [(run, what the log says)]
 for i in range(8):
     r1, r2 = mt.Backend(name='ovA%d' % i), mt.Backend(name='ovB%d' % i)
     mx = mt.Mxgate(mt.config([r1.url], backends={'routes': [{'domains': ['example.net'], 'servers': [r2.url]}]}),
                    name='mx-overrun%d' % i)
     mt.send_mail(mx.port, FROM, ['user@example.net'], mt.message('ov%d' % i))
-    t0 = time.time()
-    mx.stop(timeout=60, settle=0)
-    if time.time() - t0 > 5:
-        slow.append(round(time.time() - t0, 1))
+    mx.stop(timeout=mt.slack(60), settle=0)
+    ends = re.findall(r'event=(?:drain_timeout|exit reason=\S+|stopped)', mx.log())
+    if ends != ['event=stopped']:
+        slow.append((i, ends))
     r1.stop()
     r2.stop()
     if slow:
         break
-mt.check(not slow, 'SIGTERM right after a delivery exits within 5 s every time (slow: %s)' % slow)
+mt.check(not slow, 'SIGTERM right after a delivery: the drain ends by itself every time, no event=drain_timeout '
+         'or event=exit reason=drain_overrun, event=stopped (else: %s)' % slow)
 
 mt.finish()

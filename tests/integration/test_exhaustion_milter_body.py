@@ -67,14 +67,7 @@ del os.environ['GLIBC_TUNABLES']
 
 def spool_sizes():
     """The sizes of the files of the spool directory mxgate has open (unlinked at once)."""
-    sizes = []
-    for fd in glob.glob('/proc/%d/fd/*' % mx.pid):
-        try:
-            if os.readlink(fd).startswith(spool + '/'):
-                sizes.append(os.stat(fd).st_size)
-        except OSError:
-            pass   # closed meanwhile
-    return sizes
+    return ex.spool_sizes(mx.pid, spool)
 
 
 def held(tag, ops):

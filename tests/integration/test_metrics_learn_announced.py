@@ -20,6 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import exhaustion as ex  # noqa: E402
+import learn_http as lh  # noqa: E402
 import mxtest as mt  # noqa: E402
 
 MAX = 64 << 20
@@ -44,41 +45,13 @@ mx = mt.Mxgate(mt.config([be.url], metrics={'listen': '127.0.0.1:%d' % mport},
 mt.check(mx.metrics_port == mport, 'the metrics listener is up on %d' % mport)
 
 
-def connect(src='127.0.0.1'):
-    sk = socket.socket()
-    sk.bind((src, 0))
-    sk.connect(('127.0.0.1', mport))
-    sk.settimeout(mt.slack(30))
-    return sk
-
-
-def read_all(sk):
-    got = b''
-    try:
-        while True:
-            d = sk.recv(65536)
-            if not d:
-                return got
-            got += d
-    except (ConnectionResetError, socket.timeout):
-        return got
-
-
-def post(path, body, src='127.0.0.1'):
-    sk = connect(src)
-    sk.sendall(b'POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n' % (path, len(body)) + body)
-    r = read_all(sk)
-    sk.close()
-    return r
-
-
 mt.http_get(mport, '/metrics')
 data0, anon0 = vm_data_kb(mx.pid), ex.anon_kb(mx.pid)
 
 # ---- 1. N announcers of the largest body, each in its body phase, sending nothing
 idle = []
 for i in range(N):
-    sk = connect()
+    sk = lh.connect(mport, '127.0.0.1')
     sk.sendall(b'POST /learn/spam HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n'
                b'Content-Length: %d\r\n\r\n' % MAX)
     got = b''
@@ -103,15 +76,15 @@ mt.check(data1 - data0 < N * (MAX >> 10) // 4,
          % (N, N * (MAX >> 10), data1 - data0))
 
 # ---- 2. an outsider announcing too much: 403 first
-sk = connect('127.0.0.2')
+sk = lh.connect(mport, '127.0.0.2')
 sk.sendall(b'POST /learn/spam HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n' % (MAX + 1))
-r = read_all(sk)
+r = lh.read_all(sk)
 sk.close()
 mt.check(r.startswith(b'HTTP/1.0 403 ') and b'learn_from' in r,
          'outside learn_from, an oversized body announced: 403, not the size limit (%r)' % r[:60])
-sk = connect()
+sk = lh.connect(mport, '127.0.0.1')
 sk.sendall(b'POST /learn/spam HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n' % (MAX + 1))
-r = read_all(sk)
+r = lh.read_all(sk)
 sk.close()
 mt.check(r.startswith(b'HTTP/1.0 413 '), 'a client it teaches, the same head: 413 (%r)' % r[:60])
 
@@ -121,11 +94,11 @@ for sk in idle:
 words = b'cheap pills casino winner lottery prize offer '
 big = (b'From: a@example.org\nTo: u@example.test\nSubject: big\nMessage-ID: <big@announced.test>\n\n'
        + b''.join(words + b'w%d\n' % i for i in range(300 * 1024 // 50)))
-r = post(b'/learn/spam', big)
+r = lh.post(mport, b'/learn/spam', big, '127.0.0.1')
 mt.check(r.startswith(b'HTTP/1.0 200 ') and r.endswith(b'learned\n'),
          'a %d-octet body, many reads: 200 learned (%r)' % (len(big), r[-40:]))
 small = b'From: b@example.org\nSubject: hi\nMessage-ID: <small@announced.test>\n\nhello there friend\n'
-r = post(b'/learn/ham', small)
+r = lh.post(mport, b'/learn/ham', small, '127.0.0.1')
 mt.check(r.startswith(b'HTTP/1.0 200 ') and r.endswith(b'learned\n'), 'a small body: 200 learned (%r)'
          % r[-40:])
 mx.stop()

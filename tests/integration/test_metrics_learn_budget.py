@@ -20,12 +20,12 @@ in limits.spool_dir past them (proxy/metrics.c, docs/classifier.md "Teaching it"
    200 learned (the body never went near the spool).
 No timing is asserted."""
 import os
-import socket
 import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import exhaustion as ex  # noqa: E402
+import learn_http as lh  # noqa: E402
 import mxtest as mt  # noqa: E402
 
 N = 6
@@ -46,49 +46,11 @@ def rchar(pid):
 
 def spool_files(pid, spool):
     """The files in spool (unlinked or not) process pid holds open."""
-    n = 0
-    for fd in os.listdir('/proc/%d/fd' % pid):
-        try:
-            if os.readlink('/proc/%d/fd/%s' % (pid, fd)).startswith(spool + '/'):
-                n += 1
-        except OSError:
-            pass
-    return n
+    return len(ex.spool_sizes(pid, spool))
 
 
 def message(i, size):
-    head = (b'From: a@example.org\nTo: u@example.test\nSubject: budget %d\n'
-            b'Message-ID: <budget-%d@learnbuf.test>\n\n' % (i, i))
-    line = b'cheap pills casino winner lottery prize offer here now\n'
-    body = line * ((size - len(head)) // len(line) + 1)
-    return (head + body)[:size]
-
-
-def connect():
-    sk = socket.socket()
-    sk.connect(('127.0.0.1', mport))
-    sk.settimeout(mt.slack(60))
-    return sk
-
-
-def read_all(sk):
-    got = b''
-    try:
-        while True:
-            d = sk.recv(65536)
-            if not d:
-                return got
-            got += d
-    except (ConnectionResetError, socket.timeout):
-        return got
-
-
-def post(path, body):
-    sk = connect()
-    sk.sendall(b'POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n' % (path, len(body)) + body)
-    r = read_all(sk)
-    sk.close()
-    return r
+    return lh.spam_message('budget', i, size)
 
 
 spool = os.path.join(mt.TMP, 'spool')
@@ -110,7 +72,7 @@ msgs = [message(i, SIZE) for i in range(N)]
 anon0, read0 = ex.anon_kb(mx.pid), rchar(mx.pid)
 held = []
 for i, m in enumerate(msgs):
-    sk = connect()
+    sk = lh.connect(mport, timeout=60)
     sk.sendall(b'POST /learn/spam HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n' % len(m) + m[:-HOLD])
     held.append(sk)
 mt.check(mt.wait_for(lambda: rchar(mx.pid) - read0 >= N * (SIZE - HOLD), mt.slack(60)),
@@ -156,7 +118,7 @@ for i in range(N):
     with lock:
         sk, held[i] = held[i], None
         sk.sendall(msgs[i][sent[i]:])
-    r = read_all(sk)
+    r = lh.read_all(sk)
     sk.close()
     mt.check(r.startswith(b'HTTP/1.0 200 ') and r.endswith(b'learned\n'),
              'body %d finished: 200 learned (%r)' % (i, r[-40:]))
@@ -171,13 +133,13 @@ mt.check(mt.wait_for(lambda: ex.message_memory(mx) == 0 and spool_files(mx.pid, 
 # ---- 3. the spool gone: a body past the threshold cannot be held, 503
 os.rmdir(spool)
 start = mx.log_size()
-r = post(b'/learn/spam', message(100, 4 * THRESHOLD))
+r = lh.post(mport, b'/learn/spam', message(100, 4 * THRESHOLD), timeout=60)
 mt.check(r.startswith(b'HTTP/1.0 503 ') and b'spool_dir' in r,
          'spool_dir removed, a body past memory_threshold: 503 (%r)' % r[:120])
 line = mx.wait_log(r'event=metrics_refused [^\n]*reason=spool [^\n]*', timeout=mt.slack(10), start=start)
 mt.check(line is not None and 'status=503' in line.group(0) and 'path=/learn/spam' in line.group(0),
          'logged: %s' % (line.group(0) if line else None))
-r = post(b'/learn/spam', message(101, THRESHOLD // 4))
+r = lh.post(mport, b'/learn/spam', message(101, THRESHOLD // 4), timeout=60)
 mt.check(r.startswith(b'HTTP/1.0 200 ') and r.endswith(b'learned\n'),
          'a body under memory_threshold needs no spool: 200 learned (%r)' % r[-40:])
 n = mx.count_log(r'event=bayes_learn via=http', start)

@@ -19,6 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import learn_http as lh  # noqa: E402
 import mxtest as mt  # noqa: E402
 
 SPAM_WORDS = 'cheap pills viagra casino winner lottery prize'
@@ -43,13 +44,6 @@ mx = mt.Mxgate(mt.config([be.url], metrics={'listen': '127.0.0.1:%d' % mport},
 mt.check(mx.metrics_port == mport, 'the metrics listener is up on %d' % mport)
 
 
-def connect(src='127.0.0.1'):
-    sk = socket.socket()
-    sk.bind((src, 0))
-    sk.connect(('127.0.0.1', mport))
-    return sk
-
-
 def read_until_close(sk, timeout):
     """What the daemon sends until it closes (b'' if it closes unanswered); None if it is
     still open after timeout seconds."""
@@ -70,7 +64,7 @@ def read_until_close(sk, timeout):
 # ---- 1. a slow upload: one chunk a second, the whole body taking longer than the head's 5 s
 head = (b'POST /learn/spam HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/mbox\r\n'
         b'Content-Length: %d\r\n\r\n' % len(mbox))
-sk = connect()
+sk = lh.connect(mport, '127.0.0.1', timeout=None)
 sk.sendall(head)
 NCHUNK = 8
 step = (len(mbox) + NCHUNK - 1) // NCHUNK
@@ -96,7 +90,7 @@ mt.check(mx.wait_log(r'event=bayes_learn via=http class=spam result=mbox learned
                      timeout=10) is not None, 'logged with its counts')
 
 # ---- 2. outside learn_from: 403 at the head, the body never awaited
-sk = connect('127.0.0.2')
+sk = lh.connect(mport, '127.0.0.2', timeout=None)
 sk.sendall(b'POST /learn/spam HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n')
 resp = read_until_close(sk, 30)
 sk.close()
@@ -106,7 +100,7 @@ mt.check(resp is not None and resp.startswith(b'HTTP/1.0 403 ') and b'learn_from
 
 # ---- 3. cut: a head that trickles forever, a body that stops
 for start in (b'GET /metrics HTTP/1.1\r\n', b'POST /learn/spam HTTP/1.1\r\nContent-Length: 10\r\n'):
-    sk = connect()
+    sk = lh.connect(mport, '127.0.0.1', timeout=None)
     t0 = time.time()
     sk.sendall(start)
     sk.settimeout(0.5)
@@ -126,7 +120,7 @@ for start in (b'GET /metrics HTTP/1.1\r\n', b'POST /learn/spam HTTP/1.1\r\nConte
     mt.check(closed, 'a head trickled a line every 0.5 s is cut by the daemon (%s..., %d lines sent)'
              % (start.split(b' ')[0].decode(), sent))
 
-sk = connect()
+sk = lh.connect(mport, '127.0.0.1', timeout=None)
 sk.sendall(head + mbox[:len(mbox) // 2])
 t0 = time.time()
 resp = read_until_close(sk, 120)

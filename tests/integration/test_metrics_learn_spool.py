@@ -20,6 +20,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import learn_http as lh  # noqa: E402
 import mxtest as mt  # noqa: E402
 
 if os.geteuid() != 0:
@@ -42,17 +43,7 @@ mt.check(mx.metrics_port == mport, 'the metrics listener is up on %d' % mport)
 
 
 def message(i, size):
-    head = (b'From: a@example.org\nTo: u@example.test\nSubject: spool %d\n'
-            b'Message-ID: <spool-%d@learnbuf.test>\n\n' % (i, i))
-    line = b'cheap pills casino winner lottery prize offer here now\n'
-    return (head + line * (size // len(line) + 1))[:size]
-
-
-def connect():
-    sk = socket.socket()
-    sk.connect(('127.0.0.1', mport))
-    sk.settimeout(mt.slack(30))
-    return sk
+    return lh.spam_message('spool', i, size)
 
 
 def read_head(sk):
@@ -69,17 +60,6 @@ def read_head(sk):
     return got
 
 
-def read_all(sk, got=b''):
-    try:
-        while True:
-            d = sk.recv(65536)
-            if not d:
-                return got
-            got += d
-    except (ConnectionResetError, socket.timeout):
-        return got
-
-
 def head(size):
     return (b'POST /learn/spam HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n'
             b'Content-Length: %d\r\n\r\n' % size)
@@ -87,14 +67,14 @@ def head(size):
 
 def post(body):
     """A POST with Expect: 100-continue, its body sent after the 100: the answer."""
-    sk = connect()
+    sk = lh.connect(mport)
     sk.sendall(head(len(body)))
     got = read_head(sk)
     if got.startswith(b'HTTP/1.1 100 '):
         sk.sendall(body)
-        got = read_all(sk, got.split(b'\r\n\r\n', 1)[1])
+        got = lh.read_all(sk, got.split(b'\r\n\r\n', 1)[1])
     else:
-        got = read_all(sk, got)
+        got = lh.read_all(sk, got)
     sk.close()
     return got
 
@@ -119,7 +99,7 @@ mt.check(r.startswith(b'HTTP/1.0 200 ') and r.endswith(b'learned\n'), '200K: 200
 # ---- 3. the spool fills after the head was taken
 n0 = learned()
 start = mx.log_size()
-sk = connect()
+sk = lh.connect(mport)
 sk.sendall(head(200 << 10))
 got = read_head(sk)
 mt.check(got.startswith(b'HTTP/1.1 100 '), 'a 200K head taken: 100 Continue (%r)' % got[:40])
@@ -135,7 +115,7 @@ try:
     sk.sendall(message(3, 200 << 10))
 except OSError:
     pass
-r = read_all(sk, got.split(b'\r\n\r\n', 1)[1] if b'\r\n\r\n' in got else b'')
+r = lh.read_all(sk, got.split(b'\r\n\r\n', 1)[1] if b'\r\n\r\n' in got else b'')
 sk.close()
 mt.check(r.startswith(b'HTTP/1.0 503 ') and b'spool_dir' in r,
          'the spool full while the body arrives: 503 (%r)' % r[:120])
