@@ -856,6 +856,24 @@ static int nat64_prefixes_parse(struct cfg_parse *p, struct fy_node *n, void *ds
 	return rc;
 }
 
+/* The pattern on one line of a domains file (len octets read by getline): cut at "#",
+ * white space trimmed, NUL-terminated in place; NULL for a blank or comment line. */
+static char *domains_file_pattern(char *line, ssize_t len)
+{
+	char *s = line, *e = line + len, *hash = memchr(line, '#', (size_t)len);
+
+	if (hash != NULL)
+		e = hash;
+	while (s < e && isspace((unsigned char)*s))
+		s++;
+	while (e > s && isspace((unsigned char)e[-1]))
+		e--;
+	if (s == e)
+		return NULL;
+	*e = '\0';
+	return s;
+}
+
 /* Adds the patterns of the file `path` (one per line; blank lines and "#" comments
  * skipped) to set. 0, or -1 after reporting the first bad line at the list item. */
 static int domains_read_file(struct cfg_parse *p, struct fy_node *n, const char *key, size_t i,
@@ -871,19 +889,12 @@ static int domains_read_file(struct cfg_parse *p, struct fy_node *n, const char 
 		return cfg_error_key(p, n, key, (long)i, "cannot read %s: %s", path,
 				     strerror(errno));
 	while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
-		char *s = line, *e = line + len, *hash = memchr(line, '#', (size_t)len);
+		char *s;
 		const char *why;
 
 		lineno++;
-		if (hash != NULL)
-			e = hash;
-		while (s < e && isspace((unsigned char)*s))
-			s++;
-		while (e > s && isspace((unsigned char)e[-1]))
-			e--;
-		if (s == e)
+		if ((s = domains_file_pattern(line, len)) == NULL)
 			continue;
-		*e = '\0';
 		if (domain_set_add(set, s, &why) != 0)
 			rc = cfg_error_key(p, n, key, (long)i, "%s:%zu: \"%.100s\": %s",
 					   path, lineno, s, why);
@@ -1042,29 +1053,83 @@ int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp)
 	return n;
 }
 
+/* The earlier route (index < r) that matches every name of pattern, or -1. */
+static long config_route_shadowing(const struct backend_route_config *rv, size_t r, const char *pattern)
+{
+	for (size_t k = 0; k < r; k++)
+		if (domain_set_covers(rv[k].match, pattern))
+			return (long)k;
+	return -1;
+}
+
+/* Names of a file read into a route's set are named one at a time (FILE:LINE) up to this
+ * many per item, then counted in one line: a file of 5,000 customers under a wildcard of an
+ * earlier route says so in 11 lines, not 5,000. */
+#define CONFIG_SHADOW_NAMED 10
+
+/* The names of routes[r].domains[j], "file:PATH", that an earlier route takes: the file is
+ * read again (the load read it a moment ago; one that went since is not this warning's
+ * business). Returns how many. */
+static int config_route_file_shadows(const struct mx_config *cfg, size_t r, size_t j, void *err_fp)
+{
+	const struct backend_route_config *rv = cfg->backends.routes.v;
+	const char *path = rv[r].domains.v[j] + 5;
+	FILE *f = fopen(path, "r");
+	char *line = NULL, *pat;
+	size_t cap = 0, lineno = 0;
+	ssize_t len;
+	long k;
+	int n = 0;
+
+	if (f == NULL)
+		return 0;
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		if ((pat = domains_file_pattern(line, len)) == NULL ||
+		    (k = config_route_shadowing(rv, r, pat)) < 0)
+			continue;
+		if (err_fp && n < CONFIG_SHADOW_NAMED)
+			fprintf(err_fp, "%s: warning: backends.routes[%zu].domains[%zu]: %s:%zu: \"%.100s\" is "
+				"matched by routes[%ld] first: the first matching route wins, so its mail "
+				"goes there, never to this route\n", cfg->path, r, j, path, lineno, pat, k);
+		n++;
+	}
+	if (err_fp && n > CONFIG_SHADOW_NAMED)
+		fprintf(err_fp, "%s: warning: backends.routes[%zu].domains[%zu]: %s: %d more names are "
+			"matched by an earlier route (the first %d are named above)\n", cfg->path, r, j, path,
+			n - CONFIG_SHADOW_NAMED, CONFIG_SHADOW_NAMED);
+	free(line);
+	fclose(f);
+	return n;
+}
+
 /* A route's domain that an earlier route already matches wholly never reaches that route's
  * servers (pool_route_for: the first matching route wins; Postfix's transport_maps would
  * take the most specific entry): "*.hosting.example" in routes[0] takes
- * special.hosting.example of routes[1], silently. One warning per such domain. */
+ * special.hosting.example of routes[1], silently. One warning per such domain, inline or
+ * in a file: item (the file's names bounded, config_route_file_shadows). */
 static int config_route_shadow_warnings(const struct mx_config *cfg, void *err_fp)
 {
 	const struct backend_route_config *rv = cfg->backends.routes.v;
 	int n = 0;
 
-	/* (a file: item's own names are not looked at; an earlier route's file names are) */
 	for (size_t r = 1; r < cfg->backends.routes.n; r++)
-		for (size_t j = 0; j < rv[r].domains.n; j++)
-			for (size_t k = 0; k < r; k++) {
-				if (!domain_set_covers(rv[k].match, rv[r].domains.v[j]))
-					continue;
-				if (err_fp)
-					fprintf(err_fp, "%s: warning: backends.routes[%zu].domains[%zu]: \"%s\" is "
-						"matched by routes[%zu] first: the first matching route wins, so "
-						"its mail goes there, never to this route\n", cfg->path, r, j,
-						rv[r].domains.v[j], k);
-				n++;
-				break;
+		for (size_t j = 0; j < rv[r].domains.n; j++) {
+			long k;
+
+			if (strncmp(rv[r].domains.v[j], "file:", 5) == 0) {
+				n += config_route_file_shadows(cfg, r, j, err_fp);
+				continue;
 			}
+			if ((k = config_route_shadowing(rv, r, rv[r].domains.v[j])) < 0)
+				continue;
+			if (err_fp)
+				fprintf(err_fp, "%s: warning: backends.routes[%zu].domains[%zu]: \"%s\" is "
+					"matched by routes[%ld] first: the first matching route wins, so "
+					"its mail goes there, never to this route\n", cfg->path, r, j,
+					rv[r].domains.v[j], k);
+			n++;
+		}
 	return n;
 }
 

@@ -144,9 +144,9 @@ static int control_reload_reply(struct strbuf *out, bool json, unsigned gen, cha
 /* A `reload` waiting for its result (the backend names resolve off the main loop), then
  * for every worker to run the new generation: a worker takes it at its next loop pass, and
  * one held in a hook (a slow milter, a plugin) would still serve its next session under the
- * old config after an early answer. Polled, bounded: after CTL_RELOAD_WAIT_MS the answer
- * names the worker still behind (ERR) rather than keep the client waiting. */
-#define CTL_RELOAD_WAIT_MS 5000
+ * old config after an early answer. Polled, bounded: after CTL_RELOAD_WAIT_MS
+ * (control_proto.h) the answer names the worker still behind (ERR) rather than keep the
+ * client waiting. */
 #define CTL_RELOAD_POLL_MS 5
 
 struct control_reload_ask {
@@ -192,8 +192,12 @@ static void cmd_reload_poll(uv_timer_t *t)
 	} else {
 		struct strbuf *out = control_reply_out(ask->r);
 		char text[200];
-		snprintf(text, sizeof(text), "generation %u is loaded but worker %d still runs generation %u%s",
-		    ask->gen, k, runs, ops_is_stopping() ? " (stopping)" : " after 5 s (a session holds it)");
+		if (ops_is_stopping())
+			snprintf(text, sizeof(text), "generation %u is loaded but worker %d still runs generation %u (stopping)",
+			    ask->gen, k, runs);
+		else
+			snprintf(text, sizeof(text), "generation %u is loaded but worker %d still runs generation %u after "
+			    "%g s (a session holds it)", ask->gen, k, runs, CTL_RELOAD_WAIT_MS / 1000.0);
 		if (ask->json) {
 			struct jsonw j;
 			jsonw_init(&j, out);

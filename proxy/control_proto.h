@@ -24,6 +24,12 @@
 #define CTL_MAX_ARGS 16
 #define CTL_MAX_BODY (32u * 1024 * 1024)
 
+/* The `reload` verb answers once every worker runs the new generation; a worker held longer
+ * than this (in a slow hook) gets an ERR naming it, logged event=reload_not_in_force, and
+ * takes the generation at its next loop pass (event=reloaded). mxgatectl's hint, when its
+ * own -t runs out first, names both lines. */
+#define CTL_RELOAD_WAIT_MS 5000
+
 struct ctl_request {
 	int argc;
 	char *argv[CTL_MAX_ARGS];    /* point into line */

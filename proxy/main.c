@@ -6,6 +6,7 @@
 #include "control.h"
 #include "conncount.h"
 #include "counters.h"
+#include "domain.h"
 #include "health.h"
 #include "hostres.h"
 #include "log.h"
@@ -291,15 +292,21 @@ static unsigned main_reload_apply(char **errors, bool resolve, const struct host
 	ops_apply_drains(g->pool);
 	ops_carry_addr_memory(g->pool, old ? old->pool : NULL);
 	current = g;
-	/* event=reloaded comes from the last worker to put g in force (worker.c) */
+	/* event=reloaded comes from the last worker to put g in force (worker.c), with the
+	 * domain counts an operator checks after editing the lists' files */
+	const struct backend_route_config *routes = cfg->backends.routes.v;
+	size_t accept_n = domain_set_count(cfg->accept_set), routes_n = 0;
+	for (size_t i = 0; i < cfg->backends.routes.n; i++)
+		routes_n += domain_set_count(routes[i].match);
 	if (nworkers > 0)
-		worker_note_reload(g->id);
+		worker_note_reload(g->id, accept_n, routes_n);
 	for (int i = 0; i < nworkers; i++)
 		worker_post_gen(&workers[i], g);
 	shared_gen_unref(old);
 	main_start_side_services();
 	if (nworkers == 0)
-		log_event(LOG_LVL_INFO, NULL, "event=reloaded generation=%u", g->id);
+		log_event(LOG_LVL_INFO, NULL, "event=reloaded generation=%u accept_domains=%zu routes_domains=%zu",
+		    g->id, accept_n, routes_n);
 	sdnotify_printf("READY=1\nSTATUS=ready: config generation %u", g->id);
 	return g->id;
 failed:

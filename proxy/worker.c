@@ -272,7 +272,10 @@ static void worker_drain_timer_cb(uv_timer_t *t)
  * worker took it never runs there: the newer one stands for it). Ids grow. */
 #define WR_MAX 64
 static pthread_mutex_t wr_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned wr_ids[WR_MAX];
+static struct worker_reload {
+	unsigned id;
+	size_t accept_domains, routes_domains;   /* for the line (worker.h) */
+} wr_ids[WR_MAX];
 static int wr_n;
 
 /* Logs the ids up to upto and drops them; wr_lock held. */
@@ -280,18 +283,19 @@ static void worker_reloaded_log(unsigned upto)
 {
 	int k = 0;
 
-	while (k < wr_n && wr_ids[k] <= upto)
-		log_event(LOG_LVL_INFO, NULL, "event=reloaded generation=%u", wr_ids[k++]);
+	for (; k < wr_n && wr_ids[k].id <= upto; k++)
+		log_event(LOG_LVL_INFO, NULL, "event=reloaded generation=%u accept_domains=%zu routes_domains=%zu",
+		    wr_ids[k].id, wr_ids[k].accept_domains, wr_ids[k].routes_domains);
 	memmove(wr_ids, wr_ids + k, (size_t)(wr_n - k) * sizeof(wr_ids[0]));
 	wr_n -= k;
 }
 
-void worker_note_reload(unsigned id)
+void worker_note_reload(unsigned id, size_t accept_domains, size_t routes_domains)
 {
 	pthread_mutex_lock(&wr_lock);
 	if (wr_n == WR_MAX)             /* 64 reloads no worker took: the oldest goes as it is */
-		worker_reloaded_log(wr_ids[0]);
-	wr_ids[wr_n++] = id;
+		worker_reloaded_log(wr_ids[0].id);
+	wr_ids[wr_n++] = (struct worker_reload){ id, accept_domains, routes_domains };
 	pthread_mutex_unlock(&wr_lock);
 }
 

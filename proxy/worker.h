@@ -98,8 +98,9 @@ void worker_run(void *arg);
 void worker_set_peers(struct worker *all, int n);
 /* A reload's generation id is about to be handed to the workers: event=reloaded
  * generation=id is logged once every worker runs it or a newer one (a test, or an operator,
- * that waits for the line finds every session accepted after it under that generation). */
-void worker_note_reload(unsigned id);
+ * that waits for the line finds every session accepted after it under that generation),
+ * with the generation's accept_domains and backends.routes pattern counts (files read). */
+void worker_note_reload(unsigned id, size_t accept_domains, size_t routes_domains);
 /* Hands a new generation to w (takes its own reference). */
 void worker_post_gen(struct worker *w, struct shared_gen *g);
 /* Stop accepting, drain, end the loop. */

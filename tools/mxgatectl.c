@@ -299,9 +299,14 @@ int main(int argc, char **argv)
 		}
 		int w = wait_fd(fd, POLLIN, deadline);
 		if (w != 1) {
-			fprintf(stderr, "mxgatectl: %s: no answer within %.0f s%s\n", sockpath, timeout,
-			    strcmp(argv[optind], "reload") == 0 ? " (the reload goes on in the daemon: its log says "
-			    "event=reloaded or event=reload_failed; -t waits longer)" : "");
+			if (strcmp(argv[optind], "reload") == 0)
+				fprintf(stderr, "mxgatectl: %s: no answer within %.0f s (the reload goes on in the "
+				    "daemon: its log says event=reloaded, event=reload_failed, or "
+				    "event=reload_not_in_force when a worker held in a hook has not taken it "
+				    "%g s after loading; -t waits longer)\n", sockpath, timeout,
+				    CTL_RELOAD_WAIT_MS / 1000.0);
+			else
+				fprintf(stderr, "mxgatectl: %s: no answer within %.0f s\n", sockpath, timeout);
 			goto unreachable;
 		}
 		ssize_t r = recv(fd, buf + n, cap - n, 0);

@@ -8,7 +8,8 @@ busy worker. Here the one worker is held inside a plugin's RCPT hook (it waits f
 test makes) across `mxgatectl reload`: on main the answer came while the hook still held the
 worker (event=let_go not yet in the log when it arrived); now it comes after. A worker held
 longer than the bound (5 s) does not hang the client: the answer is an error naming worker 0
-and the generation it still runs. No clock decides a check: every wait is for an event.
+and the generation it still runs; a mxgatectl whose -t is shorter gives up with a hint that
+names event=reload_not_in_force, the line the daemon then logs. No clock decides a check: every wait is for an event.
 Peers: the recording Backend; a plugin built here (cc)."""
 import os
 import sys
@@ -85,5 +86,26 @@ mt.check(box.get('rcpt', (None,))[0] == 250, 'the second held RCPT answered: %r'
 c.cmd('QUIT')
 c.close()
 mt.check(mx.wait_log(r'event=reloaded generation=3', timeout=30) is not None, 'generation 3 in force after all')
+
+# mxgatectl's own -t shorter than the daemon's bound: its hint names the line that will say
+# why (until session 26 only event=reloaded and event=reload_failed, neither of which comes
+# while the worker is held)
+os.unlink(GO)
+c, th, box = hold('hold3@example.test')
+mt.check(mt.wait_for(lambda: mx.count_log(r'event=holding') >= 3, 30), 'held a third time')
+rewrite(cfg('four.example.test'))
+rc, out, err = mt.ctl(sock, '-t', '1', 'reload', timeout=60)
+mt.check(rc == 2 and 'no answer within 1 s' in err and 'event=reload_not_in_force' in err and 'after loading' in err,
+         'mxgatectl -t 1 reload: its hint names event=reload_not_in_force (rc %s)\n%s%s' % (rc, out, err))
+mt.check(mx.wait_log(r'event=reload_not_in_force generation=4 worker=0 runs=3', timeout=30) is not None,
+         'and that is the line the daemon logs, its client gone')
+open(GO, 'w').close()
+th.join(mt.slack(60))
+mt.check(box.get('rcpt', (None,))[0] == 250, 'the third held RCPT answered: %r' % (box.get('rcpt'),))
+c.cmd('QUIT')
+c.close()
+mt.check(mx.wait_log(r'event=reloaded generation=4', timeout=30) is not None, 'generation 4 in force after all')
+rc, out, err = mt.ctl(sock, 'status')
+mt.check(rc == 0, 'the control socket answers on (rc %s)\n%s%s' % (rc, out, err))
 mx.stop()
 mt.finish()

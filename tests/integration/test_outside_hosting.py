@@ -17,7 +17,8 @@ and has a few big customers whose domains attract dictionary attacks. What must 
 - SIGHUP after the file changed: a session open across the reload finishes under the old
   list and its message is delivered; new sessions see the new list (a removed customer's
   recipient `550 5.7.1` without a backend round trip, an added one delivered); the log says
-  `event=reload` and `event=reloaded generation=N`; a broken file is refused
+  `event=reload` and `event=reloaded generation=N accept_domains=A routes_domains=R` (the
+  lists' sizes after the files were read again); a broken file is refused
   (`event=reload_failed ... keeping=old`) and the running list stays;
 - a dictionary attack on a big customer's domain (a real Postfix behind, with
   relay_recipient_maps): each attacking connection gets the backend's `550 5.1.1` ten times,
@@ -210,6 +211,11 @@ start = mx.log_size()
 mx.send_signal(1)
 mt.check(mx.wait_log(r'event=reloaded generation=2', mt.slack(30), start) is not None,
          'SIGHUP: the log says event=reloaded generation=2')
+# with the lists' sizes (until session 26 the generation alone): 4,999 customers, the new one
+# and the wildcard; cluster B's 2,500 and the customer moved there
+mt.check(re.search(r'event=reloaded generation=2 accept_domains=5001 routes_domains=2501\b', mx.log()[start:]) is not None,
+         'and the domain counts: accept_domains=5001 routes_domains=2501 (%s)'
+         % re.findall(r'event=reloaded .*', mx.log()[start:]))
 mt.check(re.search(r'event=reload file=', mx.log()[start:]) is not None, 'and event=reload file=... before it')
 mt.check(c.cmd('DATA')[0] == 354, 'the open session goes on after the reload')
 c.send(mt.stuff(mt.message('across-reload')))

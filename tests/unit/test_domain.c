@@ -674,6 +674,70 @@ static void test_config_route_file(void **state)
 	free(errs);
 }
 
+/* -t's shadowed-route warning reads a later route's file: items too, naming the file's line:
+ * a customer listed in cluster B's file under a wildcard of cluster A's route goes to A.
+ * Until session 26 only inline items were looked at (0 warnings here). Bounded: 10 names per
+ * item, then one line saying how many more. */
+static void test_config_route_file_shadowed(void **state)
+{
+	(void)state;
+	struct mx_config *cfg = NULL;
+	char *errs = NULL, text[2048];
+	char a[] = "/tmp/test_domain_shadow_a_XXXXXX", b[] = "/tmp/test_domain_shadow_b_XXXXXX";
+	char c[] = "/tmp/test_domain_shadow_c_XXXXXX";
+	FILE *f, *w;
+	const char *err = NULL;
+	size_t len = 0;
+
+	f = fdopen(mkstemp(a), "w");
+	fputs("dup.example\n", f);
+	fclose(f);
+	f = fdopen(mkstemp(b), "w");
+	fputs("# cluster B\nfree.example\n  Special.Hosting.Test.  # moved here\n\n*.x.hosting.test\nDUP.example\n", f);
+	fclose(f);
+	f = fdopen(mkstemp(c), "w");
+	for (int i = 0; i < 15; i++)
+		fprintf(f, "c%d.hosting.test\n", i);
+	fclose(f);
+	snprintf(text, sizeof(text), "listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
+	    "  routes:\n    - { domains: [\"*.hosting.test\", \"file:%s\"], servers: [\"smtp://127.0.0.1:2527\"] }\n"
+	    "    - { domains: [own.test, \"file:%s\"], servers: [\"smtp://127.0.0.1:2528\"] }\n"
+	    "    - { domains: [\"file:%s\"], servers: [\"smtp://127.0.0.1:2529\"] }\n"
+	    "accept_domains: [\"*.test\", \"*.example\"]\n", a, b, c);
+	assert_int_equal(load(text, &cfg, &errs), 0);
+	free(errs);
+	errs = NULL;
+	w = open_memstream(&errs, &len);
+	assert_int_equal(config_warnings(cfg, w), 3 + 15);
+	fclose(w);
+	char want[3][512];
+	snprintf(want[0], sizeof(want[0]), "backends.routes[1].domains[1]: %s:3: \"Special.Hosting.Test.\" is matched by routes[0] first", b);
+	snprintf(want[1], sizeof(want[1]), "backends.routes[1].domains[1]: %s:5: \"*.x.hosting.test\" is matched by routes[0] first", b);
+	snprintf(want[2], sizeof(want[2]), "backends.routes[1].domains[1]: %s:6: \"DUP.example\" is matched by routes[0] first", b);
+	for (int i = 0; i < 3; i++)
+		if (strstr(errs, want[i]) == NULL)
+			fail_msg("want %s in warnings: %s", want[i], errs);
+	if (strstr(errs, "free.example") != NULL || strstr(errs, "own.test") != NULL)
+		fail_msg("a name no earlier route takes is not named: %s", errs);
+	/* the third route's file: 15 names taken by routes[0]'s wildcard, 10 named, then a count */
+	snprintf(want[0], sizeof(want[0]), "backends.routes[2].domains[0]: %s:10: \"c9.hosting.test\" is matched by routes[0]", c);
+	snprintf(want[1], sizeof(want[1]), "backends.routes[2].domains[0]: %s: 5 more names are matched by an earlier route", c);
+	if (strstr(errs, want[0]) == NULL || strstr(errs, want[1]) == NULL || strstr(errs, "c10.hosting.test") != NULL)
+		fail_msg("the bound: %s", errs);
+	free(errs);
+	/* and it is so: those names go to the first route */
+	struct pool *p = pool_new(cfg, &err);
+	assert_non_null(p);
+	assert_int_equal(pool_route_for(p, "special.hosting.test"), 1);
+	assert_int_equal(pool_route_for(p, "dup.example"), 1);
+	assert_int_equal(pool_route_for(p, "free.example"), 2);
+	pool_free(p);
+	config_free(cfg);
+	unlink(a);
+	unlink(b);
+	unlink(c);
+}
+
 /* Every place a domain is compared uses the normal form: the rate limiter's keys too. */
 static void test_ratelimit_keys(void **state)
 {
@@ -716,6 +780,7 @@ int main(void)
 		cmocka_unit_test(test_config_route_domains),
 		cmocka_unit_test(test_config_route_shadowed),
 		cmocka_unit_test(test_config_route_file),
+		cmocka_unit_test(test_config_route_file_shadowed),
 		cmocka_unit_test(test_ratelimit_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
