@@ -407,12 +407,12 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 		textual = html || rules_type_prefix(p->type, "text") || rules_type_prefix(p->type, "message");
 		if (!textual || total >= RULES_MAX_TEXT)
 			continue;
-		/* HTMLEval's analysis of the HTML parts (made once, on the first call) before
-		 * this part is decoded: its decoded copy of a part not held beside ours */
-		hr = html ? eval_html_part(&sc->ctx, i) : NULL;
 		/* where the part's octets are when there is nothing to decode: not a copy of
 		 * the part (up to rules.max_size) beside the parse's */
 		d = samsg_body(p, &dl, &own);
+		/* HTMLEval's analysis of an HTML part made from this decoded copy when it is not
+		 * made yet: an encoded part was decoded twice, for it and for the views */
+		hr = html ? eval_html_part_body(&sc->ctx, i, d, dl) : NULL;
 		if (dl > RULES_MAX_TEXT - total)
 			dl = RULES_MAX_TEXT - total;
 		total += dl;
