@@ -26,7 +26,7 @@
                                 * now the body views', no longer HTMLEval's copies) */
 #define NPARTS 40              /* text/html parts of PART_LINES lines: about 2 MB */
 #define PART_LINES 600         /* about 47 kB a part, its rendering under 50000 characters */
-#define HTML_PARTS_PEAK_BOUND 10   /* quarters of the message: main 3.96x, now 2.40x */
+#define HTML_PARTS_PEAK_BOUND 10   /* quarters of the message: main 3.96x, now 2.36x */
 #define SMALL_PARTS 999        /* text/html parts of a few octets: SAMSG_MAX_PARTS with the root */
 #define SMALL_PARTS_PEAK_BOUND 100 /* times the message: main 1683x (103 MB), now none beyond
                                     * what the heap held free from the scans before */
@@ -133,7 +133,7 @@ static void test_html_peak(void **state)
  * before the body views were built, and the peak is while they are built (the body and
  * rawbody lines, the renderings HTMLEval keeps, the text they are made from): 3.96x with
  * the copy and without it. Now the body lines are cut from the renderings where HTMLEval
- * keeps them, piece by piece, and no joined text is made: 2.40x (the body and rawbody
+ * keeps them, piece by piece, and no joined text is made: 2.36x (the body and rawbody
  * lines, the renderings). This guards the peak of a message of many HTML parts. */
 static void test_html_parts_peak(void **state)
 {
