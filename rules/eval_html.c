@@ -10,6 +10,7 @@
 #include "uri.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 struct eval_html {
 	struct html_result *v; size_t n;     /* one per text/html part, in order */
 	int *part_res;                       /* samsg part -> index into v, or -1 */
+	size_t next;                         /* the parts before it are analysed */
 	struct uri_list uris;                /* link targets from the HTML */
 };
 
@@ -42,10 +44,14 @@ static bool html_part_is_html(const struct samsg_part *p)
 	    (l > 6 && strcasecmp(p->name + l - 6, ".shtml") == 0);
 }
 
-static struct eval_html *html_get(struct eval_ctx *c)
+/* The message's HTML state, its array for every HTML part's analysis sized once: grown
+ * by one for each part, each growth a new copy in the arena (kept to the message's end),
+ * 999 parts of a few octets cost 116 MB of copies. */
+static struct eval_html *html_state(struct eval_ctx *c)
 {
 	struct eval_html *eh = c->m->html;
 	const struct samsg *sm;
+	size_t nhtml = 0;
 
 	if (eh)
 		return eh;
@@ -55,22 +61,45 @@ static struct eval_html *html_get(struct eval_ctx *c)
 	c->m->html = eh;
 	sm = eval_samsg(c);
 	eh->part_res = eval_alloc(c, (sm->nparts + 1) * sizeof(int));
-	for (size_t i = 0; i < sm->nparts; i++)
-		eh->part_res[i] = -1;
 	for (size_t i = 0; i < sm->nparts; i++) {
+		eh->part_res[i] = -1;
+		nhtml += sm->parts[i].nkids == 0 && html_part_is_html(&sm->parts[i]);
+	}
+	eh->v = eval_alloc(c, (nhtml + 1) * sizeof(*eh->v));
+	return eh;
+}
+
+/* Analyses the HTML parts up to part end (not included), in the parts' order (the link
+ * targets are collected in it); part given's body is body (len octets, as samsg_body
+ * gives it), the others' are read here. */
+static struct eval_html *html_upto(struct eval_ctx *c, size_t end, size_t given, const char *body,
+    size_t blen)
+{
+	struct eval_html *eh = html_state(c);
+	const struct samsg *sm = eval_samsg(c);
+
+	if (end > sm->nparts)
+		end = sm->nparts;
+	for (; eh->next < end; eh->next++) {
+		size_t i = eh->next;
 		const struct samsg_part *p = &sm->parts[i];
 		size_t len;
 		const char *t;
-		char *own, *uown = NULL;
+		char *own = NULL, *uown = NULL;
 		bool decoded = false;
 
-		if (p->nkids || !(strcmp(p->type, "text/plain") == 0 || html_part_is_html(p)) ||
-		    !html_part_is_html(p))
+		if (p->nkids || !html_part_is_html(p))
 			continue;
 		/* where the parse has the part when there is nothing to decode, and the part
 		 * itself when it is ASCII or valid UTF-8: a part of 7bit or 8bit HTML was
-		 * copied twice (decoded, normalized) beside the body views' reading of it */
-		t = samsg_body(p, &len, &own);
+		 * copied twice (decoded, normalized) beside the body views' reading of it; the
+		 * body views' decoded copy of an encoded part when they have one */
+		if (i == given) {
+			t = body;
+			len = blen;
+		} else {
+			t = samsg_body(p, &len, &own);
+		}
 		if (len) {
 			/* normalize_charset: the parser reads the part as UTF-8 characters */
 			size_t ul;
@@ -79,11 +108,6 @@ static struct eval_html *html_get(struct eval_ctx *c)
 			len = ul;
 		}
 		if (len) {
-			struct html_result *nv = eval_alloc(c, (eh->n + 1) * sizeof(*nv));
-
-			if (eh->n)
-				memcpy(nv, eh->v, eh->n * sizeof(*nv));
-			eh->v = nv;
 			eh->part_res[i] = (int)eh->n;
 			html_analyze(t, len, &eh->v[eh->n], html_uri_cb, &eh->uris);
 			eh->v[eh->n].wide = decoded || charset_has_wide(eh->v[eh->n].rendered,
@@ -94,6 +118,11 @@ static struct eval_html *html_get(struct eval_ctx *c)
 		free(own);
 	}
 	return eh;
+}
+
+static struct eval_html *html_get(struct eval_ctx *c)
+{
+	return html_upto(c, SIZE_MAX, SIZE_MAX, NULL, 0);
 }
 
 void eval_html_free(struct eval_html *eh)
@@ -107,7 +136,15 @@ void eval_html_free(struct eval_html *eh)
 
 const struct html_result *eval_html_part(struct eval_ctx *c, size_t part)
 {
-	struct eval_html *eh = html_get(c);
+	struct eval_html *eh = html_upto(c, part + 1, SIZE_MAX, NULL, 0);
+
+	return eh->part_res[part] >= 0 ? &eh->v[eh->part_res[part]] : NULL;
+}
+
+const struct html_result *eval_html_part_body(struct eval_ctx *c, size_t part, const char *body,
+    size_t len)
+{
+	struct eval_html *eh = html_upto(c, part + 1, part, body, len);
 
 	return eh->part_res[part] >= 0 ? &eh->v[eh->part_res[part]] : NULL;
 }

@@ -137,6 +137,11 @@ int eval_prepare_html_text_match(struct eval_call *call, const char **err);
 struct html_result;
 struct uri_list;
 const struct html_result *eval_html_part(struct eval_ctx *c, size_t part);
+/* The same, the analysis (when not made yet) made from body: the part's body as
+ * samsg_body gives it (len octets), which the caller has decoded already; borrowed for
+ * the call. */
+const struct html_result *eval_html_part_body(struct eval_ctx *c, size_t part, const char *body,
+    size_t len);
 const struct uri_list *eval_html_uris(struct eval_ctx *c);
 /* _process_html_uri_list's types and anchor texts: each HTML link's tag added to the types
  * of its entry in d, each <a>'s text to the anchor texts of the entry its href keys (once

@@ -165,69 +165,105 @@ static void rules_body_add_line(struct rules_lines *l, const char *s, size_t n)
 /* The rendered text of all parts, as SA's get_rendered_body_text_array: each run
  * \n+\s*\n+ becomes a line break, every other whitespace run one space (white space as
  * Perl's \s on Unicode text: U+00A0 and the like too); then lines (their "\n" kept) of
- * at most 2048 bytes. */
+ * at most 2048 bytes. Fed in pieces (the parts' texts where they are, the blank lines
+ * between them): the text joined whole was a copy of every part's rendering beside the
+ * renderings, the body lines and the rawbody lines, the peak of a message of many HTML
+ * parts. A piece never ends inside a character of the joined text (the parts are joined
+ * by "\n"), so the pieces cut into the same lines as the whole. */
 static size_t rules_ascii_space(const char *s, size_t n)
 {
 	return n && (s[0] == ' ' || (s[0] >= '\t' && s[0] <= '\r')) ? 1 : 0;
 }
 
-static void rules_body_add_text(struct rules_lines *l, struct rules_buf *tmp, const char *t,
-    size_t n, bool wide)
+struct rules_text {
+	struct rules_lines *l;
+	struct rules_buf *tmp;           /* the paragraph being joined */
+	size_t (*space)(const char *, size_t);
+	bool run;                        /* inside a whitespace run, which may go on in the next piece */
+	bool pre, post;                  /* white space before its first \n, after its last */
+	size_t nls;                      /* its \n */
+};
+
+static void rules_text_begin(struct rules_text *bt, struct rules_lines *l, struct rules_buf *tmp,
+    bool wide)
 {
-	size_t (*space)(const char *, size_t) = wide ? charset_space_len : rules_ascii_space;
-
-	size_t i = 0;
-
+	memset(bt, 0, sizeof(*bt));
+	bt->l = l;
+	bt->tmp = tmp;
+	bt->space = wide ? charset_space_len : rules_ascii_space;
 	tmp->n = 0;
 	rules_buf_put(tmp, "", 0);
-	while (i < n) {
-		size_t j, sl, last_nl = SIZE_MAX, first_nl = SIZE_MAX, nls = 0;
+}
 
+static void rules_text_paragraph(struct rules_text *bt)
+{
+	rules_body_add_line(bt->l, bt->tmp->p, bt->tmp->n);
+	bt->tmp->n = 0;
+	rules_buf_put(bt->tmp, "", 0);
+}
+
+/* The whitespace run just ended: the part before its first \n is a space; from the first
+ * to the last \n (two at least) a line break; after the last \n a space. */
+static void rules_text_end_run(struct rules_text *bt)
+{
+	bt->run = false;
+	if (bt->nls >= 2) {
+		if (bt->pre)
+			rules_buf_put(bt->tmp, " ", 1);
+		rules_buf_put(bt->tmp, "\n", 1);
+		rules_text_paragraph(bt);
+		if (bt->post)
+			rules_buf_put(bt->tmp, " ", 1);
+	} else {
+		rules_buf_put(bt->tmp, " ", 1);
+	}
+}
+
+static void rules_text_feed(struct rules_text *bt, const char *t, size_t n)
+{
+	size_t i = 0, j, sl;
+
+	while (i < n) {
+		if (bt->run) {
+			if ((sl = bt->space(t + i, n - i)) != 0) {
+				if (t[i] == '\n') {
+					bt->nls++;
+					bt->post = false;
+				} else if (bt->nls == 0) {
+					bt->pre = true;
+				} else {
+					bt->post = true;
+				}
+				i += sl;
+				continue;
+			}
+			rules_text_end_run(bt);
+		}
 		if (t[i] == '\0') {
 			/* SA marks paragraphs with NUL, then turns every NUL into a line break */
-			rules_buf_put(tmp, "\n", 1);
-			rules_body_add_line(l, tmp->p, tmp->n);
-			tmp->n = 0;
-			rules_buf_put(tmp, "", 0);
+			rules_buf_put(bt->tmp, "\n", 1);
+			rules_text_paragraph(bt);
 			i++;
-			continue;
-		}
-		if ((sl = space(t + i, n - i)) == 0) {
+		} else if (bt->space(t + i, n - i) == 0) {
 			j = i + 1;
-			while (j < n && t[j] != '\0' && space(t + j, n - j) == 0)
+			while (j < n && t[j] != '\0' && bt->space(t + j, n - j) == 0)
 				j++;
-			rules_buf_put(tmp, t + i, j - i);
+			rules_buf_put(bt->tmp, t + i, j - i);
 			i = j;
-			continue;
-		}
-		/* a whitespace run: the part before its first \n is a space; from the first to
-		 * the last \n (two at least) a line break; after the last \n a space */
-		j = i;
-		while (j < n && (sl = space(t + j, n - j)) != 0) {
-			if (t[j] == '\n') {
-				nls++;
-				if (first_nl == SIZE_MAX)
-					first_nl = j;
-				last_nl = j;
-			}
-			j += sl;
-		}
-		if (nls >= 2) {
-			if (first_nl > i)
-				rules_buf_put(tmp, " ", 1);
-			rules_buf_put(tmp, "\n", 1);
-			rules_body_add_line(l, tmp->p, tmp->n);
-			tmp->n = 0;
-			rules_buf_put(tmp, "", 0);
-			if (last_nl + 1 < j)
-				rules_buf_put(tmp, " ", 1);
 		} else {
-			rules_buf_put(tmp, " ", 1);
+			bt->run = true;
+			bt->pre = bt->post = false;
+			bt->nls = 0;
 		}
-		i = j;
 	}
-	if (tmp->n)
-		rules_body_add_line(l, tmp->p, tmp->n);
+}
+
+static void rules_text_end(struct rules_text *bt)
+{
+	if (bt->run)
+		rules_text_end_run(bt);
+	if (bt->tmp->n)
+		rules_body_add_line(bt->l, bt->tmp->p, bt->tmp->n);
 }
 
 /* SA's split_into_array_of_short_paragraphs: a decoded part as one piece, or pieces of
@@ -314,9 +350,11 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
     bool want_uri)
 {
 	const struct samsg *m = eval_samsg(&sc->ctx);
-	struct rules_buf text = { 0 };
+	struct rules_buf text = { 0 }, conv = { 0 };
+	struct rules_text bt;
+	struct rules_piece { const char *p; size_t off, n; } *pc;  /* p NULL: in text at off */
 	const char *subj[64];
-	size_t nsubj, total = 0, *order, *stack, no = 0, ns = 0;
+	size_t nsubj, total = 0, *order, *stack, no = 0, ns = 0, npc = 0, joined = 0;
 	bool wide = false;
 
 	(void)msg;
@@ -337,7 +375,8 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 	/* the leaves in tree order (find_parts(qr/./, 1)) */
 	order = malloc((m->nparts + 1) * sizeof(*order));
 	stack = malloc((m->nparts + 1) * sizeof(*stack));
-	if (order == NULL || stack == NULL)
+	pc = malloc((2 * m->nparts + 1) * sizeof(*pc));
+	if (order == NULL || stack == NULL || pc == NULL)
 		abort();
 	if (m->nparts)
 		stack[ns++] = 0;
@@ -359,19 +398,21 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 		char *own;
 
 		/* a blank line between parts, whatever they are */
-		if (text.n)
-			rules_buf_put(&text, "\n", 1);
+		if (joined) {
+			pc[npc++] = (struct rules_piece){ "\n", 0, 1 };
+			joined++;
+		}
 		html = rules_type_is_html(p);
 		plain = !html && strcmp(p->type, "text/plain") == 0;
 		textual = html || rules_type_prefix(p->type, "text") || rules_type_prefix(p->type, "message");
 		if (!textual || total >= RULES_MAX_TEXT)
 			continue;
-		/* HTMLEval's analysis of the HTML parts (made once, on the first call) before
-		 * this part is decoded: its decoded copy of a part not held beside ours */
-		hr = html ? eval_html_part(&sc->ctx, i) : NULL;
 		/* where the part's octets are when there is nothing to decode: not a copy of
 		 * the part (up to rules.max_size) beside the parse's */
 		d = samsg_body(p, &dl, &own);
+		/* HTMLEval's analysis of an HTML part made from this decoded copy when it is not
+		 * made yet: an encoded part was decoded twice, for it and for the views */
+		hr = html ? eval_html_part_body(&sc->ctx, i, d, dl) : NULL;
 		if (dl > RULES_MAX_TEXT - total)
 			dl = RULES_MAX_TEXT - total;
 		total += dl;
@@ -379,18 +420,30 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 			rules_rawbody_add(&sc->rawbody, d, rules_scan_cut(d, dl, RULES_RAWBODY_SCAN, true, false));
 		if (html && dl) {
 			if (hr) {
-				rules_buf_put(&text, hr->rendered, rules_scan_cut(hr->rendered, hr->rendered_len,
-				    RULES_BODY_SCAN, false, true));
+				/* the rendering HTMLEval keeps (until the message's eval state goes) */
+				size_t cut = rules_scan_cut(hr->rendered, hr->rendered_len, RULES_BODY_SCAN,
+				    false, true);
+
+				pc[npc++] = (struct rules_piece){ hr->rendered, 0, cut };
+				joined += cut;
 				wide = wide || hr->wide;
 			}
 		} else if (html || plain) {
-			size_t ul;
+			size_t ul, cut;
 			bool dec;
 			char *uown;
 			/* the part itself when it is ASCII or valid UTF-8: not copied */
 			const char *u = charset_normalize_view(d, dl, p->charset, false, &ul, &dec, &uown);
 
-			rules_buf_put(&text, u, rules_scan_cut(u, ul, RULES_BODY_SCAN, false, true));
+			cut = rules_scan_cut(u, ul, RULES_BODY_SCAN, false, true);
+			if (uown == NULL && own == NULL) {
+				/* where the parse has it, until the message's eval state goes */
+				pc[npc++] = (struct rules_piece){ u, 0, cut };
+			} else {
+				pc[npc++] = (struct rules_piece){ NULL, text.n, cut };
+				rules_buf_put(&text, u, cut);
+			}
+			joined += cut;
 			wide = wide || dec;
 			free(uown);
 		}
@@ -401,12 +454,32 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 	/* Perl joins the parts into one string: a character string when one part is, its
 	 * characters then encoded as UTF-8; else bytes (entities up to U+00FF one byte each),
 	 * white space then only ASCII's */
-	if (!wide && text.n) {
-		/* over the text itself: a copy of it was the peak of an HTML part's scan */
-		text.n = charset_to_latin1_inplace(text.p, text.n);
-		text.p[text.n] = '\0';
+	rules_text_begin(&bt, &sc->body, &sc->tmp, wide);
+	for (size_t k = 0; k < npc; k++) {
+		const char *t = pc[k].p ? pc[k].p : text.p + pc[k].off;
+		size_t n = pc[k].n;
+
+		if (!wide && pc[k].p == NULL) {
+			/* over the copy itself */
+			n = charset_to_latin1_inplace(text.p + pc[k].off, n);
+		} else if (!wide) {
+			size_t h = 0;
+
+			while (h < n && (unsigned char)t[h] < 0x80)
+				h++;
+			if (h < n) {
+				/* a copy of one part's text at most (RULES_BODY_SCAN characters) */
+				conv.n = 0;
+				rules_buf_put(&conv, t, n);
+				n = charset_to_latin1_inplace(conv.p, n);
+				t = conv.p;
+			}
+		}
+		rules_text_feed(&bt, t, n);
 	}
-	rules_body_add_text(&sc->body, &sc->tmp, text.p ? text.p : "", text.n, wide);
+	rules_text_end(&bt);
+	free(pc);
+	free(conv.p);
 	free(text.p);
 	if (want_uri) {
 		const struct uri_details *d = eval_uri_details(&sc->ctx);
