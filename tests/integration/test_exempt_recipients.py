@@ -13,6 +13,7 @@ RFC 2142), against a real rbldnsd and smtp-sink, clients posing as 198.18.x.y by
   it RCPT user@ 450, postmaster@ delivered
 - the DNS lists' drop stays a 521 in place of the greeting
 - a client that talked before the greeting (pregreet reject) is not exempt: MAIL refused
+- a milter after the DNS list (cut off by the connect refusal) sees the exempt message
 - a bad item (`<postmaster>`, `a@`) fails `mxgate -t` naming the key
 """
 import os
@@ -150,6 +151,25 @@ mt.check(mx.wait_log(r'event=reject stage=connect reason=dnsbl'), 'pregreet: the
 mail = c.cmd('MAIL FROM:<someone@sender.example>')
 mt.check(mail[0] // 100 == 5, 'pregreet, key: a listed client that talked first refused at MAIL (%s)' % (mail,))
 c.close()
+mx.stop()
+
+# ---- a milter after the DNS list: it sees the exempt message -------------------------------
+# The connect refusal stops the chain before the milter (test_dnsbl_milter); held, the cut-off
+# entries are given the connect at once, so the milter judges the exempt recipient's message.
+mil = mt.milter()
+sink = mt.Sink(name='milter-sink')
+cfg = mt.proxied_config([sink.url], accept_domains=['example.test'], exempt_recipients=EXEMPT,
+                        dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
+                        dnsbl={'threshold': 3, 'action': 'reject',
+                               'lists': [{'zone': 'bl.test', 'weight': 3, 'codes': ['127.0.0.2']}]},
+                        plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
+                                  'on_error': 'tempfail', 'timeout': '10s'}])
+mx = mt.Mxgate(cfg, name='milter-exempt')
+mail, rr, eom = dialogue(mx, LISTED, ['user@example.test', 'postmaster@example.test'], 'milter1')
+mt.check(mail[0] == 250 and [r[0] for r in rr] == [550, 250] and eom == 250,
+         'milter: user@ refused, postmaster@ taken (%s %s %s)' % (mail, rr, eom))
+got = delivered(sink, 'milter1')
+mt.check(len(got) == 1 and b'X-Test-Milter: passed' in got[0]['data'], 'milter: it saw the exempt message')
 mx.stop()
 
 # ---- bad items ---------------------------------------------------------------------------
