@@ -934,6 +934,25 @@ static int accept_domains_build(struct cfg_parse *p, struct fy_node *n, struct m
 	return rc;
 }
 
+/* exempt_recipients: a local part ("postmaster") or one address ("abuse@example.org"), as a
+ * recipient's path holds it (no angle brackets, no spaces, one @ at most, something on each
+ * side of it). 0 or -1 after reporting. */
+static int exempt_recipients_check(struct cfg_parse *p, struct fy_node *n, const struct mx_config *c)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < c->exempt_recipients.n; i++) {
+		const char *item = c->exempt_recipients.v[i], *at = strchr(item, '@');
+		bool bad = item[0] == '\0' || item[0] == '@' || strpbrk(item, " \t<>\"") != NULL ||
+		    (at != NULL && (at[1] == '\0' || strchr(at + 1, '@') != NULL));
+
+		if (bad)
+			rc = cfg_error_key(p, n, "exempt_recipients", (long)i,
+			    "\"%s\": not a local part (postmaster) nor an address (abuse@example.org)", item);
+	}
+	return rc;
+}
+
 /* Whether uid (with its groups) has the permission bits want (S_IROTH, S_IWOTH, S_IXOTH,
  * shifted for owner and group) on st, as the kernel decides: the owner's bits for the owner,
  * else a group's, else the others'. Root has them all. */
@@ -1384,6 +1403,8 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	}
 	if (accept_domains_build(p, n, c) < 0)
 		rc = -1;
+	if (exempt_recipients_check(p, n, c) < 0)
+		rc = -1;
 	if (config_resolve_backends(p, n, c) < 0)
 		rc = -1;
 	return rc;
@@ -1393,7 +1414,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
  * the modules' sections, each at CONFIG_CORE_KEYS + its `order`. A wrong CONFIG_CORE_KEYS
  * either overwrites an entry (an error, below) or leaves a hole that ends the table early
  * (test_config's registry test fails). */
-#define CONFIG_CORE_KEYS 18
+#define CONFIG_CORE_KEYS 19
 
 /* The orders in modules.def are 0..MODULES_COUNT-1, each once: the sum of 2^order over the
  * entries has every bit up to MODULES_COUNT set only then. */
@@ -1442,6 +1463,8 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	  .doc = "refuse MAIL FROM whose domain has no dot (a@localname; a trailing root dot does not count, an address literal passes) with 504 5.5.2, as Postfix's reject_non_fqdn_sender: such a sender cannot be replied to. Not the null sender; every client, relay_networks and authenticated ones too (they relay, nothing more). Off by default, as Postfix; an MX that takes mail from the Internet should turn it on" },
 	{ "reject_non_fqdn_recipient", CFG_BOOL, offsetof(struct mx_config, reject_non_fqdn_recipient), "false",
 	  .doc = "refuse RCPT TO whose domain has no dot with 504 5.5.2, before accept_domains is asked (Postfix's reject_non_fqdn_recipient); not <Postmaster>; every client. Off by default, as Postfix; an MX that takes mail from the Internet should turn it on" },
+	{ "exempt_recipients", CFG_STRLIST, offsetof(struct mx_config, exempt_recipients),
+	  .doc = "recipients a client refused for what it is (a DNS list, its reputation, a rate limit's reject) may still write to, as RFC 5321 4.5.1 and RFC 2142 ask (Postfix's check_recipient_access before reject_rbl_client): local parts (postmaster: postmaster@ of every accepted domain, and <Postmaster>) or full addresses (abuse@example.org). The refusal is then given at each other RCPT instead of at MAIL, logged as before; an exempt recipient is logged event=exempt_recipient and its message is relayed and scanned like any other. Not a drop (521), a load shed (421), nor a client that failed pregreet or a protocol test. Empty (the default): refused at MAIL" },
 	/* then every module's section, at its `order` (modules.def) */
 #define MX_SECTION CFG_STRUCT
 #define MX_LIST CFG_STRUCT_LIST

@@ -256,6 +256,52 @@ static bool session_verdict_refuses(const struct verdict *v)
 	return v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL;
 }
 
+/* ---- exempt_recipients (RFC 5321 4.5.1, RFC 2142) -----------------------------------
+ * A connect refusal that judged who the client is (a DNS list, its reputation, a rate
+ * limit's reject: reason) is held to RCPT when exempt_recipients lists anyone: the
+ * exempt recipients take the mail, every other RCPT gets the refusal (Postfix's
+ * check_recipient_access before reject_rbl_client, with smtpd_delay_reject). */
+static bool session_exempt_reason(const struct session *s, const char *reason)
+{
+	return s->cfg->exempt_recipients.n > 0 && (strcmp(reason, "dnsbl") == 0 ||
+	    strcmp(reason, "reputation") == 0 || strcmp(reason, "ratelimit") == 0);
+}
+
+/* The client failed a test of its SMTP software with a refusing action (talked before the
+ * greeting, pipelined unannounced, a bare LF): a bot, no person asking for a delisting. */
+static bool session_failed_protocol(const struct session *s)
+{
+	const struct pregreet_config *pg = &s->cfg->pregreet;
+
+	return (s->pregreet_hit && (pg->action == PREGREET_REJECT || pg->action == PREGREET_TEMPFAIL)) ||
+	    ((s->protocol_failed & (1u << PT_PIPELINING)) && pg->pipelining_action == PROTOCOL_ENFORCE) ||
+	    ((s->protocol_failed & (1u << PT_BARE_NEWLINE)) && pg->bare_newline_action == PROTOCOL_ENFORCE);
+}
+
+/* s's connect refusal is held to RCPT (MAIL goes on). */
+static bool session_exempt_holds(const struct session *s)
+{
+	return s->conn_verdict.action != VERDICT_CONTINUE && session_exempt_reason(s, s->conn_verdict.reason) &&
+	    !session_failed_protocol(s);
+}
+
+/* addr (a recipient's path, "Postmaster" alone too) is in exempt_recipients: an item with
+ * an @ is the whole address, one without a local part of any domain; case-insensitive. */
+static bool session_rcpt_is_exempt(const struct session *s, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	size_t llen = at ? (size_t)(at - addr) : strlen(addr);
+
+	for (size_t i = 0; i < s->cfg->exempt_recipients.n; i++) {
+		const char *item = s->cfg->exempt_recipients.v[i];
+
+		if (strchr(item, '@') ? strcasecmp(item, addr) == 0 :
+		    strlen(item) == llen && strncasecmp(item, addr, llen) == 0)
+			return true;
+	}
+	return false;
+}
+
 void session_note_refusal(struct session *s, int code, const char *reason)
 {
 	if (s->refused_code)
@@ -511,7 +557,7 @@ static enum session_check session_check_mail_in(const struct session *s, const s
 	if (auth_is_required(s))
 		return session_check_refuse(s, cmd, quiet, "auth_required", reply, cap, SESSION_CHECK_ERROR,
 		    "530 5.7.0 Authentication required");
-	if (s->state == SESSION_REJECTED)
+	if (s->state == SESSION_REJECTED && !session_exempt_holds(s))
 		return SESSION_CHECK_REFUSED;	/* logged at connect */
 	if (cmd->size > s->cfg->limits.max_message_size)
 		return session_check_refuse(s, cmd, quiet, "size", reply, cap, SESSION_CHECK_ERROR,
@@ -626,7 +672,19 @@ static enum session_check session_check_rcpt_in(const struct session *s, const s
 	if (cmd->addr[0] == '\0')
 		return session_check_refuse(s, cmd, quiet, "syntax", reply, cap, SESSION_CHECK_ERROR,
 		    "501 5.1.3 Bad recipient address syntax");
-	return session_check_rcpt_allowed(s, cmd, mail_params, quiet, reply, cap);
+	r = session_check_rcpt_allowed(s, cmd, mail_params, quiet, reply, cap);
+	if (r != SESSION_CHECK_OK || s->conn_verdict.action == VERDICT_CONTINUE)
+		return r;
+	/* a connect refusal held to here (exempt_recipients): given unless addr is exempt */
+	if (!session_exempt_holds(s) || !session_rcpt_is_exempt(s, cmd->addr))
+		return SESSION_CHECK_REFUSED;
+	if (!quiet) {
+		char av[600];
+		log_event(LOG_LVL_INFO, s->id, "event=exempt_recipient rcpt=%s held=%s %s%sclient=%s",
+		    log_addr(av, sizeof(av), cmd->addr), s->conn_verdict.reason, s->conn_verdict.log_extra,
+		    s->conn_verdict.log_extra[0] ? " " : "", s->env.client_ip);
+	}
+	return SESSION_CHECK_OK;
 }
 
 static enum session_check session_check_rcpt(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
@@ -1534,8 +1592,11 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		s->quit_after_flush = true;
 		return;
 	case SESSION_CHECK_REFUSED:
-		/* the refusal decided (logged, counted) at connect, given at MAIL */
-		session_reply_verdict_as(s, &s->conn_verdict, "mail", false);
+		/* the refusal decided (logged, counted) at connect, given at MAIL (at RCPT when
+		 * exempt_recipients holds it there) */
+		if (cmd->verb == SMTP_RCPT)
+			counter_inc(COUNTER_RECIPIENTS_REJECTED);
+		session_reply_verdict_as(s, &s->conn_verdict, cmd->verb == SMTP_RCPT ? "rcpt" : "mail", false);
 		session_error(s);
 		return;
 	}
@@ -1880,8 +1941,8 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 	/* A tempfail judging the client (a DNS list, its reputation) waits for MAIL, like a
 	 * reject, where AUTH can lift it; one shedding load (overload, a connection rate)
 	 * closes at once everywhere. */
-	bool may_wait = auth_may_lift(s) && strcmp(v->reason, "overload") != 0 &&
-	    strcmp(v->reason, "ratelimit") != 0;
+	bool may_wait = (auth_may_lift(s) || session_exempt_reason(s, v->reason)) &&
+	    strcmp(v->reason, "overload") != 0 && strcmp(v->reason, "ratelimit") != 0;
 
 	/* A drop (a DNS list's action drop, postscreen's PSC_DROP_SESSION_STATE): 521 in place
 	 * of the greeting (RFC 7504 3) and the connection closed; where AUTH may lift the
@@ -1918,6 +1979,8 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		s->conn_verdict = *v;
 		if (drop)
 			s->conn_verdict.code = 550;     /* refused at MAIL: no greeting to replace */
+		if (temp && v->code == 421 && session_exempt_reason(s, v->reason))
+			s->conn_verdict.code = 450;     /* held to RCPT: a 421 there would close */
 		session_note_refusal(s, temp ? (v->code / 100 == 4 ? v->code : 450) : drop ? 550 : v->code / 100 == 5 ? v->code : 550,
 		    v->reason[0] ? v->reason : "filter");
 		char rv[300];
@@ -1930,6 +1993,7 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 }
 
 static const struct session_cmd session_connect_lifted_step;
+static const struct session_cmd session_connect_exempt_step;
 
 static void session_apply_connect(struct session *s, const struct verdict *v)
 {
@@ -1949,6 +2013,16 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 	if (s->xclient_seen && s->cmd != &session_connect_lifted_step && auth_lift_connect_refusal(s)) {
 		s->tarpit_ms = hold;
 		s->cmd = &session_connect_lifted_step;
+		chain_run_cut(&s->chain, session_stage_done_cb, s);
+		return;
+	}
+	/* A refusal held to RCPT (exempt_recipients): the entries it cut off (a milter) see the
+	 * connect now, as after a lifted refusal, so an exempt recipient's message is judged
+	 * by all of them; a refusal of theirs stands in its place. */
+	if (s->cmd != &session_connect_exempt_step && s->cmd != &session_connect_lifted_step &&
+	    session_exempt_holds(s)) {
+		s->tarpit_ms = hold;
+		s->cmd = &session_connect_exempt_step;
 		chain_run_cut(&s->chain, session_stage_done_cb, s);
 		return;
 	}
@@ -2006,6 +2080,9 @@ static const struct session_cmd session_connect_step = {
 	.verb = SMTP_UNKNOWN, .stage = HOOK_CONNECT, .apply = session_apply_connect,
 };
 static const struct session_cmd session_connect_lifted_step = {
+	.verb = SMTP_UNKNOWN, .stage = HOOK_CONNECT, .apply = session_apply_connect,
+};
+static const struct session_cmd session_connect_exempt_step = {
 	.verb = SMTP_UNKNOWN, .stage = HOOK_CONNECT, .apply = session_apply_connect,
 };
 

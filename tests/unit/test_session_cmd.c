@@ -300,6 +300,75 @@ static void test_check_non_fqdn(void **state)
 	}
 }
 
+/* exempt_recipients (session 26, RFC 5321 4.5.1, RFC 2142): a connect refusal that judged the
+ * client (dnsbl, reputation, ratelimit) is held from MAIL to RCPT, where only the exempt
+ * recipients pass: a local part of any domain (and <Postmaster>), or a whole address, any
+ * case; accept_domains first. Not a refusal of another kind, nor one of a client that failed
+ * pregreet. Until session 26 every MAIL of a refused client was refused. */
+static void test_check_exempt(void **state)
+{
+	static const struct {
+		const char *label;
+		bool list;
+		const char *reason;     /* the connect refusal's; NULL: none */
+		bool pregreet;          /* talked before the greeting, pregreet.action reject */
+		unsigned set;
+		const char *line;
+		enum session_check want;
+	} rows[] = {
+		{ "MAIL, refused, no list", false, "dnsbl", false, S_HELO, "MAIL FROM:<a@b.example>", SESSION_CHECK_REFUSED },
+		{ "MAIL, dnsbl held", true, "dnsbl", false, S_HELO, "MAIL FROM:<a@b.example>", SESSION_CHECK_OK },
+		{ "MAIL, reputation held", true, "reputation", false, S_HELO, "MAIL FROM:<>", SESSION_CHECK_OK },
+		{ "MAIL, ratelimit held", true, "ratelimit", false, S_HELO, "MAIL FROM:<a@b.example>", SESSION_CHECK_OK },
+		{ "MAIL, a milter's refusal", true, "milter", false, S_HELO, "MAIL FROM:<a@b.example>", SESSION_CHECK_REFUSED },
+		{ "MAIL, pregreet's refusal", true, "pregreet", false, S_HELO, "MAIL FROM:<a@b.example>", SESSION_CHECK_REFUSED },
+		{ "MAIL, dnsbl, talked first", true, "dnsbl", true, S_HELO, "MAIL FROM:<a@b.example>", SESSION_CHECK_REFUSED },
+		{ "RCPT user@", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<user@d.example>", SESSION_CHECK_REFUSED },
+		{ "RCPT postmaster@", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<postmaster@d.example>", SESSION_CHECK_OK },
+		{ "RCPT Postmaster alone", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<Postmaster>", SESSION_CHECK_OK },
+		{ "RCPT POSTMASTER@ a subdomain", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<POSTMASTER@x.example.test>",
+		  SESSION_CHECK_OK },
+		{ "RCPT postmasters@", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<postmasters@d.example>", SESSION_CHECK_REFUSED },
+		{ "RCPT postmaste@", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<postmaste@d.example>", SESSION_CHECK_REFUSED },
+		{ "RCPT the listed address", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<Abuse@D.example>", SESSION_CHECK_OK },
+		{ "RCPT abuse@ of another domain", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<abuse@x.example.test>",
+		  SESSION_CHECK_REFUSED },
+		{ "RCPT postmaster@ not accepted", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<postmaster@other.example>",
+		  SESSION_CHECK_ERROR },
+		{ "RCPT postmaster@, talked first", true, "dnsbl", true, S_HELO | S_MAIL, "RCPT TO:<postmaster@d.example>",
+		  SESSION_CHECK_REFUSED },
+		{ "RCPT user@, not refused", true, NULL, false, S_HELO | S_MAIL, "RCPT TO:<user@d.example>", SESSION_CHECK_OK },
+	};
+	static char item0[] = "postmaster", item1[] = "abuse@d.example";
+	static char *items[] = { item0, item1 };
+	struct fixture *fx = *state;
+	struct cfg_strlist saved = fx->cfg->exempt_recipients;
+	int saved_action = fx->cfg->pregreet.action;
+
+	assert_int_equal(saved.n, 0);   /* the default: empty */
+	fx->cfg->pregreet.action = PREGREET_REJECT;
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct session *s = fixture_session(fx, rows[i].reason ? SESSION_REJECTED : SESSION_COMMAND, rows[i].set);
+		struct smtp_cmd cmd;
+		const char *err = NULL;
+		char reply[1024] = "";
+
+		fx->cfg->exempt_recipients = rows[i].list ? (struct cfg_strlist){ items, 2 } : saved;
+		if (rows[i].reason)
+			verdict_set(&s->conn_verdict, VERDICT_REJECT, 550, rows[i].reason, "5.7.1 refused");
+		s->pregreet_hit = rows[i].pregreet;
+		if (smtp_cmd_parse(rows[i].line, strlen(rows[i].line), &cmd, &err) != 0)
+			fail_msg("row \"%s\": the line does not parse: %s", rows[i].label, err);
+		enum session_check got = session_cmd_check(s, &cmd, reply, sizeof reply);
+		if (got != rows[i].want)
+			fail_msg("row \"%s\": %s \"%s\", want %s", rows[i].label, check_name(got), reply,
+			    check_name(rows[i].want));
+		assert_int_equal(s->out.len, 0);
+	}
+	fx->cfg->exempt_recipients = saved;
+	fx->cfg->pregreet.action = saved_action;
+}
+
 /* Checks the parser leaves to the session: arguments it cannot tell are missing. */
 static void test_check_arguments(void **state)
 {
@@ -477,6 +546,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_check_rows, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_check_arguments, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_check_non_fqdn, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_check_exempt, fixture_setup, fixture_teardown),
 		cmocka_unit_test(test_table_shape),
 		cmocka_unit_test_setup_teardown(test_answers, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_help_follows_ehlo, fixture_setup, fixture_teardown),
