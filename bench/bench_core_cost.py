@@ -16,13 +16,17 @@ write, the content with the next group), in front of one smtp-sink.
       Bim, ...) of their own per message, or by default with the most instructions of their own per message in a profile
       kept by instr (callgrind_annotate 3.19 puts every function's own cost on worker_run
       for these profiles; this reads the file itself).
-  python3 bench/bench_core_cost.py calls PROFILE [N [REGEX]]
+  python3 bench/bench_core_cost.py calls PROFILE [N [REGEX [EVENT]]]
       the N (40) heaviest caller -> callee edges per message (the callee's inclusive
       instructions on that edge), of those with a caller or callee matching REGEX: who
       calls memcpy or strlen (REGEX 'memcpy|strlen'), what a relay step costs ('^relay_').
-  python3 bench/bench_core_cost.py lines PROFILE FILE [MIN]
+      EVENT (a profile of BENCH_CG_SIM=1): D1mw, D1mr ... instead of instructions, e.g.
+      whose memcpy calls miss: calls PROFILE 15 memcpy D1mw.
+  python3 bench/bench_core_cost.py lines PROFILE FILE [MIN [EVENT]]
       own instructions per message of each source line of FILE (a path suffix, e.g.
-      proxy/relay.c) with at least MIN (5), next to the line's text.
+      proxy/relay.c) with at least MIN (5), next to the line's text; EVENT as for calls
+      (which lines of a struct's users write cold cache lines: lines PROFILE
+      proxy/smtp_cmd.c 0.2 D1mw).
   python3 bench/bench_core_cost.py count PROFILE REGEX [N]
       calls per message of each function matching REGEX ('^(malloc|free|calloc|realloc)$',
       '^uv_timer'), with its N (5) most frequent callers.
@@ -500,13 +504,13 @@ def self_cost(path, top, event='Ir'):
         print('%7.1f  %5.1f %%  %s' % (c / PMSGS, 100.0 * c / total, f))
 
 
-def parse_profile(path):
-    """(edges, lines, files) of a kept profile: edges[(caller, callee)] inclusive Ir of the
-    calls, lines[(file, line)] own Ir; callgrind's compressed names and relative positions
-    ('+N', '-N', '*') resolved."""
+def parse_profile(path, event='Ir'):
+    """(edges, lines, files) of a kept profile: edges[(caller, callee)] inclusive EVENT (Ir,
+    or with BENCH_CG_SIM D1mw, D1mr, ...) of the calls, lines[(file, line)] own EVENT;
+    callgrind's compressed names and relative positions ('+N', '-N', '*') resolved."""
     names, edges, lines, counts = {}, {}, {}, {}
     fn = cfn = fl = fi = None
-    line, in_call = 0, False
+    line, in_call, col = 0, False, 1
 
     def name(kind, v):
         m = re.match(r'\((\d+)\)(?: (.*))?', v)
@@ -518,7 +522,9 @@ def parse_profile(path):
     with open(path) as f:
         for raw in f:
             s = raw.rstrip('\n')
-            if s.startswith('fn='):
+            if s.startswith('events:'):
+                col = s.split()[1:].index(event) + 1
+            elif s.startswith('fn='):
                 fn, fi = name('fn', s[3:]), fl
             elif s.startswith('cfn='):
                 cfn = name('fn', s[4:])
@@ -542,14 +548,14 @@ def parse_profile(path):
                     line -= int(t[1:])
                 elif t[0] != '*':
                     line = int(t)
-                if len(v) < 2:
+                if len(v) <= col:
                     in_call = False
                     continue
                 if in_call:
                     in_call = False
-                    edges[(fn, cfn)] = edges.get((fn, cfn), 0) + int(v[1])
+                    edges[(fn, cfn)] = edges.get((fn, cfn), 0) + int(v[col])
                 else:
-                    lines[(fi, line)] = lines.get((fi, line), 0) + int(v[1])
+                    lines[(fi, line)] = lines.get((fi, line), 0) + int(v[col])
     parse_profile.counts = counts
     return edges, lines
 
@@ -568,16 +574,16 @@ def count(path, pattern, top):
             print('%8.2f      <- %s' % (n / PMSGS, a))
 
 
-def calls(path, top, pattern):
-    edges, _ = parse_profile(path)
+def calls(path, top, pattern, event='Ir'):
+    edges, _ = parse_profile(path, event)
     pick = [(k, c) for k, c in edges.items()
             if not pattern or re.search(pattern, k[0] or '') or re.search(pattern, k[1] or '')]
     for (a, b), c in sorted(pick, key=lambda kv: -kv[1])[:top]:
-        print('%7d  %s -> %s' % (round(c / PMSGS), a, b))
+        print('%7.1f  %s -> %s' % (c / PMSGS, a, b))
 
 
-def lines_of(path, suffix, least):
-    _, lines = parse_profile(path)
+def lines_of(path, suffix, least, event='Ir'):
+    _, lines = parse_profile(path, event)
     mine = {ln: c for (f, ln), c in lines.items() if f and f.endswith(suffix)}
     files = {f for (f, _) in lines if f and f.endswith(suffix)}
     text = []
@@ -587,10 +593,10 @@ def lines_of(path, suffix, least):
                 text = f.read().split('\n')
         except OSError:
             pass
-    print('%s: %d instructions/msg of its own' % (suffix, round(sum(mine.values()) / PMSGS)))
+    print('%s: %.1f %s/msg of its own' % (suffix, sum(mine.values()) / PMSGS, event))
     for ln in sorted(mine):
         if mine[ln] / PMSGS >= least:
-            print('%7d %5d  %s' % (round(mine[ln] / PMSGS), ln, text[ln - 1][:100] if 0 < ln <= len(text) else ''))
+            print('%7.1f %5d  %s' % (mine[ln] / PMSGS, ln, text[ln - 1][:100] if 0 < ln <= len(text) else ''))
 
 
 def main():
@@ -614,9 +620,10 @@ def main():
             perf_profile(int(sys.argv[2]), sys.argv[3:])
         elif sys.argv[1] == 'calls':
             calls(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 40,
-                  sys.argv[4] if len(sys.argv) > 4 else None)
+                  sys.argv[4] if len(sys.argv) > 4 else None, sys.argv[5] if len(sys.argv) > 5 else 'Ir')
         elif sys.argv[1] == 'lines' and len(sys.argv) > 3:
-            lines_of(sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 5)
+            lines_of(sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 5,
+                     sys.argv[5] if len(sys.argv) > 5 else 'Ir')
         elif sys.argv[1] == 'count' and len(sys.argv) > 3:
             count(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 5)
         elif sys.argv[1] == 'self':

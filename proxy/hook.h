@@ -56,16 +56,18 @@ enum verdict_action {
 	                       * on_error (as after a timeout); reason says what failed */
 };
 
+/* The scalars and reason fill the first 64 octets: verdict_clear (each stage a chain runs)
+ * writes three cache lines of it (reply and log_extra at their starts), not four. */
 struct verdict {
 	enum verdict_action action;
 	int code;             /* 0 = the default for the action (451 / 550 / 554 ...) */
-	char reply[400];      /* "5.7.1 listed in bl.test" — enhanced code + text; "" = default */
-	char reason[48];      /* short log word: "dnsbl", "ratelimit", "virus", ... */
-	char log_extra[128];  /* "" or key=value pairs (log form, values escaped) the session
-	                       * adds to its event=reject/tempfail line: "list=bl.test" */
 	bool not_an_error;    /* a deferral every well-behaved client gets (greylisting): not
 	                       * one of the client's errors (limits.max_errors) */
 	uint32_t delay_ms;    /* tarpit: hold the reply this long before sending it */
+	char reason[48];      /* short log word: "dnsbl", "ratelimit", "virus", ... */
+	char log_extra[128];  /* "" or key=value pairs (log form, values escaped) the session
+	                       * adds to its event=reject/tempfail line: "list=bl.test" */
+	char reply[400];      /* "5.7.1 listed in bl.test" — enhanced code + text; "" = default */
 };
 
 /* Makes v "continue" with every string empty: each field set, the strings' bytes after

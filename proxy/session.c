@@ -868,13 +868,15 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
  * at the end of a message), which is after the command that took it has been started. */
 #define SESSION_MEMO_MAX 2
 #define SESSION_MEMO_LINE 256
+/* Each cmd starts a cache line (the memo is allocated 64-aligned): the fields the parse
+ * writes for every command are in the command's first 64 octets (smtp_cmd.h). */
 struct session_memo {
-	size_t n, next;
 	struct {
+		_Alignas(64) struct smtp_cmd cmd;
 		size_t len;
 		char line[SESSION_MEMO_LINE];
-		struct smtp_cmd cmd;
 	} e[SESSION_MEMO_MAX];
+	size_t n, next;
 };
 
 /* Where the look-ahead parses line k of a group (entries go in order from 0; k == 0 starts
@@ -887,7 +889,7 @@ static struct smtp_cmd *session_memo_slot(struct session *s, size_t k, size_t le
 	if (k >= SESSION_MEMO_MAX || len > SESSION_MEMO_LINE)
 		return NULL;
 	if (s->memo == NULL) {
-		if ((s->memo = malloc(sizeof(*s->memo))) == NULL)
+		if ((s->memo = aligned_alloc(_Alignof(struct session_memo), sizeof(*s->memo))) == NULL)
 			return NULL;	/* no memo: the commands are parsed again, that is all */
 		s->memo->n = s->memo->next = 0;
 	}

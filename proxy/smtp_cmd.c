@@ -584,22 +584,20 @@ smtp_cmd_copy(struct smtp_cmd *dst, const struct smtp_cmd *src)
     /* buf holds arg (NUL-terminated at its start); xbuf what was split off it (the address
      * and the parameters, or BDAT's size): neither is longer than arg and its NUL + 1 */
     size_t used = strlen(src->buf) + 2;
-    const size_t b0 = offsetof(struct smtp_cmd, buf), b1 = b0 + sizeof(src->buf);
-    const size_t x0 = offsetof(struct smtp_cmd, xbuf), x1 = x0 + sizeof(src->xbuf);
+    size_t np = src->nparams < SMTP_MAX_PARAMS ? src->nparams : SMTP_MAX_PARAMS;
 
     if (used > sizeof(src->buf))
         used = sizeof(src->buf);
-    /* the fields before buf, of params only the nparams in use (dst's others stay as they
-     * were: nothing reads past nparams) */
-    const size_t p0 = offsetof(struct smtp_cmd, params), p1 = offsetof(struct smtp_cmd, nparams);
-    size_t np = src->nparams < SMTP_MAX_PARAMS ? src->nparams : SMTP_MAX_PARAMS;
-    memcpy(dst, src, p0);
-    memcpy(dst->params, src->params, np * sizeof(src->params[0]));
-    memcpy((char *)dst + p1, (const char *)src + p1, b0 - p1);
+    /* the scalars (all before buf), then of each array only the part in use (dst's other
+     * octets stay as they were: nothing reads past a NUL or past nparams) */
+    _Static_assert(offsetof(struct smtp_cmd, buf) < offsetof(struct smtp_cmd, params) &&
+        offsetof(struct smtp_cmd, params) < offsetof(struct smtp_cmd, xbuf) &&
+        offsetof(struct smtp_cmd, xbuf) + sizeof(src->xbuf) + 8 > sizeof(struct smtp_cmd),
+        "smtp_cmd_copy: the scalars before buf, nothing but padding after xbuf");
+    memcpy(dst, src, offsetof(struct smtp_cmd, buf));
     memcpy(dst->buf, src->buf, used);
-    memcpy((char *)dst + b1, (const char *)src + b1, x0 - b1);
+    memcpy(dst->params, src->params, np * sizeof(src->params[0]));
     memcpy(dst->xbuf, src->xbuf, used < sizeof(src->xbuf) ? used : sizeof(src->xbuf));
-    memcpy((char *)dst + x1, (const char *)src + x1, sizeof(*dst) - x1);
     dst->arg = smtp_cmd_move(arg, src, dst);
     dst->addr = smtp_cmd_move(addr, src, dst);
     dst->params_raw = smtp_cmd_move(raw, src, dst);
