@@ -137,6 +137,30 @@ static void test_selectors(void **state)
 	et_run_cases(sel_rules, sel_cases, sizeof(sel_cases) / sizeof(sel_cases[0]));
 }
 
+/* An address field whose phrase is many empty quoted strings ("" "" ... ""): the quoted
+ * string's pattern matched "" two ways (its empty alternative and its possessive loop taken
+ * no times), so a phrase not followed by <...> backtracked over 2^k ways of reading k of
+ * them and hit PCRE2's match limit: the field parsed as nothing (the fuzz_rules_scan corpus
+ * had inputs at 30-80 times the median's CPU from it). SpamAssassin 4.0.1 reads it as the
+ * name "x" and the address b@example.com (checked with its get()). */
+static const char qs_rules[] =
+    "header T_QS_ADDR To:addr =~ /^b\\@example\\.com$/\n"
+    "header T_QS_NAME To:name =~ /^x$/\n";
+
+static const struct et_case qs_cases[] = {
+	{ "thirty empty quoted strings before the name",
+	  "From: a@example.org\nTo: \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" "
+	  "\"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" \"\" x, b@example.com\n"
+	  "Subject: hi\n\nbody\n",
+	  "T_QS_ADDR,T_QS_NAME", NULL },
+};
+
+static void test_empty_quoted_strings(void **state)
+{
+	(void)state;
+	et_run_cases(qs_rules, qs_cases, sizeof(qs_cases) / sizeof(qs_cases[0]));
+}
+
 /* A message that does not start with a header: SA skips up to three lines that are not
  * fields (a line with a ':' still becomes one) and starts the body at the fourth. */
 static const char hl_rules[] =
@@ -171,6 +195,7 @@ int main(void)
 		cmocka_unit_test(test_header_evals),
 		cmocka_unit_test(test_selectors),
 		cmocka_unit_test(test_headerless),
+		cmocka_unit_test(test_empty_quoted_strings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
