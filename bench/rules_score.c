@@ -189,6 +189,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "scored %zu messages in %.3f s: %.1f msg/s (%.3f s of CPU: %.1f msg "
 		    "per CPU-s)\n", scored, s, s > 0 ? scored / s : 0, c, c > 0 ? scored / c : 0);
 	}
+	for (size_t k = (size_t)(argc - i); k < npaths; k++)
+		free(paths[k]);		/* the list's lines; argv's are not ours */
+	free(paths);
 	rules_scratch_free(sc);
 	rules_set_free(rs);
 	bayes_free(bayes);
