@@ -22,7 +22,11 @@ stage that waited for one answer before asking the next would never see its answ
 the lookup's own timeout: then the store does not know the client and the teaser waits).
 
 SLOW defaults to 0.4 s; MX_PASSCACHE_SLOW=0.15 the brief's 150 ms (the wait from teaser to
-greeting is printed, not checked).
+greeting is printed, not checked). The stores' pass_store_timeout is STORE_TIMEOUT, 2.5 s:
+far beyond SLOW (a loaded machine answers late, and a lookup given up on fails the check),
+still below the teaser's DELAY (a store answer is what greets the client both stores know)
+and far below HOLD (a stage asking one after the other meets the first lookup's timeout
+while the gate holds its answer: event=passcache_error).
 """
 import os
 import re
@@ -45,16 +49,19 @@ def rev(ip):
 
 PTR_GO = os.path.join(mt.TMP, 'ptr-go')   # KNOWN's PTR is answered once this file exists
 HOLD = mt.slack(10)                        # the longest the gate holds an answer back
+STORE_TIMEOUT = DELAY - 0.5                # pass_store_timeout (at most 5 s)
+assert SLOW * 3 <= STORE_TIMEOUT < HOLD
 
 
 class Gate:
     """While armed: the store lookups about KNOWN seen going to Redis ('pregreet', 'dnsbl');
     once both are, PTR_GO is made (dns_peer answers the PTR); each Redis reply is held until
     both are out and dns_peer has the PTR query. .released: for each reply let go, whether
-    all three lookups were out then (False: let go after HOLD)."""
+    all three lookups were out then (False: let go after HOLD). .pongs: while not armed,
+    the handshake PINGs' answers let go (node B's connections are up once it has them)."""
 
     def __init__(self):
-        self.armed, self.out, self.released = False, set(), []
+        self.armed, self.out, self.released, self.pongs = False, set(), [], 0
         self.lock = threading.Lock()
 
     ptr0 = 0        # KNOWN's PTR queries before the gate was armed (node A's)
@@ -67,6 +74,9 @@ class Gate:
 
     def chunk(self, direction, data):
         if not self.armed:
+            if direction == 'down':
+                with self.lock:
+                    self.pongs += data.count(b'+PONG\r\n')
             return None
         if direction == 'up':
             with self.lock:
@@ -103,9 +113,9 @@ def cfg(redis_port):
     return mt.proxied_config(
         [be.url], dns={'resolvers': ['127.0.0.1:%d' % dnsp.port], 'timeout': '3s'},
         pregreet={'delay': '%ds' % DELAY, 'action': 'score', 'pass_ttl': '1h', 'pass_store': store,
-                  'pass_store_timeout': '%dms' % int(SLOW * 3000)},
+                  'pass_store_timeout': '%dms' % int(STORE_TIMEOUT * 1000)},
         dnsbl={'threshold': 3, 'pass_ttl': '1h', 'pass_store': store,
-               'pass_store_timeout': '%dms' % int(SLOW * 3000),
+               'pass_store_timeout': '%dms' % int(STORE_TIMEOUT * 1000),
                'lists': [{'zone': 'bl.test', 'weight': 3}]},
         helo_checks={'enabled': True, 'fcrdns': {'enabled': True, 'action': 'score'}})
 
@@ -133,7 +143,8 @@ def handshakes_done():
 
 
 mt.check(mt.wait_for(handshakes_done, 15), 'node B\'s Redis connections are set up')
-time.sleep(SLOW + 0.5)      # the PINGs' answers, held SLOW by the forwarder
+# the PINGs' answers, held SLOW by the forwarder: all let go before the gate is armed
+mt.check(mt.wait_for(lambda: gate.pongs >= 4, 15), 'node B\'s handshake PINGs are answered (%d)' % gate.pongs)
 asked0 = dnsp.queries(rev(KNOWN) + '.bl.test')
 gate.ptr0 = dnsp.queries(rev(KNOWN) + '.in-addr.arpa', 'PTR')
 os.unlink(PTR_GO)
