@@ -286,17 +286,21 @@ static bool session_exempt_holds(const struct session *s)
 }
 
 /* addr (a recipient's path, "Postmaster" alone too) is in exempt_recipients: an item with
- * an @ is the whole address, one without a local part of any domain; case-insensitive. */
+ * an @ is the whole address, one without a local part of any domain. Local parts compare
+ * case-insensitively, domains as accept_domains compares them (domain_equal: case, one
+ * trailing root dot, U-labels), so "abuse@Example.ORG." is abuse@example.org. */
 static bool session_rcpt_is_exempt(const struct session *s, const char *addr)
 {
 	const char *at = strrchr(addr, '@');
 	size_t llen = at ? (size_t)(at - addr) : strlen(addr);
 
 	for (size_t i = 0; i < s->cfg->exempt_recipients.n; i++) {
-		const char *item = s->cfg->exempt_recipients.v[i];
+		const char *item = s->cfg->exempt_recipients.v[i], *iat = strrchr(item, '@');
+		size_t ilen = iat ? (size_t)(iat - item) : strlen(item);
 
-		if (strchr(item, '@') ? strcasecmp(item, addr) == 0 :
-		    strlen(item) == llen && strncasecmp(item, addr, llen) == 0)
+		if (ilen != llen || strncasecmp(item, addr, llen) != 0)
+			continue;
+		if (iat == NULL || (at != NULL && domain_equal(iat + 1, at + 1)))
 			return true;
 	}
 	return false;
