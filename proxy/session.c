@@ -1463,8 +1463,9 @@ static void session_non_smtp_drop(struct session *s, const char *line, size_t le
  * an XCLIENT mails as itself, and is judged now, as any client is at connect: its connect
  * stage runs first (chain_run_cut: the entries it cut), and its verdict is this MAIL's
  * (a refusal, as a connect refusal is given at MAIL, unless the front end authenticated
- * before: AUTH lifts it; a rate limit's 421 closes). */
+ * before: AUTH lifts it; exempt_recipients holds it to RCPT; a rate limit's 421 closes). */
 static const struct session_cmd session_front_end_lifted_step;
+static const struct session_cmd session_front_end_exempt_step;
 
 static void session_apply_front_end_connect(struct session *s, const struct verdict *v)
 {
@@ -1482,7 +1483,16 @@ static void session_apply_front_end_connect(struct session *s, const struct verd
 		chain_run_cut(&s->chain, session_stage_done_cb, s);
 		return;
 	}
-	if (s->conn_verdict.action != VERDICT_CONTINUE) {
+	/* A refusal held to RCPT (exempt_recipients), as at a client's connect
+	 * (session_apply_connect): the entries it cut off see the connect first, a refusal of
+	 * theirs stands; then this MAIL goes on. */
+	if (s->cmd != &session_front_end_exempt_step && s->cmd != &session_front_end_lifted_step &&
+	    session_exempt_holds(s)) {
+		s->cmd = &session_front_end_exempt_step;
+		chain_run_cut(&s->chain, session_stage_done_cb, s);
+		return;
+	}
+	if (s->conn_verdict.action != VERDICT_CONTINUE && !session_exempt_holds(s)) {
 		session_txn_reset(s, true);
 		session_reply_verdict_as(s, &s->conn_verdict, "mail", false);
 		session_error(s);
@@ -1496,6 +1506,9 @@ static const struct session_cmd session_front_end_connect_step = {
 	.verb = SMTP_MAIL, .stage = HOOK_CONNECT, .apply = session_apply_front_end_connect,
 };
 static const struct session_cmd session_front_end_lifted_step = {
+	.verb = SMTP_MAIL, .stage = HOOK_CONNECT, .apply = session_apply_front_end_connect,
+};
+static const struct session_cmd session_front_end_exempt_step = {
 	.verb = SMTP_MAIL, .stage = HOOK_CONNECT, .apply = session_apply_front_end_connect,
 };
 
