@@ -1186,6 +1186,12 @@ static void rl_run(void *wstate, int slot, struct hook_call *call)
 		hook_call_done(call, NULL);   /* never counted: nothing held, nothing to give back */
 		return;
 	}
+	if (st == HOOK_CONNECT && env->cfg && reputation_allows_client(&env->cfg->reputation, env)) {
+		/* reputation.allow skips the connect stage's checks (connections, concurrency):
+		 * reputation's accept would end the stage after this entry (modules.def) */
+		hook_call_done(call, NULL);
+		return;
+	}
 	op = calloc(1, sizeof(*op));
 	if (op == NULL) {
 		hook_call_done(call, NULL);

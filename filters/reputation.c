@@ -1028,6 +1028,12 @@ static bool rep_cert_allowed(const struct reputation_config *c, const struct hoo
 	return false;
 }
 
+bool reputation_allows_client(const struct reputation_config *c, const struct hook_env *env)
+{
+	return rep_cert_allowed(c, env) ||
+	    (c->allow.n && cfg_cidrlist_match(&c->allow, (const struct sockaddr *)&env->client));
+}
+
 static void rep_run(void *wstate, int slot, struct hook_call *call)
 {
 	struct rep_worker *w = wstate;

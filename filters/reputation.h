@@ -91,6 +91,12 @@ extern const struct hook_module reputation_module;
 /* Registers mxgate_reputation_errors_total (the modules' metrics hook, modules.def). */
 void reputation_metrics(void);
 
+struct hook_env;
+/* Whether c allow-lists env's client at connect (allow, allow_client_certificates): its
+ * connect stage ends in accept. The ratelimit entry, before reputation in the chain, asks
+ * it so such a client is not counted at connect, as when reputation's accept came first. */
+bool reputation_allows_client(const struct reputation_config *c, const struct hook_env *env);
+
 /* ---- pure pieces, exposed for tests ------------------------------------------------ */
 
 struct reputation_counts {

@@ -286,17 +286,21 @@ static bool session_exempt_holds(const struct session *s)
 }
 
 /* addr (a recipient's path, "Postmaster" alone too) is in exempt_recipients: an item with
- * an @ is the whole address, one without a local part of any domain; case-insensitive. */
+ * an @ is the whole address, one without a local part of any domain. Local parts compare
+ * case-insensitively, domains as accept_domains compares them (domain_equal: case, one
+ * trailing root dot, U-labels), so "abuse@Example.ORG." is abuse@example.org. */
 static bool session_rcpt_is_exempt(const struct session *s, const char *addr)
 {
 	const char *at = strrchr(addr, '@');
 	size_t llen = at ? (size_t)(at - addr) : strlen(addr);
 
 	for (size_t i = 0; i < s->cfg->exempt_recipients.n; i++) {
-		const char *item = s->cfg->exempt_recipients.v[i];
+		const char *item = s->cfg->exempt_recipients.v[i], *iat = strrchr(item, '@');
+		size_t ilen = iat ? (size_t)(iat - item) : strlen(item);
 
-		if (strchr(item, '@') ? strcasecmp(item, addr) == 0 :
-		    strlen(item) == llen && strncasecmp(item, addr, llen) == 0)
+		if (ilen != llen || strncasecmp(item, addr, llen) != 0)
+			continue;
+		if (iat == NULL || (at != NULL && domain_equal(iat + 1, at + 1)))
 			return true;
 	}
 	return false;
@@ -1459,8 +1463,9 @@ static void session_non_smtp_drop(struct session *s, const char *line, size_t le
  * an XCLIENT mails as itself, and is judged now, as any client is at connect: its connect
  * stage runs first (chain_run_cut: the entries it cut), and its verdict is this MAIL's
  * (a refusal, as a connect refusal is given at MAIL, unless the front end authenticated
- * before: AUTH lifts it; a rate limit's 421 closes). */
+ * before: AUTH lifts it; exempt_recipients holds it to RCPT; a rate limit's 421 closes). */
 static const struct session_cmd session_front_end_lifted_step;
+static const struct session_cmd session_front_end_exempt_step;
 
 static void session_apply_front_end_connect(struct session *s, const struct verdict *v)
 {
@@ -1478,7 +1483,16 @@ static void session_apply_front_end_connect(struct session *s, const struct verd
 		chain_run_cut(&s->chain, session_stage_done_cb, s);
 		return;
 	}
-	if (s->conn_verdict.action != VERDICT_CONTINUE) {
+	/* A refusal held to RCPT (exempt_recipients), as at a client's connect
+	 * (session_apply_connect): the entries it cut off see the connect first, a refusal of
+	 * theirs stands; then this MAIL goes on. */
+	if (s->cmd != &session_front_end_exempt_step && s->cmd != &session_front_end_lifted_step &&
+	    session_exempt_holds(s)) {
+		s->cmd = &session_front_end_exempt_step;
+		chain_run_cut(&s->chain, session_stage_done_cb, s);
+		return;
+	}
+	if (s->conn_verdict.action != VERDICT_CONTINUE && !session_exempt_holds(s)) {
 		session_txn_reset(s, true);
 		session_reply_verdict_as(s, &s->conn_verdict, "mail", false);
 		session_error(s);
@@ -1492,6 +1506,9 @@ static const struct session_cmd session_front_end_connect_step = {
 	.verb = SMTP_MAIL, .stage = HOOK_CONNECT, .apply = session_apply_front_end_connect,
 };
 static const struct session_cmd session_front_end_lifted_step = {
+	.verb = SMTP_MAIL, .stage = HOOK_CONNECT, .apply = session_apply_front_end_connect,
+};
+static const struct session_cmd session_front_end_exempt_step = {
 	.verb = SMTP_MAIL, .stage = HOOK_CONNECT, .apply = session_apply_front_end_connect,
 };
 

@@ -14,6 +14,8 @@ RFC 2142), against a real rbldnsd and smtp-sink, clients posing as 198.18.x.y by
 - the DNS lists' drop stays a 521 in place of the greeting
 - a client that talked before the greeting (pregreet reject) is not exempt: MAIL refused
 - a milter after the DNS list (cut off by the connect refusal) sees the exempt message
+- a front end in xclient_hosts mailing as itself (judged at that MAIL): held the same way,
+  and its milter sees the exempt message
 - a bad item (`<postmaster>`, `a@`) fails `mxgate -t` naming the key
 """
 import os
@@ -170,6 +172,32 @@ mt.check(mail[0] == 250 and [r[0] for r in rr] == [550, 250] and eom == 250,
          'milter: user@ refused, postmaster@ taken (%s %s %s)' % (mail, rr, eom))
 got = delivered(sink, 'milter1')
 mt.check(len(got) == 1 and b'X-Test-Milter: passed' in got[0]['data'], 'milter: it saw the exempt message')
+mx.stop()
+
+# ---- a front end mailing as itself (xclient_hosts, MAIL without XCLIENT) ----------------------
+# Judged at that MAIL (session_apply_front_end_connect); until late in session 26 the MAIL was
+# refused even with the key (a second MAIL was then held, the first not).
+FRONT = '198.18.1.7'                    # listed (198.18.1.0/24)
+sink = mt.Sink(name='front-sink')
+cfg = mt.proxied_config([sink.url], accept_domains=['example.test'], exempt_recipients=EXEMPT,
+                        xclient_hosts=[FRONT + '/32'],
+                        dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
+                        dnsbl={'threshold': 3, 'action': 'reject',
+                               'lists': [{'zone': 'bl.test', 'weight': 3, 'codes': ['127.0.0.2']}]},
+                        plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
+                                  'on_error': 'tempfail', 'timeout': '10s'}])
+mx = mt.Mxgate(cfg, name='front-exempt')
+mail, rr, eom = dialogue(mx, FRONT, ['user@example.test', 'postmaster@example.test'], 'front1')
+mt.check(mail[0] == 250 and [r[0] for r in rr] == [550, 250] and eom == 250,
+         'front end as itself: MAIL held, user@ refused, postmaster@ taken (%s %s %s)' % (mail, rr, eom))
+mt.check(mx.wait_log(r'event=connect_judged reason=mail_without_xclient client=%s' % FRONT.replace('.', r'\.'))
+         is not None, 'front end: judged at its MAIL')
+got = delivered(sink, 'front1')
+mt.check(len(got) == 1 and b'X-Test-Milter: passed' in got[0]['data'],
+         'front end: the exempt message delivered, the milter (cut off by the refusal) saw it')
+mail, rr, eom = dialogue(mx, FRONT, ['user@example.test'], 'front2')
+mt.check(mail[0] == 250 and [r[0] for r in rr] == [550] and eom is None,
+         'front end, a second session: MAIL held, user@ refused (%s %s)' % (mail, rr))
 mx.stop()
 
 # ---- bad items ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ run, so a client refused there hears `421` alone (test_pregreet_connect_refusal.
 rdns module came first in the chain and, with helo_checks.fcrdns or a plugin configured, holds
 the connect stage for the PTR answer: the ratelimit entry after it ran only once the answer
 was in, the teaser went out meanwhile, and the refused client heard `220-`, `220 ` and then
-`421`. Now the checks that decide at once (reputation, ratelimit) come before rdns in the
+`421`. Now the checks that decide at once (ratelimit, reputation) come before rdns in the
 chain; its PTR query still goes out when the stage begins (hook_module.prefetch), and what it
 provides later is the same:
 
@@ -17,8 +17,15 @@ provides later is the same:
 - a milter (plugins:), the same limit: `421 ...` alone; a served message's milter saw the
   confirmed name at connect (its `_` macro: the PTR name, the address, not "may be forged")
 
+- reputation with a Redis store (its connect lookup answers asynchronously), the same
+  limit: `421 ...` alone (until late in session 26 reputation came before ratelimit and the
+  teaser went out while Redis answered: `220-`, `220 `, `421`); a client in reputation.allow
+  is still not counted by the connection limit (its second connection is greeted), and a
+  client neither allowed nor over the limit is served
+
 Peers: dns_peer.py (the PTR and A records; dns.cache_size 0, so each connection asks and
-waits), the recording Backend (XCLIENT), tests/peers/mx_milter.py. No timing decides a check.
+waits), the recording Backend (XCLIENT), tests/peers/mx_milter.py, redis-server. No timing
+decides a check.
 """
 import os
 import socket
@@ -120,5 +127,27 @@ macros = [ln for ln in (m['data'].decode(errors='replace') if m else '').splitli
 want = '_=%s [%s]' % (CLIENTS[ip], ip)
 mt.check(len(macros) == 1 and want in macros[0] and 'may be forged' not in macros[0],
          'the milter saw the confirmed name at connect (%s, not "may be forged"): %r' % (want, macros))
+mx.stop()
+
+# reputation in Redis: its connect stage waits for the store's answer
+mt.need('redis-server')
+red = mt.redis()
+mx = gate('mx-reputation', reputation={'store': 'redis://127.0.0.1:%d' % red.port, 'allow': ['198.18.96.6/32']})
+ip = '198.18.96.5'
+first = held(mx.port, ip)
+only_421('reputation in Redis, connections 1/1h, the second connection', hears(mx.port, ip))
+mt.check(mx.wait_log(r'event=tempfail stage=connect reason=ratelimit client=198\.18\.96\.5 code=421 ') is not None,
+         'logged: event=tempfail stage=connect reason=ratelimit client=198.18.96.5 ... code=421')
+first.close()
+ip = '198.18.96.6'
+a = mt.Client(mx.port, proxy_src=ip, timeout=mt.slack(15))
+b = mt.Client(mx.port, proxy_src=ip, timeout=mt.slack(15))
+mt.check(a.greeting[0] == 220 and b.greeting[0] == 220,
+         'reputation.allow: not counted by the connection limit, both connections greeted: %r %r'
+         % (a.greeting, b.greeting))
+a.close()
+b.close()
+m = served(mx.port, '198.18.96.7', 'rep1')
+mt.check(m is not None, 'a client within the limit is served behind the Redis reputation')
 mx.stop()
 mt.finish()

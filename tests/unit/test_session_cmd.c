@@ -303,7 +303,8 @@ static void test_check_non_fqdn(void **state)
 /* exempt_recipients (session 26, RFC 5321 4.5.1, RFC 2142): a connect refusal that judged the
  * client (dnsbl, reputation, ratelimit) is held from MAIL to RCPT, where only the exempt
  * recipients pass: a local part of any domain (and <Postmaster>), or a whole address, any
- * case; accept_domains first. Not a refusal of another kind, nor one of a client that failed
+ * case, its domain compared as accept_domains compares (one trailing root dot, U-labels;
+ * until late in session 26 "abuse@d.example." missed "abuse@d.example"); accept_domains first. Not a refusal of another kind, nor one of a client that failed
  * pregreet. Until session 26 every MAIL of a refused client was refused. */
 static void test_check_exempt(void **state)
 {
@@ -331,6 +332,14 @@ static void test_check_exempt(void **state)
 		{ "RCPT postmasters@", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<postmasters@d.example>", SESSION_CHECK_REFUSED },
 		{ "RCPT postmaste@", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<postmaste@d.example>", SESSION_CHECK_REFUSED },
 		{ "RCPT the listed address", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<Abuse@D.example>", SESSION_CHECK_OK },
+		{ "RCPT the listed address, root dot", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<abuse@d.example.>",
+		  SESSION_CHECK_OK },
+		{ "RCPT an item with a root dot, mixed case", true, "dnsbl", false, S_HELO | S_MAIL,
+		  "RCPT TO:<hostmaster@x.example.test>", SESSION_CHECK_OK },
+		{ "RCPT an item's local part, another domain", true, "dnsbl", false, S_HELO | S_MAIL,
+		  "RCPT TO:<hostmaster@y.example.test>", SESSION_CHECK_REFUSED },
+		{ "RCPT the listed address, a longer domain", true, "dnsbl", false, S_HELO | S_MAIL,
+		  "RCPT TO:<abuse@d.example.test>", SESSION_CHECK_REFUSED },
 		{ "RCPT abuse@ of another domain", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<abuse@x.example.test>",
 		  SESSION_CHECK_REFUSED },
 		{ "RCPT postmaster@ not accepted", true, "dnsbl", false, S_HELO | S_MAIL, "RCPT TO:<postmaster@other.example>",
@@ -339,8 +348,8 @@ static void test_check_exempt(void **state)
 		  SESSION_CHECK_REFUSED },
 		{ "RCPT user@, not refused", true, NULL, false, S_HELO | S_MAIL, "RCPT TO:<user@d.example>", SESSION_CHECK_OK },
 	};
-	static char item0[] = "postmaster", item1[] = "abuse@d.example";
-	static char *items[] = { item0, item1 };
+	static char item0[] = "postmaster", item1[] = "abuse@d.example", item2[] = "HostMaster@X.Example.TEST.";
+	static char *items[] = { item0, item1, item2 };
 	struct fixture *fx = *state;
 	struct cfg_strlist saved = fx->cfg->exempt_recipients;
 	int saved_action = fx->cfg->pregreet.action;
@@ -353,7 +362,7 @@ static void test_check_exempt(void **state)
 		const char *err = NULL;
 		char reply[1024] = "";
 
-		fx->cfg->exempt_recipients = rows[i].list ? (struct cfg_strlist){ items, 2 } : saved;
+		fx->cfg->exempt_recipients = rows[i].list ? (struct cfg_strlist){ items, 3 } : saved;
 		if (rows[i].reason)
 			verdict_set(&s->conn_verdict, VERDICT_REJECT, 550, rows[i].reason, "5.7.1 refused");
 		s->pregreet_hit = rows[i].pregreet;
