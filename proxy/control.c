@@ -226,6 +226,9 @@ static void control_timeout_cb(uv_timer_t *t)
 		control_conn_wind_down(k);
 		return;
 	}
+	if (!k->c->stopping && k->pending == NULL)
+		log_event(LOG_LVL_INFO, NULL, "event=control_closed reason=idle idle_ms=%llu",
+		    (unsigned long long)(uv_now(k->c->loop) - k->idle_since));
 	control_conn_close(k);
 }
 

@@ -66,6 +66,8 @@ struct relay {
 	};
 	uv_timer_t timer;
 	uint64_t due;                 /* loop time the current step runs out; 0: none (relay_arm) */
+	const char *due_limit;        /* the config key of that bound (backend_error's limit=) */
+	const char *fail_limit;       /* the bound a failure in progress is for (relay_timeout_cb) */
 	uint64_t timer_at;          /* when the libuv timer fires (loop time), 0: not running */
 	/* a message's transfer (relay_data_watch): octets ever written to the stream, how many of
 	 * them the backend had taken at the last look, and the message's end (data_deadline) */
@@ -213,7 +215,7 @@ static void relay_write_cb(uv_write_t *req, int status)
 }
 
 static void relay_pump(struct relay *r);
-static void relay_arm(struct relay *r, uint64_t ms);
+static void relay_arm(struct relay *r, uint64_t ms, const char *limit);
 
 static void relay_write_data_cb(uv_write_t *req, int status)
 {
@@ -228,7 +230,7 @@ static void relay_write_data_cb(uv_write_t *req, int status)
 	}
 	/* The backend took what was queued: progress, data_timeout again from now (a large
 	 * message to a slow reader is not cut at a fixed time after its DATA). */
-	relay_arm(r, relay_cfg(r)->data_timeout);
+	relay_arm(r, relay_cfg(r)->data_timeout, "data_timeout");
 	relay_pump(r);
 }
 
@@ -332,7 +334,7 @@ static void relay_send_line(struct relay *r, const char *line)
 		relay_fail(r, "write failed");
 		return;
 	}
-	relay_arm(r, relay_cfg(r)->reply_timeout);
+	relay_arm(r, relay_cfg(r)->reply_timeout, "reply_timeout");
 }
 
 /* ---- timers and closing ------------------------------------------------------------ */
@@ -411,7 +413,7 @@ static void relay_data_start(struct relay *r)
 	r->wq_msg = r->wq_in;
 	r->wq_out = r->wq_in - uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp);
 	r->data_end = uv_now(r->timer.loop) + relay_cfg(r)->data_deadline;
-	relay_arm(r, relay_cfg(r)->data_timeout);
+	relay_arm(r, relay_cfg(r)->data_timeout, "data_timeout");
 }
 
 static void relay_timeout_cb(uv_timer_t *t)
@@ -437,9 +439,11 @@ static void relay_timeout_cb(uv_timer_t *t)
 		return;
 	}
 	if ((r->state == RELAY_DATA_SEND || r->state == RELAY_DATA_FINAL) && r->data_end != 0 && now >= r->data_end) {
+		r->fail_limit = "data_deadline";
 		relay_fail(r, "data_deadline");
 		return;
 	}
+	r->fail_limit = r->due_limit;
 	relay_fail(r, "timeout");
 }
 
@@ -448,13 +452,14 @@ static void relay_timeout_cb(uv_timer_t *t)
  * after it. A timer due earlier is left running and starts itself again for the rest when
  * it fires (relay_timeout_cb): a step answered in time then costs no timer restart (they
  * were about five heap operations per pipelined message). */
-static void relay_arm(struct relay *r, uint64_t ms)
+static void relay_arm(struct relay *r, uint64_t ms, const char *limit)
 {
 	uv_loop_t *loop = r->timer.loop;
 
 	if (ms == 0)
 		ms = 60000;
 	r->due = uv_now(loop) + ms;
+	r->due_limit = limit;   /* the due time's bound, whether or not the timer restarts */
 	if (!relay_timer_needs_start(r->timer_at, r->due))
 		return;		/* running, due no later (uv_is_active, uv_timer_get_due_in: as known) */
 	uv_timer_start(&r->timer, relay_timeout_cb, ms, 0);
@@ -598,10 +603,12 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 	relay_open_fn ocb = r->open_cb;
 	relay_reply_fn rcb = NULL;
 	relay_data_fn dcb = r->data_cb;
+	const char *limit = r->fail_limit;	/* a timeout's bound: logged as limit= */
 	bool msg_waiting = r->msg_waiting;
 	void *arg = r->arg, *rarg = NULL;
 	char text[480];
 
+	r->fail_limit = NULL;
 	if (st == RELAY_CLOSED)
 		return;
 	/* Commands in flight: the first one still wanted hears of the failure; the ones queued
@@ -647,9 +654,9 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 		backend_report_failure(r->gen->pool, r->b, why);
 		counter_inc(COUNTER_BACKEND_FAILURES);
 	}
-	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_error backend=%s state=%d reason=\"%s\"%s", r->b->url, st,
+	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_error backend=%s state=%d reason=\"%s\"%s%s%s", r->b->url, st,
 	    why, !(stale && protocol) ? "" : r->reused_fresh ? " pooled=reused retry=fresh" :
-	    " sent_ahead=unanswered retry=fresh");
+	    " sent_ahead=unanswered retry=fresh", limit ? " limit=" : "", limit ? limit : "");
 	relay_close(r);
 	if (stale && protocol)
 		relay_drop_idle_of(r->w, r->b);
@@ -960,7 +967,7 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 			return;
 		}
 		r->state = RELAY_TLS_HANDSHAKE;
-		relay_arm(r, relay_cfg(r)->reply_timeout);
+		relay_arm(r, relay_cfg(r)->reply_timeout, "reply_timeout");
 		return;
 	case RELAY_XCLIENT: {
 		bool again = r->xclient_again;
@@ -1230,7 +1237,7 @@ static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen
 		relay_fail(r, uv_strerror(rc));
 		return;
 	}
-	relay_arm(r, relay_cfg(r)->connect_timeout);
+	relay_arm(r, relay_cfg(r)->connect_timeout, "connect_timeout");
 	r->open_env = env;
 	if (hdr_len > 0)	/* the header goes first on the wire, queued before anything else */
 		relay_write_raw(r, (const char *)hdr, hdr_len, false);
@@ -1286,7 +1293,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 			r->state = RELAY_READY;
 			relay_disarm(r);
 		} else {
-			relay_arm(r, relay_cfg(r)->reply_timeout);
+			relay_arm(r, relay_cfg(r)->reply_timeout, "reply_timeout");
 		}
 		if (p.ahead) {
 			/* A command sent ahead: its reply is kept for its owner (relay_ahead_deliver). */
@@ -1371,7 +1378,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 		}
 		r->nreplies++;
 		if (r->nreplies < r->nrcpt) {
-			relay_arm(r, relay_cfg(r)->data_timeout);
+			relay_arm(r, relay_cfg(r)->data_timeout, "data_timeout");
 			return;
 		}
 		relay_data_fn cb = r->data_cb;
@@ -1379,7 +1386,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 		if (r->fifo_len > 0) {
 			/* Commands went out behind the dot (relay_queue_ahead): their replies follow. */
 			r->state = RELAY_COMMAND;
-			relay_arm(r, relay_cfg(r)->reply_timeout);
+			relay_arm(r, relay_cfg(r)->reply_timeout, "reply_timeout");
 		} else {
 			r->state = RELAY_READY;
 			/* RFC 5321 4.1.1.4: the reply to the dot ends the transaction */
@@ -1441,7 +1448,7 @@ static void relay_park(struct relay *r)
 	r->next_idle = r->w->idle;
 	r->w->idle = r;
 	r->w->nidle++;
-	relay_arm(r, RELAY_IDLE_MS);
+	relay_arm(r, RELAY_IDLE_MS, NULL);
 }
 
 static int relay_max_idle(const struct relay *r)
@@ -1653,7 +1660,7 @@ void relay_flush(struct relay *r)
 			relay_fail(r, "write failed");
 			return;
 		}
-		relay_arm(r, relay_cfg(r)->reply_timeout);
+		relay_arm(r, relay_cfg(r)->reply_timeout, "reply_timeout");
 	}
 	relay_ahead_deliver(r);	/* replies to commands sent ahead that were in before the claim */
 }
@@ -1785,7 +1792,7 @@ static void relay_pump(struct relay *r)
 		if (last) {
 			/* the reply's data_timeout runs once the queue is written (relay_data_watch) */
 			r->state = RELAY_DATA_FINAL;
-			relay_arm(r, relay_cfg(r)->data_timeout);
+			relay_arm(r, relay_cfg(r)->data_timeout, "data_timeout");
 			relay_data_look_soon(r);
 			return;
 		}

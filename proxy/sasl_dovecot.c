@@ -258,6 +258,7 @@ struct sasl_dovecot {
 	uint64_t retry_at;           /* no connection attempt before this (uv_now ms) */
 	unsigned mechs;              /* the last completed handshake's MECH lines (0: none yet) */
 	bool freeing;
+	bool idle_drop_logged;       /* a drop with nothing in flight was logged since the last handshake */
 };
 
 static void sd_conn_close_cb(uv_handle_t *h)
@@ -316,9 +317,14 @@ static void sd_drop(struct sasl_dovecot *d, const char *why, bool retry_later)
 	sd_parser_init(&d->parser);
 	if (retry_later)
 		d->retry_at = uv_now(d->loop) + SD_RETRY_MS;
-	if (d->nreqs > 0)
+	/* With nothing in flight the drop is logged too (Dovecot restarted or gone: no session
+	 * has told yet), once until a handshake completes again: sasl_dovecot_prepare tries
+	 * again at each EHLO, a service that stays away is one line, not one a second. */
+	if (d->nreqs > 0 || !d->idle_drop_logged)
 		log_event(LOG_LVL_WARNING, NULL, "event=auth_service_error service=%s reason=\"%s\" requests=%zu",
 		    d->address, why, d->nreqs);
+	if (d->nreqs == 0)
+		d->idle_drop_logged = true;
 	while (d->reqs != NULL)
 		sd_req_finish(d->reqs, SASL_DOVECOT_TEMPFAIL, NULL, why);
 	sd_arm_timer(d);
@@ -399,6 +405,7 @@ static void sd_on_line(struct sasl_dovecot *d, const char *line, size_t len)
 		return;
 	case SD_EV_READY:
 		d->state = SD_READY;
+		d->idle_drop_logged = false;
 		d->mechs = d->parser.mechs;
 		sd_flush(d);
 		return;

@@ -1322,7 +1322,7 @@ static void session_apply_starttls(struct session *s, const struct verdict *v)
 	s->helo_given = false;
 	s->env.esmtp = false;
 	session_enter_state(s, SESSION_STARTTLS);
-	session_arm(s, s->cfg->limits.command_timeout);
+	session_arm(s, s->cfg->limits.command_timeout, "command_timeout");
 }
 
 static void session_apply_help(struct session *s, const struct verdict *v);
@@ -2067,7 +2067,7 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 		hold = 0;       /* the pregreet delay still runs longer */
 	if (hold) {
 		log_event(LOG_LVL_DEBUG, s->id, "event=tarpit ms=%llu stage=connect", (unsigned long long)hold);
-		session_arm(s, hold);
+		session_arm(s, hold, NULL);
 	}
 	if (uv_is_active((uv_handle_t *)&s->timer)) {
 		/* The pregreet delay or the tarpit still runs: its end greets. */
@@ -2195,7 +2195,7 @@ void session_start_connect(struct session *s)
 		s->teaser_held = true;
 		/* the pregreet module asks pregreet.pass_store meanwhile (the connect stage) */
 		s->env.pregreet_pass = HOOK_PREGREET_TESTING;
-		session_arm(s, pg->delay);
+		session_arm(s, pg->delay, NULL);
 		/* what came in the PROXY header's segment was sent before any greeting too */
 		if (s->inlen > 0)
 			session_note_pregreet(s, s->in, s->inlen);

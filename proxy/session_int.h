@@ -66,6 +66,7 @@ struct session {
 	bool timer_tarpit;                /* ... armed by session_arm_tarpit */
 	uint64_t timer_due;               /* loop time the protocol timeout is due (0: none) */
 	uint64_t timer_fire;              /* loop time the uv timer was started for */
+	const char *timer_limit;          /* the config key of the bound timer_due is (event=timeout) */
 	uv_timer_t chain_timer;           /* module timeouts (the chain's) */
 	int open_handles;
 	char id[20];
@@ -259,8 +260,9 @@ void session_pause(struct session *s);
 void session_unpause(struct session *s);
 /* The protocol timer: ms (0: 300 s) from now. A later due time than the running timer's
  * is only noted (no timer stop and start per command or message): the timer fires at its
- * first due time and starts again for the rest. */
-void session_arm(struct session *s, uint64_t ms);
+ * first due time and starts again for the rest. limit: the config key whose bound ms is
+ * (event=timeout's limit=), or NULL for a delay whose end greets (pregreet, tarpit). */
+void session_arm(struct session *s, uint64_t ms, const char *limit);
 /* No protocol timeout until the next session_arm (a stage runs): the uv timer may still
  * run, its callback then does nothing. */
 void session_disarm(struct session *s);

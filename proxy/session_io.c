@@ -148,8 +148,9 @@ static void session_timeout_cb(uv_timer_t *t)
 	}
 	counter_inc(COUNTER_SESSIONS_TIMEOUT);
 	bool whole = session_past_deadline(s, now);
-	log_event(LOG_LVL_INFO, s->id, "event=timeout state=%s client=%s%s", session_state_name(s->state),
-	    s->env.client_ip, whole ? " limit=session_deadline" : "");
+	const char *limit = whole ? "session_deadline" : s->timer_limit ? s->timer_limit : "command_timeout";
+	log_event(LOG_LVL_INFO, s->id, "event=timeout state=%s client=%s limit=%s", session_state_name(s->state),
+	    s->env.client_ip, limit);
 	if (whole)
 		session_reply(s, "421 4.4.2 %s Error: session time limit reached, reconnect to go on", s->cfg->hostname);
 	else if (s->state != SESSION_PROXY && s->state != SESSION_TLS && s->state != SESSION_STARTTLS)
@@ -160,11 +161,13 @@ static void session_timeout_cb(uv_timer_t *t)
 		session_close(s, "timeout");
 }
 
-void session_arm(struct session *s, uint64_t ms)
+void session_arm(struct session *s, uint64_t ms, const char *limit)
 {
 	if (ms == 0)
 		ms = 300000;
 	uint64_t due = uv_now(&s->w->loop) + ms;
+
+	s->timer_limit = limit;     /* the bound due is, whether or not the timer restarts */
 
 	/* The running timer fires at or before the new due time: note it, the callback
 	 * starts the timer again for the rest (no heap removal and insertion per command). */
@@ -195,7 +198,10 @@ void session_arm_data(struct session *s)
 	uint64_t now = uv_now(&s->w->loop);
 	uint64_t left = s->data_deadline_at > now ? s->data_deadline_at - now : 1;
 
-	session_arm(s, left < s->cfg->limits.data_timeout ? left : s->cfg->limits.data_timeout);
+	if (left < s->cfg->limits.data_timeout)
+		session_arm(s, left, "data_deadline");
+	else
+		session_arm(s, s->cfg->limits.data_timeout, "data_timeout");
 }
 
 /* Between commands: limits.command_timeout, or what is left of the message's deadline
@@ -207,12 +213,15 @@ void session_arm_command(struct session *s)
 {
 	uint64_t ms = s->cfg->limits.command_timeout;
 	uint64_t now = uv_now(&s->w->loop);
+	const char *limit = "command_timeout";
 
 	if (s->env.mail_from != NULL && s->bdat.used && !s->bdat.complete && !s->bdat.failed) {
 		uint64_t left = s->data_deadline_at > now ? s->data_deadline_at - now : 1;
 
-		if (left < ms)
+		if (left < ms) {
 			ms = left;
+			limit = "data_deadline";
+		}
 	}
 	if (s->env.mail_from == NULL) {
 		/* limits.session_deadline: outside a transaction only, so a message under way
@@ -220,10 +229,12 @@ void session_arm_command(struct session *s)
 		uint64_t end = s->started_ms + s->cfg->limits.session_deadline;
 		uint64_t left = end > now ? end - now : 1;
 
-		if (left < ms)
+		if (left < ms) {
 			ms = left;
+			limit = "session_deadline";
+		}
 	}
-	session_arm(s, ms);
+	session_arm(s, ms, limit);
 }
 
 /* Whether the session ran past limits.session_deadline outside a transaction (the timer
@@ -345,7 +356,7 @@ void session_close(struct session *s, const char *reason)
 	}
 	if (s->writes_inflight > 0 && !s->write_failed) {
 		/* The last replies are still going out; close from the write callback. Bound it. */
-		session_arm(s, SESSION_CLOSE_LINGER_MS);
+		session_arm(s, SESSION_CLOSE_LINGER_MS, NULL);
 		return;
 	}
 	if (!uv_is_closing((uv_handle_t *)&s->tcp)) {
@@ -567,7 +578,7 @@ static void session_tls_established_cb(void *arg)
 	}
 	session_log_tls(s);
 	session_enter_idle(s);
-	session_arm(s, s->cfg->limits.command_timeout);
+	session_arm(s, s->cfg->limits.command_timeout, "command_timeout");
 }
 
 static const struct tlsconn_ops session_tls_ops = {
@@ -599,7 +610,7 @@ static void session_begin(struct session *s)
 			return;
 		}
 		session_enter_state(s, SESSION_TLS);
-		session_arm(s, s->cfg->limits.command_timeout);
+		session_arm(s, s->cfg->limits.command_timeout, "command_timeout");
 		session_unpause(s);
 		if (s->inlen) {
 			/* on_plain appends to s->in: feed a copy */
@@ -866,7 +877,7 @@ static void session_start(struct session *s)
 			return;
 		}
 		session_enter_state(s, SESSION_PROXY);
-		session_arm(s, s->cfg->limits.proxy_timeout);
+		session_arm(s, s->cfg->limits.proxy_timeout, "proxy_timeout");
 		session_unpause(s);
 		return;
 	}

@@ -10,9 +10,14 @@ behind Postfix the same client sees only PLAIN and uses it. Now:
   handshake offered (both while that is not known yet);
 - AUTH with a mechanism Dovecot does not offer is 504 5.5.4 (unrecognized, RFC 4954 4), not a
   temporary failure, and counts as no failed login;
-- the offered one (and swaks --auth choosing from the list) authenticates."""
+- the offered one (and swaks --auth choosing from the list) authenticates;
+- Dovecot going away while nothing is asked of it is logged once (event=auth_service_error
+  ... requests=0; before, nothing until a client's AUTH failed, and then only the session's
+  auth_error): not again when the next EHLO finds it still gone."""
 import base64
 import os
+import re
+import signal
 import subprocess
 import sys
 
@@ -40,7 +45,7 @@ text = text.replace('port = %d' % dv.port, 'port = %d' % mt.free_port())
 conf2 = os.path.join(base, 'dovecot.conf')
 with open(conf2, 'w') as f:
     f.write(text)
-mt.spawn([mt.tool('dovecot'), '-F', '-c', conf2], 'dovecot-plain')
+plain = mt.spawn([mt.tool('dovecot'), '-F', '-c', conf2], 'dovecot-plain')
 if not mt.wait_for(lambda: os.path.exists(sock), 15):
     mt.fail('dovecot (plain only) did not start:\n' + mt.log_of('dovecot-plain')[-1000:])
 
@@ -78,6 +83,33 @@ r = subprocess.run(['swaks', '--server', '127.0.0.1', '--port', str(mx.port), '-
                    capture_output=True, text=True, timeout=mt.slack(60))
 mt.check(r.returncode == 0 and '235 ' in r.stdout and len(be.by_tag('mech')) == 1,
          'swaks --auth (any mechanism from the list) authenticates and delivers (rc %d)\n%s' % (r.returncode, r.stdout[-500:]))
+
+# Dovecot goes away while the worker's connection to it is idle: one service-level line. Its
+# auth process outlives a master stopped alone (it serves the connections it has until they
+# close): the test's own Dovecot's processes, by pid, are killed (as a crash, or an OOM kill).
+n0 = mx.log_size()
+kids = [int(k) for k in open('/proc/%d/task/%d/children' % (plain.pid, plain.pid)).read().split()]
+mt.check(kids != [], 'dovecot-plain runs its services (%s)' % kids)
+for k in kids:
+    try:
+        os.kill(k, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+plain.terminate()
+plain.wait(mt.slack(10))
+m = mx.wait_log(r'(?m)warning - event=auth_service_error service=unix:\S+ reason="connection closed by Dovecot" '
+                r'requests=0$', 10, n0)
+mt.check(m is not None, 'Dovecot gone with nothing in flight: logged event=auth_service_error ... requests=0 (%s)'
+         % mx.tail(5))
+# the next EHLO tries again (nothing listens) and AUTH is refused: the outage is not logged again
+c = mt.Client(mx.port, tls=True)
+c.ehlo()
+code, text = c.cmd('AUTH PLAIN ' + base64.b64encode(b'\0alice\0secret').decode())
+c.close()
+mt.check(code == 454, 'Dovecot gone: AUTH 454 (%s %s)' % (code, text))
+mt.check(mx.wait_log(r'event=auth_error ', 5, n0) is not None and
+         mx.count_log(r'event=auth_service_error ', n0) == 1,
+         'the outage is one service line, not one per attempt (%s)' % re.findall(r'event=auth_\S+ .*', mx.log()[n0:]))
 
 mx.stop()
 mt.finish()

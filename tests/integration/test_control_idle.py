@@ -10,7 +10,8 @@ mxgatectl got "too many control connections".
 - busy: 16 clients each owed replies they do not read are not taken over: the 17th is
   refused with ERR too many, as before.
 - idle_timeout: control.idle_timeout 1s closes a connection idle 1 s (the default, 60 s,
-  would hold it); a reload to 3s applies to the next wait.
+  would hold it), logged event=control_closed reason=idle; a reload to 3s applies to the next
+  wait.
 """
 import os
 import socket
@@ -138,6 +139,9 @@ eof, took = wait_eof(s, t0)
 mt.check(h is not None and h.startswith('OK ') and eof == b'' and 0.8 <= took,
          'idle_timeout: 1s closes an idle connection after 1 s (%s, %r after %.2fs)' % (h, eof, took))
 s.close()
+m = mx.wait_log(r'event=control_closed reason=idle idle_ms=(\d+)', 5)
+mt.check(m is not None and int(m.group(1)) >= 1000,
+         'idle_timeout: the close is logged, event=control_closed reason=idle idle_ms>=1000 (%s)' % (m and m.group(0)))
 cfg['control']['idle_timeout'] = '3s'
 mx.reload(cfg)
 mt.check(mx.wait_log(r'event=reloaded ', 10) is not None, 'idle_timeout: reloaded')

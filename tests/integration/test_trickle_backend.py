@@ -13,7 +13,9 @@ start (the command sent, the connect), never from the last read, so each ends at
 The client is told a 4xx (never a 250 without the backend's), nothing is relayed. What ended
 each case is the daemon's event=backend_error with the bound's reason ("timeout", or
 "data_deadline" for the slow reader; a timer reset on every read would never fire, and the
-peer's own end after LIMIT would be a closed connection, not a timeout), and the probe's
+peer's own end after LIMIT would be a closed connection, not a timeout) and the bound's config
+key in limit= (connect_timeout, reply_timeout, data_timeout, data_deadline: before, "timeout"
+alone did not say which), and the probe's
 event=backend_down "timeout during greeting". Each case prints how long the client waited
 (the figure in the docs' table), not checked: a loaded machine makes it what it makes it.
 """
@@ -49,7 +51,7 @@ def never_ending(first):
     return hook
 
 
-def case(name, hooks, bound, reason='timeout', size=0, more=None):
+def case(name, hooks, bound, limit, reason='timeout', size=0, more=None):
     if ONLY and name not in ONLY.split(','):
         return
     bad = hp.scripted('bk-' + name, hooks)
@@ -66,32 +68,33 @@ def case(name, hooks, bound, reason='timeout', size=0, more=None):
     figures[name] = took
     mt.say('%s: %s %s (stage %s) after %.2fs (bound %.1fs)' % (name, r.code, r.text[:60], r.stage, took, bound))
     mt.check(r.code is not None and 400 <= r.code < 500, '%s: the client is told a 4xx (%s %s)' % (name, r.code, r.text))
-    errs = mt.wait_for(lambda: re.findall(r'event=backend_error backend=\S+ state=\d+ reason="([^"]*)"', mx.log()), 5)
-    mt.check(errs == [reason], '%s: ended by its bound, logged event=backend_error reason="%s" (%s)' % (name, reason, errs))
+    errs = mt.wait_for(lambda: re.findall(r'event=backend_error backend=\S+ state=\d+ reason="([^"]*)"(.*)', mx.log()), 5)
+    mt.check([e[0] for e in errs or []] == [reason] and errs[0][1].endswith(' limit=' + limit),
+             '%s: ended by its bound, logged event=backend_error reason="%s" ... limit=%s (%s)' % (name, reason, limit, errs))
     mt.check(not bad.messages, '%s: nothing relayed' % name)
     mt.check(mx.alive(), '%s: mxgate alive' % name)
     mx.stop()
     bad.stop()
 
 
-case('greeting', {'greet': never_ending(b'220-backend.test\r\n')}, CONNECT)
-case('ehlo', {'ehlo': never_ending(b'250-backend.test\r\n')}, REPLY)
-case('mail', {'mail': never_ending(b'250-2.1.0 fine so far\r\n')}, REPLY)
-case('data_354', {'data': never_ending(b'354-go\r\n')}, REPLY)
+case('greeting', {'greet': never_ending(b'220-backend.test\r\n')}, CONNECT, 'connect_timeout')
+case('ehlo', {'ehlo': never_ending(b'250-backend.test\r\n')}, REPLY, 'reply_timeout')
+case('mail', {'mail': never_ending(b'250-2.1.0 fine so far\r\n')}, REPLY, 'reply_timeout')
+case('data_354', {'data': never_ending(b'354-go\r\n')}, REPLY, 'reply_timeout')
 
 
 def dot(srv, p, arg):
     return never_ending(b'250-2.0.0 nearly\r\n')(srv, p, None)
 
 
-case('final_reply', {'dot': dot}, DATA)
+case('final_reply', {'dot': dot}, DATA, 'data_timeout')
 
 # ------------------------------------------------------------------- a backend reading at a trickle
 # The backend takes the message 64 KB every TICK (a backend with a failing disk, a slow
 # content scan in line): the 8 MB would take 40 s. Each part it takes starts
 # backends.data_timeout again (a stall timeout, Postfix's smtp_data_xfer_timeout), so
 # backends.data_deadline is what ends it.
-case('slow_reader', {'data': hp.slow_reader(TICK, LIMIT + 5)}, DEADLINE, 'data_deadline', size=8 << 20,
+case('slow_reader', {'data': hp.slow_reader(TICK, LIMIT + 5)}, DEADLINE, 'data_deadline', 'data_deadline', size=8 << 20,
      more={'data_deadline': '%ds' % DEADLINE})
 
 # ------------------------------------------------------------------- health probes

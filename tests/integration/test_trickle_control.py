@@ -5,15 +5,16 @@ runs from the connect or the last answer, never from a read, so a request line t
 octet every 2 s, or a request body announced by --length and trickled, is closed 60 s after
 the connect, unanswered. The two run side by side: the test takes a minute.
 
-The daemon logs nothing when it closes an idle control connection, so the close itself is the
-event: the trickle never finishes and stays inside any per-read timer, so only the idle bound
-can end it (a timer reset on reads never would: the case's own limit, twice the bound, ends it
-and the check fails). Not before the bound: counted from before the connect, which is before
+The close is the event, and the daemon's line for it, event=control_closed reason=idle (one
+per connection; before, an idle close logged nothing): the trickle never finishes and stays
+inside any per-read timer, so only the idle bound can end it (a timer reset on reads never
+would: the case's own limit, twice the bound, ends it and the check fails). Not before the bound: counted from before the connect, which is before
 the daemon's timer starts, a loaded machine can only make it later. How much later is not
 checked.
 """
 import itertools
 import os
+import re
 import socket
 import sys
 import threading
@@ -50,6 +51,9 @@ for name, (closed, took, since, got) in sorted(results.items()):
     mt.say('%s: closed=%s after %.1fs (%.1fs from before the connect) %r' % (name, closed, took, since, got[:60]))
     mt.check(closed and since >= IDLE - 0.05 and not got.startswith(b'OK'),
              '%s trickled: closed by the 60 s idle bound, not before it, unanswered (%.1fs, %r)' % (name, since, got[:60]))
+closes = mt.wait_for(lambda: re.findall(r'event=control_closed reason=idle idle_ms=(\d+)', mx.log()), 5)
+mt.check(len(closes or []) == 2 and all(int(ms) >= IDLE * 1000 - 50 for ms in closes),
+         'the daemon logs each idle close: event=control_closed reason=idle idle_ms>=60000 (%s)' % closes)
 code, out, err = mt.ctl(sock_path, 'status')
 mt.check(code == 0, 'the control socket still answers (%s %s)' % (code, err[-100:]))
 mt.finish()
