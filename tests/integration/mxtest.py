@@ -76,7 +76,8 @@ API (everything else is internal):
   trickle(sock, pieces, every, limit) -> (closed, seconds, bytes read): a client (or peer) that
          sends a piece every `every` s and never finishes;  drip(sock, data, every, limit): a
          reply sent an octet at a time (slow peers, test_trickle*)
-  stuff(data) -> dot-stuffed bytes + terminator;  proxy_v2(src, dst_port, sport, dst) -> bytes
+  stuff(data) -> dot-stuffed bytes + terminator;  proxy_v2(src, dst_port, sport, dst) -> bytes;
+  proxy_hears(port, src, timeout) -> what a PROXY v2 client from src hears until the close
   message_ids(iterable of message bytes) -> set of tags put there by message()
   session_codes(port, proxy_src, lines, data, ehlo) -> the codes of one session's commands
   connect_answer(port, timeout) -> (socket, '220' | '421' | 'none'): what a new connection hears first
@@ -2263,6 +2264,24 @@ def proxy_v2(src, dst_port, sport=40000, dst='127.0.0.1'):
     body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!HH', sport, dst_port)
     return b'\r\n\r\n\x00\r\nQUIT\n' + bytes([0x21, 0x11]) + struct.pack('!H', len(body)) + body
 
+
+
+def proxy_hears(port, src, timeout=10):
+    """Everything a client from src (PROXY v2 header first) is told until the server closes
+    it, or until timeout (scaled by slack) passes without a byte; as text."""
+    s = socket.create_connection(('127.0.0.1', port), timeout=slack(timeout))
+    s.sendall(proxy_v2(src, port))
+    got = b''
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return got.decode(errors='replace')
 
 class Result(tuple):
     """send_mail's (code, text), with .stage (connect|helo|mail|rcpt|data|eom|io: where it

@@ -14,7 +14,6 @@ the 421 first. Now the teaser waits for the connect stage's synchronous part:
 - a client not refused still gets the teaser, and the final line after the delay
 """
 import os
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -27,21 +26,6 @@ def gate(name, **kw):
     return mt.Mxgate(mt.proxied_config([be.url], pregreet={'delay': '3s', 'action': 'reject'}, **kw), name)
 
 
-def hears(port, src):
-    """Everything a client from src (PROXY v2) is told until the server closes (bounded)."""
-    s = socket.create_connection(('127.0.0.1', port), timeout=mt.slack(10))
-    s.sendall(mt.proxy_v2(src, port))
-    got = b''
-    try:
-        while True:
-            d = s.recv(4096)
-            if not d:
-                break
-            got += d
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
-    return got.decode(errors='replace')
 
 
 def held(port, src):
@@ -61,7 +45,7 @@ def only_421(what, heard):
 # ratelimit concurrency: a client's second connection while its first is open
 mx = gate('mx-concurrency', ratelimit={'rules': [{'key': 'ip', 'count': 'concurrency', 'limit': 1}]})
 first = held(mx.port, '198.18.95.1')
-only_421('concurrency 1, the second connection', hears(mx.port, '198.18.95.1'))
+only_421('concurrency 1, the second connection', mt.proxy_hears(mx.port, '198.18.95.1', 10))
 mt.check(mx.wait_log(r'event=tempfail stage=connect reason=ratelimit client=198\.18\.95\.1 code=421 '
                      r'reply="4\.7\.0 rate limit exceeded for ip 198\.18\.95\.1: 1, try again later"'),
          'logged as before: event=tempfail stage=connect reason=ratelimit ... code=421 reply=...')
@@ -80,14 +64,14 @@ mx.stop()
 mx = gate('mx-conn-rate', ratelimit={'rules': [{'key': 'ip', 'count': 'connections', 'limit': '1/1h',
                                                 'action': 'tempfail'}]})
 first = held(mx.port, '198.18.95.2')
-only_421('connections 1/1h, the second connection', hears(mx.port, '198.18.95.2'))
+only_421('connections 1/1h, the second connection', mt.proxy_hears(mx.port, '198.18.95.2', 10))
 first.close()
 mx.stop()
 
 # limits.max_connections_per_ip (the session counts it before the connect stage runs)
 mx = gate('mx-per-ip', limits={'max_connections_per_ip': 1})
 first = held(mx.port, '198.18.95.3')
-only_421('max_connections_per_ip 1, the second connection', hears(mx.port, '198.18.95.3'))
+only_421('max_connections_per_ip 1, the second connection', mt.proxy_hears(mx.port, '198.18.95.3', 10))
 mt.check(mx.wait_log(r'event=tempfail stage=connect reason=max_connections_per_ip client=198\.18\.95\.3'),
          'logged event=tempfail stage=connect reason=max_connections_per_ip')
 first.close()

@@ -28,7 +28,6 @@ waits), the recording Backend (XCLIENT), tests/peers/mx_milter.py, redis-server.
 decides a check.
 """
 import os
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -57,21 +56,6 @@ def gate(name, **kw):
         dns={'resolvers': ['127.0.0.1:%d' % dnsp.port], 'timeout': '3s', 'cache_size': 0}, **kw), name)
 
 
-def hears(port, src):
-    """Everything a client from src (PROXY v2) is told until the server closes (bounded)."""
-    s = socket.create_connection(('127.0.0.1', port), timeout=mt.slack(15))
-    s.sendall(mt.proxy_v2(src, port))
-    got = b''
-    try:
-        while True:
-            d = s.recv(4096)
-            if not d:
-                break
-            got += d
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
-    return got.decode(errors='replace')
 
 
 def only_421(what, heard):
@@ -102,7 +86,7 @@ def served(port, src, tag):
 mx = gate('mx-fcrdns', helo_checks={'enabled': True, 'fcrdns': {'enabled': True, 'action': 'score'}})
 ip = '198.18.96.1'
 first = held(mx.port, ip)
-only_421('fcrdns on, connections 1/1h, the second connection', hears(mx.port, ip))
+only_421('fcrdns on, connections 1/1h, the second connection', mt.proxy_hears(mx.port, ip, 15))
 mt.check(mx.wait_log(r'event=tempfail stage=connect reason=ratelimit client=198\.18\.96\.1 code=421 ') is not None,
          'logged: event=tempfail stage=connect reason=ratelimit ... code=421')
 first.close()
@@ -119,7 +103,7 @@ mx = gate('mx-plugin', plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d
                                  'on_error': 'tempfail'}])
 ip = '198.18.96.2'
 first = held(mx.port, ip)
-only_421('a milter, connections 1/1h, the second connection', hears(mx.port, ip))
+only_421('a milter, connections 1/1h, the second connection', mt.proxy_hears(mx.port, ip, 15))
 first.close()
 ip = '198.18.96.4'
 m = served(mx.port, ip, 'plugin1')
@@ -135,7 +119,7 @@ red = mt.redis()
 mx = gate('mx-reputation', reputation={'store': 'redis://127.0.0.1:%d' % red.port, 'allow': ['198.18.96.6/32']})
 ip = '198.18.96.5'
 first = held(mx.port, ip)
-only_421('reputation in Redis, connections 1/1h, the second connection', hears(mx.port, ip))
+only_421('reputation in Redis, connections 1/1h, the second connection', mt.proxy_hears(mx.port, ip, 15))
 mt.check(mx.wait_log(r'event=tempfail stage=connect reason=ratelimit client=198\.18\.96\.5 code=421 ') is not None,
          'logged: event=tempfail stage=connect reason=ratelimit client=198.18.96.5 ... code=421')
 first.close()
