@@ -37,6 +37,7 @@
 #include "proxy/cfg_value.h"
 #include "proxy/config.h"
 #include "proxy/control_verbs.h"
+#include "proxy/domain.h"
 #include "proxy/headers.h"
 #include "proxy/jsonw.h"
 #include "proxy/log.h"
@@ -182,6 +183,8 @@ static int lc_rl_value(long v6prefix, const struct ratelimit_rule_config *r,
 		a = lc_unbracket(addr);
 		return lc_lower(*a || r->key == RATELIMIT_KEY_RECIPIENT ? a : "<>", out, outlen);
 	}
+	if (r->key == RATELIMIT_KEY_RECIPIENT_DOMAIN)   /* the session's normal form */
+		return domain_normalize(arg, strlen(arg), out, outlen) < 0 ? -1 : 0;
 	return lc_lower(arg, out, outlen);
 }
 

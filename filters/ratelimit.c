@@ -14,6 +14,7 @@
 
 #include "proxy/config.h"
 #include "proxy/counters.h"
+#include "proxy/domain.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/msgbuf.h"
@@ -26,7 +27,7 @@
 /* ---- configuration ------------------------------------------------------------------- */
 
 static const char *const rl_key_names[] = { "ip", "ip_prefix", "helo", "sender",
-	"sender_domain", "recipient", "auth_domain", "auth_user", NULL };
+	"sender_domain", "recipient", "auth_domain", "auth_user", "recipient_domain", NULL };
 static const char *const rl_count_names[] = { "connections", "concurrency", "messages",
 	"recipients", "bytes", NULL };
 static const char *const rl_action_names[] = { "tempfail", "reject", "delay", NULL };
@@ -35,7 +36,7 @@ static const char *const rl_sender_names[] = { "any", "null", NULL };
 
 const char *ratelimit_key_name(int key)
 {
-	return key >= 0 && key <= RATELIMIT_KEY_AUTH_USER ? rl_key_names[key] : "?";
+	return key >= 0 && key <= RATELIMIT_KEY_RECIPIENT_DOMAIN ? rl_key_names[key] : "?";
 }
 
 const char *ratelimit_count_name(int count)
@@ -133,6 +134,9 @@ static const char *rl_rule_problem(const struct ratelimit_rule_config *r)
 	if (r->key == RATELIMIT_KEY_AUTH_DOMAIN && r->count != RATELIMIT_COUNT_MESSAGES &&
 	    r->count != RATELIMIT_COUNT_BYTES)
 		return "auth_domain is known at end of data: count messages or bytes";
+	if (r->key == RATELIMIT_KEY_RECIPIENT_DOMAIN && r->count != RATELIMIT_COUNT_MESSAGES &&
+	    r->count != RATELIMIT_COUNT_RECIPIENTS)
+		return "recipient_domain is judged at RCPT: count messages or recipients";
 	if (r->sender == RATELIMIT_SENDER_NULL && (r->count == RATELIMIT_COUNT_CONNECTIONS ||
 	    r->count == RATELIMIT_COUNT_CONCURRENCY))
 		return "sender: null is known at MAIL FROM: count messages, recipients or bytes";
@@ -175,7 +179,7 @@ static int rl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 static const struct cfg_field rl_rule_fields[] = {
 	{ "key", CFG_ENUM, offsetof(struct ratelimit_rule_config, key), "ip", .choices = rl_key_names,
-	  .doc = "what is counted per: ip, ip_prefix, helo, sender, sender_domain, recipient, auth_domain (DKIM/SPF-aligned From domain, at end of data), auth_user (the SMTP AUTH user; unauthenticated sessions are not counted)" },
+	  .doc = "what is counted per: ip, ip_prefix, helo, sender, sender_domain, recipient, recipient_domain (the recipient's domain, compared as accept_domains; messages count each domain of a message once, at its first RCPT, which gets the refusal), auth_domain (DKIM/SPF-aligned From domain, at end of data), auth_user (the SMTP AUTH user; unauthenticated sessions are not counted)" },
 	{ "count", CFG_ENUM, offsetof(struct ratelimit_rule_config, count), "messages",
 	  .choices = rl_count_names,
 	  .doc = "what is counted: connections, concurrency, messages, recipients, bytes" },
@@ -297,6 +301,14 @@ int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook
 		if (rcpt == NULL || rcpt[0] == '\0')
 			return -1;
 		return rl_copy_lower(rcpt, out, outlen);
+	case RATELIMIT_KEY_RECIPIENT_DOMAIN:
+		if (rcpt == NULL)
+			rcpt = env->cur_rcpt;
+		at = rcpt ? domain_of_address(rcpt) : NULL;
+		/* accept_domains' normal form: "A.Test." and "a.test" are one bucket */
+		if (at == NULL || at[0] == '\0')
+			return -1;
+		return domain_normalize(at, strlen(at), out, outlen) < 0 ? -1 : 0;
 	case RATELIMIT_KEY_AUTH_DOMAIN:
 		/* only what DKIM or SPF authenticated: an unauthenticated From never keys */
 		at = senderauth_auth_domain(env);
@@ -576,7 +588,10 @@ static unsigned rl_rule_stages(const struct ratelimit_rule_config *r)
 	case RATELIMIT_COUNT_CONCURRENCY:
 		return (1u << HOOK_CONNECT) | (1u << HOOK_CLOSE);
 	case RATELIMIT_COUNT_MESSAGES:
-		/* the authenticated domain exists only once senderauth has judged the message */
+		/* the authenticated domain exists only once senderauth has judged the message; a
+		 * recipient domain is counted at its first RCPT, so that RCPT alone is refused */
+		if (r->key == RATELIMIT_KEY_RECIPIENT_DOMAIN)
+			return 1u << HOOK_RCPT;
 		return r->key == RATELIMIT_KEY_AUTH_DOMAIN ? 1u << HOOK_EOM : 1u << HOOK_DATA;
 	case RATELIMIT_COUNT_RECIPIENTS:
 		return 1u << HOOK_RCPT;
@@ -1156,6 +1171,20 @@ static void rl_release_held(struct rl_session *s)
 	}
 }
 
+/* Messages per recipient domain: whether this transaction already holds an accepted
+ * recipient of domain (normal form) — the message was counted for it at that RCPT. */
+static bool rl_domain_counted(const struct ratelimit_rule_config *r, const struct hook_env *env,
+    const char *domain)
+{
+	char d[DOMAIN_MAX + 1];
+
+	for (size_t j = 0; j < env->nrcpts; j++)
+		if (ratelimit_key_value(r, env, env->rcpts[j].addr, d, sizeof(d)) == 0 &&
+		    strcmp(d, domain) == 0)
+			return true;
+	return false;
+}
+
 static void rl_run(void *wstate, int slot, struct hook_call *call)
 {
 	struct rl_worker *w = wstate;
@@ -1215,6 +1244,9 @@ static void rl_run(void *wstate, int slot, struct hook_call *call)
 			continue;
 		}
 		if (ratelimit_key_value(r, env, NULL, value, sizeof(value)) < 0)
+			continue;
+		if (r->key == RATELIMIT_KEY_RECIPIENT_DOMAIN && r->count == RATELIMIT_COUNT_MESSAGES &&
+		    rl_domain_counted(r, env, value))
 			continue;
 		rl_op_add(op, i, value, r->count == RATELIMIT_COUNT_BYTES ? cost : 1);
 	}

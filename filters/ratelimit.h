@@ -1,5 +1,5 @@
-/* ratelimit.h — rate limits per client IP, IP prefix, HELO, sender, sender domain or
- * recipient, counting connections, concurrency, messages, recipients or bytes (GCRA), in a
+/* ratelimit.h — rate limits per client IP, IP prefix, HELO, sender, sender domain,
+ * recipient or recipient domain, counting connections, concurrency, messages, recipients or bytes (GCRA), in a
  * local in-process table or in Redis shared by every node (one atomic script per check).
  *
  * Where each count is taken:
@@ -8,6 +8,9 @@
  *   messages     HOOK_DATA: a message counts once DATA is reached, so attempts refused at
  *                MAIL/RCPT consume nothing (key recipient: once per accepted recipient);
  *                key auth_domain: HOOK_EOM, once filters/senderauth.c knows the domain
+ *                key recipient_domain: HOOK_RCPT, at the first RCPT of each domain in a
+ *                transaction (that RCPT gets the refusal; the domain's other recipients
+ *                of the message are free)
  *   recipients   HOOK_RCPT, per candidate recipient
  *   bytes        HOOK_EOM, the message size (a message larger than the whole limit passes
  *                only when the bucket is full, and empties it)
@@ -30,7 +33,8 @@ enum ratelimit_key {
 	RATELIMIT_KEY_IP = 0, RATELIMIT_KEY_IP_PREFIX, RATELIMIT_KEY_HELO, RATELIMIT_KEY_SENDER,
 	RATELIMIT_KEY_SENDER_DOMAIN, RATELIMIT_KEY_RECIPIENT,
 	RATELIMIT_KEY_AUTH_DOMAIN,  /* DKIM/SPF-aligned From domain (senderauth), never a bare From */
-	RATELIMIT_KEY_AUTH_USER     /* the SMTP AUTH user (proxy/auth.c); unauthenticated: no count */
+	RATELIMIT_KEY_AUTH_USER,    /* the SMTP AUTH user (proxy/auth.c); unauthenticated: no count */
+	RATELIMIT_KEY_RECIPIENT_DOMAIN  /* the recipient's domain in domain.c's normal form */
 };
 enum ratelimit_count {
 	RATELIMIT_COUNT_CONNECTIONS = 0, RATELIMIT_COUNT_CONCURRENCY, RATELIMIT_COUNT_MESSAGES,

@@ -301,6 +301,8 @@ static const struct cfg_field limits_fields[] = {
 	  1, 10000000, .doc = "concurrent client connections, all workers together (each may hold 4 file descriptors: 16000 fits the unit's LimitNOFILE=65536)" },
 	{ "max_connections_per_ip", CFG_INT, offsetof(struct limits_config, max_connections_per_ip),
 	  "50", 1, 10000000, .doc = "concurrent connections from one client (an IPv6 client: its client_ipv6_prefix network)" },
+	{ "connection_limit_exceptions", CFG_CIDRLIST, offsetof(struct limits_config, connection_limit_exceptions),
+	  .doc = "clients max_connections_per_ip does not cap (Postfix's smtpd_client_connection_limit_exceptions): a campus or carrier NAT, a trusted relay; addresses, prefixes or file:PATH (re-read on reload). Still counted by max_connections" },
 	{ "client_ipv6_prefix", CFG_INT, offsetof(struct limits_config, client_ipv6_prefix), "64",
 	  32, 128, .doc = "an IPv6 client is its network of this length wherever a client is a key: max_connections_per_ip, ratelimit key ip, reputation's client record (128: each address)" },
 	{ "max_message_size", CFG_SIZE, offsetof(struct limits_config, max_message_size), "50M",

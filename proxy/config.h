@@ -50,6 +50,7 @@ enum filter_deadline_action { FILTER_DEADLINE_TEMPFAIL = 0, FILTER_DEADLINE_ACCE
 struct limits_config {
 	long max_connections;
 	long max_connections_per_ip;
+	struct cfg_cidrlist connection_limit_exceptions; /* not capped by max_connections_per_ip */
 	long client_ipv6_prefix;    /* an IPv6 client is this network wherever a client is a key */
 	uint64_t max_message_size;
 	long max_recipients;

@@ -2125,8 +2125,11 @@ void session_start_connect(struct session *s)
 	/* In the connect states the timer is the pregreet delay only (the PROXY header's or
 	 * the TLS handshake's timeout ends here). */
 	uv_timer_stop(&s->timer);
+	/* limits.connection_limit_exceptions: counted, never capped (per_ip 0) */
 	enum conncount_result cc = conncount_acquire((const struct sockaddr *)&s->env.client,
-	    s->cfg->limits.max_connections_per_ip, s->cfg->limits.client_ipv6_prefix);
+	    cfg_cidrlist_match(&s->cfg->limits.connection_limit_exceptions,
+	    (const struct sockaddr *)&s->env.client) ? 0 : s->cfg->limits.max_connections_per_ip,
+	    s->cfg->limits.client_ipv6_prefix);
 	if (cc == CONNCOUNT_REFUSED) {
 		session_refusal_log(s, &(struct opstats_refusal){ .stage = "connect", .reason = "max_connections_per_ip",
 		    .code = 421 }, "client=%s", s->env.client_ip);

@@ -59,6 +59,13 @@ static const struct key_case key_cases[] = {
 	{ "sender without domain", RATELIMIT_KEY_SENDER_DOMAIN, 24, 64, "198.18.7.7", "", "postmaster", NULL, NULL },
 	{ "recipient lowercased", RATELIMIT_KEY_RECIPIENT, 24, 64, "198.18.7.7", "", "a@b", "User@Example.TEST", "user@example.test" },
 	{ "no recipient", RATELIMIT_KEY_RECIPIENT, 24, 64, "198.18.7.7", "", "a@b", NULL, NULL },
+	{ "recipient domain lowercased", RATELIMIT_KEY_RECIPIENT_DOMAIN, 24, 64, "198.18.7.7", "", "a@b", "User@Sub.A.TEST", "sub.a.test" },
+	{ "recipient domain root dot removed", RATELIMIT_KEY_RECIPIENT_DOMAIN, 24, 64, "198.18.7.7", "", "a@b", "u@A.Test.", "a.test" },
+	{ "recipient domain after the last @", RATELIMIT_KEY_RECIPIENT_DOMAIN, 24, 64, "198.18.7.7", "", "a@b", "\"x@y\"@B.test", "b.test" },
+	{ "recipient domain U-label as A-label", RATELIMIT_KEY_RECIPIENT_DOMAIN, 24, 64, "198.18.7.7", "", "a@b", "u@B\xc3\x9c" "CHER.example", "xn--bcher-kva.example" },
+	{ "recipient without domain", RATELIMIT_KEY_RECIPIENT_DOMAIN, 24, 64, "198.18.7.7", "", "a@b", "Postmaster", NULL },
+	{ "recipient domain empty", RATELIMIT_KEY_RECIPIENT_DOMAIN, 24, 64, "198.18.7.7", "", "a@b", "u@", NULL },
+	{ "no recipient for its domain", RATELIMIT_KEY_RECIPIENT_DOMAIN, 24, 64, "198.18.7.7", "", "a@b", NULL, NULL },
 };
 
 static void test_key_values(void **state)
