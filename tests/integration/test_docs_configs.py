@@ -8,7 +8,8 @@ would run them (README "In front of real mail servers": "Check it, then run it")
   rules), completed with a listen address and a backend when it is a fragment.
 
 Only the files a block names are supplied: a test certificate for /etc/mxgate/cert.pem and
-key.pem, an RSA key for the ARC sealing key /etc/mxgate/arc2026.pem, the built example plugin for /usr/lib/mxgate/plugins/*.so, an empty domains file, a relay_networks CIDR file,
+key.pem, an RSA key for the ARC sealing key /etc/mxgate/arc2026.pem, the built example plugin for /usr/lib/mxgate/plugins/*.so, an empty domains file, a relay_networks CIDR file, a
+connection_limit_exceptions CIDR file,
 the repository's rules for /usr/share/mxgate/rules, and the user running the test for the
 user and group "mxgate" when the package has not created them; relative paths resolve from the
 repository root. A key renamed in the code but not in the docs fails here."""
@@ -35,6 +36,8 @@ pg_clients = os.path.join(mt.TMP, 'whitelist_clients')   # docs/filters-limits.m
 open(pg_clients, 'w').write('# postgrey\ngoogle.com\n/^mail\\d+\\.example\\.com$/\n195.235.39\n')
 relay_nets = os.path.join(mt.TMP, 'relay_networks')   # docs/smtp-edge.md: a CIDR list file
 open(relay_nets, 'w').write('# the office\n192.0.2.0/24\n2001:db8::/32\n')
+nat_nets = os.path.join(mt.TMP, 'campus-nat.cidr')   # docs/filters-limits.md: connection_limit_exceptions
+open(nat_nets, 'w').write('# the campus NAT\n192.0.2.0/28\n')
 SUBST = [
     ('/etc/mxgate/cert.pem', crt), ('/etc/mxgate/key.pem', key),
     ('/etc/mxgate/domains', domains), ('/etc/mxgate/arc2026.pem', arc_key),
@@ -42,6 +45,7 @@ SUBST = [
     ('/etc/mxgate/local.rules', local_rules),
     ('/etc/postgrey/whitelist_clients', pg_clients),
     ('/etc/mxgate/relay_networks', relay_nets),
+    ('/etc/mxgate/campus-nat.cidr', nat_nets),
     ('/usr/share/mxgate/rules/', os.path.join(SRC, 'rules') + '/'),
 ]
 BASE = {'listen': 'listen: [127.0.0.1:2525]\n',
