@@ -67,7 +67,6 @@ struct session {
 	uint64_t timer_due;               /* loop time the protocol timeout is due (0: none) */
 	uint64_t timer_fire;              /* loop time the uv timer was started for */
 	const char *timer_limit;          /* the config key of the bound timer_due is (event=timeout) */
-	uv_timer_t chain_timer;           /* module timeouts (the chain's) */
 	int open_handles;
 	char id[20];
 	enum session_state state;
@@ -88,16 +87,11 @@ struct session {
 	bool connect_deferred;            /* a front end in xclient_hosts greeted without its connect
 	                                     stage: run for the client XCLIENT names, or for the
 	                                     front end itself at its own first MAIL */
-	char xclient_login[256];          /* XCLIENT LOGIN=: env.auth_user points here */
 	bool quit_after_flush;            /* close once the replies queued now are written */
 	const char *quit_reason;          /* static: the disconnect line's reason= for that close */
 	bool eof;                         /* the client closed (or half-closed) its side */
 	bool drain;                       /* the worker is draining: no new transaction */
 	bool write_failed, out_blocked;   /* the client's socket: dead / not reading replies */
-	struct verdict conn_verdict;      /* the connect stage's refusal, answered at MAIL */
-	int refused_code;                 /* the refusal the client got at connect (0 none), */
-	char refused_reason[48];          /* for the session outcome */
-	int errors;
 	long junk;                        /* NOOP/RSET/VRFY/HELP since the last delivered message */
 	long mails;                       /* MAILs begun since the last delivered message */
 	long deferrals;                   /* greylisting's 451s since the last delivered message */
@@ -106,6 +100,7 @@ struct session {
 	long rcpt_overshoot;              /* RCPTs past max_recipients in this transaction */
 	long bad_sequence;                /* commands out of order (503), the first one logged */
 	unsigned long ncommands, nmessages;
+	int errors;                       /* cleared with each delivered message: by nmessages */
 	struct linebuf lb;
 	struct session_memo *memo;        /* commands parsed ahead (session_next_group), or NULL */
 	char *in;                         /* held input */
@@ -113,10 +108,11 @@ struct session {
 	struct strbuf out;                /* replies not yet written */
 	int writes_inflight;
 	struct tlsconn *tls;
-	struct hook_env env;
-	struct chain chain;
 	uint32_t tarpit_ms;               /* hold the next replies this long (a filter's delay) */
 	const struct session_cmd *cmd;    /* the command (or stage) in flight */
+	uv_timer_t chain_timer;           /* module timeouts (the chain's) */
+	struct hook_env env;
+	struct chain chain;
 	struct smtp_tx tx;                /* the backend side of the transaction */
 	struct dataparse dp;
 	struct bdat bdat;                 /* CHUNKING: the transaction's chunks (RFC 3030) */
@@ -126,6 +122,13 @@ struct session {
 	struct auth_session *auth;        /* SMTP AUTH exchange (auth.c); NULL until AUTH */
 	uint64_t started_ms;
 	uint64_t data_deadline_at;        /* loop ms by which the DATA phase must end */
+	/* Cold: set at the connect stage or by XCLIENT, read at MAIL or at the close. Kept
+	 * behind the rest so that the fields a pipelined command writes (the timer's due time,
+	 * the state and flags, the counters, the input and reply buffers) share a few lines. */
+	struct verdict conn_verdict;      /* the connect stage's refusal, answered at MAIL */
+	int refused_code;                 /* the refusal the client got at connect (0 none), */
+	char refused_reason[48];          /* for the session outcome */
+	char xclient_login[256];          /* XCLIENT LOGIN=: env.auth_user points here */
 };
 
 /* ---- the command table (session.c) ----------------------------------------------------- */
