@@ -249,6 +249,10 @@ static void test_html_peak(void **state)
 	free(msg);
 }
 
+/* The head of the multipart messages below (boundary "b"). */
+#define MIXED_HEAD "From: a@example.org\r\nTo: b@example.test\r\nSubject: notes\r\n" \
+	"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+
 /* Many text/html parts of text, ASCII, each under body_part_scan_size: the body text joined
  * from their renderings is about the message's size (one HTML part gives at most 50000
  * characters of it). It was copied whole to turn it into a byte string (Latin-1); now it is
@@ -266,9 +270,7 @@ static void test_html_parts_peak(void **state)
 
 	(void)state;
 	assert_non_null(msg);
-	len = (size_t)snprintf(msg, cap, "From: a@example.org\r\nTo: b@example.test\r\n"
-	    "Subject: notes\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n"
-	    "\r\n");
+	len = (size_t)snprintf(msg, cap, "%s", MIXED_HEAD);
 	for (int i = 0; i < NPARTS; i++) {
 		len += (size_t)snprintf(msg + len, cap - len, "--b\r\nContent-Type: text/html; "
 		    "charset=us-ascii\r\n\r\n");
@@ -295,9 +297,7 @@ static void test_many_html_parts_peak(void **state)
 
 	(void)state;
 	assert_non_null(msg);
-	len = (size_t)snprintf(msg, cap, "From: a@example.org\r\nTo: b@example.test\r\n"
-	    "Subject: notes\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n"
-	    "\r\n");
+	len = (size_t)snprintf(msg, cap, "%s", MIXED_HEAD);
 	for (int i = 0; i < SMALL_PARTS; i++)
 		len += (size_t)snprintf(msg + len, cap - len, "--b\r\nContent-Type: text/html\r\n\r\n"
 		    "<p>conference scheduler</p>\r\n");
