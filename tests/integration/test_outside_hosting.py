@@ -26,8 +26,9 @@ and has a few big customers whose domains attract dictionary attacks. What must 
   (`smtpd_soft_error_limit` 10: sleeps) on mxgate's connections, and another customer's mail
   on the same backend is delivered meanwhile;
 - `-t` names a route domain that an earlier route takes (the first matching route wins);
-- a per-recipient-domain rate limit does not exist (`key: recipient_domain` is an error of
-  `-t`, not silently ignored).
+- a per-recipient-domain rate limit (`key: recipient_domain`, session 26) passes `-t` for
+  messages; counting connections by it is an error of `-t`, not silently ignored
+  (test_ratelimit_recipient_domain.py tests what it does).
 
 docs/filters-limits.md "A hosting provider's view" is the table of what was seen."""
 import os
@@ -136,8 +137,11 @@ mt.check(rc == 0 and 'warning: backends.routes[1].domains[0]: "vip.wild.example"
 c = cfg(CHECK_LISTEN)
 c['ratelimit'] = {'rules': [{'key': 'recipient_domain', 'count': 'messages', 'limit': '100/1h'}]}
 rc, out = mt.config_check(c, 'rcptdomain')
-mt.check(rc == 1 and 'ratelimit.rules[0].key' in out,
-         '-t: no per-recipient-domain rate limit; key recipient_domain is an error, not ignored (%s)' % out.strip()[-160:])
+mt.check(rc == 0, '-t: a per-recipient-domain message rate limit is accepted (%s)' % out.strip()[-160:])
+c['ratelimit'] = {'rules': [{'key': 'recipient_domain', 'count': 'connections', 'limit': '100/1h'}]}
+rc, out = mt.config_check(c, 'rcptdomain_conn')
+mt.check(rc == 1 and 'ratelimit.rules[0]' in out,
+         '-t: key recipient_domain counting connections is an error, not ignored (%s)' % out.strip()[-160:])
 
 mx = mt.Mxgate(cfg())
 mt.check(mx.wait_log(r'event=ready', mt.slack(20)) is not None, 'started with 5,000 domains')
