@@ -817,7 +817,9 @@ int received_parse_line(const char *line, struct rcvd_relay *out, bool *fetcher,
 
 /* ---------------------------------------------------------------- the trust path */
 
-static bool rcvd_in_set(const struct cfg_cidrlist *l, const char *ip)
+/* Is ip in l? Loopback always is when loopback_in: SpamAssassin adds 127/8 and ::1 to
+ * trusted_networks and internal_networks, not to msa_networks. */
+static bool rcvd_in_list(const struct cfg_cidrlist *l, const char *ip, bool loopback_in)
 {
 	struct sockaddr_storage ss;
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
@@ -826,16 +828,21 @@ static bool rcvd_in_set(const struct cfg_cidrlist *l, const char *ip)
 	memset(&ss, 0, sizeof(ss));
 	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
 		s4->sin_family = AF_INET;
-		if ((ntohl(s4->sin_addr.s_addr) >> 24) == 127)
-			return true;               /* SA: 127/8 and ::1 are always in */
+		if (loopback_in && (ntohl(s4->sin_addr.s_addr) >> 24) == 127)
+			return true;
 	} else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
 		s6->sin6_family = AF_INET6;
-		if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+		if (loopback_in && IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
 			return true;
 	} else {
 		return false;
 	}
 	return cfg_cidrlist_match(l, (struct sockaddr *)&ss);
+}
+
+static bool rcvd_in_set(const struct cfg_cidrlist *l, const char *ip)
+{
+	return rcvd_in_list(l, ip, true);
 }
 
 static char *rcvd_join(struct rcvd_relay **v, size_t n)
@@ -958,7 +965,7 @@ void received_info_build(struct rcvd_info *ri, const char *const *rcvd, size_t n
 			} else {
 				if (in_internal && !r->auth[0] && !rcvd_in_set(internal, r->ip))
 					in_internal = false;
-				if (rcvd_in_set(&conf->msa, r->ip)) {
+				if (rcvd_in_list(&conf->msa, r->ip, false)) {
 					found_msa = true;
 					r->msa = true;
 				}

@@ -1319,8 +1319,9 @@ def _resp(f):
     raise RuntimeError('not a RESP reply: %r' % line)
 
 
-def clamd():
-    """A private clamd (TCP and a unix socket .sock) with our EICAR-only signatures."""
+def clamd(extra_db=None):
+    """A private clamd (TCP and a unix socket .sock) with our EICAR-only signatures;
+    extra_db: more signature files, {file name: text} (e.g. a .cdb of banned names)."""
     need('clamd')
     port = hold_port().port
     d = os.path.join(TMP, 'clamav-%d' % port)
@@ -1328,6 +1329,9 @@ def clamd():
         os.makedirs(os.path.join(d, sub), exist_ok=True)
     for f in ('mxgate-eicar.ndb', 'mxgate-eicar.hdb'):
         shutil.copy(os.path.join(PEERS, 'clamav', f), os.path.join(d, 'db', f))
+    for f, text in (extra_db or {}).items():
+        with open(os.path.join(d, 'db', f), 'w') as out:
+            out.write(text)
     with open(os.path.join(PEERS, 'clamav', 'clamd.conf.in')) as f:
         conf = f.read().replace('@DIR@', d).replace('@PORT@', str(port))
     with open(os.path.join(d, 'clamd.conf'), 'w') as f:

@@ -185,6 +185,41 @@ static void test_client_relay(void **state)
 	}
 }
 
+/* Loopback is always in trusted_networks and internal_networks (SpamAssassin adds 127/8 and
+ * ::1 to both), never in msa_networks: a local handover (Postfix to a content filter on
+ * 127.0.0.1, amavis's reinjection) does not make the relay before it trusted. SpamAssassin
+ * 4.0.1 on this message with `trusted_networks 10.1.0.0/16`: 198.51.100.7 untrusted, msa=0
+ * on 127.0.0.1; mxgate took 127.0.0.1 for an MSA and trusted 198.51.100.7 (ALL_TRUSTED). */
+static void test_loopback_not_msa(void **state)
+{
+	char rules[1024];
+	const char *msg =
+	    "Received: from localhost (localhost [127.0.0.1]) by mx.example.net (Postfix) "
+	    "with ESMTP id 2; Mon, 2 Sep 2002 10:00:01 +0000\n"
+	    "Received: from mail.example.org (mail.example.org [198.51.100.7]) by mx.example.net "
+	    "(Postfix) with ESMTP id 1; Mon, 2 Sep 2002 10:00:00 +0000\n"
+	    "From: a@example.org\nSubject: x\n\nbody\n";
+	struct et *t;
+
+	(void)state;
+	snprintf(rules, sizeof(rules), "%strusted_networks 10.1.0.0/16\n"
+	    "header __UNTRUSTED_ORG X-Spam-Relays-Untrusted =~ /ip=198\\.51\\.100\\.7 /\n"
+	    "header __LOOPBACK_MSA X-Spam-Relays-Trusted =~ /ip=127\\.0\\.0\\.1 .* msa=1 /\n", relay_rules);
+	t = et_load(rules);
+	et_scan(t, msg);
+	assert_false(et_hit(t, "ALL_TRUSTED"));
+	assert_true(et_hit(t, "__UNTRUSTED_ORG"));
+	assert_false(et_hit(t, "__LOOPBACK_MSA"));
+	et_free(t);
+	/* listed in msa_networks, it is one: the relay before it is trusted */
+	snprintf(rules, sizeof(rules), "%strusted_networks 10.1.0.0/16\nmsa_networks 127.0.0.0/8\n",
+	    relay_rules);
+	t = et_load(rules);
+	et_scan(t, msg);
+	assert_true(et_hit(t, "ALL_TRUSTED"));
+	et_free(t);
+}
+
 /* A site's trusted_networks of 1,000 prefixes from the rule files (/16 to /32, IPv4 and
  * IPv6, over several lines, the ones the hops are in listed last), eight public hops: every
  * hop is looked up in the list, so the trust path is the same whichever order the entries
@@ -254,6 +289,7 @@ int main(void)
 		cmocka_unit_test(test_received_lines),
 		cmocka_unit_test(test_relay_evals),
 		cmocka_unit_test(test_client_relay),
+		cmocka_unit_test(test_loopback_not_msa),
 		cmocka_unit_test(test_trusted_networks_many),
 	};
 
