@@ -553,7 +553,10 @@ static void main_reload_abandon(void)
 {
 	if (reload_resolving) {
 		hostres_set_cancel(reload_resolving->names);
-		log_event(LOG_LVL_INFO, NULL, "event=reload_abandoned reason=stopping");
+		/* a SIGHUP queued behind it (event=reload_queued) is forgotten with it: said, so
+		 * that the file it was sent for is known not to have been read */
+		log_event(LOG_LVL_INFO, NULL, "event=reload_abandoned reason=stopping queued=%s",
+		    reload_again ? "yes" : "no");
 	}
 	reload_again = false;
 	struct main_reload_waiter *w = reload_waiters_next;
