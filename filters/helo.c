@@ -215,8 +215,10 @@ static void helo_fire(struct hook_env *env, const struct helo_test_config *t, co
 	if (hook_env_find_symbol(env, sym) == NULL)
 		hook_env_add_symbol(env, sym, t->score, why);
 	char hv[160];
-	log_event(LOG_LVL_INFO, env->session_id, "event=helo_check test=%s client=%s helo=%s",
-	    sym, env->client_ip, log_val(hv, sizeof(hv), env->helo));
+	/* the FCrDNS test says what the lookup found (rdns.c), not only that it failed */
+	const char *rdns = strcmp(sym, "NO_FCRDNS") == 0 && env->client_name_why ? env->client_name_why : NULL;
+	log_event(LOG_LVL_INFO, env->session_id, "event=helo_check test=%s client=%s helo=%s%s%s",
+	    sym, env->client_ip, log_val(hv, sizeof(hv), env->helo), rdns ? " rdns=" : "", rdns ? rdns : "");
 	if (v->action != VERDICT_CONTINUE)
 		return;	/* the first refusing test names the reply */
 	if (t->action == HELO_ACTION_REJECT)
@@ -224,6 +226,8 @@ static void helo_fire(struct hook_env *env, const struct helo_test_config *t, co
 		    syntax || not_fqdn ? "5.2" : enh, why);
 	else if (t->action == HELO_ACTION_TEMPFAIL)
 		verdict_set(v, VERDICT_TEMPFAIL, 450, "helo", "4.%s %s", enh, why);
+	if (rdns && v->action != VERDICT_CONTINUE)
+		snprintf(v->log_extra, sizeof(v->log_extra), "rdns=%s", rdns);   /* on the refusal line */
 }
 
 /* HOOK_CONNECT: the FCrDNS test, on the rdns module's answer (it runs earlier in the chain
@@ -240,11 +244,15 @@ static void helo_check_fcrdns(struct helo_worker *w, struct hook_env *env, struc
 		    "Client host rejected: cannot find your hostname", v);
 		break;
 	case HOOK_NAME_TEMP:
-		log_event(LOG_LVL_INFO, env->session_id, "event=fcrdns_tempfail client=%s action=%s", env->client_ip,
-		    defer ? "tempfail" : "accept");
-		if (defer)
+		log_event(LOG_LVL_INFO, env->session_id, "event=fcrdns_tempfail client=%s action=%s rdns=%s",
+		    env->client_ip, defer ? "tempfail" : "accept",
+		    env->client_name_why ? env->client_name_why : "unknown");
+		if (defer) {
 			verdict_set(v, VERDICT_TEMPFAIL, 450, "helo",
 			    "4.7.25 Client host rejected: cannot find your hostname, try again later");
+			if (env->client_name_why)
+				snprintf(v->log_extra, sizeof(v->log_extra), "rdns=%s", env->client_name_why);
+		}
 		break;
 	default:
 		break;	/* confirmed, or not looked up (rdns.lookup: never) */

@@ -123,6 +123,7 @@ struct rdns_fwd {
 	struct dns_query *q;
 	char name[256];
 	bool match, temp;
+	enum dns_status st;         /* the forward query's status */
 };
 
 struct rdns_session {
@@ -135,6 +136,7 @@ struct rdns_session {
 	int outstanding;              /* queries in flight */
 	int starting;                 /* > 0 while queries are being started */
 	bool started, done;
+	enum dns_status ptr_st;       /* the PTR query's status */
 	char ip[INET6_ADDRSTRLEN];    /* the client, v4-mapped shown as v4 */
 	int family;
 };
@@ -150,6 +152,40 @@ static bool rdns_is_hostname(const char *name)
 	    domain_check(name, n, &utf8) != DOMAIN_OK || utf8)
 		return false;
 	return inet_pton(AF_INET, name, tmp) != 1 && inet_pton(AF_INET6, name, tmp) != 1;
+}
+
+/* Why the client's name is not confirmed, as static text for the refusal lines
+ * (env->client_name_why): the PTR query's failure ("ptr_nxdomain", "ptr_servfail",
+ * "ptr_timeout" ...: dns_status_name's words), a PTR naming no usable host name
+ * ("ptr_not_hostname"), a forward answer without the client's address ("forward_mismatch"),
+ * or the forward queries' failure ("forward_timeout" ...: a temporary one first). */
+static const char *rdns_why(const struct rdns_session *s)
+{
+	static const char *const ptr[] = {
+		[DNS_S_OK] = "ptr_ok", [DNS_S_NXDOMAIN] = "ptr_nxdomain", [DNS_S_NODATA] = "ptr_nodata",
+		[DNS_S_SERVFAIL] = "ptr_servfail", [DNS_S_TIMEOUT] = "ptr_timeout", [DNS_S_ERROR] = "ptr_error",
+		[DNS_S_FAILED] = "ptr_failed",
+	};
+	static const char *const fwd[] = {
+		[DNS_S_OK] = "forward_mismatch", [DNS_S_NXDOMAIN] = "forward_nxdomain",
+		[DNS_S_NODATA] = "forward_nodata", [DNS_S_SERVFAIL] = "forward_servfail",
+		[DNS_S_TIMEOUT] = "forward_timeout", [DNS_S_ERROR] = "forward_error", [DNS_S_FAILED] = "forward_failed",
+	};
+	enum dns_status f = DNS_S_NXDOMAIN;
+
+	if (s->ptr_st != DNS_S_OK)
+		return (unsigned)s->ptr_st < sizeof(ptr) / sizeof(ptr[0]) ? ptr[s->ptr_st] : "ptr_error";
+	if (s->nfwd == 0)
+		return "ptr_not_hostname";
+	for (size_t i = 0; i < s->nfwd; i++) {
+		if (s->fwd[i].temp) {
+			f = s->fwd[i].st;
+			break;
+		}
+		if (s->fwd[i].st == DNS_S_OK || (s->fwd[i].st == DNS_S_NODATA && f != DNS_S_OK))
+			f = s->fwd[i].st;
+	}
+	return (unsigned)f < sizeof(fwd) / sizeof(fwd[0]) ? fwd[f] : "forward_error";
 }
 
 /* All answers are in: fill env, release a waiting stage. */
@@ -173,6 +209,7 @@ static void rdns_finish(struct rdns_session *s)
 			env->client_name_status = temp ? HOOK_NAME_TEMP : HOOK_NAME_PERM;
 	}
 	s->done = true;
+	env->client_name_why = env->client_name_status == HOOK_NAME_OK ? NULL : rdns_why(s);
 	log_event(LOG_LVL_DEBUG, env->session_id, "event=rdns client=%s ptr=%s name=%s status=%d",
 	    s->ip, env->client_ptr[0] ? env->client_ptr : "-",
 	    env->client_name[0] ? env->client_name : "-", env->client_name_status);
@@ -194,6 +231,7 @@ static void rdns_fwd_cb(void *arg, const struct dns_result *res)
 	struct netaddr want, got;
 
 	f->q = NULL;
+	f->st = res->status;
 	if (res->status == DNS_S_OK) {
 		if (netaddr_from_string(f->s->ip, &want) == 0)
 			for (size_t i = 0; i < res->n; i++)
@@ -211,6 +249,7 @@ static void rdns_ptr_cb(void *arg, const struct dns_result *res)
 	struct hook_env *env = s->env;
 
 	s->ptr_q = NULL;
+	s->ptr_st = res->status;
 	if (res->status == DNS_S_OK) {
 		s->starting++;
 		for (size_t i = 0; i < res->n && s->nfwd < RDNS_MAX_NAMES; i++) {

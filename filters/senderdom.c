@@ -269,6 +269,7 @@ struct sd_session {
 	size_t naq;
 	char hosts[SENDERDOM_MX_HOSTS_MAX][DNS_NAME_TEXT_MAX];
 	int starting;               /* > 0 while queries are being started */
+	enum dns_status failed;     /* the last failed query's status (a temperror's dns=) */
 	char domain[DOMAIN_MAX + 1];
 };
 
@@ -292,7 +293,7 @@ static bool sd_domain_printable(const char *d)
 
 /* The check's result r: symbol, counter, log line and the verdict into v. */
 static void sd_judge(const struct sd_worker *w, struct hook_env *env, const char *domain,
-    enum senderdom_result r, struct verdict *v)
+    enum senderdom_result r, enum dns_status failed, struct verdict *v)
 {
 	const struct senderdom_config *c = w->c;
 	const struct senderdom_scores_config *sc = &c->scores;
@@ -354,9 +355,13 @@ static void sd_judge(const struct sd_worker *w, struct hook_env *env, const char
 	}
 	if (hook_env_find_symbol(env, sym) == NULL)
 		hook_env_add_symbol(env, sym, pts, domain);
+	/* a temperror says which failure it was (servfail, timeout, failed: every server
+	 * refused), as event=dnsbl_error's answer= does: a resolver down and a zone's broken
+	 * servers are an operator's two different calls */
 	log_event(LOG_LVL_INFO, env->session_id,
-	    "event=sender_domain result=%s domain=%s client=%s action=%s",
-	    senderdom_result_name(r), log_val(dv, sizeof(dv), domain), env->client_ip, what);
+	    "event=sender_domain result=%s domain=%s client=%s action=%s%s%s",
+	    senderdom_result_name(r), log_val(dv, sizeof(dv), domain), env->client_ip, what,
+	    r == SENDERDOM_TEMPERROR ? " dns=" : "", r == SENDERDOM_TEMPERROR ? dns_status_name(failed) : "");
 }
 
 /* The result is known: cancel what is still asked, complete the waiting call. */
@@ -370,7 +375,7 @@ static void sd_finish(struct sd_session *s, enum senderdom_result r)
 	if (call == NULL)
 		return;         /* the chain gave up already (its timeout, its on_error) */
 	verdict_clear(&v);
-	sd_judge(s->w, s->env, s->domain, r, &v);
+	sd_judge(s->w, s->env, s->domain, r, s->failed != DNS_S_OK ? s->failed : s->f.mx, &v);
 	hook_call_done(call, &v);
 }
 
@@ -394,8 +399,10 @@ static void sd_addr_cb(void *arg, const struct dns_result *res)
 		s->f.found_public++;
 	else if (any)
 		s->f.found_private++;
-	else if (sd_temp(res->status))
+	else if (sd_temp(res->status)) {
 		s->f.temp++;
+		s->failed = res->status;
+	}
 	else
 		s->f.none++;
 	if (s->starting == 0)
@@ -575,6 +582,7 @@ static void sd_run(void *wstate, int slot, struct hook_call *call)
 	}
 	sd_cancel_all(s);       /* a check the chain gave up on */
 	memset(&s->f, 0, sizeof(s->f));
+	s->failed = DNS_S_OK;
 	s->call = call;
 	n = domain_normalize(dom, strlen(dom), s->domain, sizeof(s->domain));
 	if (n < 0 || strspn(s->domain, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != (size_t)n) {

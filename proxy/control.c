@@ -127,6 +127,8 @@ struct control_conn {
 	/* A module verb answering later: reading pauses, and what was read after its request
 	 * (pipelined requests) waits in buf[held_off, held_off + held_len) until it answers. */
 	struct control_reply *pending;
+	uint64_t pending_since;       /* uv_now when it was asked (control_closed's waited_ms) */
+	char pending_verb[16];        /* its verb, for the same line */
 	size_t held_off, held_len;
 	/* MXGATE_TEST_CONTROL_HOLD_ANSWERS (tests only): an answer that came, held back until
 	 * the socket closes; reading stays paused as for a pending one. */
@@ -154,6 +156,9 @@ struct control {
  * an answer arriving in the loop pass that closes the socket, made certain
  * (test_control_drain_end.py). Unset in service. */
 static bool control_hold_answers;
+/* Tests only: MXGATE_TEST_CONTROL_PENDING_MS shortens CONTROL_PENDING_MS (a verb that breaks
+ * its bound is closed on, logged, within a test's time: test_control_no_answer.py). */
+static uint64_t control_pending_ms = CONTROL_PENDING_MS;
 
 struct control_wreq {
 	uv_write_t req;
@@ -229,6 +234,11 @@ static void control_timeout_cb(uv_timer_t *t)
 	if (!k->c->stopping && k->pending == NULL)
 		log_event(LOG_LVL_INFO, NULL, "event=control_closed reason=idle idle_ms=%llu",
 		    (unsigned long long)(uv_now(k->c->loop) - k->idle_since));
+	else if (!k->c->stopping)
+		/* CONTROL_PENDING_MS passed with no answer: the client is left unanswered (its
+		 * mxgatectl reports the close), the operator reads why here */
+		log_event(LOG_LVL_WARNING, NULL, "event=control_closed reason=no_answer verb=%s waited_ms=%llu",
+		    k->pending_verb, (unsigned long long)(uv_now(k->c->loop) - k->pending_since));
 	control_conn_close(k);
 }
 
@@ -388,6 +398,8 @@ static void control_conn_process(struct control_conn *k)
 			continue;
 		}
 		struct control_reply *pending = NULL;
+		snprintf(k->pending_verb, sizeof(k->pending_verb), "%s",
+		    k->parser.req.argc > 0 ? k->parser.req.argv[0] : "-");
 		int rc = control_dispatch_start(&k->parser.req, &out, k->c->loop, control_conn_done_cb, k,
 		    &pending);
 		ctl_parser_reset(&k->parser);
@@ -396,7 +408,8 @@ static void control_conn_process(struct control_conn *k)
 			 * name, the reloads queued before it), not the idle timeout; CONTROL_PENDING_MS
 			 * only stops a verb that broke that promise from holding a slot for good. */
 			k->pending = pending;
-			uv_timer_start(&k->timer, control_timeout_cb, CONTROL_PENDING_MS, 0);
+			k->pending_since = uv_now(k->c->loop);
+			uv_timer_start(&k->timer, control_timeout_cb, control_pending_ms, 0);
 			if (k->reading)
 				uv_read_stop(s);
 			k->reading = false;
@@ -713,6 +726,8 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
 	c->loop = loop;
 	c->idle_ms = cc->idle_timeout ? cc->idle_timeout : CONTROL_IDLE_MS;
 	control_hold_answers = getenv("MXGATE_TEST_CONTROL_HOLD_ANSWERS") != NULL;
+	if (getenv("MXGATE_TEST_CONTROL_PENDING_MS") && atoll(getenv("MXGATE_TEST_CONTROL_PENDING_MS")) > 0)
+		control_pending_ms = (uint64_t)atoll(getenv("MXGATE_TEST_CONTROL_PENDING_MS"));
 	snprintf(c->path, sizeof(c->path), "%s", cc->socket);
 	/* Create it with no access, then open it up: no window with a wider mode. */
 	mode_t old = umask(0777);

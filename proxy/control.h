@@ -64,7 +64,9 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc);
  * connection has closed: the caller's loop runs until then. NULL ok.
  *
  * Tests only: MXGATE_TEST_CONTROL_HOLD_ANSWERS=1 in the daemon's environment holds every
- * answer given later back until control_stop, which sends it (test_control_drain_end.py). */
+ * answer given later back until control_stop, which sends it (test_control_drain_end.py);
+ * MXGATE_TEST_CONTROL_PENDING_MS=N puts CONTROL_PENDING_MS at N ms (test_control_no_answer.py:
+ * a connection closed on, unanswered, is logged event=control_closed reason=no_answer). */
 void control_stop(struct control *c);
 /* A reload: control.idle_timeout from cc for each wait that starts from now (the socket's
  * path, mode and owner stay as started). NULL ok. */

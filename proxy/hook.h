@@ -150,6 +150,9 @@ struct hook_env {
 	char client_ptr[256];                 /* the PTR name, not confirmed; "" when none */
 	int client_name_status;               /* enum hook_name_status of client_name */
 	int client_ptr_status;                /* enum hook_name_status of client_ptr */
+	const char *client_name_why;          /* static text: why client_name is not confirmed
+	                                         (filters/rdns.c: ptr_nxdomain, forward_mismatch,
+	                                         ...) for refusal lines; NULL when it is */
 	char helo[256];
 	bool esmtp, tls;
 	char tls_version[16], tls_cipher[64];

@@ -170,15 +170,30 @@ static struct pool *main_get_pool(void)
 	return current ? current->pool : NULL;
 }
 
+/* The domain counts an operator checks after editing the lists' files (event=ready and
+ * event=reloaded): accept_domains' patterns, and those of every backends.routes entry. */
+static void main_domain_counts(const struct mx_config *cfg, size_t *accept_n, size_t *routes_n)
+{
+	const struct backend_route_config *routes = cfg->backends.routes.v;
+
+	*accept_n = domain_set_count(cfg->accept_set);
+	*routes_n = 0;
+	for (size_t i = 0; i < cfg->backends.routes.n; i++)
+		*routes_n += domain_set_count(routes[i].match);
+}
+
 /* The first round of health checks is in: with the listeners bound, the daemon is ready. */
 static void main_first_round_cb(void *arg)
 {
+	size_t accept_n, routes_n;
+
 	(void)arg;
 	ops_set_checked();
 	sdnotify_printf("READY=1\nSTATUS=ready: config generation %u, %s", current->id,
 	    ops_is_ready() ? "backends up" : "no backend up yet");
-	log_event(LOG_LVL_INFO, NULL, "event=ready generation=%u backends_up=%s", current->id,
-	    ops_is_ready() ? "yes" : "no");
+	main_domain_counts(current->cfg, &accept_n, &routes_n);
+	log_event(LOG_LVL_INFO, NULL, "event=ready generation=%u backends_up=%s accept_domains=%zu "
+	    "routes_domains=%zu", current->id, ops_is_ready() ? "yes" : "no", accept_n, routes_n);
 }
 
 static void main_start_side_services(void)
@@ -294,10 +309,8 @@ static unsigned main_reload_apply(char **errors, bool resolve, const struct host
 	current = g;
 	/* event=reloaded comes from the last worker to put g in force (worker.c), with the
 	 * domain counts an operator checks after editing the lists' files */
-	const struct backend_route_config *routes = cfg->backends.routes.v;
-	size_t accept_n = domain_set_count(cfg->accept_set), routes_n = 0;
-	for (size_t i = 0; i < cfg->backends.routes.n; i++)
-		routes_n += domain_set_count(routes[i].match);
+	size_t accept_n, routes_n;
+	main_domain_counts(cfg, &accept_n, &routes_n);
 	if (nworkers > 0)
 		worker_note_reload(g->id, accept_n, routes_n);
 	for (int i = 0; i < nworkers; i++)
@@ -540,7 +553,10 @@ static void main_reload_abandon(void)
 {
 	if (reload_resolving) {
 		hostres_set_cancel(reload_resolving->names);
-		log_event(LOG_LVL_INFO, NULL, "event=reload_abandoned reason=stopping");
+		/* a SIGHUP queued behind it (event=reload_queued) is forgotten with it: said, so
+		 * that the file it was sent for is known not to have been read */
+		log_event(LOG_LVL_INFO, NULL, "event=reload_abandoned reason=stopping queued=%s",
+		    reload_again ? "yes" : "no");
 	}
 	reload_again = false;
 	struct main_reload_waiter *w = reload_waiters_next;

@@ -175,7 +175,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 static void relay_unsolicited(struct relay *r, int code, const char *text);
 static void relay_fail(struct relay *r, const char *why);
 static void relay_fail_protocol(struct relay *r, const char *why);
-static void relay_next_address(struct relay *r, const char *why);
+static void relay_next_address(struct relay *r, const char *why, const char *limit);
 static void relay_close(struct relay *r);
 static int relay_max_idle(const struct relay *r);
 static void relay_park(struct relay *r);
@@ -632,7 +632,7 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 	if (st == RELAY_CONNECTING && r->b->naddrs > 0)
 		backend_addr_result(r->b, r->addr_i, false, (long long)(uv_hrtime() / 1000000));
 	if (st == RELAY_CONNECTING && r->addr_tries + 1 < r->b->naddrs && ocb) {
-		relay_next_address(r, why);
+		relay_next_address(r, why, limit);
 		return;
 	}
 	if (st == RELAY_TLS_HANDSHAKE && !r->gen->cfg->backends.require_tls)
@@ -1070,7 +1070,7 @@ static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen
  * no answer within connect_timeout): the next address is tried, as Postfix's smtp client
  * tries each address of a destination. Not a failure of the server yet: that is when the
  * last address fails (relay_fail). */
-static void relay_next_address(struct relay *r, const char *why)
+static void relay_next_address(struct relay *r, const char *why, const char *limit)
 {
 	struct worker *w = r->w;
 	struct backend *b = r->b;
@@ -1088,8 +1088,8 @@ static void relay_next_address(struct relay *r, const char *why)
 	if (netaddr_from_sockaddr((const struct sockaddr *)&b->addrs[next], &na) != 0 ||
 	    netaddr_to_string(&na, a2, sizeof(a2)) != 0)
 		snprintf(a2, sizeof(a2), "?");
-	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_address_failed backend=%s address=%s reason=\"%s\" next=%s",
-	    b->url, a1, why, a2);
+	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_address_failed backend=%s address=%s reason=\"%s\" next=%s%s%s",
+	    b->url, a1, why, a2, limit ? " limit=" : "", limit ? limit : "");
 	shared_gen_ref(g);	/* relay_close drops r's */
 	r->open_cb = NULL;
 	relay_close(r);

@@ -6,8 +6,8 @@
   A or AAAA; NODATA for MX, A and AAAA: the same; a null MX (RFC 7505 "0 ."): 550 5.7.27;
 - MX only, A only, AAAA only: accepted, and a domain with an MX asks nothing more (cached:
   its second sender asks nothing at all);
-- SERVFAIL and no answer at all (a timeout): 451 4.4.3, within the DNS time limits;
-  on_error: accept lets them through;
+- SERVFAIL and no answer at all (a timeout): 451 4.4.3, within the DNS time limits, logged
+  temperror with dns=servfail / dns=timeout; on_error: accept lets them through;
 - a trailing dot and any case are the same domain; a U-label domain is looked up as its
   A-label (SMTPUTF8);
 - not checked: the null sender, an address literal, a domain of accept_domains, a client in
@@ -105,12 +105,17 @@ mt.check(asked('mxonly.example', 'MX') == 1 and asked('mxonly.example', 'A') == 
          % asked('mxonly.example', 'MX'))
 mt.check(asked('ours.example', 'MX') == 0, 'accept_domains: no query')
 # No answer at all: each type asked once (dns.tries 1, no round past it), the lookup ended by
-# the resolver's timeout and the sender told 451 above; the daemon's line says temperror (it
-# names no timeout: a SERVFAIL logs the same).
+# the resolver's timeout and the sender told 451 above; the daemon's line says temperror and
+# which failure it was, dns=timeout, where a SERVFAIL says dns=servfail or failed (before: the two lines
+# were the same, the operator could not tell a dead resolver from a zone's broken servers).
 mt.check([asked('drop.example', q) for q in ('MX', 'A', 'AAAA')] == [1, 1, 1] and
-         mx.count_log(r'event=sender_domain result=temperror domain=drop\.example .*action=tempfail') == 1,
-         'no answer: MX, then A and AAAA, each asked once (dns.tries 1), then temperror: %s'
+         mx.count_log(r'event=sender_domain result=temperror domain=drop\.example .*action=tempfail dns=timeout') == 1,
+         'no answer: MX, then A and AAAA, each asked once (dns.tries 1), then temperror dns=timeout: %s'
          % [asked('drop.example', q) for q in ('MX', 'A', 'AAAA')])
+# (dns=failed where c-ares cannot tell a SERVFAIL from a refusal: 1.18, filters/dns.h DNS_S_FAILED)
+mt.check(mx.count_log(r'event=sender_domain result=temperror domain=sfail\.example .*action=tempfail '
+                      r'dns=(servfail|failed)\n') == 1,
+         'SERVFAIL: temperror dns=servfail (or failed)\n%s' % '\n'.join(l for l in mx.log().splitlines() if 'sfail' in l))
 mt.check(mx.wait_log(r'event=sender_domain result=unknown domain=nx\.example client=198\.18\.1\.7 action=tempfail', 5),
          'the refusal is logged: event=sender_domain result=unknown ... action=tempfail')
 mt.check(mx.wait_log(r'event=tempfail stage=mail reason=sender_domain result=unknown client=198\.18\.1\.7 code=450', 5)
