@@ -1,6 +1,7 @@
 /* chain.c — the chain entries of one stage for one session, and the notifications (a
  * message's header block, outcomes). */
 #include "chain.h"
+#include "bypass.h"
 #include "config.h"
 #include "counters.h"
 #include "log.h"
@@ -548,6 +549,8 @@ static void chain_step(struct chain *c)
 			continue;	/* never saw the connect: nothing to ask it about */
 		if (c->accepted && (e->mod->flags & HOOK_MODULE_SCORER) == 0)
 			continue;
+		if (i < 64 && (c->bypassed & (1ull << i)))
+			continue;	/* bypass: every recipient it would judge is exempt from it */
 		if (c->deadline && chain_now(c) >= c->deadline && (e->mod->flags & HOOK_MODULE_SCORER) == 0) {
 			/* passed between two calls (one that answered just in time) */
 			if (chain_deadline_passed(c, i))
@@ -583,11 +586,67 @@ static void chain_prefetch(struct chain *c, size_t from)
 		const struct chain_entry *e = &c->mods->v[i];
 
 		if (e->mod->prefetch == NULL || (e->stages & (1u << c->stage)) == 0 ||
-		    (i >= c->connect_cut && (e->stages & (1u << HOOK_CONNECT))))
+		    (i >= c->connect_cut && (e->stages & (1u << HOOK_CONNECT))) ||
+		    (i < 64 && (c->bypassed & (1ull << i))))
 			continue;
 		e->mod->prefetch(e->wstate, (int)i, c->env, c->stage);
 	}
 	c->depth--;
+}
+
+/* An entry before i that bypass skips has name too. */
+static bool chain_bypass_named(const struct chain *c, size_t i, const char *name)
+{
+	for (size_t j = 0; j < i; j++)
+		if ((c->bypassed & (1ull << j)) && strcmp(c->mods->v[j].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* `bypass:` (bypass.h): the entries of this stage not run for its recipients. At RCPT the
+ * candidate alone; at DATA and end of data every accepted recipient must be covered (a
+ * mixed message is checked fully). Logged once per stage that skips something. */
+static void chain_bypass_begin(struct chain *c)
+{
+	const struct mx_config *cfg = c->env ? c->env->cfg : NULL;
+	const struct bypass_entry *bv;
+	unsigned mask = 0;
+	size_t nr = 0;
+	char names[128];
+	size_t len = 0;
+
+	if (cfg == NULL || cfg->bypass.n == 0 || c->mods == NULL)
+		return;
+	bv = cfg->bypass.v;
+	if (c->stage == HOOK_RCPT) {
+		for (int k = 0; k < BYPASS_NCHECKS; k++)
+			if (bypass_rcpt_covered(bv, cfg->bypass.n, c->env->cur_rcpt, k))
+				mask |= 1u << k;
+		nr = 1;
+	} else if (c->stage == HOOK_DATA || c->stage == HOOK_EOM) {
+		nr = c->env->nrcpts;
+		mask = bypass_message_mask(bv, cfg->bypass.n, c->env->rcpts, nr);
+	}
+	if (mask == 0)
+		return;
+	names[0] = '\0';
+	for (size_t i = 0; i < c->mods->n && i < 64; i++) {
+		const struct chain_entry *e = &c->mods->v[i];
+		int k = bypass_check_index(e->name);
+
+		if (k < 0 || (mask & (1u << k)) == 0 || (e->stages & (1u << c->stage)) == 0)
+			continue;
+		if (i >= c->connect_cut && (e->stages & (1u << HOOK_CONNECT)))
+			continue;	/* not asked anyway */
+		/* two entries of one type (two clamd) are one name on the line */
+		if (!chain_bypass_named(c, i, e->name))
+			len += (size_t)snprintf(names + len, len < sizeof(names) ? sizeof(names) - len : 0,
+			    "%s%s", len ? "," : "", e->name);
+		c->bypassed |= 1ull << i;
+	}
+	if (c->bypassed)
+		log_event(LOG_LVL_INFO, c->env->session_id, "event=bypass stage=%s checks=%s rcpts=%zu",
+		    hook_stage_name(c->stage), names, nr);
 }
 
 /* Sets c up to run stage st from entry from on. */
@@ -603,6 +662,7 @@ static void chain_begin(struct chain *c, enum hook_stage st, size_t from, chain_
 	c->arg = arg;
 	c->running = true;
 	c->accepted = false;
+	c->bypassed = 0;
 	c->deadline = 0;
 	c->deadline_armed = false;
 	c->began = chain_now(c);
@@ -657,6 +717,7 @@ void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *ar
 		chain_finish(c);
 		return;
 	}
+	chain_bypass_begin(c);
 	chain_prefetch(c, 0);
 	chain_step(c);
 }

@@ -56,6 +56,8 @@ struct chain {
 	unsigned depth;           /* module callbacks on the stack (spent calls stay while > 0) */
 	bool running, in_step;
 	bool accepted;            /* an ACCEPT at this stage: only scorers still run */
+	uint64_t bypassed;        /* entries (bit = index, the first 64) `bypass:` skips at this
+	                           * stage (chain_bypass_begin) */
 	struct verdict result;
 	/* where the HELO stage's symbols begin (helo_seen: it ran): a new EHLO (after STARTTLS)
 	 * replaces them instead of adding a second set */

@@ -2,6 +2,7 @@
  * limits, backends, log, metrics) and the top table, which also lists every module's
  * section (modules.def); config_load/config_free. The engine is cfg.c. */
 #include "config.h"
+#include "bypass.h"
 #include "domain.h"
 #include "hostres.h"
 #include "plugins/pconn.h"
@@ -76,6 +77,7 @@ void config_free(struct mx_config *cfg)
 		return;
 	for (size_t r = 0; r < cfg->backends.routes.n; r++)
 		domain_set_free(((struct backend_route_config *)cfg->backends.routes.v)[r].match);
+	bypass_entries_free(cfg->bypass.v, cfg->bypass.n);
 	cfg_table_free(&config_table, cfg);
 	domain_set_free(cfg->accept_set);
 	hostres_set_free(cfg->resolved);
@@ -1200,6 +1202,14 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 				"still works)\n", cfg->path);
 		n++;
 	}
+	/* amavis lets a virus check be bypassed too; it is rarely meant */
+	for (size_t i = 0; i < cfg->bypass.n; i++)
+		if (((const struct bypass_entry *)cfg->bypass.v)[i].mask & (1u << BYPASS_CLAMD)) {
+			if (err_fp)
+				fprintf(err_fp, "%s: warning: bypass[%zu] skips clamd: viruses reach its "
+					"recipients unscanned\n", cfg->path, i);
+			n++;
+		}
 	return n;
 }
 
@@ -1416,7 +1426,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
  * the modules' sections, each at CONFIG_CORE_KEYS + its `order`. A wrong CONFIG_CORE_KEYS
  * either overwrites an entry (an error, below) or leaves a hole that ends the table early
  * (test_config's registry test fails). */
-#define CONFIG_CORE_KEYS 19
+#define CONFIG_CORE_KEYS 20
 
 /* The orders in modules.def are 0..MODULES_COUNT-1, each once: the sum of 2^order over the
  * entries has every bit up to MODULES_COUNT set only then. */
@@ -1467,6 +1477,8 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	  .doc = "refuse RCPT TO whose domain has no dot with 504 5.5.2, before accept_domains is asked (Postfix's reject_non_fqdn_recipient); not <Postmaster>; every client. Off by default, as Postfix; an MX that takes mail from the Internet should turn it on" },
 	{ "exempt_recipients", CFG_STRLIST, offsetof(struct mx_config, exempt_recipients),
 	  .doc = "recipients a client refused for what it is (a DNS list, its reputation, a rate limit's reject) may still write to, as RFC 5321 4.5.1 and RFC 2142 ask (Postfix's check_recipient_access before reject_rbl_client): local parts (postmaster: postmaster@ of every accepted domain, and <Postmaster>) or full addresses (abuse@example.org). The refusal is then given at each other RCPT instead of at MAIL, logged as before; an exempt recipient is logged event=exempt_recipient and its message is relayed and scanned like any other. Not a drop (521), a load shed (421), nor a client that failed pregreet or a protocol test. Empty (the default): refused at MAIL" },
+	{ "bypass", CFG_STRUCT_LIST, offsetof(struct mx_config, bypass), .sub = &bypass_entry_table,
+	  .doc = "content checks not run for some recipients (amavis's bypass_spam_checks_maps, a customer who wants no filtering, abuse@ taking spam samples): a list of { recipients, checks }. At RCPT a check judges the candidate alone (greylist: that recipient is not greylisted); at DATA and end of data a check is skipped only when every accepted recipient of the message is covered for it, so a mixed message is checked fully (no transaction split). A skipped check adds no header (no X-Spam-* score that was not computed); each message with one is logged event=bypass. Connect, HELO and MAIL checks (DNS lists, reputation, rate limits) are not bypassed: see exempt_recipients. Empty (the default): every check for everyone" },
 	/* then every module's section, at its `order` (modules.def) */
 #define MX_SECTION CFG_STRUCT
 #define MX_LIST CFG_STRUCT_LIST

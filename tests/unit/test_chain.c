@@ -1588,6 +1588,88 @@ static void test_connect_cut_lifted(void **state)
 	fx_stop(fx);
 }
 
+/* ------------------------------------------------------------ bypass (proxy/bypass.c) */
+
+/* `bypass:` leaves out the entries a stage's recipients are all covered for: at RCPT the
+ * candidate alone, at DATA and EOM every accepted recipient; a skipped entry is neither
+ * prefetched nor run, and a mixed message runs everything. Entries by name and stages, as
+ * the chain builds them: greylist, two clamd, spamd, rules. */
+static void test_bypass_entries(void **state)
+{
+	static const char text[] =
+	    "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+	    "bypass:\n"
+	    "  - { recipients: [nofilter.example], checks: [greylist, clamd, rules] }\n"
+	    "  - { recipients: [abuse], checks: [rules, spamd] }\n";
+	static const char *const names[5] = { "greylist", "clamd", "clamd", "spamd", "rules" };
+	static const struct {
+		const char *label;
+		enum hook_stage st;
+		const char *rcpts[3];   /* at RCPT: rcpts[0] is the candidate */
+		int want_runs[5];
+	} rows[] = {
+		{ "RCPT: a bypassed candidate is not greylisted", HOOK_RCPT, { "u@nofilter.example" }, { 0, 0, 0, 0, 0 } },
+		{ "RCPT: another candidate is", HOOK_RCPT, { "u@example.org" }, { 1, 0, 0, 0, 0 } },
+		{ "EOM: every recipient bypassed: both clamd and rules skipped",
+		  HOOK_EOM, { "u@nofilter.example", "v@NOFILTER.example." }, { 0, 0, 0, 1, 0 } },
+		{ "EOM: a mixed message runs everything", HOOK_EOM, { "u@nofilter.example", "u@example.org" }, { 0, 1, 1, 1, 1 } },
+		{ "EOM: abuse@ alone skips spamd and rules", HOOK_EOM, { "abuse@example.org" }, { 0, 1, 1, 0, 0 } },
+		{ "EOM: abuse@ and a bypassed domain share rules only",
+		  HOOK_EOM, { "abuse@example.org", "u@nofilter.example" }, { 0, 1, 1, 1, 0 } },
+		{ "DATA (greylist's defer_at: data): every recipient bypassed", HOOK_DATA, { "u@nofilter.example" }, { 0, 0, 0, 0, 0 } },
+		{ "DATA: a mixed message is greylisted", HOOK_DATA, { "u@nofilter.example", "abuse@nofilter.example", "u@example.org" },
+		  { 1, 0, 0, 0, 0 } },
+		{ "EOM: no recipient: nothing skipped", HOOK_EOM, { NULL }, { 0, 1, 1, 1, 1 } },
+	};
+	struct fx *fx = *state;
+	struct mx_config *cfg = NULL;
+	struct chain_entry entries[5];
+
+	assert_int_equal(config_load_string("t.yaml", text, strlen(text), &cfg, NULL), 0);
+	fx->env.cfg = cfg;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct rcpt r[3];
+		size_t n = 0;
+
+		memset(fakes, 0, sizeof(fakes));
+		memset(&fx->done, 0, sizeof(fx->done));
+		memset(r, 0, sizeof(r));
+		for (int k = 0; k < 5; k++) {
+			/* the stages of the real modules: greylist at RCPT (and DATA), the rest at EOM */
+			unsigned st = k == 0 ? S_(HOOK_RCPT) | S_(HOOK_DATA) : S_(HOOK_EOM);
+
+			fakes[k].stages = st;
+			fakes[k].null_verdict = true;
+			entries[k] = (struct chain_entry){ &fake_module_0, &fakes[k], st, names[k] };
+		}
+		fx->mods = (struct chain_modules){ entries, 5, S_(HOOK_RCPT) | S_(HOOK_DATA) | S_(HOOK_EOM) };
+		while (n < 3 && rows[i].rcpts[n]) {
+			r[n].addr = (char *)rows[i].rcpts[n];
+			n++;
+		}
+		fx->env.rcpts = rows[i].st == HOOK_RCPT ? NULL : r;
+		fx->env.nrcpts = rows[i].st == HOOK_RCPT ? 0 : n;
+		fx->env.cur_rcpt = rows[i].st == HOOK_RCPT ? rows[i].rcpts[0] : NULL;
+		chain_init(&fx->chain, &fx->mods, &fx->env, &fx->timer);
+		chain_run(&fx->chain, rows[i].st, done_cb, &fx->done);
+		assert_int_equal(fx->done.calls, 1);
+		for (int k = 0; k < 5; k++) {
+			if (fakes[k].runs != rows[i].want_runs[k])
+				fail_msg("row \"%s\": %s ran %d times, want %d", rows[i].label, names[k],
+				    fakes[k].runs, rows[i].want_runs[k]);
+			if (fakes[k].prefetches != rows[i].want_runs[k])
+				fail_msg("row \"%s\": %s prefetched %d times, want %d", rows[i].label, names[k],
+				    fakes[k].prefetches, rows[i].want_runs[k]);
+		}
+		chain_release(&fx->chain);
+	}
+	fx->env.rcpts = NULL;
+	fx->env.nrcpts = 0;
+	fx->env.cur_rcpt = NULL;
+	fx->env.cfg = NULL;
+	config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1622,6 +1704,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_connect_refusal_cuts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_cut_lifted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bypass_entries, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,69 @@
+/* bypass.h — per-recipient bypass of content checks (`bypass:`; amavis's
+ * bypass_spam_checks_maps / bypass_virus_checks_maps, rspamd's settings on rcpt).
+ *
+ * The config is a list of entries { recipients: [...], checks: [...] }. A recipient item is
+ * a domain pattern as accept_domains takes it ("example.org", "*.example.org", "@example.org"
+ * too), a local part ("abuse": abuse@ of every domain, and <Abuse> alone), a full address
+ * ("spamtrap@example.org"), or "file:PATH" (one such item per line, '#' comments; re-read on
+ * SIGHUP). An item without '@' is a domain when it holds a dot, starts "*." or "[", else a
+ * local part; a local part with a dot is written with its domain. Local parts compare
+ * case-insensitively, domains as accept_domains compares them (domain.h).
+ *
+ * A check is skipped where a stage judges recipients: at RCPT the candidate alone decides
+ * (greylisting: per recipient), at DATA and end of data the message is skipped only when
+ * EVERY accepted recipient of the transaction is covered by an entry naming the check (as
+ * amavis: a mixed message is checked fully; no transaction split). No I/O but the files,
+ * read when the config is built. */
+#ifndef MX_BYPASS_H
+#define MX_BYPASS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+
+struct domain_set;
+struct rcpt;
+
+/* The checks an entry may name: the chain entries' names (a built-in plugin's is its
+ * type). Bit (1u << BYPASS_x) in a mask. */
+enum bypass_check {
+	BYPASS_RULES = 0,
+	BYPASS_GREYLIST,
+	BYPASS_CLAMD,
+	BYPASS_SPAMD,
+	BYPASS_RSPAMD,
+	BYPASS_NCHECKS
+};
+
+/* One `bypass:` item, as parsed; `match` and `locals` are built by its validate. */
+struct bypass_entry {
+	struct cfg_strlist recipients;  /* as written */
+	struct cfg_strlist checks;      /* as written */
+	unsigned mask;                  /* the checks, bits of enum bypass_check */
+	struct domain_set *domains;     /* domain items (files read); NULL when none */
+	struct cfg_strlist locals;      /* local parts and addresses (files' too), owned */
+};
+
+/* The table for one list item; config.c lists `bypass` as a CFG_STRUCT_LIST of it. */
+extern const struct cfg_table bypass_entry_table;
+
+/* Releases what validate built in the n entries at v (the table's own fields stay for
+ * cfg_table_free). */
+void bypass_entries_free(void *v, size_t n);
+
+/* The bit of a check's name ("clamd"), or -1 when no check by that name may be bypassed. */
+int bypass_check_index(const char *name);
+/* The name of check i (enum bypass_check). */
+const char *bypass_check_name(int i);
+
+/* True when addr (a recipient's path without <>, or "Postmaster" alone) is covered for
+ * check (enum bypass_check) by one of the n entries at v. */
+bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *addr, int check);
+
+/* The checks (mask of enum bypass_check) to skip for a message with recipients r[0..nr):
+ * those every recipient is covered for. nr == 0: none. */
+unsigned bypass_message_mask(const struct bypass_entry *v, size_t n, const struct rcpt *r, size_t nr);
+
+#endif

@@ -1,0 +1,238 @@
+/* test_bypass.c — `bypass:` (proxy/bypass.c): the recipient items as the config loads them
+ * (domains, wildcards, local parts, addresses, file:PATH; refused items and checks), one
+ * recipient's cover, and the all-recipients decision a message's checks are skipped by
+ * (amavis: a check is bypassed only when every recipient bypasses it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "bypass.h"
+#include "config.h"
+#include "hook.h"
+
+#define MINIMAL "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+
+static int load(const char *text, struct mx_config **cfg, char **errs)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	int rc = config_load_string("t.yaml", text, strlen(text), cfg, f);
+	fclose(f);
+	*errs = buf;
+	return rc;
+}
+
+static char nofilter_path[64];
+
+/* The config every decision row runs under: a hosting customer's domains with nothing
+ * filtered, abuse@ without the rules engine, one address without greylisting, a file. */
+static int setup(void **state)
+{
+	static char text[2048];
+	struct mx_config *cfg = NULL;
+	char *errs = NULL;
+	int fd;
+	FILE *f;
+
+	snprintf(nofilter_path, sizeof(nofilter_path), "/tmp/test_bypass.XXXXXX");
+	fd = mkstemp(nofilter_path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fputs("# customers who asked for no spam filtering\n\n  filed.example  \n"
+	    "trap@list.example # one address\nspamsamples\n", f);
+	fclose(f);
+	snprintf(text, sizeof(text), MINIMAL
+	    "bypass:\n"
+	    "  - { recipients: [nofilter.example, \"*.hosted.example\", \"@at.example\"], checks: [rules, spamd, clamd, greylist] }\n"
+	    "  - { recipients: [abuse, \"Postmaster\"], checks: [rules] }\n"
+	    "  - { recipients: [\"sales@Shop.Example.\"], checks: [greylist] }\n"
+	    "  - { recipients: [\"file:%s\"], checks: [rules, spamd] }\n", nofilter_path);
+	int rc = load(text, &cfg, &errs);
+	if (rc != 0)
+		fprintf(stderr, "%s", errs ? errs : "");
+	free(errs);
+	assert_int_equal(rc, 0);
+	assert_int_equal(cfg->bypass.n, 4);
+	*state = cfg;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	config_free(*state);
+	unlink(nofilter_path);
+	return 0;
+}
+
+#define R(x) (1u << BYPASS_##x)
+
+struct cover_row {
+	const char *label;
+	const char *addr;
+	unsigned want;       /* the checks it is covered for */
+};
+
+static const struct cover_row cover_rows[] = {
+	{ "a listed domain", "u@nofilter.example", R(RULES) | R(SPAMD) | R(CLAMD) | R(GREYLIST) },
+	{ "domain: any case, a trailing root dot", "U@NoFilter.Example.", R(RULES) | R(SPAMD) | R(CLAMD) | R(GREYLIST) },
+	{ "not a subdomain of a plain name", "u@sub.nofilter.example", 0 },
+	{ "a wildcard: a subdomain", "u@a.hosted.example", R(RULES) | R(SPAMD) | R(CLAMD) | R(GREYLIST) },
+	{ "a wildcard: any depth", "u@a.b.hosted.example", R(RULES) | R(SPAMD) | R(CLAMD) | R(GREYLIST) },
+	{ "a wildcard: not the name itself", "u@hosted.example", 0 },
+	{ "@domain is a domain", "x@at.example", R(RULES) | R(SPAMD) | R(CLAMD) | R(GREYLIST) },
+	{ "a local part: every domain", "abuse@customer.example", R(RULES) },
+	{ "a local part: any case", "ABUSE@customer.example", R(RULES) },
+	{ "a local part: <Postmaster> alone", "postmaster", R(RULES) },
+	{ "a local part is the whole local part", "abuse-x@customer.example", 0 },
+	{ "an address: domain as accept_domains compares", "SALES@shop.example", R(GREYLIST) },
+	{ "an address: other domain", "sales@other.example", 0 },
+	{ "two entries add up", "abuse@nofilter.example", R(RULES) | R(SPAMD) | R(CLAMD) | R(GREYLIST) },
+	{ "file: a domain", "u@filed.example", R(RULES) | R(SPAMD) },
+	{ "file: an address after which a comment", "trap@list.example", R(RULES) | R(SPAMD) },
+	{ "file: a local part", "spamsamples@x.example", R(RULES) | R(SPAMD) },
+	{ "file: a comment line is nothing", "customers@x.example", 0 },
+	{ "unlisted", "user@example.org", 0 },
+};
+
+static void test_cover(void **state)
+{
+	const struct mx_config *cfg = *state;
+
+	for (size_t i = 0; i < sizeof(cover_rows) / sizeof(cover_rows[0]); i++) {
+		unsigned got = 0;
+
+		for (int k = 0; k < BYPASS_NCHECKS; k++)
+			if (bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, cover_rows[i].addr, k))
+				got |= 1u << k;
+		if (got != cover_rows[i].want)
+			fail_msg("%s (%s): covered for %#x, want %#x", cover_rows[i].label,
+			    cover_rows[i].addr, got, cover_rows[i].want);
+	}
+}
+
+struct message_row {
+	const char *label;
+	const char *rcpts[4];   /* NULL-terminated */
+	unsigned want;
+};
+
+static const struct message_row message_rows[] = {
+	{ "no recipient: nothing skipped", { NULL }, 0 },
+	{ "one bypassed recipient", { "u@nofilter.example" }, R(RULES) | R(SPAMD) | R(CLAMD) | R(GREYLIST) },
+	{ "two bypassed domains", { "u@nofilter.example", "v@x.hosted.example" },
+	  R(RULES) | R(SPAMD) | R(CLAMD) | R(GREYLIST) },
+	{ "mixed: one filtered recipient checks all", { "u@nofilter.example", "user@example.org" }, 0 },
+	{ "mixed: the filtered one first", { "user@example.org", "u@nofilter.example" }, 0 },
+	{ "the checks all of them skip: the intersection", { "u@nofilter.example", "abuse@example.org" }, R(RULES) },
+	{ "abuse@ and a file's domain: rules only", { "abuse@example.org", "u@filed.example" }, R(RULES) },
+	{ "file and nofilter: rules and spamd", { "u@filed.example", "u@nofilter.example", "spamsamples@y.example" },
+	  R(RULES) | R(SPAMD) },
+	{ "a recipient covered by two entries counts for both", { "abuse@nofilter.example", "u@nofilter.example" },
+	  R(RULES) | R(SPAMD) | R(CLAMD) | R(GREYLIST) },
+	{ "greylist only: no rules skip", { "sales@shop.example", "abuse@shop.example" }, 0 },
+};
+
+static void test_message(void **state)
+{
+	const struct mx_config *cfg = *state;
+
+	for (size_t i = 0; i < sizeof(message_rows) / sizeof(message_rows[0]); i++) {
+		struct rcpt r[4];
+		size_t n = 0;
+
+		memset(r, 0, sizeof(r));
+		while (n < 4 && message_rows[i].rcpts[n]) {
+			r[n].addr = (char *)message_rows[i].rcpts[n];
+			n++;
+		}
+		unsigned got = bypass_message_mask(cfg->bypass.v, cfg->bypass.n, r, n);
+		if (got != message_rows[i].want)
+			fail_msg("%s: skips %#x, want %#x", message_rows[i].label, got, message_rows[i].want);
+	}
+}
+
+struct bad_row {
+	const char *label;
+	const char *yaml;      /* the bypass: value */
+	const char *want;      /* in the error output */
+};
+
+static const struct bad_row bad_rows[] = {
+	{ "a milter cannot be bypassed", "[{ recipients: [a.example], checks: [milter] }]", "\"milter\": not a check" },
+	{ "dnsbl judges the client", "[{ recipients: [a.example], checks: [dnsbl] }]", "exempt_recipients" },
+	{ "an unknown check", "[{ recipients: [a.example], checks: [rulez] }]", "bypass[0].checks[0]" },
+	{ "a bad wildcard", "[{ recipients: [\"*\"], checks: [rules] }]", "bypass[0].recipients[0]" },
+	{ "a wildcard not at a label", "[{ recipients: [\"*x.example\"], checks: [rules] }]", "bypass[0].recipients[0]" },
+	{ "an address without a domain", "[{ recipients: [\"a@\"], checks: [rules] }]", "not an address" },
+	{ "angle brackets", "[{ recipients: [\"<a@b.example>\"], checks: [rules] }]", "recipients[0]" },
+	{ "a missing file", "[{ recipients: [\"file:/nonexistent/mxgate-bypass\"], checks: [rules] }]", "cannot read" },
+	{ "no checks", "[{ recipients: [a.example] }]", "checks" },
+	{ "no recipients", "[{ checks: [rules] }]", "recipients" },
+};
+
+static void test_config_errors(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_rows) / sizeof(bad_rows[0]); i++) {
+		char text[1024];
+		struct mx_config *cfg = NULL;
+		char *errs = NULL;
+
+		snprintf(text, sizeof(text), MINIMAL "bypass: %s\n", bad_rows[i].yaml);
+		int rc = load(text, &cfg, &errs);
+		if (rc == 0 || errs == NULL || strstr(errs, bad_rows[i].want) == NULL)
+			fail_msg("%s: rc %d, errors \"%s\", want \"%s\"", bad_rows[i].label, rc,
+			    errs ? errs : "", bad_rows[i].want);
+		free(errs);
+		config_free(cfg);
+	}
+}
+
+/* -t: a virus check bypassed is a warning, rules alone is none. */
+static void test_warning(void **state)
+{
+	(void)state;
+	static const char *const texts[2] = {
+		MINIMAL "accept_domains: [a.example]\nbypass: [{ recipients: [a.example], checks: [rules] }]\n",
+		MINIMAL "accept_domains: [a.example]\nbypass: [{ recipients: [a.example], checks: [rules, clamd] }]\n",
+	};
+	for (int i = 0; i < 2; i++) {
+		struct mx_config *cfg = NULL;
+		char *errs = NULL, *buf = NULL;
+		size_t len = 0;
+
+		assert_int_equal(load(texts[i], &cfg, &errs), 0);
+		free(errs);
+		FILE *f = open_memstream(&buf, &len);
+		int n = config_warnings(cfg, f);
+		fclose(f);
+		if (i == 0)
+			assert_null(strstr(buf, "bypass"));
+		else
+			assert_non_null(strstr(buf, "bypass[0] skips clamd"));
+		assert_true(i == 0 || n >= 1);
+		free(buf);
+		config_free(cfg);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_cover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_message, setup, teardown),
+		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_warning),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
