@@ -1052,11 +1052,17 @@ static void session_message_done(struct session *s, int code, const char *text, 
 static void session_message_accepted(struct session *s)
 {
 	s->nmessages++;
-	s->errors = 0;
-	s->junk = 0;
 	s->mails = 0;
-	s->deferrals = 0;
+	/* as a rule 0 already: not written then, their line stays clean (session_int.h) */
+	if (s->errors)
+		s->errors = 0;
+	if (s->junk)
+		s->junk = 0;
+	if (s->deferrals)
+		s->deferrals = 0;
 }
+_Static_assert(offsetof(struct session, mails) % 16 == 0 &&
+    offsetof(struct session, nmessages) == offsetof(struct session, mails) + 8, "mails, nmessages: 16 octets");
 
 static void session_message_tx_cb(void *arg, const struct smtp_tx_result *r)
 {
