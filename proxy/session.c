@@ -75,49 +75,53 @@ static bool session_protocol_fail(struct session *s, int test);
 
 #define SESSION_REPLY_MAX 1097     /* octets of one reply line, CRLF aside */
 
-/* Appends line[0..n) (n <= SESSION_REPLY_MAX, room for 2 more) as one reply line: CR and
- * LF inside are blanked so a reply text never splits, CRLF is added, classes are counted. */
-static void session_reply_append(struct session *s, char *line, size_t n)
+/* Appends head[0..hn) then text[0..n) (together at most SESSION_REPLY_MAX) as one reply
+ * line, built in place in s->out (no copy on the stack: a reply on the hot path touches
+ * no stack area of a kilobyte, issue 10 §5): CR and LF inside are blanked so a reply text
+ * never splits, CRLF is added, classes are counted. */
+static void session_reply_put(struct session *s, const char *head, size_t hn, const char *text, size_t n)
 {
-	for (char *p = memchr(line, '\r', n); p != NULL; p = memchr(p, '\r', n - (size_t)(p - line)))
+	size_t len = hn + n;
+
+	if (s->out.len + len + 3 > s->out.cap)
+		growbuf_grow(&s->out.v, &s->out.cap, 256, s->out.len + len + 3);
+	char *line = s->out.v + s->out.len;
+	memcpy(line, head, hn);
+	memcpy(line + hn, text, n);
+	for (char *p = memchr(line, '\r', len); p != NULL; p = memchr(p, '\r', len - (size_t)(p - line)))
 		*p = ' ';
-	for (char *p = memchr(line, '\n', n); p != NULL; p = memchr(p, '\n', n - (size_t)(p - line)))
+	for (char *p = memchr(line, '\n', len); p != NULL; p = memchr(p, '\n', len - (size_t)(p - line)))
 		*p = ' ';
-	if (n >= 4 && line[3] != '-') {
+	if (len >= 4 && line[3] != '-') {
 		/* the reply code: three digits and a space as a rule (atoi otherwise) */
 		bool d3 = isdigit((unsigned char)line[0]) && isdigit((unsigned char)line[1]) &&
 		    isdigit((unsigned char)line[2]) && !isdigit((unsigned char)line[3]);
 		counter_count_reply(d3 ? (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0') : atoi(line));
 	}
-	line[n++] = '\r';
-	line[n++] = '\n';
-	strbuf_append(&s->out, line, n);
+	memcpy(line + len, "\r\n", 3);
+	s->out.len += len + 2;
 }
 
 void session_reply(struct session *s, const char *fmt, ...)
 {
-	char line[SESSION_REPLY_MAX + 3];
+	char line[SESSION_REPLY_MAX + 1];
 	va_list ap;
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
-	session_reply_append(s, line, (size_t)n < SESSION_REPLY_MAX ? (size_t)n : SESSION_REPLY_MAX);
+	session_reply_put(s, "", 0, line, (size_t)n < SESSION_REPLY_MAX ? (size_t)n : SESSION_REPLY_MAX);
 }
 
 /* One complete reply line as it is ("250 2.0.0 Ok"); no formatting on the hot path. */
 static void session_reply_line(struct session *s, const char *text)
 {
-	char line[SESSION_REPLY_MAX + 3];
 	size_t n = strlen(text);
 
-	if (n > SESSION_REPLY_MAX)
-		n = SESSION_REPLY_MAX;
-	memcpy(line, text, n);
-	session_reply_append(s, line, n);
+	session_reply_put(s, "", 0, text, n < SESSION_REPLY_MAX ? n : SESSION_REPLY_MAX);
 }
 
 /* A reply from a backend or a filter: "CODE TEXT" where text may hold several lines
@@ -128,7 +132,6 @@ static void session_reply_line(struct session *s, const char *text)
 static void session_reply_text(struct session *s, int code, const char *text, size_t line_len)
 {
 	const char *p = text && *text ? text : "Error";
-	char line[SESSION_REPLY_MAX + 3];
 
 	if (code < 100 || code > 999)
 		code = code < 100 ? 451 : 554;    /* never: codes are the backend's or ours */
@@ -136,7 +139,7 @@ static void session_reply_text(struct session *s, int code, const char *text, si
 		line_len = 0;
 	while (*p) {
 		/* as a rule the line holds no CR or LF but its CRLF: then it goes to s->out as it
-		 * is (nothing to blank); otherwise through session_reply_append */
+		 * is (nothing to blank); otherwise through session_reply_put */
 		size_t n = line_len > 0 ? line_len : strcspn(p, "\r\n");
 		line_len = 0;
 		const char *e = p[n] == '\0' ? NULL : p + n;
@@ -154,10 +157,8 @@ static void session_reply_text(struct session *s, int code, const char *text, si
 		}
 		if (n > 1023)
 			n = 1023;
-		line[0] = (char)('0' + code / 100);
-		line[1] = (char)('0' + code / 10 % 10);
-		line[2] = (char)('0' + code % 10);
-		line[3] = e ? '-' : ' ';
+		const char head[4] = { (char)('0' + code / 100), (char)('0' + code / 10 % 10), (char)('0' + code % 10),
+			e ? '-' : ' ' };
 		if (clean) {
 			if (!e)
 				counter_count_reply(code);
@@ -165,13 +166,12 @@ static void session_reply_text(struct session *s, int code, const char *text, si
 			if (s->out.len + n + 7 > s->out.cap)
 				growbuf_grow(&s->out.v, &s->out.cap, 256, s->out.len + n + 7);
 			char *o = s->out.v + s->out.len;
-			memcpy(o, line, 4);
+			memcpy(o, head, 4);
 			memcpy(o + 4, p, n);
 			memcpy(o + 4 + n, "\r\n", 3);
 			s->out.len += n + 6;
 		} else {
-			memcpy(line + 4, p, n);
-			session_reply_append(s, line, n + 4);
+			session_reply_put(s, head, 4, p, n);
 		}
 		if (!e)
 			break;
@@ -1052,11 +1052,17 @@ static void session_message_done(struct session *s, int code, const char *text, 
 static void session_message_accepted(struct session *s)
 {
 	s->nmessages++;
-	s->errors = 0;
-	s->junk = 0;
 	s->mails = 0;
-	s->deferrals = 0;
+	/* as a rule 0 already: not written then, their line stays clean (session_int.h) */
+	if (s->errors)
+		s->errors = 0;
+	if (s->junk)
+		s->junk = 0;
+	if (s->deferrals)
+		s->deferrals = 0;
 }
+_Static_assert(offsetof(struct session, mails) % 16 == 0 &&
+    offsetof(struct session, nmessages) == offsetof(struct session, mails) + 8, "mails, nmessages: 16 octets");
 
 static void session_message_tx_cb(void *arg, const struct smtp_tx_result *r)
 {

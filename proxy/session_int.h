@@ -92,15 +92,19 @@ struct session {
 	bool eof;                         /* the client closed (or half-closed) its side */
 	bool drain;                       /* the worker is draining: no new transaction */
 	bool write_failed, out_blocked;   /* the client's socket: dead / not reading replies */
-	long junk;                        /* NOOP/RSET/VRFY/HELP since the last delivered message */
+	/* what a delivered message writes (session_message_accepted): mails and nmessages in
+	 * 16 octets on a 16-octet boundary, so in one cache line whatever calloc's alignment;
+	 * junk, deferrals and errors are written only when not 0 already */
 	long mails;                       /* MAILs begun since the last delivered message */
+	unsigned long nmessages;
+	long junk;                        /* NOOP/RSET/VRFY/HELP since the last delivered message */
 	long deferrals;                   /* greylisting's 451s since the last delivered message */
+	int errors;                       /* cleared with each delivered message: by nmessages */
 	bool helo_given;                  /* an EHLO/HELO was answered 250 since the connect,
 	                                     STARTTLS or XCLIENT: one more is junk */
 	long rcpt_overshoot;              /* RCPTs past max_recipients in this transaction */
 	long bad_sequence;                /* commands out of order (503), the first one logged */
-	unsigned long ncommands, nmessages;
-	int errors;                       /* cleared with each delivered message: by nmessages */
+	unsigned long ncommands;
 	struct linebuf lb;
 	struct session_memo *memo;        /* commands parsed ahead (session_next_group), or NULL */
 	char *in;                         /* held input */

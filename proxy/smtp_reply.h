@@ -35,8 +35,8 @@ enum smtp_reply_err {
 enum { SMTP_REPLY_STRICT_LF = 1u << 0 };
 
 struct smtp_reply_reader {
-	/* private */
-	char line[SMTP_REPLY_LINE_MAX + 2];  /* the line being read: its octets, a CR, a NUL */
+	/* private; the scalars first, so that a short reply's state and its line's first
+	 * octets share a cache line or two (not the two ends of a kilobyte) */
 	size_t linelen;
 	char *text;                          /* a multi-line reply's lines so far (lazy) */
 	size_t textlen, textcap;
@@ -46,6 +46,7 @@ struct smtp_reply_reader {
 	bool done;                           /* the last feed returned a reply: start a new one */
 	unsigned flags;
 	enum smtp_reply_err err;             /* sticky: the reader is of no use after an error */
+	char line[SMTP_REPLY_LINE_MAX + 2];  /* the line being read: its octets, a CR, a NUL */
 };
 
 struct smtp_reply {
