@@ -197,7 +197,7 @@ static void test_html_analyze_in_place(void **state)
 
 		for (int a = 0; a < 3; a++) {
 			size_t al = MX_SANITIZED_BUILD ? 0 : (a ? strlen(after[a]) : 1);
-			char *b = malloc(k + al + 1);
+			char *b = malloc(k + al ? k + al : 1);
 
 			assert_non_null(b);
 			memcpy(b, doc, k);
