@@ -1033,50 +1033,84 @@ static void html_run(struct html_state *h, const char *s, size_t n)
 	}
 }
 
+/* SA's substitutions before the parse, at text[i]: "&nbsp;" to a space, a curly double
+ * quote (U+201C, U+201D) to a plain one, "<tag/>" (white space before the '/' or not) to
+ * "<tag>". Returns the octets replaced (0: none applies here), sets *wrote to the octets
+ * they become (fewer, always) and writes them at dst unless it is NULL. */
+static size_t html_subst(const char *text, size_t len, size_t i, char *dst, size_t *wrote)
+{
+	if (text[i] == '&' && i + 6 <= len && memcmp(text + i, "&nbsp;", 6) == 0) {
+		if (dst)
+			dst[0] = ' ';
+		*wrote = 1;
+		return 6;
+	}
+	if ((unsigned char)text[i] == 0xe2 && i + 2 < len && (unsigned char)text[i + 1] == 0x80 &&
+	    ((unsigned char)text[i + 2] == 0x9c || (unsigned char)text[i + 2] == 0x9d)) {
+		if (dst)
+			dst[0] = '"';
+		*wrote = 1;
+		return 3;
+	}
+	if (text[i] == '<' && i + 1 < len && (isalnum((unsigned char)text[i + 1]) || text[i + 1] == '_')) {
+		size_t j = i + 1, k;
+
+		while (j < len && (isalnum((unsigned char)text[j]) || text[j] == '_'))
+			j++;
+		k = j;
+		while (k < len && isspace((unsigned char)text[k]))
+			k++;
+		if (k + 1 < len && text[k] == '/' && text[k + 1] == '>') {
+			if (dst) {
+				memcpy(dst, text + i, j - i);
+				dst[j - i] = '>';
+			}
+			*wrote = j - i + 1;
+			return k + 2 - i;
+		}
+	}
+	return 0;
+}
+
 void html_analyze(const char *text, size_t len, struct html_result *r,
     void (*uri_cb)(const char *uri, size_t len, void *arg), void *arg)
 {
 	struct html_state h = { .r = r, .basefont = 3, .title_index = -1, .uri_cb = uri_cb,
 		.uri_arg = arg };
 	struct html_style def = { .tag = "default", .fg = "#000000", .bg = "#ffffff", .size = 3 };
-	struct html_buf pre = { 0 };
+	char *pre;
+	size_t i = 0, o, wrote;
 
 	memset(r, 0, sizeof(*r));
 	r->max_size = r->min_size = 3;
 	r->length = (double)charset_utf8_chars(text, len);   /* characters, as SA */
 	html_push_style(&h, &def);
-	/* SA: &nbsp; becomes a space, <tag/> becomes <tag>, curly double quotes plain */
-	for (size_t i = 0; i < len; i++) {
-		if (text[i] == '&' && i + 6 <= len && strncmp(text + i, "&nbsp;", 6) == 0) {
-			html_put(&pre, " ", 1);
-			i += 5;
-			continue;
-		}
-		if ((unsigned char)text[i] == 0xe2 && i + 2 < len && (unsigned char)text[i + 1] == 0x80 &&
-		    ((unsigned char)text[i + 2] == 0x9c || (unsigned char)text[i + 2] == 0x9d)) {
-			html_put(&pre, "\"", 1);
-			i += 2;
-			continue;
-		}
-		if (text[i] == '<' && i + 1 < len && (isalnum((unsigned char)text[i + 1]) || text[i + 1] == '_')) {
-			size_t j = i + 1, k;
+	/* SA: &nbsp; becomes a space, <tag/> becomes <tag>, curly double quotes plain; the
+	 * part parsed where it is when there is none of them */
+	while (i < len && html_subst(text, len, i, NULL, &wrote) == 0)
+		i++;
+	if (i == len) {
+		html_run(&h, text ? text : "", len);
+	} else {
+		pre = malloc(len + 1);
+		if (pre == NULL)
+			abort();
+		memcpy(pre, text, i);
+		o = i;
+		while (i < len) {
+			size_t used = html_subst(text, len, i, pre + o, &wrote);
 
-			while (j < len && (isalnum((unsigned char)text[j]) || text[j] == '_'))
-				j++;
-			k = j;
-			while (k < len && isspace((unsigned char)text[k]))
-				k++;
-			if (k + 1 < len && text[k] == '/' && text[k + 1] == '>') {
-				html_put(&pre, text + i, j - i);
-				html_put(&pre, ">", 1);
-				i = k + 1;
-				continue;
+			if (used) {
+				i += used;
+				o += wrote;
+			} else {
+				pre[o++] = text[i++];
 			}
 		}
-		html_put(&pre, text + i, 1);
+		pre[o] = '\0';
+		html_run(&h, pre, o);
+		free(pre);
 	}
-	html_run(&h, pre.p ? pre.p : "", pre.n);
-	free(pre.p);
 	/* results */
 	if (h.seen_tags) {
 		r->has_tags = true;
@@ -1100,6 +1134,14 @@ void html_analyze(const char *text, size_t len, struct html_result *r,
 	free(h.backhair);
 	free(h.base_href);
 	free(h.st);
+	/* the rendering kept at its size, not at its buffer's (grown by doubling, up to twice
+	 * the text): it is kept until the message's scan ends, the body views built beside it */
+	if (h.text.p && h.text.cap > h.text.n + 1) {
+		char *fit = realloc(h.text.p, h.text.n + 1);
+
+		if (fit)
+			h.text.p = fit;
+	}
 	r->rendered = h.text.p ? h.text.p : strdup("");
 	r->rendered_len = h.text.n;
 	/* SA counts characters of the (UTF-8) rendered text, Unicode white space as space */

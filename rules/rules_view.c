@@ -146,15 +146,20 @@ void rules_scratch_set_bayes(struct rules_scratch *sc, const struct bayes_result
 
 /* SA's split_into_array_of_short_lines on one paragraph: pieces of at most 2048 bytes,
  * cut after the last space before the limit. */
+static size_t rules_body_cut(const char *s)
+{
+	size_t k = RULES_LINE_SPLIT + 1;     /* rindex(' ', 2048) + 1 */
+
+	while (k > 0 && s[k - 1] != ' ')
+		k--;
+	return k ? k : RULES_LINE_SPLIT;
+}
+
 static void rules_body_add_line(struct rules_lines *l, const char *s, size_t n)
 {
 	while (n > RULES_LINE_SPLIT) {
-		size_t k = RULES_LINE_SPLIT + 1;     /* rindex(' ', 2048) + 1 */
+		size_t k = rules_body_cut(s);
 
-		while (k > 0 && s[k - 1] != ' ')
-			k--;
-		if (k == 0)
-			k = RULES_LINE_SPLIT;
 		rules_lines_add(l, s, k);
 		s += k;
 		n -= k;
@@ -193,6 +198,30 @@ static void rules_text_begin(struct rules_text *bt, struct rules_lines *l, struc
 	bt->space = wide ? charset_space_len : rules_ascii_space;
 	tmp->n = 0;
 	rules_buf_put(tmp, "", 0);
+}
+
+/* The lines of the paragraph being joined cut from its start while more than
+ * RULES_LINE_SPLIT octets are left (each cut reads the 2049 octets at its start only, and
+ * the paragraph only grows: the lines cut from the whole), once it holds RULES_TEXT_HOLD
+ * octets: a paragraph of many parts' renderings (joined by single line breaks) was held
+ * whole beside its body lines, a copy of the message's text at the peak. */
+#define RULES_TEXT_HOLD (64u << 10)
+
+static void rules_text_spill(struct rules_text *bt)
+{
+	struct rules_buf *b = bt->tmp;
+	size_t off = 0, k;
+
+	if (b->n <= RULES_TEXT_HOLD)
+		return;
+	while (b->n - off > RULES_LINE_SPLIT) {
+		k = rules_body_cut(b->p + off);
+		rules_lines_add(bt->l, b->p + off, k);
+		off += k;
+	}
+	memmove(b->p, b->p + off, b->n - off);
+	b->n -= off;
+	b->p[b->n] = '\0';
 }
 
 static void rules_text_paragraph(struct rules_text *bt)
@@ -249,6 +278,7 @@ static void rules_text_feed(struct rules_text *bt, const char *t, size_t n)
 			while (j < n && t[j] != '\0' && bt->space(t + j, n - j) == 0)
 				j++;
 			rules_buf_put(bt->tmp, t + i, j - i);
+			rules_text_spill(bt);
 			i = j;
 		} else {
 			bt->run = true;

@@ -100,7 +100,9 @@ SINCE = {
     # read where their octets are, samsg_parse_copying the reference); session 25's
     # w-mimecopy: the two parses also agree on the bound of decoded nested messages (moved to
     # its merge: w-fuzz5's campaign at 00:49Z ran the harness before it)
-    'fuzz_mime': '2026-12-06T01:32Z',
+    # session 27's w-rulesmem: html_analyze given the part without a NUL after it (it now
+    # parses the part where the parse has it when SA's substitutions have nothing to do)
+    'fuzz_mime': '2026-12-06T07:30Z',
     # session 19's w-trap: the same lines read as greylist.traps entries and a traps file
     'fuzz_greylist_names': '2026-12-05T03:33Z',
     # session 21's w-glrace (merged 11:08Z): greylist_ip_del_merge on any record and operand;

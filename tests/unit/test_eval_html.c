@@ -7,6 +7,18 @@
 
 #include "rules/html.h"
 
+/* Under a sanitizer a buffer is allocated at exactly the octets read (an overread fails). */
+#if defined(__SANITIZE_ADDRESS__)
+#define MX_SANITIZED_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MX_SANITIZED_BUILD 1
+#endif
+#endif
+#ifndef MX_SANITIZED_BUILD
+#define MX_SANITIZED_BUILD 0
+#endif
+
 static const char rules[] =
     "body HTML_MESSAGE eval:html_test('html')\n"
     "body __TAG_EXISTS_HTML eval:html_tag_exists('html')\n"
@@ -159,11 +171,61 @@ static void test_html_analyze(void **state)
 	html_result_free(&r);
 }
 
+/* The analysis of a part SA's substitutions (&nbsp;, <br/>, curly quotes) leave as it is
+ * reads the part where the parse has it, with no NUL after it: every prefix of a document
+ * of no such substitution is analysed with different octets after its end (a NUL, then
+ * markup), the results the same: nothing past the end is read (under ASan the buffer is
+ * exactly the prefix, an overread fails). */
+static void test_html_analyze_in_place(void **state)
+{
+	static const char doc[] = "<!DOCTYPE html><html><head><title>T &amp; U</title>"
+	    "<style>p { color: red }</style></head><body bgcolor=\"#fff\" text='#000'>"
+	    "<p>Hello &amp; welcome &#x41;&#66 &lt</p><div style=\"display:none\">hidden</div>"
+	    "<script>var x = 1; if (a < b) {}</script><a href=\"http://example.com/x\">link</a>"
+	    "<img src=http://example.com/i.png width=10 height=20 alt=\"i\"><!-- note -- >"
+	    "<!x><?pi?></ x><font color=red size=+2>big</font><br><textarea>a&lt;</textarea>"
+	    "<table><tr><td>cell</td></tr></table> 1 < 2 <a href=\"mailto:a@b.example\">m</a>"
+	    "<plaintext><b>rest</b>";
+	static const char *const after[] = { "\0", ">x</title></script>\"'&amp;<b>",
+	    "-->\" x;</textarea>" };
+	size_t n = strlen(doc);
+
+	(void)state;
+	for (size_t k = 0; k <= n; k++) {
+		struct html_result r[3];
+		int nuri[3] = { 0, 0, 0 };
+
+		for (int a = 0; a < 3; a++) {
+			size_t al = MX_SANITIZED_BUILD ? 0 : (a ? strlen(after[a]) : 1);
+			char *b = malloc(k + al ? k + al : 1);
+
+			assert_non_null(b);
+			memcpy(b, doc, k);
+			memcpy(b + k, after[a], al);
+			html_analyze(b, k, &r[a], count_uri, &nuri[a]);
+			free(b);
+		}
+		for (int a = 1; a < 3; a++) {
+			assert_int_equal(r[0].rendered_len, r[a].rendered_len);
+			assert_memory_equal(r[0].rendered, r[a].rendered, r[0].rendered_len);
+			assert_int_equal(nuri[0], nuri[a]);
+			assert_int_equal(r[0].ncomment, r[a].ncomment);
+			assert_int_equal(r[0].ntitle, r[a].ntitle);
+			assert_int_equal(r[0].nanchor, r[a].nanchor);
+			assert_int_equal(r[0].ninside, r[a].ninside);
+			assert_true(r[0].image_area == r[a].image_area && r[0].max_size == r[a].max_size);
+		}
+		for (int a = 0; a < 3; a++)
+			html_result_free(&r[a]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_html_evals),
 		cmocka_unit_test(test_html_analyze),
+		cmocka_unit_test(test_html_analyze_in_place),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
