@@ -696,12 +696,23 @@ static enum session_check session_check_rcpt(const struct session *s, const stru
 	return session_check_rcpt_in(s, cmd, s->env.nrcpts, s->env.mail_params, false, reply, cap);
 }
 
+/* The session's refusal stands for this transaction: it was set after MAIL (an enforced
+ * protocol test that failed on a later command) and no exempt_recipients hold keeps it at
+ * RCPT. A recipient taken before it was set carries no message: DATA and BDAT are refused
+ * as every RCPT since (postscreen never lets such a client reach DATA). */
+static bool session_refusal_stands(const struct session *s)
+{
+	return s->conn_verdict.action != VERDICT_CONTINUE && !session_exempt_holds(s);
+}
+
 static enum session_check session_check_data(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
 {
 	if (cmd->arg[0])
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "501 5.5.4 Syntax: DATA");
 	if (bdat_in_use(&s->bdat))	/* RFC 3030 2: never both in one transaction */
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "503 5.5.1 Error: BDAT and DATA cannot be mixed");
+	if (session_refusal_stands(s))
+		return SESSION_CHECK_REFUSED;
 	return SESSION_CHECK_OK;
 }
 
@@ -1287,6 +1298,17 @@ static void session_apply_bdat(struct session *s, const struct verdict *v)
 		session_bdat_read(s);
 		return;
 	}
+	if (session_refusal_stands(s)) {
+		/* as DATA (session_check_data): the chunk is read and thrown away, and the rest of
+		 * the transaction with it (RFC 3030 2) */
+		session_reply_verdict_as(s, &s->conn_verdict, "bdat", false);
+		session_error(s);
+		s->bdat.discarding = true;
+		s->bdat.failed = true;
+		s->data_deadline_at = uv_now(&s->w->loop) + s->cfg->limits.data_deadline;
+		session_bdat_read(s);
+		return;
+	}
 	if (s->tx.msg == NULL) {
 		/* The message's first chunk: the DATA stage first (input is held meanwhile). */
 		s->tarpit_ms = 0;
@@ -1615,7 +1637,8 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		 * exempt_recipients holds it there) */
 		if (cmd->verb == SMTP_RCPT)
 			counter_inc(COUNTER_RECIPIENTS_REJECTED);
-		session_reply_verdict_as(s, &s->conn_verdict, cmd->verb == SMTP_RCPT ? "rcpt" : "mail", false);
+		session_reply_verdict_as(s, &s->conn_verdict, cmd->verb == SMTP_RCPT ? "rcpt" :
+		    cmd->verb == SMTP_DATA ? "data" : "mail", false);
 		session_error(s);
 		return;
 	}

@@ -17,7 +17,10 @@ newline test fails, before or inside the transaction); its DATA answers 554 5.5.
 
 Before session 26 (w-exempt, 3ec510c4a: session_check_rcpt_in consults conn_verdict) the
 refusal set after MAIL refused only the later MAILs: these RCPTs were taken and the message
-delivered. Run against the binary of main before that merge (3147ed8dd^1) this test fails."""
+delivered. Run against the binary of main before that merge (3147ed8dd^1) this test fails.
+
+A recipient accepted before the test tripped does not carry the message either: DATA (and
+BDAT) of a session whose refusal stands are refused as its RCPTs are."""
 import os
 import sys
 
@@ -85,6 +88,43 @@ mt.check(mx.wait_log(r'event=protocol_test test=bare_newline client=198\.18\.60\
          'bare LF: logged: event=protocol_test test=bare_newline action=enforce')
 mt.check(mt.wait_for(lambda: rejects('bare_newline', ip) == 2, mt.slack(5)),
          'bare LF: each RCPT logged event=reject stage=rcpt reason=bare_newline (%d)' % rejects('bare_newline', ip))
+
+# One recipient taken before the test trips (HELO, MAIL, RCPT one at a time), then a
+# pipelined RCPT and DATA: the refusal holds at DATA too, the taken recipient gets nothing.
+ip = '198.18.60.4'
+c = mt.Client(mx.port, proxy_src=ip)
+c.cmd('HELO bot.example')
+c.cmd('MAIL FROM:<a@example.org>')
+mt.check(c.cmd('RCPT TO:<u1@example.test>')[0] == 250, 'taken first: RCPT alone 250')
+c.send('RCPT TO:<u2@example.test>\r\nDATA\r\n')
+r = replies(c, 2)
+mt.check(refused(r[0]), 'taken first: the pipelined RCPT 550 5.5.1: %r' % (r[0],))
+mt.check(refused(r[1]), 'taken first: DATA refused 550 5.5.1 too, not 354: %r' % (r[1],))
+if r[1][0] == 354:
+    c.send(mt.stuff(mt.message('taken')))
+    c.reply()
+c.cmd('QUIT')
+c.close()
+mt.check(mx.wait_log(r'event=reject stage=data reason=pipelining .*client=198\.18\.60\.4 ', 5) is not None,
+         'taken first: logged event=reject stage=data reason=pipelining')
+
+# The same with a bare LF and BDAT (EHLO offers CHUNKING): the chunk is refused.
+ip = '198.18.60.5'
+c = mt.Client(mx.port, proxy_src=ip)
+c.ehlo('bot.example')
+c.cmd('MAIL FROM:<a@example.org>')
+mt.check(c.cmd('RCPT TO:<u1@example.test>')[0] == 250, 'taken first, BDAT: RCPT 250')
+c.send('NOOP\n')
+mt.check(c.reply()[0] == 250, 'taken first, BDAT: a bare-LF NOOP is answered')
+body = mt.message('bdat')
+c.send(b'BDAT %d LAST\r\n' % len(body) + body)
+r = c.reply()
+mt.check(refused(r), 'taken first, BDAT: BDAT LAST refused 550 5.5.1: %r' % (r,))
+r = c.cmd('QUIT')
+mt.check(r[0] == 221, 'taken first, BDAT: the chunk was read and thrown away, QUIT is a command: %r' % (r,))
+c.close()
+mt.check(mx.wait_log(r'event=reject stage=bdat reason=bare_newline .*client=198\.18\.60\.5 ', 5) is not None,
+         'taken first, BDAT: logged event=reject stage=bdat reason=bare_newline')
 
 mx.stop()
 mt.check(sink.count() == 1 and mt.message_ids(m['data'] for m in sink.messages()) == {'clean'},
