@@ -825,7 +825,9 @@ static void rl_check_decide(struct rl_check *ck, bool allowed, const char *store
 			verdict_set(&op->v, VERDICT_TEMPFAIL, 421, "ratelimit",
 			    "4.7.0 rate limit exceeded for %s %s: %s, try again later",
 			    rl_key_names[r->key], value, r->limit.text);
-		else
+		else    /* count: recipients too: not RFC 5321 4.5.3.1.10's 452, which asks for the
+			 * rest in another transaction at once; a rate refuses that one too (a policy
+			 * deferral, Postfix's anvil 450 4.7.1, rspamd 451 4.7.1) */
 			verdict_set(&op->v, VERDICT_TEMPFAIL, 451, "ratelimit",
 			    "4.7.1 rate limit exceeded for %s %s: %s, try again later",
 			    rl_key_names[r->key], value, r->limit.text);
