@@ -1298,6 +1298,7 @@ static void rl_outcome(void *wstate, int slot, struct hook_env *env, const struc
 
 const struct hook_module ratelimit_module = {
 	.name = "ratelimit",
+	.flags = HOOK_MODULE_BEFORE_TEASER,    /* a Redis store's 421 is heard alone too */
 	.worker_init = rl_worker_init,
 	.worker_free = rl_worker_free,
 	.stages = rl_stages,

@@ -2037,6 +2037,8 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 static const struct session_cmd session_connect_lifted_step;
 static const struct session_cmd session_connect_exempt_step;
 
+static void session_send_teaser(struct session *s);
+
 static void session_apply_connect(struct session *s, const struct verdict *v)
 {
 	/* A delay asked for at connect (a tarpit: reputation's delay action, a rate limit's)
@@ -2095,6 +2097,7 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 	if (uv_is_active((uv_handle_t *)&s->timer)) {
 		/* The pregreet delay or the tarpit still runs: its end greets. */
 		session_enter_state(s, SESSION_PREGREET);
+		session_send_teaser(s);   /* held while the stage ran (chain_teaser_waits) */
 		return;
 	}
 	session_greet(s);
@@ -2107,7 +2110,8 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
  * session closed meanwhile goes in its close callbacks, a loop iteration later. */
 static void session_send_teaser(struct session *s)
 {
-	if (!s->teaser_held)
+	/* a rate limit in Redis answers later: its 421 comes alone too (HOOK_MODULE_BEFORE_TEASER) */
+	if (!s->teaser_held || chain_teaser_waits(&s->chain))
 		return;
 	s->teaser_held = false;
 	if ((s->state != SESSION_CONNECT && s->state != SESSION_PREGREET) || s->quit_after_flush)
@@ -2115,6 +2119,12 @@ static void session_send_teaser(struct session *s)
 	session_reply(s, "220-%s ESMTP", s->cfg->hostname);
 	s->teaser_sent = true;
 	session_flush(s);
+}
+
+/* The connect stage went on after an asynchronous answer (chain_on_progress). */
+static void session_connect_progress_cb(void *arg)
+{
+	session_send_teaser(arg);
 }
 
 /* The connect stage is a stage of its own, not a command. */
@@ -2228,6 +2238,7 @@ void session_start_connect(struct session *s)
 	}
 	session_unpause(s);
 	s->cmd = &session_connect_step;
+	chain_on_progress(&s->chain, session_connect_progress_cb);
 	chain_run(&s->chain, HOOK_CONNECT, session_stage_done_cb, s);
 	session_send_teaser(s);
 }
