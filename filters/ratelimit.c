@@ -825,7 +825,9 @@ static void rl_check_decide(struct rl_check *ck, bool allowed, const char *store
 			verdict_set(&op->v, VERDICT_TEMPFAIL, 421, "ratelimit",
 			    "4.7.0 rate limit exceeded for %s %s: %s, try again later",
 			    rl_key_names[r->key], value, r->limit.text);
-		else
+		else    /* count: recipients too: not RFC 5321 4.5.3.1.10's 452, which asks for the
+			 * rest in another transaction at once; a rate refuses that one too (a policy
+			 * deferral, Postfix's anvil 450 4.7.1, rspamd 451 4.7.1) */
 			verdict_set(&op->v, VERDICT_TEMPFAIL, 451, "ratelimit",
 			    "4.7.1 rate limit exceeded for %s %s: %s, try again later",
 			    rl_key_names[r->key], value, r->limit.text);
@@ -1296,6 +1298,7 @@ static void rl_outcome(void *wstate, int slot, struct hook_env *env, const struc
 
 const struct hook_module ratelimit_module = {
 	.name = "ratelimit",
+	.flags = HOOK_MODULE_BEFORE_TEASER,    /* a Redis store's 421 is heard alone too */
 	.worker_init = rl_worker_init,
 	.worker_free = rl_worker_free,
 	.stages = rl_stages,

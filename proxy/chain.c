@@ -404,6 +404,33 @@ static void chain_stop(struct chain *c, size_t i)
 	c->next = c->mods->n;
 }
 
+/* An asynchronous step of the connect stage is over and the stage goes on: the session
+ * hears it (c->progress) after the entries that answer at once have run. */
+static void chain_progressed(struct chain *c)
+{
+	if (c->progress && c->running && c->stage == HOOK_CONNECT)
+		c->progress(c->arg);
+}
+
+void chain_on_progress(struct chain *c, chain_progress_fn fn)
+{
+	c->progress = fn;
+}
+
+bool chain_teaser_waits(const struct chain *c)
+{
+	if (!c->running || c->stage != HOOK_CONNECT || c->mods == NULL)
+		return false;
+	for (size_t i = c->cur ? c->cur->entry : c->next; i < c->mods->n; i++) {
+		const struct chain_entry *e = &c->mods->v[i];
+
+		if ((e->mod->flags & HOOK_MODULE_BEFORE_TEASER) && (e->stages & (1u << HOOK_CONNECT)) &&
+		    i < c->connect_cut)
+			return true;
+	}
+	return false;
+}
+
 void hook_call_done(struct hook_call *call, const struct verdict *v)
 {
 	struct chain *c = call->chain;
@@ -423,8 +450,10 @@ void hook_call_done(struct hook_call *call, const struct verdict *v)
 	c->depth++;
 	if (chain_take(c, call->entry, v))
 		chain_stop(c, call->entry);
-	if (!c->in_step)
+	if (!c->in_step) {
 		chain_step(c);
+		chain_progressed(c);
+	}
 	c->depth--;
 }
 
@@ -529,6 +558,7 @@ void chain_on_timeout(struct chain *c)
 	if (chain_apply(c, &v))
 		chain_stop(c, call->entry);
 	chain_step(c);
+	chain_progressed(c);
 }
 
 static void chain_step(struct chain *c)

@@ -32,6 +32,9 @@ struct chain_modules {
 };
 
 typedef void (*chain_done_fn)(void *arg, const struct verdict *v);
+/* The connect stage moved on after an entry answered asynchronously (or timed out) and is
+ * still running: called with the stage's arg once the entries that answer at once ran. */
+typedef void (*chain_progress_fn)(void *arg);
 
 struct chain {
 	const struct chain_modules *mods;
@@ -39,6 +42,7 @@ struct chain {
 	enum hook_stage stage;
 	size_t next;              /* next entry index */
 	chain_done_fn done;
+	chain_progress_fn progress;   /* NULL: none (chain_on_progress) */
 	void *arg;
 	struct hook_call *cur;    /* the call in progress (NULL when none) */
 	uint64_t deadline;        /* loop time (ms) the stage must be decided by: the end of
@@ -107,6 +111,12 @@ void chain_run_cut(struct chain *c, chain_done_fn done, void *arg);
  * entry taking part in it is cut, as after a refusal by the first entry, so the later
  * stages leave them out until chain_run_cut runs it (or the chain is begun afresh). */
 void chain_cut_connect(struct chain *c);
+/* fn hears each asynchronous step of a connect stage that leaves it running (the session:
+ * a held pregreet teaser may go). */
+void chain_on_progress(struct chain *c, chain_progress_fn fn);
+/* True while the connect stage runs and an entry flagged HOOK_MODULE_BEFORE_TEASER is in
+ * progress or still to be asked. */
+bool chain_teaser_waits(const struct chain *c);
 /* The timer callback the session forwards to when the chain owns the timer. */
 void chain_on_timeout(struct chain *c);
 

@@ -288,6 +288,10 @@ enum hook_module_flag {
 	 * counts in plugin_errors_total and reads, under on_error tempfail, "Content filter
 	 * unavailable" at DATA and end of data, "<Stage> check unavailable" before (chain.c). */
 	HOOK_MODULE_CONTENT = 1u << 1,
+	/* Its connect decision comes before the pregreet teaser (a rate limit: the client it
+	 * refuses hears the 421 alone), even when it answers asynchronously (a Redis store):
+	 * the session holds the teaser until the connect stage is past it (chain_teaser_waits). */
+	HOOK_MODULE_BEFORE_TEASER = 1u << 2,
 };
 
 /* A module. All functions run on a worker's loop thread. */

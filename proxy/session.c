@@ -696,12 +696,23 @@ static enum session_check session_check_rcpt(const struct session *s, const stru
 	return session_check_rcpt_in(s, cmd, s->env.nrcpts, s->env.mail_params, false, reply, cap);
 }
 
+/* The session's refusal stands for this transaction: it was set after MAIL (an enforced
+ * protocol test that failed on a later command) and no exempt_recipients hold keeps it at
+ * RCPT. A recipient taken before it was set carries no message: DATA and BDAT are refused
+ * as every RCPT since (postscreen never lets such a client reach DATA). */
+static bool session_refusal_stands(const struct session *s)
+{
+	return s->conn_verdict.action != VERDICT_CONTINUE && !session_exempt_holds(s);
+}
+
 static enum session_check session_check_data(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
 {
 	if (cmd->arg[0])
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "501 5.5.4 Syntax: DATA");
 	if (bdat_in_use(&s->bdat))	/* RFC 3030 2: never both in one transaction */
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "503 5.5.1 Error: BDAT and DATA cannot be mixed");
+	if (session_refusal_stands(s))
+		return SESSION_CHECK_REFUSED;
 	return SESSION_CHECK_OK;
 }
 
@@ -1293,6 +1304,17 @@ static void session_apply_bdat(struct session *s, const struct verdict *v)
 		session_bdat_read(s);
 		return;
 	}
+	if (session_refusal_stands(s)) {
+		/* as DATA (session_check_data): the chunk is read and thrown away, and the rest of
+		 * the transaction with it (RFC 3030 2) */
+		session_reply_verdict_as(s, &s->conn_verdict, "bdat", false);
+		session_error(s);
+		s->bdat.discarding = true;
+		s->bdat.failed = true;
+		s->data_deadline_at = uv_now(&s->w->loop) + s->cfg->limits.data_deadline;
+		session_bdat_read(s);
+		return;
+	}
 	if (s->tx.msg == NULL) {
 		/* The message's first chunk: the DATA stage first (input is held meanwhile). */
 		s->tarpit_ms = 0;
@@ -1621,7 +1643,8 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		 * exempt_recipients holds it there) */
 		if (cmd->verb == SMTP_RCPT)
 			counter_inc(COUNTER_RECIPIENTS_REJECTED);
-		session_reply_verdict_as(s, &s->conn_verdict, cmd->verb == SMTP_RCPT ? "rcpt" : "mail", false);
+		session_reply_verdict_as(s, &s->conn_verdict, cmd->verb == SMTP_RCPT ? "rcpt" :
+		    cmd->verb == SMTP_DATA ? "data" : "mail", false);
 		session_error(s);
 		return;
 	}
@@ -2020,6 +2043,8 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 static const struct session_cmd session_connect_lifted_step;
 static const struct session_cmd session_connect_exempt_step;
 
+static void session_send_teaser(struct session *s);
+
 static void session_apply_connect(struct session *s, const struct verdict *v)
 {
 	/* A delay asked for at connect (a tarpit: reputation's delay action, a rate limit's)
@@ -2078,6 +2103,7 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 	if (uv_is_active((uv_handle_t *)&s->timer)) {
 		/* The pregreet delay or the tarpit still runs: its end greets. */
 		session_enter_state(s, SESSION_PREGREET);
+		session_send_teaser(s);   /* held while the stage ran (chain_teaser_waits) */
 		return;
 	}
 	session_greet(s);
@@ -2090,7 +2116,8 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
  * session closed meanwhile goes in its close callbacks, a loop iteration later. */
 static void session_send_teaser(struct session *s)
 {
-	if (!s->teaser_held)
+	/* a rate limit in Redis answers later: its 421 comes alone too (HOOK_MODULE_BEFORE_TEASER) */
+	if (!s->teaser_held || chain_teaser_waits(&s->chain))
 		return;
 	s->teaser_held = false;
 	if ((s->state != SESSION_CONNECT && s->state != SESSION_PREGREET) || s->quit_after_flush)
@@ -2098,6 +2125,12 @@ static void session_send_teaser(struct session *s)
 	session_reply(s, "220-%s ESMTP", s->cfg->hostname);
 	s->teaser_sent = true;
 	session_flush(s);
+}
+
+/* The connect stage went on after an asynchronous answer (chain_on_progress). */
+static void session_connect_progress_cb(void *arg)
+{
+	session_send_teaser(arg);
 }
 
 /* The connect stage is a stage of its own, not a command. */
@@ -2211,6 +2244,7 @@ void session_start_connect(struct session *s)
 	}
 	session_unpause(s);
 	s->cmd = &session_connect_step;
+	chain_on_progress(&s->chain, session_connect_progress_cb);
 	chain_run(&s->chain, HOOK_CONNECT, session_stage_done_cb, s);
 	session_send_teaser(s);
 }
