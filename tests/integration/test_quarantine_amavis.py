@@ -7,7 +7,8 @@ files are read back.
   from it (below reject) gets 250 only once it is in the quarantine maildir, and never
   reaches the backend; below it the tempfail threshold acts (451), above reject 550; ham and
   tagged spam are delivered. With the quarantine maildir unwritable such a message gets 451
-  (nothing is lost), and without a quarantine backend `-t` warns of the threshold.
+  (nothing is lost); without a quarantine backend `-t` and the start-up log warn of the
+  threshold and such a message gets 451.
 - every quarantined file starts with its envelope under amavis's names (what review and
   release tools read): Return-Path, X-Envelope-From, X-Envelope-To and X-Envelope-To-Blocked
   with every recipient, X-Quarantine-ID with the queue id the client was told; for the
@@ -143,6 +144,16 @@ def case_rules():
     mt.check(code == 451 and not be.by_tag('qmid3'),
              'quarantine write failed: 451, not relayed (%s %s)' % (code, text))
     mb.stop()
+
+    # ---- no quarantine backend at all: the start-up log warns, such a message gets 451
+    mn = mt.Mxgate(mt.config([be.url], rules=rules), 'mx-quar-none')
+    mt.check(mn.wait_log(r'event=rules_quarantine_unavailable rules=none '
+                         r'reason="actions\.quarantine without a quarantine backend: 451"',
+                         timeout=30) is not None, 'the start-up log warns of the threshold')
+    code, text = mt.send_mail(mn.port, 's@example.org', RCPTS, mt.message('qmid4'), timeout=30)
+    mt.check(code == 451 and not be.by_tag('qmid4'),
+             'no quarantine backend: 451, not relayed (%s %s)' % (code, text))
+    mn.stop()
 
 
 def case_clamd():
