@@ -19,6 +19,7 @@ enum clamd_found_action { CLAMD_REJECT = 0, CLAMD_QUARANTINE, CLAMD_TEMPFAIL };
 struct clamd_options {
 	int action;                 /* enum clamd_found_action */
 	uint64_t max_size;
+	char *x_virus_scanned;      /* "" = none */
 };
 
 static const char *const clamd_action_names[] = { "reject", "quarantine", "tempfail", NULL };
@@ -29,6 +30,10 @@ static const struct cfg_field clamd_option_fields[] = {
 	  .doc = "what a virus does: reject (554 5.7.1 Virus found: NAME), quarantine or tempfail (451)" },
 	{ "max_size", CFG_SIZE, offsetof(struct clamd_options, max_size), "25M", 1, 4294967296.0,
 	  .doc = "bytes streamed to clamd (clamd's StreamMaxLength); a longer message is scanned up to that size" },
+	{ "x_virus_scanned", CFG_STRING, offsetof(struct clamd_options, x_virus_scanned), NULL,
+	  .doc = "value of an X-Virus-Scanned field on mail clamd found clean, e.g. \"amavisd-new at "
+	  "example.com\" for filters that test amavis's (the sender's X-Virus-Scanned fields are then "
+	  "removed); default: none" },
 	{ .key = NULL }
 };
 
@@ -49,6 +54,7 @@ struct clamd_inst {
 	struct pconn_addr addr;
 	uint64_t max_size;
 	enum clamd_found_action action;
+	char x_virus_scanned[256];  /* "" = none */
 };
 
 /* One scan in flight; lives in the session slot while it runs. */
@@ -124,8 +130,14 @@ static void clamd_verdict(struct clamd_scan *sc)
 	char name[200], text[300];
 	int rc = clamd_reply_parse(sc->reply, sc->rlen, name, sizeof(name));
 
-	if (rc == 0)
+	if (rc == 0) {
+		if (sc->ci->x_virus_scanned[0]) {
+			/* amavis's X-Virus-Scanned: ours alone (a sender's would claim a scan) */
+			h->delete_header(sc->call, "X-Virus-Scanned");
+			h->add_header(sc->call, "X-Virus-Scanned", sc->ci->x_virus_scanned);
+		}
 		return clamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
+	}
 	if (rc < 0) {
 		sc->reply[strcspn(sc->reply, "\r\n")] = '\0';
 		char rv[240];
@@ -228,6 +240,17 @@ static int clamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 	ci->host = host;
 	ci->max_size = o->max_size;
 	ci->action = (enum clamd_found_action)o->action;
+	if (o->x_virus_scanned && strlen(o->x_virus_scanned) >= sizeof(ci->x_virus_scanned)) {
+		snprintf(err, errlen, "options.x_virus_scanned: longer than %zu octets",
+		    sizeof(ci->x_virus_scanned) - 1);
+		goto fail;
+	}
+	snprintf(ci->x_virus_scanned, sizeof(ci->x_virus_scanned), "%s",
+	    o->x_virus_scanned ? o->x_virus_scanned : "");
+	if (strpbrk(ci->x_virus_scanned, "\r\n") != NULL) {
+		snprintf(err, errlen, "options.x_virus_scanned: one line (no CR or LF)");
+		goto fail;
+	}
 	if (args->address == NULL) {
 		snprintf(err, errlen, "address: required (HOST:PORT or unix:/path)");
 		goto fail;

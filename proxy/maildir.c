@@ -14,6 +14,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "headers.h"
 #include "msgbuf.h"
 
 struct maildir_job {
@@ -280,4 +281,47 @@ int maildir_check_writable(const char *root, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+/* "<addr>" with control octets as '?'. */
+static void maildir_append_addr(struct strbuf *out, const char *a)
+{
+	strbuf_append(out, "<", 1);
+	for (const char *p = a ? a : ""; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		strbuf_append(out, c < 0x20 || c == 0x7f ? "?" : p, 1);
+	}
+	strbuf_append(out, ">", 1);
+}
+
+static void maildir_append_rcpts(struct strbuf *out, const char *field, const struct rcpt *rcpts,
+    size_t n)
+{
+	strbuf_append(out, field, strlen(field));
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			strbuf_append(out, ",\r\n ", 4);
+		maildir_append_addr(out, rcpts[i].addr);
+	}
+	strbuf_append(out, "\r\n", 2);
+}
+
+void maildir_quarantine_fields(struct strbuf *out, const char *sender, const struct rcpt *rcpts,
+    size_t nrcpts, const char *queue_id)
+{
+	static const char rp[] = "Return-Path: ", ef[] = "X-Envelope-From: ",
+	    qi[] = "X-Quarantine-ID: ";
+
+	strbuf_append(out, rp, sizeof(rp) - 1);
+	maildir_append_addr(out, sender);
+	strbuf_append(out, "\r\n", 2);
+	strbuf_append(out, ef, sizeof(ef) - 1);
+	maildir_append_addr(out, sender);
+	strbuf_append(out, "\r\n", 2);
+	maildir_append_rcpts(out, "X-Envelope-To: ", rcpts, nrcpts);
+	maildir_append_rcpts(out, "X-Envelope-To-Blocked: ", rcpts, nrcpts);
+	strbuf_append(out, qi, sizeof(qi) - 1);
+	maildir_append_addr(out, queue_id);
+	strbuf_append(out, "\r\n", 2);
 }

@@ -30,4 +30,15 @@ int maildir_make_name(char *buf, size_t len);
  * from the thread pool (health checks do). Returns 0, or -1 with the reason in err. */
 int maildir_check_writable(const char *root, char *err, size_t errlen);
 
+struct strbuf;
+struct rcpt;
+
+/* Appends the envelope of a quarantined message as header fields, amavisd-new's names (the
+ * ones quarantine review and release tools read): "Return-Path: <sender>",
+ * "X-Envelope-From: <sender>", "X-Envelope-To:" and "X-Envelope-To-Blocked:" with every
+ * recipient ("<a>,<CRLF> <b>": one per line), "X-Quarantine-ID: <queue_id>". An octet below
+ * 0x20 or 0x7f in an address becomes '?' (no field is split); sender "" is "<>". */
+void maildir_quarantine_fields(struct strbuf *out, const char *sender, const struct rcpt *rcpts,
+    size_t nrcpts, const char *queue_id);
+
 #endif

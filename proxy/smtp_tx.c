@@ -1587,6 +1587,12 @@ static void smtp_tx_quarantine(struct smtp_tx *tx)
 	char rv[512];
 	log_event(LOG_LVL_INFO, tx->env->session_id, "event=quarantine queue_id=%s reason=%s", tx->env->queue_id,
 	    log_val(rv, sizeof(rv), tx->env->quarantine_reason));
+	/* the envelope on top (amavis's fields): a release needs the sender and every recipient */
+	struct strbuf q = { 0 };
+	maildir_quarantine_fields(&q, tx->env->mail_from, tx->env->rcpts, tx->env->nrcpts, tx->env->queue_id);
+	strbuf_append(&q, tx->prefix.v ? tx->prefix.v : "", tx->prefix.len);
+	strbuf_free(&tx->prefix);
+	tx->prefix = q;
 	smtp_tx_write_maildir(tx, tx->env->cfg->quarantine + 8, "quarantine write could not start");
 }
 

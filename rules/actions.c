@@ -52,7 +52,15 @@ const char *actions_decide(const struct actions_thresholds *t, double score,
 		verdict_set(v, VERDICT_REJECT, 550, "spam", "5.7.1 spam message rejected");
 		return "reject";
 	}
-	if (t->tempfail > 0 && score >= t->tempfail) {
+	bool quarantine = t->quarantine > 0 && score >= t->quarantine;
+	bool tempfail = t->tempfail > 0 && score >= t->tempfail;
+
+	if (quarantine && (!tempfail || t->quarantine >= t->tempfail)) {
+		/* amavis's kill_level with $spam_quarantine_to: kept, not delivered */
+		verdict_set(v, VERDICT_QUARANTINE, 0, "spam", NULL);
+		return "quarantine";
+	}
+	if (tempfail) {
 		verdict_set(v, VERDICT_TEMPFAIL, 451, "spam",
 		    "4.7.1 message looks like spam, try again later");
 		return "tempfail";

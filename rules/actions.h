@@ -14,12 +14,15 @@ struct actions_thresholds {
 	double tempfail;     /* <= 0: off */
 	double reject;       /* <= 0: off */
 	double required;     /* shown as required=; "Yes" at or above it */
+	double quarantine;   /* <= 0: off */
 };
 
 /* What the score and the per-rule immediate action say. immediate is the strongest
  * `action RULE ...` among the hits (RULE_ACT_NONE when none); immediate_rule names it.
  * Fills v (VERDICT_CONTINUE when the message goes on) and returns the action word for the
- * log: "reject", "tempfail", "add_header", "discard", "quarantine", "accept" or "none". */
+ * log: "reject", "tempfail", "add_header", "discard", "quarantine", "accept" or "none".
+ * The thresholds: reject first; then of quarantine and tempfail the higher one the score
+ * reaches (rspamd's rule: the highest threshold reached acts; at equal ones, quarantine). */
 const char *actions_decide(const struct actions_thresholds *t, double score,
     enum rule_action immediate, const char *immediate_rule, struct verdict *v);
 

@@ -123,14 +123,17 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 			log_event(LOG_LVL_WARNING, NULL, "event=rules_meta_loop rules=%zu first=%s "
 			    "reason=\"meta rules in a dependency loop never run\"", rs->nmeta_loops, rs->meta_loop);
 		{
-			char names[512];
+			char names[512] = "";
+			bool by_rule = rules_set_quarantine_rules(rs, names, sizeof(names));
 
-			if (rc->mode == RULES_MODE_ENFORCE &&
-			    rules_set_quarantine_rules(rs, names, sizeof(names)) &&
+			/* a rule's action quarantine, or the actions.quarantine threshold */
+			if (rc->mode == RULES_MODE_ENFORCE && (by_rule || rc->actions.quarantine > 0) &&
 			    (cfg->quarantine == NULL || cfg->quarantine[0] == '\0'))
 				log_event(LOG_LVL_WARNING, NULL, "event=rules_quarantine_unavailable "
-				    "rules=%s reason=\"action quarantine without a quarantine backend: 451\"",
-				    names);
+				    "rules=%s reason=\"%s without a quarantine backend: 451\"",
+				    by_rule ? names : "none", by_rule && rc->actions.quarantine > 0 ?
+				    "action quarantine and actions.quarantine" : by_rule ?
+				    "action quarantine" : "actions.quarantine");
 		}
 		if (free_slot) {
 			free_slot->cfg = cfg;
@@ -256,6 +259,7 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 	w->th.add_header = rc->actions.add_header;
 	w->th.tempfail = rc->actions.tempfail;
 	w->th.reject = rc->actions.reject;
+	w->th.quarantine = rc->actions.quarantine;
 	w->th.required = rc->required_score > 0 ? rc->required_score :
 	    rc->actions.add_header > 0 ? rc->actions.add_header : 5.0;
 	if (rc->bayes.enabled) {
@@ -1104,7 +1108,8 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 		    spam);
 	if (v.action == VERDICT_QUARANTINE)
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
-		    "rules: %s score=%s", res->action_rule ? res->action_rule : "", sbuf);
+		    "rules: %s%sscore=%s", res->action_rule ? res->action_rule : "",
+		    res->action_rule ? " " : "", sbuf);
 	hook_call_done(call, v.action == VERDICT_CONTINUE ? NULL : &v);
 }
 
@@ -1313,6 +1318,9 @@ static const struct cfg_field rules_actions_fields[] = {
 	  -1000, 100000, .doc = "score from which the message gets 451 4.7.1 (0 = off)" },
 	{ "reject", CFG_DOUBLE, offsetof(struct rules_actions_config, reject), "0",
 	  -1000, 100000, .doc = "score from which the message gets 550 5.7.1 (0 = off)" },
+	{ "quarantine", CFG_DOUBLE, offsetof(struct rules_actions_config, quarantine), "0",
+	  -1000, 100000, .doc = "score from which the message goes to the quarantine backend "
+	  "only, 250 once stored (0 = off; reject, and a higher tempfail, win over it)" },
 	{ .key = NULL }
 };
 
@@ -1324,7 +1332,7 @@ static const struct cfg_field rules_fields[] = {
 	{ "files", CFG_STRLIST, offsetof(struct rules_config, files), NULL,
 	  .doc = "rule files (globs, each sorted; SpamAssassin syntax); empty = rules off" },
 	{ "actions", CFG_STRUCT, offsetof(struct rules_config, actions), NULL,
-	  .sub = &rules_actions_table, .doc = "score thresholds: add_header, tempfail, reject" },
+	  .sub = &rules_actions_table, .doc = "score thresholds: add_header, tempfail, quarantine, reject" },
 	{ "mode", CFG_ENUM, offsetof(struct rules_config, mode), "enforce",
 	  .choices = rules_mode_choices,
 	  .doc = "enforce, or log: compute and log the action but only add headers" },

@@ -20,7 +20,7 @@
 
 enum rules_mode { RULES_MODE_ENFORCE = 0, RULES_MODE_LOG };
 
-struct rules_actions_config { double add_header, tempfail, reject; };
+struct rules_actions_config { double add_header, tempfail, reject, quarantine; };
 
 struct rules_config {
 	struct cfg_strlist files;            /* globs; empty = the module is off */

@@ -982,6 +982,11 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 				fprintf(err, "rules: warning: action quarantine (%s) without a quarantine "
 				    "backend (top-level `quarantine`): those messages get 451 4.3.0\n",
 				    names);
+			if (rc->mode == RULES_MODE_ENFORCE && rc->actions.quarantine > 0 &&
+			    (cfg->quarantine == NULL || cfg->quarantine[0] == '\0'))
+				fprintf(err, "rules: warning: actions.quarantine %.2f without a quarantine "
+				    "backend (top-level `quarantine`): messages scoring that much get 451 "
+				    "4.3.0\n", rc->actions.quarantine);
 		}
 		rules_set_free(rs);
 	}

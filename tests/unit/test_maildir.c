@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "proxy/headers.h"
 #include "proxy/maildir.h"
 #include "proxy/msgbuf.h"
 
@@ -224,6 +225,28 @@ static void test_make_name(void **state)
 	assert_int_equal(maildir_make_name(tiny, sizeof tiny), -1);
 }
 
+/* A quarantined file's envelope, amavis's fields: every recipient, the null sender as <>,
+ * an octet that would end the field (CR, LF) as '?'. */
+static void test_quarantine_fields(void **state)
+{
+	struct rcpt r[3] = { { .addr = "a@example.test" }, { .addr = "b@example.test" },
+		{ .addr = "x\r\nBcc: y@evil.example" } };
+	struct strbuf b = { 0 };
+
+	maildir_quarantine_fields(&b, "s@example.org", r, 2, "4XyZ0");
+	assert_string_equal(b.v, "Return-Path: <s@example.org>\r\n"
+	    "X-Envelope-From: <s@example.org>\r\n"
+	    "X-Envelope-To: <a@example.test>,\r\n <b@example.test>\r\n"
+	    "X-Envelope-To-Blocked: <a@example.test>,\r\n <b@example.test>\r\n"
+	    "X-Quarantine-ID: <4XyZ0>\r\n");
+	strbuf_free(&b);
+	maildir_quarantine_fields(&b, "", r + 2, 1, "Q1");
+	assert_string_equal(b.v, "Return-Path: <>\r\nX-Envelope-From: <>\r\n"
+	    "X-Envelope-To: <x??Bcc: y@evil.example>\r\n"
+	    "X-Envelope-To-Blocked: <x??Bcc: y@evil.example>\r\nX-Quarantine-ID: <Q1>\r\n");
+	strbuf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_many_unique),
 		cmocka_unit_test(test_unwritable_root),
 		cmocka_unit_test(test_make_name),
+		cmocka_unit_test(test_quarantine_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@ struct act_case {
 	enum verdict_action want;
 	int code;
 	const char *word;
+	double quarantine;   /* 0 unless given: off */
 };
 
 static const struct act_case cases[] = {
@@ -34,13 +35,30 @@ static const struct act_case cases[] = {
 	{ "immediate quarantine", 5, 10, 15, 0, RULE_ACT_QUARANTINE, VERDICT_QUARANTINE, 0, "quarantine" },
 	{ "immediate discard", 5, 10, 15, 0, RULE_ACT_DISCARD, VERDICT_DISCARD, 0, "discard" },
 	{ "accept beats the score", 5, 10, 15, 50, RULE_ACT_ACCEPT, VERDICT_CONTINUE, 0, "accept" },
+	/* the quarantine threshold (amavis's kill_level with $spam_quarantine_to) */
+	{ "quarantine at threshold", 5, 0, 15, 8, RULE_ACT_NONE, VERDICT_QUARANTINE, 0, "quarantine", 8 },
+	{ "below quarantine", 5, 0, 15, 7.9, RULE_ACT_NONE, VERDICT_CONTINUE, 0, "add_header", 8 },
+	{ "reject wins over quarantine", 5, 0, 15, 15, RULE_ACT_NONE, VERDICT_REJECT, 550, "reject", 8 },
+	{ "quarantine above a lower tempfail", 5, 6, 15, 9, RULE_ACT_NONE, VERDICT_QUARANTINE, 0,
+	  "quarantine", 8 },
+	{ "tempfail below quarantine", 5, 6, 15, 7, RULE_ACT_NONE, VERDICT_TEMPFAIL, 451, "tempfail", 8 },
+	{ "a higher tempfail wins above it", 5, 10, 15, 11, RULE_ACT_NONE, VERDICT_TEMPFAIL, 451,
+	  "tempfail", 8 },
+	{ "quarantine below a higher tempfail", 5, 10, 15, 9, RULE_ACT_NONE, VERDICT_QUARANTINE, 0,
+	  "quarantine", 8 },
+	{ "quarantine at tempfail's level", 5, 8, 15, 8, RULE_ACT_NONE, VERDICT_QUARANTINE, 0,
+	  "quarantine", 8 },
+	{ "immediate tempfail beats the quarantine threshold", 5, 0, 15, 9, RULE_ACT_TEMPFAIL,
+	  VERDICT_TEMPFAIL, 451, "tempfail", 8 },
+	{ "accept beats the quarantine threshold", 5, 0, 15, 9, RULE_ACT_ACCEPT, VERDICT_CONTINUE, 0,
+	  "accept", 8 },
 };
 
 static void test_decide_table(void **state)
 {
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct act_case *c = &cases[i];
-		struct actions_thresholds t = { c->add_header, c->tempfail, c->reject, 5 };
+		struct actions_thresholds t = { c->add_header, c->tempfail, c->reject, 5, c->quarantine };
 		struct verdict v;
 		const char *w = actions_decide(&t, c->score, c->immediate, "RULE", &v);
 
