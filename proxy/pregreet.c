@@ -28,11 +28,11 @@ static const struct cfg_field pregreet_fields[] = {
 	{ "pass_store_timeout", CFG_DURATION, offsetof(struct pregreet_config, pass_store_timeout), "100ms", 1, 5000,
 	  .doc = "Redis answer deadline of a pass_store lookup (the greeting of a client the store knows waits at most this long)" },
 	{ "pipelining_action", CFG_ENUM, offsetof(struct pregreet_config, pipelining_action), "score", .choices = protocol_actions,
-	  .doc = "commands pipelined without EHLO (postscreen_pipelining_action): score (PIPELINING_UNANNOUNCED) | enforce (and 550 5.5.1 at every MAIL) | drop (521 and disconnect) | ignore (logged only); every listener" },
+	  .doc = "commands pipelined without EHLO (postscreen_pipelining_action): score (PIPELINING_UNANNOUNCED) | enforce (and 550 5.5.1 at every later MAIL, RCPT, DATA and BDAT: a transaction under way delivers nothing) | drop (521 and disconnect) | ignore (logged only); every listener" },
 	{ "bare_newline_action", CFG_ENUM, offsetof(struct pregreet_config, bare_newline_action), "score", .choices = protocol_actions,
-	  .doc = "a command line ended by a bare LF (postscreen_bare_newline_action): score (BARE_LF_COMMAND) | enforce | drop | ignore" },
+	  .doc = "a command line ended by a bare LF (postscreen_bare_newline_action): score (BARE_LF_COMMAND) | enforce (as pipelining_action) | drop | ignore" },
 	{ "non_smtp_command_action", CFG_ENUM, offsetof(struct pregreet_config, non_smtp_command_action), "drop", .choices = protocol_actions,
-	  .doc = "an HTTP or proxy command (postscreen_non_smtp_command_action): drop (421 and disconnect, NON_SMTP_COMMAND) | enforce (and 550 5.5.1 at every MAIL; the session goes on) | score | ignore (the command is answered 500 and the session goes on)" },
+	  .doc = "an HTTP or proxy command (postscreen_non_smtp_command_action): drop (421 and disconnect, NON_SMTP_COMMAND) | enforce (and 550 5.5.1 at every later MAIL, RCPT, DATA and BDAT; the session goes on) | score | ignore (the command is answered 500 and the session goes on)" },
 	{ .key = NULL }
 };
 
