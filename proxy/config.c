@@ -437,8 +437,6 @@ struct hostres_set *config_host_names(const struct mx_config *c, char *servers, 
 		for (size_t j = 0; j < rv[r].servers.n; j++)
 			if ((h = config_url_host(rv[r].servers.v[j], &u)) != NULL && hostres_set_add(s, h) < 0)
 				goto fail;
-	if ((h = config_url_host(c->quarantine, &u)) != NULL && hostres_set_add(s, h) < 0)
-		goto fail;
 	/* the filter peers' (plugins[].address) too: their instances on the workers must not
 	 * look a name up (plugins/pconn.c) */
 	const struct plugin_config *pcs = c->plugins.v;
@@ -483,7 +481,7 @@ int config_take_resolved(struct mx_config *c, struct hostres_set *set)
 	return set != NULL ? 0 : -1;
 }
 
-/* With config_resolve_hosts on: every backend host name (servers, routes, quarantine)
+/* With config_resolve_hosts on: every backend host name (servers, routes)
  * resolved once, all at once, through dns.resolvers within dns.timeout (hostres.h), kept in
  * c->resolved for the pool (backend.c), so `-t`, the start and a reload refuse a name that
  * does not resolve in time, and never wait longer (a DNS server that does not answer made
@@ -542,8 +540,6 @@ static int config_resolve_backends(struct cfg_parse *p, struct fy_node *n, struc
 				rc = -1;
 		cfg_path_pop(p, old);
 	}
-	if (c->quarantine && config_resolve_error(p, n, "quarantine", -1, c->resolved, c->quarantine) < 0)
-		rc = -1;
 	struct fy_node *pn = fy_node_pair_value(cfg_map_pair(n, "plugins"));
 	for (size_t i = 0; i < c->plugins.n; i++) {
 		if (pconn_addr_host(pcs[i].address, ph, sizeof(ph)) != 1)
@@ -1410,7 +1406,12 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	if (c->quarantine) {
 		struct cfg_backend_url u;
 		const char *err;
-		if (config_check_backend_url(c->quarantine, &u, &err) < 0)
+		/* smtp_tx_quarantine writes into a Maildir only: any other backend passed here
+		 * would 451 every message it should hold, for ever */
+		if (strncasecmp(c->quarantine, "maildir:", 8) != 0)
+			rc = cfg_error_key(p, n, "quarantine", -1, "expected maildir:/path (messages are "
+			    "held in a Maildir; smtp:// and lmtp:// are not supported): \"%s\"", c->quarantine);
+		else if (config_check_backend_url(c->quarantine, &u, &err) < 0)
 			rc = cfg_error_key(p, n, "quarantine", -1, "%s: \"%s\"", err, c->quarantine);
 	}
 	if (accept_domains_build(p, n, c) < 0)
@@ -1466,7 +1467,7 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	{ "metrics", CFG_STRUCT, offsetof(struct mx_config, metrics), .sub = &metrics_table,
 	  .doc = "Prometheus metrics endpoint" },
 	{ "quarantine", CFG_STRING, offsetof(struct mx_config, quarantine),
-	  .doc = "backend URL quarantined messages go to, e.g. maildir:/var/spool/mxgate/quarantine (default: none)" },
+	  .doc = "the Maildir quarantined messages are held in: maildir:/path, e.g. maildir:/var/spool/mxgate/quarantine; -t refuses any other backend (smtp://, lmtp://); a message that cannot be written there gets 451 4.3.0 (default: none)" },
 	{ "accept_domains", CFG_STRLIST, offsetof(struct mx_config, accept_domains),
 	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1 unless the client authenticated (SMTP AUTH) or is in relay_networks; empty = every domain (-t warns)" },
 	{ "relay_networks", CFG_CIDRLIST, offsetof(struct mx_config, relay_networks),

@@ -129,7 +129,7 @@ struct mx_config {
 	struct log_config log;
 	int log_level;              /* top-level alias `log_level:` (enum log_level) */
 	struct metrics_config { char *listen; } metrics;
-	char *quarantine;           /* backend URL for quarantined messages (e.g. maildir:/var/spool/mxgate/quarantine) */
+	char *quarantine;           /* maildir:PATH for quarantined messages (only maildir: config_check refuses others) */
 	struct cfg_strlist accept_domains; /* patterns and "file:PATH" items, as written */
 	struct domain_set *accept_set; /* built from accept_domains (files read); NULL = every domain */
 	struct cfg_cidrlist relay_networks; /* clients that may send outside accept_domains (session.c) */
@@ -172,13 +172,13 @@ int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE
  * 1..64. */
 int config_worker_count(const struct mx_config *cfg);
 /* With on, config_load checks that the host name of every smtp:// and lmtp:// backend URL
- * (servers, routes, quarantine) resolves, as the pool needs at start and on a reload: the
+ * (servers, routes) resolves, as the pool needs at start and on a reload: the
  * daemon (-t, the start, SIGHUP) turns it on; tests and fuzzers leave it off. */
 void config_resolve_hosts(bool on);
 /* Names already resolved (or given up on) that config_load takes instead of asking again
  * (hostres_set_adopt); NULL: none. The set must outlive the loads made while it is set. */
 void config_resolve_seed(const struct hostres_set *seed);
-/* The host names config_load would resolve for cfg (backends.servers, routes, quarantine,
+/* The host names config_load would resolve for cfg (backends.servers, routes,
  * plugins[].address), none resolved except numeric ones, and the DNS servers to ask
  * ("ip:port,..."; "" for /etc/resolv.conf) into servers. NULL when out of memory. */
 struct hostres_set *config_host_names(const struct mx_config *c, char *servers, size_t cap);

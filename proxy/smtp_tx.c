@@ -1103,6 +1103,24 @@ static void smtp_tx_deliver_tempfail(struct smtp_tx *tx, const char *why)
 	smtp_tx_finish(tx, 451, "4.4.1 Message not accepted by any backend, try again later", "no_backend", false, false);
 }
 
+/* SMTP_TX_HELD_TEMPFAIL: the quarantine's 451 (none configured, or its file not written):
+ * the message is not lost, and the client is told it was not held, not that no backend
+ * took it (a backend was never asked). */
+#define SMTP_TX_HELD_TEMPFAIL "4.3.0 Message held for review could not be stored, try again later"
+
+/* The quarantine's file was not written (why: maildir's error, which names the call, the
+ * file and the errno; or why the write did not start): a 451, the write's failure logged as
+ * itself (not as no_backend: no backend is involved). */
+static void smtp_tx_quarantine_failed(struct smtp_tx *tx, const char *why)
+{
+	char pv[600], rv[600];
+
+	log_event(LOG_LVL_WARNING, tx->env->session_id, "event=quarantine_failed queue_id=%s path=%s reason=%s",
+	    tx->env->queue_id, log_val(pv, sizeof(pv), tx->env->cfg->quarantine + 8),
+	    log_val(rv, sizeof(rv), why && why[0] ? why : "unknown"));
+	smtp_tx_finish(tx, 451, SMTP_TX_HELD_TEMPFAIL, "quarantine", false, false);
+}
+
 static void smtp_tx_maildir_cb(void *arg, int status, const char *qid, const char *err)
 {
 	struct smtp_tx *tx = arg;
@@ -1113,7 +1131,7 @@ static void smtp_tx_maildir_cb(void *arg, int status, const char *qid, const cha
 		return;
 	if (status != 0) {
 		if (tx->backend == NULL) {	/* the quarantine store */
-			smtp_tx_deliver_tempfail(tx, err);
+			smtp_tx_quarantine_failed(tx, err);
 			return;
 		}
 		backend_report_failure(tx->pool, tx->backend, err);
@@ -1138,9 +1156,12 @@ static void smtp_tx_write_maildir(struct smtp_tx *tx, const char *root, const ch
 	struct msgbuf *body = tx->env->new_body ? tx->env->new_body : tx->msg;
 	size_t off = tx->env->new_body ? 0 : tx->body_off;
 
-	if (maildir_deliver(&tx->w->loop, root, tx->prefix.v, tx->prefix.len, body, off, smtp_tx_maildir_cb, tx) != 0)
-		smtp_tx_deliver_tempfail(tx, what);
-	else
+	if (maildir_deliver(&tx->w->loop, root, tx->prefix.v, tx->prefix.len, body, off, smtp_tx_maildir_cb, tx) != 0) {
+		if (tx->backend == NULL)
+			smtp_tx_quarantine_failed(tx, what);
+		else
+			smtp_tx_deliver_tempfail(tx, what);
+	} else
 		tx->pending++;
 }
 
@@ -1574,8 +1595,7 @@ static void smtp_tx_quarantine(struct smtp_tx *tx)
 	if (tx->env->cfg->quarantine == NULL || backend_parse_url_in(tx->env->cfg->quarantine, &qb, tx->env->cfg->resolved, &err) != 0 ||
 	    qb.kind != BACKEND_MAILDIR) {
 		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=quarantine_unavailable queue_id=%s", tx->env->queue_id);
-		smtp_tx_finish(tx, 451, "4.3.0 Message held for review could not be stored, try again later", "quarantine",
-		    false, false);
+		smtp_tx_finish(tx, 451, SMTP_TX_HELD_TEMPFAIL, "quarantine", false, false);
 		return;
 	}
 	if (tx->relay) {

@@ -5,9 +5,9 @@ resolved once when the configuration is loaded.
 
 - a backend host name that does not resolve (RFC 6761's .invalid never does) is a -t error
   at its place, FILE:LINE:COL: backends.servers[1]: cannot resolve host: "smtp://...", as for a
-  route's server and the quarantine (was: -t said ok, then the start died with
-  event=config_error reason="backends: smtp://mail.invalid:25: cannot resolve host", no
-  place, and a SIGHUP to such a file said nothing of where);
+  route's server; an smtp:// quarantine is refused at its place as not maildir:/path (was: -t
+  said ok, then the start died with event=config_error reason="backends: smtp://mail.invalid:25:
+  cannot resolve host", no place, and a SIGHUP to such a file said nothing of where);
 - a host name that resolves (localhost) passes -t and the daemon delivers through it."""
 import os
 import re
@@ -50,8 +50,9 @@ path, rc, out = check_text('quarantine', '''listen: [127.0.0.1:2525]
 backends: { servers: ["smtp://127.0.0.1:2526"] }
 quarantine: "smtp://quarantine.invalid:25"
 ''')
-mt.check(rc == 1 and re.search(re.escape(path) + r':3:\d+: quarantine: cannot resolve host', out),
-         'a quarantine whose name does not resolve: -t exits 1 at its place (rc=%d: %s)' % (rc, out.strip()[:200]))
+mt.check(rc == 1 and re.search(re.escape(path) + r':3:\d+: quarantine: expected maildir:/path', out),
+         'an smtp:// quarantine (only maildir:/path holds a message): -t exits 1 at its place (rc=%d: %s)'
+         % (rc, out.strip()[:200]))
 
 # A name that resolves: -t ok, and the daemon delivers through it.
 be = mt.Sink(name='named')

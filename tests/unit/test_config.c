@@ -354,8 +354,17 @@ static const struct err_row err_rows[] = {
 	  "t.yaml:5:50: backends.routes[0].servers[1]: unknown scheme (expected smtp://host:port, "
 	  "lmtp://host:port, lmtp:unix:/path or maildir:/path): \"http://x\"\n", 1 },
 	{ "bad quarantine", MINIMAL "quarantine: /var/spool/q\n",
-	  "t.yaml:3:13: quarantine: unknown scheme (expected smtp://host:port, lmtp://host:port, "
-	  "lmtp:unix:/path or maildir:/path): \"/var/spool/q\"\n", 1 },
+	  "t.yaml:3:13: quarantine: expected maildir:/path (messages are held in a Maildir; smtp:// and "
+	  "lmtp:// are not supported): \"/var/spool/q\"\n", 1 },
+	/* accepted before, then every message it should hold got 451 */
+	{ "smtp quarantine", MINIMAL "quarantine: smtp://127.0.0.1:2526\n",
+	  "t.yaml:3:13: quarantine: expected maildir:/path (messages are held in a Maildir; smtp:// and "
+	  "lmtp:// are not supported): \"smtp://127.0.0.1:2526\"\n", 1 },
+	{ "lmtp quarantine", MINIMAL "quarantine: lmtp:unix:/run/q.sock\n",
+	  "t.yaml:3:13: quarantine: expected maildir:/path (messages are held in a Maildir; smtp:// and "
+	  "lmtp:// are not supported): \"lmtp:unix:/run/q.sock\"\n", 1 },
+	{ "quarantine maildir without path", MINIMAL "quarantine: \"maildir:\"\n",
+	  "t.yaml:3:13: quarantine: missing path: \"maildir:\"\n", 1 },
 	{ "bad listen address", "listen: [\"127.0.0.1\"]\nbackends: { servers: [smtp://h:1] }\n",
 	  "t.yaml:1:10: listen[0]: expected address:port, e.g. 127.0.0.1:2525, [::1]:25 or :25\n", 1 },
 	{ "bad trusted proxy", MINIMAL "trusted_proxies: [10.0.0.0/8, 300.1.1.1]\n",

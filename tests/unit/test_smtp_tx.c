@@ -951,6 +951,22 @@ static void test_maildir_and_quarantine(void **state)
 	assert_int_equal(maildir_count(box), 1);
 	assert_int_equal(maildir_count(qbox), 1);
 	world_reset(wd);
+
+	/* the quarantine's tmp/ a regular file (root writes anywhere else): not held, 451 4.3.0
+	 * saying so, not the 4.4.1 of a backend (none was asked) */
+	char qtmp[320];
+	snprintf(qtmp, sizeof qtmp, "%s/tmp", qbox);
+	assert_int_equal(rmdir(qtmp), 0);
+	FILE *fp = fopen(qtmp, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	world_send(wd, 1, true);
+	assert_int_equal(wd->code, 451);
+	assert_non_null(strstr(wd->text, "4.3.0 Message held for review could not be stored"));
+	assert_int_equal(maildir_count(qbox), 1);
+	assert_int_equal(maildir_count(box), 1);
+	assert_int_equal(smtp_tx_pending(&wd->tx), 0);
+	world_reset(wd);
 }
 
 /* Filters' envelope changes at end of data: a recipient removed, one added, the sender
