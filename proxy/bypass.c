@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "domain.h"
 #include "hook.h"
@@ -162,21 +161,11 @@ const struct cfg_table bypass_entry_table = {
 static bool bypass_entry_covers(const struct bypass_entry *e, const char *addr)
 {
 	const char *at = strrchr(addr, '@');
-	size_t llen = at ? (size_t)(at - addr) : strlen(addr);
 
 	if (at != NULL && e->domains != NULL && domain_set_match(e->domains, at + 1))
 		return true;
 	/* as exempt_recipients: an item with @ is the address, one without a local part */
-	for (size_t i = 0; i < e->locals.n; i++) {
-		const char *item = e->locals.v[i], *iat = strrchr(item, '@');
-		size_t ilen = iat ? (size_t)(iat - item) : strlen(item);
-
-		if (ilen != llen || strncasecmp(item, addr, llen) != 0)
-			continue;
-		if (iat == NULL || (at != NULL && domain_equal(iat + 1, at + 1)))
-			return true;
-	}
-	return false;
+	return domain_address_listed(e->locals.v, e->locals.n, addr);
 }
 
 bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *addr, int check)

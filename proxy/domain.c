@@ -591,3 +591,20 @@ bool domain_set_accepts_address(const struct domain_set *s, const char *addr, ch
 	}
 	return true;
 }
+
+bool domain_address_listed(char *const *items, size_t n, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	size_t llen = at ? (size_t)(at - addr) : strlen(addr);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *item = items[i], *iat = strrchr(item, '@');
+		size_t ilen = iat ? (size_t)(iat - item) : strlen(item);
+
+		if (ilen != llen || strncasecmp(item, addr, llen) != 0)
+			continue;
+		if (iat == NULL || (at != NULL && domain_equal(iat + 1, at + 1)))
+			return true;
+	}
+	return false;
+}

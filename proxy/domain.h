@@ -101,4 +101,10 @@ bool domain_set_covers(const struct domain_set *s, const char *pattern);
 bool domain_set_accepts_address(const struct domain_set *s, const char *addr, char *denied,
     size_t cap);
 
+/* addr (a recipient's path, "Postmaster" alone too) is one of items[0..n): an item with an
+ * @ is the whole address, one without a local part of any domain. Local parts compare
+ * case-insensitively, domains as domain_equal does (case, one trailing root dot, U-labels),
+ * so "abuse@Example.ORG." is abuse@example.org. exempt_recipients and bypass: share it. */
+bool domain_address_listed(char *const *items, size_t n, const char *addr);
+
 #endif

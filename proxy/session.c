@@ -291,19 +291,7 @@ static bool session_exempt_holds(const struct session *s)
  * trailing root dot, U-labels), so "abuse@Example.ORG." is abuse@example.org. */
 static bool session_rcpt_is_exempt(const struct session *s, const char *addr)
 {
-	const char *at = strrchr(addr, '@');
-	size_t llen = at ? (size_t)(at - addr) : strlen(addr);
-
-	for (size_t i = 0; i < s->cfg->exempt_recipients.n; i++) {
-		const char *item = s->cfg->exempt_recipients.v[i], *iat = strrchr(item, '@');
-		size_t ilen = iat ? (size_t)(iat - item) : strlen(item);
-
-		if (ilen != llen || strncasecmp(item, addr, llen) != 0)
-			continue;
-		if (iat == NULL || (at != NULL && domain_equal(iat + 1, at + 1)))
-			return true;
-	}
-	return false;
+	return domain_address_listed(s->cfg->exempt_recipients.v, s->cfg->exempt_recipients.n, addr);
 }
 
 void session_note_refusal(struct session *s, int code, const char *reason)
