@@ -1,8 +1,6 @@
 /* bypass.c — per-recipient bypass of content checks (bypass.h). */
 #include "bypass.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,39 +58,10 @@ static const char *bypass_add_item(struct bypass_entry *e, const char *item)
 	return NULL;
 }
 
-/* Reads file:PATH items into e: one item a line, blank lines and '#' comments skipped. */
-static int bypass_read_file(struct cfg_parse *p, struct fy_node *n, size_t i, const char *path,
-    struct bypass_entry *e)
+/* bypass_add_item as a cfg_read_list_file callback. */
+static const char *bypass_file_add(void *e, const char *item)
 {
-	FILE *f = fopen(path, "r");
-	char *line = NULL;
-	size_t cap = 0, lineno = 0;
-	ssize_t len;
-	int rc = 0;
-
-	if (f == NULL)
-		return cfg_error_key(p, n, "recipients", (long)i, "cannot read %s: %s", path, strerror(errno));
-	while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
-		char *s = line, *h = strchr(line, '#'), *end;
-		const char *why;
-
-		lineno++;
-		if (h)
-			*h = '\0';
-		s += strspn(s, " \t\r\n");
-		end = s + strlen(s);
-		while (end > s && strchr(" \t\r\n", end[-1]))
-			*--end = '\0';
-		if (*s == '\0')
-			continue;
-		if ((why = bypass_add_item(e, s)) != NULL)
-			rc = cfg_error_key(p, n, "recipients", (long)i, "%s:%zu: \"%.100s\": %s", path, lineno, s, why);
-	}
-	if (rc == 0 && ferror(f))
-		rc = cfg_error_key(p, n, "recipients", (long)i, "cannot read %s", path);
-	free(line);
-	fclose(f);
-	return rc;
+	return bypass_add_item(e, item);
 }
 
 static void bypass_entry_clear(struct bypass_entry *e)
@@ -135,7 +104,7 @@ static int bypass_entry_validate(struct cfg_parse *p, struct fy_node *n, void *o
 		const char *item = e->recipients.v[i], *why;
 
 		if (strncmp(item, "file:", 5) == 0) {
-			if (bypass_read_file(p, n, i, item + 5, e) < 0)
+			if (cfg_read_list_file(p, n, "recipients", i, item + 5, bypass_file_add, e) < 0)
 				rc = -1;
 		} else if ((why = bypass_add_item(e, item)) != NULL) {
 			rc = cfg_error_key(p, n, "recipients", (long)i, "\"%s\": %s", item, why);

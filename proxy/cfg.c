@@ -230,6 +230,50 @@ int cfg_error_key(struct cfg_parse *p, struct fy_node *section, const char *key,
 	return -1;
 }
 
+char *cfg_file_line_item(char *line, ssize_t len)
+{
+	char *s = line, *e = line + len, *hash = memchr(line, '#', (size_t)len);
+
+	if (hash != NULL)
+		e = hash;
+	while (s < e && isspace((unsigned char)*s))
+		s++;
+	while (e > s && isspace((unsigned char)e[-1]))
+		e--;
+	if (s == e)
+		return NULL;
+	*e = '\0';
+	return s;
+}
+
+int cfg_read_list_file(struct cfg_parse *p, struct fy_node *section, const char *key, size_t index,
+		       const char *path, cfg_file_item_fn add, void *arg)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL, *s;
+	size_t cap = 0, lineno = 0;
+	ssize_t len;
+	const char *why;
+	int rc = 0;
+
+	if (f == NULL)
+		return cfg_error_key(p, section, key, (long)index, "cannot read %s: %s", path,
+				     strerror(errno));
+	while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		if ((s = cfg_file_line_item(line, len)) == NULL)
+			continue;
+		if ((why = add(arg, s)) != NULL)
+			rc = cfg_error_key(p, section, key, (long)index, "%s:%zu: \"%.100s\": %s",
+					   path, lineno, s, why);
+	}
+	if (rc == 0 && ferror(f))
+		rc = cfg_error_key(p, section, key, (long)index, "cannot read %s", path);
+	free(line);
+	fclose(f);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- the generic engine */
 
 /* Iterates n as a list: the items of a sequence, or n itself once when it is a lone value. */

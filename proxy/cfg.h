@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "cfg_value.h"
 
@@ -100,6 +101,17 @@ int cfg_error(struct cfg_parse *p, struct fy_node *n, const char *fmt, ...)
  * item's). Always returns -1. */
 int cfg_error_key(struct cfg_parse *p, struct fy_node *section, const char *key, long index,
 		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* A "file:PATH" list item: each line, '#' comments and surrounding white space cut, blank
+ * lines skipped, handed to add(arg, item), which returns NULL or why it refuses the item
+ * (static text). The first refusal or a read error is reported at the list item key[index]
+ * as PATH:LINE. Read when the config loads, so SIGHUP re-reads it. 0, or -1 after reporting. */
+typedef const char *(*cfg_file_item_fn)(void *arg, const char *item);
+/* One line of such a file (len octets, from getline): its item, white space trimmed,
+ * NUL-terminated in place; NULL for a blank or comment line. */
+char *cfg_file_line_item(char *line, ssize_t len);
+int cfg_read_list_file(struct cfg_parse *p, struct fy_node *section, const char *key, size_t index,
+		       const char *path, cfg_file_item_fn add, void *arg);
 
 /* Releases everything a table filled in obj (not obj itself). */
 void cfg_table_free(const struct cfg_table *t, void *obj);

@@ -617,8 +617,7 @@ static const struct cfg_table server_table = {
 	"backends.servers[]", sizeof(struct backend_server_config), server_fields, server_validate
 };
 
-static int domains_read_file(struct cfg_parse *p, struct fy_node *n, const char *key, size_t i,
-			     const char *path, struct domain_set *set);
+static const char *domains_file_add(void *set, const char *item);
 
 static int route_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
@@ -638,7 +637,7 @@ static int route_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		const char *why;
 
 		if (strncmp(r->domains.v[i], "file:", 5) == 0) {
-			if (domains_read_file(p, n, "domains", i, r->domains.v[i] + 5, r->match) < 0)
+			if (cfg_read_list_file(p, n, "domains", i, r->domains.v[i] + 5, domains_file_add, r->match) < 0)
 				rc = -1;
 		} else if (domain_set_add(r->match, r->domains.v[i], &why) != 0) {
 			rc = cfg_error_key(p, n, "domains", (long)i, "\"%s\": %s", r->domains.v[i], why);
@@ -856,54 +855,12 @@ static int nat64_prefixes_parse(struct cfg_parse *p, struct fy_node *n, void *ds
 	return rc;
 }
 
-/* The pattern on one line of a domains file (len octets read by getline): cut at "#",
- * white space trimmed, NUL-terminated in place; NULL for a blank or comment line. */
-static char *domains_file_pattern(char *line, ssize_t len)
+/* domain_set_add as a cfg_read_list_file callback. */
+static const char *domains_file_add(void *set, const char *item)
 {
-	char *s = line, *e = line + len, *hash = memchr(line, '#', (size_t)len);
+	const char *why;
 
-	if (hash != NULL)
-		e = hash;
-	while (s < e && isspace((unsigned char)*s))
-		s++;
-	while (e > s && isspace((unsigned char)e[-1]))
-		e--;
-	if (s == e)
-		return NULL;
-	*e = '\0';
-	return s;
-}
-
-/* Adds the patterns of the file `path` (one per line; blank lines and "#" comments
- * skipped) to set. 0, or -1 after reporting the first bad line at the list item. */
-static int domains_read_file(struct cfg_parse *p, struct fy_node *n, const char *key, size_t i,
-			     const char *path, struct domain_set *set)
-{
-	FILE *f = fopen(path, "r");
-	char *line = NULL;
-	size_t cap = 0, lineno = 0;
-	ssize_t len;
-	int rc = 0;
-
-	if (f == NULL)
-		return cfg_error_key(p, n, key, (long)i, "cannot read %s: %s", path,
-				     strerror(errno));
-	while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
-		char *s;
-		const char *why;
-
-		lineno++;
-		if ((s = domains_file_pattern(line, len)) == NULL)
-			continue;
-		if (domain_set_add(set, s, &why) != 0)
-			rc = cfg_error_key(p, n, key, (long)i, "%s:%zu: \"%.100s\": %s",
-					   path, lineno, s, why);
-	}
-	if (rc == 0 && ferror(f))
-		rc = cfg_error_key(p, n, key, (long)i, "cannot read %s", path);
-	free(line);
-	fclose(f);
-	return rc;
+	return domain_set_add(set, item, &why) != 0 ? why : NULL;
 }
 
 /* accept_domains: patterns (domain.h) and "file:PATH" items, read now (so SIGHUP, which
@@ -922,7 +879,7 @@ static int accept_domains_build(struct cfg_parse *p, struct fy_node *n, struct m
 		const char *item = c->accept_domains.v[i], *why;
 
 		if (strncmp(item, "file:", 5) == 0) {
-			if (domains_read_file(p, n, "accept_domains", i, item + 5, c->accept_set) < 0)
+			if (cfg_read_list_file(p, n, "accept_domains", i, item + 5, domains_file_add, c->accept_set) < 0)
 				rc = -1;
 		} else if (domain_set_add(c->accept_set, item, &why) != 0) {
 			rc = cfg_error_key(p, n, "accept_domains", (long)i, "\"%s\": %s", item, why);
@@ -1104,7 +1061,7 @@ static int config_route_file_shadows(const struct mx_config *cfg, size_t r, size
 		return 0;
 	while ((len = getline(&line, &cap, f)) >= 0) {
 		lineno++;
-		if ((pat = domains_file_pattern(line, len)) == NULL ||
+		if ((pat = cfg_file_line_item(line, len)) == NULL ||
 		    (k = config_route_shadowing(rv, r, pat)) < 0)
 			continue;
 		if (err_fp && n < CONFIG_SHADOW_NAMED)
