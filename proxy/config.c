@@ -81,6 +81,7 @@ void config_free(struct mx_config *cfg)
 	cfg_table_free(&config_table, cfg);
 	domain_set_free(cfg->accept_set);
 	hostres_set_free(cfg->resolved);
+	free(cfg->quarantine_dir);
 	free(cfg->path);
 	free(cfg);
 }
@@ -1370,6 +1371,13 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 			    "held in a Maildir; smtp:// and lmtp:// are not supported): \"%s\"", c->quarantine);
 		else if (config_check_backend_url(c->quarantine, &u, &err) < 0)
 			rc = cfg_error_key(p, n, "quarantine", -1, "%s: \"%s\"", err, c->quarantine);
+		else {
+			/* parsed here once: smtp_tx_quarantine and the quarantine verbs take the path */
+			free(c->quarantine_dir);
+			c->quarantine_dir = strdup(u.path);
+			if (c->quarantine_dir == NULL)
+				rc = cfg_error_key(p, n, "quarantine", -1, "out of memory");
+		}
 	}
 	if (accept_domains_build(p, n, c) < 0)
 		rc = -1;
