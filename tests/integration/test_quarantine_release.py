@@ -13,6 +13,7 @@ socket (mxgatectl, a real recording backend):
 - a reload between hold and release (a new backend): the release uses the generation in
   force;
 - `quarantine delete ID` removes it; an unknown ID and a path as ID are refused;
+- a release delivered whose file cannot move into released/ answers ERR and says so;
 - the log lines event=quarantine_released / quarantine_deleted.
 """
 import glob
@@ -142,6 +143,18 @@ mt.check(mx.wait_log(r'event=reloaded generation=2', timeout=30) is not None, 'r
 rc, out, err = mt.ctl(sock, 'quarantine', 'release', q4)
 mt.check(rc == 0 and len(be2.by_tag('qrel4')) == 1 and not be.by_tag('qrel4'),
          'after a reload: released through the new backend (%s %r)' % (rc, err))
+
+# ---- delivered, but the file cannot move into released/ (a file in its place): the answer
+# says so (ERR: a second release would send it again), the file stays where it was
+os.rename(os.path.join(qdir, 'released'), os.path.join(mt.TMP, 'released.before'))
+with open(os.path.join(qdir, 'released'), 'w') as f:
+    f.write('not a folder\n')
+q5 = hold('qrel5')
+rc, out, err = mt.ctl(sock, 'quarantine', 'release', q5)
+mt.check(rc == 1 and 'delivered' in err and 'the held file stays' in err and len(be2.by_tag('qrel5')) == 1
+         and len(files()) == 1, 'delivered but not moved: ERR, said so, the file stays (%s %r)' % (rc, err))
+mt.check(mx.wait_log(r'warning - event=quarantine_released id=%s .* file=kept' % q5, timeout=10) is not None,
+         'logged event=quarantine_released ... file=kept as a warning')
 
 mt.check(not mx.malformed_log_lines(), 'log lines in form: %s' % mx.malformed_log_lines()[:3])
 mx.stop()
