@@ -115,10 +115,24 @@ mt.check(rc == 1 and 'no held message' in err and len(be.by_tag('qrel1')) == 1,
 
 # ---- release to named recipients only
 q2 = hold('qrel2')
-rc, out, err = mt.ctl(sock, 'quarantine', 'release', q2, 'x@example.test')
+rc, out, err = mt.ctl(sock, '--json', 'quarantine', 'show', q2)
+try:
+    shown = json.loads(out)
+except ValueError:
+    shown = {}
+mt.check(rc == 0 and shown.get('id') == q2 and shown.get('rcpts') == RCPTS and
+         'Subject: test qrel2' in shown.get('headers', '') and shown.get('file', '').startswith(qdir),
+         'show --json (%s %r)' % (rc, out[:300]))
+rc, out, err = mt.ctl(sock, '--json', 'quarantine', 'release', q2, 'x@example.test')
 got = be.by_tag('qrel2')
+try:
+    rel = json.loads(out)
+except ValueError:
+    rel = {}
 mt.check(rc == 0 and len(got) == 1 and got[0]['rcpts'] == ['x@example.test'],
          'release ID RCPT: to RCPT only (%s %r %s)' % (rc, err, got and got[0]['rcpts']))
+mt.check(rel.get('released') == q2 and rel.get('rcpts') == 1 and rel.get('backend') == be.url
+         and rel.get('queue_id'), 'release --json (%r)' % out)
 
 # ---- delete; unknown IDs; paths as IDs
 q3 = hold('qrel3')
