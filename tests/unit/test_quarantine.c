@@ -192,6 +192,22 @@ static void test_files(void **state)
 	assert_int_equal(n, 1);
 	quarantine_item_free(&items[0]);
 
+	/* an envelope block longer than the first read (900 recipients, ~20 KiB) */
+	struct strbuf big = { 0 };
+	strbuf_printf(&big, "Return-Path: <s@x>\r\nX-Envelope-To: <r0@example.test>");
+	for (int i = 1; i < 900; i++)
+		strbuf_printf(&big, ",\r\n <r%d@example.test>", i);
+	strbuf_printf(&big, "\r\nX-Quarantine-ID: <BIG3>\r\nSubject: big\r\n\r\nbody\r\n");
+	put(root, "new", "4.big", big.v, 500);
+	assert_int_equal(quarantine_find(root, "BIG3", &it, err, sizeof(err)), 1);
+	assert_int_equal(it.env.nrcpts, 900);
+	assert_string_equal(span(it.head, it.env.rcpts[899]), "r899@example.test");
+	h = quarantine_item_headers(&it, &hl);
+	assert_memory_equal(h, "Subject: big\r\n", hl);
+	assert_int_equal(it.size, strlen("Subject: big\r\n\r\nbody\r\n"));
+	quarantine_item_free(&it);
+	strbuf_free(&big);
+
 	assert_int_equal(quarantine_find(root, "OLD1", &it, err, sizeof(err)), 1);
 	assert_int_equal(quarantine_move_released(root, &it, err, sizeof(err)), 0);
 	quarantine_item_free(&it);
