@@ -384,7 +384,8 @@ static void qc_release_mail_cb(void *arg, const struct smtp_tx_result *res)
 	struct qc_release *rel = arg;
 
 	if (res->code / 100 != 2) {
-		qc_release_fail(rel, "sender refused", res);
+		/* the backend's refusal of the sender, or none reached (smtp_tx's 451 4.4.1) */
+		qc_release_fail(rel, "the transaction could not begin (MAIL)", res);
 		return;
 	}
 	qc_release_next_rcpt(rel);
@@ -426,6 +427,9 @@ static void qc_release_thread(void *arg)
 			goto answer;
 		}
 	}
+	/* from this thread (log_event is thread-safe): a release may wait on its backend for
+	 * the whole of its timeouts, and the operator sees it begin */
+	log_event(LOG_LVL_INFO, NULL, "event=quarantine_release_started id=%s rcpts=%zu", rel->id, rel->nto);
 	rel->w = calloc(1, sizeof(*rel->w));
 	if (rel->w == NULL || uv_loop_init(&rel->w->loop) != 0) {
 		free(rel->w);

@@ -14,12 +14,15 @@ socket (mxgatectl, a real recording backend):
   force;
 - `quarantine delete ID` removes it; an unknown ID and a path as ID are refused;
 - a release delivered whose file cannot move into released/ answers ERR and says so;
+- a release waiting on a backend that never greets: `status` is answered meanwhile, a second
+  release is refused, and with the backend gone the release fails and the file stays;
 - the log lines event=quarantine_released / quarantine_deleted.
 """
 import glob
 import json
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,8 +42,11 @@ sock = os.path.join(mt.TMP, 'control.sock')
 
 
 def cfg(url):
+    # connect_timeout (the greeting's too) long: a release to a backend that never greets
+    # waits until the test stops that backend, not for a clock
     return mt.config([url], hostname='mx.example.test', rules={'files': [rules_file], 'actions': ACTIONS},
-                     quarantine='maildir:' + qdir, control={'socket': sock})
+                     quarantine='maildir:' + qdir, control={'socket': sock},
+                     backends={'connect_timeout': '1h'})
 
 
 def files(sub='new'):
@@ -170,8 +176,36 @@ mt.check(rc == 1 and 'delivered' in err and 'the held file stays' in err and len
 mt.check(mx.wait_log(r'warning - event=quarantine_released id=%s .* file=kept' % q5, timeout=10) is not None,
          'logged event=quarantine_released ... file=kept as a warning')
 
+# ---- a release waiting on its backend (one that never greets): the main loop answers
+# meanwhile, a second release is refused, and when the backend goes away the release fails
+# and the file stays
+os.remove(os.path.join(qdir, 'released'))
+os.rename(os.path.join(mt.TMP, 'released.before'), os.path.join(qdir, 'released'))
+mt.ctl(sock, 'quarantine', 'delete', q5)
+q6 = hold('qrel6')
+be2.mode = 'stall'
+mark = mx.log_size()
+slow = subprocess.Popen([mt.mxgatectl(), '-s', sock, '-t', '600', 'quarantine', 'release', q6],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+mt.check(mx.wait_log(r'event=quarantine_release_started id=%s rcpts=2' % q6, timeout=30, start=mark)
+         is not None, 'the release started (logged event=quarantine_release_started)')
+rc, out, err = mt.ctl(sock, 'quarantine', 'release', q6)
+mt.check(rc == 1 and 'a release is under way' in err, 'a second release meanwhile: refused (%s %r)' % (rc, err))
+rc, out, err = mt.ctl(sock, 'status')
+mt.check(rc == 0 and slow.poll() is None, 'the main loop answers while the release waits on its backend (%s)' % rc)
+be2.stop()
+try:
+    out, err = slow.communicate(timeout=mt.slack(120))
+except subprocess.TimeoutExpired:
+    slow.kill()
+    out, err = slow.communicate()
+mt.check(slow.returncode == 1 and 'quarantine release %s: the transaction could not begin (MAIL): 451' % q6 in err
+         and len(files()) == 1,
+         'the backend gone: the release fails, the file stays (%s %r)' % (slow.returncode, err))
+mt.check(mx.wait_log(r'event=quarantine_release_failed id=%s reason=' % q6, timeout=10) is not None,
+         'logged event=quarantine_release_failed')
+
 mt.check(not mx.malformed_log_lines(), 'log lines in form: %s' % mx.malformed_log_lines()[:3])
 mx.stop()
 be.stop()
-be2.stop()
 mt.finish()
