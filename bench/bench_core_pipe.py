@@ -9,7 +9,9 @@ connections, ~4 KiB messages, MAIL+RCPT+DATA in one write, the content with the 
 
 BENCH_CLIENT=d: the lock-step client instead (smtp-source -d -s 20 -l 4096, bench_core's
 "connection reuse (-d)" line: no pipelining, a connection's messages one after another),
-the same turns and figures (no "first done" share: smtp-source does not tell).
+the same turns and figures (no "first done" share: smtp-source does not tell);
+BENCH_D_SESSIONS=N: N connections instead of 20 (1: one message at a time, so msg/s is one
+over a message's chain of round trips and counts them where 20 connections share the CPU).
 
 Prints per round the msg/s of each with, in brackets, the share of the daemon's CPU time its
 busiest thread took that round (about 50 % with two threads when the connections were split
@@ -56,7 +58,7 @@ def run_client(port, msgs, tail):
     """msg/s of one run of the chosen client (BENCH_CLIENT) through port."""
     if CLIENT == 'd':
         tail.append(1.0)
-        return bc.smtp_source(port, msgs, 4096, ['-d'])
+        return bc.smtp_source(port, msgs, 4096, ['-d', '-s', os.environ.get('BENCH_D_SESSIONS', '20')])
     return bc.pipelined(port, msgs, tail)
 
 
