@@ -551,6 +551,17 @@ static void smtp_tx_queue_data(struct smtp_tx *tx)
 		relay_queue_data(tx->relay, smtp_tx_early_data_cb, tx);
 }
 
+void smtp_tx_data_early(struct smtp_tx *tx)
+{
+	struct relay *r = tx->relay;
+
+	if (r == NULL || tx->env->nrcpts == 0 || !tx->mail_sent || !relay_can_data(r))
+		return;
+	relay_queue_data(r, smtp_tx_early_data_cb, tx);
+	if (tx->relay == r)
+		relay_flush(r);
+}
+
 /* A connection taken over from the previous message whose commands sent ahead are not
  * what this transaction sends: dropped (nothing was delivered through it, and it is no
  * attempt of this transaction), a fresh one is opened instead. */
