@@ -18,7 +18,9 @@ What the operator expects, each a check:
 - a virus (EICAR) refused 554 with its name;
 - blocked attachments (PMG's "Block Dangerous Files", MailScanner's filename.rules.conf and
   filetype.rules.conf): a .exe attached, a .scr in a zip, an executable named .jpg (its type,
-  from its first bytes), each refused with a reply that names what was found; a rule on the
+  from its first bytes), each refused `554 5.7.1 Attachment blocked: NAME` (clamd's
+  `blocked_prefix`: before, `Virus found: NAME`, counted as a virus; a gap fixed in this
+  session), not counted in mxgate_viruses_found_total; a rule on the
   attachment name (mimeheader + `action reject`) refuses with the rule's name, also for a
   name written as an RFC 2047 encoded word;
 - per-domain policy: shop.example's mail is not spam-scored (`bypass`), corp.example's is;
@@ -140,7 +142,8 @@ cfg = mt.proxied_config(
     accept_domains=['corp.example', 'shop.example', 'other.example'],
     control={'socket': sock},
     metrics={'listen': '127.0.0.1:%d' % mt.free_port()},
-    plugins=[{'name': 'clamd', 'address': '127.0.0.1:%d' % cl.port, 'timeout': '30s'}],
+    plugins=[{'name': 'clamd', 'address': '127.0.0.1:%d' % cl.port, 'timeout': '30s',
+              'options': {'blocked_prefix': 'Blocked.'}}],
     rules={'files': [STOCK + '/*.cf', local_cf, site_rules],
            'actions': {'add_header': 5, 'quarantine': 10, 'reject': 20}},
     bypass=[{'recipients': ['shop.example'], 'checks': ['rules']},
@@ -198,16 +201,17 @@ code, text = send(mx.port, attach_msg('vir1', 'eicar.com', EICAR))
 mt.check(code == 554 and 'MxGate.Test.EICAR' in text and not be.by_tag('vir1'),
          'EICAR: 554 naming the virus, never relayed (%s %s)' % (code, text))
 code, text = send(mx.port, attach_msg('ban1', 'invoice.exe', EXE[:2] + b'not really an exe'))
-mt.check(code == 554 and 'Blocked.Filename.InMail' in text and not be.by_tag('ban1'),
-         'blocked name: invoice.exe attached: 554 naming the signature (%s %s)' % (code, text))
+mt.check(code == 554 and 'Attachment blocked: Blocked.Filename.InMail' in text and not be.by_tag('ban1'),
+         'blocked name: invoice.exe attached: 554 "Attachment blocked: NAME", not "Virus found" '
+         '(clamd blocked_prefix) (%s %s)' % (code, text))
 code, text = send(mx.port, attach_msg('ban2', 'invoice.zip', zipped('INVOICE.SCR', b'text'), 'application/zip'))
-mt.check(code == 554 and 'Blocked.Filename.InZip' in text and not be.by_tag('ban2'),
+mt.check(code == 554 and 'Attachment blocked: Blocked.Filename.InZip' in text and not be.by_tag('ban2'),
          'blocked name inside a zip: INVOICE.SCR: 554 (%s %s)' % (code, text))
 code, text = send(mx.port, attach_msg('ban3', 'holiday.jpg', EXE, 'image/jpeg'))
-mt.check(code == 554 and 'Blocked.Filetype.Executable' in text and not be.by_tag('ban3'),
+mt.check(code == 554 and 'Attachment blocked: Blocked.Filetype.Executable' in text and not be.by_tag('ban3'),
          'blocked type: an executable named holiday.jpg: 554 (%s %s)' % (code, text))
 code, text = send(mx.port, attach_msg('ban4', 'photos.zip', zipped('photo1.jpg', EXE), 'application/zip'))
-mt.check(code == 554 and 'Blocked.Filetype.Executable' in text and not be.by_tag('ban4'),
+mt.check(code == 554 and 'Attachment blocked: Blocked.Filetype.Executable' in text and not be.by_tag('ban4'),
          'blocked type inside a zip: an executable named photo1.jpg: 554 (%s %s)' % (code, text))
 code, text = send(mx.port, attach_msg('ban5', 'order.js', b'WScript.Echo(1);\r\n', 'text/plain'))
 mt.check(code == 550 and 'BLOCKED_ATTACHMENT_JS' in text and not be.by_tag('ban5'),
@@ -268,12 +272,13 @@ mt.check(code == 554 and not be.by_tag('pwl6'), 'a whitelisted sender\'s virus: 
 rc, out = mt.ctl_text(sock, 'top', 'clients')
 mt.check(rc == 0 and '198.18.5.5' in out, 'mxgatectl top clients names the client: %s %s' % (rc, out[:300]))
 rc, out = mt.ctl_text(sock, 'top', 'reasons')
-mt.check(rc == 0 and out, 'mxgatectl top reasons answers: %s %s' % (rc, out[:300]))
+mt.check(rc == 0 and re.search(r'data/blocked +4\b', out) and re.search(r'data/virus +3\b', out),
+         'mxgatectl top reasons: 4 blocked attachments apart from 3 viruses: %s %s' % (rc, out[:300]))
 rc, out = mt.ctl_text(sock, 'top', 'rules')
 mt.check(rc == 0 and 'GTUBE' in out, 'mxgatectl top rules lists GTUBE: %s %s' % (rc, out[:300]))
 spam, vir, quar = (mx.metric(s) for s in ('spam_found_total', 'viruses_found_total', 'messages_quarantined_total'))
-mt.check(spam is not None and spam >= 4 and vir is not None and vir >= 6 and quar == 1,
-         'metrics: spam %s (>= 4), viruses and blocked files %s (>= 6), quarantined %s (1)' % (spam, vir, quar))
+mt.check(spam is not None and spam >= 4 and vir == 3 and quar == 1,
+         'metrics: spam %s (>= 4), viruses %s (3: the blocked files are not), quarantined %s (1)' % (spam, vir, quar))
 mx.stop()
 mt.stop_proc(cl)
 mt.finish()
