@@ -162,8 +162,10 @@ static void clamd_verdict(struct clamd_scan *sc)
 	h->add_symbol(sc->call, blocked ? "CLAM_BLOCKED" : "CLAM_VIRUS", 0, name);
 	if (!blocked)
 		h->set_flags(sc->call, MXGATE_FLAG_VIRUS);
-	h->log(sc->call, 1, "event=%s name=%s", blocked ? "blocked_attachment" : "virus",
-	    log_val(nv, sizeof(nv), name));
+	if (blocked)
+		h->log(sc->call, 1, "event=blocked_attachment name=%s", log_val(nv, sizeof(nv), name));
+	else
+		h->log(sc->call, 1, "event=virus name=%s", log_val(nv, sizeof(nv), name));
 	switch (sc->ci->action) {
 	case CLAMD_QUARANTINE:
 		snprintf(text, sizeof(text), "%s %s", blocked ? "blocked" : "virus", name);
