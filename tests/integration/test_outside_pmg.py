@@ -25,6 +25,7 @@ What the operator expects, each a check:
   name written as an RFC 2047 encoded word;
 - per-domain policy: shop.example's mail is not spam-scored (`bypass`), corp.example's is;
 - white- and blacklists: local.cf's welcomelist_from / blocklist_from for everyone; a
+  per-domain sender blacklist as envelope rules and a meta with `action reject`; a
   per-domain sender whitelist (PMG "Whitelist" rule with a To object; MailScanner
   spam.whitelist.rules `From: *@partner.example and To: *@corp.example yes`): the sender
   from partner.example to corp.example is not spam-scored, the same sender to another
@@ -87,6 +88,11 @@ RULES = r'''mimeheader BLOCKED_ATTACHMENT_JS Content-Disposition =~ /filename="?
 describe BLOCKED_ATTACHMENT_JS Script attachment (.js, .vbs, .hta)
 score BLOCKED_ATTACHMENT_JS 0.1
 action BLOCKED_ATTACHMENT_JS reject
+envelope __BL_FROM from =~ /@rival\.example$/i
+envelope __TO_CORP rcpt =~ /@corp\.example$/i
+meta CORP_BL __BL_FROM && __TO_CORP
+describe CORP_BL corp.example does not take mail from rival.example
+action CORP_BL reject
 '''
 
 
@@ -244,6 +250,13 @@ mt.check(code == 250 and len(be.by_tag('wl1')) == 1,
 code, text = send(mx.port, text_msg('bl1', 'hi', 'Hello.\r\n', frm='x@spammer.example'), frm='x@spammer.example')
 mt.check(code == 550 and not be.by_tag('bl1'),
          'local.cf blocklist_from *@spammer.example: a clean message refused (%s %s)' % (code, text))
+# a per-domain sender blacklist as the docs write it (envelope rules and a meta)
+code, text = send(mx.port, text_msg('pbl1', 'hi', 'Hello.\r\n', frm='x@rival.example'), frm='x@rival.example')
+code2, text2 = send(mx.port, text_msg('pbl2', 'hi', 'Hello.\r\n', frm='x@rival.example'), frm='x@rival.example',
+                    to=('info@other.example',))
+mt.check(code == 550 and 'CORP_BL' in text and not be.by_tag('pbl1') and code2 == 250 and be.by_tag('pbl2'),
+         'per-domain blacklist rule: rival.example to corp.example 550 (CORP_BL), to other.example 250 '
+         '(%s %s | %s %s)' % (code, text, code2, text2))
 # the per-domain sender whitelist (bypass senders): only for corp.example
 code, text = send(mx.port, text_msg('pwl1', 'invoice', GTUBE + '\r\n', frm='ap@partner.example'),
                   frm='ap@partner.example')
