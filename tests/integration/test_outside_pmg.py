@@ -38,11 +38,9 @@ report) are in the docs' table, not asserted.
 """
 import base64
 import glob
-import io
 import os
 import re
 import sys
-import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
@@ -52,8 +50,8 @@ mt.need('clamd')
 if not os.path.exists(os.path.join(STOCK, '50_scores.cf')):
     mt.skip('stock SpamAssassin rules not installed')
 
-EICAR = b'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
-GTUBE = 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
+EICAR = mt.EICAR.encode()
+GTUBE = mt.GTUBE
 EXE = b'MZ\x90\x00\x03\x00\x00\x00' + b'\x00' * 200 + b'This program cannot be run in DOS mode.\r\n'
 
 # PMG's "Dangerous Files" filename objects / MailScanner's filename.rules.conf, as ClamAV
@@ -101,11 +99,8 @@ def text_msg(tag, subject, body, frm='sender@example.org', to='user@corp.example
             'Date: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\n%s' % (frm, to, subject, tag, body)).encode()
 
 
-def zipped(name, data):
-    b = io.BytesIO()
-    with zipfile.ZipFile(b, 'w', zipfile.ZIP_DEFLATED) as z:
-        z.writestr(name, data)
-    return b.getvalue()
+zipped = mt.zipped
+header = mt.header_values
 
 
 def attach_msg(tag, fname, payload, ctype='application/octet-stream', disp_name=None):
@@ -118,14 +113,6 @@ def attach_msg(tag, fname, payload, ctype='application/octet-stream', disp_name=
             '--b1\r\nContent-Type: %s\r\nContent-Transfer-Encoding: base64\r\n'
             'Content-Disposition: attachment; filename=%s\r\n\r\n%s--b1--\r\n'
             % (tag, tag, ctype, disp, b64)).encode()
-
-
-def header(data, name):
-    """The values of field name (unfolded) in a message's header."""
-    head = data.split(b'\r\n\r\n', 1)[0].decode('latin-1')
-    head = re.sub(r'\r\n[ \t]', ' ', head)
-    return [ln.split(':', 1)[1].strip() for ln in head.split('\r\n')
-            if ln.lower().startswith(name.lower() + ':')]
 
 
 def send(port, data, frm='sender@example.org', to=('user@corp.example',), src='198.18.5.5'):
