@@ -147,6 +147,15 @@ mt.check(rc == 0, 'mxgate -t takes the policy (bypass with senders included): %s
 if rc != 0:
     mt.stop_proc(cl)
     mt.finish()
+bad = dict(cfg, listen=[{'address': '127.0.0.1:2525', 'proxy_protocol': True}],
+           plugins=[{'name': 'clamd', 'address': '127.0.0.1:3310', 'options': {'blocked_prefix': 'B' * 64}}],
+           bypass=[{'senders': ['<ap@partner.example>'], 'checks': ['rules']},
+                   {'recipients': [], 'checks': ['rules']}])
+rc, out = mt.config_check(bad, 'pmg-bad')
+mt.check(rc == 1 and 'options.blocked_prefix: longer than 63 octets' in out
+         and re.search(r'pmg-bad\.yaml:\d+:\d+: bypass\[0\]\.senders\[0\]: "<ap@partner\.example>"', out)
+         and 'bypass[1].recipients: an entry needs recipients, senders or both' in out,
+         '-t: a too long blocked_prefix, a sender in <>, an entry with neither list, each at its place: %s' % out.strip())
 mx = mt.Mxgate(cfg, 'mx-pmg')
 
 # ------------------------------------------------------------------ ham, tag, quarantine, reject
