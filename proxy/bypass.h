@@ -1,7 +1,10 @@
 /* bypass.h — per-recipient bypass of content checks (`bypass:`; amavis's
  * bypass_spam_checks_maps / bypass_virus_checks_maps, rspamd's settings on rcpt).
  *
- * The config is a list of entries { recipients: [...], checks: [...] }. A recipient item is
+ * The config is a list of entries { recipients: [...], senders: [...], checks: [...] }; an
+ * entry with senders applies to mail from one of them only (a per-domain sender whitelist:
+ * PMG's Whitelist rule with a To object, MailScanner's spam.whitelist.rules), one without
+ * recipients to every recipient (at least one of the two). An item, of either list, is
  * a domain pattern as accept_domains takes it ("example.org", "*.example.org", "@example.org"
  * too), a local part ("abuse": abuse@ of every domain, and <Abuse> alone), a full address
  * ("spamtrap@example.org"), or "file:PATH" (one such item per line, '#' comments; re-read on
@@ -37,13 +40,20 @@ enum bypass_check {
 	BYPASS_NCHECKS
 };
 
-/* One `bypass:` item, as parsed; `match` and `locals` are built by its validate. */
-struct bypass_entry {
-	struct cfg_strlist recipients;  /* as written */
-	struct cfg_strlist checks;      /* as written */
-	unsigned mask;                  /* the checks, bits of enum bypass_check */
+/* The addresses one list names. */
+struct bypass_match {
 	struct domain_set *domains;     /* domain items (files read); NULL when none */
 	struct cfg_strlist locals;      /* local parts and addresses (files' too), owned */
+};
+
+/* One `bypass:` item, as parsed; `rcpt`, `from` and `mask` are built by its validate. */
+struct bypass_entry {
+	struct cfg_strlist recipients;  /* as written; empty: every recipient */
+	struct cfg_strlist senders;     /* as written; empty: every sender */
+	struct cfg_strlist checks;      /* as written */
+	unsigned mask;                  /* the checks, bits of enum bypass_check */
+	struct bypass_match rcpt;       /* recipients' matcher */
+	struct bypass_match from;       /* senders' matcher */
 };
 
 /* The table for one list item; config.c lists `bypass` as a CFG_STRUCT_LIST of it. */
@@ -59,11 +69,15 @@ int bypass_check_index(const char *name);
 const char *bypass_check_name(int i);
 
 /* True when addr (a recipient's path without <>, or "Postmaster" alone) is covered for
- * check (enum bypass_check) by one of the n entries at v. */
-bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *addr, int check);
+ * check (enum bypass_check) by one of the n entries at v, for mail from sender (the
+ * envelope sender without <>, "" for the null sender, NULL before MAIL: an entry with
+ * senders covers neither of the last two). */
+bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *sender, const char *addr,
+    int check);
 
-/* The checks (mask of enum bypass_check) to skip for a message with recipients r[0..nr):
- * those every recipient is covered for. nr == 0: none. */
-unsigned bypass_message_mask(const struct bypass_entry *v, size_t n, const struct rcpt *r, size_t nr);
+/* The checks (mask of enum bypass_check) to skip for a message from sender (as above) with
+ * recipients r[0..nr): those every recipient is covered for. nr == 0: none. */
+unsigned bypass_message_mask(const struct bypass_entry *v, size_t n, const char *sender, const struct rcpt *r,
+    size_t nr);
 
 #endif

@@ -650,12 +650,12 @@ static void chain_bypass_begin(struct chain *c)
 	bv = cfg->bypass.v;
 	if (c->stage == HOOK_RCPT) {
 		for (int k = 0; k < BYPASS_NCHECKS; k++)
-			if (bypass_rcpt_covered(bv, cfg->bypass.n, c->env->cur_rcpt, k))
+			if (bypass_rcpt_covered(bv, cfg->bypass.n, c->env->mail_from, c->env->cur_rcpt, k))
 				mask |= 1u << k;
 		nr = 1;
 	} else if (c->stage == HOOK_DATA || c->stage == HOOK_EOM) {
 		nr = c->env->nrcpts;
-		mask = bypass_message_mask(bv, cfg->bypass.n, c->env->rcpts, nr);
+		mask = bypass_message_mask(bv, cfg->bypass.n, c->env->mail_from, c->env->rcpts, nr);
 	}
 	if (mask == 0)
 		return;
