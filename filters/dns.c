@@ -743,6 +743,11 @@ struct dns_resolver {
 	bool starting_done;                 /* ... and it completed synchronously */
 	bool dying;
 	struct dns_resolver *reg_next;
+	/* a FORMERR without records in its additional section (no OPT) came: c-ares 1.18 may
+	 * have turned EDNS0 off for the channel (dns_resolver_check_edns) */
+	bool formerr_seen;
+	bool edns_off_logged;               /* event=dns_edns_off logged for this resolver */
+	char formerr_from[INET6_ADDRSTRLEN + 8];  /* the server that answered it, "ip:port" */
 };
 
 static pthread_once_t dns_lib_once = PTHREAD_ONCE_INIT;
@@ -1164,11 +1169,25 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
  * (ECONNREFUSED) from an ICMP refusal. Read before c-ares matches the answer to its query
  * (id, question, server): an answer it then drops still marks a query of that question,
  * which changes only the word for a failure (servfail, not failed), never an answer. */
-static void dns_resolver_note_reply(struct dns_resolver *r, const unsigned char *buf, size_t len)
+static void dns_resolver_note_reply(struct dns_resolver *r, const unsigned char *buf, size_t len,
+    const struct sockaddr *from)
 {
 	char name[DNS_NAME_TEXT_MAX];
 	unsigned qtype;
 
+	/* RFC 6891 7: a server that does not know EDNS0 answers FORMERR without an OPT record
+	 * (none in the additional section: ARCOUNT 0) */
+	if (!r->edns_off_logged && !r->formerr_seen && len >= 12 && (buf[2] & 0x80u) != 0 &&
+	    (buf[3] & 0x0fu) == 1 && buf[10] == 0 && buf[11] == 0) {
+		char a[INET6_ADDRSTRLEN];
+		unsigned port = from->sa_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)from)->sin6_port) :
+		    from->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)from)->sin_port) : 0;
+		int fam = netaddr_sockaddr_string(from, a, sizeof(a));
+
+		snprintf(r->formerr_from, sizeof(r->formerr_from), fam == AF_INET6 ? "[%s]:%u" : "%s:%u",
+		    fam < 0 ? "?" : a, port);
+		r->formerr_seen = true;
+	}
 	if (dns_reply_failed_question(buf, len, name, sizeof(name), &qtype) != 1)
 		return;
 	size_t nlen = strlen(name);
@@ -1214,7 +1233,7 @@ static ares_ssize_t dns_sock_recvfrom(ares_socket_t fd, void *buf, size_t len, i
 
 	if (n > 0 && from != NULL) {
 		int e = errno;
-		dns_resolver_note_reply(data, buf, (size_t)n);
+		dns_resolver_note_reply(data, buf, (size_t)n, from);
 		errno = e;
 	}
 	return n;
@@ -1281,6 +1300,30 @@ static void dns_timer_cb(uv_timer_t *t)
 	dns_resolver_unbusy(r);
 }
 
+/* A FORMERR without OPT was read (dns_resolver_note_reply) and c-ares has processed it:
+ * c-ares 1.18 turns EDNS0 off for the whole channel at the first such answer to a query
+ * that carried it, until the resolver is made anew (a reload). Logged once per resolver,
+ * with the server that answered, so an operator knows why answers over 512 octets now go
+ * over TCP (docs/filters-dns.md). */
+static void dns_resolver_check_edns(struct dns_resolver *r)
+{
+	struct ares_options o;
+	int mask = 0;
+
+	r->formerr_seen = false;
+	if (r->edns_off_logged || ares_save_options(r->ch, &o, &mask) != ARES_SUCCESS)
+		return;
+	bool off = (o.flags & ARES_FLAG_EDNS) == 0;
+
+	ares_destroy_options(&o);
+	if (!off)
+		return;
+	r->edns_off_logged = true;
+	log_event(LOG_LVL_WARNING, NULL, "event=dns_edns_off server=%s reason=\"the server answered FORMERR to "
+	    "EDNS0: c-ares leaves EDNS0 off on this worker's resolver until a reload, answers over 512 octets "
+	    "come truncated and are asked again over TCP\"", r->formerr_from);
+}
+
 static void dns_poll_cb(uv_poll_t *p, int status, int events)
 {
 	struct dns_sock *s = p->data;
@@ -1298,6 +1341,8 @@ static void dns_poll_cb(uv_poll_t *p, int status, int events)
 	}
 	r->busy++;
 	ares_process_fd(r->ch, rfd, wfd);	/* may free s through the socket callback */
+	if (r->formerr_seen)
+		dns_resolver_check_edns(r);
 	dns_resolver_unbusy(r);
 }
 

@@ -11,6 +11,8 @@ over TCP (a round trip and a handshake more, and lost where a firewall drops TCP
 - after it: another 700-octet listing is asked without EDNS0, truncated, asked over TCP,
   and still refuses the client (nothing lost);
 - after a reload (a new resolver): EDNS0 again, one UDP answer.
+c-ares turned EDNS0 off in silence: mxgate now logs it once per resolver,
+`event=dns_edns_off server=IP:PORT reason="..."` (warning), naming the server.
 A worker (workers: 1) and no DNS cache: each lookup is a query on the one channel.
 """
 import os
@@ -55,10 +57,15 @@ ok, why = refused(mx, '198.18.0.22')
 q = queries('22.0.18.198.bl.test')
 mt.check(ok and q == [' edns=1232'], 'before: a 700-octet listing in one UDP answer to EDNS0 (%s; %s)' % (why, q))
 
+mt.check(mx.count_log(r'event=dns_edns_off') == 0, 'before: EDNS0 on, nothing logged')
+
 ok, why = refused(mx, '198.18.0.20')
 q = queries('20.0.18.198.bl.test')
 mt.check(ok and q[:1] == [' edns=1232'] and '' in q,
          'FORMERR to EDNS0: asked again without it, the listing counts (%s; %s)' % (why, q))
+# the operator is told, once, which server made c-ares turn EDNS0 off (it was silent)
+mt.check(mx.wait_log(r'warning - event=dns_edns_off server=127\.0\.0\.1:%d reason="[^"]*until a reload' % dns.port, 5)
+         is not None, 'FORMERR to EDNS0: event=dns_edns_off names the server\n%s' % mx.tail())
 
 ok, why = refused(mx, '198.18.0.21')
 q = queries('21.0.18.198.bl.test')
@@ -72,5 +79,6 @@ mt.check(mx.wait_log(r'event=reloaded generation=2', 10, mark) is not None, 'rel
 ok, why = refused(mx, '198.18.0.23')
 q = queries('23.0.18.198.bl.test')
 mt.check(ok and q == [' edns=1232'], 'after a reload: EDNS0 again, one UDP answer (%s; %s)' % (why, q))
+mt.check(mx.count_log(r'event=dns_edns_off') == 1, 'logged once: %d lines' % mx.count_log(r'event=dns_edns_off'))
 mx.stop()
 mt.finish()
