@@ -12,12 +12,16 @@
 #include <arpa/inet.h>
 #include <ares.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 /* ---- config ------------------------------------------------------------------------- */
 
@@ -386,6 +390,26 @@ int dns_reply_mx_names(const unsigned char *buf, size_t len, struct dns_result *
 	return dns_reply_names(buf, len, res, max, skipped, 15);
 }
 
+/* See dns.h. */
+int dns_reply_failed_question(const unsigned char *buf, size_t len, char *name, size_t namelen,
+    unsigned *qtype)
+{
+	size_t off = 12;
+	unsigned rcode;
+	bool clean;
+
+	if (buf == NULL || len < 12 || name == NULL || namelen == 0 || qtype == NULL)
+		return -1;
+	rcode = buf[3] & 0x0fu;
+	/* RFC 1035 4.1.1: QR (a response), QDCOUNT 1 */
+	if ((buf[2] & 0x80u) == 0 || buf[4] != 0 || buf[5] != 1 || (rcode != 2 && rcode != 4 && rcode != 5))
+		return 0;
+	if (dns_reply_expand_name(buf, len, &off, name, namelen, &clean) < 0 || off + 4 > len)
+		return -1;
+	*qtype = (unsigned)buf[off] << 8 | buf[off + 1];
+	return 1;
+}
+
 /* ---- the cache ---------------------------------------------------------------------- */
 
 struct dns_cache_entry {
@@ -685,6 +709,8 @@ struct dns_query {
 	bool inflight;                      /* a leader whose c-ares query is running */
 	bool asked_again;                   /* sent a second time after FORMERR (dns_ares_cb) */
 	bool asked_after_reset;             /* ... after ECONNREFUSED (dns_ares_cb) */
+	bool saw_failure_rcode;             /* a server answered it SERVFAIL/NOTIMP/REFUSED
+	                                     * (dns_resolver_note_reply) */
 	struct dns_query *leader;           /* a follower: whom it follows (NULL while delivered) */
 	struct dns_query *fhead;            /* a leader: its followers */
 	struct dns_query *fprev, *fnext;    /* in the leader's list of followers */
@@ -717,6 +743,11 @@ struct dns_resolver {
 	bool starting_done;                 /* ... and it completed synchronously */
 	bool dying;
 	struct dns_resolver *reg_next;
+	/* a FORMERR without records in its additional section (no OPT) came: c-ares 1.18 may
+	 * have turned EDNS0 off for the channel (dns_resolver_check_edns) */
+	bool formerr_seen;
+	bool edns_off_logged;               /* event=dns_edns_off logged for this resolver */
+	char formerr_from[INET6_ADDRSTRLEN + 8];  /* the server that answered it, "ip:port" */
 };
 
 static pthread_once_t dns_lib_once = PTHREAD_ONCE_INIT;
@@ -891,7 +922,8 @@ static enum dns_status dns_status_from_ares(int status)
 	case ARES_ESERVFAIL:
 	case ARES_EREFUSED: return DNS_S_SERVFAIL;
 	/* c-ares 1.18 ends a query whose every try got SERVFAIL/REFUSED with ECONNREFUSED, as
-	 * it does one whose server refuses (ICMP port unreachable): failed at once, no timeout */
+	 * it does one whose server refuses (ICMP port unreachable): failed at once, no timeout.
+	 * dns_ares_cb tells the first apart (saw_failure_rcode) and gives it ESERVFAIL. */
 	case ARES_ECONNREFUSED: return DNS_S_FAILED;
 	case ARES_ETIMEOUT: return DNS_S_TIMEOUT;
 	default: return DNS_S_ERROR;
@@ -1074,14 +1106,22 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 		ares_query(r->ch, q->name, 1 /* IN */, dns_ares_type[q->type], dns_ares_cb, q);
 		return;
 	}
+	if (status == ARES_ECONNREFUSED && q->saw_failure_rcode) {
+		/* c-ares 1.18 ends a query whose every try was answered SERVFAIL, NOTIMP or
+		 * REFUSED with ECONNREFUSED, the status of an ICMP refusal: an answer came, so it
+		 * is the server's failure (servfail), not an unreachable server (failed); and no
+		 * round more (below): the servers answered */
+		status = ARES_ESERVFAIL;
+	}
 	if (status == ARES_ECONNREFUSED && !q->asked_after_reset && q != r->starting) {
 		/* c-ares 1.18: when a server closes a TCP connection unanswered, every socket to
 		 * it is reset, and a query out to it at that moment (a UDP one that had nothing to
 		 * do with it) moves on to another try or server; with none left it ends here with
 		 * ECONNREFUSED, the status of a refusal (ICMP) and of SERVFAIL/REFUSED on every try
-		 * too. Asked once more: a reset query is answered, a refused one costs one more
-		 * round; the query's deadline (dns_resolver's timer) bounds it either way. Never for
-		 * an answer (NXDOMAIN, NODATA). q is not touched after ares_query. */
+		 * too (that one is servfail above, not asked again). Asked once more: a reset query
+		 * is answered, a refused one costs one more round; the query's deadline
+		 * (dns_resolver's timer) bounds it either way. Never for an answer (NXDOMAIN,
+		 * NODATA). q is not touched after ares_query. */
 		q->asked_after_reset = true;
 		dns_inflight_add(q);
 		ares_query(r->ch, q->name, 1 /* IN */, dns_ares_type[q->type], dns_ares_cb, q);
@@ -1122,6 +1162,95 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 	free(res.v);
 	free(q);
 }
+
+/* A UDP datagram c-ares read from a server (dns_sock_recvfrom): when it is a SERVFAIL,
+ * NOTIMP or REFUSED answer, the running queries of its question are marked
+ * (saw_failure_rcode), for dns_ares_cb to tell the end c-ares 1.18 gives them
+ * (ECONNREFUSED) from an ICMP refusal. Read before c-ares matches the answer to its query
+ * (id, question, server): an answer it then drops still marks a query of that question,
+ * which changes only the word for a failure (servfail, not failed), never an answer. */
+static void dns_resolver_note_reply(struct dns_resolver *r, const unsigned char *buf, size_t len,
+    const struct sockaddr *from)
+{
+	char name[DNS_NAME_TEXT_MAX];
+	unsigned qtype;
+
+	/* RFC 6891 7: a server that does not know EDNS0 answers FORMERR without an OPT record
+	 * (none in the additional section: ARCOUNT 0) */
+	if (!r->edns_off_logged && !r->formerr_seen && len >= 12 && (buf[2] & 0x80u) != 0 &&
+	    (buf[3] & 0x0fu) == 1 && buf[10] == 0 && buf[11] == 0) {
+		char a[INET6_ADDRSTRLEN];
+		unsigned port = from->sa_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)from)->sin6_port) :
+		    from->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)from)->sin_port) : 0;
+		int fam = netaddr_sockaddr_string(from, a, sizeof(a));
+
+		snprintf(r->formerr_from, sizeof(r->formerr_from), fam == AF_INET6 ? "[%s]:%u" : "%s:%u",
+		    fam < 0 ? "?" : a, port);
+		r->formerr_seen = true;
+	}
+	if (dns_reply_failed_question(buf, len, name, sizeof(name), &qtype) != 1)
+		return;
+	size_t nlen = strlen(name);
+	/* every bucket: a name asked with a trailing dot hashes apart (failures are rare) */
+	for (size_t b = 0; b < DNS_INFLIGHT_BUCKETS; b++)
+		for (struct dns_query *q = r->inflight[b]; q != NULL; q = q->hnext) {
+			size_t qlen = strlen(q->name);
+
+			if (qlen > 0 && q->name[qlen - 1] == '.')
+				qlen--;
+			if ((unsigned)dns_ares_type[q->type] == qtype && qlen == nlen &&
+			    strncasecmp(q->name, name, nlen) == 0)
+				q->saw_failure_rcode = true;
+		}
+}
+
+/* c-ares' socket calls (ares_set_socket_functions), the system's, so that the resolver
+ * sees each UDP answer (dns_resolver_note_reply). As c-ares' own: a send that cannot raise
+ * SIGPIPE (MSG_NOSIGNAL). c-ares makes the sockets non-blocking and close-on-exec. */
+static ares_socket_t dns_sock_open(int family, int type, int protocol, void *data)
+{
+	(void)data;
+	return socket(family, type | SOCK_CLOEXEC, protocol);
+}
+
+static int dns_sock_close(ares_socket_t fd, void *data)
+{
+	(void)data;
+	return close(fd);
+}
+
+static int dns_sock_connect(ares_socket_t fd, const struct sockaddr *sa, ares_socklen_t len, void *data)
+{
+	(void)data;
+	return connect(fd, sa, len);
+}
+
+/* from is NULL for a TCP read (c-ares 1.18 reads a TCP answer in pieces: not looked at) */
+static ares_ssize_t dns_sock_recvfrom(ares_socket_t fd, void *buf, size_t len, int flags,
+    struct sockaddr *from, ares_socklen_t *fromlen, void *data)
+{
+	ares_ssize_t n = recvfrom(fd, buf, len, flags, from, fromlen);
+
+	if (n > 0 && from != NULL) {
+		int e = errno;
+		dns_resolver_note_reply(data, buf, (size_t)n, from);
+		errno = e;
+	}
+	return n;
+}
+
+static ares_ssize_t dns_sock_sendv(ares_socket_t fd, const struct iovec *iov, int n, void *data)
+{
+	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+
+	(void)data;
+	return sendmsg(fd, &m, MSG_NOSIGNAL);
+}
+
+static const struct ares_socket_functions dns_socket_functions = {
+	.asocket = dns_sock_open, .aclose = dns_sock_close, .aconnect = dns_sock_connect,
+	.arecvfrom = dns_sock_recvfrom, .asendv = dns_sock_sendv,
+};
 
 static void dns_sock_close_cb(uv_handle_t *h)
 {
@@ -1171,6 +1300,30 @@ static void dns_timer_cb(uv_timer_t *t)
 	dns_resolver_unbusy(r);
 }
 
+/* A FORMERR without OPT was read (dns_resolver_note_reply) and c-ares has processed it:
+ * c-ares 1.18 turns EDNS0 off for the whole channel at the first such answer to a query
+ * that carried it, until the resolver is made anew (a reload). Logged once per resolver,
+ * with the server that answered, so an operator knows why answers over 512 octets now go
+ * over TCP (docs/filters-dns.md). */
+static void dns_resolver_check_edns(struct dns_resolver *r)
+{
+	struct ares_options o;
+	int mask = 0;
+
+	r->formerr_seen = false;
+	if (r->edns_off_logged || ares_save_options(r->ch, &o, &mask) != ARES_SUCCESS)
+		return;
+	bool off = (o.flags & ARES_FLAG_EDNS) == 0;
+
+	ares_destroy_options(&o);
+	if (!off)
+		return;
+	r->edns_off_logged = true;
+	log_event(LOG_LVL_WARNING, NULL, "event=dns_edns_off server=%s reason=\"the server answered FORMERR to "
+	    "EDNS0: c-ares leaves EDNS0 off on this worker's resolver until a reload, answers over 512 octets "
+	    "come truncated and are asked again over TCP\"", r->formerr_from);
+}
+
 static void dns_poll_cb(uv_poll_t *p, int status, int events)
 {
 	struct dns_sock *s = p->data;
@@ -1188,6 +1341,8 @@ static void dns_poll_cb(uv_poll_t *p, int status, int events)
 	}
 	r->busy++;
 	ares_process_fd(r->ch, rfd, wfd);	/* may free s through the socket callback */
+	if (r->formerr_seen)
+		dns_resolver_check_edns(r);
 	dns_resolver_unbusy(r);
 }
 
@@ -1298,6 +1453,7 @@ struct dns_resolver *dns_resolver_new(uv_loop_t *loop, const char *servers, uint
 		return NULL;
 	}
 	r->ch_ok = true;
+	ares_set_socket_functions(r->ch, &dns_socket_functions, r);
 	if (servers != NULL && *servers != '\0') {
 		rc = ares_set_servers_ports_csv(r->ch, servers);
 		if (rc != ARES_SUCCESS) {

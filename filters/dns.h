@@ -43,8 +43,9 @@ enum dns_status {
 	DNS_S_SERVFAIL,   /* server failure or refused */
 	DNS_S_TIMEOUT,    /* no answer in time */
 	DNS_S_ERROR,      /* anything else: bad name, malformed reply, out of memory */
-	DNS_S_FAILED,     /* every try failed at once: the servers unreachable (refused), or
-	                   * (c-ares 1.18 cannot tell) each answered SERVFAIL/REFUSED */
+	DNS_S_FAILED,     /* every try failed at once: the servers unreachable (refused by
+	                   * ICMP); a query a server answered SERVFAIL/REFUSED is SERVFAIL
+	                   * (c-ares 1.18 ends both with ECONNREFUSED: dns.c tells them apart) */
 };
 
 /* A result as delivered to callbacks. Borrowed: valid only during the callback. */
@@ -166,6 +167,14 @@ int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result 
  * input (fuzz_dns_answer). */
 int dns_reply_mx_names(const unsigned char *buf, size_t len, struct dns_result *res,
     size_t max, size_t *skipped);
+
+/* A raw reply that says the server failed the question: a response (QR) with one question
+ * and rcode SERVFAIL (2), NOTIMP (4) or REFUSED (5), the ones c-ares 1.18 retries and ends
+ * with ECONNREFUSED as it does a refusal by ICMP. 1 with the question's name in name
+ * (namelen octets, as text, no trailing dot) and its type in *qtype; 0 for any other reply;
+ * -1 when malformed. Bounded; does no I/O; safe on any input (fuzz_dns_reply). */
+int dns_reply_failed_question(const unsigned char *buf, size_t len, char *name, size_t namelen,
+    unsigned *qtype);
 
 /* Fills res (zeroed by the caller, freed with its v) from a reply to a query of type t
  * whose rcode was NOERROR: A/AAAA as text, TXT records each as one string (its

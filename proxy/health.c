@@ -17,6 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "maildir.h"
+#include "netaddr.h"
 #include "proxyproto.h"
 #include "smtp_reply.h"
 #include "tls.h"
@@ -58,6 +59,9 @@ struct health_probe {
 	size_t addr_tries;            /* addresses this check could not connect to */
 	bool addr_next;               /* closing to try the next address in this check */
 	bool addr_tries_keep;         /* probe_start goes on with this check (addr_tries kept) */
+	/* event=backend_address_failed logged for addrs[i] and no check connected to it since:
+	 * a probe every interval that meets the same dead address logs it once, not each time */
+	bool addr_logged[BACKEND_MAX_ADDRS];
 	char *path;                   /* maildir root or LMTP unix socket */
 	bool busy;                    /* a check is running */
 	bool reported;                /* this check's result is recorded */
@@ -242,7 +246,51 @@ static void probe_finish(struct health_probe *p, bool ok, const char *reason)
 		uv_close((uv_handle_t *)&p->s, probe_stream_closed_cb);
 }
 
-static void probe_fail_stage(struct health_probe *p, const char *what)
+/* The text of the probe's address i, "?" when it has none. */
+static void probe_addr_string(const struct health_probe *p, size_t i, char *out, size_t outlen)
+{
+	if (netaddr_sockaddr_string((const struct sockaddr *)&p->addrs[i], out, outlen) < 0)
+		snprintf(out, outlen, "?");
+}
+
+/* The check could not connect to address i of the backend's name and goes on to address
+ * next: logged as a delivery's (relay.c, event=backend_address_failed) with stage=health,
+ * so an operator sees a dead address while the check passes through another. Once until
+ * a check connects to address i again (probe_addr_connected): the state's change, not
+ * every probe. why: the reason in relay.c's words (uv_strerror, "timeout"); limit: the
+ * config key of the bound when it was a timeout, or NULL. */
+static void probe_addr_failed(struct health_probe *p, size_t i, size_t next, const char *why,
+    const char *limit)
+{
+	char a1[INET6_ADDRSTRLEN], a2[INET6_ADDRSTRLEN];
+
+	if (i >= BACKEND_MAX_ADDRS || p->addr_logged[i] || p->h->stopping || !p->b)
+		return;
+	p->addr_logged[i] = true;
+	probe_addr_string(p, i, a1, sizeof a1);
+	probe_addr_string(p, next, a2, sizeof a2);
+	log_event(LOG_LVL_INFO, NULL, "event=backend_address_failed backend=%s address=%s reason=\"%s\" next=%s%s%s "
+	    "stage=health", p->b->url, a1, why, a2, limit ? " limit=" : "", limit ? limit : "");
+}
+
+/* A check connected to address i: one logged failed (probe_addr_failed) is logged as back. */
+static void probe_addr_connected(struct health_probe *p, size_t i)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	if (i >= BACKEND_MAX_ADDRS || !p->addr_logged[i] || p->h->stopping || !p->b)
+		return;
+	p->addr_logged[i] = false;
+	probe_addr_string(p, i, a, sizeof a);
+	log_event(LOG_LVL_INFO, NULL, "event=backend_address_recovered backend=%s address=%s stage=health",
+	    p->b->url, a);
+}
+
+/* The check fails at its stage: what, for the check's reason ("ECONNREFUSED during
+ * connect"); at the connect stage of a name with an address left to try, the next one
+ * instead, the address's failure logged with why and limit (probe_addr_failed). */
+static void probe_fail_stage_as(struct health_probe *p, const char *what, const char *why,
+    const char *limit)
 {
 	char reason[256];
 	snprintf(reason, sizeof reason, "%s during %s", what, probe_stage_names[p->stage]);
@@ -252,8 +300,10 @@ static void probe_fail_stage(struct health_probe *p, const char *what)
 	    p->stream_open && !uv_is_closing((uv_handle_t *)&p->s)) {
 		/* this address does not take connections: the next one, in the same check, which
 		 * fails only when every address did */
+		size_t failed = p->addr_i;
 		p->addr_tries++;
 		p->addr_i = (p->addr_i + 1) % p->naddrs;
+		probe_addr_failed(p, failed, p->addr_i, why, limit);
 		p->addr_next = true;
 		uv_timer_stop(&p->timer);
 		uv_close((uv_handle_t *)&p->s, probe_stream_closed_cb);
@@ -263,9 +313,15 @@ static void probe_fail_stage(struct health_probe *p, const char *what)
 	probe_finish(p, p->stage == PROBE_QUIT, reason);
 }
 
+static void probe_fail_stage(struct health_probe *p, const char *what)
+{
+	probe_fail_stage_as(p, what, what, NULL);
+}
+
 static void probe_timeout_cb(uv_timer_t *t)
 {
-	probe_fail_stage(t->data, "timeout");
+	/* the whole check's bound (connect included), as relay.c names connect_timeout */
+	probe_fail_stage_as(t->data, "timeout", "timeout", "health_check.timeout");
 }
 
 static void probe_write_cb(uv_write_t *req, int status)
@@ -524,12 +580,15 @@ static void probe_connect_cb(uv_connect_t *req, int status)
 	if (status == UV_ECANCELED || !p->stream_open || uv_is_closing((uv_handle_t *)&p->s))
 		return;
 	if (status < 0) {
-		probe_fail_stage(p, uv_err_name(status));
+		/* the check's reason keeps its word (ECONNREFUSED); the address's line relay.c's */
+		probe_fail_stage_as(p, uv_err_name(status), uv_strerror(status), NULL);
 		return;
 	}
 	/* deliveries begin at the address that answered (backend.h) */
-	if (p->naddrs > 0 && p->b && !p->h->stopping)
+	if (p->naddrs > 0 && p->b && !p->h->stopping) {
 		backend_addr_result(p->b, p->addr_i, true, (long long)(uv_hrtime() / 1000000));
+		probe_addr_connected(p, p->addr_i);
+	}
 	p->stage = PROBE_GREETING;
 	if (p->proxy_hdr_len > 0) {
 		/* A backend taking PROXY headers from mxgate (client_identity: proxy_v2, Postfix's

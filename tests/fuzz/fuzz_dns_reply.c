@@ -1,6 +1,6 @@
 /* fuzz_dns_reply.c — the hand-written DNS reply scanners (negative TTL from the SOA in the
- * authority section, smallest answer TTL, the PTR names) on arbitrary bytes: no crash, no read
- * past len. */
+ * authority section, smallest answer TTL, the PTR names, the question of a SERVFAIL answer)
+ * on arbitrary bytes: no crash, no read past len. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,6 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(buf, data, size);
 	(void)dns_reply_negative_ttl(buf, size, &ttl);
 	(void)dns_reply_answer_ttl(buf, size, &ttl);
+	char name[DNS_NAME_TEXT_MAX];
+	unsigned qtype;
+	(void)dns_reply_failed_question(buf, size, name, sizeof(name), &qtype);
 	memset(&res, 0, sizeof(res));
 	(void)dns_reply_ptr_names(buf, size, &res, 16, NULL);
 	for (size_t i = 0; i < res.n; i++)

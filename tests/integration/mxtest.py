@@ -52,7 +52,7 @@ API (everything else is internal):
   Sink(lmtp, args, name) .port .url .messages() .files() .count() .kill() .start() .restart()
          (smtp-sink; messages() -> [{'attrs': X-* dump headers, 'rcpts', 'data' (LF endings)}])
   Backend(mode, lmtp, reject_rcpt, tempfail_rcpt, lmtp_codes, delay, xclient, expect_proxy,
-          starttls, smtputf8) .port .url .messages .attempts .commands .connections .proxy_headers
+          starttls, smtputf8, host) .port .url .messages .attempts .commands .connections .proxy_headers
           .tls_handshakes
           .find(needle) .by_tag(tag) .stop()
   peers (each on a held port, stopped at exit; an installed peer that does not start fails):
@@ -1740,7 +1740,8 @@ class Backend:
 
     def __init__(self, mode='ok', lmtp=False, reject_rcpt=(), tempfail_rcpt=(), lmtp_codes=None,
                  delay=0, xclient=True, expect_proxy=False, starttls=False, smtputf8=True, name=None, port=None,
-                 chunking=False, dsn=False, data_reply=None):
+                 chunking=False, dsn=False, data_reply=None, host='127.0.0.1'):
+        # host: the address listened on (127.0.0.2: a second address of a backend name)
         # data_reply: the SMTP 250 line after the final dot, '%(qid)s' for the queue id
         # (another MTA's wording: Exim's '250 OK id=%(qid)s'); default Postfix's
         self.data_reply = data_reply
@@ -1757,7 +1758,7 @@ class Backend:
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(('127.0.0.1', port or 0))
+        self.sock.bind((host, port or 0))
         self.port = self.sock.getsockname()[1]
         self.name = name or 'backend%d' % self.port
         self.sock.listen(128)
