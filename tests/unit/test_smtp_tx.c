@@ -350,7 +350,10 @@ static struct fake *fake_new(struct world *wd, bool dead)
 }
 
 /* The config: servers (the `servers:` list items; NULL: every fake, scheme://127.0.0.1:port)
- * and extra YAML at the top level; then the pool, the worker's generation and the client. */
+ * and extra YAML at the top level; then the pool, the worker's generation and the client.
+ * The backend timeouts are hang guards, not timings: no test waits for one to fire (the fakes
+ * answer or close), and test_envelope_changes_bounded's 4,500 pipelined recipients took over
+ * 5 s to answer under ASan on a loaded machine (451 reply_timeout; session 28). */
 static void world_init(struct world *wd, const char *scheme, const char *servers, const char *extra)
 {
 	char text[4096], list[1024] = "";
@@ -372,9 +375,9 @@ static void world_init(struct world *wd, const char *scheme, const char *servers
 	    "  pool_size: 0\n"
 	    "  client_identity: none\n"
 	    "  starttls: false\n"
-	    "  connect_timeout: 5s\n"
-	    "  reply_timeout: 5s\n"
-	    "  data_timeout: 5s\n"
+	    "  connect_timeout: 60s\n"
+	    "  reply_timeout: 60s\n"
+	    "  data_timeout: 60s\n"
 	    "  servers: [%s]\n"
 	    "%s", servers ? servers : list, extra ? extra : "");
 	int rc = config_load_string("t.yaml", text, strlen(text), &cfg, ef);
