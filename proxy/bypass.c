@@ -167,9 +167,11 @@ int bypass_check_plugin_names(struct cfg_parse *p, struct fy_node *root, const s
 				k++;
 			if (k < nnames)
 				continue;
+			struct fy_node *item = list ? cfg_seq_item(list, i) : NULL;
 			size_t old = cfg_path_push_key(p, "bypass", 6);
+
 			cfg_path_push_index(p, i);
-			rc = cfg_error_key(p, list ? cfg_seq_item(list, i) : root, "checks", (long)j,
+			rc = cfg_error_key(p, item && fy_node_is_mapping(item) ? item : root, "checks", (long)j,
 			    "\"%s\": no check nor plugins: entry by that name (rules, greylist, clamd, spamd, "
 			    "rspamd, milter or a plugin's name:)", c);
 			cfg_path_pop(p, old);
