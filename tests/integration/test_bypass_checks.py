@@ -10,7 +10,7 @@ its name.
 
 Peers: smtp-sink as the backend, a real clamd (EICAR signatures), the rules engine with a
 header rule worth 20 (reject at 15), greylisting on its default store, a python3-milter
-filter (tests/peers/mx_milter.py), plugins/examples/example_plugin.so."""
+filter (tests/peers/mx_milter.py), opendkim (signing), plugins/examples/example_plugin.so."""
 import os
 import re
 import sys
@@ -208,6 +208,26 @@ mt.check(list(r.rcpt_codes) == [550, 250] and r.code == 250,
          'bypassing one accepted (RCPT %s)' % list(r.rcpt_codes))
 c.cmd('QUIT')
 mm.stop()
+
+# A C libmilter filter, opendkim signing for example.org: a message whose every recipient
+# bypasses it is ABORTed there and relayed unsigned; the session's next message is signed
+# (the filter's state after the ABORT is the protocol's "before MAIL").
+dk = mt.opendkim()
+dm = mt.Mxgate(mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
+                         plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % dk.port,
+                                   'on_error': 'tempfail', 'timeout': '20s'}],
+                         bypass=[{'recipients': ['nofilter.example'], 'checks': ['milter']}]), 'mx-bypass-dkim')
+c = mt.Client(dm.port, timeout=60)
+c.ehlo('client.test')
+r1 = mt.send_mail(dm.port, 'a@example.org', ['u@nofilter.example'], mt.message('k-bypass'), client=c, timeout=60)
+r2 = mt.send_mail(dm.port, 'a@example.org', ['b@example.test'], mt.message('k-signed'), client=c, timeout=60)
+c.cmd('QUIT')
+g1, g2 = at_sink('k-bypass'), at_sink('k-signed')
+mt.check(r1.code == 250 and g1 and b'DKIM-Signature:' not in g1[0][1],
+         'opendkim bypassed: the message relayed unsigned (%s %s)' % (r1.code, r1.text))
+mt.check(r2.code == 250 and g2 and g2[0][1].count(b'DKIM-Signature:') == 1,
+         'the next message of the session signed once by opendkim (%s %s)' % (r2.code, r2.text))
+dm.stop()
 
 # A shared object by its plugins: name (plugins/examples/example_plugin.c: 550 for MAGICWORD)
 so = os.path.join(mt.BUILD, 'example_plugin.so')
