@@ -5,6 +5,13 @@ builds compare in one run on a shared machine. Uses bench_core.py's peers and cl
 connections, ~4 KiB messages, MAIL+RCPT+DATA in one write, the content with the next group).
 
   python3 bench/bench_core_pipe.py ROUNDS BINARY [BINARY...]
+  BENCH_CLIENT=d python3 bench/bench_core_pipe.py ROUNDS BINARY [BINARY...]
+
+BENCH_CLIENT=d: the lock-step client instead (smtp-source -d -s 20 -l 4096, bench_core's
+"connection reuse (-d)" line: no pipelining, a connection's messages one after another),
+the same turns and figures (no "first done" share: smtp-source does not tell);
+BENCH_D_SESSIONS=N: N connections instead of 20 (1: one message at a time, so msg/s is one
+over a message's chain of round trips and counts them where 20 connections share the CPU).
 
 Prints per round the msg/s of each with, in brackets, the share of the daemon's CPU time its
 busiest thread took that round (about 50 % with two threads when the connections were split
@@ -44,6 +51,17 @@ def busiest(a, b):
     return 100.0 * max(d) / sum(d) if sum(d) else 0.0
 
 
+CLIENT = os.environ.get('BENCH_CLIENT', 'pipe')
+
+
+def run_client(port, msgs, tail):
+    """msg/s of one run of the chosen client (BENCH_CLIENT) through port."""
+    if CLIENT == 'd':
+        tail.append(1.0)
+        return bc.smtp_source(port, msgs, 4096, ['-d', '-s', os.environ.get('BENCH_D_SESSIONS', '20')])
+    return bc.pipelined(port, msgs, tail)
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -51,7 +69,8 @@ def main():
     rounds, bins = int(sys.argv[1]), sys.argv[2:]
     msgs = bc.PIPE_MSGS
     bc.pin_self()
-    print('%s; mxgate workers %d, HAProxy nbthread %d' % (bc.pin_text(), bc.threads(), bc.threads()))
+    print('%s; mxgate workers %d, HAProxy nbthread %d; client %s' % (bc.pin_text(), bc.threads(), bc.threads(),
+          'smtp-source -d' if CLIENT == 'd' else 'pipelining'))
     try:
         sink = bc.start_sink()
         targets = []
@@ -69,7 +88,7 @@ def main():
             order = targets[r % len(targets):] + targets[:r % len(targets)]
             for n, p in order:
                 c0, t0 = bc.cpu_ns(p.pid), thread_cpu(p.pid)
-                rate[n].append(bc.pipelined(p.port, msgs, tail[n]))
+                rate[n].append(run_client(p.port, msgs, tail[n]))
                 cpu[n].append((bc.cpu_ns(p.pid) - c0) / 1000.0 / msgs)
                 split[n].append(busiest(t0, thread_cpu(p.pid)))
             print('round %d: %s' % (r, '  '.join('%s %.0f (%.0f%%, %.0f%%)' % (n, rate[n][-1], split[n][-1],

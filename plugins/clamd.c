@@ -20,6 +20,7 @@ struct clamd_options {
 	int action;                 /* enum clamd_found_action */
 	uint64_t max_size;
 	char *x_virus_scanned;      /* "" = none */
+	char *blocked_prefix;       /* "" = none */
 };
 
 static const char *const clamd_action_names[] = { "reject", "quarantine", "tempfail", NULL };
@@ -34,6 +35,11 @@ static const struct cfg_field clamd_option_fields[] = {
 	  .doc = "value of an X-Virus-Scanned field on mail clamd found clean, e.g. \"amavisd-new at "
 	  "example.com\" for filters that test amavis's (the sender's X-Virus-Scanned fields are then "
 	  "removed); default: none" },
+	{ "blocked_prefix", CFG_STRING, offsetof(struct clamd_options, blocked_prefix), NULL,
+	  .doc = "a signature name that starts with this (e.g. \"Blocked.\", the names of your own .cdb/.ndb "
+	  "signatures for file names and types) is a blocked attachment, not a virus: 554 5.7.1 Attachment "
+	  "blocked: NAME (4.7.1 with action tempfail), logged event=blocked_attachment, symbol CLAM_BLOCKED, "
+	  "not counted as a virus; `action` applies as to a virus. Default: none (every name is a virus)" },
 	{ .key = NULL }
 };
 
@@ -55,6 +61,7 @@ struct clamd_inst {
 	uint64_t max_size;
 	enum clamd_found_action action;
 	char x_virus_scanned[256];  /* "" = none */
+	char blocked_prefix[64];    /* "" = none */
 };
 
 /* One scan in flight; lives in the session slot while it runs. */
@@ -145,22 +152,31 @@ static void clamd_verdict(struct clamd_scan *sc)
 		h->log(sc->call, 2, "event=clamd_error reply=%s", log_val(rv, sizeof(rv), sc->reply));
 		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-error");
 	}
-	h->add_symbol(sc->call, "CLAM_VIRUS", 0, name);
-	h->set_flags(sc->call, MXGATE_FLAG_VIRUS);
+	/* a signature of the site's own for a file name or type: PMG's "Block Dangerous Files",
+	 * MailScanner's filename/filetype rules; told apart from malware in the reply and counts */
+	size_t bl = strlen(sc->ci->blocked_prefix);
+	bool blocked = bl > 0 && strncmp(name, sc->ci->blocked_prefix, bl) == 0;
+	const char *what = blocked ? "Attachment blocked" : "Virus found";
 	char nv[240];   /* clamd's text: escaped as any value from a peer */
 
-	h->log(sc->call, 1, "event=virus name=%s", log_val(nv, sizeof(nv), name));
+	h->add_symbol(sc->call, blocked ? "CLAM_BLOCKED" : "CLAM_VIRUS", 0, name);
+	if (!blocked)
+		h->set_flags(sc->call, MXGATE_FLAG_VIRUS);
+	if (blocked)
+		h->log(sc->call, 1, "event=blocked_attachment name=%s", log_val(nv, sizeof(nv), name));
+	else
+		h->log(sc->call, 1, "event=virus name=%s", log_val(nv, sizeof(nv), name));
 	switch (sc->ci->action) {
 	case CLAMD_QUARANTINE:
-		snprintf(text, sizeof(text), "virus %s", name);
+		snprintf(text, sizeof(text), "%s %s", blocked ? "blocked" : "virus", name);
 		h->set_quarantine_reason(sc->call, text);
-		return clamd_scan_end(sc, MXGATE_QUARANTINE, 0, NULL, "virus");
+		return clamd_scan_end(sc, MXGATE_QUARANTINE, 0, NULL, blocked ? "blocked" : "virus");
 	case CLAMD_TEMPFAIL:
-		snprintf(text, sizeof(text), "4.7.1 Virus found: %s", name);
-		return clamd_scan_end(sc, MXGATE_TEMPFAIL, 451, text, "virus");
+		snprintf(text, sizeof(text), "4.7.1 %s: %s", what, name);
+		return clamd_scan_end(sc, MXGATE_TEMPFAIL, 451, text, blocked ? "blocked" : "virus");
 	default:
-		snprintf(text, sizeof(text), "5.7.1 Virus found: %s", name);
-		return clamd_scan_end(sc, MXGATE_REJECT, 554, text, "virus");
+		snprintf(text, sizeof(text), "5.7.1 %s: %s", what, name);
+		return clamd_scan_end(sc, MXGATE_REJECT, 554, text, blocked ? "blocked" : "virus");
 	}
 }
 
@@ -251,6 +267,11 @@ static int clamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 		snprintf(err, errlen, "options.x_virus_scanned: one line (no CR or LF)");
 		goto fail;
 	}
+	if (o->blocked_prefix && strlen(o->blocked_prefix) >= sizeof(ci->blocked_prefix)) {
+		snprintf(err, errlen, "options.blocked_prefix: longer than %zu octets", sizeof(ci->blocked_prefix) - 1);
+		goto fail;
+	}
+	snprintf(ci->blocked_prefix, sizeof(ci->blocked_prefix), "%s", o->blocked_prefix ? o->blocked_prefix : "");
 	if (args->address == NULL) {
 		snprintf(err, errlen, "address: required (HOST:PORT or unix:/path)");
 		goto fail;

@@ -43,44 +43,80 @@ static bool bypass_item_is_domain(const char *item)
 	return strchr(item, '.') != NULL || item[0] == '[' || item[0] == '*';
 }
 
-/* Adds one recipient item (not file:) to e. NULL, or the reason it is refused (static). */
-static const char *bypass_add_item(struct bypass_entry *e, const char *item)
+/* Adds one item (not file:) to the matcher m. NULL, or the reason it is refused (static). */
+static const char *bypass_add_item(struct bypass_match *m, const char *item)
 {
 	const char *at = strchr(item, '@'), *why;
 
 	if (item[0] == '\0' || strpbrk(item, " \t<>\"") != NULL)
 		return "not a domain, a local part nor an address";
 	if (item[0] == '@' || (at == NULL && bypass_item_is_domain(item))) {
-		if (e->domains == NULL && (e->domains = domain_set_new()) == NULL)
+		if (m->domains == NULL && (m->domains = domain_set_new()) == NULL)
 			return "out of memory";
-		return domain_set_add(e->domains, item[0] == '@' ? item + 1 : item, &why) != 0 ? why : NULL;
+		return domain_set_add(m->domains, item[0] == '@' ? item + 1 : item, &why) != 0 ? why : NULL;
 	}
 	if (at != NULL && (at[1] == '\0' || strchr(at + 1, '@') != NULL))
 		return "not an address (user@example.org)";
-	char **v = realloc(e->locals.v, (e->locals.n + 1) * sizeof(*v));
+	char **v = realloc(m->locals.v, (m->locals.n + 1) * sizeof(*v));
 	if (v == NULL)
 		return "out of memory";
-	e->locals.v = v;
-	if ((v[e->locals.n] = strdup(item)) == NULL)
+	m->locals.v = v;
+	if ((v[m->locals.n] = strdup(item)) == NULL)
 		return "out of memory";
-	e->locals.n++;
+	m->locals.n++;
 	return NULL;
 }
 
 /* bypass_add_item as a cfg_read_list_file callback. */
-static const char *bypass_file_add(void *e, const char *item)
+static const char *bypass_file_add(void *m, const char *item)
 {
-	return bypass_add_item(e, item);
+	return bypass_add_item(m, item);
+}
+
+static void bypass_match_clear(struct bypass_match *m)
+{
+	domain_set_free(m->domains);
+	m->domains = NULL;
+	for (size_t i = 0; i < m->locals.n; i++)
+		free(m->locals.v[i]);
+	free(m->locals.v);
+	m->locals = (struct cfg_strlist){ 0 };
+}
+
+/* Builds m from the items of list (key, for errors): files read now. 0 or -1 (reported). */
+static int bypass_match_build(struct cfg_parse *p, struct fy_node *n, const char *key,
+    const struct cfg_strlist *list, struct bypass_match *m)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < list->n; i++) {
+		const char *item = list->v[i], *why;
+
+		if (strncmp(item, "file:", 5) == 0) {
+			if (cfg_read_list_file(p, n, key, i, item + 5, bypass_file_add, m) < 0)
+				rc = -1;
+		} else if ((why = bypass_add_item(m, item)) != NULL) {
+			rc = cfg_error_key(p, n, key, (long)i, "\"%s\": %s", item, why);
+		}
+	}
+	return rc;
+}
+
+/* True when addr (a path without <>) is one m lists: its domain, its local part or itself. */
+static bool bypass_match_has(const struct bypass_match *m, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	if (at != NULL && m->domains != NULL && domain_set_match(m->domains, at + 1))
+		return true;
+	/* as exempt_recipients: an item with @ is the address, one without a local part */
+	return domain_address_listed(m->locals.v, m->locals.n, addr);
 }
 
 static void bypass_entry_clear(struct bypass_entry *e)
 {
-	domain_set_free(e->domains);
-	e->domains = NULL;
-	for (size_t i = 0; i < e->locals.n; i++)
-		free(e->locals.v[i]);
-	free(e->locals.v);
-	e->locals = (struct cfg_strlist){ 0 };
+	bypass_match_clear(&e->rcpt);
+	bypass_match_clear(&e->from);
 }
 
 void bypass_entries_free(void *v, size_t n)
@@ -89,7 +125,7 @@ void bypass_entries_free(void *v, size_t n)
 		bypass_entry_clear((struct bypass_entry *)v + i);
 }
 
-/* Builds the matcher (files read now: a SIGHUP, which loads a new config, re-reads them);
+/* Builds the matchers (files read now: a SIGHUP, which loads a new config, re-reads them);
  * refuses a check that cannot be bypassed (a name no plugin has: bypass_check_plugin_names). */
 static int bypass_entry_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
@@ -110,24 +146,26 @@ static int bypass_entry_validate(struct cfg_parse *p, struct fy_node *n, void *o
 			    "lists, reputation and rate limits judge the client before any recipient "
 			    "(exempt_recipients)", c);
 	}
-	for (size_t i = 0; i < e->recipients.n; i++) {
-		const char *item = e->recipients.v[i], *why;
-
-		if (strncmp(item, "file:", 5) == 0) {
-			if (cfg_read_list_file(p, n, "recipients", i, item + 5, bypass_file_add, e) < 0)
-				rc = -1;
-		} else if ((why = bypass_add_item(e, item)) != NULL) {
-			rc = cfg_error_key(p, n, "recipients", (long)i, "\"%s\": %s", item, why);
-		}
-	}
+	if (e->recipients.n == 0 && e->senders.n == 0)
+		rc = cfg_error_key(p, n, "recipients", -1, "an entry needs recipients, senders or both");
+	if (bypass_match_build(p, n, "recipients", &e->recipients, &e->rcpt) < 0)
+		rc = -1;
+	if (bypass_match_build(p, n, "senders", &e->senders, &e->from) < 0)
+		rc = -1;
 	return rc;
 }
 
 static const struct cfg_field bypass_entry_fields[] = {
-	{ "recipients", CFG_STRLIST, offsetof(struct bypass_entry, recipients), .flags = CFG_REQUIRED,
+	{ "recipients", CFG_STRLIST, offsetof(struct bypass_entry, recipients),
 	  .doc = "who: domains (example.org, \"*.example.org\", \"@example.org\"), local parts (abuse: abuse@ "
 	         "of every domain), addresses (spamtrap@example.org), \"file:/etc/mxgate/nofilter\" (one a "
-	         "line, re-read on SIGHUP); an item without @ is a domain when it has a dot" },
+	         "line, re-read on SIGHUP); an item without @ is a domain when it has a dot. Empty: every "
+	         "recipient (then senders is required)" },
+	{ "senders", CFG_STRLIST, offsetof(struct bypass_entry, senders),
+	  .doc = "and only from these envelope senders (MAIL FROM), the same items as recipients: a "
+	         "per-domain sender whitelist (Proxmox Mail Gateway's Whitelist rule, MailScanner's "
+	         "spam.whitelist.rules). The null sender <> matches none. Empty (the default): any sender. "
+	         "MAIL FROM is the client's word: a forger writes it too" },
 	{ "checks", CFG_STRLIST, offsetof(struct bypass_entry, checks), .flags = CFG_REQUIRED,
 	  .doc = "what is not run for them, by chain entry name: rules, greylist, clamd, spamd, rspamd, milter "
 	         "(a milter is sent ABORT instead of the message), or a plugins: entry's name (a shared "
@@ -140,14 +178,12 @@ const struct cfg_table bypass_entry_table = {
 	"bypass[]", sizeof(struct bypass_entry), bypass_entry_fields, bypass_entry_validate
 };
 
-static bool bypass_entry_covers(const struct bypass_entry *e, const char *addr)
+/* The entry applies to mail from sender (NULL before MAIL, "" for <>) to addr. */
+static bool bypass_entry_covers(const struct bypass_entry *e, const char *sender, const char *addr)
 {
-	const char *at = strrchr(addr, '@');
-
-	if (at != NULL && e->domains != NULL && domain_set_match(e->domains, at + 1))
-		return true;
-	/* as exempt_recipients: an item with @ is the address, one without a local part */
-	return domain_address_listed(e->locals.v, e->locals.n, addr);
+	if (e->senders.n > 0 && (sender == NULL || sender[0] == '\0' || !bypass_match_has(&e->from, sender)))
+		return false;
+	return e->recipients.n == 0 || bypass_match_has(&e->rcpt, addr);
 }
 
 int bypass_check_plugin_names(struct cfg_parse *p, struct fy_node *root, const struct bypass_entry *v,
@@ -188,23 +224,24 @@ bool bypass_names(const struct bypass_entry *v, size_t n, const char *check)
 	return false;
 }
 
-bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *addr, const char *check)
+bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *sender, const char *addr,
+    const char *check)
 {
 	if (addr == NULL)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (bypass_names(&v[i], 1, check) && bypass_entry_covers(&v[i], addr))
+		if (bypass_names(&v[i], 1, check) && bypass_entry_covers(&v[i], sender, addr))
 			return true;
 	return false;
 }
 
-bool bypass_message_covered(const struct bypass_entry *v, size_t n, const struct rcpt *r, size_t nr,
-    const char *check)
+bool bypass_message_covered(const struct bypass_entry *v, size_t n, const char *sender, const struct rcpt *r,
+    size_t nr, const char *check)
 {
 	if (nr == 0 || !bypass_names(v, n, check))
 		return false;
 	for (size_t j = 0; j < nr; j++)
-		if (!bypass_rcpt_covered(v, n, r[j].addr, check))
+		if (!bypass_rcpt_covered(v, n, sender, r[j].addr, check))
 			return false;	/* a mixed message is checked fully */
 	return true;
 }

@@ -1,7 +1,10 @@
 /* bypass.h — per-recipient bypass of content checks (`bypass:`; amavis's
  * bypass_spam_checks_maps / bypass_virus_checks_maps, rspamd's settings on rcpt).
  *
- * The config is a list of entries { recipients: [...], checks: [...] }. A recipient item is
+ * The config is a list of entries { recipients: [...], senders: [...], checks: [...] }; an
+ * entry with senders applies to mail from one of them only (a per-domain sender whitelist:
+ * PMG's Whitelist rule with a To object, MailScanner's spam.whitelist.rules), one without
+ * recipients to every recipient (at least one of the two). An item, of either list, is
  * a domain pattern as accept_domains takes it ("example.org", "*.example.org", "@example.org"
  * too), a local part ("abuse": abuse@ of every domain, and <Abuse> alone), a full address
  * ("spamtrap@example.org"), or "file:PATH" (one such item per line, '#' comments; re-read on
@@ -34,12 +37,19 @@ struct rcpt;
  * client before any recipient, or authenticate the sender: a fact about the message, not a
  * recipient's choice) and a name no plugin has. */
 
-/* One `bypass:` item, as parsed; `domains` and `locals` are built by its validate. */
-struct bypass_entry {
-	struct cfg_strlist recipients;  /* as written */
-	struct cfg_strlist checks;      /* as written: the chain entries' names */
+/* The addresses one list names. */
+struct bypass_match {
 	struct domain_set *domains;     /* domain items (files read); NULL when none */
 	struct cfg_strlist locals;      /* local parts and addresses (files' too), owned */
+};
+
+/* One `bypass:` item, as parsed; `rcpt` and `from` are built by its validate. */
+struct bypass_entry {
+	struct cfg_strlist recipients;  /* as written; empty: every recipient */
+	struct cfg_strlist senders;     /* as written; empty: every sender */
+	struct cfg_strlist checks;      /* as written: the chain entries' names */
+	struct bypass_match rcpt;       /* recipients' matcher */
+	struct bypass_match from;       /* senders' matcher */
 };
 
 /* The table for one list item; config.c lists `bypass` as a CFG_STRUCT_LIST of it. */
@@ -59,12 +69,15 @@ int bypass_check_plugin_names(struct cfg_parse *p, struct fy_node *root, const s
 bool bypass_names(const struct bypass_entry *v, size_t n, const char *check);
 
 /* True when addr (a recipient's path without <>, or "Postmaster" alone) is covered for
- * check by one of the n entries at v. */
-bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *addr, const char *check);
-
-/* True when a message with recipients r[0..nr) skips check: every recipient is covered for
- * it. nr == 0: false. */
-bool bypass_message_covered(const struct bypass_entry *v, size_t n, const struct rcpt *r, size_t nr,
+ * check by one of the n entries at v, for mail from sender (the envelope sender without <>,
+ * "" for the null sender, NULL before MAIL: an entry with senders covers neither of the
+ * last two). */
+bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *sender, const char *addr,
     const char *check);
+
+/* True when a message from sender (as above) with recipients r[0..nr) skips check: every
+ * recipient is covered for it. nr == 0: false. */
+bool bypass_message_covered(const struct bypass_entry *v, size_t n, const char *sender, const struct rcpt *r,
+    size_t nr, const char *check);
 
 #endif

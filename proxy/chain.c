@@ -676,9 +676,9 @@ static void chain_bypass_begin(struct chain *c)
 			continue;
 		}
 		if (c->stage == HOOK_RCPT)
-			skip = bypass_rcpt_covered(bv, cfg->bypass.n, c->env->cur_rcpt, e->name);
+			skip = bypass_rcpt_covered(bv, cfg->bypass.n, c->env->mail_from, c->env->cur_rcpt, e->name);
 		else
-			skip = bypass_message_covered(bv, cfg->bypass.n, c->env->rcpts, nr, e->name);
+			skip = bypass_message_covered(bv, cfg->bypass.n, c->env->mail_from, c->env->rcpts, nr, e->name);
 		if (!skip)
 			continue;
 		c->bypassed[i] = true;

@@ -81,6 +81,7 @@ void config_free(struct mx_config *cfg)
 	cfg_table_free(&config_table, cfg);
 	domain_set_free(cfg->accept_set);
 	hostres_set_free(cfg->resolved);
+	free(cfg->quarantine_dir);
 	free(cfg->path);
 	free(cfg);
 }
@@ -1388,6 +1389,13 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 			    "held in a Maildir; smtp:// and lmtp:// are not supported): \"%s\"", c->quarantine);
 		else if (config_check_backend_url(c->quarantine, &u, &err) < 0)
 			rc = cfg_error_key(p, n, "quarantine", -1, "%s: \"%s\"", err, c->quarantine);
+		else {
+			/* parsed here once: smtp_tx_quarantine and the quarantine verbs take the path */
+			free(c->quarantine_dir);
+			c->quarantine_dir = strdup(u.path);
+			if (c->quarantine_dir == NULL)
+				rc = cfg_error_key(p, n, "quarantine", -1, "out of memory");
+		}
 	}
 	if (accept_domains_build(p, n, c) < 0)
 		rc = -1;
@@ -1456,7 +1464,7 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	{ "exempt_recipients", CFG_STRLIST, offsetof(struct mx_config, exempt_recipients),
 	  .doc = "recipients a client refused for what it is (a DNS list, its reputation, a rate limit's reject) may still write to, as RFC 5321 4.5.1 and RFC 2142 ask (Postfix's check_recipient_access before reject_rbl_client): local parts (postmaster: postmaster@ of every accepted domain, and <Postmaster>) or full addresses (abuse@example.org). The refusal is then given at each other RCPT instead of at MAIL, logged as before; an exempt recipient is logged event=exempt_recipient and its message is relayed and scanned like any other. Not a drop (521), a load shed (421), nor a client that failed pregreet or a protocol test. Empty (the default): refused at MAIL" },
 	{ "bypass", CFG_STRUCT_LIST, offsetof(struct mx_config, bypass), .sub = &bypass_entry_table,
-	  .doc = "content checks not run for some recipients (amavis's bypass_spam_checks_maps, a customer who wants no filtering, abuse@ taking spam samples): a list of { recipients, checks }. At RCPT a check judges the candidate alone (greylist: that recipient is not greylisted); at DATA and end of data a check is skipped only when every accepted recipient of the message is covered for it, so a mixed message is checked fully (no transaction split). A skipped check adds no header (no X-Spam-* score that was not computed); each message with one is logged event=bypass. A milter is not shown a covered recipient at RCPT and is sent ABORT instead of a message all of whose recipients bypass it; a shared-object plugin is named by its name:. Connect, HELO and MAIL checks (DNS lists, reputation, rate limits) are not bypassed: see exempt_recipients; nor is sender authentication (spf, dkim, arc, dmarc: Authentication-Results is the message's). Empty (the default): every check for everyone" },
+	  .doc = "content checks not run for some recipients (amavis's bypass_spam_checks_maps, a customer who wants no filtering, abuse@ taking spam samples; with senders, a per-domain sender whitelist): a list of { recipients, senders, checks }. At RCPT a check judges the candidate alone (greylist: that recipient is not greylisted); at DATA and end of data a check is skipped only when every accepted recipient of the message is covered for it, so a mixed message is checked fully (no transaction split). A skipped check adds no header (no X-Spam-* score that was not computed); each message with one is logged event=bypass. A milter is not shown a covered recipient at RCPT and is sent ABORT instead of a message all of whose recipients bypass it; a shared-object plugin is named by its name:. Connect, HELO and MAIL checks (DNS lists, reputation, rate limits) are not bypassed: see exempt_recipients; nor is sender authentication (spf, dkim, arc, dmarc: Authentication-Results is the message's). Empty (the default): every check for everyone" },
 	/* then every module's section, at its `order` (modules.def) */
 #define MX_SECTION CFG_STRUCT
 #define MX_LIST CFG_STRUCT_LIST

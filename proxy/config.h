@@ -130,6 +130,7 @@ struct mx_config {
 	int log_level;              /* top-level alias `log_level:` (enum log_level) */
 	struct metrics_config { char *listen; } metrics;
 	char *quarantine;           /* maildir:PATH for quarantined messages (only maildir: config_check refuses others) */
+	char *quarantine_dir;       /* quarantine's PATH, parsed once when loaded (NULL without one) */
 	struct cfg_strlist accept_domains; /* patterns and "file:PATH" items, as written */
 	struct domain_set *accept_set; /* built from accept_domains (files read); NULL = every domain */
 	struct cfg_cidrlist relay_networks; /* clients that may send outside accept_domains (session.c) */

@@ -15,6 +15,8 @@
  *   learn spam|ham (body: the message)
  *                               offered by modules (control_verbs.h); "not available" else
  *   top clients|reasons|rules [N]
+ *   quarantine list [N] | show ID | release ID [RCPT...] | delete ID
+ *                               the quarantine maildir (proxy/quarantine_control.c)
  *   help
  *
  * Limits: CONTROL_MAX_CONNS connections, each closed after control.idle_timeout

@@ -10,6 +10,7 @@ extern const struct control_verb reputation_flush_control_verb; /* filters/reput
 extern const struct control_verb learn_control_verb;          /* rules/rules_control.c */
 extern const struct control_verb ratelimit_control_verb;      /* filters/limits_control.c */
 extern const struct control_verb greylist_control_verb;       /* filters/limits_control.c */
+extern const struct control_verb quarantine_control_verb;     /* proxy/quarantine_control.c */
 
 const struct control_verb *const control_module_verbs[] = {
 	&dns_flush_control_verb,
@@ -19,6 +20,7 @@ const struct control_verb *const control_module_verbs[] = {
 	&learn_control_verb,
 	&ratelimit_control_verb,
 	&greylist_control_verb,
+	&quarantine_control_verb,
 	NULL
 };
 

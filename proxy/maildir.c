@@ -283,15 +283,21 @@ int maildir_check_writable(const char *root, char *err, size_t errlen)
 	return 0;
 }
 
-/* "<addr>" with control octets as '?'. */
-static void maildir_append_addr(struct strbuf *out, const char *a)
+/* a with control octets as '?'. */
+static void maildir_append_clean(struct strbuf *out, const char *a)
 {
-	strbuf_append(out, "<", 1);
 	for (const char *p = a ? a : ""; *p; p++) {
 		unsigned char c = (unsigned char)*p;
 
 		strbuf_append(out, c < 0x20 || c == 0x7f ? "?" : p, 1);
 	}
+}
+
+/* "<addr>" with control octets as '?'. */
+static void maildir_append_addr(struct strbuf *out, const char *a)
+{
+	strbuf_append(out, "<", 1);
+	maildir_append_clean(out, a);
 	strbuf_append(out, ">", 1);
 }
 
@@ -308,7 +314,7 @@ static void maildir_append_rcpts(struct strbuf *out, const char *field, const st
 }
 
 void maildir_quarantine_fields(struct strbuf *out, const char *sender, const struct rcpt *rcpts,
-    size_t nrcpts, const char *queue_id)
+    size_t nrcpts, const char *queue_id, const char *reason)
 {
 	static const char rp[] = "Return-Path: ", ef[] = "X-Envelope-From: ",
 	    qi[] = "X-Quarantine-ID: ";
@@ -321,6 +327,12 @@ void maildir_quarantine_fields(struct strbuf *out, const char *sender, const str
 	strbuf_append(out, "\r\n", 2);
 	maildir_append_rcpts(out, "X-Envelope-To: ", rcpts, nrcpts);
 	maildir_append_rcpts(out, "X-Envelope-To-Blocked: ", rcpts, nrcpts);
+	if (reason && *reason) {
+		static const char qr[] = "X-Quarantine-Reason: ";
+		strbuf_append(out, qr, sizeof(qr) - 1);
+		maildir_append_clean(out, reason);
+		strbuf_append(out, "\r\n", 2);
+	}
 	strbuf_append(out, qi, sizeof(qi) - 1);
 	maildir_append_addr(out, queue_id);
 	strbuf_append(out, "\r\n", 2);

@@ -36,9 +36,11 @@ struct rcpt;
 /* Appends the envelope of a quarantined message as header fields, amavisd-new's names (the
  * ones quarantine review and release tools read): "Return-Path: <sender>",
  * "X-Envelope-From: <sender>", "X-Envelope-To:" and "X-Envelope-To-Blocked:" with every
- * recipient ("<a>,<CRLF> <b>": one per line), "X-Quarantine-ID: <queue_id>". An octet below
- * 0x20 or 0x7f in an address becomes '?' (no field is split); sender "" is "<>". */
+ * recipient ("<a>,<CRLF> <b>": one per line), "X-Quarantine-Reason: <reason>" when reason
+ * is not NULL or "" (what held it: `quarantine list` shows it), "X-Quarantine-ID: <queue_id>"
+ * last (it ends the block: quarantine.h). An octet below 0x20 or 0x7f in an address or the
+ * reason becomes '?' (no field is split); sender "" is "<>". */
 void maildir_quarantine_fields(struct strbuf *out, const char *sender, const struct rcpt *rcpts,
-    size_t nrcpts, const char *queue_id);
+    size_t nrcpts, const char *queue_id, const char *reason);
 
 #endif

@@ -1640,6 +1640,12 @@ void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg)
 	r->data_queued = true;
 }
 
+bool relay_can_data(const struct relay *r)
+{
+	return r->state == RELAY_READY && !r->clean && r->fifo_len == 0 && !r->data_queued && !r->data_open &&
+	    r->ahead_n == 0 && !(r->caps.bits & SMTP_CAP_CHUNKING);
+}
+
 bool relay_data_pending(const struct relay *r)
 {
 	/* A DATA sent ahead and not claimed: the owner's commands are matched against it. */

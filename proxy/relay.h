@@ -68,6 +68,11 @@ bool relay_ahead_match(const struct relay *r, const char *const *lines, size_t n
  * ends it when no recipient was accepted, or releasing the relay closes it (nothing is
  * delivered). relay_send_message called before the reply waits for it. */
 void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg);
+/* True when DATA may go now on its own, for a message that is still arriving (a lock-step
+ * client's DATA: smtp_tx_data_early): a transaction is open, no reply is outstanding, no
+ * DATA went already, nothing was sent ahead, and the backend does not offer CHUNKING (BDAT
+ * has no 354 to wait for). */
+bool relay_can_data(const struct relay *r);
 /* DATA sent ahead got 354 but no recipient was accepted: a lone "." ends it. */
 void relay_data_abandon(struct relay *r);
 /* A DATA sent ahead is unanswered or open: no other command may go now. */

@@ -551,6 +551,17 @@ static void smtp_tx_queue_data(struct smtp_tx *tx)
 		relay_queue_data(tx->relay, smtp_tx_early_data_cb, tx);
 }
 
+void smtp_tx_data_early(struct smtp_tx *tx)
+{
+	struct relay *r = tx->relay;
+
+	if (r == NULL || tx->env->nrcpts == 0 || !tx->mail_sent || !relay_can_data(r))
+		return;
+	relay_queue_data(r, smtp_tx_early_data_cb, tx);
+	if (tx->relay == r)
+		relay_flush(r);
+}
+
 /* A connection taken over from the previous message whose commands sent ahead are not
  * what this transaction sends: dropped (nothing was delivered through it, and it is no
  * attempt of this transaction), a fresh one is opened instead. */
@@ -1116,7 +1127,7 @@ static void smtp_tx_quarantine_failed(struct smtp_tx *tx, const char *why)
 	char pv[600], rv[600];
 
 	log_event(LOG_LVL_WARNING, tx->env->session_id, "event=quarantine_failed queue_id=%s path=%s reason=%s",
-	    tx->env->queue_id, log_val(pv, sizeof(pv), tx->env->cfg->quarantine + 8),
+	    tx->env->queue_id, log_val(pv, sizeof(pv), tx->env->cfg->quarantine_dir),
 	    log_val(rv, sizeof(rv), why && why[0] ? why : "unknown"));
 	smtp_tx_finish(tx, 451, SMTP_TX_HELD_TEMPFAIL, "quarantine", false, false);
 }
@@ -1589,11 +1600,8 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 /* Held for review: into the quarantine maildir instead of a backend. */
 static void smtp_tx_quarantine(struct smtp_tx *tx)
 {
-	struct backend qb;
-	const char *err = NULL;
-
-	if (tx->env->cfg->quarantine == NULL || backend_parse_url_in(tx->env->cfg->quarantine, &qb, tx->env->cfg->resolved, &err) != 0 ||
-	    qb.kind != BACKEND_MAILDIR) {
+	/* the path config_check parsed when the config was loaded */
+	if (tx->env->cfg->quarantine_dir == NULL) {
 		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=quarantine_unavailable queue_id=%s", tx->env->queue_id);
 		smtp_tx_finish(tx, 451, SMTP_TX_HELD_TEMPFAIL, "quarantine", false, false);
 		return;
@@ -1609,11 +1617,12 @@ static void smtp_tx_quarantine(struct smtp_tx *tx)
 	    log_val(rv, sizeof(rv), tx->env->quarantine_reason));
 	/* the envelope on top (amavis's fields): a release needs the sender and every recipient */
 	struct strbuf q = { 0 };
-	maildir_quarantine_fields(&q, tx->env->mail_from, tx->env->rcpts, tx->env->nrcpts, tx->env->queue_id);
+	maildir_quarantine_fields(&q, tx->env->mail_from, tx->env->rcpts, tx->env->nrcpts, tx->env->queue_id,
+	    tx->env->quarantine_reason);
 	strbuf_append(&q, tx->prefix.v ? tx->prefix.v : "", tx->prefix.len);
 	strbuf_free(&tx->prefix);
 	tx->prefix = q;
-	smtp_tx_write_maildir(tx, tx->env->cfg->quarantine + 8, "quarantine write could not start");
+	smtp_tx_write_maildir(tx, tx->env->cfg->quarantine_dir, "quarantine write could not start");
 }
 
 static void smtp_tx_deliver_prepared(struct smtp_tx *tx, bool quarantine)

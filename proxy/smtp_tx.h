@@ -172,6 +172,18 @@ void smtp_tx_drop_rcpt(struct smtp_tx *tx);
  * either way the candidate is forgotten before cb. */
 void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg);
 
+/* The client's DATA is accepted and nothing of it went with the last RCPT (a lock-step
+ * client; data_follows is the pipelining client's way): DATA goes to the backend now, on
+ * its own, so its 354 comes back while the client sends the content and the message
+ * streams at the end of data with one round trip (the dot's) instead of two. Only on a
+ * relay with the transaction's recipients, nothing in flight, no DATA sent already and no
+ * CHUNKING (relay_can_data); otherwise nothing happens and the message goes as before.
+ * The cost is the owner's to weigh: a message refused after this (end-of-data filters, a
+ * limit, the client gone) can only be aborted by closing the backend connection (the reset
+ * or close releases it: relay_release), never by a dot; nothing is delivered. A backend's
+ * refusal of this DATA is heard at the end of data (DATA is sent again there). */
+void smtp_tx_data_early(struct smtp_tx *tx);
+
 /* The DATA phase: a message buffer (-1 when none can be had). */
 int smtp_tx_data_open(struct smtp_tx *tx);
 /* Appends message content (a dataparse_out_fn: arg is the transaction). Past the size

@@ -51,6 +51,10 @@ static void usage(FILE *f)
 	    "  greylist show|pass|delete IP SENDER RCPT\n"
 	    "  greylist allow|trap IP [TTL]    a client passes greylisting / is refused (a trap) until TTL\n"
 	    "  greylist disallow|untrap IP     its allow / trap record goes\n"
+	    "  quarantine list [N]             held messages, newest first: id date from rcpts size reason\n"
+	    "  quarantine show ID              a held message's envelope and header\n"
+	    "  quarantine release ID [RCPT...] deliver it through the backends (to RCPTs: only them)\n"
+	    "  quarantine delete ID            remove it\n"
 	    "  help                            the daemon's list of commands\n");
 }
 

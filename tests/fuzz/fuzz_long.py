@@ -165,6 +165,8 @@ SINCE = {
     # session 25's w-edge3: a loaded config's nat64_prefixes in normal form, an IPv4 address
     # placed behind each prefix (RFC 6052 2.2) read back by netaddr_client_from_sockaddr
     'fuzz_config': '2026-12-06T01:05Z',
+    # session 28's w-quarrel: new (the quarantine file's envelope block)
+    'fuzz_quarantine_env': '2026-12-06T11:00Z',
 }
 
 

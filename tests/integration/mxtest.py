@@ -101,6 +101,7 @@ import atexit
 import base64
 import ctypes
 import fcntl
+import io
 import json
 import os
 import pwd
@@ -117,6 +118,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get('MX_SOURCE_DIR', os.path.abspath(os.path.join(HERE, '..', '..')))
@@ -2182,6 +2184,22 @@ def message(tag, body='Hello.\r\n', size=0, headers=()):
     if len(data) < size:
         data += line * ((size - len(data) + len(line) - 1) // len(line))
     return data
+
+
+def header_values(data, name):
+    """The values of field name (unfolded, stripped) in the header of message bytes data."""
+    head = data.split(b'\r\n\r\n', 1)[0].decode('latin-1')
+    head = re.sub(r'\r\n[ \t]', ' ', head)
+    return [ln.split(':', 1)[1].strip() for ln in head.split('\r\n')
+            if ln.lower().startswith(name.lower() + ':')]
+
+
+def zipped(name, data):
+    """A zip archive (bytes) holding one member, name, of content data."""
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, 'w', zipfile.ZIP_DEFLATED) as z:
+        z.writestr(name, data)
+    return b.getvalue()
 
 
 _MID = re.compile(rb'Message-ID: <([^@>]+)@mxtest\.example>', re.I)

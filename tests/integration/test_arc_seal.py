@@ -230,11 +230,12 @@ r = mt.send_mail(mx.port, 'alice@example.org', ['bob@example.test'],
                  signed('quar', 'X-Ops-seal: quarantine,held for review ; noseen\r\n'), timeout=30)
 mt.check(r.code == 250, 'quarantine: 250 (%s %s)' % (r.code, r.text))
 held = [open(os.path.join(qdir, 'new', f), 'rb').read() for f in os.listdir(os.path.join(qdir, 'new'))]
-# the file starts with its envelope (Return-Path, X-Envelope-*, X-Quarantine-ID: session 27,
+# the file starts with its envelope (Return-Path, X-Envelope-*, X-Quarantine-Reason (session
+# 28), X-Quarantine-ID: session 27,
 # amavis's field names, test_quarantine_amavis.py), added above the message as a delivery
 # agent's Return-Path is; the message itself starts with the seal
 ENVELOPE = (b'return-path:', b'x-envelope-from:', b'x-envelope-to:', b'x-envelope-to-blocked:',
-            b'x-quarantine-id:')
+            b'x-quarantine-reason:', b'x-quarantine-id:')
 msg = held[0] if len(held) == 1 else b''
 while msg.lower().startswith(ENVELOPE):
     end = msg.find(b'\n')

@@ -39,12 +39,7 @@ ACTIONS = {'add_header': 4, 'tempfail': 5, 'quarantine': 6, 'reject': 10}
 RCPTS = ['b@example.test', 'c@example.test']
 
 
-def header(data, name):
-    """The values of field name (unfolded) in a message's header."""
-    head = data.split(b'\r\n\r\n', 1)[0].decode('latin-1')
-    head = re.sub(r'\r\n[ \t]', ' ', head)
-    return [ln.split(':', 1)[1].strip() for ln in head.split('\r\n')
-            if ln.lower().startswith(name.lower() + ':')]
+header = mt.header_values
 
 
 def held(qdir, tag):

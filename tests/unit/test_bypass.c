@@ -79,6 +79,17 @@ enum { RULES, GREYLIST, CLAMD, SPAMD, RSPAMD, MILTER, NCHECKS };
 static const char *const check_names[NCHECKS] = { "rules", "greylist", "clamd", "spamd", "rspamd", "milter" };
 #define R(x) (1u << (x))
 
+/* The checks (bits) a message from sender to r[0..n) skips. */
+static unsigned message_mask(const struct mx_config *cfg, const char *sender, const struct rcpt *r, size_t n)
+{
+	unsigned got = 0;
+
+	for (int k = 0; k < NCHECKS; k++)
+		if (bypass_message_covered(cfg->bypass.v, cfg->bypass.n, sender, r, n, check_names[k]))
+			got |= 1u << k;
+	return got;
+}
+
 struct cover_row {
 	const char *label;
 	const char *addr;
@@ -115,7 +126,8 @@ static void test_cover(void **state)
 		unsigned got = 0;
 
 		for (int k = 0; k < NCHECKS; k++)
-			if (bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, cover_rows[i].addr, check_names[k]))
+			if (bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, "someone@example.org", cover_rows[i].addr,
+			    check_names[k]))
 				got |= 1u << k;
 		if (got != cover_rows[i].want)
 			fail_msg("%s (%s): covered for %#x, want %#x", cover_rows[i].label,
@@ -158,11 +170,7 @@ static void test_message(void **state)
 			r[n].addr = (char *)message_rows[i].rcpts[n];
 			n++;
 		}
-		unsigned got = 0;
-
-		for (int k = 0; k < NCHECKS; k++)
-			if (bypass_message_covered(cfg->bypass.v, cfg->bypass.n, r, n, check_names[k]))
-				got |= 1u << k;
+		unsigned got = message_mask(cfg, "someone@example.org", r, n);
 		if (got != message_rows[i].want)
 			fail_msg("%s: skips %#x, want %#x", message_rows[i].label, got, message_rows[i].want);
 	}
@@ -191,6 +199,12 @@ static const struct bad_row bad_rows[] = {
 	{ "a missing file", "[{ recipients: [\"file:/nonexistent/mxgate-bypass\"], checks: [rules] }]", "cannot read" },
 	{ "no checks", "[{ recipients: [a.example] }]", "checks" },
 	{ "no recipients", "[{ checks: [rules] }]", "recipients" },
+	{ "no recipients and no senders", "[{ recipients: [], senders: [], checks: [rules] }]",
+	  "needs recipients, senders or both" },
+	{ "a bad sender item", "[{ senders: [\"<a@b.example>\"], checks: [rules] }]", "bypass[0].senders[0]" },
+	{ "a sender without a domain", "[{ senders: [\"a@\"], checks: [rules] }]", "not an address" },
+	{ "a missing senders file", "[{ senders: [\"file:/nonexistent/mxgate-senders\"], checks: [rules] }]",
+	  "cannot read" },
 };
 
 static void test_config_errors(void **state)
@@ -209,6 +223,70 @@ static void test_config_errors(void **state)
 		free(errs);
 		config_free(cfg);
 	}
+}
+
+/* senders: a per-domain sender whitelist (PMG's Whitelist rule with a To object,
+ * MailScanner's spam.whitelist.rules), and a senders-only entry for every recipient. */
+struct sender_row {
+	const char *label;
+	const char *sender;     /* NULL: before MAIL */
+	const char *rcpts[3];   /* NULL-terminated */
+	unsigned want;          /* the message's mask */
+};
+
+static const struct sender_row sender_rows[] = {
+	{ "a listed sender domain to the domain", "ap@partner.example", { "u@corp.example" }, R(RULES) | R(SPAMD) },
+	{ "sender domain: any case, a root dot", "AP@Partner.Example.", { "u@corp.example" }, R(RULES) | R(SPAMD) },
+	{ "a listed sender to another domain", "ap@partner.example", { "u@other.example" }, 0 },
+	{ "an unlisted sender to the domain", "ap@notpartner.example", { "u@corp.example" }, 0 },
+	{ "a subdomain of the sender's is not it", "ap@x.partner.example", { "u@corp.example" }, 0 },
+	{ "a listed address", "Boss@home.example", { "u@corp.example" }, R(RULES) | R(SPAMD) },
+	{ "another address of its domain", "clerk@home.example", { "u@corp.example" }, 0 },
+	{ "the null sender matches no item", "", { "u@corp.example" }, 0 },
+	{ "before MAIL: nothing", NULL, { "u@corp.example" }, 0 },
+	{ "mixed recipients: checked", "ap@partner.example", { "u@corp.example", "u@other.example" }, 0 },
+	{ "senders alone: every recipient", "news@list.example", { "u@other.example", "v@corp.example" }, R(GREYLIST) },
+	{ "senders alone: another sender", "x@example.org", { "u@other.example" }, 0 },
+};
+
+static void test_senders(void **state)
+{
+	(void)state;
+	struct mx_config *cfg = NULL;
+	char *errs = NULL;
+	const char *text = MINIMAL "bypass:\n"
+	    "  - { recipients: [corp.example], senders: [\"@partner.example\", \"boss@home.example\"], "
+	    "checks: [rules, spamd] }\n"
+	    "  - { senders: [list.example], checks: [greylist] }\n";
+
+	int rc = load(text, &cfg, &errs);
+	if (rc != 0)
+		fprintf(stderr, "%s", errs ? errs : "");
+	free(errs);
+	assert_int_equal(rc, 0);
+	for (size_t i = 0; i < sizeof(sender_rows) / sizeof(sender_rows[0]); i++) {
+		const struct sender_row *row = &sender_rows[i];
+		struct rcpt r[3];
+		size_t n = 0;
+
+		memset(r, 0, sizeof(r));
+		while (n < 3 && row->rcpts[n]) {
+			r[n].addr = (char *)row->rcpts[n];
+			n++;
+		}
+		unsigned got = message_mask(cfg, row->sender, r, n);
+		if (got != row->want)
+			fail_msg("%s: skips %#x, want %#x", row->label, got, row->want);
+		/* at RCPT, the first recipient alone */
+		unsigned one = 0;
+		for (int k = 0; k < NCHECKS; k++)
+			if (bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, row->sender, row->rcpts[0], check_names[k]))
+				one |= 1u << k;
+		unsigned want1 = message_mask(cfg, row->sender, r, 1);
+		if (one != want1)
+			fail_msg("%s: RCPT covers %#x, the message of it alone %#x", row->label, one, want1);
+	}
+	config_free(cfg);
 }
 
 /* -t: a virus check bypassed is a warning, rules alone is none. */
@@ -245,6 +323,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_message, setup, teardown),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_senders),
 		cmocka_unit_test(test_warning),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -121,6 +121,7 @@ static void test_defaults(void **state)
 	assert_false(c->log.syslog);
 	assert_null(c->metrics.listen);
 	assert_null(c->quarantine);
+	assert_null(c->quarantine_dir);
 	config_free(c);
 	config_free(NULL);
 }
@@ -210,6 +211,8 @@ static void test_full_core(void **state)
 	assert_true(c->log.syslog);
 	assert_string_equal(c->metrics.listen, "127.0.0.1:9125");
 	assert_string_equal(c->quarantine, "maildir:/var/spool/mxgate/quarantine");
+	/* parsed once when loaded: the quarantine's writes and verbs take the path */
+	assert_string_equal(c->quarantine_dir, "/var/spool/mxgate/quarantine");
 	config_free(c);
 }
 

@@ -233,17 +233,23 @@ static void test_quarantine_fields(void **state)
 		{ .addr = "x\r\nBcc: y@evil.example" } };
 	struct strbuf b = { 0 };
 
-	maildir_quarantine_fields(&b, "s@example.org", r, 2, "4XyZ0");
+	maildir_quarantine_fields(&b, "s@example.org", r, 2, "4XyZ0", NULL);
 	assert_string_equal(b.v, "Return-Path: <s@example.org>\r\n"
 	    "X-Envelope-From: <s@example.org>\r\n"
 	    "X-Envelope-To: <a@example.test>,\r\n <b@example.test>\r\n"
 	    "X-Envelope-To-Blocked: <a@example.test>,\r\n <b@example.test>\r\n"
 	    "X-Quarantine-ID: <4XyZ0>\r\n");
 	strbuf_free(&b);
-	maildir_quarantine_fields(&b, "", r + 2, 1, "Q1");
+	maildir_quarantine_fields(&b, "", r + 2, 1, "Q1", "");
 	assert_string_equal(b.v, "Return-Path: <>\r\nX-Envelope-From: <>\r\n"
 	    "X-Envelope-To: <x??Bcc: y@evil.example>\r\n"
 	    "X-Envelope-To-Blocked: <x??Bcc: y@evil.example>\r\nX-Quarantine-ID: <Q1>\r\n");
+	strbuf_free(&b);
+	/* the reason (what `quarantine list` shows) before the ID, which ends the block */
+	maildir_quarantine_fields(&b, "s@example.org", r, 1, "Q2", "rules score=7\r\nX: y");
+	assert_string_equal(b.v, "Return-Path: <s@example.org>\r\nX-Envelope-From: <s@example.org>\r\n"
+	    "X-Envelope-To: <a@example.test>\r\nX-Envelope-To-Blocked: <a@example.test>\r\n"
+	    "X-Quarantine-Reason: rules score=7??X: y\r\nX-Quarantine-ID: <Q2>\r\n");
 	strbuf_free(&b);
 }
 

@@ -1646,6 +1646,133 @@ static void test_delivered_text(void **state)
 }
 #pragma GCC diagnostic pop
 
+static bool fake_has_data(void *arg)
+{
+	const char *l = ((struct fake *)arg)->log;
+	size_t n = strlen(l);
+
+	return n >= 5 && strcmp(l + n - 5, "DATA\n") == 0;
+}
+
+/* MAIL and RCPT in lock-step, then the client's DATA: smtp_tx_data_early sends DATA to the
+ * backend before any content (the fake's log ends with it). */
+static void world_lockstep_to_data(struct world *wd, struct fake *f)
+{
+	world_mail(wd, "a@example.org");
+	assert_int_equal(wd->code, 250);
+	world_rcpt(wd, "b@example.net");
+	assert_int_equal(wd->code, 250);
+	smtp_tx_data_early(&wd->tx);
+	assert_true(run_until(&wd->w->loop, fake_has_data, f, WAIT_MS));
+}
+
+/* A lock-step client's DATA goes to the backend at once (smtp_tx_data_early): the message
+ * then streams into that open DATA, DATA sent once. A message refused after it (the owner
+ * resets the transaction, not reusable, or the session goes) closes that connection with
+ * no dot: nothing delivered; the next transaction opens a fresh one. */
+static void test_lockstep_data_early(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+
+	world_init(wd, "smtp", NULL, NULL);
+	world_lockstep_to_data(wd, f);
+	world_data(wd);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_string_equal(f->log, "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\nDATA\n.\n");
+	assert_int_equal(f->messages, 1);
+	assert_relayed_message(f);
+	world_reset(wd);
+
+	/* refused here after the early DATA (a size limit, a NUL, a discard): the reset closes
+	 * the connection, reusable or not, with no dot and no QUIT */
+	f->log[0] = '\0';
+	world_lockstep_to_data(wd, f);
+	assert_int_equal(smtp_tx_data_open(&wd->tx), 0);
+	smtp_tx_data_append(&wd->tx, test_message, 20);
+	smtp_tx_reset(&wd->tx, true);
+	assert_true(run_until(&wd->w->loop, fake_closed, f, WAIT_MS));
+	assert_int_equal(f->messages, 1);
+	assert_string_equal(f->log, "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\nDATA\n");
+
+	/* the next transaction: a fresh connection, delivered */
+	f->log[0] = '\0';
+	world_lockstep_to_data(wd, f);
+	assert_int_equal(f->connections, 3);
+	world_data(wd);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(f->messages, 2);
+	world_reset(wd);
+}
+
+/* The backend refuses the early DATA: the client hears a refusal at its dot (the backend's
+ * 5xx, or 451 once no attempt is left for a 4xx), never 250; nothing delivered. */
+static void test_lockstep_data_refused(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+	static const int codes[] = { 554, 451 };
+
+	world_init(wd, "smtp", NULL, NULL);
+	for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+		f->data_code = codes[i];
+		f->log[0] = '\0';
+		atomic_store(&wd->sg->pool->rr, 0);
+		world_mail(wd, "a@example.org");
+		world_rcpt(wd, "b@example.net");
+		smtp_tx_data_early(&wd->tx);
+		world_data(wd);
+		world_deliver(wd, false);
+		assert_int_equal(wd->code / 100, codes[i] / 100);
+		assert_int_equal(f->messages, 0);
+		world_reset(wd);
+	}
+}
+
+/* The backend drops the connection at the early DATA: the delivery replays the transaction
+ * on the next server (250 after its 250), or 4xx when there is none. */
+static void test_lockstep_data_dropped(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+
+	f->drop_on = "DATA";
+	world_init(wd, "smtp", NULL, NULL);
+	world_mail(wd, "a@example.org");
+	world_rcpt(wd, "b@example.net");
+	smtp_tx_data_early(&wd->tx);
+	assert_true(run_until(&wd->w->loop, fake_closed, f, WAIT_MS));
+	world_data(wd);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code / 100, 4);
+	assert_int_equal(f->messages, 0);
+	world_reset(wd);
+}
+
+static void test_lockstep_data_dropped_failover(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+	struct fake *g = fake_new(wd, false);
+
+	f->drop_on = "DATA";
+	world_init(wd, "smtp", NULL, NULL);
+	world_mail(wd, "a@example.org");
+	world_rcpt(wd, "b@example.net");
+	assert_int_equal(f->connections, 1);
+	smtp_tx_data_early(&wd->tx);
+	assert_true(run_until(&wd->w->loop, fake_closed, f, WAIT_MS));
+	world_data(wd);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(f->messages, 0);
+	assert_int_equal(g->messages, 1);
+	assert_relayed_message(g);
+	world_reset(wd);
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
@@ -1682,6 +1809,10 @@ int main(void)
 		WORLD_TEST(test_pipelined_ahead_refusals),
 		WORLD_TEST(test_pipelined_ahead_failover),
 		WORLD_TEST(test_pipelined_ahead_lost_after_dot),
+		WORLD_TEST(test_lockstep_data_early),
+		WORLD_TEST(test_lockstep_data_refused),
+		WORLD_TEST(test_lockstep_data_dropped),
+		WORLD_TEST(test_lockstep_data_dropped_failover),
 	};
 
 	signal(SIGPIPE, SIG_IGN);   /* as the daemon: a peer gone mid-write is an error, not a signal */

@@ -1,0 +1,86 @@
+/* quarantine.h — the quarantine maildir as an operator works with it: the envelope block on
+ * top of every held file (maildir_quarantine_fields writes it, amavisd-new's field names),
+ * read back by a bounded parser without I/O; and the file side of the control verbs
+ * `quarantine list|show|delete` (proxy/quarantine_control.c), which the caller runs off
+ * the main loop (the thread pool): they read directories and files.
+ *
+ * The block: the leading header fields Return-Path, X-Envelope-From, X-Envelope-To,
+ * X-Envelope-To-Blocked, X-Quarantine-Reason (optional) and X-Quarantine-ID, which ends it;
+ * the held message (mxgate's Received field first) follows. */
+#ifndef MX_QUARANTINE_H
+#define MX_QUARANTINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "headers.h"
+
+/* The envelope block is read from the first QUARANTINE_ENV_MAX octets of a file: a longer
+ * one (more recipients than limits.max_recipients allows at its maximum) is refused. */
+#define QUARANTINE_ENV_MAX (256u * 1024)
+#define QUARANTINE_RCPTS_MAX 1000
+#define QUARANTINE_ID_MAX 23     /* hook_env.queue_id's room */
+
+/* A span of the parsed buffer: buf[off..off+len). */
+struct quarantine_span {
+	size_t off, len;
+};
+
+struct quarantine_envelope {
+	struct quarantine_span sender;       /* between < and >; "" for <> */
+	struct quarantine_span id;           /* X-Quarantine-ID's value without < > */
+	struct quarantine_span reason;       /* X-Quarantine-Reason's value, len 0 without one */
+	struct quarantine_span rcpts[QUARANTINE_RCPTS_MAX];  /* X-Envelope-To's addresses */
+	size_t nrcpts;
+	size_t end;                          /* where the held message starts */
+	const char *err;                     /* -1: why (static text) */
+};
+
+/* Parses the envelope block at the start of buf[0..len). eof: buf holds the whole file.
+ * Returns 1 with e filled (spans into buf), 0 when the block is not complete in buf yet (len
+ * < QUARANTINE_ENV_MAX and not eof: call again with more of the file), -1 when buf does not
+ * start with a complete, well-formed block (e->err). Pure: no I/O, no allocation, reads
+ * nothing past buf[len). */
+int quarantine_envelope_parse(const char *buf, size_t len, bool eof, struct quarantine_envelope *e);
+
+/* An ID a request may name: 1..QUARANTINE_ID_MAX octets of [0-9A-Za-z] (a queue id); so no
+ * path ("../x", "/etc") ever reaches the file system. */
+bool quarantine_id_is_valid(const char *id);
+
+/* A held file, found by quarantine_find / listed by quarantine_list. */
+struct quarantine_item {
+	char path[4096];
+	char *head;                  /* malloc'd: the file's first octets (up to the header
+	                              * block's end, at most QUARANTINE_ENV_MAX + QUARANTINE_SHOW_MAX) */
+	size_t head_len;
+	struct quarantine_envelope env;   /* spans into head */
+	time_t mtime;
+	uint64_t size;               /* of the held message (the file less the block) */
+};
+#define QUARANTINE_SHOW_MAX (64u * 1024)   /* header octets `show` prints at most */
+
+void quarantine_item_free(struct quarantine_item *it);
+
+/* Blocking (call from the thread pool). Looks in root's new/ and cur/ for the file whose
+ * X-Quarantine-ID is id: 1 found (it filled in, quarantine_item_free), 0 none, -1 an error
+ * reading root (err). */
+int quarantine_find(const char *root, const char *id, struct quarantine_item *it, char *err, size_t errlen);
+
+/* Blocking. The newest n (<= QUARANTINE_LIST_MAX) held files of root, newest first, into
+ * items (an array of n, each to be freed); *count how many. Files that are not held
+ * messages (no envelope block) are skipped. 0, or -1 with err. */
+#define QUARANTINE_LIST_MAX 200
+int quarantine_list(const char *root, size_t n, struct quarantine_item *items, size_t *count,
+    char *err, size_t errlen);
+
+/* Blocking. Moves the held file into root/released/ (created 0700 when missing), where
+ * list, show and release no longer see it (amavis keeps released files too). 0 or -1 err. */
+int quarantine_move_released(const char *root, const struct quarantine_item *it, char *err, size_t errlen);
+
+/* The header block of a held message (after the envelope), cut at QUARANTINE_SHOW_MAX:
+ * *len octets from the returned pointer into it->head. */
+const char *quarantine_item_headers(const struct quarantine_item *it, size_t *len);
+
+#endif

@@ -1,0 +1,677 @@
+/* quarantine_control.c — the control verbs on the quarantine maildir (control.h):
+ *
+ *   quarantine list [N]             the newest N (default 20, at most QUARANTINE_LIST_MAX)
+ *   quarantine show ID              envelope and header block
+ *   quarantine release ID [RCPT...] re-injected through the backend pool
+ *   quarantine delete ID
+ *
+ * list, show and delete read the maildir in the libuv thread pool. release runs on a thread
+ * of its own with a loop of its own: a transaction (smtp_tx.c, the one sessions use: the
+ * backend pool's pick, failover, LMTP, maildir backends) with the held envelope (or the
+ * recipients named), the message read from the file in bounded chunks there — the main
+ * loop never touches the file. No filter runs: what held the message is not asked again.
+ * The file goes into the maildir's released/ folder only after a backend said 250 (as
+ * amavisd-new keeps a released file); any failure leaves it where it is and answers why.
+ * One release at a time (a second is refused: "a release is under way"). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "control_verbs.h"
+#include "config.h"
+#include "hook.h"
+#include "jsonw.h"
+#include "log.h"
+#include "msgbuf.h"
+#include "ops.h"
+#include "quarantine.h"
+#include "relay.h"
+#include "smtp_tx.h"
+#include "worker.h"
+
+#define QC_LIST_DEFAULT 20
+#define QC_CHUNK (64u * 1024)          /* the message is read in chunks of this size */
+#define QC_WORKER_INDEX 63             /* the release loop's worker index (queue ids, opstats) */
+
+/* ------------------------------------------------------------ output helpers */
+
+/* buf[sp] with control octets as '?' (for text replies). */
+static void qc_put_span(struct strbuf *out, const char *buf, struct quarantine_span sp)
+{
+	for (size_t i = 0; i < sp.len; i++) {
+		unsigned char c = (unsigned char)buf[sp.off + i];
+		strbuf_append(out, c < 0x20 || c == 0x7f ? "?" : buf + sp.off + i, 1);
+	}
+}
+
+/* buf[sp] as a NUL-terminated string in tmp (cut to cap - 1). */
+static const char *qc_span_str(char *tmp, size_t cap, const char *buf, struct quarantine_span sp)
+{
+	size_t n = sp.len < cap - 1 ? sp.len : cap - 1;
+
+	memcpy(tmp, buf + sp.off, n);
+	tmp[n] = '\0';
+	return tmp;
+}
+
+static void qc_date(char *d, size_t cap, time_t t)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(d, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* One held message: JSON fields into the open object, or a text line. */
+static void qc_item_json(struct jsonw *j, const struct quarantine_item *it)
+{
+	char tmp[1024], date[32];
+	const struct quarantine_envelope *e = &it->env;
+
+	qc_date(date, sizeof(date), it->mtime);
+	jsonw_str(j, "id", qc_span_str(tmp, sizeof(tmp), it->head, e->id));
+	jsonw_str(j, "date", date);
+	jsonw_str(j, "from", qc_span_str(tmp, sizeof(tmp), it->head, e->sender));
+	jsonw_arr(j, "rcpts");
+	for (size_t i = 0; i < e->nrcpts; i++)
+		jsonw_str(j, NULL, qc_span_str(tmp, sizeof(tmp), it->head, e->rcpts[i]));
+	jsonw_end(j);
+	jsonw_str(j, "reason", qc_span_str(tmp, sizeof(tmp), it->head, e->reason));
+	jsonw_int(j, "size", (long long)it->size);
+}
+
+static void qc_item_text(struct strbuf *out, const struct quarantine_item *it)
+{
+	char date[32];
+	const struct quarantine_envelope *e = &it->env;
+
+	qc_date(date, sizeof(date), it->mtime);
+	qc_put_span(out, it->head, e->id);
+	strbuf_printf(out, " %s <", date);
+	qc_put_span(out, it->head, e->sender);
+	strbuf_append(out, "> ", 2);
+	for (size_t i = 0; i < e->nrcpts; i++) {
+		strbuf_append(out, i ? ",<" : "<", i ? 2 : 1);
+		qc_put_span(out, it->head, e->rcpts[i]);
+		strbuf_append(out, ">", 1);
+	}
+	strbuf_printf(out, " %llu ", (unsigned long long)it->size);
+	if (e->reason.len)
+		qc_put_span(out, it->head, e->reason);
+	else
+		strbuf_append(out, "-", 1);
+	strbuf_append(out, "\n", 1);
+}
+
+/* ------------------------------------------------------------ list, show, delete */
+
+enum qc_op { QC_LIST = 0, QC_SHOW, QC_DELETE, QC_RELEASE };
+
+struct qc_job {
+	uv_work_t req;
+	struct control_reply *r;
+	enum qc_op op;
+	char *root;
+	char id[QUARANTINE_ID_MAX + 1];
+	size_t n;
+	bool json;
+	int rc;
+	struct strbuf out;
+	size_t nrcpts;               /* delete: for the log line */
+};
+
+static void qc_not_found(struct strbuf *out, const char *id)
+{
+	strbuf_printf(out, "quarantine: %s: no held message with this ID\n", id);
+}
+
+static void qc_work_list(struct qc_job *j)
+{
+	struct quarantine_item *items = calloc(j->n ? j->n : 1, sizeof(*items));
+	char err[600] = "";
+	size_t count = 0;
+
+	if (items == NULL || quarantine_list(j->root, j->n, items, &count, err, sizeof(err)) != 0) {
+		strbuf_printf(&j->out, "quarantine list: %s\n", items ? err : "out of memory");
+		free(items);
+		j->rc = -1;
+		return;
+	}
+	if (j->json) {
+		struct jsonw w;
+		jsonw_init(&w, &j->out);
+		jsonw_obj(&w, NULL);
+		jsonw_arr(&w, "held");
+		for (size_t i = 0; i < count; i++) {
+			jsonw_obj(&w, NULL);
+			qc_item_json(&w, &items[i]);
+			jsonw_end(&w);
+		}
+		jsonw_end(&w);
+		jsonw_end(&w);
+		strbuf_append(&j->out, "\n", 1);
+	} else {
+		for (size_t i = 0; i < count; i++)
+			qc_item_text(&j->out, &items[i]);
+		if (count == 0)
+			strbuf_printf(&j->out, "quarantine: empty\n");
+	}
+	for (size_t i = 0; i < count; i++)
+		quarantine_item_free(&items[i]);
+	free(items);
+	j->rc = 0;
+}
+
+static void qc_work_show_delete(struct qc_job *j)
+{
+	struct quarantine_item *it = calloc(1, sizeof(*it));
+	char err[600] = "";
+	int f;
+
+	if (it == NULL) {
+		strbuf_printf(&j->out, "quarantine: out of memory\n");
+		j->rc = -1;
+		return;
+	}
+	f = quarantine_find(j->root, j->id, it, err, sizeof(err));
+	j->rc = -1;
+	if (f < 0)
+		strbuf_printf(&j->out, "quarantine: %s\n", err);
+	else if (f == 0)
+		qc_not_found(&j->out, j->id);
+	else if (j->op == QC_DELETE) {
+		if (unlink(it->path) != 0)
+			strbuf_printf(&j->out, "quarantine delete: %s: %s\n", it->path, strerror(errno));
+		else {
+			j->rc = 0;
+			j->nrcpts = it->env.nrcpts;
+			if (j->json)
+				strbuf_printf(&j->out, "{\"deleted\":\"%s\"}\n", j->id);
+			else
+				strbuf_printf(&j->out, "%s: deleted\n", j->id);
+		}
+	} else {
+		size_t hl;
+		const char *h = quarantine_item_headers(it, &hl);
+		j->rc = 0;
+		if (j->json) {
+			struct jsonw w;
+			char *hs = strndup(h, hl);
+			jsonw_init(&w, &j->out);
+			jsonw_obj(&w, NULL);
+			qc_item_json(&w, it);
+			jsonw_str(&w, "file", it->path);
+			jsonw_str(&w, "headers", hs ? hs : "");
+			jsonw_end(&w);
+			strbuf_append(&j->out, "\n", 1);
+			free(hs);
+		} else {
+			qc_item_text(&j->out, it);
+			strbuf_printf(&j->out, "file: %s\n\n", it->path);
+			for (size_t i = 0; i < hl; i++) {
+				unsigned char c = (unsigned char)h[i];
+				if (c == '\r')
+					continue;
+				strbuf_append(&j->out, (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f ? "?" : h + i, 1);
+			}
+		}
+	}
+	quarantine_item_free(it);
+	free(it);
+}
+
+static void qc_work_cb(uv_work_t *req)
+{
+	struct qc_job *j = req->data;
+
+	if (j->op == QC_LIST)
+		qc_work_list(j);
+	else
+		qc_work_show_delete(j);
+}
+
+static void qc_after_cb(uv_work_t *req, int status)
+{
+	struct qc_job *j = req->data;
+	struct strbuf *out = control_reply_out(j->r);
+
+	if (status == UV_ECANCELED) {
+		strbuf_printf(out, "quarantine: cancelled\n");
+		j->rc = -1;
+	} else if (j->out.len)
+		strbuf_append(out, j->out.v, j->out.len);
+	if (j->op == QC_DELETE && j->rc == 0)
+		log_event(LOG_LVL_INFO, NULL, "event=quarantine_deleted id=%s rcpts=%zu via=control", j->id, j->nrcpts);
+	control_reply_done(j->r, j->rc);
+	strbuf_free(&j->out);
+	free(j->root);
+	free(j);
+}
+
+/* ------------------------------------------------------------ release */
+
+struct qc_release {
+	/* main loop */
+	uv_async_t async;
+	uv_thread_t thread;
+	struct control_reply *r;
+	struct shared_gen *g;
+	bool json;
+	char id[QUARANTINE_ID_MAX + 1];
+	char **rcpts;                /* the recipients named (NULL: the held envelope's) */
+	size_t nrcpts_named;
+	/* the release thread's; read on the main loop after the async */
+	struct worker *w;
+	struct worker_gen wg;
+	struct hook_env env;
+	struct smtp_tx tx;
+	struct quarantine_item it;
+	char **to;                   /* the recipients of the transaction */
+	size_t nto, next_rcpt;
+	int rc;
+	char why[1200];
+	char backend[300];
+	char queue_id[24];
+};
+
+static bool qc_release_running;        /* main loop only */
+
+/* Release thread: the transaction failed at `what`; the file stays. */
+static void qc_release_fail(struct qc_release *rel, const char *what, const struct smtp_tx_result *res)
+{
+	char tv[600];
+
+	if (res)
+		snprintf(rel->why, sizeof(rel->why), "%s: %d %s", what, res->code,
+		    log_val(tv, sizeof(tv), res->text ? res->text : ""));
+	else
+		snprintf(rel->why, sizeof(rel->why), "%s", what);
+	rel->rc = -1;
+	smtp_tx_reset(&rel->tx, false);
+	relay_close_idle(rel->w);
+}
+
+static void qc_release_deliver_cb(void *arg, const struct smtp_tx_result *res)
+{
+	struct qc_release *rel = arg;
+	char err[600];
+
+	if (res->code / 100 != 2) {
+		qc_release_fail(rel, "the backend did not take it", res);
+		return;
+	}
+	snprintf(rel->backend, sizeof(rel->backend), "%s", rel->tx.backend ? rel->tx.backend->url : "maildir");
+	snprintf(rel->queue_id, sizeof(rel->queue_id), "%s", rel->env.queue_id);
+	/* delivered: only now does the file leave the quarantine */
+	if (quarantine_move_released(rel->g->cfg->quarantine_dir, &rel->it, err, sizeof(err)) != 0) {
+		snprintf(rel->why, sizeof(rel->why), "delivered (queue_id %s via %s) but the held file stays: %s: "
+		    "delete it (quarantine delete %s) or it can be released twice", rel->queue_id, rel->backend,
+		    err, rel->id);
+		rel->rc = -2;
+	} else
+		rel->rc = 0;
+	smtp_tx_reset(&rel->tx, false);
+	relay_close_idle(rel->w);
+}
+
+/* The held message, without its envelope block, read in QC_CHUNK pieces. */
+static void qc_release_data(struct qc_release *rel)
+{
+	char *buf = malloc(QC_CHUNK);
+	int fd = open(rel->it.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	off_t off = (off_t)rel->it.env.end;
+	bool ok = buf != NULL && fd >= 0 && smtp_tx_data_open(&rel->tx) == 0;
+
+	while (ok) {
+		ssize_t n = pread(fd, buf, QC_CHUNK, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ok = n == 0;
+			break;
+		}
+		smtp_tx_data_append(&rel->tx, buf, (size_t)n);
+		off += n;
+	}
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	if (!ok || smtp_tx_msg_state(&rel->tx) != SMTP_TX_MSG_OK) {
+		qc_release_fail(rel, smtp_tx_msg_state(&rel->tx) == SMTP_TX_MSG_TOO_BIG ?
+		    "the held message is over limits.max_message_size" : "the held file could not be read", NULL);
+		return;
+	}
+	smtp_tx_data_end(&rel->tx);
+	smtp_tx_deliver(&rel->tx, false, qc_release_deliver_cb, rel);
+}
+
+static void qc_release_rcpt_cb(void *arg, const struct smtp_tx_result *res);
+
+static void qc_release_next_rcpt(struct qc_release *rel)
+{
+	if (rel->next_rcpt == rel->nto) {
+		qc_release_data(rel);
+		return;
+	}
+	smtp_tx_set_rcpt(&rel->tx, rel->to[rel->next_rcpt], "");
+	smtp_tx_rcpt(&rel->tx, qc_release_rcpt_cb, rel);
+}
+
+static void qc_release_rcpt_cb(void *arg, const struct smtp_tx_result *res)
+{
+	struct qc_release *rel = arg;
+	char what[600], av[400];
+
+	if (res->code / 100 != 2) {
+		/* all or nothing: a release to some of the recipients would leave the others with a
+		 * file that names them all */
+		snprintf(what, sizeof(what), "recipient %s refused", log_val(av, sizeof(av), rel->to[rel->next_rcpt]));
+		qc_release_fail(rel, what, res);
+		return;
+	}
+	rel->next_rcpt++;
+	qc_release_next_rcpt(rel);
+}
+
+static void qc_release_mail_cb(void *arg, const struct smtp_tx_result *res)
+{
+	struct qc_release *rel = arg;
+
+	if (res->code / 100 != 2) {
+		/* the backend's refusal of the sender, or none reached (smtp_tx's 451 4.4.1) */
+		qc_release_fail(rel, "the transaction could not begin (MAIL)", res);
+		return;
+	}
+	qc_release_next_rcpt(rel);
+}
+
+static void qc_close_walk_cb(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* The release thread: find the file, run the transaction on a loop of its own, answer. */
+static void qc_release_thread(void *arg)
+{
+	struct qc_release *rel = arg;
+	const struct mx_config *cfg = rel->g->cfg;
+	char err[600] = "", *from = NULL;
+	int f;
+
+	rel->rc = -1;
+	f = quarantine_find(cfg->quarantine_dir, rel->id, &rel->it, err, sizeof(err));
+	if (f <= 0) {
+		snprintf(rel->why, sizeof(rel->why), f < 0 ? "%s" : "no held message with this ID", err);
+		goto answer;
+	}
+	/* the envelope: the held one, or the recipients named */
+	rel->nto = rel->rcpts ? rel->nrcpts_named : rel->it.env.nrcpts;
+	rel->to = calloc(rel->nto, sizeof(*rel->to));
+	from = strndup(rel->it.head + rel->it.env.sender.off, rel->it.env.sender.len);
+	if (rel->to == NULL || from == NULL) {
+		snprintf(rel->why, sizeof(rel->why), "out of memory");
+		goto answer;
+	}
+	for (size_t i = 0; i < rel->nto; i++) {
+		rel->to[i] = rel->rcpts ? strdup(rel->rcpts[i]) :
+		    strndup(rel->it.head + rel->it.env.rcpts[i].off, rel->it.env.rcpts[i].len);
+		if (rel->to[i] == NULL) {
+			snprintf(rel->why, sizeof(rel->why), "out of memory");
+			goto answer;
+		}
+	}
+	/* from this thread (log_event is thread-safe): a release may wait on its backend for
+	 * the whole of its timeouts, and the operator sees it begin */
+	log_event(LOG_LVL_INFO, NULL, "event=quarantine_release_started id=%s rcpts=%zu", rel->id, rel->nto);
+	rel->w = calloc(1, sizeof(*rel->w));
+	if (rel->w == NULL || uv_loop_init(&rel->w->loop) != 0) {
+		free(rel->w);
+		rel->w = NULL;
+		snprintf(rel->why, sizeof(rel->why), "no loop for the release");
+		goto answer;
+	}
+	/* a worker of its own for the relay (its idle list, read buffer, the generation's TLS
+	 * client context) */
+	rel->w->index = QC_WORKER_INDEX;
+	/* a relay let go is closed (QUIT), never kept idle: the loop ends with the release */
+	atomic_store(&rel->w->stop, 1);
+	rel->wg.shared = rel->g;
+	rel->wg.worker = rel->w;
+	rel->w->gen = &rel->wg;
+	/* the client as the backend sees it (Received, XCLIENT): mxgate itself */
+	struct sockaddr_in *sin = (struct sockaddr_in *)&rel->env.client;
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	memcpy(&rel->env.local, &rel->env.client, sizeof(*sin));
+	snprintf(rel->env.client_ip, sizeof(rel->env.client_ip), "127.0.0.1");
+	snprintf(rel->env.client_name, sizeof(rel->env.client_name), "localhost");
+	rel->env.client_name_status = HOOK_NAME_OK;
+	snprintf(rel->env.helo, sizeof(rel->env.helo), "quarantine-release");
+	rel->env.esmtp = true;
+	rel->env.session_id = "release";
+	rel->env.loop = &rel->w->loop;
+	rel->env.cfg = cfg;
+	rel->env.worker = QC_WORKER_INDEX;
+	smtp_tx_init(&rel->tx, rel->w, rel->g->pool, &rel->env, NULL, NULL);
+	bool utf8 = false;
+	for (const char *p = from; *p; p++)
+		utf8 |= (unsigned char)*p >= 0x80;
+	for (size_t i = 0; i < rel->nto; i++)
+		for (const char *p = rel->to[i]; *p; p++)
+			utf8 |= (unsigned char)*p >= 0x80;
+	smtp_tx_begin(&rel->tx, from, utf8 ? "SMTPUTF8" : "");
+	smtp_tx_mail(&rel->tx, qc_release_mail_cb, rel);
+	/* every step has its timeout (relay.c); the loop ends when the last connection closed */
+	uv_run(&rel->w->loop, UV_RUN_DEFAULT);
+	uv_walk(&rel->w->loop, qc_close_walk_cb, NULL);
+	uv_run(&rel->w->loop, UV_RUN_DEFAULT);
+	smtp_tx_free(&rel->tx);
+	hook_env_free_outputs(&rel->env);
+	uv_loop_close(&rel->w->loop);
+	msgbuf_warm_release();
+answer:
+	free(from);
+	uv_async_send(&rel->async);
+}
+
+static void qc_release_free_cb(uv_handle_t *h)
+{
+	struct qc_release *rel = h->data;
+
+	for (size_t i = 0; i < rel->nrcpts_named; i++)
+		free(rel->rcpts[i]);
+	free(rel->rcpts);
+	for (size_t i = 0; rel->to && i < rel->nto; i++)
+		free(rel->to[i]);
+	free(rel->to);
+	quarantine_item_free(&rel->it);
+	free(rel->w);
+	shared_gen_unref(rel->g);
+	free(rel);
+	qc_release_running = false;
+}
+
+/* Main loop: the release thread is done. */
+static void qc_release_done_cb(uv_async_t *a)
+{
+	struct qc_release *rel = a->data;
+	struct strbuf *out = control_reply_out(rel->r);
+	char bv[400];
+
+	uv_thread_join(&rel->thread);
+	if (rel->rc != -1)
+		log_event(rel->rc == 0 ? LOG_LVL_INFO : LOG_LVL_WARNING, NULL,
+		    "event=quarantine_released id=%s queue_id=%s rcpts=%zu backend=%s%s", rel->id, rel->queue_id,
+		    rel->nto, log_val(bv, sizeof(bv), rel->backend), rel->rc == 0 ? "" : " file=kept");
+	else
+		log_event(LOG_LVL_WARNING, NULL, "event=quarantine_release_failed id=%s reason=%s", rel->id,
+		    log_val(bv, sizeof(bv), rel->why));
+	if (rel->rc == 0) {
+		if (rel->json) {
+			struct jsonw j;
+			jsonw_init(&j, out);
+			jsonw_obj(&j, NULL);
+			jsonw_str(&j, "released", rel->id);
+			jsonw_str(&j, "queue_id", rel->queue_id);
+			jsonw_int(&j, "rcpts", (long long)rel->nto);
+			jsonw_str(&j, "backend", rel->backend);
+			jsonw_end(&j);
+			strbuf_append(out, "\n", 1);
+		} else
+			strbuf_printf(out, "%s: released as %s to %zu recipient%s via %s\n", rel->id, rel->queue_id,
+			    rel->nto, rel->nto == 1 ? "" : "s", rel->backend);
+	} else
+		strbuf_printf(out, "quarantine release %s: %s\n", rel->id, rel->why);
+	control_reply_done(rel->r, rel->rc == 0 ? 0 : -1);
+	uv_close((uv_handle_t *)a, qc_release_free_cb);
+}
+
+static void qc_release_start(const struct mx_config *cfg, int argc, char **argv, bool json,
+    struct control_reply *r)
+{
+	struct strbuf *out = control_reply_out(r);
+	const struct ops_host *h = ops_host();
+	struct qc_release *rel;
+
+	if (qc_release_running) {
+		strbuf_printf(out, "quarantine release: a release is under way: try again when it has answered\n");
+		control_reply_done(r, -1);
+		return;
+	}
+	for (int i = 2; i < argc; i++) {
+		/* an address, as RCPT takes it: no brackets, spaces or controls */
+		const char *a = argv[i];
+		if (!*a || strlen(a) > 320 || strpbrk(a, "<>") || !strchr(a, '@')) {
+			strbuf_printf(out, "quarantine release: not an address: \"%.80s\"\n", a);
+			control_reply_done(r, -1);
+			return;
+		}
+	}
+	rel = calloc(1, sizeof(*rel));
+	if (rel == NULL || (argc > 2 && (rel->rcpts = calloc((size_t)argc - 2, sizeof(char *))) == NULL))
+		goto oom;
+	for (int i = 2; i < argc; i++)
+		if ((rel->rcpts[rel->nrcpts_named++] = strdup(argv[i])) == NULL)
+			goto oom;
+	snprintf(rel->id, sizeof(rel->id), "%s", argv[1]);
+	rel->json = json;
+	rel->r = r;
+	rel->g = h->current ? h->current() : NULL;
+	if (rel->g == NULL || rel->g->cfg != cfg)
+		goto oom;
+	if (uv_async_init(control_reply_loop(r), &rel->async, qc_release_done_cb) != 0)
+		goto oom;
+	rel->async.data = rel;
+	shared_gen_ref(rel->g);
+	qc_release_running = true;
+	if (uv_thread_create(&rel->thread, qc_release_thread, rel) != 0) {
+		/* as the thread's own failure: answered through the async */
+		snprintf(rel->why, sizeof(rel->why), "no thread for the release");
+		rel->rc = -1;
+		uv_close((uv_handle_t *)&rel->async, qc_release_free_cb);
+		strbuf_printf(out, "quarantine release %s: no thread for the release\n", rel->id);
+		control_reply_done(r, -1);
+		return;
+	}
+	return;
+oom:
+	if (rel) {
+		for (size_t i = 0; i < rel->nrcpts_named; i++)
+			free(rel->rcpts[i]);
+		free(rel->rcpts);
+	}
+	free(rel);
+	strbuf_printf(out, "quarantine release: out of memory\n");
+	control_reply_done(r, -1);
+}
+
+/* ------------------------------------------------------------ the verb */
+
+static const char qc_usage[] = "usage: quarantine list [N] | show ID | release ID [RCPT...] | delete ID\n";
+
+static void qc_start(const struct mx_config *cfg, int argc, char **argv, const char *body, size_t body_len,
+    bool json, struct control_reply *r)
+{
+	struct strbuf *out = control_reply_out(r);
+	struct qc_job *j;
+	enum qc_op op;
+
+	if (argc < 1 || body) {
+		strbuf_printf(out, "%s", qc_usage);
+		control_reply_done(r, -1);
+		return;
+	}
+	if (strcmp(argv[0], "list") == 0 && argc <= 2)
+		op = QC_LIST;
+	else if (strcmp(argv[0], "show") == 0 && argc == 2)
+		op = QC_SHOW;
+	else if (strcmp(argv[0], "delete") == 0 && argc == 2)
+		op = QC_DELETE;
+	else if (strcmp(argv[0], "release") == 0 && argc >= 2)
+		op = QC_RELEASE;
+	else {
+		strbuf_printf(out, "%s", qc_usage);
+		control_reply_done(r, -1);
+		return;
+	}
+	if (cfg->quarantine_dir == NULL) {
+		strbuf_printf(out, "quarantine: none configured (quarantine: maildir:/path)\n");
+		control_reply_done(r, -1);
+		return;
+	}
+	if (op != QC_LIST && !quarantine_id_is_valid(argv[1])) {
+		/* never a path: "../x" or "/etc/passwd" reach no file */
+		strbuf_printf(out, "quarantine: \"%.80s\" is not an ID (1 to %d letters and digits: the "
+		    "X-Quarantine-ID)\n", argv[1], QUARANTINE_ID_MAX);
+		control_reply_done(r, -1);
+		return;
+	}
+	if (op == QC_RELEASE) {
+		qc_release_start(cfg, argc, argv, json, r);
+		return;
+	}
+	size_t n = QC_LIST_DEFAULT;
+	if (op == QC_LIST && argc == 2) {
+		char *end;
+		long v = strtol(argv[1], &end, 10);
+		if (*end || v < 1 || v > QUARANTINE_LIST_MAX) {
+			strbuf_printf(out, "quarantine list: N must be 1..%d\n", QUARANTINE_LIST_MAX);
+			control_reply_done(r, -1);
+			return;
+		}
+		n = (size_t)v;
+	}
+	j = calloc(1, sizeof(*j));
+	if (j == NULL || (j->root = strdup(cfg->quarantine_dir)) == NULL) {
+		free(j);
+		strbuf_printf(out, "quarantine: out of memory\n");
+		control_reply_done(r, -1);
+		return;
+	}
+	j->op = op;
+	j->r = r;
+	j->n = n;
+	j->json = json;
+	if (op != QC_LIST)
+		snprintf(j->id, sizeof(j->id), "%s", argv[1]);
+	j->req.data = j;
+	if (uv_queue_work(control_reply_loop(r), &j->req, qc_work_cb, qc_after_cb) != 0) {
+		free(j->root);
+		free(j);
+		strbuf_printf(out, "quarantine: the thread pool refused the work\n");
+		control_reply_done(r, -1);
+	}
+}
+
+const struct control_verb quarantine_control_verb = {
+	.words = "quarantine",
+	.usage = "quarantine list [N] | show ID | release ID [RCPT...] | delete ID",
+	.start = qc_start,
+};

@@ -1,0 +1,239 @@
+/* test_quarantine.c — the quarantine file's envelope block (quarantine_envelope_parse: rows,
+ * then fed in pieces), the IDs a request may name, and the file side (find, list, released/)
+ * in a temp maildir. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "proxy/headers.h"
+#include "proxy/hook.h"
+#include "proxy/maildir.h"
+#include "proxy/quarantine.h"
+
+static struct quarantine_envelope env;
+
+static char *span(const char *buf, struct quarantine_span s)
+{
+	static char out[4][512];
+	static int k;
+	char *o = out[k++ % 4];
+
+	snprintf(o, sizeof(out[0]), "%.*s", (int)s.len, buf + s.off);
+	return o;
+}
+
+struct row {
+	const char *label;
+	const char *in;
+	int rc;                  /* with eof */
+	const char *sender, *rcpt0, *id, *reason;
+	size_t nrcpts;
+};
+
+static const struct row rows[] = {
+	{ "the writer's block", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
+	  "X-Envelope-To: <a@x.test>,\r\n <b@x.test>\r\nX-Envelope-To-Blocked: <a@x.test>,\r\n <b@x.test>\r\n"
+	  "X-Quarantine-Reason: rules score=7.0\r\nX-Quarantine-ID: <4XYZ0BCDF12>\r\nReceived: x\r\n\r\nbody\r\n",
+	  1, "s@x.test", "a@x.test", "4XYZ0BCDF12", "rules score=7.0", 2 },
+	{ "null sender, no reason (session 27's files)", "Return-Path: <>\r\nX-Envelope-From: <>\r\n"
+	  "X-Envelope-To: <a@x.test>\r\nX-Envelope-To-Blocked: <a@x.test>\r\nX-Quarantine-ID: <Q1>\r\n",
+	  1, "", "a@x.test", "Q1", "", 1 },
+	{ "field names in any case, bare LF", "return-path: <s@x>\nx-envelope-to: <a@x>\nx-quarantine-id: <Q2>\n\n",
+	  1, "s@x", "a@x", "Q2", "", 1 },
+	{ "a '>' inside an address stays in it", "Return-Path: <\"a>b\"@x>\r\nX-Envelope-To: <c@x>\r\nX-Quarantine-ID: <Q3>\r\n",
+	  1, "\"a>b\"@x", "c@x", "Q3", "", 1 },
+	{ "an ordinary message is not a held one", "Received: from x\r\nSubject: hi\r\n\r\n", -1, 0 },
+	{ "an empty file", "", -1, 0 },
+	{ "no recipients", "Return-Path: <s@x>\r\nX-Quarantine-ID: <Q4>\r\n", -1, 0 },
+	{ "no sender", "X-Envelope-To: <a@x>\r\nX-Quarantine-ID: <Q4>\r\n", -1, 0 },
+	{ "an ID too long", "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>\r\nX-Quarantine-ID: <012345678901234567890123>\r\n", -1, 0 },
+	{ "an address without brackets", "Return-Path: s@x\r\nX-Envelope-To: <a@x>\r\nX-Quarantine-ID: <Q5>\r\n", -1, 0 },
+	{ "a CR inside an address (it would reach RCPT)", "Return-Path: <s@x>\r\nX-Envelope-To: <a@x\r\n b>\r\nX-Quarantine-ID: <Q5>\r\n", -1, 0 },
+	{ "an unknown field before the ID", "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>\r\nSubject: x\r\nX-Quarantine-ID: <Q6>\r\n", -1, 0 },
+	{ "cut inside the ID field", "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>\r\nX-Quarantine-ID: <Q6", -1, 0 },
+	{ "no colon", "Return-Path <s@x>\r\n", -1, 0 },
+};
+
+static void test_parse_rows(void **state)
+{
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		const struct row *r = &rows[i];
+		size_t n = strlen(r->in);
+		int rc = quarantine_envelope_parse(r->in, n, true, &env);
+		if (rc != r->rc)
+			fail_msg("%s: rc %d, want %d (%s)", r->label, rc, r->rc, env.err ? env.err : "");
+		if (rc < 0) {
+			assert_non_null(env.err);
+			continue;
+		}
+		assert_string_equal(span(r->in, env.sender), r->sender);
+		assert_string_equal(span(r->in, env.rcpts[0]), r->rcpt0);
+		assert_string_equal(span(r->in, env.id), r->id);
+		assert_string_equal(span(r->in, env.reason), r->reason);
+		assert_int_equal(env.nrcpts, r->nrcpts);
+		/* fed in pieces: every prefix short of the block asks for more */
+		for (size_t cut = 0; cut <= env.end; cut++) {
+			struct quarantine_envelope p;
+			if (quarantine_envelope_parse(r->in, cut, false, &p) != 0)
+				fail_msg("%s: prefix %zu: not 0", r->label, cut);
+		}
+		/* one octet more than the block settles it without eof */
+		if (env.end < n) {
+			struct quarantine_envelope p;
+			assert_int_equal(quarantine_envelope_parse(r->in, env.end + 1, false, &p), 1);
+			assert_int_equal(p.end, env.end);
+		}
+	}
+}
+
+/* the writer's block (maildir.c) parses back to its envelope */
+static void test_round_trip(void **state)
+{
+	struct rcpt r[3] = { { .addr = "a@example.test" }, { .addr = "b@example.test" }, { .addr = "c@example.test" } };
+	struct strbuf b = { 0 };
+
+	maildir_quarantine_fields(&b, "s@example.org", r, 3, "4XYZ0BCDF12", "clamd Eicar-Test-Signature");
+	assert_int_equal(quarantine_envelope_parse(b.v, b.len, true, &env), 1);
+	assert_int_equal(env.end, b.len);
+	assert_int_equal(env.nrcpts, 3);
+	assert_string_equal(span(b.v, env.rcpts[2]), "c@example.test");
+	assert_string_equal(span(b.v, env.reason), "clamd Eicar-Test-Signature");
+	strbuf_free(&b);
+}
+
+/* a block past QUARANTINE_ENV_MAX is refused, not read on for ever; so are more recipients
+ * than QUARANTINE_RCPTS_MAX */
+static void test_bounds(void **state)
+{
+	struct strbuf b = { 0 };
+
+	strbuf_printf(&b, "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>");
+	while (b.len < QUARANTINE_ENV_MAX + 10)
+		strbuf_printf(&b, ",\r\n <a@x>");
+	assert_int_equal(quarantine_envelope_parse(b.v, b.len, false, &env), -1);
+	strbuf_free(&b);
+	strbuf_printf(&b, "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>");
+	for (int i = 0; i < QUARANTINE_RCPTS_MAX; i++)
+		strbuf_printf(&b, ",<a%d@x>", i);
+	strbuf_printf(&b, "\r\nX-Quarantine-ID: <Q>\r\n");
+	assert_int_equal(quarantine_envelope_parse(b.v, b.len, true, &env), -1);
+	strbuf_free(&b);
+}
+
+static void test_ids(void **state)
+{
+	static const char *const good[] = { "4XYZ0BCDF12", "a", "01234567890123456789012" };
+	static const char *const bad[] = { "", "../new/x", "/etc/passwd", "a/b", "a.b", "Q1 ", "012345678901234567890123",
+		"..", "a\\b", "%2e%2e" };
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_true(quarantine_id_is_valid(good[i]));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (quarantine_id_is_valid(bad[i]))
+			fail_msg("\"%s\" taken as an ID", bad[i]);
+}
+
+static void put(const char *root, const char *sub, const char *name, const char *data, time_t mtime)
+{
+	char p[512];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s/%s", root, sub, name);
+	f = fopen(p, "wb");
+	assert_non_null(f);
+	fputs(data, f);
+	fclose(f);
+	struct timeval tv[2] = { { mtime, 0 }, { mtime, 0 } };
+	utimes(p, tv);
+}
+
+static void test_files(void **state)
+{
+	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "";
+	struct quarantine_item *items = calloc(QUARANTINE_LIST_MAX, sizeof(*items));
+	struct quarantine_item it;
+	size_t n;
+
+	assert_non_null(mkdtemp(root));
+	snprintf(p, sizeof(p), "%s/new", root);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/cur", root);
+	mkdir(p, 0700);
+	put(root, "new", "1.old", "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>\r\nX-Quarantine-ID: <OLD1>\r\n"
+	    "Subject: old\r\n\r\nbody\r\n", 1000);
+	put(root, "cur", "2.new:2,S", "Return-Path: <t@x>\r\nX-Envelope-To: <b@x>,\r\n <c@x>\r\n"
+	    "X-Quarantine-Reason: virus\r\nX-Quarantine-ID: <NEW2>\r\nSubject: new\r\n\r\nbody2\r\n", 2000);
+	put(root, "new", "3.plain", "Subject: not held\r\n\r\nx\r\n", 3000);
+	put(root, "new", ".hidden", "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>\r\nX-Quarantine-ID: <HID>\r\n", 4000);
+
+	assert_int_equal(quarantine_list(root, 10, items, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);   /* newest first; the plain file and the dot file are not held mail */
+	assert_string_equal(span(items[0].head, items[0].env.id), "NEW2");
+	assert_string_equal(span(items[0].head, items[0].env.reason), "virus");
+	assert_int_equal(items[0].env.nrcpts, 2);
+	assert_int_equal(items[0].size, strlen("Subject: new\r\n\r\nbody2\r\n"));
+	assert_string_equal(span(items[1].head, items[1].env.id), "OLD1");
+	size_t hl;
+	const char *h = quarantine_item_headers(&items[0], &hl);
+	assert_int_equal(hl, strlen("Subject: new\r\n"));
+	assert_memory_equal(h, "Subject: new\r\n", hl);
+	for (size_t i = 0; i < n; i++)
+		quarantine_item_free(&items[i]);
+	assert_int_equal(quarantine_list(root, 1, items, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	quarantine_item_free(&items[0]);
+
+	/* an envelope block longer than the first read (900 recipients, ~20 KiB) */
+	struct strbuf big = { 0 };
+	strbuf_printf(&big, "Return-Path: <s@x>\r\nX-Envelope-To: <r0@example.test>");
+	for (int i = 1; i < 900; i++)
+		strbuf_printf(&big, ",\r\n <r%d@example.test>", i);
+	strbuf_printf(&big, "\r\nX-Quarantine-ID: <BIG3>\r\nSubject: big\r\n\r\nbody\r\n");
+	put(root, "new", "4.big", big.v, 500);
+	assert_int_equal(quarantine_find(root, "BIG3", &it, err, sizeof(err)), 1);
+	assert_int_equal(it.env.nrcpts, 900);
+	assert_string_equal(span(it.head, it.env.rcpts[899]), "r899@example.test");
+	h = quarantine_item_headers(&it, &hl);
+	assert_memory_equal(h, "Subject: big\r\n", hl);
+	assert_int_equal(it.size, strlen("Subject: big\r\n\r\nbody\r\n"));
+	quarantine_item_free(&it);
+	strbuf_free(&big);
+
+	assert_int_equal(quarantine_find(root, "OLD1", &it, err, sizeof(err)), 1);
+	assert_int_equal(quarantine_move_released(root, &it, err, sizeof(err)), 0);
+	quarantine_item_free(&it);
+	assert_int_equal(quarantine_find(root, "OLD1", &it, err, sizeof(err)), 0);  /* released: gone */
+	snprintf(p, sizeof(p), "%s/released/1.old", root);
+	assert_int_equal(access(p, R_OK), 0);
+	assert_int_equal(quarantine_find(root, "HID", &it, err, sizeof(err)), 0);
+	assert_int_equal(quarantine_find(root, "../new/1.old", &it, err, sizeof(err)), 0);
+	assert_int_equal(quarantine_find(root, "NOPE", &it, err, sizeof(err)), 0);
+	/* a quarantine never written to yet: empty, not an error */
+	assert_int_equal(quarantine_list("/tmp/test_quarantine-none/x", 10, items, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+	free(items);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_rows),
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_files),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
