@@ -1557,6 +1557,23 @@ static void milter_on_close(void *instance, struct mxgate_call *c)
 	milter_sess_free(ms);
 }
 
+/* bypass: every recipient of the transaction is exempt from this milter (at DATA or end
+ * of data): it is told SMFIC_ABORT (back to before MAIL) instead of the rest of the
+ * message, and nothing it asked is applied. Again at end of data after DATA: nothing. */
+static void milter_on_abort(void *instance, struct mxgate_call *c)
+{
+	struct milter_sess *ms = milter_sess_of(instance, c);
+
+	if (ms == NULL || !ms->in_txn)
+		return;
+	if (ms->conn && ms->call == NULL && ms->wait == W_NONE && ms->state == MS_READY) {
+		if (milter_put_simple(&ms->out, SMFIC_ABORT) < 0)
+			return milter_fail(ms, "milter-nomem", "out of memory");
+		milter_flush(ms);
+	}
+	milter_txn_end(ms);
+}
+
 static void milter_cancel(void *instance, struct mxgate_call *c)
 {
 	struct milter_inst *mi = instance;
@@ -1592,4 +1609,5 @@ const struct plugin_builtin milter_builtin = {
 	.desc = &milter_plugin,
 	.options = &milter_options_table,
 	.init = milter_init,
+	.on_abort = milter_on_abort,
 };

@@ -1444,6 +1444,29 @@ static void plugin_run_close(struct plugin_sess *s)
 	call_retire(c, CALL_CLOSED);
 }
 
+/* bypass: the entry is not asked at st; at DATA and end of data the transaction goes on
+ * without it: a built-in with on_abort hears it (plugins.h). */
+static void plugin_entry_skipped(void *wstate, int slot, struct hook_env *env, enum hook_stage st)
+{
+	struct plugin_entry *pe = wstate;
+	const struct plugin_builtin *b = plugin_config_builtin(pe->pc);
+	struct plugin_sess *s = env->module_ctx[slot];
+	struct plugin_call *c;
+
+	if ((st != HOOK_DATA && st != HOOK_EOM) || s == NULL || s->closed || pe->broken ||
+	    b == NULL || b->on_abort == NULL)
+		return;
+	if ((c = plugin_call_new(s)) == NULL) {
+		log_event(LOG_LVL_ERROR, env->session_id,
+		    "event=plugin_error plugin=%s stage=%s error=\"no call slot\"", pe->pc->name,
+		    hook_stage_name(st));
+		return;
+	}
+	c->is_close = true;	/* no done() expected: one is ignored quietly */
+	b->on_abort(pe->instance, c->h);
+	call_retire(c, CALL_CLOSED);
+}
+
 static void plugin_entry_run(void *wstate, int slot, struct hook_call *call)
 {
 	struct plugin_sess *s = plugin_sess_get(wstate, slot, hook_call_env(call));
@@ -1506,6 +1529,7 @@ static const struct hook_module plugin_entry_module = {
 	.on_error = plugin_entry_on_error,
 	.on_error_tag = plugin_entry_on_error_tag,
 	.cancel = plugin_entry_cancel,
+	.skipped = plugin_entry_skipped,
 };
 
 const struct hook_instances hook_plugin_entries = {

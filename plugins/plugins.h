@@ -70,6 +70,10 @@ struct plugin_builtin {
 	 * borrowed for the call only). */
 	int (*init)(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
 	    const void *options, void **instance, char *err, size_t errlen);
+	/* Optional: `bypass:` leaves the entry out of the transaction (every recipient covered,
+	 * at DATA or end of data; maybe at both): drop it, apply nothing of it (a milter sends
+	 * SMFIC_ABORT). No done() is expected; synchronous. Built-ins only (no ABI member). */
+	void (*on_abort)(void *instance, struct mxgate_call *c);
 };
 
 extern const struct plugin_builtin clamd_builtin, milter_builtin, spamd_builtin, rspamd_builtin;

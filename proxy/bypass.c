@@ -1,31 +1,40 @@
 /* bypass.c — per-recipient bypass of content checks (bypass.h). */
 #include "bypass.h"
 
+#include <libfyaml.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "domain.h"
 #include "hook.h"
+#include "plugins/plugins.h"
 
-static const char *const bypass_names[BYPASS_NCHECKS] = {
-	[BYPASS_RULES] = "rules",
-	[BYPASS_GREYLIST] = "greylist",
-	[BYPASS_CLAMD] = "clamd",
-	[BYPASS_SPAMD] = "spamd",
-	[BYPASS_RSPAMD] = "rspamd",
-};
-
-int bypass_check_index(const char *name)
+/* The checks that need no `plugins:` entry of their name to be named: the rules engine,
+ * greylisting (registry modules) and the built-in plugins' types (plugins.h). */
+static bool bypass_check_builtin(const char *name)
 {
-	for (int i = 0; i < BYPASS_NCHECKS; i++)
-		if (name && strcmp(name, bypass_names[i]) == 0)
-			return i;
-	return -1;
+	return strcmp(name, "rules") == 0 || strcmp(name, "greylist") == 0 || plugins_find_builtin(name) != NULL;
 }
 
-const char *bypass_check_name(int i)
+/* Sender authentication: a fact about the message for every recipient (Authentication-
+ * Results, DMARC's policy), not a recipient's choice; amavis bypasses spam checks, not DKIM. */
+static bool bypass_check_is_senderauth(const char *name)
 {
-	return i >= 0 && i < BYPASS_NCHECKS ? bypass_names[i] : "?";
+	static const char *const auth[] = { "spf", "dkim", "arc", "dmarc", NULL };
+
+	for (size_t i = 0; auth[i]; i++)
+		if (strcmp(name, auth[i]) == 0)
+			return true;
+	return false;
+}
+
+/* A filter of the registry that judges the client before any recipient (dnsbl, rdns, ...). */
+static bool bypass_check_is_screen(const char *name)
+{
+	for (size_t i = 0; i < hook_nmodules; i++)
+		if (strcmp(hook_modules[i]->name, name) == 0)
+			return !bypass_check_builtin(name);
+	return false;
 }
 
 /* An item without '@' names a domain when it looks like one: a dot, a wildcard, a literal. */
@@ -108,7 +117,6 @@ static void bypass_entry_clear(struct bypass_entry *e)
 {
 	bypass_match_clear(&e->rcpt);
 	bypass_match_clear(&e->from);
-	e->mask = 0;
 }
 
 void bypass_entries_free(void *v, size_t n)
@@ -117,8 +125,8 @@ void bypass_entries_free(void *v, size_t n)
 		bypass_entry_clear((struct bypass_entry *)v + i);
 }
 
-/* Builds the matcher (files read now: a SIGHUP, which loads a new config, re-reads them)
- * and the mask; refuses a check that cannot be bypassed. */
+/* Builds the matchers (files read now: a SIGHUP, which loads a new config, re-reads them);
+ * refuses a check that cannot be bypassed (a name no plugin has: bypass_check_plugin_names). */
 static int bypass_entry_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct bypass_entry *e = obj;
@@ -126,15 +134,17 @@ static int bypass_entry_validate(struct cfg_parse *p, struct fy_node *n, void *o
 
 	bypass_entry_clear(e);
 	for (size_t i = 0; i < e->checks.n; i++) {
-		int k = bypass_check_index(e->checks.v[i]);
+		const char *c = e->checks.v[i];
 
-		if (k < 0)
+		if (bypass_check_is_senderauth(c))
+			rc = cfg_error_key(p, n, "checks", (long)i, "\"%s\": sender authentication is not "
+			    "bypassed: its result is the message's, for every recipient (Authentication-Results, "
+			    "DMARC's policy), not a recipient's choice", c);
+		else if (bypass_check_is_screen(c))
 			rc = cfg_error_key(p, n, "checks", (long)i, "\"%s\": not a check that can be bypassed "
-			    "(rules, greylist, clamd, spamd, rspamd); the DNS lists, reputation and rate limits "
-			    "judge the client before any recipient (exempt_recipients), a milter sees the "
-			    "whole transaction", e->checks.v[i]);
-		else
-			e->mask |= 1u << k;
+			    "(rules, greylist, clamd, spamd, rspamd, milter or a plugins: entry's name); the DNS "
+			    "lists, reputation and rate limits judge the client before any recipient "
+			    "(exempt_recipients)", c);
 	}
 	if (e->recipients.n == 0 && e->senders.n == 0)
 		rc = cfg_error_key(p, n, "recipients", -1, "an entry needs recipients, senders or both");
@@ -157,7 +167,10 @@ static const struct cfg_field bypass_entry_fields[] = {
 	         "spam.whitelist.rules). The null sender <> matches none. Empty (the default): any sender. "
 	         "MAIL FROM is the client's word: a forger writes it too" },
 	{ "checks", CFG_STRLIST, offsetof(struct bypass_entry, checks), .flags = CFG_REQUIRED,
-	  .doc = "what is not run for them: rules, greylist, clamd, spamd, rspamd (-t warns of clamd)" },
+	  .doc = "what is not run for them, by chain entry name: rules, greylist, clamd, spamd, rspamd, milter "
+	         "(a milter is sent ABORT instead of the message), or a plugins: entry's name (a shared "
+	         "object); not the DNS lists, reputation, rate limits nor sender authentication (spf, "
+	         "dkim, arc, dmarc); -t warns of clamd" },
 	{ NULL }
 };
 
@@ -173,34 +186,62 @@ static bool bypass_entry_covers(const struct bypass_entry *e, const char *sender
 	return e->recipients.n == 0 || bypass_match_has(&e->rcpt, addr);
 }
 
-bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *sender, const char *addr,
-    int check)
+int bypass_check_plugin_names(struct cfg_parse *p, struct fy_node *root, const struct bypass_entry *v,
+    size_t n, const char *const *names, size_t nnames)
 {
-	if (addr == NULL || check < 0 || check >= BYPASS_NCHECKS)
+	struct fy_node *list = n ? fy_node_pair_value(cfg_map_pair(root, "bypass")) : NULL;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < v[i].checks.n; j++) {
+			const char *c = v[i].checks.v[j];
+			size_t k = 0;
+
+			if (bypass_check_builtin(c) || bypass_check_is_senderauth(c) || bypass_check_is_screen(c))
+				continue;	/* known, or refused by the entry's validate */
+			while (k < nnames && strcmp(names[k], c) != 0)
+				k++;
+			if (k < nnames)
+				continue;
+			struct fy_node *item = list ? cfg_seq_item(list, i) : NULL;
+			size_t old = cfg_path_push_key(p, "bypass", 6);
+
+			cfg_path_push_index(p, i);
+			rc = cfg_error_key(p, item && fy_node_is_mapping(item) ? item : root, "checks", (long)j,
+			    "\"%s\": no check nor plugins: entry by that name (rules, greylist, clamd, spamd, "
+			    "rspamd, milter or a plugin's name:)", c);
+			cfg_path_pop(p, old);
+		}
+	return rc;
+}
+
+bool bypass_names(const struct bypass_entry *v, size_t n, const char *check)
+{
+	for (size_t i = 0; check && i < n; i++)
+		for (size_t j = 0; j < v[i].checks.n; j++)
+			if (strcmp(v[i].checks.v[j], check) == 0)
+				return true;
+	return false;
+}
+
+bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *sender, const char *addr,
+    const char *check)
+{
+	if (addr == NULL)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if ((v[i].mask & (1u << check)) && bypass_entry_covers(&v[i], sender, addr))
+		if (bypass_names(&v[i], 1, check) && bypass_entry_covers(&v[i], sender, addr))
 			return true;
 	return false;
 }
 
-unsigned bypass_message_mask(const struct bypass_entry *v, size_t n, const char *sender, const struct rcpt *r,
-    size_t nr)
+bool bypass_message_covered(const struct bypass_entry *v, size_t n, const char *sender, const struct rcpt *r,
+    size_t nr, const char *check)
 {
-	unsigned mask = 0;
-
-	if (nr == 0)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		mask |= v[i].mask;
-	/* a check stays skipped only while every recipient so far is covered for it */
-	for (size_t j = 0; j < nr && mask; j++) {
-		unsigned has = 0;
-
-		for (size_t i = 0; i < n; i++)
-			if ((v[i].mask & mask & ~has) && bypass_entry_covers(&v[i], sender, r[j].addr))
-				has |= v[i].mask;
-		mask &= has;
-	}
-	return mask;
+	if (nr == 0 || !bypass_names(v, n, check))
+		return false;
+	for (size_t j = 0; j < nr; j++)
+		if (!bypass_rcpt_covered(v, n, sender, r[j].addr, check))
+			return false;	/* a mixed message is checked fully */
+	return true;
 }

@@ -15,30 +15,27 @@
  * A check is skipped where a stage judges recipients: at RCPT the candidate alone decides
  * (greylisting: per recipient), at DATA and end of data the message is skipped only when
  * EVERY accepted recipient of the transaction is covered by an entry naming the check (as
- * amavis: a mixed message is checked fully; no transaction split). No I/O but the files,
- * read when the config is built. */
+ * amavis: a mixed message is checked fully; no transaction split). A milter, which sees
+ * the transaction from MAIL on, is not shown a covered recipient at RCPT and is sent
+ * SMFIC_ABORT instead of the message when every recipient is covered (chain.c tells the
+ * entry, hook_module.skipped). No I/O but the files, read when the config is built. */
 #ifndef MX_BYPASS_H
 #define MX_BYPASS_H
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "cfg.h"
 
 struct domain_set;
 struct rcpt;
 
-/* The checks an entry may name: the chain entries' names (a built-in plugin's is its
- * type). Bit (1u << BYPASS_x) in a mask. */
-enum bypass_check {
-	BYPASS_RULES = 0,
-	BYPASS_GREYLIST,
-	BYPASS_CLAMD,
-	BYPASS_SPAMD,
-	BYPASS_RSPAMD,
-	BYPASS_NCHECKS
-};
+/* A check an entry may name is a chain entry's name: the rules engine (rules), greylisting
+ * (greylist), a built-in plugin's type (clamd, spamd, rspamd, milter) or the `name:` of a
+ * `plugins:` entry (a shared object's, "mine"). Every chain entry of that name is skipped
+ * (two milters by one name: both). Refused at -t: the other filters' names (they judge the
+ * client before any recipient, or authenticate the sender: a fact about the message, not a
+ * recipient's choice) and a name no plugin has. */
 
 /* The addresses one list names. */
 struct bypass_match {
@@ -46,12 +43,11 @@ struct bypass_match {
 	struct cfg_strlist locals;      /* local parts and addresses (files' too), owned */
 };
 
-/* One `bypass:` item, as parsed; `rcpt`, `from` and `mask` are built by its validate. */
+/* One `bypass:` item, as parsed; `rcpt` and `from` are built by its validate. */
 struct bypass_entry {
 	struct cfg_strlist recipients;  /* as written; empty: every recipient */
 	struct cfg_strlist senders;     /* as written; empty: every sender */
-	struct cfg_strlist checks;      /* as written */
-	unsigned mask;                  /* the checks, bits of enum bypass_check */
+	struct cfg_strlist checks;      /* as written: the chain entries' names */
 	struct bypass_match rcpt;       /* recipients' matcher */
 	struct bypass_match from;       /* senders' matcher */
 };
@@ -63,21 +59,25 @@ extern const struct cfg_table bypass_entry_table;
  * cfg_table_free). */
 void bypass_entries_free(void *v, size_t n);
 
-/* The bit of a check's name ("clamd"), or -1 when no check by that name may be bypassed. */
-int bypass_check_index(const char *name);
-/* The name of check i (enum bypass_check). */
-const char *bypass_check_name(int i);
+/* -t, once every section is read (config.c): each check an entry names that is not a
+ * built-in one is the name of a `plugins:` entry (names[0..nnames)), else an error at
+ * bypass[i].checks[j] of root. 0 or -1. */
+int bypass_check_plugin_names(struct cfg_parse *p, struct fy_node *root, const struct bypass_entry *v,
+    size_t n, const char *const *names, size_t nnames);
+
+/* True when one of the n entries at v names check. */
+bool bypass_names(const struct bypass_entry *v, size_t n, const char *check);
 
 /* True when addr (a recipient's path without <>, or "Postmaster" alone) is covered for
- * check (enum bypass_check) by one of the n entries at v, for mail from sender (the
- * envelope sender without <>, "" for the null sender, NULL before MAIL: an entry with
- * senders covers neither of the last two). */
+ * check by one of the n entries at v, for mail from sender (the envelope sender without <>,
+ * "" for the null sender, NULL before MAIL: an entry with senders covers neither of the
+ * last two). */
 bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *sender, const char *addr,
-    int check);
+    const char *check);
 
-/* The checks (mask of enum bypass_check) to skip for a message from sender (as above) with
- * recipients r[0..nr): those every recipient is covered for. nr == 0: none. */
-unsigned bypass_message_mask(const struct bypass_entry *v, size_t n, const char *sender, const struct rcpt *r,
-    size_t nr);
+/* True when a message from sender (as above) with recipients r[0..nr) skips check: every
+ * recipient is covered for it. nr == 0: false. */
+bool bypass_message_covered(const struct bypass_entry *v, size_t n, const char *sender, const struct rcpt *r,
+    size_t nr, const char *check);
 
 #endif

@@ -561,6 +561,12 @@ void chain_on_timeout(struct chain *c)
 	chain_progressed(c);
 }
 
+/* bypass: entry i is not asked at this stage (chain_bypass_begin). */
+static bool chain_bypassed(const struct chain *c, size_t i)
+{
+	return c->nbypassed && c->bypassed[i];
+}
+
 static void chain_step(struct chain *c)
 {
 	c->in_step = true;
@@ -579,7 +585,7 @@ static void chain_step(struct chain *c)
 			continue;	/* never saw the connect: nothing to ask it about */
 		if (c->accepted && (e->mod->flags & HOOK_MODULE_SCORER) == 0)
 			continue;
-		if (i < 64 && (c->bypassed & (1ull << i)))
+		if (chain_bypassed(c, i))
 			continue;	/* bypass: every recipient it would judge is exempt from it */
 		if (c->deadline && chain_now(c) >= c->deadline && (e->mod->flags & HOOK_MODULE_SCORER) == 0) {
 			/* passed between two calls (one that answered just in time) */
@@ -617,7 +623,7 @@ static void chain_prefetch(struct chain *c, size_t from)
 
 		if (e->mod->prefetch == NULL || (e->stages & (1u << c->stage)) == 0 ||
 		    (i >= c->connect_cut && (e->stages & (1u << HOOK_CONNECT))) ||
-		    (i < 64 && (c->bypassed & (1ull << i))))
+		    chain_bypassed(c, i))
 			continue;
 		e->mod->prefetch(e->wstate, (int)i, c->env, c->stage);
 	}
@@ -628,55 +634,70 @@ static void chain_prefetch(struct chain *c, size_t from)
 static bool chain_bypass_named(const struct chain *c, size_t i, const char *name)
 {
 	for (size_t j = 0; j < i; j++)
-		if ((c->bypassed & (1ull << j)) && strcmp(c->mods->v[j].name, name) == 0)
+		if (c->bypassed[j] && strcmp(c->mods->v[j].name, name) == 0)
 			return true;
 	return false;
 }
 
-/* `bypass:` (bypass.h): the entries of this stage not run for its recipients. At RCPT the
- * candidate alone; at DATA and end of data every accepted recipient must be covered (a
- * mixed message is checked fully). Logged once per stage that skips something. */
+/* `bypass:` (bypass.h): the entries of this stage not run for its recipients, each by its
+ * name. At RCPT the candidate alone; at DATA and end of data every accepted recipient must
+ * be covered (a mixed message is checked fully). Every entry skipped hears it (skipped: a
+ * milter drops the transaction). Logged once per stage that skips something. No limit on
+ * the entries: a flag each, allocated at the session's first skip. */
 static void chain_bypass_begin(struct chain *c)
 {
 	const struct mx_config *cfg = c->env ? c->env->cfg : NULL;
 	const struct bypass_entry *bv;
-	unsigned mask = 0;
 	size_t nr = 0;
 	char names[128];
 	size_t len = 0;
 
-	if (cfg == NULL || cfg->bypass.n == 0 || c->mods == NULL)
+	if (cfg == NULL || cfg->bypass.n == 0 || c->mods == NULL || c->mods->n == 0)
+		return;
+	if (c->stage != HOOK_RCPT && c->stage != HOOK_DATA && c->stage != HOOK_EOM)
 		return;
 	bv = cfg->bypass.v;
-	if (c->stage == HOOK_RCPT) {
-		for (int k = 0; k < BYPASS_NCHECKS; k++)
-			if (bypass_rcpt_covered(bv, cfg->bypass.n, c->env->mail_from, c->env->cur_rcpt, k))
-				mask |= 1u << k;
-		nr = 1;
-	} else if (c->stage == HOOK_DATA || c->stage == HOOK_EOM) {
-		nr = c->env->nrcpts;
-		mask = bypass_message_mask(bv, cfg->bypass.n, c->env->mail_from, c->env->rcpts, nr);
-	}
-	if (mask == 0)
-		return;
+	nr = c->stage == HOOK_RCPT ? 1 : c->env->nrcpts;
 	names[0] = '\0';
-	for (size_t i = 0; i < c->mods->n && i < 64; i++) {
+	for (size_t i = 0; i < c->mods->n; i++) {
 		const struct chain_entry *e = &c->mods->v[i];
-		int k = bypass_check_index(e->name);
+		bool skip;
 
-		if (k < 0 || (mask & (1u << k)) == 0 || (e->stages & (1u << c->stage)) == 0)
+		if ((e->stages & (1u << c->stage)) == 0 || !bypass_names(bv, cfg->bypass.n, e->name))
 			continue;
 		if (i >= c->connect_cut && (e->stages & (1u << HOOK_CONNECT)))
 			continue;	/* not asked anyway */
-		/* two entries of one type (two clamd) are one name on the line */
-		if (!chain_bypass_named(c, i, e->name))
-			len += (size_t)snprintf(names + len, len < sizeof(names) ? sizeof(names) - len : 0,
-			    "%s%s", len ? "," : "", e->name);
-		c->bypassed |= 1ull << i;
+		if (c->bypassed == NULL && (c->bypassed = calloc(c->mods->n, sizeof(*c->bypassed))) == NULL)
+			return;	/* out of memory: every check runs */
+		/* two entries of one name (two clamd) are decided and named once */
+		if (chain_bypass_named(c, i, e->name)) {
+			c->bypassed[i] = true;
+			c->nbypassed++;
+			continue;
+		}
+		if (c->stage == HOOK_RCPT)
+			skip = bypass_rcpt_covered(bv, cfg->bypass.n, c->env->mail_from, c->env->cur_rcpt, e->name);
+		else
+			skip = bypass_message_covered(bv, cfg->bypass.n, c->env->mail_from, c->env->rcpts, nr, e->name);
+		if (!skip)
+			continue;
+		c->bypassed[i] = true;
+		c->nbypassed++;
+		len += (size_t)snprintf(names + len, len < sizeof(names) ? sizeof(names) - len : 0,
+		    "%s%s", len ? "," : "", e->name);
 	}
-	if (c->bypassed)
-		log_event(LOG_LVL_INFO, c->env->session_id, "event=bypass stage=%s checks=%s rcpts=%zu",
-		    hook_stage_name(c->stage), names, nr);
+	if (c->nbypassed == 0)
+		return;
+	log_event(LOG_LVL_INFO, c->env->session_id, "event=bypass stage=%s checks=%s rcpts=%zu",
+	    hook_stage_name(c->stage), names, nr);
+	c->depth++;
+	for (size_t i = 0; i < c->mods->n; i++) {
+		const struct chain_entry *e = &c->mods->v[i];
+
+		if (c->bypassed[i] && e->mod->skipped)
+			e->mod->skipped(e->wstate, (int)i, c->env, c->stage);
+	}
+	c->depth--;
 }
 
 /* Sets c up to run stage st from entry from on. */
@@ -692,7 +713,10 @@ static void chain_begin(struct chain *c, enum hook_stage st, size_t from, chain_
 	c->arg = arg;
 	c->running = true;
 	c->accepted = false;
-	c->bypassed = 0;
+	if (c->nbypassed) {
+		memset(c->bypassed, 0, c->mods->n * sizeof(*c->bypassed));
+		c->nbypassed = 0;
+	}
 	c->deadline = 0;
 	c->deadline_armed = false;
 	c->began = chain_now(c);
@@ -853,6 +877,9 @@ void chain_release(struct chain *c)
 	chain_free_calls(&c->spare);
 	c->nspare = 0;
 	chain_drop_pending(c);
+	free(c->bypassed);
+	c->bypassed = NULL;
+	c->nbypassed = 0;
 	free(c->env->module_ctx);
 	c->env->module_ctx = NULL;
 	c->running = false;

@@ -60,8 +60,9 @@ struct chain {
 	unsigned depth;           /* module callbacks on the stack (spent calls stay while > 0) */
 	bool running, in_step;
 	bool accepted;            /* an ACCEPT at this stage: only scorers still run */
-	uint64_t bypassed;        /* entries (bit = index, the first 64) `bypass:` skips at this
-	                           * stage (chain_bypass_begin) */
+	bool *bypassed;           /* per entry: `bypass:` skips it at this stage
+	                           * (chain_bypass_begin); allocated at the first skip */
+	size_t nbypassed;         /* entries skipped at this stage (0: bypassed is all false) */
 	struct verdict result;
 	/* where the HELO stage's symbols begin (helo_seen: it ran): a new EHLO (after STARTTLS)
 	 * replaces them instead of adding a second set */

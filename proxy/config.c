@@ -1158,7 +1158,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 	}
 	/* amavis lets a virus check be bypassed too; it is rarely meant */
 	for (size_t i = 0; i < cfg->bypass.n; i++)
-		if (((const struct bypass_entry *)cfg->bypass.v)[i].mask & (1u << BYPASS_CLAMD)) {
+		if (bypass_names((const struct bypass_entry *)cfg->bypass.v + i, 1, "clamd")) {
 			if (err_fp)
 				fprintf(err_fp, "%s: warning: bypass[%zu] skips clamd: viruses reach its "
 					"recipients unscanned\n", cfg->path, i);
@@ -1295,6 +1295,24 @@ static int config_check_lmdb_dirs(struct cfg_parse *p, struct fy_node *n, const 
 	return rc;
 }
 
+/* bypass: a check by a plugin's name names a `plugins:` entry (bypass.c). */
+static int config_check_bypass(struct cfg_parse *p, struct fy_node *n, const struct mx_config *c)
+{
+	const struct plugin_config *pcs = c->plugins.v;
+	const char **names;
+	int rc;
+
+	if (c->bypass.n == 0)
+		return 0;
+	if ((names = calloc(c->plugins.n + 1, sizeof(*names))) == NULL)
+		return cfg_error(p, n, "out of memory");
+	for (size_t i = 0; i < c->plugins.n; i++)
+		names[i] = pcs[i].name ? pcs[i].name : "";
+	rc = bypass_check_plugin_names(p, n, c->bypass.v, c->bypass.n, names, c->plugins.n);
+	free(names);
+	return rc;
+}
+
 static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct mx_config *c = obj;
@@ -1383,6 +1401,8 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		rc = -1;
 	if (exempt_recipients_check(p, n, c) < 0)
 		rc = -1;
+	if (config_check_bypass(p, n, c) < 0)
+		rc = -1;
 	if (config_resolve_backends(p, n, c) < 0)
 		rc = -1;
 	return rc;
@@ -1444,7 +1464,7 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	{ "exempt_recipients", CFG_STRLIST, offsetof(struct mx_config, exempt_recipients),
 	  .doc = "recipients a client refused for what it is (a DNS list, its reputation, a rate limit's reject) may still write to, as RFC 5321 4.5.1 and RFC 2142 ask (Postfix's check_recipient_access before reject_rbl_client): local parts (postmaster: postmaster@ of every accepted domain, and <Postmaster>) or full addresses (abuse@example.org). The refusal is then given at each other RCPT instead of at MAIL, logged as before; an exempt recipient is logged event=exempt_recipient and its message is relayed and scanned like any other. Not a drop (521), a load shed (421), nor a client that failed pregreet or a protocol test. Empty (the default): refused at MAIL" },
 	{ "bypass", CFG_STRUCT_LIST, offsetof(struct mx_config, bypass), .sub = &bypass_entry_table,
-	  .doc = "content checks not run for some recipients (amavis's bypass_spam_checks_maps, a customer who wants no filtering, abuse@ taking spam samples; with senders, a per-domain sender whitelist): a list of { recipients, senders, checks }. At RCPT a check judges the candidate alone (greylist: that recipient is not greylisted); at DATA and end of data a check is skipped only when every accepted recipient of the message is covered for it, so a mixed message is checked fully (no transaction split). A skipped check adds no header (no X-Spam-* score that was not computed); each message with one is logged event=bypass. Connect, HELO and MAIL checks (DNS lists, reputation, rate limits) are not bypassed: see exempt_recipients. Empty (the default): every check for everyone" },
+	  .doc = "content checks not run for some recipients (amavis's bypass_spam_checks_maps, a customer who wants no filtering, abuse@ taking spam samples; with senders, a per-domain sender whitelist): a list of { recipients, senders, checks }. At RCPT a check judges the candidate alone (greylist: that recipient is not greylisted); at DATA and end of data a check is skipped only when every accepted recipient of the message is covered for it, so a mixed message is checked fully (no transaction split). A skipped check adds no header (no X-Spam-* score that was not computed); each message with one is logged event=bypass. A milter is not shown a covered recipient at RCPT and is sent ABORT instead of a message all of whose recipients bypass it; a shared-object plugin is named by its name:. Connect, HELO and MAIL checks (DNS lists, reputation, rate limits) are not bypassed: see exempt_recipients; nor is sender authentication (spf, dkim, arc, dmarc: Authentication-Results is the message's). Empty (the default): every check for everyone" },
 	/* then every module's section, at its `order` (modules.def) */
 #define MX_SECTION CFG_STRUCT
 #define MX_LIST CFG_STRUCT_LIST

@@ -352,6 +352,12 @@ struct hook_module {
 	 * transaction sent to the backend with a message's final dot); the stage still runs
 	 * at its turn. Without it the module's stages are never settled. */
 	bool (*settled)(void *wstate, int slot, const struct hook_env *env, enum hook_stage st);
+	/* Optional: `bypass:` leaves this entry out at stage st (bypass.h): it is not asked at
+	 * st. Called when st begins, before the entries run; no verdict, synchronous, must not
+	 * block. At HOOK_DATA and HOOK_EOM the transaction goes on without the entry (every
+	 * recipient is covered): what it keeps of the transaction is to be dropped (a milter is
+	 * sent ABORT). */
+	void (*skipped)(void *wstate, int slot, struct hook_env *env, enum hook_stage st);
 };
 
 /* The registry (modules.def, modules.c): the modules of the config sections, filters

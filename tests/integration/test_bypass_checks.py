@@ -3,10 +3,14 @@
 bypass_virus_checks_maps / bypass_spam_checks_maps): a message whose every recipient is
 covered is not scanned, a mixed message is checked fully (a check is skipped only when
 every accepted recipient bypasses it), greylisting (a RCPT check) is skipped per recipient,
--t refuses what cannot be bypassed and warns of a virus check, SIGHUP re-reads the list.
+-t refuses what cannot be bypassed (sender authentication, the client's screens, a name
+no plugin has) and warns of a virus check, SIGHUP re-reads the list; a milter bypassed by
+every recipient is sent ABORT instead of the message, a shared-object plugin is bypassed by
+its name.
 
 Peers: smtp-sink as the backend, a real clamd (EICAR signatures), the rules engine with a
-header rule worth 20 (reject at 15), greylisting on its default store."""
+header rule worth 20 (reject at 15), greylisting on its default store, a python3-milter
+filter (tests/peers/mx_milter.py), opendkim (signing), plugins/examples/example_plugin.so."""
 import os
 import re
 import sys
@@ -138,7 +142,15 @@ def checked(bypass):
 
 
 rc, out = mt.config_check(checked([{'recipients': ['a.example'], 'checks': ['milter']}]), 'milter')
-mt.check(rc == 1 and 'bypass[0].checks[0]' in out and 'not a check' in out, '-t refuses checks: [milter] (%s)' % out.strip()[:300])
+mt.check(rc == 0, '-t takes checks: [milter] (%s)' % out.strip()[:300])
+for auth in ('dkim', 'dmarc', 'spf', 'arc'):
+    rc, out = mt.config_check(checked([{'recipients': ['a.example'], 'checks': ['rules', auth]}]), 'auth-' + auth)
+    mt.check(rc == 1 and re.search(r'auth-%s\.yaml:\d+:\d+: bypass\[0\]\.checks\[1\]: "%s": sender authentication '
+                                   r'is not bypassed' % (auth, auth), out),
+             '-t refuses checks: [%s]: sender authentication, at its FILE:LINE:COL (%s)' % (auth, out.strip()[:300]))
+rc, out = mt.config_check(checked([{'recipients': ['a.example'], 'checks': ['mine']}]), 'noplugin')
+mt.check(rc == 1 and re.search(r'noplugin\.yaml:\d+:\d+: bypass\[0\]\.checks\[0\]: "mine": no check nor plugins: entry', out),
+         '-t refuses a check no plugins: entry is named (%s)' % out.strip()[:300])
 rc, out = mt.config_check(checked([{'recipients': ['a.example'], 'checks': ['dnsbl']}]), 'dnsbl')
 mt.check(rc == 1 and 'exempt_recipients' in out, '-t refuses dnsbl and points at exempt_recipients')
 rc, out = mt.config_check(checked([{'recipients': ['<a@b.example>'], 'checks': ['rules']}]), 'badrcpt')
@@ -147,4 +159,96 @@ rc, out = mt.config_check(checked(BYPASS), 'warn')
 mt.check(rc == 0 and 'bypass[0] skips clamd' in out, '-t warns of a clamd bypass (%s)' % out.strip()[:300])
 rc, out = mt.config_check(checked(BYPASS[1:]), 'nowarn')
 mt.check(rc == 0 and 'warning' not in out, '-t quiet for a rules-only bypass (%s)' % out.strip()[:300])
+
+# A milter (tests/peers/mx_milter.py on python3-milter: 550 at RCPT for reject@, 550 at end
+# of data for REJECTME, else an X-Test-Milter header). A message whose every recipient
+# bypasses it gets SMFIC_ABORT in place of the message (the milter's abort callback, no eom);
+# a mixed one is checked fully; at RCPT a covered recipient is not shown to it.
+mil = mt.milter()
+mil_log = os.path.join(mt.TMP, mil.name + '.log')
+
+
+def milter_saw(what, sender):
+    with open(mil_log) as f:
+        return ('%s <%s>' % (what, sender)) in f.read().splitlines()
+
+
+mcfg = mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
+                 plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
+                           'on_error': 'tempfail', 'timeout': '20s'}],
+                 bypass=[{'recipients': ['nofilter.example'], 'checks': ['milter']}])
+mm = mt.Mxgate(mcfg, 'mx-bypass-milter')
+c = mt.Client(mm.port, timeout=60)
+c.ehlo('client.test')
+r = mt.send_mail(mm.port, 'm-abort@example.org', ['u@nofilter.example', 'reject@nofilter.example'],
+                 mt.message('m-abort', body='REJECTME\r\n'), client=c, timeout=60)
+got = at_sink('m-abort')
+mt.check(list(r.rcpt_codes) == [250, 250] and r.code == 250 and len(got) == 1,
+         'REJECTME to two recipients that bypass the milter (one it would refuse at RCPT) delivered: '
+         'RCPT %s, end of data %s %s' % (list(r.rcpt_codes), r.code, r.text))
+mt.check(got and b'X-Test-Milter' not in got[0][1], 'nothing of the milter in that message')
+mt.check(mt.wait_for(lambda: milter_saw('abort', 'm-abort@example.org'), mt.slack(20)) and
+         not milter_saw('eom', 'm-abort@example.org'), 'the milter was sent ABORT, not the message')
+mt.check(mm.wait_log(r'event=bypass stage=data checks=milter rcpts=2') is not None,
+         'logged event=bypass stage=data checks=milter rcpts=2')
+# the same session, the same milter connection: the next message is filtered as ever
+r = mt.send_mail(mm.port, 'm-next@example.org', ['b@example.test'], mt.message('m-next'), client=c, timeout=60)
+got = at_sink('m-next')
+mt.check(r.code == 250 and got and b'X-Test-Milter: passed' in got[0][1],
+         'after the ABORT the next message of the session is filtered (%s %s)' % (r.code, r.text))
+mt.check(milter_saw('eom', 'm-next@example.org'), 'the milter saw that message to its end')
+r = mt.send_mail(mm.port, 'm-mixed@example.org', ['u@nofilter.example', 'b@example.test'],
+                 mt.message('m-mixed', body='REJECTME\r\n'), client=c, timeout=60)
+mt.check(r.code == 550 and not at_sink('m-mixed'),
+         'REJECTME to a bypassing and an ordinary recipient refused by the milter (%s %s)' % (r.code, r.text))
+r = mt.send_mail(mm.port, 'm-rcpt@example.org', ['reject@example.test', 'reject@nofilter.example'],
+                 mt.message('m-rcpt'), client=c, timeout=60)
+mt.check(list(r.rcpt_codes) == [550, 250] and r.code == 250,
+         'at RCPT the milter judges the candidate alone: reject@ of an ordinary domain refused, of a '
+         'bypassing one accepted (RCPT %s)' % list(r.rcpt_codes))
+c.cmd('QUIT')
+mm.stop()
+
+# A C libmilter filter, opendkim signing for example.org: a message whose every recipient
+# bypasses it is ABORTed there and relayed unsigned; the session's next message is signed
+# (the filter's state after the ABORT is the protocol's "before MAIL").
+dk = mt.opendkim()
+dm = mt.Mxgate(mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
+                         plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % dk.port,
+                                   'on_error': 'tempfail', 'timeout': '20s'}],
+                         bypass=[{'recipients': ['nofilter.example'], 'checks': ['milter']}]), 'mx-bypass-dkim')
+c = mt.Client(dm.port, timeout=60)
+c.ehlo('client.test')
+r1 = mt.send_mail(dm.port, 'a@example.org', ['u@nofilter.example'], mt.message('k-bypass'), client=c, timeout=60)
+r2 = mt.send_mail(dm.port, 'a@example.org', ['b@example.test'], mt.message('k-signed'), client=c, timeout=60)
+c.cmd('QUIT')
+g1, g2 = at_sink('k-bypass'), at_sink('k-signed')
+mt.check(r1.code == 250 and g1 and b'DKIM-Signature:' not in g1[0][1],
+         'opendkim bypassed: the message relayed unsigned (%s %s)' % (r1.code, r1.text))
+mt.check(r2.code == 250 and g2 and g2[0][1].count(b'DKIM-Signature:') == 1,
+         'the next message of the session signed once by opendkim (%s %s)' % (r2.code, r2.text))
+dm.stop()
+
+# A shared object by its plugins: name (plugins/examples/example_plugin.c: 550 for MAGICWORD)
+so = os.path.join(mt.BUILD, 'example_plugin.so')
+if not os.path.exists(so):
+    mt.fail('example_plugin.so not built (it is part of the build): ' + so)
+def so_cfg(**extra):
+    return mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
+                     plugins=[{'name': 'ex', 'path': so}],
+                     bypass=[{'recipients': ['nofilter.example'], 'checks': ['ex']}], **extra)
+
+
+pcfg = so_cfg()
+rc, out = mt.config_check(so_cfg(listen=['127.0.0.1:2525']), 'so-name')
+mt.check(rc == 0, '-t takes a plugins: entry\'s name as a check (%s)' % out.strip()[:300])
+pm = mt.Mxgate(pcfg, 'mx-bypass-so')
+code, text = send(pm.port, ['u@nofilter.example'], mt.message('p-bypass', body='MAGICWORD\r\n'))
+got = at_sink('p-bypass')
+mt.check(code == 250 and got and b'X-Example-Plugin' not in got[0][1],
+         'MAGICWORD to a recipient bypassing `ex` delivered, the plugin not run (%s %s)' % (code, text))
+mt.check(pm.wait_log(r'event=bypass stage=eom checks=ex rcpts=1') is not None, 'logged checks=ex')
+code, text = send(pm.port, ['u@nofilter.example', 'b@example.test'], mt.message('p-mixed', body='MAGICWORD\r\n'))
+mt.check(code == 550 and not at_sink('p-mixed'), 'MAGICWORD to a mixed message refused by `ex` (%s %s)' % (code, text))
+pm.stop()
 mt.finish()

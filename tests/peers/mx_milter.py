@@ -19,6 +19,7 @@ What the message asks for decides the answer, so one filter drives every verdict
   otherwise          -> adds X-Test-Milter: passed; qid=<i> and X-Milter-Macros with the
                         macros it saw (j, _, {client_addr}, {mail_addr}, {rcpt_addr}, ...)
 Connect, MAIL and body callbacks are marked no-reply, so the client must honour SMFIP_NR_*.
+It prints "eom <sender>" at each end of message and "abort <sender>" at each SMFIC_ABORT.
 """
 import sys
 import time
@@ -80,6 +81,7 @@ class MxTestMilter(Milter.Base):
         return Milter.CONTINUE
 
     def eom(self):
+        print('eom', getattr(self, 'mailfrom', '-'), flush=True)
         b = self.buf
         if b'REJECTME' in b:
             self.setreply('550', '5.7.1', 'rejected by mx test milter')
@@ -115,6 +117,11 @@ class MxTestMilter(Milter.Base):
         self.addheader('X-Test-Milter', 'passed; qid=%s' % self.macros.get('i'))
         self.addheader('X-Milter-Macros', ' '.join('%s=%s' % kv for kv in sorted(self.macros.items())))
         return Milter.ACCEPT
+
+    def abort(self):
+        # SMFIC_ABORT: the MTA dropped the transaction (RSET, a refusal, mxgate's bypass:)
+        print('abort', getattr(self, 'mailfrom', '-'), flush=True)
+        return Milter.CONTINUE
 
 
 def main():

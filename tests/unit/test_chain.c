@@ -49,6 +49,8 @@ struct fake_mod {
 	struct hook_env *env;
 	struct hook_call *pending;
 	int prefetches;               /* hook_module.prefetch heard */
+	int skips;                    /* hook_module.skipped heard (bypass:) */
+	enum hook_stage skip_stage;
 	int runs_at_prefetch;         /* every fake's runs together when it was last heard */
 	enum hook_stage prefetch_stage;
 	int outcomes;                 /* transaction outcomes heard */
@@ -159,6 +161,14 @@ static void fake_prefetch(void *ws, int slot, struct hook_env *env, enum hook_st
 	f->runs_at_prefetch += norder * 1000;   /* the runs recorded so far, as a check */
 }
 
+static void fake_skipped(void *ws, int slot, struct hook_env *env, enum hook_stage st)
+{
+	struct fake_mod *f = ws;
+
+	f->skips++;
+	f->skip_stage = st;
+}
+
 static unsigned fake_stages(void *ws) { return ((struct fake_mod *)ws)->stages; }
 static uint64_t fake_timeout_ms(void *ws) { return ((struct fake_mod *)ws)->timeout_ms; }
 static enum verdict_action fake_on_error(void *ws) { return ((struct fake_mod *)ws)->on_error; }
@@ -186,7 +196,7 @@ FAKE_INIT(6)
 		.name = nm, .worker_init = fake_init_##i, .worker_free = fake_worker_free, \
 		.stages = fake_stages, .run = fake_run, .session_free = fake_session_free, \
 		.timeout_ms = fake_timeout_ms, .on_error = fake_on_error, .on_error_tag = fake_on_error_tag, \
-		.outcome = fake_outcome, .prefetch = fake_prefetch }
+		.outcome = fake_outcome, .prefetch = fake_prefetch, .skipped = fake_skipped }
 FAKE_MODULE(0, "fake0");
 FAKE_MODULE(1, "fake1");
 FAKE_MODULE(2, "fake2");
@@ -1660,12 +1670,66 @@ static void test_bypass_entries(void **state)
 			if (fakes[k].prefetches != rows[i].want_runs[k])
 				fail_msg("row \"%s\": %s prefetched %d times, want %d", rows[i].label, names[k],
 				    fakes[k].prefetches, rows[i].want_runs[k]);
+			/* an entry of the stage not run was bypassed: it heard so, once */
+			int want_skips = (fakes[k].stages & S_(rows[i].st)) && !rows[i].want_runs[k];
+			if (fakes[k].skips != want_skips || (want_skips && fakes[k].skip_stage != rows[i].st))
+				fail_msg("row \"%s\": %s heard skipped %d times, want %d", rows[i].label, names[k],
+				    fakes[k].skips, want_skips);
 		}
 		chain_release(&fx->chain);
 	}
 	fx->env.rcpts = NULL;
 	fx->env.nrcpts = 0;
 	fx->env.cur_rcpt = NULL;
+	fx->env.cfg = NULL;
+	config_free(cfg);
+}
+
+/* No limit on the entries bypass can leave out (session 27 had a 64-bit mask: entries from
+ * the 65th on always ran): 70 entries, the clamd ones at 3, 64, 65 and 69 skipped at EOM for
+ * a bypassed recipient, the spamd ones run; for a mixed message every one runs. */
+#define MANY 70
+static void test_bypass_many_entries(void **state)
+{
+	static const char text[] =
+	    "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+	    "bypass: [{ recipients: [nofilter.example], checks: [clamd] }]\n";
+	static struct fake_mod many[MANY];
+	static struct chain_entry entries[MANY];
+	struct fx *fx = *state;
+	struct mx_config *cfg = NULL;
+	struct rcpt r[2];
+
+	assert_int_equal(config_load_string("t.yaml", text, strlen(text), &cfg, NULL), 0);
+	fx->env.cfg = cfg;
+	memset(r, 0, sizeof(r));
+	r[0].addr = (char *)"u@nofilter.example";
+	r[1].addr = (char *)"u@example.org";
+	for (size_t nr = 1; nr <= 2; nr++) {
+		memset(many, 0, sizeof(many));
+		for (int k = 0; k < MANY; k++) {
+			bool clamd = k == 3 || k == 64 || k == 65 || k == MANY - 1;
+
+			many[k].stages = S_(HOOK_EOM);
+			many[k].null_verdict = true;
+			entries[k] = (struct chain_entry){ &fake_module_0, &many[k], S_(HOOK_EOM), clamd ? "clamd" : "spamd" };
+		}
+		fx->mods = (struct chain_modules){ entries, MANY, S_(HOOK_EOM) };
+		fx->env.rcpts = r;
+		fx->env.nrcpts = nr;
+		chain_init(&fx->chain, &fx->mods, &fx->env, &fx->timer);
+		chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+		for (int k = 0; k < MANY; k++) {
+			int want = nr == 1 && strcmp(entries[k].name, "clamd") == 0 ? 0 : 1;
+
+			if (many[k].runs != want || many[k].skips != 1 - want)
+				fail_msg("%zu recipient(s): entry %d (%s) ran %d times, skipped %d, want %d run(s)",
+				    nr, k, entries[k].name, many[k].runs, many[k].skips, want);
+		}
+		chain_release(&fx->chain);
+	}
+	fx->env.rcpts = NULL;
+	fx->env.nrcpts = 0;
 	fx->env.cfg = NULL;
 	config_free(cfg);
 }
@@ -1705,6 +1769,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_connect_cut_lifted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bypass_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bypass_many_entries, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
