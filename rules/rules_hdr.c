@@ -594,10 +594,13 @@ static size_t hdr_values(struct eval_ctx *c, const char *request, const char **o
 
 /* The cache's slot for hash h and request: its entry of this message, else the free slot
  * where it goes (entries of earlier messages are free), else NULL (every slot taken). */
-static struct eval_hdr_cache *hdr_cache_slot(struct eval_msg *m, uint32_t h, const char *request)
+static inline struct eval_hdr_cache *hdr_cache_slot(struct eval_msg *m, uint32_t h,
+    const char *request)
 {
+	size_t mask = m->hslots - 1;
+
 	for (size_t k = 0; k < m->hslots; k++) {
-		struct eval_hdr_cache *e = &m->hcache[(h + k) & (m->hslots - 1)];
+		struct eval_hdr_cache *e = &m->hcache[(h + k) & mask];
 
 		if (e->gen != m->gen || (e->hash == h && strcmp(e->req, request) == 0))
 			return e;
