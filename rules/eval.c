@@ -363,7 +363,7 @@ void eval_msg_reset(struct eval_msg *m)
 	m->chunks = keep;
 	m->gen = gen + 1;
 	if (m->gen == 0) {                 /* wrapped: old entries must not look current */
-		memset(m->hcache, 0, sizeof(m->hcache));
+		memset(m->hcache, 0, m->hslots * sizeof(*m->hcache));
 		m->gen = 1;
 	}
 }
@@ -374,6 +374,7 @@ void eval_msg_free(struct eval_msg *m)
 		return;
 	eval_msg_reset(m);
 	free(m->chunks);                   /* the chunk reset keeps for the next message */
+	free(m->hcache);
 	free(m);
 }
 

@@ -55,7 +55,8 @@ bool eval_domain_valid(const struct eval_conf *c, const char *d);
 struct eval_chunk;
 struct eval_mime;
 struct eval_html;
-#define EVAL_HDR_CACHE 1024          /* slots; a power of two */
+#define EVAL_HDR_CACHE 1024          /* slots at most; a power of two */
+#define EVAL_HDR_CACHE_FIRST 64      /* slots at first; doubled when half are taken */
 struct eval_hdr_cache {
 	const char *req; uint32_t hash, gen; const char **v; size_t n;
 	const char *joined; size_t jlen;  /* lazily: the values as a header rule sees them */
@@ -63,8 +64,10 @@ struct eval_hdr_cache {
 struct eval_msg {
 	struct eval_chunk *chunks;
 	uint32_t gen;                                 /* bumped per message: cache validity */
-	struct eval_hdr_cache hcache[EVAL_HDR_CACHE]; /* SA's get() results, by request */
+	struct eval_hdr_cache *hcache;                /* SA's get() results, by request: */
+	size_t hslots;                                /* slots (0: none yet), as many as needed */
 	bool rcvd_done; struct rcvd_info rcvd;
+	size_t hused;                                 /* hcache slots of this message */
 	int rcvd_offset;                              /* 1 when mxgate's client relay leads */
 	bool envfrom_done; const char *envfrom;       /* NULL: undefined */
 	/* eval_header.c */

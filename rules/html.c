@@ -10,6 +10,7 @@
 
 #include "charset.h"
 #include "uri.h"
+#include "textbuf.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -150,6 +151,26 @@ static bool html_is_nbsp2(const char *s, size_t n)
 	    (unsigned char)s[2] == 0xc2 && (unsigned char)s[3] == 0xa0;
 }
 
+/* Appends s[0..n) to the rendering, NUL-terminated. Its buffer grows by doubling, but to
+ * no more than the rendering can reach: the input left to render (from html_run's
+ * text_start) never renders longer than it is (an entity to at most its own length in
+ * UTF-8, a tag to at most two line breaks, a run of white space to one space), so the
+ * rendering ends within what is rendered now plus that. A rendering that grew by
+ * doubling held up to twice its text at the one-HTML-part peak. Should that bound not
+ * hold, the buffer grows by doubling past it, as before. */
+static void html_render_put(struct html_state *h, const char *s, size_t n)
+{
+	struct html_buf *b = &h->text;
+	size_t need = b->n + n + 1;
+
+	if (need > b->cap)
+		textbuf_grow_within(&b->p, &b->cap, 256, need, h->run_at && *h->run_at <= h->run_len ?
+		    b->n + (h->run_len - *h->run_at) + 1 : 0);
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+}
+
 static void html_display(struct html_state *h, const char *s, size_t n, bool ws, bool invis)
 {
 	struct html_buf t = { 0 };
@@ -185,10 +206,7 @@ static void html_display(struct html_state *h, const char *s, size_t n, bool ws,
 		}
 	}
 	h->last_start = h->text.n;
-	if (t.n)
-		html_put(&h->text, t.p, t.n);
-	else
-		html_put(&h->text, "", 0);
+	html_render_put(h, t.p ? t.p : "", t.n);
 	h->have_last = true;
 	h->last_ws = ws;
 	h->last_invis = invis;
@@ -890,6 +908,9 @@ static void html_run(struct html_state *h, const char *s, size_t n)
 	size_t i = 0, text_start = 0;
 	const char *literal = NULL;       /* inside script/style...: the end tag awaited */
 
+	/* what is left to render, for html_render_put (html_analyze clears it) */
+	h->run_at = &text_start;
+	h->run_len = n;
 	while (i < n) {
 		size_t j, ns, ne;
 		bool end;
@@ -1111,6 +1132,7 @@ void html_analyze(const char *text, size_t len, struct html_result *r,
 		html_run(&h, pre, o);
 		free(pre);
 	}
+	h.run_at = NULL;                  /* html_run's, gone */
 	/* results */
 	if (h.seen_tags) {
 		r->has_tags = true;

@@ -45,6 +45,8 @@ struct html_state {
 	bool seen_tags, seen_elements, seen_tags_seen, seen_elements_seen, seen_obf;
 	/* display text: pieces with whitespace / invisible flags */
 	struct html_buf text;          /* all pieces joined */
+	const size_t *run_at;          /* html_run's input not rendered yet starts here (NULL */
+	size_t run_len;                /* outside it), of run_len octets: text grows to fit it */
 	size_t last_start;             /* where the last piece begins */
 	bool have_last, last_ws, last_invis;
 	char **backhair; size_t nbackhair;

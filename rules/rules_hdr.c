@@ -592,38 +592,79 @@ static size_t hdr_values(struct eval_ctx *c, const char *request, const char **o
 	return n;
 }
 
+/* The cache's slot for hash h and request: its entry of this message, else the free slot
+ * where it goes (entries of earlier messages are free), else NULL (every slot taken). */
+static inline struct eval_hdr_cache *hdr_cache_slot(struct eval_msg *m, uint32_t h,
+    const char *request)
+{
+	size_t mask = m->hslots - 1;
+
+	for (size_t k = 0; k < m->hslots; k++) {
+		struct eval_hdr_cache *e = &m->hcache[(h + k) & mask];
+
+		if (e->gen != m->gen || (e->hash == h && strcmp(e->req, request) == 0))
+			return e;
+	}
+	return NULL;
+}
+
+/* Doubles the cache (from EVAL_HDR_CACHE_FIRST slots, up to EVAL_HDR_CACHE) when half its
+ * slots are taken, its entries of this message moved over. It had EVAL_HDR_CACHE slots
+ * (49 kB) in every scratch whatever the rules asked; a rule set asks for a few dozen to a
+ * few hundred fields. */
+static void hdr_cache_grow(struct eval_msg *m)
+{
+	size_t ns = m->hslots ? m->hslots * 2 : EVAL_HDR_CACHE_FIRST;
+	struct eval_hdr_cache *old = m->hcache, *t;
+	size_t olds = m->hslots;
+
+	if (m->hslots >= EVAL_HDR_CACHE || (m->hslots && m->hused * 2 < m->hslots))
+		return;
+	t = calloc(ns, sizeof(*t));
+	if (t == NULL)
+		return;                        /* the cache as it is, full sooner */
+	m->hcache = t;
+	m->hslots = ns;
+	for (size_t i = 0; i < olds; i++)
+		if (old[i].gen == m->gen)
+			*hdr_cache_slot(m, old[i].hash, old[i].req) = old[i];
+	free(old);
+}
+
 /* hdr_values() once per message and request (header rules ask for the same fields many
- * times); at most 256 values. The cache entry, or NULL when the cache is full. */
+ * times); at most 256 values. The cache entry, or NULL when the cache is full. The values
+ * are got before a slot is taken: getting them may ask for other fields. */
 static struct eval_hdr_cache *hdr_cache_entry(struct eval_ctx *c, const char *request)
 {
 	struct eval_msg *m = c->m;
 	uint32_t h = 2166136261u;
-	size_t slot;
+	struct eval_hdr_cache *e;
+	const char *v[256];
+	size_t n;
 
 	for (const char *p = request; *p; p++)
 		h = (h ^ (unsigned char)*p) * 16777619u;
-	for (size_t k = 0; k < EVAL_HDR_CACHE; k++) {
-		struct eval_hdr_cache *e;
-
-		slot = (h + k) & (EVAL_HDR_CACHE - 1);
-		e = &m->hcache[slot];
-		if (e->gen != m->gen) {
-			const char *v[256];
-
-			e->n = hdr_values(c, request, v, 256);
-			e->v = eval_alloc(c, (e->n ? e->n : 1) * sizeof(char *));
-			memcpy(e->v, v, e->n * sizeof(char *));
-			e->req = eval_strndup(c, request, strlen(request));
-			e->hash = h;
-			e->gen = m->gen;
-			e->joined = NULL;
-			e->jlen = 0;
-			return e;
-		}
-		if (e->hash == h && strcmp(e->req, request) == 0)
-			return e;
-	}
-	return NULL;
+	e = hdr_cache_slot(m, h, request);
+	if (e != NULL && e->gen == m->gen)
+		return e;
+	if (m->hused >= EVAL_HDR_CACHE)
+		return NULL;
+	n = hdr_values(c, request, v, 256);
+	hdr_cache_grow(m);
+	e = hdr_cache_slot(m, h, request);
+	if (e == NULL)
+		return NULL;
+	if (e->gen != m->gen)
+		m->hused++;
+	e->n = n;
+	e->v = eval_alloc(c, (n ? n : 1) * sizeof(char *));
+	memcpy(e->v, v, n * sizeof(char *));
+	e->req = eval_strndup(c, request, strlen(request));
+	e->hash = h;
+	e->gen = m->gen;
+	e->joined = NULL;
+	e->jlen = 0;
+	return e;
 }
 
 static size_t hdr_values_cached(struct eval_ctx *c, const char *request, const char ***out)

@@ -89,8 +89,10 @@ struct rules_set {
 struct rules_buf { char *p; size_t n, cap; };
 
 /* A text of lines joined by '\n'; off[i] = start offset, line i ends before the next
- * start - 1 (or at n). */
-struct rules_lines { struct rules_buf b; size_t *off; size_t nlines, cap; };
+ * start - 1 (or at n). At most RULES_MAX_LINES lines and UINT32_MAX octets (the views'
+ * texts are a few MB: RULES_MAX_TEXT). room: what the text can reach at most, as far as
+ * the builder knows (0: nothing known), so that b grows to it, not by doubling past it. */
+struct rules_lines { struct rules_buf b; uint32_t *off; size_t nlines, cap, room; };
 
 struct rules_hfield {
 	const char *name; size_t nlen;   /* the key before ':', trailing blanks off */

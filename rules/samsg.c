@@ -363,7 +363,7 @@ static struct samsg_line *samsg_split(struct samsg *m, const char *text, size_t 
     bool *crlf, bool borrow)
 {
 	const char *first_nl = memchr(text, '\n', len), *b;
-	size_t o = 0, cap = 64, k = 0, start = 0;
+	size_t o = 0, cap = 1, k = 0, start = 0;
 	struct samsg_line *v;
 
 	*crlf = (first_nl && first_nl > text && first_nl[-1] == '\r') ||
@@ -382,16 +382,17 @@ static struct samsg_line *samsg_split(struct samsg *m, const char *text, size_t 
 		c[o] = '\0';
 		b = c;
 	}
+	/* as many lines as the text has (its line breaks, and a last line without one): the
+	 * array grown by doubling held up to twice them, at the parse's peak on a message of
+	 * many short lines */
+	for (const char *q = b; (q = memchr(q, '\n', o - (size_t)(q - b))) != NULL; q++)
+		cap++;
 	v = samsg_xrealloc(NULL, cap * sizeof(*v));
 	for (size_t i = 0; i <= o; i++) {
 		if (i == o || b[i] == '\n') {
 			size_t e = i < o ? i + 1 : i;
 
 			if (e > start) {
-				if (k == cap) {
-					cap *= 2;
-					v = samsg_xrealloc(v, cap * sizeof(*v));
-				}
 				v[k].p = b + start;
 				v[k].n = e - start;
 				k++;
@@ -476,8 +477,11 @@ static struct samsg_line *samsg_read_message(struct samsg *m, int part, const ch
 	if (top)
 		m->head_lines = i;
 	/* body lines; a run of more than 20 blank lines keeps its first and last 19 (a run
-	 * at the very start of the body: its first two and last 19), as SA's splice does */
-	body = samsg_xrealloc(NULL, (n - (i < n ? i : n) + 2) * sizeof(*body));
+	 * at the very start of the body: its first two and last 19), as SA's splice does.
+	 * They are moved down over the lines in place (a body line never goes after the line
+	 * it was: k >= i + *nbody), not copied: the copy and the lines were both held at the
+	 * parse's peak. */
+	body = lines;
 	*nbody = 0;
 	for (size_t k = i; k < n;) {
 		size_t e = k, len, head;
@@ -495,8 +499,7 @@ static struct samsg_line *samsg_read_message(struct samsg *m, int part, const ch
 				body[(*nbody)++] = lines[j];
 		k = e;
 	}
-	free(lines);
-	return body;
+	return samsg_xrealloc(body, (*nbody + 2) * sizeof(*body));
 }
 
 static void samsg_set_type(struct samsg *m, int part, char **boundary)

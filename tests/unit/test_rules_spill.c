@@ -14,10 +14,12 @@
  *   - its lines: SpamAssassin's split_into_array_of_short_lines on each paragraph (split
  *     after each "\n"): while a line is longer than 2048 octets, cut it after the last
  *     space at or before offset 2048 (rindex($line, ' ', 2048) + 1), or at 2048 if none;
+ *     then what is left, an empty line when the cuts took it all;
  *   - and that the text is the message's: its non-space content (white space, U+00A0 and
  *     0xA0 taken out; HTML tags and &nbsp; out of the parts) is the parts', in order, so a
  *     spill that lost or repeated octets fails too. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -262,7 +264,10 @@ static size_t check_message(struct msg *g, const char *what)
 		pn = e - i;
 		if (pn > longest)
 			longest = pn;
-		while (pn > 0) {
+		for (bool last = false; !last;) {
+			/* SA pushes what is left after the cuts even when they took it all (a
+			 * last line of 2049 octets ending in a space: an empty line after it) */
+			last = pn <= SPLIT;
 			if (pn > SPLIT) {
 				size_t j = SPLIT + 1;
 
@@ -414,12 +419,58 @@ static void test_spill_runs(void **state)
 	}
 }
 
+/* Latin-1 0xA0 (a no-break space) inside the words, where the cuts fall: runs of L octets
+ * (2046 to 2050) without a space, one space between, with a 0xA0 at offset q of each
+ * (2045 to 2049, or the run's last octet), in three Latin-1 parts of about 40 kB. With
+ * those parts alone the text is bytes (0xA0 a word's octet: the cut at 2048 may fall just
+ * before or after it, or the spill's hold boundary at it); with a UTF-8 part after them
+ * (a character string) 0xA0 is U+00A0, white space, the run cut in two there. Either way
+ * the lines cut as the paragraph grows are those of the whole. */
+static void test_spill_nbsp_in_word(void **state)
+{
+	static const size_t qs[] = { SPLIT - 3, SPLIT - 2, SPLIT - 1, SPLIT, SPLIT + 1, 0 };
+	int t = 0;
+
+	(void)state;
+	for (int wide = 0; wide < 2; wide++) {
+		for (size_t run = SPLIT - 2; run <= SPLIT + 2; run++) {
+			for (size_t qi = 0; qi < sizeof(qs) / sizeof(qs[0]); qi++, t++) {
+				size_t q = qs[qi] ? qs[qi] : run - 1, longest;
+				struct msg g;
+
+				if (q >= run)
+					continue;
+				msg_begin(&g, t % 2);
+				for (int p = 0; p < 3; p++) {
+					struct text b = { 0 };
+
+					while (b.n < 40000) {
+						size_t at = b.n;
+
+						if (b.n)
+							text_puts(&b, " ");
+						for (size_t i = 0; i < run; i++)
+							text_puts(&b, i == q ? "\xa0" : (i + at) % 5 ? "r" : "s");
+					}
+					msg_part(&g, P_LATIN1, b.p, b.n);
+					free(b.p);
+				}
+				if (wide)
+					msg_part(&g, P_UTF8, "caf\xc3\xa9 fin", 9);
+				longest = check_message(&g, wide ? "0xA0 in words, wide" : "0xA0 in words");
+				assert_true(longest > HOLD + 2 * SPLIT);
+			}
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spill_random),
 		cmocka_unit_test(test_spill_part_at_hold),
 		cmocka_unit_test(test_spill_runs),
+		cmocka_unit_test(test_spill_nbsp_in_word),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
