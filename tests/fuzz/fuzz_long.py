@@ -161,7 +161,10 @@ SINCE = {
     'fuzz_log_val': '2026-12-05T07:45Z',
     # session 21's coverage pass: check_uri_detail, html_text_match, the evals' settings, capture
     # and template rules, the Received ranges in the set; the report's tags and lines read
-    'fuzz_rules_scan': '2026-12-05T10:18Z',
+    # session 28's w-fuzz8: a spill mode (the body repeated to 80 KiB: the body view's 64 KiB
+    # hold, rules_text_spill, which no input reached) and the body lines checked against
+    # SpamAssassin's cut of its paragraphs
+    'fuzz_rules_scan': '2026-12-06T11:05Z',
     # session 25's w-edge3: a loaded config's nat64_prefixes in normal form, an IPv4 address
     # placed behind each prefix (RFC 6052 2.2) read back by netaddr_client_from_sockaddr
     'fuzz_config': '2026-12-06T01:05Z',

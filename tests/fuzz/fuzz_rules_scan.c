@@ -10,7 +10,16 @@
  * sorted by name, their scores add up to the total, and the verdict's action is one a hit has.
  * After the scan, what the report and add_header read from it: the header view's tags
  * (rules_message_tag: HEADER(...), RELAYS*, LASTEXTERNAL*), each a string, and the body,
- * rawbody and URI lines (rules_scratch_foreach_line), each read to its length. */
+ * rawbody and URI lines (rules_scratch_foreach_line), each read to its length, the body
+ * lines SpamAssassin's cut of its paragraphs (check_body_lines).
+ *
+ * The spill mode: a first octet of bit 1 set and high nibble 0 (a body limit of 0, the same
+ * as bit 1 clear, so no other mode is lost) repeats the body (what follows the first empty
+ * line) to FZ_SPILL_BODY octets, the last copy cut: a paragraph of one text part then grows
+ * past the body view's 64 KiB hold (rules_view.c, rules_text_spill), which no input of
+ * max_len 4096 reached (test_rules_spill checks the lines it cuts; here it runs under the
+ * sanitizers and the prefilter check on any text). About 1 input in 32 when the first octet
+ * is random; each such scan reads 80 KiB (the cost: docs/fuzzing.md). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +27,7 @@
 #include <string.h>
 
 #include "rules/bayes.h"
+#include "rules/eval_int.h"
 #include "rules/match.h"
 #include "rules/rules.h"
 #include "rules/rules_int.h"
@@ -84,6 +94,56 @@ static void line_cb(const char *line, size_t len, void *arg)
         *sum += (unsigned char)line[i];
 }
 
+/* The body view's lines, kept for check_body_lines. */
+struct fz_lines { char *p; size_t n, cap, *len, nl, capl; };
+
+static void lines_keep_cb(const char *line, size_t len, void *arg)
+{
+    struct fz_lines *l = arg;
+    if (l->n + len > l->cap) {
+        l->cap = (l->n + len) * 2;
+        l->p = realloc(l->p, l->cap);
+    }
+    if (l->nl == l->capl) {
+        l->capl = l->capl ? 2 * l->capl : 64;
+        l->len = realloc(l->len, l->capl * sizeof(size_t));
+    }
+    if ((len && l->p == NULL) || l->len == NULL)
+        abort();
+    if (len)
+        memcpy(l->p + l->n, line, len);
+    l->n += len;
+    l->len[l->nl++] = len;
+}
+
+/* The body lines are SpamAssassin's cut of its paragraphs (split_into_array_of_short_lines
+ * on each piece ending in "\n"), the spill's cuts too: a line not ending in "\n" (but the
+ * view's last, an empty one aside) was cut from a rest (it and the lines after it to one
+ * ending in "\n") of more than 2048 octets, after the last space of the rest's first 2049
+ * octets, or at 2048 when there is none. */
+static void check_body_lines(const struct fz_lines *l)
+{
+    size_t off = 0;
+    for (size_t i = 0; i + 1 < l->nl; off += l->len[i++]) {
+        size_t n = l->len[i], rest = 0, o = off, j, k;
+        if (n == 0 || l->p[off + n - 1] == '\n')
+            continue;
+        for (j = i; j < l->nl && rest <= 2048; o += l->len[j++]) {
+            rest += l->len[j];
+            if (l->len[j] && l->p[o + l->len[j] - 1] == '\n')
+                break;
+        }
+        if (rest <= 2048 && j == l->nl && l->nl >= RULES_MAX_LINES)
+            continue;       /* the view ends at its line bound: the rest is not all there */
+        if (rest <= 2048)
+            abort();
+        for (k = 2049; k > 0 && l->p[off + k - 1] != ' '; k--)
+            ;
+        if (n != (k ? k : 2048))
+            abort();
+    }
+}
+
 static void check_after_scan(struct rules_scratch *sc)
 {
     size_t sum = 0;
@@ -95,6 +155,15 @@ static void check_after_scan(struct rules_scratch *sc)
         free(v);
     }
     rules_scratch_foreach_line(sc, RULE_BODY, line_cb, &sum);
+    /* unless the freemail evals blanked URLs and addresses in the lines, as SA's
+     * _parse_body does in its body array */
+    if (sc->ctx.m == NULL || !sc->ctx.m->fm_mutated) {
+        struct fz_lines body = { 0 };
+        rules_scratch_foreach_line(sc, RULE_BODY, lines_keep_cb, &body);
+        check_body_lines(&body);
+        free(body.p);
+        free(body.len);
+    }
     rules_scratch_foreach_line(sc, RULE_RAWBODY, line_cb, &sum);
     rules_scratch_foreach_line(sc, RULE_URI, line_cb, &sum);
     volatile size_t sink = sum;
@@ -114,6 +183,34 @@ static void check_result(const struct rules_result *r)
     }
     if (fabs(sum - r->score) > 1e-6 * (1 + fabs(sum)) || !action_seen)
         abort();
+}
+
+#define FZ_SPILL_BODY (80u << 10)
+
+/* msg with its body repeated to FZ_SPILL_BODY octets, in a new buffer; NULL (scan msg as it
+ * is) when it has no empty line or nothing after it */
+static char *fz_spill_message(const char *msg, size_t len, size_t *out_len)
+{
+    size_t hdr = 0;
+    for (size_t i = 0; i < len && hdr == 0; i++) {
+        if (msg[i] != '\n')
+            continue;
+        if (i == 0 || msg[i - 1] == '\n')
+            hdr = i + 1;
+        else if (msg[i - 1] == '\r' && (i == 1 || msg[i - 2] == '\n'))
+            hdr = i + 1;
+    }
+    if (hdr == 0 || hdr == len)
+        return NULL;
+    size_t body = len - hdr;
+    char *m = malloc(hdr + FZ_SPILL_BODY);
+    if (m == NULL)
+        abort();
+    memcpy(m, msg, hdr);
+    for (size_t o = 0; o < FZ_SPILL_BODY; o += body)
+        memcpy(m + hdr + o, msg + hdr, FZ_SPILL_BODY - o < body ? FZ_SPILL_BODY - o : body);
+    *out_len = hdr + FZ_SPILL_BODY;
+    return m;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -149,6 +246,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         env.rcpts = rcpts;
         envp = &env;
     }
+    char *spill = NULL;
+    if ((flags & 0xf2) == 0x02 && (spill = fz_spill_message(msg, len, &len)) != NULL)
+        msg = spill;
     size_t max_body = flags & 2 ? (size_t)(flags >> 4) * 64 : 0;
     struct bayes_result br = { .available = flags & 4, .scanned = flags & 8,
                                .prob = (double)(flags >> 4) / 15.0, .ntokens = 20, .nknown = 20,
@@ -184,6 +284,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(oa.s);
     free(ob.s);
     free(line);
+    free(spill);
     rules_scratch_free(fz_pre);
     rules_scratch_free(fz_pcre);
     return 0;

@@ -4,8 +4,9 @@
  * A paragraph of many parts' texts (joined by single line breaks) is not held whole: once
  * it holds 64 KiB its lines are cut from its start while more than 2048 octets are left.
  * That is the same as cutting the finished paragraph only if a cut reads nothing past the
- * 2049 octets at its start. Fuzzing does not reach it (fuzz_rules_scan's max_len is 4096),
- * so here: messages whose one paragraph is 70-200 kB (text/plain and text/html parts, runs
+ * 2049 octets at its start. fuzz_rules_scan reaches it only in its spill mode (a body
+ * repeated to 80 KiB, no reference to compare with: its inputs are at most 4096 octets), so
+ * here: messages whose one paragraph is 70-200 kB (text/plain and text/html parts, runs
  * of more than 2049 octets without a space, U+00A0 and Latin-1 0xA0, CRLF and bare LF, a
  * part ending at 64 KiB +/- 1), their body lines as the engine gives them
  * (rules_scratch_foreach_line) against the lines a reference splitter here cuts from the
