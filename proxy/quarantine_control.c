@@ -440,6 +440,11 @@ static void qc_release_thread(void *arg)
 	/* a worker of its own for the relay (its idle list, read buffer, the generation's TLS
 	 * client context) */
 	rel->w->index = QC_WORKER_INDEX;
+	/* Each release's worker is new: its queue-id sequence goes on from the last release's, far
+	 * above any real worker's (the index shares the id's bits with worker 15 of 16+), so two
+	 * releases in one second, or a release and that worker, never get the same queue id. */
+	static _Atomic uint64_t release_seq;
+	rel->w->session_seq = (1ULL << 40) + (atomic_fetch_add(&release_seq, 1) << 8);
 	/* a relay let go is closed (QUIT), never kept idle: the loop ends with the release */
 	atomic_store(&rel->w->stop, 1);
 	rel->wg.shared = rel->g;
