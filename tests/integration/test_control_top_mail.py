@@ -30,7 +30,7 @@ with open(rules_path, 'w') as f:
     f.write('header LOC_SPAM X-Test-Spam =~ /yes/\nscore LOC_SPAM 8\n')
 
 sink = mt.Sink()
-cfg = mt.config([sink.url], accept_domains=['example.test', 'victim.example'],
+cfg = mt.config([sink.url], accept_domains=['example.test'],
                 limits={'max_errors': 1000, 'max_recipients': 3},
                 rules={'files': [rules_path], 'actions': {'add_header': 5}},
                 control={'socket': SOCK})
@@ -118,9 +118,9 @@ def vmrss():
 
 
 def attack(first, n, per_session=500, chunk=100):
-    """n distinct recipients at victim.example's neighbour (not ours: each refused, relaying
-    denied), pipelined in chunks; every 10th RCPT the one real address info@attacked.example.
-    Returns the count of 550 replies."""
+    """n distinct recipients at attacked.example (not one of accept_domains: each refused,
+    relaying denied, by mxgate itself), pipelined in chunks; every 10th RCPT the one real
+    address info@attacked.example. Returns the count of 550 replies."""
     refused = 0
     i = first
     while i < first + n:
@@ -131,7 +131,7 @@ def attack(first, n, per_session=500, chunk=100):
         while i < end:
             lines = []
             for k in range(i, min(i + chunk, end)):
-                lines.append('RCPT TO:<guess%05d@attacked.example>\r\n' % k)
+                lines.append('RCPT TO:<guess%05d-from-a-dictionary@attacked.example>\r\n' % k)
                 if k % 10 == 0:
                     lines.append('RCPT TO:<info@attacked.example>\r\n')
             c.send(''.join(lines))
@@ -157,9 +157,13 @@ mt.check(ref and ref[0]['recipient'] == 'info@attacked.example' and ref[0]['coun
          'the real target still listed first, count >= 1,100 (%r)' % (ref[:2],))
 dom = counts(ctl_json('top', 'domains'), 'rcpt_refused', 'domain')
 mt.check(dom.get('attacked.example') == 12100, 'every refusal counted by domain (%r)' % dom)
-# 10,000 addresses of 26 octets kept in any table would take well over 260 kB; the tables are
-# fixed arrays touched already by the warm-up
-mt.check(after - before < 256, 'VmRSS grew by %d kB over the attack (< 256 kB)' % (after - before))
+# 10,000 addresses of 44 octets kept anywhere would take over 480 kB (a malloc chunk of 48
+# each, without the index); the tables are fixed arrays, touched already by the warm-up.
+# Under ASan freed memory sits in its quarantine and RSS says nothing: the figure only.
+if mt.SANITIZED:
+    mt.say('VmRSS grew by %d kB over the attack (sanitizer build: not checked)' % (after - before))
+else:
+    mt.check(after - before < 256, 'VmRSS grew by %d kB over the attack (< 256 kB)' % (after - before))
 
 # ---------------------------------------------------------------- a reload keeps the counts
 os.kill(mx.pid, signal.SIGHUP)
