@@ -9,7 +9,9 @@ backend, swaks and a raw pipelining client as the clients, the rules engine find
 - a dictionary attack (10,000 distinct recipients, refused) leaves every table at 64 rows
   (TOPK_CAP), the real target recipient still first, and the daemon's memory where it was
   (VmRSS grows by less than the 10,000 addresses would take if they were kept).
-- a reload keeps the counts (as the other tops: they count since the start)."""
+- a reload keeps the counts (as the other tops: they count since the start).
+- a recipient refused by a filter (greylisting's 451) and by the backend (smtp-sink -f rcpt)
+  counts as refused too."""
 import json
 import os
 import re
@@ -173,4 +175,30 @@ mt.check(counts(js, 'delivered', 'domain').get('sender.example') == 5, 'counts k
 
 mx.stop()
 sink.stop()
+
+# ---------------------------------------------------------------- refused by a filter, by the backend
+# greylisting refuses the first RCPT (451: a filter's verdict at RCPT); passed by hand, the
+# same RCPT reaches a backend that refuses every recipient (smtp-sink -f rcpt: 5xx)
+SOCK2 = os.path.join(mt.TMP, 'control2.sock')
+sink2 = mt.Sink(name='sinkR', args=['-f', 'rcpt'])
+mx2 = mt.Mxgate(mt.config([sink2.url], accept_domains=['example.test'], greylist={'enabled': True, 'delay': '1h'},
+                          control={'socket': SOCK2}), name='mx2')
+r = mt.send_mail(mx2.port, 'grey@Sender.example', ['g@example.test'], mt.message('grey'))
+mt.check(r.rcpt_codes == [451] and mx2.wait_log(r'event=tempfail stage=rcpt reason=greylist') is not None,
+         'greylisted at RCPT (%r %r)' % (r, r.rcpt_codes))
+rc, out, err = mt.ctl(SOCK2, 'greylist', 'pass', '127.0.0.1', 'grey@Sender.example', 'g@example.test')
+mt.check(rc == 0, 'greylist pass (%s)' % (out + err).strip()[:200])
+r = mt.send_mail(mx2.port, 'grey@Sender.example', ['g@example.test'], mt.message('grey'))
+mt.check(r.rcpt_codes and r.rcpt_codes[0] // 100 == 5 and
+         mx2.wait_log(r'event=reject stage=rcpt reason=backend') is not None,
+         'then refused by the backend (%r %r)' % (r, r.rcpt_codes))
+rc, out, err = mt.ctl(SOCK2, '--json', 'top', 'recipients')
+js = json.loads(out) if rc == 0 else {}
+mt.check(counts(js, 'rcpt_refused', 'recipient') == {'g@example.test': 2} and not js.get('rcpt_accepted'),
+         'both refusals counted, none accepted (%r)' % js)
+rc, out, err = mt.ctl(SOCK2, '--json', 'top', 'senders')
+js = json.loads(out) if rc == 0 else {}
+mt.check(counts(js, 'rcpt_refused', 'domain') == {'sender.example': 2}, 'by sender domain too (%r)' % js)
+mx2.stop()
+sink2.stop()
 mt.finish()
