@@ -66,12 +66,14 @@ for i in range(3):
     rc, out = swaks('alice@Sender.EXAMPLE', 'Bob@example.test')
     mt.check(rc == 0, 'swaks message %d delivered (%s)' % (i, out[-200:]))
 rc, out = swaks('alice@sender.example', 'carol@example.test', '--add-header', 'X-Test-Spam: yes')
-mt.check(rc == 0 and re.search(r'<-\s+250 2\.0\.0 Ok: queued', out), 'spam tagged (add_header) and delivered (%s)' % out[-200:])
+mt.check(rc == 0 and re.search(r'<-\s+250 2\.0\.0 Ok: queued', out),
+         'spam tagged (add_header) and delivered (%s)' % out[-200:])
 rc, out = swaks('<>', 'bob@example.test')
 mt.check(rc == 0, 'a bounce (null sender) delivered (%s)' % out[-200:])
 # relaying denied: refused at RCPT by mxgate itself; swaks exits 24 (no recipient accepted)
 rc, out = swaks('mallory@spam.example', 'someone@elsewhere.example')
-mt.check(rc != 0 and re.search(r'<\*\*\s+550 5\.7\.1 relaying denied', out), 'a recipient of a foreign domain refused (%s)' % out[-200:])
+mt.check(rc != 0 and re.search(r'<\*\*\s+550 5\.7\.1 relaying denied', out),
+         'a recipient of a foreign domain refused (%s)' % out[-200:])
 # too many recipients: the fourth of one transaction gets 452 from mxgate (max_recipients 3)
 r = mt.send_mail(mx.port, 'list@sender.example', ['d1@example.test', 'd2@example.test', 'd3@example.test',
                                                    'd4@example.test'], mt.message('four'))
