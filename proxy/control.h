@@ -14,7 +14,7 @@
  *                               (answered once the workers have done it)
  *   learn spam|ham (body: the message)
  *                               offered by modules (control_verbs.h); "not available" else
- *   top clients|reasons|rules [N]
+ *   top clients|reasons|rules|senders|recipients|domains [N]
  *   quarantine list [N] | show ID | release ID [RCPT...] | delete ID
  *                               the quarantine maildir (proxy/quarantine_control.c)
  *   help

@@ -277,7 +277,7 @@ static const struct control_cmd control_cmds[] = {
 	{ "drain", "drain BACKEND", 1, 1, cmd_drain_enable },
 	{ "enable", "enable BACKEND", 1, 1, cmd_drain_enable },
 	{ "reload", "reload", 0, 0, NULL, cmd_reload },
-	{ "top", "top clients|reasons|rules [N]", 1, 2, cmd_top },
+	{ "top", "top clients|reasons|rules|senders|recipients|domains [N]", 1, 2, cmd_top },
 	{ "help", "help", 0, 0, cmd_help },
 };
 

@@ -4,14 +4,18 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "counters.h"
+#include "domain.h"
+#include "hook.h"
 
 #define OPSTATS_SLOTS 64            /* as many as workers can be (main.c MAX_WORKERS) */
 
 struct opstats_slot {
 	pthread_mutex_t mu;
+	bool used;                  /* noted anything since the start (or opstats_reset) */
 	struct opstats_top t;
 };
 
@@ -35,7 +39,83 @@ void opstats_note_session(int worker, const char *client_ip)
 	struct opstats_slot *s = opstats_slot(worker);
 
 	pthread_mutex_lock(&s->mu);
+	s->used = true;
 	topk_add(&s->t.sessions, client_ip, 1);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* The domain key of addr into out (TOPK_KEY_MAX): lower case as domain_normalize gives it
+ * (a domain too long for it is cut, lower-cased); "<>" for the null sender, "-" for an
+ * address without a domain. Returns out. */
+static const char *opstats_domain_key(const char *addr, char *out)
+{
+	char d[DOMAIN_MAX + 1];
+	const char *dom = domain_of_address(addr);
+	size_t i;
+
+	if (*addr == '\0')
+		return strcpy(out, "<>");
+	if (dom == NULL || *dom == '\0')
+		return strcpy(out, "-");
+	if (domain_normalize(dom, strlen(dom), d, sizeof(d)) >= 0)
+		dom = d;
+	for (i = 0; dom[i] && i < TOPK_KEY_MAX - 1; i++)
+		out[i] = (char)(dom[i] >= 'A' && dom[i] <= 'Z' ? dom[i] + 32 : dom[i]);
+	out[i] = '\0';
+	return out;
+}
+
+/* The address key of addr into out (TOPK_KEY_MAX): ASCII lower case, cut. Returns out. */
+static const char *opstats_addr_key(const char *addr, char *out)
+{
+	size_t i;
+
+	for (i = 0; addr[i] && i < TOPK_KEY_MAX - 1; i++)
+		out[i] = (char)(addr[i] >= 'A' && addr[i] <= 'Z' ? addr[i] + 32 : addr[i]);
+	out[i] = '\0';
+	return out;
+}
+
+void opstats_note_rcpt(int worker, const char *sender, const char *rcpt, bool accepted)
+{
+	struct opstats_slot *s;
+	char sk[TOPK_KEY_MAX], rk[TOPK_KEY_MAX], dk[TOPK_KEY_MAX];
+	enum opstats_mail_count c = accepted ? OPS_RCPT_ACCEPTED : OPS_RCPT_REFUSED;
+
+	if (sender == NULL || rcpt == NULL || *rcpt == '\0')
+		return;
+	opstats_domain_key(sender, sk);
+	opstats_addr_key(rcpt, rk);
+	opstats_domain_key(rcpt, dk);
+	s = opstats_slot(worker);
+	pthread_mutex_lock(&s->mu);
+	s->used = true;
+	topk_add(&s->t.mail[OPS_BY_SENDER_DOMAIN][c], sk, 1);
+	topk_add(&s->t.mail[OPS_BY_RCPT][c], rk, 1);
+	topk_add(&s->t.mail[OPS_BY_RCPT_DOMAIN][c], dk, 1);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void opstats_note_message(int worker, const char *sender, const struct rcpt *rcpts, size_t n,
+    enum opstats_mail_count what)
+{
+	struct opstats_slot *s;
+	char sk[TOPK_KEY_MAX], rk[TOPK_KEY_MAX], dk[TOPK_KEY_MAX];
+
+	if (sender == NULL || (unsigned)what >= OPS__NCOUNTS)
+		return;
+	opstats_domain_key(sender, sk);
+	s = opstats_slot(worker);
+	pthread_mutex_lock(&s->mu);
+	s->used = true;
+	topk_add(&s->t.mail[OPS_BY_SENDER_DOMAIN][what], sk, 1);
+	for (size_t i = 0; i < n; i++) {
+		if (rcpts[i].addr == NULL || rcpts[i].addr[0] == '\0')
+			continue;
+		/* keyed under the lock: a few octets each, no call that can block */
+		topk_add(&s->t.mail[OPS_BY_RCPT][what], opstats_addr_key(rcpts[i].addr, rk), 1);
+		topk_add(&s->t.mail[OPS_BY_RCPT_DOMAIN][what], opstats_domain_key(rcpts[i].addr, dk), 1);
+	}
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -48,6 +128,7 @@ void opstats_note_refusal(int worker, const char *client_ip, const char *stage, 
 	counter_inc(tempfail ? COUNTER_TEMPFAILS : COUNTER_REFUSALS);
 	snprintf(key, sizeof(key), "%s/%s", stage && *stage ? stage : "-", reason && *reason ? reason : "filter");
 	pthread_mutex_lock(&s->mu);
+	s->used = true;
 	topk_add(&s->t.refusals, client_ip, 1);
 	topk_add(&s->t.reasons, key, 1);
 	pthread_mutex_unlock(&s->mu);
@@ -138,19 +219,39 @@ size_t opstats_refusal_events(struct opstats_event_row *out, size_t max)
 	return n;
 }
 
+static void opstats_top_merge(struct opstats_top *dst, const struct opstats_top *src)
+{
+	topk_merge(&dst->sessions, &src->sessions);
+	topk_merge(&dst->refusals, &src->refusals);
+	topk_merge(&dst->reasons, &src->reasons);
+	for (int k = 0; k < OPS__NKEYS; k++)
+		for (int c = 0; c < OPS__NCOUNTS; c++)
+			topk_merge(&dst->mail[k][c], &src->mail[k][c]);
+}
+
+/* Each worker's tables are copied under its mutex (a memcpy of sizeof(struct opstats_top),
+ * about 80 KB) and merged outside it: a merge of the fifteen tables is some 60,000 key
+ * comparisons, not to be made while the worker waits to count a recipient. */
 void opstats_collect(struct opstats_top *out)
 {
+	struct opstats_top *copy = malloc(sizeof(*copy));
+
 	memset(out, 0, sizeof(*out));
 	for (int i = 0; i < OPSTATS_SLOTS; i++) {
 		struct opstats_slot *s = opstats_slot(i);
+		bool used;
+
 		pthread_mutex_lock(&s->mu);
-		if (s->t.sessions.total || s->t.refusals.total) {
-			topk_merge(&out->sessions, &s->t.sessions);
-			topk_merge(&out->refusals, &s->t.refusals);
-			topk_merge(&out->reasons, &s->t.reasons);
-		}
+		used = s->used;
+		if (used && copy)
+			memcpy(copy, &s->t, sizeof(*copy));
+		else if (used)	/* no memory for the copy: merged under the lock, as it is */
+			opstats_top_merge(out, &s->t);
 		pthread_mutex_unlock(&s->mu);
+		if (used && copy)
+			opstats_top_merge(out, copy);
 	}
+	free(copy);
 }
 
 void opstats_reset(void)
@@ -158,6 +259,7 @@ void opstats_reset(void)
 	for (int i = 0; i < OPSTATS_SLOTS; i++) {
 		struct opstats_slot *s = opstats_slot(i);
 		pthread_mutex_lock(&s->mu);
+		s->used = false;
 		memset(&s->t, 0, sizeof(s->t));
 		pthread_mutex_unlock(&s->mu);
 	}

@@ -1,6 +1,8 @@
 /* opstats.h — what the operator's views (status page, mxgatectl) show beyond the counters:
  *   - per worker, bounded top-K tables (topk.h) of clients by sessions, clients by refusals
- *     and refusal reasons, merged on read;
+ *     and refusal reasons, and of sender domains, recipients and recipient domains by
+ *     recipients accepted and refused at RCPT, messages delivered and spam found, merged on
+ *     read;
  *   - on the main thread, a history of the last hour in minute buckets (accepted, refused,
  *     tempfailed, DNS list errors) and a messages-per-second rate, both fed from the
  *     counters (counters.h) by a periodic tick.
@@ -28,6 +30,39 @@ void opstats_note_session(int worker, const char *client_ip);
  * COUNTER_REFUSALS / COUNTER_TEMPFAILS and in the worker's top-K tables. */
 void opstats_note_refusal(int worker, const char *client_ip, const char *stage, const char *reason,
     bool tempfail);
+
+/* What the mail tables are keyed by (opstats_top.mail's first index). Keys are kept lower
+ * case (ASCII; a domain as domain_normalize gives it) and cut to TOPK_KEY_MAX - 1 octets. */
+enum opstats_mail_key {
+	OPS_BY_SENDER_DOMAIN = 0,    /* the envelope sender's domain; "<>": the null sender; "-":
+	                              * an address without a domain */
+	OPS_BY_RCPT,                 /* the recipient's address */
+	OPS_BY_RCPT_DOMAIN,          /* the recipient's domain ("-": none, as "postmaster") */
+	OPS__NKEYS
+};
+/* What they count (opstats_top.mail's second index). */
+enum opstats_mail_count {
+	OPS_RCPT_ACCEPTED = 0,       /* a RCPT answered 2xx (a backend took it) */
+	OPS_RCPT_REFUSED,            /* a RCPT answered 4xx or 5xx, whoever refused it */
+	OPS_MSG_DELIVERED,           /* a message the client got 250 for from a backend's 250
+	                              * (as messages_delivered_total): per recipient, per message
+	                              * for the sender's domain */
+	OPS_MSG_SPAM,                /* a message found spam (as spam_found_total), whatever
+	                              * became of it: per recipient, per message for the sender */
+	OPS__NCOUNTS
+};
+
+/* A RCPT of a transaction from sender ("" for <>) was answered: accepted (2xx) or refused.
+ * Counted by the sender's domain, the recipient and its domain. NULL sender or rcpt: not
+ * counted (no transaction, or no address parsed). */
+void opstats_note_rcpt(int worker, const char *sender, const char *rcpt, bool accepted);
+
+struct rcpt;
+/* A message from sender to the n recipients at rcpts (hook.h: their addr) was delivered
+ * (what: OPS_MSG_DELIVERED) or found spam (OPS_MSG_SPAM): counted once for the sender's
+ * domain, once for each recipient and its domain. */
+void opstats_note_message(int worker, const char *sender, const struct rcpt *rcpts, size_t n,
+    enum opstats_mail_count what);
 
 /* A refusal the log shows, written and counted in one call: the one place an
  * `event=reject` or `event=tempfail` line is made, so that the count by event, stage and
@@ -75,6 +110,8 @@ struct opstats_top {
 	struct topk sessions;        /* client IP -> sessions */
 	struct topk refusals;        /* client IP -> refusals and tempfails */
 	struct topk reasons;         /* "stage/reason" -> refusals and tempfails */
+	struct topk mail[OPS__NKEYS][OPS__NCOUNTS];   /* sender domain, recipient, recipient
+	                                              * domain -> what opstats_mail_count says */
 };
 /* Merges every worker's tables into *out (initialised here). Any thread. */
 void opstats_collect(struct opstats_top *out);

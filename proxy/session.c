@@ -847,6 +847,7 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
 		session_reply_verdict(s, v, "rcpt");
+		opstats_note_rcpt(s->w->index, s->env.mail_from, s->env.cur_rcpt, false);
 		session_refusal_count(s, v);
 		smtp_tx_drop_rcpt(&s->tx);
 		session_cmd_done(s);
@@ -1039,7 +1040,10 @@ static void session_message_done_n(struct session *s, int code, const char *text
 	session_reply_text(s, code, text, line_len);
 	chain_txn_end(&s->chain, code, HOOK_EOM, reason);
 	switch (code / 100) {
-	case 2: counter_inc(COUNTER_MESSAGES_DELIVERED); break;
+	case 2:
+		counter_inc(COUNTER_MESSAGES_DELIVERED);
+		opstats_note_message(s->w->index, s->env.mail_from, s->env.rcpts, s->env.nrcpts, OPS_MSG_DELIVERED);
+		break;
 	case 4: counter_inc(COUNTER_MESSAGES_TEMPFAILED); break;
 	default: counter_inc(COUNTER_MESSAGES_REJECTED); break;
 	}
@@ -1084,8 +1088,10 @@ static void session_apply_eom(struct session *s, const struct verdict *v)
 {
 	if (s->env.flags & HOOK_FLAG_VIRUS)
 		counter_inc(COUNTER_VIRUSES_FOUND);
-	if (s->env.flags & HOOK_FLAG_SPAM)
+	if (s->env.flags & HOOK_FLAG_SPAM) {
 		counter_inc(COUNTER_SPAM_FOUND);
+		opstats_note_message(s->w->index, s->env.mail_from, s->env.rcpts, s->env.nrcpts, OPS_MSG_SPAM);
+	}
 	switch (v->action) {
 	case VERDICT_REJECT:
 	case VERDICT_TEMPFAIL:
@@ -1610,7 +1616,11 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		cmd = &parsed;
 	}
 	c = session_cmd_find(cmd->verb);
-	switch (session_cmd_check_row(s, c, cmd, reply, sizeof(reply))) {
+	enum session_check checked = session_cmd_check_row(s, c, cmd, reply, sizeof(reply));
+	/* a recipient refused here (in a transaction: a RCPT out of order is no recipient's) */
+	if (checked != SESSION_CHECK_OK && cmd->verb == SMTP_RCPT)
+		opstats_note_rcpt(s->w->index, s->env.mail_from, cmd->addr, false);
+	switch (checked) {
 	case SESSION_CHECK_OK:
 		break;
 	case SESSION_CHECK_REPLY:

@@ -706,10 +706,18 @@ void smtp_tx_mail(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 
 /* ---- RCPT --------------------------------------------------------------------------- */
 
+/* The recipient in flight was answered code: counted by sender domain, recipient and its
+ * domain (opstats_note_rcpt: `mxgatectl top senders|recipients|domains`). */
+static void smtp_tx_note_rcpt(struct smtp_tx *tx, int code)
+{
+	opstats_note_rcpt(tx->w->index, tx->env->mail_from, tx->rcpt, code / 100 == 2);
+}
+
 /* The recipient in flight is answered: a 2xx joins the envelope, anything else is
  * forgotten; then the step ends. */
 static void smtp_tx_rcpt_done(struct smtp_tx *tx, int code, const char *text, bool client_error)
 {
+	smtp_tx_note_rcpt(tx, code);
 	if (code / 100 == 2)
 		smtp_tx_add_rcpt(tx, tx->rcpt, tx->rcpt_params, false);
 	smtp_tx_drop_rcpt(tx);
@@ -777,6 +785,7 @@ static void smtp_tx_rcpt_est_cb(struct smtp_tx *tx, int code, const char *text)
 		smtp_tx_rcpt_send(tx);
 		return;
 	}
+	smtp_tx_note_rcpt(tx, code ? code : 451);
 	smtp_tx_drop_rcpt(tx);
 	smtp_tx_finish_unestablished(tx, "rcpt", code, text);
 }

@@ -203,6 +203,42 @@ static void status_top_text(struct strbuf *out, const char *title, const struct 
 		    e[i].error ? "  (approximate)" : "");
 }
 
+/* The mail views (`top senders|recipients|domains`): one table of opstats_top.mail each
+ * by what opstats_mail_count counts, in that order. */
+static const struct status_mail_view {
+	const char *what;            /* the verb's word */
+	const char *title;           /* the text's */
+	const char *name;            /* a JSON row's key field */
+	enum opstats_mail_key key;
+} status_mail_views[] = {
+	{ "senders", "sender domains", "domain", OPS_BY_SENDER_DOMAIN },
+	{ "recipients", "recipients", "recipient", OPS_BY_RCPT },
+	{ "domains", "recipient domains", "domain", OPS_BY_RCPT_DOMAIN },
+};
+static const char *const status_mail_counts[OPS__NCOUNTS][2] = {
+	[OPS_RCPT_ACCEPTED] = { "rcpt_accepted", "RCPT accepted" },
+	[OPS_RCPT_REFUSED] = { "rcpt_refused", "RCPT refused" },
+	[OPS_MSG_DELIVERED] = { "delivered", "messages delivered" },
+	[OPS_MSG_SPAM] = { "spam", "spam found" },
+};
+
+static void status_top_mail(struct strbuf *out, struct jsonw *j, const struct opstats_top *top,
+    const struct status_mail_view *v, size_t n, bool json)
+{
+	struct topk_entry e[TOPK_CAP];
+	char title[96];
+
+	for (int c = 0; c < OPS__NCOUNTS; c++) {
+		size_t ne = topk_sorted(&top->mail[v->key][c], e, n);
+		if (json) {
+			status_top_json(j, status_mail_counts[c][0], v->name, e, ne);
+		} else {
+			snprintf(title, sizeof(title), "%s by %s", v->title, status_mail_counts[c][1]);
+			status_top_text(out, title, e, ne);
+		}
+	}
+}
+
 int status_render_top(struct strbuf *out, const char *what, size_t n, bool json)
 {
 	struct opstats_top *top = malloc(sizeof(*top));
@@ -246,8 +282,16 @@ int status_render_top(struct strbuf *out, const char *what, size_t n, bool json)
 		else
 			status_top_text(out, "rules by hits", a, na);
 	} else {
-		strbuf_printf(out, "top: expected clients, reasons or rules, got \"%s\"\n", what);
-		rc = -1;
+		size_t v = 0;
+		while (v < sizeof(status_mail_views) / sizeof(status_mail_views[0]) && strcmp(what, status_mail_views[v].what))
+			v++;
+		if (v < sizeof(status_mail_views) / sizeof(status_mail_views[0])) {
+			status_top_mail(out, &j, top, &status_mail_views[v], n, json);
+		} else {
+			strbuf_printf(out, "top: expected clients, reasons, rules, senders, recipients or domains, got \"%s\"\n",
+			    what);
+			rc = -1;
+		}
 	}
 	if (json && rc == 0) {
 		jsonw_end(&j);

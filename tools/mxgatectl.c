@@ -44,7 +44,7 @@ static void usage(FILE *f)
 	    "  reload                          re-read the config; prints the generation or the errors\n"
 	    "  flush dns|passcache|reputation IP\n"
 	    "  passcache                       the pass caches: entries, store, this process's hits\n"
-	    "  top clients|reasons|rules [N]\n"
+	    "  top clients|reasons|rules|senders|recipients|domains [N]\n"
 	    "  learn spam|ham FILE             teach the classifier (FILE '-' = standard input)\n"
 	    "  ratelimit show|reset KEY VALUE  a client's (sender's ...) rate-limit buckets; reset empties them\n"
 	    "  greylist list [N]               greylist triplets with their state\n"

@@ -140,7 +140,10 @@ static void test_verbs_table(void **state)
 		{ "top rules 3", 0, "rules by hits" },
 		{ "top clients 65", -1, "N must be 1..64" },
 		{ "top clients x", -1, "N must be" },
-		{ "top everything", -1, "expected clients, reasons or rules" },
+		{ "top everything", -1, "expected clients, reasons, rules, senders, recipients or domains" },
+		{ "top senders", 0, "sender domains by RCPT refused" },
+		{ "top recipients 2", 0, "recipients by spam found" },
+		{ "top domains --json", 0, "\"rcpt_accepted\":[" },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		expect(rows[i].line, rows[i].rc, rows[i].needle);

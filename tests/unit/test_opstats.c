@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "proxy/counters.h"
+#include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/opstats.h"
 #include "proxy/topk.h"
@@ -120,6 +121,77 @@ static void test_notes_merged_across_workers(void **state)
 	assert_int_equal(topk_count_of(&top.reasons, "-/ratelimit"), 1);
 	assert_int_equal(counter_get(COUNTER_REFUSALS), 2);
 	assert_int_equal(counter_get(COUNTER_TEMPFAILS), 2);
+}
+
+/* The mail tables: a RCPT's answer by sender domain, recipient and recipient domain, a
+ * message's outcome once for the sender's domain and once per recipient; keys lower case,
+ * "<>" the null sender, "-" an address without a domain; no sender, no count. */
+static void test_mail_notes_keyed(void **state)
+{
+	static struct opstats_top top;
+	struct rcpt rcpts[3] = { { .addr = "Bob@Example.TEST" }, { .addr = "carol@example.test" },
+		{ .addr = "postmaster" } };
+
+	opstats_reset();
+	opstats_note_rcpt(0, "alice@Sender.EXAMPLE", "Bob@Example.TEST", true);
+	opstats_note_rcpt(1, "alice@sender.example", "carol@example.test", true);
+	opstats_note_rcpt(1, "", "nobody@example.test", false);
+	opstats_note_rcpt(1, "MAILER-DAEMON", "nobody@example.test", false);
+	opstats_note_rcpt(1, NULL, "x@example.test", false);	/* no transaction: not counted */
+	opstats_note_rcpt(1, "a@b.example", NULL, false);
+	opstats_note_message(2, "alice@sender.example", rcpts, 3, OPS_MSG_DELIVERED);
+	opstats_note_message(2, "alice@sender.example", rcpts, 1, OPS_MSG_SPAM);
+	opstats_collect(&top);
+
+	const struct topk (*m)[OPS__NCOUNTS] = top.mail;
+	assert_int_equal(topk_count_of(&m[OPS_BY_SENDER_DOMAIN][OPS_RCPT_ACCEPTED], "sender.example"), 2);
+	assert_int_equal(topk_count_of(&m[OPS_BY_SENDER_DOMAIN][OPS_RCPT_REFUSED], "<>"), 1);
+	assert_int_equal(topk_count_of(&m[OPS_BY_SENDER_DOMAIN][OPS_RCPT_REFUSED], "-"), 1);
+	assert_int_equal(m[OPS_BY_SENDER_DOMAIN][OPS_RCPT_REFUSED].total, 2);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT][OPS_RCPT_ACCEPTED], "bob@example.test"), 1);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT][OPS_RCPT_REFUSED], "nobody@example.test"), 2);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT_DOMAIN][OPS_RCPT_ACCEPTED], "example.test"), 2);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT_DOMAIN][OPS_RCPT_REFUSED], "example.test"), 2);
+	/* a message: once for the sender, once for each recipient */
+	assert_int_equal(topk_count_of(&m[OPS_BY_SENDER_DOMAIN][OPS_MSG_DELIVERED], "sender.example"), 1);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT_DOMAIN][OPS_MSG_DELIVERED], "example.test"), 2);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT_DOMAIN][OPS_MSG_DELIVERED], "-"), 1);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT][OPS_MSG_DELIVERED], "postmaster"), 1);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT][OPS_MSG_SPAM], "bob@example.test"), 1);
+	assert_int_equal(m[OPS_BY_RCPT][OPS_MSG_SPAM].total, 1);
+	assert_int_equal(topk_count_of(&m[OPS_BY_SENDER_DOMAIN][OPS_MSG_SPAM], "sender.example"), 1);
+	/* the client tables are not touched by these */
+	assert_int_equal(top.sessions.total + top.refusals.total + top.reasons.total, 0);
+}
+
+/* A dictionary attack: 10,000 distinct recipients, refused, over two workers. Every table
+ * stays at TOPK_CAP entries (fixed memory), counts all of them in its total, and the one
+ * real recipient hit every 10th RCPT is still listed first, its count exact enough to act on. */
+static void test_mail_dictionary_attack_bounded(void **state)
+{
+	static struct opstats_top top;
+	char rcpt[64];
+
+	opstats_reset();
+	for (int i = 0; i < 10000; i++) {
+		snprintf(rcpt, sizeof(rcpt), "guess%05d@victim.example", i);
+		opstats_note_rcpt(i % 2, "spammer@bulk.example", rcpt, false);
+		if (i % 10 == 0)
+			opstats_note_rcpt(i % 2, "spammer@bulk.example", "info@victim.example", false);
+	}
+	opstats_collect(&top);
+
+	const struct topk *t = &top.mail[OPS_BY_RCPT][OPS_RCPT_REFUSED];
+	struct topk_entry out[TOPK_CAP];
+	assert_true(t->n <= TOPK_CAP);
+	assert_int_equal(t->total, 11000);
+	assert_int_equal(topk_sorted(t, out, 1), 1);
+	assert_string_equal(out[0].key, "info@victim.example");
+	assert_true(out[0].count - out[0].error <= 1000 && out[0].count >= 1000);
+	assert_int_equal(topk_count_of(&top.mail[OPS_BY_RCPT_DOMAIN][OPS_RCPT_REFUSED], "victim.example"), 11000);
+	assert_int_equal(topk_count_of(&top.mail[OPS_BY_SENDER_DOMAIN][OPS_RCPT_REFUSED], "bulk.example"), 11000);
+	/* the struct is the bound: fixed-size tables, nothing allocated per key */
+	assert_true(sizeof(top.mail) == OPS__NKEYS * OPS__NCOUNTS * sizeof(struct topk));
 }
 
 static long event_count(const char *event, const char *stage, const char *reason)
@@ -282,6 +354,8 @@ int main(void)
 		cmocka_unit_test(test_topk_long_key_truncated),
 		cmocka_unit_test(test_topk_merge),
 		cmocka_unit_test(test_notes_merged_across_workers),
+		cmocka_unit_test(test_mail_notes_keyed),
+		cmocka_unit_test(test_mail_dictionary_attack_bounded),
 		cmocka_unit_test(test_refusal_lines_counted),
 		cmocka_unit_test(test_refusal_rows_bounded),
 		cmocka_unit_test(test_history_minutes),
