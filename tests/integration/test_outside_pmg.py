@@ -33,8 +33,9 @@ What the operator expects, each a check:
   before: `-t` refused it, a gap fixed in this session);
 - statistics: `mxgatectl top clients|reasons|rules` and the /metrics counters of spam,
   viruses, quarantined and refused messages.
-The gaps (per-domain thresholds, top senders, release from the quarantine, the daily spam
-report) are in the docs' table, not asserted.
+The gaps (top senders, release from the quarantine, the daily spam report) are in the docs'
+table, not asserted; per-domain thresholds (rules.recipient_actions, session 28) are
+test_rules_recipient_actions'.
 """
 import base64
 import glob
