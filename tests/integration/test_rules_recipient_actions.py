@@ -49,11 +49,8 @@ def at_sink(tag):
 
 
 def field(data, name):
-    """The values of field name in data's header (smtp-sink stores LF line ends), unfolded."""
-    head = re.split(rb'\r?\n\r?\n', data, 1)[0].decode('latin-1')
-    head = re.sub(r'\r?\n[ \t]+', ' ', head)
-    return [ln.split(':', 1)[1].strip() for ln in re.split(r'\r?\n', head)
-            if ln.lower().startswith(name.lower() + ':')]
+    """The values of field name in data's header, unfolded (smtp-sink stores LF line ends)."""
+    return mt.header_values(data.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n'), name)
 
 
 def status(data):
