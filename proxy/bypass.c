@@ -73,7 +73,8 @@ static const char *bypass_file_add(void *m, const char *item)
 	return bypass_add_item(m, item);
 }
 
-static void bypass_match_clear(struct bypass_match *m)
+/* See bypass.h. */
+void bypass_match_clear(struct bypass_match *m)
 {
 	domain_set_free(m->domains);
 	m->domains = NULL;
@@ -83,8 +84,8 @@ static void bypass_match_clear(struct bypass_match *m)
 	m->locals = (struct cfg_strlist){ 0 };
 }
 
-/* Builds m from the items of list (key, for errors): files read now. 0 or -1 (reported). */
-static int bypass_match_build(struct cfg_parse *p, struct fy_node *n, const char *key,
+/* See bypass.h. */
+int bypass_match_build(struct cfg_parse *p, struct fy_node *n, const char *key,
     const struct cfg_strlist *list, struct bypass_match *m)
 {
 	int rc = 0;
@@ -102,8 +103,8 @@ static int bypass_match_build(struct cfg_parse *p, struct fy_node *n, const char
 	return rc;
 }
 
-/* True when addr (a path without <>) is one m lists: its domain, its local part or itself. */
-static bool bypass_match_has(const struct bypass_match *m, const char *addr)
+/* See bypass.h. */
+bool bypass_match_has(const struct bypass_match *m, const char *addr)
 {
 	const char *at = strrchr(addr, '@');
 

@@ -52,6 +52,21 @@ struct bypass_entry {
 	struct bypass_match from;       /* senders' matcher */
 };
 
+/* The recipient (or sender) matcher, also rules.recipient_actions' (rules/recipient_actions.h):
+ * builds m (zeroed, or cleared) from the items of list, as recipients: takes them, "file:"
+ * items read now (a SIGHUP, which builds a new config, re-reads them); a refused item is an
+ * error at key[i] of the mapping n (FILE:LINE:COL). 0, or -1 after reporting. Release with
+ * bypass_match_clear (also after -1). */
+int bypass_match_build(struct cfg_parse *p, struct fy_node *n, const char *key,
+    const struct cfg_strlist *list, struct bypass_match *m);
+
+/* True when addr (a path without <>, "Postmaster" alone too) is one m lists: its domain, its
+ * local part or the address itself. */
+bool bypass_match_has(const struct bypass_match *m, const char *addr);
+
+/* Releases what bypass_match_build built; m is empty after (clearing twice is harmless). */
+void bypass_match_clear(struct bypass_match *m);
+
 /* The table for one list item; config.c lists `bypass` as a CFG_STRUCT_LIST of it. */
 extern const struct cfg_table bypass_entry_table;
 

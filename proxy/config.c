@@ -6,6 +6,7 @@
 #include "domain.h"
 #include "hostres.h"
 #include "plugins/pconn.h"
+#include "rules/recipient_actions.h"
 #include "store/store.h"
 #include "log.h"
 #include "tls.h"
@@ -78,6 +79,7 @@ void config_free(struct mx_config *cfg)
 	for (size_t r = 0; r < cfg->backends.routes.n; r++)
 		domain_set_free(((struct backend_route_config *)cfg->backends.routes.v)[r].match);
 	bypass_entries_free(cfg->bypass.v, cfg->bypass.n);
+	recipient_actions_entries_free(cfg->rules.recipient_actions.v, cfg->rules.recipient_actions.n);
 	cfg_table_free(&config_table, cfg);
 	domain_set_free(cfg->accept_set);
 	hostres_set_free(cfg->resolved);
@@ -1156,6 +1158,17 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 				"still works)\n", cfg->path);
 		n++;
 	}
+	/* required_score is every message's required=: an entry's add_header then only moves
+	 * the log's action word, not X-Spam-Status */
+	for (size_t i = 0; cfg->rules.required_score > 0 && i < cfg->rules.recipient_actions.n; i++)
+		if (((const struct recipient_actions_entry *)cfg->rules.recipient_actions.v)[i].given &
+		    RECIPIENT_ACTIONS_ADD_HEADER) {
+			if (err_fp)
+				fprintf(err_fp, "%s: warning: rules.recipient_actions[%zu].add_header does not "
+					"change X-Spam-Status while rules.required_score is set (every message's "
+					"required=); leave required_score 0 to tag per recipient\n", cfg->path, i);
+			n++;
+		}
 	/* amavis lets a virus check be bypassed too; it is rarely meant */
 	for (size_t i = 0; i < cfg->bypass.n; i++)
 		if (bypass_names((const struct bypass_entry *)cfg->bypass.v + i, 1, "clamd")) {

@@ -70,6 +70,44 @@ const char *actions_decide(const struct actions_thresholds *t, double score,
 	return "none";
 }
 
+/* How much of the message a decision keeps from its recipients: deliveries 0 (the word
+ * "add_header" below "none"), quarantine 2, tempfail 3, reject 4. */
+static int actions_severity(const struct verdict *v, const char *word)
+{
+	switch (v->action) {
+	case VERDICT_QUARANTINE: return 2;
+	case VERDICT_TEMPFAIL: return 3;
+	case VERDICT_REJECT: return 4;
+	case VERDICT_DISCARD: return 5;  /* immediate only: every recipient's */
+	default: return strcmp(word, "add_header") == 0 ? 0 : 1;
+	}
+}
+
+const char *actions_decide_recipients(const struct actions_thresholds *t, size_t n, double score,
+    enum rule_action immediate, const char *immediate_rule, struct verdict *v, double *required)
+{
+	const char *word = actions_decide(&t[0], score, immediate, immediate_rule, v);
+	int sev = actions_severity(v, word);
+	double req = t[0].required;
+
+	for (size_t i = 1; i < n; i++) {
+		struct verdict vi;
+		const char *wi = actions_decide(&t[i], score, immediate, immediate_rule, &vi);
+		int si = actions_severity(&vi, wi);
+
+		if (si < sev) {
+			*v = vi;
+			word = wi;
+			sev = si;
+		}
+		if (t[i].required < req)
+			req = t[i].required;
+	}
+	if (required != NULL)
+		*required = req;
+	return word;
+}
+
 void actions_format_score(char *buf, size_t len, double score)
 {
 	/* SA prints with %2.1f; avoid "-0.0" */

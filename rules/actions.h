@@ -26,6 +26,17 @@ struct actions_thresholds {
 const char *actions_decide(const struct actions_thresholds *t, double score,
     enum rule_action immediate, const char *immediate_rule, struct verdict *v);
 
+/* A message whose recipients have different thresholds (rules.recipient_actions): t[0..n)
+ * the thresholds of its recipients (n >= 1; one per distinct policy is enough), each decided
+ * as actions_decide does. mxgate does not split a message, so it takes the mildest of those
+ * decisions: delivered, then quarantine (kept), then tempfail, then reject. It is refused only
+ * at a score every recipient's policy refuses; among deliveries the word is "add_header" when
+ * any recipient's is (a header loses no mail). An immediate action is the same for all.
+ * *required (may be NULL): the lowest t[i].required, X-Spam-Status's for the message. Fills
+ * v and returns the word as actions_decide does. */
+const char *actions_decide_recipients(const struct actions_thresholds *t, size_t n, double score,
+    enum rule_action immediate, const char *immediate_rule, struct verdict *v, double *required);
+
 /* Ranks immediate actions: reject > tempfail > quarantine > discard > accept > none. */
 int actions_rank(enum rule_action a);
 

@@ -8,6 +8,7 @@
 #include "headers.h"
 #include "log.h"
 #include "msgbuf.h"
+#include "recipient_actions.h"
 
 #include <glob.h>
 #include <math.h>
@@ -127,11 +128,19 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 			bool by_rule = rules_set_quarantine_rules(rs, names, sizeof(names));
 
 			/* a rule's action quarantine, or the actions.quarantine threshold */
-			if (rc->mode == RULES_MODE_ENFORCE && (by_rule || rc->actions.quarantine > 0) &&
+			bool by_score = rc->actions.quarantine > 0;
+
+			for (size_t i = 0; i < rc->recipient_actions.n; i++) {
+				const struct recipient_actions_entry *e =
+				    (const struct recipient_actions_entry *)rc->recipient_actions.v + i;
+
+				by_score |= (e->given & RECIPIENT_ACTIONS_QUARANTINE) && e->quarantine > 0;
+			}
+			if (rc->mode == RULES_MODE_ENFORCE && (by_rule || by_score) &&
 			    (cfg->quarantine == NULL || cfg->quarantine[0] == '\0'))
 				log_event(LOG_LVL_WARNING, NULL, "event=rules_quarantine_unavailable "
 				    "rules=%s reason=\"%s without a quarantine backend: 451\"",
-				    by_rule ? names : "none", by_rule && rc->actions.quarantine > 0 ?
+				    by_rule ? names : "none", by_rule && by_score ?
 				    "action quarantine and actions.quarantine" : by_rule ?
 				    "action quarantine" : "actions.quarantine");
 		}
@@ -190,7 +199,9 @@ void rules_foreach_counter(rules_counter_cb cb, void *arg)
 struct rules_worker {
 	const struct mx_config *cfg;
 	struct rules_set *rs;
-	struct actions_thresholds th;
+	struct actions_thresholds th;   /* rules.actions: a recipient no entry lists */
+	struct actions_thresholds *th_for;  /* rules.recipient_actions[i]'s, nth_for of them */
+	size_t nth_for;
 	struct bayes *bayes;            /* the classifier, when rules.bayes.enabled */
 	int refs;
 	pthread_mutex_t lock;           /* the scratch pool, taken from pool threads */
@@ -207,6 +218,7 @@ static void rules_worker_unref(struct rules_worker *w)
 	pthread_mutex_destroy(&w->lock);
 	rules_gen_release(w->cfg, w->rs);
 	bayes_free(w->bayes);
+	free(w->th_for);
 	free(w);
 }
 
@@ -260,8 +272,19 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 	w->th.tempfail = rc->actions.tempfail;
 	w->th.reject = rc->actions.reject;
 	w->th.quarantine = rc->actions.quarantine;
-	w->th.required = rc->required_score > 0 ? rc->required_score :
-	    rc->actions.add_header > 0 ? rc->actions.add_header : 5.0;
+	recipient_actions_thresholds(NULL, &w->th, rc->required_score, &w->th);   /* required */
+	if (rc->recipient_actions.n > 0) {
+		const struct recipient_actions_entry *ev = rc->recipient_actions.v;
+
+		w->th_for = calloc(rc->recipient_actions.n, sizeof(*w->th_for));
+		if (w->th_for == NULL) {
+			rules_worker_unref(w);
+			return -1;
+		}
+		w->nth_for = rc->recipient_actions.n;
+		for (size_t i = 0; i < w->nth_for; i++)
+			recipient_actions_thresholds(&ev[i], &w->th, rc->required_score, &w->th_for[i]);
+	}
 	if (rc->bayes.enabled) {
 		char err[256];
 		const char *const *ignore;
@@ -854,6 +877,11 @@ struct rules_job {
 	struct bayes_autolearn_points alp;
 	int learn;                     /* bayes_autolearn_decide: 1 spam, 0 ham, -1 no */
 	enum rules_al_status al;       /* what X-Spam-Status and the log say of it */
+	/* the thresholds of the recipients (rules_job_thresholds): ths[0..nths), th1 or owned */
+	struct actions_thresholds th1, *ths;
+	size_t nths;
+	double required;               /* the message's required= (the lowest of ths) */
+	char policies[96];             /* " thresholds=actions,recipient_actions[0]" or "" */
 	uv_work_t learn_req;
 };
 
@@ -873,6 +901,8 @@ static void rules_job_free(struct rules_job *j)
 	rules_result_free(&j->res);
 	free(j->tags.preview);
 	addhdr_mtags_free(j->tags.m, j->tags.n);
+	if (j->ths != &j->th1)
+		free(j->ths);
 	free(j);
 }
 
@@ -987,6 +1017,53 @@ static void rules_status_tail(char *buf, size_t len, const struct rules_worker *
 	    j->al == RULES_AL_LEARNED ? (j->learn ? "spam" : "ham") : st[j->al], force);
 }
 
+/* The thresholds of j's recipients (rules.recipient_actions, rules/recipient_actions.h):
+ * j->ths one per policy they fall under, in the entries' order, rules.actions' last;
+ * j->required the lowest required=; j->policies names them for the log when entries are
+ * configured. Out of memory: rules.actions' alone. */
+static void rules_job_thresholds(const struct rules_worker *w, struct rules_job *j)
+{
+	const struct recipient_actions_entry *ev = w->cfg->rules.recipient_actions.v;
+	size_t ne = w->nth_for, o = 0;
+	bool *seen;
+
+	j->th1 = w->th;
+	j->ths = &j->th1;
+	j->nths = 1;
+	j->required = w->th.required;
+	j->policies[0] = '\0';
+	if (ne == 0 || (seen = calloc(ne + 1, sizeof(*seen))) == NULL)
+		return;
+	for (size_t i = 0; i < j->nrcpts; i++)
+		seen[recipient_actions_find(ev, ne, j->rcpts[i])] = true;
+	if (j->nrcpts == 0)
+		seen[ne] = true;
+	if ((j->ths = calloc(ne + 1, sizeof(*j->ths))) == NULL) {
+		j->ths = &j->th1;
+		free(seen);
+		return;
+	}
+	j->nths = 0;
+	for (size_t k = 0; k <= ne; k++) {
+		if (!seen[k])
+			continue;
+		j->ths[j->nths] = k < ne ? w->th_for[k] : w->th;
+		if (j->nths == 0 || j->ths[j->nths].required < j->required)
+			j->required = j->ths[j->nths].required;
+		j->nths++;
+		if (o < sizeof(j->policies)) {
+			int n = k < ne ? snprintf(j->policies + o, sizeof(j->policies) - o, "%s[%zu]",
+			    o ? ",recipient_actions" : " thresholds=recipient_actions", k) :
+			    snprintf(j->policies + o, sizeof(j->policies) - o, "%s",
+			    o ? ",actions" : " thresholds=actions");
+			o += n > 0 ? (size_t)n : 0;
+		}
+	}
+	if (o >= sizeof(j->policies))
+		snprintf(j->policies + sizeof(j->policies) - 5, 5, ",...");
+	free(seen);
+}
+
 /* Back on the loop thread, first half: the symbols and the total; j->learn: the autolearn
  * decision (bayes_autolearn_decide), -1 without a classifier. */
 static void rules_apply_begin(struct rules_worker *w, struct rules_job *j)
@@ -1006,9 +1083,10 @@ static void rules_apply_begin(struct rules_worker *w, struct rules_job *j)
 	/* never learn from the classifier's own verdict: its rules' score is left out (SA's
 	 * autolearn points: set 0, 3 header + 3 body points for spam) */
 	j->learn = -1;
+	rules_job_thresholds(w, j);
 	if (w->bayes) {
 		bayes_autolearn_points(w->rs, res->v, res->n, &j->alp);
-		j->learn = bayes_autolearn_decide(&rc->bayes, &j->alp, j->total >= w->th.required);
+		j->learn = bayes_autolearn_decide(&rc->bayes, &j->alp, j->total >= j->required);
 		if (j->max_size && j->len > j->max_size)
 			j->learn = -1;      /* not read, not learned (above) */
 	}
@@ -1037,7 +1115,7 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 	rules_status_tail(al, sizeof(al), w, rc, j);
 	if (j->learn >= 0)
 		snprintf(alog, sizeof(alog), " autolearn=%.*s", (int)strcspn(al, " "), al);
-	act = actions_decide(&w->th, total, res->action, res->action_rule, &v);
+	act = actions_decide_recipients(j->ths, j->nths, total, res->action, res->action_rule, &v, NULL);
 	tests[0] = '\0';
 	for (size_t i = 0; i < env->nsymbols && to + 1 < sizeof(tests); i++) {
 		int n = snprintf(tests + to, sizeof(tests) - to, "%s%s", i ? "," : "",
@@ -1057,24 +1135,24 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 		snprintf(scan, sizeof(scan), " scan=%s%s%s%s", res->over_budget ? "over_budget" : "",
 		    res->over_budget && incomplete ? "," : "", incomplete ? "incomplete missing=" : "",
 		    incomplete ? missing : "");
-	if (total >= w->th.required)   /* spam as X-Spam-Status says it: for reputation */
+	if (total >= j->required)   /* spam as X-Spam-Status says it: for reputation */
 		env->flags |= HOOK_FLAG_SPAM;
 	if (rc->mode == RULES_MODE_LOG) {
 		log_event(LOG_LVL_INFO, env->session_id,
-		    "event=rules score=%s required=%.1f action=%s%s tests=%s%s%s%s%s", sbuf,
-		    w->th.required, act, v.action != VERDICT_CONTINUE ? "(dry-run)" : "",
+		    "event=rules score=%s required=%.1f action=%s%s tests=%s%s%s%s%s%s", sbuf,
+		    j->required, act, v.action != VERDICT_CONTINUE ? "(dry-run)" : "",
 		    tests[0] ? tests : "none", res->body_skipped ? " body=skipped" : "",
-		    incomplete ? scan : "", bbuf, alog);
+		    incomplete ? scan : "", bbuf, alog, j->policies);
 		verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
 	} else {
 		log_event(LOG_LVL_INFO, env->session_id,
-		    "event=rules score=%s required=%.1f action=%s tests=%s%s%s%s%s", sbuf,
-		    w->th.required, act, tests[0] ? tests : "none",
-		    res->body_skipped ? " body=skipped" : "", scan, bbuf, alog);
+		    "event=rules score=%s required=%.1f action=%s tests=%s%s%s%s%s%s", sbuf,
+		    j->required, act, tests[0] ? tests : "none",
+		    res->body_skipped ? " body=skipped" : "", scan, bbuf, alog, j->policies);
 	}
 	marked = !incomplete && (v.action == VERDICT_CONTINUE || v.action == VERDICT_ACCEPT ||
 	    v.action == VERDICT_QUARANTINE);
-	spam = round(total * 1000) / 1000 >= w->th.required;
+	spam = round(total * 1000) / 1000 >= j->required;
 	/* report_safe 1 or 2: spam SpamAssassin would wrap (a message the body rules saw: a
 	 * bigger one spamc does not even send) becomes the report with the original inside;
 	 * it falls back to the fields alone when the wrapped message cannot be made, and in
@@ -1083,7 +1161,7 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 	    !res->body_skipped && rc->mode != RULES_MODE_LOG) {
 		struct rules_wrap wrap = { 0 };
 
-		rules_add_headers(w, env, total, w->th.required, res, al,
+		rules_add_headers(w, env, total, j->required, res, al,
 		    w->bayes && br->scanned ? br->prob : -1, &j->tags, &wrap);
 		wrapped = rules_wrap_apply(w, env, &wrap);
 		strbuf_free(&wrap.fields);
@@ -1096,7 +1174,7 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 	if (wrapped)
 		;
 	else if (rc->headers && marked)
-		rules_add_headers(w, env, total, w->th.required, res, al,
+		rules_add_headers(w, env, total, j->required, res, al,
 		    w->bayes && br->scanned ? br->prob : -1, &j->tags, NULL);
 	else if (!rc->headers || incomplete)
 		/* no verdict of ours goes on, and no sender's either: a forged "X-Spam-Status:
@@ -1104,7 +1182,7 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 		 * (SpamAssassin removes X-Spam-* whatever it adds) */
 		rules_delete_spam_fields(env);
 	if (!wrapped && rules_set_rewrite_subject(w->rs) && marked)
-		rules_rewrite_subject(env, rules_set_rewrite_subject(w->rs), total, w->th.required,
+		rules_rewrite_subject(env, rules_set_rewrite_subject(w->rs), total, j->required,
 		    spam);
 	if (v.action == VERDICT_QUARANTINE)
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
@@ -1333,6 +1411,15 @@ static const struct cfg_field rules_fields[] = {
 	  .doc = "rule files (globs, each sorted; SpamAssassin syntax); empty = rules off" },
 	{ "actions", CFG_STRUCT, offsetof(struct rules_config, actions), NULL,
 	  .sub = &rules_actions_table, .doc = "score thresholds: add_header, tempfail, quarantine, reject" },
+	{ "recipient_actions", CFG_STRUCT_LIST, offsetof(struct rules_config, recipient_actions),
+	  .sub = &recipient_actions_entry_table,
+	  .doc = "other thresholds for some recipients (MailScanner's Required/High SpamAssassin Score "
+	  "rulesets, amavis's spam_tag2_level_maps/spam_kill_level_maps): a list of { recipients, "
+	  "add_header, tempfail, quarantine, reject }, a key left out is actions'; a recipient takes the "
+	  "first entry that lists it, one no entry lists takes actions. A message is not split: it gets "
+	  "the mildest of its recipients' actions (refused only at a score every one's policy refuses; "
+	  "quarantine before tempfail before reject), X-Spam-Status the lowest required= of theirs "
+	  "(docs/rules.md). Empty (the default): actions for everyone" },
 	{ "mode", CFG_ENUM, offsetof(struct rules_config, mode), "enforce",
 	  .choices = rules_mode_choices,
 	  .doc = "enforce, or log: compute and log the action but only add headers" },

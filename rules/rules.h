@@ -25,6 +25,8 @@ struct rules_actions_config { double add_header, tempfail, reject, quarantine; }
 struct rules_config {
 	struct cfg_strlist files;            /* globs; empty = the module is off */
 	struct rules_actions_config actions; /* thresholds; 0 = off (add_header default 5) */
+	struct cfg_list recipient_actions;   /* struct recipient_actions_entry: some recipients'
+	                                      * thresholds (rules/recipient_actions.h) */
 	int mode;                            /* enum rules_mode */
 	double required_score;               /* 0 = actions.add_header, else 5.0 */
 	uint64_t max_size;                   /* bigger messages: header/envelope rules only */

@@ -24,6 +24,10 @@ What the operator expects, each a check:
   attachment name (mimeheader + `action reject`) refuses with the rule's name, also for a
   name written as an RFC 2047 encoded word;
 - per-domain policy: shop.example's mail is not spam-scored (`bypass`), corp.example's is;
+- per-domain thresholds (MailScanner's `High SpamAssassin Score` as a ruleset `To:
+  *@lenient.example 30`): lenient.example quarantines at 30 (`rules.recipient_actions`), so
+  the 10.5 corp.example quarantines is delivered to it, tagged; to both domains the message
+  gets the milder action, delivered to both (no split; the key did not exist before);
 - white- and blacklists: local.cf's welcomelist_from / blocklist_from for everyone; a
   per-domain sender blacklist as envelope rules and a meta with `action reject`; a
   per-domain sender whitelist (PMG "Whitelist" rule with a To object; MailScanner
@@ -33,8 +37,9 @@ What the operator expects, each a check:
   before: `-t` refused it, a gap fixed in this session);
 - statistics: `mxgatectl top clients|reasons|rules` and the /metrics counters of spam,
   viruses, quarantined and refused messages.
-The gaps (per-domain thresholds, top senders, release from the quarantine, the daily spam
-report) are in the docs' table, not asserted.
+The gaps (top senders, release from the quarantine, the daily spam report) are in the docs'
+table, not asserted; per-domain thresholds (rules.recipient_actions, session 28) are
+test_rules_recipient_actions'.
 """
 import base64
 import glob
@@ -132,13 +137,14 @@ qdir = os.path.join(mt.TMP, 'quarantine')
 sock = os.path.join(mt.TMP, 'pmg-control.sock')
 cfg = mt.proxied_config(
     [be.url], quarantine='maildir:' + qdir,
-    accept_domains=['corp.example', 'shop.example', 'other.example'],
+    accept_domains=['corp.example', 'shop.example', 'other.example', 'lenient.example'],
     control={'socket': sock},
     metrics={'listen': '127.0.0.1:%d' % mt.free_port()},
     plugins=[{'name': 'clamd', 'address': '127.0.0.1:%d' % cl.port, 'timeout': '30s',
               'options': {'blocked_prefix': 'Blocked.'}}],
     rules={'files': [STOCK + '/*.cf', local_cf, site_rules],
-           'actions': {'add_header': 5, 'quarantine': 10, 'reject': 20}},
+           'actions': {'add_header': 5, 'quarantine': 10, 'reject': 20},
+           'recipient_actions': [{'recipients': ['lenient.example'], 'quarantine': 30, 'reject': 60}]},
     bypass=[{'recipients': ['shop.example'], 'checks': ['rules']},
             {'recipients': ['corp.example'], 'senders': ['@partner.example', 'boss@home.example'],
              'checks': ['rules']}])
@@ -193,6 +199,20 @@ if held:
              and any(v.startswith('rules: score=') for v in header(held[0], 'X-Mxgate-Quarantine')),
              'the quarantined file: its envelope and X-Mxgate-Quarantine: rules: score=...: %s %s'
              % (header(held[0], 'X-Envelope-To'), header(held[0], 'X-Mxgate-Quarantine')))
+
+# per-domain thresholds: the same 10.5 to lenient.example (quarantine 30) is delivered, tagged
+body = 'You have won a prize. Wire transfer now.\r\nRegards.\r\n'
+code, text = send(mx.port, text_msg('len1', 'prize', body, to='sales@lenient.example'), to=('sales@lenient.example',))
+got = be.by_tag('len1')
+mt.check(code == 250 and len(got) == 1 and header(got[0]['data'], 'X-Spam-Flag') == ['YES'],
+         'lenient.example (recipient_actions quarantine 30): the 10.5 delivered, X-Spam-Flag: YES (%s %s)'
+         % (code, text))
+code, text = send(mx.port, text_msg('len2', 'prize', body), to=('user@corp.example', 'sales@lenient.example'))
+got = be.by_tag('len2')
+held = [f for f in glob.glob(qdir + '/new/*') if b'<len2@' in open(f, 'rb').read()]
+mt.check(code == 250 and len(got) == 1 and sorted(got[0]['rcpts']) == ['sales@lenient.example', 'user@corp.example']
+         and not held, 'to corp.example and lenient.example: the milder action, delivered to both, not held '
+         '(%s %s %s)' % (code, text, got and got[0]['rcpts']))
 
 code, text = send(mx.port, text_msg('rej1', 'offer', GTUBE + '\r\n'))
 mt.check(code == 550 and '5.7.1' in text and not be.by_tag('rej1'),

@@ -67,6 +67,64 @@ static void test_decide_table(void **state)
 	}
 }
 
+/* rules.recipient_actions: one message, several recipients' thresholds. The message takes
+ * the mildest of their decisions (refused only when every policy refuses it), tags when
+ * any would, and shows the lowest required=. */
+struct rcpt_case {
+	const char *label;
+	double score;
+	enum rule_action immediate;
+	size_t n;
+	struct actions_thresholds t[3];     /* add_header, tempfail, reject, required, quarantine */
+	enum verdict_action want;
+	int code;
+	const char *word;
+	double required;
+};
+
+static const struct rcpt_case rcpt_cases[] = {
+	{ "one recipient: as actions_decide", 12, RULE_ACT_NONE, 1,
+	  { { 5, 0, 10, 5, 0 } }, VERDICT_REJECT, 550, "reject", 5 },
+	{ "reject 5 and reject 20 at 12: delivered, tagged", 12, RULE_ACT_NONE, 2,
+	  { { 3, 0, 5, 3, 0 }, { 6, 0, 20, 6, 0 } }, VERDICT_CONTINUE, 0, "add_header", 3 },
+	{ "reject 5 and reject 20 at 20: both refuse", 20, RULE_ACT_NONE, 2,
+	  { { 3, 0, 5, 3, 0 }, { 6, 0, 20, 6, 0 } }, VERDICT_REJECT, 550, "reject", 3 },
+	{ "the order of the recipients does not matter", 12, RULE_ACT_NONE, 2,
+	  { { 6, 0, 20, 6, 0 }, { 3, 0, 5, 3, 0 } }, VERDICT_CONTINUE, 0, "add_header", 3 },
+	{ "reject off for one: never refused by score", 1000, RULE_ACT_NONE, 2,
+	  { { 5, 0, 10, 5, 0 }, { 5, 0, 0, 5, 0 } }, VERDICT_CONTINUE, 0, "add_header", 5 },
+	{ "one rejects, one quarantines: quarantined", 15, RULE_ACT_NONE, 2,
+	  { { 5, 0, 10, 5, 0 }, { 5, 0, 20, 5, 12 } }, VERDICT_QUARANTINE, 0, "quarantine", 5 },
+	{ "one rejects, one tempfails: 451", 15, RULE_ACT_NONE, 2,
+	  { { 5, 0, 10, 5, 0 }, { 5, 12, 0, 5, 0 } }, VERDICT_TEMPFAIL, 451, "tempfail", 5 },
+	{ "one tempfails, one quarantines: quarantined (kept)", 15, RULE_ACT_NONE, 2,
+	  { { 5, 12, 0, 5, 0 }, { 5, 0, 0, 5, 12 } }, VERDICT_QUARANTINE, 0, "quarantine", 5 },
+	{ "one quarantines, one delivers: delivered", 15, RULE_ACT_NONE, 3,
+	  { { 5, 0, 10, 5, 0 }, { 5, 0, 0, 5, 12 }, { 20, 0, 0, 20, 0 } },
+	  VERDICT_CONTINUE, 0, "none", 5 },
+	{ "tagging: the lowest add_header", 4, RULE_ACT_NONE, 2,
+	  { { 8, 0, 10, 8, 0 }, { 3, 0, 20, 3, 0 } }, VERDICT_CONTINUE, 0, "add_header", 3 },
+	{ "below every add_header: none, the lowest required", 2, RULE_ACT_NONE, 2,
+	  { { 8, 0, 10, 8, 0 }, { 3, 0, 20, 3, 0 } }, VERDICT_CONTINUE, 0, "none", 3 },
+	{ "a rule's action reject refuses for all", 0, RULE_ACT_REJECT, 2,
+	  { { 5, 0, 10, 5, 0 }, { 5, 0, 0, 5, 0 } }, VERDICT_REJECT, 550, "reject", 5 },
+	{ "a rule's action accept delivers for all", 50, RULE_ACT_ACCEPT, 2,
+	  { { 5, 0, 10, 5, 0 }, { 5, 0, 10, 5, 0 } }, VERDICT_CONTINUE, 0, "accept", 5 },
+};
+
+static void test_decide_recipients(void **state)
+{
+	for (size_t i = 0; i < sizeof(rcpt_cases) / sizeof(rcpt_cases[0]); i++) {
+		const struct rcpt_case *c = &rcpt_cases[i];
+		struct verdict v;
+		double req = -1;
+		const char *w = actions_decide_recipients(c->t, c->n, c->score, c->immediate, "RULE", &v, &req);
+
+		if (v.action != c->want || strcmp(w, c->word) != 0 || v.code != c->code || req != c->required)
+			fail_msg("%s: action %d code %d word %s required %.1f", c->label, v.action, v.code, w, req);
+	}
+}
+
 static void test_reject_reply(void **state)
 {
 	struct actions_thresholds t = { 5, 10, 15, 5 };
@@ -197,6 +255,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_decide_table),
+		cmocka_unit_test(test_decide_recipients),
 		cmocka_unit_test(test_reject_reply),
 		cmocka_unit_test(test_status_form),
 		cmocka_unit_test(test_status_folding),
