@@ -615,8 +615,6 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
 	/* reject_non_fqdn_recipient, before accept_domains (as Postfix's restriction stands
 	 * before reject_unauth_destination): the reason the client can act on */
 	if (s->cfg->reject_non_fqdn_recipient && !domain_address_is_fqdn(cmd->addr)) {
-		if (!quiet)
-			counter_inc(COUNTER_RECIPIENTS_REJECTED);
 		return session_check_refuse(s, cmd, quiet, "non_fqdn_recipient", reply, cap, SESSION_CHECK_ERROR,
 		    "504 5.5.2 Recipient address rejected: need fully-qualified address");
 	}
@@ -641,7 +639,6 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
 	session_refusal_log(s, &(struct opstats_refusal){ .stage = "rcpt", .reason = "relay_denied", .code = 550 },
 	    "rcpt=%s domain=%s client=%s code=550 reply=\"5.7.1 relaying denied\"", log_addr(rv, sizeof(rv), cmd->addr),
 	    log_val(dv, sizeof(dv), denied), s->env.client_ip);
-	counter_inc(COUNTER_RECIPIENTS_REJECTED);
 	return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "550 5.7.1 relaying denied");
 }
 
@@ -848,6 +845,7 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 	if (session_verdict_refuses(v)) {
 		session_reply_verdict(s, v, "rcpt");
 		opstats_note_rcpt(s->w->index, s->env.mail_from, s->env.cur_rcpt, false);
+		counter_inc(COUNTER_RECIPIENTS_REJECTED);
 		session_refusal_count(s, v);
 		smtp_tx_drop_rcpt(&s->tx);
 		session_cmd_done(s);
@@ -1617,9 +1615,13 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	}
 	c = session_cmd_find(cmd->verb);
 	enum session_check checked = session_cmd_check_row(s, c, cmd, reply, sizeof(reply));
-	/* a recipient refused here (in a transaction: a RCPT out of order is no recipient's) */
-	if (checked != SESSION_CHECK_OK && cmd->verb == SMTP_RCPT)
+	/* a recipient refused here (in a transaction: a RCPT out of order is no recipient's);
+	 * mxgate_recipients_rejected_total counts every RCPT refused, here, by a filter
+	 * (session_apply_rcpt) and by the backend (smtp_tx) */
+	if (checked != SESSION_CHECK_OK && cmd->verb == SMTP_RCPT) {
 		opstats_note_rcpt(s->w->index, s->env.mail_from, cmd->addr, false);
+		counter_inc(COUNTER_RECIPIENTS_REJECTED);
+	}
 	switch (checked) {
 	case SESSION_CHECK_OK:
 		break;
@@ -1647,8 +1649,6 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	case SESSION_CHECK_REFUSED:
 		/* the refusal decided (logged, counted) at connect, given at MAIL (at RCPT when
 		 * exempt_recipients holds it there) */
-		if (cmd->verb == SMTP_RCPT)
-			counter_inc(COUNTER_RECIPIENTS_REJECTED);
 		session_reply_verdict_as(s, &s->conn_verdict, cmd->verb == SMTP_RCPT ? "rcpt" :
 		    cmd->verb == SMTP_DATA ? "data" : "mail", false);
 		session_error(s);

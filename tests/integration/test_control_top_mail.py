@@ -184,7 +184,8 @@ sink.stop()
 SOCK2 = os.path.join(mt.TMP, 'control2.sock')
 sink2 = mt.Sink(name='sinkR', args=['-f', 'rcpt'])
 mx2 = mt.Mxgate(mt.config([sink2.url], accept_domains=['example.test'], greylist={'enabled': True, 'delay': '1h'},
-                          control={'socket': SOCK2}), name='mx2')
+                          control={'socket': SOCK2}, metrics={'listen': '127.0.0.1:%d' % mt.free_port()}),
+                name='mx2')
 r = mt.send_mail(mx2.port, 'grey@Sender.example', ['g@example.test'], mt.message('grey'))
 mt.check(r.rcpt_codes == [451] and mx2.wait_log(r'event=tempfail stage=rcpt reason=greylist') is not None,
          'greylisted at RCPT (%r %r)' % (r, r.rcpt_codes))
@@ -201,6 +202,10 @@ mt.check(counts(js, 'rcpt_refused', 'recipient') == {'g@example.test': 2} and no
 rc, out, err = mt.ctl(SOCK2, '--json', 'top', 'senders')
 js = json.loads(out) if rc == 0 else {}
 mt.check(counts(js, 'rcpt_refused', 'domain') == {'sender.example': 2}, 'by sender domain too (%r)' % js)
+# the counter of RCPTs refused agrees: a filter's refusal at RCPT counts as the backend's does
+# (before session 28 it counted relay_denied, non-FQDN, connect refusals and the backend's only)
+rej = mx2.metric('recipients_rejected_total')
+mt.check(rej == 2, 'mxgate_recipients_rejected_total counts the greylist 451 and the backend 5xx (%r)' % rej)
 mx2.stop()
 sink2.stop()
 mt.finish()
