@@ -249,28 +249,29 @@ char *cfg_file_line_item(char *line, ssize_t len)
 int cfg_read_list_file(struct cfg_parse *p, struct fy_node *section, const char *key, size_t index,
 		       const char *path, cfg_file_item_fn add, void *arg)
 {
-	FILE *f = fopen(path, "r");
-	char *line = NULL, *s;
-	size_t cap = 0, lineno = 0;
-	ssize_t len;
-	const char *why;
+	/* cidr_file_read's rules: a regular file of at most CIDR_FILE_MAX octets (or /dev/null,
+	 * empty); a device or a FIFO could block or never end (file:/dev/zero grew one line
+	 * past 2 GiB: fuzz_config, session 28) */
+	const char *errstr = NULL, *why;
+	size_t len = 0, lineno = 0;
+	char *buf = cidr_file_read(path, &len, &errstr), *line, *end, *s;
 	int rc = 0;
 
-	if (f == NULL)
+	if (buf == NULL)
 		return cfg_error_key(p, section, key, (long)index, "cannot read %s: %s", path,
-				     strerror(errno));
-	while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
+				     errstr ? errstr : "?");
+	for (line = buf; rc == 0 && line < buf + len; line = end + 1) {
 		lineno++;
-		if ((s = cfg_file_line_item(line, len)) == NULL)
+		end = memchr(line, '\n', (size_t)(buf + len - line));
+		if (end == NULL)
+			end = buf + len;	/* the last line without its newline; buf[len] is NUL */
+		if ((s = cfg_file_line_item(line, end - line)) == NULL)
 			continue;
 		if ((why = add(arg, s)) != NULL)
 			rc = cfg_error_key(p, section, key, (long)index, "%s:%zu: \"%.100s\": %s",
 					   path, lineno, s, why);
 	}
-	if (rc == 0 && ferror(f))
-		rc = cfg_error_key(p, section, key, (long)index, "cannot read %s", path);
-	free(line);
-	fclose(f);
+	free(buf);
 	return rc;
 }
 

@@ -205,6 +205,11 @@ static const struct bad_row bad_rows[] = {
 	{ "a sender without a domain", "[{ senders: [\"a@\"], checks: [rules] }]", "not an address" },
 	{ "a missing senders file", "[{ senders: [\"file:/nonexistent/mxgate-senders\"], checks: [rules] }]",
 	  "cannot read" },
+	/* a device that never ends: refused, not read (fuzz_config grew one line of /dev/full's
+	 * zeros past 2 GiB; cfg_read_list_file reads as cidr_file_read does) */
+	{ "an endless device", "[{ recipients: [\"file:/dev/zero\"], checks: [rules] }]",
+	  "cannot read /dev/zero: not a regular file" },
+	{ "a directory", "[{ recipients: [\"file:/\"], checks: [rules] }]", "cannot read /: not a regular file" },
 };
 
 static void test_config_errors(void **state)
