@@ -13,23 +13,12 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "config_fixture.h"
 #include "bypass.h"
 #include "config.h"
 #include "hook.h"
 
 #define MINIMAL "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
-
-static int load(const char *text, struct mx_config **cfg, char **errs)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	assert_non_null(f);
-	int rc = config_load_string("t.yaml", text, strlen(text), cfg, f);
-	fclose(f);
-	*errs = buf;
-	return rc;
-}
 
 static char nofilter_path[64];
 
@@ -57,7 +46,7 @@ static int setup(void **state)
 	    "  - { recipients: [abuse, \"Postmaster\"], checks: [rules] }\n"
 	    "  - { recipients: [\"sales@Shop.Example.\"], checks: [greylist] }\n"
 	    "  - { recipients: [\"file:%s\"], checks: [rules, spamd] }\n", nofilter_path);
-	int rc = load(text, &cfg, &errs);
+	int rc = config_fixture_load(text, &cfg, &errs);
 	if (rc != 0)
 		fprintf(stderr, "%s", errs ? errs : "");
 	free(errs);
@@ -221,7 +210,7 @@ static void test_config_errors(void **state)
 		char *errs = NULL;
 
 		snprintf(text, sizeof(text), MINIMAL "bypass: %s\n", bad_rows[i].yaml);
-		int rc = load(text, &cfg, &errs);
+		int rc = config_fixture_load(text, &cfg, &errs);
 		if (rc == 0 || errs == NULL || strstr(errs, bad_rows[i].want) == NULL)
 			fail_msg("%s: rc %d, errors \"%s\", want \"%s\"", bad_rows[i].label, rc,
 			    errs ? errs : "", bad_rows[i].want);
@@ -264,7 +253,7 @@ static void test_senders(void **state)
 	    "checks: [rules, spamd] }\n"
 	    "  - { senders: [list.example], checks: [greylist] }\n";
 
-	int rc = load(text, &cfg, &errs);
+	int rc = config_fixture_load(text, &cfg, &errs);
 	if (rc != 0)
 		fprintf(stderr, "%s", errs ? errs : "");
 	free(errs);
@@ -307,7 +296,7 @@ static void test_warning(void **state)
 		char *errs = NULL, *buf = NULL;
 		size_t len = 0;
 
-		assert_int_equal(load(texts[i], &cfg, &errs), 0);
+		assert_int_equal(config_fixture_load(texts[i], &cfg, &errs), 0);
 		free(errs);
 		FILE *f = open_memstream(&buf, &len);
 		int n = config_warnings(cfg, f);

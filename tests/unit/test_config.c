@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config_fixture.h"
 #include "config.h"
 #include "hook.h"
 #include "log.h"
@@ -27,18 +28,6 @@
 /* ---------------------------------------------------------------- helpers */
 
 /* Loads text as "t.yaml"; returns rc and the error output (malloc'd) in *errs. */
-static int load(const char *text, struct mx_config **cfg, char **errs)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	assert_non_null(f);
-	int rc = config_load_string("t.yaml", text, strlen(text), cfg, f);
-	fclose(f);
-	*errs = buf;
-	return rc;
-}
-
 static size_t count_lines(const char *s)
 {
 	size_t n = 0;
@@ -64,7 +53,7 @@ static void test_defaults(void **state)
 {
 	struct mx_config *c;
 	char *errs;
-	assert_int_equal(load(MINIMAL, &c, &errs), 0);
+	assert_int_equal(config_fixture_load(MINIMAL, &c, &errs), 0);
 	assert_string_equal(errs, "");
 	free(errs);
 	assert_string_equal(c->path, "t.yaml");
@@ -174,7 +163,7 @@ static void test_full_core(void **state)
 		"quarantine: maildir:/var/spool/mxgate/quarantine\n";
 	struct mx_config *c;
 	char *errs;
-	int rc = load(text, &c, &errs);
+	int rc = config_fixture_load(text, &c, &errs);
 	if (rc)
 		fail_msg("full config refused: %s", errs);
 	free(errs);
@@ -281,7 +270,7 @@ static void test_shapes(void **state)
 	for (size_t i = 0; i < sizeof(shape_rows) / sizeof(shape_rows[0]); i++) {
 		struct mx_config *c;
 		char *errs;
-		if (load(shape_rows[i].text, &c, &errs) != 0)
+		if (config_fixture_load(shape_rows[i].text, &c, &errs) != 0)
 			fail_msg("shape row \"%s\" refused: %s", shape_rows[i].label, errs);
 		free(errs);
 		shape_rows[i].check(c);
@@ -397,7 +386,7 @@ static void test_errors(void **state)
 		const struct err_row *r = &err_rows[i];
 		struct mx_config *c = (struct mx_config *)1;
 		char *errs;
-		int rc = load(r->text, &c, &errs);
+		int rc = config_fixture_load(r->text, &c, &errs);
 		if (rc != -1 || c != NULL)
 			fail_msg("error row \"%s\": accepted", r->label);
 		const char *nl = strchr(errs, '\n');
@@ -428,7 +417,7 @@ static void test_cidr_file_items(void **state)
 	assert_int_equal(write(fd, good, sizeof(good) - 1), (ssize_t)(sizeof(good) - 1));
 	close(fd);
 	snprintf(text, sizeof(text), MINIMAL "relay_networks: [10.0.0.0/8, \"file:%s\"]\n", path);
-	assert_int_equal(load(text, &c, &errs), 0);
+	assert_int_equal(config_fixture_load(text, &c, &errs), 0);
 	assert_int_equal(c->relay_networks.n, 3);
 	inet_pton(AF_INET, "198.18.50.7", &a.sin_addr);
 	assert_true(cfg_cidrlist_match(&c->relay_networks, (struct sockaddr *)&a));
@@ -441,7 +430,7 @@ static void test_cidr_file_items(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, bad, sizeof(bad) - 1), (ssize_t)(sizeof(bad) - 1));
 	close(fd);
-	assert_int_equal(load(text, &c, &errs), -1);
+	assert_int_equal(config_fixture_load(text, &c, &errs), -1);
 	assert_null(c);
 	snprintf(want, sizeof(want), "%s:2:3: relay_networks[1]: expected an address or prefix like "
 		 "192.0.2.0/24 or 2001:db8::/32, got \"198.18.999.0/24\"\n%s:3:1: relay_networks[1]: "
@@ -452,7 +441,7 @@ static void test_cidr_file_items(void **state)
 	free(errs);
 
 	unlink(path);
-	assert_int_equal(load(text, &c, &errs), -1);
+	assert_int_equal(config_fixture_load(text, &c, &errs), -1);
 	snprintf(want, sizeof(want), "t.yaml:3:30: relay_networks[1]: cannot read %s: No such file or "
 		 "directory\n", path);
 	if (strcmp(errs, want) != 0)
@@ -542,7 +531,7 @@ static void test_too_many_listeners(void **state)
 		off += (size_t)snprintf(text + off, sizeof(text) - off, "  - 127.0.0.1:%d\n", 2000 + i);
 	struct mx_config *c;
 	char *errs;
-	assert_int_equal(load(text, &c, &errs), -1);
+	assert_int_equal(config_fixture_load(text, &c, &errs), -1);
 	assert_string_equal(errs, "t.yaml:19:5: listen[16]: at most 16 listeners\n");
 	free(errs);
 }
@@ -559,7 +548,7 @@ static void test_alias_bomb(void **state)
 	}
 	struct mx_config *c;
 	char *errs;
-	assert_int_equal(load(text, &c, &errs), -1);
+	assert_int_equal(config_fixture_load(text, &c, &errs), -1);
 	assert_non_null(strstr(errs, "too many nodes after expanding aliases"));
 	free(errs);
 }

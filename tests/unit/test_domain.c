@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "config_fixture.h"
 #include "backend.h"
 #include "config.h"
 #include "hook.h"
@@ -424,18 +425,6 @@ static void test_accepts_address_names_domain(void **state)
 
 /* ---- accept_domains in the config ---------------------------------------------------- */
 
-static int load(const char *text, struct mx_config **cfg, char **errs)
-{
-	size_t len = 0;
-	FILE *f = open_memstream(errs, &len);
-	int rc;
-
-	assert_non_null(f);
-	rc = config_load_string("t.yaml", text, strlen(text), cfg, f);
-	fclose(f);
-	return rc;
-}
-
 #define BASE "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
 
 static void test_config_accept_domains(void **state)
@@ -448,7 +437,7 @@ static void test_config_accept_domains(void **state)
 	FILE *f = fdopen(fd, "w");
 
 	/* absent: every domain, and -t warns */
-	assert_int_equal(load(BASE, &cfg, &errs), 0);
+	assert_int_equal(config_fixture_load(BASE, &cfg, &errs), 0);
 	assert_null(cfg->accept_set);
 	free(errs);
 	errs = NULL;
@@ -467,7 +456,7 @@ static void test_config_accept_domains(void **state)
 	fputs("# hosted domains\nHosted.Test.\n\n  *.clients.test   # every client\n", f);
 	fclose(f);
 	snprintf(text, sizeof(text), BASE "accept_domains: [local.test, \"file:%s\"]\n", path);
-	assert_int_equal(load(text, &cfg, &errs), 0);
+	assert_int_equal(config_fixture_load(text, &cfg, &errs), 0);
 	free(errs);
 	errs = NULL;
 	assert_non_null(cfg->accept_set);
@@ -490,7 +479,7 @@ static void test_config_accept_domains(void **state)
 	fputs("ok.test\nbad domain.test\n", f);
 	fclose(f);
 	cfg = NULL;
-	assert_int_equal(load(text, &cfg, &errs), -1);
+	assert_int_equal(config_fixture_load(text, &cfg, &errs), -1);
 	assert_null(cfg);
 	if (strstr(errs, "t.yaml:3:") == NULL || strstr(errs, "accept_domains[1]") == NULL ||
 	    strstr(errs, ":2: \"bad domain.test\"") == NULL)
@@ -500,22 +489,22 @@ static void test_config_accept_domains(void **state)
 
 	/* a missing file, a bad pattern, "*", a file naming nothing */
 	unlink(path);
-	assert_int_equal(load(text, &cfg, &errs), -1);
+	assert_int_equal(config_fixture_load(text, &cfg, &errs), -1);
 	assert_non_null(strstr(errs, "cannot read"));
 	free(errs);
 	errs = NULL;
-	assert_int_equal(load(BASE "accept_domains: [\"*\"]\n", &cfg, &errs), -1);
+	assert_int_equal(config_fixture_load(BASE "accept_domains: [\"*\"]\n", &cfg, &errs), -1);
 	assert_non_null(strstr(errs, "accept_domains[0]"));
 	free(errs);
 	errs = NULL;
-	assert_int_equal(load(BASE "accept_domains: [\"a.*.test\"]\n", &cfg, &errs), -1);
+	assert_int_equal(config_fixture_load(BASE "accept_domains: [\"a.*.test\"]\n", &cfg, &errs), -1);
 	free(errs);
 	errs = NULL;
 	f = fopen(path, "w");
 	fputs("# nothing yet\n", f);
 	fclose(f);
 	snprintf(text, sizeof(text), BASE "accept_domains: \"file:%s\"\n", path);
-	assert_int_equal(load(text, &cfg, &errs), -1);
+	assert_int_equal(config_fixture_load(text, &cfg, &errs), -1);
 	assert_non_null(strstr(errs, "name no domain"));
 	free(errs);
 	unlink(path);
@@ -527,7 +516,7 @@ static void test_config_route_domains(void **state)
 	struct mx_config *cfg = NULL;
 	char *errs = NULL;
 
-	assert_int_equal(load("listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
+	assert_int_equal(config_fixture_load("listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
 	    "  routes: [{ domains: [\"ok.test\", \"*.x.*\"], servers: [\"smtp://127.0.0.1:2527\"] }]\n",
 	    &cfg, &errs), -1);
 	if (strstr(errs, "backends.routes[0].domains[1]") == NULL)
@@ -537,7 +526,7 @@ static void test_config_route_domains(void **state)
 
 	/* routes compare in the normal form: the trailing-dot bypass is gone */
 	const char *err = NULL;
-	assert_int_equal(load("listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
+	assert_int_equal(config_fixture_load("listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
 	    "  routes:\n    - { domains: [Local.Test], servers: [\"smtp://127.0.0.1:2527\"] }\n"
 	    "    - { domains: [\"*.sub.test\"], servers: [\"smtp://127.0.0.1:2528\"] }\n",
 	    &cfg, &errs), 0);
@@ -584,7 +573,7 @@ static void test_config_route_shadowed(void **state)
 	assert_false(domain_set_covers(NULL, "exact.test"));
 	domain_set_free(s);
 
-	assert_int_equal(load("listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
+	assert_int_equal(config_fixture_load("listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
 	    "  routes:\n"
 	    "    - { domains: [\"*.hosting.test\", a.test], servers: [\"smtp://127.0.0.1:2527\"] }\n"
 	    "    - { domains: [mine.test, Special.Hosting.Test., \"*.x.hosting.test\", A.TEST], servers: [\"smtp://127.0.0.1:2528\"] }\n"
@@ -632,7 +621,7 @@ static void test_config_route_file(void **state)
 	snprintf(text, sizeof(text), "listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
 	    "  routes:\n    - { domains: [\"file:%s\", other.test], servers: [\"smtp://127.0.0.1:2527\"] }\n"
 	    "    - { domains: [vip.wild.test, cust2.example], servers: [\"smtp://127.0.0.1:2528\"] }\n", path);
-	assert_int_equal(load(text, &cfg, &errs), 0);
+	assert_int_equal(config_fixture_load(text, &cfg, &errs), 0);
 	free(errs);
 	errs = NULL;
 	struct pool *p = pool_new(cfg, &err);
@@ -660,7 +649,7 @@ static void test_config_route_file(void **state)
 	fputs("ok.test\nbad domain.test\n", f);
 	fclose(f);
 	cfg = NULL;
-	assert_int_equal(load(text, &cfg, &errs), -1);
+	assert_int_equal(config_fixture_load(text, &cfg, &errs), -1);
 	assert_null(cfg);
 	if (strstr(errs, "backends.routes[0].domains[0]") == NULL || strstr(errs, ":2: \"bad domain.test\"") == NULL)
 		fail_msg("errors: %s", errs);
@@ -668,7 +657,7 @@ static void test_config_route_file(void **state)
 	errs = NULL;
 	/* a file that cannot be read */
 	unlink(path);
-	assert_int_equal(load(text, &cfg, &errs), -1);
+	assert_int_equal(config_fixture_load(text, &cfg, &errs), -1);
 	if (strstr(errs, "backends.routes[0].domains[0]") == NULL || strstr(errs, "cannot read") == NULL)
 		fail_msg("errors: %s", errs);
 	free(errs);
@@ -704,7 +693,7 @@ static void test_config_route_file_shadowed(void **state)
 	    "    - { domains: [own.test, \"file:%s\"], servers: [\"smtp://127.0.0.1:2528\"] }\n"
 	    "    - { domains: [\"file:%s\"], servers: [\"smtp://127.0.0.1:2529\"] }\n"
 	    "accept_domains: [\"*.test\", \"*.example\"]\n", a, b, c);
-	assert_int_equal(load(text, &cfg, &errs), 0);
+	assert_int_equal(config_fixture_load(text, &cfg, &errs), 0);
 	free(errs);
 	errs = NULL;
 	w = open_memstream(&errs, &len);

@@ -12,22 +12,11 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "config_fixture.h"
 #include "config.h"
 #include "rules/recipient_actions.h"
 
 #define MINIMAL "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
-
-static int load(const char *text, struct mx_config **cfg, char **errs)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	assert_non_null(f);
-	int rc = config_load_string("t.yaml", text, strlen(text), cfg, f);
-	fclose(f);
-	*errs = buf;
-	return rc;
-}
 
 static const char CONFIG[] = MINIMAL
     "rules:\n"
@@ -63,7 +52,7 @@ static void test_find_and_thresholds(void **state)
 	struct actions_thresholds base = { 0 };
 
 	(void)state;
-	if (load(CONFIG, &cfg, &errs) != 0)
+	if (config_fixture_load(CONFIG, &cfg, &errs) != 0)
 		fail_msg("config refused: %s", errs);
 	free(errs);
 	rc = &cfg->rules;
@@ -122,7 +111,7 @@ static void test_errors(void **state)
 		char *errs = NULL;
 
 		snprintf(text, sizeof(text), MINIMAL "rules:\n  recipient_actions:\n%s", cases[i].entries);
-		if (load(text, &cfg, &errs) == 0 || errs == NULL || strstr(errs, cases[i].want) == NULL ||
+		if (config_fixture_load(text, &cfg, &errs) == 0 || errs == NULL || strstr(errs, cases[i].want) == NULL ||
 		    strncmp(errs, "t.yaml:", 7) != 0)
 			fail_msg("%s: %s", cases[i].label, errs ? errs : "(accepted)");
 		free(errs);
