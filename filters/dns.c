@@ -391,23 +391,59 @@ int dns_reply_mx_names(const unsigned char *buf, size_t len, struct dns_result *
 }
 
 /* See dns.h. */
-int dns_reply_failed_question(const unsigned char *buf, size_t len, char *name, size_t namelen,
-    unsigned *qtype)
+int dns_msg_question(const unsigned char *buf, size_t len, char *name, size_t namelen,
+    struct dns_msg_head *h)
 {
 	size_t off = 12;
-	unsigned rcode;
 	bool clean;
 
-	if (buf == NULL || len < 12 || name == NULL || namelen == 0 || qtype == NULL)
+	if (buf == NULL || len < 12 || name == NULL || namelen == 0 || h == NULL)
 		return -1;
-	rcode = buf[3] & 0x0fu;
-	/* RFC 1035 4.1.1: QR (a response), QDCOUNT 1 */
-	if ((buf[2] & 0x80u) == 0 || buf[4] != 0 || buf[5] != 1 || (rcode != 2 && rcode != 4 && rcode != 5))
+	h->id = (unsigned)buf[0] << 8 | buf[1];
+	h->response = (buf[2] & 0x80u) != 0;
+	h->rcode = buf[3] & 0x0fu;
+	h->qtype = 0;
+	/* RFC 1035 4.1.1: QDCOUNT 1, the one question c-ares asks and matches */
+	if (buf[4] != 0 || buf[5] != 1)
 		return 0;
 	if (dns_reply_expand_name(buf, len, &off, name, namelen, &clean) < 0 || off + 4 > len)
 		return -1;
-	*qtype = (unsigned)buf[off] << 8 | buf[off + 1];
+	h->qtype = (unsigned)buf[off] << 8 | buf[off + 1];
 	return 1;
+}
+
+/* See dns.h. */
+size_t dns_frame_feed(struct dns_frame *f, const unsigned char *p, size_t n, bool *done)
+{
+	size_t used = 0;
+
+	*done = false;
+	/* RFC 1035 4.2.2: each message over TCP after a two-octet length */
+	while (used < n && f->lenhave < 2) {
+		f->len = f->len << 8 | p[used++];
+		if (++f->lenhave == 2) {
+			f->need = f->len;
+			f->have = 0;
+		}
+	}
+	if (f->lenhave < 2)
+		return used;
+	size_t take = n - used < f->need ? n - used : f->need;
+
+	if (f->have < sizeof(f->head)) {
+		size_t c = take < sizeof(f->head) - f->have ? take : sizeof(f->head) - f->have;
+
+		memcpy(f->head + f->have, p + used, c);
+		f->have += c;
+	}
+	used += take;
+	f->need -= take;
+	if (f->need == 0) {
+		*done = true;
+		f->lenhave = 0;
+		f->len = 0;
+	}
+	return used;
 }
 
 /* ---- the cache ---------------------------------------------------------------------- */
@@ -710,7 +746,9 @@ struct dns_query {
 	bool asked_again;                   /* sent a second time after FORMERR (dns_ares_cb) */
 	bool asked_after_reset;             /* ... after ECONNREFUSED (dns_ares_cb) */
 	bool saw_failure_rcode;             /* a server answered it SERVFAIL/NOTIMP/REFUSED
-	                                     * (dns_resolver_note_reply) */
+	                                     * (dns_resolver_note_answer) */
+	bool qid_set;                       /* qid holds the id c-ares sent it with */
+	uint16_t qid;                       /* (dns_sock_sendv; the same on every try) */
 	struct dns_query *leader;           /* a follower: whom it follows (NULL while delivered) */
 	struct dns_query *fhead;            /* a leader: its followers */
 	struct dns_query *fprev, *fnext;    /* in the leader's list of followers */
@@ -719,6 +757,13 @@ struct dns_query {
 };
 
 #define DNS_EDNS_UDP_SIZE 1232   /* EDNS0 UDP payload advertised (DNS flag day 2020) */
+
+/* A TCP socket c-ares opened: the answers it reads there, reassembled (dns_sock_recvfrom) */
+struct dns_tcp {
+	ares_socket_t fd;
+	struct dns_frame in;
+	struct dns_tcp *next;
+};
 #define DNS_INFLIGHT_BUCKETS 256
 
 struct dns_resolver {
@@ -740,11 +785,13 @@ struct dns_resolver {
 	int busy;                           /* inside c-ares processing */
 	bool destroy_pending;               /* last reference dropped while busy */
 	struct dns_query *starting;         /* the query ares_query() is being called for */
+	struct dns_query *sending;          /* ... by dns_query_start or dns_ares_cb (its id) */
+	struct dns_tcp *tcp;                /* c-ares' TCP sockets */
 	bool starting_done;                 /* ... and it completed synchronously */
 	bool dying;
 	struct dns_resolver *reg_next;
-	/* a FORMERR without records in its additional section (no OPT) came: c-ares 1.18 may
-	 * have turned EDNS0 off for the channel (dns_resolver_check_edns) */
+	/* a FORMERR answer c-ares takes came: c-ares 1.18 may have turned EDNS0 off for the
+	 * channel (dns_resolver_check_edns) */
 	bool formerr_seen;
 	bool edns_off_logged;               /* event=dns_edns_off logged for this resolver */
 	char formerr_from[INET6_ADDRSTRLEN + 8];  /* the server that answered it, "ip:port" */
@@ -1077,6 +1124,22 @@ static const int dns_ares_type[DNS_T_COUNT] = {
 	[DNS_T_A] = 1, [DNS_T_AAAA] = 28, [DNS_T_TXT] = 16, [DNS_T_PTR] = 12, [DNS_T_MX] = 15,
 };
 
+static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen);
+
+/* Asks c-ares q's question; the id it goes with is noted (dns_sock_sendv) for the answers
+ * that count (dns_resolver_note_answer). The callback may run inside: q is not touched
+ * after. */
+static void dns_query_ask(struct dns_query *q)
+{
+	struct dns_resolver *r = q->r;
+	struct dns_query *was = r->sending;
+
+	q->qid_set = false;
+	r->sending = q;
+	ares_query(r->ch, q->name, 1 /* IN */, dns_ares_type[q->type], dns_ares_cb, q);
+	r->sending = was;
+}
+
 static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	struct dns_query *q = arg;
@@ -1103,7 +1166,7 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 		 * The callback may run inside ares_query: q is not touched after it. */
 		q->asked_again = true;
 		dns_inflight_add(q);
-		ares_query(r->ch, q->name, 1 /* IN */, dns_ares_type[q->type], dns_ares_cb, q);
+		dns_query_ask(q);
 		return;
 	}
 	if (status == ARES_ECONNREFUSED && q->saw_failure_rcode) {
@@ -1124,7 +1187,7 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 		 * NODATA). q is not touched after ares_query. */
 		q->asked_after_reset = true;
 		dns_inflight_add(q);
-		ares_query(r->ch, q->name, 1 /* IN */, dns_ares_type[q->type], dns_ares_cb, q);
+		dns_query_ask(q);
 		return;
 	}
 	memset(&res, 0, sizeof(res));
@@ -1163,59 +1226,123 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 	free(q);
 }
 
-/* A UDP datagram c-ares read from a server (dns_sock_recvfrom): when it is a SERVFAIL,
- * NOTIMP or REFUSED answer, the running queries of its question are marked
- * (saw_failure_rcode), for dns_ares_cb to tell the end c-ares 1.18 gives them
- * (ECONNREFUSED) from an ICMP refusal. Read before c-ares matches the answer to its query
- * (id, question, server): an answer it then drops still marks a query of that question,
- * which changes only the word for a failure (servfail, not failed), never an answer. */
-static void dns_resolver_note_reply(struct dns_resolver *r, const unsigned char *buf, size_t len,
-    const struct sockaddr *from)
+/* Whether q asks name (text, no trailing dot, any case) of type qtype. */
+static bool dns_query_asks(const struct dns_query *q, const char *name, unsigned qtype)
+{
+	size_t qlen = strlen(q->name), nlen = strlen(name);
+
+	if (qlen > 0 && q->name[qlen - 1] == '.')
+		qlen--;
+	return (unsigned)dns_ares_type[q->type] == qtype && qlen == nlen &&
+	    strncasecmp(q->name, name, nlen) == 0;
+}
+
+/* An answer c-ares read from a server, a UDP datagram (from: its sender; NULL: fd's peer) or
+ * a message of a TCP stream (fd's peer), before c-ares processes it. Counted only when c-ares takes it too
+ * (process_answer): its id the one a running query of that question went with (noted by
+ * dns_sock_sendv), not a forgery or a stray. A SERVFAIL, NOTIMP or REFUSED marks the query
+ * (saw_failure_rcode), for dns_ares_cb to tell the end c-ares 1.18 gives it (ECONNREFUSED)
+ * from an ICMP refusal; a FORMERR has c-ares' EDNS0 state looked at (formerr_seen). */
+static void dns_resolver_note_answer(struct dns_resolver *r, const unsigned char *buf, size_t len,
+    ares_socket_t fd, const struct sockaddr *from)
 {
 	char name[DNS_NAME_TEXT_MAX];
-	unsigned qtype;
+	struct dns_msg_head h;
+	bool taken = false;
 
-	/* RFC 6891 7: a server that does not know EDNS0 answers FORMERR without an OPT record
-	 * (none in the additional section: ARCOUNT 0) */
-	if (!r->edns_off_logged && !r->formerr_seen && len >= 12 && (buf[2] & 0x80u) != 0 &&
-	    (buf[3] & 0x0fu) == 1 && buf[10] == 0 && buf[11] == 0) {
-		char a[INET6_ADDRSTRLEN];
-		unsigned port = from->sa_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)from)->sin6_port) :
-		    from->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)from)->sin_port) : 0;
-		int fam = netaddr_sockaddr_string(from, a, sizeof(a));
-
-		snprintf(r->formerr_from, sizeof(r->formerr_from), fam == AF_INET6 ? "[%s]:%u" : "%s:%u",
-		    fam < 0 ? "?" : a, port);
-		r->formerr_seen = true;
-	}
-	if (dns_reply_failed_question(buf, len, name, sizeof(name), &qtype) != 1)
+	if (dns_msg_question(buf, len, name, sizeof(name), &h) != 1 || !h.response ||
+	    (h.rcode != 1 && h.rcode != 2 && h.rcode != 4 && h.rcode != 5))
 		return;
-	size_t nlen = strlen(name);
 	/* every bucket: a name asked with a trailing dot hashes apart (failures are rare) */
 	for (size_t b = 0; b < DNS_INFLIGHT_BUCKETS; b++)
-		for (struct dns_query *q = r->inflight[b]; q != NULL; q = q->hnext) {
-			size_t qlen = strlen(q->name);
+		for (struct dns_query *q = r->inflight[b]; q != NULL; q = q->hnext)
+			if (q->qid_set && q->qid == h.id && dns_query_asks(q, name, h.qtype)) {
+				taken = true;
+				if (h.rcode != 1)
+					q->saw_failure_rcode = true;
+			}
+	/* RFC 6891 7: a server that does not know EDNS0 answers FORMERR without an OPT record;
+	 * c-ares 1.18 then turns EDNS0 off (none in the additional section, another record
+	 * there, or one it cannot read: whether it did is asked of it after) */
+	if (!taken || h.rcode != 1 || r->edns_off_logged || r->formerr_seen)
+		return;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
 
-			if (qlen > 0 && q->name[qlen - 1] == '.')
-				qlen--;
-			if ((unsigned)dns_ares_type[q->type] == qtype && qlen == nlen &&
-			    strncasecmp(q->name, name, nlen) == 0)
-				q->saw_failure_rcode = true;
-		}
+	if (from == NULL && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		from = (const struct sockaddr *)&ss;
+	char a[INET6_ADDRSTRLEN];
+	unsigned port = from == NULL ? 0 : from->sa_family == AF_INET6 ?
+	    ntohs(((const struct sockaddr_in6 *)from)->sin6_port) :
+	    from->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)from)->sin_port) : 0;
+	int fam = from == NULL ? -1 : netaddr_sockaddr_string(from, a, sizeof(a));
+
+	snprintf(r->formerr_from, sizeof(r->formerr_from), fam == AF_INET6 ? "[%s]:%u" : "%s:%u",
+	    fam < 0 ? "?" : a, port);
+	r->formerr_seen = true;
+}
+
+/* A query c-ares sends (dns_sock_sendv) for the one being asked (dns_query_ask): the id it
+ * goes with, the same on its every try and over TCP. */
+static void dns_resolver_note_query(struct dns_resolver *r, const struct iovec *iov, int n)
+{
+	unsigned char buf[DNS_FRAME_HEAD];
+	char name[DNS_NAME_TEXT_MAX];
+	struct dns_msg_head h;
+	size_t len = 0;
+	struct dns_query *q = r->sending;
+
+	if (q == NULL || q->qid_set)
+		return;
+	for (int i = 0; i < n && len < sizeof(buf); i++) {
+		size_t c = iov[i].iov_len < sizeof(buf) - len ? iov[i].iov_len : sizeof(buf) - len;
+
+		memcpy(buf + len, iov[i].iov_base, c);
+		len += c;
+	}
+	if (dns_msg_question(buf, len, name, sizeof(name), &h) == 1 && !h.response &&
+	    dns_query_asks(q, name, h.qtype)) {
+		q->qid = (uint16_t)h.id;
+		q->qid_set = true;
+	}
 }
 
 /* c-ares' socket calls (ares_set_socket_functions), the system's, so that the resolver
- * sees each UDP answer (dns_resolver_note_reply). As c-ares' own: a send that cannot raise
- * SIGPIPE (MSG_NOSIGNAL). c-ares makes the sockets non-blocking and close-on-exec. */
+ * sees the id of each query c-ares sends (dns_resolver_note_query) and each answer it reads
+ * (dns_resolver_note_answer). As c-ares' own: a send that cannot raise SIGPIPE
+ * (MSG_NOSIGNAL). c-ares makes the sockets non-blocking and close-on-exec. */
 static ares_socket_t dns_sock_open(int family, int type, int protocol, void *data)
 {
-	(void)data;
-	return socket(family, type | SOCK_CLOEXEC, protocol);
+	struct dns_resolver *r = data;
+	ares_socket_t fd = socket(family, type | SOCK_CLOEXEC, protocol);
+
+	if (fd >= 0 && (type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)) == SOCK_STREAM) {
+		struct dns_tcp *t = calloc(1, sizeof(*t));
+
+		if (t == NULL) {
+			close(fd);
+			errno = ENOMEM;
+			return ARES_SOCKET_BAD;
+		}
+		t->fd = fd;
+		t->next = r->tcp;
+		r->tcp = t;
+	}
+	return fd;
 }
 
 static int dns_sock_close(ares_socket_t fd, void *data)
 {
-	(void)data;
+	struct dns_resolver *r = data;
+
+	for (struct dns_tcp **pp = &r->tcp; *pp != NULL; pp = &(*pp)->next)
+		if ((*pp)->fd == fd) {
+			struct dns_tcp *t = *pp;
+
+			*pp = t->next;
+			free(t);
+			break;
+		}
 	return close(fd);
 }
 
@@ -1225,26 +1352,42 @@ static int dns_sock_connect(ares_socket_t fd, const struct sockaddr *sa, ares_so
 	return connect(fd, sa, len);
 }
 
-/* from is NULL for a TCP read (c-ares 1.18 reads a TCP answer in pieces: not looked at) */
+/* c-ares 1.18 reads a UDP datagram whole (from: the server), a TCP answer in pieces: the
+ * two-octet length, then the message, reassembled here (dns_frame_feed). */
 static ares_ssize_t dns_sock_recvfrom(ares_socket_t fd, void *buf, size_t len, int flags,
     struct sockaddr *from, ares_socklen_t *fromlen, void *data)
 {
+	struct dns_resolver *r = data;
 	ares_ssize_t n = recvfrom(fd, buf, len, flags, from, fromlen);
+	int e = errno;
+	struct dns_tcp *t = r->tcp;
 
-	if (n > 0 && from != NULL) {
-		int e = errno;
-		dns_resolver_note_reply(data, buf, (size_t)n, from);
-		errno = e;
+	while (t != NULL && t->fd != fd)
+		t = t->next;
+	if (n > 0 && t == NULL)
+		dns_resolver_note_answer(r, buf, (size_t)n, fd, from);
+	for (size_t off = 0; n > 0 && t != NULL && off < (size_t)n;) {
+		bool done;
+
+		off += dns_frame_feed(&t->in, (const unsigned char *)buf + off, (size_t)n - off, &done);
+		if (done)
+			dns_resolver_note_answer(r, t->in.head, t->in.have, fd, NULL);
 	}
+	errno = e;
 	return n;
 }
 
 static ares_ssize_t dns_sock_sendv(ares_socket_t fd, const struct iovec *iov, int n, void *data)
 {
 	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+	ares_ssize_t rc = sendmsg(fd, &m, MSG_NOSIGNAL);
+	int e = errno;
 
-	(void)data;
-	return sendmsg(fd, &m, MSG_NOSIGNAL);
+	/* inside ares_query (dns_query_ask) c-ares 1.18 sends over UDP only, the query whole */
+	if (rc > 0)
+		dns_resolver_note_query(data, iov, n);
+	errno = e;
+	return rc;
 }
 
 static const struct ares_socket_functions dns_socket_functions = {
@@ -1300,11 +1443,11 @@ static void dns_timer_cb(uv_timer_t *t)
 	dns_resolver_unbusy(r);
 }
 
-/* A FORMERR without OPT was read (dns_resolver_note_reply) and c-ares has processed it:
- * c-ares 1.18 turns EDNS0 off for the whole channel at the first such answer to a query
- * that carried it, until the resolver is made anew (a reload). Logged once per resolver,
- * with the server that answered, so an operator knows why answers over 512 octets now go
- * over TCP (docs/filters-dns.md). */
+/* A FORMERR c-ares takes was read (dns_resolver_note_answer) and c-ares has processed it:
+ * c-ares 1.18 turns EDNS0 off for the whole channel at the first such answer without an OPT
+ * record to a query that carried it, until the resolver is made anew (a reload). Logged
+ * once per resolver, with the server that answered, so an operator knows why answers over
+ * 512 octets now go over TCP (docs/filters-dns.md). */
 static void dns_resolver_check_edns(struct dns_resolver *r)
 {
 	struct ares_options o;
@@ -1496,6 +1639,12 @@ static void dns_resolver_destroy(struct dns_resolver *r)
 	if (r->ch_ok)
 		ares_destroy(r->ch);	/* closes sockets: the socket callback closes the polls */
 	r->ch_ok = false;
+	while (r->tcp != NULL) {	/* ares_destroy closed them (dns_sock_close) */
+		struct dns_tcp *t = r->tcp;
+
+		r->tcp = t->next;
+		free(t);
+	}
 	while (r->socks != NULL) {
 		struct dns_sock *s = r->socks;
 
@@ -1660,7 +1809,7 @@ struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const
 	r->starting = q;
 	r->starting_done = false;
 	r->busy++;
-	ares_query(r->ch, name, 1 /* IN */, dns_ares_type[t], dns_ares_cb, q);
+	dns_query_ask(q);
 	r->starting = NULL;
 	/* ares_query may have answered synchronously (then q is gone) */
 	sync = r->starting_done;

@@ -168,13 +168,36 @@ int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result 
 int dns_reply_mx_names(const unsigned char *buf, size_t len, struct dns_result *res,
     size_t max, size_t *skipped);
 
-/* A raw reply that says the server failed the question: a response (QR) with one question
- * and rcode SERVFAIL (2), NOTIMP (4) or REFUSED (5), the ones c-ares 1.18 retries and ends
- * with ECONNREFUSED as it does a refusal by ICMP. 1 with the question's name in name
- * (namelen octets, as text, no trailing dot) and its type in *qtype; 0 for any other reply;
- * -1 when malformed. Bounded; does no I/O; safe on any input (fuzz_dns_reply). */
-int dns_reply_failed_question(const unsigned char *buf, size_t len, char *name, size_t namelen,
-    unsigned *qtype);
+/* The header and the question of a raw DNS message, a query or an answer. */
+struct dns_msg_head {
+	unsigned id;                /* the 16-bit id */
+	bool response;              /* QR */
+	unsigned rcode;             /* 0 NOERROR, 1 FORMERR, 2 SERVFAIL, 3 NXDOMAIN, 4 NOTIMP, 5 REFUSED */
+	unsigned qtype;
+};
+
+/* Reads a message's header into *h and its one question's name into name (namelen octets,
+ * as text, no trailing dot), its type into h->qtype: 1; 0 when it does not hold exactly one
+ * question (h has the header); -1 when malformed. Bounded; does no I/O; safe on any input
+ * (fuzz_dns_reply). */
+int dns_msg_question(const unsigned char *buf, size_t len, char *name, size_t namelen,
+    struct dns_msg_head *h);
+
+/* The messages of a DNS-over-TCP stream (RFC 1035 4.2.2: each after a two-octet length),
+ * read as they come in pieces of any size: zero it to start. */
+#define DNS_FRAME_HEAD 512     /* the octets kept of each message: its header and question */
+struct dns_frame {
+	size_t len;                 /* the message's length, being read */
+	unsigned lenhave;           /* octets of the length read (0-2) */
+	size_t need;                /* octets of the message still to come */
+	size_t have;                /* octets of it in head */
+	unsigned char head[DNS_FRAME_HEAD];
+};
+
+/* Feeds n octets of the stream, up to the end of one message at most: the octets used (the
+ * caller feeds the rest again). *done when a message ended: its first f->have octets (at
+ * most DNS_FRAME_HEAD) in f->head. Bounded; does no I/O; safe on any input (fuzz_dns_reply). */
+size_t dns_frame_feed(struct dns_frame *f, const unsigned char *p, size_t n, bool *done);
 
 /* Fills res (zeroed by the caller, freed with its v) from a reply to a query of type t
  * whose rcode was NOERROR: A/AAAA as text, TXT records each as one string (its

@@ -80,7 +80,9 @@ SINCE = {
     # aadb8bd8 (on main 06:42Z): every input read as MX too (dns_reply_mx_names)
     'fuzz_dns_answer': '2026-12-05T06:42Z',
     'fuzz_dmarc': '2026-12-04T04:40Z',          # 464c1b27: every domain of a From (dmarc_from_domains)
-    'fuzz_dns_reply': '2026-12-06T11:12Z',      # PTR names; session 28: dns_reply_failed_question
+    # session 28: dns_reply_failed_question; session 29: dns_msg_question (any message's
+    # header and question) and dns_frame_feed (the input as a TCP stream in pieces)
+    'fuzz_dns_reply': '2026-12-06T14:55Z',
     'fuzz_domain': '2026-12-04T04:25Z',         # U-labels against their A-label form
     # 5dd95f49: a peer's value folds only onto visible text; session 21: the session's cached
     # Received builder (smtp_tx.c's) against the whole one over a session's changes

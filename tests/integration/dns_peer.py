@@ -26,6 +26,15 @@ ZONE.json maps a name (no trailing dot, any case) to a list of entries:
     {"no_edns": true}                    a query with EDNS0 gets FORMERR without an OPT record
                                          (a server that predates RFC 6891); one without, the
                                          records
+    {"no_edns": "additional"}            the same FORMERR with an A record in its additional
+                                         section (ARCOUNT 1, still no OPT)
+    {"no_edns": "tcp"}                   only a query over TCP with EDNS0 gets that FORMERR
+                                         (over UDP: the records, truncated when too large)
+    {"spoof": "servfail"}                over UDP, before the answer: a SERVFAIL (or "refused",
+                                         "formerr") to the same question with another id (an
+                                         off-path forgery that guessed the port, not the id);
+                                         "spoofed NAME" logged
+    "tcp_servfail"                       UDP: an empty truncated answer; TCP: SERVFAIL
     "servfail" | "refused" | "drop"       the whole answer for that name
     "tcp_stall" | "tcp_huge" | "tcp_close"  UDP: an empty truncated (TC) answer; TCP: the
                                          query is read and never answered / a length of 65535
@@ -35,6 +44,8 @@ ZONE.json maps a name (no trailing dot, any case) to a list of entries:
                                          answer sent an octet every 0.3 s (a slow peer),
                                          then "trickle sent=N/M" logged (N < M: the
                                          client closed first)
+A list may hold one of those strings besides its entries ([{"spoof": "servfail"},
+"tcp_close"]): the string decides the answer, the entries add to it.
 Any other name in the file's zones is NXDOMAIN; a name with records but none of the asked
 type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT; prints "ready" when it does; logs each
 query to stderr as "query NAME TYPE" (with " tcp" when it came over TCP, then " edns=N" when
@@ -61,6 +72,34 @@ port = int(sys.argv[2])
 addr = sys.argv[3] if len(sys.argv) > 3 else '127.0.0.1'   # '::1': an IPv6 server
 
 
+RCODES = {'servfail': dns.rcode.SERVFAIL, 'refused': dns.rcode.REFUSED, 'formerr': dns.rcode.FORMERR}
+
+
+def entries_of(name):
+    """name's entries and the string deciding its whole answer (None: the entries do)."""
+    entries = zone.get(name)
+    if not isinstance(entries, list):
+        return [], entries
+    mode = next((e for e in entries if isinstance(e, str)), None)
+    return [e for e in entries if not isinstance(e, str)], mode
+
+
+def spoof(wire):
+    """The forgery to send before the answer to a UDP query (None: none)."""
+    q = dns.message.from_wire(wire)
+    name = q.question[0].name.to_text().lower().rstrip('.')
+    what = next((e['spoof'] for e in entries_of(name)[0] if 'spoof' in e), None)
+    if what is None:
+        return None
+    r = dns.message.make_response(q)
+    r.id = (q.id + 1) & 0xffff
+    r.use_edns(False)
+    r.set_rcode(RCODES[what])
+    sys.stderr.write('spoofed %s\n' % name)
+    sys.stderr.flush()
+    return r.to_wire()
+
+
 def answer(wire, tcp):
     q = dns.message.from_wire(wire)
     r = dns.message.make_response(q)
@@ -70,11 +109,16 @@ def answer(wire, tcp):
     sys.stderr.write('query %s %s%s%s\n' % (name, dns.rdatatype.to_text(qn.rdtype), ' tcp' if tcp else '',
                                          ' edns=%d' % q.payload if q.edns >= 0 else ''))
     sys.stderr.flush()
-    entries = zone.get(name)
-    if entries in ('tcp_stall', 'tcp_huge', 'tcp_close', 'tcp_trickle'):
+    entries, mode = entries_of(name)
+    if mode is not None or name not in zone:
+        entries = mode if name in zone else None
+    if entries in ('tcp_stall', 'tcp_huge', 'tcp_close', 'tcp_trickle', 'tcp_servfail'):
         if tcp and entries == 'tcp_trickle':
             r.set_rcode(dns.rcode.SERVFAIL)
             return ('trickle', r.to_wire())
+        if tcp and entries == 'tcp_servfail':
+            r.set_rcode(dns.rcode.SERVFAIL)
+            return r.to_wire()
         if tcp:
             return entries
         r.flags |= dns.flags.TC
@@ -87,10 +131,13 @@ def answer(wire, tcp):
     if entries is None:
         r.set_rcode(dns.rcode.NXDOMAIN)
         return r.to_wire()
-    if q.edns >= 0 and any(e.get('no_edns') for e in entries):
+    no_edns = next((e['no_edns'] for e in entries if e.get('no_edns')), None)
+    if q.edns >= 0 and no_edns is not None and (tcp or no_edns != 'tcp'):
         r = dns.message.make_response(q)
         r.use_edns(False)
         r.set_rcode(dns.rcode.FORMERR)
+        if no_edns == 'additional':
+            r.additional.append(dns.rrset.from_text(qn.name, 60, 'IN', 'A', '192.0.2.1'))
         return r.to_wire()
     rds = []
     owner = qn.name
@@ -112,7 +159,7 @@ def answer(wire, tcp):
             return r.to_wire()
     for e in entries:
         for t, v in e.items():
-            if t in ('delay', 'until', 'most', 'owner', 'in_order', 'no_edns'):
+            if t in ('delay', 'until', 'most', 'owner', 'in_order', 'no_edns', 'spoof'):
                 continue
             rdtype = qn.rdtype
             if t.startswith('!'):
@@ -150,6 +197,9 @@ def answer(wire, tcp):
 class Udp(socketserver.BaseRequestHandler):
     def handle(self):
         data, sock = self.request
+        forged = spoof(data)
+        if forged is not None:
+            sock.sendto(forged, self.client_address)
         out = answer(data, False)
         if out is not None:
             sock.sendto(out, self.client_address)

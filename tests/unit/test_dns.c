@@ -169,45 +169,106 @@ static void test_negative_ttl(void **state)
 	assert_int_equal(dns_reply_negative_ttl(buf, sizeof(buf), &ttl), -1);
 }
 
-/* dns_reply_failed_question: which replies say the server failed the question (c-ares
- * 1.18 ends those queries as it does an ICMP refusal; dns.c tells them apart by it). */
-static void test_failed_question(void **state)
+/* dns_msg_question: a message's header and question (dns.c matches the answers c-ares
+ * takes, by id and question, to the queries it sent). */
+static void test_msg_question(void **state)
 {
 	/* a SERVFAIL response to "Bl.Test. A": header, question */
 	static const unsigned char sf[] = {
 		0x12, 0x34, 0x81, 0x82, 0, 1, 0, 0, 0, 0, 0, 0,
 		2, 'B', 'l', 4, 'T', 'e', 's', 't', 0, 0, 1, 0, 1,
 	};
-	static const struct { const char *label; size_t at; unsigned char set; int want; } rows[] = {
-		{ "SERVFAIL", 0, 0, 1 },
-		{ "REFUSED", 3, 0x85, 1 },
-		{ "NOTIMP", 3, 0x84, 1 },
-		{ "NOERROR is an answer", 3, 0x80, 0 },
-		{ "NXDOMAIN is an answer", 3, 0x83, 0 },
-		{ "FORMERR (c-ares asks again without EDNS)", 3, 0x81, 0 },
-		{ "a query, not a response (QR clear)", 2, 0x01, 0 },
-		{ "two questions", 5, 2, 0 },
-		{ "a label running past the end", 12, 0x3f, -1 },
+	static const struct {
+		const char *label; size_t at; unsigned char set; int want; bool response; unsigned rcode;
+	} rows[] = {
+		{ "SERVFAIL", 0, 0, 1, true, 2 },
+		{ "REFUSED", 3, 0x85, 1, true, 5 },
+		{ "NOTIMP", 3, 0x84, 1, true, 4 },
+		{ "FORMERR", 3, 0x81, 1, true, 1 },
+		{ "NOERROR", 3, 0x80, 1, true, 0 },
+		{ "a query (QR clear)", 2, 0x01, 1, false, 2 },
+		{ "two questions", 5, 2, 0, true, 2 },
+		{ "no question", 5, 0, 0, true, 2 },
+		{ "a label running past the end", 12, 0x3f, -1, true, 2 },
 	};
 	unsigned char buf[sizeof(sf)];
 	char name[DNS_NAME_TEXT_MAX];
-	unsigned qtype = 0;
+	struct dns_msg_head h;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		memcpy(buf, sf, sizeof(sf));
 		if (rows[i].at)
 			buf[rows[i].at] = rows[i].set;
-		int rc = dns_reply_failed_question(buf, sizeof(buf), name, sizeof(name), &qtype);
-		if (rc != rows[i].want)
-			fail_msg("%s: got %d, want %d", rows[i].label, rc, rows[i].want);
+		int rc = dns_msg_question(buf, sizeof(buf), name, sizeof(name), &h);
+		if (rc != rows[i].want || (rc >= 0 && (h.response != rows[i].response || h.rcode != rows[i].rcode ||
+		    h.id != 0x1234)))
+			fail_msg("%s: got %d (response %d rcode %u id %#x), want %d", rows[i].label, rc,
+			    h.response, h.rcode, h.id, rows[i].want);
 	}
-	assert_int_equal(dns_reply_failed_question(sf, sizeof(sf), name, sizeof(name), &qtype), 1);
+	assert_int_equal(dns_msg_question(sf, sizeof(sf), name, sizeof(name), &h), 1);
 	assert_string_equal(name, "Bl.Test");
-	assert_int_equal(qtype, 1);
+	assert_int_equal(h.qtype, 1);
 	for (size_t len = 0; len < sizeof(sf); len++)	/* every cut: refused, never read past */
-		assert_true(dns_reply_failed_question(sf, len, name, sizeof(name), &qtype) <= 0);
-	assert_int_equal(dns_reply_failed_question(sf, sizeof(sf), name, 4, &qtype), -1);	/* no room */
+		assert_true(dns_msg_question(sf, len, name, sizeof(name), &h) < 0);
+	assert_int_equal(dns_msg_question(sf, sizeof(sf), name, 4, &h), -1);	/* no room */
+}
+
+/* dns_frame_feed: a TCP stream of two messages (RFC 1035 4.2.2) fed whole, and in pieces
+ * of every size, gives the same two messages; a message longer than DNS_FRAME_HEAD keeps
+ * its head. */
+static void test_frame_feed(void **state)
+{
+	static const unsigned char stream[] = {
+		0, 5, 'h', 'e', 'l', 'l', 'o',
+		0, 0,			/* an empty message */
+		0, 3, 'a', 'b', 'c',
+	};
+	static const char *want[] = { "hello", "", "abc" };
+
+	(void)state;
+	for (size_t piece = 1; piece <= sizeof(stream); piece++) {
+		struct dns_frame f;
+		size_t got = 0;
+
+		memset(&f, 0, sizeof(f));
+		for (size_t off = 0; off < sizeof(stream); off += piece) {
+			size_t n = sizeof(stream) - off < piece ? sizeof(stream) - off : piece;
+
+			for (size_t used = 0; used < n;) {
+				bool done;
+				size_t u = dns_frame_feed(&f, stream + off + used, n - used, &done);
+
+				assert_true(u > 0);
+				used += u;
+				if (!done)
+					continue;
+				assert_true(got < 3);
+				assert_int_equal(f.have, strlen(want[got]));
+				assert_memory_equal(f.head, want[got], f.have);
+				got++;
+			}
+		}
+		if (got != 3)
+			fail_msg("pieces of %zu: %zu messages, want 3", piece, got);
+	}
+
+	/* a long message: its first DNS_FRAME_HEAD octets kept, the rest read past */
+	size_t len = DNS_FRAME_HEAD + 100;
+	unsigned char *big = calloc(1, len + 2);
+	struct dns_frame f;
+	bool done;
+
+	assert_non_null(big);
+	big[0] = (unsigned char)(len >> 8);
+	big[1] = (unsigned char)len;
+	big[2] = 0x42;
+	memset(&f, 0, sizeof(f));
+	assert_int_equal(dns_frame_feed(&f, big, len + 2, &done), len + 2);
+	assert_true(done);
+	assert_int_equal(f.have, DNS_FRAME_HEAD);
+	assert_int_equal(f.head[0], 0x42);
+	free(big);
 }
 
 /* Frees the answers of res and zeroes it. */
@@ -648,7 +709,8 @@ int main(void)
 		cmocka_unit_test(test_cache_ttl),
 		cmocka_unit_test(test_cache_bound),
 		cmocka_unit_test(test_negative_ttl),
-		cmocka_unit_test(test_failed_question),
+		cmocka_unit_test(test_msg_question),
+		cmocka_unit_test(test_frame_feed),
 		cmocka_unit_test(test_ptr_names),
 		cmocka_unit_test(test_mx_names),
 		cmocka_unit_test_setup_teardown(test_resolve_a_and_cache, setup, teardown),
