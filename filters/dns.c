@@ -696,6 +696,18 @@ struct dns_cache *dns_cache_shared(size_t max)
 	return c;
 }
 
+struct dns_cache *dns_cache_for(const struct dns_config *dc)
+{
+	if (dc == NULL)
+		return dns_cache_shared(10000);
+	return dc->cache_size > 0 ? dns_cache_shared((size_t)dc->cache_size) : NULL;
+}
+
+uint64_t dns_cache_now_ms(void)
+{
+	return dns_now_ms();
+}
+
 size_t dns_cache_clear(struct dns_cache *c)
 {
 	size_t n;
@@ -1690,13 +1702,10 @@ struct dns_resolver *dns_resolver_for_loop(uv_loop_t *loop, const struct mx_conf
 	if (r == NULL)
 		return NULL;
 	r->cfg = cfg;
+	r->cache = dns_cache_for(dc);
 	if (dc != NULL) {
-		if (dc->cache_size > 0)
-			r->cache = dns_cache_shared((size_t)dc->cache_size);
 		r->negative_ttl_ms = dc->negative_ttl;
 		r->max_ttl_ms = dc->max_ttl;
-	} else {
-		r->cache = dns_cache_shared(10000);
 	}
 	pthread_mutex_lock(&dns_reg_mu);
 	r->reg_next = dns_reg;

@@ -133,6 +133,11 @@ void dns_result_free(struct dns_result *r);
 /* The process-wide cache the resolvers use (created on first use with the bound given; a
  * later call with a different bound changes it). */
 struct dns_cache *dns_cache_shared(size_t max);
+/* The process-wide cache the resolvers made for dc use (dns_cache_shared with its bound;
+ * NULL when dc's cache_size is 0; NULL dc: the default bound), and its clock (ms): a
+ * lookup outside dns.c (SPF's, filters/spf_dns.c) reads the answers they cached. */
+struct dns_cache *dns_cache_for(const struct dns_config *dc);
+uint64_t dns_cache_now_ms(void);
 /* Removes every entry of c; returns how many there were. Thread-safe. */
 size_t dns_cache_clear(struct dns_cache *c);
 /* Empties the process-wide cache if it exists (the control socket's `flush dns`); returns

@@ -29,6 +29,7 @@ struct spf_dns_hook {
 	int nns;
 	uint64_t timeout_ms;             /* one lookup, all tries and servers */
 	int tries;
+	struct dns_cache *cache;         /* mxgate's resolvers' answers (NULL: none) */
 };
 
 /* The end of the check running on this thread (ms, CLOCK_MONOTONIC; 0: none): a lookup
@@ -335,6 +336,66 @@ static int spf_dns_store(SPF_dns_rr_t *spfrr, int idx, const ns_msg *msg, const 
 	}
 }
 
+/* (domain, type) from the answers mxgate's resolvers cached (filters/dns.c: A/AAAA as text,
+ * TXT records with their character-strings joined, MX "PREFERENCE NAME", PTR names): NULL on
+ * a miss. A name the FCrDNS test (the client's name and its address) or the sender-domain
+ * check (MX) asked at connect or MAIL is not asked again by an a: or mx: term. */
+static SPF_dns_rr_t *spf_dns_cached(SPF_dns_server_t *layer, const char *domain, ns_type type)
+{
+	const struct spf_dns_hook *h = layer->hook;
+	enum dns_type t;
+
+	switch (type) {
+	case ns_t_a: t = DNS_T_A; break;
+	case ns_t_aaaa: t = DNS_T_AAAA; break;
+	case ns_t_txt: t = DNS_T_TXT; break;
+	case ns_t_mx: t = DNS_T_MX; break;
+	case ns_t_ptr: t = DNS_T_PTR; break;
+	default: return NULL;
+	}
+	struct dns_result *c = h->cache != NULL ? dns_cache_get(h->cache, t, domain, dns_cache_now_ms()) : NULL;
+	SPF_dns_rr_t *spfrr = NULL;
+	int n = 0;
+
+	if (c == NULL)
+		return NULL;
+	if (c->status == DNS_S_NXDOMAIN || c->status == DNS_S_NODATA) {
+		spfrr = SPF_dns_rr_new_init(layer, domain, type, c->ttl,
+		    c->status == DNS_S_NXDOMAIN ? HOST_NOT_FOUND : NO_DATA);
+		goto out;
+	}
+	if (c->status != DNS_S_OK)
+		goto out;	/* only answers are cached; anything else is asked */
+	spfrr = SPF_dns_rr_new_init(layer, domain, type, c->ttl, NETDB_SUCCESS);
+	for (size_t i = 0; spfrr != NULL && i < c->n; i++) {
+		const char *v = c->v[i];
+		size_t need;
+
+		if (type == ns_t_mx) {
+			v = strchr(v, ' ');
+			v = v == NULL ? "" : v + 1;
+			if (strcmp(v, ".") == 0)
+				v = "";	/* the root, as dn_expand gives it (spf_dns_store) */
+		}
+		need = type == ns_t_a ? sizeof(struct in_addr) : type == ns_t_aaaa ? sizeof(struct in6_addr) :
+		    strlen(v) + 1;
+		if (SPF_dns_rr_buf_realloc(spfrr, n, need) != SPF_E_SUCCESS)
+			continue;
+		if (type == ns_t_a ? inet_pton(AF_INET, v, &spfrr->rr[n]->a) == 1 :
+		    type == ns_t_aaaa ? inet_pton(AF_INET6, v, &spfrr->rr[n]->aaaa) == 1 :
+		    (memcpy(spfrr->rr[n]->txt, v, need), true))
+			n++;
+	}
+	if (spfrr != NULL) {
+		spfrr->num_rr = n;
+		if (n == 0)
+			spfrr->herrno = NO_DATA;
+	}
+out:
+	dns_result_free(c);
+	return spfrr;
+}
+
 static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *layer, const char *domain, ns_type type,
     int should_cache)
 {
@@ -344,6 +405,8 @@ static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *layer, const char *domain,
 	int len = -1, herr = TRY_AGAIN, rcode = 0;
 
 	(void)should_cache;
+	if (dns_name_askable(domain, strlen(domain)) && (spfrr = spf_dns_cached(layer, domain, type)) != NULL)
+		return spfrr;
 	ans = malloc(SPF_DNS_ANSWER_MAX);
 	if (ans != NULL)
 		len = spf_dns_query(h, domain, type, ans, SPF_DNS_ANSWER_MAX, &rcode, &herr);
@@ -456,7 +519,7 @@ int spf_dns_parse_server(const char *s, struct sockaddr_storage *ss, socklen_t *
 }
 
 SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_t timeout_ms,
-    int tries)
+    int tries, struct dns_cache *cache)
 {
 	SPF_dns_server_t *layer;
 	struct spf_dns_hook *h;
@@ -489,6 +552,7 @@ SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_
 		tries = 1;
 	h->tries = tries;
 	h->timeout_ms = timeout_ms ? timeout_ms : 2000;
+	h->cache = cache;
 	layer = calloc(1, sizeof(*layer));
 	if (layer == NULL) {
 		free(h);

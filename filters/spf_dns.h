@@ -30,8 +30,11 @@
  * one of the forms above. */
 int spf_dns_parse_server(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
+struct dns_cache;
+/* cache: the answers mxgate's resolvers cached (dns_cache_for), read before asking: a name
+ * the FCrDNS test or the sender-domain check asked is not asked again (NULL: none). */
 SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_t timeout_ms,
-    int tries);
+    int tries, struct dns_cache *cache);
 
 /* Bounds every lookup of the check about to run on this thread: none goes on more than
  * ms_from_now from now (the check's own time limit, after which nobody waits for it); 0
