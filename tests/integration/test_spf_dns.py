@@ -11,7 +11,9 @@ DNS server on 127.0.0.1 at a port of its own (dns_peer.py, dnspython), named onc
 - an include: loop, more than 10 DNS-querying terms and more than 2 void lookups:
   permerror (RFC 7208 4.6.4);
 - two SPF records: permerror; none: no record at all;
-- SERVFAIL from the DNS server, or no answer at all: temperror, and 451 4.7.24 with tempfail_temperror;
+- SERVFAIL from the DNS server (over UDP, over TCP after a truncated answer, or for an
+  include:d record), or no answer at all: temperror, and 451 4.7.24 with tempfail_temperror;
+- a forged SERVFAIL with another id before the answer: ignored, the answer counts;
 - the null sender checked by its HELO name; every result in the one Authentication-Results
   field, parsed back by python3-authres.
 """
@@ -53,6 +55,11 @@ zone = {
     'norec.example': [txt('some other text')],
     'sfail.example': 'servfail',
     'drop.example': 'drop',
+    # RFC 7208 5.2: a DNS error in an include:'s record is the include's temperror
+    'incsf.example': [txt('v=spf1 include:sfail.example -all')],
+    'tcpsf.example': 'tcp_servfail',         # truncated over UDP, SERVFAIL over TCP
+    # a forged SERVFAIL with another id before the answer: not the answer (spf_dns_matches)
+    'spoof.example': [{'spoof': 'servfail'}, txt('v=spf1 ip4:198.18.0.0/15 -all')],
     'helo.example': [txt('v=spf1 a -all'), {'a': '198.18.1.7'}],
     'ptr.example': [txt('v=spf1 ptr -all')],
     # over the 1232 octets of EDNS0 (a 700-octet SPF record beside the site-verification
@@ -147,6 +154,12 @@ rows = [
     ('sfail', 'a@sfail.example', '198.18.1.7', 'spf=temperror smtp.mailfrom=sfail.example', 'SERVFAIL'),
     ('drop', 'a@drop.example', '198.18.1.7', 'spf=temperror smtp.mailfrom=drop.example',
      'no answer at all: dns.timeout, then temperror'),
+    ('incsf', 'a@incsf.example', '198.18.1.7', 'spf=temperror smtp.mailfrom=incsf.example',
+     'SERVFAIL for an include:d record'),
+    ('tcpsf', 'a@tcpsf.example', '198.18.1.7', 'spf=temperror smtp.mailfrom=tcpsf.example',
+     'truncated over UDP, SERVFAIL over TCP'),
+    ('spoof', 'a@spoof.example', '198.18.1.7', 'spf=pass smtp.mailfrom=spoof.example',
+     'a forged SERVFAIL (another id) before the answer is not taken'),
     ('long', 'a@long.example', '198.18.1.7', 'spf=permerror smtp.mailfrom=long.example',
      'the client listed after 70 ip4 terms: not neutral from a cut record'),
     ('longfail', 'a@long.example', '192.0.2.9', 'spf=permerror smtp.mailfrom=long.example',
@@ -168,6 +181,8 @@ mt.check(mt.wait_log_of(dns_peer.name, r'query pass\.example TXT', 5, dns_peer),
          'libspf2\'s lookups went to the dns.resolvers server')
 mt.check(mt.wait_log_of(dns_peer.name, r'query big\.example TXT tcp', 5, dns_peer),
          'a truncated answer was asked again over TCP')
+mt.check(mt.wait_log_of(dns_peer.name, r'spoofed spoof\.example', 5, dns_peer),
+         'the forged SERVFAIL was sent before the answer')
 mt.check(mx.wait_log(r'event=spf_record_too_large domain=long\.example record_of=long\.example '
                      r'result=neutral action=permerror', 5),
          'the cut record is logged with the result libspf2 gave')
