@@ -15,6 +15,24 @@ answers c-ares receives and tells the two apart.
 - two resolvers, the first with nothing on its port (ICMP), the second answering SERVFAIL:
   answer=servfail (an answer came);
 - one resolver with nothing on its port: answer=failed, as before.
+
+Over TCP (session 29): dns.c read UDP datagrams only; c-ares reads a TCP answer in pieces
+(the 2-octet length, then the message), so a SERVFAIL over TCP after a truncated UDP answer
+was `failed` and asked once more as a reset connection is. dns.c now reassembles the TCP
+stream c-ares reads:
+- truncated over UDP, SERVFAIL over TCP: answer=servfail, asked once over UDP, once over TCP
+  (c-ares 1.18 does not ask again on the TCP connection that answered), no round more (4
+  queries before);
+- a TCP connection closed unanswered (tcp_close) stays failed.
+
+Only an answer c-ares takes counts (session 29): dns.c read the rcode and the question
+before c-ares had checked the id, so a forged SERVFAIL to the question with another id (an
+off-path sender that guessed the port, not the id; c-ares drops it) marked the query, and
+one that failed for another reason was `servfail` and not asked again. dns.c now notes the
+id c-ares sends each query with and counts only an answer carrying it:
+- a forged SERVFAIL (wrong id), then a truncated answer, TCP closed: answer=failed, asked
+  once more as a reset query is (dns.tries 1: UDP, TCP, twice);
+- a forged SERVFAIL (wrong id), then the listing: the client is refused.
 """
 import os
 import re
@@ -29,6 +47,10 @@ mt.need()
 dns = mt.dns_peer({
     '10.0.18.198.bl.test': 'servfail',
     '11.0.18.198.bl.test': 'refused',
+    '30.0.18.198.bl.test': 'tcp_servfail',
+    '31.0.18.198.bl.test': 'tcp_close',
+    '40.0.18.198.bl.test': [{'spoof': 'servfail'}, 'tcp_close'],
+    '41.0.18.198.bl.test': [{'spoof': 'servfail'}, {'a': '127.0.0.2'}],
 }, name='dns-servfail-word')
 be = mt.Backend(name='SW')
 # A UDP port where a query is refused by ICMP (port unreachable): held by a socket connected
@@ -60,6 +82,11 @@ def asked(name):
     return len(re.findall(r'(?m)^query %s A\b' % re.escape(name), mt.log_of(dns.name)))
 
 
+def queries(name):
+    """The query lines of name's A queries: ' edns=1232', ' tcp edns=1232' ..."""
+    return re.findall(r'(?m)^query %s A(.*)$' % re.escape(name), mt.log_of(dns.name))
+
+
 mx = daemon(['127.0.0.1:%d' % dns.port], 'mx-servfail-word')
 for ip, name, what in (('198.18.0.10', '10.0.18.198.bl.test', 'SERVFAIL'),
                        ('198.18.0.11', '11.0.18.198.bl.test', 'REFUSED')):
@@ -69,6 +96,30 @@ for ip, name, what in (('198.18.0.10', '10.0.18.198.bl.test', 'SERVFAIL'),
     # dns.tries rounds (c-ares' retries kept), and not asked once more as a refusal is (dns.c's
     # ECONNREFUSED retry): 4 queries before, when a SERVFAIL was read as a refusal
     mt.check(asked(name) == 2, '%s: asked dns.tries (2) times, no round more (%d)' % (what, asked(name)))
+
+got = answer(mx, '198.18.0.30')
+q = queries('30.0.18.198.bl.test')
+mt.check(got == 'servfail', 'truncated over UDP, SERVFAIL over TCP: answer=servfail, not failed (%s)\n%s'
+         % (got, mx.tail()))
+mt.check(q == [' edns=1232', ' tcp edns=1232'],
+         'asked over UDP, then over TCP after the truncated answer, no round more (%s)' % q)
+got = answer(mx, '198.18.0.31')
+mt.check(got == 'failed', 'a TCP connection closed unanswered stays answer=failed (%s)\n%s' % (got, mx.tail()))
+mx.stop()
+
+# forged SERVFAILs with another id, sent before each answer (dns.tries 1)
+mx = daemon(['127.0.0.1:%d' % dns.port], 'mx-servfail-word-spoof', tries=1)
+got = answer(mx, '198.18.0.40')
+mt.check(got == 'failed', 'a forged SERVFAIL with a wrong id does not make the failure servfail (%s)\n%s'
+         % (got, mx.tail()))
+mt.check(mt.log_of(dns.name).count('spoofed 40.0.18.198.bl.test') >= 1, 'the forgery was sent')
+mt.check(asked('40.0.18.198.bl.test') == 4,
+         'asked once more after the reset, as any reset query (UDP, TCP, twice: %d)' % asked('40.0.18.198.bl.test'))
+r = mt.send_mail(mx.port, 'a@example.org', ['u@example.test'], mt.message('sw'), proxy_src='198.18.0.41')
+mt.check(r.code is not None and r.code >= 500, 'a forged SERVFAIL, then the listing: refused (%s %s)'
+         % (r.code, r.text))
+mt.check(mx.count_log(r'event=dnsbl_error list=bl\.test answer=\S+ client=198\.18\.0\.41 ') == 0,
+         'no dnsbl_error for the listed client\n%s' % mx.tail())
 mx.stop()
 
 # the first server refuses by ICMP, the second answers SERVFAIL: an answer came
