@@ -31,7 +31,8 @@ as Exchange does, written from Microsoft's public docs and what admins quote fro
 What the admin expects, each a check:
 - `-t` takes the docs' config; the message reaches the tenant's name over verified TLS with
   SNI (the name in the ClientHello), at either of its addresses; one address down, the other
-  takes the mail; a certificate for another name: 4xx, nothing in clear;
+  takes the mail; a certificate for another name: 4xx, nothing in clear; a server given by
+  IP address with tls_verify_name gets that name as SNI (before: no SNI; fixed in tls.c);
 - mxgate's Received field names the client's address [198.18.x.y] (Enhanced Filtering);
 - ARC-Seal i=1 cv=none, ARC-Authentication-Results = mxgate's Authentication-Results;
 - the spam verdict as X-Spam-Flag: YES / X-Spam-Status: Yes for a transport rule that sets
@@ -214,6 +215,19 @@ got = delivered('8bit1')
 mt.check(r.code == 250 and len(got) == 1 and 'Gr\u00fc\u00dfe aus K\u00f6ln, 10 \u20ac.'.encode() in got[0]['data']
          and got[0]['bdat'], '8-bit content reaches Exchange intact in BDAT (%s %s)' % (r.code, r.text))
 mx.stop()
+
+# ------------------------------------------------------------------ verified TLS: by IP address, tls_verify_name
+# a server given by its address (a fixed route, or the name's addresses pinned), verified
+# against the tenant name: that name is the SNI too (before: none, the address is the host)
+byip = exchange('127.0.0.1')
+cfg_ip = dict(cfg, backends=dict(cfg['backends'], servers=[{'address': 'smtp://127.0.0.1:%d' % byip.port,
+                                                            'tls_verify_name': TENANT}]))
+mxi = mt.Mxgate(cfg_ip, 'mx-exo-byip')
+r = mt.send_mail(mxi.port, 'sender@example.org', ['alice@contoso.test'], mt.message('ip1'), proxy_src='198.18.7.9')
+mt.check(r.code == 250 and len(byip.by_tag('ip1')) == 1 and byip.sni and all(n == TENANT for n in byip.sni),
+         'by IP address with tls_verify_name: delivered, the name sent as SNI in each handshake '
+         '(probes too): %s %s %s' % (r.code, r.text, byip.sni))
+mxi.stop()
 
 # ------------------------------------------------------------------ verified TLS: the wrong certificate
 bad = exchange('127.0.0.3', starttls=other)
