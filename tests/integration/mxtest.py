@@ -49,11 +49,13 @@ API (everything else is internal):
          timeout, start) .count_log(regex) .malformed_log_lines() .reload(cfg) .send_signal(sig)
          .alive() .kill() .stop(sig=SIGTERM, timeout, expect_rc=0, settle=0.3)
          (sig=None: wait for an exit under way)
+  own_ca(name) -> (crt, key) a CA of the test's own;
+      ca_leaf(name, ca, san) -> (crt, key) signed by it ('DNS:a.test,IP:127.0.0.1')
   Sink(lmtp, args, name) .port .url .messages() .files() .count() .kill() .start() .restart()
          (smtp-sink; messages() -> [{'attrs': X-* dump headers, 'rcpts', 'data' (LF endings)}])
   Backend(mode, lmtp, reject_rcpt, tempfail_rcpt, lmtp_codes, delay, xclient, expect_proxy,
-          starttls, smtputf8, host) .port .url .messages .attempts .commands .connections .proxy_headers
-          .tls_handshakes
+          starttls, smtputf8, host, extensions, mail_reply, rcpt_replies) .port .url .messages
+          .attempts .commands .connections .proxy_headers .tls_handshakes .sni
           .find(needle) .by_tag(tag) .stop()
   peers (each on a held port, stopped at exit; an installed peer that does not start fails):
       redis(port) -> .port;  redis_cmd(port, *args) -> reply;  clamd() -> .port .sock;
@@ -675,6 +677,33 @@ def cert():
         os.chmod(key, 0o644)
         _cert = (crt, key)
     return _cert
+
+
+def _openssl(*args):
+    r = subprocess.run(['openssl'] + list(args), capture_output=True, text=True, timeout=slack(60))
+    if r.returncode != 0:
+        fail('openssl %s: %s' % (args[0], r.stderr[-300:]))
+
+
+def own_ca(name):
+    """A CA of the test's own (openssl, RSA 2048, 2 days): (certificate path, key path) in TMP."""
+    crt, key = os.path.join(TMP, name + '-ca.pem'), os.path.join(TMP, name + '-ca.key')
+    _openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=%s test CA' % name,
+             '-keyout', key, '-out', crt)
+    return crt, key
+
+
+def ca_leaf(name, ca, san):
+    """A certificate CN=name with subjectAltName san ('DNS:a.test,IP:127.0.0.1') signed by ca
+    (own_ca()'s pair): (certificate path, key path) in TMP, the key readable by all."""
+    crt, key, csr, ext = (os.path.join(TMP, name + x) for x in ('.pem', '.key', '.csr', '.ext'))
+    with open(ext, 'w') as f:
+        f.write('subjectAltName=%s\n' % san)
+    _openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=%s' % name, '-keyout', key, '-out', csr)
+    _openssl('x509', '-req', '-in', csr, '-CA', ca[0], '-CAkey', ca[1], '-CAcreateserial', '-days', '2',
+             '-extfile', ext, '-out', crt)
+    os.chmod(key, 0o644)
+    return crt, key
 
 
 # ----------------------------------------------------------------------------- the daemon

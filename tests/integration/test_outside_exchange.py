@@ -47,7 +47,6 @@ What the admin expects, each a check:
 """
 import os
 import re
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -67,28 +66,9 @@ EXO_250 = ('250 2.6.0 <%(qid)s@contoso.test> [InternalId=%(qid)s, Hostname=BN8P2
            '1234 bytes in 0.012, 97.413 KB/sec Queued mail for delivery')
 
 
-def openssl(*args):
-    r = subprocess.run(['openssl'] + list(args), capture_output=True, text=True, timeout=mt.slack(60))
-    if r.returncode != 0:
-        mt.fail('openssl %s: %s' % (args[0], r.stderr[-300:]))
-
-
-def leaf(name, ca, san):
-    crt, key, csr, ext = (os.path.join(mt.TMP, name + x) for x in ('.pem', '.key', '.csr', '.ext'))
-    with open(ext, 'w') as f:
-        f.write('subjectAltName=%s\n' % san)
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=%s' % name, '-keyout', key, '-out', csr)
-    openssl('x509', '-req', '-in', csr, '-CA', ca[0], '-CAkey', ca[1], '-CAcreateserial', '-days', '2',
-            '-extfile', ext, '-out', crt)
-    os.chmod(key, 0o644)
-    return crt, key
-
-
-ca = (os.path.join(mt.TMP, 'ms-ca.pem'), os.path.join(mt.TMP, 'ms-ca.key'))
-openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=outlook test CA',
-        '-keyout', ca[1], '-out', ca[0])
-wild = leaf('eop-wild', ca, 'DNS:*.mail.protection.outlook.test')
-other = leaf('eop-other', ca, 'DNS:mx.fabrikam.test')
+ca = mt.own_ca('outlook')
+wild = mt.ca_leaf('eop-wild', ca, 'DNS:*.mail.protection.outlook.test')
+other = mt.ca_leaf('eop-other', ca, 'DNS:mx.fabrikam.test')
 
 
 def exchange(host, port=None, **kw):
