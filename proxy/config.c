@@ -613,7 +613,8 @@ static const struct cfg_field server_fields[] = {
 		 "behind a slow link, shorter for a local store that should never take long" },
 	{ "tls_verify_name", CFG_STRING, offsetof(struct backend_server_config, tls_verify_name),
 	  .doc = "with backends.tls_verify: the name this server's certificate must carry (HAProxy's "
-		 "verifyhost; default: the host of its address, a name or an IP address)" },
+		 "verifyhost; default: the host of its address, a name or an IP address); a server "
+		 "given by IP address gets this name as SNI too" },
 	{ NULL }
 };
 static const struct cfg_table server_table = {

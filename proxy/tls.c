@@ -49,6 +49,7 @@ struct tlsconn {
 	bool peer_closed;            /* close_notify read */
 	bool shut;                   /* close_notify sent */
 	bool send_failed;            /* on_cipher refused or the write buffer could not grow */
+	bool sni_set;                /* client side: a server name is in the ClientHello */
 	char *pend;                  /* plaintext written before the handshake completed */
 	size_t pend_len, pend_cap;
 	const char *in;              /* ciphertext being fed: the caller's buffer or rest */
@@ -482,6 +483,8 @@ struct tls_ctx *tls_ctx_new_client_verify(const char *cafile, char *err, size_t 
 	return tls_ctx_wrap(c, err, errlen);
 }
 
+static bool tls_sni_name(const char *in, char *out, size_t outlen);
+
 int tlsconn_set_verify_name(struct tlsconn *t, const char *name)
 {
 	char host[256];
@@ -504,6 +507,13 @@ int tlsconn_set_verify_name(struct tlsconn *t, const char *name)
 		memcpy(host, name, n);
 	}
 	host[n] = '\0';
+	/* A server addressed by IP (no SNI from tlsconn_new) and verified against a name: send
+	 * that name, as a client that connected to it by name would, so a server holding several
+	 * certificates (Exchange Online's *.mail.protection.outlook.com among others) picks the
+	 * one the check wants. A name already sent stays. */
+	char sni[256];
+	if (!t->server && !t->sni_set && tls_sni_name(host, sni, sizeof sni))
+		t->sni_set = SSL_set_tlsext_host_name(t->ssl, sni) == 1;
 	X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
 	/* an address literal is matched against the certificate's IP entries, a name
 	 * against its DNS names (wildcards in the left-most label only) */
@@ -589,7 +599,7 @@ struct tlsconn *tlsconn_new(struct tls_ctx *ctx, bool server, const char *sni,
 		SSL_set_connect_state(t->ssl);
 		char name[256];
 		if (tls_sni_name(sni, name, sizeof name))
-			SSL_set_tlsext_host_name(t->ssl, name);
+			t->sni_set = SSL_set_tlsext_host_name(t->ssl, name) == 1;
 	}
 	tls_ctx_ref(ctx);
 	t->ctx = ctx;

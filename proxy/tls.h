@@ -71,7 +71,8 @@ struct tlsconn *tlsconn_new(struct tls_ctx *ctx, bool server, const char *sni,
 void tlsconn_free(struct tlsconn *t);  /* NULL ok */
 /* Client side, before tlsconn_start, on a context that verifies: the certificate must name
  * name (a host name: a DNS subjectAltName, or the CN without one; an address literal,
- * bracketed or not: an IP subjectAltName; ":port" is dropped). 0 or -1. */
+ * bracketed or not: an IP subjectAltName; ":port" is dropped). A host name is also sent as
+ * SNI when tlsconn_new sent none (the server was addressed by IP). 0 or -1. */
 int tlsconn_set_verify_name(struct tlsconn *t, const char *name);
 /* Client side: emits the ClientHello via on_cipher. 0 or -1. */
 int tlsconn_start(struct tlsconn *t);

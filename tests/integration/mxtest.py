@@ -49,11 +49,13 @@ API (everything else is internal):
          timeout, start) .count_log(regex) .malformed_log_lines() .reload(cfg) .send_signal(sig)
          .alive() .kill() .stop(sig=SIGTERM, timeout, expect_rc=0, settle=0.3)
          (sig=None: wait for an exit under way)
+  own_ca(name) -> (crt, key) a CA of the test's own;
+      ca_leaf(name, ca, san) -> (crt, key) signed by it ('DNS:a.test,IP:127.0.0.1')
   Sink(lmtp, args, name) .port .url .messages() .files() .count() .kill() .start() .restart()
          (smtp-sink; messages() -> [{'attrs': X-* dump headers, 'rcpts', 'data' (LF endings)}])
   Backend(mode, lmtp, reject_rcpt, tempfail_rcpt, lmtp_codes, delay, xclient, expect_proxy,
-          starttls, smtputf8, host) .port .url .messages .attempts .commands .connections .proxy_headers
-          .tls_handshakes
+          starttls, smtputf8, host, extensions, mail_reply, rcpt_replies) .port .url .messages
+          .attempts .commands .connections .proxy_headers .tls_handshakes .sni
           .find(needle) .by_tag(tag) .stop()
   peers (each on a held port, stopped at exit; an installed peer that does not start fails):
       redis(port) -> .port;  redis_cmd(port, *args) -> reply;  clamd() -> .port .sock;
@@ -675,6 +677,33 @@ def cert():
         os.chmod(key, 0o644)
         _cert = (crt, key)
     return _cert
+
+
+def _openssl(*args):
+    r = subprocess.run(['openssl'] + list(args), capture_output=True, text=True, timeout=slack(60))
+    if r.returncode != 0:
+        fail('openssl %s: %s' % (args[0], r.stderr[-300:]))
+
+
+def own_ca(name):
+    """A CA of the test's own (openssl, RSA 2048, 2 days): (certificate path, key path) in TMP."""
+    crt, key = os.path.join(TMP, name + '-ca.pem'), os.path.join(TMP, name + '-ca.key')
+    _openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=%s test CA' % name,
+             '-keyout', key, '-out', crt)
+    return crt, key
+
+
+def ca_leaf(name, ca, san):
+    """A certificate CN=name with subjectAltName san ('DNS:a.test,IP:127.0.0.1') signed by ca
+    (own_ca()'s pair): (certificate path, key path) in TMP, the key readable by all."""
+    crt, key, csr, ext = (os.path.join(TMP, name + x) for x in ('.pem', '.key', '.csr', '.ext'))
+    with open(ext, 'w') as f:
+        f.write('subjectAltName=%s\n' % san)
+    _openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=%s' % name, '-keyout', key, '-out', csr)
+    _openssl('x509', '-req', '-in', csr, '-CA', ca[0], '-CAkey', ca[1], '-CAcreateserial', '-days', '2',
+             '-extfile', ext, '-out', crt)
+    os.chmod(key, 0o644)
+    return crt, key
 
 
 # ----------------------------------------------------------------------------- the daemon
@@ -1723,6 +1752,13 @@ class Backend:
           the message came in BDAT chunks, with the BDAT lines in commands).
     dsn: announce DSN (RFC 3461); without it MAIL's RET=/ENVID= and RCPT's NOTIFY=/ORCPT= are
           refused 555 5.5.4, as a server that does not know them answers.
+    extensions: more EHLO keywords, announced as they are (another MTA's: Exchange's BINARYMIME,
+          X-ANONYMOUSTLS, XEXCH50); announcing is all: their commands are not taken.
+    mail_reply: a reply line given to every MAIL instead of 250 (Exchange's back pressure:
+          '452 4.3.1 Insufficient system resources').
+    rcpt_replies: recipient address -> the reply line given to its RCPT instead of 250 (another
+          server's wording of a refusal: '550 5.4.1 Recipient address rejected: ...').
+    sni: the server names clients sent in their TLS ClientHello (None: none sent), one per handshake.
     Records: messages (accepted: dicts mail, rcpts, data (unstuffed bytes), xclient, proxy,
     helo, qid, accepted_rcpts), attempts (every transaction that reached the dot),
     commands (every command line received, all connections), connections (count). Attributes may be changed while it runs."""
@@ -1735,16 +1771,24 @@ class Backend:
             if self._tls_ctx is None or self._tls_ctx[0] != self.starttls:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 ctx.load_cert_chain(*(self.starttls if isinstance(self.starttls, tuple) else cert()))
+
+                def record_sni(_sock, name, _ctx):
+                    with self.lock:
+                        self.sni.append(name)
+                ctx.sni_callback = record_sni
                 self._tls_ctx = (self.starttls, ctx)
             return self._tls_ctx[1]
 
     def __init__(self, mode='ok', lmtp=False, reject_rcpt=(), tempfail_rcpt=(), lmtp_codes=None,
                  delay=0, xclient=True, expect_proxy=False, starttls=False, smtputf8=True, name=None, port=None,
-                 chunking=False, dsn=False, data_reply=None, host='127.0.0.1'):
+                 chunking=False, dsn=False, data_reply=None, host='127.0.0.1', extensions=(), mail_reply=None,
+                 rcpt_replies=None):
         # host: the address listened on (127.0.0.2: a second address of a backend name)
         # data_reply: the SMTP 250 line after the final dot, '%(qid)s' for the queue id
         # (another MTA's wording: Exim's '250 OK id=%(qid)s'); default Postfix's
         self.data_reply = data_reply
+        self.extensions, self.mail_reply, self.rcpt_replies = list(extensions), mail_reply, dict(rcpt_replies or {})
+        self.sni = []
         self.mode, self.lmtp, self.delay, self.xclient = mode, lmtp, delay, xclient
         self.starttls, self.smtputf8, self.chunking, self.dsn = starttls, smtputf8, chunking, dsn
         self.reject_rcpt, self.tempfail_rcpt = set(reject_rcpt), set(tempfail_rcpt)
@@ -1900,6 +1944,7 @@ class Backend:
                     ext.append('CHUNKING')
                 if self.dsn:
                     ext.append('DSN')
+                ext += self.extensions
                 if self.starttls and tls is None:
                     ext.append('STARTTLS')
                 if self.xclient:
@@ -1909,12 +1954,16 @@ class Backend:
                            for i, x in enumerate(lines)))
             elif verb == 'STARTTLS' and self.starttls and tls is None:
                 w(b'220 2.0.0 Ready to start TLS\r\n')
+                plain = c
                 try:
                     c = self._tls_context().wrap_socket(c, server_side=True)
                 except OSError:              # ssl.SSLError too: a handshake the client refused
                     with self.lock:
                         self.tls_handshakes.append(False)
                     raise
+                with self.lock:              # wrap_socket detached plain: stop() shuts c down
+                    self.conns.discard(plain)
+                    self.conns.add(c)
                 f = c.makefile('rb')
                 w = c.sendall
                 tls = c.version()
@@ -1939,6 +1988,9 @@ class Backend:
                     w(b'421 4.3.2 Service shutting down, closing transmission channel\r\n')
                     c.shutdown(socket.SHUT_RDWR)
                     return
+                if self.mail_reply:
+                    w(self.mail_reply.encode() + b'\r\n')
+                    continue
                 if not self.dsn and re.search(r'\s(RET|ENVID)=', arg, re.I):
                     w(b'555 5.5.4 Unsupported option\r\n')
                     continue
@@ -1951,7 +2003,11 @@ class Backend:
                     w(b'555 5.5.4 Unsupported option\r\n')
                     continue
                 rcpts.append(addr)
-                if addr in self.reject_rcpt:
+                if addr in self.rcpt_replies:
+                    w(self.rcpt_replies[addr].encode() + b'\r\n')
+                    if self.rcpt_replies[addr].startswith('2'):
+                        accepted.append(addr)
+                elif addr in self.reject_rcpt:
                     w(b'550 5.1.1 <%s>: no such user\r\n' % addr.encode())
                 elif addr in self.tempfail_rcpt:
                     w(b'450 4.2.0 <%s>: try later\r\n' % addr.encode())

@@ -10,7 +10,8 @@ would run them (README "In front of real mail servers": "Check it, then run it")
 Only the files a block names are supplied: a test certificate for /etc/mxgate/cert.pem and
 key.pem, an RSA key for the ARC sealing key /etc/mxgate/arc2026.pem, the built example plugin for /usr/lib/mxgate/plugins/*.so, an empty domains file, a relay_networks CIDR file, a
 connection_limit_exceptions CIDR file,
-the repository's rules for /usr/share/mxgate/rules, and the user running the test for the
+the repository's rules for /usr/share/mxgate/rules, 127.0.0.1 for the Exchange Online MX name
+(a backend's name is resolved by `-t`), and the user running the test for the
 user and group "mxgate" when the package has not created them; relative paths resolve from the
 repository root. A key renamed in the code but not in the docs fails here."""
 import glob
@@ -47,6 +48,8 @@ SUBST = [
     ('/etc/mxgate/relay_networks', relay_nets),
     ('/etc/mxgate/campus-nat.cidr', nat_nets),
     ('/usr/share/mxgate/rules/', os.path.join(SRC, 'rules') + '/'),
+    # docs/operations.md's Exchange Online MX name: -t resolves a backend's name, offline here
+    ('contoso-com.mail.protection.outlook.com', '127.0.0.1'),
 ]
 BASE = {'listen': 'listen: [127.0.0.1:2525]\n',
         'backends': 'backends: { servers: ["smtp://127.0.0.1:2526"] }\n'}

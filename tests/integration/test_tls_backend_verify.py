@@ -15,7 +15,6 @@ impostor's with the same names.
 """
 import os
 import re
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -25,36 +24,11 @@ import mxtest as mt  # noqa: E402
 mt.need('openssl')
 
 
-def openssl(*args):
-    r = subprocess.run(['openssl'] + list(args), capture_output=True, text=True, timeout=mt.slack(60))
-    if r.returncode != 0:
-        mt.fail('openssl %s: %s' % (args[0], r.stderr[-300:]))
-
-
-def ca(name):
-    crt, key = os.path.join(mt.TMP, name + '-ca.pem'), os.path.join(mt.TMP, name + '-ca.key')
-    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=%s test CA' % name,
-            '-keyout', key, '-out', crt)
-    return crt, key
-
-
-def leaf(name, ca_pair, san):
-    crt, key, csr = (os.path.join(mt.TMP, name + x) for x in ('.pem', '.key', '.csr'))
-    ext = os.path.join(mt.TMP, name + '.ext')
-    with open(ext, 'w') as f:
-        f.write('subjectAltName=%s\n' % san)
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=%s' % name, '-keyout', key, '-out', csr)
-    openssl('x509', '-req', '-in', csr, '-CA', ca_pair[0], '-CAkey', ca_pair[1], '-CAcreateserial',
-            '-days', '2', '-extfile', ext, '-out', crt)
-    os.chmod(key, 0o644)
-    return crt, key
-
-
-good_ca, bad_ca = ca('good'), ca('bad')
+good_ca, bad_ca = mt.own_ca('good'), mt.own_ca('bad')
 SAN = 'DNS:mx1.verify.test,IP:127.0.0.1'
-good = leaf('mx1-good', good_ca, SAN)
-impostor = leaf('mx1-impostor', bad_ca, SAN)
-other = leaf('mx2-other', good_ca, 'DNS:mx2.verify.test')
+good = mt.ca_leaf('mx1-good', good_ca, SAN)
+impostor = mt.ca_leaf('mx1-impostor', bad_ca, SAN)
+other = mt.ca_leaf('mx2-other', good_ca, 'DNS:mx2.verify.test')
 
 
 def run(backend, name, server=None, **bk):

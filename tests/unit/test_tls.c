@@ -389,15 +389,21 @@ static void test_cipher_refused(void **state)
 
 static void test_sni(void **state)
 {
-	static const struct { const char *label; const char *sni; const char *seen; } rows[] = {
-		{ "host name", "mx.test", "mx.test" },
-		{ "host:port drops the port", "mx.example.org:2526", "mx.example.org" },
-		{ "IPv4 literal with port", "127.0.0.1:2526", "" },
-		{ "IPv4 literal", "127.0.0.1", "" },
-		{ "IPv6 literal in brackets", "[::1]:25", "" },
-		{ "bare IPv6 literal", "::1", "" },
-		{ "no name", NULL, "" },
-		{ "not a host name", "a b", "" },
+	/* verify: the name given to tlsconn_set_verify_name (NULL: not called) */
+	static const struct { const char *label; const char *sni; const char *verify; const char *seen; } rows[] = {
+		{ "host name", "mx.test", NULL, "mx.test" },
+		{ "host:port drops the port", "mx.example.org:2526", NULL, "mx.example.org" },
+		{ "IPv4 literal with port", "127.0.0.1:2526", NULL, "" },
+		{ "IPv4 literal", "127.0.0.1", NULL, "" },
+		{ "IPv6 literal in brackets", "[::1]:25", NULL, "" },
+		{ "bare IPv6 literal", "::1", NULL, "" },
+		{ "no name", NULL, NULL, "" },
+		{ "not a host name", "a b", NULL, "" },
+		{ "IPv4 literal verified against a name: the name", "127.0.0.1:2526",
+		  "tenant.mail.protection.outlook.test", "tenant.mail.protection.outlook.test" },
+		{ "IPv6 literal verified against name:port: the name", "[::1]:25", "mx.test:25", "mx.test" },
+		{ "a host name sent stays, verified against another", "mx.example.org", "mx.test", "mx.example.org" },
+		{ "IPv4 literal verified against an address: none", "127.0.0.1", "127.0.0.1", "" },
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
 		struct pair p;
@@ -407,6 +413,8 @@ static void test_sni(void **state)
 		struct tls_ctx *cctx = tls_ctx_new_client(err, sizeof err);
 		p.c.c = tlsconn_new(cctx, false, rows[i].sni, &ops, &p.c);
 		tls_ctx_unref(cctx);
+		if (rows[i].verify)
+			assert_int_equal(tlsconn_set_verify_name(p.c.c, rows[i].verify), 0);
 		assert_int_equal(tlsconn_start(p.c.c), 0);
 		assert_int_equal(pump(&p, 0), 0);
 		assert_true(tlsconn_is_established(p.s.c));
