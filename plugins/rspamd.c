@@ -262,40 +262,6 @@ static int json_object(struct json_reader *j, int (*fn)(struct json_reader *, co
 	return json_eat(j, '{') ? json_container(j, '}', fn, ctx) : -1;
 }
 
-/* The "score" member of one symbol's object (the others skipped). */
-static int json_symbol_member(struct json_reader *j, const char *key, void *ctx)
-{
-	if (strcmp(key, "score") == 0)
-		return json_number(j, ctx);
-	return json_skip(j);
-}
-
-/* One entry of "symbols": {"name": ..., "score": N, ...}; reports (key, score). */
-static int json_symbol(struct json_reader *j, const char *key, rspamd_symbol_cb cb, void *arg)
-{
-	double score = 0;
-
-	json_ws(j);
-	if (j->p >= j->end || *j->p != '{')
-		return json_skip(j);
-	if (json_object(j, json_symbol_member, &score) < 0)
-		return -1;
-	if (cb)
-		cb(arg, key, score);
-	return 0;
-}
-
-struct json_top {
-	struct rspamd_result *r;
-	rspamd_symbol_cb cb;
-	void *arg;
-	rspamd_header_cb hcb;    /* set: only the operations of `part` are read */
-	enum rspamd_milter_part part;
-	char *hval;              /* RSPAMD_HEADER_VALUE_MAX */
-};
-
-#define RSPAMD_HEADER_VALUE_MAX 8192
-
 /* Whether a number (not a string, container or literal) comes next. */
 static bool json_at_number(struct json_reader *j)
 {
@@ -316,24 +282,95 @@ static int json_array(struct json_reader *j, int (*fn)(struct json_reader *, con
 	return json_eat(j, '[') ? json_container(j, ']', fn, ctx) : -1;
 }
 
-/* One operation whose value is a string: read into t->hval and reported when its part is
- * the one asked for; anything but a string is skipped (rspamd's milter takes strings only). */
-struct json_op { struct json_top *t; enum rspamd_milter_part part; struct rspamd_header_op op; };
+/* ------------------------------------------------------------- the reply */
+
+/* The reply is read once (rspamd_reply_parse) into its result, its symbols and its
+ * operations, these two as records in the reply's order whose names and values are offsets
+ * in one buffer of strings. Each string there is a key or a string value of the JSON,
+ * decoded once and never longer than it is there with its quotes: the strings take at most
+ * the JSON's length (and a value's bound more of room while one is read), a symbol 16
+ * octets, an operation 20. */
+struct reply_sym { uint32_t name; double score; };
+
+struct reply_op {
+	uint32_t name, value;        /* offsets in the strings; REPLY_NONE: NULL */
+	int32_t index;
+	uint8_t kind, part;          /* enum rspamd_op_kind, enum rspamd_milter_part */
+	bool remove, cut, insert;
+};
+
+#define REPLY_NONE UINT32_MAX
+#define RSPAMD_HEADER_VALUE_MAX 8192
+
+/* s (a key) appended to the strings with its NUL; its offset. */
+static uint32_t reply_key(struct rspamd_reply *rp, const char *s)
+{
+	size_t at = rp->str_len;
+
+	growbuf_append(&rp->str, &rp->str_len, &rp->str_cap, 1024, s, strlen(s) + 1);
+	return (uint32_t)at;
+}
+
+/* A string value decoded onto the end of the strings (at most RSPAMD_HEADER_VALUE_MAX - 1
+ * octets: *cut says a longer one was cut); its offset, or -1 (malformed). */
+static long reply_value(struct json_reader *j, struct rspamd_reply *rp, bool *cut)
+{
+	size_t at = rp->str_len;
+
+	if (rp->str_cap < at + RSPAMD_HEADER_VALUE_MAX)
+		growbuf_grow(&rp->str, &rp->str_cap, 1024, at + RSPAMD_HEADER_VALUE_MAX);
+	if (json_string_cut(j, rp->str + at, RSPAMD_HEADER_VALUE_MAX, cut) < 0)
+		return -1;
+	rp->str_len = at + strlen(rp->str + at) + 1;
+	return (long)at;
+}
+
+static void reply_op_add(struct rspamd_reply *rp, const struct reply_op *op)
+{
+	growbuf_append(&rp->ops, &rp->ops_len, &rp->ops_cap, 32 * sizeof(*op), (const char *)op, sizeof(*op));
+}
+
+/* The "score" member of one symbol's object (the others skipped). */
+static int json_symbol_member(struct json_reader *j, const char *key, void *ctx)
+{
+	if (strcmp(key, "score") == 0)
+		return json_number(j, ctx);
+	return json_skip(j);
+}
+
+/* One entry of "symbols", {"name": ..., "score": N, ...}: kept as (key, score); a value
+ * that is no object is skipped. */
+static int json_symbols_member(struct json_reader *j, const char *key, void *ctx)
+{
+	struct rspamd_reply *rp = ctx;
+	struct reply_sym s = { 0, 0 };
+
+	if (!json_at(j, '{'))
+		return json_skip(j);
+	if (json_object(j, json_symbol_member, &s.score) < 0)
+		return -1;
+	s.name = reply_key(rp, key);
+	growbuf_append(&rp->syms, &rp->syms_len, &rp->syms_cap, 64 * sizeof(s), (const char *)&s, sizeof(s));
+	return 0;
+}
+
+/* One operation whose value is a string, of o->op's part, kind and name; anything but a
+ * string is skipped (rspamd's milter takes strings only). */
+struct json_op { struct rspamd_reply *rp; struct reply_op op; };
 
 static int json_op_string(struct json_reader *j, const char *key, void *ctx)
 {
 	struct json_op *o = ctx;
-	struct rspamd_header_op op = o->op;
+	struct reply_op op = o->op;
+	long at;
 
 	(void)key;
 	if (!json_at(j, '"'))
 		return json_skip(j);
-	if (json_string_cut(j, o->t->hval, RSPAMD_HEADER_VALUE_MAX, &op.cut) < 0)
+	if ((at = reply_value(j, o->rp, &op.cut)) < 0)
 		return -1;
-	if (o->t->part == o->part) {
-		op.value = o->t->hval;
-		o->t->hcb(o->t->arg, &op);
-	}
+	op.value = (uint32_t)at;
+	reply_op_add(o->rp, &op);
 	o->op.index += o->op.index > 0;    /* the DKIM-Signatures of an array go at 1, 2 ... */
 	return 0;
 }
@@ -344,20 +381,21 @@ static int json_op_strings(struct json_reader *j, struct json_op *o)
 	return json_at(j, '[') ? json_array(j, json_op_string, o) : json_op_string(j, NULL, o);
 }
 
-struct json_add { struct json_top *t; struct rspamd_header_op op; bool have; };
-
 /* A member of {"value": V, "order": N} ("index" is rspamd's other name for order). An
  * order that is no number (a string, a boolean, null) is skipped: the field is appended as
  * with none, as rspamd 3.4's milter does (test_rspamd_real.py's FORCE-OTYPE); a float is
  * cut toward 0, as there. */
 static int json_milter_add_field(struct json_reader *j, const char *key, void *ctx)
 {
-	struct json_add *a = ctx;
+	struct json_op *a = ctx;
 	double d;
+	long at;
 
 	if (strcmp(key, "value") == 0 && json_at(j, '"')) {
-		a->have = true;
-		return json_string_cut(j, a->t->hval, RSPAMD_HEADER_VALUE_MAX, &a->op.cut);
+		if ((at = reply_value(j, a->rp, &a->op.cut)) < 0)
+			return -1;
+		a->op.value = (uint32_t)at;
+		return 0;
 	}
 	if ((strcmp(key, "order") == 0 || strcmp(key, "index") == 0) && json_at_number(j)) {
 		if (json_number(j, &d) < 0)
@@ -365,7 +403,7 @@ static int json_milter_add_field(struct json_reader *j, const char *key, void *c
 		/* rspamd's milter: N >= 0 INSHEADER N, -1 appended, another N < 0 counted from
 		 * the end (rspamd_add_field); past the bounds as far as it goes either way */
 		a->op.insert = true;
-		a->op.index = d >= 10000 ? 10000 : d <= -10000 ? -10000 : (long)d;
+		a->op.index = d >= 10000 ? 10000 : d <= -10000 ? -10000 : (int32_t)d;
 		return 0;
 	}
 	return json_skip(j);
@@ -375,7 +413,7 @@ static int json_milter_add_field(struct json_reader *j, const char *key, void *c
 static int json_milter_add_one(struct json_reader *j, const char *key, void *ctx)
 {
 	struct json_op *o = ctx;
-	struct json_add a = { o->t, o->op, false };
+	struct json_op a = *o;
 
 	if (json_at(j, '"'))
 		return json_op_string(j, key, o);
@@ -383,33 +421,33 @@ static int json_milter_add_one(struct json_reader *j, const char *key, void *ctx
 		return json_skip(j);
 	if (json_object(j, json_milter_add_field, &a) < 0)
 		return -1;
-	if (a.have && o->t->part == RSPAMD_MILTER_ADDS) {
-		a.op.value = o->t->hval;
-		o->t->hcb(o->t->arg, &a.op);
-	}
+	if (a.op.value != REPLY_NONE)
+		reply_op_add(o->rp, &a.op);
 	return 0;
 }
 
 static int json_milter_add_member(struct json_reader *j, const char *key, void *ctx)
 {
-	struct json_op o = { ctx, RSPAMD_MILTER_ADDS, { .name = key, .index = -1 } };
+	struct rspamd_reply *rp = ctx;
+	struct json_op o = { rp, { reply_key(rp, key), REPLY_NONE, -1, RSPAMD_OP_HEADER, RSPAMD_MILTER_ADDS } };
 
 	return json_at(j, '[') ? json_array(j, json_milter_add_one, &o) : json_milter_add_one(j, NULL, &o);
 }
 
 static int json_milter_remove_member(struct json_reader *j, const char *key, void *ctx)
 {
-	struct json_top *t = ctx;
-	struct rspamd_header_op op = { .remove = true, .name = key };
+	struct rspamd_reply *rp = ctx;
 	double d;
 
 	if (!json_at_number(j))
 		return json_skip(j);   /* rspamd's milter takes integers only */
 	if (json_number(j, &d) < 0)
 		return -1;
-	if (d > -10000 && d < 10000 && t->part == RSPAMD_MILTER_REMOVES) {
-		op.index = (long)d;
-		t->hcb(t->arg, &op);
+	if (d > -10000 && d < 10000) {
+		struct reply_op op = { reply_key(rp, key), REPLY_NONE, (int32_t)d, RSPAMD_OP_HEADER,
+		    RSPAMD_MILTER_REMOVES, .remove = true };
+
+		reply_op_add(rp, &op);
 	}
 	return 0;
 }
@@ -417,44 +455,21 @@ static int json_milter_remove_member(struct json_reader *j, const char *key, voi
 /* spam_header's object form: {"Name": "value", ...}. */
 static int json_milter_spam_member(struct json_reader *j, const char *key, void *ctx)
 {
-	struct json_op o = { ctx, RSPAMD_MILTER_SPAM_HEADER, { RSPAMD_OP_SPAM_HEADER, .name = key, .index = -1 } };
+	struct rspamd_reply *rp = ctx;
+	struct json_op o = { rp, { REPLY_NONE, REPLY_NONE, -1, RSPAMD_OP_SPAM_HEADER, RSPAMD_MILTER_SPAM_HEADER } };
 
+	if (!json_at(j, '"'))
+		return json_skip(j);
+	o.op.name = reply_key(rp, key);
 	return json_op_string(j, NULL, &o);
 }
 
+/* A member of the "milter" block: its switches into the result, its operations kept. */
 static int json_milter_member(struct json_reader *j, const char *key, void *ctx)
 {
-	struct json_top *t = ctx;
-	struct json_op o = { t, RSPAMD_MILTER_ENVELOPE, { .name = key, .index = -1 } };
-
-	if (json_at(j, '{')) {
-		if (strcmp(key, "add_headers") == 0)
-			return json_object(j, json_milter_add_member, t);
-		if (strcmp(key, "remove_headers") == 0)
-			return json_object(j, json_milter_remove_member, t);
-		if (strcmp(key, "spam_header") == 0)
-			return json_object(j, json_milter_spam_member, t);
-	}
-	if (strcmp(key, "change_from") == 0 && json_at(j, '"')) {
-		o.op.kind = RSPAMD_OP_CHANGE_FROM;
-		return json_op_string(j, NULL, &o);
-	}
-	if ((strcmp(key, "add_rcpt") == 0 || strcmp(key, "del_rcpt") == 0) && json_at(j, '[')) {
-		o.op.kind = key[0] == 'a' ? RSPAMD_OP_ADD_RCPT : RSPAMD_OP_DEL_RCPT;
-		return json_array(j, json_op_string, &o);
-	}
-	if (strcmp(key, "spam_header") == 0 && json_at(j, '"')) {
-		o.part = RSPAMD_MILTER_SPAM_HEADER;
-		o.op = (struct rspamd_header_op){ RSPAMD_OP_SPAM_HEADER, .index = -1 };
-		return json_op_string(j, NULL, &o);
-	}
-	return json_skip(j);
-}
-
-/* The "milter" block's switches, for rspamd_json_parse. */
-static int json_milter_flag(struct json_reader *j, const char *key, void *ctx)
-{
-	struct rspamd_result *r = ctx;
+	struct rspamd_reply *rp = ctx;
+	struct rspamd_result *r = &rp->r;
+	struct json_op o = { rp, { REPLY_NONE, REPLY_NONE, -1, RSPAMD_OP_HEADER, RSPAMD_MILTER_ENVELOPE } };
 	char v[16];
 
 	if (strcmp(key, "reject") == 0 && json_at(j, '"')) {
@@ -468,98 +483,130 @@ static int json_milter_flag(struct json_reader *j, const char *key, void *ctx)
 		r->milter_no_action = *j->p == 't';
 		return json_skip(j);
 	}
-	if (strcmp(key, "spam_header") == 0 && (json_at(j, '"') || json_at(j, '{')))
+	if (json_at(j, '{')) {
+		if (strcmp(key, "add_headers") == 0)
+			return json_object(j, json_milter_add_member, rp);
+		if (strcmp(key, "remove_headers") == 0)
+			return json_object(j, json_milter_remove_member, rp);
+		if (strcmp(key, "spam_header") == 0) {
+			r->has_spam_header = true;
+			return json_object(j, json_milter_spam_member, rp);
+		}
+	}
+	if (strcmp(key, "change_from") == 0 && json_at(j, '"')) {
+		o.op.kind = RSPAMD_OP_CHANGE_FROM;
+		o.op.name = reply_key(rp, key);
+		return json_op_string(j, NULL, &o);
+	}
+	if ((strcmp(key, "add_rcpt") == 0 || strcmp(key, "del_rcpt") == 0) && json_at(j, '[')) {
+		o.op.kind = key[0] == 'a' ? RSPAMD_OP_ADD_RCPT : RSPAMD_OP_DEL_RCPT;
+		o.op.name = reply_key(rp, key);
+		return json_array(j, json_op_string, &o);
+	}
+	if (strcmp(key, "spam_header") == 0 && json_at(j, '"')) {
 		r->has_spam_header = true;
+		o.op.kind = RSPAMD_OP_SPAM_HEADER;
+		o.op.part = RSPAMD_MILTER_SPAM_HEADER;
+		return json_op_string(j, NULL, &o);
+	}
 	return json_skip(j);
-}
-
-static int json_symbols_member(struct json_reader *j, const char *key, void *ctx)
-{
-	struct json_top *t = ctx;
-
-	return json_symbol(j, key, t->cb, t->arg);
 }
 
 static int json_messages_member(struct json_reader *j, const char *key, void *ctx)
 {
-	struct json_top *t = ctx;
+	struct rspamd_result *r = ctx;
 
 	if (strcmp(key, "smtp_message") == 0)
-		return json_string(j, t->r->smtp_message, sizeof(t->r->smtp_message));
+		return json_string(j, r->smtp_message, sizeof(r->smtp_message));
 	return json_skip(j);
 }
 
 static int json_top_member(struct json_reader *j, const char *key, void *ctx)
 {
-	struct json_top *t = ctx;
+	struct rspamd_reply *rp = ctx;
+	struct rspamd_result *r = &rp->r;
 
-	if (t->hcb) {
-		struct json_op o = { t, RSPAMD_MILTER_DKIM, { .name = "DKIM-Signature", .insert = true, .index = 1 } };
-
-		if (strcmp(key, "milter") == 0 && json_at(j, '{'))
-			return json_object(j, json_milter_member, t);
-		if (strcmp(key, "dkim-signature") == 0)
-			return json_op_strings(j, &o);
-		return json_skip(j);
-	}
 	if (strcmp(key, "milter") == 0 && json_at(j, '{'))
-		return json_object(j, json_milter_flag, t->r);
+		return json_object(j, json_milter_member, rp);
+	if (strcmp(key, "dkim-signature") == 0) {
+		struct json_op o = { rp, { REPLY_NONE, REPLY_NONE, 1, RSPAMD_OP_HEADER, RSPAMD_MILTER_DKIM,
+		    .insert = true } };
+
+		if (!json_at(j, '"') && !json_at(j, '['))
+			return json_skip(j);
+		o.op.name = reply_key(rp, "DKIM-Signature");
+		return json_op_strings(j, &o);
+	}
 	if (strcmp(key, "score") == 0) {
-		t->r->has_score = true;
-		return json_number(j, &t->r->score);
+		r->has_score = true;
+		return json_number(j, &r->score);
 	}
 	if (strcmp(key, "required_score") == 0)
-		return json_number(j, &t->r->required);
+		return json_number(j, &r->required);
 	if (strcmp(key, "action") == 0)
-		return json_string(j, t->r->action, sizeof(t->r->action));
-	if (strcmp(key, "subject") == 0) {
-		json_ws(j);
-		if (j->p < j->end && *j->p == '"') {
-			return json_string_cut(j, t->r->subject, sizeof(t->r->subject), &t->r->subject_cut);
-		}
-	}
+		return json_string(j, r->action, sizeof(r->action));
+	if (strcmp(key, "subject") == 0 && json_at(j, '"'))
+		return json_string_cut(j, r->subject, sizeof(r->subject), &r->subject_cut);
 	if (strcmp(key, "symbols") == 0)
-		return json_object(j, json_symbols_member, t);
-	if (strcmp(key, "messages") == 0) {
-		json_ws(j);
-		if (j->p < j->end && *j->p == '{')
-			return json_object(j, json_messages_member, t);
-	}
+		return json_object(j, json_symbols_member, rp);
+	if (strcmp(key, "messages") == 0 && json_at(j, '{'))
+		return json_object(j, json_messages_member, r);
 	return json_skip(j);
 }
 
-int rspamd_json_parse(const char *json, size_t len, struct rspamd_result *out,
-    rspamd_symbol_cb cb, void *arg)
+int rspamd_reply_parse(const char *json, size_t len, struct rspamd_reply *out)
 {
 	struct json_reader j = { json, json + len, 0 };
-	struct json_top t = { out, cb, arg };
 
 	memset(out, 0, sizeof(*out));
-	if (json_object(&j, json_top_member, &t) < 0)
-		return -1;
+	/* the offsets of the strings hold any reply read (RSPAMD_REPLY_MAX) */
+	if (len > UINT32_MAX / 2 || json_object(&j, json_top_member, out) < 0)
+		goto bad;
 	json_ws(&j);
-	if (j.p != j.end || !out->has_score)
-		return -1;
+	if (j.p != j.end || !out->r.has_score)
+		goto bad;
 	/* smtp_message as rspamd gave it: the reply it goes into is cleaned as every filter's
 	 * (plugins.c plugin_reply_clean: '?' for what is no text, UTF-8 kept) */
 	return 0;
+bad:
+	rspamd_reply_free(out);
+	return -1;
 }
 
-int rspamd_json_milter(const char *json, size_t len, enum rspamd_milter_part part, rspamd_header_cb cb,
+void rspamd_reply_symbols(const struct rspamd_reply *rp, rspamd_symbol_cb cb, void *arg)
+{
+	for (size_t i = 0; i < rp->syms_len / sizeof(struct reply_sym); i++) {
+		struct reply_sym s;
+
+		memcpy(&s, rp->syms + i * sizeof(s), sizeof(s));
+		cb(arg, rp->str + s.name, s.score);
+	}
+}
+
+void rspamd_reply_ops(const struct rspamd_reply *rp, enum rspamd_milter_part part, rspamd_header_cb cb,
     void *arg)
 {
-	struct json_reader j = { json, json + len, 0 };
-	struct json_top t = { .hcb = cb, .arg = arg, .part = part };
-	int rc;
+	for (size_t i = 0; i < rp->ops_len / sizeof(struct reply_op); i++) {
+		struct reply_op o;
+		struct rspamd_header_op op;
 
-	if (cb == NULL || (t.hval = malloc(RSPAMD_HEADER_VALUE_MAX)) == NULL)
-		return -1;
-	rc = json_object(&j, json_top_member, &t);
-	free(t.hval);
-	if (rc < 0)
-		return -1;
-	json_ws(&j);
-	return j.p == j.end ? 0 : -1;
+		memcpy(&o, rp->ops + i * sizeof(o), sizeof(o));
+		if (o.part != part)
+			continue;
+		op = (struct rspamd_header_op){ (enum rspamd_op_kind)o.kind, o.remove, o.cut, o.insert,
+		    o.name == REPLY_NONE ? NULL : rp->str + o.name, o.value == REPLY_NONE ? NULL : rp->str + o.value,
+		    o.index };
+		cb(arg, &op);
+	}
+}
+
+void rspamd_reply_free(struct rspamd_reply *rp)
+{
+	free(rp->str);
+	free(rp->syms);
+	free(rp->ops);
+	rp->str = rp->syms = rp->ops = NULL;
+	rp->str_len = rp->str_cap = rp->syms_len = rp->syms_cap = rp->ops_len = rp->ops_cap = 0;
 }
 
 /* ------------------------------------------------------------------- HTTP */
@@ -823,6 +870,7 @@ struct rspamd_scan {
 	                              * -1 until the reply's first add */
 	long removed_hdr;            /* fields the reply's remove_headers removed (off cur_hdr) */
 	const char *send_error;      /* why the request was not sent */
+	struct rspamd_reply reply;   /* the reply's JSON, read once */
 };
 
 static void rspamd_scan_free(struct rspamd_scan *sc)
@@ -831,6 +879,7 @@ static void rspamd_scan_free(struct rspamd_scan *sc)
 		return;
 	scanner_free(sc->scan);
 	rspamd_reader_free(&sc->rd);
+	rspamd_reply_free(&sc->reply);
 	msgbuf_free(sc->newbody);
 	free(sc);
 }
@@ -1015,17 +1064,16 @@ static void rspamd_header_op_cb(void *arg, const struct rspamd_header_op *op)
 /* The reply's operations in rspamd's milter's order: the "milter" block's removes, adds
  * and envelope changes; its spam_header when the action is "add header" (then the action
  * adds nothing more: returns true); the top-level DKIM-Signature. */
-static bool rspamd_apply_milter(struct rspamd_scan *sc, const struct rspamd_result *r, const char *body,
-    size_t blen)
+static bool rspamd_apply_milter(struct rspamd_scan *sc, const struct rspamd_reply *rp)
 {
-	bool spam_header = r->has_spam_header && strcmp(r->action, "add header") == 0;
+	bool spam_header = rp->r.has_spam_header && strcmp(rp->r.action, "add header") == 0;
 
-	rspamd_json_milter(body, blen, RSPAMD_MILTER_REMOVES, rspamd_header_op_cb, sc);
-	rspamd_json_milter(body, blen, RSPAMD_MILTER_ADDS, rspamd_header_op_cb, sc);
-	rspamd_json_milter(body, blen, RSPAMD_MILTER_ENVELOPE, rspamd_header_op_cb, sc);
+	rspamd_reply_ops(rp, RSPAMD_MILTER_REMOVES, rspamd_header_op_cb, sc);
+	rspamd_reply_ops(rp, RSPAMD_MILTER_ADDS, rspamd_header_op_cb, sc);
+	rspamd_reply_ops(rp, RSPAMD_MILTER_ENVELOPE, rspamd_header_op_cb, sc);
 	if (spam_header)
-		rspamd_json_milter(body, blen, RSPAMD_MILTER_SPAM_HEADER, rspamd_header_op_cb, sc);
-	rspamd_json_milter(body, blen, RSPAMD_MILTER_DKIM, rspamd_header_op_cb, sc);
+		rspamd_reply_ops(rp, RSPAMD_MILTER_SPAM_HEADER, rspamd_header_op_cb, sc);
+	rspamd_reply_ops(rp, RSPAMD_MILTER_DKIM, rspamd_header_op_cb, sc);
 	return spam_header;
 }
 
@@ -1080,7 +1128,7 @@ static int rspamd_body_sink(void *arg, const char *data, size_t len)
 static void rspamd_try_verdict(struct rspamd_scan *sc)
 {
 	const struct mxgate_host *h = sc->ri->host;
-	struct rspamd_result r;
+	const struct rspamd_result *r = &sc->reply.r;
 	const char *body;
 	size_t blen;
 	int rc = rspamd_reader_feed(&sc->rd, NULL, 0, true);    /* settled: nothing more comes */
@@ -1098,28 +1146,28 @@ static void rspamd_try_verdict(struct rspamd_scan *sc)
 		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply");
 	}
 	body = rspamd_reader_json(&sc->rd, &blen);
-	if (rspamd_json_parse(body, blen, &r, NULL, NULL) < 0) {
+	if (rspamd_reply_parse(body, blen, &sc->reply) < 0) {
 		h->log(sc->call, 2, "event=rspamd_error error=\"bad JSON\"");
 		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply");
 	}
-	snprintf(desc, sizeof(desc), "%s %.2f / %.2f", r.action, r.score, r.required);
-	h->add_symbol(sc->call, "RSPAMD_SCORE", r.score, desc);
-	rspamd_json_parse(body, blen, &r, rspamd_symbol_add_cb, sc);
+	snprintf(desc, sizeof(desc), "%s %.2f / %.2f", r->action, r->score, r->required);
+	h->add_symbol(sc->call, "RSPAMD_SCORE", r->score, desc);
+	rspamd_reply_symbols(&sc->reply, rspamd_symbol_add_cb, sc);
 	char av[160];   /* rspamd's text (a custom action may hold anything): escaped */
 
-	h->log(sc->call, 1, "event=rspamd_result score=%.2f required=%.2f action=%s", r.score,
-	    r.required, log_val(av, sizeof(av), r.action));
+	h->log(sc->call, 1, "event=rspamd_result score=%.2f required=%.2f action=%s", r->score,
+	    r->required, log_val(av, sizeof(av), r->action));
 	/* rspamd's own classes: these are its "spam" actions (greylist and soft reject are
 	 * about rates, not content). */
-	if (strcmp(r.action, "reject") == 0 || strcmp(r.action, "add header") == 0 ||
-	    strcmp(r.action, "rewrite subject") == 0 || strcmp(r.action, "discard") == 0 ||
-	    strcmp(r.action, "quarantine") == 0)
+	if (strcmp(r->action, "reject") == 0 || strcmp(r->action, "add header") == 0 ||
+	    strcmp(r->action, "rewrite subject") == 0 || strcmp(r->action, "discard") == 0 ||
+	    strcmp(r->action, "quarantine") == 0)
 		h->set_flags(sc->call, MXGATE_FLAG_SPAM);
 	if (!sc->ri->use_action)
 		return rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
 	/* as rspamd's milter gateway: the reply's edits first, whatever the action (they are
 	 * moot when the message is refused), then the action */
-	if (rspamd_apply_milter(sc, &r, body, blen))
+	if (rspamd_apply_milter(sc, &sc->reply))
 		return rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
 	/* the rewritten body, as rspamd's milter sends REPLBODY: after the header edits, before
 	 * the action (with spam_header above it is dropped, as there) */
@@ -1139,33 +1187,33 @@ static void rspamd_try_verdict(struct rspamd_scan *sc)
 			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-body");
 		}
 	}
-	if (r.milter_no_action) {    /* the action is only named */
-		h->add_header(sc->call, "X-Rspamd-Action", r.action);
+	if (r->milter_no_action) {    /* the action is only named */
+		h->add_header(sc->call, "X-Rspamd-Action", r->action);
 		return rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
 	}
 	/* rspamd's own discard and quarantine actions, and a reject the block turns into one */
-	if (strcmp(r.action, "discard") == 0 || (strcmp(r.action, "reject") == 0 && r.milter_discard))
+	if (strcmp(r->action, "discard") == 0 || (strcmp(r->action, "reject") == 0 && r->milter_discard))
 		return rspamd_scan_end(sc, MXGATE_DISCARD, 0, NULL, "rspamd");
-	if (strcmp(r.action, "quarantine") == 0 || (strcmp(r.action, "reject") == 0 && r.milter_quarantine)) {
+	if (strcmp(r->action, "quarantine") == 0 || (strcmp(r->action, "reject") == 0 && r->milter_quarantine)) {
 		h->set_quarantine_reason(sc->call, "Spam message quarantined");
 		return rspamd_scan_end(sc, MXGATE_QUARANTINE, 0, NULL, "rspamd");
 	}
-	if (strcmp(r.action, "reject") == 0) {
-		snprintf(text, sizeof(text), "5.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Spam message rejected");
+	if (strcmp(r->action, "reject") == 0) {
+		snprintf(text, sizeof(text), "5.7.1 %s", r->smtp_message[0] ? r->smtp_message : "Spam message rejected");
 		return rspamd_scan_end(sc, MXGATE_REJECT, 550, text, "rspamd");
 	}
-	if (strcmp(r.action, "soft reject") == 0) {
-		snprintf(text, sizeof(text), "4.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Try again later");
+	if (strcmp(r->action, "soft reject") == 0) {
+		snprintf(text, sizeof(text), "4.7.1 %s", r->smtp_message[0] ? r->smtp_message : "Try again later");
 		return rspamd_scan_end(sc, MXGATE_TEMPFAIL, 451, text, "rspamd");
 	}
 	/* "add header", as rspamd's milter marks it: its spam_header (options.spam_header,
 	 * X-Spam) set to Yes, once (a field of that name from outside removed first) */
-	if (strcmp(r.action, "add header") == 0) {
+	if (strcmp(r->action, "add header") == 0) {
 		h->delete_header(sc->call, sc->ri->spam_header);
 		h->add_header(sc->call, sc->ri->spam_header, "Yes");
 	}
-	if (strcmp(r.action, "rewrite subject") == 0)
-		rspamd_rewrite_subject(sc, &r);
+	if (strcmp(r->action, "rewrite subject") == 0)
+		rspamd_rewrite_subject(sc, r);
 	rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
 }
 

@@ -80,9 +80,9 @@ struct rspamd_header_op {
 };
 typedef void (*rspamd_header_cb)(void *arg, const struct rspamd_header_op *op);
 
-/* Which operations rspamd_json_milter reports, one part a call, in the reply's order
- * within it: rspamd's milter applies the removes, then the adds, then the envelope's
- * changes, then spam_header, then the DKIM-Signature. */
+/* The parts of the reply's operations, in the order rspamd's milter applies them: the
+ * removes, then the adds, then the envelope's changes, then spam_header, then the
+ * DKIM-Signature. */
 enum rspamd_milter_part {
 	RSPAMD_MILTER_ADDS = 0,
 	RSPAMD_MILTER_REMOVES = 1,
@@ -91,14 +91,29 @@ enum rspamd_milter_part {
 	RSPAMD_MILTER_DKIM,
 };
 
-/* Reports one part of the reply's operations. 0 or -1 (malformed). */
-int rspamd_json_milter(const char *json, size_t len, enum rspamd_milter_part part, rspamd_header_cb cb,
+/* A /checkv2 JSON body, read once: the result, and the symbols and the operations kept in
+ * the reply's order (their names and values in one buffer of strings, no longer than the
+ * JSON; a symbol takes 16 octets more, an operation 20). */
+struct rspamd_reply {
+	struct rspamd_result r;
+	/* private */
+	char *str, *syms, *ops;
+	size_t str_len, str_cap, syms_len, syms_cap, ops_len, ops_cap;
+};
+
+/* Reads the body. Bounded (nesting depth 32). 0, or -1 (malformed, or no "score"; nothing
+ * is kept). rspamd_reply_free frees it (after either). */
+int rspamd_reply_parse(const char *json, size_t len, struct rspamd_reply *out);
+
+/* Reports each symbol, in the reply's order (name borrowed from the reply). */
+void rspamd_reply_symbols(const struct rspamd_reply *rp, rspamd_symbol_cb cb, void *arg);
+
+/* Reports the operations of one part, in the reply's order within it (the op and its
+ * strings borrowed from the reply). */
+void rspamd_reply_ops(const struct rspamd_reply *rp, enum rspamd_milter_part part, rspamd_header_cb cb,
     void *arg);
 
-/* Parses a /checkv2 JSON body. Bounded (nesting depth 32), no allocation beyond the
- * result. 0 or -1 (malformed, or no "score"). */
-int rspamd_json_parse(const char *json, size_t len, struct rspamd_result *out,
-    rspamd_symbol_cb cb, void *arg);
+void rspamd_reply_free(struct rspamd_reply *rp);
 
 /* rspamd's HTTP/1.x reply read as it comes, in reads of any size (resumable; bounded; no
  * I/O). Only the head (status line and fields, at most 64 KiB) and the JSON are kept, in buf

@@ -622,34 +622,70 @@ static void control_conn_wind_down(struct control_conn *k)
 	uv_timer_start(&k->timer, control_timeout_cb, CONTROL_STOP_IDLE_MS, 0);
 }
 
+/* Refuses a socket another local user could take over, before anything is removed or
+ * made: in a directory every user may write to (sticky or not: anyone may put a socket of
+ * theirs at the name first, and where it is not sticky rename ours away between its bind and
+ * its chmod, which would then follow their symlink). 0 or -1 with why. */
+static int control_dir_safe(const char *path, char *why, size_t cap)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%.*s", slash == NULL ? 1 : slash == path ? 1 : (int)(slash - path),
+	    slash == NULL ? "." : path);
+	if (stat(dir, &st) != 0) {
+		snprintf(why, cap, "directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (st.st_mode & S_IWOTH) {
+		snprintf(why, cap, "directory %s is writable by every user (mode %04o): another could take "
+		    "the socket's name over; use one only root and mxgate can write, such as /run/mxgate", dir,
+		    (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
 /* Removes a socket file left by a process that is gone. Refuses a live socket (another
- * mxgate answers there) and anything that is not a socket. 0 or -1 with *why. */
-static int control_clear_stale(const char *path, const char **why)
+ * mxgate answers there), anything that is not a socket, and a socket owned by another user
+ * than mxgate's own or control.owner (owner; -1: none): that one is someone else's, live or
+ * not, and a mxgatectl would talk to whoever listens there. 0 or -1 with why. */
+static int control_clear_stale(const char *path, uid_t owner, char *why, size_t cap)
 {
 	struct stat st;
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd, live;
 
-	if (lstat(path, &st) != 0)
-		return errno == ENOENT ? 0 : (*why = strerror(errno), -1);
+	if (lstat(path, &st) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(why, cap, "%s", strerror(errno));
+		return -1;
+	}
 	if (!S_ISSOCK(st.st_mode)) {
-		*why = "exists and is not a socket";
+		snprintf(why, cap, "exists and is not a socket");
+		return -1;
+	}
+	if (st.st_uid != geteuid() && st.st_uid != owner) {
+		snprintf(why, cap, "a socket of uid %u is there, not of mxgate's user or control.owner: not "
+		    "taken over (remove it if it is stale)", (unsigned)st.st_uid);
 		return -1;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		*why = strerror(errno);
+		snprintf(why, cap, "%s", strerror(errno));
 		return -1;
 	}
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
 	live = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
 	close(fd);
 	if (live) {
-		*why = "another process answers on it";
+		snprintf(why, cap, "another process answers on it");
 		return -1;
 	}
 	if (unlink(path) != 0) {
-		*why = strerror(errno);
+		snprintf(why, cap, "%s", strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -687,7 +723,7 @@ static int control_bind_fd(const char *path, int *fd)
 struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
 {
 	struct control *c;
-	const char *why = NULL;
+	char why[300];
 	mode_t mode = 0660;
 	uid_t uid = (uid_t)-1;
 	gid_t gid = (gid_t)-1;
@@ -716,7 +752,8 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
 	}
 	if (made)
 		log_event(LOG_LVL_INFO, NULL, "event=control_mkdir socket=%s mode=0755", cc->socket);
-	if (control_clear_stale(cc->socket, &why) != 0) {
+	if (control_dir_safe(cc->socket, why, sizeof(why)) != 0 ||
+	    control_clear_stale(cc->socket, cc->owner ? uid : (uid_t)-1, why, sizeof(why)) != 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=control_error socket=%s reason=\"%s\"", cc->socket, why);
 		return NULL;
 	}
@@ -734,7 +771,7 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
 	int fd = -1;
 	r = control_bind_fd(cc->socket, &fd);
 	umask(old);
-	if (r == 0 && (uid != (uid_t)-1 || gid != (gid_t)-1) && chown(cc->socket, uid, gid) != 0) {
+	if (r == 0 && (uid != (uid_t)-1 || gid != (gid_t)-1) && lchown(cc->socket, uid, gid) != 0) {
 		log_event(LOG_LVL_WARNING, NULL, "event=control_warning socket=%s reason=\"chown: %s\"",
 		    cc->socket, strerror(errno));
 	}

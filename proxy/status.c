@@ -335,6 +335,11 @@ static void status_full_json(struct jsonw *j)
 		status_top_json(j, "top_refused_clients", "client", e, topk_sorted(&top->refusals, e, STATUS_TOP_ROWS));
 		status_top_json(j, "top_refusal_reasons", "reason", e, topk_sorted(&top->reasons, e, STATUS_TOP_ROWS));
 		status_top_json(j, "top_clients", "client", e, topk_sorted(&top->sessions, e, STATUS_TOP_ROWS));
+		/* `mxgatectl top senders|domains`' messages delivered, the page's mail tables */
+		status_top_json(j, "top_sender_domains", "domain", e,
+		    topk_sorted(&top->mail[OPS_BY_SENDER_DOMAIN][OPS_MSG_DELIVERED], e, STATUS_TOP_ROWS));
+		status_top_json(j, "top_recipient_domains", "domain", e,
+		    topk_sorted(&top->mail[OPS_BY_RCPT_DOMAIN][OPS_MSG_DELIVERED], e, STATUS_TOP_ROWS));
 		free(top);
 	}
 	status_top_json(j, "top_rules", "rule", e, status_top_rules(e, STATUS_TOP_ROWS));

@@ -135,7 +135,9 @@ SINCE = {
     # before w-rspamd3's
     # session 25's w-rspamdbody: the reply read as it comes (rspamd_reader) cut by a
     # generator the input seeds, against the same reply fed whole, and with small bounds
-    'fuzz_rspamd_reply': '2026-12-06T01:00Z',
+    # session 29's w-carried: the reply read once (rspamd_reply_parse), every part of its
+    # operations reported from what was kept, its strings within the JSON's length
+    'fuzz_rspamd_reply': '2026-12-06T15:10Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
     # session 19's w-left2: the same octet check as fuzz_backend_reply (smtp_reply_printable)
     'fuzz_plugin_output': '2026-12-05T03:30Z',

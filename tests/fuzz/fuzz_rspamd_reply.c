@@ -1,7 +1,7 @@
 /* fuzz_rspamd_reply.c — rspamd's HTTP reply splitter and the bounded JSON reader (the
- * result and the "milter" block's header operations) over arbitrary bytes (first byte: 1 =
- * treat input as complete/EOF; the rest, shifted right once, modulo 5: the part of the
- * reply's operations read, enum rspamd_milter_part). And the reply read as it comes
+ * result, the symbols and the "milter" block's operations, read once: every part of them
+ * reported, the strings kept no longer than the JSON) over arbitrary bytes (first byte: 1 =
+ * treat input as complete/EOF). And the reply read as it comes
  * (rspamd_reader): fed in reads cut where a generator seeded by the input says, it must end
  * as fed whole — the same outcome, status, offset, JSON and body block — within its bounds
  * (the head and JSON kept at most head_max, the block at most body_max, both made small by
@@ -100,9 +100,35 @@ out:
 	free(bc.p);
 }
 
+/* The reply read once: its result's strings, its symbols and every part of its operations;
+ * its strings within the JSON's length (rspamd.h). */
+static void fuzz_json(const char *json, size_t len, size_t *acc)
+{
+	struct rspamd_reply rp;
+	const struct rspamd_result *r = &rp.r;
+
+	if (rspamd_reply_parse(json, len, &rp) < 0) {
+		if (rp.str != NULL || rp.syms != NULL || rp.ops != NULL)
+			__builtin_trap();
+		return;
+	}
+	if (rp.str_len > len)
+		__builtin_trap();
+	(void)strlen(r->action);
+	(void)strlen(r->smtp_message);
+	/* "subject" (the rewrite subject action's value): NUL-terminated, and cut only when
+	 * the next character did not fit (a \uXXXX escape is up to 4 octets of UTF-8, never
+	 * split) */
+	if (r->subject_cut && strlen(r->subject) + 4 < sizeof(r->subject) - 1)
+		__builtin_trap();
+	rspamd_reply_symbols(&rp, fuzz_sym_cb, acc);
+	for (int part = RSPAMD_MILTER_ADDS; part <= RSPAMD_MILTER_DKIM; part++)
+		rspamd_reply_ops(&rp, (enum rspamd_milter_part)part, fuzz_hdr_cb, acc);
+	rspamd_reply_free(&rp);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct rspamd_result r;
 	const char *body;
 	size_t blen, acc = 0;
 	long off;
@@ -111,22 +137,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	/* the JSON reader on its own */
-	(void)rspamd_json_parse((const char *)data + 1, size - 1, &r, fuzz_sym_cb, &acc);
-	(void)strlen(r.action);
-	(void)strlen(r.smtp_message);
-	/* "subject" (the rewrite subject action's value): NUL-terminated, and cut only when
-	 * the next character did not fit (a \uXXXX escape is up to 4 octets of UTF-8, never
-	 * split) */
-	if (r.subject_cut && strlen(r.subject) + 4 < sizeof(r.subject) - 1)
-		__builtin_trap();
-	(void)rspamd_json_milter((const char *)data + 1, size - 1, (enum rspamd_milter_part)((data[0] >> 1) % 5), fuzz_hdr_cb, &acc);
+	fuzz_json((const char *)data + 1, size - 1, &acc);
 	/* and behind the HTTP splitter */
 	if (rspamd_http_parse((const char *)data + 1, size - 1, data[0] & 1, &status, &body, &blen, &off) == 0) {
 		/* the body, and rspamd's body block's offset within it */
 		if (body < (const char *)data + 1 || body + blen > (const char *)data + size || off < -1 ||
 		    off > (long)blen)
 			__builtin_trap();
-		(void)rspamd_json_parse(body, blen, &r, fuzz_sym_cb, &acc);
+		fuzz_json(body, blen, &acc);
 	}
 	/* read as it comes: unbounded but for the input, then with small bounds */
 	uint32_t seed = (uint32_t)size * 2654435761u ^ data[0];

@@ -216,6 +216,28 @@ c.close()
 rc, out = swaks(SUB, '--tls', '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'secret')
 mt.check(rc == 0, 'another user is not held by carol\'s limit (rc %d)' % rc)
 
+# ---------------------------------------------------------------- ratelimit key ip after AUTH
+# A `key: ip` rule counts an authenticated session as any other (docs/filters-limits.md "Keys
+# and AUTH"): an office behind one NAT address shares one bucket, as with Postfix's anvil
+# rates (its only exemption, smtpd_client_event_limit_exceptions, is a list of networks);
+# the office goes into ratelimit.allow and its users get `auth_user` rules.
+rcfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True}],
+                 tls={'certificate': crt, 'key': key}, auth={'dovecot': dv.sock},
+                 ratelimit={'rules': [{'key': 'ip', 'count': 'messages', 'limit': '1/1h'}]})
+rmx = mt.Mxgate(rcfg, name='mx-auth-ip-rate')
+for user, pw, want in (('alice', 'secret', 250), ('carol', 'pw-carol', 451)):
+    c = mt.Client(rmx.ports[0], source='127.0.0.14')
+    c.ehlo()
+    c.starttls()
+    c.ehlo()
+    code, text = c.cmd('AUTH PLAIN ' + plain(user, pw))
+    mt.check(code == 235, '%s authenticated behind the shared address (%s)' % (user, text))
+    code, text = mt.send_mail(rmx.ports[0], FROM, [RCPT], mt.message('iprate-' + user), client=c)
+    mt.check(code == want and (want == 250 or 'for ip 127.0.0.14' in text),
+             '%s: the address\'s one message an hour is shared by its users: %d (%s)' % (user, code, text))
+    c.close()
+rmx.stop()
+
 # ---------------------------------------------------------------- a listed address
 # The refusal at connect cuts the milter off (it never sees that connection); AUTH lifting
 # the refusal runs the milter's connect stage then, so it filters (signs, with opendkim)

@@ -93,6 +93,11 @@ mt.check(sum(st['history']['accepted']) >= 7 and len(st['history']['accepted']) 
 mt.check(sum(st['history']['refused']) >= 3, 'status.json: the refusals in the history')
 mt.check(st['top_refused_clients'][0] == {'client': '127.0.0.5', 'count': 2}, 'status.json: top refused client')
 mt.check(any(r['rule'] == 'MX_MISSING_DATE' for r in st['top_rules']), 'status.json: the rule hit (%r)' % st['top_rules'][:3])
+# `mxgatectl top senders|domains`' delivered counts, on the page too (they were only there)
+mt.check(st.get('top_sender_domains', [None])[0] == {'domain': 'example.org', 'count': 7} and
+         st.get('top_recipient_domains', [None])[0] == {'domain': 'example.test', 'count': 7},
+         'status.json: the sender and recipient domains by messages delivered (%r %r)'
+         % (st.get('top_sender_domains'), st.get('top_recipient_domains')))
 mt.check(any(e['zone'] == 'bl.test' and e['errors'] > 0 for e in st['dnsbl_errors']),
          'status.json: errors of the DNS list behind a dead resolver (%r)' % st['dnsbl_errors'])
 
@@ -117,6 +122,9 @@ mt.check(sorted(p[1] for p in polys) == ['accepted', 'dnsbl_errors', 'refused', 
 mt.check(re.search(r'<table id="top-clients">.*127\.0\.0\.5.*</table>', dom, re.S), 'top refused clients listed')
 mt.check(re.search(r'<table id="top-reasons">.*data/size.*</table>', dom, re.S), 'top refusal reasons listed')
 mt.check(re.search(r'<table id="top-rules">.*MX_MISSING_DATE.*</table>', dom, re.S), 'top rule hits listed')
+mt.check(re.search(r'<table id="top-senders">.*example\.org.*</table>', dom, re.S) and
+         re.search(r'<table id="top-domains">.*example\.test.*</table>', dom, re.S),
+         'top sender and recipient domains listed')
 mt.check(re.search(r'<table id="dnsbl-errors">.*bl\.test.*</table>', dom, re.S), 'DNS list errors listed')
 mt.check('data-rendered="1"' in dom, 'the script ran to the end')
 shot = os.path.join(mt.BUILD, 'statuspage.png')

@@ -205,11 +205,59 @@ static void test_open_close_churn(void **state)
 	alarm(0);
 }
 
+/* One directory shared by the pass caches' store and the classifier (greylist, reputation
+ * and bayes may name the same one): a reload or a shutdown that drops one user's references
+ * leaves the environment to the other, which goes on writing and reading in it; the last
+ * reference closes it, once. Under ASan (MX_SANITIZED): no use after free, no double close. */
+static void test_shared_users(void **state)
+{
+	struct dir d;
+	struct lmdb_env *st1, *st2, *bayes = NULL, *found;
+	MDB_txn *txn;
+	MDB_val k = { 3, "key" }, v = { 5, "value" }, got;
+	char why[160];
+	int rc;
+
+	(void)state;
+	alarm(60);
+	dir_make(&d);
+	assert_non_null(st1 = env_open(d.path));            /* greylist's store */
+	assert_non_null(st2 = env_open(d.path));            /* reputation's: the same one */
+	assert_ptr_equal(st1, st2);
+	assert_int_equal(lmdb_env_open(d.path, 16u << 20, LMDB_RTX_BAYES, 16, &bayes, &rc, why, sizeof(why)),
+	    LMDB_ENV_OK);
+	assert_ptr_equal(bayes, st1);
+	/* a reload without greylist and reputation: the store's references go, one off a loop */
+	lmdb_env_close(st1);
+	lmdb_env_close_async(st2);
+	/* the classifier's environment is still open and usable */
+	assert_int_equal(lmdb_peer_lock_fds(d.path), 1);
+	assert_int_equal(mdb_txn_begin(bayes->env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_put(txn, bayes->dbi, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	assert_int_equal(mdb_txn_begin(bayes->env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_get(txn, bayes->dbi, &k, &got), 0);
+	assert_int_equal(got.mv_size, 5);
+	mdb_txn_abort(txn);
+	/* a control verb's lookup finds it while the classifier holds it, and lets it go */
+	found = lmdb_env_find(d.path, LMDB_RTX_BAYES);
+	assert_ptr_equal(found, bayes);
+	lmdb_env_close_async(found);
+	assert_int_equal(lmdb_peer_lock_fds(d.path), 1);
+	/* the shutdown: the last reference closes it (the sync and close on the caller) */
+	lmdb_env_close(bayes);
+	assert_null(lmdb_env_find(d.path, LMDB_RTX_BAYES));
+	assert_int_equal(lmdb_peer_lock_fds(d.path), 0);
+	dir_remove(&d);
+	alarm(0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_waiting_leaves_others),
 		cmocka_unit_test(test_open_close_churn),
+		cmocka_unit_test(test_shared_users),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -100,6 +100,19 @@ static void sym_cb(void *arg, const char *name, double score)
 	a->n++;
 }
 
+/* The reply read once (rspamd_reply_parse), its result into res and its symbols to cb. */
+static int json_parse(const char *json, struct rspamd_result *res, rspamd_symbol_cb cb, void *arg)
+{
+	struct rspamd_reply rp;
+	int rc = rspamd_reply_parse(json, strlen(json), &rp);
+
+	*res = rp.r;
+	if (rc == 0 && cb)
+		rspamd_reply_symbols(&rp, cb, arg);
+	rspamd_reply_free(&rp);
+	return rc;
+}
+
 struct json_row { const char *label, *json; int rc; double score; const char *action; int nsyms; };
 
 static const struct json_row json_rows[] = {
@@ -126,7 +139,7 @@ static void test_rspamd_json(void **state)
 		const struct json_row *r = &json_rows[i];
 		struct rspamd_result res;
 		struct sym_acc acc = { "", 0, 0 };
-		int rc = rspamd_json_parse(r->json, strlen(r->json), &res, sym_cb, &acc);
+		int rc = json_parse(r->json, &res, sym_cb, &acc);
 
 		if (rc != r->rc)
 			fail_msg("row \"%s\": rc %d, want %d", r->label, rc, r->rc);
@@ -164,32 +177,32 @@ static const struct milter_row milter_rows[] = {
 	{ "the removes of the same", "{\"score\": 1, \"milter\": {\"add_headers\": {\"X-A\": \"a\"}, "
 	  "\"remove_headers\": {\"X-D\": 0, \"X-E\": -1, \"X-F\": 2, \"X-G\": \"1\", \"X-H\": null}}}", true, 0,
 	  "R:X-D:0;R:X-E:-1;R:X-F:2;" },
-	{ "order null: appended", "{\"milter\": {\"add_headers\": {\"X-A\": {\"value\": \"a\", "
+	{ "order null: appended", "{\"score\": 1, \"milter\": {\"add_headers\": {\"X-A\": {\"value\": \"a\", "
 	  "\"order\": null}}}}", false, 0, "A:X-A=a;" },
 	/* rspamd_milter.c counts a negative order from the end (the plugin resolves it against
 	 * the header block rspamd was shown); beyond the bounds as far as it goes */
-	{ "negative orders kept, out of bounds clamped", "{\"milter\": {\"add_headers\": {\"X-B\": {\"value\": \"b\", "
+	{ "negative orders kept, out of bounds clamped", "{\"score\": 1, \"milter\": {\"add_headers\": {\"X-B\": {\"value\": \"b\", "
 	  "\"order\": -3}, \"X-C\": {\"index\": -1, \"value\": \"c\"}, \"X-D\": {\"value\": \"d\", \"order\": -1e9}, "
 	  "\"X-E\": {\"value\": \"e\", \"order\": 123456}, \"X-F\": {\"value\": \"f\", \"order\": 2.7}}}}", false, 0,
 	  "A:X-B=b@-3;A:X-C=c@-1;A:X-D=d@-10000;A:X-E=e@10000;A:X-F=f@2;" },
-	{ "an object without value: nothing", "{\"milter\": {\"add_headers\": {\"X-A\": {\"order\": 0}}}}", false, 0, "" },
-	{ "not an object: skipped", "{\"milter\": {\"add_headers\": [1, 2], \"remove_headers\": \"x\"}}", false, 0, "" },
-	{ "malformed", "{\"milter\": {\"add_headers\": {\"X-A\": }}}", false, -1, "" },
+	{ "an object without value: nothing", "{\"score\": 1, \"milter\": {\"add_headers\": {\"X-A\": {\"order\": 0}}}}", false, 0, "" },
+	{ "not an object: skipped", "{\"score\": 1, \"milter\": {\"add_headers\": [1, 2], \"remove_headers\": \"x\"}}", false, 0, "" },
+	{ "malformed", "{\"score\": 1, \"milter\": {\"add_headers\": {\"X-A\": }}}", false, -1, "" },
 	/* what rspamd 3.4 sends (task:set_milter_reply; dkim_signing's default) */
-	{ "envelope: change_from, add_rcpt, del_rcpt", "{\"milter\": {\"add_rcpt\": [\"a@x.test\", 1, \"<b@x.test>\"], "
+	{ "envelope: change_from, add_rcpt, del_rcpt", "{\"score\": 1, \"milter\": {\"add_rcpt\": [\"a@x.test\", 1, \"<b@x.test>\"], "
 	  "\"change_from\": \"f@x.test\", \"del_rcpt\": [\"c@x.test\"], \"add_headers\": {\"X-A\": \"a\"}}}",
 	  RSPAMD_MILTER_ENVELOPE, 0, "2:add_rcpt=a@x.test;2:add_rcpt=<b@x.test>;1:change_from=f@x.test;3:del_rcpt=c@x.test;" },
-	{ "envelope: not a string or an array: skipped", "{\"milter\": {\"change_from\": 1, \"add_rcpt\": \"a@x.test\"}}",
+	{ "envelope: not a string or an array: skipped", "{\"score\": 1, \"milter\": {\"change_from\": 1, \"add_rcpt\": \"a@x.test\"}}",
 	  RSPAMD_MILTER_ENVELOPE, 0, "" },
-	{ "spam_header, string form", "{\"milter\": {\"spam_header\": \"spammy\", \"add_rcpt\": [\"a@x.test\"]}}",
+	{ "spam_header, string form", "{\"score\": 1, \"milter\": {\"spam_header\": \"spammy\", \"add_rcpt\": [\"a@x.test\"]}}",
 	  RSPAMD_MILTER_SPAM_HEADER, 0, "4:-=spammy;" },
-	{ "spam_header, object form", "{\"milter\": {\"spam_header\": {\"X-S\": \"y\", \"X-T\": 2}}}",
+	{ "spam_header, object form", "{\"score\": 1, \"milter\": {\"spam_header\": {\"X-S\": \"y\", \"X-T\": 2}}}",
 	  RSPAMD_MILTER_SPAM_HEADER, 0, "4:X-S=y;" },
-	{ "top-level dkim-signature, one", "{\"dkim-signature\": \"v=1; d=x\", \"milter\": {\"add_headers\": {\"X-A\": \"a\"}}}",
+	{ "top-level dkim-signature, one", "{\"score\": 1, \"dkim-signature\": \"v=1; d=x\", \"milter\": {\"add_headers\": {\"X-A\": \"a\"}}}",
 	  RSPAMD_MILTER_DKIM, 0, "A:DKIM-Signature=v=1; d=x@1;" },
-	{ "top-level dkim-signature, an array: at 1, 2", "{\"dkim-signature\": [\"s1\", \"s2\"]}",
+	{ "top-level dkim-signature, an array: at 1, 2", "{\"score\": 1, \"dkim-signature\": [\"s1\", \"s2\"]}",
 	  RSPAMD_MILTER_DKIM, 0, "A:DKIM-Signature=s1@1;A:DKIM-Signature=s2@2;" },
-	{ "the dkim-signature is no add of the milter block", "{\"dkim-signature\": \"s1\"}", RSPAMD_MILTER_ADDS, 0, "" },
+	{ "the dkim-signature is no add of the milter block", "{\"score\": 1, \"dkim-signature\": \"s1\"}", RSPAMD_MILTER_ADDS, 0, "" },
 };
 
 /* The "milter" block's switches, read with the result. */
@@ -202,11 +215,11 @@ static void test_rspamd_json_milter_flags(void **state)
 	static const char *j3 = "{\"score\": 1, \"milter\": {\"reject\": \"other\", \"no_action\": \"yes\"}}";
 
 	(void)state;
-	assert_int_equal(rspamd_json_parse(j1, strlen(j1), &res, NULL, NULL), 0);
+	assert_int_equal(json_parse(j1, &res, NULL, NULL), 0);
 	assert_true(res.milter_discard && !res.milter_quarantine && res.milter_no_action && res.has_spam_header);
-	assert_int_equal(rspamd_json_parse(j2, strlen(j2), &res, NULL, NULL), 0);
+	assert_int_equal(json_parse(j2, &res, NULL, NULL), 0);
 	assert_true(!res.milter_discard && res.milter_quarantine && !res.milter_no_action && !res.has_spam_header);
-	assert_int_equal(rspamd_json_parse(j3, strlen(j3), &res, NULL, NULL), 0);
+	assert_int_equal(json_parse(j3, &res, NULL, NULL), 0);
 	assert_true(!res.milter_discard && !res.milter_quarantine && !res.milter_no_action);
 }
 
@@ -216,7 +229,12 @@ static void test_rspamd_json_milter(void **state)
 	for (size_t i = 0; i < sizeof(milter_rows) / sizeof(milter_rows[0]); i++) {
 		const struct milter_row *r = &milter_rows[i];
 		struct hop_acc a = { "" };
-		int rc = rspamd_json_milter(r->json, strlen(r->json), r->removes, hop_cb, &a);
+		struct rspamd_reply rp;
+		int rc = rspamd_reply_parse(r->json, strlen(r->json), &rp);
+
+		if (rc == 0)
+			rspamd_reply_ops(&rp, r->removes, hop_cb, &a);
+		rspamd_reply_free(&rp);
 
 		if (rc != r->rc || (rc == 0 && strcmp(a.s, r->ops) != 0))
 			fail_msg("row \"%s\": rc %d ops \"%s\", want %d \"%s\"", r->label, rc, a.s, r->rc, r->ops);
@@ -256,7 +274,7 @@ static void test_rspamd_json_unicode(void **state)
 
 		snprintf(json, sizeof(json), "{\"score\": 1, \"action\": \"rewrite subject\", \"subject\": \"%s\"}",
 		    r->value);
-		rc = rspamd_json_parse(json, strlen(json), &res, NULL, NULL);
+		rc = json_parse(json, &res, NULL, NULL);
 		if (rc != r->rc)
 			fail_msg("row \"%s\": rc %d, want %d", r->label, rc, r->rc);
 		if (rc == 0 && (strcmp(res.subject, r->subject) != 0 || res.subject_cut != r->cut))
@@ -264,30 +282,30 @@ static void test_rspamd_json_unicode(void **state)
 	}
 	/* "soft reject" spelt with an escape is still the action */
 	snprintf(json, sizeof(json), "{\"score\": 1, \"action\": \"soft\\u0020reject\"}");
-	assert_int_equal(rspamd_json_parse(json, strlen(json), &res, NULL, NULL), 0);
+	assert_int_equal(json_parse(json, &res, NULL, NULL), 0);
 	assert_string_equal(res.action, "soft reject");
 	/* a subject of 1,021 octets and a two-octet character fills the 1,024 of the buffer
 	 * exactly (1,023 and the NUL): kept whole, not said cut */
 	memset(want, 'a', 1021);
 	snprintf(json, sizeof(json), "{\"score\": 1, \"subject\": \"%.1021s\\u00e9\"}", want);
-	assert_int_equal(rspamd_json_parse(json, strlen(json), &res, NULL, NULL), 0);
+	assert_int_equal(json_parse(json, &res, NULL, NULL), 0);
 	assert_int_equal(strlen(res.subject), 1023);
 	assert_false(res.subject_cut);
 	/* one octet more: the character does not fit and is not cut in half; said cut */
 	snprintf(json, sizeof(json), "{\"score\": 1, \"subject\": \"%.1021sb\\u00e9\"}", want);
-	assert_int_equal(rspamd_json_parse(json, strlen(json), &res, NULL, NULL), 0);
+	assert_int_equal(json_parse(json, &res, NULL, NULL), 0);
 	assert_int_equal(strlen(res.subject), 1022);
 	assert_int_equal(res.subject[1021], 'b');
 	assert_true(res.subject_cut);
 	/* a four-octet character two octets from the end: not cut in half either */
 	snprintf(json, sizeof(json), "{\"score\": 1, \"subject\": \"%.1021s\\ud83d\\ude00\"}", want);
-	assert_int_equal(rspamd_json_parse(json, strlen(json), &res, NULL, NULL), 0);
+	assert_int_equal(json_parse(json, &res, NULL, NULL), 0);
 	assert_int_equal(strlen(res.subject), 1021);
 	assert_true(res.subject_cut);
 	/* smtp_message as rspamd gave it, controls too: the reply it goes into is cleaned as
 	 * every filter's (plugins.c plugin_reply_clean; test_spamd_rspamd's CTLMSG) */
 	snprintf(json, sizeof(json), "{\"score\": 1, \"messages\": {\"smtp_message\": \"Caf\\u00e9!\\u001b\"}}");
-	assert_int_equal(rspamd_json_parse(json, strlen(json), &res, NULL, NULL), 0);
+	assert_int_equal(json_parse(json, &res, NULL, NULL), 0);
 	assert_string_equal(res.smtp_message, "Caf\xc3\xa9!\x1b");
 }
 
