@@ -49,8 +49,9 @@ struct chain {
 	                           * data's limits.filter_deadline; 0 = none */
 	uint64_t began;           /* loop time the stage began (for the deadline's log line) */
 	bool deadline_armed;      /* the timer runs to the deadline, not the call's timeout */
-	uint64_t tagged;          /* entries (bit = index, the first 64) whose failure tagged
-	                           * the transaction's message (on_error: tag): once each */
+	bool *tagged;             /* per entry: its failure tagged the transaction's message
+	                           * (on_error: tag), once each; allocated at the first tag,
+	                           * so any number of entries (no 64-bit mask) */
 	struct hook_call *orphans;/* calls abandoned after a timeout, still owned */
 	struct hook_call *spent;  /* completed calls, freed when the next stage starts */
 	struct hook_call *spare;  /* freed calls kept for the next steps (up to CHAIN_SPARE_MAX):
