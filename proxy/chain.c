@@ -671,7 +671,7 @@ static void chain_names_add(struct chain_names *l, const char *name)
 
 /* `bypass:` (bypass.h): the entries of this stage not run for its recipients, each by its
  * name. At RCPT the candidate alone; at DATA and end of data every accepted recipient must
- * be covered (a mixed message is checked fully). Every entry skipped hears it (skipped: a
+ * be covered (a mixed message, with bypass_mixed: check, is checked fully). Every entry skipped hears it (skipped: a
  * milter drops the transaction). Logged once per stage that skips something. No limit on
  * the entries: a flag each, allocated at the session's first skip. */
 static void chain_bypass_begin(struct chain *c)
@@ -725,6 +725,31 @@ static void chain_bypass_begin(struct chain *c)
 			e->mod->skipped(e->wstate, (int)i, c->env, c->stage);
 	}
 	c->depth--;
+}
+
+bool chain_bypass_splits(const struct chain *c, const char *sender, const char *first, const char *addr)
+{
+	const struct mx_config *cfg = c->env ? c->env->cfg : NULL;
+	const unsigned msg = (1u << HOOK_DATA) | (1u << HOOK_EOM);
+
+	if (first == NULL || addr == NULL || cfg == NULL || cfg->bypass.n == 0 ||
+	    cfg->bypass_mixed != BYPASS_MIXED_SPLIT || c->mods == NULL)
+		return false;
+	for (size_t i = 0; i < c->mods->n; i++) {
+		const struct chain_entry *e = &c->mods->v[i];
+
+		/* Content checks only: a plugin entry (clamd, spamd, rspamd, a milter, a shared
+		 * object) or the scorer (rules). Greylisting judges each recipient at RCPT, and its
+		 * deferral of a mixed message at DATA (null_sender, defer_at: data) is a delay,
+		 * not a verdict on content: no split for it. */
+		if ((e->stages & msg) == 0 || (e->mod->flags & (HOOK_MODULE_CONTENT | HOOK_MODULE_SCORER)) == 0 ||
+		    !bypass_names(cfg->bypass.v, cfg->bypass.n, e->name))
+			continue;
+		if (bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, sender, first, e->name) !=
+		    bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, sender, addr, e->name))
+			return true;
+	}
+	return false;
 }
 
 /* Sets c up to run stage st from entry from on. */

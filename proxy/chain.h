@@ -98,6 +98,14 @@ void chain_modules_single(struct chain_modules *m, struct chain_entry *entry,
 void chain_init(struct chain *c, const struct chain_modules *mods, struct hook_env *env, uv_timer_t *timer);
 /* True when at least one entry wants this stage. */
 bool chain_wants(const struct chain_modules *m, enum hook_stage st);
+
+/* `bypass:` with bypass_mixed: split (bypass.h): true when recipient addr may not join a
+ * transaction from sender (the envelope sender without <>, "" for <>) whose first accepted
+ * recipient is first, because a content check of c (a plugin entry or the scorer, at DATA
+ * or end of data; not greylisting) is bypassed for one of the two and not for the other; the caller answers 452 4.5.3
+ * and the client sends addr in a transaction of its own. False when first is NULL (no
+ * recipient yet), without bypass entries, or with bypass_mixed: check. No I/O. */
+bool chain_bypass_splits(const struct chain *c, const char *sender, const char *first, const char *addr);
 /* True when running stage st now would change nothing: no entry that would run wants it,
  * or every one that does says it is settled (hook_module.settled). */
 bool chain_settled(const struct chain *c, enum hook_stage st);

@@ -1883,6 +1883,82 @@ static void test_bypass_log_cut(void **state)
 	config_free(cfg);
 }
 
+/* bypass_mixed: split (chain_bypass_splits): a recipient joins a transaction only when every
+ * content check (a plugin entry, the scorer; at DATA, EOM) is bypassed for it as for the
+ * first recipient; greylisting splits nothing (at RCPT it judges each recipient, at DATA it
+ * only defers: session 29's first run split greylist-only bypasses, whose DATA stage is
+ * there for the null sender); bypass_mixed: check never splits. */
+static void test_bypass_splits(void **state)
+{
+	static const char text[] =
+	    "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+	    "bypass:\n"
+	    "  - { recipients: [nofilter.example], checks: [greylist, clamd, rules] }\n"
+	    "  - { recipients: [abuse], checks: [rules] }\n"
+	    "  - { recipients: [gl.example], checks: [greylist] }\n"
+	    "  - { recipients: [corp.example], senders: [partner.example], checks: [rules] }\n";
+	static const char *const names[3] = { "greylist", "clamd", "rules" };
+	static const struct {
+		const char *label, *sender, *first, *addr;
+		bool want;
+	} rows[] = {
+		{ "no recipient yet", "a@b.example", NULL, "u@nofilter.example", false },
+		{ "two ordinary recipients", "a@b.example", "u@example.org", "v@example.org", false },
+		{ "two covered alike", "a@b.example", "u@nofilter.example", "v@NOFILTER.example", false },
+		{ "covered, then ordinary", "a@b.example", "u@nofilter.example", "b@example.org", true },
+		{ "ordinary, then covered", "a@b.example", "b@example.org", "u@nofilter.example", true },
+		{ "abuse@ (rules) and a customer (clamd too)", "a@b.example", "abuse@example.org", "u@nofilter.example", true },
+		{ "abuse@ of a customer: both entries, as the customer", "a@b.example", "abuse@nofilter.example",
+		  "u@nofilter.example", false },
+		{ "greylist (RCPT, and DATA for the null sender) splits nothing", "a@b.example", "u@gl.example",
+		  "b@example.org", false },
+		{ "nor for the null sender", "", "u@gl.example", "b@example.org", false },
+		{ "a sender entry: from the partner, corp.example is covered", "ap@partner.example", "u@corp.example",
+		  "b@example.org", true },
+		{ "from another sender it is not", "x@other.example", "u@corp.example", "b@example.org", false },
+		{ "the null sender matches no sender entry", "", "u@corp.example", "b@example.org", false },
+	};
+	static struct fake_mod three[3];
+	static struct chain_entry entries[3];
+	struct fx *fx = *state;
+	struct mx_config *cfg = NULL;
+
+	for (int k = 0; k < 3; k++) {
+		unsigned st = k == 0 ? S_(HOOK_RCPT) : S_(HOOK_EOM);
+
+		/* as the chain has them: greylist a filter, clamd a plugin entry, rules the scorer;
+		 * greylist at DATA too (its null_sender: data) */
+		const struct hook_module *mod = k == 0 ? &fake_module_0 : k == 1 ? &fake_plugin_module : &fake_module_6;
+
+		if (k == 0)
+			st |= S_(HOOK_DATA);
+		three[k] = (struct fake_mod){ .stages = st, .null_verdict = true };
+		entries[k] = (struct chain_entry){ mod, &three[k], st, names[k] };
+	}
+	fx->mods = (struct chain_modules){ entries, 3, S_(HOOK_RCPT) | S_(HOOK_EOM) };
+	assert_int_equal(config_load_string("t.yaml", text, strlen(text), &cfg, NULL), 0);
+	fx->env.cfg = cfg;
+	chain_init(&fx->chain, &fx->mods, &fx->env, &fx->timer);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		if (chain_bypass_splits(&fx->chain, rows[i].sender, rows[i].first, rows[i].addr) != rows[i].want)
+			fail_msg("row \"%s\": want %s", rows[i].label, rows[i].want ? "a split" : "no split");
+	/* bypass_mixed: check: one transaction whatever the recipients */
+	cfg->bypass_mixed = BYPASS_MIXED_CHECK;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		if (chain_bypass_splits(&fx->chain, rows[i].sender, rows[i].first, rows[i].addr))
+			fail_msg("row \"%s\": split under bypass_mixed: check", rows[i].label);
+	chain_release(&fx->chain);
+	fx->env.cfg = NULL;
+	config_free(cfg);
+	/* the key as written */
+	static const char check[] =
+	    "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+	    "bypass: [{ recipients: [nofilter.example], checks: [rules] }]\nbypass_mixed: check\n";
+	assert_int_equal(config_load_string("t.yaml", check, strlen(check), &cfg, NULL), 0);
+	assert_int_equal(cfg->bypass_mixed, BYPASS_MIXED_CHECK);
+	config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1920,6 +1996,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bypass_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bypass_many_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tag_many_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bypass_splits, setup, teardown),
 		cmocka_unit_test(test_bypass_names_cut),
 		cmocka_unit_test_setup_teardown(test_bypass_log_cut, setup, teardown),
 	};
