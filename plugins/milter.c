@@ -1603,11 +1603,12 @@ static const struct mxgate_plugin milter_plugin = {
 	.on_eom = milter_on_eom,
 	.on_close = milter_on_close,
 	.cancel = milter_cancel,
+	.desc_size = MXGATE_DESC_SIZE,
+	.on_abort = milter_on_abort,
 };
 
 const struct plugin_builtin milter_builtin = {
 	.desc = &milter_plugin,
 	.options = &milter_options_table,
 	.init = milter_init,
-	.on_abort = milter_on_abort,
 };

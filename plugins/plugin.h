@@ -273,6 +273,17 @@ struct mxgate_plugin {
 	 * first release's descriptor). Members added after it are read only when it covers
 	 * them (see "Growing ABI 1"). */
 	size_t desc_size;
+	/* Added after desc_size (read only when MXGATE_DESC_HAS(desc_size, on_abort)): the
+	 * transaction goes on without this plugin. `bypass:` covers every accepted recipient for
+	 * it (the operator's "no such check for them"), decided at DATA or at the end of data
+	 * (maybe at both: a second call is harmless), after its on_mail / on_rcpt of the
+	 * transaction may have run: drop what those started (a peer's transaction, a scan
+	 * under way), as a milter is sent SMFIC_ABORT. No on_data, on_header, on_body nor
+	 * on_eom follows for this transaction, and no verdict of the plugin is applied to it.
+	 * Synchronous; no done() is expected (one is ignored); host->get, rcpt_count and
+	 * rcpt_at still answer, txn_get still has the transaction's data. NULL: nothing to
+	 * drop. */
+	void (*on_abort)(void *instance, struct mxgate_call *c);
 #endif
 };
 

@@ -59,7 +59,7 @@ static bool plugins_symbol_is_descriptor(const void *sym, size_t *size)
  * desc_size when the exported object (object bytes; 0 = unknown) holds that field and it
  * is set, else the first release's; (size_t)-1 when desc_size is impossible (below the
  * first release's, or past the object). A hook added after desc_size is called only when
- * MXGATE_DESC_HAS(this size, hook); none is yet. */
+ * MXGATE_DESC_HAS(this size, hook): on_abort (plugin_entry_skipped). */
 static size_t plugins_desc_size_of(const struct mxgate_plugin *d, size_t object)
 {
 	if (object < offsetof(struct mxgate_plugin, desc_size) + sizeof(d->desc_size) || d->desc_size == 0)
@@ -135,7 +135,7 @@ static void plugins_unload_so(void *handle)
 }
 
 int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin **desc,
-    char *err, size_t errlen)
+    size_t *desc_size, char *err, size_t errlen)
 {
 	void *h, *pin;
 	const struct mxgate_plugin *d;
@@ -208,7 +208,7 @@ int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin 
 		    (unsigned)MXGATE_PLUGIN_ABI_VERSION);
 		goto fail;
 	}
-	if (plugins_desc_size_of(d, object) == (size_t)-1) {
+	if ((*desc_size = plugins_desc_size_of(d, object)) == (size_t)-1) {
 		snprintf(err, errlen, "%s: descriptor size %zu is not that of a descriptor of %zu bytes (set "
 		    ".desc_size = MXGATE_DESC_SIZE)", path, d->desc_size, object);
 		goto fail;
@@ -249,7 +249,7 @@ static int plugin_path_parse(struct cfg_parse *p, struct fy_node *n, void *dst)
 		return 0;
 	if (fy_node_get_type(n) != FYNT_SCALAR || (s = fy_node_get_scalar0(n)) == NULL || !*s)
 		return cfg_error(p, n, "want a path to a shared object");
-	if (plugins_load_so(s, &so->handle, &so->desc, err, sizeof(err)) < 0)
+	if (plugins_load_so(s, &so->handle, &so->desc, &so->desc_size, err, sizeof(err)) < 0)
 		return cfg_error(p, n, "%s", err);
 	so->path = strdup(s);
 	return 0;
@@ -1444,17 +1444,30 @@ static void plugin_run_close(struct plugin_sess *s)
 	call_retire(c, CALL_CLOSED);
 }
 
+/* The entry's on_abort (plugin.h), or NULL: a built-in's descriptor is this host's own, a
+ * shared object's is read only as far as its desc_size covers it. */
+static void (*plugin_entry_on_abort(const struct plugin_entry *pe))(void *, struct mxgate_call *)
+{
+	size_t size = pe->pc->so.desc ? pe->pc->so.desc_size : MXGATE_DESC_SIZE;
+
+	return pe->d && MXGATE_DESC_HAS(size, on_abort) ? pe->d->on_abort : NULL;
+}
+
 /* bypass: the entry is not asked at st; at DATA and end of data the transaction goes on
- * without it: a built-in with on_abort hears it (plugins.h). */
+ * without it: its on_abort hears it (a milter sends SMFIC_ABORT). */
 static void plugin_entry_skipped(void *wstate, int slot, struct hook_env *env, enum hook_stage st)
 {
 	struct plugin_entry *pe = wstate;
-	const struct plugin_builtin *b = plugin_config_builtin(pe->pc);
-	struct plugin_sess *s = env->module_ctx[slot];
+	void (*on_abort)(void *, struct mxgate_call *) = plugin_entry_on_abort(pe);
+	struct plugin_sess *s;
 	struct plugin_call *c;
 
-	if ((st != HOOK_DATA && st != HOOK_EOM) || s == NULL || s->closed || pe->broken ||
-	    b == NULL || b->on_abort == NULL)
+	if ((st != HOOK_DATA && st != HOOK_EOM) || pe->broken || on_abort == NULL)
+		return;
+	/* told even when no hook of it ran in the transaction yet (every RCPT bypassed it and it
+	 * has no on_mail): every transaction bypass takes it out of is one on_abort */
+	s = plugin_sess_get(pe, slot, env);
+	if (s->closed)
 		return;
 	if ((c = plugin_call_new(s)) == NULL) {
 		log_event(LOG_LVL_ERROR, env->session_id,
@@ -1463,7 +1476,7 @@ static void plugin_entry_skipped(void *wstate, int slot, struct hook_env *env, e
 		return;
 	}
 	c->is_close = true;	/* no done() expected: one is ignored quietly */
-	b->on_abort(pe->instance, c->h);
+	on_abort(pe->instance, c->h);
 	call_retire(c, CALL_CLOSED);
 }
 

@@ -38,7 +38,12 @@ enum plugin_on_error { PLUGIN_ON_ERROR_TEMPFAIL = 0, PLUGIN_ON_ERROR_ACCEPT, PLU
 	PLUGIN_ON_ERROR_TAG /* accept, and say so in a header of the message */ };
 
 /* `path:` — the loaded shared object (handle released with the config). */
-struct plugin_so { char *path; void *handle; const struct mxgate_plugin *desc; };
+struct plugin_so {
+	char *path;
+	void *handle;
+	const struct mxgate_plugin *desc;
+	size_t desc_size;   /* the descriptor's bytes the host may read (MXGATE_DESC_HAS) */
+};
 /* `options:` — typed for a built-in, strings for a shared object. */
 struct plugin_options {
 	struct mxgate_option *v;       /* shared objects: every key, value as written */
@@ -70,10 +75,6 @@ struct plugin_builtin {
 	 * borrowed for the call only). */
 	int (*init)(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
 	    const void *options, void **instance, char *err, size_t errlen);
-	/* Optional: `bypass:` leaves the entry out of the transaction (every recipient covered,
-	 * at DATA or end of data; maybe at both): drop it, apply nothing of it (a milter sends
-	 * SMFIC_ABORT). No done() is expected; synchronous. Built-ins only (no ABI member). */
-	void (*on_abort)(void *instance, struct mxgate_call *c);
 };
 
 extern const struct plugin_builtin clamd_builtin, milter_builtin, spamd_builtin, rspamd_builtin;
@@ -88,9 +89,10 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err);
 
 /* Looks a built-in up by name; NULL if none. */
 const struct plugin_builtin *plugins_find_builtin(const char *name);
-/* Loads path and checks its descriptor. 0, or -1 with a reason in err. */
+/* Loads path and checks its descriptor; *desc_size: its bytes the host may read
+ * (MXGATE_DESC_HAS). 0, or -1 with a reason in err. */
 int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin **desc,
-    char *err, size_t errlen);
+    size_t *desc_size, char *err, size_t errlen);
 
 /* For tests/fuzz/fuzz_plugin_output.c only: the checks a plugin's (or milter's) edits pass
  * before they reach the message and the backend, on s: ok[0] an envelope address (recipient),

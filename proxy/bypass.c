@@ -243,6 +243,6 @@ bool bypass_message_covered(const struct bypass_entry *v, size_t n, const char *
 		return false;
 	for (size_t j = 0; j < nr; j++)
 		if (!bypass_rcpt_covered(v, n, sender, r[j].addr, check))
-			return false;	/* a mixed message is checked fully */
+			return false;	/* a mixed message (bypass_mixed: check) is checked fully */
 	return true;
 }

@@ -14,11 +14,16 @@
  *
  * A check is skipped where a stage judges recipients: at RCPT the candidate alone decides
  * (greylisting: per recipient), at DATA and end of data the message is skipped only when
- * EVERY accepted recipient of the transaction is covered by an entry naming the check (as
- * amavis: a mixed message is checked fully; no transaction split). A milter, which sees
- * the transaction from MAIL on, is not shown a covered recipient at RCPT and is sent
- * SMFIC_ABORT instead of the message when every recipient is covered (chain.c tells the
- * entry, hook_module.skipped). No I/O but the files, read when the config is built. */
+ * EVERY accepted recipient of the transaction is covered by an entry naming the check. So
+ * that a covered recipient's copy is never refused nor changed by the check it bypasses
+ * (amavis's and PMG's promise), `bypass_mixed: split` (the default) keeps every transaction
+ * of one kind: a recipient covered for a message check (DATA, end of data) otherwise than the
+ * transaction's first recipient gets 452 4.5.3 at RCPT (chain_bypass_splits, session.c) and
+ * comes in a transaction of its own, as the routes do; `check` keeps one transaction and
+ * checks a mixed message fully. A milter, which sees the transaction from MAIL on, is not
+ * shown a covered recipient at RCPT and is sent SMFIC_ABORT instead of the message when every
+ * recipient is covered; a shared object is told by its on_abort (chain.c tells the entry,
+ * hook_module.skipped). No I/O but the files, read when the config is built. */
 #ifndef MX_BYPASS_H
 #define MX_BYPASS_H
 
@@ -36,6 +41,12 @@ struct rcpt;
  * (two milters by one name: both). Refused at -t: the other filters' names (they judge the
  * client before any recipient, or authenticate the sender: a fact about the message, not a
  * recipient's choice) and a name no plugin has. */
+
+/* `bypass_mixed:` what a transaction whose recipients are not covered alike becomes. */
+enum bypass_mixed {
+	BYPASS_MIXED_SPLIT = 0,   /* a recipient covered otherwise than the first gets 452 4.5.3 */
+	BYPASS_MIXED_CHECK,       /* one transaction, the message checked fully (session 27's) */
+};
 
 /* The addresses one list names. */
 struct bypass_match {

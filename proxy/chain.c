@@ -328,12 +328,15 @@ static void chain_tag_value(char *out, size_t cap, const char *name, const char 
  * fails again. */
 static void chain_tag(struct chain *c, size_t entry, const char *why)
 {
-	uint64_t bit = entry < 64 ? 1ull << entry : 0;
 	char val[CHAIN_TAG_MAX];
 
-	if (c->stage < HOOK_MAIL || c->stage > HOOK_EOM || (c->tagged & bit))
+	if (c->stage < HOOK_MAIL || c->stage > HOOK_EOM || (c->tagged && c->tagged[entry]))
 		return;
-	c->tagged |= bit;
+	/* a flag per entry, however many there are; out of memory: tagged each time */
+	if (c->tagged == NULL)
+		c->tagged = calloc(c->mods->n, sizeof(*c->tagged));
+	if (c->tagged)
+		c->tagged[entry] = true;
 	chain_tag_value(val, sizeof(val), c->mods->v[entry].name, hook_stage_name(c->stage), why);
 	hook_env_add_header(c->env, CHAIN_TAG_HEADER, val);
 }
@@ -639,9 +642,36 @@ static bool chain_bypass_named(const struct chain *c, size_t i, const char *name
 	return false;
 }
 
+#define CHAIN_NAMES_MAX 128   /* event=bypass checks=: octets, its NUL included */
+
+/* The names a log line lists, comma-separated and bounded: a name that does not fit (room is
+ * always kept for ",...") ends the list in "...", and nothing is added after it, so a cut
+ * list says so instead of losing names silently. */
+struct chain_names {
+	char v[CHAIN_NAMES_MAX];
+	size_t len;
+	bool cut;
+};
+
+static void chain_names_add(struct chain_names *l, const char *name)
+{
+	size_t sep = l->len ? 1 : 0, n = strlen(name);
+
+	if (l->cut)
+		return;
+	if (l->len + sep + n + 4 < sizeof(l->v)) {   /* ",..." and the NUL stay possible */
+		snprintf(l->v + l->len, sizeof(l->v) - l->len, "%s%s", sep ? "," : "", name);
+		l->len += sep + n;
+		return;
+	}
+	snprintf(l->v + l->len, sizeof(l->v) - l->len, "%s...", sep ? "," : "");
+	l->len += sep + 3;
+	l->cut = true;
+}
+
 /* `bypass:` (bypass.h): the entries of this stage not run for its recipients, each by its
  * name. At RCPT the candidate alone; at DATA and end of data every accepted recipient must
- * be covered (a mixed message is checked fully). Every entry skipped hears it (skipped: a
+ * be covered (a mixed message, with bypass_mixed: check, is checked fully). Every entry skipped hears it (skipped: a
  * milter drops the transaction). Logged once per stage that skips something. No limit on
  * the entries: a flag each, allocated at the session's first skip. */
 static void chain_bypass_begin(struct chain *c)
@@ -649,8 +679,7 @@ static void chain_bypass_begin(struct chain *c)
 	const struct mx_config *cfg = c->env ? c->env->cfg : NULL;
 	const struct bypass_entry *bv;
 	size_t nr = 0;
-	char names[128];
-	size_t len = 0;
+	struct chain_names names = { .len = 0 };
 
 	if (cfg == NULL || cfg->bypass.n == 0 || c->mods == NULL || c->mods->n == 0)
 		return;
@@ -658,7 +687,6 @@ static void chain_bypass_begin(struct chain *c)
 		return;
 	bv = cfg->bypass.v;
 	nr = c->stage == HOOK_RCPT ? 1 : c->env->nrcpts;
-	names[0] = '\0';
 	for (size_t i = 0; i < c->mods->n; i++) {
 		const struct chain_entry *e = &c->mods->v[i];
 		bool skip;
@@ -683,13 +711,12 @@ static void chain_bypass_begin(struct chain *c)
 			continue;
 		c->bypassed[i] = true;
 		c->nbypassed++;
-		len += (size_t)snprintf(names + len, len < sizeof(names) ? sizeof(names) - len : 0,
-		    "%s%s", len ? "," : "", e->name);
+		chain_names_add(&names, e->name);
 	}
 	if (c->nbypassed == 0)
 		return;
 	log_event(LOG_LVL_INFO, c->env->session_id, "event=bypass stage=%s checks=%s rcpts=%zu",
-	    hook_stage_name(c->stage), names, nr);
+	    hook_stage_name(c->stage), names.v, nr);
 	c->depth++;
 	for (size_t i = 0; i < c->mods->n; i++) {
 		const struct chain_entry *e = &c->mods->v[i];
@@ -698,6 +725,31 @@ static void chain_bypass_begin(struct chain *c)
 			e->mod->skipped(e->wstate, (int)i, c->env, c->stage);
 	}
 	c->depth--;
+}
+
+bool chain_bypass_splits(const struct chain *c, const char *sender, const char *first, const char *addr)
+{
+	const struct mx_config *cfg = c->env ? c->env->cfg : NULL;
+	const unsigned msg = (1u << HOOK_DATA) | (1u << HOOK_EOM);
+
+	if (first == NULL || addr == NULL || cfg == NULL || cfg->bypass.n == 0 ||
+	    cfg->bypass_mixed != BYPASS_MIXED_SPLIT || c->mods == NULL)
+		return false;
+	for (size_t i = 0; i < c->mods->n; i++) {
+		const struct chain_entry *e = &c->mods->v[i];
+
+		/* Content checks only: a plugin entry (clamd, spamd, rspamd, a milter, a shared
+		 * object) or the scorer (rules). Greylisting judges each recipient at RCPT, and its
+		 * deferral of a mixed message at DATA (null_sender, defer_at: data) is a delay,
+		 * not a verdict on content: no split for it. */
+		if ((e->stages & msg) == 0 || (e->mod->flags & (HOOK_MODULE_CONTENT | HOOK_MODULE_SCORER)) == 0 ||
+		    !bypass_names(cfg->bypass.v, cfg->bypass.n, e->name))
+			continue;
+		if (bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, sender, first, e->name) !=
+		    bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, sender, addr, e->name))
+			return true;
+	}
+	return false;
 }
 
 /* Sets c up to run stage st from entry from on. */
@@ -750,7 +802,8 @@ void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *ar
 	chain_begin(c, st, 0, done, arg);
 	if (st == HOOK_MAIL) {   /* a new transaction: nothing kept from an earlier one */
 		chain_drop_pending(c);
-		c->tagged = 0;
+		if (c->tagged)
+			memset(c->tagged, 0, c->mods->n * sizeof(*c->tagged));
 	}
 	if (st == HOOK_HELO && !c->txn_open) {
 		/* a new HELO/EHLO stands for the session in place of the earlier one */
@@ -880,6 +933,8 @@ void chain_release(struct chain *c)
 	free(c->bypassed);
 	c->bypassed = NULL;
 	c->nbypassed = 0;
+	free(c->tagged);
+	c->tagged = NULL;
 	free(c->env->module_ctx);
 	c->env->module_ctx = NULL;
 	c->running = false;

@@ -49,8 +49,9 @@ struct chain {
 	                           * data's limits.filter_deadline; 0 = none */
 	uint64_t began;           /* loop time the stage began (for the deadline's log line) */
 	bool deadline_armed;      /* the timer runs to the deadline, not the call's timeout */
-	uint64_t tagged;          /* entries (bit = index, the first 64) whose failure tagged
-	                           * the transaction's message (on_error: tag): once each */
+	bool *tagged;             /* per entry: its failure tagged the transaction's message
+	                           * (on_error: tag), once each; allocated at the first tag,
+	                           * so any number of entries (no 64-bit mask) */
 	struct hook_call *orphans;/* calls abandoned after a timeout, still owned */
 	struct hook_call *spent;  /* completed calls, freed when the next stage starts */
 	struct hook_call *spare;  /* freed calls kept for the next steps (up to CHAIN_SPARE_MAX):
@@ -97,6 +98,14 @@ void chain_modules_single(struct chain_modules *m, struct chain_entry *entry,
 void chain_init(struct chain *c, const struct chain_modules *mods, struct hook_env *env, uv_timer_t *timer);
 /* True when at least one entry wants this stage. */
 bool chain_wants(const struct chain_modules *m, enum hook_stage st);
+
+/* `bypass:` with bypass_mixed: split (bypass.h): true when recipient addr may not join a
+ * transaction from sender (the envelope sender without <>, "" for <>) whose first accepted
+ * recipient is first, because a content check of c (a plugin entry or the scorer, at DATA
+ * or end of data; not greylisting) is bypassed for one of the two and not for the other; the caller answers 452 4.5.3
+ * and the client sends addr in a transaction of its own. False when first is NULL (no
+ * recipient yet), without bypass entries, or with bypass_mixed: check. No I/O. */
+bool chain_bypass_splits(const struct chain *c, const char *sender, const char *first, const char *addr);
 /* True when running stage st now would change nothing: no entry that would run wants it,
  * or every one that does says it is settled (hook_module.settled). */
 bool chain_settled(const struct chain *c, enum hook_stage st);

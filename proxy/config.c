@@ -121,6 +121,7 @@ static const char *const filter_deadline_choices[] = { "tempfail", "accept", "ta
 static const char *const balance_choices[] = { "round_robin", "least_conn", "source_hash", NULL };
 static const char *const identity_choices[] = { "none", "xclient", "proxy_v2", NULL };
 static const char *const log_level_choices[] = { "debug", "info", "warning", "error", NULL };
+static const char *const bypass_mixed_choices[] = { "split", "check", NULL };   /* enum bypass_mixed */
 
 #define S(x) ((double)(x) * 1000.0)   /* seconds -> ms for duration bounds */
 
@@ -1426,7 +1427,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
  * the modules' sections, each at CONFIG_CORE_KEYS + its `order`. A wrong CONFIG_CORE_KEYS
  * either overwrites an entry (an error, below) or leaves a hole that ends the table early
  * (test_config's registry test fails). */
-#define CONFIG_CORE_KEYS 20
+#define CONFIG_CORE_KEYS 21
 
 /* The orders in modules.def are 0..MODULES_COUNT-1, each once: the sum of 2^order over the
  * entries has every bit up to MODULES_COUNT set only then. */
@@ -1478,7 +1479,9 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	{ "exempt_recipients", CFG_STRLIST, offsetof(struct mx_config, exempt_recipients),
 	  .doc = "recipients a client refused for what it is (a DNS list, its reputation, a rate limit's reject) may still write to, as RFC 5321 4.5.1 and RFC 2142 ask (Postfix's check_recipient_access before reject_rbl_client): local parts (postmaster: postmaster@ of every accepted domain, and <Postmaster>) or full addresses (abuse@example.org). The refusal is then given at each other RCPT instead of at MAIL, logged as before; an exempt recipient is logged event=exempt_recipient and its message is relayed and scanned like any other. Not a drop (521), a load shed (421), nor a client that failed pregreet or a protocol test. Empty (the default): refused at MAIL" },
 	{ "bypass", CFG_STRUCT_LIST, offsetof(struct mx_config, bypass), .sub = &bypass_entry_table,
-	  .doc = "content checks not run for some recipients (amavis's bypass_spam_checks_maps, a customer who wants no filtering, abuse@ taking spam samples; with senders, a per-domain sender whitelist): a list of { recipients, senders, checks }. At RCPT a check judges the candidate alone (greylist: that recipient is not greylisted); at DATA and end of data a check is skipped only when every accepted recipient of the message is covered for it, so a mixed message is checked fully (no transaction split). A skipped check adds no header (no X-Spam-* score that was not computed); each message with one is logged event=bypass. A milter is not shown a covered recipient at RCPT and is sent ABORT instead of a message all of whose recipients bypass it; a shared-object plugin is named by its name:. Connect, HELO and MAIL checks (DNS lists, reputation, rate limits) are not bypassed: see exempt_recipients; nor is sender authentication (spf, dkim, arc, dmarc: Authentication-Results is the message's). Empty (the default): every check for everyone" },
+	  .doc = "content checks not run for some recipients (amavis's bypass_spam_checks_maps, a customer who wants no filtering, abuse@ taking spam samples; with senders, a per-domain sender whitelist): a list of { recipients, senders, checks }. At RCPT a check judges the candidate alone (greylist: that recipient is not greylisted); at DATA and end of data a check is skipped only when every accepted recipient of the message is covered for it: bypass_mixed says what becomes of a message whose recipients are not covered alike (by default they are split, so a covered recipient's copy is never refused nor changed by the check it bypasses). A skipped check adds no header (no X-Spam-* score that was not computed); each message with one is logged event=bypass. A milter is not shown a covered recipient at RCPT and is sent ABORT instead of a message all of whose recipients bypass it; a shared-object plugin is named by its name:. Connect, HELO and MAIL checks (DNS lists, reputation, rate limits) are not bypassed: see exempt_recipients; nor is sender authentication (spf, dkim, arc, dmarc: Authentication-Results is the message's). Empty (the default): every check for everyone" },
+	{ "bypass_mixed", CFG_ENUM, offsetof(struct mx_config, bypass_mixed), "split", .choices = bypass_mixed_choices,
+	  .doc = "recipients of one transaction that bypass covers differently for a check of the message (clamd, spamd, rspamd, rules, a milter, a shared object; not greylisting: at RCPT it judges each recipient alone, and at DATA its deferral is a delay, no verdict): split (the default) answers a recipient covered otherwise than the transaction's first 452 4.5.3 (logged event=tempfail stage=rcpt reason=bypass_split), so its sender sends it in a transaction of its own, as amavis and PMG give each recipient its own policy: the covered recipient's copy is not refused nor changed by the check it bypasses, and a milter's verdict is on what it saw; the cost is the later copy's delay (a Postfix sender resends it at its next queue run, minutes later) | check: one transaction, the check runs and its verdict (a refusal, a milter's header changes) is the whole message's, the covered recipients' too (a milter is not shown them at RCPT)" },
 	/* then every module's section, at its `order` (modules.def) */
 #define MX_SECTION CFG_STRUCT
 #define MX_LIST CFG_STRUCT_LIST

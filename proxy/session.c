@@ -642,10 +642,11 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
 	return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "550 5.7.1 relaying denied");
 }
 
-/* RCPT's checks in a transaction of sender parameters mail_params with nrcpts recipients;
- * each refusal is logged once unless quiet (as MAIL's). */
+/* RCPT's checks in a transaction from sender (without <>), of sender parameters mail_params,
+ * with nrcpts recipients, the first of them first (NULL when none); each refusal is logged
+ * once unless quiet (as MAIL's). */
 static enum session_check session_check_rcpt_in(const struct session *s, const struct smtp_cmd *cmd, size_t nrcpts,
-    const char *mail_params, bool quiet, char *reply, size_t cap)
+    const char *sender, const char *first, const char *mail_params, bool quiet, char *reply, size_t cap)
 {
 	static const char *const params[] = { "NOTIFY", "ORCPT", NULL };
 	enum session_check r;
@@ -662,11 +663,20 @@ static enum session_check session_check_rcpt_in(const struct session *s, const s
 		return session_check_refuse(s, cmd, quiet, "syntax", reply, cap, SESSION_CHECK_ERROR,
 		    "501 5.1.3 Bad recipient address syntax");
 	r = session_check_rcpt_allowed(s, cmd, mail_params, quiet, reply, cap);
-	if (r != SESSION_CHECK_OK || s->conn_verdict.action == VERDICT_CONTINUE)
+	if (r != SESSION_CHECK_OK)
 		return r;
 	/* a connect refusal held to here (exempt_recipients): given unless addr is exempt */
-	if (!session_exempt_holds(s) || !session_rcpt_is_exempt(s, cmd->addr))
+	if (s->conn_verdict.action != VERDICT_CONTINUE &&
+	    (!session_exempt_holds(s) || !session_rcpt_is_exempt(s, cmd->addr)))
 		return SESSION_CHECK_REFUSED;
+	/* bypass_mixed: split: one kind of recipient per transaction (as the routes' 452), so a
+	 * message check's verdict never falls on a recipient that bypasses it. Not a client
+	 * error: it sends that recipient again in a transaction of its own. */
+	if (chain_bypass_splits(&s->chain, sender, first, cmd->addr))
+		return session_check_refuse(s, cmd, quiet, "bypass_split", reply, cap, SESSION_CHECK_REPLY,
+		    "452 4.5.3 Recipients with other content checks go in a separate transaction");
+	if (s->conn_verdict.action == VERDICT_CONTINUE)
+		return SESSION_CHECK_OK;
 	if (!quiet) {
 		char av[600];
 		log_event(LOG_LVL_INFO, s->id, "event=exempt_recipient rcpt=%s held=%s %s%sclient=%s",
@@ -678,7 +688,8 @@ static enum session_check session_check_rcpt_in(const struct session *s, const s
 
 static enum session_check session_check_rcpt(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
 {
-	return session_check_rcpt_in(s, cmd, s->env.nrcpts, s->env.mail_params, false, reply, cap);
+	return session_check_rcpt_in(s, cmd, s->env.nrcpts, s->env.mail_from,
+	    s->env.nrcpts && s->env.rcpts ? s->env.rcpts[0].addr : NULL, s->env.mail_params, false, reply, cap);
 }
 
 /* The session's refusal stands for this transaction: it was set after MAIL (an enforced
@@ -977,7 +988,8 @@ static void session_next_group(struct session *s)
 			break;
 		}
 		if ((cmd = session_next_line(s, &off, &scratch, n + 1)) == NULL || cmd->verb != SMTP_RCPT ||
-		    session_check_rcpt_in(s, cmd, n, mail->params_raw, true, reply, sizeof(reply)) != SESSION_CHECK_OK)
+		    session_check_rcpt_in(s, cmd, n, mail->addr, n ? rcpts[0] : NULL, mail->params_raw, true, reply,
+		    sizeof(reply)) != SESSION_CHECK_OK)
 			break;	/* the group ends before it */
 		if (cmd != &scratch) {
 			/* the memo's entry: it stays until the next look-ahead */

@@ -6,7 +6,8 @@
  * spam (set_flags, when the host table has it). It shows the whole contract: the
  * descriptor, init/fini with options, a synchronous hook, an asynchronous one (on_rcpt
  * completes from a libuv timer when option `rcpt_delay_ms` is set), cancel for the
- * asynchronous one, and a session slot released in on_close.
+ * asynchronous one, a session slot released in on_close, and on_abort (a hook added after
+ * desc_size) for a transaction `bypass:` takes it out of.
  * It links against nothing of mxgate: only plugin.h and libuv. */
 #include "plugin.h"
 
@@ -163,6 +164,21 @@ static void example_on_eom(void *instance, struct mxgate_call *c)
 	ex->host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
 }
 
+/* The transaction goes on without this plugin (`bypass:` covers every recipient for it):
+ * what the header and body hooks would have counted is dropped, nothing is added. A hook
+ * added after desc_size: an older host never calls it. */
+static void example_on_abort(void *instance, struct mxgate_call *c)
+{
+	struct example *ex = instance;
+	struct example_sess *es = *ex->host->session_slot(c);
+
+	if (es) {
+		es->headers = 0;
+		es->body_bytes = 0;
+	}
+	ex->host->log(c, 1, "event=example_abort rcpts=%zu", ex->host->rcpt_count(c));
+}
+
 static void example_close_cb(uv_handle_t *h)
 {
 	free(h);
@@ -205,4 +221,5 @@ const struct mxgate_plugin mxgate_plugin = {
 	.on_eom = example_on_eom,
 	.on_close = example_on_close,
 	.cancel = example_cancel,
+	.on_abort = example_on_abort,
 };

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """test_bypass_checks — `bypass:` skips content checks for some recipients (amavis's
 bypass_virus_checks_maps / bypass_spam_checks_maps): a message whose every recipient is
-covered is not scanned, a mixed message is checked fully (a check is skipped only when
-every accepted recipient bypasses it), greylisting (a RCPT check) is skipped per recipient,
+covered is not scanned, a mixed message is split (bypass_mixed: split, the default: a
+recipient covered otherwise than the first gets 452 4.5.3 and comes alone, so a covered
+recipient's copy is never refused by the check it bypasses) or, with bypass_mixed: check,
+checked fully (a check is skipped only when every accepted recipient bypasses it),
+greylisting (a RCPT check) is skipped per recipient,
 -t refuses what cannot be bypassed (sender authentication, the client's screens, a name
 no plugin has) and warns of a virus check, SIGHUP re-reads the list; a milter bypassed by
 every recipient is sent ABORT instead of the message, a shared-object plugin is bypassed by
-its name.
+its name and hears on_abort.
 
 Peers: smtp-sink as the backend, a real clamd (EICAR signatures), the rules engine with a
 header rule worth 20 (reject at 15), greylisting on its default store, a python3-milter
@@ -57,6 +60,11 @@ def at_sink(tag):
     return [(m['rcpts'], m['data']) for m in sink.messages() if tag in mt.message_ids([m['data']])]
 
 
+def only_to(got, addr):
+    """got (at_sink's) is one copy, for addr alone."""
+    return len(got) == 1 and len(got[0][0]) == 1 and addr in got[0][0][0]
+
+
 def spam(tag):
     return mt.message(tag, headers=('X-Test-Spam: yes',))
 
@@ -81,10 +89,18 @@ mt.check(code == 250 and len(got) == 1 and len(got[0][0]) == 3,
 mt.check(m.wait_log(r'event=bypass stage=eom checks=clamd,rules rcpts=3') is not None,
          'logged event=bypass stage=eom checks=clamd,rules rcpts=3')
 
-# a mixed message is checked fully: one ordinary recipient and the virus is refused
-code, text = send(m.port, ['u@nofilter.example', 'b@example.test'], mt.eicar_message('v-mixed'))
-mt.check(code == 554 and not at_sink('v-mixed'),
-         'EICAR to a bypassed and an ordinary recipient refused, not delivered (%s %s)' % (code, text))
+# a mixed message is split (bypass_mixed: split): the ordinary recipient gets 452 4.5.3, the
+# bypassed customer its virus; sent alone, the ordinary recipient's copy is refused
+r = send(m.port, ['u@nofilter.example', 'b@example.test'], mt.eicar_message('v-mixed'))
+got = at_sink('v-mixed')
+mt.check(list(r.rcpt_codes) == [250, 452] and r.code == 250 and only_to(got, 'u@nofilter.example'),
+         'EICAR to a bypassed and an ordinary recipient: RCPT %s, the bypassed copy delivered (%s %s, to %s)'
+         % (list(r.rcpt_codes), r.code, r.text, [g[0] for g in got]))
+mt.check(m.wait_log(r'event=tempfail stage=rcpt reason=bypass_split rcpt=<?b@example\.test>? .*code=452 '
+                    r'reply="4\.5\.3 Recipients with other content checks go in a separate transaction"') is not None,
+         'logged event=tempfail stage=rcpt reason=bypass_split with the 452')
+code, text = send(m.port, ['b@example.test'], mt.eicar_message('v-mixed2'))
+mt.check(code == 554 and not at_sink('v-mixed2'), 'the ordinary recipient, sent alone, refused (%s %s)' % (code, text))
 
 # abuse@ takes spam samples past the rules engine, but is still scanned for viruses
 code, text = send(m.port, ['abuse@example.test'], spam('s-abuse'))
@@ -96,15 +112,21 @@ mt.check(m.wait_log(r'event=bypass stage=eom checks=rules rcpts=1') is not None,
          'logged event=bypass stage=eom checks=rules rcpts=1')
 code, text = send(m.port, ['abuse@example.test'], mt.eicar_message('v-abuse'))
 mt.check(code == 554 and not at_sink('v-abuse'), 'EICAR to abuse@ still refused by clamd (%s)' % code)
-# abuse@ and a nofilter customer share only `rules`: the spam passes, still scanned
-code, text = send(m.port, ['abuse@example.test', 'u@nofilter.example'], spam('s-both'))
-mt.check(code == 250 and at_sink('s-both'), 'spam to abuse@ and a nofilter customer delivered (%s)' % code)
-mt.check(m.count_log(r'event=bypass stage=eom checks=rules rcpts=2') == 1,
-         'only the check both bypass is skipped: checks=rules rcpts=2')
-# abuse@ and an ordinary recipient: the rules run
-code, text = send(m.port, ['abuse@example.test', 'b@example.test'], spam('s-mixed'))
-mt.check((code == 550 or code == 554) and not at_sink('s-mixed'),
-         'spam to abuse@ and an ordinary recipient refused (%s %s)' % (code, text))
+# abuse@ and a nofilter customer differ on clamd (a check of the message): split too
+r = send(m.port, ['abuse@example.test', 'u@nofilter.example'], spam('s-both'))
+got = at_sink('s-both')
+mt.check(list(r.rcpt_codes) == [250, 452] and r.code == 250 and only_to(got, 'abuse@example.test'),
+         'spam to abuse@ and a nofilter customer: RCPT %s, abuse@\'s copy delivered (%s)' % (list(r.rcpt_codes), r.code))
+# abuse@ and an ordinary recipient: abuse@ gets its spam sample, the other is split off
+r = send(m.port, ['abuse@example.test', 'b@example.test'], spam('s-mixed'))
+got = at_sink('s-mixed')
+mt.check(list(r.rcpt_codes) == [250, 452] and r.code == 250 and only_to(got, 'abuse@example.test'),
+         'spam to abuse@ and an ordinary recipient: RCPT %s, abuse@\'s copy delivered (%s %s)'
+         % (list(r.rcpt_codes), r.code, r.text))
+# two bypassed customers covered alike (clamd and rules): one transaction
+r = send(m.port, ['u@nofilter.example', 'w@filed.example'], spam('s-alike'))
+mt.check(list(r.rcpt_codes) == [250, 250] and r.code == 250 and len(at_sink('s-alike')) == 1,
+         'two recipients covered alike stay one transaction (RCPT %s, %s)' % (list(r.rcpt_codes), r.code))
 
 # SIGHUP re-reads the list (and its file): without the bypass the virus is refused again
 n = m.count_log(r'event=reloaded')
@@ -197,10 +219,20 @@ got = at_sink('m-next')
 mt.check(r.code == 250 and got and b'X-Test-Milter: passed' in got[0][1],
          'after the ABORT the next message of the session is filtered (%s %s)' % (r.code, r.text))
 mt.check(milter_saw('eom', 'm-next@example.org'), 'the milter saw that message to its end')
+# A mixed message (session 28's finding): split, the covered recipient's copy is not refused
+# by the milter it bypasses (session 28's code: RCPT 250 250, then 550 for the whole message)
 r = mt.send_mail(mm.port, 'm-mixed@example.org', ['u@nofilter.example', 'b@example.test'],
                  mt.message('m-mixed', body='REJECTME\r\n'), client=c, timeout=60)
-mt.check(r.code == 550 and not at_sink('m-mixed'),
-         'REJECTME to a bypassing and an ordinary recipient refused by the milter (%s %s)' % (r.code, r.text))
+got = at_sink('m-mixed')
+mt.check(list(r.rcpt_codes) == [250, 452] and r.code == 250 and only_to(got, 'u@nofilter.example') and b'X-Test-Milter' not in got[0][1],
+         'REJECTME to a bypassing and an ordinary recipient: RCPT %s, end of data %s %s, the bypassing '
+         'copy delivered untouched (to %s)' % (list(r.rcpt_codes), r.code, r.text, [g[0] for g in got]))
+mt.check(mt.wait_for(lambda: milter_saw('abort', 'm-mixed@example.org'), mt.slack(20)) and
+         not milter_saw('eom', 'm-mixed@example.org'), 'the milter was sent ABORT for that transaction')
+r = mt.send_mail(mm.port, 'm-mixed@example.org', ['b@example.test'],
+                 mt.message('m-mixed2', body='REJECTME\r\n'), client=c, timeout=60)
+mt.check(r.code == 550 and not at_sink('m-mixed2'),
+         'the ordinary recipient sent alone: refused by the milter (%s %s)' % (r.code, r.text))
 r = mt.send_mail(mm.port, 'm-rcpt@example.org', ['reject@example.test', 'reject@nofilter.example'],
                  mt.message('m-rcpt'), client=c, timeout=60)
 mt.check(list(r.rcpt_codes) == [550, 250] and r.code == 250,
@@ -208,6 +240,20 @@ mt.check(list(r.rcpt_codes) == [550, 250] and r.code == 250,
          'bypassing one accepted (RCPT %s)' % list(r.rcpt_codes))
 c.cmd('QUIT')
 mm.stop()
+
+# bypass_mixed: check keeps one transaction: the mixed message goes to the milter (without
+# the covered recipient) and its verdict is the whole message's
+mc = mt.Mxgate(mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
+                         plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
+                                   'on_error': 'tempfail', 'timeout': '20s'}],
+                         bypass=[{'recipients': ['nofilter.example'], 'checks': ['milter']}],
+                         bypass_mixed='check'), 'mx-bypass-check')
+r = mt.send_mail(mc.port, 'm-check@example.org', ['u@nofilter.example', 'b@example.test'],
+                 mt.message('m-check', body='REJECTME\r\n'), timeout=60)
+mt.check(list(r.rcpt_codes) == [250, 250] and r.code == 550 and not at_sink('m-check'),
+         'bypass_mixed: check: RCPT %s, the mixed message refused by the milter (%s %s)'
+         % (list(r.rcpt_codes), r.code, r.text))
+mc.stop()
 
 # A C libmilter filter, opendkim signing for example.org: a message whose every recipient
 # bypasses it is ABORTed there and relayed unsigned; the session's next message is signed
@@ -248,7 +294,14 @@ got = at_sink('p-bypass')
 mt.check(code == 250 and got and b'X-Example-Plugin' not in got[0][1],
          'MAGICWORD to a recipient bypassing `ex` delivered, the plugin not run (%s %s)' % (code, text))
 mt.check(pm.wait_log(r'event=bypass stage=eom checks=ex rcpts=1') is not None, 'logged checks=ex')
-code, text = send(pm.port, ['u@nofilter.example', 'b@example.test'], mt.message('p-mixed', body='MAGICWORD\r\n'))
-mt.check(code == 550 and not at_sink('p-mixed'), 'MAGICWORD to a mixed message refused by `ex` (%s %s)' % (code, text))
+# the plugin hears on_abort (a hook added after desc_size): its log line
+mt.check(pm.wait_log(r'event=example_abort plugin=ex rcpts=1') is not None,
+         'the shared object was told by on_abort (event=example_abort plugin=ex rcpts=1)')
+r = send(pm.port, ['u@nofilter.example', 'b@example.test'], mt.message('p-mixed', body='MAGICWORD\r\n'))
+got = at_sink('p-mixed')
+mt.check(list(r.rcpt_codes) == [250, 452] and r.code == 250 and len(got) == 1 and b'X-Example-Plugin' not in got[0][1],
+         'MAGICWORD to a mixed message: RCPT %s, the bypassing copy delivered (%s %s)' % (list(r.rcpt_codes), r.code, r.text))
+code, text = send(pm.port, ['b@example.test'], mt.message('p-alone', body='MAGICWORD\r\n'))
+mt.check(code == 550 and not at_sink('p-alone'), 'MAGICWORD to the ordinary recipient refused by `ex` (%s %s)' % (code, text))
 pm.stop()
 mt.finish()

@@ -6,6 +6,8 @@ them (plugins/plugin.h, "Growing ABI 1"; docs/plugins.md).
   built here with the test-only MXGATE_PLUGIN_DESC_FIRST_RELEASE) loads and runs in this
   host, which never reads past the exported object (under ASan the plugin is built with
   -fsanitize=address too, so a read past its descriptor is a global-buffer-overflow).
+- A hook added after desc_size (on_abort, called when `bypass:` takes the plugin out of a
+  transaction) is called on a new descriptor and never read on the first release's.
 - A descriptor claiming more bytes than the object it exports (desc_size 4096) is refused
   by mxgate -t, naming the sizes.
 - host->txn_set / txn_get (Haraka's transaction.notes): data a plugin hangs on the
@@ -118,6 +120,14 @@ static void tx_close(void *inst, struct mxgate_call *c)
 		H->log(c, 2, "event=txn_at_close");
 }
 
+#ifndef MXGATE_PLUGIN_DESC_FIRST_RELEASE
+static void tx_abort(void *inst, struct mxgate_call *c)
+{
+	(void)inst;
+	H->log(c, 1, "event=on_abort_heard rcpts=%zu", H->rcpt_count(c));
+}
+#endif
+
 const struct mxgate_plugin mxgate_plugin = {
 	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
 	.name = "txn",
@@ -129,6 +139,7 @@ const struct mxgate_plugin mxgate_plugin = {
 	.on_close = tx_close,
 #ifndef MXGATE_PLUGIN_DESC_FIRST_RELEASE
 	.desc_size = DESC_SIZE,
+	.on_abort = tx_abort,
 #endif
 };
 '''
@@ -143,7 +154,8 @@ be = t.Backend()
 
 def cfg(so, log, listen=None):
     return t.config([be.url], hostname='mx.example.test', listen=listen,
-                    plugins=[{'name': 'txn', 'path': so, 'options': {'log': log}}])
+                    plugins=[{'name': 'txn', 'path': so, 'options': {'log': log}}],
+                    bypass=[{'recipients': ['skip.example'], 'checks': ['txn']}])
 
 
 rc, out = t.config_check(cfg(big_so, '/dev/null', ['127.0.0.1:2525']), 'check-big')
@@ -194,6 +206,17 @@ for kind, so in (('new', new_so), ('old', old_so)):
                     'released a4@example.org 1'], '  in order, the RSET one with its two recipients: %s' % rel)
     t.check(mx.count_log('event=txn_') == 0, '%s descriptor: nothing set outside a transaction, nothing stale, '
             'nothing at close: %s' % (kind, [x for x in mx.log().splitlines() if 'event=txn_' in x][:3]))
+    # on_abort, added after desc_size: a message whose every recipient bypasses the plugin
+    # calls it on the new descriptor; the first release's is never read that far (under
+    # ASan, a read past its object would be a global-buffer-overflow)
+    r5 = t.send_mail(mx.port, 'a5@example.org', ['u@skip.example'], t.message('txn-%s-5' % kind), timeout=30)
+    t.check(r5[0] == 250, '%s descriptor: a message bypassing the plugin relayed (%s)' % (kind, r5))
+    if kind == 'new':
+        t.check(mx.wait_log(r'event=on_abort_heard plugin=txn rcpts=1') is not None,
+                'new descriptor: on_abort called for the bypassed message')
+    else:
+        t.check(mx.wait_log(r'event=bypass stage=eom checks=txn rcpts=1') is not None and
+                mx.count_log('event=on_abort_heard') == 0, 'old descriptor: bypassed, on_abort not read')
     mx.stop()
 
 t.finish()

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define hook_modules test_hook_modules
 #define hook_nmodules test_hook_nmodules
@@ -1734,6 +1735,230 @@ static void test_bypass_many_entries(void **state)
 	config_free(cfg);
 }
 
+/* on_error: tag tags the message once per failing entry and transaction, whatever the
+ * entry's index (session 28 found a 64-bit mask: the 65th entry on tagged at every stage it
+ * failed). 70 entries, each failing at MAIL and RCPT with on_error: tag: 70 headers, one each;
+ * the next transaction tags again. */
+static void test_tag_many_entries(void **state)
+{
+	static struct fake_mod many[MANY];
+	static struct chain_entry entries[MANY];
+	struct fx *fx = *state;
+	unsigned st = S_(HOOK_MAIL) | S_(HOOK_RCPT);
+
+	memset(many, 0, sizeof(many));
+	for (int k = 0; k < MANY; k++) {
+		many[k].stages = st;
+		many[k].on_error = VERDICT_CONTINUE;
+		many[k].tag = true;
+		verdict_set(&many[k].v, VERDICT_ERROR, 0, "down", NULL);
+		entries[k] = (struct chain_entry){ &fake_module_0, &many[k], st, "fake0" };
+	}
+	fx->mods = (struct chain_modules){ entries, MANY, st };
+	chain_init(&fx->chain, &fx->mods, &fx->env, &fx->timer);
+	for (int txn = 1; txn <= 2; txn++) {
+		chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+		chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+		chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+		for (int k = 0; k < MANY; k++)
+			if (many[k].runs != 3 * txn)
+				fail_msg("transaction %d: entry %d ran %d times", txn, k, many[k].runs);
+		if (fx->env.nhdr_edits != MANY)
+			fail_msg("transaction %d: %zu X-Mxgate-Filter-Error headers for %d failing entries",
+			    txn, fx->env.nhdr_edits, MANY);
+		hook_env_reset_txn(&fx->env);
+	}
+	chain_release(&fx->chain);
+}
+
+/* event=bypass checks=: the list is bounded (128 octets) and a cut says so with "..."
+ * (session 28: cut silently, the log named fewer checks than were skipped). */
+static void test_bypass_names_cut(void **state)
+{
+	char n40[41], n200[201];
+	struct chain_names l;
+
+	(void)state;
+	memset(n40, 'a', 40);
+	n40[40] = '\0';
+	memset(n200, 'b', 200);
+	n200[200] = '\0';
+	/* a few short names: as they are */
+	l = (struct chain_names){ .len = 0 };
+	chain_names_add(&l, "clamd");
+	chain_names_add(&l, "rules");
+	assert_string_equal(l.v, "clamd,rules");
+	assert_false(l.cut);
+	/* three of 40 fit (122 octets and room for ",..."), the fourth is "..." and the fifth,
+	 * short as it is, is not added after the cut */
+	l = (struct chain_names){ .len = 0 };
+	for (int i = 0; i < 4; i++)
+		chain_names_add(&l, n40);
+	chain_names_add(&l, "x");
+	assert_true(l.cut);
+	assert_int_equal(strlen(l.v), 3 * 41 - 1 + 4);
+	assert_int_equal(l.len, strlen(l.v));
+	assert_string_equal(l.v + strlen(l.v) - 4, ",...");
+	assert_int_equal(l.v[strlen(l.v) - 5], 'a');
+	/* a first name longer than the buffer: "..." alone */
+	l = (struct chain_names){ .len = 0 };
+	chain_names_add(&l, n200);
+	assert_string_equal(l.v, "...");
+	/* a name that fits only without the room for ",...": cut before it */
+	l = (struct chain_names){ .len = 0 };
+	n200[CHAIN_NAMES_MAX - 4] = '\0';   /* 124 octets: 124 + 4 is not below 128 */
+	chain_names_add(&l, n200);
+	assert_string_equal(l.v, "...");
+	n200[CHAIN_NAMES_MAX - 5] = '\0';   /* 123: fits */
+	l = (struct chain_names){ .len = 0 };
+	chain_names_add(&l, n200);
+	assert_false(l.cut);
+	assert_int_equal(strlen(l.v), 123);
+}
+
+/* The event=bypass line of a stage that skips more names than fit: it ends in ",..." (on
+ * session 28's code the fourth name was cut in the middle, silently). Five entries of
+ * 40-octet names, every one bypassed for every recipient; the log goes to a file here. */
+static void test_bypass_log_cut(void **state)
+{
+	static const char text[] =
+	    "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+	    "bypass: [{ recipients: [nofilter.example], checks: [clamd] }]\n";
+	static char names[5][41];
+	static char *checks[5];
+	static struct fake_mod five[5];
+	static struct chain_entry entries[5];
+	struct fx *fx = *state;
+	struct mx_config *cfg = NULL;
+	struct bypass_entry be;
+	struct cfg_list saved;
+	struct rcpt r = { .addr = (char *)"u@example.org" };
+	char path[] = "/tmp/test_chain_log.XXXXXX", line[1024];
+	const char *want = NULL;
+	int fd = mkstemp(path), err2 = dup(2);   /* log_open_file takes stderr too: given back */
+	FILE *f;
+
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(config_load_string("t.yaml", text, strlen(text), &cfg, NULL), 0);
+	memset(&be, 0, sizeof(be));
+	for (int k = 0; k < 5; k++) {
+		memset(names[k], 'a' + k, 40);
+		names[k][40] = '\0';
+		checks[k] = names[k];
+		five[k] = (struct fake_mod){ .stages = S_(HOOK_EOM), .null_verdict = true };
+		entries[k] = (struct chain_entry){ &fake_module_0, &five[k], S_(HOOK_EOM), names[k] };
+	}
+	be.checks = (struct cfg_strlist){ checks, 5 };   /* no recipients: every recipient */
+	saved = cfg->bypass;
+	cfg->bypass = (struct cfg_list){ &be, 1 };
+	fx->env.cfg = cfg;
+	fx->env.rcpts = &r;
+	fx->env.nrcpts = 1;
+	fx->mods = (struct chain_modules){ entries, 5, S_(HOOK_EOM) };
+	assert_int_equal(log_open_file(path, -1, -1), 0);
+	log_set_level(LOG_LVL_INFO);
+	chain_init(&fx->chain, &fx->mods, &fx->env, &fx->timer);
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	for (int k = 0; k < 5; k++)
+		assert_int_equal(five[k].skips, 1);
+	chain_release(&fx->chain);
+	log_set_level(LOG_LVL_ERROR);
+	dup2(err2, 2);
+	close(err2);
+	assert_non_null(f = fopen(path, "r"));
+	while (want == NULL && fgets(line, sizeof(line), f))
+		want = strstr(line, "event=bypass stage=eom checks=");
+	fclose(f);
+	unlink(path);
+	if (want == NULL)
+		fail_msg("no event=bypass line");
+	/* three names (3 * 41 - 1 octets) and ",...", then the recipients */
+	if (strstr(want, ",... rcpts=1") == NULL || strstr(want, names[2]) == NULL || strstr(want, "ddd") != NULL)
+		fail_msg("the names are cut without saying so: %s", want);
+	cfg->bypass = saved;
+	fx->env.rcpts = NULL;
+	fx->env.nrcpts = 0;
+	fx->env.cfg = NULL;
+	config_free(cfg);
+}
+
+/* bypass_mixed: split (chain_bypass_splits): a recipient joins a transaction only when every
+ * content check (a plugin entry, the scorer; at DATA, EOM) is bypassed for it as for the
+ * first recipient; greylisting splits nothing (at RCPT it judges each recipient, at DATA it
+ * only defers: session 29's first run split greylist-only bypasses, whose DATA stage is
+ * there for the null sender); bypass_mixed: check never splits. */
+static void test_bypass_splits(void **state)
+{
+	static const char text[] =
+	    "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+	    "bypass:\n"
+	    "  - { recipients: [nofilter.example], checks: [greylist, clamd, rules] }\n"
+	    "  - { recipients: [abuse], checks: [rules] }\n"
+	    "  - { recipients: [gl.example], checks: [greylist] }\n"
+	    "  - { recipients: [corp.example], senders: [partner.example], checks: [rules] }\n";
+	static const char *const names[3] = { "greylist", "clamd", "rules" };
+	static const struct {
+		const char *label, *sender, *first, *addr;
+		bool want;
+	} rows[] = {
+		{ "no recipient yet", "a@b.example", NULL, "u@nofilter.example", false },
+		{ "two ordinary recipients", "a@b.example", "u@example.org", "v@example.org", false },
+		{ "two covered alike", "a@b.example", "u@nofilter.example", "v@NOFILTER.example", false },
+		{ "covered, then ordinary", "a@b.example", "u@nofilter.example", "b@example.org", true },
+		{ "ordinary, then covered", "a@b.example", "b@example.org", "u@nofilter.example", true },
+		{ "abuse@ (rules) and a customer (clamd too)", "a@b.example", "abuse@example.org", "u@nofilter.example", true },
+		{ "abuse@ of a customer: both entries, as the customer", "a@b.example", "abuse@nofilter.example",
+		  "u@nofilter.example", false },
+		{ "greylist (RCPT, and DATA for the null sender) splits nothing", "a@b.example", "u@gl.example",
+		  "b@example.org", false },
+		{ "nor for the null sender", "", "u@gl.example", "b@example.org", false },
+		{ "a sender entry: from the partner, corp.example is covered", "ap@partner.example", "u@corp.example",
+		  "b@example.org", true },
+		{ "from another sender it is not", "x@other.example", "u@corp.example", "b@example.org", false },
+		{ "the null sender matches no sender entry", "", "u@corp.example", "b@example.org", false },
+	};
+	static struct fake_mod three[3];
+	static struct chain_entry entries[3];
+	struct fx *fx = *state;
+	struct mx_config *cfg = NULL;
+
+	for (int k = 0; k < 3; k++) {
+		unsigned st = k == 0 ? S_(HOOK_RCPT) : S_(HOOK_EOM);
+
+		/* as the chain has them: greylist a filter, clamd a plugin entry, rules the scorer;
+		 * greylist at DATA too (its null_sender: data) */
+		const struct hook_module *mod = k == 0 ? &fake_module_0 : k == 1 ? &fake_plugin_module : &fake_module_6;
+
+		if (k == 0)
+			st |= S_(HOOK_DATA);
+		three[k] = (struct fake_mod){ .stages = st, .null_verdict = true };
+		entries[k] = (struct chain_entry){ mod, &three[k], st, names[k] };
+	}
+	fx->mods = (struct chain_modules){ entries, 3, S_(HOOK_RCPT) | S_(HOOK_EOM) };
+	assert_int_equal(config_load_string("t.yaml", text, strlen(text), &cfg, NULL), 0);
+	fx->env.cfg = cfg;
+	chain_init(&fx->chain, &fx->mods, &fx->env, &fx->timer);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		if (chain_bypass_splits(&fx->chain, rows[i].sender, rows[i].first, rows[i].addr) != rows[i].want)
+			fail_msg("row \"%s\": want %s", rows[i].label, rows[i].want ? "a split" : "no split");
+	/* bypass_mixed: check: one transaction whatever the recipients */
+	cfg->bypass_mixed = BYPASS_MIXED_CHECK;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		if (chain_bypass_splits(&fx->chain, rows[i].sender, rows[i].first, rows[i].addr))
+			fail_msg("row \"%s\": split under bypass_mixed: check", rows[i].label);
+	chain_release(&fx->chain);
+	fx->env.cfg = NULL;
+	config_free(cfg);
+	/* the key as written */
+	static const char check[] =
+	    "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+	    "bypass: [{ recipients: [nofilter.example], checks: [rules] }]\nbypass_mixed: check\n";
+	assert_int_equal(config_load_string("t.yaml", check, strlen(check), &cfg, NULL), 0);
+	assert_int_equal(cfg->bypass_mixed, BYPASS_MIXED_CHECK);
+	config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1770,6 +1995,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bypass_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bypass_many_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tag_many_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bypass_splits, setup, teardown),
+		cmocka_unit_test(test_bypass_names_cut),
+		cmocka_unit_test_setup_teardown(test_bypass_log_cut, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
