@@ -175,6 +175,11 @@ bool quarantine_id_is_valid(const char *id)
 	return n > 0;
 }
 
+void quarantine_release_queue_id(char *q, size_t cap, const char *sess)
+{
+	snprintf(q, cap, "A%s", sess);
+}
+
 void quarantine_item_free(struct quarantine_item *it)
 {
 	if (it) {

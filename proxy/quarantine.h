@@ -49,6 +49,12 @@ int quarantine_envelope_parse(const char *buf, size_t len, bool eof, struct quar
  * path ("../x", "/etc") ever reaches the file system. */
 bool quarantine_id_is_valid(const char *id);
 
+/* A release's queue id from the one smtp_tx_begin made for it (sess: a session's form, 12
+ * characters of an alphabet without vowels): "A" + sess into q (cap >= 14). A session's id has
+ * no 'A' and 12 characters, so a release's can never be a session's (nor one a session
+ * could ever be given), while two releases differ as their session-form ids do. Pure. */
+void quarantine_release_queue_id(char *q, size_t cap, const char *sess);
+
 /* A held file, found by quarantine_find / listed by quarantine_list. */
 struct quarantine_item {
 	char path[4096];

@@ -440,9 +440,9 @@ static void qc_release_thread(void *arg)
 	/* a worker of its own for the relay (its idle list, read buffer, the generation's TLS
 	 * client context) */
 	rel->w->index = QC_WORKER_INDEX;
-	/* Each release's worker is new: its queue-id sequence goes on from the last release's, far
-	 * above any real worker's (the index shares the id's bits with worker 15 of 16+), so two
-	 * releases in one second, or a release and that worker, never get the same queue id. */
+	/* Each release's worker is new: its queue-id sequence goes on from the last release's,
+	 * so two releases in one second differ; quarantine_release_queue_id below makes the id
+	 * one no session has (the index shares the id's bits with worker 15 of 16+). */
 	static _Atomic uint64_t release_seq;
 	rel->w->session_seq = (1ULL << 40) + (atomic_fetch_add(&release_seq, 1) << 8);
 	/* a relay let go is closed (QUIT), never kept idle: the loop ends with the release */
@@ -472,6 +472,11 @@ static void qc_release_thread(void *arg)
 		for (const char *p = rel->to[i]; *p; p++)
 			utf8 |= (unsigned char)*p >= 0x80;
 	smtp_tx_begin(&rel->tx, from, utf8 ? "SMTPUTF8" : "");
+	/* the release's own form of queue id (before MAIL: every log line, Received and
+	 * XFORWARD of the transaction carries it), never one a session has or gets */
+	char sess[sizeof(rel->env.queue_id)];
+	snprintf(sess, sizeof(sess), "%s", rel->env.queue_id);
+	quarantine_release_queue_id(rel->env.queue_id, sizeof(rel->env.queue_id), sess);
 	smtp_tx_mail(&rel->tx, qc_release_mail_cb, rel);
 	/* every step has its timeout (relay.c); the loop ends when the last connection closed */
 	uv_run(&rel->w->loop, UV_RUN_DEFAULT);

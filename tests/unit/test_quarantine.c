@@ -18,6 +18,7 @@
 #include "proxy/hook.h"
 #include "proxy/maildir.h"
 #include "proxy/quarantine.h"
+#include "proxy/smtp_tx.h"
 
 static struct quarantine_envelope env;
 
@@ -142,6 +143,32 @@ static void test_ids(void **state)
 			fail_msg("\"%s\" taken as an ID", bad[i]);
 }
 
+/* A release's queue id is never a session's: the release loop's stand-in worker index 63
+ * shares the id's 4 worker bits with worker 15, so the two differed only by the sequence
+ * (2^40 apart). Session ids, over every worker index a session or the release loop uses,
+ * sequences near 0 and near 2^40, and salts, are 12 characters without an 'A'; a release's
+ * is "A" + one of them. */
+static void test_release_queue_id(void **state)
+{
+	static const uint64_t salts[] = { 1, 0x1234567890abcdefULL, ~0ULL };
+	char s[13], r[24];
+
+	(void)state;
+	for (unsigned w = 0; w < 64; w++)
+		for (size_t k = 0; k < 3; k++)
+			for (uint64_t seq = 1; seq < 200; seq++) {
+				smtp_tx_queue_id(s, 1796380000 + seq, w, (seq & 1) ? seq : (1ULL << 40) + seq, salts[k]);
+				assert_int_equal(strlen(s), 12);
+				assert_null(strchr(s, 'A'));
+				quarantine_release_queue_id(r, sizeof(r), s);
+				assert_int_equal(strlen(r), 13);
+				assert_int_equal(r[0], 'A');
+				assert_string_equal(r + 1, s);
+				assert_string_not_equal(r, s);
+				assert_true(quarantine_id_is_valid(r));
+			}
+}
+
 static void put(const char *root, const char *sub, const char *name, const char *data, time_t mtime)
 {
 	char p[512];
@@ -233,6 +260,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_release_queue_id),
 		cmocka_unit_test(test_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
