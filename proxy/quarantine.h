@@ -71,7 +71,9 @@ void quarantine_item_free(struct quarantine_item *it);
 
 /* Blocking (call from the thread pool). Looks in root's new/ and cur/ for the file whose
  * X-Quarantine-ID is id: 1 found (it filled in, quarantine_item_free), 0 none, -1 an error
- * reading root (err). */
+ * reading root (err). Reads the folders' names and, through the process's index
+ * (quarantine_index.h, under a lock: any thread), the head of a file only when its name is
+ * new to it (up to the one found) or to confirm a hit. */
 int quarantine_find(const char *root, const char *id, struct quarantine_item *it, char *err, size_t errlen);
 
 /* Blocking. The newest n (<= QUARANTINE_LIST_MAX) held files of root, newest first, into
