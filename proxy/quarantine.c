@@ -1,9 +1,11 @@
 /* quarantine.c — the quarantine maildir's envelope block and its files (see quarantine.h). */
 #include "quarantine.h"
+#include "quarantine_index.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +177,11 @@ bool quarantine_id_is_valid(const char *id)
 	return n > 0;
 }
 
+void quarantine_release_queue_id(char *q, size_t cap, const char *sess)
+{
+	snprintf(q, cap, "A%s", sess);
+}
+
 void quarantine_item_free(struct quarantine_item *it)
 {
 	if (it) {
@@ -245,14 +252,19 @@ out:
 	return rc;
 }
 
-/* Calls each(path, mtime, arg) for every regular file of root/new and root/cur (names not
- * starting with '.'); each returns nonzero to stop (that value is returned). -1 with err
- * when a folder cannot be read (one that does not exist is empty). */
-static int quarantine_walk(const char *root, int (*each)(const char *path, time_t mtime, void *arg),
-    void *arg, char *err, size_t errlen)
+/* Calls each(path, name, ino, mtime, arg) for every entry of root/new and root/cur whose name does
+ * not start with '.' (name: "new/NAME" or "cur/NAME", a suffix of path). With want_mtime only
+ * regular files, mtime from lstat; without it every name, mtime 0 and no stat (a lookup by ID
+ * reads names only: quarantine_read_head refuses what is not a regular file). each returns
+ * nonzero to stop (that value is returned). -1 with err when a folder cannot be read (one
+ * that does not exist is empty). */
+static int quarantine_walk(const char *root, bool want_mtime,
+    int (*each)(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg), void *arg, char *err,
+    size_t errlen)
 {
 	static const char *const subs[] = { "new", "cur" };
 	char dir[PATH_MAX], path[PATH_MAX];
+	size_t rootlen = strlen(root);
 
 	for (size_t i = 0; i < 2; i++) {
 		if (snprintf(dir, sizeof(dir), "%s/%s", root, subs[i]) >= (int)sizeof(dir)) {
@@ -271,10 +283,11 @@ static int quarantine_walk(const char *root, int (*each)(const char *path, time_
 		while (rc == 0 && (de = readdir(d)) != NULL) {
 			struct stat st;
 			if (de->d_name[0] == '.' ||
-			    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
-			    lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+			    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
 				continue;
-			rc = each(path, st.st_mtime, arg);
+			if (want_mtime && (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)))
+				continue;
+			rc = each(path, path + rootlen + 1, (uint64_t)de->d_ino, want_mtime ? st.st_mtime : 0, arg);
 		}
 		closedir(d);
 		if (rc != 0)
@@ -283,68 +296,160 @@ static int quarantine_walk(const char *root, int (*each)(const char *path, time_
 	return 0;
 }
 
+/* ------------------------------------------------------------ lookup by ID: the index */
+
+/* One index for the process (the quarantine folder in force; a reload naming another one
+ * starts it afresh), shared by the thread pool's show/delete and the release thread. */
+static pthread_mutex_t quarantine_index_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct quarantine_index *quarantine_idx;
+static char *quarantine_idx_root;
+
 struct quarantine_find_ctx {
 	const char *id;
-	struct quarantine_item *it;
-	char *err;
-	size_t errlen;
+	struct quarantine_index *x;
+	struct strbuf hits, unknown;    /* "path\0name\0" pairs, each with its inode number */
 };
 
-static int quarantine_find_each(const char *path, time_t mtime, void *arg)
+static int quarantine_find_each(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg)
 {
 	struct quarantine_find_ctx *c = arg;
-	int r = quarantine_read_head(path, c->it, c->err, c->errlen);
+	char known[QUARANTINE_ID_MAX + 1];
+	struct strbuf *to;
 
 	(void)mtime;
-	if (r <= 0)
-		return r;   /* -1 stops the walk; 0: not a held message */
-	if (c->it->env.id.len == strlen(c->id) &&
-	    memcmp(c->it->head + c->it->env.id.off, c->id, c->it->env.id.len) == 0)
-		return 1;
-	quarantine_item_free(c->it);
+	if (quarantine_index_get(c->x, name, ino, known)) {
+		if (strcmp(known, c->id) != 0)
+			return 0;
+		to = &c->hits;
+	} else
+		to = &c->unknown;
+	strbuf_append(to, path, strlen(path) + 1);
+	strbuf_append(to, name, strlen(name) + 1);
+	strbuf_append(to, (const char *)&ino, sizeof(ino));
+	return 0;
+}
+
+/* Reads the files listed in pairs (c->hits or c->unknown) up to the first whose ID is c->id
+ * (into it), recording each one's ID. 1 found, 0 not, -1 a read error (err). */
+static int quarantine_find_read(struct quarantine_find_ctx *c, const struct strbuf *pairs,
+    struct quarantine_item *it, char *err, size_t errlen)
+{
+	struct quarantine_item tmp;
+
+	for (size_t off = 0; off < pairs->len;) {
+		const char *path = pairs->v + off, *name = path + strlen(path) + 1;
+		uint64_t ino;
+		off = (size_t)(name - pairs->v) + strlen(name) + 1;
+		memcpy(&ino, pairs->v + off, sizeof(ino));
+		off += sizeof(ino);
+		int r = quarantine_read_head(path, &tmp, err, errlen);
+		if (r < 0)
+			return -1;
+		char id[QUARANTINE_ID_MAX + 1] = "";
+		if (r > 0)
+			snprintf(id, sizeof(id), "%.*s", (int)tmp.env.id.len, tmp.head + tmp.env.id.off);
+		(void)quarantine_index_put(c->x, name, ino, id);   /* no memory: read again next time */
+		if (r > 0 && strcmp(id, c->id) == 0) {
+			*it = tmp;
+			return 1;
+		}
+		quarantine_item_free(&tmp);
+	}
 	return 0;
 }
 
 int quarantine_find(const char *root, const char *id, struct quarantine_item *it, char *err, size_t errlen)
 {
-	struct quarantine_find_ctx c = { id, it, err, errlen };
+	struct quarantine_find_ctx c = { .id = id };
+	int rc;
 
 	memset(it, 0, sizeof(*it));
 	if (!quarantine_id_is_valid(id))
 		return 0;
-	return quarantine_walk(root, quarantine_find_each, &c, err, errlen);
+	pthread_mutex_lock(&quarantine_index_lock);
+	if (quarantine_idx == NULL || quarantine_idx_root == NULL || strcmp(quarantine_idx_root, root) != 0) {
+		quarantine_index_free(quarantine_idx);
+		free(quarantine_idx_root);
+		quarantine_idx = quarantine_index_new();
+		quarantine_idx_root = strdup(root);
+		if (quarantine_idx == NULL || quarantine_idx_root == NULL) {
+			quarantine_index_free(quarantine_idx);
+			free(quarantine_idx_root);
+			quarantine_idx = NULL;
+			quarantine_idx_root = NULL;
+			pthread_mutex_unlock(&quarantine_index_lock);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	c.x = quarantine_idx;
+	quarantine_index_begin(c.x);
+	/* the folders' names only; a file is read when its name is new, or to confirm a hit */
+	rc = quarantine_walk(root, false, quarantine_find_each, &c, err, errlen);
+	if (rc == 0) {
+		/* the new names up to the one found (the first lookup reads no more than one did
+		 * without an index; the names left are read by a later one) */
+		rc = quarantine_find_read(&c, &c.hits, it, err, errlen);
+		if (rc == 0)
+			rc = quarantine_find_read(&c, &c.unknown, it, err, errlen);
+		if (rc >= 0)
+			quarantine_index_sweep(c.x);   /* every name was seen: the gone ones go */
+	}
+	pthread_mutex_unlock(&quarantine_index_lock);
+	strbuf_free(&c.hits);
+	strbuf_free(&c.unknown);
+	if (rc != 1)
+		quarantine_item_free(it);
+	return rc;
 }
 
-struct quarantine_list_ctx {
-	struct { char path[PATH_MAX]; time_t mtime; } *files;
-	size_t n, cap;
+/* ------------------------------------------------------------ the newest N */
+
+struct quarantine_list_file {
+	char *path;
+	time_t mtime;
 };
 
-static int quarantine_list_each(const char *path, time_t mtime, void *arg)
-{
-	struct quarantine_list_ctx *c = arg;
-
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		void *p = realloc(c->files, cap * sizeof(*c->files));
-		if (p == NULL)
-			return -1;
-		c->files = p;
-		c->cap = cap;
-	}
-	snprintf(c->files[c->n].path, sizeof(c->files[c->n].path), "%s", path);
-	c->files[c->n].mtime = mtime;
-	c->n++;
-	return 0;
-}
-
+/* Newest first: mtime, then the name (maildir names start with the time). */
 static int quarantine_newest_first(const void *a, const void *b)
 {
-	const struct { char path[PATH_MAX]; time_t mtime; } *x = a, *y = b;
+	const struct quarantine_list_file *x = a, *y = b;
 
 	if (x->mtime != y->mtime)
 		return x->mtime < y->mtime ? 1 : -1;
-	return strcmp(y->path, x->path);   /* maildir names start with the time */
+	return strcmp(y->path, x->path);
+}
+
+/* The newest k files of a walk, newest first, in files[0..n) (paths malloc'd): each file
+ * is placed by insertion, or dropped at once when older than the k-th. */
+struct quarantine_list_ctx {
+	struct quarantine_list_file *files;
+	size_t n, k, total;
+	bool oom;
+};
+
+static int quarantine_list_each(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg)
+{
+	struct quarantine_list_ctx *c = arg;
+	struct quarantine_list_file f = { (char *)path, mtime };
+	size_t i;
+
+	(void)name;
+	(void)ino;
+	c->total++;
+	if (c->n == c->k && quarantine_newest_first(&f, &c->files[c->n - 1]) >= 0)
+		return 0;
+	if ((f.path = strdup(path)) == NULL) {
+		c->oom = true;
+		return -1;
+	}
+	if (c->n == c->k)
+		free(c->files[--c->n].path);
+	for (i = c->n; i > 0 && quarantine_newest_first(&f, &c->files[i - 1]) < 0; i--)
+		c->files[i] = c->files[i - 1];
+	c->files[i] = f;
+	c->n++;
+	return 0;
 }
 
 int quarantine_list(const char *root, size_t n, struct quarantine_item *items, size_t *count,
@@ -356,23 +461,40 @@ int quarantine_list(const char *root, size_t n, struct quarantine_item *items, s
 	*count = 0;
 	if (n > QUARANTINE_LIST_MAX)
 		n = QUARANTINE_LIST_MAX;
-	if (quarantine_walk(root, quarantine_list_each, &c, err, errlen) != 0) {
-		if (!*err)
-			snprintf(err, errlen, "out of memory");
-		free(c.files);
-		return -1;
-	}
-	if (c.n > 1)
-		qsort(c.files, c.n, sizeof(*c.files), quarantine_newest_first);
-	for (size_t i = 0; i < c.n && *count < n; i++) {
-		int r = quarantine_read_head(c.files[i].path, &items[*count], err, errlen);
-		if (r < 0) {
+	if (n == 0)
+		return 0;
+	/* the newest n names, then their heads; a file that is not a held message takes a place,
+	 * so with fewer than n held among them the walk goes again for twice as many */
+	for (c.k = n;; c.k *= 2) {
+		c.files = calloc(c.k, sizeof(*c.files));
+		c.n = c.total = 0;
+		if (c.files == NULL || quarantine_walk(root, true, quarantine_list_each, &c, err, errlen) != 0) {
+			if (c.files == NULL || c.oom)
+				snprintf(err, errlen, "out of memory");
 			rc = -1;
 			break;
 		}
-		if (r > 0)
-			(*count)++;
+		for (size_t i = 0; i < c.n && *count < n; i++) {
+			int r = quarantine_read_head(c.files[i].path, &items[*count], err, errlen);
+			if (r < 0) {
+				rc = -1;
+				break;
+			}
+			if (r > 0)
+				(*count)++;
+		}
+		if (rc != 0 || *count == n || c.total <= c.k)
+			break;
+		for (size_t i = 0; i < *count; i++)
+			quarantine_item_free(&items[i]);
+		*count = 0;
+		for (size_t i = 0; i < c.n; i++)
+			free(c.files[i].path);
+		free(c.files);
+		c.files = NULL;
 	}
+	for (size_t i = 0; c.files && i < c.n; i++)
+		free(c.files[i].path);
 	free(c.files);
 	if (rc != 0) {
 		for (size_t i = 0; i < *count; i++)

@@ -49,6 +49,12 @@ int quarantine_envelope_parse(const char *buf, size_t len, bool eof, struct quar
  * path ("../x", "/etc") ever reaches the file system. */
 bool quarantine_id_is_valid(const char *id);
 
+/* A release's queue id from the one smtp_tx_begin made for it (sess: a session's form, 12
+ * characters of an alphabet without vowels): "A" + sess into q (cap >= 14). A session's id has
+ * no 'A' and 12 characters, so a release's can never be a session's (nor one a session
+ * could ever be given), while two releases differ as their session-form ids do. Pure. */
+void quarantine_release_queue_id(char *q, size_t cap, const char *sess);
+
 /* A held file, found by quarantine_find / listed by quarantine_list. */
 struct quarantine_item {
 	char path[4096];
@@ -65,7 +71,9 @@ void quarantine_item_free(struct quarantine_item *it);
 
 /* Blocking (call from the thread pool). Looks in root's new/ and cur/ for the file whose
  * X-Quarantine-ID is id: 1 found (it filled in, quarantine_item_free), 0 none, -1 an error
- * reading root (err). */
+ * reading root (err). Reads the folders' names and, through the process's index
+ * (quarantine_index.h, under a lock: any thread), the head of a file only when its name is
+ * new to it (up to the one found) or to confirm a hit. */
 int quarantine_find(const char *root, const char *id, struct quarantine_item *it, char *err, size_t errlen);
 
 /* Blocking. The newest n (<= QUARANTINE_LIST_MAX) held files of root, newest first, into

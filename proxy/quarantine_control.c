@@ -259,6 +259,8 @@ static void qc_after_cb(uv_work_t *req, int status)
 struct qc_release {
 	/* main loop */
 	uv_async_t async;
+	uv_timer_t watch;            /* sees the process stopping: sets stop */
+	int closing;                 /* async and watch closing: freed when both are */
 	uv_thread_t thread;
 	struct control_reply *r;
 	struct shared_gen *g;
@@ -266,7 +268,11 @@ struct qc_release {
 	char id[QUARANTINE_ID_MAX + 1];
 	char **rcpts;                /* the recipients named (NULL: the held envelope's) */
 	size_t nrcpts_named;
+	_Atomic int stop;            /* main loop -> release thread: mxgate is stopping */
 	/* the release thread's; read on the main loop after the async */
+	uv_timer_t stop_timer;       /* on the release loop: ends it limits.drain_timeout after stop */
+	uint64_t stop_seen_ms;       /* 0 or when the release loop first saw stop (+1) */
+	bool dot_sent;
 	struct worker *w;
 	struct worker_gen wg;
 	struct hook_env env;
@@ -348,6 +354,7 @@ static void qc_release_data(struct qc_release *rel)
 		return;
 	}
 	smtp_tx_data_end(&rel->tx);
+	rel->dot_sent = true;
 	smtp_tx_deliver(&rel->tx, false, qc_release_deliver_cb, rel);
 }
 
@@ -389,6 +396,31 @@ static void qc_release_mail_cb(void *arg, const struct smtp_tx_result *res)
 		return;
 	}
 	qc_release_next_rcpt(rel);
+}
+
+/* Release loop, every 100 ms: once the main loop has seen mxgate stopping (SIGTERM), the
+ * release has limits.drain_timeout to end, as a session has; then the transaction is let
+ * go (no callback comes: the file stays) and the loop ends. The timer is unref'd: it never
+ * keeps the loop alive by itself. */
+static void qc_release_stop_cb(uv_timer_t *t)
+{
+	struct qc_release *rel = t->data;
+	uint64_t now = uv_now(t->loop);
+
+	if (!atomic_load(&rel->stop))
+		return;
+	if (rel->stop_seen_ms == 0)
+		rel->stop_seen_ms = now + 1;
+	if (now + 1 - rel->stop_seen_ms < rel->g->cfg->limits.drain_timeout)
+		return;
+	snprintf(rel->why, sizeof(rel->why), "mxgate is shutting down: the release was stopped after "
+	    "limits.drain_timeout; the held file stays (%s)", rel->dot_sent ?
+	    "the backend had the whole message and had not answered it: see whether it delivered "
+	    "before releasing again" : "nothing was delivered");
+	rel->rc = -1;
+	smtp_tx_close(&rel->tx);
+	relay_close_idle(rel->w);
+	uv_close((uv_handle_t *)t, NULL);
 }
 
 static void qc_close_walk_cb(uv_handle_t *h, void *arg)
@@ -440,9 +472,9 @@ static void qc_release_thread(void *arg)
 	/* a worker of its own for the relay (its idle list, read buffer, the generation's TLS
 	 * client context) */
 	rel->w->index = QC_WORKER_INDEX;
-	/* Each release's worker is new: its queue-id sequence goes on from the last release's, far
-	 * above any real worker's (the index shares the id's bits with worker 15 of 16+), so two
-	 * releases in one second, or a release and that worker, never get the same queue id. */
+	/* Each release's worker is new: its queue-id sequence goes on from the last release's,
+	 * so two releases in one second differ; quarantine_release_queue_id below makes the id
+	 * one no session has (the index shares the id's bits with worker 15 of 16+). */
 	static _Atomic uint64_t release_seq;
 	rel->w->session_seq = (1ULL << 40) + (atomic_fetch_add(&release_seq, 1) << 8);
 	/* a relay let go is closed (QUIT), never kept idle: the loop ends with the release */
@@ -471,7 +503,16 @@ static void qc_release_thread(void *arg)
 	for (size_t i = 0; i < rel->nto; i++)
 		for (const char *p = rel->to[i]; *p; p++)
 			utf8 |= (unsigned char)*p >= 0x80;
+	uv_timer_init(&rel->w->loop, &rel->stop_timer);
+	rel->stop_timer.data = rel;
+	uv_timer_start(&rel->stop_timer, qc_release_stop_cb, 100, 100);
+	uv_unref((uv_handle_t *)&rel->stop_timer);
 	smtp_tx_begin(&rel->tx, from, utf8 ? "SMTPUTF8" : "");
+	/* the release's own form of queue id (before MAIL: every log line, Received and
+	 * XFORWARD of the transaction carries it), never one a session has or gets */
+	char sess[sizeof(rel->env.queue_id)];
+	snprintf(sess, sizeof(sess), "%s", rel->env.queue_id);
+	quarantine_release_queue_id(rel->env.queue_id, sizeof(rel->env.queue_id), sess);
 	smtp_tx_mail(&rel->tx, qc_release_mail_cb, rel);
 	/* every step has its timeout (relay.c); the loop ends when the last connection closed */
 	uv_run(&rel->w->loop, UV_RUN_DEFAULT);
@@ -501,6 +542,26 @@ static void qc_release_free_cb(uv_handle_t *h)
 	shared_gen_unref(rel->g);
 	free(rel);
 	qc_release_running = false;
+}
+
+/* Main loop: async and watch closed; the last one frees. */
+static void qc_release_closed_cb(uv_handle_t *h)
+{
+	struct qc_release *rel = h->data;
+
+	if (--rel->closing == 0)
+		qc_release_free_cb(h);
+}
+
+/* Main loop, every 100 ms while a release runs: tells it when mxgate is stopping. */
+static void qc_release_watch_cb(uv_timer_t *t)
+{
+	struct qc_release *rel = t->data;
+
+	if (ops_is_stopping()) {
+		atomic_store(&rel->stop, 1);
+		uv_timer_stop(t);
+	}
 }
 
 /* Main loop: the release thread is done. */
@@ -535,7 +596,9 @@ static void qc_release_done_cb(uv_async_t *a)
 	} else
 		strbuf_printf(out, "quarantine release %s: %s\n", rel->id, rel->why);
 	control_reply_done(rel->r, rel->rc == 0 ? 0 : -1);
-	uv_close((uv_handle_t *)a, qc_release_free_cb);
+	rel->closing = 2;
+	uv_close((uv_handle_t *)&rel->watch, qc_release_closed_cb);
+	uv_close((uv_handle_t *)a, qc_release_closed_cb);
 }
 
 static void qc_release_start(const struct mx_config *cfg, int argc, char **argv, bool json,
@@ -574,13 +637,18 @@ static void qc_release_start(const struct mx_config *cfg, int argc, char **argv,
 	if (uv_async_init(control_reply_loop(r), &rel->async, qc_release_done_cb) != 0)
 		goto oom;
 	rel->async.data = rel;
+	uv_timer_init(control_reply_loop(r), &rel->watch);
+	rel->watch.data = rel;
+	uv_timer_start(&rel->watch, qc_release_watch_cb, 100, 100);
 	shared_gen_ref(rel->g);
 	qc_release_running = true;
 	if (uv_thread_create(&rel->thread, qc_release_thread, rel) != 0) {
 		/* as the thread's own failure: answered through the async */
 		snprintf(rel->why, sizeof(rel->why), "no thread for the release");
 		rel->rc = -1;
-		uv_close((uv_handle_t *)&rel->async, qc_release_free_cb);
+		rel->closing = 2;
+		uv_close((uv_handle_t *)&rel->watch, qc_release_closed_cb);
+		uv_close((uv_handle_t *)&rel->async, qc_release_closed_cb);
 		strbuf_printf(out, "quarantine release %s: no thread for the release\n", rel->id);
 		control_reply_done(r, -1);
 		return;

@@ -95,6 +95,12 @@ held_msg = held_file.split(b'X-Quarantine-ID: <%s>\r\n' % q1.encode(), 1)[-1]
 be.mode = 'ok'
 rc, out, err = mt.ctl(sock, 'quarantine', 'release', q1)
 mt.check(rc == 0 and ('%s: released as' % q1) in out, 'release: OK (%s %r %r)' % (rc, out, err))
+# the release's queue id is of its own form ("A" and a session's 12 characters: a session's
+# alphabet has no vowel), never one a session has or gets (its stand-in worker index 63 shared
+# worker 15's bits)
+m = re.search(r'released as (\S+) ', out)
+mt.check(m is not None and re.fullmatch(r'A[0-9B-DF-HJ-NP-TV-Z]{12}', m.group(1)) is not None,
+         'a release\'s queue id: A + 12 (%r)' % out)
 got = be.by_tag('qrel1')
 mt.check(len(got) == 1, 'the backend received it exactly once (%d)' % len(got))
 if got:

@@ -18,6 +18,8 @@
 #include "proxy/hook.h"
 #include "proxy/maildir.h"
 #include "proxy/quarantine.h"
+#include "proxy/quarantine_index.h"
+#include "proxy/smtp_tx.h"
 
 static struct quarantine_envelope env;
 
@@ -142,18 +144,110 @@ static void test_ids(void **state)
 			fail_msg("\"%s\" taken as an ID", bad[i]);
 }
 
+/* A release's queue id is never a session's: the release loop's stand-in worker index 63
+ * shares the id's 4 worker bits with worker 15, so the two differed only by the sequence
+ * (2^40 apart). Session ids, over every worker index a session or the release loop uses,
+ * sequences near 0 and near 2^40, and salts, are 12 characters without an 'A'; a release's
+ * is "A" + one of them. */
+static void test_release_queue_id(void **state)
+{
+	static const uint64_t salts[] = { 1, 0x1234567890abcdefULL, ~0ULL };
+	char s[13], r[24];
+
+	(void)state;
+	for (unsigned w = 0; w < 64; w++)
+		for (size_t k = 0; k < 3; k++)
+			for (uint64_t seq = 1; seq < 200; seq++) {
+				smtp_tx_queue_id(s, 1796380000 + seq, w, (seq & 1) ? seq : (1ULL << 40) + seq, salts[k]);
+				assert_int_equal(strlen(s), 12);
+				assert_null(strchr(s, 'A'));
+				quarantine_release_queue_id(r, sizeof(r), s);
+				assert_int_equal(strlen(r), 13);
+				assert_int_equal(r[0], 'A');
+				assert_string_equal(r + 1, s);
+				assert_string_not_equal(r, s);
+				assert_true(quarantine_id_is_valid(r));
+			}
+}
+
+/* The name -> ID index: known and unknown names, a sweep drops the names a walk did not see,
+ * growing past many rehashes and shrinking back keeps every entry. */
+static void test_index(void **state)
+{
+	struct quarantine_index *x = quarantine_index_new();
+	char id[QUARANTINE_ID_MAX + 1], name[64], want[32];
+
+	(void)state;
+	assert_non_null(x);
+	quarantine_index_begin(x);
+	assert_false(quarantine_index_get(x, "new/1.a", 7, id));
+	assert_int_equal(quarantine_index_put(x, "new/1.a", 7, "QA"), 0);
+	assert_int_equal(quarantine_index_put(x, "new/2.plain", 7, ""), 0);   /* not a held message */
+	assert_true(quarantine_index_get(x, "new/1.a", 7, id));
+	assert_string_equal(id, "QA");
+	assert_true(quarantine_index_get(x, "new/2.plain", 7, id));
+	assert_string_equal(id, "");
+	assert_int_equal(quarantine_index_put(x, "new/1.a", 7, "QB"), 0);     /* re-read: replaced */
+	assert_true(quarantine_index_get(x, "new/1.a", 7, id));
+	assert_string_equal(id, "QB");
+	assert_int_equal(quarantine_index_count(x), 2);
+	assert_false(quarantine_index_get(x, "new/1.a", 8, id));   /* renamed over: another inode */
+	/* a walk that sees only 1.a: 2.plain goes */
+	quarantine_index_begin(x);
+	assert_true(quarantine_index_get(x, "new/1.a", 7, id));
+	quarantine_index_sweep(x);
+	assert_int_equal(quarantine_index_count(x), 1);
+	assert_false(quarantine_index_get(x, "new/2.plain", 7, id));
+	/* 20000 names (rehashes on the way), then a walk that keeps the odd ones */
+	quarantine_index_begin(x);
+	for (int i = 0; i < 20000; i++) {
+		snprintf(name, sizeof(name), "cur/%d.M%dP1:2,S", i, i);
+		snprintf(want, sizeof(want), "ID%d", i);
+		assert_int_equal(quarantine_index_put(x, name, 7, want), 0);
+	}
+	assert_int_equal(quarantine_index_count(x), 20001);   /* and 1.a, not seen: no sweep yet */
+	quarantine_index_begin(x);
+	for (int i = 1; i < 20000; i += 2) {
+		snprintf(name, sizeof(name), "cur/%d.M%dP1:2,S", i, i);
+		assert_true(quarantine_index_get(x, name, 7, id));
+	}
+	quarantine_index_sweep(x);
+	assert_int_equal(quarantine_index_count(x), 10000);
+	for (int i = 0; i < 20000; i++) {
+		snprintf(name, sizeof(name), "cur/%d.M%dP1:2,S", i, i);
+		snprintf(want, sizeof(want), "ID%d", i);
+		if (i % 2 == 0) {
+			assert_false(quarantine_index_get(x, name, 7, id));
+			continue;
+		}
+		assert_true(quarantine_index_get(x, name, 7, id));
+		assert_string_equal(id, want);
+	}
+	/* everything gone: shrinks, stays usable */
+	quarantine_index_begin(x);
+	quarantine_index_sweep(x);
+	assert_int_equal(quarantine_index_count(x), 0);
+	assert_int_equal(quarantine_index_put(x, "new/3.b", 7, "QC"), 0);
+	assert_true(quarantine_index_get(x, "new/3.b", 7, id));
+	quarantine_index_free(x);
+	quarantine_index_free(NULL);
+}
+
+/* root/sub/name with data, as a maildir writer puts it there: written aside, renamed in. */
 static void put(const char *root, const char *sub, const char *name, const char *data, time_t mtime)
 {
-	char p[512];
+	char p[512], t[520];
 	FILE *f;
 
 	snprintf(p, sizeof(p), "%s/%s/%s", root, sub, name);
-	f = fopen(p, "wb");
+	snprintf(t, sizeof(t), "%s.tmp", p);
+	f = fopen(t, "wb");
 	assert_non_null(f);
 	fputs(data, f);
 	fclose(f);
 	struct timeval tv[2] = { { mtime, 0 }, { mtime, 0 } };
-	utimes(p, tv);
+	utimes(t, tv);
+	assert_int_equal(rename(t, p), 0);
 }
 
 static void test_files(void **state)
@@ -217,6 +311,27 @@ static void test_files(void **state)
 	assert_int_equal(quarantine_find(root, "HID", &it, err, sizeof(err)), 0);
 	assert_int_equal(quarantine_find(root, "../new/1.old", &it, err, sizeof(err)), 0);
 	assert_int_equal(quarantine_find(root, "NOPE", &it, err, sizeof(err)), 0);
+	/* the index knows every name now; a file replaced under its name (renamed over it:
+	 * another inode, another ID), one added, one removed: lookups see the files as they
+	 * are, not as indexed */
+	put(root, "new", "3.plain", "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>\r\nX-Quarantine-ID: <NOWHELD>\r\n"
+	    "Subject: x\r\n\r\nx\r\n", 3000);
+	assert_int_equal(quarantine_find(root, "NOWHELD", &it, err, sizeof(err)), 1);
+	quarantine_item_free(&it);
+	put(root, "new", "3.plain", "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>\r\nX-Quarantine-ID: <OTHER>\r\n"
+	    "Subject: x\r\n\r\nx\r\n", 3000);
+	assert_int_equal(quarantine_find(root, "NOWHELD", &it, err, sizeof(err)), 0);
+	assert_int_equal(quarantine_find(root, "OTHER", &it, err, sizeof(err)), 1);
+	quarantine_item_free(&it);
+	put(root, "cur", "5.late:2,", "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>\r\nX-Quarantine-ID: <LATE5>\r\n"
+	    "Subject: x\r\n\r\nx\r\n", 5000);
+	assert_int_equal(quarantine_find(root, "LATE5", &it, err, sizeof(err)), 1);
+	quarantine_item_free(&it);
+	snprintf(p, sizeof(p), "%s/cur/5.late:2,", root);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(quarantine_find(root, "LATE5", &it, err, sizeof(err)), 0);
+	assert_int_equal(quarantine_find(root, "BIG3", &it, err, sizeof(err)), 1);
+	quarantine_item_free(&it);
 	/* a quarantine never written to yet: empty, not an error */
 	assert_int_equal(quarantine_list("/tmp/test_quarantine-none/x", 10, items, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 0);
@@ -233,6 +348,8 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_release_queue_id),
+		cmocka_unit_test(test_index),
 		cmocka_unit_test(test_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
