@@ -67,6 +67,8 @@ write, the content with the next group), in front of one smtp-sink.
       mxgate, haproxy), the top symbols by own samples, and the kernel's top call chains
       seen from the system call (read, write, epoll_wait, ...). BENCH_PERF_KEEP=DIR keeps
       the perf.data files. Needs perf.
+  sys and perf take BENCH_CLIENT=d: smtp-source -d (lock-step, 4 KiB, BENCH_D_SESSIONS
+      connections, 20 by default) instead of the pipelining client.
 
 Figures only, no assertions."""
 import glob, os, re, shutil, statistics, subprocess, sys, time
@@ -340,6 +342,15 @@ def cpu_ab(rounds, bins):
     print('load after %s' % open('/proc/loadavg').read().strip())
 
 
+def client(port, msgs):
+    """One run of msgs messages through port by the chosen client: bench_core's PIPELINING
+    client, or with BENCH_CLIENT=d smtp-source -d (lock-step, BENCH_D_SESSIONS connections,
+    20 by default; bench_core_pipe.py's -d line). msg/s."""
+    if os.environ.get('BENCH_CLIENT') == 'd':
+        return bc.smtp_source(port, msgs, 4096, ['-d', '-s', os.environ.get('BENCH_D_SESSIONS', '20')])
+    return bc.pipelined(port, msgs)
+
+
 SYS_EVENTS = ['syscalls:sys_enter_*', 'context-switches', 'cpu-migrations', 'sched:sched_wakeup']
 
 
@@ -362,7 +373,7 @@ def perf_count(pid, port, msgs):
     st = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.5)        # attaching ~350 tracepoints takes a moment; idle loops make no calls
     m0 = machine()
-    got = {'msg/s': bc.pipelined(port, msgs) * msgs}
+    got = {'msg/s': client(port, msgs) * msgs}
     m1 = machine()
     st.send_signal(2)
     st.wait(30)
@@ -390,7 +401,7 @@ def sys_count(rounds, bins):
     print('load before %s' % open('/proc/loadavg').read().strip())
     for n, p in targets:
         print('%-4s threads: %d' % (n, len(os.listdir('/proc/%d/task' % p.pid))))
-        bc.pipelined(p.port, WARM)
+        client(p.port, WARM)
     for r in range(rounds):
         order = targets[r % len(targets):] + targets[:r % len(targets)]
         for n, p in order:
@@ -412,7 +423,7 @@ def perf_profile(rounds, bins):
     keep = os.environ.get('BENCH_PERF_KEEP')
     print('load before %s' % open('/proc/loadavg').read().strip())
     for n, p in targets:
-        bc.pipelined(p.port, WARM)
+        client(p.port, WARM)
     data = {n: [] for n, _ in targets}
     msgs = {n: 0 for n, _ in targets}
     for r in range(rounds):
@@ -422,7 +433,7 @@ def perf_profile(rounds, bins):
             rec = subprocess.Popen(['perf', 'record', '-e', 'cpu-clock', '-F', '2000', '-g', '-o', out,
                                     '-p', str(p.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-            bc.pipelined(p.port, KMSGS)
+            client(p.port, KMSGS)
             rec.send_signal(2)
             rec.wait(60)
             data[n].append(out)

@@ -90,6 +90,9 @@ struct relay {
 	bool data_open;               /* ... and got 354: the backend reads a message now */
 	bool msg_waiting;             /* relay_send_message came before that reply */
 	bool data_ahead;              /* that DATA was sent ahead and is not claimed yet */
+	int data_refused;             /* that DATA was refused before the message came: the code */
+	char *data_refused_text;      /* ... and its text, the message's reply (relay_send_message) */
+	size_t data_refused_cap;
 	/* commands sent ahead for the owner's next transaction (relay_queue_ahead), in order:
 	 * the first ahead_claimed have an owner, the first ahead_answered a reply; the first
 	 * ahead_done were handed over (or dropped) */
@@ -502,6 +505,7 @@ static void relay_handle_closed_cb(uv_handle_t *h)
 	}
 	free(r->ahead);
 	free(r->fifo);
+	free(r->data_refused_text);
 	relay_texts_clear(r);
 	free(r->codes);
 	free(r->texts);
@@ -1323,6 +1327,13 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 				return;
 			}
 			r->data_open = code == 354;
+			if (code != 354 && code != 421 && !p.ahead) {
+				/* Refused before the message came (a lock-step client's early DATA
+				 * answered while it sends the content): the transaction is over there,
+				 * and this is the message's reply when it comes, with no DATA again. */
+				r->data_refused = code;
+				relay_ahead_keep(&r->data_refused_text, &r->data_refused_cap, text, len);
+			}
 		}
 		if (code == 421) {
 			/* The backend is closing on us: report, then close (the commands queued
@@ -1441,6 +1452,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
  * the list is full, the worker drains or a newer config generation is in force). */
 static void relay_park(struct relay *r)
 {
+	r->data_refused = 0;
 	if (r->w->nidle >= relay_max_idle(r) || atomic_load(&r->w->stop) || r->w->gen == NULL ||
 	    r->gen != r->w->gen->shared) {
 		r->state = RELAY_QUIT;
@@ -1595,6 +1607,8 @@ void relay_take_data_ahead(struct relay *r)
 void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg)
 {
 	bool misplaced = r->data_open;	/* the backend would read it as message content */
+
+	r->data_refused = 0;	/* a command after a refused DATA: the message will not come */
 
 	if (r->state == RELAY_CLOSED)
 		return;
@@ -1847,6 +1861,16 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 	r->clean = false;
 	r->bdat = false;
 	relay_take_data_ahead(r);
+	if (r->data_refused) {
+		/* DATA went early and was refused: that is the message's reply, as when the
+		 * message waits for it (msg_waiting); no DATA again for the same answer. */
+		int code = r->data_refused;
+
+		r->data_refused = 0;
+		r->state = RELAY_DATA_354;
+		relay_on_reply(r, code, r->data_refused_text, strlen(r->data_refused_text));
+		return;
+	}
 	if (r->data_open) {
 		/* DATA went ahead with the last RCPT and got its 354: stream now. */
 		r->data_open = false;

@@ -27,6 +27,7 @@
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/msgbuf.h"
+#include "proxy/relay.h"
 #include "proxy/smtp_tx.h"
 #include "proxy/worker.h"
 #include "uv_wait.h"
@@ -1657,6 +1658,16 @@ static bool fake_has_data(void *arg)
 	return n >= 5 && strcmp(l + n - 5, "DATA\n") == 0;
 }
 
+/* How often line (with its newline) occurs in a fake's log. */
+static int log_count(const char *log, const char *line)
+{
+	int n = 0;
+
+	for (const char *p = log; (p = strstr(p, line)) != NULL; p += strlen(line))
+		n++;
+	return n;
+}
+
 /* MAIL and RCPT in lock-step, then the client's DATA: smtp_tx_data_early sends DATA to the
  * backend before any content (the fake's log ends with it). */
 static void world_lockstep_to_data(struct world *wd, struct fake *f)
@@ -1710,8 +1721,19 @@ static void test_lockstep_data_early(void **state)
 	world_reset(wd);
 }
 
+/* The early DATA answered (the connection no longer waits for it, or has gone). */
+static bool relay_data_answered(void *arg)
+{
+	const struct world *wd = arg;
+
+	return wd->tx.relay == NULL || !relay_data_pending(wd->tx.relay);
+}
+
 /* The backend refuses the early DATA: the client hears a refusal at its dot (the backend's
- * 5xx, or 451 once no attempt is left for a 4xx), never 250; nothing delivered. */
+ * 5xx, or 451 once no attempt is left for a 4xx), never 250; nothing delivered. Whether the
+ * refusal is read while the message waits for it or before the message is complete (a real
+ * client's content takes longer than the backend's answer), it is the message's reply:
+ * DATA is not sent again for the same answer. */
 static void test_lockstep_data_refused(void **state)
 {
 	struct world *wd = *state;
@@ -1719,18 +1741,23 @@ static void test_lockstep_data_refused(void **state)
 	static const int codes[] = { 554, 451 };
 
 	world_init(wd, "smtp", NULL, NULL);
-	for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
-		f->data_code = codes[i];
-		f->log[0] = '\0';
-		atomic_store(&wd->sg->pool->rr, 0);
-		world_mail(wd, "a@example.org");
-		world_rcpt(wd, "b@example.net");
-		smtp_tx_data_early(&wd->tx);
-		world_data(wd);
-		world_deliver(wd, false);
-		assert_int_equal(wd->code / 100, codes[i] / 100);
-		assert_int_equal(f->messages, 0);
-		world_reset(wd);
+	for (int first = 0; first < 2; first++) {
+		for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+			f->data_code = codes[i];
+			f->log[0] = '\0';
+			atomic_store(&wd->sg->pool->rr, 0);
+			world_mail(wd, "a@example.org");
+			world_rcpt(wd, "b@example.net");
+			smtp_tx_data_early(&wd->tx);
+			if (first)
+				assert_true(run_until(&wd->w->loop, relay_data_answered, wd, WAIT_MS));
+			world_data(wd);
+			world_deliver(wd, false);
+			assert_int_equal(wd->code / 100, codes[i] / 100);
+			assert_int_equal(f->messages, 0);
+			assert_int_equal(log_count(f->log, "DATA\n"), 1);
+			world_reset(wd);
+		}
 	}
 }
 
