@@ -81,8 +81,9 @@ SINCE = {
     'fuzz_dns_answer': '2026-12-05T06:42Z',
     'fuzz_dmarc': '2026-12-04T04:40Z',          # 464c1b27: every domain of a From (dmarc_from_domains)
     # session 28: dns_reply_failed_question; session 29: dns_msg_question (any message's
-    # header and question) and dns_frame_feed (the input as a TCP stream in pieces)
-    'fuzz_dns_reply': '2026-12-06T14:55Z',
+    # header and question) and dns_frame_feed (the input as a TCP stream in pieces), on main
+    # at 15:13Z; w-fuzz9's 15:06Z campaign ran the harness before it, so it does not count
+    'fuzz_dns_reply': '2026-12-06T15:13Z',
     'fuzz_domain': '2026-12-04T04:25Z',         # U-labels against their A-label form
     # 5dd95f49: a peer's value folds only onto visible text; session 21: the session's cached
     # Received builder (smtp_tx.c's) against the whole one over a session's changes
