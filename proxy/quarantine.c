@@ -528,21 +528,6 @@ int quarantine_move_released(const char *root, const struct quarantine_item *it,
 	return 0;
 }
 
-/* Writes all of buf[0..n) to fd; 0 or -1 (errno). */
-static int quarantine_write_all(int fd, const char *buf, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, buf, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		buf += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int quarantine_rewrite_rcpts(const char *root, const struct quarantine_item *it, const struct rcpt *rcpts,
     size_t n, char *err, size_t errlen)
 {
@@ -578,7 +563,7 @@ int quarantine_rewrite_rcpts(const char *root, const struct quarantine_item *it,
 		snprintf(err, errlen, "create %.400s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	if (quarantine_write_all(out, block.v, block.len) != 0)
+	if (maildir_write_all(out, block.v, block.len) != 0)
 		goto write_fail;
 	for (;;) {
 		ssize_t r = pread(in, buf, 64 * 1024, off);
@@ -590,7 +575,7 @@ int quarantine_rewrite_rcpts(const char *root, const struct quarantine_item *it,
 		}
 		if (r == 0)
 			break;
-		if (quarantine_write_all(out, buf, (size_t)r) != 0)
+		if (maildir_write_all(out, buf, (size_t)r) != 0)
 			goto write_fail;
 		off += r;
 	}
@@ -608,6 +593,14 @@ int quarantine_rewrite_rcpts(const char *root, const struct quarantine_item *it,
 	if (rename(tmp, it->path) != 0) {
 		snprintf(err, errlen, "rename %.400s over %.400s: %s", tmp, it->path, strerror(errno));
 		goto drop;
+	}
+	/* the rename kept over a crash: the old file (naming everyone) never comes back */
+	char dir[PATH_MAX];
+	const char *slash = strrchr(it->path, '/');
+	if (slash && (size_t)(slash - it->path) < sizeof(dir)) {
+		memcpy(dir, it->path, (size_t)(slash - it->path));
+		dir[slash - it->path] = '\0';
+		(void)maildir_sync_dir(dir);
 	}
 	rc = 0;
 	goto out;
