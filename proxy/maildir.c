@@ -118,8 +118,8 @@ static int maildir_prepare(const char *root, char *err, size_t errlen)
 	return 0;
 }
 
-/* write(2) all of buf, retrying short writes and EINTR. 0 or -1. */
-static int maildir_write_all(int fd, const char *buf, size_t len)
+/* See maildir.h. */
+int maildir_write_all(int fd, const char *buf, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = write(fd, buf, len > (1u << 30) ? (1u << 30) : len);
@@ -134,8 +134,8 @@ static int maildir_write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
-/* fsync a directory so a rename into it survives a crash. 0 or -1. */
-static int maildir_sync_dir(const char *dir)
+/* See maildir.h. */
+int maildir_sync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)

@@ -30,6 +30,11 @@ int maildir_make_name(char *buf, size_t len);
  * from the thread pool (health checks do). Returns 0, or -1 with the reason in err. */
 int maildir_check_writable(const char *root, char *err, size_t errlen);
 
+/* Blocking. write(2) all of buf, retrying short writes and EINTR. 0 or -1 (errno). */
+int maildir_write_all(int fd, const char *buf, size_t len);
+/* Blocking. fsync a directory so a rename into it survives a crash. 0 or -1. */
+int maildir_sync_dir(const char *dir);
+
 struct strbuf;
 struct rcpt;
 

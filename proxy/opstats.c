@@ -96,11 +96,30 @@ void opstats_note_rcpt(int worker, const char *sender, const char *rcpt, bool ac
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* Counts rcpts[0..n) by address and domain in what (the slot's lock held); for
+ * OPS_MSG_DELIVERED only the ones whose status is 2xx. */
+static void opstats_note_rcpts_locked(struct opstats_slot *s, const struct rcpt *rcpts, size_t n,
+    enum opstats_mail_count what)
+{
+	char rk[TOPK_KEY_MAX], dk[TOPK_KEY_MAX];
+
+	for (size_t i = 0; i < n; i++) {
+		if (rcpts[i].addr == NULL || rcpts[i].addr[0] == '\0')
+			continue;
+		/* an LMTP server refused it after the dot (smtp_tx.c): not delivered to it */
+		if (what == OPS_MSG_DELIVERED && rcpts[i].status / 100 != 2)
+			continue;
+		/* keyed under the lock: a few octets each, no call that can block */
+		topk_add(&s->t.mail[OPS_BY_RCPT][what], opstats_addr_key(rcpts[i].addr, rk), 1);
+		topk_add(&s->t.mail[OPS_BY_RCPT_DOMAIN][what], opstats_domain_key(rcpts[i].addr, dk), 1);
+	}
+}
+
 void opstats_note_message(int worker, const char *sender, const struct rcpt *rcpts, size_t n,
     enum opstats_mail_count what)
 {
 	struct opstats_slot *s;
-	char sk[TOPK_KEY_MAX], rk[TOPK_KEY_MAX], dk[TOPK_KEY_MAX];
+	char sk[TOPK_KEY_MAX];
 
 	if (sender == NULL || (unsigned)what >= OPS__NCOUNTS)
 		return;
@@ -109,13 +128,20 @@ void opstats_note_message(int worker, const char *sender, const struct rcpt *rcp
 	pthread_mutex_lock(&s->mu);
 	s->used = true;
 	topk_add(&s->t.mail[OPS_BY_SENDER_DOMAIN][what], sk, 1);
-	for (size_t i = 0; i < n; i++) {
-		if (rcpts[i].addr == NULL || rcpts[i].addr[0] == '\0')
-			continue;
-		/* keyed under the lock: a few octets each, no call that can block */
-		topk_add(&s->t.mail[OPS_BY_RCPT][what], opstats_addr_key(rcpts[i].addr, rk), 1);
-		topk_add(&s->t.mail[OPS_BY_RCPT_DOMAIN][what], opstats_domain_key(rcpts[i].addr, dk), 1);
-	}
+	opstats_note_rcpts_locked(s, rcpts, n, what);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void opstats_note_rcpts(int worker, const struct rcpt *rcpts, size_t n, enum opstats_mail_count what)
+{
+	struct opstats_slot *s;
+
+	if ((unsigned)what >= OPS__NCOUNTS)
+		return;
+	s = opstats_slot(worker);
+	pthread_mutex_lock(&s->mu);
+	s->used = true;
+	opstats_note_rcpts_locked(s, rcpts, n, what);
 	pthread_mutex_unlock(&s->mu);
 }
 

@@ -45,8 +45,10 @@ enum opstats_mail_count {
 	OPS_RCPT_ACCEPTED = 0,       /* a RCPT answered 2xx (a backend took it) */
 	OPS_RCPT_REFUSED,            /* a RCPT answered 4xx or 5xx, whoever refused it */
 	OPS_MSG_DELIVERED,           /* a message the client got 250 for from a backend's 250
-	                              * (as messages_delivered_total): per recipient, per message
-	                              * for the sender's domain */
+	                              * (as messages_delivered_total): per message for the
+	                              * sender's domain, per recipient the backend took (an LMTP
+	                              * server's 5xx after the dot for one is not counted; its
+	                              * 250 before a replay for the others is) */
 	OPS_MSG_SPAM,                /* a message found spam (as spam_found_total), whatever
 	                              * became of it: per recipient, per message for the sender */
 	OPS__NCOUNTS
@@ -60,9 +62,14 @@ void opstats_note_rcpt(int worker, const char *sender, const char *rcpt, bool ac
 struct rcpt;
 /* A message from sender to the n recipients at rcpts (hook.h: their addr) was delivered
  * (what: OPS_MSG_DELIVERED) or found spam (OPS_MSG_SPAM): counted once for the sender's
- * domain, once for each recipient and its domain. */
+ * domain, once for each recipient and its domain. Delivered: only the recipients whose
+ * status (the backend's reply after the dot) is 2xx; an LMTP server may refuse some. */
 void opstats_note_message(int worker, const char *sender, const struct rcpt *rcpts, size_t n,
     enum opstats_mail_count what);
+/* As opstats_note_message for the recipients alone, the sender's domain not counted: the
+ * recipients an LMTP server took before the message was replayed for the others (they
+ * leave the envelope; the message is counted once, at its outcome). */
+void opstats_note_rcpts(int worker, const struct rcpt *rcpts, size_t n, enum opstats_mail_count what);
 
 /* A refusal the log shows, written and counted in one call: the one place an
  * `event=reject` or `event=tempfail` line is made, so that the count by event, stage and

@@ -1,5 +1,6 @@
 /* quarantine.c — the quarantine maildir's envelope block and its files (see quarantine.h). */
 #include "quarantine.h"
+#include "maildir.h"
 #include "quarantine_index.h"
 
 #include <dirent.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 enum quarantine_field {
@@ -524,6 +526,100 @@ int quarantine_move_released(const char *root, const struct quarantine_item *it,
 		return -1;
 	}
 	return 0;
+}
+
+int quarantine_rewrite_rcpts(const char *root, const struct quarantine_item *it, const struct rcpt *rcpts,
+    size_t n, char *err, size_t errlen)
+{
+	char tmp[PATH_MAX], name[256], *sender = NULL, *reason = NULL, *id = NULL, *buf = NULL;
+	struct strbuf block = { 0 };
+	int in = -1, out = -1, rc = -1;
+	off_t off = (off_t)it->env.end;
+	const struct quarantine_envelope *e = &it->env;
+
+	if (n == 0 || maildir_make_name(name, sizeof(name)) != 0 ||
+	    snprintf(tmp, sizeof(tmp), "%s/tmp/%s", root, name) >= (int)sizeof(tmp)) {
+		snprintf(err, errlen, "%.400s: no name for the rewritten file", root);
+		return -1;
+	}
+	sender = strndup(it->head + e->sender.off, e->sender.len);
+	reason = strndup(it->head + e->reason.off, e->reason.len);
+	id = strndup(it->head + e->id.off, e->id.len);
+	buf = malloc(64 * 1024);
+	if (sender == NULL || reason == NULL || id == NULL || buf == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	/* the block as the hold wrote it, for these recipients (X-Envelope-To-Blocked too) */
+	maildir_quarantine_fields(&block, sender, rcpts, n, id, reason);
+	in = open(it->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (in < 0) {
+		snprintf(err, errlen, "open %.400s: %s", it->path, strerror(errno));
+		goto out;
+	}
+	/* aside in the maildir's tmp/ (the hold made it; the same file system as the file) */
+	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (out < 0) {
+		snprintf(err, errlen, "create %.400s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (maildir_write_all(out, block.v, block.len) != 0)
+		goto write_fail;
+	for (;;) {
+		ssize_t r = pread(in, buf, 64 * 1024, off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			snprintf(err, errlen, "read %.400s: %s", it->path, strerror(errno));
+			goto drop;
+		}
+		if (r == 0)
+			break;
+		if (maildir_write_all(out, buf, (size_t)r) != 0)
+			goto write_fail;
+		off += r;
+	}
+	/* the held time kept: list shows it where it was (newest first) */
+	struct timespec ts[2] = { { it->mtime, 0 }, { it->mtime, 0 } };
+	(void)futimens(out, ts);
+	if (fsync(out) != 0)
+		goto write_fail;
+	if (close(out) != 0) {
+		out = -1;
+		goto write_fail;
+	}
+	out = -1;
+	/* in one step: the file names everyone or only these, never half of it */
+	if (rename(tmp, it->path) != 0) {
+		snprintf(err, errlen, "rename %.400s over %.400s: %s", tmp, it->path, strerror(errno));
+		goto drop;
+	}
+	/* the rename kept over a crash: the old file (naming everyone) never comes back */
+	char dir[PATH_MAX];
+	const char *slash = strrchr(it->path, '/');
+	if (slash && (size_t)(slash - it->path) < sizeof(dir)) {
+		memcpy(dir, it->path, (size_t)(slash - it->path));
+		dir[slash - it->path] = '\0';
+		(void)maildir_sync_dir(dir);
+	}
+	rc = 0;
+	goto out;
+write_fail:
+	snprintf(err, errlen, "write %.400s: %s", tmp, strerror(errno));
+drop:
+	if (out >= 0)
+		close(out);
+	out = -1;
+	unlink(tmp);
+out:
+	if (in >= 0)
+		close(in);
+	free(block.v);
+	free(buf);
+	free(sender);
+	free(reason);
+	free(id);
+	return rc;
 }
 
 const char *quarantine_item_headers(const struct quarantine_item *it, size_t *len)

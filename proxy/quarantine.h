@@ -87,6 +87,16 @@ int quarantine_list(const char *root, size_t n, struct quarantine_item *items, s
  * list, show and release no longer see it (amavis keeps released files too). 0 or -1 err. */
 int quarantine_move_released(const char *root, const struct quarantine_item *it, char *err, size_t errlen);
 
+struct rcpt;
+/* Blocking. Rewrites the held file it (in root's new/ or cur/) so that its envelope block
+ * names only rcpts[0..n) (n >= 1; their addr) as X-Envelope-To and X-Envelope-To-Blocked:
+ * the block written anew (maildir_quarantine_fields: the sender, reason and ID as they
+ * were), the held message copied after it, into root/tmp/, fsync'd, the file's time kept,
+ * then renamed over it->path: the file names everyone or only these, never half. 0, or -1
+ * with err (the file is then as it was). */
+int quarantine_rewrite_rcpts(const char *root, const struct quarantine_item *it, const struct rcpt *rcpts,
+    size_t n, char *err, size_t errlen);
+
 /* The header block of a held message (after the envelope), cut at QUARANTINE_SHOW_MAX:
  * *len octets from the returned pointer into it->head. */
 const char *quarantine_item_headers(const struct quarantine_item *it, size_t *len);

@@ -280,10 +280,15 @@ struct qc_release {
 	struct quarantine_item it;
 	char **to;                   /* the recipients of the transaction */
 	size_t nto, next_rcpt;
-	int rc;
+	int rc;                      /* 0 released, -1 failed, -2 delivered but the file stays
+	                              * as it was, -3 delivered to some, the file stays for the
+	                              * ones refused after the dot (rewritten to name only them) */
 	char why[1200];
 	char backend[300];
 	char queue_id[24];
+	struct strbuf refused;       /* "<addr> code text" of each refused after the dot, ", " */
+	size_t nrefused;             /* recipients refused after the dot (a delivered release) */
+	size_t ndelivered;           /* recipients delivered (a failed release: before the failure) */
 };
 
 static bool qc_release_running;        /* main loop only */
@@ -303,19 +308,79 @@ static void qc_release_fail(struct qc_release *rel, const char *what, const stru
 	relay_close_idle(rel->w);
 }
 
+/* Release thread: a recipient's own reply after the dot (smtp_tx's rcpt_result): the
+ * refused ones are named in the answer. */
+static void qc_release_rcpt_result_cb(void *arg, const struct rcpt *r, int code, const char *text)
+{
+	struct qc_release *rel = arg;
+	char av[400], tv[400];
+
+	if (code / 100 != 5 || rel->refused.len > 800)
+		return;
+	/* the backend's line as it came ("550 5.2.2 ..."), quoted as any value from outside */
+	strbuf_printf(&rel->refused, "%s<%s> %s", rel->refused.len ? ", " : "", log_val(av, sizeof(av), r->addr),
+	    log_val(tv, sizeof(tv), text ? text : ""));
+}
+
+/* Release thread: after the dot, the recipients the release still owes (the envelope's:
+ * after a 250 the ones refused, after a failure every one left, the ones an LMTP server
+ * took before a replay having left it) into owed (env->nrcpts slots; their addr valid until
+ * the transaction is reset). Returns how many. */
+static size_t qc_release_owed(const struct qc_release *rel, bool delivered, struct rcpt *owed)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < rel->env.nrcpts; i++)
+		if (!delivered || rel->env.rcpts[i].status / 100 != 2)
+			owed[n++] = rel->env.rcpts[i];
+	return n;
+}
+
 static void qc_release_deliver_cb(void *arg, const struct smtp_tx_result *res)
 {
 	struct qc_release *rel = arg;
-	char err[600];
+	const char *root = rel->g->cfg->quarantine_dir;
+	bool delivered = res->code / 100 == 2;
+	struct rcpt *owed = calloc(rel->env.nrcpts ? rel->env.nrcpts : 1, sizeof(*owed));
+	size_t nowed = owed ? qc_release_owed(rel, delivered, owed) : rel->env.nrcpts;
+	char err[600] = "";
+	int rw = 0;
 
-	if (res->code / 100 != 2) {
+	/* Some have it, some not: the file stays for the others and names only them (a second
+	 * release sends nothing more to the ones that have it). */
+	if (nowed > 0 && nowed < rel->nto)
+		rw = owed ? quarantine_rewrite_rcpts(root, &rel->it, owed, nowed, err, sizeof(err)) :
+		    (snprintf(err, sizeof(err), "out of memory"), -1);
+	free(owed);
+	if (!delivered) {
+		rel->ndelivered = rel->nto - nowed;
 		qc_release_fail(rel, "the backend did not take it", res);
+		size_t l = strlen(rel->why);
+		if (rel->ndelivered > 0 && rw == 0)
+			snprintf(rel->why + l, sizeof(rel->why) - l, "; delivered to %zu of %zu before: the held file "
+			    "now names only the %zu not delivered", rel->ndelivered, rel->nto, nowed);
+		else if (rel->ndelivered > 0)
+			snprintf(rel->why + l, sizeof(rel->why) - l, "; delivered to %zu of %zu before, but the held "
+			    "file still names all of them (%s): release it to the others by name or delete it",
+			    rel->ndelivered, rel->nto, err);
 		return;
 	}
 	snprintf(rel->backend, sizeof(rel->backend), "%s", rel->tx.backend ? rel->tx.backend->url : "maildir");
 	snprintf(rel->queue_id, sizeof(rel->queue_id), "%s", rel->env.queue_id);
-	/* delivered: only now does the file leave the quarantine */
-	if (quarantine_move_released(rel->g->cfg->quarantine_dir, &rel->it, err, sizeof(err)) != 0) {
+	rel->nrefused = nowed;
+	if (nowed > 0) {
+		/* refused after the dot (an LMTP server's 5xx for them) */
+		int k = snprintf(rel->why, sizeof(rel->why), "released as %s to %zu of %zu recipients via %s; refused %s; ",
+		    rel->queue_id, rel->nto - nowed, rel->nto, rel->backend, rel->refused.len ? rel->refused.v : "?");
+		size_t l = k < 0 ? 0 : (size_t)k >= sizeof(rel->why) ? sizeof(rel->why) - 1 : (size_t)k;
+		if (rw == 0)
+			snprintf(rel->why + l, sizeof(rel->why) - l, "the file stays for them");
+		else
+			snprintf(rel->why + l, sizeof(rel->why) - l, "but the held file still names all of them (%s): "
+			    "release it to the refused ones by name or delete it (quarantine delete %s)", err, rel->id);
+		rel->rc = rw == 0 ? -3 : -2;
+	} else if (quarantine_move_released(root, &rel->it, err, sizeof(err)) != 0) {
+		/* delivered: only now does the file leave the quarantine */
 		snprintf(rel->why, sizeof(rel->why), "delivered (queue_id %s via %s) but the held file stays: %s: "
 		    "delete it (quarantine delete %s) or it can be released twice", rel->queue_id, rel->backend,
 		    err, rel->id);
@@ -497,6 +562,8 @@ static void qc_release_thread(void *arg)
 	rel->env.cfg = cfg;
 	rel->env.worker = QC_WORKER_INDEX;
 	smtp_tx_init(&rel->tx, rel->w, rel->g->pool, &rel->env, NULL, NULL);
+	rel->tx.rcpt_result = qc_release_rcpt_result_cb;
+	rel->tx.rcpt_result_arg = rel;
 	bool utf8 = false;
 	for (const char *p = from; *p; p++)
 		utf8 |= (unsigned char)*p >= 0x80;
@@ -538,6 +605,7 @@ static void qc_release_free_cb(uv_handle_t *h)
 		free(rel->to[i]);
 	free(rel->to);
 	quarantine_item_free(&rel->it);
+	strbuf_free(&rel->refused);
 	free(rel->w);
 	shared_gen_unref(rel->g);
 	free(rel);
@@ -572,13 +640,19 @@ static void qc_release_done_cb(uv_async_t *a)
 	char bv[400];
 
 	uv_thread_join(&rel->thread);
-	if (rel->rc != -1)
+	char nv[40] = "";
+	if (rel->rc != -1) {
+		if (rel->nrefused > 0)
+			snprintf(nv, sizeof(nv), " refused=%zu", rel->nrefused);
 		log_event(rel->rc == 0 ? LOG_LVL_INFO : LOG_LVL_WARNING, NULL,
-		    "event=quarantine_released id=%s queue_id=%s rcpts=%zu backend=%s%s", rel->id, rel->queue_id,
-		    rel->nto, log_val(bv, sizeof(bv), rel->backend), rel->rc == 0 ? "" : " file=kept");
-	else
-		log_event(LOG_LVL_WARNING, NULL, "event=quarantine_release_failed id=%s reason=%s", rel->id,
-		    log_val(bv, sizeof(bv), rel->why));
+		    "event=quarantine_released id=%s queue_id=%s rcpts=%zu backend=%s%s%s", rel->id, rel->queue_id,
+		    rel->nto, log_val(bv, sizeof(bv), rel->backend), nv, rel->rc == -2 ? " file=kept" : "");
+	} else {
+		if (rel->ndelivered > 0)
+			snprintf(nv, sizeof(nv), " delivered=%zu", rel->ndelivered);
+		log_event(LOG_LVL_WARNING, NULL, "event=quarantine_release_failed id=%s reason=%s%s", rel->id,
+		    log_val(bv, sizeof(bv), rel->why), nv);
+	}
 	if (rel->rc == 0) {
 		if (rel->json) {
 			struct jsonw j;

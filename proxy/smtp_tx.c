@@ -1098,11 +1098,15 @@ static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const
 		else
 			smtp_tx_backend_qid(reply, backend_qid);
 		/* smtp_tx_delivered_form, built without reading a format (about 1,000 instructions
-		 * less a message at the default level) */
+		 * less a message at the default level); rcpts: the ones this backend took (an
+		 * LMTP server may have refused some: event=lmtp_rcpt_refused) */
 		char line[2048];
+		size_t took = 0;
+		for (size_t i = 0; i < env->nrcpts; i++)
+			took += env->rcpts[i].status / 100 == 2;
 		size_t n = smtp_tx_delivered_text(line, sizeof(line), env->queue_id, backend_url,
 		    backend_qid[0] ? log_val(qv, sizeof(qv), backend_qid) : "-",
-		    log_addr(fv, sizeof(fv), env->mail_from), env->nrcpts, (unsigned long long)tx->msg_size,
+		    log_addr(fv, sizeof(fv), env->mail_from), took, (unsigned long long)tx->msg_size,
 		    env->client_ip, env->score);
 		log_event_text(LOG_LVL_INFO, env->session_id, line, n);
 	}
@@ -1166,6 +1170,10 @@ static void smtp_tx_maildir_cb(void *arg, int status, const char *qid, const cha
 	}
 	if (tx->backend)
 		backend_report_success(tx->pool, tx->backend);
+	/* one file for all: each recipient has it (an LMTP server's 4xx before this replay
+	 * is no longer its result) */
+	for (size_t i = 0; i < tx->env->nrcpts; i++)
+		tx->env->rcpts[i].status = 250;
 	snprintf(q, sizeof(q), "%s", qid ? qid : "");
 	smtp_tx_delivered(tx, tx->backend ? tx->backend->url : "maildir", NULL, q);
 }
@@ -1189,7 +1197,9 @@ static void smtp_tx_write_maildir(struct smtp_tx *tx, const char *root, const ch
 static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char *const *texts)
 {
 	struct smtp_tx *tx = arg;
+	struct hook_env *env = tx->env;
 	int ok = tx->rcpts_done, perm = 0, temp = 0;
+	bool per_rcpt = (size_t)n == env->nrcpts;
 
 	if (tx->closed)
 		return;
@@ -1201,11 +1211,33 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		else
 			temp++;
 	}
+	/* Each recipient's own result: an LMTP server's reply for it (RFC 2033 4.2: one per
+	 * recipient, in order), else the one reply for all. The session counts as delivered
+	 * only the 2xx ones (opstats_note_message); a release keeps its file for the others. */
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		env->rcpts[i].status = codes[per_rcpt ? i : 0];
+		if (tx->rcpt_result)
+			tx->rcpt_result(tx->rcpt_result_arg, &env->rcpts[i], codes[per_rcpt ? i : 0],
+			    texts[per_rcpt ? i : 0]);
+	}
 	const char *url = tx->backend ? tx->backend->url : "?";
 	if (temp == 0 && ok > 0) {
-		if (perm)
-			log_event(LOG_LVL_WARNING, tx->env->session_id, "event=partial_reject backend=%s rejected=%d accepted=%d",
+		if (perm) {
+			log_event(LOG_LVL_WARNING, env->session_id, "event=partial_reject backend=%s rejected=%d accepted=%d",
 			    url, perm, ok);
+			/* the client gets 250 (the others have it) and no bounce comes from here:
+			 * each one refused by name, for the operator to tell the sender */
+			for (size_t i = 0; i < env->nrcpts; i++) {
+				char av[600], rv[256];
+				const char *t = texts[per_rcpt ? i : 0];
+
+				if (env->rcpts[i].status / 100 != 5)
+					continue;
+				log_event(LOG_LVL_WARNING, env->session_id, "event=lmtp_rcpt_refused backend=%s rcpt=%s code=%d reply=%s added=%s queue_id=%s",
+				    url, log_addr(av, sizeof(av), env->rcpts[i].addr), env->rcpts[i].status,
+				    log_val(rv, sizeof(rv), t ? t : ""), env->rcpts[i].added ? "yes" : "no", env->queue_id);
+			}
+		}
 		smtp_tx_delivered(tx, url, texts[0], NULL);
 		return;
 	}
@@ -1236,8 +1268,7 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		    url, ok, temp);
 		/* The replay carries only the recipients still owed (one reply per envelope
 		 * recipient, in order): the others have their copy. */
-		struct hook_env *env = tx->env;
-		size_t i = (size_t)n == env->nrcpts ? env->nrcpts : 0;
+		size_t i = per_rcpt ? env->nrcpts : 0;
 
 		for (size_t k = 0; k < i; k++) {
 			/* each one still owed by name, a filter's (added) told apart: the client's
@@ -1253,6 +1284,8 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		while (i-- > 0) {
 			if (codes[i] / 100 != 2)
 				continue;
+			/* delivered: counted now, the envelope the outcome counts no longer has it */
+			opstats_note_rcpts(tx->w->index, &env->rcpts[i], 1, OPS_MSG_DELIVERED);
 			smtp_tx_remove_rcpt(env, i);
 			tx->rcpts_done++;	/* still delivered: the outcome counts them */
 		}

@@ -33,6 +33,7 @@ struct pool;
 struct backend;
 struct relay;
 struct hook_env;
+struct rcpt;
 struct mx_config;
 struct msgbuf;
 
@@ -75,6 +76,11 @@ struct smtp_tx {
 	                                   * this message: the next one to them is fresh */
 	int attempts;
 	int rcpts_done;                   /* LMTP recipients a failed attempt delivered (left env) */
+	/* set by the owner after smtp_tx_init (the quarantine release; NULL for a session):
+	 * told each recipient's own reply after the dot (an LMTP server's one per recipient),
+	 * before the message's result; r is valid during the call */
+	void (*rcpt_result)(void *arg, const struct rcpt *r, int code, const char *text);
+	void *rcpt_result_arg;
 	char *mail_line;                  /* the MAIL command for the backend (in mail_buf) */
 	struct strbuf mail_buf, ahead_buf;  /* the MAIL lines' storage, kept between messages */
 	char *rcpt, *rcpt_params;         /* the recipient in flight (env->cur_rcpt), in rcpt_blk */

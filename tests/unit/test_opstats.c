@@ -129,8 +129,13 @@ static void test_notes_merged_across_workers(void **state)
 static void test_mail_notes_keyed(void **state)
 {
 	static struct opstats_top top;
-	struct rcpt rcpts[3] = { { .addr = "Bob@Example.TEST" }, { .addr = "carol@example.test" },
-		{ .addr = "postmaster" } };
+	struct rcpt rcpts[3] = { { .addr = "Bob@Example.TEST", .status = 250 },
+		{ .addr = "carol@example.test", .status = 250 }, { .addr = "postmaster", .status = 250 } };
+	/* an LMTP server took dave and refused erin after the dot; frank it took before a
+	 * replay for the others (left the envelope: counted alone) */
+	struct rcpt lmtp[2] = { { .addr = "dave@example.test", .status = 250 },
+		{ .addr = "erin@example.test", .status = 550 } };
+	struct rcpt frank = { .addr = "frank@example.test", .status = 250 };
 
 	opstats_reset();
 	opstats_note_rcpt(0, "alice@Sender.EXAMPLE", "Bob@Example.TEST", true);
@@ -141,6 +146,8 @@ static void test_mail_notes_keyed(void **state)
 	opstats_note_rcpt(1, "a@b.example", NULL, false);
 	opstats_note_message(2, "alice@sender.example", rcpts, 3, OPS_MSG_DELIVERED);
 	opstats_note_message(2, "alice@sender.example", rcpts, 1, OPS_MSG_SPAM);
+	opstats_note_message(3, "alice@sender.example", lmtp, 2, OPS_MSG_DELIVERED);
+	opstats_note_rcpts(3, &frank, 1, OPS_MSG_DELIVERED);
 	opstats_collect(&top);
 
 	const struct topk (*m)[OPS__NCOUNTS] = top.mail;
@@ -152,9 +159,12 @@ static void test_mail_notes_keyed(void **state)
 	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT][OPS_RCPT_REFUSED], "nobody@example.test"), 2);
 	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT_DOMAIN][OPS_RCPT_ACCEPTED], "example.test"), 2);
 	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT_DOMAIN][OPS_RCPT_REFUSED], "example.test"), 2);
-	/* a message: once for the sender, once for each recipient */
-	assert_int_equal(topk_count_of(&m[OPS_BY_SENDER_DOMAIN][OPS_MSG_DELIVERED], "sender.example"), 1);
-	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT_DOMAIN][OPS_MSG_DELIVERED], "example.test"), 2);
+	/* a message: once for the sender, once for each recipient delivered */
+	assert_int_equal(topk_count_of(&m[OPS_BY_SENDER_DOMAIN][OPS_MSG_DELIVERED], "sender.example"), 2);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT_DOMAIN][OPS_MSG_DELIVERED], "example.test"), 4);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT][OPS_MSG_DELIVERED], "dave@example.test"), 1);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT][OPS_MSG_DELIVERED], "erin@example.test"), 0);
+	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT][OPS_MSG_DELIVERED], "frank@example.test"), 1);
 	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT_DOMAIN][OPS_MSG_DELIVERED], "-"), 1);
 	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT][OPS_MSG_DELIVERED], "postmaster"), 1);
 	assert_int_equal(topk_count_of(&m[OPS_BY_RCPT][OPS_MSG_SPAM], "bob@example.test"), 1);

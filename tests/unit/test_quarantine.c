@@ -341,6 +341,60 @@ static void test_files(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* A release delivered to some recipients: the file is rewritten to name only the others
+ * (quarantine_rewrite_rcpts): the same ID, sender and reason, the message after the block
+ * octet for octet, the file's time kept, nothing left in tmp/; without tmp/ it fails and
+ * the file is as it was. */
+static void test_rewrite_rcpts(void **state)
+{
+	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "";
+	static const char msg[] = "Received: x\r\nSubject: held\r\n\r\nbody\r\n.dot\r\n";
+	struct quarantine_item it;
+	struct rcpt c = { .addr = "c@x.test" };
+	struct stat st;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	snprintf(p, sizeof(p), "%s/new", root);
+	mkdir(p, 0700);
+	char held[1024];
+	snprintf(held, sizeof(held), "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
+	    "X-Envelope-To: <b@x.test>,\r\n <c@x.test>\r\nX-Envelope-To-Blocked: <b@x.test>,\r\n <c@x.test>\r\n"
+	    "X-Quarantine-Reason: rules: score=7.0\r\nX-Quarantine-ID: <RW1>\r\n%s", msg);
+	put(root, "new", "1.rw", held, 1234);
+
+	/* no tmp/ to write aside in: an error, the file untouched */
+	assert_int_equal(quarantine_find(root, "RW1", &it, err, sizeof(err)), 1);
+	assert_int_equal(quarantine_rewrite_rcpts(root, &it, &c, 1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "/tmp/"));
+	quarantine_item_free(&it);
+	assert_int_equal(quarantine_find(root, "RW1", &it, err, sizeof(err)), 1);
+	assert_int_equal(it.env.nrcpts, 2);
+
+	snprintf(p, sizeof(p), "%s/tmp", root);
+	mkdir(p, 0700);
+	assert_int_equal(quarantine_rewrite_rcpts(root, &it, &c, 1, err, sizeof(err)), 0);
+	quarantine_item_free(&it);
+	assert_int_equal(quarantine_find(root, "RW1", &it, err, sizeof(err)), 1);
+	assert_int_equal(it.env.nrcpts, 1);
+	assert_string_equal(span(it.head, it.env.rcpts[0]), "c@x.test");
+	assert_string_equal(span(it.head, it.env.sender), "s@x.test");
+	assert_string_equal(span(it.head, it.env.reason), "rules: score=7.0");
+	assert_int_equal(it.size, sizeof(msg) - 1);
+	assert_memory_equal(it.head + it.env.end, msg, sizeof(msg) - 1);
+	assert_non_null(strstr(it.head, "X-Envelope-To-Blocked: <c@x.test>\r\n"));
+	assert_null(strstr(it.head, "b@x.test"));
+	assert_int_equal(stat(it.path, &st), 0);
+	assert_int_equal(st.st_mtime, 1234);
+	quarantine_item_free(&it);
+	/* tmp/ is empty again: the file written there was renamed over the held one */
+	snprintf(p, sizeof(p), "rmdir %s/tmp", root);
+	assert_int_equal(system(p), 0);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -351,6 +405,7 @@ int main(void)
 		cmocka_unit_test(test_release_queue_id),
 		cmocka_unit_test(test_index),
 		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_rewrite_rcpts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

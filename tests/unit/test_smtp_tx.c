@@ -898,6 +898,11 @@ static void test_lmtp_partials(void **state)
 	world_send(wd, 2, false);
 	assert_int_equal(wd->code, 250);
 	assert_int_equal(strncmp(f->log, "LHLO mx.test\n", 13), 0);
+	/* each recipient keeps its own reply after the dot: the session counts only the
+	 * delivered one as delivered */
+	assert_int_equal(wd->env.nrcpts, 2);
+	assert_int_equal(wd->env.rcpts[0].status, 250);
+	assert_int_equal(wd->env.rcpts[1].status, 550);
 	world_reset(wd);
 
 	f->eom_codes[1] = 451;
