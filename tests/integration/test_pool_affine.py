@@ -59,6 +59,21 @@ def start(b, pool, name):
     return mx
 
 
+def connect(mx, n, names=None):
+    """n clients of mx, each after its EHLO (names: their EHLO names)."""
+    clients = [mt.Client(mx.port) for _ in range(n)]
+    for i, c in enumerate(clients):
+        code = c.ehlo(names[i] if names else 'client.test')[0]
+        mt.check(code == 250, '%s: client %d EHLO (%s)' % (mx.name, i, code))
+    return clients
+
+
+def leave(clients):
+    for c in clients:
+        c.cmd('QUIT')
+        c.close()
+
+
 def rounds(b, tag, clients, n):
     """n rounds; in each every client opens a transaction (all of them hold a backend
     connection at once, as lock-step clients running side by side do), then each sends its
@@ -77,9 +92,7 @@ def rounds(b, tag, clients, n):
 if want('affine'):
     b = mt.Backend(name='A')
     mx = start(b, POOL, 'mx-affine')
-    clients = [mt.Client(mx.port) for _ in range(CLIENTS)]
-    for i, c in enumerate(clients):
-        mt.check(c.ehlo('c%d.client.test' % i)[0] == 250, 'affine: client %d EHLO' % i)
+    clients = connect(mx, CLIENTS, ['c%d.client.test' % i for i in range(CLIENTS)])
     codes, most = rounds(b, 'af', clients, ROUNDS)
     mt.check(codes == [250] * (3 * CLIENTS * ROUNDS), 'affine: every command and message 250 (%s)' % codes)
     with b.lock:
@@ -107,23 +120,19 @@ if want('affine'):
              % b.open_connections())
     # The bound: the clients go, the idle connections come back to pool_size.
     q0, open0, conns0 = count(b, 'QUIT'), b.open_connections(), len(mail_conns(b))
-    for c in clients:
-        c.cmd('QUIT')
-        c.close()
+    leave(clients)
     mt.check(mt.wait_for(lambda: b.open_connections() == POOL and count(b, 'QUIT') - q0 == open0 - POOL, 10),
              'affine: the clients gone, pool_size %d idle connections kept, the other %d sent QUIT (%d open, %d QUIT)'
              % (POOL, open0 - POOL, b.open_connections(), count(b, 'QUIT') - q0))
     # A new client reuses a pooled connection (announced as itself).
-    c = mt.Client(mx.port)
-    c.ehlo('late.client.test')
+    c, = connect(mx, 1, ['late.client.test'])
     code = opened(c) + (finish(c, 'af-late'),)
     late = b.by_tag('af-late')
     mt.check(code == (250,) * 3 and len(late) == 1 and late[0]['xclient'].get('HELO') == 'late.client.test' and
              len(mail_conns(b)) == conns0,
              'affine: a later client takes a pooled connection under its own name (%s, %d new connections)'
              % (code, len(mail_conns(b)) - conns0))
-    c.cmd('QUIT')
-    c.close()
+    leave([c])
     mx.stop()
     b.stop()
 
@@ -131,18 +140,14 @@ if want('zero'):
     # pool_size 0: no connection is kept, not even for a client that stays.
     b = mt.Backend(name='Z')
     mx = start(b, 0, 'mx-affine-zero')
-    clients = [mt.Client(mx.port) for _ in range(2)]
-    for c in clients:
-        c.ehlo()
+    clients = connect(mx, 2)
     codes, _ = rounds(b, 'zero', clients, 2)
     mt.check(codes == [250] * 12, 'zero: every command and message 250 (%s)' % codes)
     gone = mt.wait_for(lambda: b.open_connections() == 0, 10)
     mt.check(len(mail_conns(b)) == 4 and gone,
              'zero: pool_size 0 keeps nothing, a connection a message (%d connections, %d open)'
              % (len(mail_conns(b)), b.open_connections()))
-    for c in clients:
-        c.cmd('QUIT')
-        c.close()
+    leave(clients)
     mx.stop()
     b.stop()
 
@@ -151,9 +156,7 @@ if want('cut'):
     # clients' next messages go through on new ones, nothing lost.
     b = mt.Backend(name='C')
     mx = start(b, 1, 'mx-affine-cut')
-    clients = [mt.Client(mx.port) for _ in range(3)]
-    for c in clients:
-        c.ehlo()
+    clients = connect(mx, 3)
     codes, _ = rounds(b, 'cut1', clients, 1)
     mt.check(codes == [250] * 9 and b.open_connections() == 3, 'cut: three messages, three connections kept (%s, %d)'
              % (codes, b.open_connections()))
@@ -168,9 +171,7 @@ if want('cut'):
     codes, _ = rounds(b, 'cut2', clients, 2)
     mt.check(codes == [250] * 18, 'cut: every later message 250 (%s)' % codes)
     mt.check(len(b.messages) == 9, 'cut: the backend has all nine (%d)' % len(b.messages))
-    for c in clients:
-        c.cmd('QUIT')
-        c.close()
+    leave(clients)
     mx.stop()
     b.stop()
 
