@@ -63,6 +63,7 @@ struct relay {
 	 * (relay_park), until it ends (relay_session_end) */
 	const void *sess;
 	bool extra;
+	bool resetting;               /* on w->resetting: its RSET in flight, kept for sess */
 	struct worker *w;
 	struct shared_gen *gen;       /* ref held: pool, config */
 	struct backend *b;
@@ -535,12 +536,28 @@ static void relay_unlink_idle(struct relay *r)
 	r->next_idle = NULL;
 }
 
+/* Takes r off w->resetting (relay_release) if it is there. */
+static void relay_unlink_resetting(struct relay *r)
+{
+	if (!r->resetting)
+		return;
+	for (struct relay **pp = &r->w->resetting; *pp; pp = &(*pp)->next_idle) {
+		if (*pp == r) {
+			*pp = r->next_idle;
+			break;
+		}
+	}
+	r->next_idle = NULL;
+	r->resetting = false;
+}
+
 static void relay_close(struct relay *r)
 {
 	if (r->state == RELAY_CLOSED)
 		return;
 	if (r->state == RELAY_IDLE)
 		relay_unlink_idle(r);
+	relay_unlink_resetting(r);
 	if (r->counted_active) {
 		backend_active_add(r->b, -1);
 		r->counted_active = false;
@@ -1459,6 +1476,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 	}
 	case RELAY_RSET:
 		relay_disarm(r);
+		relay_unlink_resetting(r);
 		if (code != 250) {
 			r->state = RELAY_QUIT;
 			relay_send_line(r, "QUIT");
@@ -1512,8 +1530,21 @@ static void relay_park(struct relay *r)
 
 void relay_session_end(struct worker *w, const struct hook_env *env)
 {
-	struct relay **pp = w ? &w->idle : NULL;
+	struct relay **pp = w ? &w->resetting : NULL;
 
+	/* an RSET in flight: parked as any once its reply is in */
+	while (pp && *pp) {
+		struct relay *r = *pp;
+		if (r->sess == env) {
+			r->sess = NULL;
+			*pp = r->next_idle;
+			r->next_idle = NULL;
+			r->resetting = false;
+		} else {
+			pp = &r->next_idle;
+		}
+	}
+	pp = w ? &w->idle : NULL;
 	while (pp && *pp) {
 		struct relay *r = *pp;
 		if (r->sess != env) {
@@ -2015,9 +2046,13 @@ void relay_release(struct relay *r, bool reusable)
 			relay_park(r);
 			return;
 		}
-		/* The session may end before the RSET's reply (relay_session_end would not find
-		 * the connection then): parked as any, not for the session. */
-		r->sess = NULL;
+		/* Kept for the session once the reply is in (relay_park); relay_session_end
+		 * finds it on w->resetting should the session end before. */
+		if (r->sess != NULL) {
+			r->next_idle = r->w->resetting;
+			r->w->resetting = r;
+			r->resetting = true;
+		}
 		r->state = RELAY_RSET;
 		relay_send_line(r, "RSET");
 		return;

@@ -7,8 +7,9 @@ messages on its one connection: each client's messages go over one backend conne
 because the pool was full when the session gave its connection back. The bound holds: while
 the clients are connected the backend sees one connection per client, no more; once they
 leave, the idle connections come back to pool_size (the rest are sent QUIT); pool_size 0
-keeps none. A backend that closes the kept connections loses no message.
-MX_POOL_ONLY=name,name runs only those cases (affine, zero, cut).
+keeps none. A transaction the client abandons (RSET) keeps it too. A backend that closes the
+kept connections loses no message.
+MX_POOL_ONLY=name,name runs only those cases (affine, rset, zero, cut).
 """
 import os
 import socket
@@ -133,6 +134,31 @@ if want('affine'):
              'affine: a later client takes a pooled connection under its own name (%s, %d new connections)'
              % (code, len(mail_conns(b)) - conns0))
     leave([c])
+    mx.stop()
+    b.stop()
+
+if want('rset'):
+    # Transactions the clients abandon (RSET after RCPT: mxgate sends RSET to the backend,
+    # the connection is kept once its reply is in) keep their connections too.
+    b = mt.Backend(name='R')
+    mx = start(b, 1, 'mx-affine-rset')
+    clients = connect(mx, 4, ['r%d.client.test' % i for i in range(4)])
+    codes = []
+    for r in range(3):
+        for c in clients:
+            codes.extend(opened(c))
+        for c in clients:
+            codes.append(c.cmd('RSET')[0])
+    more, _ = rounds(b, 'rset', clients, 1)
+    mt.check(codes + more == [250] * (36 + 12), 'rset: every command and message 250 (%s)' % (codes + more))
+    mt.check(len(mail_conns(b)) == 4 and count(b, 'XCLIENT') == 4 and count(b, 'QUIT') == 0,
+             'rset: one backend connection per client through abandoned transactions, no QUIT '
+             '(%d connections, %d XCLIENT, %d QUIT)' % (len(mail_conns(b)), count(b, 'XCLIENT'), count(b, 'QUIT')))
+    q0, open0 = count(b, 'QUIT'), b.open_connections()
+    leave(clients)
+    mt.check(mt.wait_for(lambda: b.open_connections() == 1 and count(b, 'QUIT') - q0 == open0 - 1, 10),
+             'rset: the clients gone, pool_size 1 kept, the other %d QUIT (%d open, %d QUIT)'
+             % (open0 - 1, b.open_connections(), count(b, 'QUIT') - q0))
     mx.stop()
     b.stop()
 
