@@ -689,7 +689,10 @@ static const struct cfg_field backends_fields[] = {
 	{ "max_attempts", CFG_INT, offsetof(struct backends_config, max_attempts), "3", 1, 100,
 	  .doc = "servers tried for one message before the client gets 4xx" },
 	{ "pool_size", CFG_INT, offsetof(struct backends_config, pool_size), "8", 0, 1000,
-	  .doc = "idle connections kept per server per worker (0 = none)" },
+	  .doc = "idle connections kept per server per worker (0 = none); beyond them, a connection a "
+		 "session gave back after its message waits for that session's next one while its client "
+		 "stays connected (lock-step clients side by side each keep theirs), then back to the pool "
+		 "or QUIT; 256 idle connections per worker in all" },
 	{ "starttls", CFG_BOOL, offsetof(struct backends_config, starttls), "true",
 	  .doc = "use STARTTLS when a backend offers it; a handshake that fails sends the message in clear "
 		 "(and no STARTTLS to that server for 10 minutes), as Postfix's level may" },

@@ -57,6 +57,13 @@ enum relay_state {
 
 struct relay {
 	struct relay *next_idle;
+	/* The session the connection last served, while that session lasts (its hook_env, a key
+	 * only, never followed): parked, the connection waits for that session's next
+	 * transaction first (relay_take_idle); extra: parked beyond pool_size for it
+	 * (relay_park), until it ends (relay_session_end) */
+	const void *sess;
+	bool extra;
+	bool resetting;               /* on w->resetting: its RSET in flight, kept for sess */
 	struct worker *w;
 	struct shared_gen *gen;       /* ref held: pool, config */
 	struct backend *b;
@@ -513,19 +520,35 @@ static void relay_handle_closed_cb(uv_handle_t *h)
 	free(r);
 }
 
+static struct relay *relay_idle_pop(struct worker *w, struct relay **pp);
+
 static void relay_unlink_idle(struct relay *r)
 {
 	struct relay **pp = &r->w->idle;
 
 	while (*pp) {
 		if (*pp == r) {
-			*pp = r->next_idle;
-			r->w->nidle--;
+			relay_idle_pop(r->w, pp);
 			break;
 		}
 		pp = &(*pp)->next_idle;
 	}
 	r->next_idle = NULL;
+}
+
+/* Takes r off w->resetting (relay_release) if it is there. */
+static void relay_unlink_resetting(struct relay *r)
+{
+	if (!r->resetting)
+		return;
+	for (struct relay **pp = &r->w->resetting; *pp; pp = &(*pp)->next_idle) {
+		if (*pp == r) {
+			*pp = r->next_idle;
+			break;
+		}
+	}
+	r->next_idle = NULL;
+	r->resetting = false;
 }
 
 static void relay_close(struct relay *r)
@@ -534,6 +557,7 @@ static void relay_close(struct relay *r)
 		return;
 	if (r->state == RELAY_IDLE)
 		relay_unlink_idle(r);
+	relay_unlink_resetting(r);
 	if (r->counted_active) {
 		backend_active_add(r->b, -1);
 		r->counted_active = false;
@@ -1051,20 +1075,44 @@ static bool relay_idle_fits(struct relay *r, const struct hook_env *env)
 	return (r->caps.bits & SMTP_CAP_XCLIENT) && !atomic_load(&r->b->xclient_once);
 }
 
-/* An idle connection to b of generation g that fits env (see above), or NULL. */
+/* Takes *pp off w's idle list and returns it. */
+static struct relay *relay_idle_pop(struct worker *w, struct relay **pp)
+{
+	struct relay *r = *pp;
+
+	*pp = r->next_idle;
+	r->next_idle = NULL;
+	w->nidle--;
+	if (r->extra) {
+		w->nidle_extra--;
+		r->extra = false;
+	}
+	return r;
+}
+
+/* An idle connection to b of generation g that fits env (see above), or NULL: the one env's
+ * session gave back, when there is one (announced for that client already, and kept for it:
+ * relay_park); else one no connected session gave back; else another session's (whose next
+ * transaction then takes another or opens one). The first walk compares pointers only. */
 static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct shared_gen *g,
     const struct hook_env *env)
 {
-	for (struct relay **pp = &w->idle; *pp; pp = &(*pp)->next_idle) {
+	struct relay **pp, **other = NULL;
+
+	for (pp = &w->idle; *pp; pp = &(*pp)->next_idle) {
 		struct relay *r = *pp;
-		if (r->b == b && r->gen == g && relay_idle_fits(r, env)) {
-			*pp = r->next_idle;
-			r->next_idle = NULL;
-			w->nidle--;
-			return r;
+		if (r->sess == env && r->b == b && r->gen == g && relay_idle_fits(r, env))
+			return relay_idle_pop(w, pp);
+	}
+	for (pp = &w->idle; *pp; pp = &(*pp)->next_idle) {
+		struct relay *r = *pp;
+		if (r->b == b && r->gen == g && (r->sess == NULL || other == NULL) && relay_idle_fits(r, env)) {
+			if (r->sess == NULL)
+				return relay_idle_pop(w, pp);
+			other = pp;
 		}
 	}
-	return NULL;
+	return other ? relay_idle_pop(w, other) : NULL;
 }
 
 static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen *g,
@@ -1117,6 +1165,7 @@ static void relay_open_as(struct worker *w, struct backend *b, const struct hook
 	if (idle_ok && bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g, env)) != NULL) {
 		counter_inc(COUNTER_BACKEND_CONNECTIONS_REUSED);
 		relay_set_sid(r, env);
+		r->sess = env;
 		r->reused_fresh = true;
 		r->open_cb = cb;
 		r->arg = arg;
@@ -1205,6 +1254,7 @@ static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen
 	}
 	counter_inc(COUNTER_BACKEND_CONNECTS);
 	relay_set_sid(r, env);
+	r->sess = env;
 	r->w = w;
 	r->gen = g;
 	shared_gen_ref(g);
@@ -1426,6 +1476,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 	}
 	case RELAY_RSET:
 		relay_disarm(r);
+		relay_unlink_resetting(r);
 		if (code != 250) {
 			r->state = RELAY_QUIT;
 			relay_send_line(r, "QUIT");
@@ -1448,23 +1499,71 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 	}
 }
 
-/* A connection with no transaction open goes on the worker's idle list (or says QUIT when
- * the list is full, the worker drains or a newer config generation is in force). */
+/* A connection with no transaction open goes on the worker's idle list, or says QUIT when
+ * the worker drains, a newer config generation is in force or the list is full: pool_size
+ * connections per server (relay_max_idle), and beyond that, one given back by a session
+ * still connected (r->sess), kept for that session's next transaction (lock-step clients
+ * side by side each hold one between their messages: with more of them than pool_size, the
+ * pool would QUIT some at every round and open them again) until the session ends
+ * (relay_session_end), RELAY_MAX_IDLE_PER_WORKER idle connections in all. */
 static void relay_park(struct relay *r)
 {
+	struct worker *w = r->w;
+	bool full = w->nidle - w->nidle_extra >= relay_max_idle(r);
+
 	r->data_refused = 0;
-	if (r->w->nidle >= relay_max_idle(r) || atomic_load(&r->w->stop) || r->w->gen == NULL ||
-	    r->gen != r->w->gen->shared) {
+	if (atomic_load(&w->stop) || w->gen == NULL || r->gen != w->gen->shared || w->nidle >= RELAY_MAX_IDLE_PER_WORKER ||
+	    (full && r->sess == NULL)) {
 		r->state = RELAY_QUIT;
 		relay_send_line(r, "QUIT");
 		return;
 	}
 	r->state = RELAY_IDLE;
 	r->reused_fresh = false;	/* (taken and given back unused: no longer "fresh" from the pool) */
-	r->next_idle = r->w->idle;
-	r->w->idle = r;
-	r->w->nidle++;
+	r->next_idle = w->idle;
+	w->idle = r;
+	w->nidle++;
+	r->extra = full;
+	w->nidle_extra += full;
 	relay_arm(r, RELAY_IDLE_MS, NULL);
+}
+
+void relay_session_end(struct worker *w, const struct hook_env *env)
+{
+	struct relay **pp = w ? &w->resetting : NULL;
+
+	/* an RSET in flight: parked as any once its reply is in */
+	while (pp && *pp) {
+		struct relay *r = *pp;
+		if (r->sess == env) {
+			r->sess = NULL;
+			*pp = r->next_idle;
+			r->next_idle = NULL;
+			r->resetting = false;
+		} else {
+			pp = &r->next_idle;
+		}
+	}
+	pp = w ? &w->idle : NULL;
+	while (pp && *pp) {
+		struct relay *r = *pp;
+		if (r->sess != env) {
+			pp = &r->next_idle;
+			continue;
+		}
+		r->sess = NULL;
+		if (r->extra && w->nidle - w->nidle_extra < relay_max_idle(r)) {
+			r->extra = false;	/* room in the pool now: it stays, as any pooled one */
+			w->nidle_extra--;
+		}
+		if (!r->extra) {
+			pp = &r->next_idle;
+			continue;
+		}
+		relay_idle_pop(w, pp);
+		r->state = RELAY_QUIT;
+		relay_send_line(r, "QUIT");
+	}
 }
 
 static int relay_max_idle(const struct relay *r)
@@ -1915,6 +2014,9 @@ void relay_set_owner(struct relay *r, struct relay **owner)
 
 void relay_release(struct relay *r, bool reusable)
 {
+	/* kept for its session only when a session gives it back (not an open that completed
+	 * after the session ended: no owner) */
+	r->sess = r->owner ? r->sess : NULL;
 	r->owner = NULL;
 	r->sid[0] = '\0';
 	if (r->state == RELAY_CLOSED)
@@ -1943,6 +2045,13 @@ void relay_release(struct relay *r, bool reusable)
 			relay_disarm(r);
 			relay_park(r);
 			return;
+		}
+		/* Kept for the session once the reply is in (relay_park); relay_session_end
+		 * finds it on w->resetting should the session end before. */
+		if (r->sess != NULL) {
+			r->next_idle = r->w->resetting;
+			r->w->resetting = r;
+			r->resetting = true;
 		}
 		r->state = RELAY_RSET;
 		relay_send_line(r, "RSET");

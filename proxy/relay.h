@@ -91,7 +91,8 @@ void relay_cancel(struct relay *r);
 void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, const char *body,
     size_t len, bool body_wire, int nrcpt, relay_data_fn cb, void *arg);
 /* Done with it: reusable -> RSET and keep idle (or QUIT if the pool is full); otherwise
- * QUIT/close. No callback. */
+ * QUIT/close. No callback. Given back by its owner (relay_set_owner) after a transaction's
+ * final reply, it is kept for the owner's session beyond pool_size until relay_session_end. */
 void relay_release(struct relay *r, bool reusable);
 /* Registers the owner's pointer to r: it is set to NULL if r closes on its own (the
  * backend went away between commands), so the owner never uses a dead relay. */
@@ -115,6 +116,9 @@ bool relay_is_lmtp(const struct relay *r);
  * CHUNKING and no DATA went ahead), until the next message; false for NULL. */
 bool relay_sent_bdat(const struct relay *r);
 
+/* env's session ends: the idle connections it gave back are no longer kept for it; one
+ * parked beyond pool_size for it stays when the pool has room now, else it is sent QUIT. */
+void relay_session_end(struct worker *w, const struct hook_env *env);
 /* Worker shutdown: QUIT every idle connection. */
 void relay_close_idle(struct worker *w);
 

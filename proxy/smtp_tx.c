@@ -1800,6 +1800,7 @@ void smtp_tx_close(struct smtp_tx *tx)
 		relay_release(tx->next_relay, true);
 		tx->next_relay = NULL;
 	}
+	relay_session_end(tx->w, tx->env);	/* the connections kept for the session: back or QUIT */
 }
 
 int smtp_tx_pending(const struct smtp_tx *tx)

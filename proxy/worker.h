@@ -65,6 +65,8 @@ struct worker {
 	struct session *session_list; /* for drain */
 	struct relay *idle;           /* idle backend connections (list) */
 	int nidle;
+	int nidle_extra;              /* of them, kept beyond pool_size for their sessions (relay.c) */
+	struct relay *resetting;      /* connections whose RSET is in flight, kept for their sessions */
 	uv_timer_t drain_timer;
 	char readbuf[65536];          /* shared by every read on this loop */
 	bool readbuf_busy;

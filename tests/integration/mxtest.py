@@ -55,8 +55,10 @@ API (everything else is internal):
          (smtp-sink; messages() -> [{'attrs': X-* dump headers, 'rcpts', 'data' (LF endings)}])
   Backend(mode, lmtp, reject_rcpt, tempfail_rcpt, lmtp_codes, delay, xclient, expect_proxy,
           starttls, smtputf8, host, extensions, mail_reply, rcpt_replies) .port .url .messages
-          .attempts .commands .connections .proxy_headers .tls_handshakes .sni
-          .find(needle) .by_tag(tag) .stop()
+          .attempts .commands .connections .conn_commands .proxy_headers .tls_handshakes .sni
+          .find(needle) .by_tag(tag) .open_connections() .stop()  (a message's 'conn': the
+          number of the connection it came on, 1 for the first accepted; conn_commands:
+          number -> that connection's command lines)
   peers (each on a held port, stopped at exit; an installed peer that does not start fails):
       redis(port) -> .port;  redis_cmd(port, *args) -> reply;  clamd() -> .port .sock;
       spamd(local_cf) -> .port (once it answers PING);  milter(stall, unix) -> .port .sock (tests/peers/mx_milter.py);
@@ -1761,7 +1763,9 @@ class Backend:
     sni: the server names clients sent in their TLS ClientHello (None: none sent), one per handshake.
     Records: messages (accepted: dicts mail, rcpts, data (unstuffed bytes), xclient, proxy,
     helo, qid, accepted_rcpts), attempts (every transaction that reached the dot),
-    commands (every command line received, all connections), connections (count). Attributes may be changed while it runs."""
+    commands (every command line received, all connections), connections (count; a message's
+    'conn' is its connection's number, 1 for the first), conn_commands (number -> that
+    connection's command lines), open_connections() (those not closed yet). Attributes may be changed while it runs."""
 
     def _tls_context(self):
         """One server context while `starttls` stays the same, as one server process keeps
@@ -1795,6 +1799,7 @@ class Backend:
         self.lmtp_codes = dict(lmtp_codes or {})
         self.expect_proxy = expect_proxy
         self.messages, self.attempts, self.proxy_headers, self.commands = [], [], [], []
+        self.conn_commands = {}      # connection number -> its command lines
         self.connections = 0
         self.tls_handshakes = []     # one per STARTTLS: True when it resumed a session
         self._tls_ctx = None
@@ -1808,6 +1813,7 @@ class Backend:
         self.sock.listen(128)
         self.running = True
         self.conns = set()
+        self._conn_no = {}           # socket -> its connection's number (1 for the first)
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
         _servers.append(self)
@@ -1854,7 +1860,14 @@ class Backend:
             with self.lock:
                 self.connections += 1
                 self.conns.add(c)
+                self._conn_no[c] = self.connections
             threading.Thread(target=self._serve_safe, args=(c,), daemon=True).start()
+
+    def open_connections(self):
+        """Connections accepted and not closed yet (by either side); a connection that took
+        STARTTLS stays counted (its TLS socket replaced the one _serve_safe discards)."""
+        with self.lock:
+            return len(self.conns)
 
     def _serve_safe(self, c):
         try:
@@ -1865,6 +1878,7 @@ class Backend:
         finally:
             with self.lock:
                 self.conns.discard(c)
+                self._conn_no.pop(c, None)
             try:
                 c.close()
             except OSError:
@@ -1898,6 +1912,8 @@ class Backend:
         return None
 
     def _serve(self, c):
+        with self.lock:
+            conn_no = self._conn_no.get(c)
         f = c.makefile('rb')
         proxy = None
         if self.expect_proxy:
@@ -1932,6 +1948,7 @@ class Backend:
             cmd = line.rstrip(b'\r\n').decode('utf-8', 'replace')
             with self.lock:
                 self.commands.append(cmd)
+                self.conn_commands.setdefault(conn_no, []).append(cmd)
             verb = cmd.split(' ', 1)[0].upper()
             arg = cmd[len(verb):].strip()
             if verb in ('EHLO', 'LHLO', 'HELO'):
@@ -2053,7 +2070,7 @@ class Backend:
                 rec = {'mail': mail, 'rcpts': list(rcpts), 'accepted_rcpts': list(accepted), 'data': body,
                        'from': re.sub(r'^<?([^>\s]*)>?.*$', r'\1', mail or ''), 'rcpt': list(accepted),
                        'xclient': dict(xclient), 'proxy': proxy, 'helo': helo, 'qid': qid, 'tls': tls,
-                       'bdat': verb == 'BDAT'}
+                       'bdat': verb == 'BDAT', 'conn': conn_no}
                 with self.lock:
                     self.attempts.append(rec)
                 if self.delay:
