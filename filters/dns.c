@@ -6,6 +6,7 @@
  * timing out only detaches the user callback, so nothing ever fires into freed memory. */
 #include "filters/dns.h"
 #include "proxy/config.h"
+#include "proxy/fnv.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
 
@@ -465,17 +466,6 @@ struct dns_cache {
 	struct dns_cache_entry *head, *tail;
 };
 
-static uint64_t dns_cache_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;	/* FNV-1a */
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 static int dns_cache_key(char *out, size_t outlen, enum dns_type t, const char *name)
 {
 	size_t i, n = strlen(name);
@@ -523,7 +513,7 @@ static void dns_cache_entry_free(struct dns_cache_entry *e)
 /* Unlinks e from its chain and the LRU list and frees it. Caller holds the lock. */
 static void dns_cache_remove(struct dns_cache *c, struct dns_cache_entry *e)
 {
-	struct dns_cache_entry **pp = &c->buckets[dns_cache_hash(e->key) & (c->nbuckets - 1)];
+	struct dns_cache_entry **pp = &c->buckets[fnv1a64_str(e->key) & (c->nbuckets - 1)];
 
 	while (*pp != NULL && *pp != e)
 		pp = &(*pp)->hnext;
@@ -543,7 +533,7 @@ static void dns_cache_remove(struct dns_cache *c, struct dns_cache_entry *e)
 
 static struct dns_cache_entry *dns_cache_find(struct dns_cache *c, const char *key)
 {
-	struct dns_cache_entry *e = c->buckets[dns_cache_hash(key) & (c->nbuckets - 1)];
+	struct dns_cache_entry *e = c->buckets[fnv1a64_str(key) & (c->nbuckets - 1)];
 
 	while (e != NULL && strcmp(e->key, key) != 0)
 		e = e->hnext;
@@ -610,7 +600,7 @@ void dns_cache_put(struct dns_cache *c, enum dns_type t, const char *name,
 	}
 	while (c->count >= c->max && c->tail != NULL)
 		dns_cache_remove(c, c->tail);	/* least recently used */
-	bucket = &c->buckets[dns_cache_hash(key) & (c->nbuckets - 1)];
+	bucket = &c->buckets[fnv1a64_str(key) & (c->nbuckets - 1)];
 	e->hnext = *bucket;
 	*bucket = e;
 	e->lnext = c->head;

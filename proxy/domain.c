@@ -1,6 +1,7 @@
 /* domain.c — domain syntax (RFC 5321 4.1.2, 4.1.3; RFC 6531 3.3), the normal form, and
  * the pattern set shared by routes and accept_domains. No I/O. */
 #include "domain.h"
+#include "fnv.h"
 
 #include <arpa/inet.h>
 #include <idn2.h>
@@ -349,12 +350,8 @@ struct domain_set {
 
 static uint64_t domain_hash(const char *s, size_t n)
 {
-	uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+	uint64_t h = fnv1a64(s, n);
 
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ULL;
-	}
 	return h ^ (h >> 29);
 }
 

@@ -3,6 +3,7 @@
  * it from the entries still seen (no tombstones). */
 #include "quarantine_index.h"
 
+#include "fnv.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,20 +21,11 @@ struct quarantine_index {
 	uint32_t gen;
 };
 
-static uint64_t quarantine_index_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
 /* The slot of name, or the free slot where it would go. */
 static struct quarantine_index_entry *quarantine_index_slot(struct quarantine_index_entry *slots, size_t cap,
     const char *name)
 {
-	size_t i = (size_t)quarantine_index_hash(name) & (cap - 1);
+	size_t i = (size_t)fnv1a64_str(name) & (cap - 1);
 
 	while (slots[i].name && strcmp(slots[i].name, name) != 0)
 		i = (i + 1) & (cap - 1);

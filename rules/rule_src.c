@@ -3,6 +3,7 @@
  * ReplaceTags and the finishing step. See rule_parse.h. */
 #include "rule_src_int.h"
 
+#include "proxy/fnv.h"
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -131,15 +132,6 @@ void *rule_grow(void *v, size_t *cap, size_t need, size_t size)
 		abort();
 	*cap = nc;
 	return p;
-}
-
-static uint64_t rule_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
 }
 
 /* Creates an empty collection with the default plugin set. */
@@ -704,7 +696,7 @@ long rule_src_find(const struct rule_src *s, const char *name)
 	if (s->index_cap == 0)
 		return -1;
 	mask = s->index_cap - 1;
-	for (i = rule_hash(name) & mask;; i = (i + 1) & mask) {
+	for (i = fnv1a64_str(name) & mask;; i = (i + 1) & mask) {
 		long k = s->index[i];
 
 		if (k < 0)
@@ -718,7 +710,7 @@ static void rule_index_insert(struct rule_src *s, long k)
 {
 	size_t mask = s->index_cap - 1, i;
 
-	for (i = rule_hash(s->v[k].name) & mask; s->index[i] >= 0; i = (i + 1) & mask)
+	for (i = fnv1a64_str(s->v[k].name) & mask; s->index[i] >= 0; i = (i + 1) & mask)
 		;
 	s->index[i] = k;
 }

@@ -1,6 +1,7 @@
 /* lmdb_store.c — shared LMDB environments and per-worker write-behind, see lmdb_store.h. */
 #include "lmdb_store.h"
 
+#include "proxy/fnv.h"
 #include <errno.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -315,17 +316,6 @@ static void lw_count_batch(struct lmdb_writer *w, int status, size_t n)
 	}
 }
 
-/* FNV-1a 64 over the key bytes. */
-static uint64_t lw_hash(const void *key, size_t klen)
-{
-	const unsigned char *p = key;
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < klen; i++)
-		h = (h ^ p[i]) * 1099511628211ull;
-	return h;
-}
-
 static void lw_queue_free(struct lw_queue *q)
 {
 	free(q->ops);
@@ -360,7 +350,7 @@ static int lw_queue_add(struct lw_queue *q, enum lw_kind kind, const void *key, 
 		q->dcap = dcap;
 	}
 	op = &q->ops[q->n++];
-	op->hash = lw_hash(key, klen);
+	op->hash = fnv1a64(key, klen);
 	op->off = q->used;
 	op->klen = (uint32_t)klen;
 	op->vlen = (uint32_t)vlen;
@@ -1249,7 +1239,7 @@ static void lw_queue_merges(const struct lmdb_writer *w, const struct lw_queue *
 static int lw_get(struct lmdb_writer *w, const void *key, size_t klen, void *val, size_t cap,
     size_t *len, bool merged)
 {
-	uint64_t h = lw_hash(key, klen), now;
+	uint64_t h = fnv1a64(key, klen), now;
 	long iq = lw_queue_find(&w->q, key, klen, h), ic = -1, bi = iq;
 	const struct lw_queue *bq = iq >= 0 ? &w->q : NULL;
 	struct lw_seen *r;

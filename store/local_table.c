@@ -1,6 +1,7 @@
 /* local_table.c — the sharded in-process key table, see local_table.h. */
 #include "local_table.h"
 
+#include "proxy/fnv.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,18 +41,6 @@ struct local_table {
 	atomic_ullong evicted;
 	atomic_ullong last_log_ns;     /* CLOCK_MONOTONIC */
 };
-
-/* FNV-1a 64: keys are short; distribution is good enough and it needs no seed handling. */
-static uint64_t lt_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ull;
-	}
-	return h;
-}
 
 struct local_table *local_table_new(size_t max_keys)
 {
@@ -265,7 +254,7 @@ static struct lt_entry *lt_shard_add(struct local_table *t, struct lt_shard *sh,
 int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, bool create,
     local_table_fn fn, void *arg)
 {
-	uint64_t h = lt_hash(key);
+	uint64_t h = fnv1a64_str(key);
 	struct lt_shard *sh = &t->shards[h & (LT_SHARDS - 1)];   /* the bucket uses higher bits */
 	struct lt_entry **pp, *e;
 	bool exists;
