@@ -120,6 +120,12 @@ void cfg_table_free(const struct cfg_table *t, void *obj);
  * (zeroed by the caller, sizeof t->size) by table t. name is used in error lines. 0, or -1
  * after printing every error to err_fp (FILE *, may be NULL); obj may then be partially
  * filled: release with cfg_table_free either way. */
+/* The YAML probe's process (`mxgate --yaml-probe`, started by cfg_table_load for a file):
+ * parses its stdin as the daemon would and exits 0 if libfyaml returned. */
+int cfg_probe_main(void);
+/* mxgate's main: probe files in that process (else in a plain fork). */
+void cfg_probe_use_exec(void);
+
 int cfg_table_load(const char *name, const char *text, size_t len, const struct cfg_table *t,
 		   void *obj, void *err_fp);
 

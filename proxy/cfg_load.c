@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -241,45 +242,73 @@ static bool cfg_line_has_bare_ipv6(const char *text, size_t len, int lineno)
 	return false;
 }
 
-/* libfyaml 0.7.12 (Debian 12) can crash on malformed YAML (SIGSEGV in fy_parse_cleanup:
- * `? ?:<TAB>?` in a block mapping, found by fuzz_plugin_options), which would take the running
- * daemon down on a SIGHUP. A file an operator wrote is therefore parsed once in a child
- * first, the same way as below: 0 when the child finished, -1 (with *why) when it died or
- * did not finish in 10 s. Strings (tests, fuzzers) are not probed. */
-static int cfg_probe_yaml(const char *text, size_t len, const char **why)
+/* What the probe does with the text: libfyaml's parse and resolve as cfg_table_load does them,
+ * bounded by CFG_MAX_EXPANDED; it returns only if libfyaml did. */
+static void cfg_probe_parse(const char *text, size_t len)
+{
+	struct fy_diag_cfg dc;
+	struct fy_diag *diag;
+	int l2, c2;
+
+	fy_diag_cfg_default(&dc);     /* as cfg_table_load: errors collected, nothing printed */
+	dc.fp = NULL;
+	dc.colorize = false;
+	diag = fy_diag_create(&dc);
+	if (diag)
+		fy_diag_set_collect_errors(diag, true);
+	struct fy_parse_cfg pc = { .flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2, .diag = diag };
+	struct fy_document *doc = fy_document_build_from_string(&pc, len ? text : "", len);
+	long budget = CFG_MAX_EXPANDED;
+
+	if (doc && fy_document_root(doc) &&
+	    cfg_expanded_size(fy_document_root(doc), &budget, 0) == 0)
+		(void)fy_document_resolve(doc);
+	fy_document_destroy(doc);
+	(void)cfg_second_document(text, len, &l2, &c2);
+}
+
+/* Set by mxgate's main: only that binary knows `--yaml-probe` (a unit test or mxgatectl that
+ * loads a file probes in a plain fork). */
+static bool cfg_probe_exec;
+
+void cfg_probe_use_exec(void)
+{
+	cfg_probe_exec = true;
+}
+
+int cfg_probe_main(void)
+{
+	size_t len = 0, cap = 0;
+	char *text = NULL;
+
+	for (;;) {
+		if (len == cap) {
+			if (cap >= CFG_MAX_FILE_SIZE)
+				return 0;     /* the daemon refuses it anyway (cfg_read_file) */
+			cap = cap ? cap * 2 : 65536;
+			char *n = realloc(text, cap);
+			if (!n)
+				return 0;
+			text = n;
+		}
+		ssize_t r = read(STDIN_FILENO, text + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	cfg_probe_parse(text ? text : "", len);
+	free(text);
+	return 0;
+}
+
+/* Waits up to 10 s for the probe pid: 0 when it exited 0, 127 when it exited 127 (the exec
+ * failed), -1 (with *why) when it died or did not finish. */
+static int cfg_probe_wait(pid_t pid, const char **why)
 {
 	int status = 0;
-	pid_t pid = fork();
 
-	if (pid < 0)
-		return 0;                /* cannot probe: parse as before */
-	if (pid == 0) {
-		struct fy_diag_cfg dc;
-		struct fy_diag *diag;
-		int devnull = open("/dev/null", O_WRONLY);
-
-		if (devnull >= 0)         /* a crash report (sanitizers) is the parent's to word */
-			dup2(devnull, STDERR_FILENO);
-
-		fy_diag_cfg_default(&dc);     /* as below: errors collected, nothing printed */
-		dc.fp = NULL;
-		dc.colorize = false;
-		diag = fy_diag_create(&dc);
-		if (diag)
-			fy_diag_set_collect_errors(diag, true);
-		struct fy_parse_cfg pc = { .flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2, .diag = diag };
-		struct fy_document *doc = fy_document_build_from_string(&pc, len ? text : "", len);
-		long budget = CFG_MAX_EXPANDED;
-
-		int l2, c2;
-
-		if (doc && fy_document_root(doc) &&
-		    cfg_expanded_size(fy_document_root(doc), &budget, 0) == 0)
-			(void)fy_document_resolve(doc);
-		fy_document_destroy(doc);
-		(void)cfg_second_document(text, len, &l2, &c2);
-		_exit(0);
-	}
 	for (int waited_ms = 0;; waited_ms += 10) {
 		pid_t r = waitpid(pid, &status, WNOHANG);
 
@@ -298,9 +327,79 @@ static int cfg_probe_yaml(const char *text, size_t len, const char **why)
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+		return 127;
 	*why = "the YAML parser (libfyaml) crashed on this file: check its syntax near "
 	       "'?' (complex keys), tabs and indentation";
 	return -1;
+}
+
+/* libfyaml 0.7.12 (Debian 12) can crash on malformed YAML (SIGSEGV in fy_parse_cleanup:
+ * `? ?:<TAB>?` in a block mapping, found by fuzz_plugin_options), which would take the running
+ * daemon down on a SIGHUP. A file an operator wrote is therefore parsed once in another
+ * process first: 0 when it finished, -1 (with *why) when it died or did not finish in 10 s.
+ * Strings (tests, fuzzers) are not probed.
+ * The probe is this binary started afresh (`--yaml-probe`, cfg_probe_main; the text on its
+ * stdin from a memfd): a fork of the running daemon that went on to parse would inherit its
+ * threads' locks — the sanitizer build's allocator is not fork-safe, and a child that
+ * allocated while a worker thread held its lock at the fork never finished (a SIGHUP under
+ * ASan failed "did not finish in 10 s", session 29's CI). Where the exec cannot be made (no
+ * memfd, no /proc/self/exe) or the binary is not mxgate (cfg_probe_use_exec), the parse runs
+ * in a plain fork as before. */
+static int cfg_probe_yaml(const char *text, size_t len, const char **why)
+{
+	static char *const argv[] = { "mxgate", "--yaml-probe", NULL };
+	int mfd = cfg_probe_exec ? (int)syscall(SYS_memfd_create, "mxgate-yaml-probe", 1u /* MFD_CLOEXEC */) : -1;
+	pid_t pid;
+	int rc;
+
+	if (mfd >= 0) {
+		size_t off = 0;
+		while (off < len) {
+			ssize_t w = write(mfd, text + off, len - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break;
+			off += (size_t)w;
+		}
+		if (off == len && lseek(mfd, 0, SEEK_SET) == 0) {
+			int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+			pid = fork();
+			if (pid == 0) {
+				/* only async-signal-safe calls between the fork and the exec */
+				if (dup2(mfd, STDIN_FILENO) < 0)
+					_exit(127);
+				if (devnull >= 0)  /* a crash report (sanitizers) is the parent's to word */
+					dup2(devnull, STDERR_FILENO);
+				execv("/proc/self/exe", argv);
+				_exit(127);
+			}
+			if (devnull >= 0)
+				close(devnull);
+			close(mfd);
+			if (pid < 0)
+				return 0;        /* cannot probe: parse as before */
+			rc = cfg_probe_wait(pid, why);
+			if (rc != 127)
+				return rc;
+		} else {
+			close(mfd);
+		}
+	}
+	pid = fork();
+	if (pid < 0)
+		return 0;
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+
+		if (devnull >= 0)
+			dup2(devnull, STDERR_FILENO);
+		cfg_probe_parse(text, len);
+		_exit(0);
+	}
+	rc = cfg_probe_wait(pid, why);
+	return rc == 127 ? -1 : rc;
 }
 
 int cfg_table_load(const char *name, const char *text, size_t len, const struct cfg_table *t,

@@ -919,6 +919,10 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 
+	if (argc == 2 && strcmp(argv[1], "--yaml-probe") == 0)
+		return cfg_probe_main();      /* cfg_probe_yaml's process: not for operators */
+	cfg_probe_use_exec();
+
 	/* Maildir writes, SPF lookups and health probes share libuv's thread pool: make it
 	 * wide enough that slow DNS cannot hold up deliveries. */
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
