@@ -264,6 +264,8 @@ static void cfg_probe_parse(const char *text, size_t len)
 	    cfg_expanded_size(fy_document_root(doc), &budget, 0) == 0)
 		(void)fy_document_resolve(doc);
 	fy_document_destroy(doc);
+	if (diag)
+		fy_diag_destroy(diag);
 	(void)cfg_second_document(text, len, &l2, &c2);
 }
 

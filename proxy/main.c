@@ -920,7 +920,8 @@ int main(int argc, char **argv)
 	};
 
 	if (argc == 2 && strcmp(argv[1], "--yaml-probe") == 0)
-		return cfg_probe_main();      /* cfg_probe_yaml's process: not for operators */
+		_exit(cfg_probe_main());      /* cfg_probe_yaml's process, not for operators: it
+		                               * ends as the fork it replaces did (no exit-time work) */
 	cfg_probe_use_exec();
 
 	/* Maildir writes, SPF lookups and health probes share libuv's thread pool: make it
