@@ -626,6 +626,23 @@ static void relay_drop_idle_of(struct worker *w, struct backend *b)
 		    b->url, n);
 }
 
+/* An LMTP server's connection failed (dropped, timed out, broke the protocol) after it had
+ * answered some of the recipients after the dot (RFC 2033 4.2: one reply each, in order):
+ * those replies are theirs, kept; the recipients not answered yet get code 0 and text (the
+ * failure). A 250 already read means that recipient has the message: reported as one, it is
+ * never sent again (smtp_tx replays only the ones still owed). r is closed (its memory lives
+ * until the close callback): the texts borrowed for the call are taken back after it. */
+static void relay_fail_partial(struct relay *r, relay_data_fn dcb, void *arg, const char *text)
+{
+	for (int i = r->nreplies; i < r->nrcpt; i++) {
+		r->codes[i] = 0;
+		r->texts[i] = (char *)text;	/* borrowed: not freed by relay_texts_clear */
+	}
+	dcb(arg, r->nrcpt, r->codes, (const char *const *)r->texts);
+	for (int i = r->nreplies; i < r->nrcpt; i++)
+		r->texts[i] = NULL;
+}
+
 /* A failure while a callback is outstanding: report code 0 and close. protocol: the
  * backend sent what is no reply (relay_on_plain), its fault even where a failure is
  * otherwise stale (below). */
@@ -700,6 +717,8 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 		dcb(arg, 1, &code, &t);
 	} else if ((st == RELAY_COMMAND || st == RELAY_READY) && rcb) {
 		rcb(rarg, 0, text);
+	} else if (st == RELAY_DATA_FINAL && dcb && r->nreplies > 0) {
+		relay_fail_partial(r, dcb, arg, text);
 	} else if ((st == RELAY_DATA_354 || st == RELAY_DATA_SEND || st == RELAY_DATA_FINAL) && dcb) {
 		int code = 0;
 		const char *t = text;
@@ -1407,6 +1426,14 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 		return;
 	}
 	case RELAY_DATA_354:
+		if (code != 354 && code < 400) {
+			/* RFC 5321 4.3.2: DATA is answered 354 or refused (4xx, 5xx). A 2xx here is
+			 * no message's reply (the server never had it: a reply said twice, one out
+			 * of turn): taken as the message's 250, the client would hear "queued" for
+			 * a message no server holds. A protocol error: replayed or 4xx. */
+			relay_fail_protocol(r, "reply to DATA neither 354 nor a refusal");
+			return;
+		}
 		if (code != 354) {
 			relay_data_fn cb = r->data_cb;
 			r->data_cb = NULL;

@@ -1257,10 +1257,15 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		smtp_tx_finish(tx, codes[0], text, "backend", false, true);
 		return;
 	}
-	/* A temporary failure or a lost connection before the final 250: replay elsewhere. */
+	/* A temporary failure or a lost connection before the final 250: replay elsewhere.
+	 * Logged with the first reply that is no 2xx (an LMTP server's first recipient may
+	 * have its 250, the failure came after it). */
 	char rv[256];
+	int f = 0;
+	while (f + 1 < n && codes[f] / 100 == 2)
+		f++;
 	log_event(LOG_LVL_INFO, tx->env->session_id, "event=backend_tempfail backend=%s code=%d reply=%s attempt=%d",
-	    url, codes[0], log_val(rv, sizeof(rv), texts[0] ? texts[0] : ""), tx->attempts);
+	    url, codes[f], log_val(rv, sizeof(rv), texts[f] ? texts[f] : ""), tx->attempts);
 	if (ok > 0) {
 		/* LMTP: some recipients already have it; the client's retry may duplicate for
 		 * them, which is better than losing the others. */
