@@ -164,4 +164,52 @@ if mt.case_wanted('smtp250data'):
         return True
     smtp_case('smtp250data', {'data': data250}, want_bad=0, want_good=1)
 
+if mt.case_wanted('qrelease'):
+    # A quarantine release through an LMTP server that takes the first of three and drops,
+    # alone: the replay finds no other server, the release fails, and the held file names
+    # only the two without their copy (before: all three, and the next release sent the
+    # first a second copy).
+    rules_file = os.path.join(mt.TMP, 'qdup.cf')
+    with open(rules_file, 'w') as f:
+        f.write('header QD_MID Subject =~ /\\bqdup/\nscore QD_MID 7\n')
+    qdir = os.path.join(mt.TMP, 'quarantine')
+    cut = {'on': True}
+
+    def qdot(srv, p, arg):
+        if not cut['on']:
+            return None   # the normal replies: 250 for each
+        return answer_some([OK], False)(srv, p, arg)
+    lq = scripted('qdup', {'dot': qdot}, lmtp=True)
+    mx = mt.Mxgate(mt.config([lq.url], workers=1, rules={'files': [rules_file], 'actions': {'quarantine': 6}},
+                             quarantine='maildir:' + qdir, control={'socket': SOCK}, backends={'max_attempts': 2}),
+                   name='mx-qdup')
+    code, text = mt.send_mail(mx.port, FROM, R, mt.message('qdup1'), timeout=30)
+    m = re.search(r'queued as (\S+)', text or '')
+    mt.check(code == 250 and m is not None, 'qdup1: held (%s %s)' % (code, text))
+    qid = m.group(1) if m else 'NONE'
+    rc, out, err = mt.ctl(SOCK, 'quarantine', 'release', qid)
+    mt.check(rc == 1 and 'delivered to 1 of 3 before: the held file now names only the 2 not delivered' in err,
+             'release: fails after the LMTP server took r1, the file names the 2 others (%s %r %r)' % (rc, out, err))
+    held = sorted(glob.glob(os.path.join(qdir, 'new', '*')))
+    env = []
+    if held:
+        with open(held[0], 'rb') as f:
+            head = f.read().split(b'X-Quarantine-ID:', 1)[0]
+        em = re.search(rb'^X-Envelope-To: (.*?)\r\n(?=\S)', head, re.M | re.S)
+        env = re.findall(rb'<([^>]*)>', em.group(1)) if em else []
+    mt.check(len(held) == 1 and env == [a.encode() for a in R[1:]],
+             'the held file names only r2 and r3 (%s)' % env)
+    cut['on'] = False
+    rc, out, err = mt.ctl(SOCK, 'quarantine', 'release', qid)
+    n = {}
+    for rcpts, body in lq.messages:
+        if 'qdup1' in mt.message_ids([body]):
+            for a in rcpts:
+                n[a] = n.get(a, 0) + 1
+    mt.check(rc == 0 and n == {a: 1 for a in R},
+             'released again: r2 and r3 get theirs, r1 no second copy (%s %r %s)' % (rc, err, n))
+    mt.check(not mx.malformed_log_lines(), 'log lines in form: %s' % mx.malformed_log_lines()[:3])
+    mx.stop()
+    lq.stop()
+
 mt.finish()
