@@ -195,11 +195,15 @@ def milter_saw(what, sender):
         return ('%s <%s>' % (what, sender)) in f.read().splitlines()
 
 
-mcfg = mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
-                 plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
-                           'on_error': 'tempfail', 'timeout': '20s'}],
-                 bypass=[{'recipients': ['nofilter.example'], 'checks': ['milter']}])
-mm = mt.Mxgate(mcfg, 'mx-bypass-milter')
+def milter_cfg(bypass=({'recipients': ['nofilter.example'], 'checks': ['milter']},), **extra):
+    """A config with the test milter as its one plugin and bypass (a list of entries)."""
+    return mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
+                     plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
+                               'on_error': 'tempfail', 'timeout': '20s'}],
+                     bypass=list(bypass), **extra)
+
+
+mm = mt.Mxgate(milter_cfg(), 'mx-bypass-milter')
 c = mt.Client(mm.port, timeout=60)
 c.ehlo('client.test')
 r = mt.send_mail(mm.port, 'm-abort@example.org', ['u@nofilter.example', 'reject@nofilter.example'],
@@ -249,11 +253,7 @@ mm.stop()
 
 # bypass_mixed: check keeps one transaction: the mixed message goes to the milter (without
 # the covered recipient) and its verdict is the whole message's
-mc = mt.Mxgate(mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
-                         plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
-                                   'on_error': 'tempfail', 'timeout': '20s'}],
-                         bypass=[{'recipients': ['nofilter.example'], 'checks': ['milter']}],
-                         bypass_mixed='check'), 'mx-bypass-check')
+mc = mt.Mxgate(milter_cfg(bypass_mixed='check'), 'mx-bypass-check')
 r = mt.send_mail(mc.port, 'm-check@example.org', ['u@nofilter.example', 'b@example.test'],
                  mt.message('m-check', body='REJECTME\r\n'), timeout=60)
 mt.check(list(r.rcpt_codes) == [250, 250] and r.code == 550 and not at_sink('m-check'),
@@ -284,12 +284,9 @@ mt.check(not re.search(r'reason=bypass_split', mr.log()), 'no bypass_split with 
 # logged (event=added_rcpt_bypass): here the milter ran, though added@ bypasses it, and the
 # rules were skipped (the customer's bypass), though added@ has them. Session 29's code
 # delivered it so without a word.
-ma = mt.Mxgate(mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
-                         plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
-                                   'on_error': 'tempfail', 'timeout': '20s'}],
-                         rules={'files': [rules_path], 'actions': {'add_header': 5, 'reject': 15}},
-                         bypass=[{'recipients': ['added@example.test'], 'checks': ['milter']},
-                                 {'recipients': ['nofilter.example'], 'checks': ['rules']}]), 'mx-bypass-added')
+ma = mt.Mxgate(milter_cfg([{'recipients': ['added@example.test'], 'checks': ['milter']},
+                           {'recipients': ['nofilter.example'], 'checks': ['rules']}],
+                          rules={'files': [rules_path], 'actions': {'add_header': 5, 'reject': 15}}), 'mx-bypass-added')
 r = mt.send_mail(ma.port, 'm-added@example.org', ['u@nofilter.example'],
                  mt.message('m-added', body='CHANGEME\r\n'), timeout=60)
 got = at_sink('m-added')
