@@ -20,7 +20,8 @@
  * of one kind: a recipient covered for a message check (DATA, end of data) otherwise than the
  * transaction's first recipient gets 452 4.5.3 at RCPT (chain_bypass_splits, session.c) and
  * comes in a transaction of its own, as the routes do; `check` keeps one transaction and
- * checks a mixed message fully. A milter, which sees the transaction from MAIL on, is not
+ * checks a mixed message fully. A recipient a filter adds at end of data cannot be split off:
+ * it gets the message as it is, logged when covered otherwise (chain.c, added_rcpt_bypass). A milter, which sees the transaction from MAIL on, is not
  * shown a covered recipient at RCPT and is sent SMFIC_ABORT instead of the message when every
  * recipient is covered; a shared object is told by its on_abort (chain.c tells the entry,
  * hook_module.skipped). No I/O but the files, read when the config is built. */

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct hook_call {
 	struct chain *chain;       /* NULL once abandoned (timeout, release) */
@@ -193,9 +194,13 @@ static void chain_drop_pending(struct chain *c)
 	c->txn_pending = NULL;
 }
 
+static void chain_bypass_added(struct chain *c);
+
 static void chain_finish(struct chain *c)
 {
 	c->running = false;
+	if (c->stage == HOOK_EOM)
+		chain_bypass_added(c);
 	/* What a stage outside a transaction (connect, HELO) added belongs to the session: the
 	 * transaction resets (hook_env_reset_txn at EHLO, MAIL, RSET, after a message) keep it,
 	 * so the rules engine sums it and reputation can lift it at end of data. */
@@ -564,6 +569,13 @@ void chain_on_timeout(struct chain *c)
 	chain_progressed(c);
 }
 
+/* Entry i takes part in the connect stage and was cut from it (connect_cut): it is asked
+ * about no stage. */
+static bool chain_cut(const struct chain *c, size_t i)
+{
+	return i >= c->connect_cut && (c->mods->v[i].stages & (1u << HOOK_CONNECT));
+}
+
 /* bypass: entry i is not asked at this stage (chain_bypass_begin). */
 static bool chain_bypassed(const struct chain *c, size_t i)
 {
@@ -584,7 +596,7 @@ static void chain_step(struct chain *c)
 
 		if ((e->stages & (1u << c->stage)) == 0)
 			continue;
-		if (i >= c->connect_cut && (e->stages & (1u << HOOK_CONNECT)))
+		if (chain_cut(c, i))
 			continue;	/* never saw the connect: nothing to ask it about */
 		if (c->accepted && (e->mod->flags & HOOK_MODULE_SCORER) == 0)
 			continue;
@@ -625,8 +637,7 @@ static void chain_prefetch(struct chain *c, size_t from)
 		const struct chain_entry *e = &c->mods->v[i];
 
 		if (e->mod->prefetch == NULL || (e->stages & (1u << c->stage)) == 0 ||
-		    (i >= c->connect_cut && (e->stages & (1u << HOOK_CONNECT))) ||
-		    chain_bypassed(c, i))
+		    chain_cut(c, i) || chain_bypassed(c, i))
 			continue;
 		e->mod->prefetch(e->wstate, (int)i, c->env, c->stage);
 	}
@@ -651,6 +662,7 @@ struct chain_names {
 	char v[CHAIN_NAMES_MAX];
 	size_t len;
 	bool cut;
+	bool quote;	/* a name holds '=' or ',': the list is written in quotes (chain_names_log) */
 };
 
 static void chain_names_add(struct chain_names *l, const char *name)
@@ -659,6 +671,8 @@ static void chain_names_add(struct chain_names *l, const char *name)
 
 	if (l->cut)
 		return;
+	if (strpbrk(name, "=,") != NULL)
+		l->quote = true;
 	if (l->len + sep + n + 4 < sizeof(l->v)) {   /* ",..." and the NUL stay possible */
 		snprintf(l->v + l->len, sizeof(l->v) - l->len, "%s%s", sep ? "," : "", name);
 		l->len += sep + n;
@@ -667,6 +681,15 @@ static void chain_names_add(struct chain_names *l, const char *name)
 	snprintf(l->v + l->len, sizeof(l->v) - l->len, "%s...", sep ? "," : "");
 	l->len += sep + 3;
 	l->cut = true;
+}
+
+/* l as a log value (buf: CHAIN_NAMES_LOG octets): a plugin's name: is the operator's text,
+ * so the list is quoted and escaped as any value from outside (log.h), and also when a name
+ * holds '=' or ',' (a list in quotes is read whole; "-" when empty). */
+#define CHAIN_NAMES_LOG (4 * CHAIN_NAMES_MAX + 8)
+static const char *chain_names_log(char *buf, const struct chain_names *l)
+{
+	return l->len ? log_val_quoted(buf, CHAIN_NAMES_LOG, l->v, l->quote) : "-";
 }
 
 /* `bypass:` (bypass.h): the entries of this stage not run for its recipients, each by its
@@ -693,7 +716,7 @@ static void chain_bypass_begin(struct chain *c)
 
 		if ((e->stages & (1u << c->stage)) == 0 || !bypass_names(bv, cfg->bypass.n, e->name))
 			continue;
-		if (i >= c->connect_cut && (e->stages & (1u << HOOK_CONNECT)))
+		if (chain_cut(c, i))
 			continue;	/* not asked anyway */
 		if (c->bypassed == NULL && (c->bypassed = calloc(c->mods->n, sizeof(*c->bypassed))) == NULL)
 			return;	/* out of memory: every check runs */
@@ -715,8 +738,9 @@ static void chain_bypass_begin(struct chain *c)
 	}
 	if (c->nbypassed == 0)
 		return;
+	char nv[CHAIN_NAMES_LOG];
 	log_event(LOG_LVL_INFO, c->env->session_id, "event=bypass stage=%s checks=%s rcpts=%zu",
-	    hook_stage_name(c->stage), names.v, nr);
+	    hook_stage_name(c->stage), chain_names_log(nv, &names), nr);
 	c->depth++;
 	for (size_t i = 0; i < c->mods->n; i++) {
 		const struct chain_entry *e = &c->mods->v[i];
@@ -727,29 +751,93 @@ static void chain_bypass_begin(struct chain *c)
 	c->depth--;
 }
 
+/* Entry i is a content check that bypass names and that is asked: a plugin entry (clamd,
+ * spamd, rspamd, a milter, a shared object) or the scorer (rules) judging the message (DATA,
+ * end of data), not cut from the session (connect_cut: a refusal at connect left it out, so
+ * no recipient gets its verdict). Greylisting judges each recipient at RCPT, and its deferral
+ * of a mixed message at DATA (null_sender, defer_at: data) is a delay, not a verdict on
+ * content: not one. */
+static bool chain_bypass_content(const struct chain *c, const struct mx_config *cfg, size_t i)
+{
+	const struct chain_entry *e = &c->mods->v[i];
+	const unsigned msg = (1u << HOOK_DATA) | (1u << HOOK_EOM);
+
+	return (e->stages & msg) != 0 && (e->mod->flags & (HOOK_MODULE_CONTENT | HOOK_MODULE_SCORER)) != 0 &&
+	    !chain_cut(c, i) && bypass_names(cfg->bypass.v, cfg->bypass.n, e->name);
+}
+
 bool chain_bypass_splits(const struct chain *c, const char *sender, const char *first, const char *addr)
 {
 	const struct mx_config *cfg = c->env ? c->env->cfg : NULL;
-	const unsigned msg = (1u << HOOK_DATA) | (1u << HOOK_EOM);
 
 	if (first == NULL || addr == NULL || cfg == NULL || cfg->bypass.n == 0 ||
 	    cfg->bypass_mixed != BYPASS_MIXED_SPLIT || c->mods == NULL)
 		return false;
 	for (size_t i = 0; i < c->mods->n; i++) {
-		const struct chain_entry *e = &c->mods->v[i];
+		const char *name = c->mods->v[i].name;
 
-		/* Content checks only: a plugin entry (clamd, spamd, rspamd, a milter, a shared
-		 * object) or the scorer (rules). Greylisting judges each recipient at RCPT, and its
-		 * deferral of a mixed message at DATA (null_sender, defer_at: data) is a delay,
-		 * not a verdict on content: no split for it. */
-		if ((e->stages & msg) == 0 || (e->mod->flags & (HOOK_MODULE_CONTENT | HOOK_MODULE_SCORER)) == 0 ||
-		    !bypass_names(cfg->bypass.v, cfg->bypass.n, e->name))
-			continue;
-		if (bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, sender, first, e->name) !=
-		    bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, sender, addr, e->name))
+		if (chain_bypass_content(c, cfg, i) &&
+		    bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, sender, first, name) !=
+		    bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, sender, addr, name))
 			return true;
 	}
 	return false;
+}
+
+/* An entry before i has name too. */
+static bool chain_name_seen(const struct chain *c, size_t i, const char *name)
+{
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(c->mods->v[j].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* The end of data let the message go with recipients a filter added (a milter's
+ * SMFIR_ADDRCPT, a plugin's hook_env_add_rcpt; bypass.h): there is no RCPT to split such a
+ * recipient off with, and its copy is the message as the filters left it (the filter that
+ * added it saw that message; dropping it would lose a copy, an archive's or a
+ * compliance BCC's). Each one that bypass covers otherwise than the message was checked is
+ * logged (event=added_rcpt_bypass): ran= the content checks the message had that it
+ * bypasses, skipped= those the message skipped that it does not. No I/O but the log. */
+static void chain_bypass_added(struct chain *c)
+{
+	const struct hook_env *env = c->env;
+	const struct mx_config *cfg = env ? env->cfg : NULL;
+
+	if (cfg == NULL || cfg->bypass.n == 0 || c->mods == NULL || env->nadd_rcpts == 0 || env->nrcpts == 0 ||
+	    (c->result.action != VERDICT_CONTINUE && c->result.action != VERDICT_ACCEPT))
+		return;
+	for (size_t a = 0; a < env->nadd_rcpts; a++) {
+		const char *addr = env->add_rcpts[a].addr;
+		struct chain_names ran = { .len = 0 }, skipped = { .len = 0 };
+		bool had = false;
+
+		for (size_t r = 0; r < env->nrcpts && !had; r++)
+			had = strcasecmp(env->rcpts[r].addr, addr) == 0;
+		if (had)
+			continue;	/* sent once, as the envelope has it (smtp_tx.c) */
+
+		for (size_t i = 0; i < c->mods->n; i++) {
+			const char *name = c->mods->v[i].name;
+
+			if (!chain_bypass_content(c, cfg, i) || chain_name_seen(c, i, name))
+				continue;
+			bool msg = bypass_message_covered(cfg->bypass.v, cfg->bypass.n, env->mail_from, env->rcpts,
+			    env->nrcpts, name);
+			bool own = bypass_rcpt_covered(cfg->bypass.v, cfg->bypass.n, env->mail_from, addr, name);
+			if (own && !msg)
+				chain_names_add(&ran, name);
+			else if (!own && msg)
+				chain_names_add(&skipped, name);
+		}
+		if (ran.len == 0 && skipped.len == 0)
+			continue;
+		char av[600], rv[CHAIN_NAMES_LOG], sv[CHAIN_NAMES_LOG];
+		log_event(LOG_LVL_INFO, env->session_id, "event=added_rcpt_bypass rcpt=%s ran=%s skipped=%s rcpts=%zu",
+		    log_addr(av, sizeof(av), addr), chain_names_log(rv, &ran), chain_names_log(sv, &skipped),
+		    env->nrcpts);
+	}
 }
 
 /* Sets c up to run stage st from entry from on. */

@@ -102,7 +102,8 @@ bool chain_wants(const struct chain_modules *m, enum hook_stage st);
 /* `bypass:` with bypass_mixed: split (bypass.h): true when recipient addr may not join a
  * transaction from sender (the envelope sender without <>, "" for <>) whose first accepted
  * recipient is first, because a content check of c (a plugin entry or the scorer, at DATA
- * or end of data; not greylisting) is bypassed for one of the two and not for the other; the caller answers 452 4.5.3
+ * or end of data; not greylisting; not one a connect refusal cut off, connect_cut: it judges
+ * no message) is bypassed for one of the two and not for the other; the caller answers 452 4.5.3
  * and the client sends addr in a transaction of its own. False when first is NULL (no
  * recipient yet), without bypass entries, or with bypass_mixed: check. No I/O. */
 bool chain_bypass_splits(const struct chain *c, const char *sender, const char *first, const char *addr);

@@ -188,12 +188,12 @@ static int log_plain_text(const char *v, size_t len)
 	return 1;
 }
 
-/* pre, v[0..len) and post as one value (see log.h). */
+/* pre, v[0..len) and post as one value (see log.h); quote: in quotes even when plain. */
 static const char *log_val_parts(char *buf, size_t cap, const char *pre, const char *v, size_t len,
-    const char *post)
+    const char *post, bool quote)
 {
 	size_t np = strlen(pre), nq = strlen(post), k = 0;
-	int plain = np + len + nq > 0 && log_plain_text(v, len);
+	int plain = !quote && np + len + nq > 0 && log_plain_text(v, len);
 
 	if (plain && np + len + nq < cap) {
 		memcpy(buf, pre, np);
@@ -239,7 +239,7 @@ done:
 
 const char *log_valn(char *buf, size_t cap, const char *v, size_t len)
 {
-	return log_val_parts(buf, cap, "", v ? v : "", v ? len : 0, "");
+	return log_val_parts(buf, cap, "", v ? v : "", v ? len : 0, "", false);
 }
 
 const char *log_val(char *buf, size_t cap, const char *v)
@@ -249,7 +249,12 @@ const char *log_val(char *buf, size_t cap, const char *v)
 
 const char *log_addr(char *buf, size_t cap, const char *addr)
 {
-	return log_val_parts(buf, cap, "<", addr ? addr : "", addr ? strlen(addr) : 0, ">");
+	return log_val_parts(buf, cap, "<", addr ? addr : "", addr ? strlen(addr) : 0, ">", false);
+}
+
+const char *log_val_quoted(char *buf, size_t cap, const char *v, bool quote)
+{
+	return log_val_parts(buf, cap, "", v ? v : "", v ? strlen(v) : 0, "", quote);
 }
 
 /* One line per event: a control octet that reached the text (a value not passed through

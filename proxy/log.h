@@ -61,6 +61,9 @@ int log_fmt_1f(char *out, size_t cap, double v);
 const char *log_val(char *buf, size_t cap, const char *v);
 const char *log_valn(char *buf, size_t cap, const char *v, size_t len);
 const char *log_addr(char *buf, size_t cap, const char *addr);
+/* log_val, and in quotes also when quote is set though v is plain: a list value whose items
+ * hold '=' or the list's separator (event=bypass checks=). */
+const char *log_val_quoted(char *buf, size_t cap, const char *v, bool quote);
 /* log_event's in-place escaping of a line (a C0 or C1 control, or an octet of no UTF-8, as
  * \r \n \t or \xHH; the tail cut to stay within cap), for tests/fuzz/fuzz_log_val.c:
  * line is a string in a buffer of cap octets. */

@@ -195,11 +195,15 @@ def milter_saw(what, sender):
         return ('%s <%s>' % (what, sender)) in f.read().splitlines()
 
 
-mcfg = mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
-                 plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
-                           'on_error': 'tempfail', 'timeout': '20s'}],
-                 bypass=[{'recipients': ['nofilter.example'], 'checks': ['milter']}])
-mm = mt.Mxgate(mcfg, 'mx-bypass-milter')
+def milter_cfg(bypass=({'recipients': ['nofilter.example'], 'checks': ['milter']},), **extra):
+    """A config with the test milter as its one plugin and bypass (a list of entries)."""
+    return mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
+                     plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
+                               'on_error': 'tempfail', 'timeout': '20s'}],
+                     bypass=list(bypass), **extra)
+
+
+mm = mt.Mxgate(milter_cfg(), 'mx-bypass-milter')
 c = mt.Client(mm.port, timeout=60)
 c.ehlo('client.test')
 r = mt.send_mail(mm.port, 'm-abort@example.org', ['u@nofilter.example', 'reject@nofilter.example'],
@@ -238,22 +242,69 @@ r = mt.send_mail(mm.port, 'm-rcpt@example.org', ['reject@example.test', 'reject@
 mt.check(list(r.rcpt_codes) == [550, 250] and r.code == 250,
          'at RCPT the milter judges the candidate alone: reject@ of an ordinary domain refused, of a '
          'bypassing one accepted (RCPT %s)' % list(r.rcpt_codes))
+# the group is the first recipient taken: one the milter refused at RCPT decides nothing
+r = mt.send_mail(mm.port, 'm-group@example.org', ['reject@example.test', 'u@nofilter.example', 'b@example.test'],
+                 mt.message('m-group'), client=c, timeout=60)
+mt.check(list(r.rcpt_codes) == [550, 250, 452] and r.code == 250 and only_to(at_sink('m-group'), 'u@nofilter.example'),
+         'a refused first recipient decides no group: RCPT %s, the covered one taken, the ordinary one split '
+         '(%s %s)' % (list(r.rcpt_codes), r.code, r.text))
 c.cmd('QUIT')
 mm.stop()
 
 # bypass_mixed: check keeps one transaction: the mixed message goes to the milter (without
 # the covered recipient) and its verdict is the whole message's
-mc = mt.Mxgate(mt.config([sink.url], accept_domains=DOMAINS, hostname='mx.example.test',
-                         plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
-                                   'on_error': 'tempfail', 'timeout': '20s'}],
-                         bypass=[{'recipients': ['nofilter.example'], 'checks': ['milter']}],
-                         bypass_mixed='check'), 'mx-bypass-check')
+mc = mt.Mxgate(milter_cfg(bypass_mixed='check'), 'mx-bypass-check')
 r = mt.send_mail(mc.port, 'm-check@example.org', ['u@nofilter.example', 'b@example.test'],
                  mt.message('m-check', body='REJECTME\r\n'), timeout=60)
 mt.check(list(r.rcpt_codes) == [250, 250] and r.code == 550 and not at_sink('m-check'),
          'bypass_mixed: check: RCPT %s, the mixed message refused by the milter (%s %s)'
          % (list(r.rcpt_codes), r.code, r.text))
 mc.stop()
+
+# nor does one the backend refused (smtp-sink -f rcpt: 5xx for every RCPT): each recipient
+# gets the backend's answer, none the 452 of a group it never joined
+refusing = mt.Sink(name='bypass-rcpt-refused', args=['-f', 'rcpt'])
+mr = mt.Mxgate(mt.config([refusing.url], accept_domains=DOMAINS, hostname='mx.example.test',
+                         plugins=[{'name': 'clamd', 'address': '127.0.0.1:%d' % cl.port,
+                                   'on_error': 'tempfail', 'timeout': '20s'}],
+                         bypass=[{'recipients': ['nofilter.example'], 'checks': ['clamd']}]), 'mx-bypass-refused')
+c = mt.Client(mr.port, timeout=60)
+c.ehlo('client.test')
+codes = [c.cmd('MAIL FROM:<b-refused@example.org>')[0]]
+codes += [c.cmd('RCPT TO:<%s>' % a)[0] for a in ('u@nofilter.example', 'b@example.test', 'v@nofilter.example')]
+c.cmd('QUIT')
+mr.stop()
+mt.check(codes[0] == 250 and codes[1] // 100 == 5 and codes[2] // 100 == 5 and codes[3] // 100 == 5,
+         'a first recipient the backend refused decides no group: MAIL, RCPT %s' % codes)
+mt.check(not re.search(r'reason=bypass_split', mr.log()), 'no bypass_split with nothing taken')
+
+# A recipient a filter adds at end of data (the milter's CHANGEME: <added@example.test> added,
+# <b@example.test> removed) has no RCPT to split it off with: it gets the message as the
+# filters left it, and when bypass: covers it otherwise than the message was checked that is
+# logged (event=added_rcpt_bypass): here the milter ran, though added@ bypasses it, and the
+# rules were skipped (the customer's bypass), though added@ has them. Session 29's code
+# delivered it so without a word.
+ma = mt.Mxgate(milter_cfg([{'recipients': ['added@example.test'], 'checks': ['milter']},
+                           {'recipients': ['nofilter.example'], 'checks': ['rules']}],
+                          rules={'files': [rules_path], 'actions': {'add_header': 5, 'reject': 15}}), 'mx-bypass-added')
+r = mt.send_mail(ma.port, 'm-added@example.org', ['u@nofilter.example'],
+                 mt.message('m-added', body='CHANGEME\r\n'), timeout=60)
+got = at_sink('m-added')
+mt.check(r.code == 250 and len(got) == 1 and sorted(a.strip('<>') for a in got[0][0]) ==
+         ['added@example.test', 'u@nofilter.example'],
+         'a recipient the milter added gets the message with the others (%s %s, to %s)'
+         % (r.code, r.text, [g[0] for g in got]))
+mt.check(ma.wait_log(r'event=added_rcpt_bypass rcpt=<added@example\.test> ran=milter skipped=rules rcpts=1') is not None,
+         'logged event=added_rcpt_bypass rcpt=<added@example.test> ran=milter skipped=rules rcpts=1')
+# an ordinary recipient's message: the milter and the rules ran; added@ bypasses the milter only
+r = mt.send_mail(ma.port, 'm-added2@example.org', ['c@example.test'],
+                 mt.message('m-added2', body='CHANGEME\r\n'), timeout=60)
+mt.check(r.code == 250 and len(at_sink('m-added2')) == 1, 'a second CHANGEME message delivered (%s)' % r.code)
+mt.check(ma.wait_log(r'event=added_rcpt_bypass rcpt=<added@example\.test> ran=milter skipped=- rcpts=1') is not None,
+         'logged event=added_rcpt_bypass ... ran=milter skipped=- for it')
+ma.stop()
+mt.check(len(re.findall(r'event=added_rcpt_bypass', ma.log())) == 2,
+         'one event=added_rcpt_bypass line a message, none for the recipients the client gave')
 
 # A C libmilter filter, opendkim signing for example.org: a message whose every recipient
 # bypasses it is ABORTed there and relayed unsigned; the session's next message is signed

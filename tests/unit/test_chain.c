@@ -1959,6 +1959,108 @@ static void test_bypass_splits(void **state)
 	config_free(cfg);
 }
 
+/* A content check that the connect stage's refusal cut off (connect_cut: exempt_recipients
+ * holds the refusal, the entries after it never saw the session) judges no message: its
+ * bypass splits nothing (session 29's split counted it). */
+static void test_bypass_split_cut(void **state)
+{
+	static const char text[] =
+	    "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+	    "bypass: [{ recipients: [nofilter.example], checks: [milter] }]\n";
+	static struct fake_mod one;
+	static struct chain_entry entry;
+	struct fx *fx = *state;
+	struct mx_config *cfg = NULL;
+	const unsigned st = S_(HOOK_CONNECT) | S_(HOOK_EOM);
+
+	one = (struct fake_mod){ .stages = st, .null_verdict = true };
+	entry = (struct chain_entry){ &fake_plugin_module, &one, st, "milter" };
+	fx->mods = (struct chain_modules){ &entry, 1, st };
+	assert_int_equal(config_load_string("t.yaml", text, strlen(text), &cfg, NULL), 0);
+	fx->env.cfg = cfg;
+	chain_init(&fx->chain, &fx->mods, &fx->env, &fx->timer);
+	assert_true(chain_bypass_splits(&fx->chain, "a@b.example", "u@nofilter.example", "b@example.org"));
+	chain_cut_connect(&fx->chain);
+	if (chain_bypass_splits(&fx->chain, "a@b.example", "u@nofilter.example", "b@example.org"))
+		fail_msg("a milter cut off at connect still splits the transaction");
+	chain_release(&fx->chain);
+	fx->env.cfg = NULL;
+	config_free(cfg);
+}
+
+/* event=bypass checks=: a plugin's name: is the operator's text, written as any value from
+ * outside: a name with a blank (or a quote) quotes the list, so does one with '=' or ','
+ * (session 29: checks=my plugin,a=b rcpts=1, which no key=value reader parses back). */
+static void test_bypass_log_quoted(void **state)
+{
+	static const char text[] =
+	    "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+	    "bypass: [{ recipients: [nofilter.example], checks: [clamd] }]\n";
+	static const struct {
+		const char *a, *b, *want;
+	} rows[] = {
+		{ "clamd", "mine", " checks=clamd,mine rcpts=1" },
+		{ "my plugin", "clamd", " checks=\"my plugin,clamd\" rcpts=1" },
+		{ "clamd", "a=b", " checks=\"clamd,a=b\" rcpts=1" },
+		{ "x,y", "clamd", " checks=\"x,y,clamd\" rcpts=1" },
+		{ "say \"hi\"", "clamd", " checks=\"say \\\"hi\\\",clamd\" rcpts=1" },
+	};
+	static char *checks[2];
+	static struct fake_mod two[2];
+	static struct chain_entry entries[2];
+	struct fx *fx = *state;
+	struct mx_config *cfg = NULL;
+	struct bypass_entry be;
+	struct cfg_list saved;
+	struct rcpt r = { .addr = (char *)"u@example.org" };
+	int err2 = dup(2);
+
+	assert_int_equal(config_load_string("t.yaml", text, strlen(text), &cfg, NULL), 0);
+	saved = cfg->bypass;
+	for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++) {
+		char path[] = "/tmp/test_chain_log.XXXXXX", line[1024];
+		const char *got = NULL;
+		int fd = mkstemp(path);
+		FILE *f;
+
+		assert_true(fd >= 0);
+		close(fd);
+		memset(&be, 0, sizeof(be));
+		checks[0] = (char *)rows[k].a;
+		checks[1] = (char *)rows[k].b;
+		for (int j = 0; j < 2; j++) {
+			two[j] = (struct fake_mod){ .stages = S_(HOOK_EOM), .null_verdict = true };
+			entries[j] = (struct chain_entry){ &fake_module_0, &two[j], S_(HOOK_EOM), checks[j] };
+		}
+		be.checks = (struct cfg_strlist){ checks, 2 };   /* no recipients: every recipient */
+		cfg->bypass = (struct cfg_list){ &be, 1 };
+		fx->env.cfg = cfg;
+		fx->env.rcpts = &r;
+		fx->env.nrcpts = 1;
+		fx->mods = (struct chain_modules){ entries, 2, S_(HOOK_EOM) };
+		assert_int_equal(log_open_file(path, -1, -1), 0);
+		log_set_level(LOG_LVL_INFO);
+		chain_init(&fx->chain, &fx->mods, &fx->env, &fx->timer);
+		chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+		chain_release(&fx->chain);
+		log_set_level(LOG_LVL_ERROR);
+		dup2(err2, 2);
+		assert_non_null(f = fopen(path, "r"));
+		while (got == NULL && fgets(line, sizeof(line), f))
+			got = strstr(line, "event=bypass stage=eom");
+		fclose(f);
+		unlink(path);
+		if (got == NULL || strstr(got, rows[k].want) == NULL)
+			fail_msg("row %zu: want \"%s\" in %s", k, rows[k].want, got ? got : "(no line)");
+	}
+	close(err2);
+	cfg->bypass = saved;
+	fx->env.rcpts = NULL;
+	fx->env.nrcpts = 0;
+	fx->env.cfg = NULL;
+	config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1999,6 +2101,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bypass_splits, setup, teardown),
 		cmocka_unit_test(test_bypass_names_cut),
 		cmocka_unit_test_setup_teardown(test_bypass_log_cut, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bypass_split_cut, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bypass_log_quoted, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
