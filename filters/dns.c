@@ -1126,6 +1126,68 @@ static const int dns_ares_type[DNS_T_COUNT] = {
 	[DNS_T_A] = 1, [DNS_T_AAAA] = 28, [DNS_T_TXT] = 16, [DNS_T_PTR] = 12, [DNS_T_MX] = 15,
 };
 
+/* How long res, the result of the raw reply abuf (alen), is cached (s): parsed (the reply
+ * was NOERROR with an answer section and dns_reply_parse read it, min_ttl its A/AAAA TTL):
+ * the answer records' smallest TTL (60 s when it cannot be read), nothing for an error;
+ * otherwise NXDOMAIN and NODATA for the SOA's negative TTL (RFC 2308: one without an SOA is
+ * not cached, 5: "SHOULD NOT be cached"), at most negative_ttl_ms; every one at most
+ * max_ttl_ms. The one rule for the resolvers (dns_ares_cb) and dns_cache_put_reply. */
+static uint32_t dns_reply_cache_ttl(const struct dns_result *res, bool parsed, const unsigned char *abuf,
+    int alen, uint32_t min_ttl, uint64_t negative_ttl_ms, uint64_t max_ttl_ms)
+{
+	uint32_t ttl = 0;
+
+	if (parsed) {
+		ttl = min_ttl;
+		if ((res->type == DNS_T_TXT || res->type == DNS_T_PTR || res->type == DNS_T_MX) &&
+		    dns_reply_answer_ttl(abuf, (size_t)alen, &ttl) < 0)
+			ttl = 60;
+		if (ttl == 0xffffffffu)
+			ttl = 0;
+		if (res->status != DNS_S_OK && res->status != DNS_S_NODATA)
+			ttl = 0;
+	} else if (res->status == DNS_S_NXDOMAIN || res->status == DNS_S_NODATA) {
+		if (abuf == NULL || dns_reply_negative_ttl(abuf, (size_t)(alen > 0 ? alen : 0), &ttl) < 0)
+			ttl = 0;
+		if ((uint64_t)ttl * 1000u > negative_ttl_ms)
+			ttl = (uint32_t)(negative_ttl_ms / 1000u);
+	}
+	if ((uint64_t)ttl * 1000u > max_ttl_ms)
+		ttl = (uint32_t)(max_ttl_ms / 1000u);
+	return ttl;
+}
+
+/* See dns.h. */
+void dns_cache_put_reply(struct dns_cache *c, enum dns_type t, const char *name,
+    const unsigned char *abuf, int alen, uint64_t negative_ttl_ms, uint64_t max_ttl_ms)
+{
+	struct dns_result res;
+	uint32_t min_ttl = 0;
+	bool parsed = false;
+
+	if (c == NULL || abuf == NULL || alen < 12)
+		return;
+	memset(&res, 0, sizeof(res));
+	res.type = t;
+	if ((abuf[3] & 0x0f) == 3)
+		res.status = DNS_S_NXDOMAIN;
+	else if ((abuf[3] & 0x0f) != 0)
+		return;	/* a failure is asked again, never cached */
+	else if (abuf[6] == 0 && abuf[7] == 0)
+		res.status = DNS_S_NODATA;	/* as c-ares ends a NOERROR reply without answers */
+	else {
+		res.status = dns_reply_parse(t, abuf, alen, &res, &min_ttl);
+		parsed = true;
+	}
+	res.ttl = dns_reply_cache_ttl(&res, parsed, abuf, alen, min_ttl, negative_ttl_ms, max_ttl_ms);
+	if (res.ttl > 0 && (res.status == DNS_S_OK || res.status == DNS_S_NXDOMAIN ||
+	    res.status == DNS_S_NODATA))
+		dns_cache_put(c, t, name, &res, dns_now_ms());
+	for (size_t i = 0; i < res.n; i++)
+		free(res.v[i]);
+	free(res.v);
+}
+
 static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen);
 
 /* Asks c-ares q's question; the id it goes with is noted (dns_sock_sendv) for the answers
@@ -1194,30 +1256,13 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 	}
 	memset(&res, 0, sizeof(res));
 	res.type = q->type;
-	if (status == ARES_SUCCESS && abuf != NULL) {
+	if (status == ARES_SUCCESS && abuf != NULL)
 		res.status = dns_reply_parse(q->type, abuf, alen, &res, &ttl);
-		if ((q->type == DNS_T_TXT || q->type == DNS_T_PTR || q->type == DNS_T_MX) &&
-		    dns_reply_answer_ttl(abuf, (size_t)alen, &ttl) < 0)
-			ttl = 60;
-		if (ttl == 0xffffffffu)
-			ttl = 0;
-		if (res.status != DNS_S_OK && res.status != DNS_S_NODATA)
-			ttl = 0;
-	} else {
+	else
 		res.status = dns_status_from_ares(status);
-		if (res.status == DNS_S_NXDOMAIN || res.status == DNS_S_NODATA) {
-			/* RFC 2308: negative answers carry their TTL in the SOA; one without an SOA
-			 * is not cached (RFC 2308 5: "SHOULD NOT be cached") */
-			if (abuf == NULL || dns_reply_negative_ttl(abuf, (size_t)(alen > 0 ? alen : 0), &ttl) < 0)
-				ttl = 0;
-			if ((uint64_t)ttl * 1000u > r->negative_ttl_ms)
-				ttl = (uint32_t)(r->negative_ttl_ms / 1000u);
-		}
-	}
-	if ((uint64_t)ttl * 1000u > r->max_ttl_ms)
-		ttl = (uint32_t)(r->max_ttl_ms / 1000u);
-	res.ttl = ttl;
-	if (r->cache != NULL && ttl > 0 && (res.status == DNS_S_OK || res.status == DNS_S_NXDOMAIN ||
+	res.ttl = dns_reply_cache_ttl(&res, status == ARES_SUCCESS && abuf != NULL, abuf, alen, ttl,
+	    r->negative_ttl_ms, r->max_ttl_ms);
+	if (r->cache != NULL && res.ttl > 0 && (res.status == DNS_S_OK || res.status == DNS_S_NXDOMAIN ||
 	    res.status == DNS_S_NODATA))
 		dns_cache_put(r->cache, q->type, q->name, &res, dns_now_ms());
 	dns_query_deliver(q, &res);

@@ -138,6 +138,13 @@ struct dns_cache *dns_cache_shared(size_t max);
  * lookup outside dns.c (SPF's, filters/spf_dns.c) reads the answers they cached. */
 struct dns_cache *dns_cache_for(const struct dns_config *dc);
 uint64_t dns_cache_now_ms(void);
+/* Stores in c the raw reply abuf (alen) to a query for (t, name) that a lookup outside dns.c
+ * asked itself (SPF's, filters/spf_dns.c) as the resolvers store theirs: an answer for its
+ * records' smallest TTL, NXDOMAIN and NODATA for the SOA's negative TTL (not at all without
+ * an SOA), at most negative_ttl_ms and max_ttl_ms (dns.negative_ttl, dns.max_ttl); any other
+ * rcode, a malformed reply or c NULL: nothing. Thread-safe. */
+void dns_cache_put_reply(struct dns_cache *c, enum dns_type t, const char *name,
+    const unsigned char *abuf, int alen, uint64_t negative_ttl_ms, uint64_t max_ttl_ms);
 /* Removes every entry of c; returns how many there were. Thread-safe. */
 size_t dns_cache_clear(struct dns_cache *c);
 /* Empties the process-wide cache if it exists (the control socket's `flush dns`); returns

@@ -199,7 +199,8 @@ struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offlin
 		 * libspf2's own (glibc) only when none of those is usable */
 		below = spf_dns_layer_new(dc != NULL ? &dc->resolvers : NULL,
 		    dc && dc->timeout ? dc->timeout : 2000, dc && dc->tries ? (int)dc->tries : 2,
-		    dns_cache_for(dc));
+		    dns_cache_for(dc), dc != NULL ? dc->negative_ttl : 300000,
+		    dc != NULL ? dc->max_ttl : 3600000);
 		if (below == NULL)
 			below = SPF_dns_resolv_new(NULL, "resolv", 0);
 		if (below == NULL)

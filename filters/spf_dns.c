@@ -30,6 +30,7 @@ struct spf_dns_hook {
 	uint64_t timeout_ms;             /* one lookup, all tries and servers */
 	int tries;
 	struct dns_cache *cache;         /* mxgate's resolvers' answers (NULL: none) */
+	uint64_t negative_ttl_ms, max_ttl_ms; /* for what this layer stores there */
 };
 
 /* The end of the check running on this thread (ms, CLOCK_MONOTONIC; 0: none): a lookup
@@ -336,6 +337,19 @@ static int spf_dns_store(SPF_dns_rr_t *spfrr, int idx, const ns_msg *msg, const 
 	}
 }
 
+/* The cache's type of a libspf2 lookup's; -1 for one the cache does not hold. */
+static int spf_dns_cache_type(ns_type type)
+{
+	switch (type) {
+	case ns_t_a: return DNS_T_A;
+	case ns_t_aaaa: return DNS_T_AAAA;
+	case ns_t_txt: return DNS_T_TXT;
+	case ns_t_mx: return DNS_T_MX;
+	case ns_t_ptr: return DNS_T_PTR;
+	default: return -1;
+	}
+}
+
 /* (domain, type) from the answers mxgate's resolvers cached (filters/dns.c: A/AAAA as text,
  * TXT records with their character-strings joined, MX "PREFERENCE NAME", PTR names): NULL on
  * a miss. A name the FCrDNS test (the client's name and its address) or the sender-domain
@@ -343,17 +357,9 @@ static int spf_dns_store(SPF_dns_rr_t *spfrr, int idx, const ns_msg *msg, const 
 static SPF_dns_rr_t *spf_dns_cached(SPF_dns_server_t *layer, const char *domain, ns_type type)
 {
 	const struct spf_dns_hook *h = layer->hook;
-	enum dns_type t;
-
-	switch (type) {
-	case ns_t_a: t = DNS_T_A; break;
-	case ns_t_aaaa: t = DNS_T_AAAA; break;
-	case ns_t_txt: t = DNS_T_TXT; break;
-	case ns_t_mx: t = DNS_T_MX; break;
-	case ns_t_ptr: t = DNS_T_PTR; break;
-	default: return NULL;
-	}
-	struct dns_result *c = h->cache != NULL ? dns_cache_get(h->cache, t, domain, dns_cache_now_ms()) : NULL;
+	int t = spf_dns_cache_type(type);
+	struct dns_result *c = h->cache != NULL && t >= 0 ?
+	    dns_cache_get(h->cache, (enum dns_type)t, domain, dns_cache_now_ms()) : NULL;
 	SPF_dns_rr_t *spfrr = NULL;
 	int n = 0;
 
@@ -410,6 +416,10 @@ static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *layer, const char *domain,
 	ans = malloc(SPF_DNS_ANSWER_MAX);
 	if (ans != NULL)
 		len = spf_dns_query(h, domain, type, ans, SPF_DNS_ANSWER_MAX, &rcode, &herr);
+	if (len >= 0 && h->cache != NULL && spf_dns_cache_type(type) >= 0)
+		/* for the next message from the domain (and mxgate's own lookups of the name) */
+		dns_cache_put_reply(h->cache, (enum dns_type)spf_dns_cache_type(type), domain, ans, len,
+		    h->negative_ttl_ms, h->max_ttl_ms);
 	if (len >= 0 && rcode == ns_r_nxdomain) {
 		herr = HOST_NOT_FOUND;
 		len = -1;
@@ -519,7 +529,7 @@ int spf_dns_parse_server(const char *s, struct sockaddr_storage *ss, socklen_t *
 }
 
 SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_t timeout_ms,
-    int tries, struct dns_cache *cache)
+    int tries, struct dns_cache *cache, uint64_t negative_ttl_ms, uint64_t max_ttl_ms)
 {
 	SPF_dns_server_t *layer;
 	struct spf_dns_hook *h;
@@ -553,6 +563,8 @@ SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_
 	h->tries = tries;
 	h->timeout_ms = timeout_ms ? timeout_ms : 2000;
 	h->cache = cache;
+	h->negative_ttl_ms = negative_ttl_ms;
+	h->max_ttl_ms = max_ttl_ms;
 	layer = calloc(1, sizeof(*layer));
 	if (layer == NULL) {
 		free(h);

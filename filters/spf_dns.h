@@ -32,9 +32,12 @@ int spf_dns_parse_server(const char *s, struct sockaddr_storage *ss, socklen_t *
 
 struct dns_cache;
 /* cache: the answers mxgate's resolvers cached (dns_cache_for), read before asking: a name
- * the FCrDNS test or the sender-domain check asked is not asked again (NULL: none). */
+ * the FCrDNS test or the sender-domain check asked is not asked again; and what this layer
+ * asks itself is stored there as the resolvers store theirs (negative_ttl_ms and max_ttl_ms:
+ * dns.negative_ttl, dns.max_ttl), so the next message from the domain, on any worker, does
+ * not ask again (NULL: none). */
 SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_t timeout_ms,
-    int tries, struct dns_cache *cache);
+    int tries, struct dns_cache *cache, uint64_t negative_ttl_ms, uint64_t max_ttl_ms);
 
 /* Bounds every lookup of the check about to run on this thread: none goes on more than
  * ms_from_now from now (the check's own time limit, after which nobody waits for it); 0

@@ -325,9 +325,15 @@ static long reply_value(struct json_reader *j, struct rspamd_reply *rp, bool *cu
 	return (long)at;
 }
 
-static void reply_op_add(struct rspamd_reply *rp, const struct reply_op *op)
+/* op kept; -1 when the reply holds RSPAMD_REPLY_ENTRIES_MAX already (the parse ends there). */
+static int reply_op_add(struct rspamd_reply *rp, const struct reply_op *op)
 {
+	if (rp->ops_len / sizeof(*op) >= RSPAMD_REPLY_ENTRIES_MAX) {
+		rp->over = true;
+		return -1;
+	}
 	growbuf_append(&rp->ops, &rp->ops_len, &rp->ops_cap, 32 * sizeof(*op), (const char *)op, sizeof(*op));
+	return 0;
 }
 
 /* The "score" member of one symbol's object (the others skipped). */
@@ -349,6 +355,10 @@ static int json_symbols_member(struct json_reader *j, const char *key, void *ctx
 		return json_skip(j);
 	if (json_object(j, json_symbol_member, &s.score) < 0)
 		return -1;
+	if (rp->syms_len / sizeof(s) >= RSPAMD_REPLY_ENTRIES_MAX) {
+		rp->over = true;
+		return -1;
+	}
 	s.name = reply_key(rp, key);
 	growbuf_append(&rp->syms, &rp->syms_len, &rp->syms_cap, 64 * sizeof(s), (const char *)&s, sizeof(s));
 	return 0;
@@ -370,7 +380,8 @@ static int json_op_string(struct json_reader *j, const char *key, void *ctx)
 	if ((at = reply_value(j, o->rp, &op.cut)) < 0)
 		return -1;
 	op.value = (uint32_t)at;
-	reply_op_add(o->rp, &op);
+	if (reply_op_add(o->rp, &op) < 0)
+		return -1;
 	o->op.index += o->op.index > 0;    /* the DKIM-Signatures of an array go at 1, 2 ... */
 	return 0;
 }
@@ -421,9 +432,7 @@ static int json_milter_add_one(struct json_reader *j, const char *key, void *ctx
 		return json_skip(j);
 	if (json_object(j, json_milter_add_field, &a) < 0)
 		return -1;
-	if (a.op.value != REPLY_NONE)
-		reply_op_add(o->rp, &a.op);
-	return 0;
+	return a.op.value != REPLY_NONE ? reply_op_add(o->rp, &a.op) : 0;
 }
 
 static int json_milter_add_member(struct json_reader *j, const char *key, void *ctx)
@@ -447,7 +456,7 @@ static int json_milter_remove_member(struct json_reader *j, const char *key, voi
 		struct reply_op op = { reply_key(rp, key), REPLY_NONE, (int32_t)d, RSPAMD_OP_HEADER,
 		    RSPAMD_MILTER_REMOVES, .remove = true };
 
-		reply_op_add(rp, &op);
+		return reply_op_add(rp, &op);
 	}
 	return 0;
 }
@@ -557,6 +566,7 @@ static int json_top_member(struct json_reader *j, const char *key, void *ctx)
 int rspamd_reply_parse(const char *json, size_t len, struct rspamd_reply *out)
 {
 	struct json_reader j = { json, json + len, 0 };
+	bool over;
 
 	memset(out, 0, sizeof(*out));
 	/* the offsets of the strings hold any reply read (RSPAMD_REPLY_MAX) */
@@ -569,8 +579,9 @@ int rspamd_reply_parse(const char *json, size_t len, struct rspamd_reply *out)
 	 * (plugins.c plugin_reply_clean: '?' for what is no text, UTF-8 kept) */
 	return 0;
 bad:
+	over = out->over;
 	rspamd_reply_free(out);
-	return -1;
+	return over ? -2 : -1;
 }
 
 void rspamd_reply_symbols(const struct rspamd_reply *rp, rspamd_symbol_cb cb, void *arg)
@@ -607,6 +618,7 @@ void rspamd_reply_free(struct rspamd_reply *rp)
 	free(rp->ops);
 	rp->str = rp->syms = rp->ops = NULL;
 	rp->str_len = rp->str_cap = rp->syms_len = rp->syms_cap = rp->ops_len = rp->ops_cap = 0;
+	rp->over = false;
 }
 
 /* ------------------------------------------------------------------- HTTP */
@@ -1146,8 +1158,12 @@ static void rspamd_try_verdict(struct rspamd_scan *sc)
 		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply");
 	}
 	body = rspamd_reader_json(&sc->rd, &blen);
-	if (rspamd_reply_parse(body, blen, &sc->reply) < 0) {
-		h->log(sc->call, 2, "event=rspamd_error error=\"bad JSON\"");
+	if ((rc = rspamd_reply_parse(body, blen, &sc->reply)) < 0) {
+		if (rc == -2)
+			h->log(sc->call, 2, "event=rspamd_error error=\"too many symbols or operations\" "
+			    "max=%d", RSPAMD_REPLY_ENTRIES_MAX);
+		else
+			h->log(sc->call, 2, "event=rspamd_error error=\"bad JSON\"");
 		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply");
 	}
 	snprintf(desc, sizeof(desc), "%s %.2f / %.2f", r->action, r->score, r->required);

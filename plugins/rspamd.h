@@ -99,10 +99,17 @@ struct rspamd_reply {
 	/* private */
 	char *str, *syms, *ops;
 	size_t str_len, str_cap, syms_len, syms_cap, ops_len, ops_cap;
+	bool over;               /* a bound was reached: the parse ends -2 */
 };
 
-/* Reads the body. Bounded (nesting depth 32). 0, or -1 (malformed, or no "score"; nothing
- * is kept). rspamd_reply_free frees it (after either). */
+/* The most symbols and operations one reply may hold: a reply of 1 MiB made of tiny
+ * entries ({"add_rcpt": ["", "", ...]}: 3 octets of JSON, 20 kept) held seven times its
+ * size while it was read. A real one holds tens of either. */
+#define RSPAMD_REPLY_ENTRIES_MAX 4096   /* symbols, and operations, each */
+
+/* Reads the body. Bounded (nesting depth 32, the counts above). 0, or -1 (malformed, or no
+ * "score"), or -2 (more symbols or operations than the bounds); nothing is kept on either.
+ * rspamd_reply_free frees it (after any). */
 int rspamd_reply_parse(const char *json, size_t len, struct rspamd_reply *out);
 
 /* Reports each symbol, in the reply's order (name borrowed from the reply). */

@@ -138,7 +138,8 @@ SINCE = {
     # generator the input seeds, against the same reply fed whole, and with small bounds
     # session 29's w-carried: the reply read once (rspamd_reply_parse), every part of its
     # operations reported from what was kept, its strings within the JSON's length
-    'fuzz_rspamd_reply': '2026-12-06T15:10Z',
+    # session 30's w-carried: at most RSPAMD_REPLY_ENTRIES_MAX symbols and operations kept
+    'fuzz_rspamd_reply': '2026-12-06T19:15Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
     # session 19's w-left2: the same octet check as fuzz_backend_reply (smtp_reply_printable)
     'fuzz_plugin_output': '2026-12-05T03:30Z',
@@ -190,6 +191,8 @@ MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply'
            'fuzz_xclient': 1024,
            # the harness reads only the first 512 bytes: longer inputs are mutations wasted
            'fuzz_bayes_token': 512,
+           # 4,097 symbols or operations (RSPAMD_REPLY_ENTRIES_MAX) take 12 KiB at least
+           'fuzz_rspamd_reply': 16384,
            # a request line is at most CTL_MAX_LINE (1024) octets: 2 KiB holds an over-long
            # one and a request after it; each input is parsed byte by byte, so length is time
            'fuzz_control': 2048, 'fuzz_control_verbs': 2048,

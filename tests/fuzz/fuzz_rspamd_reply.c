@@ -1,6 +1,7 @@
 /* fuzz_rspamd_reply.c — rspamd's HTTP reply splitter and the bounded JSON reader (the
  * result, the symbols and the "milter" block's operations, read once: every part of them
- * reported, the strings kept no longer than the JSON) over arbitrary bytes (first byte: 1 =
+ * reported, the strings kept no longer than the JSON, at most RSPAMD_REPLY_ENTRIES_MAX symbols
+ * and as many operations) over arbitrary bytes (first byte: 1 =
  * treat input as complete/EOF). And the reply read as it comes
  * (rspamd_reader): fed in reads cut where a generator seeded by the input says, it must end
  * as fed whole — the same outcome, status, offset, JSON and body block — within its bounds
@@ -112,7 +113,10 @@ static void fuzz_json(const char *json, size_t len, size_t *acc)
 			__builtin_trap();
 		return;
 	}
-	if (rp.str_len > len)
+	/* the strings within the JSON's length, the symbols and operations within their bound
+	 * (a reply of tiny entries held seven times its size) */
+	if (rp.str_len > len || rp.syms_len > RSPAMD_REPLY_ENTRIES_MAX * 16 ||
+	    rp.ops_len > RSPAMD_REPLY_ENTRIES_MAX * 20)
 		__builtin_trap();
 	(void)strlen(r->action);
 	(void)strlen(r->smtp_message);

@@ -169,6 +169,56 @@ static void test_negative_ttl(void **state)
 	assert_int_equal(dns_reply_negative_ttl(buf, sizeof(buf), &ttl), -1);
 }
 
+/* dns_cache_put_reply: a raw reply SPF's lookups asked themselves, stored as the resolvers
+ * store theirs (TTLs bounded by negative_ttl and max_ttl, no SOA no negative entry). */
+static void test_cache_put_reply(void **state)
+{
+	static const unsigned char nx[] = {	/* NXDOMAIN for nx.test A, SOA MINIMUM 300 */
+		0x12, 0x34, 0x81, 0x83, 0, 1, 0, 0, 0, 1, 0, 0,
+		2, 'n', 'x', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1,
+		0xc0, 15, 0, 6, 0, 1, 0, 0, 0x0e, 0x10, 0, 29,
+		2, 'n', 's', 0xc0, 15, 1, 'h', 0xc0, 15,
+		0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 1, 0x2c,
+	};
+	static const unsigned char a[] = {	/* a.test A 198.18.1.9, TTL 7200 */
+		0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0,
+		1, 'a', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1,
+		0xc0, 12, 0, 1, 0, 1, 0, 0, 0x1c, 0x20, 0, 4, 198, 18, 1, 9,
+	};
+	struct dns_cache *c = dns_cache_new(10);
+	unsigned char buf[sizeof(nx)];
+	struct dns_result *g;
+
+	(void)state;
+	dns_cache_put_reply(c, DNS_T_A, "a.test", a, (int)sizeof(a), 300000, 3600000);
+	g = dns_cache_get(c, DNS_T_A, "a.test", dns_cache_now_ms());
+	assert_non_null(g);
+	assert_int_equal(g->status, DNS_S_OK);
+	assert_int_equal(g->n, 1);
+	assert_string_equal(g->v[0], "198.18.1.9");
+	assert_true(g->ttl <= 3600 && g->ttl > 3500);	/* max_ttl, not the record's 7200 */
+	dns_result_free(g);
+	dns_cache_put_reply(c, DNS_T_A, "nx.test", nx, (int)sizeof(nx), 60000, 3600000);
+	g = dns_cache_get(c, DNS_T_A, "nx.test", dns_cache_now_ms());
+	assert_non_null(g);
+	assert_int_equal(g->status, DNS_S_NXDOMAIN);
+	assert_true(g->ttl <= 60 && g->ttl > 0);	/* negative_ttl, not the SOA's 300 */
+	dns_result_free(g);
+	memcpy(buf, nx, sizeof(nx));
+	buf[9] = 0;	/* no SOA: not cached */
+	dns_cache_put_reply(c, DNS_T_A, "nosoa.test", buf, (int)sizeof(buf), 60000, 3600000);
+	assert_null(dns_cache_get(c, DNS_T_A, "nosoa.test", dns_cache_now_ms()));
+	memcpy(buf, nx, sizeof(nx));
+	buf[3] = 0x82;	/* SERVFAIL: never */
+	dns_cache_put_reply(c, DNS_T_A, "sf.test", buf, (int)sizeof(buf), 60000, 3600000);
+	assert_null(dns_cache_get(c, DNS_T_A, "sf.test", dns_cache_now_ms()));
+	for (size_t len = 0; len < sizeof(a); len++)	/* a truncated reply stores nothing */
+		dns_cache_put_reply(c, DNS_T_A, "cut.test", a, (int)len, 60000, 3600000);
+	assert_null(dns_cache_get(c, DNS_T_A, "cut.test", dns_cache_now_ms()));
+	dns_cache_put_reply(NULL, DNS_T_A, "a.test", a, (int)sizeof(a), 60000, 3600000);
+	dns_cache_free(c);
+}
+
 /* dns_msg_question: a message's header and question (dns.c matches the answers c-ares
  * takes, by id and question, to the queries it sent). */
 static void test_msg_question(void **state)
@@ -709,6 +759,7 @@ int main(void)
 		cmocka_unit_test(test_cache_ttl),
 		cmocka_unit_test(test_cache_bound),
 		cmocka_unit_test(test_negative_ttl),
+		cmocka_unit_test(test_cache_put_reply),
 		cmocka_unit_test(test_msg_question),
 		cmocka_unit_test(test_frame_feed),
 		cmocka_unit_test(test_ptr_names),

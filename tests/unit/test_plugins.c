@@ -263,6 +263,67 @@ static const struct uni_row uni_rows[] = {
 	{ "not hex", "\\u00g9", -1, NULL, false },
 };
 
+/* A reply of many tiny entries (a 1 MiB {"add_rcpt": ["", "", ...]}: 3 octets of JSON, 20
+ * kept each) held seven times its size while it was read: at most RSPAMD_REPLY_ENTRIES_MAX
+ * symbols and as many operations are kept, a reply with more is refused (-2, nothing kept;
+ * the plugin's on_error). */
+static char *json_many(const char *head, const char *entry, size_t n, const char *tail)
+{
+	size_t el = strlen(entry), len = strlen(head) + n * (el + 1) + strlen(tail) + 1;
+	char *j = malloc(len), *p = j;
+
+	assert_non_null(j);
+	p += sprintf(p, "%s", head);
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, i ? ",%s" : "%s", entry);
+	sprintf(p, "%s", tail);
+	return j;
+}
+
+static void test_rspamd_json_bounds(void **state)
+{
+	struct rspamd_reply rp;
+	size_t n1mib = (1024u * 1024u) / 3;
+	char *j, sym[32];
+
+	(void)state;
+	j = json_many("{\"score\":1,\"milter\":{\"add_rcpt\":[", "\"\"", RSPAMD_REPLY_ENTRIES_MAX, "]}}");
+	assert_int_equal(rspamd_reply_parse(j, strlen(j), &rp), 0);
+	assert_int_equal(rp.ops_len / 20, RSPAMD_REPLY_ENTRIES_MAX);
+	rspamd_reply_free(&rp);
+	free(j);
+	j = json_many("{\"score\":1,\"milter\":{\"add_rcpt\":[", "\"\"", RSPAMD_REPLY_ENTRIES_MAX + 1, "]}}");
+	assert_int_equal(rspamd_reply_parse(j, strlen(j), &rp), -2);
+	assert_null(rp.ops);
+	assert_null(rp.str);
+	rspamd_reply_free(&rp);
+	free(j);
+	/* the reply of the report: 1 MiB of empty recipients, refused with little kept */
+	j = json_many("{\"score\":1,\"milter\":{\"add_rcpt\":[", "\"\"", n1mib, "]}}");
+	assert_int_equal(rspamd_reply_parse(j, strlen(j), &rp), -2);
+	rspamd_reply_free(&rp);
+	free(j);
+	/* header removes and adds count as operations too */
+	j = json_many("{\"score\":1,\"milter\":{\"remove_headers\":{", "\"X\":1", RSPAMD_REPLY_ENTRIES_MAX + 1, "}}}");
+	assert_int_equal(rspamd_reply_parse(j, strlen(j), &rp), -2);
+	rspamd_reply_free(&rp);
+	free(j);
+	/* symbols: 4096 kept, one more refused */
+	j = json_many("{\"score\":1,\"symbols\":{", "\"S\":{}", RSPAMD_REPLY_ENTRIES_MAX, "}}");
+	assert_int_equal(rspamd_reply_parse(j, strlen(j), &rp), 0);
+	rspamd_reply_free(&rp);
+	free(j);
+	j = json_many("{\"score\":1,\"symbols\":{", "\"S\":{}", RSPAMD_REPLY_ENTRIES_MAX + 1, "}}");
+	assert_int_equal(rspamd_reply_parse(j, strlen(j), &rp), -2);
+	assert_null(rp.syms);
+	rspamd_reply_free(&rp);
+	free(j);
+	/* malformed stays -1 */
+	snprintf(sym, sizeof(sym), "{\"score\":1,");
+	assert_int_equal(rspamd_reply_parse(sym, strlen(sym), &rp), -1);
+	rspamd_reply_free(&rp);
+}
+
 static void test_rspamd_json_unicode(void **state)
 {
 	static struct rspamd_result res;
@@ -1362,6 +1423,7 @@ int main(void)
 		cmocka_unit_test(test_spamd_replies),
 		cmocka_unit_test(test_rspamd_json),
 		cmocka_unit_test(test_rspamd_json_unicode),
+		cmocka_unit_test(test_rspamd_json_bounds),
 		cmocka_unit_test(test_rspamd_json_milter),
 		cmocka_unit_test(test_rspamd_json_milter_flags),
 		cmocka_unit_test(test_rspamd_http),
