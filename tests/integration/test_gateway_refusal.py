@@ -95,6 +95,25 @@ mt.check(mx2.wait_log(r'error \S+ event=gateway_refused backend=%s stage=rcpt co
          'event=gateway_refused stage=rcpt names the operator\'s pattern')
 mx2.stop()
 
+# ------------------------------------------------------------------ a 5xx greeting
+# Probes once an hour: the start's probe sees the server greet, then it refuses; the messages
+# find it out (the next probe would too, and take it out without a message: not what is tested).
+g1 = mt.Backend(xclient=False, name='greet-refuses')
+g2 = mt.Backend(xclient=False, name='greet-ok')
+cfg3 = mt.proxied_config([g1.url, g2.url], backends={'client_identity': 'none', 'balance': 'round_robin',
+                                                     'health_check': {'interval': '1h', 'timeout': '10s'}})
+mx3 = mt.Mxgate(cfg3, 'mx-gwrefuse-greeting')
+g1.mode = 'refuse_connect'
+codes = [mt.send_mail(mx3.port, 'sender@example.org', ['alice@example.test'], mt.message('gr%d' % i),
+                      proxy_src='198.18.7.12').code for i in range(2)]
+mt.check(codes == [250, 250] and len(g2.messages) == 2,
+         'a server refusing mxgate at the greeting (554 5.7.1): the messages at the other (%s)' % codes)
+mt.check(mx3.wait_log(r'error \S+ event=gateway_refused backend=%s stage=greeting code=554 reply="554 5\.7\.1 '
+                      r'<unknown\[127\.0\.0\.1\]>: Client host rejected: Access denied" action=next_backend'
+                      % re.escape(g1.url)) is not None,
+         'event=gateway_refused stage=greeting names the server and its greeting')
+mx3.stop()
+
 # ------------------------------------------------------------------ -t on a bad pattern
 FIXED = [{'address': '127.0.0.1:2525'}]
 rc, out = mt.config_check(mt.config([pf2.url], listen=FIXED, backends={'gateway_refusals': ['5.7.1', '5.7.606-5.8.1']}),
