@@ -4,6 +4,7 @@
 #include "backend.h"
 #include "cfg.h"
 #include "log.h"
+#include "smtp_reply.h"
 
 #include <ctype.h>
 #include <stddef.h>
@@ -112,19 +113,15 @@ static bool gwrefuse_match_one(const char *pat, const char *text, const int have
 const char *gwrefuse_match(int code, const char *text, const struct cfg_strlist *extra)
 {
 	int have[3] = { 0, 0, 0 };
-	size_t hn;
+	size_t hn = 0;
+	char enh[12];
 
 	if (code / 100 != 5 || text == NULL)
 		return NULL;
-	/* the reply line as it came ("550 5.7.606 ..."; "550-" a multi-line reply's first) */
-	const char *t = text;
-	if (isdigit((unsigned char)t[0]) && isdigit((unsigned char)t[1]) && isdigit((unsigned char)t[2]) &&
-	    (t[3] == ' ' || t[3] == '-'))
-		t += 4;
-	hn = gwrefuse_parse_code(t, have);
-	text = t;
-	if (hn > 0 && text[hn] != '\0' && text[hn] != ' ' && text[hn] != '\r' && text[hn] != '\n')
-		hn = 0;		/* "5.7.606x": no code */
+	/* the reply's enhanced code as every module reads it (its last line's) */
+	struct smtp_reply rep = { .code = code, .text = text, .len = strlen(text), .nlines = 1 };
+	if (smtp_reply_enhanced(&rep, enh))
+		hn = gwrefuse_parse_code(enh, have);
 	for (size_t i = 0; gwrefuse_builtin[i]; i++)
 		if (gwrefuse_match_one(gwrefuse_builtin[i], text, have, hn))
 			return gwrefuse_builtin[i];

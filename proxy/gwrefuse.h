@@ -24,9 +24,9 @@ struct backend;
  * with *why a static reason. */
 int gwrefuse_check_pattern(const char *pat, const char **why);
 
-/* The pattern a reply (code, and text as the relay gives it: the line with its reply code,
- * "550 5.7.606 ...", or without it) matches: its enhanced code is the one after the reply
- * code; one built in (gwrefuse_builtin: Exchange Online's 5.7.606-5.7.649 and
+/* The pattern a reply (code, and text as the relay gives it: every line with its code,
+ * joined by CRLF, "550 5.7.606 ...") matches: its enhanced code is its last line's
+ * (smtp_reply_enhanced); one built in (gwrefuse_builtin: Exchange Online's 5.7.606-5.7.649 and
  * 5.7.57) or one of extra (may be NULL). Only a 5xx is matched: a 4xx is a deferral already.
  * Returns the pattern (static or extra's, valid while extra is) or NULL. */
 const char *gwrefuse_match(int code, const char *text, const struct cfg_strlist *extra);

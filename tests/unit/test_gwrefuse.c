@@ -24,46 +24,42 @@ struct match_row {
 };
 
 static const struct match_row match_rows[] = {
-	{ "Exchange Online banned sending IP, lowest", 550, "5.7.606 Access denied, banned sending IP [192.0.2.1]",
+	{ "Exchange Online banned sending IP, lowest", 550, "550 5.7.606 Access denied, banned sending IP [192.0.2.1]",
 	  { NULL }, "5.7.606-5.7.649" },
-	{ "Exchange Online banned sending IP, highest", 550, "5.7.649 Access denied, banned sending IP [192.0.2.1]",
+	{ "Exchange Online banned sending IP, highest", 550, "550 5.7.649 Access denied, banned sending IP [192.0.2.1]",
 	  { NULL }, "5.7.606-5.7.649" },
-	{ "a code inside the range", 550, "5.7.620 Access denied", { NULL }, "5.7.606-5.7.649" },
-	{ "just below the range", 550, "5.7.605 Access denied", { NULL }, NULL },
-	{ "just above the range", 550, "5.7.650 Access denied", { NULL }, NULL },
-	{ "submission endpoint", 530, "5.7.57 Client not authenticated to send anonymous mail during MAIL FROM",
+	{ "a code inside the range", 550, "550 5.7.620 Access denied", { NULL }, "5.7.606-5.7.649" },
+	{ "just below the range", 550, "550 5.7.605 Access denied", { NULL }, NULL },
+	{ "just above the range", 550, "550 5.7.650 Access denied", { NULL }, NULL },
+	{ "submission endpoint", 530, "530 5.7.57 Client not authenticated to send anonymous mail during MAIL FROM",
 	  { NULL }, "5.7.57" },
-	{ "a longer code that starts alike", 530, "5.7.570 Something else", { NULL }, NULL },
-	{ "code glued to a word", 550, "5.7.606x banned", { NULL }, NULL },
-	{ "a code alone, no text after it", 550, "5.7.57", { NULL }, "5.7.57" },
-	{ "a 4xx is a deferral already", 451, "4.7.606 Access denied", { NULL }, NULL },
-	{ "a 4xx with the built-in's digits", 450, "5.7.606 Access denied", { NULL }, NULL },
-	{ "user unknown: the message's", 550, "5.1.1 <nobody@example.test>: Recipient address rejected: User unknown",
-	  { NULL }, NULL },
+	{ "a longer code that starts alike", 530, "530 5.7.570 Something else", { NULL }, NULL },
+	{ "code glued to a word", 550, "550 5.7.606x banned", { NULL }, NULL },
+	{ "a code alone, no text after it", 550, "550 5.7.57", { NULL }, "5.7.57" },
+	{ "a multi-line reply: its last line's code", 530,
+	  "530-5.7.57 Client not authenticated\r\n530 5.7.57 to send anonymous mail", { NULL }, "5.7.57" },
+	{ "the code without its reply code is no enhanced code", 550, "5.7.606 Access denied", { NULL }, NULL },
+	{ "an enhanced code of another class than the reply's", 550, "550 4.7.606 Access denied", { NULL }, NULL },
+	{ "a 4xx is a deferral already", 451, "451 4.7.606 Access denied", { NULL }, NULL },
+	{ "a 4xx with the built-in's digits", 450, "450 5.7.606 Access denied", { NULL }, NULL },
+	{ "user unknown: the message's", 550,
+	  "550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown", { NULL }, NULL },
 	{ "Directory-Based Edge Blocking: the recipient's", 550,
-	  "5.4.1 Recipient address rejected: Access denied. AS(201806281)", { NULL }, NULL },
-	{ "no enhanced code, no pattern", 554, "Transaction failed", { NULL }, NULL },
-	{ "an operator's text, case ignored", 554, "5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied",
+	  "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)", { NULL }, NULL },
+	{ "no enhanced code, no pattern", 554, "554 Transaction failed", { NULL }, NULL },
+	{ "an operator's text, case ignored", 554, "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied",
 	  { "client HOST rejected", NULL }, "client HOST rejected" },
-	{ "an operator's text not in the reply", 554, "5.7.1 <a@example.test>: Relay access denied",
+	{ "an operator's text not in the reply", 554, "554 5.7.1 <a@example.test>: Relay access denied",
 	  { "Client host rejected", NULL }, NULL },
-	{ "an operator's code", 550, "5.7.0 Error: insufficient authorization", { "5.7.0", NULL }, "5.7.0" },
-	{ "an operator's code, another detail", 550, "5.7.1 Access denied", { "5.7.0", NULL }, NULL },
-	{ "an operator's range", 554, "5.7.12 Sender was not authenticated", { "5.7.10-5.7.19", NULL }, "5.7.10-5.7.19" },
-	{ "the second of the operator's", 550, "5.7.1 TLS required", { "5.7.0", "TLS required", NULL }, "TLS required" },
-	{ "built in before the operator's", 550, "5.7.606 banned", { "banned", NULL }, "5.7.606-5.7.649" },
-	{ "a text pattern that reads as a code is one", 550, "5.7.57 no", { "5.7.5", NULL }, "5.7.57" },
-	{ "NULL text", 550, NULL, { "x", NULL }, NULL },
-	{ "the line as the relay gives it", 550, "550 5.7.606 Access denied, banned sending IP [127.0.0.1]",
-	  { NULL }, "5.7.606-5.7.649" },
-	{ "a multi-line reply's first line", 530, "530-5.7.57 Client not authenticated\r\n530 5.7.57 to send", { NULL },
-	  "5.7.57" },
-	{ "the line of a user unknown", 550, "550 5.1.1 <a@b.test>: User unknown", { NULL }, NULL },
-	{ "an operator's code in the line", 550, "550 5.7.0 Error: insufficient authorization", { "5.7.0", NULL },
-	  "5.7.0" },
-	{ "an operator's text in the line", 554, "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied",
-	  { "Client host rejected", NULL }, "Client host rejected" },
+	{ "an operator's code", 550, "550 5.7.0 Error: insufficient authorization", { "5.7.0", NULL }, "5.7.0" },
+	{ "an operator's code, another detail", 550, "550 5.7.1 Access denied", { "5.7.0", NULL }, NULL },
+	{ "an operator's range", 554, "554 5.7.12 Sender was not authenticated", { "5.7.10-5.7.19", NULL },
+	  "5.7.10-5.7.19" },
+	{ "the second of the operator's", 550, "550 5.7.1 TLS required", { "5.7.0", "TLS required", NULL }, "TLS required" },
+	{ "built in before the operator's", 550, "550 5.7.606 banned", { "banned", NULL }, "5.7.606-5.7.649" },
+	{ "a pattern that reads as a code is one, not a prefix", 550, "550 5.7.51 no", { "5.7.5", NULL }, NULL },
 	{ "a reply code alone is no enhanced code", 550, "550 banned", { "5.5.0", NULL }, NULL },
+	{ "NULL text", 550, NULL, { "x", NULL }, NULL },
 };
 
 static void test_match(void **state)
@@ -84,8 +80,8 @@ static void test_match(void **state)
 static void test_match_no_extra(void **state)
 {
 	(void)state;
-	assert_string_equal(gwrefuse_match(550, "5.7.606 banned", NULL), "5.7.606-5.7.649");
-	assert_null(gwrefuse_match(550, "5.1.1 unknown", NULL));
+	assert_string_equal(gwrefuse_match(550, "550 5.7.606 banned", NULL), "5.7.606-5.7.649");
+	assert_null(gwrefuse_match(550, "550 5.1.1 unknown", NULL));
 }
 
 struct pattern_row {
