@@ -85,17 +85,6 @@ int gwrefuse_check_pattern(const char *pat, const char **why)
 	return 0;
 }
 
-/* Whether text contains pat, case ignored. */
-static bool gwrefuse_contains(const char *text, const char *pat)
-{
-	size_t lp = strlen(pat);
-
-	for (const char *t = text; *t; t++)
-		if (strncasecmp(t, pat, lp) == 0)
-			return true;
-	return false;
-}
-
 /* Whether reply text (its enhanced code parsed into have, or hn == 0 without one) matches
  * pat. */
 static bool gwrefuse_match_one(const char *pat, const char *text, const int have[3], size_t hn)
@@ -107,7 +96,7 @@ static bool gwrefuse_match_one(const char *pat, const char *text, const int have
 		return valid && hn > 0 && have[0] == lo[0] && have[1] == lo[1] && have[2] >= lo[2] &&
 		    have[2] <= hi[2];
 	}
-	return gwrefuse_contains(text, pat);
+	return strcasestr(text, pat) != NULL;	/* pat: 1 octet or more (gwrefuse_check_pattern) */
 }
 
 const char *gwrefuse_match(int code, const char *text, const struct cfg_strlist *extra)
