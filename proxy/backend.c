@@ -625,6 +625,27 @@ void backend_report_failure(struct pool *p, struct backend *b, const char *why)
 		    b->url, why ? why : "", f);
 }
 
+void backend_report_refused(struct pool *p, struct backend *b, const char *why)
+{
+	struct backend_health *h = backend_health(b);
+	int f = atomic_fetch_add(&h->fails, 1) + 1;
+
+	if (f < p->fall)
+		atomic_store(&h->fails, p->fall);
+	atomic_store(&h->refused_until, (long long)(uv_hrtime() / 1000000) + BACKEND_REFUSED_HOLD_MS);
+	if (b->counts)
+		atomic_fetch_add(&b->counts->failed, 1);
+	atomic_store(&h->oks, 0);
+	if (atomic_exchange(&h->up, 0) == 1)
+		log_event(LOG_LVL_WARNING, NULL, "event=backend_down backend=%s reason=\"%s\" fails=%d",
+		    b->url, why ? why : "", f < p->fall ? p->fall : f);
+}
+
+bool backend_is_refused(const struct backend *b, long long now_ms)
+{
+	return atomic_load(&backend_health(b)->refused_until) > now_ms;
+}
+
 void backend_report_success(struct pool *p, struct backend *b)
 {
 	(void)p;

@@ -42,6 +42,9 @@ struct backend_health {
 	atomic_llong latency_us;         /* last health-check latency */
 	atomic_int checked;              /* 1 = has had a health-check result (this process) */
 	atomic_llong probe_fails[BACKEND_PROBE__COUNT];   /* failed probes by step, since the start */
+	atomic_llong refused_until;      /* uv_hrtime() ms: refused the gateway itself
+	                                  * (backend_report_refused); probes do not bring it
+	                                  * back before then */
 };
 
 /* Messages a backend accepted and delivery attempts that failed, since the start. One
@@ -229,6 +232,16 @@ static inline bool backend_err_is_local(int uv_err)
 }
 void backend_report_failure(struct pool *p, struct backend *b, const char *why);
 void backend_report_success(struct pool *p, struct backend *b);
+/* How long a backend that refused the gateway itself stays out of the rotation. */
+#define BACKEND_REFUSED_HOLD_MS 300000
+/* b refused the gateway itself (gwrefuse.h: its address banned, a submission endpoint, a
+ * greeting or EHLO refused with 5xx): out of the rotation at once (event=backend_down with
+ * why, once), a failed delivery attempt counted, and the health probes, which only see the
+ * greeting and EHLO, bring it back no sooner than BACKEND_REFUSED_HOLD_MS from now. Picked
+ * still when no server is up (pool_pick_backend). */
+void backend_report_refused(struct pool *p, struct backend *b, const char *why);
+/* Whether b is held out by backend_report_refused at now_ms (uv_hrtime() ms). */
+bool backend_is_refused(const struct backend *b, long long now_ms);
 /* A message deferred by b (4xx to DATA or after the dot): counts a failed delivery
  * attempt (backend_failed) and ends b's run of consecutive failures, as an answer from a
  * live server; never takes b out of the rotation. */

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "bypass.h"
 #include "domain.h"
+#include "gwrefuse.h"
 #include "hostres.h"
 #include "plugins/pconn.h"
 #include "rules/recipient_actions.h"
@@ -714,6 +715,14 @@ static const struct cfg_field backends_fields[] = {
 	  0, 1000, .doc = "recipients per transaction to an LMTP server; past it the client gets `452 4.5.3` "
 		"and sends the rest in a new transaction. 1: an LMTP refusal after the dot then reaches "
 		"the sender exactly (0 = no limit)" },
+	{ "gateway_refusals", CFG_STRLIST, offsetof(struct backends_config, gateway_refusals),
+	  .doc = "5xx replies to MAIL or RCPT that refuse the gateway itself (its address, the endpoint), "
+		 "not the message, beyond Exchange Online's 5.7.606-5.7.649 and 5.7.57, which are built in: "
+		 "an enhanced status code (\"5.7.57\"), a range of one class and subject (\"5.7.606-5.7.649\"), "
+		 "or a text the reply contains, case ignored (\"Client host rejected\": only with client_identity "
+		 "none, where the backend judges mxgate's address); up to 32, each 1 to 200 octets. Such a reply "
+		 "is the server's failure: event=gateway_refused, the server out of the rotation for 5 minutes, "
+		 "the next server, 451 4.4.1 to the client when none is left" },
 	{ NULL }
 };
 /* tls_verify: the CA file loads (-t, the start and a reload alike), and it implies
@@ -737,6 +746,13 @@ static int backends_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 			    cfg_error(p, item ? item : n, "tls_verify_name has no effect without backends.tls_verify: true");
 			cfg_path_pop(p, old);
 		}
+	}
+	if (bc->gateway_refusals.n > GWREFUSE_PATTERNS_MAX)
+		rc = cfg_error_key(p, n, "gateway_refusals", -1, "at most %d patterns", GWREFUSE_PATTERNS_MAX);
+	for (size_t i = 0; i < bc->gateway_refusals.n; i++) {
+		const char *why;
+		if (gwrefuse_check_pattern(bc->gateway_refusals.v[i], &why) != 0)
+			rc = cfg_error_key(p, n, "gateway_refusals", (long)i, "\"%s\": %s", bc->gateway_refusals.v[i], why);
 	}
 	if (bc->tls_verify) {
 		char err[512];

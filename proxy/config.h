@@ -106,6 +106,8 @@ struct backends_config {
 	bool require_tls;           /* never in clear: no STARTTLS or a failed one is a failure */
 	bool tls_verify;            /* verify the certificate (chain and name); sets require_tls */
 	char *tls_ca_file;          /* PEM CAs for tls_verify (NULL: the system's) */
+	struct cfg_strlist gateway_refusals; /* replies that refuse the gateway, not the message
+	                                      * (gwrefuse.h), beyond the ones built in */
 };
 
 struct log_config { int level; /* enum log_level */ bool syslog; int facility; /* enum log_facility */

@@ -179,6 +179,9 @@ static void probe_record(struct health_probe *p, bool ok, const char *reason)
 		if (atomic_load(&bh->up)) {
 			atomic_store(&bh->fails, 0);
 			atomic_store(&bh->oks, 0);
+		} else if (backend_is_refused(b, (long long)(uv_hrtime() / 1000000))) {
+			/* it refused the gateway at MAIL or RCPT, which a probe does not see */
+			atomic_store(&bh->oks, 0);
 		} else {
 			int oks = atomic_fetch_add(&bh->oks, 1) + 1;
 			if (oks >= h->rise) {

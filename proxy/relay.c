@@ -5,6 +5,7 @@
 #include "config.h"
 #include "dataparse.h"
 #include "growbuf.h"
+#include "gwrefuse.h"
 #include "headers.h"
 #include "hook.h"
 #include "log.h"
@@ -964,6 +965,10 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 {
 	switch (r->state) {
 	case RELAY_GREETING:
+		/* A 5xx greeting refuses the connecting host before any command: mxgate's address
+		 * unless the PROXY header named the client's (then it is the client's refusal). */
+		if (code / 100 == 5 && r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2)
+			gwrefuse_report(r->gen->pool, r->b, relay_log_id(r), "greeting", code, text, NULL);
 		if (code != 220) {
 			relay_fail(r, "greeting refused");
 			return;

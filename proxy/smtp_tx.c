@@ -6,6 +6,7 @@
 #include "bdat.h"
 #include "config.h"
 #include "counters.h"
+#include "gwrefuse.h"
 #include "hook.h"
 #include "log.h"
 #include "maildir.h"
@@ -350,6 +351,26 @@ static void smtp_tx_est_fail(struct smtp_tx *tx, int code, const char *text, boo
 	tx->est_done(tx, code, text);
 }
 
+/* Whether a reply from the current backend refuses the gateway itself, not the message
+ * (gwrefuse.h: a 5xx of Exchange Online's banned sending IP, a submission endpoint, or one
+ * of backends.gateway_refusals): then logged (event=gateway_refused) and the backend taken
+ * out of the rotation; the caller fails over as for a backend that went away. */
+static bool smtp_tx_gateway_refused(struct smtp_tx *tx, const char *stage, int code, const char *text)
+{
+	struct backend *b = tx->relay ? relay_backend(tx->relay) : tx->backend;
+	const char *pat;
+
+	if (code / 100 != 5 || b == NULL ||
+	    (pat = gwrefuse_match(code, text, &tx->env->cfg->backends.gateway_refusals)) == NULL)
+		return false;
+	gwrefuse_report(tx->pool, b, tx->env->session_id, stage, code, text, pat);
+	return true;
+}
+
+/* The text est_done gets with code 0 (nothing taken: 451 to the client) when the last
+ * server tried refused the gateway. */
+#define SMTP_TX_GATEWAY_REFUSED "the backends refused the gateway (event=gateway_refused)"
+
 /* A pooled connection the backend had dropped: not the backend's fault, and not an
  * attempt. Open another: a new one. The others parked to that backend may be as dead (a
  * restart whose closes were not read yet, a host gone without a word): a transaction
@@ -399,6 +420,10 @@ static void smtp_tx_est_rcpt_cb(void *arg, int code, const char *text)
 
 	if (tx->closed)
 		return;
+	if (smtp_tx_gateway_refused(tx, "rcpt", code, text)) {
+		smtp_tx_est_fail(tx, 0, SMTP_TX_GATEWAY_REFUSED, true);
+		return;
+	}
 	/* (code 0: no reply, the connection failed: the backend's fault, as for any recipient) */
 	if (code / 100 != 2 && code != 0 && tx->env->rcpts[tx->est_rcpt].added && smtp_tx_est_added_refused(tx, code, text)) {
 		smtp_tx_est_next(tx);
@@ -424,6 +449,12 @@ static void smtp_tx_est_mail_cb(void *arg, int code, const char *text)
 
 	if (tx->closed)
 		return;
+	if (smtp_tx_gateway_refused(tx, "mail", code, text)) {
+		/* The gateway is refused, not the sender: the next server, as for one that went
+		 * away (the RCPTs sent behind go with the connection). */
+		smtp_tx_est_fail(tx, 0, SMTP_TX_GATEWAY_REFUSED, true);
+		return;
+	}
 	if (code / 100 == 5) {
 		/* The sender is refused: a verdict, not a fault. The RCPTs sent behind it are
 		 * answered in vain (their replies are dropped); the connection goes back, a
@@ -730,8 +761,9 @@ static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text)
 
 	if (tx->closed)
 		return;
-	if (code == 0 || code == 421) {
-		/* The backend went away mid-transaction: fail over, replaying what it had. */
+	if (code == 0 || code == 421 || smtp_tx_gateway_refused(tx, "rcpt", code, text)) {
+		/* The backend went away mid-transaction, or refused the gateway itself: fail
+		 * over, replaying what it had. */
 		smtp_tx_leave_backend(tx);
 		if (tx->attempts < tx->env->cfg->backends.max_attempts) {
 			smtp_tx_establish(tx, smtp_tx_rcpt_est_cb);

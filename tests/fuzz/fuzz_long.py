@@ -68,6 +68,7 @@ HASHED = re.compile(r'^[0-9a-f]{40}$')
 # change (UTC, as the ledger writes it) do not count toward --until, and the table shows the
 # executions since. A refactor that explores the same code is no reason for an entry.
 SINCE = {
+    'fuzz_gwrefuse': '2026-12-06T19:28Z',       # session 30's w-gwrefuse: new (gateway refusals)
     # the last change of each harness that made it drive or check more (git log of the file);
     # entered in session 15 for every harness changed so after campaigns that already counted
     'fuzz_arc_seal': '2026-12-03T20:00Z',       # the sealed set verified by our verifier

@@ -1734,6 +1734,7 @@ class Backend:
           'tempfail_data' (451 after the dot) | 'reject_data' (554) | 'tempfail_mail' (451 at MAIL) |
           'reject_mail' (550 at MAIL) | 'closing_mail' (421 at MAIL, then close) |
           'drop_at_connect' (close before the greeting) | 'tempfail_connect' (421 greeting) |
+          'refuse_connect' (554 5.7.1 greeting refusing the connecting host, then close) |
           'garbage' (binary noise instead of a greeting) | 'stall' (never greets) |
           'huge_reply' (a 200 KB greeting line and 20000 continuation lines, then normal) |
           'close_notify_after_data' (with starttls: TLS close_notify after the final dot, no
@@ -1927,6 +1928,9 @@ class Backend:
             return
         if self.mode == 'tempfail_connect':
             w(b'421 4.3.2 backend busy\r\n')
+            return
+        if self.mode == 'refuse_connect':
+            w(b'554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied\r\n')
             return
         if self.mode == 'garbage':
             w(bytes(range(256)) * 4 + b'\r\n\x00\x00 not smtp\r\n')
