@@ -179,6 +179,35 @@ const struct cfg_table bypass_entry_table = {
 	"bypass[]", sizeof(struct bypass_entry), bypass_entry_fields, bypass_entry_validate
 };
 
+/* deny_senders[]: the same lists, senders required, no checks. */
+static int bypass_deny_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	struct bypass_entry *e = obj;
+	int rc = 0;
+
+	bypass_entry_clear(e);
+	if (bypass_match_build(p, n, "recipients", &e->recipients, &e->rcpt) < 0)
+		rc = -1;
+	if (bypass_match_build(p, n, "senders", &e->senders, &e->from) < 0)
+		rc = -1;
+	return rc;
+}
+
+static const struct cfg_field bypass_deny_fields[] = {
+	{ "recipients", CFG_STRLIST, offsetof(struct bypass_entry, recipients),
+	  .doc = "whose list this is: the same items as bypass's recipients (domains, \"*.example.org\", "
+	         "local parts, addresses, \"file:/etc/mxgate/deny/customer.example\" re-read on SIGHUP). "
+	         "Empty: every recipient" },
+	{ "senders", CFG_STRLIST, offsetof(struct bypass_entry, senders), .flags = CFG_REQUIRED,
+	  .doc = "the envelope senders (MAIL FROM) refused for them, the same items (a domain, \"*.domain\", "
+	         "an address, a local part, file:). The null sender <> matches none" },
+	{ NULL }
+};
+
+const struct cfg_table bypass_deny_table = {
+	"deny_senders[]", sizeof(struct bypass_entry), bypass_deny_fields, bypass_deny_validate
+};
+
 /* The entry applies to mail from sender (NULL before MAIL, "" for <>) to addr. */
 static bool bypass_entry_covers(const struct bypass_entry *e, const char *sender, const char *addr)
 {
@@ -245,4 +274,14 @@ bool bypass_message_covered(const struct bypass_entry *v, size_t n, const char *
 		if (!bypass_rcpt_covered(v, n, sender, r[j].addr, check))
 			return false;	/* a mixed message (bypass_mixed: check) is checked fully */
 	return true;
+}
+
+bool bypass_denies(const struct bypass_entry *v, size_t n, const char *sender, const char *addr)
+{
+	if (addr == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (bypass_entry_covers(&v[i], sender, addr))
+			return true;
+	return false;
 }
