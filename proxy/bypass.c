@@ -126,6 +126,16 @@ void bypass_entries_free(void *v, size_t n)
 		bypass_entry_clear((struct bypass_entry *)v + i);
 }
 
+/* Both matchers of e, each error reported: 0 or -1. */
+static int bypass_entry_build(struct cfg_parse *p, struct fy_node *n, struct bypass_entry *e)
+{
+	int rc = bypass_match_build(p, n, "recipients", &e->recipients, &e->rcpt);
+
+	if (bypass_match_build(p, n, "senders", &e->senders, &e->from) < 0)
+		rc = -1;
+	return rc;
+}
+
 /* Builds the matchers (files read now: a SIGHUP, which loads a new config, re-reads them);
  * refuses a check that cannot be bypassed (a name no plugin has: bypass_check_plugin_names). */
 static int bypass_entry_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
@@ -149,11 +159,7 @@ static int bypass_entry_validate(struct cfg_parse *p, struct fy_node *n, void *o
 	}
 	if (e->recipients.n == 0 && e->senders.n == 0)
 		rc = cfg_error_key(p, n, "recipients", -1, "an entry needs recipients, senders or both");
-	if (bypass_match_build(p, n, "recipients", &e->recipients, &e->rcpt) < 0)
-		rc = -1;
-	if (bypass_match_build(p, n, "senders", &e->senders, &e->from) < 0)
-		rc = -1;
-	return rc;
+	return bypass_entry_build(p, n, e) < 0 ? -1 : rc;
 }
 
 static const struct cfg_field bypass_entry_fields[] = {
@@ -182,15 +188,8 @@ const struct cfg_table bypass_entry_table = {
 /* deny_senders[]: the same lists, senders required, no checks. */
 static int bypass_deny_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
-	struct bypass_entry *e = obj;
-	int rc = 0;
-
-	bypass_entry_clear(e);
-	if (bypass_match_build(p, n, "recipients", &e->recipients, &e->rcpt) < 0)
-		rc = -1;
-	if (bypass_match_build(p, n, "senders", &e->senders, &e->from) < 0)
-		rc = -1;
-	return rc;
+	bypass_entry_clear(obj);
+	return bypass_entry_build(p, n, obj);
 }
 
 static const struct cfg_field bypass_deny_fields[] = {
