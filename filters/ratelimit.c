@@ -179,7 +179,7 @@ static int rl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 static const struct cfg_field rl_rule_fields[] = {
 	{ "key", CFG_ENUM, offsetof(struct ratelimit_rule_config, key), "ip", .choices = rl_key_names,
-	  .doc = "what is counted per: ip, ip_prefix, helo, sender, sender_domain, recipient, recipient_domain (the recipient's domain, compared as accept_domains; messages count each domain of a message once, at its first RCPT, which gets the refusal), auth_domain (DKIM/SPF-aligned From domain, at end of data), auth_user (the SMTP AUTH user; unauthenticated sessions are not counted)" },
+	  .doc = "what is counted per: ip, ip_prefix, helo, sender, sender_domain (the null sender <> is counted by these two only with sender: null, as the one value <>), recipient, recipient_domain (the recipient's domain, compared as accept_domains; messages count each domain of a message once, at its first RCPT, which gets the refusal), auth_domain (DKIM/SPF-aligned From domain, at end of data), auth_user (the SMTP AUTH user; unauthenticated sessions are not counted)" },
 	{ "count", CFG_ENUM, offsetof(struct ratelimit_rule_config, count), "messages",
 	  .choices = rl_count_names,
 	  .doc = "what is counted: connections, concurrency, messages, recipients, bytes" },
@@ -283,11 +283,17 @@ int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook
 			return -1;
 		return rl_copy_lower(env->helo, out, outlen);
 	case RATELIMIT_KEY_SENDER:
-		if (env->mail_from == NULL)
+		/* <> is every bounce, DSN and auto-reply in the world, from any server: counted
+		 * as one sender it would be one bucket for all of them, and a backscatter run
+		 * would use it up for every customer's legitimate DSNs. Only a rule that asks for
+		 * the null sender (sender: null) counts it, as the one value "<>". */
+		if (env->mail_from == NULL || (env->mail_from[0] == '\0' && r->sender != RATELIMIT_SENDER_NULL))
 			return -1;
 		return rl_copy_lower(env->mail_from[0] ? env->mail_from : "<>", out, outlen);
 	case RATELIMIT_KEY_SENDER_DOMAIN:
-		if (env->mail_from == NULL)
+		/* the null sender has no domain (as "postmaster" has none): not counted, but by
+		 * a sender: null rule, which asked for it */
+		if (env->mail_from == NULL || (env->mail_from[0] == '\0' && r->sender != RATELIMIT_SENDER_NULL))
 			return -1;
 		if (env->mail_from[0] == '\0')
 			return rl_copy_lower("<>", out, outlen);

@@ -126,6 +126,16 @@ void bypass_entries_free(void *v, size_t n)
 		bypass_entry_clear((struct bypass_entry *)v + i);
 }
 
+/* Both matchers of e, each error reported: 0 or -1. */
+static int bypass_entry_build(struct cfg_parse *p, struct fy_node *n, struct bypass_entry *e)
+{
+	int rc = bypass_match_build(p, n, "recipients", &e->recipients, &e->rcpt);
+
+	if (bypass_match_build(p, n, "senders", &e->senders, &e->from) < 0)
+		rc = -1;
+	return rc;
+}
+
 /* Builds the matchers (files read now: a SIGHUP, which loads a new config, re-reads them);
  * refuses a check that cannot be bypassed (a name no plugin has: bypass_check_plugin_names). */
 static int bypass_entry_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
@@ -149,11 +159,7 @@ static int bypass_entry_validate(struct cfg_parse *p, struct fy_node *n, void *o
 	}
 	if (e->recipients.n == 0 && e->senders.n == 0)
 		rc = cfg_error_key(p, n, "recipients", -1, "an entry needs recipients, senders or both");
-	if (bypass_match_build(p, n, "recipients", &e->recipients, &e->rcpt) < 0)
-		rc = -1;
-	if (bypass_match_build(p, n, "senders", &e->senders, &e->from) < 0)
-		rc = -1;
-	return rc;
+	return bypass_entry_build(p, n, e) < 0 ? -1 : rc;
 }
 
 static const struct cfg_field bypass_entry_fields[] = {
@@ -177,6 +183,28 @@ static const struct cfg_field bypass_entry_fields[] = {
 
 const struct cfg_table bypass_entry_table = {
 	"bypass[]", sizeof(struct bypass_entry), bypass_entry_fields, bypass_entry_validate
+};
+
+/* deny_senders[]: the same lists, senders required, no checks. */
+static int bypass_deny_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	bypass_entry_clear(obj);
+	return bypass_entry_build(p, n, obj);
+}
+
+static const struct cfg_field bypass_deny_fields[] = {
+	{ "recipients", CFG_STRLIST, offsetof(struct bypass_entry, recipients),
+	  .doc = "whose list this is: the same items as bypass's recipients (domains, \"*.example.org\", "
+	         "local parts, addresses, \"file:/etc/mxgate/deny/customer.example\" re-read on SIGHUP). "
+	         "Empty: every recipient" },
+	{ "senders", CFG_STRLIST, offsetof(struct bypass_entry, senders), .flags = CFG_REQUIRED,
+	  .doc = "the envelope senders (MAIL FROM) refused for them, the same items (a domain, \"*.domain\", "
+	         "an address, a local part, file:). The null sender <> matches none" },
+	{ NULL }
+};
+
+const struct cfg_table bypass_deny_table = {
+	"deny_senders[]", sizeof(struct bypass_entry), bypass_deny_fields, bypass_deny_validate
 };
 
 /* The entry applies to mail from sender (NULL before MAIL, "" for <>) to addr. */
@@ -245,4 +273,14 @@ bool bypass_message_covered(const struct bypass_entry *v, size_t n, const char *
 		if (!bypass_rcpt_covered(v, n, sender, r[j].addr, check))
 			return false;	/* a mixed message (bypass_mixed: check) is checked fully */
 	return true;
+}
+
+bool bypass_denies(const struct bypass_entry *v, size_t n, const char *sender, const char *addr)
+{
+	if (addr == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (bypass_entry_covers(&v[i], sender, addr))
+			return true;
+	return false;
 }

@@ -107,4 +107,14 @@ bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *sen
 bool bypass_message_covered(const struct bypass_entry *v, size_t n, const char *sender, const struct rcpt *r,
     size_t nr, const char *check);
 
+/* `deny_senders:` a list of { recipients, senders } of the same struct (checks empty): a
+ * recipient's own sender deny list, answered 550 5.7.1 at its RCPT alone (Postfix's
+ * check_recipient_access to a restriction class with check_sender_access, Proxmox Mail
+ * Gateway's Blacklist rule with a To object). config.c lists it with this table. */
+extern const struct cfg_table bypass_deny_table;
+
+/* True when one of the n deny_senders entries at v refuses mail from sender (as above: ""
+ * and NULL match no senders list) to addr. */
+bool bypass_denies(const struct bypass_entry *v, size_t n, const char *sender, const char *addr);
+
 #endif

@@ -80,6 +80,7 @@ void config_free(struct mx_config *cfg)
 	for (size_t r = 0; r < cfg->backends.routes.n; r++)
 		domain_set_free(((struct backend_route_config *)cfg->backends.routes.v)[r].match);
 	bypass_entries_free(cfg->bypass.v, cfg->bypass.n);
+	bypass_entries_free(cfg->deny_senders.v, cfg->deny_senders.n);
 	recipient_actions_entries_free(cfg->rules.recipient_actions.v, cfg->rules.recipient_actions.n);
 	cfg_table_free(&config_table, cfg);
 	domain_set_free(cfg->accept_set);
@@ -1446,7 +1447,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
  * the modules' sections, each at CONFIG_CORE_KEYS + its `order`. A wrong CONFIG_CORE_KEYS
  * either overwrites an entry (an error, below) or leaves a hole that ends the table early
  * (test_config's registry test fails). */
-#define CONFIG_CORE_KEYS 21
+#define CONFIG_CORE_KEYS 22
 
 /* The orders in modules.def are 0..MODULES_COUNT-1, each once: the sum of 2^order over the
  * entries has every bit up to MODULES_COUNT set only then. */
@@ -1499,6 +1500,8 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	  .doc = "recipients a client refused for what it is (a DNS list, its reputation, a rate limit's reject) may still write to, as RFC 5321 4.5.1 and RFC 2142 ask (Postfix's check_recipient_access before reject_rbl_client): local parts (postmaster: postmaster@ of every accepted domain, and <Postmaster>) or full addresses (abuse@example.org). The refusal is then given at each other RCPT instead of at MAIL, logged as before; an exempt recipient is logged event=exempt_recipient and its message is relayed and scanned like any other. Not a drop (521), a load shed (421), nor a client that failed pregreet or a protocol test. Empty (the default): refused at MAIL" },
 	{ "bypass", CFG_STRUCT_LIST, offsetof(struct mx_config, bypass), .sub = &bypass_entry_table,
 	  .doc = "content checks not run for some recipients (amavis's bypass_spam_checks_maps, a customer who wants no filtering, abuse@ taking spam samples; with senders, a per-domain sender whitelist): a list of { recipients, senders, checks }. At RCPT a check judges the candidate alone (greylist: that recipient is not greylisted); at DATA and end of data a check is skipped only when every accepted recipient of the message is covered for it: bypass_mixed says what becomes of a message whose recipients are not covered alike (by default they are split, so a covered recipient's copy is never refused nor changed by the check it bypasses). A skipped check adds no header (no X-Spam-* score that was not computed); each message with one is logged event=bypass. A milter is not shown a covered recipient at RCPT and is sent ABORT instead of a message all of whose recipients bypass it; a shared-object plugin is named by its name:. Connect, HELO and MAIL checks (DNS lists, reputation, rate limits) are not bypassed: see exempt_recipients; nor is sender authentication (spf, dkim, arc, dmarc: Authentication-Results is the message's). Empty (the default): every check for everyone" },
+	{ "deny_senders", CFG_STRUCT_LIST, offsetof(struct mx_config, deny_senders), .sub = &bypass_deny_table,
+	  .doc = "envelope senders refused for some recipients: a customer's own deny list (Postfix's check_recipient_access to a restriction class with check_sender_access, Proxmox Mail Gateway's Blacklist rule with a To object, MailScanner's spam.blacklist.rules): a list of { recipients, senders }, the items as bypass's. A listed sender gets 550 5.7.1 at RCPT for those recipients alone (event=reject stage=rcpt reason=sender_denied), the message delivered to the others; the null sender matches none. MAIL FROM is the client's word: a deny list stops what a sender admits to, not a forger. Empty (the default): none" },
 	{ "bypass_mixed", CFG_ENUM, offsetof(struct mx_config, bypass_mixed), "split", .choices = bypass_mixed_choices,
 	  .doc = "recipients of one transaction that bypass covers differently for a check of the message (clamd, spamd, rspamd, rules, a milter, a shared object; not greylisting: at RCPT it judges each recipient alone, and at DATA its deferral is a delay, no verdict): split (the default) answers a recipient covered otherwise than the transaction's first 452 4.5.3 (logged event=tempfail stage=rcpt reason=bypass_split), so its sender sends it in a transaction of its own, as amavis and PMG give each recipient its own policy: the covered recipient's copy is not refused nor changed by the check it bypasses, and a milter's verdict is on what it saw; the cost is the later copy's delay (a Postfix sender resends it at its next queue run, minutes later) | check: one transaction, the check runs and its verdict (a refusal, a milter's header changes) is the whole message's, the covered recipients' too (a milter is not shown them at RCPT)" },
 	/* then every module's section, at its `order` (modules.def) */

@@ -140,6 +140,7 @@ struct mx_config {
 	bool reject_non_fqdn_recipient; /* 504 5.5.2 for RCPT TO:<a@dotless> */
 	struct cfg_strlist exempt_recipients; /* local parts or addresses a refused client may reach (session.c) */
 	struct cfg_list bypass;     /* struct bypass_entry: checks not run for some recipients (bypass.h, chain.c) */
+	struct cfg_list deny_senders;  /* struct bypass_entry: senders refused at RCPT for some recipients (bypass.h) */
 	int bypass_mixed;           /* enum bypass_mixed: split (452 at RCPT) or check a mixed message fully */
 	struct hostres_set *resolved;  /* the backend host names, resolved once by the load
 	                                * (config_resolve_hosts on; hostres.h), NULL otherwise */

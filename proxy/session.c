@@ -12,6 +12,7 @@
 #include "session_int.h"
 #include "auth.h"
 #include "sasl.h"
+#include "bypass.h"
 #include "backend.h"
 #include "config.h"
 #include "conncount.h"
@@ -665,6 +666,10 @@ static enum session_check session_check_rcpt_in(const struct session *s, const s
 	r = session_check_rcpt_allowed(s, cmd, mail_params, quiet, reply, cap);
 	if (r != SESSION_CHECK_OK)
 		return r;
+	/* deny_senders: this recipient's own deny list, for it alone */
+	if (bypass_denies(s->cfg->deny_senders.v, s->cfg->deny_senders.n, sender, cmd->addr))
+		return session_check_refuse(s, cmd, quiet, "sender_denied", reply, cap, SESSION_CHECK_ERROR,
+		    "550 5.7.1 Sender address rejected: refused by the recipient's policy");
 	/* a connect refusal held to here (exempt_recipients): given unless addr is exempt */
 	if (s->conn_verdict.action != VERDICT_CONTINUE &&
 	    (!session_exempt_holds(s) || !session_rcpt_is_exempt(s, cmd->addr)))

@@ -5,7 +5,9 @@ as Haraka keys it, in the local table and in Redis. swaks sends the bounces (--f
 the third to one recipient is 451; a real sender to that recipient is not counted by it;
 another recipient has its own bucket; a rule with the same key, count and limit for every
 sender keeps a bucket of its own; the log line says sender=null. `mxgate -t` refuses
-sender: null where the sender is not known yet (connections, concurrency).
+sender: null where the sender is not known yet (connections, concurrency). The sender and
+sender_domain keys of an every-sender rule do not count <> (all the world's bounces are no one
+sender); with sender: null they count it as the one value <>.
 Peers: smtp-sink behind, swaks in front, redis-server."""
 import os
 import sys
@@ -57,6 +59,29 @@ for store in ('local', 'redis://127.0.0.1:%d' % red.port):
                  'mxgate:rl:recipients:recipient:5/1h:%s' % pm in keys,
                  'redis: the null-sender bucket is a key of its own (%s)' % keys)
     mx.stop()
+
+# ---- the sender keys of an every-sender rule do not count <>: it is every bounce, DSN and
+# auto-reply in the world, from any server, and as one sender (or one "domain") a rule such as
+# docs' { key: sender_domain, count: messages, limit: 1000/1h } was one bucket for all of them:
+# past it, every customer's DSNs were 451 (until session 30). A sender: null rule of those
+# keys still counts <> as the one value it asked for.
+for key in ('sender_domain', 'sender'):
+    cfg = mt.config([sink.url], accept_domains=['example.test'], limits={'max_errors': 1000},
+                    ratelimit={'rules': [{'key': key, 'count': 'messages', 'limit': '2/1h'}]})
+    mx = mt.Mxgate(cfg, 'mx-nullrate-' + key)
+    got = [swaks(mx.port, '<>', 'cust%d@example.test' % i) for i in range(4)]
+    mt.check(got == [250] * 4, '%s at 2/1h: four bounces to four customers all delivered (%s)' % (key, got))
+    got = [swaks(mx.port, 'news@example.org', 'cust%d@example.test' % i) for i in range(3)]
+    mt.check(got == [250, 250, 451], '%s at 2/1h: a real sender is still limited (%s)' % (key, got))
+    mx.stop()
+cfg = mt.config([sink.url], accept_domains=['example.test'], limits={'max_errors': 1000},
+                ratelimit={'rules': [{'key': 'sender', 'count': 'messages', 'limit': '2/1h', 'sender': 'null'}]})
+mx = mt.Mxgate(cfg, 'mx-nullrate-all')
+got = [swaks(mx.port, '<>', 'cust%d@example.test' % i) for i in range(3)]
+mt.check(got == [250, 250, 451], 'key: sender with sender: null: every bounce one bucket, as asked (%s)' % got)
+mt.check(mx.wait_log(r'event=ratelimit key=sender sender=null value=<> count=messages') is not None,
+         'logged value=<>')
+mx.stop()
 
 rc, out = mt.config_check(dict(cfg, listen=[{'address': '127.0.0.1:2525'}],
                                ratelimit={'rules': [{'key': 'ip', 'count': 'connections', 'limit': '5/1m',

@@ -283,6 +283,44 @@ static void test_senders(void **state)
 	config_free(cfg);
 }
 
+/* deny_senders: a recipient's own deny list, judged per recipient; <> and "before MAIL"
+ * match no senders list; an entry without recipients is every recipient's. */
+static void test_deny(void **state)
+{
+	(void)state;
+	struct mx_config *cfg = NULL;
+	char *errs = NULL;
+	const char *text = MINIMAL "deny_senders:\n"
+	    "  - { recipients: [corp.example, \"*.corp.example\"], senders: [rival.example, \"ex@old.example\"] }\n"
+	    "  - { senders: [\"*.spam.example\"] }\n";
+
+	int rc = config_fixture_load(text, &cfg, &errs);
+	if (rc != 0)
+		fprintf(stderr, "%s", errs ? errs : "");
+	free(errs);
+	assert_int_equal(rc, 0);
+	const struct bypass_entry *v = cfg->deny_senders.v;
+	size_t n = cfg->deny_senders.n;
+	assert_true(bypass_denies(v, n, "boss@rival.example", "u@corp.example"));
+	assert_true(bypass_denies(v, n, "Boss@Rival.Example.", "U@Sub.Corp.Example"));
+	assert_true(bypass_denies(v, n, "ex@old.example", "u@corp.example"));
+	assert_false(bypass_denies(v, n, "other@old.example", "u@corp.example"));
+	assert_false(bypass_denies(v, n, "boss@rival.example", "u@other.example"));
+	assert_false(bypass_denies(v, n, "", "u@corp.example"));
+	assert_false(bypass_denies(v, n, NULL, "u@corp.example"));
+	assert_true(bypass_denies(v, n, "a@x.spam.example", "u@other.example"));
+	assert_false(bypass_denies(v, n, "a@spam.example", "u@other.example"));
+	config_free(cfg);
+	cfg = NULL;
+	errs = NULL;
+	assert_int_not_equal(config_fixture_load(MINIMAL "deny_senders:\n  - { recipients: [corp.example] }\n",
+	    &cfg, &errs), 0);
+	assert_non_null(errs);
+	assert_non_null(strstr(errs, "deny_senders[0].senders: missing required key"));
+	free(errs);
+	config_free(cfg);
+}
+
 /* -t: a virus check bypassed is a warning, rules alone is none. */
 static void test_warning(void **state)
 {
@@ -318,6 +356,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_message, setup, teardown),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_senders),
+		cmocka_unit_test(test_deny),
 		cmocka_unit_test(test_warning),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

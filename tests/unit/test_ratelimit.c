@@ -51,11 +51,11 @@ static const struct key_case key_cases[] = {
 	{ "helo lowercased", RATELIMIT_KEY_HELO, 24, 64, "198.18.7.7", "Mail.Example.ORG", NULL, NULL, "mail.example.org" },
 	{ "no helo yet", RATELIMIT_KEY_HELO, 24, 64, "198.18.7.7", "", NULL, NULL, NULL },
 	{ "sender lowercased", RATELIMIT_KEY_SENDER, 24, 64, "198.18.7.7", "", "Alice@Example.ORG", NULL, "alice@example.org" },
-	{ "null sender", RATELIMIT_KEY_SENDER, 24, 64, "198.18.7.7", "", "", NULL, "<>" },
+	{ "null sender: every bounce is no one sender", RATELIMIT_KEY_SENDER, 24, 64, "198.18.7.7", "", "", NULL, NULL },
 	{ "no MAIL yet", RATELIMIT_KEY_SENDER, 24, 64, "198.18.7.7", "", NULL, NULL, NULL },
 	{ "sender domain lowercased", RATELIMIT_KEY_SENDER_DOMAIN, 24, 64, "198.18.7.7", "", "Bob@Sub.Example.ORG", NULL, "sub.example.org" },
 	{ "sender domain after the last @", RATELIMIT_KEY_SENDER_DOMAIN, 24, 64, "198.18.7.7", "", "\"a@b\"@Example.org", NULL, "example.org" },
-	{ "sender domain of null sender", RATELIMIT_KEY_SENDER_DOMAIN, 24, 64, "198.18.7.7", "", "", NULL, "<>" },
+	{ "null sender has no domain", RATELIMIT_KEY_SENDER_DOMAIN, 24, 64, "198.18.7.7", "", "", NULL, NULL },
 	{ "sender without domain", RATELIMIT_KEY_SENDER_DOMAIN, 24, 64, "198.18.7.7", "", "postmaster", NULL, NULL },
 	{ "recipient lowercased", RATELIMIT_KEY_RECIPIENT, 24, 64, "198.18.7.7", "", "a@b", "User@Example.TEST", "user@example.test" },
 	{ "no recipient", RATELIMIT_KEY_RECIPIENT, 24, 64, "198.18.7.7", "", "a@b", NULL, NULL },
@@ -92,6 +92,30 @@ static void test_key_values(void **state)
 		if (rc != 0 || strcmp(out, kc->want) != 0)
 			fail_msg("%s: got rc=%d '%s' want '%s'", kc->label, rc, rc ? "" : out, kc->want);
 	}
+}
+
+/* A rule that asks for the null sender counts <> as the one value "<>" on the sender keys
+ * (an every-sender rule of those keys does not count it at all: test_key_values). */
+static void test_key_null_sender_rule(void **state)
+{
+	(void)state;
+	struct ratelimit_rule_config r = { .key = RATELIMIT_KEY_SENDER, .sender = RATELIMIT_SENDER_NULL };
+	struct hook_env env;
+	char out[64];
+
+	memset(&env, 0, sizeof(env));
+	set_client(&env, "198.18.7.7");
+	env.mail_from = "";
+	assert_int_equal(ratelimit_key_value(&r, &env, NULL, out, sizeof(out)), 0);
+	assert_string_equal(out, "<>");
+	r.key = RATELIMIT_KEY_SENDER_DOMAIN;
+	assert_int_equal(ratelimit_key_value(&r, &env, NULL, out, sizeof(out)), 0);
+	assert_string_equal(out, "<>");
+	env.mail_from = "a@example.org";      /* and a real sender is not its business */
+	assert_int_equal(ratelimit_key_value(&r, &env, NULL, out, sizeof(out)), -1);
+	r.sender = RATELIMIT_SENDER_ANY;
+	assert_int_equal(ratelimit_key_value(&r, &env, NULL, out, sizeof(out)), 0);
+	assert_string_equal(out, "example.org");
 }
 
 struct limit_case { const char *label, *text; int plain_ok; int rc; uint64_t count, period_ms; };
@@ -332,6 +356,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_key_values),
+		cmocka_unit_test(test_key_null_sender_rule),
 		cmocka_unit_test(test_limit_parse),
 		cmocka_unit_test(test_safe_copy),
 		cmocka_unit_test(test_local_gcra_and_expiry),
