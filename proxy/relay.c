@@ -64,6 +64,11 @@ struct relay {
 	const void *sess;
 	bool extra;
 	bool resetting;               /* on w->resetting: its RSET in flight, kept for sess */
+	/* sess's next transaction, come before the RSET's reply (relay_open_as): it takes the
+	 * connection on 250 (relay_reuse), else a fresh one (relay_waiter_fresh) */
+	relay_open_fn wait_cb;
+	void *wait_arg;
+	const struct hook_env *wait_env;
 	struct worker *w;
 	struct shared_gen *gen;       /* ref held: pool, config */
 	struct backend *b;
@@ -551,6 +556,8 @@ static void relay_unlink_resetting(struct relay *r)
 	r->resetting = false;
 }
 
+static void relay_waiter_fresh(struct relay *r);
+
 static void relay_close(struct relay *r)
 {
 	if (r->state == RELAY_CLOSED)
@@ -575,6 +582,9 @@ static void relay_close(struct relay *r)
 	r->timer_at = 0;
 	uv_close((uv_handle_t *)&r->timer, relay_handle_closed_cb);
 	uv_close((uv_handle_t *)&r->tcp, relay_handle_closed_cb);
+	/* a transaction waiting for the RSET's reply (the reply_timeout ran out, the backend
+	 * went): a fresh connection */
+	relay_waiter_fresh(r);
 }
 
 /* Opportunistic TLS (RFC 7435) whose handshake failed (the backend closed, sent no TLS,
@@ -1118,6 +1128,65 @@ static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct
 static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen *g,
     const struct hook_env *env, relay_open_fn cb, void *arg, size_t ai, size_t tries);
 
+/* env's session's connection to b of generation g whose RSET is in flight (relay_release),
+ * no transaction waiting for it yet, or NULL. */
+static struct relay *relay_resetting_of(struct worker *w, struct backend *b, struct shared_gen *g,
+    const struct hook_env *env)
+{
+	for (struct relay *r = w->resetting; r; r = r->next_idle)
+		if (r->sess == env && r->b == b && r->gen == g && r->wait_cb == NULL && relay_idle_fits(r, env))
+			return r;
+	return NULL;
+}
+
+/* Connection r, no transaction open, carries env's next one: announced for env when it
+ * speaks for another identity, then cb(arg, r, ...). pooled: taken from the idle list (its
+ * first reply may show the backend dropped it: stale); else it just answered the RSET its
+ * session's transaction waited for. */
+static void relay_reuse(struct relay *r, const struct hook_env *env, bool pooled, relay_open_fn cb, void *arg)
+{
+	const struct backends_config *bc = &r->gen->cfg->backends;
+
+	counter_inc(COUNTER_BACKEND_CONNECTIONS_REUSED);
+	relay_set_sid(r, env);
+	r->sess = env;
+	r->reused_fresh = pooled;
+	r->open_cb = cb;
+	r->arg = arg;
+	r->in_session = true;
+	r->counted_active = true;
+	backend_active_add(r->b, 1);
+	snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : r->gen->cfg->hostname);
+	if (bc->client_identity == IDENTITY_XCLIENT && (r->caps.bits & SMTP_CAP_XCLIENT)) {
+		if (r->ident[0] == '\0')	/* else relay_idle_fits built it for env */
+			relay_build_xclient(r, env);
+		if (strcmp(r->pending_ident, r->ident) != 0) {
+			r->state = RELAY_XCLIENT;
+			r->xclient_again = true;
+			relay_send_line(r, r->pending_ident);
+			return;
+		}
+	}
+	relay_ready(r);
+}
+
+/* The transaction waiting for r's RSET reply (relay_open_as), if any, gets a fresh
+ * connection, as it would have had r not been its session's: the RSET was refused, timed
+ * out, or the backend went. */
+static void relay_waiter_fresh(struct relay *r)
+{
+	relay_open_fn cb = r->wait_cb;
+	struct shared_gen *g = r->gen;
+
+	if (cb == NULL)
+		return;
+	r->wait_cb = NULL;
+	shared_gen_ref(g);	/* r's may go with it */
+	relay_open_at(r->w, r->b, g, r->wait_env, cb, r->wait_arg,
+	    backend_addr_first(r->b, (long long)(uv_hrtime() / 1000000)), 0);
+	shared_gen_unref(g);
+}
+
 /* The connection to one address of b's host name could not be made (refused, unreachable,
  * no answer within connect_timeout): the next address is tried, as Postfix's smtp client
  * tries each address of a destination. Not a failure of the server yet: that is when the
@@ -1162,28 +1231,17 @@ static void relay_open_as(struct worker *w, struct backend *b, const struct hook
 		cb(arg, NULL, 0, "maildir backends are written directly");
 		return;
 	}
+	if (idle_ok && (r = relay_resetting_of(w, b, g, env)) != NULL) {
+		/* env's own connection, its RSET in flight: the transaction waits for the reply
+		 * (bounded by reply_timeout) rather than announce the client on another or open one */
+		log_event(LOG_LVL_DEBUG, env->session_id, "event=backend_rset_wait backend=%s", b->url);
+		r->wait_cb = cb;
+		r->wait_arg = arg;
+		r->wait_env = env;
+		return;
+	}
 	if (idle_ok && bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g, env)) != NULL) {
-		counter_inc(COUNTER_BACKEND_CONNECTIONS_REUSED);
-		relay_set_sid(r, env);
-		r->sess = env;
-		r->reused_fresh = true;
-		r->open_cb = cb;
-		r->arg = arg;
-		r->in_session = true;
-		r->counted_active = true;
-		backend_active_add(b, 1);
-		snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
-		if (bc->client_identity == IDENTITY_XCLIENT && (r->caps.bits & SMTP_CAP_XCLIENT)) {
-			if (r->ident[0] == '\0')	/* else relay_idle_fits built it for env */
-				relay_build_xclient(r, env);
-			if (strcmp(r->pending_ident, r->ident) != 0) {
-				r->state = RELAY_XCLIENT;
-				r->xclient_again = true;
-				relay_send_line(r, r->pending_ident);
-				return;
-			}
-		}
-		relay_ready(r);
+		relay_reuse(r, env, true, cb, arg);
 		return;
 	}
 	/* the address that last worked, passing over one that just failed (backend.h) */
@@ -1478,11 +1536,19 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 		relay_disarm(r);
 		relay_unlink_resetting(r);
 		if (code != 250) {
+			relay_waiter_fresh(r);
 			r->state = RELAY_QUIT;
 			relay_send_line(r, "QUIT");
 			return;
 		}
 		r->clean = true;
+		if (r->wait_cb != NULL) {
+			/* the session's next transaction waited for it (relay_open_as) */
+			relay_open_fn cb = r->wait_cb;
+			r->wait_cb = NULL;
+			relay_reuse(r, r->wait_env, false, cb, r->wait_arg);
+			return;
+		}
 		relay_park(r);
 		return;
 	case RELAY_QUIT:
