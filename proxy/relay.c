@@ -145,6 +145,8 @@ struct relay {
 	char ident[RELAY_XCLIENT_MAX];
 	char pending_ident[RELAY_XCLIENT_MAX];
 	char helo[256];
+	uint8_t proxy_hdr[64];           /* client_identity proxy_v2: the header sent (relay_open_at) */
+	size_t proxy_len;
 };
 
 /* The id this relay's log lines carry: the session it serves (NULL: none, logged "-"). */
@@ -1075,8 +1077,18 @@ static void relay_connect_cb(uv_connect_t *req, int status)
  * (after the first it authorizes the announced client, not us, and stops offering XCLIENT
  * in its EHLO reply). Such a connection is reused only for the same client: never may a
  * message go on under the previous client's name. */
+static size_t relay_proxy_header(const struct hook_env *env, uint8_t *out, size_t cap);
+
 static bool relay_idle_fits(struct relay *r, const struct hook_env *env)
 {
+	if (r->gen->cfg->backends.client_identity == IDENTITY_PROXY_V2) {
+		/* The PROXY header sent first names one client connection for the connection's
+		 * life: only that session's, the header it would send the same (not a later session
+		 * whose hook_env took the ended one's address) */
+		uint8_t hdr[sizeof(r->proxy_hdr)];
+		size_t n = r->sess == env ? relay_proxy_header(env, hdr, sizeof(hdr)) : 0;
+		return n > 0 && n == r->proxy_len && memcmp(hdr, r->proxy_hdr, n) == 0;
+	}
 	if (r->gen->cfg->backends.client_identity != IDENTITY_XCLIENT || r->ident[0] == '\0')
 		return true;
 	relay_build_xclient(r, env);
@@ -1103,7 +1115,8 @@ static struct relay *relay_idle_pop(struct worker *w, struct relay **pp)
 /* An idle connection to b of generation g that fits env (see above), or NULL: the one env's
  * session gave back, when there is one (announced for that client already, and kept for it:
  * relay_park); else one no connected session gave back; else another session's (whose next
- * transaction then takes another or opens one). The first walk compares pointers only. */
+ * transaction then takes another or opens one). The first walk compares pointers only.
+ * Behind proxy_v2 only the session's own (relay_idle_fits). */
 static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct shared_gen *g,
     const struct hook_env *env)
 {
@@ -1114,6 +1127,8 @@ static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct
 		if (r->sess == env && r->b == b && r->gen == g && relay_idle_fits(r, env))
 			return relay_idle_pop(w, pp);
 	}
+	if (g->cfg->backends.client_identity == IDENTITY_PROXY_V2)
+		return NULL;
 	for (pp = &w->idle; *pp; pp = &(*pp)->next_idle) {
 		struct relay *r = *pp;
 		if (r->b == b && r->gen == g && (r->sess == NULL || other == NULL) && relay_idle_fits(r, env)) {
@@ -1224,7 +1239,6 @@ static void relay_open_as(struct worker *w, struct backend *b, const struct hook
 	/* The generation b belongs to (a session begun before a reload picks from its own
 	 * pool): the connection holds it, so b outlives the connection parked idle. */
 	struct shared_gen *g = b->pool && b->pool->gen ? b->pool->gen : w->gen->shared;
-	const struct backends_config *bc = &g->cfg->backends;
 	struct relay *r;
 
 	if (b->kind == BACKEND_MAILDIR) {
@@ -1240,7 +1254,7 @@ static void relay_open_as(struct worker *w, struct backend *b, const struct hook
 		r->wait_env = env;
 		return;
 	}
-	if (idle_ok && bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g, env)) != NULL) {
+	if (idle_ok && (r = relay_take_idle(w, b, g, env)) != NULL) {
 		relay_reuse(r, env, true, cb, arg);
 		return;
 	}
@@ -1355,8 +1369,13 @@ static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen
 	}
 	relay_arm(r, relay_cfg(r)->connect_timeout, "connect_timeout");
 	r->open_env = env;
-	if (hdr_len > 0)	/* the header goes first on the wire, queued before anything else */
+	if (hdr_len > 0) {
+		/* kept: the connection serves this client only (relay_idle_fits) */
+		memcpy(r->proxy_hdr, hdr, hdr_len);	/* sizeof(hdr) == sizeof(r->proxy_hdr) */
+		r->proxy_len = hdr_len;
+		/* the header goes first on the wire, queued before anything else */
 		relay_write_raw(r, (const char *)hdr, hdr_len, false);
+	}
 }
 
 bool relay_text_is_stale(const char *text)
@@ -1575,7 +1594,9 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 static void relay_park(struct relay *r)
 {
 	struct worker *w = r->w;
-	bool full = w->nidle - w->nidle_extra >= relay_max_idle(r);
+	bool v2 = r->gen->cfg->backends.client_identity == IDENTITY_PROXY_V2;
+	/* behind proxy_v2 the connection is its session's alone: never in the pool proper */
+	bool full = v2 || w->nidle - w->nidle_extra >= relay_max_idle(r);
 
 	r->data_refused = 0;
 	if (atomic_load(&w->stop) || w->gen == NULL || r->gen != w->gen->shared || w->nidle >= RELAY_MAX_IDLE_PER_WORKER ||
@@ -1618,7 +1639,8 @@ void relay_session_end(struct worker *w, const struct hook_env *env)
 			continue;
 		}
 		r->sess = NULL;
-		if (r->extra && w->nidle - w->nidle_extra < relay_max_idle(r)) {
+		if (r->extra && r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2 &&
+		    w->nidle - w->nidle_extra < relay_max_idle(r)) {
 			r->extra = false;	/* room in the pool now: it stays, as any pooled one */
 			w->nidle_extra--;
 		}
@@ -2104,8 +2126,11 @@ void relay_release(struct relay *r, bool reusable)
 		relay_close(r);
 		return;
 	}
-	if (reusable && r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2 &&
-	    r->gen->cfg->backends.pool_size > 0) {
+	/* Behind proxy_v2 kept for its session only (relay_park), while that lasts, and only
+	 * after a final reply: no other session can take it, so an RSET buys nothing when the
+	 * session ends (a callout's MAIL, RCPT, QUIT: QUIT, as the backend expects) */
+	if (reusable && r->gen->cfg->backends.pool_size > 0 &&
+	    (r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2 || (r->sess != NULL && r->clean))) {
 		if (r->clean) {
 			/* The last transaction ended with its final reply: no RSET needed. */
 			relay_disarm(r);
