@@ -65,6 +65,11 @@ struct relay {
 	const void *sess;
 	bool extra;
 	bool resetting;               /* on w->resetting: its RSET in flight, kept for sess */
+	/* sess's next transaction, come before the RSET's reply (relay_open_as): it takes the
+	 * connection on 250 (relay_reuse), else a fresh one (relay_waiter_fresh) */
+	relay_open_fn wait_cb;
+	void *wait_arg;
+	const struct hook_env *wait_env;
 	struct worker *w;
 	struct shared_gen *gen;       /* ref held: pool, config */
 	struct backend *b;
@@ -141,6 +146,8 @@ struct relay {
 	char ident[RELAY_XCLIENT_MAX];
 	char pending_ident[RELAY_XCLIENT_MAX];
 	char helo[256];
+	uint8_t proxy_hdr[64];           /* client_identity proxy_v2: the header sent (relay_open_at) */
+	size_t proxy_len;
 };
 
 /* The id this relay's log lines carry: the session it serves (NULL: none, logged "-"). */
@@ -552,6 +559,8 @@ static void relay_unlink_resetting(struct relay *r)
 	r->resetting = false;
 }
 
+static void relay_waiter_fresh(struct relay *r);
+
 static void relay_close(struct relay *r)
 {
 	if (r->state == RELAY_CLOSED)
@@ -576,6 +585,9 @@ static void relay_close(struct relay *r)
 	r->timer_at = 0;
 	uv_close((uv_handle_t *)&r->timer, relay_handle_closed_cb);
 	uv_close((uv_handle_t *)&r->tcp, relay_handle_closed_cb);
+	/* a transaction waiting for the RSET's reply (the reply_timeout ran out, the backend
+	 * went): a fresh connection */
+	relay_waiter_fresh(r);
 }
 
 /* Opportunistic TLS (RFC 7435) whose handshake failed (the backend closed, sent no TLS,
@@ -1089,8 +1101,18 @@ static void relay_connect_cb(uv_connect_t *req, int status)
  * (after the first it authorizes the announced client, not us, and stops offering XCLIENT
  * in its EHLO reply). Such a connection is reused only for the same client: never may a
  * message go on under the previous client's name. */
+static size_t relay_proxy_header(const struct hook_env *env, uint8_t *out, size_t cap);
+
 static bool relay_idle_fits(struct relay *r, const struct hook_env *env)
 {
+	if (r->gen->cfg->backends.client_identity == IDENTITY_PROXY_V2) {
+		/* The PROXY header sent first names one client connection for the connection's
+		 * life: only that session's, the header it would send the same (not a later session
+		 * whose hook_env took the ended one's address) */
+		uint8_t hdr[sizeof(r->proxy_hdr)];
+		size_t n = r->sess == env ? relay_proxy_header(env, hdr, sizeof(hdr)) : 0;
+		return n > 0 && n == r->proxy_len && memcmp(hdr, r->proxy_hdr, n) == 0;
+	}
 	if (r->gen->cfg->backends.client_identity != IDENTITY_XCLIENT || r->ident[0] == '\0')
 		return true;
 	relay_build_xclient(r, env);
@@ -1117,7 +1139,8 @@ static struct relay *relay_idle_pop(struct worker *w, struct relay **pp)
 /* An idle connection to b of generation g that fits env (see above), or NULL: the one env's
  * session gave back, when there is one (announced for that client already, and kept for it:
  * relay_park); else one no connected session gave back; else another session's (whose next
- * transaction then takes another or opens one). The first walk compares pointers only. */
+ * transaction then takes another or opens one). The first walk compares pointers only.
+ * Behind proxy_v2 only the session's own (relay_idle_fits). */
 static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct shared_gen *g,
     const struct hook_env *env)
 {
@@ -1128,6 +1151,8 @@ static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct
 		if (r->sess == env && r->b == b && r->gen == g && relay_idle_fits(r, env))
 			return relay_idle_pop(w, pp);
 	}
+	if (g->cfg->backends.client_identity == IDENTITY_PROXY_V2)
+		return NULL;
 	for (pp = &w->idle; *pp; pp = &(*pp)->next_idle) {
 		struct relay *r = *pp;
 		if (r->b == b && r->gen == g && (r->sess == NULL || other == NULL) && relay_idle_fits(r, env)) {
@@ -1141,6 +1166,65 @@ static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct
 
 static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen *g,
     const struct hook_env *env, relay_open_fn cb, void *arg, size_t ai, size_t tries);
+
+/* env's session's connection to b of generation g whose RSET is in flight (relay_release),
+ * no transaction waiting for it yet, or NULL. */
+static struct relay *relay_resetting_of(struct worker *w, struct backend *b, struct shared_gen *g,
+    const struct hook_env *env)
+{
+	for (struct relay *r = w->resetting; r; r = r->next_idle)
+		if (r->sess == env && r->b == b && r->gen == g && r->wait_cb == NULL && relay_idle_fits(r, env))
+			return r;
+	return NULL;
+}
+
+/* Connection r, no transaction open, carries env's next one: announced for env when it
+ * speaks for another identity, then cb(arg, r, ...). pooled: taken from the idle list (its
+ * first reply may show the backend dropped it: stale); else it just answered the RSET its
+ * session's transaction waited for. */
+static void relay_reuse(struct relay *r, const struct hook_env *env, bool pooled, relay_open_fn cb, void *arg)
+{
+	const struct backends_config *bc = &r->gen->cfg->backends;
+
+	counter_inc(COUNTER_BACKEND_CONNECTIONS_REUSED);
+	relay_set_sid(r, env);
+	r->sess = env;
+	r->reused_fresh = pooled;
+	r->open_cb = cb;
+	r->arg = arg;
+	r->in_session = true;
+	r->counted_active = true;
+	backend_active_add(r->b, 1);
+	snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : r->gen->cfg->hostname);
+	if (bc->client_identity == IDENTITY_XCLIENT && (r->caps.bits & SMTP_CAP_XCLIENT)) {
+		if (r->ident[0] == '\0')	/* else relay_idle_fits built it for env */
+			relay_build_xclient(r, env);
+		if (strcmp(r->pending_ident, r->ident) != 0) {
+			r->state = RELAY_XCLIENT;
+			r->xclient_again = true;
+			relay_send_line(r, r->pending_ident);
+			return;
+		}
+	}
+	relay_ready(r);
+}
+
+/* The transaction waiting for r's RSET reply (relay_open_as), if any, gets a fresh
+ * connection, as it would have had r not been its session's: the RSET was refused, timed
+ * out, or the backend went. */
+static void relay_waiter_fresh(struct relay *r)
+{
+	relay_open_fn cb = r->wait_cb;
+	struct shared_gen *g = r->gen;
+
+	if (cb == NULL)
+		return;
+	r->wait_cb = NULL;
+	shared_gen_ref(g);	/* r's may go with it */
+	relay_open_at(r->w, r->b, g, r->wait_env, cb, r->wait_arg,
+	    backend_addr_first(r->b, (long long)(uv_hrtime() / 1000000)), 0);
+	shared_gen_unref(g);
+}
 
 /* The connection to one address of b's host name could not be made (refused, unreachable,
  * no answer within connect_timeout): the next address is tried, as Postfix's smtp client
@@ -1179,35 +1263,23 @@ static void relay_open_as(struct worker *w, struct backend *b, const struct hook
 	/* The generation b belongs to (a session begun before a reload picks from its own
 	 * pool): the connection holds it, so b outlives the connection parked idle. */
 	struct shared_gen *g = b->pool && b->pool->gen ? b->pool->gen : w->gen->shared;
-	const struct backends_config *bc = &g->cfg->backends;
 	struct relay *r;
 
 	if (b->kind == BACKEND_MAILDIR) {
 		cb(arg, NULL, 0, "maildir backends are written directly");
 		return;
 	}
-	if (idle_ok && bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g, env)) != NULL) {
-		counter_inc(COUNTER_BACKEND_CONNECTIONS_REUSED);
-		relay_set_sid(r, env);
-		r->sess = env;
-		r->reused_fresh = true;
-		r->open_cb = cb;
-		r->arg = arg;
-		r->in_session = true;
-		r->counted_active = true;
-		backend_active_add(b, 1);
-		snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
-		if (bc->client_identity == IDENTITY_XCLIENT && (r->caps.bits & SMTP_CAP_XCLIENT)) {
-			if (r->ident[0] == '\0')	/* else relay_idle_fits built it for env */
-				relay_build_xclient(r, env);
-			if (strcmp(r->pending_ident, r->ident) != 0) {
-				r->state = RELAY_XCLIENT;
-				r->xclient_again = true;
-				relay_send_line(r, r->pending_ident);
-				return;
-			}
-		}
-		relay_ready(r);
+	if (idle_ok && (r = relay_resetting_of(w, b, g, env)) != NULL) {
+		/* env's own connection, its RSET in flight: the transaction waits for the reply
+		 * (bounded by reply_timeout) rather than announce the client on another or open one */
+		log_event(LOG_LVL_DEBUG, env->session_id, "event=backend_rset_wait backend=%s", b->url);
+		r->wait_cb = cb;
+		r->wait_arg = arg;
+		r->wait_env = env;
+		return;
+	}
+	if (idle_ok && (r = relay_take_idle(w, b, g, env)) != NULL) {
+		relay_reuse(r, env, true, cb, arg);
 		return;
 	}
 	/* the address that last worked, passing over one that just failed (backend.h) */
@@ -1321,8 +1393,13 @@ static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen
 	}
 	relay_arm(r, relay_cfg(r)->connect_timeout, "connect_timeout");
 	r->open_env = env;
-	if (hdr_len > 0)	/* the header goes first on the wire, queued before anything else */
+	if (hdr_len > 0) {
+		/* kept: the connection serves this client only (relay_idle_fits) */
+		memcpy(r->proxy_hdr, hdr, hdr_len);	/* sizeof(hdr) == sizeof(r->proxy_hdr) */
+		r->proxy_len = hdr_len;
+		/* the header goes first on the wire, queued before anything else */
 		relay_write_raw(r, (const char *)hdr, hdr_len, false);
+	}
 }
 
 bool relay_text_is_stale(const char *text)
@@ -1510,11 +1587,19 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 		relay_disarm(r);
 		relay_unlink_resetting(r);
 		if (code != 250) {
+			relay_waiter_fresh(r);
 			r->state = RELAY_QUIT;
 			relay_send_line(r, "QUIT");
 			return;
 		}
 		r->clean = true;
+		if (r->wait_cb != NULL) {
+			/* the session's next transaction waited for it (relay_open_as) */
+			relay_open_fn cb = r->wait_cb;
+			r->wait_cb = NULL;
+			relay_reuse(r, r->wait_env, false, cb, r->wait_arg);
+			return;
+		}
 		relay_park(r);
 		return;
 	case RELAY_QUIT:
@@ -1541,7 +1626,9 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 static void relay_park(struct relay *r)
 {
 	struct worker *w = r->w;
-	bool full = w->nidle - w->nidle_extra >= relay_max_idle(r);
+	bool v2 = r->gen->cfg->backends.client_identity == IDENTITY_PROXY_V2;
+	/* behind proxy_v2 the connection is its session's alone: never in the pool proper */
+	bool full = v2 || w->nidle - w->nidle_extra >= relay_max_idle(r);
 
 	r->data_refused = 0;
 	if (atomic_load(&w->stop) || w->gen == NULL || r->gen != w->gen->shared || w->nidle >= RELAY_MAX_IDLE_PER_WORKER ||
@@ -1584,7 +1671,8 @@ void relay_session_end(struct worker *w, const struct hook_env *env)
 			continue;
 		}
 		r->sess = NULL;
-		if (r->extra && w->nidle - w->nidle_extra < relay_max_idle(r)) {
+		if (r->extra && r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2 &&
+		    w->nidle - w->nidle_extra < relay_max_idle(r)) {
 			r->extra = false;	/* room in the pool now: it stays, as any pooled one */
 			w->nidle_extra--;
 		}
@@ -2070,8 +2158,11 @@ void relay_release(struct relay *r, bool reusable)
 		relay_close(r);
 		return;
 	}
-	if (reusable && r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2 &&
-	    r->gen->cfg->backends.pool_size > 0) {
+	/* Behind proxy_v2 kept for its session only (relay_park), while that lasts, and only
+	 * after a final reply: no other session can take it, so an RSET buys nothing when the
+	 * session ends (a callout's MAIL, RCPT, QUIT: QUIT, as the backend expects) */
+	if (reusable && r->gen->cfg->backends.pool_size > 0 &&
+	    (r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2 || (r->sess != NULL && r->clean))) {
 		if (r->clean) {
 			/* The last transaction ended with its final reply: no RSET needed. */
 			relay_disarm(r);

@@ -856,6 +856,16 @@ static void session_rcpt_tx_cb(void *arg, const struct smtp_tx_result *r)
 	session_cmd_done(s);
 }
 
+/* Whether the backend may have DATA before the client's message is judged: no module
+ * takes part in the end-of-data stage and no discard or quarantine decided earlier waits
+ * there (a pure relay). Else a refusal at the end of data (a verdict filters give often)
+ * would cost the backend connection: only a close aborts an open DATA. The lock-step path
+ * (session_apply_data) and the pipelined one (data_follows, session_next_group) alike. */
+static bool session_data_early_ok(const struct session *s)
+{
+	return !chain_wants(s->chain.mods, HOOK_EOM) && s->chain.txn_pending == NULL;
+}
+
 static void session_apply_rcpt(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
@@ -868,8 +878,11 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 		return;
 	}
 	/* The client sent DATA right behind (pipelining): the backend may get it with this
-	 * RCPT (smtp_tx.h). */
-	s->tx.data_follows = s->inlen >= 5 && session_is_data(s->in) && (s->in[4] == '\r' || s->in[4] == '\n');
+	 * RCPT (smtp_tx.h). As for a lock-step client (session_apply_data), only when no
+	 * module judges the end of data and no discard or quarantine waits for it: a message
+	 * refused there would cost the backend connection (only a close aborts an open DATA). */
+	s->tx.data_follows = s->inlen >= 5 && session_is_data(s->in) && (s->in[4] == '\r' || s->in[4] == '\n') &&
+	    session_data_early_ok(s);
 	smtp_tx_rcpt(&s->tx, session_rcpt_tx_cb, s);
 }
 
@@ -989,7 +1002,8 @@ static void session_next_group(struct session *s)
 		 * session_apply_rcpt will find it (data_follows). */
 		if (n > 0 && s->inlen - off >= 6 && session_is_data(s->in + off) && s->in[off + 4] == '\r' &&
 		    s->in[off + 5] == '\n') {
-			data = true;
+			/* (the next transaction starts with no discard or quarantine pending) */
+			data = !chain_wants(s->chain.mods, HOOK_EOM);
 			break;
 		}
 		if ((cmd = session_next_line(s, &off, &scratch, n + 1)) == NULL || cmd->verb != SMTP_RCPT ||
@@ -1037,7 +1051,7 @@ static void session_apply_data(struct session *s, const struct verdict *v)
 	 * discard or quarantine waits for it there: a message refused after this costs the
 	 * backend connection (only a close aborts an open DATA), which only the client's own
 	 * faults do then (size, NUL, bare LF, leaving). docs/performance.md weighs it. */
-	if (!chain_wants(s->chain.mods, HOOK_EOM) && s->chain.txn_pending == NULL)
+	if (session_data_early_ok(s))
 		smtp_tx_data_early(&s->tx);
 	session_reply_line(s, "354 End data with <CR><LF>.<CR><LF>");
 	session_enter_state(s, SESSION_DATA);

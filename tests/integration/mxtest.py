@@ -1762,6 +1762,8 @@ class Backend:
     rcpt_replies: recipient address -> the reply line given to its RCPT instead of 250 (another
           server's wording of a refusal: '550 5.4.1 Recipient address rejected: ...').
     sni: the server names clients sent in their TLS ClientHello (None: none sent), one per handshake.
+    rset_gate: a threading.Event the reply to RSET waits for (set by the test: a backend slow to
+          answer RSET, without timing); rset_reply: the reply line to RSET instead of 250.
     Records: messages (accepted: dicts mail, rcpts, data (unstuffed bytes), xclient, proxy,
     helo, qid, accepted_rcpts), attempts (every transaction that reached the dot),
     commands (every command line received, all connections), connections (count; a message's
@@ -1794,6 +1796,7 @@ class Backend:
         self.data_reply = data_reply
         self.extensions, self.mail_reply, self.rcpt_replies = list(extensions), mail_reply, dict(rcpt_replies or {})
         self.sni = []
+        self.rset_gate, self.rset_reply = None, None
         self.mode, self.lmtp, self.delay, self.xclient = mode, lmtp, delay, xclient
         self.starttls, self.smtputf8, self.chunking, self.dsn = starttls, smtputf8, chunking, dsn
         self.reject_rcpt, self.tempfail_rcpt = set(reject_rcpt), set(tempfail_rcpt)
@@ -2121,7 +2124,10 @@ class Backend:
                 mail, rcpts, accepted = None, [], []
             elif verb == 'RSET':
                 mail, rcpts, accepted, chunks = None, [], [], []
-                w(b'250 2.0.0 Ok\r\n')
+                gate = self.rset_gate
+                if gate is not None:
+                    gate.wait(60)
+                w((self.rset_reply or '250 2.0.0 Ok').encode() + b'\r\n')
             elif verb == 'NOOP':
                 w(b'250 2.0.0 Ok\r\n')
             elif verb == 'QUIT':
