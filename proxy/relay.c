@@ -54,7 +54,7 @@ enum relay_state {
 #define RELAY_MAX_LMTP 1000
 #define RELAY_STALE_TEXT "stale pooled connection"
 
-#define RELAY_XCLIENT_MAX 3200
+#define RELAY_XCLIENT_MAX 3400
 
 struct relay {
 	struct relay *next_idle;
@@ -891,6 +891,17 @@ static const char *relay_xclient_name(const char *name, int status)
 	return status == HOOK_NAME_TEMP ? "[TEMPUNAVAIL]" : "[UNAVAILABLE]";
 }
 
+/* " NAME=addr" for an XCLIENT line into out (cap octets; snprintf's count): Postfix
+ * XCLIENT's form, IPv6 as IPV6:addr, a v4-mapped address as its IPv4 one. */
+static size_t relay_xclient_addr(char *out, size_t cap, const char *name, const struct sockaddr_storage *sa)
+{
+	char ip[NETADDR_STRLEN];
+	int fam = netaddr_sockaddr_string((const struct sockaddr *)sa, ip, sizeof(ip));
+
+	return (size_t)snprintf(out, cap, " %s=%s%s", name, fam == AF_INET6 ? "IPV6:" : "",
+	    fam < 0 ? "[UNAVAILABLE]" : ip);
+}
+
 /* Builds the XCLIENT line for env into r->pending_ident. */
 static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 {
@@ -908,16 +919,17 @@ static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 		relay_xtext(v, sizeof(v), relay_xclient_name(env->client_ptr, env->client_ptr_status));
 		o += (size_t)snprintf(out + o, cap - o, " REVERSE_NAME=%s", v);
 	}
-	if (relay_xclient_has(r, "ADDR")) {
-		/* Postfix XCLIENT: IPv6 as IPV6:addr; a v4-mapped client is its IPv4 address */
-		char ip[NETADDR_STRLEN];
-		int fam = netaddr_sockaddr_string((const struct sockaddr *)&env->client, ip, sizeof(ip));
-
-		o += (size_t)snprintf(out + o, cap - o, " ADDR=%s%s", fam == AF_INET6 ? "IPV6:" : "",
-		    fam < 0 ? "[UNAVAILABLE]" : ip);
-	}
+	if (relay_xclient_has(r, "ADDR"))
+		o += relay_xclient_addr(out + o, cap - o, "ADDR", &env->client);
 	if (relay_xclient_has(r, "PORT"))
 		o += (size_t)snprintf(out + o, cap - o, " PORT=%d", env->client_port);
+	/* Postfix 3.7: the address and port the client reached (the listener's, or the PROXY
+	 * header's / a front end's DESTADDR), so the backend can tell submission from 25 */
+	if (relay_xclient_has(r, "DESTADDR"))
+		o += relay_xclient_addr(out + o, cap - o, "DESTADDR", &env->local);
+	if (relay_xclient_has(r, "DESTPORT"))
+		o += (size_t)snprintf(out + o, cap - o, " DESTPORT=%d",
+		    netaddr_sockaddr_port((const struct sockaddr *)&env->local));
 	if (relay_xclient_has(r, "PROTO"))
 		o += (size_t)snprintf(out + o, cap - o, " PROTO=%s", env->esmtp ? "ESMTP" : "SMTP");
 	if (relay_xclient_has(r, "HELO") && env->helo[0]) {
