@@ -132,6 +132,8 @@ struct relay {
 	bool reused_fresh;               /* taken from the idle list, no reply seen since */
 	bool local_error;                /* the connection could not be made for want of
 	                                    descriptors or memory: no fault of the backend */
+	bool gw_refused;                 /* its greeting refused the gateway: counted as that
+	                                    (gwrefuse_report), not again as a failure */
 	bool xclient_again;              /* the XCLIENT in flight re-announces a pooled connection */
 	bool clean;                      /* no transaction open (after the final reply or RSET) */
 	struct relay **owner;            /* the session's pointer to us, cleared when we close */
@@ -711,7 +713,7 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 	}
 	/* a connection dropped while idle or being closed is no failure; one that broke the
 	 * protocol there is (relay_unsolicited) */
-	if ((!stale || protocol) && !r->local_error &&
+	if ((!stale || protocol) && !r->local_error && !r->gw_refused &&
 	    (protocol || (st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET))) {
 		backend_report_failure(r->gen->pool, r->b, why);
 		counter_inc(COUNTER_BACKEND_FAILURES);
@@ -991,8 +993,10 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 	case RELAY_GREETING:
 		/* A 5xx greeting refuses the connecting host before any command: mxgate's address
 		 * unless the PROXY header named the client's (then it is the client's refusal). */
-		if (code / 100 == 5 && r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2)
+		if (code / 100 == 5 && r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2) {
 			gwrefuse_report(r->gen->pool, r->b, relay_log_id(r), "greeting", code, text, NULL);
+			r->gw_refused = true;
+		}
 		if (code != 220) {
 			relay_fail(r, "greeting refused");
 			return;
