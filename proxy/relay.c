@@ -65,6 +65,10 @@ struct relay {
 	const void *sess;
 	bool extra;
 	bool resetting;               /* on w->resetting: its RSET in flight, kept for sess */
+	bool rset_deferred;           /* on w->resetting, behind proxy_v2: a transaction its
+	                                 session gave up, the RSET not sent yet: sent when the
+	                                 session's next transaction comes (relay_open_as), QUIT
+	                                 instead when the session ends (relay_session_end) */
 	/* sess's next transaction, come before the RSET's reply (relay_open_as): it takes the
 	 * connection on 250 (relay_reuse), else a fresh one (relay_waiter_fresh) */
 	relay_open_fn wait_cb;
@@ -1292,6 +1296,11 @@ static void relay_open_as(struct worker *w, struct backend *b, const struct hook
 		r->wait_cb = cb;
 		r->wait_arg = arg;
 		r->wait_env = env;
+		if (r->rset_deferred) {
+			r->rset_deferred = false;
+			r->state = RELAY_RSET;
+			relay_send_line(r, "RSET");
+		}
 		return;
 	}
 	if (idle_ok && (r = relay_take_idle(w, b, g, env)) != NULL) {
@@ -1675,6 +1684,12 @@ void relay_session_end(struct worker *w, const struct hook_env *env)
 			*pp = r->next_idle;
 			r->next_idle = NULL;
 			r->resetting = false;
+			if (r->rset_deferred) {
+				/* the transaction given up ends with the session: QUIT, no RSET */
+				r->rset_deferred = false;
+				r->state = RELAY_QUIT;
+				relay_send_line(r, "QUIT");
+			}
 		} else {
 			pp = &r->next_idle;
 		}
@@ -2174,11 +2189,10 @@ void relay_release(struct relay *r, bool reusable)
 		relay_close(r);
 		return;
 	}
-	/* Behind proxy_v2 kept for its session only (relay_park), while that lasts, and only
-	 * after a final reply: no other session can take it, so an RSET buys nothing when the
-	 * session ends (a callout's MAIL, RCPT, QUIT: QUIT, as the backend expects) */
-	if (reusable && r->gen->cfg->backends.pool_size > 0 &&
-	    (r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2 || (r->sess != NULL && r->clean))) {
+	/* Behind proxy_v2 kept for its session only (relay_park), while that lasts: no other
+	 * session can take it */
+	bool pv2 = r->gen->cfg->backends.client_identity == IDENTITY_PROXY_V2;
+	if (reusable && r->gen->cfg->backends.pool_size > 0 && (!pv2 || r->sess != NULL)) {
 		if (r->clean) {
 			/* The last transaction ended with its final reply: no RSET needed. */
 			relay_disarm(r);
@@ -2191,6 +2205,15 @@ void relay_release(struct relay *r, bool reusable)
 			r->next_idle = r->w->resetting;
 			r->w->resetting = r;
 			r->resetting = true;
+		}
+		if (pv2) {
+			/* A client's RSET and the session's end (QUIT, a drop) both come here; an
+			 * RSET now would tell a callout's backend its MAIL, RCPT, QUIT was a reset
+			 * (Exim logs "incomplete transaction (QUIT)" for it). The session's next
+			 * transaction sends it (relay_open_as), its end QUIT (relay_session_end). */
+			relay_disarm(r);
+			r->rset_deferred = true;
+			return;
 		}
 		r->state = RELAY_RSET;
 		relay_send_line(r, "RSET");
