@@ -715,9 +715,10 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 			why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
 		snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
 	}
-	/* a connection dropped while idle or being closed is no failure; one that broke the
-	 * protocol there is (relay_unsolicited) */
-	if ((!stale || protocol) && !r->local_error && !r->gw_refused &&
+	/* a connection dropped while idle (a transaction given up whose RSET waits: as idle)
+	 * or being closed is no failure; one that broke the protocol there is
+	 * (relay_unsolicited) */
+	if ((!stale || protocol) && !r->local_error && !r->gw_refused && !r->rset_deferred &&
 	    (protocol || (st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET))) {
 		backend_report_failure(r->gen->pool, r->b, why);
 		counter_inc(COUNTER_BACKEND_FAILURES);
