@@ -641,6 +641,20 @@ void backend_report_refused(struct pool *p, struct backend *b, const char *why)
 		    b->url, why ? why : "", f < p->fall ? p->fall : f);
 }
 
+long long backend_refused_log_due(struct backend *b, long long now_ms)
+{
+	struct backend_health *h = backend_health(b);
+	long long due = atomic_load(&h->refused_logged_until);
+
+	/* one line per hold period, whichever worker's refusal comes first */
+	if (now_ms < due || !atomic_compare_exchange_strong(&h->refused_logged_until, &due,
+	    now_ms + BACKEND_REFUSED_HOLD_MS)) {
+		atomic_fetch_add(&h->refused_unlogged, 1);
+		return -1;
+	}
+	return atomic_exchange(&h->refused_unlogged, 0);
+}
+
 bool backend_is_refused(const struct backend *b, long long now_ms)
 {
 	return atomic_load(&backend_health(b)->refused_until) > now_ms;

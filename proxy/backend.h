@@ -45,6 +45,10 @@ struct backend_health {
 	atomic_llong refused_until;      /* uv_hrtime() ms: refused the gateway itself
 	                                  * (backend_report_refused); probes do not bring it
 	                                  * back before then */
+	atomic_llong refused_logged_until; /* uv_hrtime() ms: the next refusal of the gateway
+	                                  * logged no sooner (backend_refused_log_due) */
+	atomic_llong refused_unlogged;   /* refusals of the gateway counted, not logged, since
+	                                  * the last line */
 };
 
 /* Messages a backend accepted and delivery attempts that failed, since the start. One
@@ -240,6 +244,12 @@ void backend_report_success(struct pool *p, struct backend *b);
  * greeting and EHLO, bring it back no sooner than BACKEND_REFUSED_HOLD_MS from now. Picked
  * still when no server is up (pool_pick_backend). */
 void backend_report_refused(struct pool *p, struct backend *b, const char *why);
+/* Whether a refusal of the gateway by b at now_ms (uv_hrtime() ms) is to be logged: the
+ * first, then at most one per BACKEND_REFUSED_HOLD_MS (a server that goes on refusing while
+ * every other is down too is still tried for each message: one error line per message and
+ * backend before). Returns how many went unlogged since the last line, or -1: this one is
+ * only counted (for the next line's unlogged=). */
+long long backend_refused_log_due(struct backend *b, long long now_ms);
 /* Whether b is held out by backend_report_refused at now_ms (uv_hrtime() ms). */
 bool backend_is_refused(const struct backend *b, long long now_ms);
 /* A message deferred by b (4xx to DATA or after the dot): counts a failed delivery

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <strings.h>
+#include <uv.h>
 
 /* Exchange Online (learn.microsoft.com "Email non-delivery reports and SMTP errors in
  * Exchange Online"): 5.7.606-5.7.649 "Access denied, banned sending IP [IP]" (the sending
@@ -124,9 +125,11 @@ void gwrefuse_report(struct pool *p, struct backend *b, const char *sid, const c
     const char *text, const char *pattern)
 {
 	char rv[256], pv[256];
+	long long unlogged = backend_refused_log_due(b, (long long)(uv_hrtime() / 1000000));
 
-	log_event(LOG_LVL_ERROR, sid, "event=gateway_refused backend=%s stage=%s code=%d reply=%s%s%s action=next_backend",
-	    b->url, stage, code, log_val(rv, sizeof(rv), text ? text : ""), pattern ? " pattern=" : "",
-	    pattern ? log_val(pv, sizeof(pv), pattern) : "");
+	if (unlogged >= 0)
+		log_event(LOG_LVL_ERROR, sid, "event=gateway_refused backend=%s stage=%s code=%d reply=%s%s%s action=next_backend unlogged=%lld",
+		    b->url, stage, code, log_val(rv, sizeof(rv), text ? text : ""), pattern ? " pattern=" : "",
+		    pattern ? log_val(pv, sizeof(pv), pattern) : "", unlogged);
 	backend_report_refused(p, b, "refused the gateway");
 }

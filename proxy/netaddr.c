@@ -363,6 +363,15 @@ int netaddr_sockaddr_string(const struct sockaddr *sa, char *out, size_t outlen)
 	return a.family;
 }
 
+int netaddr_sockaddr_port(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	return 0;
+}
+
 int netaddr_client_string(const struct sockaddr *sa, int prefix_v6, char *out, size_t outlen)
 {
 	struct netaddr a;

@@ -94,6 +94,8 @@ int netaddr_sockaddr_from_string(const char *s, struct sockaddr_storage *ss);
 /* The text of sa's canonical address; returns its family (AF_INET / AF_INET6), or -1 with
  * out set to "" (another family, buffer too small). */
 int netaddr_sockaddr_string(const struct sockaddr *sa, char *out, size_t outlen);
+/* sa's port (host order); 0 for another family. */
+int netaddr_sockaddr_port(const struct sockaddr *sa);
 /* The network of sa as text, "198.18.7.0/24" or "2001:db8:1:2::/64", for the prefix length
  * of its family (clamped; sa as netaddr_client_from_sockaddr sees it). 0, or -1 (another family, buffer too small). */
 int netaddr_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v6, char *out,

@@ -54,7 +54,7 @@ enum relay_state {
 #define RELAY_MAX_LMTP 1000
 #define RELAY_STALE_TEXT "stale pooled connection"
 
-#define RELAY_XCLIENT_MAX 3200
+#define RELAY_XCLIENT_MAX 3400
 
 struct relay {
 	struct relay *next_idle;
@@ -65,6 +65,10 @@ struct relay {
 	const void *sess;
 	bool extra;
 	bool resetting;               /* on w->resetting: its RSET in flight, kept for sess */
+	bool rset_deferred;           /* on w->resetting, behind proxy_v2: a transaction its
+	                                 session gave up, the RSET not sent yet: sent when the
+	                                 session's next transaction comes (relay_open_as), QUIT
+	                                 instead when the session ends (relay_session_end) */
 	/* sess's next transaction, come before the RSET's reply (relay_open_as): it takes the
 	 * connection on 250 (relay_reuse), else a fresh one (relay_waiter_fresh) */
 	relay_open_fn wait_cb;
@@ -132,6 +136,8 @@ struct relay {
 	bool reused_fresh;               /* taken from the idle list, no reply seen since */
 	bool local_error;                /* the connection could not be made for want of
 	                                    descriptors or memory: no fault of the backend */
+	bool gw_refused;                 /* its greeting refused the gateway: counted as that
+	                                    (gwrefuse_report), not again as a failure */
 	bool xclient_again;              /* the XCLIENT in flight re-announces a pooled connection */
 	bool clean;                      /* no transaction open (after the final reply or RSET) */
 	struct relay **owner;            /* the session's pointer to us, cleared when we close */
@@ -709,9 +715,10 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 			why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
 		snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
 	}
-	/* a connection dropped while idle or being closed is no failure; one that broke the
-	 * protocol there is (relay_unsolicited) */
-	if ((!stale || protocol) && !r->local_error &&
+	/* a connection dropped while idle (a transaction given up whose RSET waits: as idle)
+	 * or being closed is no failure; one that broke the protocol there is
+	 * (relay_unsolicited) */
+	if ((!stale || protocol) && !r->local_error && !r->gw_refused && !r->rset_deferred &&
 	    (protocol || (st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET))) {
 		backend_report_failure(r->gen->pool, r->b, why);
 		counter_inc(COUNTER_BACKEND_FAILURES);
@@ -891,6 +898,17 @@ static const char *relay_xclient_name(const char *name, int status)
 	return status == HOOK_NAME_TEMP ? "[TEMPUNAVAIL]" : "[UNAVAILABLE]";
 }
 
+/* " NAME=addr" for an XCLIENT line into out (cap octets; snprintf's count): Postfix
+ * XCLIENT's form, IPv6 as IPV6:addr, a v4-mapped address as its IPv4 one. */
+static size_t relay_xclient_addr(char *out, size_t cap, const char *name, const struct sockaddr_storage *sa)
+{
+	char ip[NETADDR_STRLEN];
+	int fam = netaddr_sockaddr_string((const struct sockaddr *)sa, ip, sizeof(ip));
+
+	return (size_t)snprintf(out, cap, " %s=%s%s", name, fam == AF_INET6 ? "IPV6:" : "",
+	    fam < 0 ? "[UNAVAILABLE]" : ip);
+}
+
 /* Builds the XCLIENT line for env into r->pending_ident. */
 static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 {
@@ -908,16 +926,17 @@ static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 		relay_xtext(v, sizeof(v), relay_xclient_name(env->client_ptr, env->client_ptr_status));
 		o += (size_t)snprintf(out + o, cap - o, " REVERSE_NAME=%s", v);
 	}
-	if (relay_xclient_has(r, "ADDR")) {
-		/* Postfix XCLIENT: IPv6 as IPV6:addr; a v4-mapped client is its IPv4 address */
-		char ip[NETADDR_STRLEN];
-		int fam = netaddr_sockaddr_string((const struct sockaddr *)&env->client, ip, sizeof(ip));
-
-		o += (size_t)snprintf(out + o, cap - o, " ADDR=%s%s", fam == AF_INET6 ? "IPV6:" : "",
-		    fam < 0 ? "[UNAVAILABLE]" : ip);
-	}
+	if (relay_xclient_has(r, "ADDR"))
+		o += relay_xclient_addr(out + o, cap - o, "ADDR", &env->client);
 	if (relay_xclient_has(r, "PORT"))
 		o += (size_t)snprintf(out + o, cap - o, " PORT=%d", env->client_port);
+	/* Postfix 3.7: the address and port the client reached (the listener's, or the PROXY
+	 * header's / a front end's DESTADDR), so the backend can tell submission from 25 */
+	if (relay_xclient_has(r, "DESTADDR"))
+		o += relay_xclient_addr(out + o, cap - o, "DESTADDR", &env->local);
+	if (relay_xclient_has(r, "DESTPORT"))
+		o += (size_t)snprintf(out + o, cap - o, " DESTPORT=%d",
+		    netaddr_sockaddr_port((const struct sockaddr *)&env->local));
 	if (relay_xclient_has(r, "PROTO"))
 		o += (size_t)snprintf(out + o, cap - o, " PROTO=%s", env->esmtp ? "ESMTP" : "SMTP");
 	if (relay_xclient_has(r, "HELO") && env->helo[0]) {
@@ -979,8 +998,10 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 	case RELAY_GREETING:
 		/* A 5xx greeting refuses the connecting host before any command: mxgate's address
 		 * unless the PROXY header named the client's (then it is the client's refusal). */
-		if (code / 100 == 5 && r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2)
+		if (code / 100 == 5 && r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2) {
 			gwrefuse_report(r->gen->pool, r->b, relay_log_id(r), "greeting", code, text, NULL);
+			r->gw_refused = true;
+		}
 		if (code != 220) {
 			relay_fail(r, "greeting refused");
 			return;
@@ -1276,6 +1297,11 @@ static void relay_open_as(struct worker *w, struct backend *b, const struct hook
 		r->wait_cb = cb;
 		r->wait_arg = arg;
 		r->wait_env = env;
+		if (r->rset_deferred) {
+			r->rset_deferred = false;
+			r->state = RELAY_RSET;
+			relay_send_line(r, "RSET");
+		}
 		return;
 	}
 	if (idle_ok && (r = relay_take_idle(w, b, g, env)) != NULL) {
@@ -1659,6 +1685,12 @@ void relay_session_end(struct worker *w, const struct hook_env *env)
 			*pp = r->next_idle;
 			r->next_idle = NULL;
 			r->resetting = false;
+			if (r->rset_deferred) {
+				/* the transaction given up ends with the session: QUIT, no RSET */
+				r->rset_deferred = false;
+				r->state = RELAY_QUIT;
+				relay_send_line(r, "QUIT");
+			}
 		} else {
 			pp = &r->next_idle;
 		}
@@ -2158,11 +2190,10 @@ void relay_release(struct relay *r, bool reusable)
 		relay_close(r);
 		return;
 	}
-	/* Behind proxy_v2 kept for its session only (relay_park), while that lasts, and only
-	 * after a final reply: no other session can take it, so an RSET buys nothing when the
-	 * session ends (a callout's MAIL, RCPT, QUIT: QUIT, as the backend expects) */
-	if (reusable && r->gen->cfg->backends.pool_size > 0 &&
-	    (r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2 || (r->sess != NULL && r->clean))) {
+	/* Behind proxy_v2 kept for its session only (relay_park), while that lasts: no other
+	 * session can take it */
+	bool pv2 = r->gen->cfg->backends.client_identity == IDENTITY_PROXY_V2;
+	if (reusable && r->gen->cfg->backends.pool_size > 0 && (!pv2 || r->sess != NULL)) {
 		if (r->clean) {
 			/* The last transaction ended with its final reply: no RSET needed. */
 			relay_disarm(r);
@@ -2175,6 +2206,15 @@ void relay_release(struct relay *r, bool reusable)
 			r->next_idle = r->w->resetting;
 			r->w->resetting = r;
 			r->resetting = true;
+		}
+		if (pv2) {
+			/* A client's RSET and the session's end (QUIT, a drop) both come here; an
+			 * RSET now would tell a callout's backend its MAIL, RCPT, QUIT was a reset
+			 * (Exim logs "incomplete transaction (QUIT)" for it). The session's next
+			 * transaction sends it (relay_open_as), its end QUIT (relay_session_end). */
+			relay_disarm(r);
+			r->rset_deferred = true;
+			return;
 		}
 		r->state = RELAY_RSET;
 		relay_send_line(r, "RSET");

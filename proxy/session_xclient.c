@@ -72,15 +72,6 @@ static void session_xclient_set_port(struct sockaddr_storage *sa, int port)
 		((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
 }
 
-static int session_xclient_get_port(const struct sockaddr_storage *sa)
-{
-	if (sa->ss_family == AF_INET)
-		return ntohs(((const struct sockaddr_in *)sa)->sin_port);
-	if (sa->ss_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-	return 0;
-}
-
 void session_xclient_start(struct session *s, const struct smtp_cmd *cmd)
 {
 	static const char *const name_st[] = { "ok", "unavailable", "tempunavail" };
@@ -113,7 +104,7 @@ void session_xclient_start(struct session *s, const struct smtp_cmd *cmd)
 		session_xclient_set_port(&s->env.client, x.port);
 	}
 	if ((x.has & XCLIENT_DESTADDR) && !x.destaddr_unavailable) {
-		int port = session_xclient_get_port(&s->env.local);
+		int port = netaddr_sockaddr_port((const struct sockaddr *)&s->env.local);
 
 		s->env.local = x.destaddr;
 		session_xclient_set_port(&s->env.local, port);
@@ -164,7 +155,7 @@ void session_xclient_start(struct session *s, const struct smtp_cmd *cmd)
 		snprintf(now, sizeof(now), "?");
 	log_event(LOG_LVL_INFO, s->id,
 	    "event=xclient client=%s port=%d previous=%s name=%s name_status=%s helo=%s login=%s", now,
-	    session_xclient_get_port(&s->env.client), prev, log_val(nv, sizeof(nv), (x.has & XCLIENT_NAME) ? x.name : ""),
+	    netaddr_sockaddr_port((const struct sockaddr *)&s->env.client), prev, log_val(nv, sizeof(nv), (x.has & XCLIENT_NAME) ? x.name : ""),
 	    (x.has & XCLIENT_NAME) ? name_st[x.name_status] : "-", log_val(hv, sizeof(hv), s->env.helo),
 	    log_val(lv, sizeof(lv), s->env.auth_user ? s->env.auth_user : ""));
 }

@@ -386,6 +386,8 @@ static void smtp_tx_est_stale(struct smtp_tx *tx)
 	smtp_tx_est_next(tx);
 }
 
+static void smtp_tx_est_drop_rcpt(struct smtp_tx *tx, int code, const char *text);
+
 /* A recipient a filter added at end of data (env->rcpts[est_rcpt], added) is refused on
  * the way to DATA. Postfix's queue bounces such a recipient to the sender after a 5xx and
  * retries it after a 4xx; without a queue: a 5xx drops it alone with a warning naming it
@@ -407,11 +409,41 @@ static bool smtp_tx_est_added_refused(struct smtp_tx *tx, int code, const char *
 	}
 	log_event(LOG_LVL_WARNING, env->session_id, "event=added_rcpt_refused backend=%s rcpt=%s code=%d reply=%s queue_id=%s action=dropped",
 	    b ? b->url : "?", rv, code, tv, env->queue_id);
+	smtp_tx_est_drop_rcpt(tx, code, text);
+	return true;
+}
+
+/* Recipient env->rcpts[est_rcpt], refused with 5xx on the way to DATA, leaves the envelope
+ * (a release is told: rcpt_result, as for a refusal after the dot); the rest go on. */
+static void smtp_tx_est_drop_rcpt(struct smtp_tx *tx, int code, const char *text)
+{
+	struct hook_env *env = tx->env;
+
+	if (tx->rcpt_result)
+		tx->rcpt_result(tx->rcpt_result_arg, &env->rcpts[tx->est_rcpt], code, text);
 	smtp_tx_remove_rcpt(env, tx->est_rcpt);
 	/* a reply still on the way (sent with MAIL) is now the next recipient's */
 	if (tx->est_rcpt < tx->est_queued)
 		tx->est_queued--;
-	return true;
+}
+
+/* A replay after an LMTP server delivered to some recipients (rcpts_done) and failed: a
+ * recipient the next backend refuses with 5xx at RCPT is refused for good, and the message
+ * is no longer one verdict for all (the others have their copy, or are owed one): that
+ * recipient alone is dropped, logged by name (as an LMTP server's own 5xx after the dot,
+ * event=lmtp_rcpt_refused), and the replay goes on with the rest. The client hears 250:
+ * the message was delivered (as partial_reject). */
+static void smtp_tx_est_replay_refused(struct smtp_tx *tx, int code, const char *text)
+{
+	struct hook_env *env = tx->env;
+	const struct backend *b = relay_backend(tx->relay);
+	char rv[600], tv[256];
+
+	log_event(LOG_LVL_WARNING, env->session_id, "event=replay_rcpt_refused backend=%s rcpt=%s code=%d reply=%s added=%s delivered=%d queue_id=%s action=dropped",
+	    b ? b->url : "?", log_addr(rv, sizeof(rv), env->rcpts[tx->est_rcpt].addr), code,
+	    log_val(tv, sizeof(tv), text ? text : ""), env->rcpts[tx->est_rcpt].added ? "yes" : "no",
+	    tx->rcpts_done, env->queue_id);
+	smtp_tx_est_drop_rcpt(tx, code, text);
 }
 
 static void smtp_tx_est_rcpt_cb(void *arg, int code, const char *text)
@@ -426,6 +458,11 @@ static void smtp_tx_est_rcpt_cb(void *arg, int code, const char *text)
 	}
 	/* (code 0: no reply, the connection failed: the backend's fault, as for any recipient) */
 	if (code / 100 != 2 && code != 0 && tx->env->rcpts[tx->est_rcpt].added && smtp_tx_est_added_refused(tx, code, text)) {
+		smtp_tx_est_next(tx);
+		return;
+	}
+	if (code / 100 == 5 && tx->rcpts_done > 0) {
+		smtp_tx_est_replay_refused(tx, code, text);
 		smtp_tx_est_next(tx);
 		return;
 	}
@@ -1338,6 +1375,12 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 
 static void smtp_tx_send_est_cb(struct smtp_tx *tx, int code, const char *text)
 {
+	if (code / 100 == 2 && tx->env->nrcpts == 0 && tx->rcpts_done > 0) {
+		/* every recipient still owed refused on replay (est_replay_refused): the others
+		 * have their copy, the message was delivered */
+		smtp_tx_delivered(tx, tx->backend ? tx->backend->url : "?", NULL, NULL);
+		return;
+	}
 	if (code / 100 == 2 && tx->env->nrcpts == 0) {
 		/* the only recipients left were added by filters and refused (est_added_refused) */
 		smtp_tx_finish(tx, 550, "5.1.0 No recipients left after content filtering", "no_recipients", false, false);

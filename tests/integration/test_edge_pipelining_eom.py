@@ -6,6 +6,9 @@ the backend connection (only a close aborts an open DATA), for a verdict filters
 - milter: a real milter (python3-milter, scripted by the message) refuses the message at end
   of data: the backend never sees DATA, the transaction ends with RSET on a kept connection
   (main: DATA went with the RCPT, the connection was closed); the next message is delivered.
+- clamd: a real clamd, an end-of-data module only: neither the first group's DATA nor the
+  next group's sent ahead with the first message's dot (session_next_group) reaches the
+  backend early; a virus then ends with RSET on the kept connection.
 - plain: no end-of-data module: the backend has DATA before the client sends its content.
 No timing: the checks wait (a hang guard) for what the backend received.
 MX_POOL_ONLY=name,name runs only those cases.
@@ -69,6 +72,40 @@ if want('milter'):
     c.close()
     mx.stop()
     b.stop()
+
+if want('clamd'):
+    # clamd (a real one, EICAR signatures) judges only the end of data. Two groups: the
+    # first alone, then the second pipelined behind the first message's dot (the look-ahead
+    # that sends the next MAIL and RCPT with the dot, session_next_group): DATA goes early
+    # in neither, so the second message, a virus, ends with RSET on the kept connection.
+    cl = mt.clamd()
+    b = mt.Backend(name='C')
+    mx = mt.Mxgate(mt.config([b.url], workers=1, plugins=[
+        {'name': 'clamd', 'address': '127.0.0.1:%d' % cl.port, 'timeout': '20s'}]), name='mx-pipe-clamd')
+    c = mt.Client(mx.port)
+    mt.check(c.ehlo('client.example.org')[0] == 250, 'clamd: EHLO')
+    codes = group(c)
+    mt.check(codes == [250, 250, 354], 'clamd: the first group answered (%s)' % codes)
+    c.send(mt.stuff(mt.message('pc-ok')) + GROUP)
+    codes = [c.reply()[0] for _ in range(4)]
+    mt.check(codes == [250, 250, 250, 354] and len(b.by_tag('pc-ok')) == 1,
+             'clamd: the clean message delivered, the next group answered (%s)' % codes)
+    c.send(mt.stuff(mt.eicar_message('pc-virus')))
+    code = c.reply()[0]
+    mt.check(code // 100 == 5, 'clamd: the virus refused at end of data (%s)' % code)
+    ended = mt.wait_for(lambda: verbs(b, 'RSET') + verbs(b, 'DATA') > 1 or
+                        (mail_conns(b) and b.open_connections() == 0), 20)
+    mt.check(ended and verbs(b, 'DATA') == 1,
+             'clamd: the backend saw DATA for the clean message only, none sent ahead (%d DATA, %s)'
+             % (verbs(b, 'DATA'), list(mail_conns(b).values())))
+    mt.check(verbs(b, 'RSET') == 1 and b.open_connections() == 1,
+             'clamd: the refused transaction ended with RSET, the connection kept (%d RSET, %d open)'
+             % (verbs(b, 'RSET'), b.open_connections()))
+    c.cmd('QUIT')
+    c.close()
+    mx.stop()
+    b.stop()
+    mt.stop_proc(cl)
 
 if want('plain'):
     b = mt.Backend(name='P')

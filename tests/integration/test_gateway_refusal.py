@@ -18,6 +18,8 @@ What the operator expects, each a check:
   rotation (event=backend_down), so the messages after go to the other one;
 - the refusal of a recipient (`550 5.1.1 ... User unknown`) still reaches the client as it is;
 - every server refusing the gateway: 451 to the client (it retries, nothing lost), never 5xx;
+  one error line per server per hold period, not one per message, each refusal counted in
+  the server's failed total (a greeting refusal once, not twice);
 - a pattern the config cannot take: `-t` says FILE:LINE:COL: key: reason.
 """
 import os
@@ -95,6 +97,30 @@ mt.check(mx2.wait_log(r'error \S+ event=gateway_refused backend=%s stage=rcpt co
          'event=gateway_refused stage=rcpt names the operator\'s pattern')
 mx2.stop()
 
+# ------------------------------------------- every server refusing: the log does not grow
+# Both servers refuse the gateway at MAIL; each message still tries both (none is up: they
+# are picked anyway) and gets 451. One error line per server per hold period (5 minutes),
+# the rest counted: the backends' failed totals count every refusal (main: one
+# gateway_refused line per message and server, 6 here).
+SOCK = os.path.join(mt.TMP, 'gw-control.sock')
+CTL = mt.mxgatectl()
+a1 = exchange(mail_reply=BANNED, name='all-banned')
+a2 = exchange(mail_reply=SUBMISSION, name='all-submission')
+cfg4 = mt.proxied_config([a1.url, a2.url], workers=1, control={'socket': SOCK},
+                         backends={'client_identity': 'none', 'balance': 'round_robin'})
+mx4 = mt.Mxgate(cfg4, 'mx-gwrefuse-all')
+codes = [mt.send_mail(mx4.port, 'sender@example.org', ['alice@contoso.test'], mt.message('all%d' % i),
+                      proxy_src='198.18.7.13').code for i in range(3)]
+mt.check(codes == [451] * 3, 'every server refuses the gateway: 451 to each message (%s)' % codes)
+lines = [mx4.count_log(r'event=gateway_refused backend=%s ' % re.escape(b.url)) for b in (a1, a2)]
+mt.check(lines == [1, 1], 'one gateway_refused line per server for three messages (%s)' % lines)
+mt.check(len(re.findall(r'(?m)event=gateway_refused .* unlogged=0$', mx4.log())) == 2,
+         'the lines say none went unlogged before them (unlogged=0)')
+rows = mt.backends_rows(CTL, SOCK)
+failed = [rows.get(b.url, {}).get('failed') for b in (a1, a2)]
+mt.check(failed == [3, 3], 'each server\'s failed total counts its three refusals, logged or not (%s)' % failed)
+mx4.stop()
+
 # ------------------------------------------------------------------ a 5xx greeting
 # Probes once an hour: the start's probe sees the server greet, then it refuses; the messages
 # find it out (the next probe would too, and take it out without a message: not what is tested).
@@ -102,6 +128,7 @@ g1 = mt.Backend(xclient=False, name='greet-refuses')
 g2 = mt.Backend(xclient=False, name='greet-ok')
 cfg3 = mt.proxied_config([g1.url, g2.url], backends={'client_identity': 'none', 'balance': 'round_robin',
                                                      'health_check': {'interval': '1h', 'timeout': '10s'}})
+cfg3['control'] = {'socket': SOCK}
 mx3 = mt.Mxgate(cfg3, 'mx-gwrefuse-greeting')
 # the start's probe round is over (event=ready comes after it) before the server turns: else
 # that probe sees the refusal first (it did under ASan at load 12)
@@ -115,6 +142,10 @@ mt.check(mx3.wait_log(r'error \S+ event=gateway_refused backend=%s stage=greetin
                       r'<unknown\[127\.0\.0\.1\]>: Client host rejected: Access denied" action=next_backend'
                       % re.escape(g1.url)) is not None,
          'event=gateway_refused stage=greeting names the server and its greeting')
+refusals = mx3.count_log(r'event=gateway_refused backend=%s ' % re.escape(g1.url))
+failed = mt.backends_rows(CTL, SOCK).get(g1.url, {}).get('failed')
+mt.check(refusals == 1 and failed == 1,
+         'a greeting refusal counts once in the server\'s failed total (%s for %d refusals; main: 2)' % (failed, refusals))
 mx3.stop()
 
 # ------------------------------------------------------------------ -t on a bad pattern

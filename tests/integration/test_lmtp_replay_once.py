@@ -13,6 +13,8 @@ LMTP server (hostile_peer) in front of a good backup backend (mt.Backend), mxctl
 - 250, 550, then the drop: the refused one is not the first's; the first gets no second copy.
 - plain SMTP, the 250 and the close in one write; and a 250 said twice: delivered once, no
   replay, the client's 250.
+- replay550: r1 taken, the drop, the backup refuses r2 at RCPT (550): r2 alone dropped
+  (event=replay_rcpt_refused), r3 gets it, the client 250; replay550all: both refused.
 - a quarantine release through such an LMTP server, alone (its replays fail the same way
   until max_attempts): the held file names only the recipients without their copy.
 """
@@ -115,6 +117,44 @@ if mt.case_wanted('silent'):
     mx = lmtp_case('silent', [OK], hang, backends={'data_timeout': '2s'})
     mt.check(re.search(r'event=backend_error [^\n]*reason="timeout" limit=data_timeout', mx.log()) is not None,
              'silent: the LMTP server timed out (data_timeout)')
+
+def replay_refused_case(title, refused):
+    """The LMTP server takes r1 and drops; the backup refuses `refused` at RCPT with 550 on
+    the replay. Those alone are dropped (event=replay_rcpt_refused by name), the others get
+    theirs, the client hears 250: r1 has the message (main: the backup's 550 went to the
+    client for the whole message, r3 was never tried)."""
+    bad = scripted(title, {'dot': answer_some([OK], False)}, lmtp=True)
+    good = mt.Backend(lmtp=True, name='good-' + title, reject_rcpt=set(refused))
+    mx = mt.Mxgate(mt.config([bad.url, {'address': good.url, 'backup': True}], workers=1,
+                             backends={'max_attempts': 2}, control={'socket': SOCK}), name='mx-' + title)
+    code, text = mt.send_mail(mx.port, FROM, R, mt.message(title), timeout=30)
+    mt.check(code == 250, '%s: the client gets 250, r1 has it (%s %s)' % (title, code, text))
+    got = copies(title, bad, good)
+    want = {a: 1 for a in R if a not in refused}
+    mt.check(got == want, '%s: one copy each but for the refused (%s, want %s)' % (title, got, want))
+    named = re.findall(r'event=replay_rcpt_refused [^\n]*rcpt=<([^>]*)> code=550 [^\n]*delivered=1 [^\n]*action=dropped',
+                       mx.log())
+    mt.check(named == list(refused), '%s: each refused one logged by name (%s)' % (title, named))
+    line = mx.wait_log(r'event=delivered [^\n]*', 10)
+    left = len(R) - 1 - len(refused)
+    mt.check(line is not None and ' rcpts=%d ' % left in line.group(0),
+             '%s: event=delivered counts what the backup took (%s)' % (title, line and line.group(0)))
+    dlv = top_rcpts()
+    mt.check(dlv == want, '%s: top recipients counts the delivered ones once (%s)' % (title, dlv))
+    mt.check(mx.alive(), '%s: daemon alive' % title)
+    mt.check(not mx.malformed_log_lines(), 'log lines in form: %s' % mx.malformed_log_lines()[:3])
+    mx.stop()
+    bad.stop()
+    good.stop()
+
+
+if mt.case_wanted('replay550'):
+    replay_refused_case('replay550', [R[1]])
+
+if mt.case_wanted('replay550all'):
+    # every recipient still owed refused: nothing left to send, r1's copy stands
+    replay_refused_case('replay550all', R[1:])
+
 
 def smtp_case(title, hooks, want_code=250, want_bad=1, want_good=0):
     """A plain SMTP server (hostile_peer) with a good backup: the client's answer, and where

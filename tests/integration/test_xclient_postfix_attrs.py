@@ -8,12 +8,19 @@ connection) and Postfix's own log naming the client as mxgate announced it:
 - LOGIN=<user> (a front end in xclient_hosts names the client authenticated: LOGIN=alice)
   and LOGIN=[UNAVAILABLE] for the next, unauthenticated session on the same pooled
   connection (one worker, one backend connection);
-- REVERSE_NAME, ADDR (IPv4), PORT on every line.
+- REVERSE_NAME, ADDR (IPv4), PORT on every line;
+- DESTADDR and DESTPORT (Postfix 3.7 offers them): the address and port the client reached,
+  so the backend tells submission from 25: a front end's DESTADDR=198.51.100.25 DESTPORT=587
+  passed on, the plain listener's own 127.0.0.1:port, the PROXY header's destination. Postfix
+  gives them to its policy service as server_address and server_port (a policy listener
+  here records each request; main sent neither: Postfix saw its own 127.0.0.1:port).
 NAME=[TEMPUNAVAIL] is test_edge_postfix.py's (DNS down: Postfix answers 450 4.7.25).
-mxgate does not send DESTADDR/DESTPORT to a backend (relay.c). No timing decides a check."""
+No timing decides a check."""
 import os
 import re
+import socketserver
 import sys
+import threading
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,13 +33,38 @@ dns = mt.dns_peer({
     '7.0.18.198.in-addr.arpa': [{'ptr': 'mail.client.test'}],
     'mail.client.test': [{'a': '198.18.0.7'}],
 }, name='dns-xclient-attrs')
+requests = []   # each policy request Postfix's smtpd made: {attribute: value}
+
+
+class Policy(socketserver.StreamRequestHandler):
+    """Postfix's policy delegation protocol (SMTPD_POLICY_README): name=value lines, an
+    empty line ends a request; each is recorded and answered DUNNO."""
+    def handle(self):
+        req = {}
+        for raw in self.rfile:
+            line = raw.decode('utf-8', 'replace').rstrip('\n')
+            if line:
+                k, _, v = line.partition('=')
+                req[k] = v
+                continue
+            requests.append(req)
+            req = {}
+            self.wfile.write(b'action=DUNNO\n\n')
+            self.wfile.flush()
+
+
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+policy = socketserver.ThreadingTCPServer(('127.0.0.1', 0), Policy)
+policy.daemon_threads = True
+threading.Thread(target=policy.serve_forever, daemon=True).start()
+
 pf_port = mt.free_port()
 mt.postfix_instance('pf-attrs', pf_port, '''relay_domains = local.test
 default_transport = discard
 relay_transport = discard
 smtpd_authorized_xclient_hosts = 127.0.0.0/8
-smtpd_recipient_restrictions = permit_auth_destination, reject
-''', hostname='backend.test')
+smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:%d, permit_auth_destination, reject
+''' % policy.server_address[1], hostname='backend.test')
 mx = mt.Mxgate(mt.config(['smtp://127.0.0.1:%d' % pf_port],
                          listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True},
                                  {'address': '127.0.0.1:0'}],
@@ -63,6 +95,22 @@ session(mx.port, 'EHLO mail.client.test', 'named', proxy_src='198.18.0.7')
 session(mx.port, 'HELO nameless.client.test', 'nameless', proxy_src='198.18.0.8')
 session(mx.ports[1], 'EHLO user.client.test', 'login', xclient='ADDR=198.18.0.9 LOGIN=alice')
 session(mx.port, 'EHLO mail.client.test', 'after-login', proxy_src='198.18.0.7')
+session(mx.ports[1], 'EHLO dest.client.test', 'dest', xclient='ADDR=198.18.0.10 DESTADDR=198.51.100.25 DESTPORT=587')
+session(mx.ports[1], 'EHLO plain.client.test', 'plain')
+
+def reached(helo):
+    """(server_address, server_port) of the policy requests for the session with that HELO."""
+    return {(q.get('server_address'), q.get('server_port')) for q in requests if q.get('helo_name') == helo}
+
+mt.check(reached('dest.client.test') == {('198.51.100.25', '587')},
+         'a front end\'s DESTADDR/DESTPORT reach Postfix: server_address=198.51.100.25 server_port=587 (%s)'
+         % reached('dest.client.test'))
+mt.check(reached('plain.client.test') == {('127.0.0.1', str(mx.ports[1]))},
+         'the plain listener\'s own address and port reach Postfix (%s, want 127.0.0.1 %d)'
+         % (reached('plain.client.test'), mx.ports[1]))
+mt.check(reached('mail.client.test') == {('127.0.0.1', str(mx.port))},
+         'the PROXY header\'s destination reaches Postfix (%s, want 127.0.0.1 %d)'
+         % (reached('mail.client.test'), mx.port))
 
 sent = re.findall(r'(?m)^.*(XCLIENT .*)$', mt.log_of(mx.name))
 pflog = mt.log_of('pf-attrs')
@@ -78,5 +126,7 @@ mt.check(re.search(r'client=\S+\[198\.18\.0\.9\].*sasl_username=alice', pflog) i
          'Postfix takes LOGIN=alice: sasl_username=alice on the client line')
 mt.check(not re.search(r'XCLIENT.*(syntax|error|501|503)|bad XCLIENT', pflog, re.I),
          'Postfix logged no XCLIENT error')
+mt.check(any('DESTADDR=198.51.100.25 DESTPORT=587' in x for x in sent), 'mxgate sent DESTADDR and DESTPORT: %s' % sent)
 mx.stop()
+policy.shutdown()
 mt.finish()

@@ -895,6 +895,30 @@ static void test_drain_every_generation(void **state)
 	pool_done(cur, c2);
 }
 
+/* A refusal of the gateway is logged once per hold period and backend, the rest counted
+ * for the next line's unlogged= (gwrefuse_report). */
+static void test_refused_log_due(void **state)
+{
+	struct mx_config *cfg;
+	struct pool *p = pool_from("backends:\n  servers:\n" THREE, &cfg);
+	struct backend *a = &p->servers[0], *b = &p->servers[2];
+	long long t = 1000000;
+
+	(void)state;
+	assert_int_equal(backend_refused_log_due(a, t), 0);
+	assert_int_equal(backend_refused_log_due(a, t + 1), -1);
+	assert_int_equal(backend_refused_log_due(a, t + BACKEND_REFUSED_HOLD_MS - 1), -1);
+	/* another backend has its own line */
+	assert_int_equal(backend_refused_log_due(b, t + 2), 0);
+	/* the next period: logged, naming the two counted since */
+	assert_int_equal(backend_refused_log_due(a, t + BACKEND_REFUSED_HOLD_MS), 2);
+	assert_int_equal(backend_refused_log_due(a, t + BACKEND_REFUSED_HOLD_MS + 1), -1);
+	assert_int_equal(backend_refused_log_due(a, t + 2 * BACKEND_REFUSED_HOLD_MS), 1);
+	atomic_store(&backend_health(a)->refused_logged_until, 0);
+	atomic_store(&backend_health(b)->refused_logged_until, 0);
+	pool_done(p, cfg);
+}
+
 static void test_report_failure(void **state)
 {
 	struct mx_config *cfg;
@@ -1048,6 +1072,7 @@ int main(void)
 		cmocka_unit_test(test_server_timeouts),
 		cmocka_unit_test(test_drain_every_generation),
 		cmocka_unit_test(test_report_failure),
+		cmocka_unit_test(test_refused_log_due),
 		cmocka_unit_test(test_many_servers),
 		cmocka_unit_test(test_addr_first),
 	};
