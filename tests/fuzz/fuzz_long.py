@@ -139,8 +139,10 @@ SINCE = {
     # generator the input seeds, against the same reply fed whole, and with small bounds
     # session 29's w-carried: the reply read once (rspamd_reply_parse), every part of its
     # operations reported from what was kept, its strings within the JSON's length
-    # session 30's w-carried: at most RSPAMD_REPLY_ENTRIES_MAX symbols and operations kept
-    'fuzz_rspamd_reply': '2026-12-06T19:15Z',
+    # session 30's w-carried: at most RSPAMD_REPLY_ENTRIES_MAX symbols and operations kept;
+    # moved to the merge of w-fuzz10 (session 30): its campaigns (19:11Z, 19:30Z) ran the
+    # harness before w-carried's
+    'fuzz_rspamd_reply': '2026-12-06T19:46Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
     # session 19's w-left2: the same octet check as fuzz_backend_reply (smtp_reply_printable)
     'fuzz_plugin_output': '2026-12-05T03:30Z',
