@@ -22,35 +22,51 @@
 
 static char nofilter_path[64];
 
+/* Writes a new temporary file of text; its name into path (64 octets). */
+static void write_list(char *path, const char *text)
+{
+	int fd;
+	FILE *f;
+
+	snprintf(path, 64, "/tmp/test_bypass.XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* The config of text, which must load (its errors printed otherwise). */
+static struct mx_config *load_ok(const char *text)
+{
+	struct mx_config *cfg = NULL;
+	char *errs = NULL;
+	int rc = config_fixture_load(text, &cfg, &errs);
+
+	if (rc != 0)
+		fprintf(stderr, "%s", errs ? errs : "");
+	free(errs);
+	assert_int_equal(rc, 0);
+	return cfg;
+}
+
 /* The config every decision row runs under: a hosting customer's domains with nothing
  * filtered, abuse@ without the rules engine, one address without greylisting, a file. */
 static int setup(void **state)
 {
 	static char text[2048];
-	struct mx_config *cfg = NULL;
-	char *errs = NULL;
-	int fd;
-	FILE *f;
+	struct mx_config *cfg;
 
-	snprintf(nofilter_path, sizeof(nofilter_path), "/tmp/test_bypass.XXXXXX");
-	fd = mkstemp(nofilter_path);
-	assert_true(fd >= 0);
-	f = fdopen(fd, "w");
-	assert_non_null(f);
-	fputs("# customers who asked for no spam filtering\n\n  filed.example  \n"
-	    "trap@list.example # one address\nspamsamples\n", f);
-	fclose(f);
+	write_list(nofilter_path, "# customers who asked for no spam filtering\n\n  filed.example  \n"
+	    "trap@list.example # one address\nspamsamples\n");
 	snprintf(text, sizeof(text), MINIMAL
 	    "bypass:\n"
 	    "  - { recipients: [nofilter.example, \"*.hosted.example\", \"@at.example\"], checks: [rules, spamd, clamd, greylist] }\n"
 	    "  - { recipients: [abuse, \"Postmaster\"], checks: [rules] }\n"
 	    "  - { recipients: [\"sales@Shop.Example.\"], checks: [greylist] }\n"
 	    "  - { recipients: [\"file:%s\"], checks: [rules, spamd] }\n", nofilter_path);
-	int rc = config_fixture_load(text, &cfg, &errs);
-	if (rc != 0)
-		fprintf(stderr, "%s", errs ? errs : "");
-	free(errs);
-	assert_int_equal(rc, 0);
+	cfg = load_ok(text);
 	assert_int_equal(cfg->bypass.n, 4);
 	*state = cfg;
 	return 0;
@@ -385,18 +401,10 @@ static void test_first(void **state)
 {
 	(void)state;
 	static char text[2048];
-	char path[64], *errs = NULL;
-	struct mx_config *cfg = NULL;
-	int fd;
-	FILE *f;
+	char path[64];
+	struct mx_config *cfg;
 
-	snprintf(path, sizeof(path), "/tmp/test_bypass.XXXXXX");
-	fd = mkstemp(path);
-	assert_true(fd >= 0);
-	f = fdopen(fd, "w");
-	assert_non_null(f);
-	fputs("late.example\n*.deep.example\nTrap@List.Example.\nsamples\n", f);
-	fclose(f);
+	write_list(path, "late.example\n*.deep.example\nTrap@List.Example.\nsamples\n");
 	snprintf(text, sizeof(text), MINIMAL
 	    "bypass:\n"
 	    "  - { recipients: [late.example], senders: [friend.example], checks: [rules] }\n"
@@ -406,12 +414,8 @@ static void test_first(void **state)
 	    "  - { senders: [\"*.news.example\"], checks: [greylist] }\n"
 	    "  - { recipients: [Late.Example., ABUSE, \"x@[192.0.2.1]\", \"[192.0.2.2]\"], checks: [rules] }\n"
 	    "  - { recipients: [late.example], checks: [rules] }\n", path);
-	int rc = config_fixture_load(text, &cfg, &errs);
-	if (rc != 0)
-		fprintf(stderr, "%s", errs ? errs : "");
-	free(errs);
+	cfg = load_ok(text);
 	unlink(path);
-	assert_int_equal(rc, 0);
 	struct bypass_entry *v = cfg->bypass.v;
 	size_t n = cfg->bypass.n;
 	assert_int_equal(n, 7);
@@ -440,8 +444,8 @@ static void test_first_many(void **state)
 	(void)state;
 	enum { N = 3000, NAMES = 700, WILD = 7 };
 	size_t cap = 64 + (size_t)N * 200, len;
-	char *text = malloc(cap), *errs = NULL;
-	struct mx_config *cfg = NULL;
+	char *text = malloc(cap);
+	struct mx_config *cfg;
 	static const char *const checks[] = { "rules", "spamd", "greylist", NULL };
 	static const char *const senders[] = { "a@p1.example", "a@x.p2.example", "", NULL };
 
@@ -454,12 +458,8 @@ static void test_first_many(void **state)
 	for (int i = 0; i < N; i++)
 		len += (size_t)snprintf(text + len, cap - len, "  - { recipients: [\"c%d.example\"], senders: [\"*.p%d.example\"] }\n",
 		    i % NAMES, i % 3);
-	int rc = config_fixture_load(text, &cfg, &errs);
-	if (rc != 0)
-		fprintf(stderr, "%s", errs ? errs : "");
-	free(errs);
+	cfg = load_ok(text);
 	free(text);
-	assert_int_equal(rc, 0);
 	struct bypass_entry *v = cfg->bypass.v, *d = cfg->deny_senders.v;
 	assert_int_equal(cfg->bypass.n, N);
 	assert_non_null(v[0].index);
