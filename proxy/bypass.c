@@ -1,11 +1,14 @@
 /* bypass.c — per-recipient bypass of content checks (bypass.h). */
 #include "bypass.h"
 
+#include <ctype.h>
 #include <libfyaml.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "domain.h"
+#include "fnv.h"
 #include "hook.h"
 #include "plugins/plugins.h"
 
@@ -120,10 +123,18 @@ static void bypass_entry_clear(struct bypass_entry *e)
 	bypass_match_clear(&e->from);
 }
 
+static void bypass_index_free(struct bypass_index *x);
+
 void bypass_entries_free(void *v, size_t n)
 {
+	struct bypass_entry *e = v;
+
+	if (n > 0) {
+		bypass_index_free(e[0].index);
+		e[0].index = NULL;
+	}
 	for (size_t i = 0; i < n; i++)
-		bypass_entry_clear((struct bypass_entry *)v + i);
+		bypass_entry_clear(e + i);
 }
 
 /* Both matchers of e, each error reported: 0 or -1. */
@@ -215,6 +226,304 @@ static bool bypass_entry_covers(const struct bypass_entry *e, const char *sender
 	return e->recipients.n == 0 || bypass_match_has(&e->rcpt, addr);
 }
 
+/* ---- the index: a list's entries by what their recipients name -------------------------- */
+
+/* A local part longer than this is not indexed (an item's: it is looked at for every
+ * recipient; an address's: only such items can be its). RFC 5321 4.5.3.1.1: 64 octets. */
+#define BYPASS_LOCAL_MAX 256
+
+/* Entry numbers, ascending, each once. */
+struct bypass_ids {
+	uint32_t *v;
+	size_t n, cap;
+};
+
+struct bypass_slot {
+	char *key;                      /* NULL: empty */
+	struct bypass_ids ids;
+};
+
+/* Open addressing over the keys, at most half full. */
+struct bypass_map {
+	struct bypass_slot *slot;
+	size_t cap;                     /* a power of two, or 0 */
+	size_t n;
+};
+
+struct bypass_index {
+	size_t n;                       /* the entries it was built for */
+	struct bypass_ids every;        /* entries without recipients, and long local parts */
+	struct bypass_map exact;        /* domain items in normal form ("example.org") */
+	struct bypass_map below;        /* "*.example.org" as "example.org" */
+	struct bypass_map local;        /* local part items, case folded ("abuse") */
+	struct bypass_map addr;         /* address items: local part folded, '@', domain normal */
+	const char **checks;            /* the names the entries' checks give, each once (borrowed) */
+	size_t nchecks;
+};
+
+/* Appends id (entries are added in order: a repeat is the last one). 0 or -1. */
+static int bypass_ids_add(struct bypass_ids *l, uint32_t id)
+{
+	if (l->n > 0 && l->v[l->n - 1] == id)
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 2;
+		uint32_t *v = realloc(l->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = id;
+	return 0;
+}
+
+/* The slot of k[0..n), or the empty one where it goes. m->cap > 0. */
+static size_t bypass_map_find(const struct bypass_map *m, const char *k, size_t n)
+{
+	size_t i = (size_t)fnv1a64(k, n) & (m->cap - 1);
+
+	while (m->slot[i].key != NULL && (strncmp(m->slot[i].key, k, n) != 0 || m->slot[i].key[n] != '\0'))
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+/* The entries under k[0..n), or NULL. */
+static const struct bypass_ids *bypass_map_get(const struct bypass_map *m, const char *k, size_t n)
+{
+	size_t i;
+
+	if (m->cap == 0)
+		return NULL;
+	i = bypass_map_find(m, k, n);
+	return m->slot[i].key ? &m->slot[i].ids : NULL;
+}
+
+static int bypass_map_grow(struct bypass_map *m)
+{
+	size_t cap = m->cap ? m->cap * 2 : 16;
+	struct bypass_map nm = { calloc(cap, sizeof(struct bypass_slot)), cap, m->n };
+
+	if (nm.slot == NULL)
+		return -1;
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->slot[i].key != NULL)
+			nm.slot[bypass_map_find(&nm, m->slot[i].key, strlen(m->slot[i].key))] = m->slot[i];
+	free(m->slot);
+	*m = nm;
+	return 0;
+}
+
+/* Adds entry id under key (copied). 0 or -1. */
+static int bypass_map_add(struct bypass_map *m, const char *key, uint32_t id)
+{
+	size_t n = strlen(key), i;
+
+	if ((m->n + 1) * 2 > m->cap && bypass_map_grow(m) != 0)
+		return -1;
+	i = bypass_map_find(m, key, n);
+	if (m->slot[i].key == NULL) {
+		if ((m->slot[i].key = strdup(key)) == NULL)
+			return -1;
+		m->n++;
+	}
+	return bypass_ids_add(&m->slot[i].ids, id);
+}
+
+static void bypass_map_free(struct bypass_map *m)
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		free(m->slot[i].key);
+		free(m->slot[i].ids.v);
+	}
+	free(m->slot);
+}
+
+static void bypass_index_free(struct bypass_index *x)
+{
+	if (x == NULL)
+		return;
+	free(x->every.v);
+	bypass_map_free(&x->exact);
+	bypass_map_free(&x->below);
+	bypass_map_free(&x->local);
+	bypass_map_free(&x->addr);
+	free(x->checks);
+	free(x);
+}
+
+/* The key of a local part lp[0..n) (n < BYPASS_LOCAL_MAX) into out: folded as strncasecmp
+ * compares (domain_address_listed); with domain (a normal form, may be NULL) "@domain" after.
+ * out holds BYPASS_LOCAL_MAX + DOMAIN_MAX + 2 octets. */
+static void bypass_local_key(char *out, const char *lp, size_t n, const char *domain)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)tolower((unsigned char)lp[i]);
+	out[n] = '\0';
+	if (domain != NULL) {
+		out[n] = '@';
+		strcpy(out + n + 1, domain);
+	}
+}
+
+struct bypass_index_add {
+	struct bypass_index *x;
+	uint32_t id;
+};
+
+/* domain_set_each's fn: one domain item of entry a->id. */
+static int bypass_index_domain_cb(void *arg, const char *name, bool below)
+{
+	struct bypass_index_add *a = arg;
+
+	return bypass_map_add(below ? &a->x->below : &a->x->exact, name, a->id);
+}
+
+/* Entry id's local part and address items (as domain_address_listed reads them). 0 or -1. */
+static int bypass_index_locals(struct bypass_index *x, const struct bypass_match *m, uint32_t id)
+{
+	char key[BYPASS_LOCAL_MAX + DOMAIN_MAX + 2], dom[DOMAIN_MAX + 1];
+
+	for (size_t j = 0; j < m->locals.n; j++) {
+		const char *item = m->locals.v[j], *at = strrchr(item, '@');
+		size_t n = at ? (size_t)(at - item) : strlen(item);
+
+		if (n >= BYPASS_LOCAL_MAX) {
+			if (bypass_ids_add(&x->every, id) != 0)
+				return -1;
+			continue;
+		}
+		if (at != NULL && domain_normalize(at + 1, strlen(at + 1), dom, sizeof(dom)) < 0)
+			continue;	/* domain_equal is false for it: never matches */
+		bypass_local_key(key, item, n, at ? dom : NULL);
+		if (bypass_map_add(at ? &x->addr : &x->local, key, id) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* See bypass.h. */
+int bypass_index_build(struct bypass_entry *v, size_t n)
+{
+	struct bypass_index *x;
+
+	if (n == 0)
+		return 0;
+	bypass_index_free(v[0].index);
+	v[0].index = NULL;
+	if (n > UINT32_MAX || (x = calloc(1, sizeof(*x))) == NULL)
+		return n > UINT32_MAX ? 0 : -1;
+	x->n = n;
+	for (size_t i = 0; i < n; i++) {
+		struct bypass_index_add a = { x, (uint32_t)i };
+		const struct bypass_entry *e = &v[i];
+
+		if (e->recipients.n == 0) {
+			if (bypass_ids_add(&x->every, a.id) != 0)
+				goto fail;
+		} else if (domain_set_each(e->rcpt.domains, bypass_index_domain_cb, &a) != 0 ||
+		    bypass_index_locals(x, &e->rcpt, a.id) != 0) {
+			goto fail;
+		}
+		for (size_t j = 0; j < e->checks.n; j++) {
+			size_t k = 0;
+
+			while (k < x->nchecks && strcmp(x->checks[k], e->checks.v[j]) != 0)
+				k++;
+			if (k < x->nchecks)
+				continue;
+			const char **c = realloc(x->checks, (x->nchecks + 1) * sizeof(*c));
+			if (c == NULL)
+				goto fail;
+			x->checks = c;
+			x->checks[x->nchecks++] = e->checks.v[j];
+		}
+	}
+	v[0].index = x;
+	return 0;
+fail:
+	bypass_index_free(x);
+	return -1;
+}
+
+/* v[0]'s index when it was built for these n entries, else NULL. */
+static const struct bypass_index *bypass_index_of(const struct bypass_entry *v, size_t n)
+{
+	return n > 0 && v[0].index != NULL && v[0].index->n == n ? v[0].index : NULL;
+}
+
+/* Entry i is the answer bypass_first looks for. */
+static bool bypass_entry_is(const struct bypass_entry *v, size_t i, const char *sender, const char *addr,
+    const char *check)
+{
+	return (check == NULL || bypass_names(&v[i], 1, check)) && bypass_entry_covers(&v[i], sender, addr);
+}
+
+/* The candidate lists of addr in x (the entries without recipients, its domain's, each "*."
+ * parent's, its local part's, its address's) into l (4 + DOMAIN_MAX); their number. */
+static size_t bypass_index_lists(const struct bypass_index *x, const char *addr, const struct bypass_ids **l)
+{
+	char dom[DOMAIN_MAX + 1], key[BYPASS_LOCAL_MAX + DOMAIN_MAX + 2];
+	const char *at = strrchr(addr, '@');
+	size_t nl = 0, lp = at ? (size_t)(at - addr) : strlen(addr);
+	int nd = at ? domain_normalize(at + 1, strlen(at + 1), dom, sizeof(dom)) : -1;
+
+	l[nl++] = &x->every;
+	if (nd >= 0) {	/* as domain_set_match */
+		l[nl++] = bypass_map_get(&x->exact, dom, (size_t)nd);
+		for (int i = 0; dom[0] != '[' && x->below.n > 0 && i < nd; i++)
+			if (dom[i] == '.')
+				l[nl++] = bypass_map_get(&x->below, dom + i + 1, (size_t)(nd - i - 1));
+	}
+	if (lp < BYPASS_LOCAL_MAX) {	/* as domain_address_listed */
+		bypass_local_key(key, addr, lp, NULL);
+		l[nl++] = bypass_map_get(&x->local, key, lp);
+		if (nd >= 0) {
+			bypass_local_key(key, addr, lp, dom);
+			l[nl++] = bypass_map_get(&x->addr, key, lp + 1 + (size_t)nd);
+		}
+	}
+	return nl;
+}
+
+/* See bypass.h. */
+long bypass_first(const struct bypass_entry *v, size_t n, const char *sender, const char *addr,
+    const char *check)
+{
+	const struct bypass_index *x = bypass_index_of(v, n);
+	const struct bypass_ids *l[4 + DOMAIN_MAX];
+	size_t pos[4 + DOMAIN_MAX] = { 0 }, nl;
+
+	if (addr == NULL)
+		return -1;
+	if (x == NULL) {
+		for (size_t i = 0; i < n; i++)
+			if (bypass_entry_is(v, i, sender, addr, check))
+				return (long)i;
+		return -1;
+	}
+	/* the candidates in entry order: merge the lists, lowest first */
+	nl = bypass_index_lists(x, addr, l);
+	for (;;) {
+		uint32_t id = UINT32_MAX;
+		bool any = false;
+
+		for (size_t k = 0; k < nl; k++)
+			if (l[k] != NULL && pos[k] < l[k]->n && (!any || l[k]->v[pos[k]] < id)) {
+				id = l[k]->v[pos[k]];
+				any = true;
+			}
+		if (!any)
+			return -1;
+		if (bypass_entry_is(v, id, sender, addr, check))
+			return (long)id;
+		for (size_t k = 0; k < nl; k++)
+			if (l[k] != NULL && pos[k] < l[k]->n && l[k]->v[pos[k]] == id)
+				pos[k]++;
+	}
+}
+
 int bypass_check_plugin_names(struct cfg_parse *p, struct fy_node *root, const struct bypass_entry *v,
     size_t n, const char *const *names, size_t nnames)
 {
@@ -246,6 +555,14 @@ int bypass_check_plugin_names(struct cfg_parse *p, struct fy_node *root, const s
 
 bool bypass_names(const struct bypass_entry *v, size_t n, const char *check)
 {
+	const struct bypass_index *x = bypass_index_of(v, n);
+
+	if (x != NULL) {
+		for (size_t k = 0; check && k < x->nchecks; k++)
+			if (strcmp(x->checks[k], check) == 0)
+				return true;
+		return false;
+	}
 	for (size_t i = 0; check && i < n; i++)
 		for (size_t j = 0; j < v[i].checks.n; j++)
 			if (strcmp(v[i].checks.v[j], check) == 0)
@@ -256,12 +573,7 @@ bool bypass_names(const struct bypass_entry *v, size_t n, const char *check)
 bool bypass_rcpt_covered(const struct bypass_entry *v, size_t n, const char *sender, const char *addr,
     const char *check)
 {
-	if (addr == NULL)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (bypass_names(&v[i], 1, check) && bypass_entry_covers(&v[i], sender, addr))
-			return true;
-	return false;
+	return check != NULL && bypass_first(v, n, sender, addr, check) >= 0;
 }
 
 bool bypass_message_covered(const struct bypass_entry *v, size_t n, const char *sender, const struct rcpt *r,
@@ -277,10 +589,5 @@ bool bypass_message_covered(const struct bypass_entry *v, size_t n, const char *
 
 bool bypass_denies(const struct bypass_entry *v, size_t n, const char *sender, const char *addr)
 {
-	if (addr == NULL)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (bypass_entry_covers(&v[i], sender, addr))
-			return true;
-	return false;
+	return bypass_first(v, n, sender, addr, NULL) >= 0;
 }

@@ -33,6 +33,7 @@
 
 #include "cfg.h"
 
+struct bypass_index;
 struct domain_set;
 struct rcpt;
 
@@ -62,6 +63,7 @@ struct bypass_entry {
 	struct cfg_strlist checks;      /* as written: the chain entries' names */
 	struct bypass_match rcpt;       /* recipients' matcher */
 	struct bypass_match from;       /* senders' matcher */
+	struct bypass_index *index;     /* v[0] of a whole list only: bypass_index_build's */
 };
 
 /* The recipient (or sender) matcher, also rules.recipient_actions' (rules/recipient_actions.h):
@@ -91,6 +93,20 @@ void bypass_entries_free(void *v, size_t n);
  * bypass[i].checks[j] of root. 0 or -1. */
 int bypass_check_plugin_names(struct cfg_parse *p, struct fy_node *root, const struct bypass_entry *v,
     size_t n, const char *const *names, size_t nnames);
+
+/* Indexes the n entries at v (a whole `bypass:` or `deny_senders:` list, each built by its
+ * validate; config.c, once the lists are read) by what their recipients name, hung on v[0]
+ * for v and n alone: a recipient is then compared with the entries its domain (a name, each
+ * "*." parent), its local part or its address names, and those without recipients, instead
+ * of all n, lowest first: the answers are the scan's. 0, or -1 out of memory (no index: the
+ * scan). Released by bypass_entries_free. */
+int bypass_index_build(struct bypass_entry *v, size_t n);
+
+/* The lowest i < n such that entry v[i] applies to mail from sender (as below) to addr and,
+ * check not NULL, names check; -1 when none (addr NULL: -1). Through v[0]'s index when it
+ * was built for these n, else by a scan; the same answer either way. */
+long bypass_first(const struct bypass_entry *v, size_t n, const char *sender, const char *addr,
+    const char *check);
 
 /* True when one of the n entries at v names check. */
 bool bypass_names(const struct bypass_entry *v, size_t n, const char *check);

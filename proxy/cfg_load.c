@@ -8,6 +8,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -514,5 +517,11 @@ out:
 	fy_document_destroy(doc);
 	fy_diag_destroy(diag);
 	free(owned);
+#ifdef __GLIBC__
+	/* The parse tree and the lists' file buffers are freed, but glibc keeps the pages: with
+	 * thousands of bypass/deny_senders entries (docs/operations.md "Hosting many domains")
+	 * the daemon kept the load's peak, 46 MB for 3,000 customers where 25 MB are in use. */
+	malloc_trim(0);
+#endif
 	return rc;
 }

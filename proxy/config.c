@@ -1330,13 +1330,18 @@ static int config_check_lmdb_dirs(struct cfg_parse *p, struct fy_node *n, const 
 	return rc;
 }
 
-/* bypass: a check by a plugin's name names a `plugins:` entry (bypass.c). */
-static int config_check_bypass(struct cfg_parse *p, struct fy_node *n, const struct mx_config *c)
+/* bypass: a check by a plugin's name names a `plugins:` entry (bypass.c); bypass and
+ * deny_senders indexed by recipient (bypass_index_build: a recipient is compared with the
+ * entries that name it, not with thousands of customers' entries). */
+static int config_check_bypass(struct cfg_parse *p, struct fy_node *n, struct mx_config *c)
 {
 	const struct plugin_config *pcs = c->plugins.v;
 	const char **names;
 	int rc;
 
+	if (bypass_index_build(c->bypass.v, c->bypass.n) < 0 ||
+	    bypass_index_build(c->deny_senders.v, c->deny_senders.n) < 0)
+		return cfg_error(p, n, "out of memory");
 	if (c->bypass.n == 0)
 		return 0;
 	if ((names = calloc(c->plugins.n + 1, sizeof(*names))) == NULL)

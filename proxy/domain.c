@@ -486,6 +486,20 @@ size_t domain_set_count(const struct domain_set *s)
 }
 
 /* See domain.h. */
+int domain_set_each(const struct domain_set *s, int (*fn)(void *arg, const char *name, bool below), void *arg)
+{
+	int rc;
+
+	for (size_t i = 0; s != NULL && i < s->exact.cap; i++)
+		if (s->exact.slot[i] != NULL && (rc = fn(arg, s->exact.slot[i], false)) != 0)
+			return rc;
+	for (size_t i = 0; s != NULL && i < s->below.cap; i++)
+		if (s->below.slot[i] != NULL && (rc = fn(arg, s->below.slot[i], true)) != 0)
+			return rc;
+	return 0;
+}
+
+/* See domain.h. */
 bool domain_set_match(const struct domain_set *s, const char *domain)
 {
 	char norm[DOMAIN_MAX + 1];

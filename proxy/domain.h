@@ -80,6 +80,11 @@ const char *domain_pattern_check(const char *pattern);
 int domain_set_add(struct domain_set *s, const char *pattern, const char **err);
 /* Patterns in the set (duplicates counted once). */
 size_t domain_set_count(const struct domain_set *s);
+/* Calls fn(arg, name, below) for each pattern of s in no particular order: name its normal
+ * form (borrowed for the call), below true for "*.name". Stops at the first fn that returns
+ * non-zero and returns that; 0 when every call returned 0 (s NULL: none). For an index over
+ * many sets (bypass.c). */
+int domain_set_each(const struct domain_set *s, int (*fn)(void *arg, const char *name, bool below), void *arg);
 /* True when domain (any case, with or without a trailing dot) matches a pattern. NULL or
  * empty domain: false. */
 bool domain_set_match(const struct domain_set *s, const char *domain);

@@ -22,35 +22,51 @@
 
 static char nofilter_path[64];
 
+/* Writes a new temporary file of text; its name into path (64 octets). */
+static void write_list(char *path, const char *text)
+{
+	int fd;
+	FILE *f;
+
+	snprintf(path, 64, "/tmp/test_bypass.XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* The config of text, which must load (its errors printed otherwise). */
+static struct mx_config *load_ok(const char *text)
+{
+	struct mx_config *cfg = NULL;
+	char *errs = NULL;
+	int rc = config_fixture_load(text, &cfg, &errs);
+
+	if (rc != 0)
+		fprintf(stderr, "%s", errs ? errs : "");
+	free(errs);
+	assert_int_equal(rc, 0);
+	return cfg;
+}
+
 /* The config every decision row runs under: a hosting customer's domains with nothing
  * filtered, abuse@ without the rules engine, one address without greylisting, a file. */
 static int setup(void **state)
 {
 	static char text[2048];
-	struct mx_config *cfg = NULL;
-	char *errs = NULL;
-	int fd;
-	FILE *f;
+	struct mx_config *cfg;
 
-	snprintf(nofilter_path, sizeof(nofilter_path), "/tmp/test_bypass.XXXXXX");
-	fd = mkstemp(nofilter_path);
-	assert_true(fd >= 0);
-	f = fdopen(fd, "w");
-	assert_non_null(f);
-	fputs("# customers who asked for no spam filtering\n\n  filed.example  \n"
-	    "trap@list.example # one address\nspamsamples\n", f);
-	fclose(f);
+	write_list(nofilter_path, "# customers who asked for no spam filtering\n\n  filed.example  \n"
+	    "trap@list.example # one address\nspamsamples\n");
 	snprintf(text, sizeof(text), MINIMAL
 	    "bypass:\n"
 	    "  - { recipients: [nofilter.example, \"*.hosted.example\", \"@at.example\"], checks: [rules, spamd, clamd, greylist] }\n"
 	    "  - { recipients: [abuse, \"Postmaster\"], checks: [rules] }\n"
 	    "  - { recipients: [\"sales@Shop.Example.\"], checks: [greylist] }\n"
 	    "  - { recipients: [\"file:%s\"], checks: [rules, spamd] }\n", nofilter_path);
-	int rc = config_fixture_load(text, &cfg, &errs);
-	if (rc != 0)
-		fprintf(stderr, "%s", errs ? errs : "");
-	free(errs);
-	assert_int_equal(rc, 0);
+	cfg = load_ok(text);
 	assert_int_equal(cfg->bypass.n, 4);
 	*state = cfg;
 	return 0;
@@ -321,6 +337,156 @@ static void test_deny(void **state)
 	config_free(cfg);
 }
 
+/* bypass_first without the index (the scan every answer is held to): v[0]'s index moved
+ * aside for the call. */
+static long first_scan(struct bypass_entry *v, size_t n, const char *sender, const char *addr, const char *check)
+{
+	struct bypass_index *x = v[0].index;
+	long got;
+
+	v[0].index = NULL;
+	got = bypass_first(v, n, sender, addr, check);
+	v[0].index = x;
+	return got;
+}
+
+struct first_row {
+	const char *label;
+	const char *sender;
+	const char *addr;
+	const char *check;     /* NULL: any entry (deny_senders' question) */
+	long want;             /* the lowest entry that applies, -1 none */
+};
+
+static const struct first_row first_rows[] = {
+	{ "the first entry wins: its sender listed", "friend@friend.example", "u@late.example", "rules", 0 },
+	{ "the first entry wins: the next that applies", "other@x.example", "u@late.example", "rules", 3 },
+	{ "a file's domain, another check", "other@x.example", "u@late.example", "greylist", 3 },
+	{ "no entry names the check", "other@x.example", "u@late.example", "spamd", -1 },
+	{ "any check: the lowest entry", "other@x.example", "u@late.example", NULL, 3 },
+	{ "the null sender: no senders list", "", "U@LATE.EXAMPLE.", "rules", 3 },
+	{ "before MAIL: no senders list", NULL, "u@late.example", "rules", 3 },
+	{ "a wildcard written in capitals with a dot", "s@x.example", "u@a.hosted.example", "rules", 1 },
+	{ "a name the wildcard covers, listed too", "s@x.example", "u@a.hosted.example", "spamd", 2 },
+	{ "a wildcard at depth, any case", "s@x.example", "u@b.c.Hosted.Example", "rules", 1 },
+	{ "a wildcard is not its own name", "s@x.example", "u@hosted.example", "rules", -1 },
+	{ "a local part below a wildcard: the wildcard first", "s@x.example", "Abuse@a.hosted.example", "rules", 1 },
+	{ "a local part: the entry that names it", "s@x.example", "abuse@z.example", "rules", 5 },
+	{ "a local part: the lower entry", "s@x.example", "ABUSE@z.example", "spamd", 2 },
+	{ "a local part alone (<Abuse>)", "s@x.example", "ABUSE", "rules", 5 },
+	{ "a file's wildcard", "s@x.example", "u@x.deep.example", "greylist", 3 },
+	{ "every recipient, for some senders", "a@b.news.example", "u@deep.example", "greylist", 4 },
+	{ "every recipient: not before a lower one", "a@b.news.example", "u@x.deep.example", "greylist", 3 },
+	{ "every recipient: not for other senders", "s@x.example", "u@deep.example", "greylist", -1 },
+	{ "a file's address, as accept_domains compares", "s@x.example", "TRAP@list.example.", "rules", 3 },
+	{ "a file's address: not another domain", "s@x.example", "trap@other.example", "rules", -1 },
+	{ "a file's local part", "s@x.example", "Samples@q.example", "rules", 3 },
+	{ "a file's local part alone", "s@x.example", "samples", "rules", 3 },
+	{ "an address at a literal", "s@x.example", "x@[192.0.2.1]", "rules", 5 },
+	{ "an address at a literal: not another local part", "s@x.example", "y@[192.0.2.1]", "rules", -1 },
+	{ "a literal", "s@x.example", "y@[192.0.2.2]", "rules", 5 },
+	{ "a listed name inside another", "s@x.example", "u@late.example.x", "rules", -1 },
+	{ "an empty domain", "s@x.example", "u@", "rules", -1 },
+	{ "an empty local part", "s@x.example", "@late.example", "rules", 3 },
+	{ "the domain after the last @", "s@x.example", "\"a@b\"@late.example", "rules", 3 },
+	{ "a domain too long to normalise", "s@x.example",
+	  "u@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+	  "hosted.example", "rules", -1 },
+};
+
+/* The index (bypass_index_build, at load): each row's lowest entry, with the index and by
+ * the scan alike; order, wildcards, case, trailing dots, file: lists, senders. */
+static void test_first(void **state)
+{
+	(void)state;
+	static char text[2048];
+	char path[64];
+	struct mx_config *cfg;
+
+	write_list(path, "late.example\n*.deep.example\nTrap@List.Example.\nsamples\n");
+	snprintf(text, sizeof(text), MINIMAL
+	    "bypass:\n"
+	    "  - { recipients: [late.example], senders: [friend.example], checks: [rules] }\n"
+	    "  - { recipients: [\"*.Hosted.Example.\"], checks: [rules] }\n"
+	    "  - { recipients: [a.hosted.example, abuse], checks: [spamd] }\n"
+	    "  - { recipients: [\"file:%s\"], checks: [rules, greylist] }\n"
+	    "  - { senders: [\"*.news.example\"], checks: [greylist] }\n"
+	    "  - { recipients: [Late.Example., ABUSE, \"x@[192.0.2.1]\", \"[192.0.2.2]\"], checks: [rules] }\n"
+	    "  - { recipients: [late.example], checks: [rules] }\n", path);
+	cfg = load_ok(text);
+	unlink(path);
+	struct bypass_entry *v = cfg->bypass.v;
+	size_t n = cfg->bypass.n;
+	assert_int_equal(n, 7);
+	assert_non_null(v[0].index);
+	for (size_t i = 0; i < sizeof(first_rows) / sizeof(first_rows[0]); i++) {
+		const struct first_row *r = &first_rows[i];
+		long got = bypass_first(v, n, r->sender, r->addr, r->check), scan = first_scan(v, n, r->sender, r->addr, r->check);
+
+		if (got != r->want || scan != r->want)
+			fail_msg("%s (%s to %s, %s): entry %ld, by the scan %ld, want %ld", r->label,
+			    r->sender ? r->sender : "(null)", r->addr, r->check ? r->check : "any", got, scan, r->want);
+	}
+	assert_int_equal(bypass_first(v, n, "s@x.example", NULL, "rules"), -1);
+	assert_true(bypass_names(v, n, "greylist"));
+	assert_false(bypass_names(v, n, "clamd"));
+	assert_true(bypass_names(&v[2], 1, "spamd"));
+	assert_false(bypass_names(&v[3], 1, "spamd"));
+	config_free(cfg);
+}
+
+/* Thousands of customers' entries (docs/operations.md "Hosting many domains"), names
+ * repeated across entries with other checks: the index and the scan agree on every
+ * recipient, check and sender; deny_senders too. */
+static void test_first_many(void **state)
+{
+	(void)state;
+	enum { N = 3000, NAMES = 700, WILD = 7 };
+	size_t cap = 64 + (size_t)N * 200, len;
+	char *text = malloc(cap);
+	struct mx_config *cfg;
+	static const char *const checks[] = { "rules", "spamd", "greylist", NULL };
+	static const char *const senders[] = { "a@p1.example", "a@x.p2.example", "", NULL };
+
+	assert_non_null(text);
+	len = (size_t)snprintf(text, cap, MINIMAL "bypass:\n");
+	for (int i = 0; i < N; i++)
+		len += (size_t)snprintf(text + len, cap - len, "  - { recipients: [c%d.example, \"*.w%d.example\", u%d]%s, checks: [%s] }\n",
+		    i % NAMES, i % WILD, i % 50, i % 11 == 0 ? ", senders: [p1.example]" : "", checks[i % 3]);
+	len += (size_t)snprintf(text + len, cap - len, "deny_senders:\n");
+	for (int i = 0; i < N; i++)
+		len += (size_t)snprintf(text + len, cap - len, "  - { recipients: [\"c%d.example\"], senders: [\"*.p%d.example\"] }\n",
+		    i % NAMES, i % 3);
+	cfg = load_ok(text);
+	free(text);
+	struct bypass_entry *v = cfg->bypass.v, *d = cfg->deny_senders.v;
+	assert_int_equal(cfg->bypass.n, N);
+	assert_non_null(v[0].index);
+	assert_non_null(d[0].index);
+	for (int k = 0; k < NAMES + 20; k += 3) {
+		char addr[4][64];
+
+		snprintf(addr[0], sizeof(addr[0]), "x@C%d.example.", k);
+		snprintf(addr[1], sizeof(addr[1]), "x@s.w%d.example", k % (WILD + 2));
+		snprintf(addr[2], sizeof(addr[2]), "U%d@c%d.example", k % 60, k);
+		snprintf(addr[3], sizeof(addr[3]), "u%d", k % 60);
+		for (int a = 0; a < 4; a++)
+			for (int s = 0; senders[s]; s++) {
+				for (int c = 0; checks[c]; c++)
+					assert_int_equal(bypass_first(v, N, senders[s], addr[a], checks[c]),
+					    first_scan(v, N, senders[s], addr[a], checks[c]));
+				assert_int_equal(bypass_first(d, N, senders[s], addr[a], NULL),
+				    first_scan(d, N, senders[s], addr[a], NULL));
+			}
+	}
+	/* spot values: the lowest entry, not any */
+	/* c5.example: entries 5 (greylist), 705 (rules), 1405 (spamd), ... */
+	assert_int_equal(bypass_first(v, N, "a@q.example", "x@c5.example", "rules"), 705);
+	assert_int_equal(bypass_first(v, N, "a@q.example", "x@c5.example", "greylist"), 5);
+	config_free(cfg);
+}
+
 /* -t: a virus check bypassed is a warning, rules alone is none. */
 static void test_warning(void **state)
 {
@@ -357,6 +523,8 @@ int main(void)
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_senders),
 		cmocka_unit_test(test_deny),
+		cmocka_unit_test(test_first),
+		cmocka_unit_test(test_first_many),
 		cmocka_unit_test(test_warning),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

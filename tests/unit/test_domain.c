@@ -303,6 +303,59 @@ static void test_set_grows(void **state)
 	domain_set_free(s);
 }
 
+/* domain_set_each: every pattern once, in its normal form, "*." as below; a non-zero
+ * return stops the walk and is returned. */
+struct each_seen {
+	char names[8][64];
+	bool below[8];
+	int n, stop_at;
+};
+
+static int each_cb(void *arg, const char *name, bool below)
+{
+	struct each_seen *e = arg;
+
+	if (e->n == e->stop_at)
+		return 7;
+	assert_true(e->n < 8);
+	snprintf(e->names[e->n], sizeof(e->names[0]), "%s", name);
+	e->below[e->n++] = below;
+	return 0;
+}
+
+static void test_set_each(void **state)
+{
+	(void)state;
+	static const char *const pats[] = { "A.Example.", "*.B.example", "[192.0.2.1]", "a.example", NULL };
+	const char *err;
+	struct domain_set *s = domain_set_new();
+	struct each_seen e = { .n = 0, .stop_at = -1 };
+	int exact = 0, below = 0;
+
+	for (int i = 0; pats[i]; i++)
+		assert_int_equal(domain_set_add(s, pats[i], &err), 0);
+	assert_int_equal(domain_set_each(s, each_cb, &e), 0);
+	assert_int_equal(e.n, 3);
+	for (int i = 0; i < e.n; i++) {
+		if (e.below[i]) {
+			assert_string_equal(e.names[i], "b.example");
+			below++;
+		} else {
+			assert_true(strcmp(e.names[i], "a.example") == 0 || strcmp(e.names[i], "[192.0.2.1]") == 0);
+			exact++;
+		}
+	}
+	assert_int_equal(exact, 2);
+	assert_int_equal(below, 1);
+	e = (struct each_seen){ .n = 0, .stop_at = 1 };
+	assert_int_equal(domain_set_each(s, each_cb, &e), 7);
+	assert_int_equal(e.n, 1);
+	e = (struct each_seen){ .n = 0, .stop_at = -1 };
+	assert_int_equal(domain_set_each(NULL, each_cb, &e), 0);
+	assert_int_equal(e.n, 0);
+	domain_set_free(s);
+}
+
 /* ---- the open-relay battery ------------------------------------------------------------
  * accept_domains: [local.test, "*.hosted.test"]; mxgate's own names: mx.local.test,
  * [192.0.2.10]. Every row is a RCPT TO path as a relay tester sends it; the outcome is
@@ -771,6 +824,7 @@ int main(void)
 		cmocka_unit_test(test_config_route_file),
 		cmocka_unit_test(test_config_route_file_shadowed),
 		cmocka_unit_test(test_ratelimit_keys),
+		cmocka_unit_test(test_set_each),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
