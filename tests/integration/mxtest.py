@@ -2221,6 +2221,16 @@ class Client:
             self._wrap()
         return code, text
 
+    def transaction(self, tag, mail='s@example.org', rcpt='r@example.test'):
+        """MAIL, RCPT, DATA and the message (mt.message(tag)) in lock-step: the codes."""
+        codes = [self.cmd('MAIL FROM:<%s>' % mail)[0], self.cmd('RCPT TO:<%s>' % rcpt)[0]]
+        code, _ = self.cmd('DATA')
+        codes.append(code)
+        if code == 354:
+            self.send(stuff(message(tag)))
+            codes.append(self.reply()[0])
+        return codes
+
     def pending(self, wait=0.3):
         """Bytes the server sent beyond what was read (waits up to `wait` seconds)."""
         self.sock.settimeout(wait)

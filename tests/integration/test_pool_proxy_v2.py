@@ -31,16 +31,6 @@ def mail_conns(b):
         return {n: list(v) for n, v in b.conn_commands.items() if any(x.upper().startswith('MAIL') for x in v)}
 
 
-def message(c, tag):
-    codes = [c.cmd('MAIL FROM:<s@example.org>')[0], c.cmd('RCPT TO:<r@example.test>')[0]]
-    code, _ = c.cmd('DATA')
-    codes.append(code)
-    if code == 354:
-        c.send(mt.stuff(mt.message(tag)))
-        codes.append(c.reply()[0])
-    return codes
-
-
 def client(mx, src):
     c = mt.Client(mx.port, source=src)
     mt.check(c.ehlo('%s.client.test' % src.replace('.', '-'))[0] == 250, 'EHLO from %s' % src)
@@ -64,11 +54,11 @@ mt.check(mt.wait_for(lambda: b.connections >= 1 and b.open_connections() == 0, 1
 
 a, a_port = client(mx, '127.0.0.3')
 o, o_port = client(mx, '127.0.0.4')
-codes = message(a, 'pv-a-0')
-codes += message(o, 'pv-o-0')
-codes += message(a, 'pv-a-1')
-codes += message(o, 'pv-o-1')
-codes += message(a, 'pv-a-2')
+codes = a.transaction('pv-a-0')
+codes += o.transaction('pv-o-0')
+codes += a.transaction('pv-a-1')
+codes += o.transaction('pv-o-1')
+codes += a.transaction('pv-a-2')
 mt.check(codes == [250, 250, 354, 250] * 5,
          'every command and message 250 (%s)' % codes)
 ga = [sent(b, 'pv-a-%d' % i) for i in range(3)]
@@ -93,7 +83,7 @@ a_conn = ga[0][0] if ga[0] else None
 mt.check(mt.wait_for(lambda: 'QUIT' in mail_conns(b).get(a_conn, []) and b.open_connections() == 1, 10),
          'the first client gone, its backend connection got QUIT (%d open)' % b.open_connections())
 n, n_port = client(mx, '127.0.0.5')
-codes = message(n, 'pv-n-0') + message(o, 'pv-o-2')
+codes = n.transaction('pv-n-0') + o.transaction('pv-o-2')
 gn, go2 = sent(b, 'pv-n-0'), sent(b, 'pv-o-2')
 mt.check(codes == [250, 250, 354, 250] * 2 and gn and go2, 'a later client\'s message and the second\'s (%s)' % codes)
 if gn and go2 and go[0]:
@@ -111,7 +101,7 @@ mt.check(mt.wait_for(lambda: b.open_connections() == 0, 10),
 r, r_port = client(mx, '127.0.0.6')
 old = set(mail_conns(b))
 codes = [r.cmd('MAIL FROM:<s@example.org>')[0], r.cmd('RCPT TO:<r@example.test>')[0], r.cmd('RSET')[0]]
-codes += message(r, 'pv-r-1')
+codes += r.transaction('pv-r-1')
 gr = sent(b, 'pv-r-1')
 mt.check(codes == [250] * 3 + [250, 250, 354, 250] and gr and gr[1:] == ('127.0.0.6', r_port),
          'abandoned, then a message delivered under its client\'s header (%s, %s)' % (codes, gr))

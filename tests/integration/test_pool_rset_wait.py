@@ -53,17 +53,6 @@ def start(b, name, **backends):
     return mx
 
 
-def message(c, tag):
-    """MAIL, RCPT, DATA and the message on client c: the codes."""
-    codes = [c.cmd('MAIL FROM:<s@example.org>')[0], c.cmd('RCPT TO:<r@example.test>')[0]]
-    code, _ = c.cmd('DATA')
-    codes.append(code)
-    if code == 354:
-        c.send(mt.stuff(mt.message(tag)))
-        codes.append(c.reply()[0])
-    return codes
-
-
 def abandon_then_mail(mx, b, c, name, between=None):
     """c opens a transaction (a backend connection), abandons it with RSET while the backend
     holds its RSET reply, and sends its next MAIL. The gate opens once mxgate waits for the
@@ -99,14 +88,14 @@ if want('wait'):
     mt.check(a.ehlo('a.client.test')[0] == 250 and o.ehlo('o.client.test')[0] == 250, 'wait: EHLO')
     # While a's transaction holds its connection, the other client's message: its own
     # connection then waits idle, kept for it (another session's, which main's a took).
-    codes, conns0, waited = abandon_then_mail(mx, b, a, 'wait', lambda: message(o, 'rw-o-0'))
+    codes, conns0, waited = abandon_then_mail(mx, b, a, 'wait', lambda: o.transaction('rw-o-0'))
     code, _ = a.reply()            # the reply to the MAIL sent before the RSET was answered
     codes += [code] + [a.cmd('RCPT TO:<r@example.test>')[0]]
     code, _ = a.cmd('DATA')
     codes.append(code)
     a.send(mt.stuff(mt.message('rw-a-1')))
     codes.append(a.reply()[0])
-    codes += message(o, 'rw-o-1')
+    codes += o.transaction('rw-o-1')
     mt.check(codes == [250, 250] + [250, 250, 354, 250] + [250] + [250, 250, 354, 250] + [250, 250, 354, 250],
              'wait: every command and message 250 (%s)' % codes)
     ma, mo = b.by_tag('rw-a-1'), b.by_tag('rw-o-1') + b.by_tag('rw-o-0')
