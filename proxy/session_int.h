@@ -79,8 +79,9 @@ struct session {
 	bool teaser_sent;                 /* the greeting's "220-" first line is out */
 	bool teaser_held;                 /* the pregreet test runs, its "220-" line waits for the
 	                                     connect stage's synchronous checks (session_start_connect) */
-	bool lb_check;                    /* the balancer's own connection (a health check): PROXY
-	                                     v2 LOCAL, or a header naming the connection itself */
+	bool lb_check;                    /* the balancer's own connection (a health check): a PROXY
+	                                     header with no client (v2 LOCAL, v1 UNKNOWN), or one
+	                                     naming the connection itself */
 	bool xclient_allowed;             /* the peer is in xclient_hosts (session_xclient.c) */
 	bool xclient_seen;                /* an XCLIENT named the client: the identity is its */
 	bool xclient_helo_pending;        /* XCLIENT HELO=: the HELO stage judges it before the 220 */

@@ -328,7 +328,11 @@ void session_close(struct session *s, const char *reason)
 		bool connect_ran = s->state != SESSION_NEW && s->state != SESSION_PROXY && s->state != SESSION_TLS &&
 		    !s->chain.running;
 
-		bool quiet = s->lb_check && s->nmessages == 0 && s->errors == 0;   /* a balancer's check */
+		/* A balancer's check: its own connection with a header (v2 LOCAL, v1 UNKNOWN, one
+		 * naming itself) that carried no mail, or a trusted proxy that connected and hung
+		 * up without a byte (a TCP check: an AWS NLB's, HAProxy's plain `check`). */
+		bool quiet = (s->lb_check && s->nmessages == 0 && s->errors == 0) ||
+		    (s->state == SESSION_PROXY && s->inlen == 0 && s->eof);
 
 		log_event(quiet ? LOG_LVL_DEBUG : LOG_LVL_INFO, s->id,
 		    "event=disconnect client=%s commands=%lu messages=%lu errors=%d ms=%lu%s%s",
@@ -679,9 +683,11 @@ static void session_on_proxy_bytes(struct session *s, const char *data, size_t l
 	}
 	memmove(s->in, s->in + used, s->inlen - used);
 	s->inlen -= used;
-	/* the balancer's own connection (its health check): v2 LOCAL, or a header naming the
+	/* the balancer's own connection (its health check): a header with no client to name
+	 * (v2 LOCAL, UNSPEC or AF_UNIX, v1 UNKNOWN: the session is the balancer's address, as a
+	 * check is, so neither pregreet-tested nor logged at info), or a header naming the
 	 * connection itself (v1 checks); read before env.client becomes the header's source */
-	s->lb_check = pi.cmd_local || session_proxy_names_itself(&pi, &s->env.client);
+	s->lb_check = pi.local || session_proxy_names_itself(&pi, &s->env.client);
 	if (!pi.local) {
 		memcpy(&s->env.client, &pi.src, sizeof(pi.src));
 		memcpy(&s->env.local, &pi.dst, sizeof(pi.dst));
