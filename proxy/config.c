@@ -1054,6 +1054,93 @@ int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp)
 	return n;
 }
 
+/* The directory a path mxgate writes must let it write: the path when it is there, else
+ * its nearest existing parent (a quarantine or LMDB directory is made at start). Into dir
+ * (PATH_MAX); returns 0, or -1 when none is found (a relative path). */
+static int config_write_dir(const char *path, bool is_dir, char *dir, size_t cap)
+{
+	struct stat st;
+	size_t n;
+
+	if (path == NULL || path[0] != '/' || strlen(path) >= cap)
+		return -1;
+	strcpy(dir, path);
+	if (!is_dir) {
+		char *slash = strrchr(dir, '/');
+
+		slash[slash == dir ? 1 : 0] = '\0';
+	}
+	while (stat(dir, &st) != 0) {
+		char *slash = strrchr(dir, '/');
+
+		if (slash == NULL)
+			return -1;
+		slash[slash == dir ? 1 : 0] = '\0';
+		if ((n = strlen(dir)) == 1 && dir[0] == '/')
+			break;
+	}
+	return 0;
+}
+
+/* One path mxgate writes at run time (key: its config key, what: what goes there): a
+ * warning when the directory it needs is on a read-only file system or not writable by
+ * the user running -t, or, run as root with `user:`, by that user when as_user (made after
+ * the drop). The container case: a non-root user and a read-only root file system. */
+static int config_write_warning(const struct mx_config *cfg, const char *key, const char *path, bool is_dir,
+    bool as_user, const char *what, void *err_fp)
+{
+	char dir[PATH_MAX], why[PATH_MAX + 100];
+	const char *who = NULL;
+
+	if (config_write_dir(path, is_dir, dir, sizeof(dir)) != 0)
+		return 0;
+	if (access(dir, W_OK | X_OK) != 0) {
+		snprintf(why, sizeof(why), "%s", strerror(errno));
+		who = geteuid() == 0 ? "root" : "the user running -t";
+	} else if (as_user && geteuid() == 0 && cfg->user && *cfg->user &&
+	    config_user_may(cfg->user, dir, S_IWOTH, "the directory", why, sizeof(why)) == 0) {
+		who = cfg->user;
+	}
+	if (who == NULL)
+		return 0;
+	if (err_fp)
+		fprintf((FILE *)err_fp, "%s: warning: %s: %s: %s cannot write in %s (%s), where mxgate keeps %s; "
+		    "with a read-only root file system mount a writable volume there\n",
+		    cfg->path, key, path, who, dir, why, what);
+	return 1;
+}
+
+/* The LMDB directory of a store spec ("lmdb:/dir"), or NULL. */
+static const char *config_lmdb_dir(const char *spec)
+{
+	return spec && strncmp(spec, "lmdb:", 5) == 0 ? spec + 5 : NULL;
+}
+
+/* See config.h. */
+int config_write_access_warnings(const struct mx_config *cfg, void *err_fp)
+{
+	int n = 0;
+
+	n += config_write_warning(cfg, "limits.spool_dir", cfg->limits.spool_dir, true, true,
+	    "the messages larger than limits.memory_threshold (else each such message gets 451)", err_fp);
+	n += config_write_warning(cfg, "quarantine", cfg->quarantine_dir, true, true,
+	    "the quarantined messages (else each gets 451)", err_fp);
+	n += config_write_warning(cfg, "control.socket", cfg->control.socket, false, false,
+	    "its control socket (else the start fails)", err_fp);
+	if (cfg->greylist.enabled)
+		n += config_write_warning(cfg, "greylist.store", config_lmdb_dir(cfg->greylist.store), true, true,
+		    "the greylist triplets (else the module fails: event=module_init_failed)", err_fp);
+	n += config_write_warning(cfg, "reputation.store", config_lmdb_dir(cfg->reputation.store), true, true,
+	    "the reputation records (else the module fails: event=module_init_failed)", err_fp);
+	if (cfg->pregreet.delay > 0)
+		n += config_write_warning(cfg, "pregreet.pass_store", config_lmdb_dir(cfg->pregreet.pass_store),
+		    true, true, "the pregreet passes", err_fp);
+	if (cfg->dnsbl.lists.n > 0)
+		n += config_write_warning(cfg, "dnsbl.pass_store", config_lmdb_dir(cfg->dnsbl.pass_store), true,
+		    true, "the DNS lists' passes", err_fp);
+	return n;
+}
+
 /* The earlier route (index < r) that matches every name of pattern, or -1. */
 static long config_route_shadowing(const struct backend_route_config *rv, size_t r, const char *pattern)
 {
@@ -1159,6 +1246,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 	}
 	n += auth_config_warnings(cfg, err_fp);
 	n += config_tls_access_warnings(cfg, err_fp);
+	n += config_write_access_warnings(cfg, err_fp);
 	n += config_route_shadow_warnings(cfg, err_fp);
 	if (cfg->greylist.enabled && cfg->rdns.lookup == RDNS_LOOKUP_NEVER &&
 	    greylist_wants_client_name(&cfg->greylist)) {

@@ -173,6 +173,11 @@ int config_user_may(const char *user, const char *path, mode_t want, const char 
  * the config's check reads it as root, but the start and every reload as that user.
  * Returns how many. */
 int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
+/* `mxgate -t`: one warning to err_fp (FILE *; NULL: count only) per path mxgate writes at
+ * run time (limits.spool_dir, quarantine, control.socket, the lmdb:/dir stores) whose
+ * directory (or nearest existing parent) is read-only or not writable by the user running
+ * -t, or, as root with `user:`, by that user. Returns how many. */
+int config_write_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
 /* Event-loop threads to start: cfg->workers, or the number of online CPUs for `auto` (0);
  * 1..64. */
 int config_worker_count(const struct mx_config *cfg);
