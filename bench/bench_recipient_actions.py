@@ -18,7 +18,7 @@ their `file:` lists cost (docs/operations.md "Hosting many domains"), for N cust
       each binary in turn (e.g. /work/main/build/mxgate build/mxgate: before and after).
 
 Needs smtp-sink, smtp-source, cc. Figures only, no assertions; not run by ctest."""
-import os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_core as bc  # noqa: E402
@@ -139,12 +139,7 @@ def message_cpu(pid, port):
     """The daemon's CPU ns over MAIL, NRCPT RCPTs (each of another domain no entry lists: the
     scan's worst case, and the usual one, a customer without a policy of its own), DATA and
     its reply."""
-    s = socket.create_connection(('127.0.0.1', port), 30)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    buf = b''
-    code, buf = bc.read_reply(s, buf)
-    s.sendall(b'EHLO client.bench.test\r\n')
-    code, buf = bc.read_reply(s, buf)
+    s, buf = bc.smtp_ehlo(port, 30)
     before = bc.cpu_ns(pid)
     s.sendall(b'MAIL FROM:<someone@sender.example>\r\n')
     code, buf = bc.read_reply(s, buf)

@@ -438,18 +438,25 @@ static const struct bypass_match *bypass_entry_rcpt(const void *v, size_t i)
 }
 
 /* See bypass.h. */
+int bypass_index_replace(struct bypass_index **at, const void *v, size_t n, bypass_index_match_fn match)
+{
+	bypass_index_free(*at);
+	*at = NULL;
+	if (n == 0 || n > UINT32_MAX)
+		return 0;	/* the scan */
+	return (*at = bypass_index_new(v, n, match)) != NULL ? 0 : -1;
+}
+
+/* See bypass.h. */
 int bypass_index_build(struct bypass_entry *v, size_t n)
 {
 	struct bypass_index *x;
 
-	if (n == 0)
-		return 0;
-	bypass_index_free(v[0].index);
-	v[0].index = NULL;
-	if (n > UINT32_MAX)
+	if (n == 0 || bypass_index_replace(&v[0].index, v, n, bypass_entry_rcpt) < 0)
+		return n == 0 ? 0 : -1;
+	if ((x = v[0].index) == NULL)
 		return 0;	/* the scan */
-	if ((x = bypass_index_new(v, n, bypass_entry_rcpt)) == NULL)
-		return -1;
+	v[0].index = NULL;	/* hung again once the checks are read */
 	for (size_t i = 0; i < n; i++) {
 		const struct bypass_entry *e = &v[i];
 

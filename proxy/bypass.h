@@ -112,6 +112,10 @@ typedef const struct bypass_match *(*bypass_index_match_fn)(const void *v, size_
 struct bypass_index *bypass_index_new(const void *v, size_t n, bypass_index_match_fn match);
 void bypass_index_free(struct bypass_index *x);
 
+/* Frees *at and puts there bypass_index_new's index of v (none when n is 0 or above 2^32:
+ * the scan). 0, or -1 out of memory (*at NULL). */
+int bypass_index_replace(struct bypass_index **at, const void *v, size_t n, bypass_index_match_fn match);
+
 /* The n x was built for (x NULL: 0). */
 size_t bypass_index_size(const struct bypass_index *x);
 

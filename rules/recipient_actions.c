@@ -3,7 +3,6 @@
 #include "recipient_actions.h"
 
 #include <libfyaml.h>
-#include <stdint.h>
 #include <stdlib.h>
 
 static const struct {
@@ -81,13 +80,7 @@ static const struct bypass_match *recipient_actions_rcpt(const void *v, size_t i
 
 int recipient_actions_index_build(struct recipient_actions_entry *v, size_t n)
 {
-	if (n == 0)
-		return 0;
-	bypass_index_free(v[0].index);
-	v[0].index = NULL;
-	if (n > UINT32_MAX)
-		return 0;	/* the scan */
-	return (v[0].index = bypass_index_new(v, n, recipient_actions_rcpt)) != NULL ? 0 : -1;
+	return n == 0 ? 0 : bypass_index_replace(&v[0].index, v, n, recipient_actions_rcpt);
 }
 
 struct recipient_actions_is_arg {
