@@ -100,7 +100,7 @@ size_t recipient_actions_find(const struct recipient_actions_entry *v, size_t n,
 {
 	if (addr == NULL)
 		return n;
-	if (n > 0 && bypass_index_size(v[0].index) == n && v[0].index != NULL) {
+	if (n > 0 && bypass_index_size(v[0].index) == n) {	/* built for these n */
 		struct recipient_actions_is_arg a = { v, addr };
 		long i = bypass_index_first(v[0].index, addr, recipient_actions_is, &a);
 
