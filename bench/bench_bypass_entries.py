@@ -17,7 +17,7 @@ accept_domains from a file of the N names:
       transactions per figure (median).
 
 Needs smtp-sink. Figures only, no assertions; not run by ctest (no timing in tests)."""
-import os, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
+import os, resource, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_core as bc  # noqa: E402
@@ -87,12 +87,7 @@ def config_test(binary, conf):
 
 def rcpt_cpu(pid, port):
     """The daemon's CPU ns over MAIL + NRCPT RCPTs (each to another customer) + RSET."""
-    s = socket.create_connection(('127.0.0.1', port), 10)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    buf = b''
-    code, buf = bc.read_reply(s, buf)
-    s.sendall(b'EHLO client.bench.test\r\n')
-    code, buf = bc.read_reply(s, buf)
+    s, buf = bc.smtp_ehlo(port, 10)
     before = bc.cpu_ns(pid)
     s.sendall(b'MAIL FROM:<someone@sender.example>\r\n')
     code, buf = bc.read_reply(s, buf)

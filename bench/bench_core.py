@@ -530,6 +530,16 @@ BODY = (b'From: a@example.test\r\nTo: b@example.test\r\nSubject: latency\r\n'
         b'Message-ID: <%d@bench.test>\r\n\r\n' + b'x' * 70 + b'\r\n') * 1
 
 
+def smtp_ehlo(port, timeout=10):
+    """A connection to port past the greeting and EHLO: (socket, unread buffer)."""
+    s = socket.create_connection(('127.0.0.1', port), timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    code, buf = read_reply(s, b'')
+    s.sendall(b'EHLO client.bench.test\r\n')
+    code, buf = read_reply(s, buf)
+    return s, buf
+
+
 def read_reply(s, buf):
     while True:
         while b'\n' not in buf:

@@ -123,8 +123,6 @@ static void bypass_entry_clear(struct bypass_entry *e)
 	bypass_match_clear(&e->from);
 }
 
-static void bypass_index_free(struct bypass_index *x);
-
 void bypass_entries_free(void *v, size_t n)
 {
 	struct bypass_entry *e = v;
@@ -340,7 +338,8 @@ static void bypass_map_free(struct bypass_map *m)
 	free(m->slot);
 }
 
-static void bypass_index_free(struct bypass_index *x)
+/* See bypass.h. */
+void bypass_index_free(struct bypass_index *x)
 {
 	if (x == NULL)
 		return;
@@ -404,28 +403,63 @@ static int bypass_index_locals(struct bypass_index *x, const struct bypass_match
 }
 
 /* See bypass.h. */
+struct bypass_index *bypass_index_new(const void *v, size_t n, bypass_index_match_fn match)
+{
+	struct bypass_index *x;
+
+	if (n > UINT32_MAX || (x = calloc(1, sizeof(*x))) == NULL)
+		return NULL;
+	x->n = n;
+	for (size_t i = 0; i < n; i++) {
+		struct bypass_index_add a = { x, (uint32_t)i };
+		const struct bypass_match *m = match(v, i);
+
+		if (m == NULL) {
+			if (bypass_ids_add(&x->every, a.id) != 0)
+				goto fail;
+		} else if (domain_set_each(m->domains, bypass_index_domain_cb, &a) != 0 ||
+		    bypass_index_locals(x, m, a.id) != 0) {
+			goto fail;
+		}
+	}
+	return x;
+fail:
+	bypass_index_free(x);
+	return NULL;
+}
+
+/* bypass_index_new's match for a bypass: or deny_senders: list: NULL (every recipient) for
+ * an entry without recipients. */
+static const struct bypass_match *bypass_entry_rcpt(const void *v, size_t i)
+{
+	const struct bypass_entry *e = (const struct bypass_entry *)v + i;
+
+	return e->recipients.n == 0 ? NULL : &e->rcpt;
+}
+
+/* See bypass.h. */
+int bypass_index_replace(struct bypass_index **at, const void *v, size_t n, bypass_index_match_fn match)
+{
+	bypass_index_free(*at);
+	*at = NULL;
+	if (n == 0 || n > UINT32_MAX)
+		return 0;	/* the scan */
+	return (*at = bypass_index_new(v, n, match)) != NULL ? 0 : -1;
+}
+
+/* See bypass.h. */
 int bypass_index_build(struct bypass_entry *v, size_t n)
 {
 	struct bypass_index *x;
 
-	if (n == 0)
-		return 0;
-	bypass_index_free(v[0].index);
-	v[0].index = NULL;
-	if (n > UINT32_MAX || (x = calloc(1, sizeof(*x))) == NULL)
-		return n > UINT32_MAX ? 0 : -1;
-	x->n = n;
+	if (n == 0 || bypass_index_replace(&v[0].index, v, n, bypass_entry_rcpt) < 0)
+		return n == 0 ? 0 : -1;
+	if ((x = v[0].index) == NULL)
+		return 0;	/* the scan */
+	v[0].index = NULL;	/* hung again once the checks are read */
 	for (size_t i = 0; i < n; i++) {
-		struct bypass_index_add a = { x, (uint32_t)i };
 		const struct bypass_entry *e = &v[i];
 
-		if (e->recipients.n == 0) {
-			if (bypass_ids_add(&x->every, a.id) != 0)
-				goto fail;
-		} else if (domain_set_each(e->rcpt.domains, bypass_index_domain_cb, &a) != 0 ||
-		    bypass_index_locals(x, &e->rcpt, a.id) != 0) {
-			goto fail;
-		}
 		for (size_t j = 0; j < e->checks.n; j++) {
 			size_t k = 0;
 
@@ -488,21 +522,19 @@ static size_t bypass_index_lists(const struct bypass_index *x, const char *addr,
 }
 
 /* See bypass.h. */
-long bypass_first(const struct bypass_entry *v, size_t n, const char *sender, const char *addr,
-    const char *check)
+size_t bypass_index_size(const struct bypass_index *x)
 {
-	const struct bypass_index *x = bypass_index_of(v, n);
+	return x ? x->n : 0;
+}
+
+/* See bypass.h. */
+long bypass_index_first(const struct bypass_index *x, const char *addr, bypass_index_is_fn is, const void *arg)
+{
 	const struct bypass_ids *l[4 + DOMAIN_MAX];
 	size_t pos[4 + DOMAIN_MAX] = { 0 }, nl;
 
 	if (addr == NULL)
 		return -1;
-	if (x == NULL) {
-		for (size_t i = 0; i < n; i++)
-			if (bypass_entry_is(v, i, sender, addr, check))
-				return (long)i;
-		return -1;
-	}
 	/* the candidates in entry order: merge the lists, lowest first */
 	nl = bypass_index_lists(x, addr, l);
 	for (;;) {
@@ -516,12 +548,42 @@ long bypass_first(const struct bypass_entry *v, size_t n, const char *sender, co
 			}
 		if (!any)
 			return -1;
-		if (bypass_entry_is(v, id, sender, addr, check))
+		if (is(arg, id))
 			return (long)id;
 		for (size_t k = 0; k < nl; k++)
 			if (l[k] != NULL && pos[k] < l[k]->n && l[k]->v[pos[k]] == id)
 				pos[k]++;
 	}
+}
+
+struct bypass_first_arg {
+	const struct bypass_entry *v;
+	const char *sender, *addr, *check;
+};
+
+/* bypass_index_first's is for bypass_first. */
+static bool bypass_first_is(const void *arg, size_t i)
+{
+	const struct bypass_first_arg *a = arg;
+
+	return bypass_entry_is(a->v, i, a->sender, a->addr, a->check);
+}
+
+/* See bypass.h. */
+long bypass_first(const struct bypass_entry *v, size_t n, const char *sender, const char *addr,
+    const char *check)
+{
+	const struct bypass_index *x = bypass_index_of(v, n);
+	struct bypass_first_arg a = { v, sender, addr, check };
+
+	if (addr == NULL)
+		return -1;
+	if (x != NULL)
+		return bypass_index_first(x, addr, bypass_first_is, &a);
+	for (size_t i = 0; i < n; i++)
+		if (bypass_entry_is(v, i, sender, addr, check))
+			return (long)i;
+	return -1;
 }
 
 int bypass_check_plugin_names(struct cfg_parse *p, struct fy_node *root, const struct bypass_entry *v,

@@ -102,6 +102,29 @@ int bypass_check_plugin_names(struct cfg_parse *p, struct fy_node *root, const s
  * scan). Released by bypass_entries_free. */
 int bypass_index_build(struct bypass_entry *v, size_t n);
 
+/* The index itself, for any list of recipient matchers (bypass's, deny_senders',
+ * rules.recipient_actions'): match(v, i) gives item i's recipients matcher, or NULL when the
+ * item applies to every recipient. A recipient's candidates are then the items its domain
+ * (a name, each "*." parent), its local part or its address names, and the NULL ones: a
+ * superset of those whose matcher has it, in order. The matchers are read while it is built
+ * only. NULL out of memory (or n above 2^32). Release with bypass_index_free (NULL: no-op). */
+typedef const struct bypass_match *(*bypass_index_match_fn)(const void *v, size_t i);
+struct bypass_index *bypass_index_new(const void *v, size_t n, bypass_index_match_fn match);
+void bypass_index_free(struct bypass_index *x);
+
+/* Frees *at and puts there bypass_index_new's index of v (none when n is 0 or above 2^32:
+ * the scan). 0, or -1 out of memory (*at NULL). */
+int bypass_index_replace(struct bypass_index **at, const void *v, size_t n, bypass_index_match_fn match);
+
+/* The n x was built for (x NULL: 0). */
+size_t bypass_index_size(const struct bypass_index *x);
+
+/* The lowest candidate i of addr (a path without <>, "Postmaster" alone too) in x for
+ * which is(arg, i) holds, or -1 (addr NULL: -1). With is the caller's full test (the
+ * matcher's bypass_match_has and any other condition), the answer is a scan's of i = 0..n. */
+typedef bool (*bypass_index_is_fn)(const void *arg, size_t i);
+long bypass_index_first(const struct bypass_index *x, const char *addr, bypass_index_is_fn is, const void *arg);
+
 /* The lowest i < n such that entry v[i] applies to mail from sender (as below) to addr and,
  * check not NULL, names check; -1 when none (addr NULL: -1). Through v[0]'s index when it
  * was built for these n, else by a scan; the same answer either way. */

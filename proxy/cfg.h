@@ -125,6 +125,9 @@ void cfg_table_free(const struct cfg_table *t, void *obj);
 int cfg_probe_main(void);
 /* mxgate's main: probe files in that process (else in a plain fork). */
 void cfg_probe_use_exec(void);
+/* The probes cfg_table_load started so far: a file's text the last probe finished on (a
+ * reload with the YAML unchanged, only list files edited) is not probed again. */
+unsigned long cfg_probe_runs(void);
 
 int cfg_table_load(const char *name, const char *text, size_t len, const struct cfg_table *t,
 		   void *obj, void *err_fp);

@@ -17,6 +17,10 @@ static const struct {
 
 void recipient_actions_entries_free(void *v, size_t n)
 {
+	if (n > 0) {
+		bypass_index_free(((struct recipient_actions_entry *)v)[0].index);
+		((struct recipient_actions_entry *)v)[0].index = NULL;
+	}
 	for (size_t i = 0; i < n; i++)
 		bypass_match_clear(&((struct recipient_actions_entry *)v)[i].rcpt);
 }
@@ -68,9 +72,41 @@ const struct cfg_table recipient_actions_entry_table = {
 	recipient_actions_validate
 };
 
+/* bypass_index_new's match: every entry names its recipients (an empty matcher: none). */
+static const struct bypass_match *recipient_actions_rcpt(const void *v, size_t i)
+{
+	return &((const struct recipient_actions_entry *)v)[i].rcpt;
+}
+
+int recipient_actions_index_build(struct recipient_actions_entry *v, size_t n)
+{
+	return n == 0 ? 0 : bypass_index_replace(&v[0].index, v, n, recipient_actions_rcpt);
+}
+
+struct recipient_actions_is_arg {
+	const struct recipient_actions_entry *v;
+	const char *addr;
+};
+
+/* bypass_index_first's is: entry i lists the address. */
+static bool recipient_actions_is(const void *arg, size_t i)
+{
+	const struct recipient_actions_is_arg *a = arg;
+
+	return bypass_match_has(&a->v[i].rcpt, a->addr);
+}
+
 size_t recipient_actions_find(const struct recipient_actions_entry *v, size_t n, const char *addr)
 {
-	for (size_t i = 0; addr != NULL && i < n; i++)
+	if (addr == NULL)
+		return n;
+	if (n > 0 && bypass_index_size(v[0].index) == n) {	/* built for these n */
+		struct recipient_actions_is_arg a = { v, addr };
+		long i = bypass_index_first(v[0].index, addr, recipient_actions_is, &a);
+
+		return i < 0 ? n : (size_t)i;
+	}
+	for (size_t i = 0; i < n; i++)
 		if (bypass_match_has(&v[i].rcpt, addr))
 			return i;
 	return n;

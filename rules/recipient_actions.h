@@ -34,6 +34,7 @@ struct recipient_actions_entry {
 	double add_header, tempfail, reject, quarantine;
 	unsigned given;                 /* RECIPIENT_ACTIONS_*: the keys written */
 	struct bypass_match rcpt;       /* the recipients' matcher (files read) */
+	struct bypass_index *index;     /* v[0] of the whole list only: recipient_actions_index_build's */
 };
 
 /* The table of one list item; rules.c lists `recipient_actions` as a CFG_STRUCT_LIST of it. */
@@ -43,8 +44,16 @@ extern const struct cfg_table recipient_actions_entry_table;
  * go with cfg_table_free). */
 void recipient_actions_entries_free(void *v, size_t n);
 
+/* Indexes the n entries at v (the whole list, each built by its validate; rules.c, once the
+ * list is read) by what their recipients name (bypass_index_new), hung on v[0] for v and n
+ * alone: a recipient is then compared with the entries that name its domain, a "*." parent,
+ * its local part or its address, not with all n. 0, or -1 out of memory (no index: the scan).
+ * Released by recipient_actions_entries_free. */
+int recipient_actions_index_build(struct recipient_actions_entry *v, size_t n);
+
 /* The index of the first of the n entries at v that lists addr (a recipient's path without
- * <>), or n when none does. */
+ * <>), or n when none does (addr NULL: n). Through v[0]'s index when it was built for these
+ * n, else by a scan; the same answer either way. */
 size_t recipient_actions_find(const struct recipient_actions_entry *v, size_t n, const char *addr);
 
 /* The thresholds of entry e's recipients (e NULL: of the others): each key e writes, else

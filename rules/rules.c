@@ -1443,11 +1443,16 @@ static const struct cfg_field rules_fields[] = {
 };
 
 /* A glob that matches no file is the config's error, at the glob (the compiler's own report
- * names only the glob, at 0:0). */
+ * names only the glob, at 0:0); recipient_actions indexed (recipient_actions_index_build). */
 static int rules_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
-	const struct rules_config *rc = obj;
+	struct rules_config *rc = obj;
 	int ret = 0;
+
+	/* recipient_actions indexed by recipient: thousands of customers' entries are not each
+	 * compared with every recipient of every message */
+	if (recipient_actions_index_build(rc->recipient_actions.v, rc->recipient_actions.n) < 0)
+		ret = cfg_error(p, n, "out of memory");
 
 	for (size_t i = 0; i < rc->files.n; i++) {
 		glob_t gl;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cfg.h"
 
@@ -95,6 +96,49 @@ static int load_outer(const char *text, struct outer *o, char **errs)
 	int rc = cfg_table_load("o.yaml", text, strlen(text), &outer_table, o, f);
 	fclose(f);
 	return rc;
+}
+
+/* A file's text is probed (a second process parses it first: cfg_table_load) unless it is the
+ * text the last probe finished on: a reload with the YAML unchanged starts no probe, an edit
+ * (one byte, the same size) does, and so does going back to an earlier text. */
+static void test_probe_once(void **state)
+{
+	static const char *const texts[] = { "flag: false\n", "flag: true\n", "flag: fals\n" };
+	static const struct {
+		const char *label;
+		int text;
+		unsigned long probes;   /* the probes this load starts */
+	} rows[] = {
+		{ "the first load", 0, 1 },
+		{ "the same text: not probed", 0, 0 },
+		{ "the same text again", 0, 0 },
+		{ "edited, one byte, the same size", 1, 1 },
+		{ "unchanged after the edit", 1, 0 },
+		{ "back to the first text: probed", 0, 1 },
+		{ "a text the load refuses: probed", 2, 1 },
+		{ "refused again: the probe finished on it, not probed", 2, 0 },
+	};
+	char path[] = "/tmp/test_cfg_probe-XXXXXX";
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		FILE *f = fopen(path, "w");
+		struct outer o;
+		unsigned long before = cfg_probe_runs();
+
+		assert_non_null(f);
+		fputs(texts[rows[i].text], f);
+		fclose(f);
+		memset(&o, 0, sizeof(o));
+		(void)cfg_table_load(path, NULL, 0, &outer_table, &o, NULL);
+		cfg_table_free(&outer_table, &o);
+		if (cfg_probe_runs() - before != rows[i].probes)
+			fail_msg("%s: %lu probes, want %lu", rows[i].label, cfg_probe_runs() - before, rows[i].probes);
+	}
+	unlink(path);
 }
 
 static void test_engine_defaults(void **state)
@@ -343,6 +387,7 @@ int main(void)
 		cmocka_unit_test(test_other_keys),
 		cmocka_unit_test(test_selfcheck_finds_bugs),
 		cmocka_unit_test(test_docs_walk),
+		cmocka_unit_test(test_probe_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

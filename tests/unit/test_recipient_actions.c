@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "config_fixture.h"
@@ -44,6 +45,19 @@ static const struct row rows[] = {
 	{ "case and a root dot", "U@STRICT.Example.", 0, 3, 9, 5, 0, 3 },
 };
 
+/* recipient_actions_find without the index (the scan every answer is held to): v[0]'s index
+ * moved aside for the call. */
+static size_t find_scan(struct recipient_actions_entry *v, size_t n, const char *addr)
+{
+	struct bypass_index *x = v[0].index;
+	size_t got;
+
+	v[0].index = NULL;
+	got = recipient_actions_find(v, n, addr);
+	v[0].index = x;
+	return got;
+}
+
 static void test_find_and_thresholds(void **state)
 {
 	struct mx_config *cfg = NULL;
@@ -65,14 +79,81 @@ static void test_find_and_thresholds(void **state)
 		const struct row *r = &rows[i];
 		const struct recipient_actions_entry *v = rc->recipient_actions.v;
 		size_t k = recipient_actions_find(v, rc->recipient_actions.n, r->addr);
+		size_t scan = find_scan(rc->recipient_actions.v, rc->recipient_actions.n, r->addr);
 		struct actions_thresholds t;
 
+		assert_non_null(v[0].index);
 		recipient_actions_thresholds(k < 3 ? &v[k] : NULL, &base, rc->required_score, &t);
-		if (k != r->entry || t.add_header != r->add_header || t.tempfail != r->tempfail ||
+		if (k != r->entry || scan != r->entry || t.add_header != r->add_header || t.tempfail != r->tempfail ||
 		    t.reject != r->reject || t.quarantine != r->quarantine || t.required != r->required)
-			fail_msg("%s: entry %zu thresholds %g/%g/%g/%g required %g", r->label, k,
+			fail_msg("%s: entry %zu (scan %zu) thresholds %g/%g/%g/%g required %g", r->label, k, scan,
 			    t.add_header, t.tempfail, t.reject, t.quarantine, t.required);
 	}
+	config_free(cfg);
+}
+
+/* Thousands of customers' entries (docs/operations.md "Hosting many domains"): domains
+ * repeated across entries, wildcards, local parts, addresses, a file: list, an empty one (/dev/null);
+ * the index (recipient_actions_index_build, at load) and the scan give the first entry that
+ * lists each recipient alike. */
+static void test_find_many(void **state)
+{
+	enum { N = 3000, NAMES = 700, WILD = 7 };
+	size_t cap = 4096 + (size_t)N * 160, len;
+	char *text = malloc(cap), path[] = "/tmp/test_recipient_actions-XXXXXX";
+	int fd = mkstemp(path);
+	struct mx_config *cfg = NULL;
+	char *errs = NULL;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(text);
+	assert_true(fd >= 0);
+	assert_non_null(f = fdopen(fd, "w"));
+	fprintf(f, "# a customer's list\nc3.example\n*.w2.example\nU7@C9.Example.\nboss\n");
+	fclose(f);
+	len = (size_t)snprintf(text, cap, MINIMAL "rules:\n  recipient_actions:\n"
+	    "    - { recipients: [\"file:/dev/null\"], reject: 1 }\n"
+	    "    - { recipients: [\"file:%s\"], reject: 2 }\n", path);
+	for (int i = 2; i < N; i++)
+		len += (size_t)snprintf(text + len, cap - len, "    - { recipients: [c%d.example, \"*.w%d.example\", u%d%s], reject: %d }\n",
+		    i % NAMES, i % WILD, i % 50, i % 13 == 0 ? ", \"x@[192.0.2.1]\"" : i % 17 == 0 ? ", \"@d.example\"" : "",
+		    i % 90 + 3);
+	if (config_fixture_load(text, &cfg, &errs) != 0)
+		fail_msg("config refused: %s", errs);
+	free(errs);
+	free(text);
+	unlink(path);
+	struct recipient_actions_entry *v = cfg->rules.recipient_actions.v;
+	assert_int_equal(cfg->rules.recipient_actions.n, N);
+	assert_non_null(v[0].index);
+	for (int k = 0; k < NAMES + 20; k++) {
+		char addr[8][80];
+
+		snprintf(addr[0], sizeof(addr[0]), "x@C%d.example.", k);
+		snprintf(addr[1], sizeof(addr[1]), "x@s.w%d.example", k % (WILD + 2));
+		snprintf(addr[2], sizeof(addr[2]), "U%d@c%d.example", k % 60, k + NAMES);
+		snprintf(addr[3], sizeof(addr[3]), "u%d", k % 60);
+		snprintf(addr[4], sizeof(addr[4]), "x%d@[192.0.2.%d]", k % 3, k % 3);
+		snprintf(addr[5], sizeof(addr[5]), "Boss@q%d.d.example", k);
+		snprintf(addr[6], sizeof(addr[6]), "u%d@C%d.EXAMPLE", k % 12, k % 12);
+		snprintf(addr[7], sizeof(addr[7]), "x@d.example");
+		for (int a = 0; a < 8; a++) {
+			size_t got = recipient_actions_find(v, N, addr[a]), scan = find_scan(v, N, addr[a]);
+
+			if (got != scan)
+				fail_msg("%s: entry %zu, by the scan %zu", addr[a], got, scan);
+		}
+	}
+	/* spot values: the lowest entry, not any; the file's; the empty list lists none */
+	assert_int_equal(recipient_actions_find(v, N, "x@c3.example"), 1);
+	assert_int_equal(recipient_actions_find(v, N, "x@c5.example"), 5);
+	assert_int_equal(recipient_actions_find(v, N, "u7@c9.example"), 1);
+	assert_int_equal(recipient_actions_find(v, N, "x@a.w2.example"), 1);
+	assert_int_equal(recipient_actions_find(v, N, "x@a.w3.example"), 3);
+	assert_int_equal(recipient_actions_find(v, N, "BOSS"), 1);
+	assert_int_equal(recipient_actions_find(v, N, "y@nowhere.example"), N);
+	assert_int_equal(recipient_actions_find(v, N, NULL), N);
 	config_free(cfg);
 }
 
@@ -123,6 +204,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_find_and_thresholds),
+		cmocka_unit_test(test_find_many),
 		cmocka_unit_test(test_required_score),
 		cmocka_unit_test(test_errors),
 	};
