@@ -9,6 +9,7 @@ refuses every message after the dot (rejected outcomes), and is stopped (the LMD
 writes its last batch then); the next ones, on the same store, have `forwarders`.
 Peers: dns_peer (PTR and A records, a PTR query it drops), the recording Backend, LMDB."""
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -76,5 +77,18 @@ for ip in (NAMED, BYADDR):
     r = send(mx, ip, 'without-' + ip)
     mt.check(r[0] == 550 and 'poor reputation' in r[1], '%s: without forwarders it is bad: %r' % (ip, r))
 mt.check(len(be.messages) == 4, 'the forwarders\' messages were delivered: %d' % len(be.messages))
+
+# -t: a rule of bad syntax is refused where it stands; rdns.lookup never leaves the name rules
+# nothing to match (a warning)
+bad = mt.proxied_config([be.url], reputation=dict(REP, forwarders=['google.com', 'not a name']))
+bad['listen'] = [{'address': '127.0.0.1:%d' % mt.free_port(), 'proxy_protocol': True}]
+rc, err = mt.config_check(bad, 'badrule')
+mt.check(rc == 1 and re.search(r'badrule\.yaml:\d+:\d+: reputation\.forwarders\[1\]: expected a host name', err),
+         '-t: the bad rule at its line and column: %r' % err)
+never = mt.proxied_config([be.url], reputation=rep, rdns={'lookup': 'never'})
+never['listen'] = bad['listen']
+rc, out = mt.config_check(never, 'never')
+mt.check(rc == 0 and 'warning: reputation.forwarders names hosts but rdns.lookup is never' in out,
+         '-t warns when rdns.lookup: never leaves the name rules nothing to match: %r' % out)
 mx.stop()
 mt.finish()
