@@ -640,8 +640,9 @@ static int gl_names_load_fn(void *list, const char *path, char *why, size_t whyl
 	return greylist_names_load(list, path, why, whylen);
 }
 
-/* allow_names, a list of rules; allow_names_file, one file or a list. */
-static int gl_names_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
+/* allow_names, a list of rules (also reputation.forwarders: greylist.h); allow_names_file,
+ * one file or a list. */
+int greylist_names_cfg_parse(struct cfg_parse *p, struct fy_node *n, void *dst)
 {
 	return gl_list_parse(p, n, dst, sizeof(struct greylist_names), "a host name, /regex/ or address",
 	    1100, gl_names_add_fn);
@@ -652,7 +653,7 @@ static int gl_names_file_custom(struct cfg_parse *p, struct fy_node *n, void *ds
 	return gl_list_parse(p, n, dst, sizeof(struct greylist_names), "a file name", 4096, gl_names_load_fn);
 }
 
-static void gl_names_free_custom(void *dst)
+void greylist_names_cfg_free(void *dst)
 {
 	greylist_names_free(dst);
 }
@@ -694,10 +695,10 @@ static const struct cfg_field gl_fields[] = {
 	{ "allow", CFG_CIDRLIST, offsetof(struct greylist_config, allow), NULL,
 	  .doc = "clients never greylisted" },
 	{ "allow_names", CFG_CUSTOM, offsetof(struct greylist_config, allow_names), NULL,
-	  .custom = gl_names_custom, .free_custom = gl_names_free_custom,
+	  .custom = greylist_names_cfg_parse, .free_custom = greylist_names_cfg_free,
 	  .doc = "clients never greylisted, by host name as postgrey's whitelist_clients: a domain (the client's forward-confirmed name is it or ends in .domain), a /regex/ (caseless) or an address/network; a client without a confirmed name matches no name" },
 	{ "allow_names_file", CFG_CUSTOM, offsetof(struct greylist_config, allow_names_file), NULL,
-	  .custom = gl_names_file_custom, .free_custom = gl_names_free_custom,
+	  .custom = gl_names_file_custom, .free_custom = greylist_names_cfg_free,
 	  .doc = "files of allow_names rules, one a line, # comments (postgrey's /etc/postgrey/whitelist_clients as it is); read at load and at each reload (SIGHUP)" },
 	{ "spf_key", CFG_BOOL, offsetof(struct greylist_config, spf_key), "false",
 	  .doc = "a sender whose SPF passed (spf.enabled: the SPF_PASS symbol) is greylisted by (\"spf:\" + the domain SPF checked, sender, recipient) instead of its network, so its retry from any host its SPF record names passes (OpenSMTPD's filter-spfgreylist); auto_allow_clients then counts per domain" },

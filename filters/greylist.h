@@ -109,6 +109,13 @@ int greylist_names_load(struct greylist_names *l, const char *path, char *err, s
 bool greylist_names_match(const struct greylist_names *l, const char *name,
     const struct sockaddr *sa);
 void greylist_names_free(struct greylist_names *l);
+/* A config key of such rules (CFG_CUSTOM: .custom / .free_custom; dst a struct
+ * greylist_names): a list of rules, or one; FILE:LINE:COL errors per item. Used by
+ * greylist.allow_names and reputation.forwarders. */
+struct cfg_parse;
+struct fy_node;
+int greylist_names_cfg_parse(struct cfg_parse *p, struct fy_node *n, void *dst);
+void greylist_names_cfg_free(void *dst);
 /* The config uses the client's name (rdns looks it up when so: filters/rdns.c). */
 bool greylist_wants_client_name(const struct greylist_config *c);
 

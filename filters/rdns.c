@@ -4,6 +4,7 @@
 #include "filters/rdns.h"
 #include "filters/dns.h"
 #include "filters/greylist.h"
+#include "filters/reputation.h"
 #include "proxy/config.h"
 #include "proxy/domain.h"
 #include "proxy/hook.h"
@@ -22,7 +23,7 @@ static const char *const rdns_lookup_names[] = { "auto", "always", "never", NULL
 static const struct cfg_field rdns_config_fields[] = {
 	{ "lookup", CFG_ENUM, offsetof(struct rdns_config, lookup), "auto",
 	  .choices = rdns_lookup_names,
-	  .doc = "look up the client's PTR name and confirm it forward: auto (when XCLIENT, a plugin or helo_checks.fcrdns uses it), always, never" },
+	  .doc = "look up the client's PTR name and confirm it forward: auto (when XCLIENT, a plugin, helo_checks.fcrdns, or a name rule of greylist.allow_names or reputation.forwarders uses it), always, never" },
 	{ "timeout", CFG_DURATION, offsetof(struct rdns_config, timeout), "0", 0, 60000,
 	  .doc = "time limit per query (0: helo_checks.timeout, else dns.timeout)" },
 	{ .key = NULL }
@@ -47,7 +48,15 @@ bool rdns_wanted(const struct mx_config *cfg)
 	default: break;
 	}
 	return cfg->backends.client_identity == IDENTITY_XCLIENT || rdns_waits_at_connect(cfg) ||
-	    (cfg->greylist.enabled && greylist_wants_client_name(&cfg->greylist));
+	    (cfg->greylist.enabled && greylist_wants_client_name(&cfg->greylist)) ||
+	    reputation_wants_client_name(&cfg->reputation);
+}
+
+/* See rdns.h. */
+uint64_t rdns_query_timeout(const struct mx_config *cfg)
+{
+	return cfg->rdns.timeout ? cfg->rdns.timeout : cfg->helo_checks.timeout ? cfg->helo_checks.timeout :
+	    cfg->dns.timeout ? cfg->dns.timeout : 2000;
 }
 
 /* ---- per worker --------------------------------------------------------------------- */
@@ -68,9 +77,7 @@ static int rdns_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wo
 	w = calloc(1, sizeof(*w));
 	if (w == NULL)
 		return -1;
-	w->timeout = cfg->rdns.timeout ? cfg->rdns.timeout :
-	    cfg->helo_checks.timeout ? cfg->helo_checks.timeout :
-	    cfg->dns.timeout ? cfg->dns.timeout : 2000;
+	w->timeout = rdns_query_timeout(cfg);
 	w->at_connect = rdns_waits_at_connect(cfg);
 	w->r = dns_resolver_for_loop(loop, cfg);
 	if (w->r == NULL) {
@@ -137,6 +144,8 @@ struct rdns_session {
 	int starting;                 /* > 0 while queries are being started */
 	bool started, done;
 	enum dns_status ptr_st;       /* the PTR query's status */
+	void (*waiter)(void *arg);    /* rdns_wait_name's, called once when done */
+	void *waiter_arg;
 	char ip[INET6_ADDRSTRLEN];    /* the client, v4-mapped shown as v4 */
 	int family;
 };
@@ -213,10 +222,39 @@ static void rdns_finish(struct rdns_session *s)
 	log_event(LOG_LVL_DEBUG, env->session_id, "event=rdns client=%s ptr=%s name=%s status=%d",
 	    s->ip, env->client_ptr[0] ? env->client_ptr : "-",
 	    env->client_name[0] ? env->client_name : "-", env->client_name_status);
+	if (s->waiter != NULL) {
+		void (*cb)(void *) = s->waiter;
+
+		s->waiter = NULL;
+		cb(s->waiter_arg);
+	}
 	if (call != NULL) {
 		s->call = NULL;
 		hook_call_done(call, NULL);
 	}
+}
+
+/* See rdns.h. */
+int rdns_wait_name(struct hook_env *env, void (*cb)(void *arg), void *arg)
+{
+	struct rdns_session *s = env->rdns_lookup;
+
+	if (env->client_name_status != HOOK_NAME_UNKNOWN || (s != NULL && s->done))
+		return 1;
+	if (s == NULL || !s->started || s->waiter != NULL)
+		return -1;
+	s->waiter = cb;
+	s->waiter_arg = arg;
+	return 0;
+}
+
+/* See rdns.h. */
+void rdns_wait_cancel(struct hook_env *env)
+{
+	struct rdns_session *s = env->rdns_lookup;
+
+	if (s != NULL)
+		s->waiter = NULL;
 }
 
 static void rdns_settle(struct rdns_session *s)
@@ -342,6 +380,7 @@ static void rdns_run(void *wstate, int slot, struct hook_call *call)
 		s->w = w;
 		s->env = env;
 		env->module_ctx[slot] = s;
+		env->rdns_lookup = s;
 	}
 	if (!s->started)
 		rdns_start(s);
@@ -368,6 +407,7 @@ static void rdns_prefetch(void *wstate, int slot, struct hook_env *env, enum hoo
 	s->w = wstate;
 	s->env = env;
 	env->module_ctx[slot] = s;
+	env->rdns_lookup = s;
 	rdns_start(s);
 }
 
@@ -399,6 +439,8 @@ static void rdns_session_free(void *wstate, int slot, struct hook_env *env)
 	dns_query_cancel(s->ptr_q);
 	for (size_t i = 0; i < s->nfwd; i++)
 		dns_query_cancel(s->fwd[i].q);
+	if (env->rdns_lookup == s)
+		env->rdns_lookup = NULL;
 	free(s);
 	env->module_ctx[slot] = NULL;
 }

@@ -20,7 +20,7 @@
  * see the connection); otherwise the greeting goes out at once and the module waits, if it
  * still must, at HOOK_MAIL — before any backend connection is opened for the session.
  * `rdns.lookup: auto` looks up only when something uses the name: XCLIENT to the backends,
- * greylist.allow_names (a name rule),
+ * greylist.allow_names or reputation.forwarders (a name rule),
  * plugins, or helo_checks.fcrdns. */
 #ifndef MX_RDNS_H
 #define MX_RDNS_H
@@ -47,6 +47,20 @@ extern const struct cfg_table rdns_config_table;
  * for it (see above). */
 bool rdns_wanted(const struct mx_config *cfg);
 bool rdns_waits_at_connect(const struct mx_config *cfg);
+/* The time limit of each query (rdns.timeout, else helo_checks.timeout, else dns.timeout,
+ * else 2 s): the PTR, then the forward lookups together, each ends by it. */
+uint64_t rdns_query_timeout(const struct mx_config *cfg);
+
+/* For a module before rdns in the chain that needs the client's confirmed name at a stage
+ * where rdns has not held the session for it (reputation.forwarders at connect): returns 1
+ * when the name is settled now (env->client_name_status says how), 0 when the lookup runs
+ * and cb(arg) will be called once, on the loop thread, when it is settled (OK, TEMP after a
+ * DNS failure or timeout, PERM), or -1 when no lookup runs for the session (rdns off, or
+ * another waiter): the name will not be known. rdns_wait_cancel withdraws the waiter (the
+ * waiting module's session_free or cancel); rdns's own session_free drops it uncalled. */
+struct hook_env;
+int rdns_wait_name(struct hook_env *env, void (*cb)(void *arg), void *arg);
+void rdns_wait_cancel(struct hook_env *env);
 
 struct hook_module;
 extern const struct hook_module rdns_module;

@@ -13,6 +13,8 @@
 #include <sys/time.h>
 
 #include "filters/dnsbl.h"
+#include "filters/greylist.h"
+#include "filters/rdns.h"
 #include "filters/senderauth.h"
 #include "proxy/config.h"
 #include "proxy/counters.h"
@@ -361,6 +363,9 @@ static const struct cfg_field rep_fields[] = {
 	  .doc = "score of symbol REP_DOMAIN_BAD" },
 	{ "domain_lift_max", CFG_DOUBLE, offsetof(struct reputation_config, domain_lift_max), "10", 0, 1000,
 	  .doc = "a good domain cancels the IP's score-only penalties (REP_BAD, DNS-list IP symbols) up to this much (REP_DOMAIN_LIFT); 0 = no lift" },
+	{ "forwarders", CFG_CUSTOM, offsetof(struct reputation_config, forwarders), NULL,
+	  .custom = greylist_names_cfg_parse, .free_custom = greylist_names_cfg_free,
+	  .doc = "forwarders (mailing-list hosts, big providers' outbound pools that forward spam with ham): never judged bad by their address's history (no REP_BAD, no bad_action) and their messages' outcomes not added to it (the authenticated domain still learns). Rules as greylist.allow_names: a domain (the client's forward-confirmed name is it or ends in .domain), a /regex/ (caseless) or an address/network; a name is looked up only for a client whose history is bad, and no confirmed name (none, or a DNS failure or timeout) matches no name rule" },
 	{ .key = NULL }
 };
 
@@ -434,6 +439,7 @@ struct rep_worker {
 	struct redis_store *rs;         /* redis store */
 	int lua_get, lua_add;
 	bool domains;                   /* auth_domain, with a store to keep it in */
+	uint64_t name_wait_ms;          /* forwarders by name: the most the name may take */
 	/* with a store: on rep_board, with a mailbox for forget requests */
 	struct mailbox mb;
 };
@@ -443,6 +449,10 @@ struct rep_session {
 	struct hook_call *call;
 	struct redis_req *req;
 	char domain[256];               /* HOOK_EOM: the authenticated domain looked up */
+	/* connect: a bad client waiting for its name (forwarders by name: rdns_wait_name) */
+	struct hook_call *name_call;
+	double name_score;
+	int slot;
 };
 
 static struct mailbox_board rep_board = MAILBOX_BOARD_INIT("reputation");
@@ -484,6 +494,8 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		w->lua_add = redis_store_add_script(w->rs, rep_lua_add);
 	}
 	w->domains = c->auth_domain && (w->st != NULL || w->rs != NULL);
+	if (reputation_wants_client_name(c))
+		w->name_wait_ms = 2 * rdns_query_timeout(cfg) + 1000;
 	/* on failure forget requests will not reach this worker */
 	if (w->st != NULL || w->rs != NULL)
 		mailbox_open(&w->mb, &rep_board, loop, rep_forget_run, w);
@@ -544,7 +556,8 @@ static uint64_t rep_timeout_ms(void *wstate)
 {
 	struct rep_worker *w = wstate;
 
-	return w ? w->cfg->timeout * 2 + 100 : 0;
+	/* a bad client may then wait for its name: the PTR, then the forward lookups */
+	return w ? w->cfg->timeout * 2 + 100 + (w->name_wait_ms ? w->name_wait_ms : 0) : 0;
 }
 
 /* ---- forgetting a client (reputation_forget_post) -----------------------------------------
@@ -780,8 +793,65 @@ static void rep_done_unknown(struct rep_worker *w, struct hook_call *call, const
 	hook_call_done(call, v);
 }
 
-/* Scores the counts and completes the call. */
-static void rep_decide(struct rep_worker *w, struct hook_call *call, struct reputation_counts *ip,
+/* See reputation.h. */
+bool reputation_wants_client_name(const struct reputation_config *c)
+{
+	for (size_t i = 0; i < c->forwarders.n; i++)
+		if (c->forwarders.v[i].prefix < 0)
+			return true;
+	return false;
+}
+
+/* Is env's client a forwarder: its address on an address rule, or its forward-confirmed
+ * name (never the bare PTR: anyone can write any PTR for their own addresses, nor the
+ * HELO: anyone can say any name) on a name rule. */
+static bool rep_is_forwarder(const struct reputation_config *c, const struct hook_env *env)
+{
+	const char *name = env->client_name_status == HOOK_NAME_OK ? env->client_name : NULL;
+
+	return c->forwarders.n > 0 && greylist_names_match(&c->forwarders, name, (const struct sockaddr *)&env->client);
+}
+
+/* Completes the call for a bad client (score s): a forwarder is let go as unknown, any
+ * other gets REP_BAD and bad_action. */
+static void rep_decide_bad(struct rep_worker *w, struct hook_call *call, double s)
+{
+	struct hook_env *env = hook_call_env(call);
+	const struct reputation_config *c = w->cfg;
+	struct verdict v;
+	char desc[64];
+
+	verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
+	if (rep_is_forwarder(c, env)) {
+		log_event(LOG_LVL_INFO, env->session_id,
+		    "event=reputation client=%s score=%.3f class=forwarder client_name=%s action=none", env->client_ip, s,
+		    env->client_name_status == HOOK_NAME_OK ? env->client_name : "unknown");
+		rep_done_unknown(w, call, NULL);
+		return;
+	}
+	snprintf(desc, sizeof(desc), "reputation %.2f", s);
+	hook_env_add_symbol(env, "REP_BAD", c->bad_score, desc);
+	rep_apply_action(&v, c->bad_action, c->delay, "poor reputation", env->client_ip);
+	log_event(LOG_LVL_INFO, env->session_id,
+	    "event=reputation client=%s score=%.3f class=bad action=%s", env->client_ip, s,
+	    rep_action_names[c->bad_action]);
+	rep_done_unknown(w, call, &v);
+}
+
+/* The name a bad client waited for is settled (rdns_wait_name). */
+static void rep_name_cb(void *arg)
+{
+	struct rep_session *s = arg;
+	struct hook_call *call = s->name_call;
+
+	s->name_call = NULL;
+	if (call != NULL)
+		rep_decide_bad(s->w, call, s->name_score);
+}
+
+/* Scores the counts and completes the call (a bad client with forwarders by name: once its
+ * name is settled). */
+static void rep_decide(struct rep_worker *w, int slot, struct hook_call *call, struct reputation_counts *ip,
     struct reputation_counts *net)
 {
 	struct hook_env *env = hook_call_env(call);
@@ -795,22 +865,37 @@ static void rep_decide(struct rep_worker *w, struct hook_call *call, struct repu
 	reputation_decay(net, now, c->half_life);
 	s = reputation_score(ip, net, c->prefix_weight, c->prior);
 	verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
-	snprintf(desc, sizeof(desc), "reputation %.2f", s);
 	if (s >= c->good_threshold) {
+		snprintf(desc, sizeof(desc), "reputation %.2f", s);
 		hook_env_add_symbol(env, "REP_GOOD", c->good_score, desc);
 		log_event(LOG_LVL_DEBUG, env->session_id, "event=reputation client=%s score=%.3f class=good",
 		    env->client_ip, s);
-	} else if (s <= c->bad_threshold) {
-		hook_env_add_symbol(env, "REP_BAD", c->bad_score, desc);
-		rep_apply_action(&v, c->bad_action, c->delay, "poor reputation", env->client_ip);
-		log_event(LOG_LVL_INFO, env->session_id,
-		    "event=reputation client=%s score=%.3f class=bad action=%s", env->client_ip, s,
-		    rep_action_names[c->bad_action]);
-	}
-	if (s >= c->good_threshold)
 		hook_call_done(call, &v);
-	else
+		return;
+	}
+	if (s > c->bad_threshold) {
 		rep_done_unknown(w, call, &v);
+		return;
+	}
+	/* Bad: is it a forwarder? Only now is its name worth the wait (the PTR query went out
+	 * when the stage began, rdns_prefetch); an address rule needs none. */
+	if (w->name_wait_ms && !greylist_names_match(&c->forwarders, NULL, (const struct sockaddr *)&env->client)) {
+		struct rep_session *rs = env->module_ctx[slot];
+
+		if (rs == NULL && (rs = calloc(1, sizeof(*rs))) != NULL) {
+			rs->w = w;
+			rs->slot = slot;
+			env->module_ctx[slot] = rs;
+		}
+		if (rs != NULL && rs->name_call == NULL) {
+			rs->name_call = call;
+			rs->name_score = s;
+			if (rdns_wait_name(env, rep_name_cb, rs) == 0)
+				return;
+			rs->name_call = NULL;
+		}
+	}
+	rep_decide_bad(w, call, s);
 }
 
 /* Reads one HMGET block (a r t s v ts) into out; false when the record is absent. */
@@ -950,7 +1035,7 @@ static void rep_redis_get_cb(void *arg, const redisReply *reply)
 		else
 			hook_call_done(call, NULL);
 	} else if (ok) {
-		rep_decide(s->w, call, &rc[0], &rc[1]);
+		rep_decide(s->w, s->slot, call, &rc[0], &rc[1]);
 	} else {
 		/* No answer: the client is unknown, which is never a reason to refuse it (but
 		 * near max_connections it is not known to be good either). */
@@ -973,6 +1058,7 @@ static int rep_redis_lookup(struct rep_worker *w, int slot, struct hook_call *ca
 		if (s == NULL)
 			return -1;
 		s->w = w;
+		s->slot = slot;
 		env->module_ctx[slot] = s;
 	}
 	for (size_t i = 0; i < n && i < 2; i++) {
@@ -1108,7 +1194,7 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 			rep_done_unknown(w, call, NULL);
 			return;
 		}
-		rep_decide(w, call, &rc[0], &rc[1]);
+		rep_decide(w, slot, call, &rc[0], &rc[1]);
 		return;
 	}
 	if (w->rs && rep_redis_lookup(w, slot, call, keys, 2, NULL) == 0)
@@ -1116,6 +1202,19 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 	if (w->rs)
 		rep_error_note(env, REP_ERR_REDIS, HOOK_CONNECT);
 	rep_done_unknown(w, call, NULL);
+}
+
+/* The chain gave up on call (timeout): a bad client's wait for its name ends uncalled. */
+static void rep_cancel(void *wstate, int slot, struct hook_call *call)
+{
+	struct hook_env *env = hook_call_env(call);
+	struct rep_session *s = env->module_ctx[slot];
+
+	(void)wstate;
+	if (s != NULL && s->name_call == call) {
+		s->name_call = NULL;
+		rdns_wait_cancel(env);
+	}
 }
 
 static void rep_session_free(void *wstate, int slot, struct hook_env *env)
@@ -1126,6 +1225,8 @@ static void rep_session_free(void *wstate, int slot, struct hook_env *env)
 	if (s == NULL)
 		return;
 	redis_req_cancel(s->req);
+	if (s->name_call != NULL)
+		rdns_wait_cancel(env);
 	free(s);
 	env->module_ctx[slot] = NULL;
 }
@@ -1205,7 +1306,7 @@ static void rep_outcome(void *wstate, int slot, struct hook_env *env, const stru
 	enum reputation_outcome r;
 	const char *domain;
 	char domkey[REP_DOM_KEY_MAX];
-	bool counted = false, lifted = false;
+	bool counted = false, lifted = false, forwarder;
 
 	(void)slot;
 	if (o->session || o->stage != HOOK_EOM || o->code == 0 || (o->flags & HOOK_FLAG_DISCARDED) ||
@@ -1232,11 +1333,13 @@ static void rep_outcome(void *wstate, int slot, struct hook_env *env, const stru
 	} else {
 		domain = NULL;
 	}
+	/* a forwarder's forwarded spam is not held against its address (nor its ham credited) */
+	forwarder = rep_is_forwarder(w->cfg, env);
 	log_event(LOG_LVL_DEBUG, env->session_id,
 	    "event=reputation_record client=%s outcome=%s ip=%s auth_domain=%s domain=%s", env->client_ip,
-	    rep_outcome_names[r], lifted ? "not_counted" : "counted", domain ? domain : "-",
+	    rep_outcome_names[r], forwarder ? "forwarder" : lifted ? "not_counted" : "counted", domain ? domain : "-",
 	    domain == NULL ? "-" : counted ? "counted" : "not_counted");
-	rep_record(w, env, r, !lifted, counted ? domkey : NULL);
+	rep_record(w, env, r, !lifted && !forwarder, counted ? domkey : NULL);
 }
 
 const struct hook_module reputation_module = {
@@ -1246,6 +1349,7 @@ const struct hook_module reputation_module = {
 	.stages = rep_stages,
 	.run = rep_run,
 	.session_free = rep_session_free,
+	.cancel = rep_cancel,
 	.timeout_ms = rep_timeout_ms,
 	.outcome = rep_outcome,
 };

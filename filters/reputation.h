@@ -47,6 +47,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "filters/greylist.h"
 #include "proxy/cfg.h"
 
 struct hook_env;
@@ -85,6 +86,11 @@ struct reputation_config {
 	double domain_good_threshold, domain_bad_threshold;
 	double domain_good_score, domain_bad_score;
 	double domain_lift_max;     /* the most REP_DOMAIN_LIFT takes off; 0 = no lift */
+	/* Forwarders (mailing-list hosts, big providers' outbound pools): never judged bad by
+	 * their address's history, and their messages' outcomes not added to it. Rules as
+	 * greylist.allow_names: a domain (the forward-confirmed client name is it or ends in
+	 * .domain), a /regex/, or an address/network. */
+	struct greylist_names forwarders;
 };
 extern const struct cfg_table reputation_config_table;
 extern const struct hook_module reputation_module;
@@ -96,6 +102,9 @@ struct hook_env;
  * connect stage ends in accept. The ratelimit entry, before reputation in the chain, asks
  * it so such a client is not counted at connect, as when reputation's accept came first. */
 bool reputation_allows_client(const struct reputation_config *c, const struct hook_env *env);
+/* The config has a forwarders rule by name: rdns looks the client's name up (rdns.lookup
+ * auto, filters/rdns.c). */
+bool reputation_wants_client_name(const struct reputation_config *c);
 
 /* ---- pure pieces, exposed for tests ------------------------------------------------ */
 

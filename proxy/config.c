@@ -1255,6 +1255,12 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 				"never: no client has a confirmed name, only the address rules match\n", cfg->path);
 		n++;
 	}
+	if (cfg->rdns.lookup == RDNS_LOOKUP_NEVER && reputation_wants_client_name(&cfg->reputation)) {
+		if (err_fp)
+			fprintf(err_fp, "%s: warning: reputation.forwarders names hosts but rdns.lookup is "
+				"never: no client has a confirmed name, only the address rules match\n", cfg->path);
+		n++;
+	}
 	if (cfg->greylist.enabled && cfg->greylist.spf_key && !cfg->spf.enabled) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: greylist.spf_key without spf.enabled: no sender has "

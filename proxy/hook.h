@@ -153,6 +153,10 @@ struct hook_env {
 	const char *client_name_why;          /* static text: why client_name is not confirmed
 	                                         (filters/rdns.c: ptr_nxdomain, forward_mismatch,
 	                                         ...) for refusal lines; NULL when it is */
+	void *rdns_lookup;                    /* filters/rdns.c's lookup of the name while its
+	                                         session state lives, for rdns_wait_name (a
+	                                         module before rdns in the chain that needs the
+	                                         name); NULL when none */
 	char helo[256];
 	bool esmtp, tls;
 	char tls_version[16], tls_cipher[64];

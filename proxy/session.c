@@ -223,10 +223,11 @@ static void session_refusal_count(struct session *s, const struct verdict *v)
 
 /* Replies with v's refusal and logs it; counted (opstats) unless it repeats a refusal decided
  * and counted before (a connect-stage refusal given again at each MAIL). */
-static int session_reply_verdict_as(struct session *s, const struct verdict *v, const char *stage, bool count)
+/* The code a refusing verdict is answered with after the greeting: its own when of its
+ * class, else 451 (tempfail) or 550 (reject). */
+static int session_verdict_code(const struct verdict *v)
 {
 	int code = v->code;
-	char rv[300];
 
 	if (code == 0)
 		code = v->action == VERDICT_TEMPFAIL ? 451 : 550;
@@ -234,16 +235,29 @@ static int session_reply_verdict_as(struct session *s, const struct verdict *v, 
 		code = 451;
 	if (v->action == VERDICT_REJECT && code / 100 != 5)
 		code = 550;
+	return code;
+}
+
+/* The reply text a refusing verdict is answered with after the greeting (code from
+ * session_verdict_code): its own, or the default of its class. */
+static const char *session_verdict_text(const struct verdict *v, int code)
+{
+	return v->reply[0] ? v->reply : code / 100 == 4 ? "4.7.1 Try again later" : "5.7.1 Rejected";
+}
+
+static int session_reply_verdict_as(struct session *s, const struct verdict *v, const char *stage, bool count)
+{
+	int code = session_verdict_code(v);
+	const char *text = session_verdict_text(v, code);
+	char rv[300];
+
 	if (code == 421)   /* "closing transmission channel" (RFC 5321 4.2.2): a milter's 421 */
 		s->quit_after_flush = true;
-	if (v->reply[0])
-		session_reply_text(s, code, v->reply, 0);
-	else
-		session_reply(s, "%d %s", code, code / 100 == 4 ? "4.7.1 Try again later" : "5.7.1 Rejected");
+	session_reply_text(s, code, text, 0);
 	session_refusal_log(s, &(struct opstats_refusal){ .stage = stage, .reason = v->reason,
 	    .tempfail = v->action == VERDICT_TEMPFAIL, .code = code, .repeat = !count },
 	    "%s%sclient=%s code=%d reply=%s", v->log_extra, v->log_extra[0] ? " " : "", s->env.client_ip, code,
-	    log_val(rv, sizeof(rv), v->reply));
+	    log_val(rv, sizeof(rv), text));
 	return code;
 }
 
@@ -2069,10 +2083,15 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		session_note_refusal(s, temp ? (v->code / 100 == 4 ? v->code : 450) : drop ? 550 : v->code / 100 == 5 ? v->code : 550,
 		    v->reason[0] ? v->reason : "filter");
 		char rv[300];
+		/* code and reply as the refusal's lines at MAIL (session_reply_verdict_as) will
+		 * give them: what the client will be told (before, no code and an empty reply when
+		 * the verdict had none, and the MAIL line said 550) */
+		int code = session_verdict_code(&s->conn_verdict);
 
 		session_refusal_log(s, &(struct opstats_refusal){ .stage = "connect", .reason = v->reason,
-		    .tempfail = temp }, "%s%sclient=%s reply=%s", v->log_extra, v->log_extra[0] ? " " : "",
-		    s->env.client_ip, log_val(rv, sizeof(rv), v->reply));
+		    .tempfail = temp, .code = code }, "%s%sclient=%s code=%d reply=%s", v->log_extra,
+		    v->log_extra[0] ? " " : "", s->env.client_ip, code,
+		    log_val(rv, sizeof(rv), session_verdict_text(&s->conn_verdict, code)));
 	}
 	return false;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "filters/dns.h"
+#include "filters/greylist.h"
 #include "filters/rdns.h"
 #include "proxy/chain.h"
 #include "proxy/config.h"
@@ -225,6 +226,42 @@ static void test_known_name_kept(void **state)
 	stage_sess_free(&s);
 }
 
+static void wait_name_cb(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/* rdns_wait_name: a module before rdns (reputation.forwarders at connect) waits for the name
+ * of a lookup rdns_prefetch / the connect stage started; the waiter hears it once, or not at
+ * all once withdrawn; without a lookup the name will not be known. */
+static void test_wait_name(void **state)
+{
+	struct fixture *f = *state;
+	struct stage_sess s;
+	int heard = 0;
+
+	sess_init(f, &s, "198.18.13.7");   /* no PTR, not cached */
+	assert_int_equal(rdns_wait_name(&s.env, wait_name_cb, &heard), -1);   /* no lookup yet */
+	assert_true(run_stage(f, &s, HOOK_CONNECT));
+	assert_int_equal(s.env.client_name_status, HOOK_NAME_UNKNOWN);
+	assert_int_equal(rdns_wait_name(&s.env, wait_name_cb, &heard), 0);
+	assert_int_equal(rdns_wait_name(&s.env, wait_name_cb, &heard), -1);   /* one waiter */
+	assert_false(run_stage(f, &s, HOOK_MAIL));
+	assert_int_equal(heard, 1);
+	assert_int_equal(s.env.client_name_status, HOOK_NAME_PERM);
+	assert_int_equal(rdns_wait_name(&s.env, wait_name_cb, &heard), 1);    /* settled now */
+	stage_sess_free(&s);
+	assert_null(s.env.rdns_lookup);
+
+	sess_init(f, &s, "198.18.14.7");   /* withdrawn: never called */
+	assert_true(run_stage(f, &s, HOOK_CONNECT));
+	assert_int_equal(rdns_wait_name(&s.env, wait_name_cb, &heard), 0);
+	rdns_wait_cancel(&s.env);
+	assert_false(run_stage(f, &s, HOOK_MAIL));
+	assert_int_equal(heard, 1);
+	stage_sess_free(&s);
+}
+
 static void test_wanted(void **state)
 {
 	(void)state;
@@ -249,6 +286,17 @@ static void test_wanted(void **state)
 	c.backends.client_identity = IDENTITY_NONE;
 	c.rdns.lookup = RDNS_LOOKUP_ALWAYS;
 	assert_true(rdns_wanted(&c));
+	/* reputation.forwarders: a name rule wants the name, an address rule does not */
+	char err[200];
+	c.rdns.lookup = RDNS_LOOKUP_AUTO;
+	assert_int_equal(greylist_names_add(&c.reputation.forwarders, "192.0.2.0/24", err, sizeof(err)), 0);
+	assert_false(rdns_wanted(&c));
+	assert_int_equal(greylist_names_add(&c.reputation.forwarders, "google.com", err, sizeof(err)), 0);
+	assert_true(rdns_wanted(&c));
+	assert_false(rdns_waits_at_connect(&c));   /* only a bad client waits, in reputation */
+	c.rdns.lookup = RDNS_LOOKUP_NEVER;
+	assert_false(rdns_wanted(&c));
+	greylist_names_free(&c.reputation.forwarders);
 }
 
 int main(void)
@@ -257,6 +305,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_statuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_one_lookup_per_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_waits_at_mail, setup_mail, teardown),
+		cmocka_unit_test_setup_teardown(test_wait_name, setup_mail, teardown),
 		cmocka_unit_test_setup_teardown(test_dns_down, setup_dead, teardown),
 		cmocka_unit_test_setup_teardown(test_freed_mid_lookup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_known_name_kept, setup, teardown),
