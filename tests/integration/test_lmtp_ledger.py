@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""The delivery ledger (docs/operations.md "LMTP backends: one reply per recipient", the
+retry ledger): a single LMTP server (Dovecot) answers 250, 250, 452 (r3 over quota) after the
+dot; the client hears 451 (no backend said 250 for r3) and sends the same message again, as
+its queue does. Before the ledger each retry gave r1 and r2 another copy; now the retry's r1
+and r2 are answered from the ledger and only r3 goes to the server.
+
+- quota: the same message twice while r3 is over quota: r1 and r2 one copy each, the second
+  transaction to the server names r3 only (event=ledger_add, event=ledger_hit by name); then
+  a message differing in one octet (same Message-ID): no hit, r1 and r2 get that one; then the
+  quota frees: the third try delivers to r3 alone, the client's 250; a different message to
+  the same three: delivered to all; the message again to r1 and r2 only: every recipient in
+  the ledger, the client's 250, nothing sent.
+- off: backends.retry_ledger.max_entries: 0: the retry repeats r1 and r2 (the old way, as an
+  operator who turns it off gets).
+The ledger's expiry is a unit test with an injected clock (tests/unit/test_ledger.c).
+"""
+import os
+import re
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+FROM = 's@example.org'
+R = ['r1@example.test', 'r2@example.test', 'r3@example.test']
+A = mt.message('ledgerA', body='Hello ledger.\r\n')
+A1 = mt.message('ledgerA', body='Hello ledger!\r\n')     # one octet changed
+B = mt.message('ledgerB', body='Another one.\r\n')
+
+mt.need()
+
+
+def copies(be, body):
+    """Recipient -> copies of the message holding body the server took (its 250s)."""
+    n = {}
+    with be.lock:
+        msgs = list(be.messages)
+    for m in msgs:
+        if body in m['data']:
+            for a in m['accepted_rcpts']:
+                n[a] = n.get(a, 0) + 1
+    return n
+
+
+def tried(be, body):
+    """The recipients of each transaction of the message holding body that reached the dot."""
+    with be.lock:
+        return [m['rcpts'] for m in be.attempts if body in m.get('data', b'')]
+
+
+def send(mx, data, rcpts=R):
+    return mt.send_mail(mx.port, FROM, rcpts, data, timeout=30)
+
+
+if mt.case_wanted('quota'):
+    be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-quota')
+    mx = mt.Mxgate(mt.config([be.url], workers=2, metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}), name='mx-quota')
+    code, text = send(mx, A)
+    mt.check(code == 451, 'first try: 451, r3 over quota (%s %s)' % (code, text))
+    mt.check(copies(be, b'Hello ledger.') == {R[0]: 1, R[1]: 1}, 'first try: r1 and r2 have it (%s)' % copies(be, b'Hello ledger.'))
+    line = mx.wait_log(r'event=ledger_add [^\n]*', 10)
+    mt.check(line is not None and 'rcpts=<%s>,<%s>' % (R[0], R[1]) in line.group(0),
+             'ledger_add names r1 and r2 (%s)' % (line and line.group(0)))
+
+    code, text = send(mx, A)
+    mt.check(code == 451, 'the retry: 451 again, r3 still over quota (%s %s)' % (code, text))
+    got = copies(be, b'Hello ledger.')
+    mt.check(got == {R[0]: 1, R[1]: 1}, 'the retry: no second copy for r1 and r2 (%s)' % got)
+    line = mx.wait_log(r'event=ledger_hit [^\n]*', 10)
+    mt.check(line is not None and 'skipped=<%s>,<%s>' % (R[0], R[1]) in line.group(0) and ' left=1 ' in line.group(0),
+             'ledger_hit names r1 and r2 (%s)' % (line and line.group(0)))
+    mt.check(tried(be, b'Hello ledger.')[-1:] == [[R[2]]],
+             'the retry went to the server for r3 alone (%s)' % tried(be, b'Hello ledger.'))
+
+    # one octet changed: another message, no hit
+    hits = len(re.findall(r'event=ledger_hit ', mx.log()))
+    code, text = send(mx, A1)
+    mt.check(code == 451, 'a changed octet: 451 (r3) (%s %s)' % (code, text))
+    got = copies(be, b'Hello ledger!')
+    mt.check(got == {R[0]: 1, R[1]: 1}, 'a changed octet: r1 and r2 get that message (%s)' % got)
+    mt.check(len(re.findall(r'event=ledger_hit ', mx.log())) == hits, 'a changed octet: no ledger_hit')
+
+    # the quota frees: the next retry delivers to r3 alone
+    be.lmtp_codes = {}
+    code, text = send(mx, A)
+    mt.check(code == 250, 'the quota freed: the retry gets 250 (%s %s)' % (code, text))
+    got = copies(be, b'Hello ledger.')
+    mt.check(got == {a: 1 for a in R}, 'each of r1, r2, r3 has one copy (%s)' % got)
+    mt.check(tried(be, b'Hello ledger.')[-1:] == [[R[2]]], 'that retry named r3 alone (%s)' % tried(be, b'Hello ledger.'))
+
+    # a different message to the same recipients: delivered to all
+    code, text = send(mx, B)
+    mt.check(code == 250, 'another message: 250 (%s %s)' % (code, text))
+    got = copies(be, b'Another one.')
+    mt.check(got == {a: 1 for a in R}, 'another message reaches all three (%s)' % got)
+
+    # every recipient in the ledger: 250, nothing sent
+    n = len(tried(be, b'Hello ledger.'))
+    code, text = send(mx, A, R[:2])
+    mt.check(code == 250, 'every recipient in the ledger: 250 (%s %s)' % (code, text))
+    mt.check(len(tried(be, b'Hello ledger.')) == n and copies(be, b'Hello ledger.') == {a: 1 for a in R},
+             'every recipient in the ledger: nothing sent (%s)' % tried(be, b'Hello ledger.'))
+    mt.check(mx.wait_log(r'event=delivered [^\n]*backend=ledger [^\n]*rcpts=0 ', 10) is not None,
+             'event=delivered backend=ledger rcpts=0')
+    counts = [mx.metric(s) for s in ('ledger_adds_total', 'ledger_hits_total', 'ledger_evictions_total')]
+    mt.check(counts == [4, 6, 0], 'counters: 4 recipients added (r1, r2 of A and of A\'), 6 skipped (r1, r2 on three '
+             'retries of A), none evicted (%s)' % counts)
+    mt.check(mx.alive(), 'daemon alive')
+    mt.check(not mx.malformed_log_lines(), 'log lines in form: %s' % mx.malformed_log_lines()[:3])
+    mx.stop()
+    be.stop()
+
+if mt.case_wanted('off'):
+    be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-off')
+    mx = mt.Mxgate(mt.config([be.url], workers=1, backends={'retry_ledger': {'max_entries': 0}}), name='mx-off')
+    send(mx, A)
+    code, text = send(mx, A)
+    mt.check(code == 451, 'off: 451 (%s %s)' % (code, text))
+    got = copies(be, b'Hello ledger.')
+    mt.check(got == {R[0]: 2, R[1]: 2}, 'off: the retry repeats r1 and r2, as before the ledger (%s)' % got)
+    mt.check('event=ledger_' not in mx.log(), 'off: no ledger line')
+    mx.stop()
+    be.stop()
+
+mt.finish()
