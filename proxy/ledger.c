@@ -27,6 +27,8 @@ struct ledger {
 
 #define LEDGER_BUCKETS_MIN 64
 
+static void ledger_drop_oldest(struct ledger *l);
+
 struct ledger *ledger_new(void)
 {
 	struct ledger *l = calloc(1, sizeof(*l));
@@ -52,6 +54,14 @@ void ledger_free(struct ledger *l)
 	free(l->buckets);
 	pthread_mutex_destroy(&l->lock);
 	free(l);
+}
+
+void ledger_clear(struct ledger *l)
+{
+	pthread_mutex_lock(&l->lock);
+	while (l->oldest != NULL)
+		ledger_drop_oldest(l);
+	pthread_mutex_unlock(&l->lock);
 }
 
 static pthread_once_t ledger_once = PTHREAD_ONCE_INIT;

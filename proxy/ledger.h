@@ -32,6 +32,9 @@ void ledger_digest(uint8_t out[LEDGER_KEY_LEN], const char *data, size_t len);
 void ledger_key(uint8_t key[LEDGER_KEY_LEN], const uint8_t digest[LEDGER_KEY_LEN], const char *from,
     const char *rcpt);
 
+/* Forgets every entry (tests: the process's ledger between cases). */
+void ledger_clear(struct ledger *l);
+
 /* Entries held (expired ones not yet purged included); read without the lock: a quick "is
  * there anything at all" before a digest is computed. */
 size_t ledger_count(const struct ledger *l);

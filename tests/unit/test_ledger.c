@@ -143,6 +143,10 @@ static void test_many(void **state)
 	/* all expire together */
 	assert_false(ledger_has(l, k, TTL));
 	assert_int_equal(ledger_count(l), 0);
+	ledger_add(l, k, 0, TTL, 10);
+	ledger_clear(l);
+	assert_int_equal(ledger_count(l), 0);
+	assert_false(ledger_has(l, k, 0));
 	ledger_free(l);
 	ledger_free(NULL);
 }
