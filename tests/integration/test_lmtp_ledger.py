@@ -11,6 +11,9 @@ and r2 are answered from the ledger and only r3 goes to the server.
   quota frees: the third try delivers to r3 alone, the client's 250; a different message to
   the same three: delivered to all; the message again to r1 and r2 only: every recipient in
   the ledger, the client's 250, nothing sent.
+- replayfail: the LMTP server takes r1 and defers r2 and r3, the replay to the backup fails
+  too (451 after the dot): the client hears 451; its retry skips r1 (every attempt failed
+  after some recipients got theirs: the other way to a copy per retry before the ledger).
 - off: backends.retry_ledger.max_entries: 0: the retry repeats r1 and r2 (the old way, as an
   operator who turns it off gets).
 The ledger's expiry is a unit test with an injected clock (tests/unit/test_ledger.c).
@@ -111,6 +114,30 @@ if mt.case_wanted('quota'):
     mt.check(not mx.malformed_log_lines(), 'log lines in form: %s' % mx.malformed_log_lines()[:3])
     mx.stop()
     be.stop()
+
+if mt.case_wanted('replayfail'):
+    # the LMTP server takes r1, defers r2 and r3; the replay to the backup fails too (451
+    # after the dot): the client hears 451 with r1 delivered; its retry skips r1
+    be = mt.Backend(lmtp=True, lmtp_codes={R[1]: 452, R[2]: 452}, name='lmtp-some')
+    backup = mt.Backend(mode='tempfail_data', name='backup-451')
+    mx = mt.Mxgate(mt.config([be.url, {'address': backup.url, 'backup': True}], workers=1,
+                             backends={'max_attempts': 2}), name='mx-replayfail')
+    for i in range(2):
+        code, text = send(mx, A)
+        mt.check(code == 451, 'replayfail try %d: 451 (%s %s)' % (i + 1, code, text))
+    got = copies(be, b'Hello ledger.')
+    mt.check(got == {R[0]: 1}, 'replayfail: r1 one copy, none from the retry (%s)' % got)
+    mt.check(tried(be, b'Hello ledger.') == [R, R[1:]], 'replayfail: the retry named r2 and r3 only (%s)'
+             % tried(be, b'Hello ledger.'))
+    mt.check(tried(backup, b'Hello ledger.') == [R[1:], R[1:]], 'replayfail: each replay named r2 and r3 (%s)'
+             % tried(backup, b'Hello ledger.'))
+    line = mx.wait_log(r'event=ledger_hit [^\n]*', 10)
+    mt.check(line is not None and 'skipped=<%s> ' % R[0] in line.group(0) + ' ', 'replayfail: ledger_hit names r1 (%s)'
+             % (line and line.group(0)))
+    mt.check(not mx.malformed_log_lines(), 'log lines in form: %s' % mx.malformed_log_lines()[:3])
+    mx.stop()
+    be.stop()
+    backup.stop()
 
 if mt.case_wanted('off'):
     be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-off')
