@@ -10,9 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
+
 struct ledger_entry {
 	uint8_t key[LEDGER_KEY_LEN];
 	uint64_t expires;
+	uint64_t pair;                       /* ledger_pair of its sender and recipient */
 	struct ledger_entry *chain;          /* next in its bucket */
 	struct ledger_entry *older, *newer;  /* the arrival order */
 };
@@ -23,6 +26,7 @@ struct ledger {
 	size_t nbuckets;                     /* a power of two */
 	struct ledger_entry *oldest, *newest;
 	atomic_size_t count;
+	atomic_uint pairs[1u << 16];         /* entries by their pair's low 16 bits */
 };
 
 #define LEDGER_BUCKETS_MIN 64
@@ -101,6 +105,21 @@ void ledger_key(uint8_t key[LEDGER_KEY_LEN], const uint8_t digest[LEDGER_KEY_LEN
 	EVP_MD_CTX_free(md);
 }
 
+uint64_t ledger_pair(const char *from, const char *rcpt)
+{
+	uint64_t h = fnv1a64_str(from ? from : "");
+
+	h = (h ^ 0) * FNV1A64_PRIME;   /* the NUL between: ("ab", "c") is not ("a", "bc") */
+	for (const char *p = rcpt; *p; p++)
+		h = (h ^ (unsigned char)*p) * FNV1A64_PRIME;
+	return h;
+}
+
+bool ledger_may_hold(const struct ledger *l, uint64_t pair)
+{
+	return atomic_load_explicit(&l->pairs[pair & 0xffff], memory_order_relaxed) != 0;
+}
+
 size_t ledger_count(const struct ledger *l)
 {
 	return atomic_load_explicit(&l->count, memory_order_relaxed);
@@ -131,6 +150,7 @@ static void ledger_drop_oldest(struct ledger *l)
 	while (*pp != e)
 		pp = &(*pp)->chain;
 	*pp = e->chain;
+	atomic_fetch_sub_explicit(&l->pairs[e->pair & 0xffff], 1, memory_order_relaxed);
 	l->oldest = e->newer;
 	if (l->oldest)
 		l->oldest->older = NULL;
@@ -181,8 +201,8 @@ bool ledger_has(struct ledger *l, const uint8_t key[LEDGER_KEY_LEN], uint64_t no
 	return hit;
 }
 
-size_t ledger_add(struct ledger *l, const uint8_t key[LEDGER_KEY_LEN], uint64_t now, uint64_t ttl,
-    size_t max_entries)
+size_t ledger_add(struct ledger *l, const uint8_t key[LEDGER_KEY_LEN], uint64_t pair, uint64_t now,
+    uint64_t ttl, size_t max_entries)
 {
 	size_t evicted = 0;
 
@@ -200,6 +220,8 @@ size_t ledger_add(struct ledger *l, const uint8_t key[LEDGER_KEY_LEN], uint64_t 
 		if (e == NULL)
 			abort();
 		memcpy(e->key, key, LEDGER_KEY_LEN);
+		e->pair = pair;
+		atomic_fetch_add_explicit(&l->pairs[pair & 0xffff], 1, memory_order_relaxed);
 		e->older = l->newest;
 		if (l->newest)
 			l->newest->newer = e;

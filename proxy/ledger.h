@@ -6,7 +6,9 @@
  * (mutex); entries live backends.retry_ledger.ttl, at most max_entries (the oldest go).
  *
  * A key is SHA-256 over the message digest (ledger_digest: the client's octets as received,
- * before mxgate's headers), the envelope sender and the recipient. */
+ * before mxgate's headers), the envelope sender and the recipient. Each entry also counts in
+ * a fixed table by the hash of its (sender, recipient) pair alone: a message none of whose
+ * pairs is there needs no digest (the steady state once the ledger holds anything). */
 #ifndef MX_LEDGER_H
 #define MX_LEDGER_H
 
@@ -35,6 +37,12 @@ void ledger_key(uint8_t key[LEDGER_KEY_LEN], const uint8_t digest[LEDGER_KEY_LEN
 /* Forgets every entry (tests: the process's ledger between cases). */
 void ledger_clear(struct ledger *l);
 
+/* The (from, rcpt) pair's hash, for ledger_may_hold and ledger_add: cheap (FNV-1a), no digest. */
+uint64_t ledger_pair(const char *from, const char *rcpt);
+/* False when no entry of the pair is held (then no digest needs computing for it); true when
+ * one may be (a hash shared with another pair). Without the lock. */
+bool ledger_may_hold(const struct ledger *l, uint64_t pair);
+
 /* Entries held (expired ones not yet purged included); read without the lock: a quick "is
  * there anything at all" before a digest is computed. */
 size_t ledger_count(const struct ledger *l);
@@ -44,7 +52,7 @@ bool ledger_has(struct ledger *l, const uint8_t key[LEDGER_KEY_LEN], uint64_t no
 /* Holds key until now + ttl (ms); a key held already keeps its first expiry (a retry does not
  * extend it, as a queue's lifetime counts from the first arrival). Expired entries go first;
  * then, past max_entries (>= 1), the oldest: their number is returned (0: none evicted). */
-size_t ledger_add(struct ledger *l, const uint8_t key[LEDGER_KEY_LEN], uint64_t now, uint64_t ttl,
-    size_t max_entries);
+size_t ledger_add(struct ledger *l, const uint8_t key[LEDGER_KEY_LEN], uint64_t pair, uint64_t now,
+    uint64_t ttl, size_t max_entries);
 
 #endif

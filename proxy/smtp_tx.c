@@ -1074,7 +1074,10 @@ static void smtp_tx_ledger_note(struct smtp_tx *tx, const struct rcpt *r)
 		tx->ledger_keys = p;
 		tx->ledger_cap = n;
 	}
-	ledger_key(tx->ledger_keys[tx->ledger_nkeys++], d, tx->env->mail_from, r->addr);
+	struct smtp_tx_ledger_key *k = &tx->ledger_keys[tx->ledger_nkeys++];
+
+	ledger_key(k->key, d, tx->env->mail_from, r->addr);
+	k->pair = ledger_pair(tx->env->mail_from, r->addr);
 	smtp_tx_ledger_list(&tx->ledger_rcpts, r->addr);
 }
 
@@ -1093,7 +1096,8 @@ static void smtp_tx_ledger_end(struct smtp_tx *tx, int code)
 		char rv[2048];
 
 		for (size_t i = 0; i < tx->ledger_nkeys; i++)
-			evicted += ledger_add(l, tx->ledger_keys[i], now, c->ttl, (size_t)c->max_entries);
+			evicted += ledger_add(l, tx->ledger_keys[i].key, tx->ledger_keys[i].pair, now, c->ttl,
+			    (size_t)c->max_entries);
 		counter_add(COUNTER_LEDGER_ADDS, (long)tx->ledger_nkeys);
 		strbuf_append(&tx->ledger_rcpts, "", 1);
 		log_event(LOG_LVL_INFO, tx->env->session_id, "event=ledger_add queue_id=%s rcpts=%s entries=%zu",
@@ -1126,8 +1130,13 @@ static bool smtp_tx_ledger_skip(struct smtp_tx *tx)
 	size_t i = 0, n = 0;
 	char rv[2048];
 
-	if (!smtp_tx_ledger_on(tx) || env->nrcpts == 0 || ledger_count(l = ledger_process()) == 0 ||
-	    (d = smtp_tx_ledger_digest(tx)) == NULL)
+	if (!smtp_tx_ledger_on(tx) || env->nrcpts == 0 || ledger_count(l = ledger_process()) == 0)
+		return false;
+	/* the digest only when a (sender, recipient) pair may be held: not for the ordinary
+	 * message while the ledger holds some other's */
+	while (i < env->nrcpts && !ledger_may_hold(l, ledger_pair(env->mail_from, env->rcpts[i].addr)))
+		i++;
+	if (i == env->nrcpts || (d = smtp_tx_ledger_digest(tx)) == NULL)
 		return false;
 	now = uv_now(&tx->w->loop);
 	while (i < env->nrcpts) {

@@ -148,7 +148,7 @@ struct smtp_tx {
 	 * others are still owed: they go into the ledger if the client hears 4xx in the end */
 	uint8_t ledger_digest[LEDGER_KEY_LEN];
 	bool ledger_digested;
-	uint8_t (*ledger_keys)[LEDGER_KEY_LEN];
+	struct smtp_tx_ledger_key { uint8_t key[LEDGER_KEY_LEN]; uint64_t pair; } *ledger_keys;
 	size_t ledger_nkeys, ledger_cap;
 	struct strbuf ledger_rcpts;       /* their addresses for event=ledger_add: "<a>,<b>" */
 	int pending;                      /* relay opens and maildir writes outstanding */

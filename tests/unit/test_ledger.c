@@ -1,7 +1,8 @@
 /* test_ledger.c — the delivery ledger (ledger.c): a key held until its expiry (the clock is
  * the caller's: injected here, no sleeping), the oldest evicted past max_entries, a key added
  * again keeping its first expiry, keys that differ in one octet of the message, sender or
- * recipient, and the table growing past its first buckets. */
+ * recipient, the table growing past its first buckets, and the pair table that spares a message the
+ * digest when none of its (sender, recipient) pairs is held. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,13 +15,16 @@
 #include "ledger.h"
 
 #define TTL 1000u
+#define PAIR 7u   /* the pair's hash where a case is not about it */
 
-static void key_of(uint8_t key[LEDGER_KEY_LEN], const char *msg, const char *from, const char *rcpt)
+/* The key of (msg, from, rcpt); returns the pair's hash (ledger_pair). */
+static uint64_t key_of(uint8_t key[LEDGER_KEY_LEN], const char *msg, const char *from, const char *rcpt)
 {
 	uint8_t d[LEDGER_KEY_LEN];
 
 	ledger_digest(d, msg, strlen(msg));
 	ledger_key(key, d, from, rcpt);
+	return ledger_pair(from, rcpt);
 }
 
 static void test_expiry(void **state)
@@ -31,7 +35,7 @@ static void test_expiry(void **state)
 
 	key_of(k, "Subject: a\r\n\r\nbody\r\n", "s@example.org", "r1@example.test");
 	assert_false(ledger_has(l, k, 0));
-	assert_int_equal(ledger_add(l, k, 100, TTL, 10), 0);
+	assert_int_equal(ledger_add(l, k, PAIR, 100, TTL, 10), 0);
 	assert_int_equal(ledger_count(l), 1);
 	assert_true(ledger_has(l, k, 100));
 	assert_true(ledger_has(l, k, 100 + TTL - 1));   /* the last millisecond */
@@ -47,13 +51,38 @@ static void test_readd_keeps_first_expiry(void **state)
 	uint8_t k[LEDGER_KEY_LEN];
 
 	key_of(k, "m\r\n", "s@example.org", "r1@example.test");
-	ledger_add(l, k, 0, TTL, 10);
-	ledger_add(l, k, 500, TTL, 10);                 /* a retry deferred again */
+	ledger_add(l, k, PAIR, 0, TTL, 10);
+	ledger_add(l, k, PAIR, 500, TTL, 10);                 /* a retry deferred again */
 	assert_int_equal(ledger_count(l), 1);
 	assert_false(ledger_has(l, k, TTL));            /* not extended to 1500 */
 	/* once expired, an add holds it anew */
-	ledger_add(l, k, 2000, TTL, 10);
+	ledger_add(l, k, PAIR, 2000, TTL, 10);
 	assert_true(ledger_has(l, k, 2000 + TTL - 1));
+	ledger_free(l);
+}
+
+/* The pair table: nothing held for a pair, no digest needed; held while its entry is. */
+static void test_pairs(void **state)
+{
+	(void)state;
+	struct ledger *l = ledger_new();
+	uint8_t k[LEDGER_KEY_LEN];
+	uint64_t p = key_of(k, "m\r\n", "s@example.org", "r1@example.test");
+
+	assert_false(ledger_may_hold(l, p));
+	ledger_add(l, k, p, 0, TTL, 10);
+	assert_true(ledger_may_hold(l, p));
+	uint64_t p2 = ledger_pair("s@example.org", "r2@example.test");
+	if ((p2 & 0xffff) != (p & 0xffff))   /* another recipient: not held (unless its slot is r1's) */
+		assert_false(ledger_may_hold(l, p2));
+	/* the pair is sender and recipient apart */
+	assert_true(ledger_pair("ab", "c") != ledger_pair("a", "bc"));
+	assert_true(ledger_pair(NULL, "r") == ledger_pair("", "r"));
+	assert_false(ledger_has(l, k, TTL));   /* expired and purged */
+	assert_false(ledger_may_hold(l, p));
+	ledger_add(l, k, p, 0, TTL, 10);
+	ledger_clear(l);
+	assert_false(ledger_may_hold(l, p));
 	ledger_free(l);
 }
 
@@ -69,13 +98,13 @@ static void test_evict_oldest(void **state)
 		key_of(k[i], "m\r\n", "s@example.org", rcpt);
 	}
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(ledger_add(l, k[i], (uint64_t)i, TTL, 3), 0);
-	assert_int_equal(ledger_add(l, k[3], 3, TTL, 3), 1);   /* full: the oldest goes */
+		assert_int_equal(ledger_add(l, k[i], PAIR, (uint64_t)i, TTL, 3), 0);
+	assert_int_equal(ledger_add(l, k[3], PAIR, 3, TTL, 3), 1);   /* full: the oldest goes */
 	assert_false(ledger_has(l, k[0], 3));
 	assert_true(ledger_has(l, k[1], 3));
 	assert_true(ledger_has(l, k[3], 3));
 	/* a smaller bound (a reload) evicts down to it at the next add */
-	assert_int_equal(ledger_add(l, k[4], 4, TTL, 1), 3);
+	assert_int_equal(ledger_add(l, k[4], PAIR, 4, TTL, 1), 3);
 	assert_int_equal(ledger_count(l), 1);
 	assert_true(ledger_has(l, k[4], 4));
 	ledger_free(l);
@@ -129,7 +158,7 @@ static void test_many(void **state)
 	for (int i = 0; i < 5000; i++) {
 		snprintf(rcpt, sizeof(rcpt), "r%d@example.test", i);
 		key_of(k, "m\r\n", "s@example.org", rcpt);
-		assert_int_equal(ledger_add(l, k, 0, TTL, 100000), 0);
+		assert_int_equal(ledger_add(l, k, PAIR, 0, TTL, 100000), 0);
 	}
 	assert_int_equal(ledger_count(l), 5000);
 	for (int i = 0; i < 5000; i++) {
@@ -143,7 +172,7 @@ static void test_many(void **state)
 	/* all expire together */
 	assert_false(ledger_has(l, k, TTL));
 	assert_int_equal(ledger_count(l), 0);
-	ledger_add(l, k, 0, TTL, 10);
+	ledger_add(l, k, PAIR, 0, TTL, 10);
 	ledger_clear(l);
 	assert_int_equal(ledger_count(l), 0);
 	assert_false(ledger_has(l, k, 0));
@@ -156,6 +185,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_expiry),
 		cmocka_unit_test(test_readd_keeps_first_expiry),
+		cmocka_unit_test(test_pairs),
 		cmocka_unit_test(test_evict_oldest),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_many),
