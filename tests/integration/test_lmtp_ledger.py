@@ -151,4 +151,13 @@ if mt.case_wanted('off'):
     mx.stop()
     be.stop()
 
+if mt.case_wanted('config'):
+    # its bounds, each error at its FILE:LINE:COL
+    rc, out = mt.config_check(mt.config(['lmtp://127.0.0.1:24'], listen=[{'address': '127.0.0.1:2525'}], backends={'retry_ledger': {'ttl': '0s', 'max_entries': -1}}))
+    mt.check(rc == 1 and re.search(r':\d+:\d+: backends\.retry_ledger\.ttl: must be between 1s and 30d', out) is not None
+             and re.search(r':\d+:\d+: backends\.retry_ledger\.max_entries: must be between 0 and 10000000', out) is not None,
+             'config: ttl and max_entries out of bounds refused (%s %s)' % (rc, out))
+    rc, out = mt.config_check(mt.config(['lmtp://127.0.0.1:24'], listen=[{'address': '127.0.0.1:2525'}], backends={'retry_ledger': {'ttl': '2d', 'max_entries': 0}}))
+    mt.check(rc == 0, 'config: ttl 2d, max_entries 0 taken (%s %s)' % (rc, out))
+
 mt.finish()
