@@ -215,6 +215,19 @@ size_t ledger_add(struct ledger *l, const uint8_t key[LEDGER_KEY_LEN], uint64_t 
 		pthread_mutex_unlock(&l->lock);
 		return 0;
 	}
+	if (e != NULL && e != l->newest) {
+		/* expired, still held behind a live older one (a ttl shortened by a reload lets a
+		 * younger one expire first): it moves to the new end, as a new entry would */
+		if (e->older)
+			e->older->newer = e->newer;
+		else
+			l->oldest = e->newer;
+		e->newer->older = e->older;
+		e->older = l->newest;
+		e->newer = NULL;
+		l->newest->newer = e;
+		l->newest = e;
+	}
 	if (e == NULL) {
 		e = calloc(1, sizeof(*e));
 		if (e == NULL)
@@ -233,7 +246,6 @@ size_t ledger_add(struct ledger *l, const uint8_t key[LEDGER_KEY_LEN], uint64_t 
 		l->buckets[i] = e;
 		atomic_fetch_add_explicit(&l->count, 1, memory_order_relaxed);
 	}
-	/* (an expired one still held behind a live older one: its expiry renewed in place) */
 	e->expires = now + ttl;
 	while (ledger_count(l) > max_entries) {
 		ledger_drop_oldest(l);

@@ -1019,7 +1019,6 @@ void smtp_tx_data_end(struct smtp_tx *tx)
 	tx->env->msg = tx->msg;
 }
 
-
 /* ---- the delivery ledger (ledger.h) ------------------------------------------------- */
 
 /* Whether this transaction keeps to the ledger: a client's (a quarantine release keeps each

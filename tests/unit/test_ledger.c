@@ -110,6 +110,36 @@ static void test_evict_oldest(void **state)
 	ledger_free(l);
 }
 
+/* A ttl shortened by a reload: a younger entry expires before an older one and, added
+ * again, moves to the new end (the next eviction takes the older ones first). */
+static void test_ttl_shortened(void **state)
+{
+	(void)state;
+	struct ledger *l = ledger_new();
+	uint8_t a[LEDGER_KEY_LEN], b[LEDGER_KEY_LEN], c[LEDGER_KEY_LEN], d[LEDGER_KEY_LEN];
+
+	key_of(a, "m\r\n", "s@example.org", "a@example.test");
+	key_of(b, "m\r\n", "s@example.org", "b@example.test");
+	key_of(c, "m\r\n", "s@example.org", "c@example.test");
+	key_of(d, "m\r\n", "s@example.org", "d@example.test");
+	ledger_add(l, a, PAIR, 0, TTL, 10);
+	ledger_add(l, b, PAIR, 1, 10, 10);        /* the shorter ttl */
+	ledger_add(l, d, PAIR, 2, TTL, 10);
+	assert_false(ledger_has(l, b, 20));      /* expired behind a (live) */
+	assert_true(ledger_has(l, a, 20));
+	assert_int_equal(ledger_count(l), 3);    /* not purged yet: a is older and live */
+	assert_int_equal(ledger_add(l, b, PAIR, 20, TTL, 10), 0);
+	assert_int_equal(ledger_count(l), 3);    /* the same entry, renewed */
+	assert_true(ledger_has(l, b, 21));
+	/* order now a, d, b: two evicted for c at max 2 are a and d */
+	assert_int_equal(ledger_add(l, c, PAIR, 21, TTL, 2), 2);
+	assert_false(ledger_has(l, a, 21));
+	assert_false(ledger_has(l, d, 21));
+	assert_true(ledger_has(l, b, 21));
+	assert_true(ledger_has(l, c, 21));
+	ledger_free(l);
+}
+
 struct key_row {
 	const char *label;
 	const char *msg, *from, *rcpt;
@@ -187,6 +217,7 @@ int main(void)
 		cmocka_unit_test(test_readd_keeps_first_expiry),
 		cmocka_unit_test(test_pairs),
 		cmocka_unit_test(test_evict_oldest),
+		cmocka_unit_test(test_ttl_shortened),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_many),
 	};
