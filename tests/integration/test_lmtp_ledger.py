@@ -14,6 +14,8 @@ and r2 are answered from the ledger and only r3 goes to the server.
 - replayfail: the LMTP server takes r1 and defers r2 and r3, the replay to the backup fails
   too (451 after the dot): the client hears 451; its retry skips r1 (every attempt failed
   after some recipients got theirs: the other way to a copy per retry before the ledger).
+- evict: max_entries 1: the oldest of the two goes at once (event=ledger_evict), its
+  recipient gets a second copy on the retry, the other none.
 - off: backends.retry_ledger.max_entries: 0: the retry repeats r1 and r2 (the old way, as an
   operator who turns it off gets).
 The ledger's expiry is a unit test with an injected clock (tests/unit/test_ledger.c).
@@ -138,6 +140,22 @@ if mt.case_wanted('replayfail'):
     mx.stop()
     be.stop()
     backup.stop()
+
+if mt.case_wanted('evict'):
+    # max_entries 1: r1 and r2 go in, r1 (the oldest) out at once (event=ledger_evict); the
+    # retry skips r2 only, r1 gets a second copy as before the ledger
+    be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-evict')
+    mx = mt.Mxgate(mt.config([be.url], workers=1, backends={'retry_ledger': {'max_entries': 1}}), name='mx-evict')
+    send(mx, A)
+    line = mx.wait_log(r'warning \S+ event=ledger_evict [^\n]*', 10)
+    mt.check(line is not None and 'evicted=1 max_entries=1' in line.group(0),
+             'evict: event=ledger_evict evicted=1, a warning (%s)' % (line and line.group(0)))
+    code, text = send(mx, A)
+    mt.check(code == 451, 'evict: 451 (%s %s)' % (code, text))
+    got = copies(be, b'Hello ledger.')
+    mt.check(got == {R[0]: 2, R[1]: 1}, 'evict: r1 (evicted) a second copy, r2 none (%s)' % got)
+    mx.stop()
+    be.stop()
 
 if mt.case_wanted('off'):
     be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-off')
