@@ -14,6 +14,8 @@ and r2 are answered from the ledger and only r3 goes to the server.
 - replayfail: the LMTP server takes r1 and defers r2 and r3, the replay to the backup fails
   too (451 after the dot): the client hears 451; its retry skips r1 (every attempt failed
   after some recipients got theirs: the other way to a copy per retry before the ledger).
+- swaks: the same with a real client that pipelines (swaks --pipeline): the hit lets a
+  connection with DATA open go (closed, never the dot).
 - evict: max_entries 1: the oldest of the two goes at once (event=ledger_evict), its
   recipient gets a second copy on the retry, the other none.
 - off: backends.retry_ledger.max_entries: 0: the retry repeats r1 and r2 (the old way, as an
@@ -140,6 +142,25 @@ if mt.case_wanted('replayfail'):
     mx.stop()
     be.stop()
     backup.stop()
+
+if mt.case_wanted('swaks'):
+    # a real client that pipelines (swaks --pipeline, RFC 2920): DATA goes to the server with
+    # the last RCPT, so the hit lets a connection go with DATA open (closed, no dot)
+    be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-swaks')
+    mx = mt.Mxgate(mt.config([be.url], workers=1), name='mx-swaks')
+    path = os.path.join(mt.TMP, 'ledger-swaks.eml')
+    with open(path, 'wb') as f:
+        f.write(mt.message('ledgerS', body='Hello pipelined.\r\n'))
+    outs = [mt.swaks(mx.port, '--from', FROM, '--to', ','.join(R), '--data', path, '--pipeline') for _ in range(2)]
+    mt.check(all(' 451 ' in '\n'.join(o.stdout.splitlines()[-4:]) or '<** 451' in o.stdout for o in outs),
+             'swaks: 451 both times (%s)' % [o.stdout[-300:] for o in outs])
+    got = copies(be, b'Hello pipelined.')
+    mt.check(got == {R[0]: 1, R[1]: 1}, 'swaks: r1 and r2 one copy each after the retry (%s)' % got)
+    mt.check(tried(be, b'Hello pipelined.')[-1:] == [[R[2]]], 'swaks: the retry named r3 alone (%s)'
+             % tried(be, b'Hello pipelined.'))
+    mt.check(mx.alive(), 'swaks: daemon alive')
+    mx.stop()
+    be.stop()
 
 if mt.case_wanted('evict'):
     # max_entries 1: r1 and r2 go in, r1 (the oldest) out at once (event=ledger_evict); the
