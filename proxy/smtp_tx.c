@@ -1081,7 +1081,8 @@ static void smtp_tx_ledger_note(struct smtp_tx *tx, const struct rcpt *r)
 }
 
 /* The delivery ends with code for the client while some recipients have the message
- * (smtp_tx_ledger_note). A 4xx: the client will send it again, so they go into the ledger
+ * (smtp_tx_ledger_note), or the client is gone (smtp_tx_close: 451, it heard nothing). A
+ * 4xx: the client will send it again, so they go into the ledger
  * (event=ledger_add; event=ledger_evict when that pushed older ones out). A 2xx or a 5xx
  * ends it for good: nothing to remember. */
 static void smtp_tx_ledger_end(struct smtp_tx *tx, int code)
@@ -2031,6 +2032,10 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 
 void smtp_tx_close(struct smtp_tx *tx)
 {
+	/* Some recipients have the message and the client went away before its reply (a reset
+	 * mid-replay): it heard no 250, so its queue sends it again, as after a 4xx. */
+	if (tx->ledger_nkeys > 0)
+		smtp_tx_ledger_end(tx, 451);
 	tx->closed = true;
 	/* The session ends (mxgate's idle timeout, max_errors, a drop, the client gone): a
 	 * connection with nothing in flight is ended as the protocol asks, RSET and back to the

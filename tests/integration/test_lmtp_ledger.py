@@ -16,6 +16,8 @@ and r2 are answered from the ledger and only r3 goes to the server.
   after some recipients got theirs: the other way to a copy per retry before the ledger).
 - swaks: the same with a real client that pipelines (swaks --pipeline): the hit lets a
   connection with DATA open go (closed, never the dot).
+- reset: the client resets the connection while the replay after r1's delivery is under
+  way: it heard nothing and will send the message again: r1 goes into the ledger.
 - evict: max_entries 1: the oldest of the two goes at once (event=ledger_evict), its
   recipient gets a second copy on the retry, the other none.
 - off: backends.retry_ledger.max_entries: 0: the retry repeats r1 and r2 (the old way, as an
@@ -24,11 +26,14 @@ The ledger's expiry is a unit test with an injected clock (tests/unit/test_ledge
 """
 import os
 import re
+import socket
+import struct
 import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
+from hostile_peer import scripted, hang  # noqa: E402
 
 FROM = 's@example.org'
 R = ['r1@example.test', 'r2@example.test', 'r3@example.test']
@@ -161,6 +166,30 @@ if mt.case_wanted('swaks'):
     mt.check(mx.alive(), 'swaks: daemon alive')
     mx.stop()
     be.stop()
+
+if mt.case_wanted('reset'):
+    # r1 taken, r2 and r3 deferred; the replay's server is silent after the dot; the client
+    # resets the connection meanwhile: it heard no reply, its queue sends the message again,
+    # so r1 goes into the ledger as after a 451
+    be = mt.Backend(lmtp=True, lmtp_codes={R[1]: 452, R[2]: 452}, name='lmtp-reset')
+    backup = scripted('silent-backup', {'dot': hang})
+    mx = mt.Mxgate(mt.config([be.url, {'address': backup.url, 'backup': True}], workers=1,
+                             backends={'max_attempts': 2}), name='mx-reset')
+    c = mt.Client(mx.port)
+    c.ehlo('client.test')
+    codes = [c.cmd('MAIL FROM:<%s>' % FROM)[0]] + [c.cmd('RCPT TO:<%s>' % a)[0] for a in R] + [c.cmd('DATA')[0]]
+    mt.check(codes == [250, 250, 250, 250, 354], 'reset: the envelope taken (%s)' % codes)
+    c.send(mt.stuff(A))
+    mt.check(mx.wait_log(r'event=lmtp_partial ', 30) is not None, 'reset: r1 delivered, the replay under way')
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+    c.sock.close()
+    line = mx.wait_log(r'event=ledger_add [^\n]*', 30)
+    mt.check(line is not None and 'rcpts=<%s> ' % R[0] in line.group(0), 'reset: r1 in the ledger (%s)'
+             % (line and line.group(0)))
+    mt.check(mx.alive(), 'reset: daemon alive')
+    mx.stop()
+    be.stop()
+    backup.stop()
 
 if mt.case_wanted('evict'):
     # max_entries 1: r1 and r2 go in, r1 (the oldest) out at once (event=ledger_evict); the
