@@ -377,6 +377,19 @@ static const struct cfg_table health_table = {
 	"backends.health_check", sizeof(struct health_check_config), health_fields, NULL
 };
 
+static const struct cfg_field retry_ledger_fields[] = {
+	{ "ttl", CFG_DURATION, offsetof(struct retry_ledger_config, ttl), "5d", S(1), S(30 * 86400),
+	  .doc = "how long the recipients a backend took are remembered after the client heard 4xx "
+		 "(Postfix's maximal_queue_lifetime: a client retries at most that long)" },
+	{ "max_entries", CFG_INT, offsetof(struct retry_ledger_config, max_entries), "100000", 0, 10000000,
+	  .doc = "recipients remembered, all workers together (about 100 octets each); past it the "
+		 "oldest go (event=ledger_evict): their next retry repeats them. 0 turns the ledger off" },
+	{ NULL }
+};
+static const struct cfg_table retry_ledger_table = {
+	"backends.retry_ledger", sizeof(struct retry_ledger_config), retry_ledger_fields, NULL
+};
+
 /* See config.h. Off by default: the unit tests and the config fuzzer load configs without
  * asking the system resolver. */
 static bool config_resolving;
@@ -716,6 +729,12 @@ static const struct cfg_field backends_fields[] = {
 	  0, 1000, .doc = "recipients per transaction to an LMTP server; past it the client gets `452 4.5.3` "
 		"and sends the rest in a new transaction. 1: an LMTP refusal after the dot then reaches "
 		"the sender exactly (0 = no limit)" },
+	{ "retry_ledger", CFG_STRUCT, offsetof(struct backends_config, retry_ledger), .sub = &retry_ledger_table,
+	  .doc = "the delivery ledger: when the client hears 4xx for a message some recipients already "
+		 "have (an LMTP server's 250 for them, a 452 or a failed replay for the others), those "
+		 "recipients are remembered by the message's SHA-256, the sender and the address; the "
+		 "client's retry of the same octets skips them (event=ledger_hit), so they get no second "
+		 "copy. In memory: a restart, or a retry that reaches another node, repeats them" },
 	{ "gateway_refusals", CFG_STRLIST, offsetof(struct backends_config, gateway_refusals),
 	  .doc = "5xx replies to MAIL or RCPT that refuse the gateway itself (its address, the endpoint), "
 		 "not the message, beyond Exchange Online's 5.7.606-5.7.649 and 5.7.57, which are built in: "

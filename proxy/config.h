@@ -89,6 +89,7 @@ struct backend_route_config {
 	struct domain_set *match;   /* built at load from domains, file: items read (the pool borrows it) */
 };
 struct health_check_config { uint64_t interval; uint64_t timeout; long fall; long rise; };
+struct retry_ledger_config { uint64_t ttl; /* ms */ long max_entries; /* 0: off */ };
 struct backends_config {
 	int balance;                /* enum balance_mode */
 	int client_identity;        /* enum client_identity */
@@ -106,6 +107,7 @@ struct backends_config {
 	bool require_tls;           /* never in clear: no STARTTLS or a failed one is a failure */
 	bool tls_verify;            /* verify the certificate (chain and name); sets require_tls */
 	char *tls_ca_file;          /* PEM CAs for tls_verify (NULL: the system's) */
+	struct retry_ledger_config retry_ledger; /* the delivery ledger (ledger.h, smtp_tx.c) */
 	struct cfg_strlist gateway_refusals; /* replies that refuse the gateway, not the message
 	                                      * (gwrefuse.h), beyond the ones built in */
 };

@@ -50,6 +50,10 @@ enum counter {
 	COUNTER_BACKEND_FAILURES,         /* connect errors, timeouts, drops, unexpected replies */
 	COUNTER_BACKEND_FAILOVERS,        /* transactions replayed on another backend */
 	COUNTER_BACKEND_CONNECTIONS_REUSED,
+	/* the delivery ledger (ledger.h): recipients, not messages */
+	COUNTER_LEDGER_ADDS,              /* remembered: a backend took them, the client heard 4xx */
+	COUNTER_LEDGER_HITS,              /* skipped on the client's retry: they have the message */
+	COUNTER_LEDGER_EVICTIONS,         /* forgotten before their ttl: max_entries reached */
 	/* filters and plugins */
 	COUNTER_DNSBL_HITS,
 	COUNTER_DNSBL_ERRORS,

@@ -8,6 +8,7 @@
 #include "counters.h"
 #include "gwrefuse.h"
 #include "hook.h"
+#include "ledger.h"
 #include "log.h"
 #include "maildir.h"
 #include "msgbuf.h"
@@ -45,6 +46,8 @@ void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struc
 
 /* ---- results ------------------------------------------------------------------------ */
 
+static void smtp_tx_ledger_end(struct smtp_tx *tx, int code);
+
 /* Ends the step in flight with the client's reply. */
 /* line_len: smtp_tx_result's (0 when not known). */
 static void smtp_tx_finish_n(struct smtp_tx *tx, int code, const char *text, size_t line_len,
@@ -53,6 +56,8 @@ static void smtp_tx_finish_n(struct smtp_tx *tx, int code, const char *text, siz
 	struct smtp_tx_result r = { code, text, reason, client_error, reusable, line_len };
 	smtp_tx_done_fn cb = tx->done;
 
+	if (tx->ledger_nkeys > 0)
+		smtp_tx_ledger_end(tx, code);
 	tx->done = NULL;
 	cb(tx->done_arg, &r);
 }
@@ -1014,6 +1019,156 @@ void smtp_tx_data_end(struct smtp_tx *tx)
 	tx->env->msg = tx->msg;
 }
 
+/* ---- the delivery ledger (ledger.h) ------------------------------------------------- */
+
+/* Whether this transaction keeps to the ledger: a client's (a quarantine release keeps each
+ * recipient's result in its held file: rcpt_result) with backends.retry_ledger on. */
+static bool smtp_tx_ledger_on(const struct smtp_tx *tx)
+{
+	return tx->rcpt_result == NULL && tx->env->cfg->backends.retry_ledger.max_entries > 0;
+}
+
+/* The message's digest (the client's octets as held, before mxgate's header block), made
+ * once per message and only when the ledger is asked; NULL when the message is unreadable. */
+static const uint8_t *smtp_tx_ledger_digest(struct smtp_tx *tx)
+{
+	const char *data;
+	size_t len = 0;
+
+	if (!tx->ledger_digested) {
+		if (tx->msg == NULL || (data = msgbuf_data(tx->msg, &len)) == NULL)
+			return NULL;
+		ledger_digest(tx->ledger_digest, data, len);
+		tx->ledger_digested = true;
+	}
+	return tx->ledger_digest;
+}
+
+/* Appends "<addr>" to a log list of addresses, a comma between (quoted as one value when
+ * logged: log_val_quoted). */
+static void smtp_tx_ledger_list(struct strbuf *b, const char *addr)
+{
+	if (b->len > 0)
+		strbuf_append(b, ",", 1);
+	strbuf_append(b, "<", 1);
+	strbuf_append(b, addr, strlen(addr));
+	strbuf_append(b, ">", 1);
+}
+
+/* Recipient r has the message (a backend's 250 for it) while others of the envelope are
+ * still owed: its key is kept, for the ledger if the client hears 4xx in the end
+ * (smtp_tx_ledger_end). */
+static void smtp_tx_ledger_note(struct smtp_tx *tx, const struct rcpt *r)
+{
+	const uint8_t *d;
+
+	if (!smtp_tx_ledger_on(tx) || (d = smtp_tx_ledger_digest(tx)) == NULL)
+		return;
+	if (tx->ledger_nkeys == tx->ledger_cap) {
+		size_t n = tx->ledger_cap ? 2 * tx->ledger_cap : 4;
+		void *p = realloc(tx->ledger_keys, n * sizeof(*tx->ledger_keys));
+
+		if (p == NULL)
+			abort();
+		tx->ledger_keys = p;
+		tx->ledger_cap = n;
+	}
+	struct smtp_tx_ledger_key *k = &tx->ledger_keys[tx->ledger_nkeys++];
+
+	ledger_key(k->key, d, tx->env->mail_from, r->addr);
+	k->pair = ledger_pair(tx->env->mail_from, r->addr);
+	smtp_tx_ledger_list(&tx->ledger_rcpts, r->addr);
+}
+
+/* The delivery ends with code for the client while some recipients have the message
+ * (smtp_tx_ledger_note), or the client is gone (smtp_tx_close: 451, it heard nothing). A
+ * 4xx: the client will send it again, so they go into the ledger
+ * (event=ledger_add; event=ledger_evict when that pushed older ones out). A 2xx or a 5xx
+ * ends it for good: nothing to remember. */
+static void smtp_tx_ledger_end(struct smtp_tx *tx, int code)
+{
+	const struct retry_ledger_config *c = &tx->env->cfg->backends.retry_ledger;
+	struct ledger *l = ledger_process();
+	size_t evicted = 0;
+
+	if (code / 100 == 4) {
+		uint64_t now = uv_now(&tx->w->loop);
+		char rv[2048];
+
+		for (size_t i = 0; i < tx->ledger_nkeys; i++)
+			evicted += ledger_add(l, tx->ledger_keys[i].key, tx->ledger_keys[i].pair, now, c->ttl,
+			    (size_t)c->max_entries);
+		counter_add(COUNTER_LEDGER_ADDS, (long)tx->ledger_nkeys);
+		strbuf_append(&tx->ledger_rcpts, "", 1);
+		log_event(LOG_LVL_INFO, tx->env->session_id, "event=ledger_add queue_id=%s rcpts=%s entries=%zu",
+		    tx->env->queue_id, log_val_quoted(rv, sizeof(rv), tx->ledger_rcpts.v, false), ledger_count(l));
+		if (evicted > 0) {
+			counter_add(COUNTER_LEDGER_EVICTIONS, (long)evicted);
+			log_event(LOG_LVL_WARNING, tx->env->session_id, "event=ledger_evict evicted=%zu max_entries=%ld",
+			    evicted, c->max_entries);
+		}
+	}
+	tx->ledger_nkeys = 0;
+	tx->ledger_rcpts.len = 0;
+}
+
+/* At the end of data, before the message goes out: the recipients the ledger holds for
+ * this message (an earlier try gave them their copy and the client heard 4xx) leave the
+ * envelope and count as delivered (rcpts_done, as after an LMTP server's partial delivery:
+ * the client's 250 is owed to a backend's 250 for them). The connection that has them
+ * (MAIL and RCPT were relayed live, maybe DATA) is let go, never ended with the dot; the
+ * rest go on a new one (smtp_tx_send establishes; this was no attempt, nor is the backend
+ * given up). event=ledger_hit names them. True when none is left to send. */
+static bool smtp_tx_ledger_skip(struct smtp_tx *tx)
+{
+	struct hook_env *env = tx->env;
+	struct ledger *l;
+	const uint8_t *d;
+	struct strbuf skipped = { 0 };
+	uint8_t k[LEDGER_KEY_LEN];
+	uint64_t now;
+	size_t i = 0, n = 0;
+	char rv[2048];
+
+	if (!smtp_tx_ledger_on(tx) || env->nrcpts == 0 || ledger_count(l = ledger_process()) == 0)
+		return false;
+	/* the digest only when a (sender, recipient) pair may be held: not for the ordinary
+	 * message while the ledger holds some other's */
+	while (i < env->nrcpts && !ledger_may_hold(l, ledger_pair(env->mail_from, env->rcpts[i].addr)))
+		i++;
+	if (i == env->nrcpts || (d = smtp_tx_ledger_digest(tx)) == NULL)
+		return false;
+	now = uv_now(&tx->w->loop);
+	while (i < env->nrcpts) {
+		ledger_key(k, d, env->mail_from, env->rcpts[i].addr);
+		if (!ledger_has(l, k, now)) {
+			i++;
+			continue;
+		}
+		smtp_tx_ledger_list(&skipped, env->rcpts[i].addr);
+		smtp_tx_remove_rcpt(env, i);
+		tx->rcpts_done++;
+		n++;
+	}
+	if (n == 0)
+		return false;
+	counter_add(COUNTER_LEDGER_HITS, (long)n);
+	strbuf_append(&skipped, "", 1);
+	log_event(LOG_LVL_INFO, env->session_id, "event=ledger_hit queue_id=%s left=%zu skipped=%s",
+	    env->queue_id, env->nrcpts, log_val_quoted(rv, sizeof(rv), skipped.v, false));
+	strbuf_free(&skipped);
+	if (tx->relay) {
+		relay_release(tx->relay, true);   /* RSET, or closed with DATA open: no dot */
+		tx->relay = NULL;
+	}
+	if (tx->backend) {
+		tx->backend = NULL;
+		if (tx->attempts > 0)
+			tx->attempts--;
+	}
+	return env->nrcpts == 0;
+}
+
 /* ---- delivery ----------------------------------------------------------------------- */
 
 static void smtp_tx_send(struct smtp_tx *tx);
@@ -1355,6 +1510,9 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 				    env->rcpts[k].added ? "yes" : "no", env->queue_id);
 		}
 
+		for (size_t k = 0; k < i; k++)
+			if (codes[k] / 100 == 2)
+				smtp_tx_ledger_note(tx, &env->rcpts[k]);   /* for the ledger, in order */
 		while (i-- > 0) {
 			if (codes[i] / 100 != 2)
 				continue;
@@ -1801,6 +1959,11 @@ void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, vo
 		smtp_tx_finish(tx, 451, "4.3.0 Error: message unreadable, try again later", "unreadable", false, false);
 		return;
 	}
+	if (smtp_tx_ledger_skip(tx)) {
+		/* every recipient has the message from an earlier try: nothing to send */
+		smtp_tx_delivered(tx, "ledger", NULL, NULL);
+		return;
+	}
 	if (tx->env->cfg->arc.seal.enabled && (quarantine || tx->env->nrcpts > 0) && smtp_tx_seal(tx, quarantine))
 		return;
 	smtp_tx_deliver_prepared(tx, quarantine);
@@ -1837,6 +2000,9 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->stale = 0;
 	tx->attempts = 0;
 	tx->rcpts_done = 0;
+	tx->ledger_digested = false;
+	tx->ledger_nkeys = 0;
+	tx->ledger_rcpts.len = 0;
 	tx->mail_deferrable = false;
 	tx->data_follows = false;
 	tx->mail_line = NULL;	/* its buffer (mail_buf) is kept for the next message */
@@ -1866,6 +2032,10 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 
 void smtp_tx_close(struct smtp_tx *tx)
 {
+	/* Some recipients have the message and the client went away before its reply (a reset
+	 * mid-replay): it heard no 250, so its queue sends it again, as after a 4xx. */
+	if (tx->ledger_nkeys > 0)
+		smtp_tx_ledger_end(tx, 451);
 	tx->closed = true;
 	/* The session ends (mxgate's idle timeout, max_errors, a drop, the client gone): a
 	 * connection with nothing in flight is ended as the protocol asks, RSET and back to the
@@ -1903,6 +2073,10 @@ void smtp_tx_free(struct smtp_tx *tx)
 	headers_received_cache_free(&tx->received);
 	strbuf_free(&tx->mail_buf);
 	strbuf_free(&tx->ahead_buf);
+	strbuf_free(&tx->ledger_rcpts);
+	free(tx->ledger_keys);
+	tx->ledger_keys = NULL;
+	tx->ledger_nkeys = tx->ledger_cap = 0;
 	tx->mail_line = NULL;
 	tx->rcpt = tx->rcpt_params = NULL;
 }

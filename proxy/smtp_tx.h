@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "headers.h"
+#include "ledger.h"
 
 struct worker;
 struct pool;
@@ -142,6 +143,14 @@ struct smtp_tx {
 	bool ahead_sent;                  /* this message's relay took the next group */
 	struct relay *next_relay;         /* ... kept for the next transaction (smtp_tx_begin) */
 	int next_resets;
+	/* the delivery ledger (ledger.h): the message's digest once computed (the client's
+	 * octets), and the keys of the recipients a backend took in this transaction while
+	 * others are still owed: they go into the ledger if the client hears 4xx in the end */
+	uint8_t ledger_digest[LEDGER_KEY_LEN];
+	bool ledger_digested;
+	struct smtp_tx_ledger_key { uint8_t key[LEDGER_KEY_LEN]; uint64_t pair; } *ledger_keys;
+	size_t ledger_nkeys, ledger_cap;
+	struct strbuf ledger_rcpts;       /* their addresses for event=ledger_add: "<a>,<b>" */
 	int pending;                      /* relay opens and maildir writes outstanding */
 	bool closed;                      /* the owner went away: nothing more is reported */
 };

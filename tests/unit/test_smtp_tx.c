@@ -25,6 +25,7 @@
 #include "proxy/backend.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
+#include "proxy/ledger.h"
 #include "proxy/log.h"
 #include "proxy/msgbuf.h"
 #include "proxy/relay.h"
@@ -386,6 +387,9 @@ static void world_init(struct world *wd, const char *scheme, const char *servers
 	if (rc != 0)
 		fail_msg("config rejected: %s\n%s", errs, text);
 	free(errs);
+	/* The delivery ledger is the process's: a case whose LMTP server took some recipients
+	 * and deferred the others would have the next case's same message skip them. */
+	ledger_clear(ledger_process());
 	wd->sg = calloc(1, sizeof *wd->sg);
 	assert_non_null(wd->sg);
 	atomic_init(&wd->sg->refs, 1);
