@@ -454,8 +454,154 @@ static int quarantine_list_each(const char *path, const char *name, uint64_t ino
 	return 0;
 }
 
-int quarantine_list(const char *root, size_t n, struct quarantine_item *items, size_t *count,
-    char *err, size_t errlen)
+/* ------------------------------------------------------------ filters */
+
+/* Whether needle occurs in h[0..n), ASCII case-insensitive. */
+static bool quarantine_has_text(const char *h, size_t n, const char *needle)
+{
+	size_t k = strlen(needle);
+
+	for (size_t i = 0; k <= n && i <= n - k; i++)
+		if (strncasecmp(h + i, needle, k) == 0)
+			return true;
+	return false;
+}
+
+static bool quarantine_span_is(const char *buf, struct quarantine_span sp, const char *s)
+{
+	return strlen(s) == sp.len && strncasecmp(buf + sp.off, s, sp.len) == 0;
+}
+
+long quarantine_item_rcpt_index(const struct quarantine_item *it, const char *rcpt)
+{
+	for (size_t i = 0; i < it->env.nrcpts; i++)
+		if (quarantine_span_is(it->head, it->env.rcpts[i], rcpt))
+			return (long)i;
+	return -1;
+}
+
+/* The Subject field's value in the header block h[0..n) (its folded lines too): *len octets
+ * from the returned pointer, NULL without one. */
+static const char *quarantine_subject(const char *h, size_t n, size_t *len)
+{
+	for (size_t i = 0; i < n;) {
+		const char *lf = memchr(h + i, '\n', n - i);
+		size_t end = lf ? (size_t)(lf - h) + 1 : n;
+		if (end - i > 8 && strncasecmp(h + i, "Subject:", 8) == 0) {
+			size_t v = i + 8;
+			while (end < n && (h[end] == ' ' || h[end] == '\t')) {   /* RFC 5322 2.2.3 */
+				lf = memchr(h + end, '\n', n - end);
+				end = lf ? (size_t)(lf - h) + 1 : n;
+			}
+			*len = end - v;
+			return h + v;
+		}
+		if (end - i <= 2 && (h[i] == '\r' || h[i] == '\n'))   /* the header block's end */
+			break;
+		i = end;
+	}
+	return NULL;
+}
+
+bool quarantine_item_matches(const struct quarantine_item *it, const struct quarantine_filter *f)
+{
+	const struct quarantine_envelope *e = &it->env;
+
+	if (f == NULL)
+		return true;
+	if (f->older_than && it->mtime >= f->older_than)
+		return false;
+	if (f->from && !quarantine_has_text(it->head + e->sender.off, e->sender.len, f->from))
+		return false;
+	if (f->rcpt) {
+		bool hit = false;
+		size_t k = strlen(f->rcpt);
+		for (size_t i = 0; i < e->nrcpts && !hit; i++) {
+			struct quarantine_span sp = e->rcpts[i];
+			if (f->rcpt[0] == '@')   /* the domain: the address ends in it */
+				hit = sp.len > k && strncasecmp(it->head + sp.off + sp.len - k, f->rcpt, k) == 0;
+			else
+				hit = quarantine_span_is(it->head, sp, f->rcpt);
+		}
+		if (!hit)
+			return false;
+	}
+	if (f->subject) {
+		size_t hl, sl;
+		const char *h = quarantine_item_headers(it, &hl), *sub = quarantine_subject(h, hl, &sl);
+		if (sub == NULL || !quarantine_has_text(sub, sl, f->subject))
+			return false;
+	}
+	return true;
+}
+
+bool quarantine_filter_is_set(const struct quarantine_filter *f)
+{
+	return f && (f->rcpt || f->from || f->subject || f->older_than);
+}
+
+/* Every file of a walk, to be sorted. */
+struct quarantine_all_ctx {
+	struct quarantine_list_file *files;
+	size_t n, cap;
+};
+
+static int quarantine_all_each(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg)
+{
+	struct quarantine_all_ctx *c = arg;
+
+	(void)name;
+	(void)ino;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 1024;
+		struct quarantine_list_file *f = realloc(c->files, cap * sizeof(*f));
+		if (f == NULL)
+			return 1;   /* out of memory: stops the walk */
+		c->files = f;
+		c->cap = cap;
+	}
+	if ((c->files[c->n].path = strdup(path)) == NULL)
+		return 1;
+	c->files[c->n++].mtime = mtime;
+	return 0;
+}
+
+/* The newest n files that match f: every name sorted by time (one walk), then the heads
+ * read newest first until n match. */
+static int quarantine_list_filtered(const char *root, size_t n, const struct quarantine_filter *f,
+    struct quarantine_item *items, size_t *count, char *err, size_t errlen)
+{
+	struct quarantine_all_ctx c = { 0 };
+	int rc = quarantine_walk(root, true, quarantine_all_each, &c, err, errlen);
+
+	if (rc > 0) {
+		snprintf(err, errlen, "out of memory");
+		rc = -1;
+	}
+	if (rc == 0)
+		qsort(c.files, c.n, sizeof(*c.files), quarantine_newest_first);
+	for (size_t i = 0; rc == 0 && i < c.n && *count < n; i++) {
+		int r = quarantine_read_head(c.files[i].path, &items[*count], err, errlen);
+		if (r < 0)
+			rc = -1;
+		else if (r > 0 && quarantine_item_matches(&items[*count], f))
+			(*count)++;
+		else if (r > 0)
+			quarantine_item_free(&items[*count]);
+	}
+	for (size_t i = 0; i < c.n; i++)
+		free(c.files[i].path);
+	free(c.files);
+	if (rc != 0) {
+		for (size_t i = 0; i < *count; i++)
+			quarantine_item_free(&items[i]);
+		*count = 0;
+	}
+	return rc;
+}
+
+int quarantine_list(const char *root, size_t n, const struct quarantine_filter *f, struct quarantine_item *items,
+    size_t *count, char *err, size_t errlen)
 {
 	struct quarantine_list_ctx c = { 0 };
 	int rc = 0;
@@ -465,6 +611,8 @@ int quarantine_list(const char *root, size_t n, struct quarantine_item *items, s
 		n = QUARANTINE_LIST_MAX;
 	if (n == 0)
 		return 0;
+	if (quarantine_filter_is_set(f))
+		return quarantine_list_filtered(root, n, f, items, count, err, errlen);
 	/* the newest n names, then their heads; a file that is not a held message takes a place,
 	 * so with fewer than n held among them the walk goes again for twice as many */
 	for (c.k = n;; c.k *= 2) {

@@ -80,8 +80,29 @@ int quarantine_find(const char *root, const char *id, struct quarantine_item *it
  * items (an array of n, each to be freed); *count how many. Files that are not held
  * messages (no envelope block) are skipped. 0, or -1 with err. */
 #define QUARANTINE_LIST_MAX 200
-int quarantine_list(const char *root, size_t n, struct quarantine_item *items, size_t *count,
-    char *err, size_t errlen);
+
+/* What an admin looks for (each NULL/0: any): rcpt, a recipient the file names ("@DOMAIN":
+ * any recipient of that domain; case-insensitive); from, text in the envelope sender; subject,
+ * text in the held message's Subject field (case-insensitive, as it is in the file: an
+ * encoded word is not decoded); older_than, a file time before it. */
+struct quarantine_filter {
+	const char *rcpt, *from, *subject;
+	time_t older_than;
+};
+
+/* Whether f names anything to look for. */
+bool quarantine_filter_is_set(const struct quarantine_filter *f);
+
+/* Whether it matches f (NULL: yes). Pure. */
+bool quarantine_item_matches(const struct quarantine_item *it, const struct quarantine_filter *f);
+
+/* f: the newest n that match it (NULL: the newest n). With a filter every file's name is
+ * sorted by time, then heads are read newest first until n match. */
+int quarantine_list(const char *root, size_t n, const struct quarantine_filter *f, struct quarantine_item *items,
+    size_t *count, char *err, size_t errlen);
+
+/* The index of rcpt (case-insensitive) among it's recipients, or -1. Pure. */
+long quarantine_item_rcpt_index(const struct quarantine_item *it, const char *rcpt);
 
 /* Blocking. Moves the held file into root/released/ (created 0700 when missing), where
  * list, show and release no longer see it (amavis keeps released files too). 0 or -1 err. */

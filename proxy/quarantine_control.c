@@ -1,9 +1,11 @@
 /* quarantine_control.c — the control verbs on the quarantine maildir (control.h):
  *
- *   quarantine list [N]             the newest N (default 20, at most QUARANTINE_LIST_MAX)
+ *   quarantine list [N] [FILTER...] the newest N (default 20, at most QUARANTINE_LIST_MAX)
+ *                                   that match rcpt=, from=, subject=, older= (all of them)
  *   quarantine show ID              envelope and header block
- *   quarantine release ID [RCPT...] re-injected through the backend pool
- *   quarantine delete ID
+ *   quarantine release ID [RCPT...] re-injected through the backend pool; with RCPTs named the
+ *                                   file stays for the held recipients not named
+ *   quarantine delete ID [RCPT...]  the file, or those recipients from it
  *
  * list, show and delete read the maildir in the libuv thread pool. release runs on a thread
  * of its own with a loop of its own: a transaction (smtp_tx.c, the one sessions use: the
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -123,7 +126,12 @@ struct qc_job {
 	bool json;
 	int rc;
 	struct strbuf out;
-	size_t nrcpts;               /* delete: for the log line */
+	size_t nrcpts;               /* delete: for the log line (the recipients deleted) */
+	size_t nkept;                /* delete RCPT...: the recipients the file still names */
+	struct quarantine_filter f;  /* list: strings into fstore */
+	char *fstore[3];
+	char **rcpts;                /* delete RCPT...: the recipients named (NULL: all) */
+	size_t nnamed;
 };
 
 static void qc_not_found(struct strbuf *out, const char *id)
@@ -137,7 +145,7 @@ static void qc_work_list(struct qc_job *j)
 	char err[600] = "";
 	size_t count = 0;
 
-	if (items == NULL || quarantine_list(j->root, j->n, items, &count, err, sizeof(err)) != 0) {
+	if (items == NULL || quarantine_list(j->root, j->n, &j->f, items, &count, err, sizeof(err)) != 0) {
 		strbuf_printf(&j->out, "quarantine list: %s\n", items ? err : "out of memory");
 		free(items);
 		j->rc = -1;
@@ -160,12 +168,90 @@ static void qc_work_list(struct qc_job *j)
 		for (size_t i = 0; i < count; i++)
 			qc_item_text(&j->out, &items[i]);
 		if (count == 0)
-			strbuf_printf(&j->out, "quarantine: empty\n");
+			strbuf_printf(&j->out, quarantine_filter_is_set(&j->f) ? "quarantine: none matches\n" :
+			    "quarantine: empty\n");
 	}
 	for (size_t i = 0; i < count; i++)
 		quarantine_item_free(&items[i]);
 	free(items);
 	j->rc = 0;
+}
+
+/* The held recipients of it except the ones whose index has skip[i] set, into left (it's
+ * nrcpts slots; addr malloc'd: qc_rcpts_free). Returns how many, or -1 out of memory. */
+static long qc_rcpts_except(const struct quarantine_item *it, const bool *skip, struct rcpt *left)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < it->env.nrcpts; i++) {
+		if (skip[i])
+			continue;
+		left[n].addr = strndup(it->head + it->env.rcpts[i].off, it->env.rcpts[i].len);
+		if (left[n++].addr == NULL)
+			return -1;
+	}
+	return (long)n;
+}
+
+static void qc_rcpts_free(struct rcpt *r, size_t cap)
+{
+	for (size_t i = 0; r && i < cap; i++)
+		free(r[i].addr);
+	free(r);
+}
+
+/* delete ID RCPT...: the named recipients leave the held file (rewritten to name the others,
+ * quarantine_rewrite_rcpts), the file goes when none is left; a name the file does not hold
+ * refuses it all. */
+static void qc_delete_rcpts(struct qc_job *j, const struct quarantine_item *it)
+{
+	size_t held = it->env.nrcpts;
+	bool *skip = calloc(held, sizeof(*skip));
+	struct rcpt *left = calloc(held, sizeof(*left));
+	char err[600] = "";
+	long nleft;
+
+	if (skip == NULL || left == NULL) {
+		strbuf_printf(&j->out, "quarantine delete: out of memory\n");
+		goto out;
+	}
+	for (size_t i = 0; i < j->nnamed; i++) {
+		long k = quarantine_item_rcpt_index(it, j->rcpts[i]);
+		if (k < 0) {
+			strbuf_printf(&j->out, "quarantine delete %s: <%s> is not a recipient it is held for\n", j->id,
+			    j->rcpts[i]);
+			goto out;
+		}
+		skip[k] = true;
+	}
+	nleft = qc_rcpts_except(it, skip, left);
+	if (nleft < 0) {
+		strbuf_printf(&j->out, "quarantine delete: out of memory\n");
+		goto out;
+	}
+	/* none left: the file goes; else it names only the others, or is as it was */
+	int fail = 0;
+	if (nleft == 0 && unlink(it->path) != 0)
+		fail = snprintf(err, sizeof(err), "unlink %.400s: %s", it->path, strerror(errno)) != 0;
+	else if (nleft > 0)
+		fail = quarantine_rewrite_rcpts(j->root, it, left, (size_t)nleft, err, sizeof(err)) != 0;
+	if (fail) {
+		strbuf_printf(&j->out, "quarantine delete %s: %s (the file is as it was)\n", j->id, err);
+		goto out;
+	}
+	j->rc = 0;
+	j->nrcpts = held - (size_t)nleft;
+	j->nkept = (size_t)nleft;
+	if (j->json)
+		strbuf_printf(&j->out, "{\"deleted\":\"%s\",\"rcpts\":%zu,\"kept\":%zu}\n", j->id, j->nrcpts, j->nkept);
+	else if (nleft == 0)
+		strbuf_printf(&j->out, "%s: deleted\n", j->id);
+	else
+		strbuf_printf(&j->out, "%s: deleted for %zu recipient%s, still held for %zu\n", j->id, j->nrcpts,
+		    j->nrcpts == 1 ? "" : "s", j->nkept);
+out:
+	free(skip);
+	qc_rcpts_free(left, held);
 }
 
 static void qc_work_show_delete(struct qc_job *j)
@@ -185,6 +271,8 @@ static void qc_work_show_delete(struct qc_job *j)
 		strbuf_printf(&j->out, "quarantine: %s\n", err);
 	else if (f == 0)
 		qc_not_found(&j->out, j->id);
+	else if (j->op == QC_DELETE && j->rcpts)
+		qc_delete_rcpts(j, it);
 	else if (j->op == QC_DELETE) {
 		if (unlink(it->path) != 0)
 			strbuf_printf(&j->out, "quarantine delete: %s: %s\n", it->path, strerror(errno));
@@ -236,6 +324,18 @@ static void qc_work_cb(uv_work_t *req)
 		qc_work_show_delete(j);
 }
 
+static void qc_job_free(struct qc_job *j)
+{
+	strbuf_free(&j->out);
+	free(j->root);
+	for (size_t i = 0; i < 3; i++)
+		free(j->fstore[i]);
+	for (size_t i = 0; i < j->nnamed; i++)
+		free(j->rcpts[i]);
+	free(j->rcpts);
+	free(j);
+}
+
 static void qc_after_cb(uv_work_t *req, int status)
 {
 	struct qc_job *j = req->data;
@@ -246,12 +346,13 @@ static void qc_after_cb(uv_work_t *req, int status)
 		j->rc = -1;
 	} else if (j->out.len)
 		strbuf_append(out, j->out.v, j->out.len);
-	if (j->op == QC_DELETE && j->rc == 0)
+	if (j->op == QC_DELETE && j->rc == 0 && j->nkept)
+		log_event(LOG_LVL_INFO, NULL, "event=quarantine_deleted id=%s rcpts=%zu via=control kept=%zu", j->id,
+		    j->nrcpts, j->nkept);
+	else if (j->op == QC_DELETE && j->rc == 0)
 		log_event(LOG_LVL_INFO, NULL, "event=quarantine_deleted id=%s rcpts=%zu via=control", j->id, j->nrcpts);
 	control_reply_done(j->r, j->rc);
-	strbuf_free(&j->out);
-	free(j->root);
-	free(j);
+	qc_job_free(j);
 }
 
 /* ------------------------------------------------------------ release */
@@ -289,6 +390,7 @@ struct qc_release {
 	struct strbuf refused;       /* "<addr> code text" of each refused after the dot, ", " */
 	size_t nrefused;             /* recipients refused after the dot (a delivered release) */
 	size_t ndelivered;           /* recipients delivered (a failed release: before the failure) */
+	size_t nkept;                /* held recipients the file still names after it */
 };
 
 static bool qc_release_running;        /* main loop only */
@@ -336,6 +438,34 @@ static size_t qc_release_owed(const struct qc_release *rel, bool delivered, stru
 	return n;
 }
 
+/* Release thread: the held recipients the file is to name after the transaction, into left
+ * (the held file's nrcpts slots, addr malloc'd): the ones not in it (not named), and the ones
+ * in it still owed (owed[0..nowed)). Returns how many, -1 out of memory. */
+static long qc_release_left(const struct qc_release *rel, const struct rcpt *owed, size_t nowed,
+    struct rcpt *left)
+{
+	size_t held = rel->it.env.nrcpts;
+	bool *skip = calloc(held ? held : 1, sizeof(*skip));
+	long n;
+
+	if (skip == NULL)
+		return -1;
+	/* held x (named + owed): at most 1000 x 1000 comparisons */
+	for (size_t i = 0; i < held; i++) {
+		const char *h = rel->it.head + rel->it.env.rcpts[i].off;
+		size_t hl = rel->it.env.rcpts[i].len;
+		bool in_tx = rel->rcpts == NULL, is_owed = false;
+		for (size_t k = 0; !in_tx && k < rel->nrcpts_named; k++)
+			in_tx = strlen(rel->rcpts[k]) == hl && strncasecmp(rel->rcpts[k], h, hl) == 0;
+		for (size_t k = 0; in_tx && !is_owed && k < nowed; k++)
+			is_owed = strlen(owed[k].addr) == hl && strncasecmp(owed[k].addr, h, hl) == 0;
+		skip[i] = in_tx && !is_owed;   /* the transaction gave it to this one */
+	}
+	n = qc_rcpts_except(&rel->it, skip, left);
+	free(skip);
+	return n;
+}
+
 static void qc_release_deliver_cb(void *arg, const struct smtp_tx_result *res)
 {
 	struct qc_release *rel = arg;
@@ -343,22 +473,30 @@ static void qc_release_deliver_cb(void *arg, const struct smtp_tx_result *res)
 	bool delivered = res->code / 100 == 2;
 	struct rcpt *owed = calloc(rel->env.nrcpts ? rel->env.nrcpts : 1, sizeof(*owed));
 	size_t nowed = owed ? qc_release_owed(rel, delivered, owed) : rel->env.nrcpts;
+	size_t held = rel->it.env.nrcpts;
+	struct rcpt *left = calloc(held ? held : 1, sizeof(*left));
+	long nleft = owed && left ? qc_release_left(rel, owed, nowed, left) : -1;
 	char err[600] = "";
 	int rw = 0;
 
-	/* Some have it, some not: the file stays for the others and names only them (a second
-	 * release sends nothing more to the ones that have it). */
-	if (nowed > 0 && nowed < rel->nto)
-		rw = owed ? quarantine_rewrite_rcpts(root, &rel->it, owed, nowed, err, sizeof(err)) :
-		    (snprintf(err, sizeof(err), "out of memory"), -1);
+	/* Some held recipients have it, some not (not named, or refused): the file stays for
+	 * the others and names only them (a second release sends nothing more to the ones that
+	 * have it). Before, a release to the ones named moved the file into released/ and the
+	 * others lost their copy. */
+	if (nleft < 0)
+		rw = (snprintf(err, sizeof(err), "out of memory"), -1);
+	else if (nleft > 0 && (size_t)nleft < held)
+		rw = quarantine_rewrite_rcpts(root, &rel->it, left, (size_t)nleft, err, sizeof(err));
+	rel->nkept = nleft > 0 ? (size_t)nleft : 0;
 	free(owed);
+	qc_rcpts_free(left, held);
 	if (!delivered) {
 		rel->ndelivered = rel->nto - nowed;
 		qc_release_fail(rel, "the backend did not take it", res);
 		size_t l = strlen(rel->why);
 		if (rel->ndelivered > 0 && rw == 0)
 			snprintf(rel->why + l, sizeof(rel->why) - l, "; delivered to %zu of %zu before: the held file "
-			    "now names only the %zu not delivered", rel->ndelivered, rel->nto, nowed);
+			    "now names only the %zu not delivered", rel->ndelivered, rel->nto, rel->nkept);
 		else if (rel->ndelivered > 0)
 			snprintf(rel->why + l, sizeof(rel->why) - l, "; delivered to %zu of %zu before, but the held "
 			    "file still names all of them (%s): release it to the others by name or delete it",
@@ -379,6 +517,16 @@ static void qc_release_deliver_cb(void *arg, const struct smtp_tx_result *res)
 			snprintf(rel->why + l, sizeof(rel->why) - l, "but the held file still names all of them (%s): "
 			    "release it to the refused ones by name or delete it (quarantine delete %s)", err, rel->id);
 		rel->rc = rw == 0 ? -3 : -2;
+	} else if (nleft != 0) {
+		/* the ones named have it; the file stays for the held recipients not named */
+		if (rw == 0)
+			rel->rc = 0;
+		else {
+			snprintf(rel->why, sizeof(rel->why), "released as %s to %zu recipient%s via %s, but the held "
+			    "file still names them (%s): delete it for them (quarantine delete %s RCPT...)",
+			    rel->queue_id, rel->nto, rel->nto == 1 ? "" : "s", rel->backend, err, rel->id);
+			rel->rc = -2;
+		}
 	} else if (quarantine_move_released(root, &rel->it, err, sizeof(err)) != 0) {
 		/* delivered: only now does the file leave the quarantine */
 		snprintf(rel->why, sizeof(rel->why), "delivered (queue_id %s via %s) but the held file stays: %s: "
@@ -644,9 +792,12 @@ static void qc_release_done_cb(uv_async_t *a)
 	if (rel->rc != -1) {
 		if (rel->nrefused > 0)
 			snprintf(nv, sizeof(nv), " refused=%zu", rel->nrefused);
+		char kv[40] = "";
+		if (rel->nkept > 0 && rel->rc != -2)
+			snprintf(kv, sizeof(kv), " kept=%zu", rel->nkept);
 		log_event(rel->rc == 0 ? LOG_LVL_INFO : LOG_LVL_WARNING, NULL,
-		    "event=quarantine_released id=%s queue_id=%s rcpts=%zu backend=%s%s%s", rel->id, rel->queue_id,
-		    rel->nto, log_val(bv, sizeof(bv), rel->backend), nv, rel->rc == -2 ? " file=kept" : "");
+		    "event=quarantine_released id=%s queue_id=%s rcpts=%zu backend=%s%s%s%s", rel->id, rel->queue_id,
+		    rel->nto, log_val(bv, sizeof(bv), rel->backend), nv, kv, rel->rc == -2 ? " file=kept" : "");
 	} else {
 		if (rel->ndelivered > 0)
 			snprintf(nv, sizeof(nv), " delivered=%zu", rel->ndelivered);
@@ -662,17 +813,34 @@ static void qc_release_done_cb(uv_async_t *a)
 			jsonw_str(&j, "queue_id", rel->queue_id);
 			jsonw_int(&j, "rcpts", (long long)rel->nto);
 			jsonw_str(&j, "backend", rel->backend);
+			jsonw_int(&j, "kept", (long long)rel->nkept);
 			jsonw_end(&j);
 			strbuf_append(out, "\n", 1);
-		} else
-			strbuf_printf(out, "%s: released as %s to %zu recipient%s via %s\n", rel->id, rel->queue_id,
+		} else {
+			strbuf_printf(out, "%s: released as %s to %zu recipient%s via %s", rel->id, rel->queue_id,
 			    rel->nto, rel->nto == 1 ? "" : "s", rel->backend);
+			if (rel->nkept > 0)
+				strbuf_printf(out, "; still held for %zu recipient%s not named", rel->nkept,
+				    rel->nkept == 1 ? "" : "s");
+			strbuf_append(out, "\n", 1);
+		}
 	} else
 		strbuf_printf(out, "quarantine release %s: %s\n", rel->id, rel->why);
 	control_reply_done(rel->r, rel->rc == 0 ? 0 : -1);
 	rel->closing = 2;
 	uv_close((uv_handle_t *)&rel->watch, qc_release_closed_cb);
 	uv_close((uv_handle_t *)a, qc_release_closed_cb);
+}
+
+/* An address as RCPT takes it: no brackets, spaces or controls. */
+static bool qc_is_addr(const char *a)
+{
+	if (!*a || strlen(a) > 320 || strpbrk(a, "<> \t") || !strchr(a, '@'))
+		return false;
+	for (; *a; a++)
+		if ((unsigned char)*a < 0x20 || *a == 0x7f)
+			return false;
+	return true;
 }
 
 static void qc_release_start(const struct mx_config *cfg, int argc, char **argv, bool json,
@@ -687,15 +855,12 @@ static void qc_release_start(const struct mx_config *cfg, int argc, char **argv,
 		control_reply_done(r, -1);
 		return;
 	}
-	for (int i = 2; i < argc; i++) {
-		/* an address, as RCPT takes it: no brackets, spaces or controls */
-		const char *a = argv[i];
-		if (!*a || strlen(a) > 320 || strpbrk(a, "<>") || !strchr(a, '@')) {
-			strbuf_printf(out, "quarantine release: not an address: \"%.80s\"\n", a);
+	for (int i = 2; i < argc; i++)
+		if (!qc_is_addr(argv[i])) {
+			strbuf_printf(out, "quarantine release: not an address: \"%.80s\"\n", argv[i]);
 			control_reply_done(r, -1);
 			return;
 		}
-	}
 	rel = calloc(1, sizeof(*rel));
 	if (rel == NULL || (argc > 2 && (rel->rcpts = calloc((size_t)argc - 2, sizeof(char *))) == NULL))
 		goto oom;
@@ -741,7 +906,52 @@ oom:
 
 /* ------------------------------------------------------------ the verb */
 
-static const char qc_usage[] = "usage: quarantine list [N] | show ID | release ID [RCPT...] | delete ID\n";
+#define QC_USAGE "quarantine list [N] [rcpt=ADDR|@DOMAIN] [from=TEXT] [subject=TEXT] [older=DAYS] | show ID | " \
+	"release ID [RCPT...] | delete ID [RCPT...]"
+static const char qc_usage[] = "usage: " QC_USAGE "\n";
+
+/* list's words after N: KEY=VALUE filters into j->f. 0, or -1 with the reason in out. */
+static int qc_parse_filter(struct qc_job *j, int argc, char **argv, struct strbuf *out)
+{
+	static const char *const keys[] = { "rcpt=", "from=", "subject=" };
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		size_t k;
+		for (k = 0; k < 3; k++)
+			if (strncmp(a, keys[k], strlen(keys[k])) == 0)
+				break;
+		if (k < 3) {
+			const char *v = a + strlen(keys[k]);
+			if (!*v || strlen(v) > 320 || j->fstore[k]) {
+				strbuf_printf(out, "quarantine list: %s needs one value of 1 to 320 octets\n", keys[k]);
+				return -1;
+			}
+			if ((j->fstore[k] = strdup(v)) == NULL) {
+				strbuf_printf(out, "quarantine: out of memory\n");
+				return -1;
+			}
+			continue;
+		}
+		if (strncmp(a, "older=", 6) == 0) {
+			char *end;
+			long d = strtol(a + 6, &end, 10);
+			if (end == a + 6 || (*end && strcmp(end, "d") != 0) || d < 0 || d > 36500) {
+				strbuf_printf(out, "quarantine list: older= takes days, 0..36500 (older=14)\n");
+				return -1;
+			}
+			if (d > 0)   /* older=0: any age */
+				j->f.older_than = time(NULL) - (time_t)d * 86400;
+			continue;
+		}
+		strbuf_printf(out, "quarantine list: \"%.80s\": not N nor a filter (rcpt=, from=, subject=, older=)\n", a);
+		return -1;
+	}
+	j->f.rcpt = j->fstore[0];
+	j->f.from = j->fstore[1];
+	j->f.subject = j->fstore[2];
+	return 0;
+}
 
 static void qc_start(const struct mx_config *cfg, int argc, char **argv, const char *body, size_t body_len,
     bool json, struct control_reply *r)
@@ -755,11 +965,11 @@ static void qc_start(const struct mx_config *cfg, int argc, char **argv, const c
 		control_reply_done(r, -1);
 		return;
 	}
-	if (strcmp(argv[0], "list") == 0 && argc <= 2)
+	if (strcmp(argv[0], "list") == 0)
 		op = QC_LIST;
 	else if (strcmp(argv[0], "show") == 0 && argc == 2)
 		op = QC_SHOW;
-	else if (strcmp(argv[0], "delete") == 0 && argc == 2)
+	else if (strcmp(argv[0], "delete") == 0 && argc >= 2)
 		op = QC_DELETE;
 	else if (strcmp(argv[0], "release") == 0 && argc >= 2)
 		op = QC_RELEASE;
@@ -785,7 +995,8 @@ static void qc_start(const struct mx_config *cfg, int argc, char **argv, const c
 		return;
 	}
 	size_t n = QC_LIST_DEFAULT;
-	if (op == QC_LIST && argc == 2) {
+	int first = 1;
+	if (op == QC_LIST && argc >= 2 && strchr(argv[1], '=') == NULL) {
 		char *end;
 		long v = strtol(argv[1], &end, 10);
 		if (*end || v < 1 || v > QUARANTINE_LIST_MAX) {
@@ -794,6 +1005,7 @@ static void qc_start(const struct mx_config *cfg, int argc, char **argv, const c
 			return;
 		}
 		n = (size_t)v;
+		first = 2;
 	}
 	j = calloc(1, sizeof(*j));
 	if (j == NULL || (j->root = strdup(cfg->quarantine_dir)) == NULL) {
@@ -801,6 +1013,20 @@ static void qc_start(const struct mx_config *cfg, int argc, char **argv, const c
 		strbuf_printf(out, "quarantine: out of memory\n");
 		control_reply_done(r, -1);
 		return;
+	}
+	if (op == QC_LIST && qc_parse_filter(j, argc - first, argv + first, out) != 0)
+		goto refuse;
+	if (op == QC_DELETE && argc > 2) {
+		if ((j->rcpts = calloc((size_t)argc - 2, sizeof(char *))) == NULL)
+			goto oom;
+		for (int i = 2; i < argc; i++) {
+			if (!qc_is_addr(argv[i])) {
+				strbuf_printf(out, "quarantine delete: not an address: \"%.80s\"\n", argv[i]);
+				goto refuse;
+			}
+			if ((j->rcpts[j->nnamed++] = strdup(argv[i])) == NULL)
+				goto oom;
+		}
 	}
 	j->op = op;
 	j->r = r;
@@ -810,15 +1036,19 @@ static void qc_start(const struct mx_config *cfg, int argc, char **argv, const c
 		snprintf(j->id, sizeof(j->id), "%s", argv[1]);
 	j->req.data = j;
 	if (uv_queue_work(control_reply_loop(r), &j->req, qc_work_cb, qc_after_cb) != 0) {
-		free(j->root);
-		free(j);
 		strbuf_printf(out, "quarantine: the thread pool refused the work\n");
-		control_reply_done(r, -1);
+		goto refuse;
 	}
+	return;
+oom:
+	strbuf_printf(out, "quarantine: out of memory\n");
+refuse:
+	control_reply_done(r, -1);
+	qc_job_free(j);
 }
 
 const struct control_verb quarantine_control_verb = {
 	.words = "quarantine",
-	.usage = "quarantine list [N] | show ID | release ID [RCPT...] | delete ID",
+	.usage = QC_USAGE,
 	.start = qc_start,
 };

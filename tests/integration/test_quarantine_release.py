@@ -144,7 +144,10 @@ except ValueError:
 mt.check(rc == 0 and len(got) == 1 and got[0]['rcpts'] == ['x@example.test'],
          'release ID RCPT: to RCPT only (%s %r %s)' % (rc, err, got and got[0]['rcpts']))
 mt.check(rel.get('released') == q2 and rel.get('rcpts') == 1 and rel.get('backend') == be.url
-         and rel.get('queue_id'), 'release --json (%r)' % out)
+         and rel.get('queue_id') and rel.get('kept') == 2, 'release --json (%r)' % out)
+# x@example.test is not one it is held for: the file stays for b and c (test_quarantine_user)
+mt.check(len(files()) == 1 and len(files('released')) == 1, 'released to another address: the file stays')
+mt.ctl(sock, 'quarantine', 'delete', q2)
 
 # ---- delete; unknown IDs; paths as IDs
 q3 = hold('qrel3')

@@ -269,7 +269,7 @@ static void test_files(void **state)
 	put(root, "new", "3.plain", "Subject: not held\r\n\r\nx\r\n", 3000);
 	put(root, "new", ".hidden", "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>\r\nX-Quarantine-ID: <HID>\r\n", 4000);
 
-	assert_int_equal(quarantine_list(root, 10, items, &n, err, sizeof(err)), 0);
+	assert_int_equal(quarantine_list(root, 10, NULL, items, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 2);   /* newest first; the plain file and the dot file are not held mail */
 	assert_string_equal(span(items[0].head, items[0].env.id), "NEW2");
 	assert_string_equal(span(items[0].head, items[0].env.reason), "virus");
@@ -282,8 +282,44 @@ static void test_files(void **state)
 	assert_memory_equal(h, "Subject: new\r\n", hl);
 	for (size_t i = 0; i < n; i++)
 		quarantine_item_free(&items[i]);
-	assert_int_equal(quarantine_list(root, 1, items, &n, err, sizeof(err)), 0);
+	assert_int_equal(quarantine_list(root, 1, NULL, items, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 1);
+	quarantine_item_free(&items[0]);
+
+	/* filters: what is held for one user, from one sender, with one subject, before a time */
+	static const struct {
+		const char *label;
+		struct quarantine_filter f;
+		const char *ids;         /* the IDs listed, newest first */
+	} rows[] = {
+		{ "a recipient", { .rcpt = "c@x" }, "NEW2" },
+		{ "a recipient, case folded", { .rcpt = "A@X" }, "OLD1" },
+		{ "a recipient is whole, not a part", { .rcpt = "c" }, "" },
+		{ "a domain", { .rcpt = "@x" }, "NEW2 OLD1" },
+		{ "a domain is the end of an address", { .rcpt = "@y" }, "" },
+		{ "a sender's text", { .from = "T@" }, "NEW2" },
+		{ "a subject's text", { .subject = "OL" }, "OLD1" },
+		{ "no subject field matches nothing", { .subject = "body" }, "" },
+		{ "before a time", { .older_than = 1500 }, "OLD1" },
+		{ "all of them", { .rcpt = "@x", .from = "s@", .subject = "old" }, "OLD1" },
+		{ "one of them fails", { .rcpt = "b@x", .from = "s@" }, "" },
+	};
+	for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+		char got[64] = "";
+		assert_int_equal(quarantine_list(root, 10, &rows[r].f, items, &n, err, sizeof(err)), 0);
+		for (size_t i = 0; i < n; i++) {
+			snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", i ? " " : "",
+			    span(items[i].head, items[i].env.id));
+			quarantine_item_free(&items[i]);
+		}
+		if (strcmp(got, rows[r].ids) != 0)
+			fail_msg("%s: got \"%s\", want \"%s\"", rows[r].label, got, rows[r].ids);
+	}
+	assert_int_equal(quarantine_list(root, 1, &rows[3].f, items, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);   /* the newest that matches */
+	assert_string_equal(span(items[0].head, items[0].env.id), "NEW2");
+	assert_int_equal(quarantine_item_rcpt_index(&items[0], "C@x"), 1);
+	assert_int_equal(quarantine_item_rcpt_index(&items[0], "d@x"), -1);
 	quarantine_item_free(&items[0]);
 
 	/* an envelope block longer than the first read (900 recipients, ~20 KiB) */
@@ -333,7 +369,7 @@ static void test_files(void **state)
 	assert_int_equal(quarantine_find(root, "BIG3", &it, err, sizeof(err)), 1);
 	quarantine_item_free(&it);
 	/* a quarantine never written to yet: empty, not an error */
-	assert_int_equal(quarantine_list("/tmp/test_quarantine-none/x", 10, items, &n, err, sizeof(err)), 0);
+	assert_int_equal(quarantine_list("/tmp/test_quarantine-none/x", 10, NULL, items, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 0);
 	free(items);
 	char cmd[600];
