@@ -725,8 +725,9 @@ static const struct cfg_field backends_fields[] = {
 		"and sends the rest in a new transaction. 1: an LMTP refusal after the dot then reaches "
 		"the sender exactly (0 = no limit)" },
 	{ "gateway_refusals", CFG_STRLIST, offsetof(struct backends_config, gateway_refusals),
-	  .doc = "5xx replies to MAIL or RCPT that refuse the gateway itself (its address, the endpoint), "
-		 "not the message, beyond Exchange Online's 5.7.606-5.7.649 and 5.7.57, which are built in: "
+	  .doc = "5xx replies to MAIL, RCPT or the final dot that refuse the gateway itself (its address, the endpoint), "
+		 "not the message, beyond Exchange Online's 5.7.606-5.7.649 and 5.7.57 and \"Must issue a STARTTLS "
+		 "command first\", which are built in: "
 		 "an enhanced status code (\"5.7.57\"), a range of one class and subject (\"5.7.606-5.7.649\"), "
 		 "or a text the reply contains, case ignored (\"Client host rejected\": only with client_identity "
 		 "none, where the backend judges mxgate's address); up to 32, each 1 to 200 octets. Such a reply "
