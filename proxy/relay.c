@@ -868,7 +868,16 @@ static void relay_send_ehlo(struct relay *r, enum relay_state next)
 	relay_send_line(r, line);
 }
 
-/* RFC 3461 xtext, as XCLIENT wants its values. */
+/* The longest XCLIENT attribute value Postfix takes, as sent (xtext-encoded): measured with
+ * Postfix 3.7, a longer one is "501 5.5.4 Error: attribute value too long", counted before
+ * decoding (255 '+' of a HELO are 765 octets sent). The line stays far below smtpd's
+ * line_length_limit (2,048) then: eight attributes, about 1,250 octets. */
+#define RELAY_XCLIENT_VALUE_MAX 255
+
+/* RFC 3461 xtext, as XCLIENT wants its values; a value whose encoding would pass
+ * RELAY_XCLIENT_VALUE_MAX is "[UNAVAILABLE]" instead, never cut (a LOGIN cut short would name
+ * another user; a refused XCLIENT would fail every message of the client, and the
+ * attribute is one the client chose: its HELO, its AUTH name, its PTR). */
 static void relay_xtext(char *out, size_t cap, const char *in)
 {
 	size_t o = 0;
@@ -881,6 +890,8 @@ static void relay_xtext(char *out, size_t cap, const char *in)
 			out[o++] = (char)c;
 	}
 	out[o] = '\0';
+	if (o > RELAY_XCLIENT_VALUE_MAX)
+		snprintf(out, cap, "[UNAVAILABLE]");
 }
 
 static bool relay_xclient_has(const struct relay *r, const char *attr)
@@ -1119,11 +1130,22 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 		}
 		if (code != 220 && code != 250 && relay_xclient_required(r)) {
 			/* Postfix's 550 5.7.0 "insufficient authorization" and the like: the
-			 * gateway's (a 4xx: a failure of the server, as to any command) */
-			if (code / 100 == 5)
+			 * gateway's (a 4xx: a failure of the server, as to any command). A 501
+			 * refuses an attribute's syntax: the client's (its HELO, its PTR, its AUTH
+			 * name), never a reason to hold the server out for every other client: this
+			 * message fails here (no fault of the server), the client gets 4xx. */
+			if (code == 501) {
+				char rv[160];
+
+				log_event(LOG_LVL_WARNING, relay_log_id(r), "event=xclient_refused backend=%s reply=%s action=tempfail",
+				    r->b->url, log_val(rv, sizeof(rv), text));
+				r->local_error = true;
+				relay_fail(r, "XCLIENT attributes refused (backends.require_xclient)");
+			} else if (code / 100 == 5) {
 				relay_gateway_refused(r, "xclient", code, text, "XCLIENT refused (backends.require_xclient)");
-			else
+			} else {
 				relay_fail(r, "XCLIENT refused");
+			}
 			return;
 		}
 		if (code != 220 && code != 250) {

@@ -78,6 +78,49 @@ mt.check(mt.wait_for(lambda: 'to=<bob@elsewhere.test>' in mt.log_of('pf-noxclien
 mx.stop()
 
 
+# ------------------------- an attribute Postfix would refuse: the client's, never the gateway's
+# Postfix 3.7 takes an XCLIENT value of up to 255 octets as sent (xtext-encoded): a HELO of 90
+# '+' is 270 (+2B each), "501 5.5.4 Error: attribute value too long". mxgate sends such a
+# value as [UNAVAILABLE]: the XCLIENT is taken and Postfix judges the client's own address
+# (198.18.31.20, outside its mynetworks: relay refused). Main: the 501 made mxgate go on as
+# from its own address, which permit_mynetworks relayed.
+pa_port = mt.free_port()
+mt.postfix_instance('pf-xclient-ok', pa_port, '''mynetworks = 127.0.0.0/8
+relay_domains =
+default_transport = discard
+smtpd_authorized_xclient_hosts = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_recipient_restrictions = permit_mynetworks, reject
+''', hostname='backend-ok.test')
+PA = 'smtp://127.0.0.1:%d' % pa_port
+mx = mt.Mxgate(mt.proxied_config([PA], workers=1), 'mx-xclient-long')
+r = mt.send_mail(mx.port, 'alice@example.org', ['bob@elsewhere.test'], mt.message('longhelo'), ehlo='+' * 90,
+                 proxy_src='198.18.31.20')
+mt.check(r.code == 554 and r.stage == 'rcpt' and mx.count_log(r'event=gateway_refused') == 0,
+         'a HELO whose XCLIENT value Postfix would refuse (90 "+", 270 octets as xtext): sent as [UNAVAILABLE], '
+         'Postfix judges the client, not mxgate: relay refused (%s %s at %s)' % (r.code, r.text, r.stage))
+mt.check(mt.wait_for(lambda: re.search(r'NOQUEUE: reject: RCPT from unknown\[198\.18\.31\.20\]', mt.log_of('pf-xclient-ok'))),
+         'Postfix\'s log names the client 198.18.31.20, not mxgate')
+mx.stop()
+
+# a 501 to XCLIENT (an attribute's syntax: the client's data) fails that message, never holds
+# the server out for everyone (a client with an odd PTR or HELO would stop all mail)
+x5 = mt.Backend(name='xclient-501')
+x5.xclient_reply = '501 5.5.4 Error: bad NAME syntax'
+mx = mt.Mxgate(mt.proxied_config([x5.url], workers=1), 'mx-xclient-501')
+r = send(mx, 'x501')
+mt.check(r.code == 451 and not x5.messages and mx.count_log(r'event=gateway_refused') == 0 and
+         mx.count_log(r'event=backend_down') == 0 and
+         mx.wait_log(r'warning \S+ event=xclient_refused backend=%s reply="501 5\.5\.4 Error: bad NAME syntax" '
+                     r'action=tempfail' % re.escape(x5.url)) is not None,
+         'a 501 to XCLIENT: 451 for that message, xclient_refused action=tempfail, the server stays up (%s %s)'
+         % (r.code, r.text))
+x5.xclient_reply = None
+r = send(mx, 'x501-next')
+mt.check(r.code == 250 and x5.by_tag('x501-next'), 'the next client\'s message goes there (%s)' % r.code)
+mx.stop()
+
+
 # ------------------------------------------------------- scripted refusals: each against an ok one
 def pair(name, refuser, backends=None, messages=2, rcpt='bob@elsewhere.test', after_dot=False, turn=None):
     """mxgate in front of refuser and an ok server (round robin): every message at the ok one,
