@@ -306,6 +306,7 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 	p->rise = bc->health_check.rise > 0 ? (int)bc->health_check.rise : 2;
 	p->client_identity = (int)bc->client_identity;
 	p->require_tls = bc->require_tls;
+	p->require_xclient = bc->require_xclient;
 	p->tls_verify = bc->tls_verify;
 	for (size_t i = 0; i < bc->servers.n; i++) {
 		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, sv[i].backup,

@@ -141,6 +141,10 @@ struct pool {
 	bool require_tls;                                /* backends.require_tls: the probes want
 	                                                  * STARTTLS offered, as delivery does,
 	                                                  * and a TLS handshake (health.c) */
+	bool require_xclient;                            /* backends.require_xclient: with
+	                                                  * client_identity xclient the probes of
+	                                                  * an smtp:// server want XCLIENT offered,
+	                                                  * as delivery does (relay.c) */
 	bool tls_verify;                                 /* backends.tls_verify: the probes'
 	                                                  * handshake verifies the certificate */
 	atomic_uint rr;                                  /* round-robin cursor */

@@ -722,6 +722,14 @@ static const struct cfg_field backends_fields[] = {
 		 "the server (tls_verify_name, default the host of its address). Implies require_tls: a "
 		 "certificate refused is a failed attempt (event=backend_error, next server, then 4xx "
 		 "to the client), never clear text" },
+	{ "require_xclient", CFG_BOOL, offsetof(struct backends_config, require_xclient), "true",
+	  .doc = "with client_identity xclient: an smtp:// server that offers mxgate no XCLIENT in its EHLO "
+		 "reply (Postfix without mxgate in smtpd_authorized_xclient_hosts), or refuses it, "
+		 "refused the gateway: the message never goes to it as from mxgate's address (which "
+		 "Postfix's permit_mynetworks relays unchecked), event=gateway_refused stage=xclient, "
+		 "the server out of the rotation for 5 minutes, the next server, 451 4.4.1 to the client "
+		 "when none is left. false: the message goes on as from mxgate (event=xclient_refused, "
+		 "a warning), as nginx mail's xclient off or Momentum's ifavailable" },
 	{ "tls_ca_file", CFG_STRING, offsetof(struct backends_config, tls_ca_file),
 	  .doc = "PEM file of the CAs trusted for tls_verify (Postfix's smtp_tls_CAfile, HAProxy's "
 		 "ca-file; default: the system's CAs)" },
@@ -736,8 +744,9 @@ static const struct cfg_field backends_fields[] = {
 		 "client's retry of the same octets skips them (event=ledger_hit), so they get no second "
 		 "copy. In memory: a restart, or a retry that reaches another node, repeats them" },
 	{ "gateway_refusals", CFG_STRLIST, offsetof(struct backends_config, gateway_refusals),
-	  .doc = "5xx replies to MAIL or RCPT that refuse the gateway itself (its address, the endpoint), "
-		 "not the message, beyond Exchange Online's 5.7.606-5.7.649 and 5.7.57, which are built in: "
+	  .doc = "5xx replies to MAIL, RCPT or the final dot that refuse the gateway itself (its address, the endpoint), "
+		 "not the message, beyond Exchange Online's 5.7.606-5.7.649 and 5.7.57 and \"Must issue a STARTTLS "
+		 "command first\", which are built in: "
 		 "an enhanced status code (\"5.7.57\"), a range of one class and subject (\"5.7.606-5.7.649\"), "
 		 "or a text the reply contains, case ignored (\"Client host rejected\": only with client_identity "
 		 "none, where the backend judges mxgate's address); up to 32, each 1 to 200 octets. Such a reply "

@@ -106,6 +106,8 @@ struct backends_config {
 	bool starttls;              /* use STARTTLS when the backend offers it */
 	bool require_tls;           /* never in clear: no STARTTLS or a failed one is a failure */
 	bool tls_verify;            /* verify the certificate (chain and name); sets require_tls */
+	bool require_xclient;       /* client_identity xclient: an smtp:// server that does not
+	                             * offer XCLIENT or refuses it refuses the gateway (gwrefuse.h) */
 	char *tls_ca_file;          /* PEM CAs for tls_verify (NULL: the system's) */
 	struct retry_ledger_config retry_ledger; /* the delivery ledger (ledger.h, smtp_tx.c) */
 	struct cfg_strlist gateway_refusals; /* replies that refuse the gateway, not the message

@@ -18,7 +18,11 @@
  * see as the connecting host); 5.7.57 "Client not authenticated to send anonymous mail
  * during MAIL FROM" (the server named is a submission endpoint, smtp.office365.com:587,
  * not the tenant's MX). */
-const char *const gwrefuse_builtin[] = { "5.7.606-5.7.649", "5.7.57", NULL };
+/* And "530 5.7.0 Must issue a STARTTLS command first" (Postfix's smtpd, Sendmail and Exchange
+ * word it so), the answer to MAIL of a server that takes mail only over TLS when mxgate did
+ * not use it (backends.starttls false, or a handshake that failed: no STARTTLS for 10
+ * minutes): the gateway's connection is refused, never the sender's message. */
+const char *const gwrefuse_builtin[] = { "5.7.606-5.7.649", "5.7.57", "Must issue a STARTTLS command first", NULL };
 
 /* An enhanced status code at s (RFC 3463 2: class "." subject "." detail, subject and
  * detail 1*3DIGIT), class 2, 4 or 5: its parts, and the octets it takes. 0 when s does not

@@ -27,14 +27,16 @@ int gwrefuse_check_pattern(const char *pat, const char **why);
 /* The pattern a reply (code, and text as the relay gives it: every line with its code,
  * joined by CRLF, "550 5.7.606 ...") matches: its enhanced code is its last line's
  * (smtp_reply_enhanced); one built in (gwrefuse_builtin: Exchange Online's 5.7.606-5.7.649 and
- * 5.7.57) or one of extra (may be NULL). Only a 5xx is matched: a 4xx is a deferral already.
+ * 5.7.57; Postfix's, Sendmail's and Exchange's "Must issue a STARTTLS command first") or one
+ * of extra (may be NULL). Only a 5xx is matched: a 4xx is a deferral already.
  * Returns the pattern (static or extra's, valid while extra is) or NULL. */
 const char *gwrefuse_match(int code, const char *text, const struct cfg_strlist *extra);
 
 /* The patterns built in, NULL-terminated (docs, tests). */
 extern const char *const gwrefuse_builtin[];
 
-/* A backend refused the gateway at stage ("greeting", "ehlo", "mail", "rcpt"): logs
+/* A backend refused the gateway at stage ("greeting", "ehlo", "starttls", "xclient", "mail",
+ * "rcpt", "data"; code 0: no reply, as XCLIENT not offered): logs
  * event=gateway_refused at error level (sid: the session's id or NULL) and takes b out of
  * the rotation for BACKEND_REFUSED_HOLD_MS (backend_report_refused): a health probe, which
  * cannot see this refusal, does not bring it back before then. pattern: what matched (NULL:

@@ -69,6 +69,7 @@ struct health_probe {
 	bool work_queued;
 	bool seen;                    /* has had a first result */
 	bool want_xclient;            /* client_identity: xclient, an smtp:// backend */
+	bool need_xclient;            /* ... and backends.require_xclient: delivery fails without it */
 	bool saw_xclient;             /* this check's EHLO reply announced XCLIENT */
 	bool warned_xclient;          /* backend_no_xclient logged (again once it offers it) */
 	bool want_starttls;           /* backends.require_tls: delivery fails without STARTTLS */
@@ -450,6 +451,12 @@ static void probe_after_ehlo(struct health_probe *p)
 	} else if (p->saw_xclient) {
 		p->warned_xclient = false;
 	}
+	if (p->need_xclient && !p->saw_xclient) {
+		/* relay.c refuses to deliver to it as mxgate (a gateway refusal): up would be a
+		 * lie (/readyz) */
+		probe_fail_stage(p, "XCLIENT not offered (backends.require_xclient)");
+		return;
+	}
 	probe_record(p, true, NULL);
 	p->stage = PROBE_QUIT;
 	if (probe_send(p, &p->wr_quit, "QUIT\r\n") != 0)
@@ -785,6 +792,7 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 		if (pool->client_identity == IDENTITY_PROXY_V2 && p->kind != BACKEND_MAILDIR)
 			p->proxy_hdr_len = proxyproto_build_v2_local(p->proxy_hdr, sizeof p->proxy_hdr);
 		p->want_xclient = pool->client_identity == IDENTITY_XCLIENT && p->kind == BACKEND_SMTP;
+		p->need_xclient = p->want_xclient && pool->require_xclient;
 		p->want_starttls = pool->require_tls && p->kind != BACKEND_MAILDIR;
 		if (p->want_starttls && h->tls_client) {
 			if (!(p->sni = strdup(b->host)))

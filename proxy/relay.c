@@ -868,7 +868,16 @@ static void relay_send_ehlo(struct relay *r, enum relay_state next)
 	relay_send_line(r, line);
 }
 
-/* RFC 3461 xtext, as XCLIENT wants its values. */
+/* The longest XCLIENT attribute value Postfix takes, as sent (xtext-encoded): measured with
+ * Postfix 3.7, a longer one is "501 5.5.4 Error: attribute value too long", counted before
+ * decoding (255 '+' of a HELO are 765 octets sent). The line stays far below smtpd's
+ * line_length_limit (2,048) then: eight attributes, about 1,250 octets. */
+#define RELAY_XCLIENT_VALUE_MAX 255
+
+/* RFC 3461 xtext, as XCLIENT wants its values; a value whose encoding would pass
+ * RELAY_XCLIENT_VALUE_MAX is "[UNAVAILABLE]" instead, never cut (a LOGIN cut short would name
+ * another user; a refused XCLIENT would fail every message of the client, and the
+ * attribute is one the client chose: its HELO, its AUTH name, its PTR). */
 static void relay_xtext(char *out, size_t cap, const char *in)
 {
 	size_t o = 0;
@@ -881,6 +890,8 @@ static void relay_xtext(char *out, size_t cap, const char *in)
 			out[o++] = (char)c;
 	}
 	out[o] = '\0';
+	if (o > RELAY_XCLIENT_VALUE_MAX)
+		snprintf(out, cap, "[UNAVAILABLE]");
 }
 
 static bool relay_xclient_has(const struct relay *r, const char *attr)
@@ -967,9 +978,37 @@ static void relay_ready(struct relay *r)
 		cb(r->arg, r, 250, "ready");
 }
 
+/* The backend refused the gateway itself at stage ("ehlo", "starttls", "xclient"; code and
+ * text its reply, code 0 for none): logged and held as any such refusal (gwrefuse_report,
+ * counted as that, not again as a failure), the connection failed with why: the owner tries
+ * the next server, the client gets 451 when none is left. r is closed on return. */
+static void relay_gateway_refused(struct relay *r, const char *stage, int code, const char *text, const char *why)
+{
+	gwrefuse_report(r->gen->pool, r->b, relay_log_id(r), stage, code, text, NULL);
+	r->gw_refused = true;
+	relay_fail(r, why);
+}
+
+/* Whether XCLIENT must reach r's server (client_identity xclient, backends.require_xclient,
+ * an smtp:// server): one that offers none or refuses it would get every message as from
+ * mxgate's own address, which Postfix's permit_mynetworks relays with no client check and
+ * its logs and rate limits see as one client. LMTP servers are left out, as the health
+ * probe's backend_no_xclient warning leaves them (the final delivery, not a relay). */
+static bool relay_xclient_required(const struct relay *r)
+{
+	const struct backends_config *bc = &r->gen->cfg->backends;
+
+	return bc->client_identity == IDENTITY_XCLIENT && bc->require_xclient && r->b->kind == BACKEND_SMTP;
+}
+
 /* After EHLO (first, after TLS or after XCLIENT): announce identity or finish. */
 static void relay_after_ehlo(struct relay *r)
 {
+	if (!(r->caps.bits & SMTP_CAP_XCLIENT) && relay_xclient_required(r)) {
+		relay_gateway_refused(r, "xclient", 0, "(no XCLIENT in the EHLO reply)",
+		    "XCLIENT not offered (backends.require_xclient)");
+		return;
+	}
 	if (r->gen->cfg->backends.client_identity == IDENTITY_XCLIENT && (r->caps.bits & SMTP_CAP_XCLIENT) &&
 	    r->pending_ident[0] && strcmp(r->pending_ident, r->ident) != 0) {
 		r->state = RELAY_XCLIENT;
@@ -1011,6 +1050,13 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 	case RELAY_EHLO:
 	case RELAY_EHLO_TLS:
 	case RELAY_EHLO_XCLIENT:
+		/* A 5xx to mxgate's own EHLO (its hostname, from its address) refuses the gateway;
+		 * the one after XCLIENT, or behind PROXY v2, names the client's HELO: the client's */
+		if (code / 100 == 5 && r->state != RELAY_EHLO_XCLIENT &&
+		    r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2) {
+			relay_gateway_refused(r, "ehlo", code, text, "EHLO refused");
+			return;
+		}
 		if (code != 250) {
 			relay_fail(r, "EHLO refused");
 			return;
@@ -1036,6 +1082,11 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 		relay_after_ehlo(r);
 		return;
 	case RELAY_STARTTLS:
+		if (code / 100 == 5 && r->gen->cfg->backends.require_tls) {
+			/* mxgate may send only over TLS and the server will not take its STARTTLS */
+			relay_gateway_refused(r, "starttls", code, text, "STARTTLS refused (backends.require_tls)");
+			return;
+		}
 		if (code != 220 && r->gen->cfg->backends.require_tls) {
 			relay_fail(r, "STARTTLS refused (backends.require_tls)");
 			return;
@@ -1077,8 +1128,29 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 			relay_fail(r, "XCLIENT refused on a pooled connection");
 			return;
 		}
+		if (code != 220 && code != 250 && relay_xclient_required(r)) {
+			/* Postfix's 550 5.7.0 "insufficient authorization" and the like: the
+			 * gateway's (a 4xx: a failure of the server, as to any command). A 501
+			 * refuses an attribute's syntax: the client's (its HELO, its PTR, its AUTH
+			 * name), never a reason to hold the server out for every other client: this
+			 * message fails here (no fault of the server), the client gets 4xx. */
+			if (code == 501) {
+				char rv[160];
+
+				log_event(LOG_LVL_WARNING, relay_log_id(r), "event=xclient_refused backend=%s reply=%s action=tempfail",
+				    r->b->url, log_val(rv, sizeof(rv), text));
+				r->local_error = true;
+				relay_fail(r, "XCLIENT attributes refused (backends.require_xclient)");
+			} else if (code / 100 == 5) {
+				relay_gateway_refused(r, "xclient", code, text, "XCLIENT refused (backends.require_xclient)");
+			} else {
+				relay_fail(r, "XCLIENT refused");
+			}
+			return;
+		}
 		if (code != 220 && code != 250) {
-			/* The backend refused our identity: it still works, without it. */
+			/* The backend refused our identity: it still works, without it
+			 * (backends.require_xclient: false). */
 			char rv[160];
 
 			log_event(LOG_LVL_WARNING, relay_log_id(r), "event=xclient_refused backend=%s reply=%s", r->b->url,

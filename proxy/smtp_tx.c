@@ -1435,14 +1435,23 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		else
 			temp++;
 	}
+	/* A refusal of the gateway itself after the dot (gwrefuse.h; Exchange may refuse there
+	 * too): no verdict on the message, which goes to the next server as after a 4xx (451
+	 * 4.4.1 to the client when none is left), never a 5xx to the sender */
+	bool gw = ok == 0 && temp == 0 && perm > 0 && smtp_tx_gateway_refused(tx, "data", codes[0], texts[0]);
+	if (gw) {
+		temp = perm;
+		perm = 0;
+	}
 	/* Each recipient's own result: an LMTP server's reply for it (RFC 2033 4.2: one per
 	 * recipient, in order), else the one reply for all. The session counts as delivered
 	 * only the 2xx ones (opstats_note_message); a release keeps its file for the others. */
 	for (size_t i = 0; i < env->nrcpts; i++) {
-		env->rcpts[i].status = codes[per_rcpt ? i : 0];
+		/* (a gateway refusal: owed, as after a 4xx, not refused) */
+		int c = gw ? 451 : codes[per_rcpt ? i : 0];
+		env->rcpts[i].status = c;
 		if (tx->rcpt_result)
-			tx->rcpt_result(tx->rcpt_result_arg, &env->rcpts[i], codes[per_rcpt ? i : 0],
-			    texts[per_rcpt ? i : 0]);
+			tx->rcpt_result(tx->rcpt_result_arg, &env->rcpts[i], c, gw ? SMTP_TX_GATEWAY_REFUSED : texts[per_rcpt ? i : 0]);
 	}
 	const char *url = tx->backend ? tx->backend->url : "?";
 	if (temp == 0 && ok > 0) {

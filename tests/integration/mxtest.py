@@ -1764,6 +1764,10 @@ class Backend:
     sni: the server names clients sent in their TLS ClientHello (None: none sent), one per handshake.
     rset_gate: a threading.Event the reply to RSET waits for (set by the test: a backend slow to
           answer RSET, without timing); rset_reply: the reply line to RSET instead of 250.
+    ehlo_reply, starttls_reply, xclient_reply (attributes, None: the usual reply): the reply
+          line to EHLO/LHLO, to STARTTLS (announced), to XCLIENT (announced) instead (a server
+          refusing the gateway: '554 5.7.1 Access denied', Postfix's '550 5.7.0 Error:
+          insufficient authorization').
     Records: messages (accepted: dicts mail, rcpts, data (unstuffed bytes), xclient, proxy,
     helo, qid, accepted_rcpts), attempts (every transaction that reached the dot),
     commands (every command line received, all connections), connections (count; a message's
@@ -1797,6 +1801,7 @@ class Backend:
         self.extensions, self.mail_reply, self.rcpt_replies = list(extensions), mail_reply, dict(rcpt_replies or {})
         self.sni = []
         self.rset_gate, self.rset_reply = None, None
+        self.ehlo_reply = self.starttls_reply = self.xclient_reply = None
         self.mode, self.lmtp, self.delay, self.xclient = mode, lmtp, delay, xclient
         self.starttls, self.smtputf8, self.chunking, self.dsn = starttls, smtputf8, chunking, dsn
         self.reject_rcpt, self.tempfail_rcpt = set(reject_rcpt), set(tempfail_rcpt)
@@ -1963,6 +1968,9 @@ class Backend:
                 if verb == 'HELO':
                     w(b'250 %s\r\n' % self.name.encode())
                     continue
+                if self.ehlo_reply:
+                    w(self.ehlo_reply.encode() + b'\r\n')
+                    continue
                 ext = ['PIPELINING', 'SIZE 100000000', '8BITMIME', 'ENHANCEDSTATUSCODES'] + (['SMTPUTF8'] if self.smtputf8 else [])
                 if self.chunking:
                     ext.append('CHUNKING')
@@ -1976,6 +1984,8 @@ class Backend:
                 lines = [self.name] + ext
                 w(b''.join(b'250%s%s\r\n' % (b' ' if i == len(lines) - 1 else b'-', x.encode())
                            for i, x in enumerate(lines)))
+            elif verb == 'STARTTLS' and self.starttls and tls is None and self.starttls_reply:
+                w(self.starttls_reply.encode() + b'\r\n')
             elif verb == 'STARTTLS' and self.starttls and tls is None:
                 w(b'220 2.0.0 Ready to start TLS\r\n')
                 plain = c
@@ -1994,6 +2004,8 @@ class Backend:
                 with self.lock:
                     self.tls_handshakes.append(c.session_reused)
                 xclient, helo, mail, rcpts, accepted = {}, None, None, [], []
+            elif verb == 'XCLIENT' and self.xclient and self.xclient_reply:
+                w(self.xclient_reply.encode() + b'\r\n')
             elif verb == 'XCLIENT' and self.xclient:
                 for kv in arg.split():
                     k, _, v = kv.partition('=')

@@ -8,7 +8,9 @@ holds (permit_mynetworks: it relays anywhere), and its client checks judge mxgat
 - in front of such a Postfix, with client_identity: xclient (the default), mxgate says so
   once per backend, at the health probe that reads its EHLO reply:
   event=backend_no_xclient backend=smtp://... (warning) (was: nothing anywhere; the only
-  trace was Postfix's log naming mxgate as every client);
+  trace was Postfix's log naming mxgate as every client); with backends.require_xclient
+  (the default, session 31) the probe fails it and a message gets 451 4.4.1, never relayed
+  as from mxgate; with require_xclient: false the message goes as from mxgate;
 - with smtpd_authorized_xclient_hosts set, no such line, and Postfix logs the real client."""
 import os
 import re
@@ -30,10 +32,10 @@ mt.postfix_instance('pf-noxclient', bare, MAIN)
 mt.postfix_instance('pf-xclient', authorized, MAIN + 'smtpd_authorized_xclient_hosts = 127.0.0.0/8\n')
 
 
-def daemon(name, port):
+def daemon(name, port, **backends):
     cfg = mt.config(['smtp://127.0.0.1:%d' % port], workers=1,
                     listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
-                    trusted_proxies=['127.0.0.1/32'])
+                    trusted_proxies=['127.0.0.1/32'], backends=backends)
     cfg['backends']['health_check'] = {'interval': '200ms', 'timeout': '%gs' % mt.slack(10), 'fall': 2, 'rise': 1}
     cfg['log'] = {'level': 'debug'}
     return mt.Mxgate(cfg, name=name)
@@ -49,8 +51,24 @@ def send(mx):
                     '--from', 'a@example.net', '--to', 'b@example.org')
 
 
-mx = daemon('mx-noxclient', bare)
-mt.check(mt.wait_for(lambda: probes(mx) >= 3, mt.slack(30)), 'three probes of the Postfix without XCLIENT passed')
+def failed_probes(mx):
+    return mx.count_log(r'event=health_check backend=\S+ result=fail')
+
+
+mx = daemon('mx-required', bare)
+mt.check(mt.wait_for(lambda: failed_probes(mx) >= 3, mt.slack(30)),
+         'backends.require_xclient (the default): three probes of the Postfix without XCLIENT failed')
+lines = re.findall(r'[^\n]*event=backend_no_xclient[^\n]*', mx.log())
+mt.check(len(lines) == 1 and 'backend=smtp://127.0.0.1:%d' % bare in lines[0] and ' warning ' in lines[0],
+         'a backend that offers no XCLIENT is named once, as a warning (%s)' % lines)
+r = send(mx)
+mt.check(r.returncode != 0 and '451 4.4.1' in r.stdout + r.stderr and
+         not re.search(r': client=localhost\[127\.0\.0\.1\]', mt.log_of('pf-noxclient')),
+         'the message gets 451 4.4.1, nothing goes to that Postfix as from mxgate (rc=%d)' % r.returncode)
+mx.stop()
+
+mx = daemon('mx-noxclient', bare, require_xclient=False)
+mt.check(mt.wait_for(lambda: probes(mx) >= 3, mt.slack(30)), 'require_xclient: false: three probes of the Postfix without XCLIENT passed')
 lines = re.findall(r'[^\n]*event=backend_no_xclient[^\n]*', mx.log())
 mt.check(len(lines) == 1 and 'backend=smtp://127.0.0.1:%d' % bare in lines[0] and ' warning ' in lines[0],
          'a backend that offers no XCLIENT is named once, as a warning (%s)' % lines)

@@ -25,6 +25,14 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
+
+def config_noxc(servers, **kw):
+    """mt.config with client_identity none: the recording servers here offer no XCLIENT
+    (backends.require_xclient would refuse them: test_xclient_required)."""
+    b = {'client_identity': 'none'}
+    b.update(kw.pop('backends', None) or {})
+    return mt.config(servers, backends=b, **kw)
+
 mt.need('smtp-sink', 'smtp-source')
 
 FROM, RCPT = 'a@example.org', 'b@example.test'
@@ -181,7 +189,7 @@ def send_content(c, data):
 
 # --------------------------------------------------- DATA reaches the backend before content
 sc = Script()
-mx = mt.Mxgate(mt.config([sc.url], limits={'max_message_size': 4096, 'bare_lf': 'reject'}), name='mx-early')
+mx = mt.Mxgate(config_noxc([sc.url], limits={'max_message_size': 4096, 'bare_lf': 'reject'}), name='mx-early')
 c, code = lockstep_to_data(mx.port)
 mt.check(code == 354, 'DATA 354 (%s)' % code)
 first = wait_data_open(sc)
@@ -234,7 +242,7 @@ mx.stop()
 # --------------------------------------------------------- the backend refuses DATA: 5xx, 4xx
 for reply, cls in (('554 5.7.1 no data for you', 5), ('451 4.3.0 try later', 4)):
     sc = Script(data_replies=(reply,))
-    mx = mt.Mxgate(mt.config([sc.url], backends={'max_attempts': 2}), name='mx-refuse%d' % cls)
+    mx = mt.Mxgate(config_noxc([sc.url], backends={'max_attempts': 2}), name='mx-refuse%d' % cls)
     c, code = lockstep_to_data(mx.port)
     mt.check(code == 354, 'refusing backend: the client still gets our 354')
     mt.check(mt.wait_for(lambda: any(('cmd', 'DATA') in s for s in sc.sessions()), mt.slack(5)),
@@ -250,7 +258,7 @@ for reply, cls in (('554 5.7.1 no data for you', 5), ('451 4.3.0 try later', 4))
 
 # ------------------------------------------------------------ the backend dies with DATA open
 sc, sb = Script(close_after_354={1}), Script()
-mx = mt.Mxgate(mt.config([sc.url, {'address': sb.url, 'backup': True}], backends={'max_attempts': 3}),
+mx = mt.Mxgate(config_noxc([sc.url, {'address': sb.url, 'backup': True}], backends={'max_attempts': 3}),
                name='mx-die-once')
 c, code = lockstep_to_data(mx.port)
 mt.check(mt.wait_for(lambda: any(ended_without_dot(sc, i) for i in range(len(sc.events()))), mt.slack(5)),
@@ -263,7 +271,7 @@ c.cmd('QUIT')
 mx.stop()
 
 sc = Script(close_after_354=set(range(1, 20)))
-mx = mt.Mxgate(mt.config([sc.url], backends={'max_attempts': 2}), name='mx-die-always')
+mx = mt.Mxgate(config_noxc([sc.url], backends={'max_attempts': 2}), name='mx-die-always')
 c, code = lockstep_to_data(mx.port)
 r = send_content(c, message('lost'))
 mt.check(r[0] is not None and r[0] // 100 == 4, 'every attempt dies with DATA open: 4xx (%r)' % (r,))
@@ -273,7 +281,7 @@ mx.stop()
 
 # ----------------------------------------------------- every RCPT refused: no DATA anywhere
 sc = Script(reject={RCPT})
-mx = mt.Mxgate(mt.config([sc.url]), name='mx-norcpt')
+mx = mt.Mxgate(config_noxc([sc.url]), name='mx-norcpt')
 c = mt.Client(mx.port)
 c.ehlo()
 mt.check(c.cmd('MAIL FROM:<%s>' % FROM)[0] == 250, 'MAIL')
@@ -287,7 +295,7 @@ mx.stop()
 
 # ----------------------------------------------------------- CHUNKING: BDAT, no DATA ahead
 b = mt.Backend(chunking=True)
-mx = mt.Mxgate(mt.config([b.url]), name='mx-chunking')
+mx = mt.Mxgate(config_noxc([b.url]), name='mx-chunking')
 c, code = lockstep_to_data(mx.port)
 r = send_content(c, message('chunked'))
 mt.check(r[0] == 250, 'CHUNKING backend: 250 (%r)' % (r,))
@@ -298,7 +306,7 @@ mx.stop()
 
 # ------------------------------------------- smtp-source -d: lock-step, many on one connection
 sink = mt.Sink(name='sink-d')
-mx = mt.Mxgate(mt.config([sink.url]), name='mx-d')
+mx = mt.Mxgate(config_noxc([sink.url]), name='mx-d')
 r = mt.smtp_source(mx.port, '-d', '-s', '2', '-m', '40', '-l', '1024', '-f', FROM, '-t', RCPT, timeout=60)
 mt.check(r.returncode == 0, 'smtp-source -d ran (%r)' % (r.stderr[-300:] if r.stderr else ''))
 mt.check(mt.wait_for(lambda: sink.count() == 40, mt.slack(10)), 'all 40 delivered (%d)' % sink.count())

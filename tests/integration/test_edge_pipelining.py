@@ -20,6 +20,14 @@ import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
+
+def config_noxc(servers, **kw):
+    """mt.config with client_identity none: the recording servers here offer no XCLIENT
+    (backends.require_xclient would refuse them: test_xclient_required)."""
+    b = {'client_identity': 'none'}
+    b.update(kw.pop('backends', None) or {})
+    return mt.config(servers, backends=b, **kw)
+
 mt.need('smtp-sink')
 
 
@@ -179,7 +187,7 @@ def session_of(port, groups):
 
 # ------------------------------------------------------------------ MAIL with the first RCPT, one write
 rec = Recorder()
-mx = mt.Mxgate(mt.config([rec.url]), name='mxgate-recorder')
+mx = mt.Mxgate(config_noxc([rec.url]), name='mxgate-recorder')
 r = pipelined(mx.port, ['b@example.test'], 'pipe-one')
 mt.check(codes(r) == [250, 250, 354, 250], 'pipelined transaction delivered (%r)' % (r,))
 with rec.lock:
@@ -236,7 +244,7 @@ mx.stop()
 # ------------------------------------------------------------------ transactions one behind the other
 # the next group goes with the final dot: one backend round trip per message
 rec = Recorder()
-mx = mt.Mxgate(mt.config([rec.url]), name='mxgate-ahead')
+mx = mt.Mxgate(config_noxc([rec.url]), name='mxgate-ahead')
 r = session_of(mx.port, [('ahead-%d' % i, ['b@example.test']) for i in range(4)])
 mt.check(r == [[250, 250, 354, 250]] * 4, 'four pipelined transactions on one connection (%r)' % (r,))
 with rec.lock:
@@ -279,7 +287,7 @@ mx.stop()
 # a backend that closes right after its reply to the dot: the message stands, the next
 # transaction (sent ahead on the dead connection) goes over a new one
 rec = Recorder(close_after_dot=1)
-mx = mt.Mxgate(mt.config([rec.url]), name='mxgate-ahead-lost')
+mx = mt.Mxgate(config_noxc([rec.url]), name='mxgate-ahead-lost')
 r = session_of(mx.port, [('lost-1', ['b@example.test']), ('lost-2', ['b@example.test'])])
 mt.check(r == [[250, 250, 354, 250]] * 2, 'backend gone between the dot and the next MAIL (%r)' % (r,))
 with rec.lock:
@@ -293,7 +301,7 @@ mx.stop()
 # and the garbage is the backend's fault (logged with its reason, counted), not a "stale
 # pooled connection" as a connection the backend closed would be
 rec = Recorder(garbage_after_dot=1)
-mx = mt.Mxgate(mt.config([rec.url], backends={'max_attempts': 1}), name='mxgate-ahead-garbage')
+mx = mt.Mxgate(config_noxc([rec.url], backends={'max_attempts': 1}), name='mxgate-ahead-garbage')
 r = session_of(mx.port, [('garbled-1', ['b@example.test']), ('garbled-2', ['b@example.test'])])
 mt.check(r == [[250, 250, 354, 250]] * 2, 'garbage to the MAIL sent ahead: both transactions go on (%r)' % (r,))
 with rec.lock:
@@ -307,7 +315,7 @@ mx.stop()
 # a recipient of the next group that mxgate refuses itself (accept_domains) is never sent
 # ahead, nor anything behind it: the backend sees only what the client was granted
 rec = Recorder()
-mx = mt.Mxgate(mt.config([rec.url], accept_domains=['example.test']), name='mxgate-ahead-denied')
+mx = mt.Mxgate(config_noxc([rec.url], accept_domains=['example.test']), name='mxgate-ahead-denied')
 r = session_of(mx.port, [('denied-1', ['b@example.test']), ('denied-2', ['b@example.test', 'x@other.test'])])
 mt.check(r == [[250, 250, 354, 250], [250, 250, 550, 354, 250]], 'the next group with a denied recipient (%r)' % (r,))
 with rec.lock:
@@ -318,7 +326,7 @@ mt.check(sum(1 for m in contents if b'Subject: test denied-2' in m) == 1, 'the s
 mx.stop()
 # the same against smtp-sink, and its count
 sink = mt.Sink()
-mx = mt.Mxgate(mt.config([sink.url]), name='mxgate-ahead-sink')
+mx = mt.Mxgate(config_noxc([sink.url]), name='mxgate-ahead-sink')
 r = session_of(mx.port, [('sink-%d' % i, ['b@example.test', 'c@example.test']) for i in range(5)])
 mt.check(r == [[250, 250, 250, 354, 250]] * 5, 'five two-recipient transactions through smtp-sink (%r)' % (r,))
 mt.check(mt.wait_for(lambda: sink.count() == 5, 5) is True, 'five at the sink (%r)' % sink.count())
@@ -326,7 +334,7 @@ mx.stop()
 
 # ------------------------------------------------------------------ replies mapped back in order
 be = mt.Backend(name='order', reject_rcpt={'no@example.test'}, tempfail_rcpt={'later@example.test'})
-mx = mt.Mxgate(mt.config([be.url], limits={'max_errors': 100}), name='mxgate-order')
+mx = mt.Mxgate(config_noxc([be.url], limits={'max_errors': 100}), name='mxgate-order')
 r = pipelined(mx.port, ['one@example.test', 'no@example.test', 'later@example.test', 'two@example.test'], 'pipe-order')
 mt.check(codes(r) == [250, 250, 550, 450, 250, 354, 250], 'each RCPT gets its own reply, in order (%r)' % (codes(r),))
 got = be.by_tag('pipe-order')
@@ -341,7 +349,7 @@ mx.stop()
 
 # ------------------------------------------------------------------ the sender refused by the backend
 bad = mt.Backend(name='nomail', mode='tempfail_mail')
-mx = mt.Mxgate(mt.config([bad.url], limits={'max_errors': 100}), name='mxgate-nomail')
+mx = mt.Mxgate(config_noxc([bad.url], limits={'max_errors': 100}), name='mxgate-nomail')
 r = pipelined(mx.port, ['b@example.test'], 'pipe-nomail')
 mt.check(codes(r)[:2] == [250, 451], 'pipelined: the backend refuses MAIL, the RCPT gets it (%r)' % (r,))
 mt.check(r[3] is None, 'no DATA without a recipient')
@@ -352,7 +360,7 @@ mx.stop()
 # ------------------------------------------------------------------ replay after a lost backend
 lost = mt.Backend(name='lost', mode='drop_after_data')
 good = mt.Backend(name='good')
-mx = mt.Mxgate(mt.config([lost.url, good.url], backends={'max_attempts': 2}), name='mxgate-replay')
+mx = mt.Mxgate(config_noxc([lost.url, good.url], backends={'max_attempts': 2}), name='mxgate-replay')
 # round robin: of four messages some go to the lost backend first
 for i in range(4):
     tag = 'pipe-replay-%d' % i
@@ -383,7 +391,7 @@ def io_snapshot(mx, delivered):
 
 
 sink = mt.Sink()
-mx = mt.Mxgate(mt.config([sink.url], backends={'health_check': {'interval': '1h'}}), name='mxgate-calls')
+mx = mt.Mxgate(config_noxc([sink.url], backends={'health_check': {'interval': '1h'}}), name='mxgate-calls')
 c = mt.Client(mx.port)
 c.ehlo()
 group = b'MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n'
@@ -411,7 +419,7 @@ mx.stop()
 
 # ------------------------------------------------------------------ a backend without PIPELINING
 sink = mt.Sink(args=['-p'])
-mx = mt.Mxgate(mt.config([sink.url]), name='mxgate-nopipe')
+mx = mt.Mxgate(config_noxc([sink.url]), name='mxgate-nopipe')
 r = pipelined(mx.port, ['b@example.test', 'c@example.test'], 'pipe-nopipe')
 mt.check(codes(r) == [250, 250, 250, 354, 250], 'smtp-sink -p: delivered one command at a time (%r)' % (codes(r),))
 mt.check(mt.wait_for(lambda: sink.count() == 1, 5) is True, 'at the sink')

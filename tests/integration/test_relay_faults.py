@@ -23,7 +23,10 @@ def cfg(servers, **kw):
     """One worker (one idle list), backend health checks that never mark a server down, a
     metrics listener."""
     b = {'connect_timeout': '2s', 'reply_timeout': '2s', 'data_timeout': '2s', 'max_attempts': 3,
-         'health_check': {'interval': '1h', 'timeout': '1s', 'fall': 100, 'rise': 1}}
+         'health_check': {'interval': '1h', 'timeout': '1s', 'fall': 100, 'rise': 1},
+         # the scripted servers offer no XCLIENT (backends.require_xclient would refuse them
+         # all: test_xclient_required)
+         'client_identity': 'none'}
     b.update(kw.pop('backends', {}))
     c = mt.config(servers, backends=b, workers=1, **kw)
     c['metrics'] = {'listen': '127.0.0.1:%d' % mt.hold_port().port}

@@ -59,6 +59,9 @@ def case(name, hooks, bound, limit, reason='timeout', size=0, more=None):
                                                   'reply_timeout': '%dms' % (REPLY * 1000),
                                                   'data_timeout': '%dms' % (DATA * 1000),
                                                   'health_check': {'interval': '60s', 'timeout': '10s'},
+                                                  # the scripted server offers no XCLIENT
+                                                  # (require_xclient would refuse it)
+                                                  'client_identity': 'none',
                                                   **(more or {})}),
                    name='mx-' + name)
     t0 = time.time()
