@@ -1309,13 +1309,16 @@ size_t smtp_tx_delivered_text(char *out, size_t cap, const char *queue_id, const
 /* The backend took the message (its queue id: qid, or else the one in its reply text; ""
  * when neither has one). The "delivered" line is built only when it is logged (it is per message: the
  * queue id search and the escaped sender cost more than the rest of the reply). */
+static const char smtp_tx_ledger_url[] = "ledger";	/* backend= of a retry the ledger answered */
+
 static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const char *reply,
     const char *qid)
 {
 	const struct hook_env *env = tx->env;
 	char text[64], fv[600], qv[SMTP_TX_QID_MAX * 4 + 8], backend_qid[SMTP_TX_QID_MAX];
 
-	counter_add(COUNTER_BYTES_DELIVERED, (long)tx->msg_size);
+	if (backend_url != smtp_tx_ledger_url)	/* nothing sent: every recipient had it */
+		counter_add(COUNTER_BYTES_DELIVERED, (long)tx->msg_size);
 	if (log_get_level() <= LOG_LVL_INFO) {
 		if (qid)
 			snprintf(backend_qid, sizeof(backend_qid), "%s", qid);
@@ -1502,8 +1505,11 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 	if (ok > 0) {
 		/* LMTP: some recipients already have it; the client's retry may duplicate for
 		 * them, which is better than losing the others. */
-		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=lmtp_partial backend=%s delivered=%d tempfailed=%d",
-		    url, ok, temp);
+		if (ok > tx->rcpts_done)	/* this server's own 250s; not a replay or a
+					 * ledger-skipped retry that it deferred again */
+			log_event(LOG_LVL_WARNING, tx->env->session_id,
+			    "event=lmtp_partial backend=%s delivered=%d tempfailed=%d",
+			    url, ok - tx->rcpts_done, temp);
 		/* The replay carries only the recipients still owed (one reply per envelope
 		 * recipient, in order): the others have their copy. */
 		size_t i = per_rcpt ? env->nrcpts : 0;
@@ -1970,7 +1976,7 @@ void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, vo
 	}
 	if (smtp_tx_ledger_skip(tx)) {
 		/* every recipient has the message from an earlier try: nothing to send */
-		smtp_tx_delivered(tx, "ledger", NULL, NULL);
+		smtp_tx_delivered(tx, smtp_tx_ledger_url, NULL, NULL);
 		return;
 	}
 	if (tx->env->cfg->arc.seal.enabled && (quarantine || tx->env->nrcpts > 0) && smtp_tx_seal(tx, quarantine))

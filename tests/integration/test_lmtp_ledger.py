@@ -85,6 +85,9 @@ if mt.case_wanted('quota'):
              'ledger_hit names r1 and r2 (%s)' % (line and line.group(0)))
     mt.check(tried(be, b'Hello ledger.')[-1:] == [[R[2]]],
              'the retry went to the server for r3 alone (%s)' % tried(be, b'Hello ledger.'))
+    n = len(re.findall(r'event=lmtp_partial ', mx.log()))
+    mt.check(n == 1, 'lmtp_partial once, for the first try only: the retry the server deferred '
+             'again delivered to nobody (%d lines)' % n)
 
     # one octet changed: another message, no hit
     hits = len(re.findall(r'event=ledger_hit ', mx.log()))
@@ -110,12 +113,15 @@ if mt.case_wanted('quota'):
 
     # every recipient in the ledger: 250, nothing sent
     n = len(tried(be, b'Hello ledger.'))
+    octets = mx.metric('bytes_delivered_total')
     code, text = send(mx, A, R[:2])
     mt.check(code == 250, 'every recipient in the ledger: 250 (%s %s)' % (code, text))
     mt.check(len(tried(be, b'Hello ledger.')) == n and copies(be, b'Hello ledger.') == {a: 1 for a in R},
              'every recipient in the ledger: nothing sent (%s)' % tried(be, b'Hello ledger.'))
     mt.check(mx.wait_log(r'event=delivered [^\n]*backend=ledger [^\n]*rcpts=0 ', 10) is not None,
              'event=delivered backend=ledger rcpts=0')
+    mt.check(mx.metric('bytes_delivered_total') == octets,
+             'bytes_delivered_total unchanged: nothing sent (%s -> %s)' % (octets, mx.metric('bytes_delivered_total')))
     counts = [mx.metric(s) for s in ('ledger_adds_total', 'ledger_hits_total', 'ledger_evictions_total')]
     mt.check(counts == [4, 6, 0], 'counters: 4 recipients added (r1, r2 of A and of A\'), 6 skipped (r1, r2 on three '
              'retries of A), none evicted (%s)' % counts)
