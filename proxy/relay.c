@@ -969,10 +969,11 @@ static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 /* The attributes relay_build_xclient sends, in its order, and what a retry after a 501 may
  * send as "[UNAVAILABLE]" (Postfix 3.7's smtpd xclient_cmd takes it for each but PROTO, which
  * is always SMTP or ESMTP here). kind: an address, a host name (Postfix checks both names'
- * syntax alike); client: a name the client or its DNS chose (its HELO, its PTR), suspect with
- * an IPv6 address when a 501 names no attribute. PORT and DESTPORT are digits mxgate writes;
- * LOGIN Postfix does not check, so only a reply naming it drops it (without it no
- * permit_sasl_authenticated: a refusal, the safe side). */
+ * syntax alike); client: a name the client or its DNS chose (its HELO, its PTR), suspect
+ * when a 501 names no attribute. An address goes only when named (Exim's XCLIENT takes
+ * ADDR=[UNAVAILABLE] as no address at all, its mark of a local submission); PORT and
+ * DESTPORT are digits mxgate writes; LOGIN Postfix does not check, so only a reply naming
+ * it drops it (without it no permit_sasl_authenticated: a refusal, the safe side). */
 enum relay_xkind { RELAY_XKIND_OTHER = 0, RELAY_XKIND_ADDR, RELAY_XKIND_HOST };
 
 static const struct relay_xattr {
@@ -1020,8 +1021,7 @@ static int relay_xclient_blamed(const char *text)
  * names and those Postfix would refuse next for the same reason (it stops at the first): for
  * an address every address of its family (with inet_protocols = ipv4 an IPv6 client's ADDR,
  * then the IPv6 listener's DESTADDR), for a host name the other one of the same value (NAME,
- * then REVERSE_NAME); when it names none, every client name (NAME, REVERSE_NAME, HELO) and
- * every IPv6 address. A value already "[UNAVAILABLE]" or "[TEMPUNAVAIL]" stays; no attribute
+ * then REVERSE_NAME); when it names none, every client name (NAME, REVERSE_NAME, HELO). A value already "[UNAVAILABLE]" or "[TEMPUNAVAIL]" stays; no attribute
  * is left out (without ADDR mxgate's own address would stand for the client). The names
  * changed go into names (ncap octets), comma-separated. Returns how many: 0 when none (the
  * reply names PROTO, or one unavailable already): the line would be refused again. */
@@ -1062,7 +1062,7 @@ static int relay_xclient_unavailable(const char *line, const char *text, char *o
 		bool drop;
 
 		if (blamed < 0)
-			drop = a->client || (a->kind == RELAY_XKIND_ADDR && v6);
+			drop = a->client;
 		else
 			drop = tok[i].idx == blamed || (bv != NULL && a->kind == bkind && (
 			    (bkind == RELAY_XKIND_ADDR && v6 == bv6) ||

@@ -17,7 +17,8 @@ every such 501 a 451, which fails every message of that client until its queue g
   "Bad NAME syntax" (a PTR name Postfix finds bad; mxgate's own checks of a PTR name, as
   Postfix's, keep a real Postfix from answering it here): NAME and REVERSE_NAME of the same
   name as [UNAVAILABLE] (Postfix would refuse REVERSE_NAME next), the address kept; a 501
-  that names no attribute: the client names (HELO) go as [UNAVAILABLE], an IPv4 ADDR stays.
+  that names no attribute: the client names (HELO) go as [UNAVAILABLE], the address stays,
+  IPv6 too (Exim's XCLIENT takes ADDR=[UNAVAILABLE] as no address: a local submission).
 No timing decides a check."""
 import os
 import re
@@ -137,6 +138,12 @@ mt.check(r.code == 451 and len(xc) == 2 and 'HELO=helo.client.test' in xc[0] and
          ' ADDR=198.18.0.8 ' in xc[1],
          'a 501 naming none: HELO as [UNAVAILABLE], ADDR=198.18.0.8 kept, then 451 (%s; %s)' % (r.code, xc))
 mt.check(mx.count_log(r'(?m)reply="501 5\.5\.4 Error: attribute value too long" action=retry attrs=HELO$') == 1,
-         'action=retry attrs=HELO (the name is unknown already, the address IPv4)')
+         'action=retry attrs=HELO (the name is unknown already)')
+del x5.commands[:]
+r = send6(mx.ports[1], 'noname6')
+xc = [c for c in x5.commands if c.upper().startswith('XCLIENT')]
+mt.check(r.code == 451 and len(xc) == 2 and ' ADDR=IPV6:::1 ' in xc[1] and ' DESTADDR=IPV6:::1 ' in xc[1] and
+         ' HELO=[UNAVAILABLE]' in xc[1],
+         'a 501 naming none from an IPv6 client: its addresses kept, never marked unless named (%s; %s)' % (r.code, xc))
 mx.stop()
 mt.finish()
