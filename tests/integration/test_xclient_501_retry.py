@@ -6,9 +6,9 @@ every such 501 a 451, which fails every message of that client until its queue g
   "501 5.5.4 Bad ADDR syntax" (then the IPv6 listener's DESTADDR with "Bad DESTADDR syntax"):
   a client over ::1 gets 250, event=xclient_refused ... action=retry attrs=ADDR,DESTADDR, and
   Postfix logs it as client=localhost[unknown] (mxgate names ::1 localhost), never as mxgate
-  (localhost[127.0.0.1]); the
-  unknown address matches no network in its mynetworks (127.0.0.0/8, mxgate's): relaying
-  to a domain not its own is refused, 554 Relay access denied (main: 451 for both);
+  (localhost[127.0.0.1]); the unknown address matches no network in its mynetworks
+  (127.0.0.0/8, mxgate's): relaying to a domain not its own is refused, 554 Relay access
+  denied (main: 451 for both);
   backends.require_xclient: false the same (main: the message went on as from mxgate,
   relayed by permit_mynetworks);
 - a server that answers 501 to both tries (mxtest Backend): 451 to the client, no MAIL
@@ -65,7 +65,7 @@ def mxgate(name, backends=None, servers=(PF,)):
     b = {'client_identity': 'xclient'}
     b.update(backends or {})
     return mt.Mxgate(mt.config(list(servers), listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True},
-                                             {'address': '[::1]:0'}],
+                                                      {'address': '[::1]:0'}],
                                trusted_proxies=['127.0.0.0/8'], backends=b, workers=1,
                                dns={'resolvers': ['127.0.0.1:%d' % dns.port], 'timeout': '2s', 'tries': 1}),
                      name)
