@@ -1743,7 +1743,9 @@ class Backend:
     lmtp=True: LHLO and one reply per accepted recipient after the dot; lmtp_codes maps
           a recipient to its final code there (default 250).
     delay: seconds before the reply to the final dot (a slow backend).
-    xclient: announce 'XCLIENT NAME ADDR PORT PROTO HELO LOGIN' and record attributes.
+    xclient: announce 'XCLIENT NAME ADDR PORT PROTO HELO LOGIN' and record attributes; a string:
+          the attributes to announce instead (Postfix 3.7's: 'NAME ADDR PROTO HELO
+          REVERSE_NAME PORT LOGIN DESTADDR DESTPORT').
     expect_proxy: every connection must start with a PROXY v1/v2 header (parsed, recorded in
           proxy_headers; a connection without one is dropped).
     starttls: announce STARTTLS (certificate from cert(), or starttls=(certfile, keyfile));
@@ -1980,7 +1982,8 @@ class Backend:
                 if self.starttls and tls is None:
                     ext.append('STARTTLS')
                 if self.xclient:
-                    ext.append('XCLIENT NAME ADDR PORT PROTO HELO LOGIN')
+                    ext.append('XCLIENT ' + (self.xclient if isinstance(self.xclient, str) else
+                                             'NAME ADDR PORT PROTO HELO LOGIN'))
                 lines = [self.name] + ext
                 w(b''.join(b'250%s%s\r\n' % (b' ' if i == len(lines) - 1 else b'-', x.encode())
                            for i, x in enumerate(lines)))

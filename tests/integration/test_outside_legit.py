@@ -50,8 +50,9 @@ relay_domains = local.test, xn--bcher-kva.test, bücher.test
 mynetworks = 192.0.2.0/24
 smtpd_recipient_restrictions = permit_auth_destination, reject
 smtpd_authorized_xclient_hosts = 127.0.0.0/8
-# an IPv6 client's XCLIENT ADDR=IPV6:... needs it (ipv4 alone: 501 Bad ADDR syntax, and with
-# backends.require_xclient the IPv6 client gets 451); Postfix still listens on 127.0.0.1 only
+# an IPv6 client's XCLIENT ADDR=IPV6:... needs it (ipv4 alone: 501 Bad ADDR syntax, and mxgate
+# retries with ADDR=[UNAVAILABLE]: the client unknown to Postfix, test_xclient_501_retry);
+# Postfix still listens on 127.0.0.1 only
 inet_protocols = all
 local_header_rewrite_clients =
 message_size_limit = 62914560
