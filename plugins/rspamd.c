@@ -1279,6 +1279,12 @@ static int rspamd_send(struct scanner *scan, void *arg)
 	rspamd_hdr(&r, "Queue-Id", h->get(c, MXGATE_QUEUE_ID));
 	rspamd_hdr(&r, "User", h->get(c, MXGATE_AUTH_USER));
 	rspamd_hdr(&r, "MTA-Name", h->get(c, MXGATE_HOSTNAME));
+	/* The session's TLS as rspamd's milter gateway passes Postfix's {tls_version} and
+	 * {cipher} on: a TLS-Cipher flags rspamd's task as TLS (task:has_flag('ssl'), the
+	 * Received rspamd makes up when the message's first one is not the client's), both are
+	 * request headers a settings rule or Lua can read. */
+	rspamd_hdr(&r, "TLS-Version", h->get(c, MXGATE_TLS_VERSION));
+	rspamd_hdr(&r, "TLS-Cipher", h->get(c, MXGATE_TLS_CIPHER));
 	for (size_t i = 0; i < h->rcpt_count(c); i++)
 		rspamd_hdr(&r, "Rcpt", h->rcpt_at(c, i));
 	/* With use_action what rspamd's milter gateway asks for (rspamd_milter_to_http): a body
