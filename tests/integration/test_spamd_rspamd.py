@@ -55,7 +55,7 @@ mt.check(code == 451 and 'Content filter unavailable' in text, 'invalid JSON -> 
 # the first 100 only, and past 8 KiB of head the rest of the headers silently dropped.
 big = mt.Mxgate(mt.config([be.url], hostname='mx.example.test', limits={'max_recipients': 300},
                           plugins=[{'name': 'rspamd', 'address': '127.0.0.1:%d' % rs.port, 'on_error': 'tempfail',
-                                    'timeout': '10s'}]), name='mx-many')
+                                    'timeout': '10s', 'options': {'settings_id': 'mxgate-in'}}]), name='mx-many')
 many = ['r%03d-%s@example.test' % (i, 'x' * 55) for i in range(150)]
 n0 = len(requests())
 code, text = send(big.port, mt.message('r6'), rcpts=many)
@@ -64,6 +64,9 @@ h = reqs[0]['headers'] if reqs else {}
 mt.check(code == 250 and h.get('rcpt') == many,
          '150 recipients (12 KiB of Rcpt headers): every one sent to rspamd (%s, %d sent)' % (code, len(h.get('rcpt', []))))
 mt.check(h.get('mta-name') == ['mx.example.test'], 'and the headers after them too: %s' % h.get('mta-name'))
+# options.settings_id goes as rspamd's Settings-ID (its settings rule of that id); none without it
+mt.check(h.get('settings-id') == ['mxgate-in'] and 'settings-id' not in requests()[0]['headers'],
+         'options.settings_id: Settings-ID sent (%s), none from an entry without it' % h.get('settings-id'))
 # The null sender: rspamd's own milter gateway sends "From: <>" (rspamd reads it as the
 # empty envelope sender: a bounce, SPF on the HELO). Before: no From at all, and rspamd
 # took the sender from the message's From: field.
