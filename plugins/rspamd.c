@@ -838,6 +838,7 @@ struct rspamd_inst {
 	uint64_t max_size;
 	bool use_action;
 	char password[128];
+	char settings_id[128];   /* rspamd's Settings-ID: a settings profile of its settings module */
 	char spam_header[128];   /* rspamd's proxy worker's spam_header: "add header" sets it */
 };
 
@@ -846,6 +847,7 @@ struct rspamd_options {
 	uint64_t max_size;
 	bool use_action;
 	char *password;
+	char *settings_id;
 	char *spam_header;
 };
 
@@ -856,6 +858,8 @@ static const struct cfg_field rspamd_option_fields[] = {
 	  .doc = "apply rspamd's reply as its milter gateway does: the action (reject -> 550 5.7.1, soft reject -> 451 4.7.1, rewrite subject -> its new Subject, add header -> X-Spam: Yes, discard, quarantine), the milter block (add_headers/remove_headers, change_from/add_rcpt/del_rcpt, reject discard/quarantine, no_action, spam_header), the DKIM-Signature and a body a Lua rule rewrote (asked for with Flags: milter,body_block) (else only its score counts)" },
 	{ "password", CFG_STRING, offsetof(struct rspamd_options, password),
 	  .doc = "rspamd controller password (the `Password:` header), for an address that is rspamd's controller only: rspamd takes a request with one for rspamc's, and its greylist, ratelimit and reputation modules skip the message" },
+	{ "settings_id", CFG_STRING, offsetof(struct rspamd_options, settings_id),
+	  .doc = "sent as rspamd's `Settings-ID:` request header: the settings rule of that `id` (local.d/settings.conf) applies to every message of this entry, before its rules run (e.g. greylist and ratelimit off for mail mxgate already greylists and limits); rspamd logs an unknown id and scans with its defaults. Default: none (rspamd's milter sends none either)" },
 	{ "spam_header", CFG_STRING, offsetof(struct rspamd_options, spam_header), "X-Spam",
 	  .doc = "with use_action: the field `add header` sets to Yes (and the reply's milter.spam_header string to its value), every earlier one removed first; rspamd's proxy worker's `spam_header` option, to be set alike when it names another field" },
 	{ .key = NULL }
@@ -1270,6 +1274,7 @@ static int rspamd_send(struct scanner *scan, void *arg)
 	snprintf(lenbuf, sizeof(lenbuf), "%zu", sc->len);
 	rspamd_hdr(&r, "Content-Length", lenbuf);
 	rspamd_hdr(&r, "Password", sc->ri->password);
+	rspamd_hdr(&r, "Settings-ID", sc->ri->settings_id);
 	rspamd_hdr(&r, "IP", h->get(c, MXGATE_CLIENT_IP));
 	rspamd_hdr(&r, "Helo", h->get(c, MXGATE_HELO));
 	rspamd_hdr(&r, "Hostname", h->get(c, MXGATE_CLIENT_NAME));
@@ -1279,6 +1284,12 @@ static int rspamd_send(struct scanner *scan, void *arg)
 	rspamd_hdr(&r, "Queue-Id", h->get(c, MXGATE_QUEUE_ID));
 	rspamd_hdr(&r, "User", h->get(c, MXGATE_AUTH_USER));
 	rspamd_hdr(&r, "MTA-Name", h->get(c, MXGATE_HOSTNAME));
+	/* The session's TLS as rspamd's milter gateway passes Postfix's {tls_version} and
+	 * {cipher} on: a TLS-Cipher flags rspamd's task as TLS (task:has_flag('ssl'), the
+	 * Received rspamd makes up when the message's first one is not the client's), both are
+	 * request headers a settings rule or Lua can read. */
+	rspamd_hdr(&r, "TLS-Version", h->get(c, MXGATE_TLS_VERSION));
+	rspamd_hdr(&r, "TLS-Cipher", h->get(c, MXGATE_TLS_CIPHER));
 	for (size_t i = 0; i < h->rcpt_count(c); i++)
 		rspamd_hdr(&r, "Rcpt", h->rcpt_at(c, i));
 	/* With use_action what rspamd's milter gateway asks for (rspamd_milter_to_http): a body
@@ -1327,6 +1338,21 @@ static void rspamd_done(void *arg, enum scanner_status st, char *reply, size_t l
 
 static const struct scanner_codec rspamd_codec = { rspamd_send, NULL, rspamd_done, rspamd_feed };
 
+/* An option sent as a request header's value (password, settings_id) into out: 0, or -1 and
+ * err for one that is too long for out or would break the request's head. Unset: "". */
+static int rspamd_option_value(const char *v, char *out, size_t cap, const char *key, char *err,
+    size_t errlen)
+{
+	if (v == NULL)
+		return 0;
+	if (strlen(v) >= cap || strpbrk(v, "\r\n")) {
+		snprintf(err, errlen, "options.%s: bad value (at most %zu octets, one line)", key, cap - 1);
+		return -1;
+	}
+	snprintf(out, cap, "%s", v);
+	return 0;
+}
+
 /* options: a struct rspamd_options (the typed `options:`). */
 static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
     const void *options, void **instance, char *err, size_t errlen)
@@ -1352,13 +1378,10 @@ static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugi
 	}
 	ri->addr.connect_ms = args->connect_timeout_ms;
 	snprintf(ri->hostport, sizeof(ri->hostport), "%s", ri->addr.is_unix ? "localhost" : args->address);
-	if (o->password) {
-		if (strlen(o->password) >= sizeof(ri->password) || strpbrk(o->password, "\r\n")) {
-			snprintf(err, errlen, "options.password: bad value");
-			goto fail;
-		}
-		snprintf(ri->password, sizeof(ri->password), "%s", o->password);
-	}
+	if (rspamd_option_value(o->password, ri->password, sizeof(ri->password), "password", err, errlen) < 0 ||
+	    rspamd_option_value(o->settings_id, ri->settings_id, sizeof(ri->settings_id), "settings_id", err,
+	    errlen) < 0)
+		goto fail;
 	snprintf(ri->spam_header, sizeof(ri->spam_header), "%s", o->spam_header ? o->spam_header : "X-Spam");
 	if (!rspamd_field_name_ok(ri->spam_header)) {
 		snprintf(err, errlen, "options.spam_header: not a header field name (1-127 printable octets, no ':')");

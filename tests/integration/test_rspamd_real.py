@@ -13,7 +13,8 @@ verifying, the envelope changes, discard, quarantine, no_action, spam_header, a 
 rule rewrote (the reply's body block, also with the discard action), add_headers' negative
 orders (also after remove_headers of the same name) and orders that are no number, an
 smtp_message holding a CRLF or a bare LF (a well-formed reply), rspamd's discard and
-quarantine actions, and a proxy worker's renamed spam_header (a second milter worker with
+quarantine actions, a STARTTLS client's hop (RCVD_TLS_ALL both ways: TLS-Cipher), options.settings_id (rspamd's
+Settings-ID: a settings rule by id, tests/peers/rspamd/local.d/settings.conf), and a proxy worker's renamed spam_header (a second milter worker with
 X-Spam-Flag against an entry with options.spam_header); and where mxgate's entry and
 rspamd's milter differ (printed; docs/plugins.md's table)."""
 import base64
@@ -310,6 +311,53 @@ for word, ea, mb in [(w, 'entry', 'milter') for w in WORDS] + [(w, 'entry2', 'mi
 # the one known difference: rspamd's milter refuses with 554, mxgate's refusals are 550
 mt.check(diffs == ['FORCE-REJECT'] and outcome[('FORCE-REJECT', 'milter')][0] == 554,
          "mxgate's entry does what rspamd's own milter does, but for reject's 550 (its 554): %s differ" % diffs)
+
+# A STARTTLS client, a message with a Received from the sender's side: rspamd prepends the hop
+# it was not shown (the MTA's own), TLS by the request's TLS-Cipher, which its milter gateway
+# takes from Postfix's {cipher} (mxgate's milter client passes that macro too). Both ways:
+# RCVD_TLS_ALL. Before, the entry sent no TLS-Cipher: RCVD_NO_TLS_LAST (0.1, and the
+# composite VIOLATED_DIRECT_SPF, 3.5, with an SPF fail or softfail) for every TLS client.
+crt, key = mt.cert()
+tls_listen = [{'address': '127.0.0.1:0', 'tls': 'starttls'}]
+rcvd = {}
+for label, plug in (('entry', entry), ('milter', gateway)):
+    t = mt.Mxgate(mt.config([be.url], hostname='mx.example.test', plugins=[plug], listen=tls_listen,
+                            tls={'certificate': crt, 'key': key}), name='mx-tls-' + label)
+    for tls in (False, True):
+        tag = 'tlshop-%s-%d' % (label, tls)
+        c = mt.Client(t.port, timeout=60)
+        c.ehlo('client.example.org')
+        if tls:
+            c.starttls()
+            c.ehlo('client.example.org')
+        # a sender and a body of its own: rspamd's greylist module holds the ones above
+        mt.send_mail(t.port, tag + '@example.org', ['b@example.test'], mt.message(tag, 'Body %s.\r\n' % tag, headers=[
+            'Received: from [10.1.2.3] by smtp.sender.example (Postfix) with ESMTPSA id 4AB12;'
+            ' Mon, 01 Jan 2024 00:00:00 +0000']), client=c)
+        c.cmd('QUIT')
+        res = values(fields(tag), 'X-Spamd-Result')
+        rcvd[(label, tls)] = sorted(set(re.findall(r'\b(RCVD_(?:TLS_ALL|TLS_LAST|NO_TLS_LAST))\(', ' '.join(res))))
+    t.stop()
+mt.check(rcvd[('entry', True)] == rcvd[('milter', True)] == ['RCVD_TLS_ALL']
+         and rcvd[('entry', False)] == rcvd[('milter', False)] == ['RCVD_NO_TLS_LAST'],
+         "a STARTTLS client: rspamd's TLS hop through the entry as through its milter (%s)" % rcvd)
+
+# options.settings_id: rspamd applies the settings rule of that id (tests/peers/rspamd/local.d/
+# settings.conf: its greylist module off) to the entry's mail. A score in rspamd's greylist
+# band: 451 from the greylist module without it, delivered with `add header` with it; an id
+# rspamd does not know: its defaults (and its log names the id).
+sid = {}
+for label, opts in (('none', {}), ('nogrey', {'settings_id': 'mxgate-nogrey'}), ('unknown', {'settings_id': 'no-such-id'})):
+    t = mt.Mxgate(mt.config([be.url], hostname='mx.example.test',
+                            plugins=[dict(entry, options=dict(entry['options'], **opts))]), name='mx-sid-' + label)
+    tag = 'SCORE-GREYLIST-sid-' + label
+    r = mt.send_mail(t.port, tag + '@example.org', ['b@example.test'], mt.message(tag, 'Body %s.\r\n' % tag), timeout=60)
+    sid[label] = (r.code, delivered(tag) is not None)
+    t.stop()
+mt.check(sid == {'none': (451, False), 'nogrey': (250, True), 'unknown': (451, False)},
+         "settings_id: rspamd's settings rule of that id applies (greylist module off), an unknown id is rspamd's defaults (%s)" % sid)
+mt.check(re.search(r'unknown settings id: no-such-id', open(rs.log, errors='replace').read()) is not None,
+         "rspamd logs the unknown Settings-ID")
 for m in (mx, mm, mx2, mm2):
     m.stop()
 mt.finish()

@@ -55,7 +55,7 @@ mt.check(code == 451 and 'Content filter unavailable' in text, 'invalid JSON -> 
 # the first 100 only, and past 8 KiB of head the rest of the headers silently dropped.
 big = mt.Mxgate(mt.config([be.url], hostname='mx.example.test', limits={'max_recipients': 300},
                           plugins=[{'name': 'rspamd', 'address': '127.0.0.1:%d' % rs.port, 'on_error': 'tempfail',
-                                    'timeout': '10s'}]), name='mx-many')
+                                    'timeout': '10s', 'options': {'settings_id': 'mxgate-in'}}]), name='mx-many')
 many = ['r%03d-%s@example.test' % (i, 'x' * 55) for i in range(150)]
 n0 = len(requests())
 code, text = send(big.port, mt.message('r6'), rcpts=many)
@@ -64,6 +64,9 @@ h = reqs[0]['headers'] if reqs else {}
 mt.check(code == 250 and h.get('rcpt') == many,
          '150 recipients (12 KiB of Rcpt headers): every one sent to rspamd (%s, %d sent)' % (code, len(h.get('rcpt', []))))
 mt.check(h.get('mta-name') == ['mx.example.test'], 'and the headers after them too: %s' % h.get('mta-name'))
+# options.settings_id goes as rspamd's Settings-ID (its settings rule of that id); none without it
+mt.check(h.get('settings-id') == ['mxgate-in'] and 'settings-id' not in requests()[0]['headers'],
+         'options.settings_id: Settings-ID sent (%s), none from an entry without it' % h.get('settings-id'))
 # The null sender: rspamd's own milter gateway sends "From: <>" (rspamd reads it as the
 # empty envelope sender: a bounce, SPF on the HELO). Before: no From at all, and rspamd
 # took the sender from the message's From: field.
@@ -73,6 +76,31 @@ reqs = requests()[n0:]
 h = reqs[0]['headers'] if reqs else {}
 mt.check(code == 250 and h.get('from') == ['<>'], 'the null sender goes as From: <> (%s %s)' % (code, h.get('from')))
 big.stop()
+# The session's TLS: rspamd's milter gateway passes Postfix's {tls_version} and {cipher} as
+# TLS-Version and TLS-Cipher (rspamd flags the task 'ssl' by the cipher); a plain session
+# sends neither. Before: never sent, a STARTTLS client looked like a plain one to rspamd.
+mt.check('tls-cipher' not in reqs[0]['headers'] and 'tls-version' not in reqs[0]['headers'],
+         'a plain session: no TLS-Cipher, no TLS-Version (%s)' % sorted(reqs[0]['headers']))
+crt, key = mt.cert()
+tm = mt.Mxgate(mt.config([be.url], hostname='mx.example.test', listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'}],
+                         tls={'certificate': crt, 'key': key},
+                         plugins=[{'name': 'rspamd', 'address': '127.0.0.1:%d' % rs.port, 'on_error': 'tempfail',
+                                   'timeout': '10s'}]), name='mx-tls')
+c = mt.Client(tm.port)
+c.ehlo('client.example.org')
+tls_code = c.starttls()[0]
+c.ehlo('client.example.org')
+n0 = len(requests())
+code, text = mt.send_mail(tm.port, 'a@example.org', ['b@example.test'], mt.message('r8'), client=c)
+c.cmd('QUIT')
+reqs = requests()[n0:]
+h = reqs[0]['headers'] if reqs else {}
+logged = re.search(r'event=tls version=(\S+) cipher=(\S+)', tm.log())
+mt.check(tls_code == 220 and code == 250 and logged is not None
+         and h.get('tls-version') == [logged.group(1)] and h.get('tls-cipher') == [logged.group(2)],
+         'after STARTTLS: TLS-Version and TLS-Cipher sent, as event=tls logged them (%s %s; %s %s; %s)' % (
+             tls_code, code, h.get('tls-version'), h.get('tls-cipher'), logged and logged.groups()))
+tm.stop()
 
 mt.stop_proc(rs)
 code, text = send(m.port, mt.message('r5'))
