@@ -8,6 +8,7 @@
 #include "opstats.h"
 #include "relay.h"
 #include "session.h"
+#include "store/lmdb_store.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -39,6 +40,9 @@ void shared_gen_unref(struct shared_gen *g)
 		tls_ctx_unref(g->tls_server);
 	if (g->tls_client)
 		tls_ctx_unref(g->tls_client);
+	/* after the workers' own references (worker_gen_free): the last one syncs, as theirs did */
+	for (size_t i = 0; i < g->nstores; i++)
+		lmdb_store_close(g->stores[i]);
 	config_free(g->cfg);
 	free(g);
 }

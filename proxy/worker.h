@@ -19,6 +19,7 @@
 
 #include "acceptor.h"
 #include "chain.h"
+#include "config.h"
 
 struct mx_config;
 struct pool;
@@ -33,6 +34,11 @@ struct shared_gen {
 	struct pool *pool;
 	struct tls_ctx *tls_server;   /* NULL when no certificate configured */
 	struct tls_ctx *tls_client;   /* STARTTLS to backends */
+	/* The modules' required LMDB stores (config_lmdb_stores), opened when the generation is made:
+	 * one that cannot open refuses the start or the reload, rather than a worker going on
+	 * without the module. Held for the generation's life, so its workers' opens find them. */
+	struct lmdb_store *stores[CONFIG_LMDB_STORES_MAX];
+	size_t nstores;
 	unsigned id;
 };
 void shared_gen_ref(struct shared_gen *g);
