@@ -357,7 +357,7 @@ static void worker_begin_drain(struct worker *w)
 	session_drain_all(w, 0);
 	worker_handoff_run(w, queued);
 	relay_close_idle(w);
-	uint64_t ms = w->gen ? w->gen->shared->cfg->limits.drain_timeout : 30000;
+	uint64_t ms = w->gen ? w->gen->shared->cfg->limits.drain_timeout : 25000;
 	if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
 		uv_timer_start(&w->drain_timer, worker_drain_timer_cb, ms, 0);
 	worker_maybe_finish(w);
