@@ -47,6 +47,33 @@ void shared_gen_unref(struct shared_gen *g)
 	free(g);
 }
 
+static pthread_mutex_t shared_gen_failed_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Adds the comma-separated names to g's failed modules (each once). */
+static void shared_gen_note_failed(struct shared_gen *g, const char *names)
+{
+	char one[64];
+
+	pthread_mutex_lock(&shared_gen_failed_mu);
+	for (const char *p = names; *p; ) {
+		size_t n = strcspn(p, ","), len = strlen(g->failed);
+
+		snprintf(one, sizeof(one), "%.*s", (int)n, p);
+		if (strstr(g->failed, one) == NULL)
+			snprintf(g->failed + len, sizeof(g->failed) - len, "%s%s", len ? "," : "", one);
+		p += n + (p[n] == ',');
+	}
+	pthread_mutex_unlock(&shared_gen_failed_mu);
+}
+
+bool shared_gen_failed(struct shared_gen *g, char *out, size_t cap)
+{
+	pthread_mutex_lock(&shared_gen_failed_mu);
+	snprintf(out, cap, "%s", g ? g->failed : "");
+	pthread_mutex_unlock(&shared_gen_failed_mu);
+	return out[0] != '\0';
+}
+
 static void worker_gen_free(struct worker_gen *wg)
 {
 	chain_modules_free(&wg->mods);
@@ -64,9 +91,13 @@ static struct worker_gen *worker_gen_new(struct worker *w, struct shared_gen *sg
 	wg->shared = sg;
 	wg->worker = w;
 	shared_gen_ref(sg);
-	if (chain_modules_init(&wg->mods, sg->cfg, &w->loop, w->index) < 0)
+	if (chain_modules_init(&wg->mods, sg->cfg, &w->loop, w->index) < 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=module_init_failed worker=%d reason=out_of_memory",
 		    w->index);
+		shared_gen_note_failed(sg, "chain");
+	}
+	if (wg->mods.failed[0] != '\0')
+		shared_gen_note_failed(sg, wg->mods.failed);
 	wg->auth = auth_worker_new(sg->cfg, &w->loop, w->index);
 	return wg;
 }
