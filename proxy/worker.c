@@ -49,18 +49,28 @@ void shared_gen_unref(struct shared_gen *g)
 
 static pthread_mutex_t shared_gen_failed_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* Whether the comma-separated list has the name name[0..n) as one of its items. */
+static bool shared_gen_list_has(const char *list, const char *name, size_t n)
+{
+	for (const char *p = list; *p; ) {
+		size_t k = strcspn(p, ",");
+
+		if (k == n && memcmp(p, name, n) == 0)
+			return true;
+		p += k + (p[k] == ',');
+	}
+	return false;
+}
+
 /* Adds the comma-separated names to g's failed modules (each once). */
 static void shared_gen_note_failed(struct shared_gen *g, const char *names)
 {
-	char one[64];
-
 	pthread_mutex_lock(&shared_gen_failed_mu);
 	for (const char *p = names; *p; ) {
 		size_t n = strcspn(p, ","), len = strlen(g->failed);
 
-		snprintf(one, sizeof(one), "%.*s", (int)n, p);
-		if (strstr(g->failed, one) == NULL)
-			snprintf(g->failed + len, sizeof(g->failed) - len, "%s%s", len ? "," : "", one);
+		if (n > 0 && !shared_gen_list_has(g->failed, p, n))
+			snprintf(g->failed + len, sizeof(g->failed) - len, "%s%.*s", len ? "," : "", (int)n, p);
 		p += n + (p[n] == ',');
 	}
 	pthread_mutex_unlock(&shared_gen_failed_mu);
