@@ -8,7 +8,8 @@ running config: greylisting without its store passed every message, reputation f
 - as root with `user: nobody` and a root-owned 0755 directory (a container's read-only
   volume: the daemon opens its stores as that user): the same refusal, "Permission denied".
 - SIGHUP to a config whose greylist.store cannot be opened: event=reload_failed, and the
-  running generation stays: a new triplet is still greylisted (451).
+  running generation stays: a new triplet is still greylisted (451); `mxgatectl reload`
+  exits 1 with the same line.
 
 Before: the start logged event=module_init_failed and ran without the module (every
 message passed greylisting, /readyz said ready); a reload put the module-less config in
@@ -69,8 +70,9 @@ else:
     mt.say('not root: the `user: nobody` read-only directory cases are left out')
 
 # A reload that cannot open the store keeps the running generation.
+SOCK = os.path.join(mt.TMP, 'ctl.sock')
 gl = {'enabled': True, 'store': 'lmdb:' + os.path.join(mt.TMP, 'gl'), 'delay': '1h'}
-mx = mt.Mxgate(mt.proxied_config([be.url], workers=1, greylist=gl), 'node')
+mx = mt.Mxgate(mt.proxied_config([be.url], workers=1, greylist=gl, control={'socket': SOCK}), 'node')
 
 
 def rcpt(r):
@@ -80,12 +82,18 @@ def rcpt(r):
 
 mt.check(rcpt('p@example.test') == 451, 'greylisting is on: a new triplet gets 451')
 at = mx.log_size()
-mx.reload(mt.proxied_config([be.url], workers=1, greylist=dict(gl, store='lmdb:' + blocker)))
+mx.reload(mt.proxied_config([be.url], workers=1, greylist=dict(gl, store='lmdb:' + blocker),
+                            control={'socket': SOCK}))
 mt.check(mx.wait_log(r'event=reload_failed', timeout=30, start=at) is not None,
          'a reload whose greylist.store cannot open: event=reload_failed\n' + mx.tail(10))
 mt.check(re.search(r'event=config_error key=greylist.store store=lmdb:%s reason="cannot open'
                    % re.escape(blocker), mx.log()[at:]) is not None, '... with event=config_error key=greylist.store')
 mt.check('event=reloaded' not in mx.log()[at:], '... and no event=reloaded')
 mt.check(rcpt('q@example.test') == 451, 'the running generation stays: a new triplet is still greylisted')
+# `mxgatectl reload` (systemctl reload) of the same file says why, and exits 1
+rc, text = mt.ctl_text(SOCK, 'reload')
+mt.check(rc == 1 and 'reload failed; generation 1 stays in force' in text and
+         'greylist.store: cannot open the LMDB store in %s: Not a directory' % blocker in text,
+         'mxgatectl reload exits 1 naming the store and why: %r' % text)
 mx.stop()
 mt.finish()
