@@ -29,6 +29,9 @@ struct chain_modules {
 	struct chain_entry *v;   /* filters, plugin entries, scorer; NULL when none */
 	size_t n;
 	unsigned any_stages;     /* union */
+	/* The modules whose worker_init failed (event=module_init_failed), comma-separated:
+	 * configured but not running in this worker ("" when none). */
+	char failed[128];
 };
 
 typedef void (*chain_done_fn)(void *arg, const struct verdict *v);

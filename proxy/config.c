@@ -331,8 +331,8 @@ static const struct cfg_field limits_fields[] = {
 	  S(1), S(3600), .doc = "the whole end-of-data chain after the final dot, every content filter together (each plugin's `timeout` bounds one call, a milter's SMFIR_PROGRESS restarts that but never this): past it the filter running is given up and the message gets `filter_deadline_action`, logged event=filter_deadline. The client waits 10 minutes after its final dot at most (RFC 5321 4.5.3.2.6), many give up sooner" },
 	{ "filter_deadline_action", CFG_ENUM, offsetof(struct limits_config, filter_deadline_action), "tempfail",
 	  .choices = filter_deadline_choices, .doc = "past limits.filter_deadline: tempfail (451 4.3.0, the client retries), accept (the filters not yet run are skipped, the rules engine still runs, the message is relayed) or tag (accept, and the message carries X-Mxgate-Filter-Error: NAME; stage=eom; error=deadline naming the filter given up)" },
-	{ "drain_timeout", CFG_DURATION, offsetof(struct limits_config, drain_timeout), "30s",
-	  0, S(86400), .doc = "on SIGTERM, how long sessions may finish before exit" },
+	{ "drain_timeout", CFG_DURATION, offsetof(struct limits_config, drain_timeout), "25s",
+	  0, S(86400), .doc = "on SIGTERM, how long sessions may finish before exit (those left then get 421 and mxgate exits within 5 s more): the default 25s + 5s fits Kubernetes' default 30 s terminationGracePeriodSeconds" },
 	{ "bare_lf", CFG_ENUM, offsetof(struct limits_config, bare_lf), "normalize",
 	  .choices = bare_lf_choices, .doc = "a bare LF or CR in DATA: normalize it to CRLF (safe: only `<CRLF>.<CRLF>` ends DATA and the message is re-stuffed on the way out) or reject the message (550 5.6.0)" },
 	{ "nul", CFG_ENUM, offsetof(struct limits_config, nul), "reject",
@@ -1144,9 +1144,47 @@ static const char *config_lmdb_dir(const char *spec)
 	return spec && strncmp(spec, "lmdb:", 5) == 0 ? spec + 5 : NULL;
 }
 
+/* See config.h. The conditions are the modules' own (their worker_init): a store a module
+ * does not open is not named. */
+size_t config_lmdb_stores(const struct mx_config *cfg, struct config_lmdb_store *out)
+{
+	const struct {
+		const char *key, *spec, *what;
+		bool used, required;
+		uint64_t map_size;
+	} v[] = {
+		{ "pregreet.pass_store", cfg->pregreet.pass_store, "the pregreet passes",
+		  cfg->pregreet.delay > 0 && cfg->pregreet.pass_ttl >= 1000, false, 0 },
+		{ "reputation.store", cfg->reputation.store, "the reputation records", true, true,
+		  cfg->reputation.map_size },
+		{ "dnsbl.pass_store", cfg->dnsbl.pass_store, "the DNS lists' passes",
+		  cfg->dnsbl.lists.n > 0 && cfg->dnsbl.pass_ttl >= 1000, false, 0 },
+		{ "greylist.store", cfg->greylist.store, "the greylist triplets", cfg->greylist.enabled,
+		  true, 0 },
+	};
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]) && n < CONFIG_LMDB_STORES_MAX; i++) {
+		const char *dir = v[i].used ? config_lmdb_dir(v[i].spec) : NULL;
+
+		if (dir == NULL || *dir == '\0')
+			continue;
+		out[n].key = v[i].key;
+		out[n].dir = dir;
+		out[n].map_size = v[i].map_size;
+		out[n].what = v[i].what;
+		out[n].required = v[i].required;
+		n++;
+	}
+	return n;
+}
+
 /* See config.h. */
 int config_write_access_warnings(const struct mx_config *cfg, void *err_fp)
 {
+	struct config_lmdb_store sv[CONFIG_LMDB_STORES_MAX];
+	size_t ns = config_lmdb_stores(cfg, sv);
+	char what[160];
 	int n = 0;
 
 	n += config_write_warning(cfg, "limits.spool_dir", cfg->limits.spool_dir, true, true,
@@ -1155,17 +1193,11 @@ int config_write_access_warnings(const struct mx_config *cfg, void *err_fp)
 	    "the quarantined messages (else each gets 451)", err_fp);
 	n += config_write_warning(cfg, "control.socket", cfg->control.socket, false, false,
 	    "its control socket (else the start fails)", err_fp);
-	if (cfg->greylist.enabled)
-		n += config_write_warning(cfg, "greylist.store", config_lmdb_dir(cfg->greylist.store), true, true,
-		    "the greylist triplets (else the module fails: event=module_init_failed)", err_fp);
-	n += config_write_warning(cfg, "reputation.store", config_lmdb_dir(cfg->reputation.store), true, true,
-	    "the reputation records (else the module fails: event=module_init_failed)", err_fp);
-	if (cfg->pregreet.delay > 0)
-		n += config_write_warning(cfg, "pregreet.pass_store", config_lmdb_dir(cfg->pregreet.pass_store),
-		    true, true, "the pregreet passes", err_fp);
-	if (cfg->dnsbl.lists.n > 0)
-		n += config_write_warning(cfg, "dnsbl.pass_store", config_lmdb_dir(cfg->dnsbl.pass_store), true,
-		    true, "the DNS lists' passes", err_fp);
+	for (size_t i = 0; i < ns; i++) {
+		snprintf(what, sizeof(what), "%s%s", sv[i].what, sv[i].required ?
+		    " (else the start fails, and a reload keeps the running config)" : "");
+		n += config_write_warning(cfg, sv[i].key, sv[i].dir, true, true, what, err_fp);
+	}
 	return n;
 }
 

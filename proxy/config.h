@@ -182,6 +182,22 @@ int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE
  * directory (or nearest existing parent) is read-only or not writable by the user running
  * -t, or, as root with `user:`, by that user. Returns how many. */
 int config_write_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
+/* The LMDB stores cfg's modules open (an "lmdb:/dir" store in use: pregreet.pass_store,
+ * reputation.store, dnsbl.pass_store, greylist.store), in the order the workers open them
+ * (the registry's: the first opener's map_size wins). Fills out[0..n) (key, dir and what are
+ * borrowed from cfg or static) and returns n. required: the module's verdicts depend on the
+ * store (greylisting without its triplets passes every message, reputation without its
+ * records forgets), so the start and a reload refuse one that cannot be opened; the pass
+ * stores are caches (without one a client is tested or looked up again), logged only. */
+#define CONFIG_LMDB_STORES_MAX 4
+struct config_lmdb_store {
+	const char *key;            /* "greylist.store" */
+	const char *dir;            /* the directory of its "lmdb:/dir" */
+	uint64_t map_size;          /* 0: the store's default */
+	const char *what;           /* what mxgate keeps there, for messages */
+	bool required;              /* see above */
+};
+size_t config_lmdb_stores(const struct mx_config *cfg, struct config_lmdb_store *out);
 /* Event-loop threads to start: cfg->workers, or the number of online CPUs for `auto` (0);
  * 1..64. */
 int config_worker_count(const struct mx_config *cfg);

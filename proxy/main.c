@@ -15,6 +15,7 @@
 #include "modules.h"
 #include "ops.h"
 #include "sdnotify.h"
+#include "store/lmdb_store.h"
 #include "statuspage.h"
 #include "tls.h"
 #include "worker.h"
@@ -91,6 +92,36 @@ static void main_apply_process(const struct mx_config *cfg)
 	metrics_set_spool((size_t)cfg->limits.memory_threshold, cfg->limits.spool_dir);
 }
 
+/* Opens g's required LMDB stores (config_lmdb_stores) into g->stores: 0, or -1 after logging and
+ * (errfp) writing `FILE: KEY: cannot open the LMDB store in DIR: REASON` for the first one
+ * that cannot open (a file where the directory should be, a read-only directory, a full
+ * disk). Greylisting without its store would pass every message, reputation would forget:
+ * the operator must fix it, so the start refuses and a reload keeps the running config. An
+ * open of a directory this process has open already only takes a reference. */
+static int main_gen_open_stores(struct shared_gen *g, FILE *errfp)
+{
+	struct config_lmdb_store sv[CONFIG_LMDB_STORES_MAX];
+	size_t n = config_lmdb_stores(g->cfg, sv);
+	const char *path = g->cfg->path ? g->cfg->path : "config";
+	char why[192];
+
+	for (size_t i = 0; i < n; i++) {
+		if (!sv[i].required)	/* a pass cache: its module logs and goes on */
+			continue;
+		g->stores[g->nstores] = lmdb_store_open_why(sv[i].dir, sv[i].map_size, why, sizeof(why));
+		if (g->stores[g->nstores] == NULL) {
+			log_event(LOG_LVL_ERROR, NULL, "event=config_error key=%s store=lmdb:%s reason=\"cannot "
+			    "open the LMDB store: %s\"", sv[i].key, sv[i].dir, why);
+			if (errfp)
+				fprintf(errfp, "%s: %s: cannot open the LMDB store in %s: %s (mxgate keeps %s "
+				    "there)\n", path, sv[i].key, sv[i].dir, why, sv[i].what);
+			return -1;
+		}
+		g->nstores++;
+	}
+	return 0;
+}
+
 /* Builds a generation (pool, TLS contexts) from a loaded config; takes ownership of cfg.
  * On failure returns NULL and, when errfp is not NULL, writes the reason there too. */
 static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
@@ -153,6 +184,8 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 			fprintf(errfp, "%s: backends.tls_verify: %s\n", cfg->path ? cfg->path : "config", tlserr);
 		goto fail;
 	}
+	if (main_gen_open_stores(g, errfp) != 0)
+		goto fail;
 	return g;
 fail:
 	g->cfg = NULL;
@@ -1042,7 +1075,7 @@ int main(int argc, char **argv)
 	}
 	/* The workers own the sockets from here (uv_tcp_open). */
 
-	current = main_gen_new(cfg, NULL);
+	current = main_gen_new(cfg, stderr);
 	if (current == NULL) {
 		main_start_undo(cfg, nlisten, fds);	/* the config and the sockets: leaked before */
 		return 1;

@@ -1,6 +1,7 @@
 /* ops.c — host hooks, readiness, the drain set and the history tick (see ops.h). */
 #include "ops.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -113,7 +114,14 @@ bool ops_is_ready(void)
 {
 	struct shared_gen *g = ops_h.current ? ops_h.current() : NULL;
 
+	char failed[128];
+
 	if (!ops_is_started() || ops_stopping || g == NULL)
+		return false;
+	/* a module configured but not running (event=module_init_failed): the node is not
+	 * what was configured (greylisting would pass every message); a reload that sets
+	 * them up makes it ready again */
+	if (shared_gen_failed(g, failed, sizeof(failed)))
 		return false;
 	/* backends.servers only: they take every domain without a route, so a route's own
 	 * server being up does not make the node fit for mail while they are all down. */
@@ -127,9 +135,20 @@ bool ops_is_ready(void)
 
 const char *ops_not_ready_reason(void)
 {
+	static char why[192];     /* the main loop's (the probes, mxgatectl status) */
+	char failed[128];
+
 	if (ops_is_ready())
 		return NULL;
-	return ops_stopping ? "shutting down" : ops_is_started() ? "no backend up" : "starting";
+	if (ops_stopping)
+		return "shutting down";
+	if (!ops_is_started())
+		return "starting";
+	if (shared_gen_failed(ops_h.current ? ops_h.current() : NULL, failed, sizeof(failed))) {
+		snprintf(why, sizeof(why), "module not running: %s (event=module_init_failed)", failed);
+		return why;
+	}
+	return "no backend up";
 }
 
 /* ------------------------------------------------------------ backends and drains */

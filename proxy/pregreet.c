@@ -160,9 +160,10 @@ static int pg_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		return -1;
 	w->pass_ttl = pg->pass_ttl;
 	w->pc = passcache_new(pg->pass_store, "pregreet", pg->pass_store_timeout, loop, worker);
-	if (w->pc == NULL) {       /* logged: the passes stay in this process's memory */
+	if (w->pc == NULL) {       /* logged: the passes stay in this process's memory, as the
+	                            * DNS lists' do (a cache: not a module that failed) */
 		free(w);
-		return -1;
+		return 0;
 	}
 	*wstate = w;
 	return 0;

@@ -364,6 +364,13 @@ void status_render_json(struct strbuf *out, bool full)
 	jsonw_bool(&j, "started", ops_is_started());
 	jsonw_bool(&j, "ready", ops_is_ready());
 	jsonw_bool(&j, "stopping", ops_is_stopping());
+	{
+		char failed[128];
+
+		/* configured modules not running in some worker: /readyz is 503 meanwhile */
+		shared_gen_failed(g, failed, sizeof(failed));
+		jsonw_str(&j, "modules_not_running", failed);
+	}
 	jsonw_obj(&j, "sessions");
 	jsonw_int(&j, "active", counter_get(COUNTER_SESSIONS_ACTIVE));
 	jsonw_int(&j, "total", counter_get(COUNTER_SESSIONS_TOTAL));

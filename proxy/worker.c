@@ -8,6 +8,7 @@
 #include "opstats.h"
 #include "relay.h"
 #include "session.h"
+#include "store/lmdb_store.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -39,8 +40,48 @@ void shared_gen_unref(struct shared_gen *g)
 		tls_ctx_unref(g->tls_server);
 	if (g->tls_client)
 		tls_ctx_unref(g->tls_client);
+	/* after the workers' own references (worker_gen_free): the last one syncs, as theirs did */
+	for (size_t i = 0; i < g->nstores; i++)
+		lmdb_store_close(g->stores[i]);
 	config_free(g->cfg);
 	free(g);
+}
+
+static pthread_mutex_t shared_gen_failed_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether the comma-separated list has the name name[0..n) as one of its items. */
+static bool shared_gen_list_has(const char *list, const char *name, size_t n)
+{
+	for (const char *p = list; *p; ) {
+		size_t k = strcspn(p, ",");
+
+		if (k == n && memcmp(p, name, n) == 0)
+			return true;
+		p += k + (p[k] == ',');
+	}
+	return false;
+}
+
+/* Adds the comma-separated names to g's failed modules (each once). */
+static void shared_gen_note_failed(struct shared_gen *g, const char *names)
+{
+	pthread_mutex_lock(&shared_gen_failed_mu);
+	for (const char *p = names; *p; ) {
+		size_t n = strcspn(p, ","), len = strlen(g->failed);
+
+		if (n > 0 && !shared_gen_list_has(g->failed, p, n))
+			snprintf(g->failed + len, sizeof(g->failed) - len, "%s%.*s", len ? "," : "", (int)n, p);
+		p += n + (p[n] == ',');
+	}
+	pthread_mutex_unlock(&shared_gen_failed_mu);
+}
+
+bool shared_gen_failed(struct shared_gen *g, char *out, size_t cap)
+{
+	pthread_mutex_lock(&shared_gen_failed_mu);
+	snprintf(out, cap, "%s", g ? g->failed : "");
+	pthread_mutex_unlock(&shared_gen_failed_mu);
+	return out[0] != '\0';
 }
 
 static void worker_gen_free(struct worker_gen *wg)
@@ -60,9 +101,13 @@ static struct worker_gen *worker_gen_new(struct worker *w, struct shared_gen *sg
 	wg->shared = sg;
 	wg->worker = w;
 	shared_gen_ref(sg);
-	if (chain_modules_init(&wg->mods, sg->cfg, &w->loop, w->index) < 0)
+	if (chain_modules_init(&wg->mods, sg->cfg, &w->loop, w->index) < 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=module_init_failed worker=%d reason=out_of_memory",
 		    w->index);
+		shared_gen_note_failed(sg, "chain");
+	}
+	if (wg->mods.failed[0] != '\0')
+		shared_gen_note_failed(sg, wg->mods.failed);
 	wg->auth = auth_worker_new(sg->cfg, &w->loop, w->index);
 	return wg;
 }
@@ -353,7 +398,7 @@ static void worker_begin_drain(struct worker *w)
 	session_drain_all(w, 0);
 	worker_handoff_run(w, queued);
 	relay_close_idle(w);
-	uint64_t ms = w->gen ? w->gen->shared->cfg->limits.drain_timeout : 30000;
+	uint64_t ms = w->gen ? w->gen->shared->cfg->limits.drain_timeout : 25000;
 	if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
 		uv_timer_start(&w->drain_timer, worker_drain_timer_cb, ms, 0);
 	worker_maybe_finish(w);

@@ -19,6 +19,7 @@
 
 #include "acceptor.h"
 #include "chain.h"
+#include "config.h"
 
 struct mx_config;
 struct pool;
@@ -33,10 +34,21 @@ struct shared_gen {
 	struct pool *pool;
 	struct tls_ctx *tls_server;   /* NULL when no certificate configured */
 	struct tls_ctx *tls_client;   /* STARTTLS to backends */
+	/* The modules' required LMDB stores (config_lmdb_stores), opened when the generation is made:
+	 * one that cannot open refuses the start or the reload, rather than a worker going on
+	 * without the module. Held for the generation's life, so its workers' opens find them. */
+	struct lmdb_store *stores[CONFIG_LMDB_STORES_MAX];
+	size_t nstores;
 	unsigned id;
+	/* The modules configured but not running in some worker (chain_modules.failed, every
+	 * worker's together), comma-separated; under a lock: shared_gen_failed. */
+	char failed[128];
 };
 void shared_gen_ref(struct shared_gen *g);
 void shared_gen_unref(struct shared_gen *g);
+/* Copies g's failed modules into out (cap bytes; "" when none): true when there are any.
+ * Any thread (the workers write them when they put g in force). */
+bool shared_gen_failed(struct shared_gen *g, char *out, size_t cap);
 
 struct worker;
 struct worker_gen {

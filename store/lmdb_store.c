@@ -95,28 +95,39 @@ static void ls_log_error(struct lmdb_store *st, const char *module, int rc)
 	    rc == MDB_MAP_FULL ? " hint=raise_map_size" : "");
 }
 
-struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
+struct lmdb_store *lmdb_store_open_why(const char *dir, uint64_t map_size, char *why, size_t cap)
 {
 	struct lmdb_store *st;
 	struct lmdb_env *e;
 	enum lmdb_env_step step;
-	char why[160], full[128];
+	char stepwhy[160], full[128];
+	const char *reason;
 	int rc;
 
+	if (why != NULL && cap > 0)
+		why[0] = '\0';
 	if (dir == NULL || dir[0] == '\0')
 		return NULL;
 	step = lmdb_env_open(dir, map_size ? map_size : LS_DEFAULT_MAP, LMDB_RTX_STORE,
-	    sizeof(*st), &e, &rc, why, sizeof(why));
+	    sizeof(*st), &e, &rc, stepwhy, sizeof(stepwhy));
 	if (step != LMDB_ENV_OK) {
+		reason = step == LMDB_ENV_OPEN ? ls_reason(dir, rc, full, sizeof(full)) : stepwhy;
 		/* out of memory and no thread as before unlogged; the read pool logs its own */
 		if (step == LMDB_ENV_MKDIR || step == LMDB_ENV_OPEN || step == LMDB_ENV_DBI)
 			log_event(LOG_LVL_ERROR, NULL, "event=lmdb_error store=lmdb:%s reason=\"%s\"",
-			    dir, step == LMDB_ENV_OPEN ? ls_reason(dir, rc, full, sizeof(full)) : why);
+			    dir, reason);
+		if (why != NULL && cap > 0)
+			snprintf(why, cap, "%s", reason);
 		return NULL;
 	}
 	st = e->state[LMDB_RTX_STORE];
 	st->e = e;
 	return st;
+}
+
+struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
+{
+	return lmdb_store_open_why(dir, map_size, NULL, 0);
 }
 
 struct lmdb_store *lmdb_store_open_existing(const char *dir)

@@ -50,6 +50,9 @@ struct lmdb_writer;
  * first opener's map_size wins, 0 = 256 MiB). NULL on failure (logged, event=lmdb_error).
  * Thread-safe. */
 struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size);
+/* The same, with the reason of a failure in words (why[0..cap), "" on success or when the
+ * failure has none) for a caller that reports it beside the log line (the start's refusal). */
+struct lmdb_store *lmdb_store_open_why(const char *dir, uint64_t map_size, char *why, size_t cap);
 /* One more reference to the environment this process already has open at dir (a module's
  * store), or NULL when it has none: never makes the directory nor opens an environment (no
  * mkdir, no mdb_env_open, no new read slot), so the main loop's control verbs may call it

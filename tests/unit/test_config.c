@@ -81,7 +81,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->limits.max_recipients, 100);
 	assert_int_equal(c->limits.command_timeout, 300000);
 	assert_int_equal(c->limits.data_timeout, 600000);
-	assert_int_equal(c->limits.drain_timeout, 30000);
+	assert_int_equal(c->limits.drain_timeout, 25000);
 	assert_int_equal(c->limits.bare_lf, BARE_LF_NORMALIZE);
 	assert_int_equal(c->limits.nul, NUL_REJECT);
 	assert_int_equal(c->limits.max_line_length, 1000);
