@@ -390,6 +390,13 @@ struct main_resolve {
 	char servers[1024];
 	uint64_t timeout_ms;
 	int tries;
+	/* the required LMDB stores this process does not have open yet: opened on the work's
+	 * thread (mdb_env_open waits without a bound for lock.mdb's lock while another process
+	 * holds it) and held until the reload is applied, where main_gen_open_stores then only
+	 * takes a reference: the main loop (control socket, /metrics) never waits on a lock */
+	struct config_lmdb_store stores[CONFIG_LMDB_STORES_MAX];
+	size_t nstores;
+	struct lmdb_store *held[CONFIG_LMDB_STORES_MAX];
 };
 static struct main_resolve *reload_resolving;   /* a reload waiting for its names */
 static bool reload_again;                       /* a reload was asked for meanwhile */
@@ -455,7 +462,19 @@ static void main_reload_resolve_cb(uv_work_t *w)
 {
 	struct main_resolve *m = w->data;
 
-	hostres_set_resolve(m->names, m->servers, m->timeout_ms, m->tries);
+	if (m->names)
+		hostres_set_resolve(m->names, m->servers, m->timeout_ms, m->tries);
+	for (size_t i = 0; i < m->nstores; i++)   /* a failure: main_gen_open_stores says why */
+		m->held[i] = lmdb_store_open(m->stores[i].dir, m->stores[i].map_size);
+}
+
+/* Lets go of the references main_reload_resolve_cb took (the generation has its own). */
+static void main_reload_release_stores(struct main_resolve *m)
+{
+	for (size_t i = 0; i < m->nstores; i++)
+		if (m->held[i])
+			lmdb_store_close(m->held[i]);
+	m->nstores = 0;
 }
 
 static void main_reload_resolved_cb(uv_work_t *w, int status)
@@ -466,6 +485,7 @@ static void main_reload_resolved_cb(uv_work_t *w, int status)
 	/* Stopping: the reload was abandoned (main_reload_abandon), its waiters answered. */
 	if (!stopping)
 		main_reload_resolved(m, status == 0);
+	main_reload_release_stores(m);
 	config_free(m->cfg);
 	hostres_set_free(m->names);
 	free(m);
@@ -524,17 +544,28 @@ static void main_reload_begin(void)
 	bool pending = false;
 	for (size_t i = 0; m && m->names && i < m->names->n; i++)
 		pending |= !m->names->v[i].done;
-	if (pending) {
+	bool stores = false;
+	if (m) {
+		struct config_lmdb_store sv[CONFIG_LMDB_STORES_MAX];
+		size_t n = config_lmdb_stores(m->cfg, sv);
+
+		for (size_t i = 0; i < n; i++)
+			if (sv[i].required && lmdb_store_open_existing(sv[i].dir) == NULL)
+				m->stores[m->nstores++] = sv[i];
+		stores = m->nstores > 0;
+	}
+	if (pending || stores) {
 		m->work.data = m;
 		if (uv_queue_work(main_loop, &m->work, main_reload_resolve_cb, main_reload_resolved_cb) == 0) {
 			reload_resolving = m;
 			return;
 		}
 	}
-	/* nothing to ask (addresses only), or no thread for it: at once */
+	/* nothing to ask (addresses only) nor open, or no thread for it: at once */
 	if (m) {
 		if (pending)
 			hostres_set_resolve(m->names, m->servers, m->timeout_ms, m->tries);
+		m->nstores = 0;
 		main_reload_resolved(m, true);
 		config_free(m->cfg);
 		hostres_set_free(m->names);
