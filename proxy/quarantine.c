@@ -566,6 +566,21 @@ static int quarantine_all_each(const char *path, const char *name, uint64_t ino,
 	return 0;
 }
 
+/* The end of a listing: the walk's names freed, and on a failure (rc) the items read. */
+static int quarantine_list_end(struct quarantine_list_file *files, size_t nfiles, struct quarantine_item *items,
+    size_t *count, int rc)
+{
+	for (size_t i = 0; i < nfiles; i++)
+		free(files[i].path);
+	free(files);
+	if (rc != 0) {
+		for (size_t i = 0; i < *count; i++)
+			quarantine_item_free(&items[i]);
+		*count = 0;
+	}
+	return rc;
+}
+
 /* The newest n files that match f: every name sorted by time (one walk), then the heads
  * read newest first until n match. */
 static int quarantine_list_filtered(const char *root, size_t n, const struct quarantine_filter *f,
@@ -589,15 +604,7 @@ static int quarantine_list_filtered(const char *root, size_t n, const struct qua
 		else if (r > 0)
 			quarantine_item_free(&items[*count]);
 	}
-	for (size_t i = 0; i < c.n; i++)
-		free(c.files[i].path);
-	free(c.files);
-	if (rc != 0) {
-		for (size_t i = 0; i < *count; i++)
-			quarantine_item_free(&items[i]);
-		*count = 0;
-	}
-	return rc;
+	return quarantine_list_end(c.files, c.n, items, count, rc);
 }
 
 int quarantine_list(const char *root, size_t n, const struct quarantine_filter *f, struct quarantine_item *items,
@@ -643,15 +650,7 @@ int quarantine_list(const char *root, size_t n, const struct quarantine_filter *
 		free(c.files);
 		c.files = NULL;
 	}
-	for (size_t i = 0; c.files && i < c.n; i++)
-		free(c.files[i].path);
-	free(c.files);
-	if (rc != 0) {
-		for (size_t i = 0; i < *count; i++)
-			quarantine_item_free(&items[i]);
-		*count = 0;
-	}
-	return rc;
+	return quarantine_list_end(c.files, c.files ? c.n : 0, items, count, rc);
 }
 
 int quarantine_move_released(const char *root, const struct quarantine_item *it, char *err, size_t errlen)
