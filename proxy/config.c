@@ -722,14 +722,15 @@ static const struct cfg_field backends_fields[] = {
 		 "the server (tls_verify_name, default the host of its address). Implies require_tls: a "
 		 "certificate refused is a failed attempt (event=backend_error, next server, then 4xx "
 		 "to the client), never clear text" },
-	{ "require_xclient", CFG_BOOL, offsetof(struct backends_config, require_xclient), "true",
-	  .doc = "with client_identity xclient: an smtp:// server that offers mxgate no XCLIENT in its EHLO "
-		 "reply (Postfix without mxgate in smtpd_authorized_xclient_hosts), or refuses it, "
-		 "refused the gateway: the message never goes to it as from mxgate's address (which "
-		 "Postfix's permit_mynetworks relays unchecked), event=gateway_refused stage=xclient, "
-		 "the server out of the rotation for 5 minutes, the next server, 451 4.4.1 to the client "
-		 "when none is left. false: the message goes on as from mxgate (event=xclient_refused, "
-		 "a warning), as nginx mail's xclient off or Momentum's ifavailable" },
+	{ "require_xclient", CFG_BOOL, offsetof(struct backends_config, require_xclient), "false",
+	  .doc = "with client_identity xclient: true: an smtp:// server that offers mxgate no XCLIENT in "
+		 "its EHLO reply (Postfix without mxgate in smtpd_authorized_xclient_hosts), or refuses "
+		 "it, refused the gateway: the message never goes to it as from mxgate's address (which "
+		 "Postfix's permit_mynetworks relays unchecked), its probe fails, event=gateway_refused "
+		 "stage=xclient, the server out of the rotation for 5 minutes, the next server, 451 4.4.1 "
+		 "to the client when none is left (as nginx mail's xclient on). false (the default, as "
+		 "Postfix's own proxy and Haraka): the message goes on as from mxgate, with warnings "
+		 "(event=backend_no_xclient from the probe, event=xclient_refused)" },
 	{ "tls_ca_file", CFG_STRING, offsetof(struct backends_config, tls_ca_file),
 	  .doc = "PEM file of the CAs trusted for tls_verify (Postfix's smtp_tls_CAfile, HAProxy's "
 		 "ca-file; default: the system's CAs)" },

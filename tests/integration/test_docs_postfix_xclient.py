@@ -8,9 +8,10 @@ holds (permit_mynetworks: it relays anywhere), and its client checks judge mxgat
 - in front of such a Postfix, with client_identity: xclient (the default), mxgate says so
   once per backend, at the health probe that reads its EHLO reply:
   event=backend_no_xclient backend=smtp://... (warning) (was: nothing anywhere; the only
-  trace was Postfix's log naming mxgate as every client); with backends.require_xclient
-  (the default, session 31) the probe fails it and a message gets 451 4.4.1, never relayed
-  as from mxgate; with require_xclient: false the message goes as from mxgate;
+  trace was Postfix's log naming mxgate as every client); with backends.require_xclient:
+  true (session 31; opted in here, the default is false) the probe fails it and a message
+  gets 451 4.4.1, never relayed as from mxgate; with require_xclient: false the message goes
+  as from mxgate;
 - with smtpd_authorized_xclient_hosts set, no such line, and Postfix logs the real client."""
 import os
 import re
@@ -33,6 +34,7 @@ mt.postfix_instance('pf-xclient', authorized, MAIN + 'smtpd_authorized_xclient_h
 
 
 def daemon(name, port, **backends):
+    backends.setdefault('require_xclient', True)        # opted in: the default is false
     cfg = mt.config(['smtp://127.0.0.1:%d' % port], workers=1,
                     listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
                     trusted_proxies=['127.0.0.1/32'], backends=backends)
@@ -57,7 +59,7 @@ def failed_probes(mx):
 
 mx = daemon('mx-required', bare)
 mt.check(mt.wait_for(lambda: failed_probes(mx) >= 3, mt.slack(30)),
-         'backends.require_xclient (the default): three probes of the Postfix without XCLIENT failed')
+         'backends.require_xclient: true: three probes of the Postfix without XCLIENT failed')
 lines = re.findall(r'[^\n]*event=backend_no_xclient[^\n]*', mx.log())
 mt.check(len(lines) == 1 and 'backend=smtp://127.0.0.1:%d' % bare in lines[0] and ' warning ' in lines[0],
          'a backend that offers no XCLIENT is named once, as a warning (%s)' % lines)

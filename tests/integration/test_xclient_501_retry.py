@@ -62,7 +62,7 @@ PF = 'smtp://127.0.0.1:%d' % pf_port
 
 
 def mxgate(name, backends=None, servers=(PF,)):
-    b = {'client_identity': 'xclient'}
+    b = {'client_identity': 'xclient', 'require_xclient': True}
     b.update(backends or {})
     return mt.Mxgate(mt.config(list(servers), listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True},
                                                       {'address': '[::1]:0'}],

@@ -2,8 +2,8 @@
 """A backend that will not take mxgate's XCLIENT, and the other refusals of the gateway itself
 before and after the message (session 31):
 - a real Postfix without mxgate in smtpd_authorized_xclient_hosts (it offers no XCLIENT) and
-  mxgate in its mynetworks: with client_identity xclient (backends.require_xclient, default
-  true) nothing goes to it as from mxgate's address, which permit_mynetworks would relay
+  mxgate in its mynetworks: with client_identity xclient and backends.require_xclient: true
+  (opted in: the default is false) nothing goes to it as from mxgate's address, which permit_mynetworks would relay
   unchecked: its probe fails (down, not ready), a message tried there anyway (none is up)
   gets 451 4.4.1, event=gateway_refused stage=xclient; the next server takes the messages
   (main: 250, relayed by Postfix as from mxgate);
@@ -25,6 +25,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
+REQ = {'require_xclient': True}     # opted in: the default is false (docs/operations.md)
+
 mt.need('postfix')
 mt.need_postfix()
 
@@ -42,7 +44,7 @@ smtpd_relay_restrictions = permit_mynetworks, reject
 smtpd_recipient_restrictions = permit_mynetworks, reject
 ''', hostname='backend.test')
 PF = 'smtp://127.0.0.1:%d' % pf_port
-mx = mt.Mxgate(mt.proxied_config([PF], workers=1), 'mx-xclient-required')
+mx = mt.Mxgate(mt.proxied_config([PF], workers=1, backends=REQ), 'mx-xclient-required')
 mt.check(mx.wait_log(r'warning - event=backend_down backend=%s reason="health check: XCLIENT not offered '
                      r'\(backends\.require_xclient\) during ehlo"' % re.escape(PF)) is not None and
          mx.wait_log(r'event=ready generation=1 backends_up=no') is not None,
@@ -60,7 +62,7 @@ mt.check(mx.count_log(r'event=xclient_refused') == 0, 'no xclient_refused warnin
 mx.stop()
 
 ok = mt.Backend(name='xr-ok')
-mx = mt.Mxgate(mt.proxied_config([PF, ok.url], workers=1, backends={'balance': 'round_robin'}), 'mx-xclient-required2')
+mx = mt.Mxgate(mt.proxied_config([PF, ok.url], workers=1, backends=dict(REQ, balance='round_robin')), 'mx-xclient-required2')
 codes = [send(mx, 'pf%d' % i).code for i in range(3)]
 mt.check(codes == [250] * 3 and len(ok.messages) == 3 and all(m['xclient'].get('ADDR') == '198.18.31.9' for m in ok.messages),
          'with a second server offering XCLIENT: every message there, announced as the client (%s, %d)'
@@ -93,7 +95,7 @@ smtpd_relay_restrictions = permit_mynetworks, reject
 smtpd_recipient_restrictions = permit_mynetworks, reject
 ''', hostname='backend-ok.test')
 PA = 'smtp://127.0.0.1:%d' % pa_port
-mx = mt.Mxgate(mt.proxied_config([PA], workers=1), 'mx-xclient-long')
+mx = mt.Mxgate(mt.proxied_config([PA], workers=1, backends=REQ), 'mx-xclient-long')
 r = mt.send_mail(mx.port, 'alice@example.org', ['bob@elsewhere.test'], mt.message('longhelo'), ehlo='+' * 90,
                  proxy_src='198.18.31.20')
 mt.check(r.code == 554 and r.stage == 'rcpt' and mx.count_log(r'event=gateway_refused') == 0,
@@ -107,7 +109,7 @@ mx.stop()
 # the server out for everyone (a client with an odd PTR or HELO would stop all mail)
 x5 = mt.Backend(name='xclient-501')
 x5.xclient_reply = '501 5.5.4 Error: bad NAME syntax'
-mx = mt.Mxgate(mt.proxied_config([x5.url], workers=1), 'mx-xclient-501')
+mx = mt.Mxgate(mt.proxied_config([x5.url], workers=1, backends=REQ), 'mx-xclient-501')
 r = send(mx, 'x501')
 mt.check(r.code == 451 and not x5.messages and mx.count_log(r'event=gateway_refused') == 0 and
          mx.count_log(r'event=backend_down') == 0 and
@@ -129,7 +131,7 @@ def pair(name, refuser, backends=None, messages=2, rcpt='bob@elsewhere.test', af
     them): a refusal the probe would see (EHLO, STARTTLS) is set then, for the messages to
     find, as test_gateway_refusal's greeting."""
     good = mt.Backend(name=name + '-ok', starttls=refuser.starttls)
-    b = {'balance': 'round_robin', 'health_check': {'interval': '1h', 'timeout': '10s'}}
+    b = dict(REQ, balance='round_robin', health_check={'interval': '1h', 'timeout': '10s'})
     b.update(backends or {})
     m = mt.Mxgate(mt.proxied_config([refuser.url, good.url], workers=1, backends=b), 'mx-' + name)
     mt.check(m.wait_log(r'event=ready generation=1 backends_up=yes') is not None, '%s: the start\'s probes done' % name)
