@@ -472,6 +472,11 @@ static bool quarantine_span_is(const char *buf, struct quarantine_span sp, const
 	return strlen(s) == sp.len && strncasecmp(buf + sp.off, s, sp.len) == 0;
 }
 
+bool quarantine_item_rcpt_is(const struct quarantine_item *it, size_t i, const char *rcpt)
+{
+	return quarantine_span_is(it->head, it->env.rcpts[i], rcpt);
+}
+
 long quarantine_item_rcpt_index(const struct quarantine_item *it, const char *rcpt)
 {
 	for (size_t i = 0; i < it->env.nrcpts; i++)

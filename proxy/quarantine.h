@@ -102,6 +102,8 @@ int quarantine_list(const char *root, size_t n, const struct quarantine_filter *
     size_t *count, char *err, size_t errlen);
 
 /* The index of rcpt (case-insensitive) among it's recipients, or -1. Pure. */
+/* Whether the item's recipient i is rcpt (case ignored, as rcpt_index compares). */
+bool quarantine_item_rcpt_is(const struct quarantine_item *it, size_t i, const char *rcpt);
 long quarantine_item_rcpt_index(const struct quarantine_item *it, const char *rcpt);
 
 /* Blocking. Moves the held file into root/released/ (created 0700 when missing), where

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -452,13 +451,11 @@ static long qc_release_left(const struct qc_release *rel, const struct rcpt *owe
 		return -1;
 	/* held x (named + owed): at most 1000 x 1000 comparisons */
 	for (size_t i = 0; i < held; i++) {
-		const char *h = rel->it.head + rel->it.env.rcpts[i].off;
-		size_t hl = rel->it.env.rcpts[i].len;
 		bool in_tx = rel->rcpts == NULL, is_owed = false;
 		for (size_t k = 0; !in_tx && k < rel->nrcpts_named; k++)
-			in_tx = strlen(rel->rcpts[k]) == hl && strncasecmp(rel->rcpts[k], h, hl) == 0;
+			in_tx = quarantine_item_rcpt_is(&rel->it, i, rel->rcpts[k]);
 		for (size_t k = 0; in_tx && !is_owed && k < nowed; k++)
-			is_owed = strlen(owed[k].addr) == hl && strncasecmp(owed[k].addr, h, hl) == 0;
+			is_owed = quarantine_item_rcpt_is(&rel->it, i, owed[k].addr);
 		skip[i] = in_tx && !is_owed;   /* the transaction gave it to this one */
 	}
 	n = qc_rcpts_except(&rel->it, skip, left);
