@@ -664,21 +664,28 @@ def _fill_ports_text(text, holds):
 
 
 _cert = None
+_cert_lock = threading.Lock()
 
 
 def cert():
-    """A self-signed certificate and key for mx.test (made once per run, in TMP)."""
+    """A self-signed certificate and key for mx.test (made once per run, in TMP). Thread-safe:
+    the first use is often two Backends' STARTTLS at once (the health probes of a pair), and
+    two openssl runs writing the same files let one thread load the other's half-written key
+    (a failed handshake, a backend down at its first probe: CI's flake of session 31)."""
     global _cert
-    if _cert is None:
-        crt, key = os.path.join(TMP, 'cert.pem'), os.path.join(TMP, 'key.pem')
-        r = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-                            '-subj', '/CN=mx.test', '-keyout', key, '-out', crt],
-                           capture_output=True, timeout=60)
-        if r.returncode != 0:
-            fail('openssl req failed: ' + r.stderr.decode(errors='replace')[-200:])
-        os.chmod(key, 0o644)
-        _cert = (crt, key)
-    return _cert
+    with _cert_lock:
+        if _cert is None:
+            crt, key = os.path.join(TMP, 'cert.pem'), os.path.join(TMP, 'key.pem')
+            r = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+                                '-subj', '/CN=mx.test', '-keyout', key + '.new', '-out', crt + '.new'],
+                               capture_output=True, timeout=60)
+            if r.returncode != 0:
+                fail('openssl req failed: ' + r.stderr.decode(errors='replace')[-200:])
+            os.chmod(key + '.new', 0o644)
+            os.rename(key + '.new', key)
+            os.rename(crt + '.new', crt)
+            _cert = (crt, key)
+        return _cert
 
 
 def _openssl(*args):
