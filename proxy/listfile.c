@@ -1,10 +1,12 @@
 /* listfile.c — the `file:` lists' contents kept between config loads (see listfile.h). */
 #include "listfile.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cidr.h"
 #include "fnv.h"
@@ -165,8 +167,18 @@ void listfile_load_end(size_t *nread, size_t *nkept)
 static struct listfile *listfile_take_kept_locked(struct listfile_entry *e, const char *path)
 {
 	struct stat st;
+	int fd, rc;
 
-	if (e == NULL || !e->settled || stat(path, &st) != 0 || !listfile_same_stat(&st, &e->st))
+	if (e == NULL || !e->settled)
+		return NULL;
+	/* open and fstat, not stat(path): an NFS client revalidates a file's attributes at open
+	 * (close-to-open consistency), while a stat may answer from its attribute cache (up to
+	 * acregmax, 60 s) with a file another host changed; O_NONBLOCK as cidr_file_read's */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0)
+		return NULL;
+	rc = fstat(fd, &st);
+	close(fd);
+	if (rc != 0 || !listfile_same_stat(&st, &e->st))
 		return NULL;
 	e->f->refs++;
 	return e->f;

@@ -5,8 +5,9 @@
  * rules.recipient_actions, every list of CIDRs). A hosting platform reloads every minute
  * with thousands of them, most unchanged. A load asks listfile_get for a file's text: when
  * the file is the one the last load read (the same device, inode, size, mtime and ctime,
- * to the nanosecond) and had settled by then (listfile_is_settled), the text kept from that
- * read is handed back without opening the file; else the file is read now (cidr_file_read's
+ * to the nanosecond, by fstat of the file opened: NFS revalidates a file at open, a stat may
+ * answer from its attribute cache) and had settled by then (listfile_is_settled), the text
+ * kept from that read is handed back without reading the file; else the file is read now (cidr_file_read's
  * rules) and kept for the next load. A list of CIDRs keeps its parsed prefixes with the text
  * (listfile_cidrs), so an unchanged CIDR file is not parsed again either.
  *

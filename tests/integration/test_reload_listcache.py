@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """test_reload_listcache — a reload takes the `file:` lists that did not change as the last
-load read them, without opening them (proxy/listfile.c), and reads those that changed:
+load read them, without reading them (proxy/listfile.c), and reads those that changed:
 
   - files older than the settle time (2 s, LISTFILE_SETTLE_NS) and unchanged: the reload logs
     `event=list_file path=P action=kept` for each (debug level), no `action=read`, and every
