@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/vfs.h>
 
 #include "cidr.h"
 #include "fnv.h"
@@ -162,6 +163,40 @@ void listfile_load_end(size_t *nread, size_t *nkept)
 	pthread_mutex_unlock(&listfile_mu);
 }
 
+bool listfile_fs_is_local(unsigned long magic)
+{
+	/* statfs(2)'s f_type of the file systems whose stat is the inode's own state: ext2/3/4,
+	 * XFS, Btrfs, tmpfs (and devtmpfs), ramfs, overlayfs, ZFS, F2FS, squashfs */
+	static const unsigned long local[] = { 0xEF53, 0x58465342, 0x9123683E, 0x01021994,
+		0x858458F6, 0x794C7630, 0x2FC12FC1, 0xF2F52010, 0x73717368 };
+
+	for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++)
+		if (local[i] == magic)
+			return true;
+	return false;
+}
+
+/* Whether dev (of path) is on a local file system: statfs once per device, remembered (up
+ * to 16 devices; past them, asked each time). Under listfile_mu. */
+static bool listfile_dev_is_local_locked(dev_t dev, const char *path)
+{
+	static struct { dev_t dev; bool local; } devs[16];
+	static size_t ndevs;
+	struct statfs sf;
+	bool local;
+
+	for (size_t i = 0; i < ndevs; i++)
+		if (devs[i].dev == dev)
+			return devs[i].local;
+	local = statfs(path, &sf) == 0 && listfile_fs_is_local((unsigned long)sf.f_type);
+	if (ndevs < sizeof(devs) / sizeof(devs[0])) {
+		devs[ndevs].dev = dev;
+		devs[ndevs].local = local;
+		ndevs++;
+	}
+	return local;
+}
+
 /* The kept text of path when the file is still the one read (an extra reference), else
  * NULL. Under listfile_mu. */
 static struct listfile *listfile_take_kept_locked(struct listfile_entry *e, const char *path)
@@ -171,15 +206,20 @@ static struct listfile *listfile_take_kept_locked(struct listfile_entry *e, cons
 
 	if (e == NULL || !e->settled)
 		return NULL;
-	/* open and fstat, not stat(path): an NFS client revalidates a file's attributes at open
-	 * (close-to-open consistency), while a stat may answer from its attribute cache (up to
-	 * acregmax, 60 s) with a file another host changed; O_NONBLOCK as cidr_file_read's */
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0)
+	if (stat(path, &st) != 0 || !listfile_same_stat(&st, &e->st))
 		return NULL;
-	rc = fstat(fd, &st);
-	close(fd);
-	if (rc != 0 || !listfile_same_stat(&st, &e->st))
-		return NULL;
+	/* on a file system other than the local ones, open and fstat too: an NFS client
+	 * revalidates a file's attributes at open (close-to-open consistency), while a stat may
+	 * answer from its attribute cache (up to acregmax, 60 s) with a file another host
+	 * changed; O_NONBLOCK as cidr_file_read's */
+	if (!listfile_dev_is_local_locked(st.st_dev, path)) {
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0)
+			return NULL;
+		rc = fstat(fd, &st);
+		close(fd);
+		if (rc != 0 || !listfile_same_stat(&st, &e->st))
+			return NULL;
+	}
 	e->f->refs++;
 	return e->f;
 }

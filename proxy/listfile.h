@@ -5,7 +5,8 @@
  * rules.recipient_actions, every list of CIDRs). A hosting platform reloads every minute
  * with thousands of them, most unchanged. A load asks listfile_get for a file's text: when
  * the file is the one the last load read (the same device, inode, size, mtime and ctime,
- * to the nanosecond, by fstat of the file opened: NFS revalidates a file at open, a stat may
+ * to the nanosecond: a stat, and on a file system not known as local (NFS, CIFS, FUSE ...)
+ * an fstat of the file opened too, as NFS revalidates a file at open where a stat may
  * answer from its attribute cache) and had settled by then (listfile_is_settled), the text
  * kept from that read is handed back without reading the file; else the file is read now (cidr_file_read's
  * rules) and kept for the next load. A list of CIDRs keeps its parsed prefixes with the text
@@ -46,6 +47,10 @@ struct listfile;
  * kernel's timestamp clock (a few ms), so two writes within one tick, the same size, can
  * leave dev/ino/size/mtime/ctime all equal. Pure: the unit test drives it. */
 bool listfile_is_settled(const struct stat *st, const struct timespec *read_at);
+
+/* Whether statfs(2)'s f_type magic is a local file system's (ext4, XFS, Btrfs, tmpfs,
+ * overlayfs, ZFS ...), whose stat shows the file's state without an open. Pure. */
+bool listfile_fs_is_local(unsigned long magic);
 
 /* Starts one config load (a generation number for listfile_load_end's sweep). */
 void listfile_load_begin(void);

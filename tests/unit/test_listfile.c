@@ -50,6 +50,29 @@ static void test_settled_rows(void **state)
 	}
 }
 
+/* Which file systems' stat is trusted alone (else the file is opened for its fstat). */
+static void test_fs_rows(void **state)
+{
+	static const struct {
+		const char *label;
+		unsigned long magic;
+		bool local;
+	} rows[] = {
+		{ "ext4", 0xEF53, true },
+		{ "XFS", 0x58465342, true },
+		{ "tmpfs", 0x01021994, true },
+		{ "overlayfs (a container's root)", 0x794C7630, true },
+		{ "NFS: attributes cached, revalidated at open", 0x6969, false },
+		{ "CIFS", 0xFF534D42, false },
+		{ "FUSE", 0x65735546, false },
+		{ "unknown", 0x12345678, false },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		if (listfile_fs_is_local(rows[i].magic) != rows[i].local)
+			fail_msg("row \"%s\": local %d, want %d", rows[i].label, !rows[i].local, rows[i].local);
+}
+
 static void write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "r+");	/* in place: the same inode */
@@ -191,6 +214,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_settled_rows),
+		cmocka_unit_test(test_fs_rows),
 		cmocka_unit_test(test_changed_same_size_same_mtime),
 		cmocka_unit_test(test_gone_and_forgotten),
 	};
