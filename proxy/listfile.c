@@ -40,6 +40,11 @@ static size_t listfile_nbuckets, listfile_n;
 static unsigned long listfile_load;     /* the current load's number */
 static size_t listfile_nread, listfile_nkept;
 
+/* The devices whose file system one load asked statfs about (a device number freed by an
+ * unmount can come back for another file system: asked again at each load). */
+static struct { dev_t dev; bool local; } listfile_devs[16];
+static size_t listfile_ndevs;
+
 bool listfile_is_settled(const struct stat *st, const struct timespec *read_at)
 {
 	long long c = (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
@@ -149,6 +154,7 @@ void listfile_load_begin(void)
 	pthread_mutex_lock(&listfile_mu);
 	listfile_load++;
 	listfile_nread = listfile_nkept = 0;
+	listfile_ndevs = 0;
 	pthread_mutex_unlock(&listfile_mu);
 }
 
@@ -176,23 +182,21 @@ bool listfile_fs_is_local(unsigned long magic)
 	return false;
 }
 
-/* Whether dev (of path) is on a local file system: statfs once per device, remembered (up
- * to 16 devices; past them, asked each time). Under listfile_mu. */
+/* Whether dev (of path) is on a local file system: statfs once per device and load (up to
+ * 16 devices; past them, asked each time). Under listfile_mu. */
 static bool listfile_dev_is_local_locked(dev_t dev, const char *path)
 {
-	static struct { dev_t dev; bool local; } devs[16];
-	static size_t ndevs;
 	struct statfs sf;
 	bool local;
 
-	for (size_t i = 0; i < ndevs; i++)
-		if (devs[i].dev == dev)
-			return devs[i].local;
+	for (size_t i = 0; i < listfile_ndevs; i++)
+		if (listfile_devs[i].dev == dev)
+			return listfile_devs[i].local;
 	local = statfs(path, &sf) == 0 && listfile_fs_is_local((unsigned long)sf.f_type);
-	if (ndevs < sizeof(devs) / sizeof(devs[0])) {
-		devs[ndevs].dev = dev;
-		devs[ndevs].local = local;
-		ndevs++;
+	if (listfile_ndevs < sizeof(listfile_devs) / sizeof(listfile_devs[0])) {
+		listfile_devs[listfile_ndevs].dev = dev;
+		listfile_devs[listfile_ndevs].local = local;
+		listfile_ndevs++;
 	}
 	return local;
 }
