@@ -17,6 +17,7 @@
 
 #include "proxy/config.h"
 #include "proxy/hook.h"
+#include "proxy/listfile.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/netaddr.h"
@@ -306,25 +307,35 @@ typedef int (*gl_add_fn)(void *list, const char *entry, char *why, size_t whylen
  * most 1098 bytes. */
 static int gl_load_lines(const char *path, gl_add_fn add, void *list, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "r");
+	/* the text through listfile (kept from the last load while the file is unchanged; a
+	 * regular file or /dev/null: a FIFO or a device is refused, not waited on) */
+	const char *errstr = NULL, *text, *p, *nl;
+	struct listfile *f = listfile_get(path, &errstr);
 	char line[1100], why[300];
 	unsigned lineno = 0;
+	size_t len;
 	int rc = 0;
 
 	if (f == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s", path, errstr ? errstr : "?");
 		return -1;
 	}
-	while (fgets(line, sizeof(line), f)) {
+	text = listfile_text(f, &len);
+	for (p = text; rc == 0 && p < text + len; p = nl + 1) {
 		char *s = line, *e;
-		size_t n = strlen(line);
+		size_t n;
 
+		if ((nl = memchr(p, '\n', (size_t)(text + len - p))) == NULL)
+			nl = text + len;	/* the last line without its newline */
+		n = (size_t)(nl - p);
 		lineno++;
-		if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
+		if (n > sizeof(line) - 2) {
 			snprintf(err, errlen, "%s:%u: line longer than %zu bytes", path, lineno, sizeof(line) - 2);
 			rc = -1;
 			break;
 		}
+		memcpy(line, p, n);
+		line[n] = '\0';
 		if ((e = strchr(s, '#')) != NULL)       /* postgrey: s/#.*$// */
 			*e = '\0';
 		while (*s == ' ' || *s == '\t')
@@ -337,14 +348,9 @@ static int gl_load_lines(const char *path, gl_add_fn add, void *list, char *err,
 		if (add(list, s, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
 			rc = -1;
-			break;
 		}
 	}
-	if (rc == 0 && ferror(f)) {
-		snprintf(err, errlen, "%s: read error", path);
-		rc = -1;
-	}
-	fclose(f);
+	listfile_release(f);
 	return rc;
 }
 

@@ -8,6 +8,7 @@
  * the text into a YAML document is cfg_load.c. */
 #include "cfg_parse.h"
 #include "cidr.h"
+#include "listfile.h"
 
 #include <libfyaml.h>
 
@@ -252,14 +253,24 @@ int cfg_read_list_file(struct cfg_parse *p, struct fy_node *section, const char 
 	/* cidr_file_read's rules: a regular file of at most CIDR_FILE_MAX octets (or /dev/null,
 	 * empty); a device or a FIFO could block or never end (file:/dev/zero grew one line
 	 * past 2 GiB: fuzz_config, session 28) */
-	const char *errstr = NULL, *why;
+	const char *errstr = NULL, *why, *text;
 	size_t len = 0, lineno = 0;
-	char *buf = cidr_file_read(path, &len, &errstr), *line, *end, *s;
+	struct listfile *f = listfile_get(path, &errstr);   /* kept when unchanged (listfile.h) */
+	char *buf, *line, *end, *s;
 	int rc = 0;
 
-	if (buf == NULL)
+	if (f == NULL)
 		return cfg_error_key(p, section, key, (long)index, "cannot read %s: %s", path,
 				     errstr ? errstr : "?");
+	/* a copy: the items are cut in place (NUL-terminated for add), the kept text stays */
+	text = listfile_text(f, &len);
+	buf = malloc(len + 1);
+	if (buf == NULL) {
+		listfile_release(f);
+		return cfg_error_key(p, section, key, (long)index, "cannot read %s: out of memory", path);
+	}
+	memcpy(buf, text, len + 1);
+	listfile_release(f);
 	for (line = buf; rc == 0 && line < buf + len; line = end + 1) {
 		lineno++;
 		end = memchr(line, '\n', (size_t)(buf + len - line));
@@ -578,6 +589,44 @@ static int cfg_cidrlist_add(struct cfg_cidrlist *l, const struct cfg_cidr *c)
 		return -1;
 	l->v = v;
 	l->v[l->n++] = *c;
+	l->sorted = false;
+	return 0;
+}
+
+/* Appends the CIDRs of the `file:` item it (path, its text f) to l: those kept with f when
+ * an earlier load parsed the same text, else parsed now (each bad line an error at its
+ * FILE:LINE:COL) and, when all are good, kept with f for the next load. 0 or -1. */
+static int cfg_cidrlist_add_file(struct cfg_parse *p, struct fy_node *it, const char *path,
+				 struct listfile *f, struct cfg_cidrlist *l)
+{
+	struct cfg_cidrfile_ctx x = { p, path, 0, 0 };
+	struct cfg_cidrlist one = { NULL, 0, false };
+	const struct cfg_cidr *kept;
+	const char *text;
+	size_t n, len;
+	int r;
+
+	if (!listfile_cidrs(f, &kept, &n)) {
+		text = listfile_text(f, &len);
+		cfg_node_position(p, it, &x.line, &x.col);
+		r = cidr_text_parse(text, len, &one, cfg_cidrfile_bad_cb, &x);
+		if (r != 0) {
+			free(one.v);
+			return r < 0 ? cfg_error(p, it, "out of memory") : -1;
+		}
+		cfg_cidrlist_sort(&one);
+		listfile_keep_cidrs(f, one.v, one.n);
+		listfile_cidrs(f, &kept, &n);
+	}
+	if (n == 0)
+		return 0;
+	struct cfg_cidr *v = realloc(l->v, (l->n + n) * sizeof(*v));
+	if (!v)
+		return cfg_error(p, it, "out of memory");
+	memcpy(v + l->n, kept, n * sizeof(*v));
+	l->sorted = l->n == 0;   /* the kept run is in order: alone, the list needs no sort */
+	l->v = v;
+	l->n += n;
 	return 0;
 }
 
@@ -604,23 +653,15 @@ static int cfg_parse_cidrlist(struct cfg_parse *p, struct fy_node *n, struct cfg
 		if (cfg_node_cstr(p, it, "an address or prefix", buf, sizeof(buf)) < 0) {
 			rc = -1;
 		} else if (strncmp(buf, "file:", 5) == 0) {
-			struct cfg_cidrfile_ctx x = { p, buf + 5, 0, 0 };
 			const char *err = NULL;
-			size_t len = 0;
-			char *text = buf[5] ? cidr_file_read(buf + 5, &len, &err) : NULL;
-			if (!buf[5]) {
+			struct listfile *f = buf[5] ? listfile_get(buf + 5, &err) : NULL;
+			if (!buf[5])
 				rc = cfg_error(p, it, "file: needs a path");
-			} else if (!text) {
+			else if (!f)
 				rc = cfg_error(p, it, "cannot read %s: %s", buf + 5, err);
-			} else {
-				cfg_node_position(p, it, &x.line, &x.col);
-				int r = cidr_text_parse(text, len, l, cfg_cidrfile_bad_cb, &x);
-				if (r < 0)
-					rc = cfg_error(p, it, "out of memory");
-				else if (r > 0)
-					rc = -1;
-			}
-			free(text);
+			else if (cfg_cidrlist_add_file(p, it, buf + 5, f, l) < 0)
+				rc = -1;
+			listfile_release(f);
 		} else if (strlen(buf) >= CFG_SCALAR_MAX || cfg_parse_cidr(buf, &c) < 0) {
 			rc = cfg_error(p, it, "expected an address or prefix like 192.0.2.0/24, "
 				       "2001:db8::/32 or file:PATH, got \"%.200s\"", buf);
@@ -629,7 +670,8 @@ static int cfg_parse_cidrlist(struct cfg_parse *p, struct fy_node *n, struct cfg
 		}
 		cfg_path_pop(p, old);
 	}
-	cfg_cidrlist_sort(l);   /* a match is then a binary search per prefix length */
+	if (!l->sorted)
+		cfg_cidrlist_sort(l);   /* a match is then a binary search per prefix length */
 	return rc;
 }
 

@@ -122,13 +122,17 @@ static bool cidr_is_null_device(const struct stat *st)
 
 char *cidr_file_read(const char *path, size_t *len, const char **errstr)
 {
+	return cidr_file_read_stat(path, len, NULL, errstr);
+}
+
+char *cidr_file_read_stat(const char *path, size_t *len, struct stat *stp, const char **errstr)
+{
 	/* O_NONBLOCK: a FIFO is refused below, not waited on for a writer (the open would
 	 * block the config load, at start or at a reload, for as long as none comes) */
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	FILE *f = NULL;
 	struct stat st;
 	char *buf = NULL;
-	size_t got = 0;
+	size_t got = 0, want;
 
 	if (fd < 0) {
 		*errstr = strerror(errno);
@@ -139,6 +143,8 @@ char *cidr_file_read(const char *path, size_t *len, const char **errstr)
 		close(fd);
 		return NULL;
 	}
+	if (stp != NULL)
+		*stp = st;
 	if (cidr_is_null_device(&st)) {
 		/* `file:/dev/null`: how an operator empties a list without editing the config
 		 * (as a Postfix lookup table or an rsync exclude file pointed at it); it reads as
@@ -158,36 +164,41 @@ char *cidr_file_read(const char *path, size_t *len, const char **errstr)
 		close(fd);
 		return NULL;
 	}
-	if ((f = fdopen(fd, "rb")) == NULL) {
-		*errstr = strerror(errno);
-		close(fd);
-		return NULL;
-	}
 	if ((unsigned long long)st.st_size > CIDR_FILE_MAX) {
 		*errstr = "larger than 16M";
 		goto fail;
 	}
-	/* one octet more than the size: a file that grew while read is caught, not cut */
-	buf = malloc((size_t)st.st_size + 2);
+	/* one octet more than the size: a file that grew while read is caught, not cut; read(2)
+	 * straight into the buffer, no stdio copy */
+	want = (size_t)st.st_size + 1;
+	buf = malloc(want + 1);
 	if (buf == NULL) {
 		*errstr = "out of memory";
 		goto fail;
 	}
-	got = fread(buf, 1, (size_t)st.st_size + 1, f);
-	if (ferror(f)) {
-		*errstr = strerror(errno ? errno : EIO);
-		goto fail;
+	while (got < want) {
+		ssize_t r = read(fd, buf + got, want - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			*errstr = strerror(errno);
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
 	}
 	if (got > (size_t)st.st_size) {
 		*errstr = "changed while read";
 		goto fail;
 	}
 	buf[got] = '\0';
-	fclose(f);
+	close(fd);
 	*len = got;
 	return buf;
 fail:
 	free(buf);
-	fclose(f);
+	close(fd);
 	return NULL;
 }

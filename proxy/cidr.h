@@ -12,6 +12,7 @@
 #define MX_CIDR_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 
 #include "cfg_value.h"
 
@@ -32,5 +33,9 @@ int cidr_text_parse(const char *text, size_t len, struct cfg_cidrlist *l, cidr_e
 /* Reads the file path (at most CIDR_FILE_MAX octets) into a malloc'd buffer the caller
  * frees, with its length in *len. NULL with *errstr (strerror text or static) on failure. */
 char *cidr_file_read(const char *path, size_t *len, const char **errstr);
+
+/* cidr_file_read that also fills *st (when not NULL) with the opened file's fstat (on
+ * success, and on a failure after the open). */
+char *cidr_file_read_stat(const char *path, size_t *len, struct stat *st, const char **errstr);
 
 #endif

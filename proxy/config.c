@@ -10,6 +10,7 @@
 #include "rules/recipient_actions.h"
 #include "store/store.h"
 #include "log.h"
+#include "listfile.h"
 #include "tls.h"
 
 #include <libfyaml.h>
@@ -42,7 +43,14 @@ static int config_load_any(const char *name, const char *text, size_t len,
 			fprintf(err_fp, "%s: out of memory\n", name);
 		return -1;
 	}
-	if (cfg_table_load(name, text, len, &config_table, cfg, err_fp) < 0)
+	/* the `file:` lists this load does not ask for are forgotten at its end (listfile.h) */
+	listfile_load_begin();
+	int rc = cfg_table_load(name, text, len, &config_table, cfg, err_fp);
+	size_t nread = 0, nkept = 0;
+	listfile_load_end(&nread, &nkept);
+	if (nread + nkept > 0)
+		log_event(LOG_LVL_DEBUG, NULL, "event=list_files read=%zu kept=%zu", nread, nkept);
+	if (rc < 0)
 		goto fail;
 	cfg->path = strdup(name);
 	if (!cfg->path)

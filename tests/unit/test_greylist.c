@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -435,6 +436,37 @@ static void test_names(void **state)
 		greylist_names_free(&l);
 		unlink(path);
 		assert_int_equal(greylist_names_load(&l, path, err, sizeof(err)), -1);
+
+		/* a FIFO named as the file is refused at once, not waited on for a writer (until
+		 * session 32 the load's fopen blocked: a reload, or the start, stalled for good;
+		 * the alarm turns that into a failure); a device too */
+		char dir[] = "/tmp/test_greylist_fifoXXXXXX", fifo[64];
+		assert_non_null(mkdtemp(dir));
+		snprintf(fifo, sizeof(fifo), "%s/names", dir);
+		assert_int_equal(mkfifo(fifo, 0600), 0);
+		alarm(10);
+		assert_int_equal(greylist_names_load(&l, fifo, err, sizeof(err)), -1);
+		alarm(0);
+		assert_non_null(strstr(err, "not a regular file"));
+		assert_int_equal(greylist_names_load(&l, "/dev/zero", err, sizeof(err)), -1);
+		assert_int_equal(l.n, 0);
+		unlink(fifo);
+		rmdir(dir);
+
+		/* a line at the limit (1,098 octets) is read, one octet more is refused at its line */
+		f = fopen(path, "w");
+		fprintf(f, "ok.test\nb.test #%01090d\n", 0);
+		fclose(f);
+		assert_int_equal(greylist_names_load(&l, path, err, sizeof(err)), 0);
+		assert_int_equal(l.n, 2);
+		greylist_names_free(&l);
+		f = fopen(path, "w");
+		fprintf(f, "ok.test\nb.test #%01091d", 0);
+		fclose(f);
+		assert_int_equal(greylist_names_load(&l, path, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, ":2: line longer than 1098 bytes"));
+		greylist_names_free(&l);
+		unlink(path);
 	}
 }
 

@@ -1,0 +1,222 @@
+/* test_listfile.c — the `file:` lists' texts kept between config loads (listfile.c): when a
+ * read may stand for a file (listfile_is_settled, table-driven: each row labelled), that a
+ * changed file is read again whatever its stat's timing, that a file gone is an error and
+ * not the kept text, and that a load forgets what it did not ask for. Whether a settled,
+ * unchanged file is taken without a read is tests/integration/test_reload_listcache.py's
+ * (it needs a file older than LISTFILE_SETTLE_NS, which a unit test cannot make without
+ * waiting). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "listfile.h"
+
+#define NS 1000000000LL
+
+static void test_settled_rows(void **state)
+{
+	static const struct {
+		const char *label;
+		long long ctime_ns, read_ns;
+		bool settled;
+	} rows[] = {
+		{ "changed 3 s before the read", 100 * NS, 103 * NS, true },
+		{ "changed exactly the settle time before", 100 * NS, 100 * NS + LISTFILE_SETTLE_NS, true },
+		{ "changed 1 ns too late", 100 * NS + 1, 100 * NS + LISTFILE_SETTLE_NS, false },
+		{ "changed 1 s before (a whole-second file system's tick)", 100 * NS, 101 * NS, false },
+		{ "changed in the read's own clock tick", 100 * NS + 4000000, 100 * NS + 4000000, false },
+		{ "changed after the read began (clock of another host)", 105 * NS, 100 * NS, false },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct stat st;
+		struct timespec at = { (time_t)(rows[i].read_ns / NS), (long)(rows[i].read_ns % NS) };
+
+		memset(&st, 0, sizeof(st));
+		st.st_ctim.tv_sec = (time_t)(rows[i].ctime_ns / NS);
+		st.st_ctim.tv_nsec = (long)(rows[i].ctime_ns % NS);
+		if (listfile_is_settled(&st, &at) != rows[i].settled)
+			fail_msg("row \"%s\": settled %d, want %d", rows[i].label, !rows[i].settled,
+				 rows[i].settled);
+	}
+}
+
+/* Which file systems' stat is trusted alone (else the file is opened for its fstat). */
+static void test_fs_rows(void **state)
+{
+	static const struct {
+		const char *label;
+		unsigned long magic;
+		bool local;
+	} rows[] = {
+		{ "ext4", 0xEF53, true },
+		{ "XFS", 0x58465342, true },
+		{ "tmpfs", 0x01021994, true },
+		{ "overlayfs (a container's root)", 0x794C7630, true },
+		{ "NFS: attributes cached, revalidated at open", 0x6969, false },
+		{ "CIFS", 0xFF534D42, false },
+		{ "FUSE", 0x65735546, false },
+		{ "unknown", 0x12345678, false },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		if (listfile_fs_is_local(rows[i].magic) != rows[i].local)
+			fail_msg("row \"%s\": local %d, want %d", rows[i].label, !rows[i].local, rows[i].local);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "r+");	/* in place: the same inode */
+
+	if (f == NULL)
+		f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+}
+
+/* The text of path through one load; *nread, *nkept its counts. */
+static char *load_text(const char *path, size_t *nread, size_t *nkept)
+{
+	const char *err = NULL, *t;
+	size_t len;
+	char *copy;
+	struct listfile *f;
+
+	listfile_load_begin();
+	f = listfile_get(path, &err);
+	assert_non_null(f);
+	t = listfile_text(f, &len);
+	assert_int_equal(strlen(t), len);
+	copy = strdup(t);
+	listfile_release(f);
+	listfile_load_end(nread, nkept);
+	return copy;
+}
+
+/* An edit in place to the same size with the mtime put back (as `cp -p` onto the file does)
+ * within the same second: the next load has the new text. */
+static void test_changed_same_size_same_mtime(void **state)
+{
+	char dir[] = "/tmp/test_listfile_XXXXXX", path[80];
+	struct stat st;
+	struct timespec times[2];
+	size_t nread, nkept;
+	char *t;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/domains", dir);
+	write_file(path, "cust1.example\n");
+	t = load_text(path, &nread, &nkept);
+	assert_string_equal(t, "cust1.example\n");
+	assert_int_equal(nread + nkept, 1);
+	free(t);
+
+	assert_int_equal(stat(path, &st), 0);
+	write_file(path, "cust2.example\n");
+	times[0] = st.st_atim;
+	times[1] = st.st_mtim;
+	assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+	t = load_text(path, &nread, &nkept);
+	assert_string_equal(t, "cust2.example\n");
+	free(t);
+
+	/* the same load asking twice: one text */
+	listfile_load_begin();
+	const char *err = NULL;
+	struct listfile *a = listfile_get(path, &err), *b = listfile_get(path, &err);
+	size_t la, lb;
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_string_equal(listfile_text(a, &la), listfile_text(b, &lb));
+	listfile_release(a);
+	listfile_release(b);
+	listfile_load_end(NULL, NULL);
+
+	unlink(path);
+	rmdir(dir);
+	listfile_forget_all();
+}
+
+/* A file gone since the last load is an error ("No such file"), not the kept text; a load
+ * that does not ask for a file forgets it. */
+static void test_gone_and_forgotten(void **state)
+{
+	char dir[] = "/tmp/test_listfile_XXXXXX", path[80];
+	const char *err = NULL;
+	size_t nread = 9, nkept = 9;
+	char *t;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/nets", dir);
+	write_file(path, "192.0.2.0/24\n");
+	t = load_text(path, NULL, NULL);
+	free(t);
+	assert_int_equal(unlink(path), 0);
+	listfile_load_begin();
+	assert_null(listfile_get(path, &err));
+	assert_non_null(strstr(err, "No such file"));
+	listfile_load_end(&nread, &nkept);
+	assert_int_equal(nread, 0);
+	assert_int_equal(nkept, 0);
+
+	/* back, another text; then a load without it and one with it again */
+	write_file(path, "198.51.100.0/24\n");
+	t = load_text(path, NULL, NULL);
+	assert_string_equal(t, "198.51.100.0/24\n");
+	free(t);
+	listfile_load_begin();
+	listfile_load_end(&nread, &nkept);
+	assert_int_equal(nread + nkept, 0);
+	t = load_text(path, &nread, &nkept);
+	assert_string_equal(t, "198.51.100.0/24\n");
+	assert_int_equal(nread, 1);	/* forgotten by the load between: read, not kept */
+	assert_int_equal(nkept, 0);
+	free(t);
+
+	/* CIDRs kept with the text go with it */
+	listfile_load_begin();
+	struct listfile *f = listfile_get(path, &err);
+	const struct cfg_cidr *v;
+	size_t n;
+	assert_non_null(f);
+	assert_false(listfile_cidrs(f, &v, &n));
+	struct cfg_cidr *c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	assert_int_equal(cfg_parse_cidr("198.51.100.0/24", c), 0);
+	listfile_keep_cidrs(f, c, 1);
+	assert_true(listfile_cidrs(f, &v, &n));
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].prefix, 24);
+	listfile_keep_cidrs(f, calloc(1, sizeof(*c)), 1);	/* a second: freed, the first stays */
+	assert_true(listfile_cidrs(f, &v, &n));
+	assert_ptr_equal(v, c);
+	listfile_release(f);
+	listfile_load_end(NULL, NULL);
+
+	unlink(path);
+	rmdir(dir);
+	listfile_forget_all();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_settled_rows),
+		cmocka_unit_test(test_fs_rows),
+		cmocka_unit_test(test_changed_same_size_same_mtime),
+		cmocka_unit_test(test_gone_and_forgotten),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
