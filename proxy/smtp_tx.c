@@ -6,6 +6,7 @@
 #include "bdat.h"
 #include "config.h"
 #include "counters.h"
+#include "filters/passcache.h"
 #include "gwrefuse.h"
 #include "hook.h"
 #include "ledger.h"
@@ -1064,15 +1065,6 @@ static struct lmdb_writer *smtp_tx_ledger_store(const struct smtp_tx *tx, const 
 	return wg->ledger_wr;
 }
 
-/* Milliseconds of the wall clock (the LMDB records' expiry: it outlives the process). */
-static uint64_t smtp_tx_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Appends "<addr>" to a log list of addresses, a comma between (quoted as one value when
  * logged: log_val_quoted). */
 static void smtp_tx_ledger_list(struct strbuf *b, const char *addr)
@@ -1121,7 +1113,7 @@ static void smtp_tx_ledger_end(struct smtp_tx *tx, int code)
 	size_t evicted = 0;
 
 	if (code / 100 == 4) {
-		uint64_t now = uv_now(&tx->w->loop), wall = smtp_tx_wall_ms();
+		uint64_t now = uv_now(&tx->w->loop), wall = passcache_wall_ms();
 		const char *dir = NULL;
 		struct lmdb_writer *wr = smtp_tx_ledger_store(tx, &dir);
 		bool stored = true;
@@ -1198,7 +1190,7 @@ static bool smtp_tx_ledger_skip(struct smtp_tx *tx)
 	if (i == env->nrcpts || (d = smtp_tx_ledger_digest(tx)) == NULL)
 		return false;
 	now = uv_now(&tx->w->loop);
-	wall = smtp_tx_wall_ms();
+	wall = passcache_wall_ms();
 	while (i < env->nrcpts) {
 		ledger_key(k, d, env->mail_from, env->rcpts[i].addr);
 		if (!ledger_has(l, k, now) && (wr == NULL || smtp_tx_ledger_store_has(wr, dir, k, wall) != 1)) {

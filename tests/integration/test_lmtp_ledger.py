@@ -242,6 +242,18 @@ def stored(mx):
     mt.check(line is not None, '%s: event=ledger_stored keys=2' % mx.name)
 
 
+def retried(mx, be, case):
+    """The retry at mx (after a restart, at the other process): 451 (r3 still over quota),
+    r1 and r2 skipped by the ledger, no second copy."""
+    code, text = send(mx, A)
+    mt.check(code == 451, '%s: the retry: 451, r3 still over quota (%s %s)' % (case, code, text))
+    got = copies(be, b'Hello ledger.')
+    mt.check(got == {R[0]: 1, R[1]: 1}, '%s: the retry: no second copy for r1 and r2 (%s)' % (case, got))
+    line = mx.wait_log(r'event=ledger_hit [^\n]*', 10)
+    mt.check(line is not None and 'skipped=<%s>,<%s>' % (R[0], R[1]) in line.group(0),
+             '%s: ledger_hit names r1 and r2 (%s)' % (case, line and line.group(0)))
+
+
 if mt.case_wanted('restart'):
     be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-restart')
     cfg = mt.config([be.url], workers=1, backends={'retry_ledger': ledger_dir('restart')})
@@ -251,13 +263,7 @@ if mt.case_wanted('restart'):
     stored(mx)
     mx.stop()
     mx = mt.Mxgate(cfg, name='mx-restart-2')
-    code, text = send(mx, A)
-    mt.check(code == 451, 'restart: the retry after the restart: 451, r3 still over quota (%s %s)' % (code, text))
-    got = copies(be, b'Hello ledger.')
-    mt.check(got == {R[0]: 1, R[1]: 1}, 'restart: no second copy for r1 and r2 after the restart (%s)' % got)
-    line = mx.wait_log(r'event=ledger_hit [^\n]*', 10)
-    mt.check(line is not None and 'skipped=<%s>,<%s>' % (R[0], R[1]) in line.group(0),
-             'restart: ledger_hit names r1 and r2 (%s)' % (line and line.group(0)))
+    retried(mx, be, 'restart')
     mt.check(tried(be, b'Hello ledger.')[-1:] == [[R[2]]], 'restart: the retry named r3 alone (%s)'
              % tried(be, b'Hello ledger.'))
     # the quota frees: r3 alone gets it, the client's 250
@@ -277,13 +283,7 @@ if mt.case_wanted('twoproc'):
     code, text = send(mxa, A)
     mt.check(code == 451, 'twoproc: first try at a: 451 (%s %s)' % (code, text))
     stored(mxa)
-    code, text = send(mxb, A)
-    mt.check(code == 451, 'twoproc: the retry at b: 451 (%s %s)' % (code, text))
-    got = copies(be, b'Hello ledger.')
-    mt.check(got == {R[0]: 1, R[1]: 1}, 'twoproc: the retry at the other process: no second copy (%s)' % got)
-    line = mxb.wait_log(r'event=ledger_hit [^\n]*', 10)
-    mt.check(line is not None and 'skipped=<%s>,<%s>' % (R[0], R[1]) in line.group(0),
-             'twoproc: b\'s ledger_hit names r1 and r2 (%s)' % (line and line.group(0)))
+    retried(mxb, be, 'twoproc')
     mxa.stop()
     mxb.stop()
     be.stop()
