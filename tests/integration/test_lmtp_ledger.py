@@ -25,6 +25,8 @@ and r2 are answered from the ledger and only r3 goes to the server.
 - restart: backends.retry_ledger.store lmdb:/dir: the first try's r1 and r2 go to the
   directory (event=ledger_stored), mxgate is stopped and started again (a deploy, a crash):
   the retry still skips them (in memory, the default, they get a second copy).
+- reload: a reload from memory to lmdb:/dir; the try after it is in the directory: the
+  retry after a restart skips r1 and r2.
 - twoproc: two mxgate processes on one host name the same directory (two nodes behind one
   MX on one machine, or an old and a new process during a deploy): the retry reaching the
   other one skips r1 and r2.
@@ -273,6 +275,23 @@ if mt.case_wanted('restart'):
              'restart: the quota freed: 250, one copy each (%s %s %s)' % (code, text, copies(be, b'Hello ledger.')))
     mt.check('event=ledger_store_error' not in mx.log(), 'restart: no ledger_store_error')
     mt.check(not mx.malformed_log_lines(), 'restart: log lines in form: %s' % mx.malformed_log_lines()[:3])
+    mx.stop()
+    be.stop()
+
+if mt.case_wanted('reload'):
+    # a reload from memory to lmdb:/dir: the new generation's workers write the ledger there
+    be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-reload')
+    mx = mt.Mxgate(mt.config([be.url], workers=2), name='mx-reload')
+    cfg = mt.config([be.url], workers=2, backends={'retry_ledger': ledger_dir('reload')})
+    at = mx.log_size()
+    mx.reload(cfg)
+    mt.check(mx.wait_log(r'event=reloaded', timeout=30, start=at) is not None, 'reload: event=reloaded')
+    code, text = send(mx, A)
+    mt.check(code == 451, 'reload: first try 451 (%s %s)' % (code, text))
+    stored(mx)
+    mx.stop()
+    mx = mt.Mxgate(cfg, name='mx-reload-2')
+    retried(mx, be, 'reload')
     mx.stop()
     be.stop()
 
