@@ -762,7 +762,8 @@ static const struct cfg_field backends_fields[] = {
 		 "have (an LMTP server's 250 for them, a 452 or a failed replay for the others), those "
 		 "recipients are remembered by the message's SHA-256, the sender and the address; the "
 		 "client's retry of the same octets skips them (event=ledger_hit), so they get no second "
-		 "copy. In memory: a restart, or a retry that reaches another node, repeats them" },
+		 "copy. In memory by default (a restart, or a retry that reaches another process, repeats "
+		 "them); store: lmdb:/dir keeps it across restarts for every process on the host" },
 	{ "gateway_refusals", CFG_STRLIST, offsetof(struct backends_config, gateway_refusals),
 	  .doc = "5xx replies to MAIL, RCPT or the final dot that refuse the gateway itself (its address, the endpoint), "
 		 "not the message, beyond Exchange Online's 5.7.606-5.7.649 and 5.7.57 and \"Must issue a STARTTLS "
