@@ -392,10 +392,29 @@ static const struct cfg_field retry_ledger_fields[] = {
 	{ "max_entries", CFG_INT, offsetof(struct retry_ledger_config, max_entries), "100000", 0, 10000000,
 	  .doc = "recipients remembered, all workers together (about 100 octets each); past it the "
 		 "oldest go (event=ledger_evict): their next retry repeats them. 0 turns the ledger off" },
+	{ "store", CFG_STRING, offsetof(struct retry_ledger_config, store), "memory",
+	  .doc = "memory (this process: a restart forgets) or lmdb:/dir (this host: survives a restart, "
+		 "shared by the processes that name the directory; may be the reputation or greylist "
+		 "directory). Not redis:// yet" },
 	{ NULL }
 };
+
+/* The store: memory or an LMDB directory (store_kind_of's lmdb: forms). */
+static int retry_ledger_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const struct retry_ledger_config *c = obj;
+
+	if (c->store == NULL || strcmp(c->store, "memory") == 0 || store_kind_of(c->store) == STORE_LMDB)
+		return 0;
+	if (store_kind_of(c->store) == STORE_REDIS)
+		return cfg_error_key(p, n, "store", -1, "redis:// is not supported for the ledger yet: "
+		    "expected memory or lmdb:/dir");
+	return cfg_error_key(p, n, "store", -1, "expected memory or lmdb:/dir");
+}
+
 static const struct cfg_table retry_ledger_table = {
-	"backends.retry_ledger", sizeof(struct retry_ledger_config), retry_ledger_fields, NULL
+	"backends.retry_ledger", sizeof(struct retry_ledger_config), retry_ledger_fields,
+	retry_ledger_validate
 };
 
 /* See config.h. Off by default: the unit tests and the config fuzzer load configs without
@@ -751,7 +770,8 @@ static const struct cfg_field backends_fields[] = {
 		 "have (an LMTP server's 250 for them, a 452 or a failed replay for the others), those "
 		 "recipients are remembered by the message's SHA-256, the sender and the address; the "
 		 "client's retry of the same octets skips them (event=ledger_hit), so they get no second "
-		 "copy. In memory: a restart, or a retry that reaches another node, repeats them" },
+		 "copy. In memory by default (a restart, or a retry that reaches another process, repeats "
+		 "them); store: lmdb:/dir keeps it across restarts for every process on the host" },
 	{ "gateway_refusals", CFG_STRLIST, offsetof(struct backends_config, gateway_refusals),
 	  .doc = "5xx replies to MAIL, RCPT or the final dot that refuse the gateway itself (its address, the endpoint), "
 		 "not the message, beyond Exchange Online's 5.7.606-5.7.649 and 5.7.57 and \"Must issue a STARTTLS "
@@ -1170,6 +1190,8 @@ size_t config_lmdb_stores(const struct mx_config *cfg, struct config_lmdb_store 
 		  cfg->dnsbl.lists.n > 0 && cfg->dnsbl.pass_ttl >= 1000, false, 0 },
 		{ "greylist.store", cfg->greylist.store, "the greylist triplets", cfg->greylist.enabled,
 		  true, 0 },
+		{ "backends.retry_ledger.store", cfg->backends.retry_ledger.store, "the delivery ledger",
+		  cfg->backends.retry_ledger.max_entries > 0, true, 0 },
 	};
 	size_t n = 0;
 

@@ -89,7 +89,11 @@ struct backend_route_config {
 	struct domain_set *match;   /* built at load from domains, file: items read (the pool borrows it) */
 };
 struct health_check_config { uint64_t interval; uint64_t timeout; long fall; long rise; };
-struct retry_ledger_config { uint64_t ttl; /* ms */ long max_entries; /* 0: off */ };
+struct retry_ledger_config {
+	uint64_t ttl;               /* ms */
+	long max_entries;           /* 0: off */
+	char *store;                /* "memory" or "lmdb:/dir" (ledger_store.h) */
+};
 struct backends_config {
 	int balance;                /* enum balance_mode */
 	int client_identity;        /* enum client_identity */
@@ -189,7 +193,7 @@ int config_write_access_warnings(const struct mx_config *cfg, void *err_fp /* FI
  * store (greylisting without its triplets passes every message, reputation without its
  * records forgets), so the start and a reload refuse one that cannot be opened; the pass
  * stores are caches (without one a client is tested or looked up again), logged only. */
-#define CONFIG_LMDB_STORES_MAX 4
+#define CONFIG_LMDB_STORES_MAX 5
 struct config_lmdb_store {
 	const char *key;            /* "greylist.store" */
 	const char *dir;            /* the directory of its "lmdb:/dir" */

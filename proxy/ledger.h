@@ -4,6 +4,8 @@
  * of the same message (the same octets, sender and recipient) finds them here and they are
  * not sent again (smtp_tx.c). One process-wide store in memory, shared by the workers
  * (mutex); entries live backends.retry_ledger.ttl, at most max_entries (the oldest go).
+ * With backends.retry_ledger.store lmdb:/dir each entry is also kept in that directory
+ * (ledger_store.h): a restart or another process on the host finds it there.
  *
  * A key is SHA-256 over the message digest (ledger_digest: the client's octets as received,
  * before mxgate's headers), the envelope sender and the recipient. Each entry also counts in

@@ -6,9 +6,11 @@
 #include "bdat.h"
 #include "config.h"
 #include "counters.h"
+#include "filters/passcache.h"
 #include "gwrefuse.h"
 #include "hook.h"
 #include "ledger.h"
+#include "ledger_store.h"
 #include "log.h"
 #include "maildir.h"
 #include "msgbuf.h"
@@ -1044,6 +1046,25 @@ static const uint8_t *smtp_tx_ledger_digest(struct smtp_tx *tx)
 	return tx->ledger_digest;
 }
 
+/* The worker's LMDB writer of the ledger when the transaction's config keeps it in LMDB
+ * (ledger_store.h), else NULL (memory only). The worker's current generation has it; a
+ * session of an older generation whose directory differs (a reload moved it) keeps to
+ * memory until it ends. */
+static struct lmdb_writer *smtp_tx_ledger_store(const struct smtp_tx *tx, const char **dir)
+{
+	const struct worker_gen *wg = tx->w->gen;
+	const char *d = ledger_store_dir(tx->env->cfg), *gd;
+
+	if (d == NULL)
+		return NULL;
+	*dir = d;
+	if (wg == NULL || (gd = ledger_store_dir(wg->shared->cfg)) == NULL || strcmp(gd, d) != 0)
+		return NULL;
+	if (wg->ledger_wr == NULL)
+		ledger_store_note(d, false, "not_open");
+	return wg->ledger_wr;
+}
+
 /* Appends "<addr>" to a log list of addresses, a comma between (quoted as one value when
  * logged: log_val_quoted). */
 static void smtp_tx_ledger_list(struct strbuf *b, const char *addr)
@@ -1092,12 +1113,22 @@ static void smtp_tx_ledger_end(struct smtp_tx *tx, int code)
 	size_t evicted = 0;
 
 	if (code / 100 == 4) {
-		uint64_t now = uv_now(&tx->w->loop);
+		uint64_t now = uv_now(&tx->w->loop), wall = passcache_wall_ms();
+		const char *dir = NULL;
+		struct lmdb_writer *wr = smtp_tx_ledger_store(tx, &dir);
+		bool stored = true;
 		char rv[2048];
 
-		for (size_t i = 0; i < tx->ledger_nkeys; i++)
+		for (size_t i = 0; i < tx->ledger_nkeys; i++) {
 			evicted += ledger_add(l, tx->ledger_keys[i].key, tx->ledger_keys[i].pair, now, c->ttl,
 			    (size_t)c->max_entries);
+			if (wr != NULL && ledger_store_add(wr, tx->ledger_keys[i].key, wall, c->ttl) != 0)
+				stored = false;
+		}
+		if (wr != NULL) {
+			ledger_store_note(dir, stored, "write_dropped");
+			ledger_store_commit(wr, dir, tx->env->queue_id, tx->ledger_nkeys);
+		}
 		counter_add(COUNTER_LEDGER_ADDS, (long)tx->ledger_nkeys);
 		strbuf_append(&tx->ledger_rcpts, "", 1);
 		log_event(LOG_LVL_INFO, tx->env->session_id, "event=ledger_add queue_id=%s rcpts=%s entries=%zu",
@@ -1110,6 +1141,17 @@ static void smtp_tx_ledger_end(struct smtp_tx *tx, int code)
 	}
 	tx->ledger_nkeys = 0;
 	tx->ledger_rcpts.len = 0;
+}
+
+/* The LMDB lookup of key: 1 held, 0 not; a failure is noted (logged once per outage) and
+ * delivers as if it were not held (-1: a possible duplicate, never a loss). */
+static int smtp_tx_ledger_store_has(struct lmdb_writer *wr, const char *dir, const uint8_t *key,
+    uint64_t wall)
+{
+	int rc = ledger_store_has(wr, key, wall);
+
+	ledger_store_note(dir, rc >= 0, "read_failed");
+	return rc;
 }
 
 /* At the end of data, before the message goes out: the recipients the ledger holds for
@@ -1125,23 +1167,33 @@ static bool smtp_tx_ledger_skip(struct smtp_tx *tx)
 	struct ledger *l;
 	const uint8_t *d;
 	struct strbuf skipped = { 0 };
+	struct lmdb_writer *wr;
+	const char *dir = NULL;
 	uint8_t k[LEDGER_KEY_LEN];
-	uint64_t now;
+	uint64_t now, wall;
 	size_t i = 0, n = 0;
 	char rv[2048];
 
-	if (!smtp_tx_ledger_on(tx) || env->nrcpts == 0 || ledger_count(l = ledger_process()) == 0)
+	if (!smtp_tx_ledger_on(tx) || env->nrcpts == 0)
 		return false;
-	/* the digest only when a (sender, recipient) pair may be held: not for the ordinary
-	 * message while the ledger holds some other's */
-	while (i < env->nrcpts && !ledger_may_hold(l, ledger_pair(env->mail_from, env->rcpts[i].addr)))
-		i++;
+	l = ledger_process();
+	wr = smtp_tx_ledger_store(tx, &dir);
+	if (wr == NULL) {
+		if (ledger_count(l) == 0)
+			return false;
+		/* the digest only when a (sender, recipient) pair may be held: not for the
+		 * ordinary message while the ledger holds some other's (in LMDB: what another
+		 * process or an earlier run added is not in this table, every message is looked up) */
+		while (i < env->nrcpts && !ledger_may_hold(l, ledger_pair(env->mail_from, env->rcpts[i].addr)))
+			i++;
+	}
 	if (i == env->nrcpts || (d = smtp_tx_ledger_digest(tx)) == NULL)
 		return false;
 	now = uv_now(&tx->w->loop);
+	wall = passcache_wall_ms();
 	while (i < env->nrcpts) {
 		ledger_key(k, d, env->mail_from, env->rcpts[i].addr);
-		if (!ledger_has(l, k, now)) {
+		if (!ledger_has(l, k, now) && (wr == NULL || smtp_tx_ledger_store_has(wr, dir, k, wall) != 1)) {
 			i++;
 			continue;
 		}

@@ -4,6 +4,7 @@
 #include "backend.h"
 #include "config.h"
 #include "counters.h"
+#include "ledger_store.h"
 #include "log.h"
 #include "opstats.h"
 #include "relay.h"
@@ -88,6 +89,7 @@ static void worker_gen_free(struct worker_gen *wg)
 {
 	chain_modules_free(&wg->mods);
 	auth_worker_free(wg->auth);
+	lmdb_writer_free(wg->ledger_wr);   /* what it has queued goes to its thread first */
 	shared_gen_unref(wg->shared);
 	free(wg);
 }
@@ -109,6 +111,7 @@ static struct worker_gen *worker_gen_new(struct worker *w, struct shared_gen *sg
 	if (wg->mods.failed[0] != '\0')
 		shared_gen_note_failed(sg, wg->mods.failed);
 	wg->auth = auth_worker_new(sg->cfg, &w->loop, w->index);
+	wg->ledger_wr = ledger_store_writer_new(sg->cfg, &w->loop);
 	return wg;
 }
 

@@ -56,6 +56,7 @@ struct worker_gen {
 	struct worker *worker;
 	struct chain_modules mods;
 	struct auth_worker *auth;     /* SMTP AUTH's Dovecot client and guard (auth.h), or NULL */
+	struct lmdb_writer *ledger_wr; /* the delivery ledger's LMDB writer (ledger_store.h), or NULL */
 	int sessions;                 /* sessions using this generation */
 	bool retired;                 /* a newer one is current */
 };

@@ -22,6 +22,14 @@ and r2 are answered from the ledger and only r3 goes to the server.
   recipient gets a second copy on the retry, the other none.
 - off: backends.retry_ledger.max_entries: 0: the retry repeats r1 and r2 (the old way, as an
   operator who turns it off gets).
+- restart: backends.retry_ledger.store lmdb:/dir: the first try's r1 and r2 go to the
+  directory (event=ledger_stored), mxgate is stopped and started again (a deploy, a crash):
+  the retry still skips them (in memory, the default, they get a second copy).
+- reload: a reload from memory to lmdb:/dir; the try after it is in the directory: the
+  retry after a restart skips r1 and r2.
+- twoproc: two mxgate processes on one host name the same directory (two nodes behind one
+  MX on one machine, or an old and a new process during a deploy): the retry reaching the
+  other one skips r1 and r2.
 The ledger's expiry is a unit test with an injected clock (tests/unit/test_ledger.c).
 """
 import os
@@ -226,6 +234,79 @@ if mt.case_wanted('off'):
     mx.stop()
     be.stop()
 
+def ledger_dir(name):
+    return {'store': 'lmdb:' + os.path.join(mt.TMP, 'ledger-' + name)}
+
+
+def stored(mx):
+    """Waits for the first try's r1 and r2 to be committed to the directory."""
+    line = mx.wait_log(r'event=ledger_stored store=lmdb:\S+ queue_id=\S+ keys=2', 30)
+    mt.check(line is not None, '%s: event=ledger_stored keys=2' % mx.name)
+
+
+def retried(mx, be, case):
+    """The retry at mx (after a restart, at the other process): 451 (r3 still over quota),
+    r1 and r2 skipped by the ledger, no second copy."""
+    code, text = send(mx, A)
+    mt.check(code == 451, '%s: the retry: 451, r3 still over quota (%s %s)' % (case, code, text))
+    got = copies(be, b'Hello ledger.')
+    mt.check(got == {R[0]: 1, R[1]: 1}, '%s: the retry: no second copy for r1 and r2 (%s)' % (case, got))
+    line = mx.wait_log(r'event=ledger_hit [^\n]*', 10)
+    mt.check(line is not None and 'skipped=<%s>,<%s>' % (R[0], R[1]) in line.group(0),
+             '%s: ledger_hit names r1 and r2 (%s)' % (case, line and line.group(0)))
+
+
+if mt.case_wanted('restart'):
+    be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-restart')
+    cfg = mt.config([be.url], workers=1, backends={'retry_ledger': ledger_dir('restart')})
+    mx = mt.Mxgate(cfg, name='mx-restart')
+    code, text = send(mx, A)
+    mt.check(code == 451, 'restart: first try 451, r3 over quota (%s %s)' % (code, text))
+    stored(mx)
+    mx.stop()
+    mx = mt.Mxgate(cfg, name='mx-restart-2')
+    retried(mx, be, 'restart')
+    mt.check(tried(be, b'Hello ledger.')[-1:] == [[R[2]]], 'restart: the retry named r3 alone (%s)'
+             % tried(be, b'Hello ledger.'))
+    # the quota frees: r3 alone gets it, the client's 250
+    be.lmtp_codes = {}
+    code, text = send(mx, A)
+    mt.check(code == 250 and copies(be, b'Hello ledger.') == {a: 1 for a in R},
+             'restart: the quota freed: 250, one copy each (%s %s %s)' % (code, text, copies(be, b'Hello ledger.')))
+    mt.check('event=ledger_store_error' not in mx.log(), 'restart: no ledger_store_error')
+    mt.check(not mx.malformed_log_lines(), 'restart: log lines in form: %s' % mx.malformed_log_lines()[:3])
+    mx.stop()
+    be.stop()
+
+if mt.case_wanted('reload'):
+    # a reload from memory to lmdb:/dir: the new generation's workers write the ledger there
+    be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-reload')
+    mx = mt.Mxgate(mt.config([be.url], workers=2), name='mx-reload')
+    cfg = mt.config([be.url], workers=2, backends={'retry_ledger': ledger_dir('reload')})
+    at = mx.log_size()
+    mx.reload(cfg)
+    mt.check(mx.wait_log(r'event=reloaded', timeout=30, start=at) is not None, 'reload: event=reloaded')
+    code, text = send(mx, A)
+    mt.check(code == 451, 'reload: first try 451 (%s %s)' % (code, text))
+    stored(mx)
+    mx.stop()
+    mx = mt.Mxgate(cfg, name='mx-reload-2')
+    retried(mx, be, 'reload')
+    mx.stop()
+    be.stop()
+
+if mt.case_wanted('twoproc'):
+    be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-twoproc')
+    mxa = mt.Mxgate(mt.config([be.url], workers=1, backends={'retry_ledger': ledger_dir('two')}), name='mx-two-a')
+    mxb = mt.Mxgate(mt.config([be.url], workers=2, backends={'retry_ledger': ledger_dir('two')}), name='mx-two-b')
+    code, text = send(mxa, A)
+    mt.check(code == 451, 'twoproc: first try at a: 451 (%s %s)' % (code, text))
+    stored(mxa)
+    retried(mxb, be, 'twoproc')
+    mxa.stop()
+    mxb.stop()
+    be.stop()
+
 if mt.case_wanted('config'):
     # its bounds, each error at its FILE:LINE:COL
     rc, out = mt.config_check(mt.config(['lmtp://127.0.0.1:24'], listen=[{'address': '127.0.0.1:2525'}], backends={'retry_ledger': {'ttl': '0s', 'max_entries': -1}}))
@@ -234,5 +315,13 @@ if mt.case_wanted('config'):
              'config: ttl and max_entries out of bounds refused (%s %s)' % (rc, out))
     rc, out = mt.config_check(mt.config(['lmtp://127.0.0.1:24'], listen=[{'address': '127.0.0.1:2525'}], backends={'retry_ledger': {'ttl': '2d', 'max_entries': 0}}))
     mt.check(rc == 0, 'config: ttl 2d, max_entries 0 taken (%s %s)' % (rc, out))
+    rc, out = mt.config_check(mt.config(['lmtp://127.0.0.1:24'], listen=[{'address': '127.0.0.1:2525'}], backends={'retry_ledger': {'store': 'redis://127.0.0.1:6379'}}))
+    mt.check(rc == 1 and re.search(r':\d+:\d+: backends\.retry_ledger\.store: redis:// is not supported for the ledger yet', out) is not None,
+             'config: a redis:// ledger store refused at its FILE:LINE:COL (%s %s)' % (rc, out))
+    rc, out = mt.config_check(mt.config(['lmtp://127.0.0.1:24'], listen=[{'address': '127.0.0.1:2525'}], backends={'retry_ledger': {'store': 'sqlite:/x'}}))
+    mt.check(rc == 1 and re.search(r':\d+:\d+: backends\.retry_ledger\.store: expected memory or lmdb:/dir', out) is not None,
+             'config: an unknown ledger store refused (%s %s)' % (rc, out))
+    rc, out = mt.config_check(mt.config(['lmtp://127.0.0.1:24'], listen=[{'address': '127.0.0.1:2525'}], backends={'retry_ledger': ledger_dir('check')}))
+    mt.check(rc == 0, 'config: an lmdb: ledger store taken (%s %s)' % (rc, out))
 
 mt.finish()

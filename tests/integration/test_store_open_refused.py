@@ -2,7 +2,7 @@
 """A module's LMDB store that cannot be opened stops the start, and a reload keeps the
 running config: greylisting without its store passed every message, reputation forgot.
 
-- greylist.store / reputation.store at a path where a regular file stands: mxgate exits 1
+- greylist.store / reputation.store / backends.retry_ledger.store at a path where a regular file stands: mxgate exits 1
   before it starts, and standard error names the key, the directory and LMDB's reason
   (`FILE: greylist.store: cannot open the LMDB store in DIR: REASON ...`).
 - as root with `user: nobody` and a root-owned 0755 directory (a container's read-only
@@ -54,6 +54,8 @@ refused('gl-file', 'greylist.store', mt.proxied_config(
     [be.url], workers=1, greylist={'enabled': True, 'store': 'lmdb:' + blocker}), 'Not a directory')
 refused('rep-file', 'reputation.store', mt.proxied_config(
     [be.url], workers=1, reputation={'store': 'lmdb:' + blocker}), 'Not a directory')
+refused('ledger-file', 'backends.retry_ledger.store', mt.proxied_config(
+    [be.url], workers=1, backends={'retry_ledger': {'store': 'lmdb:' + blocker}}), 'Not a directory')
 
 if os.geteuid() == 0:
     ro = os.path.join(mt.TMP, 'ro')       # root's, 0755: nobody cannot make its files there
