@@ -1137,25 +1137,36 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 
 		r->xclient_again = false;
 		r->xclient_retried = false;
+		/* A 501 refuses an attribute's syntax: the client's, once more without it, on a pooled
+		 * connection too: the whole line again sets every attribute (Postfix kept those
+		 * before the one it refused, and still authorizes mxgate, the announced client
+		 * only after an XCLIENT it takes). A new connection instead would cost one per
+		 * message of such a client (an IPv6 one to a Postfix with inet_protocols = ipv4),
+		 * and Postfix refuses the same attribute there anyway. */
+		if (code == 501 && !retried && relay_xclient_retry(r, text)) {
+			r->xclient_again = again;
+			return;
+		}
 		/* Postfix answers 220 (a new greeting); some sinks answer 250. */
 		if (code != 220 && code != 250 && again) {
-			/* A second XCLIENT on a pooled connection: Postfix checks it against the
-			 * client the first one announced and refuses. Never carry on under that
-			 * other client's identity: drop the connection as stale (the session opens
-			 * another, not counted as an attempt) and reuse only same-client ones. */
-			atomic_store(&r->b->xclient_once, 1);
+			/* A second XCLIENT on a pooled connection refused: Postfix checks it against
+			 * the client the first one announced (550 5.7.0 insufficient authorization),
+			 * or the retry above was refused too. Never carry on under the other client's
+			 * identity (a 501 may have set some attributes): drop the connection as stale
+			 * (the session opens another, not counted as an attempt). Only a refusal of
+			 * the command itself, not a 501 of the client's attributes, says the backend
+			 * takes one XCLIENT per connection: then reuse only same-client ones. */
 			char rv[160];
 
-			log_event(LOG_LVL_INFO, relay_log_id(r), "event=xclient_once backend=%s reply=%s", r->b->url,
-			    log_val(rv, sizeof(rv), text));
+			if (code != 501) {
+				atomic_store(&r->b->xclient_once, 1);
+				log_event(LOG_LVL_INFO, relay_log_id(r), "event=xclient_once backend=%s reply=%s", r->b->url,
+				    log_val(rv, sizeof(rv), text));
+			}
 			r->reused_fresh = true;
 			relay_fail(r, "XCLIENT refused on a pooled connection");
 			return;
 		}
-		/* A 501 refuses an attribute's syntax: the client's, once more without it. Never on a
-		 * pooled connection (above): it may still speak for the client before. */
-		if (code == 501 && !retried && relay_xclient_retry(r, text))
-			return;
 		if (code != 220 && code != 250 && relay_xclient_required(r)) {
 			/* Postfix's 550 5.7.0 "insufficient authorization" and the like: the
 			 * gateway's (a 4xx: a failure of the server, as to any command). A 501, to
