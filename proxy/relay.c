@@ -52,7 +52,6 @@ enum relay_state {
 
 #define RELAY_MAX_IDLE_PER_WORKER 256
 #define RELAY_IDLE_MS 30000
-#define RELAY_MAX_LMTP 1000
 #define RELAY_STALE_TEXT "stale pooled connection"
 
 #define RELAY_XCLIENT_MAX 3400
@@ -2200,7 +2199,7 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 	r->data_cb = cb;
 	r->arg = arg;
 	relay_texts_clear(r);
-	r->nrcpt = r->b->kind == BACKEND_LMTP ? (nrcpt > 0 ? (nrcpt > RELAY_MAX_LMTP ? RELAY_MAX_LMTP : nrcpt) : 1) : 1;
+	r->nrcpt = r->b->kind == BACKEND_LMTP ? (nrcpt > 0 ? (nrcpt > RELAY_LMTP_MAX_RCPT ? RELAY_LMTP_MAX_RCPT : nrcpt) : 1) : 1;
 	r->nreplies = 0;
 	if (r->nrcpt > r->reply_cap) {
 		/* kept from one message to the next: allocated again only for more recipients */
