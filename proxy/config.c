@@ -764,7 +764,7 @@ static const struct cfg_field backends_fields[] = {
 	{ "lmtp_recipient_limit", CFG_INT, offsetof(struct backends_config, lmtp_recipient_limit), "0",
 	  0, 1000, .doc = "recipients per transaction to an LMTP server; past it the client gets `452 4.5.3` "
 		"and sends the rest in a new transaction. 1: an LMTP refusal after the dot then reaches "
-		"the sender exactly (0 = no limit)" },
+		"the sender exactly (0 = 1000, the most recipients whose replies one LMTP transaction keeps)" },
 	{ "retry_ledger", CFG_STRUCT, offsetof(struct backends_config, retry_ledger), .sub = &retry_ledger_table,
 	  .doc = "the delivery ledger: when the client hears 4xx for a message some recipients already "
 		 "have (an LMTP server's 250 for them, a 452 or a failed replay for the others), those "

@@ -16,6 +16,7 @@
 #include "stream.h"
 #include "tls.h"
 #include "worker.h"
+#include "xclient.h"
 #include "counters.h"
 
 #include <ctype.h>
@@ -51,7 +52,6 @@ enum relay_state {
 
 #define RELAY_MAX_IDLE_PER_WORKER 256
 #define RELAY_IDLE_MS 30000
-#define RELAY_MAX_LMTP 1000
 #define RELAY_STALE_TEXT "stale pooled connection"
 
 #define RELAY_XCLIENT_MAX 3400
@@ -966,122 +966,8 @@ static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 		out[cap - 1] = '\0';
 }
 
-/* The attributes relay_build_xclient sends, in its order, and what a retry after a 501 may
- * send as "[UNAVAILABLE]" (Postfix 3.7's smtpd xclient_cmd takes it for each but PROTO, which
- * is always SMTP or ESMTP here). kind: an address, a host name (Postfix checks both names'
- * syntax alike); client: a name the client or its DNS chose (its HELO, its PTR), suspect
- * when a 501 names no attribute. An address goes only when named (Exim's XCLIENT takes
- * ADDR=[UNAVAILABLE] as no address at all, its mark of a local submission); PORT and
- * DESTPORT are digits mxgate writes; LOGIN Postfix does not check, so only a reply naming
- * it drops it (without it no permit_sasl_authenticated: a refusal, the safe side). */
-enum relay_xkind { RELAY_XKIND_OTHER = 0, RELAY_XKIND_ADDR, RELAY_XKIND_HOST };
-
-static const struct relay_xattr {
-	const char *name;
-	bool unavail;
-	enum relay_xkind kind;
-	bool client;
-} relay_xattrs[] = {
-	{ "NAME", true, RELAY_XKIND_HOST, true }, { "REVERSE_NAME", true, RELAY_XKIND_HOST, true },
-	{ "ADDR", true, RELAY_XKIND_ADDR, false }, { "PORT", true, RELAY_XKIND_OTHER, false },
-	{ "DESTADDR", true, RELAY_XKIND_ADDR, false }, { "DESTPORT", true, RELAY_XKIND_OTHER, false },
-	{ "PROTO", false, RELAY_XKIND_OTHER, false }, { "HELO", true, RELAY_XKIND_OTHER, true },
-	{ "LOGIN", true, RELAY_XKIND_OTHER, false },
-};
-#define RELAY_XATTRS (sizeof(relay_xattrs) / sizeof(relay_xattrs[0]))
-
-/* The index in relay_xattrs of the attribute named s[0..n), -1 for none. */
-static int relay_xattr_find(const char *s, size_t n)
-{
-	for (size_t i = 0; i < RELAY_XATTRS; i++)
-		if (strlen(relay_xattrs[i].name) == n && memcmp(relay_xattrs[i].name, s, n) == 0)
-			return (int)i;
-	return -1;
-}
-
-/* The attribute a 501's text blames (an index in relay_xattrs): Postfix's "501 5.5.4 Bad ADDR
- * syntax: IPV6:..." names the first it cannot take and stops there; the first upper-case
- * attribute name followed by " syntax" (the value it echoes comes after it). -1: the text
- * names none ("Error: attribute value too long", another server's wording). */
-static int relay_xclient_blamed(const char *text)
-{
-	for (const char *p = text; *p; p++) {
-		if (p != text && p[-1] != ' ')
-			continue;
-		size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_");
-		int i = n > 0 && strncasecmp(p + n, " syntax", 7) == 0 ? relay_xattr_find(p, n) : -1;
-		if (i >= 0)
-			return i;
-	}
-	return -1;
-}
-
-/* line, an XCLIENT command relay_build_xclient made, once more into out (cap octets) after a
- * 501 whose text is text, with what it blames as "[UNAVAILABLE]": the attribute the reply
- * names and those Postfix would refuse next for the same reason (it stops at the first): for
- * an address every address of its family (with inet_protocols = ipv4 an IPv6 client's ADDR,
- * then the IPv6 listener's DESTADDR), for a host name the other one of the same value (NAME,
- * then REVERSE_NAME); when it names none, every client name (NAME, REVERSE_NAME, HELO). A value already "[UNAVAILABLE]" or "[TEMPUNAVAIL]" stays; no attribute
- * is left out (without ADDR mxgate's own address would stand for the client). The names
- * changed go into names (ncap octets), comma-separated. Returns how many: 0 when none (the
- * reply names PROTO, or one unavailable already): the line would be refused again. */
-static int relay_xclient_unavailable(const char *line, const char *text, char *out, size_t cap, char *names,
-    size_t ncap)
-{
-	struct { const char *v; size_t vlen; int idx; } tok[RELAY_XATTRS];
-	const char *p = strchr(line, ' '), *bv = NULL;
-	size_t ntok = 0, o, no = 0, bvlen = 0;
-	int blamed = relay_xclient_blamed(text), changed = 0;
-	enum relay_xkind bkind = blamed >= 0 ? relay_xattrs[blamed].kind : RELAY_XKIND_OTHER;
-
-	for (; p != NULL && *p == ' '; ntok++) {
-		size_t len = strcspn(++p, " ");
-		const char *eq = memchr(p, '=', len);
-
-		if (ntok == RELAY_XATTRS || eq == NULL || (tok[ntok].idx = relay_xattr_find(p, (size_t)(eq - p))) < 0)
-			return 0;	/* not a line relay_build_xclient made */
-		tok[ntok].v = eq + 1;
-		tok[ntok].vlen = len - (size_t)(eq - p) - 1;
-		if (tok[ntok].idx == blamed) {
-			bv = tok[ntok].v;
-			bvlen = tok[ntok].vlen;
-		}
-		p += len;
-	}
-	bool bv6 = bvlen > 5 && strncmp(bv, "IPV6:", 5) == 0;
-
-	names[0] = '\0';
-	o = (size_t)snprintf(out, cap, "XCLIENT");
-	for (size_t i = 0; i < ntok && o < cap; i++) {
-		const struct relay_xattr *a = &relay_xattrs[tok[i].idx];
-		const char *v = tok[i].v;
-		size_t vlen = tok[i].vlen;
-		bool v6 = vlen > 5 && strncmp(v, "IPV6:", 5) == 0;
-		bool known = vlen > 0 && !(vlen == 13 && (memcmp(v, "[UNAVAILABLE]", 13) == 0 ||
-		    memcmp(v, "[TEMPUNAVAIL]", 13) == 0));
-		bool drop;
-
-		if (blamed < 0)
-			drop = a->client;
-		else
-			drop = tok[i].idx == blamed || (bv != NULL && a->kind == bkind && (
-			    (bkind == RELAY_XKIND_ADDR && v6 == bv6) ||
-			    (bkind == RELAY_XKIND_HOST && vlen == bvlen && memcmp(v, bv, vlen) == 0)));
-		if (!drop || !a->unavail || !known) {
-			o += (size_t)snprintf(out + o, cap - o, " %s=%.*s", a->name, (int)vlen, v);
-			continue;
-		}
-		o += (size_t)snprintf(out + o, cap - o, " %s=[UNAVAILABLE]", a->name);
-		no += (size_t)snprintf(names + no, no < ncap ? ncap - no : 0, "%s%s", changed ? "," : "", a->name);
-		changed++;
-	}
-	if (o >= cap || no >= ncap)
-		return 0;
-	return changed;
-}
-
 /* After a 501 to r's XCLIENT (text its reply), not yet retried: sends it once more with what
- * the reply blames as "[UNAVAILABLE]" (relay_xclient_unavailable) and returns true, the next
+ * the reply blames as "[UNAVAILABLE]" (xclient_mark_unavailable) and returns true, the next
  * reply deciding as this one would have; false when there is nothing to change. Postfix keeps
  * the attributes before the one it refused and still authorizes mxgate (it does so anew only
  * after an XCLIENT it took): the whole line again sets them all. A 501 is permanent for the
@@ -1092,7 +978,7 @@ static bool relay_xclient_retry(struct relay *r, const char *text)
 {
 	char line[RELAY_XCLIENT_MAX], names[96], rv[160];
 
-	if (relay_xclient_unavailable(r->pending_ident, text, line, sizeof(line), names, sizeof(names)) == 0)
+	if (xclient_mark_unavailable(r->pending_ident, text, line, sizeof(line), names, sizeof(names)) == 0)
 		return false;
 	log_event(LOG_LVL_WARNING, relay_log_id(r), "event=xclient_refused backend=%s reply=%s action=retry attrs=%s",
 	    r->b->url, log_val(rv, sizeof(rv), text), names);
@@ -1250,25 +1136,36 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 
 		r->xclient_again = false;
 		r->xclient_retried = false;
+		/* A 501 refuses an attribute's syntax: the client's, once more without it, on a pooled
+		 * connection too: the whole line again sets every attribute (Postfix kept those
+		 * before the one it refused, and still authorizes mxgate, the announced client
+		 * only after an XCLIENT it takes). A new connection instead would cost one per
+		 * message of such a client (an IPv6 one to a Postfix with inet_protocols = ipv4),
+		 * and Postfix refuses the same attribute there anyway. */
+		if (code == 501 && !retried && relay_xclient_retry(r, text)) {
+			r->xclient_again = again;
+			return;
+		}
 		/* Postfix answers 220 (a new greeting); some sinks answer 250. */
 		if (code != 220 && code != 250 && again) {
-			/* A second XCLIENT on a pooled connection: Postfix checks it against the
-			 * client the first one announced and refuses. Never carry on under that
-			 * other client's identity: drop the connection as stale (the session opens
-			 * another, not counted as an attempt) and reuse only same-client ones. */
-			atomic_store(&r->b->xclient_once, 1);
+			/* A second XCLIENT on a pooled connection refused: Postfix checks it against
+			 * the client the first one announced (550 5.7.0 insufficient authorization),
+			 * or the retry above was refused too. Never carry on under the other client's
+			 * identity (a 501 may have set some attributes): drop the connection as stale
+			 * (the session opens another, not counted as an attempt). Only a refusal of
+			 * the command itself, not a 501 of the client's attributes, says the backend
+			 * takes one XCLIENT per connection: then reuse only same-client ones. */
 			char rv[160];
 
-			log_event(LOG_LVL_INFO, relay_log_id(r), "event=xclient_once backend=%s reply=%s", r->b->url,
-			    log_val(rv, sizeof(rv), text));
+			if (code != 501) {
+				atomic_store(&r->b->xclient_once, 1);
+				log_event(LOG_LVL_INFO, relay_log_id(r), "event=xclient_once backend=%s reply=%s", r->b->url,
+				    log_val(rv, sizeof(rv), text));
+			}
 			r->reused_fresh = true;
 			relay_fail(r, "XCLIENT refused on a pooled connection");
 			return;
 		}
-		/* A 501 refuses an attribute's syntax: the client's, once more without it. Never on a
-		 * pooled connection (above): it may still speak for the client before. */
-		if (code == 501 && !retried && relay_xclient_retry(r, text))
-			return;
 		if (code != 220 && code != 250 && relay_xclient_required(r)) {
 			/* Postfix's 550 5.7.0 "insufficient authorization" and the like: the
 			 * gateway's (a 4xx: a failure of the server, as to any command). A 501, to
@@ -2302,7 +2199,7 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 	r->data_cb = cb;
 	r->arg = arg;
 	relay_texts_clear(r);
-	r->nrcpt = r->b->kind == BACKEND_LMTP ? (nrcpt > 0 ? (nrcpt > RELAY_MAX_LMTP ? RELAY_MAX_LMTP : nrcpt) : 1) : 1;
+	r->nrcpt = r->b->kind == BACKEND_LMTP ? (nrcpt > 0 ? (nrcpt > RELAY_LMTP_MAX_RCPT ? RELAY_LMTP_MAX_RCPT : nrcpt) : 1) : 1;
 	r->nreplies = 0;
 	if (r->nrcpt > r->reply_cap) {
 		/* kept from one message to the next: allocated again only for more recipients */

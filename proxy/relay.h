@@ -17,6 +17,11 @@ struct hook_env;
 struct msgbuf;
 struct relay;
 
+/* The most recipients of one LMTP transaction: each gets its own reply after the dot (RFC 2033
+ * 4.2), kept until the last. smtp_tx answers RCPTs past it 452 (backends.lmtp_recipient_limit
+ * is at most this too), so no recipient is reported by another one's reply. */
+#define RELAY_LMTP_MAX_RCPT 1000
+
 /* code: the reply code (0 = no reply: the connection failed; text says why). text: the
  * reply, lines joined by "\r\n" without the final CRLF; valid during the call only. */
 typedef void (*relay_reply_fn)(void *arg, int code, const char *text);

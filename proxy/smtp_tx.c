@@ -866,13 +866,16 @@ static void smtp_tx_rcpt_est_cb(struct smtp_tx *tx, int code, const char *text)
 	smtp_tx_finish_unestablished(tx, "rcpt", code, text);
 }
 
-/* The transaction has backends.lmtp_recipient_limit recipients and goes to an LMTP server. */
+/* The transaction has backends.lmtp_recipient_limit recipients and goes to an LMTP server; with
+ * no limit set, RELAY_LMTP_MAX_RCPT (the replies relay.c keeps after the dot: past it one
+ * reply would stand for recipients it does not answer, limits.max_recipients may be more). */
 static bool smtp_tx_lmtp_full(const struct smtp_tx *tx)
 {
 	long lim = tx->env->cfg->backends.lmtp_recipient_limit;
 
-	return lim > 0 && tx->env->nrcpts >= (size_t)lim && tx->backend != NULL &&
-	    tx->backend->kind == BACKEND_LMTP;
+	if (lim <= 0 || lim > RELAY_LMTP_MAX_RCPT)
+		lim = RELAY_LMTP_MAX_RCPT;
+	return tx->env->nrcpts >= (size_t)lim && tx->backend != NULL && tx->backend->kind == BACKEND_LMTP;
 }
 
 void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)

@@ -229,3 +229,129 @@ int xclient_parse(const char *arg, struct xclient_attrs *x, char *reply, size_t 
 	}
 	return 0;
 }
+
+/* ---- the other way: mxgate's own XCLIENT to a backend (relay.c) ---------------------- */
+
+/* The attributes relay.c's relay_build_xclient sends, in its order, and what a retry after a 501 may
+ * send as "[UNAVAILABLE]" (Postfix 3.7's smtpd xclient_cmd takes it for each but PROTO, which
+ * is always SMTP or ESMTP here). kind: an address, a host name (Postfix checks both names'
+ * syntax alike); client: a name the client or its DNS chose (its HELO, its PTR), suspect
+ * when a 501 names no attribute. An address goes only when named (Exim's XCLIENT takes
+ * ADDR=[UNAVAILABLE] as no address at all, its mark of a local submission); PORT and
+ * DESTPORT are digits mxgate writes; LOGIN Postfix does not check, so only a reply naming
+ * it drops it (without it no permit_sasl_authenticated: a refusal, the safe side). */
+enum xclient_kind { XCLIENT_KIND_OTHER = 0, XCLIENT_KIND_ADDR, XCLIENT_KIND_HOST };
+
+static const struct xclient_out_attr {
+	const char *name;
+	bool unavail;
+	enum xclient_kind kind;
+	bool client;
+} xclient_out_attrs[] = {
+	{ "NAME", true, XCLIENT_KIND_HOST, true }, { "REVERSE_NAME", true, XCLIENT_KIND_HOST, true },
+	{ "ADDR", true, XCLIENT_KIND_ADDR, false }, { "PORT", true, XCLIENT_KIND_OTHER, false },
+	{ "DESTADDR", true, XCLIENT_KIND_ADDR, false }, { "DESTPORT", true, XCLIENT_KIND_OTHER, false },
+	{ "PROTO", false, XCLIENT_KIND_OTHER, false }, { "HELO", true, XCLIENT_KIND_OTHER, true },
+	{ "LOGIN", true, XCLIENT_KIND_OTHER, false },
+};
+#define XCLIENT_OUT_ATTRS (sizeof(xclient_out_attrs) / sizeof(xclient_out_attrs[0]))
+
+/* The index in xclient_out_attrs of the attribute named s[0..n), -1 for none. */
+static int xclient_out_find(const char *s, size_t n)
+{
+	for (size_t i = 0; i < XCLIENT_OUT_ATTRS; i++)
+		if (strlen(xclient_out_attrs[i].name) == n && memcmp(xclient_out_attrs[i].name, s, n) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The attribute a 501's text blames (an index in xclient_out_attrs): Postfix's "501 5.5.4 Bad ADDR
+ * syntax: IPV6:..." names the first it cannot take and stops there; the first upper-case
+ * attribute name followed by " syntax" (the value it echoes comes after it). -1: the text
+ * names none ("Error: attribute value too long", another server's wording). */
+static int xclient_blamed(const char *text)
+{
+	for (const char *p = text; *p; p++) {
+		if (p != text && p[-1] != ' ')
+			continue;
+		size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_");
+		int i = n > 0 && strncasecmp(p + n, " syntax", 7) == 0 ? xclient_out_find(p, n) : -1;
+		if (i >= 0)
+			return i;
+	}
+	return -1;
+}
+
+/* A value that names something: neither empty nor "[UNAVAILABLE]" / "[TEMPUNAVAIL]". */
+static bool xclient_out_known(const char *v, size_t vlen)
+{
+	return vlen > 0 && !(vlen == 13 && (memcmp(v, "[UNAVAILABLE]", 13) == 0 ||
+	    memcmp(v, "[TEMPUNAVAIL]", 13) == 0));
+}
+
+/* See xclient.h. Postfix stops at the first attribute it cannot take: the one the reply names
+ * goes with those it would refuse next for the same reason: for an address every address of
+ * its family (with inet_protocols = ipv4 an IPv6 client's ADDR, then the IPv6 listener's
+ * DESTADDR), for a host name the other one of the same value (NAME, then REVERSE_NAME); when
+ * it names none, every client name (NAME, REVERSE_NAME, HELO). A value already
+ * "[UNAVAILABLE]" or "[TEMPUNAVAIL]" stays, and one the reply blames tells nothing of its
+ * siblings; no attribute is left out (without ADDR mxgate's own address would stand for the
+ * client). */
+int xclient_mark_unavailable(const char *line, const char *text, char *out, size_t cap, char *names,
+    size_t ncap)
+{
+	struct { const char *v; size_t vlen; int idx; } tok[XCLIENT_OUT_ATTRS];
+	const char *p = strncmp(line, "XCLIENT ", 8) == 0 ? line + 7 : NULL, *bv = NULL;
+	size_t ntok = 0, o, no = 0, bvlen = 0;
+	int blamed = xclient_blamed(text), changed = 0;
+	enum xclient_kind bkind = blamed >= 0 ? xclient_out_attrs[blamed].kind : XCLIENT_KIND_OTHER;
+
+	if (cap == 0 || ncap == 0)
+		return 0;
+	out[0] = names[0] = '\0';
+	for (; p != NULL && *p == ' '; ntok++) {
+		size_t len = strcspn(++p, " ");
+		const char *eq = memchr(p, '=', len);
+
+		if (ntok == XCLIENT_OUT_ATTRS || eq == NULL || (tok[ntok].idx = xclient_out_find(p, (size_t)(eq - p))) < 0)
+			return 0;	/* not a line relay.c made */
+		tok[ntok].v = eq + 1;
+		tok[ntok].vlen = len - (size_t)(eq - p) - 1;
+		if (tok[ntok].idx == blamed) {
+			bv = tok[ntok].v;
+			bvlen = tok[ntok].vlen;
+		}
+		p += len;
+	}
+	if (bv != NULL && !xclient_out_known(bv, bvlen))
+		bv = NULL;	/* "Bad ADDR syntax" for an [UNAVAILABLE]: no family to follow */
+	bool bv6 = bv != NULL && bvlen > 5 && strncmp(bv, "IPV6:", 5) == 0;
+
+	o = (size_t)snprintf(out, cap, "XCLIENT");
+	for (size_t i = 0; i < ntok && o < cap; i++) {
+		const struct xclient_out_attr *a = &xclient_out_attrs[tok[i].idx];
+		const char *v = tok[i].v;
+		size_t vlen = tok[i].vlen;
+		bool v6 = vlen > 5 && strncmp(v, "IPV6:", 5) == 0;
+		bool known = xclient_out_known(v, vlen);
+		bool drop;
+
+		if (blamed < 0)
+			drop = a->client;
+		else
+			drop = tok[i].idx == blamed || (bv != NULL && a->kind == bkind && (
+			    (bkind == XCLIENT_KIND_ADDR && v6 == bv6) ||
+			    (bkind == XCLIENT_KIND_HOST && vlen == bvlen && memcmp(v, bv, vlen) == 0)));
+		if (!drop || !a->unavail || !known) {
+			o += (size_t)snprintf(out + o, cap - o, " %s=%.*s", a->name, (int)vlen, v);
+			continue;
+		}
+		o += (size_t)snprintf(out + o, cap - o, " %s=[UNAVAILABLE]", a->name);
+		if (no < ncap)
+			no += (size_t)snprintf(names + no, ncap - no, "%s%s", changed ? "," : "", a->name);
+		changed++;
+	}
+	if (o >= cap || no >= ncap)
+		return 0;
+	return changed;
+}

@@ -1,5 +1,6 @@
 /* xclient.h — the arguments of an inbound XCLIENT command (Postfix's XCLIENT_README):
- * a trusted front end (nginx's mail module, another proxy) names the client it relays.
+ * a trusted front end (nginx's mail module, another proxy) names the client it relays; and
+ * mxgate's own XCLIENT to a backend, rewritten after a 501 (xclient_mark_unavailable).
  * Pure: no I/O, no allocation; the session decides who may send it and what it changes
  * (session_xclient.c). */
 #ifndef MX_XCLIENT_H
@@ -57,5 +58,15 @@ struct xclient_attrs {
  * or -1 with reply (cap octets) set to the 501 reply line Postfix gives for the same
  * error (*x then holds what was parsed before it). */
 int xclient_parse(const char *arg, struct xclient_attrs *x, char *reply, size_t cap);
+
+/* The other way: line is an XCLIENT command mxgate sent a backend (relay.c's: "XCLIENT" then
+ * 1*(SP NAME=xtext), the attribute names upper-case, each at most once) and text the 501 reply
+ * it got. Writes the line once more into out (cap octets) with what the reply blames as
+ * "[UNAVAILABLE]", the other attributes as they were, in their order; the names of those it
+ * changed go into names (ncap octets), comma-separated. Returns how many it changed: 0 when
+ * none (the reply names PROTO, or an attribute that is unavailable already: the line would be
+ * refused again), when line is not such a line, or when out or names would be cut. Pure: no
+ * I/O; out and names are NUL-terminated whenever cap and ncap are not 0. */
+int xclient_mark_unavailable(const char *line, const char *text, char *out, size_t cap, char *names, size_t ncap);
 
 #endif

@@ -69,6 +69,7 @@ HASHED = re.compile(r'^[0-9a-f]{40}$')
 # executions since. A refactor that explores the same code is no reason for an entry.
 SINCE = {
     'fuzz_gwrefuse': '2026-12-06T19:28Z',       # session 30's w-gwrefuse: new (gateway refusals)
+    'fuzz_xclient_mark': '2026-12-07T02:36Z',   # session 32's w-xclientpool: new (XCLIENT after a 501)
     # the last change of each harness that made it drive or check more (git log of the file);
     # entered in session 15 for every harness changed so after campaigns that already counted
     'fuzz_arc_seal': '2026-12-03T20:00Z',       # the sealed set verified by our verifier
@@ -192,6 +193,8 @@ MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply'
            'fuzz_proxyproto': 512, 'fuzz_dns_names': 512, 'fuzz_ratelimit': 1024,
            # an XCLIENT line is at most 998 octets
            'fuzz_xclient': 1024,
+           # mxgate's own XCLIENT line (at most 3,400 octets) and a reply line
+           'fuzz_xclient_mark': 4096,
            # the harness reads only the first 512 bytes: longer inputs are mutations wasted
            'fuzz_bayes_token': 512,
            # 4,097 symbols or operations (RSPAMD_REPLY_ENTRIES_MAX) take 12 KiB at least

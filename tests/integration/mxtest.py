@@ -1745,7 +1745,9 @@ class Backend:
           'garbage' (binary noise instead of a greeting) | 'stall' (never greets) |
           'huge_reply' (a 200 KB greeting line and 20000 continuation lines, then normal) |
           'close_notify_after_data' (with starttls: TLS close_notify after the final dot, no
-          reply, the TCP connection held open until the client closes it)
+          reply, the TCP connection held open until the client closes it) |
+          'close_after_250' (250 after the final dot, then close: Postfix's smtpd at its
+          smtpd_hard_error_limit, a sink that takes one message per connection)
     reject_rcpt / tempfail_rcpt: sets of addresses answered 550 / 450 at RCPT.
     lmtp=True: LHLO and one reply per accepted recipient after the dot; lmtp_codes maps
           a recipient to its final code there (default 250).
@@ -2143,6 +2145,9 @@ class Backend:
                         self.messages.append(rec)
                     w((self.data_reply % {'qid': qid}).encode() + b'\r\n' if self.data_reply else
                       b'250 2.0.0 Ok: queued as %s\r\n' % qid.encode())
+                    if self.mode == 'close_after_250':
+                        c.shutdown(socket.SHUT_RDWR)
+                        return
                 mail, rcpts, accepted = None, [], []
             elif verb == 'RSET':
                 mail, rcpts, accepted, chunks = None, [], [], []

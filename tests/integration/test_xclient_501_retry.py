@@ -18,7 +18,10 @@ every such 501 a 451, which fails every message of that client until its queue g
   Postfix's, keep a real Postfix from answering it here): NAME and REVERSE_NAME of the same
   name as [UNAVAILABLE] (Postfix would refuse REVERSE_NAME next), the address kept; a 501
   that names no attribute: the client names (HELO) go as [UNAVAILABLE], the address stays,
-  IPv6 too (Exim's XCLIENT takes ADDR=[UNAVAILABLE] as no address: a local submission).
+  IPv6 too (Exim's XCLIENT takes ADDR=[UNAVAILABLE] as no address: a local submission);
+- a 501 on a pooled connection (one announced for a client Postfix authorizes too) is
+  retried in place, as on a new one: no second connection, no event=xclient_once (main: a
+  new connection, and xclient_once kept every pooled connection to its own client after).
 No timing decides a check."""
 import os
 import re
@@ -99,6 +102,44 @@ r = send6(mx.ports[1], 'v6-optional', rcpt='bob@elsewhere.test')
 mt.check(r.code == 554 and r.stage == 'rcpt' and mx.count_log(r'action=retry attrs=ADDR,DESTADDR') == 1,
          'backends.require_xclient: false: retried the same, the client judged as unknown, not relayed as '
          'from mxgate (%s %s at %s)' % (r.code, r.text, r.stage))
+mx.stop()
+
+# ------------------------------------- a 501 on a pooled connection: retried in place, no new one
+# A connection announced for a client Postfix authorizes too (127.0.0.5, in
+# smtpd_authorized_xclient_hosts: XCLIENT offered again after it) is reused for an IPv6
+# client: the 501 to its ADDR is retried on that connection, not on a new one (main: a new
+# connection, and event=xclient_once marked the backend as taking one XCLIENT per
+# connection, so from then on no pooled connection served another client: one connection
+# per message of every other client, for good).
+cfg = mt.config([PF], listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}, {'address': '[::1]:0'}],
+                trusted_proxies=['127.0.0.0/8'], workers=1,
+                backends={'client_identity': 'xclient', 'pool_size': 4,
+                          'health_check': {'interval': '1h', 'timeout': '%gs' % mt.slack(10), 'fall': 2, 'rise': 1}},
+                dns={'resolvers': ['127.0.0.1:%d' % dns.port], 'timeout': '2s', 'tries': 1})
+cfg['metrics'] = {'listen': '127.0.0.1:%d' % mt.hold_port().port}
+mx = mt.Mxgate(cfg, 'mx-xclient-501-pooled')
+
+
+def connects():
+    return mx.metric('backend_connects_total')
+
+
+r = mt.send_mail(mx.port, 'alice@example.org', ['bob@local.test'], mt.message('pooled-v4'), proxy_src='127.0.0.5')
+mt.check(r.code == 250 and connects() == 1, 'a client 127.0.0.5: 250, one connection (%s %s; %s)'
+         % (r.code, r.text, connects()))
+mt.check(mx.wait_log(r'event=disconnect') is not None, 'its session ended: the connection back in the pool')
+r = send6(mx.ports[1], 'pooled-v6')
+mt.check(r.code == 250, 'an IPv6 client on the pooled connection: 250 (%s %s at %s)' % (r.code, r.text, r.stage))
+mt.check(mx.metric('backend_connections_reused_total') == 1 and connects() == 1 and
+         mx.count_log(r'action=retry attrs=ADDR,DESTADDR') == 1,
+         'the 501 retried on the pooled connection: reused, still one connection (%s connects, %s reused)'
+         % (connects(), mx.metric('backend_connections_reused_total')))
+mt.check(mx.count_log(r'event=xclient_once') == 0 and mx.count_log(r'event=backend_error') == 0,
+         'no xclient_once: a 501 refuses an attribute, not a second XCLIENT (%s)'
+         % [l for l in mx.log().splitlines() if 'xclient_once' in l or 'backend_error' in l])
+mt.check(mt.wait_for(lambda: re.search(r'to=<bob@local\.test>.*status=sent', mt.log_of('pf-ipv4')) and
+                     len(re.findall(r'client=localhost\[unknown\]', mt.log_of('pf-ipv4'))) >= 2),
+         'Postfix took it from client=localhost[unknown], as on a new connection')
 mx.stop()
 
 # ------------------------------------------------------------------ 501 to both tries: the same 451
