@@ -13,7 +13,13 @@ heads each read.
       compatibility path). mxgatectl is taken from beside BINARY.
 
 Figures only, no assertions; not run by ctest (no timing in tests)."""
-import os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import os, re, shutil, subprocess, sys, tempfile, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_core as bc  # noqa: E402
+from bench_core import free_port  # noqa: E402
+
+shutil.rmtree(bc.TMP, ignore_errors=True)   # bench_core's own, made at import
 
 BIN = os.path.abspath(sys.argv[1])
 MODE = sys.argv[2]
@@ -21,14 +27,6 @@ N = int(sys.argv[3]) if len(sys.argv) > 3 else 100000
 CTL = os.path.join(os.path.dirname(BIN), 'mxgatectl')
 TMP = tempfile.mkdtemp(prefix='bench-quarstore-')
 QDIR = os.path.join(TMP, 'q')
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def block(qid):
