@@ -884,6 +884,72 @@ static const struct cfg_table metrics_table = {
 };
 
 /* workers: auto (= 0, one per CPU) or 1..64 */
+/* quarantine: a plain string (the store, expire at its default) or the section below. */
+struct quarantine_section {
+	char *store;
+	uint64_t expire;
+};
+
+#define QUARANTINE_EXPIRE_DEFAULT "30d"
+
+static const struct cfg_field quarantine_fields[] = {
+	{ "store", CFG_STRING, offsetof(struct quarantine_section, store), .flags = CFG_REQUIRED,
+	  .doc = "the Maildir messages are held in: maildir:/path (as the plain quarantine: maildir:/path)" },
+	{ "expire", CFG_DURATION, offsetof(struct quarantine_section, expire), QUARANTINE_EXPIRE_DEFAULT, 0,
+	  S(36500.0 * 86400), .doc = "a held message older than this (its file's time: when it was held) is removed by a sweep in the thread pool at start, after a reload that changes it and hourly, logged event=quarantine_expired count=N and counted in mxgate_quarantine_expired_total: the operator's retention, not a loss (release before it). 30d by default, as MailScanner's quarantine clean-up and the 14-30 days Amavis sites' cron jobs keep (Proxmox Mail Gateway keeps 7): a month covers an absence before a user asks for a message; 0 = keep for ever" },
+	{ .key = NULL },
+};
+
+static const struct cfg_table quarantine_table = {
+	"quarantine", sizeof(struct quarantine_section), quarantine_fields, NULL, 0,
+};
+
+/* the section form, for the docs and the table self-check (quarantine_parse reads it) */
+static const struct cfg_field quarantine_alt_fields[] = {
+	{ "section", CFG_STRUCT, 0, .sub = &quarantine_table,
+	  .doc = "quarantine: { store: maildir:/path, expire: 30d }" },
+	{ .key = NULL },
+};
+
+static const struct cfg_table quarantine_alts = {
+	"quarantine", sizeof(struct quarantine_section), quarantine_alt_fields, NULL, 0,
+};
+
+/* CFG_CUSTOM for `quarantine:`: dst is mx_config.quarantine; quarantine_expire beside it. */
+static int quarantine_parse(struct cfg_parse *p, struct fy_node *n, void *dst)
+{
+	struct mx_config *c = (struct mx_config *)(void *)((char *)dst - offsetof(struct mx_config, quarantine));
+	struct quarantine_section q = { 0 };
+	char buf[4096];
+
+	c->quarantine = NULL;
+	(void)cfg_parse_duration(QUARANTINE_EXPIRE_DEFAULT, &c->quarantine_expire);
+	if (cfg_node_is_null(n))
+		return 0;
+	if (fy_node_is_mapping(n)) {
+		if (cfg_parse_section(p, &quarantine_table, n, &q) < 0) {
+			cfg_table_free(&quarantine_table, &q);
+			return -1;
+		}
+		c->quarantine = q.store;
+		c->quarantine_expire = q.expire;
+		return 0;
+	}
+	if (cfg_node_cstr(p, n, "maildir:/path or { store: maildir:/path, expire: 30d }", buf, sizeof(buf)) < 0)
+		return -1;
+	if ((c->quarantine = strdup(buf)) == NULL)
+		return cfg_error(p, n, "out of memory");
+	return 0;
+}
+
+static void quarantine_free(void *dst)
+{
+	char **s = dst;
+
+	free(*s);
+	*s = NULL;
+}
+
 static int workers_parse(struct cfg_parse *p, struct fy_node *n, void *dst)
 {
 	long *w = dst;
@@ -1676,8 +1742,9 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	  .doc = "alias of log.level (wins when both are set)" },
 	{ "metrics", CFG_STRUCT, offsetof(struct mx_config, metrics), .sub = &metrics_table,
 	  .doc = "Prometheus metrics endpoint" },
-	{ "quarantine", CFG_STRING, offsetof(struct mx_config, quarantine),
-	  .doc = "the Maildir quarantined messages are held in: maildir:/path, e.g. maildir:/var/spool/mxgate/quarantine; -t refuses any other backend (smtp://, lmtp://); a message that cannot be written there gets 451 4.3.0 (default: none)" },
+	{ "quarantine", CFG_CUSTOM, offsetof(struct mx_config, quarantine), .custom = quarantine_parse,
+	  .free_custom = quarantine_free, .sub = &quarantine_alts,
+	  .doc = "the Maildir quarantined messages are held in: maildir:/path, e.g. maildir:/var/spool/mxgate/quarantine, or a section { store: maildir:/path, expire: 30d } (quarantine (section) below); -t refuses any other backend (smtp://, lmtp://); a message that cannot be written there gets 451 4.3.0 (default: none). Held messages are removed after quarantine.expire (30d unless set)" },
 	{ "accept_domains", CFG_STRLIST, offsetof(struct mx_config, accept_domains),
 	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1 unless the client authenticated (SMTP AUTH) or is in relay_networks; empty = every domain (-t warns)" },
 	{ "relay_networks", CFG_CIDRLIST, offsetof(struct mx_config, relay_networks),

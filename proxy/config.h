@@ -141,6 +141,7 @@ struct mx_config {
 	struct metrics_config { char *listen; } metrics;
 	char *quarantine;           /* maildir:PATH for quarantined messages (only maildir: config_check refuses others) */
 	char *quarantine_dir;       /* quarantine's PATH, parsed once when loaded (NULL without one) */
+	uint64_t quarantine_expire; /* ms: held files older are removed (quarantine.expire); 0 = kept */
 	struct cfg_strlist accept_domains; /* patterns and "file:PATH" items, as written */
 	struct domain_set *accept_set; /* built from accept_domains (files read); NULL = every domain */
 	struct cfg_cidrlist relay_networks; /* clients that may send outside accept_domains (session.c) */

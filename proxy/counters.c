@@ -42,6 +42,11 @@ static const struct counter_desc counter_table[COUNTER__COUNT] = {
 	    "Messages accepted and silently dropped.", false },
 	[COUNTER_MESSAGES_QUARANTINED] = { "messages_quarantined_total",
 	    "Messages diverted to quarantine.", false },
+	[COUNTER_QUARANTINE_EXPIRED] = { "quarantine_expired_total",
+	    "Held messages removed from the quarantine by its expiry (quarantine.expire).", false },
+	[COUNTER_QUARANTINE_FILES_READ] = { "quarantine_files_read_total",
+	    "Held files whose envelope block was read: listings, and lookups by ID of files without the ID in their name.",
+	    false },
 	[COUNTER_SPOOL_ERRORS] = { "spool_errors_total",
 	    "Messages that could not be held in limits.spool_dir (full, unwritable, removed): 4xx at the end of data, "
 	    "or at MAIL when SIZE= asked for half or more of its free space.", false },

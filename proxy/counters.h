@@ -36,6 +36,8 @@ enum counter {
 	COUNTER_MESSAGES_TEMPFAILED,      /* 4xx to the client at end of data */
 	COUNTER_MESSAGES_DISCARDED,
 	COUNTER_MESSAGES_QUARANTINED,
+	COUNTER_QUARANTINE_EXPIRED,       /* held files the expiry sweep removed */
+	COUNTER_QUARANTINE_FILES_READ,    /* held files' heads read (list, show, lookups by ID) */
 	COUNTER_SPOOL_ERRORS,             /* messages that could not be held in spool_dir */
 	COUNTER_OPERATOR_REFUSED,         /* /metrics and control clients refused: no descriptor left */
 	COUNTER_BYTES_RECEIVED,           /* message bytes from clients */

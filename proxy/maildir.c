@@ -2,11 +2,13 @@
  * into new/). All file system work happens in the libuv thread pool. */
 #include "maildir.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@ struct maildir_job {
 	char *root;
 	char *prefix;
 	size_t prefix_len;
+	char tag[64];               /* ",QID=ID" after the unique name, or "" */
 	const char *body;           /* msgbuf view taken on the loop thread */
 	size_t body_len;
 	maildir_done_cb cb;
@@ -155,7 +158,9 @@ static void maildir_work_cb(uv_work_t *req)
 	j->status = -1;
 	if (maildir_prepare(j->root, j->err, sizeof j->err) != 0)
 		return;
-	if (maildir_make_name(j->name, sizeof j->name) != 0 ||
+	/* the unique name, then the tag (room for it kept) */
+	if (maildir_make_name(j->name, sizeof j->name - sizeof j->tag) != 0 ||
+	    snprintf(j->name + strlen(j->name), sizeof j->tag, "%s", j->tag) < 0 ||
 	    snprintf(tmp_path, sizeof tmp_path, "%s/tmp/%s", j->root, j->name) >= (int)sizeof tmp_path ||
 	    snprintf(new_path, sizeof new_path, "%s/new/%s", j->root, j->name) >= (int)sizeof new_path ||
 	    snprintf(new_dir, sizeof new_dir, "%s/new", j->root) >= (int)sizeof new_dir) {
@@ -216,6 +221,27 @@ static void maildir_after_work_cb(uv_work_t *req, int status)
 int maildir_deliver(uv_loop_t *loop, const char *root, const char *prefix, size_t prefix_len,
     struct msgbuf *msg, size_t off, maildir_done_cb cb, void *arg)
 {
+	return maildir_deliver_tagged(loop, root, NULL, prefix, prefix_len, msg, off, cb, arg);
+}
+
+/* Whether id may go into a file name: 1..40 octets of [0-9A-Za-z] (no '/', ':' or ','). An
+ * id that may not is left out of it (the file is found by reading its head). */
+static bool maildir_id_fits_name(const char *id)
+{
+	size_t n = 0;
+
+	if (id == NULL)
+		return false;
+	for (; id[n]; n++)
+		if (n >= 40 || !isalnum((unsigned char)id[n]))
+			return false;
+	return n > 0;
+}
+
+/* See maildir.h. */
+int maildir_deliver_tagged(uv_loop_t *loop, const char *root, const char *id, const char *prefix,
+    size_t prefix_len, struct msgbuf *msg, size_t off, maildir_done_cb cb, void *arg)
+{
 	struct maildir_job *j;
 	size_t len = 0;
 	const char *data;
@@ -233,6 +259,8 @@ int maildir_deliver(uv_loop_t *loop, const char *root, const char *prefix, size_
 	j->root = strdup(root);
 	if (!j->root)
 		goto fail;
+	if (maildir_id_fits_name(id))
+		snprintf(j->tag, sizeof j->tag, MAILDIR_ID_FIELD "%s", id);
 	if (prefix && prefix_len) {
 		j->prefix = malloc(prefix_len);
 		if (!j->prefix)

@@ -20,6 +20,14 @@ typedef void (*maildir_done_cb)(void *arg, int status, const char *queue_id, con
 int maildir_deliver(uv_loop_t *loop, const char *root, const char *prefix, size_t prefix_len,
     struct msgbuf *msg, size_t off, maildir_done_cb cb, void *arg);
 
+/* As maildir_deliver, with ",QID=<id>" (MAILDIR_ID_FIELD) after the unique name when id is
+ * not NULL or "" (the quarantine's X-Quarantine-ID, [0-9A-Za-z]): an extra field of the base
+ * name as Dovecot's ",S=<size>" (maildir readers keep the base name when they move a file
+ * into cur/ and add ":2,FLAGS"), so a lookup by ID reads names, not files. */
+#define MAILDIR_ID_FIELD ",QID="
+int maildir_deliver_tagged(uv_loop_t *loop, const char *root, const char *id, const char *prefix,
+    size_t prefix_len, struct msgbuf *msg, size_t off, maildir_done_cb cb, void *arg);
+
 /* Makes a Maildir file name: "<sec>.M<usec>P<pid>Q<n>.<host>" (host with '/' and ':'
  * escaped as \057 and \072). Unique within the process and across processes on the host.
  * Returns 0, or -1 if buf is too small. Thread-safe. */

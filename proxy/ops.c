@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "counters.h"
 #include "log.h"
+#include "quarantine_control.h"
 #include "sdnotify.h"
 #include "worker.h"
 
@@ -32,13 +33,15 @@ static void ops_tick_cb(uv_timer_t *t)
 	ophist_tick(&ops_hist, uv_now(t->loop), cur, received);
 }
 
-/* Once a second: the history, and every 10 s a STATUS= line for `systemctl status`. */
+/* Once a second: the history, the quarantine's expiry when due, and every 10 s a STATUS= line for `systemctl status`. */
 static void ops_timer_cb(uv_timer_t *t)
 {
 	static unsigned n;
 	struct shared_gen *g = ops_h.current ? ops_h.current() : NULL;
 
 	ops_tick_cb(t);
+	if (g)
+		quarantine_expire_tick(t->loop, g->cfg);   /* quarantine.expire: hourly, off the loop */
 	if (++n % 10 == 0 && ops_is_started() && g)
 		sdnotify_printf("STATUS=%s: %ld sessions, %.1f msg/s, config generation %u",
 		    ops_is_ready() ? "ready" : "no backend up", counter_get(COUNTER_SESSIONS_ACTIVE),

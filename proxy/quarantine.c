@@ -1,5 +1,6 @@
 /* quarantine.c — the quarantine maildir's envelope block and its files (see quarantine.h). */
 #include "quarantine.h"
+#include "counters.h"
 #include "maildir.h"
 #include "quarantine_index.h"
 
@@ -201,6 +202,7 @@ static int quarantine_read_head(const char *path, struct quarantine_item *it, ch
 	struct stat st;
 
 	memset(it, 0, sizeof(*it));
+	counter_inc(COUNTER_QUARANTINE_FILES_READ);
 	if (fd < 0)
 		return errno == ENOENT || errno == ELOOP ? 0 : (snprintf(err, errlen, "open %.400s: %s", path,
 		    strerror(errno)), -1);
@@ -300,6 +302,26 @@ static int quarantine_walk(const char *root, bool want_mtime,
 
 /* ------------------------------------------------------------ lookup by ID: the index */
 
+bool quarantine_name_id(const char *name, char *id)
+{
+	const char *base = strrchr(name, '/'), *f = NULL, *p;
+	size_t k = sizeof(MAILDIR_ID_FIELD) - 1, n;
+
+	base = base ? base + 1 : name;
+	/* the last ",QID=" of the base name (before ":2,FLAGS"): a host part cannot hold one
+	 * behind it, as the field follows the unique name */
+	for (p = base; (p = strstr(p, MAILDIR_ID_FIELD)) != NULL; p += k)
+		f = p + k;
+	if (f == NULL)
+		return false;
+	n = strcspn(f, ",:");
+	if (n == 0 || n > QUARANTINE_ID_MAX)
+		return false;
+	memcpy(id, f, n);
+	id[n] = '\0';
+	return quarantine_id_is_valid(id);
+}
+
 /* One index for the process (the quarantine folder in force; a reload naming another one
  * starts it afresh), shared by the thread pool's show/delete and the release thread. */
 static pthread_mutex_t quarantine_index_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -319,7 +341,12 @@ static int quarantine_find_each(const char *path, const char *name, uint64_t ino
 	struct strbuf *to;
 
 	(void)mtime;
-	if (quarantine_index_get(c->x, name, ino, known)) {
+	/* the ID in the name (a file held since w-quarstore): no read, no index entry */
+	if (quarantine_name_id(name, known)) {
+		if (strcmp(known, c->id) != 0)
+			return 0;
+		to = &c->hits;
+	} else if (quarantine_index_get(c->x, name, ino, known)) {
 		if (strcmp(known, c->id) != 0)
 			return 0;
 		to = &c->hits;
@@ -402,6 +429,34 @@ int quarantine_find(const char *root, const char *id, struct quarantine_item *it
 	strbuf_free(&c.unknown);
 	if (rc != 1)
 		quarantine_item_free(it);
+	return rc;
+}
+
+/* ------------------------------------------------------------ expiry */
+
+struct quarantine_expire_ctx {
+	time_t before;
+	size_t count;
+};
+
+static int quarantine_expire_each(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg)
+{
+	struct quarantine_expire_ctx *c = arg;
+
+	(void)name;
+	(void)ino;
+	/* gone meanwhile (a delete, a release's move): not this sweep's */
+	if (mtime < c->before && unlink(path) == 0)
+		c->count++;
+	return 0;
+}
+
+int quarantine_expire(const char *root, time_t before, size_t *count, char *err, size_t errlen)
+{
+	struct quarantine_expire_ctx c = { .before = before };
+	int rc = quarantine_walk(root, true, quarantine_expire_each, &c, err, errlen);
+
+	*count = c.count;
 	return rc;
 }
 

@@ -49,6 +49,11 @@ int quarantine_envelope_parse(const char *buf, size_t len, bool eof, struct quar
  * path ("../x", "/etc") ever reaches the file system. */
 bool quarantine_id_is_valid(const char *id);
 
+/* The ID a held file's name carries (",QID=ID" in the base name: maildir_deliver_tagged)
+ * into id (QUARANTINE_ID_MAX + 1 octets): true; false for a name without a valid one (a
+ * file held by an older mxgate: its head says). name: "new/NAME", "cur/NAME" or a path. Pure. */
+bool quarantine_name_id(const char *name, char *id);
+
 /* A release's queue id from the one smtp_tx_begin made for it (sess: a session's form, 12
  * characters of an alphabet without vowels): "A" + sess into q (cap >= 14). A session's id has
  * no 'A' and 12 characters, so a release's can never be a session's (nor one a session
@@ -105,6 +110,11 @@ int quarantine_list(const char *root, size_t n, const struct quarantine_filter *
 /* Whether the item's recipient i is rcpt (case ignored, as rcpt_index compares). */
 bool quarantine_item_rcpt_is(const struct quarantine_item *it, size_t i, const char *rcpt);
 long quarantine_item_rcpt_index(const struct quarantine_item *it, const char *rcpt);
+
+/* Blocking. Removes every file of root's new/ and cur/ whose time (the hold's: a rewrite
+ * keeps it) is before `before`: quarantine.expire's sweep. *count: how many went. 0, or -1
+ * with err when a folder cannot be read (the files removed until then are counted). */
+int quarantine_expire(const char *root, time_t before, size_t *count, char *err, size_t errlen);
 
 /* Blocking. Moves the held file into root/released/ (created 0700 when missing), where
  * list, show and release no longer see it (amavis keeps released files too). 0 or -1 err. */

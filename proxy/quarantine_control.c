@@ -27,12 +27,14 @@
 #include "backend.h"
 #include "control_verbs.h"
 #include "config.h"
+#include "counters.h"
 #include "hook.h"
 #include "jsonw.h"
 #include "log.h"
 #include "msgbuf.h"
 #include "ops.h"
 #include "quarantine.h"
+#include "quarantine_control.h"
 #include "relay.h"
 #include "smtp_tx.h"
 #include "worker.h"
@@ -352,6 +354,83 @@ static void qc_after_cb(uv_work_t *req, int status)
 		log_event(LOG_LVL_INFO, NULL, "event=quarantine_deleted id=%s rcpts=%zu via=control", j->id, j->nrcpts);
 	control_reply_done(j->r, j->rc);
 	qc_job_free(j);
+}
+
+/* ------------------------------------------------------------ expiry */
+
+struct qc_sweep {
+	uv_work_t req;
+	char *root;
+	uint64_t expire_ms;
+	size_t count;
+	int rc;
+	char err[600];
+};
+
+/* main loop only */
+static bool qc_sweep_running;
+static uint64_t qc_sweep_due;           /* uv_now() when the next sweep is due */
+static char *qc_sweep_root;             /* what the last sweep ran with (a reload changing */
+static uint64_t qc_sweep_expire;        /* either sweeps at the next tick) */
+
+static void qc_sweep_work_cb(uv_work_t *req)
+{
+	struct qc_sweep *s = req->data;
+	/* the wall clock, as the files' times and `quarantine list older=` are */
+	time_t before = time(NULL) - (time_t)(s->expire_ms / 1000);
+
+	s->rc = quarantine_expire(s->root, before, &s->count, s->err, sizeof(s->err));
+}
+
+static void qc_sweep_after_cb(uv_work_t *req, int status)
+{
+	struct qc_sweep *s = req->data;
+	char ev[40], rv[700];
+
+	qc_sweep_running = false;
+	cfg_format_duration(s->expire_ms, ev, sizeof(ev));
+	if (s->count) {
+		counter_add(COUNTER_QUARANTINE_EXPIRED, (long)s->count);
+		log_event(LOG_LVL_INFO, NULL, "event=quarantine_expired count=%zu expire=%s dir=%s", s->count, ev,
+		    log_val(rv, sizeof(rv), s->root));
+	}
+	if (status == UV_ECANCELED)
+		snprintf(s->err, sizeof(s->err), "cancelled");
+	if (status == UV_ECANCELED || s->rc != 0)
+		log_event(LOG_LVL_WARNING, NULL, "event=quarantine_expire_failed reason=%s",
+		    log_val(rv, sizeof(rv), s->err));
+	free(s->root);
+	free(s);
+}
+
+void quarantine_expire_tick(uv_loop_t *loop, const struct mx_config *cfg)
+{
+	uint64_t now = uv_now(loop);
+	struct qc_sweep *s;
+
+	if (qc_sweep_running || cfg == NULL || cfg->quarantine_dir == NULL || cfg->quarantine_expire == 0 ||
+	    ops_is_stopping())
+		return;
+	if (qc_sweep_root && strcmp(qc_sweep_root, cfg->quarantine_dir) == 0 &&
+	    qc_sweep_expire == cfg->quarantine_expire && now < qc_sweep_due)
+		return;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL || (s->root = strdup(cfg->quarantine_dir)) == NULL) {
+		free(s);
+		return;   /* out of memory: the next tick tries again */
+	}
+	s->expire_ms = cfg->quarantine_expire;
+	s->req.data = s;
+	if (uv_queue_work(loop, &s->req, qc_sweep_work_cb, qc_sweep_after_cb) != 0) {
+		free(s->root);
+		free(s);
+		return;
+	}
+	qc_sweep_running = true;
+	free(qc_sweep_root);
+	qc_sweep_root = strdup(cfg->quarantine_dir);   /* NULL: the next tick sweeps again */
+	qc_sweep_expire = cfg->quarantine_expire;
+	qc_sweep_due = now + QUARANTINE_SWEEP_MS;
 }
 
 /* ------------------------------------------------------------ release */

@@ -1460,13 +1460,15 @@ static void smtp_tx_maildir_cb(void *arg, int status, const char *qid, const cha
 	smtp_tx_delivered(tx, tx->backend ? tx->backend->url : "maildir", NULL, q);
 }
 
-/* Writes the message into the maildir at root (a backend's, or the quarantine). */
-static void smtp_tx_write_maildir(struct smtp_tx *tx, const char *root, const char *what)
+/* Writes the message into the maildir at root (a backend's, or the quarantine: id, the held
+ * message's X-Quarantine-ID, goes into the file's name too; NULL for a backend's). */
+static void smtp_tx_write_maildir(struct smtp_tx *tx, const char *root, const char *id, const char *what)
 {
 	struct msgbuf *body = tx->env->new_body ? tx->env->new_body : tx->msg;
 	size_t off = tx->env->new_body ? 0 : tx->body_off;
 
-	if (maildir_deliver(&tx->w->loop, root, tx->prefix.v, tx->prefix.len, body, off, smtp_tx_maildir_cb, tx) != 0) {
+	if (maildir_deliver_tagged(&tx->w->loop, root, id, tx->prefix.v, tx->prefix.len, body, off, smtp_tx_maildir_cb,
+	    tx) != 0) {
 		if (tx->backend == NULL)
 			smtp_tx_quarantine_failed(tx, what);
 		else
@@ -1730,7 +1732,7 @@ static void smtp_tx_send(struct smtp_tx *tx)
 		return;
 	}
 	if (tx->backend->kind == BACKEND_MAILDIR) {
-		smtp_tx_write_maildir(tx, tx->backend->path, "maildir write could not start");
+		smtp_tx_write_maildir(tx, tx->backend->path, NULL, "maildir write could not start");
 		return;
 	}
 	const char *next = relay_ahead_next(tx->relay);
@@ -1972,7 +1974,7 @@ static void smtp_tx_quarantine(struct smtp_tx *tx)
 	strbuf_append(&q, tx->prefix.v ? tx->prefix.v : "", tx->prefix.len);
 	strbuf_free(&tx->prefix);
 	tx->prefix = q;
-	smtp_tx_write_maildir(tx, tx->env->cfg->quarantine_dir, "quarantine write could not start");
+	smtp_tx_write_maildir(tx, tx->env->cfg->quarantine_dir, tx->env->queue_id, "quarantine write could not start");
 }
 
 static void smtp_tx_deliver_prepared(struct smtp_tx *tx, bool quarantine)

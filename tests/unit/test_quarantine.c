@@ -144,6 +144,32 @@ static void test_ids(void **state)
 			fail_msg("\"%s\" taken as an ID", bad[i]);
 }
 
+/* The ID a held file's name carries (",QID=ID"), labelled rows: what a lookup by ID takes
+ * from a name without opening the file, and the names it must read instead. */
+static void test_name_id(void **state)
+{
+	static const struct { const char *label, *name, *id; } rows[] = {
+		{ "as written into new/", "new/1796611975.M400412P9183Q1.mx,QID=4XYZ0BCDF12", "4XYZ0BCDF12" },
+		{ "moved into cur/ and flagged by a reader", "cur/1796611975.M4P9Q1.mx,QID=4XYZ0BCDF12:2,S", "4XYZ0BCDF12" },
+		{ "with Dovecot's size field after it", "cur/1796611975.M4P9Q1.mx,QID=AB12,S=1830:2,", "AB12" },
+		{ "a full path", "/var/spool/q/new/1.M1P1Q1.h,QID=Z9", "Z9" },
+		{ "an older mxgate's name: none", "new/1796611975.M400412P9183Q1.mx", NULL },
+		{ "an empty ID", "new/1.M1P1Q1.h,QID=", NULL },
+		{ "an ID too long", "new/1.M1P1Q1.h,QID=012345678901234567890123", NULL },
+		{ "not letters and digits", "new/1.M1P1Q1.h,QID=a.b", NULL },
+		{ "the field in the folder, not the name", "new,QID=AB/1.M1P1Q1.h", NULL },
+		{ "the last field counts", "new/1.M1P1Q1.h,QID=AA,QID=BB", "BB" },
+	};
+	char id[QUARANTINE_ID_MAX + 1];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		bool got = quarantine_name_id(rows[i].name, id);
+		if (got != (rows[i].id != NULL) || (got && strcmp(id, rows[i].id) != 0))
+			fail_msg("%s: \"%s\" gave %s \"%s\"", rows[i].label, rows[i].name, got ? "yes" : "no", got ? id : "");
+	}
+}
+
 /* A release's queue id is never a session's: the release loop's stand-in worker index 63
  * shares the id's 4 worker bits with worker 15, so the two differed only by the sequence
  * (2^40 apart). Session ids, over every worker index a session or the release loop uses,
@@ -438,6 +464,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_name_id),
 		cmocka_unit_test(test_release_queue_id),
 		cmocka_unit_test(test_index),
 		cmocka_unit_test(test_files),
