@@ -806,6 +806,10 @@ static const struct cfg_field log_fields[] = {
 	  .doc = "also log to syslog (facility mail)" },
 	{ "facility", CFG_ENUM, offsetof(struct log_config, facility), "mail", .choices = log_facility_names,
 	  .doc = "syslog facility: mail, daemon or local0..local7" },
+	{ "format", CFG_ENUM, offsetof(struct log_config, format), "text", .choices = log_format_names,
+	  .doc = "text (`TIME LEVEL ID event=... key=value`) or json: one JSON object a line with "
+		 "`ts`, `level`, `session` and every field as a member (numbers as numbers, a repeated key "
+		 "as an array), for a container platform's log shipper; syslog stays text" },
 	{ "file", CFG_STRING, offsetof(struct log_config, file),
 	  .doc = "append the lines to this file instead of standard error (made 0640, owned by `user`); "
 		 "SIGUSR1 reopens it after logrotate moved it; opened at start, a change waits for a restart" },

@@ -115,6 +115,7 @@ struct backends_config {
 };
 
 struct log_config { int level; /* enum log_level */ bool syslog; int facility; /* enum log_facility */
+	int format; /* enum log_format */
 	char *file; /* NULL: standard error */ };
 
 /* The module registry: each module's config struct (filters/, plugins/, rules/). */

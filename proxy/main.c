@@ -79,6 +79,7 @@ static void main_apply_logging(const struct mx_config *cfg)
 	if (cfg->log_level > lvl)
 		lvl = cfg->log_level;
 	log_set_level((enum log_level)lvl);
+	log_set_format((enum log_format)cfg->log.format);
 	log_enable_syslog_facility(cfg->log.syslog, cfg->log.facility);
 }
 
