@@ -1040,6 +1040,10 @@ int main(int argc, char **argv)
 	if (check_only) {
 		int rc = modules_check_config(cfg, stderr);
 		config_warnings(cfg, stderr);	/* TLS files are tried by the config's own check */
+		/* an error where the start would refuse (a store or the control socket it cannot
+		 * make), a warning above where it goes on */
+		if (config_start_refusals(cfg, stderr) > 0)
+			rc = -1;
 		config_free(cfg);
 		if (rc != 0)
 			return 1;
