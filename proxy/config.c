@@ -1203,6 +1203,12 @@ static int config_write_access(const struct mx_config *cfg, bool fatal, void *er
 	} else {
 		n += config_write_warning(cfg, "control.socket", cfg->control.socket, false, false,
 		    "its control socket; the start fails", true, err_fp);
+		/* the classifier's store: the start opens it as the generation is made (main.c) */
+		const struct bayes_config *bc = &cfg->rules.bayes;
+		if (bc->enabled && bc->store && strncmp(bc->store, "lmdb:", 5) == 0)
+			n += config_write_warning(cfg, "rules.bayes.store", bc->store + 5, true, true,
+			    "the classifier's tokens; the start fails, and a reload keeps the running config",
+			    true, err_fp);
 	}
 	for (size_t i = 0; i < ns; i++) {
 		if (sv[i].required != fatal)
