@@ -834,6 +834,10 @@ static const struct cfg_field log_fields[] = {
 	  .doc = "also log to syslog (facility mail)" },
 	{ "facility", CFG_ENUM, offsetof(struct log_config, facility), "mail", .choices = log_facility_names,
 	  .doc = "syslog facility: mail, daemon or local0..local7" },
+	{ "format", CFG_ENUM, offsetof(struct log_config, format), "text", .choices = log_format_names,
+	  .doc = "text (`TIME LEVEL ID event=... key=value`) or json: one JSON object a line with "
+		 "`ts`, `level`, `session` and every field as a member (numbers as numbers, a repeated key "
+		 "as an array), for a container platform's log shipper; syslog stays text" },
 	{ "file", CFG_STRING, offsetof(struct log_config, file),
 	  .doc = "append the lines to this file instead of standard error (made 0640, owned by `user`); "
 		 "SIGUSR1 reopens it after logrotate moved it; opened at start, a change waits for a restart" },
@@ -1206,11 +1210,12 @@ static int config_write_dir(const char *path, bool is_dir, char *dir, size_t cap
 }
 
 /* One path mxgate writes at run time (key: its config key, what: what goes there): a
- * warning when the directory it needs is on a read-only file system or not writable by
+ * message when the directory it needs is on a read-only file system or not writable by
  * the user running -t, or, run as root with `user:`, by that user when as_user (made after
- * the drop). The container case: a non-root user and a read-only root file system. */
+ * the drop). The container case: a non-root user and a read-only root file system. fatal:
+ * the start refuses such a path (an error, -t exits 1), else it goes on (a warning). */
 static int config_write_warning(const struct mx_config *cfg, const char *key, const char *path, bool is_dir,
-    bool as_user, const char *what, void *err_fp)
+    bool as_user, const char *what, bool fatal, void *err_fp)
 {
 	char dir[PATH_MAX], why[PATH_MAX + 100];
 	const char *who = NULL;
@@ -1227,9 +1232,9 @@ static int config_write_warning(const struct mx_config *cfg, const char *key, co
 	if (who == NULL)
 		return 0;
 	if (err_fp)
-		fprintf((FILE *)err_fp, "%s: warning: %s: %s: %s cannot write in %s (%s), where mxgate keeps %s; "
+		fprintf((FILE *)err_fp, "%s: %s%s: %s: %s cannot write in %s (%s), where mxgate keeps %s; "
 		    "with a read-only root file system mount a writable volume there\n",
-		    cfg->path, key, path, who, dir, why, what);
+		    cfg->path, fatal ? "" : "warning: ", key, path, who, dir, why, what);
 	return 1;
 }
 
@@ -1276,26 +1281,51 @@ size_t config_lmdb_stores(const struct mx_config *cfg, struct config_lmdb_store 
 	return n;
 }
 
-/* See config.h. */
-int config_write_access_warnings(const struct mx_config *cfg, void *err_fp)
+/* The paths of config_write_access_warnings (fatal: config_start_refusals'), with fatal
+ * ones alone when fatal, else the others. */
+static int config_write_access(const struct mx_config *cfg, bool fatal, void *err_fp)
 {
 	struct config_lmdb_store sv[CONFIG_LMDB_STORES_MAX];
 	size_t ns = config_lmdb_stores(cfg, sv);
 	char what[160];
 	int n = 0;
 
-	n += config_write_warning(cfg, "limits.spool_dir", cfg->limits.spool_dir, true, true,
-	    "the messages larger than limits.memory_threshold (else each such message gets 451)", err_fp);
-	n += config_write_warning(cfg, "quarantine", cfg->quarantine_dir, true, true,
-	    "the quarantined messages (else each gets 451)", err_fp);
-	n += config_write_warning(cfg, "control.socket", cfg->control.socket, false, false,
-	    "its control socket (else the start fails)", err_fp);
+	if (!fatal) {
+		n += config_write_warning(cfg, "limits.spool_dir", cfg->limits.spool_dir, true, true,
+		    "the messages larger than limits.memory_threshold (else each such message gets 451)",
+		    false, err_fp);
+		n += config_write_warning(cfg, "quarantine", cfg->quarantine_dir, true, true,
+		    "the quarantined messages (else each gets 451)", false, err_fp);
+	} else {
+		n += config_write_warning(cfg, "control.socket", cfg->control.socket, false, false,
+		    "its control socket; the start fails", true, err_fp);
+		/* the classifier's store: the start opens it as the generation is made (main.c) */
+		const struct bayes_config *bc = &cfg->rules.bayes;
+		if (bc->enabled && bc->store && strncmp(bc->store, "lmdb:", 5) == 0)
+			n += config_write_warning(cfg, "rules.bayes.store", bc->store + 5, true, true,
+			    "the classifier's tokens; the start fails, and a reload keeps the running config",
+			    true, err_fp);
+	}
 	for (size_t i = 0; i < ns; i++) {
+		if (sv[i].required != fatal)
+			continue;
 		snprintf(what, sizeof(what), "%s%s", sv[i].what, sv[i].required ?
-		    " (else the start fails, and a reload keeps the running config)" : "");
-		n += config_write_warning(cfg, sv[i].key, sv[i].dir, true, true, what, err_fp);
+		    "; the start fails, and a reload keeps the running config" : "");
+		n += config_write_warning(cfg, sv[i].key, sv[i].dir, true, true, what, fatal, err_fp);
 	}
 	return n;
+}
+
+/* See config.h. */
+int config_write_access_warnings(const struct mx_config *cfg, void *err_fp)
+{
+	return config_write_access(cfg, false, err_fp);
+}
+
+/* See config.h. */
+int config_start_refusals(const struct mx_config *cfg, void *err_fp)
+{
+	return config_write_access(cfg, true, err_fp);
 }
 
 /* The earlier route (index < r) that matches every name of pattern, or -1. */

@@ -119,6 +119,7 @@ struct backends_config {
 };
 
 struct log_config { int level; /* enum log_level */ bool syslog; int facility; /* enum log_facility */
+	int format; /* enum log_format */
 	char *file; /* NULL: standard error */ };
 
 /* The module registry: each module's config struct (filters/, plugins/, rules/). */
@@ -183,10 +184,15 @@ int config_user_may(const char *user, const char *path, mode_t want, const char 
  * Returns how many. */
 int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
 /* `mxgate -t`: one warning to err_fp (FILE *; NULL: count only) per path mxgate writes at
- * run time (limits.spool_dir, quarantine, control.socket, the lmdb:/dir stores) whose
- * directory (or nearest existing parent) is read-only or not writable by the user running
- * -t, or, as root with `user:`, by that user. Returns how many. */
+ * run time without which the start goes on (limits.spool_dir, quarantine, the pass stores'
+ * lmdb:/dir) whose directory (or nearest existing parent) is read-only or not writable by
+ * the user running -t, or, as root with `user:`, by that user. Returns how many. */
 int config_write_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
+/* `mxgate -t`: the same for the paths without which the start refuses (control.socket's
+ * directory, a required lmdb:/dir store: config_lmdb_stores), one error line each
+ * (`FILE: KEY: PATH: USER cannot write in DIR (REASON), where ...`): -t exits 1 when
+ * there is one, as the start would. Returns how many. */
+int config_start_refusals(const struct mx_config *cfg, void *err_fp /* FILE * */);
 /* The LMDB stores cfg's modules open (an "lmdb:/dir" store in use: pregreet.pass_store,
  * reputation.store, dnsbl.pass_store, greylist.store), in the order the workers open them
  * (the registry's: the first opener's map_size wins). Fills out[0..n) (key, dir and what are

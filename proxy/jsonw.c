@@ -12,22 +12,22 @@ void jsonw_init(struct jsonw *j, struct strbuf *b)
 	j->first[0] = true;
 }
 
-/* Length of a valid UTF-8 sequence at s (1..4), or 0 when invalid. */
-static size_t jsonw_utf8_len(const unsigned char *s)
+/* Length of a valid UTF-8 sequence at s[0..n) (1..4), or 0 when invalid or cut by n. */
+static size_t jsonw_utf8_len(const unsigned char *s, size_t n)
 {
 	if (s[0] < 0x80)
 		return 1;
 	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
 	if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
 			return 0;
 		if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))
 			return 0;	/* overlong, surrogates */
 		return 3;
 	}
 	if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
 			return 0;
 		if ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
 			return 0;
@@ -36,17 +36,17 @@ static size_t jsonw_utf8_len(const unsigned char *s)
 	return 0;
 }
 
-void jsonw_escape(struct strbuf *b, const char *str)
+void jsonw_escapen(struct strbuf *b, const char *str, size_t len)
 {
-	const unsigned char *s = (const unsigned char *)str;
+	const unsigned char *s = (const unsigned char *)str, *end = s + len;
 
-	while (*s) {
+	while (s < end) {
 		const unsigned char *run = s;
-		while (*s >= 0x20 && *s < 0x80 && *s != '"' && *s != '\\')
+		while (s < end && *s >= 0x20 && *s < 0x80 && *s != '"' && *s != '\\')
 			s++;
 		if (s > run)
 			strbuf_append(b, (const char *)run, (size_t)(s - run));
-		if (*s == '\0')
+		if (s == end)
 			break;
 		if (*s == '"' || *s == '\\') {
 			char e[2] = { '\\', (char)*s };
@@ -63,7 +63,7 @@ void jsonw_escape(struct strbuf *b, const char *str)
 			}
 			s++;
 		} else {
-			size_t n = jsonw_utf8_len(s);
+			size_t n = jsonw_utf8_len(s, (size_t)(end - s));
 			if (n == 0) {
 				strbuf_append(b, "\xef\xbf\xbd", 3);
 				s++;
@@ -73,6 +73,11 @@ void jsonw_escape(struct strbuf *b, const char *str)
 			}
 		}
 	}
+}
+
+void jsonw_escape(struct strbuf *b, const char *s)
+{
+	jsonw_escapen(b, s, strlen(s));
 }
 
 /* Comma and key before a value. */
@@ -111,14 +116,26 @@ void jsonw_end(struct jsonw *j)
 
 void jsonw_str(struct jsonw *j, const char *key, const char *v)
 {
-	jsonw_pre(j, key);
 	if (v == NULL) {
+		jsonw_pre(j, key);
 		strbuf_append(j->b, "null", 4);
 		return;
 	}
+	jsonw_strn(j, key, v, strlen(v));
+}
+
+void jsonw_strn(struct jsonw *j, const char *key, const char *v, size_t len)
+{
+	jsonw_pre(j, key);
 	strbuf_append(j->b, "\"", 1);
-	jsonw_escape(j->b, v);
+	jsonw_escapen(j->b, v, len);
 	strbuf_append(j->b, "\"", 1);
+}
+
+void jsonw_raw(struct jsonw *j, const char *key, const char *v, size_t len)
+{
+	jsonw_pre(j, key);
+	strbuf_append(j->b, v, len);
 }
 
 void jsonw_int(struct jsonw *j, const char *key, long long v)

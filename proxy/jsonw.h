@@ -30,10 +30,16 @@ void jsonw_obj(struct jsonw *j, const char *key);   /* { */
 void jsonw_arr(struct jsonw *j, const char *key);   /* [ */
 void jsonw_end(struct jsonw *j);                    /* } or ] */
 void jsonw_str(struct jsonw *j, const char *key, const char *v);   /* NULL -> null */
+/* v[0..len) as a string (NULs in it as \u0000). */
+void jsonw_strn(struct jsonw *j, const char *key, const char *v, size_t len);
+/* v[0..len) as it is: the caller vouches it is one JSON value (a number it checked). */
+void jsonw_raw(struct jsonw *j, const char *key, const char *v, size_t len);
 void jsonw_int(struct jsonw *j, const char *key, long long v);
 void jsonw_num(struct jsonw *j, const char *key, double v);        /* NaN/Inf -> null */
 void jsonw_bool(struct jsonw *j, const char *key, bool v);
 /* Appends s escaped as a JSON string body (no quotes). */
 void jsonw_escape(struct strbuf *b, const char *s);
+/* The same for s[0..len), which may hold NULs. */
+void jsonw_escapen(struct strbuf *b, const char *s, size_t len);
 
 #endif

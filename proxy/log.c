@@ -3,6 +3,7 @@
 #include "log.h"
 #include "ascii8.h"
 #include "domain.h"
+#include "logkv.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -26,6 +27,7 @@
 
 static volatile int log_level = LOG_LVL_INFO;
 static volatile int log_syslog;
+static volatile int log_json;
 static pthread_once_t log_journal_once = PTHREAD_ONCE_INIT;
 static int log_to_journal;
 
@@ -101,6 +103,8 @@ const char *log_file_path(void)
 }
 
 void log_set_level(enum log_level lvl) { log_level = lvl; }
+const char *const log_format_names[] = { "text", "json", NULL };
+void log_set_format(enum log_format fmt) { log_json = fmt == LOG_FORMAT_JSON; }
 enum log_level log_get_level(void) { return (enum log_level)log_level; }
 
 const char *const log_facility_names[] = { "mail", "daemon", "local0", "local1", "local2",
@@ -602,6 +606,30 @@ void log_escape_controls_fuzz(char *line, size_t cap)
  * journal's "<N>" and one after it for the newline. */
 #define LOG_LINE_CAP 2048
 
+/* log.format: json: the text line line[0..len) (head of n octets: "TS LEVEL ID ", escaped)
+ * as one JSON object (logkv_json) and a newline, in one write; "<N>" first for the journal. */
+static void log_write_json(enum log_level lvl, const char *line, size_t n, size_t len, const char *idt)
+{
+	static const char prio[] = { '0' + LOG_DEBUG, '0' + LOG_INFO, '0' + LOG_WARNING, '0' + LOG_ERR };
+	struct strbuf b = { 0 };
+	char ts[40];
+	const char *sp = memchr(line, ' ', n);
+	size_t tl = sp ? (size_t)(sp - line) : 0;
+
+	if (tl >= sizeof(ts))
+		tl = sizeof(ts) - 1;
+	memcpy(ts, line, tl);
+	ts[tl] = '\0';
+	if (log_to_journal) {
+		char p[3] = { '<', prio[lvl], '>' };
+		strbuf_append(&b, p, 3);
+	}
+	logkv_json(&b, ts, level_names[lvl], idt, line + n, len > n ? len - n : 0);
+	strbuf_append(&b, "\n", 1);
+	log_write_all(b.v, b.len);
+	strbuf_free(&b);
+}
+
 /* One line: the head, then the text of fmt and *ap (fmt non-NULL) or text[0..tlen) as
  * log_vformat's "%s" of it would put it (as much as fits below the room's last octet),
  * escaped in place, written, and sent to syslog. */
@@ -632,16 +660,21 @@ static void log_line(enum log_level lvl, const char *id, const char *fmt, va_lis
 	static const int prio_values[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
 	pthread_once(&log_journal_once, log_journal_detect);
 	/* One write per line so lines from worker threads do not interleave. */
-	line[len] = '\n';
-	if (log_to_journal) {
-		line[-3] = '<';
-		line[-2] = prio[lvl];
-		line[-1] = '>';
-		log_write_all(line - 3, len + 4);
+	if (log_json) {
+		log_write_json(lvl, line, n < len ? n : len, len, idt);
 	} else {
-		log_write_all(line, len + 1);
+		line[len] = '\n';
+		if (log_to_journal) {
+			line[-3] = '<';
+			line[-2] = prio[lvl];
+			line[-1] = '>';
+			log_write_all(line - 3, len + 4);
+		} else {
+			log_write_all(line, len + 1);
+		}
+		line[len] = '\0';
 	}
-	line[len] = '\0';
+	/* syslog keeps the text form (its own framing; a syslog server parses key=value) */
 	if (log_syslog)
 		syslog(prio_values[lvl], "%s", line + n - strlen(idt) - 1);
 }

@@ -15,6 +15,11 @@ enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARNING, LOG_LVL_ERROR
 /* Sets the minimum level printed (default LOG_LVL_INFO). */
 void log_set_level(enum log_level lvl);
 enum log_level log_get_level(void);
+/* log.format: text (default) or json: one JSON object a line on standard error or log.file
+ * (logkv.h: the text line's fields); syslog stays text. */
+enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
+extern const char *const log_format_names[];   /* "text", "json", NULL */
+void log_set_format(enum log_format fmt);
 /* Syslog facilities a config may name (log.facility), in log_facility_names order. */
 enum log_facility { LOG_FAC_MAIL = 0, LOG_FAC_DAEMON, LOG_FAC_LOCAL0, LOG_FAC_LOCAL1, LOG_FAC_LOCAL2,
 	LOG_FAC_LOCAL3, LOG_FAC_LOCAL4, LOG_FAC_LOCAL5, LOG_FAC_LOCAL6, LOG_FAC_LOCAL7 };

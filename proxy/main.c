@@ -13,6 +13,7 @@
 #include "msgbuf.h"
 #include "metrics.h"
 #include "modules.h"
+#include "rules/bayes_db.h"
 #include "ops.h"
 #include "sdnotify.h"
 #include "store/lmdb_store.h"
@@ -79,6 +80,7 @@ static void main_apply_logging(const struct mx_config *cfg)
 	if (cfg->log_level > lvl)
 		lvl = cfg->log_level;
 	log_set_level((enum log_level)lvl);
+	log_set_format((enum log_format)cfg->log.format);
 	log_enable_syslog_facility(cfg->log.syslog, cfg->log.facility);
 }
 
@@ -90,6 +92,14 @@ static void main_apply_process(const struct mx_config *cfg)
 	main_apply_logging(cfg);
 	msgbuf_set_budget((size_t)cfg->limits.memory_budget);
 	metrics_set_spool((size_t)cfg->limits.memory_threshold, cfg->limits.spool_dir);
+}
+
+/* Whether cfg's classifier keeps its tokens in an lmdb:/dir store (rules.bayes). */
+static bool main_bayes_lmdb(const struct mx_config *cfg)
+{
+	const struct bayes_config *bc = &cfg->rules.bayes;
+
+	return bc->enabled && bc->store && strncmp(bc->store, "lmdb:", 5) == 0;
 }
 
 /* Opens g's required LMDB stores (config_lmdb_stores) into g->stores: 0, or -1 after logging and
@@ -118,6 +128,27 @@ static int main_gen_open_stores(struct shared_gen *g, FILE *errfp)
 			return -1;
 		}
 		g->nstores++;
+	}
+	/* the classifier's: it would classify nothing and learn nothing (the workers logged
+	 * bayes_error and went on without it, /readyz ready) */
+	const struct bayes_config *bc = &g->cfg->rules.bayes;
+	if (main_bayes_lmdb(g->cfg)) {
+		struct bayes_db_options o = { .map_size = bc->map_size, .timeout_ms = bc->timeout,
+			.ttl_s = (uint32_t)(bc->expire_after / 1000) };
+
+		g->bayes_db = bayes_db_open(bc->store, &o, why, sizeof(why));
+		if (g->bayes_db == NULL) {
+			/* bayes_db's reason reads "lmdb DIR: REASON": the directory is said below */
+			size_t dl = strlen(bc->store + 5);
+			const char *r = strncmp(why, "lmdb ", 5) == 0 && strncmp(why + 5, bc->store + 5, dl) == 0 &&
+			    strncmp(why + 5 + dl, ": ", 2) == 0 ? why + 5 + dl + 2 : why;
+			log_event(LOG_LVL_ERROR, NULL, "event=config_error key=rules.bayes.store store=%s "
+			    "reason=\"cannot open the LMDB store: %s\"", bc->store, r);
+			if (errfp)
+				fprintf(errfp, "%s: rules.bayes.store: cannot open the LMDB store in %s: %s "
+				    "(mxgate keeps the classifier's tokens there)\n", path, bc->store + 5, r);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -397,6 +428,8 @@ struct main_resolve {
 	struct config_lmdb_store stores[CONFIG_LMDB_STORES_MAX];
 	size_t nstores;
 	struct lmdb_store *held[CONFIG_LMDB_STORES_MAX];
+	struct bayes_db *held_bayes;   /* the same for rules.bayes.store (bayes_spec set) */
+	bool bayes_open;
 };
 static struct main_resolve *reload_resolving;   /* a reload waiting for its names */
 static bool reload_again;                       /* a reload was asked for meanwhile */
@@ -466,6 +499,14 @@ static void main_reload_resolve_cb(uv_work_t *w)
 		hostres_set_resolve(m->names, m->servers, m->timeout_ms, m->tries);
 	for (size_t i = 0; i < m->nstores; i++)   /* a failure: main_gen_open_stores says why */
 		m->held[i] = lmdb_store_open(m->stores[i].dir, m->stores[i].map_size);
+	if (m->bayes_open) {
+		const struct bayes_config *bc = &m->cfg->rules.bayes;
+		struct bayes_db_options o = { .map_size = bc->map_size, .timeout_ms = bc->timeout,
+			.ttl_s = (uint32_t)(bc->expire_after / 1000) };
+		char why[192];
+
+		m->held_bayes = bayes_db_open(bc->store, &o, why, sizeof(why));
+	}
 }
 
 /* Lets go of the references main_reload_resolve_cb took (the generation has its own). */
@@ -475,6 +516,9 @@ static void main_reload_release_stores(struct main_resolve *m)
 		if (m->held[i])
 			lmdb_store_close(m->held[i]);
 	m->nstores = 0;
+	bayes_db_close(m->held_bayes);
+	m->held_bayes = NULL;
+	m->bayes_open = false;
 }
 
 static void main_reload_resolved_cb(uv_work_t *w, int status)
@@ -552,7 +596,9 @@ static void main_reload_begin(void)
 		for (size_t i = 0; i < n; i++)
 			if (sv[i].required && lmdb_store_open_existing(sv[i].dir) == NULL)
 				m->stores[m->nstores++] = sv[i];
-		stores = m->nstores > 0;
+		/* the classifier's store, also when this process has it open: a reference only */
+		m->bayes_open = main_bayes_lmdb(m->cfg);
+		stores = m->nstores > 0 || m->bayes_open;
 	}
 	if (pending || stores) {
 		m->work.data = m;
@@ -566,6 +612,7 @@ static void main_reload_begin(void)
 		if (pending)
 			hostres_set_resolve(m->names, m->servers, m->timeout_ms, m->tries);
 		m->nstores = 0;
+		m->bayes_open = false;
 		main_reload_resolved(m, true);
 		config_free(m->cfg);
 		hostres_set_free(m->names);
@@ -1039,6 +1086,10 @@ int main(int argc, char **argv)
 	if (check_only) {
 		int rc = modules_check_config(cfg, stderr);
 		config_warnings(cfg, stderr);	/* TLS files are tried by the config's own check */
+		/* an error where the start would refuse (a store or the control socket it cannot
+		 * make), a warning above where it goes on */
+		if (config_start_refusals(cfg, stderr) > 0)
+			rc = -1;
 		config_free(cfg);
 		if (rc != 0)
 			return 1;

@@ -10,6 +10,7 @@
 #include "relay.h"
 #include "session.h"
 #include "store/lmdb_store.h"
+#include "rules/bayes_db.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -44,6 +45,7 @@ void shared_gen_unref(struct shared_gen *g)
 	/* after the workers' own references (worker_gen_free): the last one syncs, as theirs did */
 	for (size_t i = 0; i < g->nstores; i++)
 		lmdb_store_close(g->stores[i]);
+	bayes_db_close(g->bayes_db);
 	config_free(g->cfg);
 	free(g);
 }

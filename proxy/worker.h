@@ -39,6 +39,9 @@ struct shared_gen {
 	 * without the module. Held for the generation's life, so its workers' opens find them. */
 	struct lmdb_store *stores[CONFIG_LMDB_STORES_MAX];
 	size_t nstores;
+	/* The classifier's lmdb:/dir store (rules.bayes.store), the same way: the workers'
+	 * bayes_acquire then only takes a reference. NULL without one. */
+	struct bayes_db *bayes_db;
 	unsigned id;
 	/* The modules configured but not running in some worker (chain_modules.failed, every
 	 * worker's together), comma-separated; under a lock: shared_gen_failed. */

@@ -180,6 +180,8 @@ SINCE = {
     'fuzz_config': '2026-12-06T01:05Z',
     # session 28's w-quarrel: new (the quarantine file's envelope block)
     'fuzz_quarantine_env': '2026-12-06T11:00Z',
+    # session 32's w-jsonlog: new (a log line's key=value text as log.format: json writes it)
+    'fuzz_logkv': '2026-12-07T02:55Z',
 }
 
 
@@ -211,6 +213,8 @@ MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply'
            'fuzz_msgpath': 1024,
            # log_event's line is 2,048 octets: a longer value or line is only cut sooner
            'fuzz_log_val': 2048,
+           # the same line: logkv parses what log_event wrote (2,048 octets at most)
+           'fuzz_logkv': 2048,
            # a reply's bounds are 8,192 octets of text and 1,000 lines (6 octets each at
            # the least): at 4,096 neither was ever reached (seeds lines_1001, text_over_8192)
            'fuzz_backend_reply': 12288}

@@ -2,21 +2,27 @@
 """`mxgate -t` names the paths mxgate writes at run time that it could not write: a container
 runs it as a non-root user on a read-only root file system, and each of limits.spool_dir,
 quarantine, control.socket and an lmdb:/dir store (greylist, reputation, the pass stores)
-needs a writable volume.
+needs a writable volume. -t and the start agree: an error (exit 1) where the start refuses,
+a warning (exit 0) where it goes on.
 
-- -t run by a user that cannot write the directory (the container's case): one warning per
-  key, naming the key, the path and the directory; exit 0 (a warning, as the others).
+- -t run by a user that cannot write the directory (the container's case): one line per
+  key, naming the key, the path and the directory; control.socket, greylist.store and
+  reputation.store are errors (the start exits 1: it cannot make the socket, nor open the
+  store), limits.spool_dir and quarantine warnings (each such message gets 451). -t exits 1,
+  and the start of the same config, as that user, exits 1 too.
 - -t run as root with `user:` (the daemon drops to it before it makes the spool files,
-  the quarantine and the LMDB stores, but makes the control socket before): the same
-  warnings for that user, none for control.socket.
-- a directory they can write: no such warning.
+  the quarantine and the LMDB stores, but makes the control socket before): the same for
+  that user, nothing for control.socket; the start as root with that config exits 1 too.
+- only the spool and quarantine unwritable: warnings, -t exits 0, and the start goes on.
+- a directory they can write: no such line.
 
-Before: -t said `ok`; the start then failed on the control socket, logged
-event=module_init_failed for the LMDB stores, and every large or quarantined message got 451.
+Before (session 31): every one was a warning and -t exited 0 ("ok") for a config whose
+start then exited 1 (the control socket, an LMDB store that cannot open).
 Needs root (to run -t as another user): exit 77 otherwise.
 """
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -70,22 +76,89 @@ def warned(out, key):
     return [l for l in out.splitlines() if ': warning: %s: ' % key in l]
 
 
-rc, out = check(conf(ro), True)
-mt.check(rc == 0 and 'ok' in out, '-t as a user that cannot write: still ok, exit 0 (%d)' % rc)
-for key in KEYS:
-    w = warned(out, key)
-    mt.check(len(w) == 1 and ro in w[0] and 'cannot write in %s' % ro in w[0] and 'writable volume' in w[0],
-             '-t as nobody warns of %s (%s)' % (key, w or out[-300:]))
+def refused(out, path, key):
+    return [l for l in out.splitlines() if l.startswith('%s: %s: ' % (path, key))]
 
-rc, out = check(conf(ro, user='nobody'), False)
-mt.check(rc == 0, '-t as root with user: nobody: exit 0 (%d)' % rc)
+
+def start(path, as_nobody):
+    """Starts mxgate with path (as nobody or as root): (its exit status, its log) when it exits
+    before event=started, (None, its log) when it started (then stopped by SIGTERM)."""
+    def drop():
+        os.setgid(nobody.pw_gid)
+        os.setuid(nobody.pw_uid)
+    logp = path + '.log'
+    with open(logp, 'w') as lf:
+        p = subprocess.Popen([mt.BIN, '-c', path], stdout=lf, stderr=subprocess.STDOUT,
+                             preexec_fn=drop if as_nobody else None)
+    mt.at_finish(lambda: p.poll() is None and p.kill())
+
+    def log():
+        with open(logp, errors='replace') as f:
+            return f.read()
+    # a hang guard: it either exits or logs event=started
+    mt.wait_for(lambda: p.poll() is not None or 'event=started' in log(), 60)
+    if p.poll() is not None:
+        return p.returncode, log()
+    p.terminate()
+    p.wait(30)
+    return None, log()
+
+
+def start_refused(path, as_nobody, keys):
+    """Whether the start exits 1 naming one of keys (a store's config_error, the control
+    socket's control_error); with (status, the log's tail) for the message."""
+    rc, text = start(path, as_nobody)
+    named = any(re.search(r'^%s: %s: ' % (re.escape(path), re.escape(k)), text, re.M) or
+                'key=%s ' % k in text for k in keys)
+    named = named or ('control.socket' in keys and 'event=control_error ' in text)
+    return rc == 1 and named, (rc, text[-400:])
+
+
+FATAL = ('control.socket', 'greylist.store', 'reputation.store')
+path = conf(ro)
+rc, out = check(path, True)
+mt.check(rc == 1 and 'ok' not in out, '-t as a user that cannot write the stores: exit 1 (%d)' % rc)
 for key in KEYS:
-    w = warned(out, key)
+    w, e = warned(out, key), refused(out, path, key)
+    line = (e if key in FATAL else w)
+    mt.check(len(line) == 1 and not (w if key in FATAL else e) and ro in line[0] and
+             'cannot write in %s' % ro in line[0] and 'writable volume' in line[0],
+             '-t as nobody: %s is %s (%s)' % (key, 'an error' if key in FATAL else 'a warning', line or out[-300:]))
+ok, why = start_refused(path, True, FATAL)
+mt.check(ok, 'the start of that config as nobody exits 1 too, for a store or the socket (%s)' % (why,))
+
+path = conf(ro, user='nobody')
+rc, out = check(path, False)
+mt.check(rc == 1, '-t as root with user: nobody, stores not writable by nobody: exit 1 (%d)' % rc)
+for key in KEYS:
+    w, e = warned(out, key), refused(out, path, key)
     if key == 'control.socket':
-        mt.check(not w, 'the control socket is made as root, before the drop: no warning (%s)' % w)
+        mt.check(not w and not e, 'the control socket is made as root, before the drop: nothing (%s)' % (w + e))
     else:
-        mt.check(len(w) == 1 and 'nobody cannot write in %s' % ro in w[0],
-                 '-t as root with user: nobody warns of %s (%s)' % (key, w or out[-300:]))
+        line = (e if key in FATAL else w)
+        mt.check(len(line) == 1 and 'nobody cannot write in %s' % ro in line[0],
+                 '-t as root with user: nobody: %s (%s)' % (key, line or out[-300:]))
+ok, why = start_refused(path, False, FATAL)
+mt.check(ok, 'the start as root with user: nobody exits 1 too, for a store (%s)' % (why,))
+
+# only the spool and the quarantine unwritable: warnings, exit 0, and the start goes on
+cfg = mt.config(['smtp://127.0.0.1:2526'], listen=[{'address': '127.0.0.1:0'}],
+                limits={'spool_dir': ro}, quarantine='maildir:%s/quarantine' % ro,
+                greylist={'enabled': True, 'store': 'lmdb:%s/greylist' % rw})
+holds = []
+mt._fill_ports(cfg, holds)
+for h in holds:          # nobody binds it: a port root holds with SO_REUSEPORT would refuse it
+    h.release()
+path = os.path.join(top, 'cfg-warn.yaml')
+with open(path, 'w') as f:
+    f.write(mt.to_yaml(cfg))
+os.chmod(path, 0o644)
+rc, out = check(path, True)
+mt.check(rc == 0 and 'ok' in out and len(warned(out, 'limits.spool_dir')) == 1 and
+         len(warned(out, 'quarantine')) == 1 and not refused(out, path, 'greylist.store'),
+         '-t: the spool and quarantine are warnings, exit 0 (%d %s)' % (rc, out[-300:]))
+rc, text = start(path, True)
+mt.check(rc is None, 'the start of that config as nobody goes on (event=started): %s %s' % (rc, text[-400:]))
 
 rc, out = check(conf(rw), True)
 mt.check(rc == 0 and not any(warned(out, k) for k in KEYS),
