@@ -174,7 +174,9 @@ SINCE = {
     # session 28's w-fuzz8: a spill mode (the body repeated to 80 KiB: the body view's 64 KiB
     # hold, rules_text_spill, which no input reached) and the body lines checked against
     # SpamAssassin's cut of its paragraphs
-    'fuzz_rules_scan': '2026-12-06T11:05Z',
+    # session 32's w-fuzzspeed: the two scratches kept across inputs as a worker's pool keeps
+    # them (a scan after another message's), the message's state freed after each input
+    'fuzz_rules_scan': '2026-12-07T02:55Z',
     # session 25's w-edge3: a loaded config's nat64_prefixes in normal form, an IPv4 address
     # placed behind each prefix (RFC 6052 2.2) read back by netaddr_client_from_sockaddr
     'fuzz_config': '2026-12-06T01:05Z',
