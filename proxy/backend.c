@@ -18,6 +18,14 @@
 
 _Static_assert(BACKEND_MAX_ADDRS == HOSTRES_MAX_ADDRS, "backend.h and hostres.h keep as many addresses");
 
+/* Whether host is a numeric IPv4 or IPv6 address (nothing to re-resolve). */
+static bool backend_host_is_numeric(const char *host)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
 /* Parses "host[:port]" / "[v6][:port]" into sa (defport when no port is given). A numeric
  * address as it is; a name from names (the set the config load resolved, hostres.h: once
  * per name per load, within dns.timeout), or, without a set, resolved here the same way
@@ -81,11 +89,125 @@ static int backend_parse_hostport(const char *s, struct backend *b, const char *
 		else
 			((struct sockaddr_in6 *)&b->addrs[i])->sin6_port = htons((uint16_t)atoi(port));
 	}
+	if (!backend_host_is_numeric(host))
+		snprintf(b->dns_name, sizeof(b->dns_name), "%s", host);
+	b->port = (uint16_t)atoi(port);
 	hostres_set_free(own);
 	memcpy(&b->sa, &b->addrs[0], sizeof(b->sa));
 	b->salen = b->addrlens[0];
 	snprintf(b->host, sizeof(b->host), "%s", s);
 	return 0;
+}
+
+/* b's address lock: held for a copy of the addresses, never across a call. */
+static void backend_addr_lock(struct backend *b)
+{
+	while (atomic_exchange_explicit(&b->addr_lock, 1, memory_order_acquire) != 0)
+		;
+}
+
+static void backend_addr_unlock(struct backend *b)
+{
+	atomic_store_explicit(&b->addr_lock, 0, memory_order_release);
+}
+
+/* See backend.h. */
+bool backend_addr_get(struct backend *b, size_t i, struct sockaddr_storage *sa, socklen_t *len)
+{
+	bool ok = false;
+
+	backend_addr_lock(b);
+	if (i < b->naddrs && i < BACKEND_MAX_ADDRS) {
+		memcpy(sa, &b->addrs[i], sizeof(*sa));
+		*len = b->addrlens[i];
+		ok = true;
+	}
+	backend_addr_unlock(b);
+	return ok;
+}
+
+/* Whether sa[0..len) is among the n addresses of v/lens. */
+static bool backend_addr_among(const struct sockaddr_storage *v, const socklen_t *lens, size_t n,
+    const struct sockaddr_storage *sa, socklen_t len)
+{
+	for (size_t i = 0; i < n; i++)
+		if (lens[i] == len && memcmp(&v[i], sa, len) == 0)
+			return true;
+	return false;
+}
+
+/* See backend.h. */
+bool backend_addr_is_current(struct backend *b, const struct sockaddr_storage *sa, socklen_t len)
+{
+	backend_addr_lock(b);
+	bool in = backend_addr_among(b->addrs, b->addrlens, b->naddrs, sa, len);
+	backend_addr_unlock(b);
+	return in;
+}
+
+/* See backend.h. */
+int backend_addrs_update(struct backend *b, const struct sockaddr_storage *sa, const socklen_t *len, size_t n)
+{
+	struct sockaddr_storage v[BACKEND_MAX_ADDRS];
+	socklen_t lens[BACKEND_MAX_ADDRS];
+	size_t m = 0;
+
+	for (size_t i = 0; i < n && m < BACKEND_MAX_ADDRS; i++) {
+		if (sa[i].ss_family != AF_INET && sa[i].ss_family != AF_INET6)
+			continue;
+		memcpy(&v[m], &sa[i], sizeof(v[m]));
+		lens[m] = len[i];
+		if (v[m].ss_family == AF_INET)
+			((struct sockaddr_in *)&v[m])->sin_port = htons(b->port);
+		else
+			((struct sockaddr_in6 *)&v[m])->sin6_port = htons(b->port);
+		if (!backend_addr_among(v, lens, m, &v[m], lens[m]))
+			m++;
+	}
+	if (m == 0)
+		return 0;
+	/* the same set in another order: no change (only this thread writes: read unlocked) */
+	bool same = m == b->naddrs;
+	for (size_t i = 0; same && i < m; i++)
+		same = backend_addr_among(b->addrs, b->addrlens, b->naddrs, &v[i], lens[i]);
+	if (same)
+		return 0;
+	backend_addr_lock(b);
+	memcpy(b->addrs, v, m * sizeof(v[0]));
+	memcpy(b->addrlens, lens, m * sizeof(lens[0]));
+	b->naddrs = m;
+	backend_addr_unlock(b);
+	/* b->sa stays the load's first address: workers read its family unlocked (relay.c) */
+	atomic_store(&b->addr_pref, 0);
+	for (size_t i = 0; i < BACKEND_MAX_ADDRS; i++)
+		atomic_store(&b->addr_retry_at[i], 0);
+	atomic_fetch_add(&b->addr_gen, 1);
+	return 1;
+}
+
+/* See backend.h. */
+void backend_addrs_format(struct backend *b, char *out, size_t cap)
+{
+	size_t used = 0;
+
+	if (cap == 0)
+		return;
+	out[0] = '\0';
+	for (size_t i = 0; i < BACKEND_MAX_ADDRS; i++) {
+		struct sockaddr_storage sa;
+		socklen_t len;
+		char a[INET6_ADDRSTRLEN];
+		if (!backend_addr_get(b, i, &sa, &len))
+			break;
+		const void *src = sa.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&sa)->sin_addr :
+		    (const void *)&((struct sockaddr_in6 *)&sa)->sin6_addr;
+		if (inet_ntop(sa.ss_family, src, a, sizeof(a)) == NULL)
+			snprintf(a, sizeof(a), "?");
+		int k = snprintf(out + used, cap - used, "%s%s", i ? "," : "", a);
+		if (k < 0 || (size_t)k >= cap - used)
+			break;
+		used += (size_t)k;
+	}
 }
 
 /* See backend.h. */

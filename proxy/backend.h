@@ -80,7 +80,15 @@ struct backend {
 	 * set: a connection that cannot be made to one is tried to the next (relay.c). */
 	struct sockaddr_storage addrs[BACKEND_MAX_ADDRS];
 	socklen_t addrlens[BACKEND_MAX_ADDRS];
-	size_t naddrs;
+	_Atomic size_t naddrs;
+	/* A host name's addresses follow the DNS (backendres.h: the main loop re-resolves it and
+	 * changes them with backend_addrs_update): a worker reads them through backend_addr_get,
+	 * under addr_lock; addr_gen counts the changes. dns_name: the name ("" for a numeric
+	 * address, a unix socket or a maildir); port: the URL's, host order. */
+	atomic_int addr_lock;
+	atomic_uint addr_gen;
+	char dns_name[256];
+	uint16_t port;
 	/* Which address a new connection begins at (backend_addr_first): the one that last took
 	 * a connection, and one that could not be connected to is passed over for
 	 * BACKEND_ADDR_RETRY_MS (uv_hrtime() ms until then), so a dead first address does not
@@ -173,6 +181,22 @@ size_t backend_addr_first(struct backend *b, long long now_ms);
 /* A connection to b->addrs[i] was made (ok) or could not be (refused, unreachable, no
  * answer within connect_timeout). */
 void backend_addr_result(struct backend *b, size_t i, bool ok, long long now_ms);
+
+/* Address i of b as it is now into *sa and *len (a re-resolution may change b's set at any
+ * time: a copy, taken under its lock). false when b has no address i now. Any thread. */
+bool backend_addr_get(struct backend *b, size_t i, struct sockaddr_storage *sa, socklen_t *len);
+/* Whether sa is one of b's addresses now (a pooled connection to one that left the set is
+ * closed rather than reused: relay.c). Any thread. */
+bool backend_addr_is_current(struct backend *b, const struct sockaddr_storage *sa, socklen_t len);
+/* Replaces b's addresses with the n of sa (port 0: b's port is set on them) when they are
+ * another set (the order alone is no change: a round-robin DNS shuffles it): the preference
+ * and the addresses passed over (backend_addr_first) start afresh, addr_gen is incremented.
+ * Returns 1 when changed, 0 when not (n 0 changes nothing: the last good ones stay). Only
+ * the thread that re-resolves (the main loop's). */
+int backend_addrs_update(struct backend *b, const struct sockaddr_storage *sa, const socklen_t *len, size_t n);
+/* b's addresses as text without the port, comma-separated ("10.0.0.7,10.0.0.9"), into
+ * out[0..cap). */
+void backend_addrs_format(struct backend *b, char *out, size_t cap);
 
 /* Builds the pool from cfg->backends. Returns NULL with *err on failure. */
 struct pool *pool_new(const struct mx_config *cfg, const char **err);

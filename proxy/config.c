@@ -490,6 +490,16 @@ struct hostres_set *config_host_names(const struct mx_config *c, char *servers, 
 	for (size_t i = 0; i < c->plugins.n; i++)
 		if (pconn_addr_host(pcs[i].address, ph, sizeof(ph)) == 1 && hostres_set_add(s, ph) < 0)
 			goto fail;
+	config_dns_servers(c, servers, cap);
+	return s;
+fail:
+	hostres_set_free(s);
+	return NULL;
+}
+
+/* See config.h. */
+void config_dns_servers(const struct mx_config *c, char *servers, size_t cap)
+{
 	size_t used = 0;
 	if (cap > 0)
 		servers[0] = '\0';
@@ -501,10 +511,6 @@ struct hostres_set *config_host_names(const struct mx_config *c, char *servers, 
 		}
 		used += (size_t)k;
 	}
-	return s;
-fail:
-	hostres_set_free(s);
-	return NULL;
 }
 
 /* See config.h. */
@@ -728,6 +734,13 @@ static const struct cfg_field backends_fields[] = {
 	  100, S(86400), .doc = "wait for the reply after the final dot; while the message is sent, for the backend to take the next part of it" },
 	{ "data_deadline", CFG_DURATION, offsetof(struct backends_config, data_deadline), "1h",
 	  S(1), S(7 * 86400), .doc = "a whole message to a backend, from its first octet (after the 354, or the BDAT) to the last reply to it: a backend that takes the message at a trickle, each part within data_timeout, or an LMTP server answering one recipient per data_timeout, is cut off (the attempt fails, 451 4.4.1 to the client); 1h passes a 50M message at 15 KB/s, as limits.data_deadline on the client's side" },
+	{ "resolve_interval", CFG_DURATION, offsetof(struct backends_config, resolve_interval), "30s",
+	  0, S(86400), .doc = "a server named by a host name (a Kubernetes Service, a container's name) is "
+		 "resolved again while running, through dns.resolvers, after its answer's TTL, at least 1s and "
+		 "at most this long (0: only at a load, as before): a changed set of addresses takes the new "
+		 "connections (event=backend_addrs_changed), idle pooled connections to an address no longer "
+		 "in it are closed; a failed or empty answer keeps the last addresses "
+		 "(event=backend_resolve_failed, once until it resolves again)" },
 	{ "max_attempts", CFG_INT, offsetof(struct backends_config, max_attempts), "3", 1, 100,
 	  .doc = "servers tried for one message before the client gets 4xx" },
 	{ "pool_size", CFG_INT, offsetof(struct backends_config, pool_size), "8", 0, 1000,

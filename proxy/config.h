@@ -104,6 +104,8 @@ struct backends_config {
 	uint64_t reply_timeout;     /* ms, per command */
 	uint64_t data_timeout;      /* ms, for the reply after the final dot */
 	uint64_t data_deadline;     /* ms, a whole message: first octet to the last reply */
+	uint64_t resolve_interval;  /* ms: longest time a host name's addresses are kept before
+	                             * it is resolved again (backendres.h); 0: never */
 	long max_attempts;          /* backends tried per message before 4xx */
 	long pool_size;             /* idle connections kept per backend per worker */
 	long lmtp_recipient_limit;  /* recipients per transaction to an LMTP server (0 = any) */
@@ -223,6 +225,9 @@ void config_resolve_seed(const struct hostres_set *seed);
  * plugins[].address), none resolved except numeric ones, and the DNS servers to ask
  * ("ip:port,..."; "" for /etc/resolv.conf) into servers. NULL when out of memory. */
 struct hostres_set *config_host_names(const struct mx_config *c, char *servers, size_t cap);
+/* The DNS servers of c's dns.resolvers as hostres_set_resolve takes them ("ip:port,...";
+ * "" for /etc/resolv.conf) into servers[0..cap). */
+void config_dns_servers(const struct mx_config *c, char *servers, size_t cap);
 /* A config loaded with config_resolve_hosts off takes set (config_host_names of it,
  * resolved since: a reload resolves off the main loop) as the load would have made it,
  * owning it from here, and publishes the filter peers' addresses (plugins/pconn.h). 0 when

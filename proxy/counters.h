@@ -52,6 +52,8 @@ enum counter {
 	COUNTER_BACKEND_FAILURES,         /* connect errors, timeouts, drops, unexpected replies */
 	COUNTER_BACKEND_FAILOVERS,        /* transactions replayed on another backend */
 	COUNTER_BACKEND_CONNECTIONS_REUSED,
+	COUNTER_BACKEND_RESOLVES,         /* backend host names re-resolved (backendres.h) */
+	COUNTER_BACKEND_RESOLVE_FAILURES, /* of them: no usable answer, the last addresses kept */
 	/* the delivery ledger (ledger.h): recipients, not messages */
 	COUNTER_LEDGER_ADDS,              /* remembered: a backend took them, the client heard 4xx */
 	COUNTER_LEDGER_HITS,              /* skipped on the client's retry: they have the message */

@@ -56,6 +56,8 @@ struct health_probe {
 	 * deliveries try each in turn (relay.c) */
 	struct sockaddr_storage addrs[BACKEND_MAX_ADDRS];
 	size_t naddrs, addr_i;
+	unsigned addr_gen;            /* b->addr_gen the copy was taken at: a re-resolution
+	                               * (backendres.h) changed the set when it differs */
 	size_t addr_tries;            /* addresses this check could not connect to */
 	bool addr_next;               /* closing to try the next address in this check */
 	bool addr_tries_keep;         /* probe_start goes on with this check (addr_tries kept) */
@@ -640,6 +642,25 @@ static void probe_after_work_cb(uv_work_t *req, int status)
 	p->busy = false;
 }
 
+/* Takes the backend's addresses again when a re-resolution changed them since the copy
+ * (the next check goes to the new set; the old addresses' "logged" marks go with them). */
+static void probe_addrs_take(struct health_probe *p)
+{
+	unsigned gen = atomic_load(&p->b->addr_gen);
+	size_t n = 0;
+	socklen_t len;
+
+	if (gen == p->addr_gen)
+		return;
+	while (n < BACKEND_MAX_ADDRS && backend_addr_get(p->b, n, &p->addrs[n], &len))
+		n++;
+	if (n == 0)
+		return;
+	p->naddrs = n;
+	p->addr_gen = gen;
+	memset(p->addr_logged, 0, sizeof(p->addr_logged));
+}
+
 /* Starts one check of p unless one is still running. */
 static void probe_start(struct health_probe *p)
 {
@@ -650,6 +671,8 @@ static void probe_start(struct health_probe *p)
 		return;
 	if (!p->addr_tries_keep) {
 		p->addr_tries = 0;
+		if (p->b && !h->stopping && p->naddrs > 0)
+			probe_addrs_take(p);
 		/* where deliveries begin: the address that last worked, one that failed passed over */
 		if (p->naddrs > 0 && p->b)
 			p->addr_i = backend_addr_first(p->b, (long long)(uv_hrtime() / 1000000)) % p->naddrs;
@@ -776,6 +799,7 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 		p->salen = b->salen;
 		p->naddrs = b->naddrs;
 		memcpy(p->addrs, b->addrs, sizeof(p->addrs));
+		p->addr_gen = atomic_load(&b->addr_gen);
 		if (b->path && !(p->path = strdup(b->path)))
 			goto fail;
 		if (!p->path && b->salen && b->sa.ss_family == AF_UNIX) {

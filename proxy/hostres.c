@@ -109,6 +109,8 @@ static void hostres_answer_cb(void *arg, int status, int timeouts, struct ares_a
 				dup = 1;
 		if (dup)
 			continue;
+		if (a->ai_ttl > 0 && (e->ttl == 0 || (uint32_t)a->ai_ttl < e->ttl))
+			e->ttl = (uint32_t)a->ai_ttl;
 		memset(&e->sa[e->n], 0, sizeof(e->sa[0]));
 		memcpy(&e->sa[e->n], a->ai_addr, a->ai_addrlen);
 		e->salen[e->n] = (socklen_t)a->ai_addrlen;
@@ -260,6 +262,7 @@ void hostres_set_adopt(struct hostres_set *s, const struct hostres_set *src)
 			continue;
 		e->err = f->err;
 		e->n = f->n;
+		e->ttl = f->ttl;
 		memcpy(e->sa, f->sa, sizeof(e->sa));
 		memcpy(e->salen, f->salen, sizeof(e->salen));
 		e->done = 1;

@@ -31,6 +31,9 @@ struct hostres_entry {
 	size_t n;                                     /* addresses in sa[] */
 	struct sockaddr_storage sa[HOSTRES_MAX_ADDRS];/* port 0 */
 	socklen_t salen[HOSTRES_MAX_ADDRS];
+	uint32_t ttl;                                 /* the smallest TTL of the answer's records
+	                                               * kept (s); 0: none known (a numeric name,
+	                                               * /etc/hosts) */
 	int done;                                     /* internal: answered or given up */
 };
 

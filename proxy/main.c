@@ -7,6 +7,7 @@
 #include "conncount.h"
 #include "counters.h"
 #include "domain.h"
+#include "backendres.h"
 #include "health.h"
 #include "hostres.h"
 #include "log.h"
@@ -43,6 +44,7 @@ static struct worker *workers;
 static int nworkers;
 static struct shared_gen *current;
 static struct health *health;
+static struct backendres *resolver;   /* backend names resolved again (backendres.h) */
 static struct metrics *metrics;
 static uv_loop_t *main_loop;
 static const char *config_path;
@@ -266,6 +268,7 @@ static void main_start_side_services(void)
 
 	health = health_start(main_loop, current->pool, cfg->backends.health_check.interval,
 	    cfg->backends.health_check.timeout, cfg->hostname, current->tls_client);
+	resolver = backendres_start(main_loop, current->pool, cfg);
 	if (!ops_is_started())
 		health_on_first_round(health, main_first_round_cb, NULL);
 	/* Started at start (main); a reload starts it only when the start had none. */
@@ -364,6 +367,8 @@ static unsigned main_reload_apply(char **errors, bool resolve, const struct host
 	if (health)
 		health_stop(health);
 	health = NULL;
+	backendres_stop(resolver);
+	resolver = NULL;
 	struct shared_gen *old = current;
 	/* Backends keep their known state across a reload (a dead one stays out: the state is
 	 * the URL's, backend.h), what they learnt of their addresses, and drained ones stay
@@ -786,6 +791,8 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	if (health)
 		health_stop(health);
 	health = NULL;
+	backendres_stop(resolver);
+	resolver = NULL;
 	/* The probes answer during the drain: the listener closes when the workers are done.
 	 * The watch runs without a metrics listener too: it keeps the main loop (and with it
 	 * the signal handlers: a second SIGTERM ends the drain at once) until then. */

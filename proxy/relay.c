@@ -90,6 +90,9 @@ struct relay {
 	 * them the backend had taken at the last look, and the message's end (data_deadline) */
 	uint64_t wq_in, wq_out, data_end, wq_msg;   /* wq_msg: wq_in when the message began */
 	size_t addr_i;                /* which of b->addrs the connection is to */
+	struct sockaddr_storage addr; /* that address (b's set may change meanwhile: backendres.h) */
+	socklen_t addrlen;            /* 0: a unix socket */
+	unsigned addr_gen;            /* b->addr_gen when it was taken */
 	size_t addr_tries;            /* addresses this open tried before addr_i */
 	int open_handles;
 	enum relay_state state;
@@ -623,18 +626,33 @@ static bool relay_tls_wanted(const struct relay *r)
 	    (bc->require_tls || (long long)(uv_hrtime() / 1000000) >= atomic_load(&r->b->tls_fallback_until));
 }
 
-/* Closes every connection to b on w's idle list: one of them broke the protocol at reuse,
+/* Whether r's address left its backend's set since r was connected (a re-resolution:
+ * backendres.h): an idle connection to it is closed rather than reused. */
+static bool relay_addr_vanished(struct relay *r)
+{
+	unsigned gen = atomic_load(&r->b->addr_gen);
+
+	if (r->addrlen == 0 || gen == r->addr_gen)
+		return false;
+	if (!backend_addr_is_current(r->b, &r->addr, r->addrlen))
+		return true;
+	r->addr_gen = gen;	/* still in the set: not looked at again until the next change */
+	return false;
+}
+
+/* Closes every connection to b on w's idle list (vanished_only: those whose address left
+ * b's set, see above): one of them broke the protocol at reuse,
  * so the owner's retry must not take the next (each would fail the same way, one
  * transaction using up the pool: one pooled failure per backend per transaction, then a
  * fresh connection, which is an attempt). */
-static void relay_drop_idle_of(struct worker *w, struct backend *b)
+static void relay_drop_idle_of(struct worker *w, struct backend *b, bool vanished_only)
 {
 	struct relay **pp = &w->idle;
 	unsigned n = 0;
 
 	while (*pp) {
 		struct relay *q = *pp;
-		if (q->b != b) {
+		if (q->b != b || (vanished_only && !relay_addr_vanished(q))) {
 			pp = &q->next_idle;
 			continue;
 		}
@@ -642,8 +660,8 @@ static void relay_drop_idle_of(struct worker *w, struct backend *b)
 		n++;
 	}
 	if (n > 0)
-		log_event(LOG_LVL_INFO, NULL, "event=backend_pool_dropped backend=%s connections=%u reason=\"protocol error at reuse\"",
-		    b->url, n);
+		log_event(LOG_LVL_INFO, NULL, "event=backend_pool_dropped backend=%s connections=%u reason=\"%s\"",
+		    b->url, n, vanished_only ? "address no longer resolved" : "protocol error at reuse");
 }
 
 /* An LMTP server's connection failed (dropped, timed out, broke the protocol) after it had
@@ -729,7 +747,7 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 	    " sent_ahead=unanswered retry=fresh", limit ? " limit=" : "", limit ? limit : "");
 	relay_close(r);
 	if (stale && protocol)
-		relay_drop_idle_of(r->w, r->b);
+		relay_drop_idle_of(r->w, r->b, false);
 	if (st <= RELAY_EHLO_XCLIENT && ocb) {
 		ocb(arg, NULL, 0, text);
 	} else if (st == RELAY_COMMAND && msg_waiting && dcb) {
@@ -1369,14 +1387,17 @@ static void relay_next_address(struct relay *r, const char *why, const char *lim
 	const struct hook_env *env = r->open_env;
 	relay_open_fn ocb = r->open_cb;
 	void *arg = r->arg;
-	size_t next = (r->addr_i + 1) % b->naddrs, tries = r->addr_tries + 1;
+	size_t n = b->naddrs;
+	size_t next = n ? (r->addr_i + 1) % n : 0, tries = r->addr_tries + 1;
 	char a1[INET6_ADDRSTRLEN + 8], a2[INET6_ADDRSTRLEN + 8];
+	struct sockaddr_storage nsa;
+	socklen_t nlen;
 
 	struct netaddr na;
-	if (netaddr_from_sockaddr((const struct sockaddr *)&b->addrs[r->addr_i], &na) != 0 ||
+	if (netaddr_from_sockaddr((const struct sockaddr *)&r->addr, &na) != 0 ||
 	    netaddr_to_string(&na, a1, sizeof(a1)) != 0)
 		snprintf(a1, sizeof(a1), "?");
-	if (netaddr_from_sockaddr((const struct sockaddr *)&b->addrs[next], &na) != 0 ||
+	if (!backend_addr_get(b, next, &nsa, &nlen) || netaddr_from_sockaddr((const struct sockaddr *)&nsa, &na) != 0 ||
 	    netaddr_to_string(&na, a2, sizeof(a2)) != 0)
 		snprintf(a2, sizeof(a2), "?");
 	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_address_failed backend=%s address=%s reason=\"%s\" next=%s%s%s",
@@ -1414,6 +1435,8 @@ static void relay_open_as(struct worker *w, struct backend *b, const struct hook
 		}
 		return;
 	}
+	if (idle_ok)
+		relay_drop_idle_of(w, b, true);
 	if (idle_ok && (r = relay_take_idle(w, b, g, env)) != NULL) {
 		relay_reuse(r, env, true, cb, arg);
 		return;
@@ -1517,10 +1540,14 @@ static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen
 		    relay_connect_cb);
 	} else {
 		uv_tcp_nodelay(&r->tcp, 1);
+		r->addr_gen = atomic_load(&b->addr_gen);
 		r->addr_i = ai < b->naddrs ? ai : 0;
 		r->addr_tries = tries;
-		rc = uv_tcp_connect(&r->conn_req, &r->tcp, (const struct sockaddr *)(b->naddrs ?
-		    &b->addrs[r->addr_i] : &b->sa), relay_connect_cb);
+		if (!backend_addr_get(b, r->addr_i, &r->addr, &r->addrlen)) {
+			memcpy(&r->addr, &b->sa, sizeof(r->addr));
+			r->addrlen = b->salen;
+		}
+		rc = uv_tcp_connect(&r->conn_req, &r->tcp, (const struct sockaddr *)&r->addr, relay_connect_cb);
 	}
 	if (rc != 0) {
 		r->local_error = backend_err_is_local(rc);

@@ -21,6 +21,7 @@ ZONE.json maps a name (no trailing dot, any case) to a list of entries:
     {"until": "/path", "most": 30}       no answer before the file /path exists (a test lets
                                          it go at a chosen event), at most `most` s; past
                                          that it answers and logs "until_expired NAME"
+    {"ttl": 1}                           the TTL of the name's records (60 by default)
     {"in_order": true}                   the records in the order listed (dnspython shuffles
                                          them otherwise, as a round-robin DNS does)
     {"no_edns": true}                    a query with EDNS0 gets FORMERR without an OPT record
@@ -46,12 +47,14 @@ ZONE.json maps a name (no trailing dot, any case) to a list of entries:
                                          client closed first)
 A list may hold one of those strings besides its entries ([{"spoof": "servfail"},
 "tcp_close"]): the string decides the answer, the entries add to it.
-Any other name in the file's zones is NXDOMAIN; a name with records but none of the asked
+SIGHUP reads ZONE.json again (a name whose address changes) and logs "reloaded" when the new
+zone answers. Any other name in the file's zones is NXDOMAIN; a name with records but none of the asked
 type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT; prints "ready" when it does; logs each
 query to stderr as "query NAME TYPE" (with " tcp" when it came over TCP, then " edns=N" when
 the query carried EDNS0 with a UDP payload size of N)."""
 import json
 import os
+import signal
 import socket
 import time
 import socketserver
@@ -67,7 +70,23 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-zone = {k.lower().rstrip('.'): v for k, v in json.load(open(sys.argv[1])).items()}
+
+
+def load_zone():
+    return {k.lower().rstrip('.'): v for k, v in json.load(open(sys.argv[1])).items()}
+
+
+zone = load_zone()
+
+
+def reload_zone(signum, frame):
+    global zone
+    zone = load_zone()
+    sys.stderr.write('reloaded\n')
+    sys.stderr.flush()
+
+
+signal.signal(signal.SIGHUP, reload_zone)
 port = int(sys.argv[2])
 addr = sys.argv[3] if len(sys.argv) > 3 else '127.0.0.1'   # '::1': an IPv6 server
 
@@ -159,7 +178,7 @@ def answer(wire, tcp):
             return r.to_wire()
     for e in entries:
         for t, v in e.items():
-            if t in ('delay', 'until', 'most', 'owner', 'in_order', 'no_edns', 'spoof'):
+            if t in ('delay', 'until', 'most', 'owner', 'in_order', 'no_edns', 'spoof', 'ttl'):
                 continue
             rdtype = qn.rdtype
             if t.startswith('!'):
@@ -179,7 +198,7 @@ def answer(wire, tcp):
             rds.append(dns.rdata.from_text(dns.rdataclass.IN, rdtype, text))
     for rdtype in sorted(set(rd.rdtype for rd in rds)):
         rr = dns.rrset.RRset(owner, dns.rdataclass.IN, rdtype)
-        rr.update_ttl(60)
+        rr.update_ttl(next((int(e['ttl']) for e in entries if 'ttl' in e), 60))
         for rd in rds:
             if rd.rdtype == rdtype:
                 rr.add(rd)

@@ -50,6 +50,8 @@ SUBST = [
     ('/usr/share/mxgate/rules/', os.path.join(SRC, 'rules') + '/'),
     # docs/operations.md's Exchange Online MX name: -t resolves a backend's name, offline here
     ('contoso-com.mail.protection.outlook.com', '127.0.0.1'),
+    # docs/operations.md's containers example: a Kubernetes Service's name
+    ('postfix.mail.svc.cluster.local', '127.0.0.1'),
 ]
 BASE = {'listen': 'listen: [127.0.0.1:2525]\n',
         'backends': 'backends: { servers: ["smtp://127.0.0.1:2526"] }\n'}

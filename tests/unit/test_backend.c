@@ -1046,10 +1046,63 @@ static void test_addr_first(void **state)
 	assert_int_equal(atomic_load(&b.addr_pref), 1);
 }
 
+static struct sockaddr_storage v4(const char *ip)
+{
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof ss);
+	((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+	inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr);
+	return ss;
+}
+
+/* backend_addrs_update (a re-resolution, backendres.h): a new set replaces the old one with
+ * the URL's port, the preference starts afresh; the same set in another order, an empty
+ * answer: no change. */
+static void test_addrs_update(void **state)
+{
+	(void)state;
+	struct backend b;
+	const char *err = NULL;
+	assert_int_equal(backend_parse_url("smtp://127.0.0.1:2526", &b, &err), 0);
+	assert_string_equal(b.dns_name, "");	/* numeric: nothing to resolve again */
+	struct sockaddr_storage sa[3] = { v4("10.0.0.2"), v4("10.0.0.1"), v4("10.0.0.2") };
+	socklen_t len[3] = { sizeof(struct sockaddr_in), sizeof(struct sockaddr_in), sizeof(struct sockaddr_in) };
+	char text[200];
+	struct sockaddr_storage got;
+	socklen_t glen;
+
+	backend_addr_result(&b, 0, false, 1000);
+	assert_int_equal(backend_addrs_update(&b, sa, len, 0), 0);	/* empty answer: kept */
+	assert_int_equal(b.naddrs, 1);
+	assert_int_equal(backend_addrs_update(&b, sa, len, 3), 1);	/* duplicate dropped */
+	assert_int_equal(b.naddrs, 2);
+	assert_int_equal(atomic_load(&b.addr_gen), 1);
+	assert_int_equal(atomic_load(&b.addr_retry_at[0]), 0);	/* afresh */
+	backend_addrs_format(&b, text, sizeof text);
+	assert_string_equal(text, "10.0.0.2,10.0.0.1");
+	assert_true(backend_addr_get(&b, 1, &got, &glen));
+	assert_int_equal(ntohs(((struct sockaddr_in *)&got)->sin_port), 2526);
+	assert_false(backend_addr_get(&b, 2, &got, &glen));
+	assert_true(backend_addr_is_current(&b, &got, glen));
+	struct sockaddr_storage swapped[2] = { v4("10.0.0.1"), v4("10.0.0.2") };
+	assert_int_equal(backend_addrs_update(&b, swapped, len, 2), 0);	/* order only */
+	assert_int_equal(atomic_load(&b.addr_gen), 1);
+	struct sockaddr_storage moved[1] = { v4("10.0.0.9") };
+	assert_int_equal(backend_addrs_update(&b, moved, len, 1), 1);
+	assert_int_equal(b.naddrs, 1);
+	assert_false(backend_addr_is_current(&b, &got, glen));	/* 10.0.0.1 left */
+	backend_addrs_format(&b, text, sizeof text);
+	assert_string_equal(text, "10.0.0.9");
+	assert_int_equal(backend_parse_url("smtp://localhost:25", &b, &err), 0);
+	assert_string_equal(b.dns_name, "localhost");
+	assert_int_equal(b.port, 25);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_url),
+		cmocka_unit_test(test_addrs_update),
 		cmocka_unit_test(test_parse_url_long_unix_path),
 		cmocka_unit_test(test_pool_new),
 		cmocka_unit_test(test_pool_new_defaults),
