@@ -907,13 +907,13 @@ struct quarantine_section {
 	uint64_t expire;
 };
 
-#define QUARANTINE_EXPIRE_DEFAULT "30d"
+#define QUARANTINE_EXPIRE_DEFAULT "0"
 
 static const struct cfg_field quarantine_fields[] = {
 	{ "store", CFG_STRING, offsetof(struct quarantine_section, store), .flags = CFG_REQUIRED,
 	  .doc = "the Maildir messages are held in: maildir:/path (as the plain quarantine: maildir:/path)" },
 	{ "expire", CFG_DURATION, offsetof(struct quarantine_section, expire), QUARANTINE_EXPIRE_DEFAULT, 0,
-	  S(36500.0 * 86400), .doc = "a held message older than this (its file's time: when it was held) is removed by a sweep in the thread pool at start, after a reload that changes it and hourly, logged event=quarantine_expired count=N and counted in mxgate_quarantine_expired_total: the operator's retention, not a loss (release before it). 30d by default, as MailScanner's quarantine clean-up and the 14-30 days Amavis sites' cron jobs keep (Proxmox Mail Gateway keeps 7): a month covers an absence before a user asks for a message; 0 = keep for ever" },
+	  S(36500.0 * 86400), .doc = "a held message older than this (its file's time: when it was held) is removed by a sweep in the thread pool at start, after a reload that changes it and hourly, logged event=quarantine_expired count=N and counted in mxgate_quarantine_expired_total: the operator's retention, not a loss (release before it). Only files mxgate held (the ID in the name, or an envelope block at the head) are removed; other mail in the folder stays. 0 (the default) keeps every held message for ever, as before expiry existed: an upgrade never removes what an operator kept. 30d is what we suggest (MailScanner's quarantine clean-up keeps 30 days, Amavis sites' cron jobs 14-30, Proxmox Mail Gateway 7): a month covers an absence before a user asks for a message" },
 	{ .key = NULL },
 };
 
@@ -1787,7 +1787,7 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	  .doc = "Prometheus metrics endpoint" },
 	{ "quarantine", CFG_CUSTOM, offsetof(struct mx_config, quarantine), .custom = quarantine_parse,
 	  .free_custom = quarantine_free, .sub = &quarantine_alts,
-	  .doc = "the Maildir quarantined messages are held in: maildir:/path, e.g. maildir:/var/spool/mxgate/quarantine, or a section { store: maildir:/path, expire: 30d } (quarantine (section) below); -t refuses any other backend (smtp://, lmtp://); a message that cannot be written there gets 451 4.3.0 (default: none). Held messages are removed after quarantine.expire (30d unless set)" },
+	  .doc = "the Maildir quarantined messages are held in: maildir:/path, e.g. maildir:/var/spool/mxgate/quarantine, or a section { store: maildir:/path, expire: 30d } (quarantine (section) below); -t refuses any other backend (smtp://, lmtp://); a message that cannot be written there gets 451 4.3.0 (default: none). Held messages are removed after quarantine.expire (kept for ever unless set; 30d suggested)" },
 	{ "accept_domains", CFG_STRLIST, offsetof(struct mx_config, accept_domains),
 	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1 unless the client authenticated (SMTP AUTH) or is in relay_networks; empty = every domain (-t warns)" },
 	{ "relay_networks", CFG_CIDRLIST, offsetof(struct mx_config, relay_networks),

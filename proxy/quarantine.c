@@ -442,11 +442,24 @@ struct quarantine_expire_ctx {
 static int quarantine_expire_each(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg)
 {
 	struct quarantine_expire_ctx *c = arg;
+	char id[QUARANTINE_ID_MAX + 1];
+	struct quarantine_item it;
+	char err[64];
 
-	(void)name;
 	(void)ino;
+	if (mtime >= c->before)
+		return 0;
+	/* Only what mxgate held: the ID in the name, or (a file an older mxgate named) an
+	 * envelope block at its head. A folder shared with anything else (a mailbox a
+	 * mail client reads, mail moved there by hand) keeps that other mail. */
+	if (!quarantine_name_id(name, id)) {
+		int held = quarantine_read_head(path, &it, err, sizeof(err));
+		quarantine_item_free(&it);
+		if (held != 1)
+			return 0;
+	}
 	/* gone meanwhile (a delete, a release's move): not this sweep's */
-	if (mtime < c->before && unlink(path) == 0)
+	if (unlink(path) == 0)
 		c->count++;
 	return 0;
 }

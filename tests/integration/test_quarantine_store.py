@@ -105,16 +105,25 @@ for sub in ('tmp', 'new', 'cur'):
 now = time.time()
 old_f = os.path.join(edir, 'new', '1700000001.M1P1Q1.h,QID=EXPOLD')
 young_f = os.path.join(edir, 'cur', '1700000002.M1P1Q2.h,QID=EXPYOUNG:2,S')
-for path, age_days in ((old_f, 3), (young_f, 1)):
+# an older mxgate's name (no ,QID=: its envelope block tells), and mail that is not a held
+# message (a client moved it there, a mailbox shared by mistake): only the held ones go
+legacy_f = os.path.join(edir, 'new', '1700000003.M1P1Q3.h')
+foreign_f = os.path.join(edir, 'cur', '1700000004.M1P1Q4.h:2,S')
+for path, age_days in ((old_f, 3), (young_f, 1), (legacy_f, 3)):
     with open(path, 'wb') as f:
-        f.write(held_block(os.path.basename(path).split('=')[1].split(':')[0]))
+        f.write(held_block(os.path.basename(path).split('=')[1].split(':')[0] if '=' in path else 'EXPLEGACY'))
     os.utime(path, (now - age_days * 86400, now - age_days * 86400))
+with open(foreign_f, 'wb') as f:
+    f.write(b'From: someone@example.test\r\nSubject: not held by mxgate\r\n\r\nbody\r\n')
+os.utime(foreign_f, (now - 90 * 86400, now - 90 * 86400))
 mx = mt.Mxgate(cfg({'store': 'maildir:' + edir, 'expire': '2d'}), 'mx-qexpire')
 m = mx.wait_log(r'event=quarantine_expired count=(\d+) expire=2d', timeout=30)
-mt.check(m is not None and m.group(1) == '1', 'the sweep logged count=1 (%r)' % (m and m.group(0)))
+mt.check(m is not None and m.group(1) == '2', 'the sweep logged count=2 (%r)' % (m and m.group(0)))
 mt.check(not os.path.exists(old_f), 'the held file older than expire is gone')
+mt.check(not os.path.exists(legacy_f), 'an older mxgate\'s held file (no ID in its name) older than expire is gone')
+mt.check(os.path.exists(foreign_f), 'a 90-day-old file that is not a held message stays')
 mt.check(os.path.exists(young_f), 'the younger one stays')
-mt.check(mx.metric('quarantine_expired_total') == 1, 'mxgate_quarantine_expired_total 1 (%r)'
+mt.check(mx.metric('quarantine_expired_total') == 2, 'mxgate_quarantine_expired_total 2 (%r)'
          % mx.metric('quarantine_expired_total'))
 rc, out, err = mt.ctl(sock, 'quarantine', 'show', 'EXPYOUNG')
 mt.check(rc == 0, 'the younger one is still shown (%s %r)' % (rc, out))
