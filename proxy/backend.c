@@ -241,6 +241,12 @@ void backend_addr_result(struct backend *b, size_t i, bool ok, long long now_ms)
 	}
 }
 
+void backend_addr_result_gen(struct backend *b, size_t i, unsigned gen, bool ok, long long now_ms)
+{
+	if (gen == atomic_load(&b->addr_gen))
+		backend_addr_result(b, i, ok, now_ms);
+}
+
 int backend_parse_url(const char *url, struct backend *b, const char **err)
 {
 	return backend_parse_url_in(url, b, NULL, err);

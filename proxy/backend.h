@@ -181,6 +181,9 @@ size_t backend_addr_first(struct backend *b, long long now_ms);
 /* A connection to b->addrs[i] was made (ok) or could not be (refused, unreachable, no
  * answer within connect_timeout). */
 void backend_addr_result(struct backend *b, size_t i, bool ok, long long now_ms);
+/* The same for a connection that took address i when b->addr_gen was gen: ignored when a
+ * re-resolution changed the set since (i may name another address now). */
+void backend_addr_result_gen(struct backend *b, size_t i, unsigned gen, bool ok, long long now_ms);
 
 /* Address i of b as it is now into *sa and *len (a re-resolution may change b's set at any
  * time: a copy, taken under its lock). false when b has no address i now. Any thread. */

@@ -301,7 +301,7 @@ static void probe_fail_stage_as(struct health_probe *p, const char *what, const 
 	char reason[256];
 	snprintf(reason, sizeof reason, "%s during %s", what, probe_stage_names[p->stage]);
 	if (p->stage == PROBE_CONNECT && p->naddrs > 0 && p->b && !p->h->stopping)
-		backend_addr_result(p->b, p->addr_i, false, (long long)(uv_hrtime() / 1000000));
+		backend_addr_result_gen(p->b, p->addr_i, p->addr_gen, false, (long long)(uv_hrtime() / 1000000));
 	if (p->stage == PROBE_CONNECT && p->addr_tries + 1 < p->naddrs && !p->reported &&
 	    p->stream_open && !uv_is_closing((uv_handle_t *)&p->s)) {
 		/* this address does not take connections: the next one, in the same check, which
@@ -598,7 +598,7 @@ static void probe_connect_cb(uv_connect_t *req, int status)
 	}
 	/* deliveries begin at the address that answered (backend.h) */
 	if (p->naddrs > 0 && p->b && !p->h->stopping) {
-		backend_addr_result(p->b, p->addr_i, true, (long long)(uv_hrtime() / 1000000));
+		backend_addr_result_gen(p->b, p->addr_i, p->addr_gen, true, (long long)(uv_hrtime() / 1000000));
 		probe_addr_connected(p, p->addr_i);
 	}
 	p->stage = PROBE_GREETING;

@@ -76,6 +76,33 @@ int hostres_set_add(struct hostres_set *s, const char *name)
 	return 0;
 }
 
+/* Orders two addresses (AF_INET before AF_INET6, then by their octets): a set's order
+ * that does not depend on the DNS answer's. */
+static int hostres_addr_cmp(const struct sockaddr_storage *x, const struct sockaddr_storage *y)
+{
+	if (x->ss_family != y->ss_family)
+		return x->ss_family == AF_INET ? -1 : 1;
+	if (x->ss_family == AF_INET)
+		return memcmp(&((const struct sockaddr_in *)(const void *)x)->sin_addr,
+		    &((const struct sockaddr_in *)(const void *)y)->sin_addr, sizeof(struct in_addr));
+	return memcmp(&((const struct sockaddr_in6 *)(const void *)x)->sin6_addr,
+	    &((const struct sockaddr_in6 *)(const void *)y)->sin6_addr, sizeof(struct in6_addr));
+}
+
+/* Sorts e's addresses by hostres_addr_cmp (insertion sort: 8 at most). */
+static void hostres_addrs_sort(struct hostres_entry *e)
+{
+	for (size_t i = 1; i < e->n; i++)
+		for (size_t k = i; k > 0 && hostres_addr_cmp(&e->sa[k - 1], &e->sa[k]) > 0; k--) {
+			struct sockaddr_storage t = e->sa[k];
+			socklen_t tl = e->salen[k];
+			e->sa[k] = e->sa[k - 1];
+			e->salen[k] = e->salen[k - 1];
+			e->sa[k - 1] = t;
+			e->salen[k - 1] = tl;
+		}
+}
+
 static void hostres_answer_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 {
 	struct hostres_entry *e = arg;
@@ -98,7 +125,8 @@ static void hostres_answer_cb(void *arg, int status, int timeouts, struct ares_a
 			ares_freeaddrinfo(res);
 		return;
 	}
-	for (struct ares_addrinfo_node *a = res->nodes; a != NULL && e->n < HOSTRES_MAX_ADDRS; a = a->ai_next) {
+	bool over = false;
+	for (struct ares_addrinfo_node *a = res->nodes; a != NULL; a = a->ai_next) {
 		if ((a->ai_family != AF_INET && a->ai_family != AF_INET6) || a->ai_addr == NULL ||
 		    (size_t)a->ai_addrlen > sizeof(e->sa[0]))
 			continue;
@@ -109,13 +137,29 @@ static void hostres_answer_cb(void *arg, int status, int timeouts, struct ares_a
 				dup = 1;
 		if (dup)
 			continue;
+		size_t at = e->n;
+		if (at == HOSTRES_MAX_ADDRS) {
+			/* More addresses than kept (a headless Service of many pods, answered in
+			 * a shuffled order each time): keep the lowest ones, so every answer of
+			 * the same set keeps the same ones and a re-resolution sees no change. */
+			over = true;
+			at = 0;
+			for (size_t k = 1; k < e->n; k++)
+				if (hostres_addr_cmp(&e->sa[k], &e->sa[at]) > 0)
+					at = k;
+			if (hostres_addr_cmp((const struct sockaddr_storage *)(const void *)a->ai_addr, &e->sa[at]) >= 0)
+				continue;
+		} else {
+			e->n++;
+		}
 		if (a->ai_ttl > 0 && (e->ttl == 0 || (uint32_t)a->ai_ttl < e->ttl))
 			e->ttl = (uint32_t)a->ai_ttl;
-		memset(&e->sa[e->n], 0, sizeof(e->sa[0]));
-		memcpy(&e->sa[e->n], a->ai_addr, a->ai_addrlen);
-		e->salen[e->n] = (socklen_t)a->ai_addrlen;
-		e->n++;
+		memset(&e->sa[at], 0, sizeof(e->sa[0]));
+		memcpy(&e->sa[at], a->ai_addr, a->ai_addrlen);
+		e->salen[at] = (socklen_t)a->ai_addrlen;
 	}
+	if (over)
+		hostres_addrs_sort(e);
 	if (e->n == 0)
 		e->err = "cannot resolve host: no usable address";
 	ares_freeaddrinfo(res);

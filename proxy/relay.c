@@ -713,7 +713,7 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 	 * goes: the backend may end a connection after a message, as it may drop an idle one
 	 * (relay_text_is_stale: the owner retries on a fresh connection, no backend fault). */
 	if (st == RELAY_CONNECTING && r->b->naddrs > 0)
-		backend_addr_result(r->b, r->addr_i, false, (long long)(uv_hrtime() / 1000000));
+		backend_addr_result_gen(r->b, r->addr_i, r->addr_gen, false, (long long)(uv_hrtime() / 1000000));
 	if (st == RELAY_CONNECTING && r->addr_tries + 1 < r->b->naddrs && ocb) {
 		relay_next_address(r, why, limit);
 		return;
@@ -1170,12 +1170,15 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 			 * the client the first one announced (550 5.7.0 insufficient authorization),
 			 * or the retry above was refused too. Never carry on under the other client's
 			 * identity (a 501 may have set some attributes): drop the connection as stale
-			 * (the session opens another, not counted as an attempt). Only a refusal of
-			 * the command itself, not a 501 of the client's attributes, says the backend
-			 * takes one XCLIENT per connection: then reuse only same-client ones. */
+			 * (the session opens another, not counted as an attempt). A refusal of the
+			 * command itself, or a 501 to the retry too (the attributes it blamed were
+			 * marked unknown: a server that answers 501 to any second XCLIENT), says the
+			 * backend takes one XCLIENT per connection: then reuse only same-client ones,
+			 * not pay a pooled connection and two round trips per message for ever. A
+			 * first 501 alone is the client's attributes. */
 			char rv[160];
 
-			if (code != 501) {
+			if (code != 501 || retried) {
 				atomic_store(&r->b->xclient_once, 1);
 				log_event(LOG_LVL_INFO, relay_log_id(r), "event=xclient_once backend=%s reply=%s", r->b->url,
 				    log_val(rv, sizeof(rv), text));
@@ -1235,7 +1238,7 @@ static void relay_connect_cb(uv_connect_t *req, int status)
 		return;
 	}
 	if (r->b->naddrs > 0)
-		backend_addr_result(r->b, r->addr_i, true, (long long)(uv_hrtime() / 1000000));
+		backend_addr_result_gen(r->b, r->addr_i, r->addr_gen, true, (long long)(uv_hrtime() / 1000000));
 	r->state = RELAY_GREETING;
 	/* The greeting is still within connect_timeout (armed by relay_open): a backend that
 	 * accepts and never greets (every smtpd busy) is given up on as one that never

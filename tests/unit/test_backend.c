@@ -1044,6 +1044,16 @@ static void test_addr_first(void **state)
 	assert_int_equal(backend_addr_first(&b, 2001 + BACKEND_ADDR_RETRY_MS - 1), 1);
 	backend_addr_result(&b, 7, true, 3000);              /* out of range: ignored */
 	assert_int_equal(atomic_load(&b.addr_pref), 1);
+	/* a connection that took address 2 before a re-resolution changed the set: its
+	 * result names an index of the old set, so it changes nothing */
+	atomic_store(&b.addr_gen, 5);
+	backend_addr_result_gen(&b, 2, 4, true, 3001);
+	assert_int_equal(atomic_load(&b.addr_pref), 1);
+	long long was = atomic_load(&b.addr_retry_at[0]);
+	backend_addr_result_gen(&b, 0, 4, false, 9000);
+	assert_int_equal(atomic_load(&b.addr_retry_at[0]), was);
+	backend_addr_result_gen(&b, 2, 5, true, 3002);      /* of the set in force: taken */
+	assert_int_equal(atomic_load(&b.addr_pref), 2);
 }
 
 static struct sockaddr_storage v4(const char *ip)
