@@ -1813,6 +1813,7 @@ class Backend:
         self.sni = []
         self.rset_gate, self.rset_reply = None, None
         self.ehlo_reply = self.starttls_reply = self.xclient_reply = None
+        self.xclient_again_reply = None   # the reply to every XCLIENT after a connection's first
         self.mode, self.lmtp, self.delay, self.xclient = mode, lmtp, delay, xclient
         self.starttls, self.smtputf8, self.chunking, self.dsn = starttls, smtputf8, chunking, dsn
         self.reject_rcpt, self.tempfail_rcpt = set(reject_rcpt), set(tempfail_rcpt)
@@ -2018,6 +2019,9 @@ class Backend:
                 xclient, helo, mail, rcpts, accepted = {}, None, None, [], []
             elif verb == 'XCLIENT' and self.xclient and self.xclient_reply:
                 w(self.xclient_reply.encode() + b'\r\n')
+            elif verb == 'XCLIENT' and self.xclient and self.xclient_again_reply and \
+                    sum(1 for x in self.conn_commands.get(conn_no, []) if x.upper().startswith('XCLIENT')) > 1:
+                w(self.xclient_again_reply.encode() + b'\r\n')
             elif verb == 'XCLIENT' and self.xclient:
                 for kv in arg.split():
                     k, _, v = kv.partition('=')

@@ -187,4 +187,22 @@ mt.check(r.code == 451 and len(xc) == 2 and ' ADDR=IPV6:::1 ' in xc[1] and ' DES
          ' HELO=[UNAVAILABLE]' in xc[1],
          'a 501 naming none from an IPv6 client: its addresses kept, never marked unless named (%s; %s)' % (r.code, xc))
 mx.stop()
+
+# ------------------- a server that answers 501 to every second XCLIENT of a connection
+# The pooled connection's XCLIENT for another client gets 501, its retry 501 too: dropped as
+# stale, and the backend marked as taking one XCLIENT per connection (xclient_once), so the
+# next client's message does not take a pooled connection and two round trips to find that
+# out again (main before this: every message of another client did).
+xo = mt.Backend(name='xclient-501-again')
+xo.xclient_again_reply = '501 5.5.4 Error: bad command'
+mx = mxgate('mx-xclient-501-again', servers=[xo.url], backends={'pool_size': 4})
+for i, src in enumerate(('198.18.1.1', '198.18.1.2', '198.18.1.3')):
+    r = mt.send_mail(mx.port, 'alice@example.org', ['bob@local.test'], mt.message('again%d' % i), proxy_src=src)
+    mt.check(r.code == 250 and mt.wait_for(lambda: mx.count_log(r'event=disconnect') >= i + 1),
+             'client %s: 250 (%s %s)' % (src, r.code, r.text))
+mt.check(len(xo.messages) == 3, 'three messages there (%d)' % len(xo.messages))
+mt.check(mx.count_log(r'event=xclient_once') == 1 and mx.count_log(r'action=retry attrs=') == 1,
+         'the retry refused too: xclient_once once, and the third client no pooled try (%d xclient_once, %d retries)'
+         % (mx.count_log(r'event=xclient_once'), mx.count_log(r'action=retry attrs=')))
+mx.stop()
 mt.finish()
