@@ -109,10 +109,37 @@ full:
 	return n;
 }
 
-/* Keys whose values are a peer's text, or an id: strings whatever they look like. */
-static const char *const logkv_text_keys[] = { "helo", "from", "rcpt", "rcpts", "user", "reply",
-	"queue_id", "client_name", "rdns", "command", "data", "text", "triplet", "version", "id",
-	"msg", "args", "detail", "address", "net", "checks", "instance", NULL };
+/* The keys whose values are numbers (sorted by octet; the keys mxgate's log lines write
+ * with a numeric conversion, less those also written with text: `id`, `rcpts`, `state`,
+ * `rules`, `skipped` ...). Every other field is a string whatever its value looks like, so
+ * a field's JSON type never changes between lines (an index that mapped it one way refuses
+ * the other: Postfix's all-digit queue ids, a HELO of "123"). */
+static const char *const logkv_number_keys[] = {
+	"accept_domains", "accepted", "after_ms", "already", "answered", "attempt", "avail", "buckets",
+	"bytes", "client_family", "code", "commands", "compiled", "connections", "consecutive_errors",
+	"count", "deadline_ms", "delay_ms", "delivered", "drain_timeout_ms", "elapsed_ms", "entries",
+	"errors", "evicted", "expires", "failed", "fails", "failures", "fd", "files", "first_seen",
+	"flushed_ms", "full", "generation", "hits", "idle_ms", "intl", "kept", "keys", "latency_us",
+	"learned", "left", "lift", "local_family", "lookups", "map_bytes", "map_records", "max",
+	"max_connections", "max_entries", "max_message_size", "max_size", "messages", "misses", "more",
+	"moved", "ms", "msa", "nofile", "nuls", "octets", "open", "passes", "port", "prefiltered",
+	"probe_len", "rc", "read", "received", "records", "refused", "rejected", "report_safe",
+	"requests", "required", "retry_ms", "route", "routes_domains", "running", "runs", "score",
+	"sessions", "share", "signal", "size", "skipped_eval", "skipped_net", "skipped_regex",
+	"skipped_zero", "spam", "status", "tempfailed", "threshold", "tlport", "too_big", "total_errors",
+	"trport", "ttl", "uid", "uncounted", "unlogged", "user_failures", "wait", "waited_ms", "worker",
+	"workers",
+};
+
+static int logkv_key_cmp(const void *k, const void *e)
+{
+	const struct logkv_field *f = k;
+	const char *s = *(const char *const *)e;
+	size_t n = strlen(s);
+	int c = memcmp(f->key, s, f->klen < n ? f->klen : n);
+
+	return c != 0 ? c : f->klen < n ? -1 : f->klen > n ? 1 : 0;
+}
 
 /* See logkv.h. */
 bool logkv_is_number(const struct logkv_field *f)
@@ -122,9 +149,9 @@ bool logkv_is_number(const struct logkv_field *f)
 
 	if (f->quoted || f->klen == 0 || n == 0 || n > 20)
 		return false;
-	for (const char *const *k = logkv_text_keys; *k; k++)
-		if (strlen(*k) == f->klen && memcmp(*k, f->key, f->klen) == 0)
-			return false;
+	if (bsearch(f, logkv_number_keys, sizeof(logkv_number_keys) / sizeof(logkv_number_keys[0]),
+	    sizeof(logkv_number_keys[0]), logkv_key_cmp) == NULL)
+		return false;
 	if (v[i] == '-')
 		i++;
 	if (i == n || v[i] < '0' || v[i] > '9')
