@@ -115,6 +115,14 @@ uint64_t ledger_pair(const char *from, const char *rcpt)
 	return h;
 }
 
+void ledger_pair_key(uint8_t key[LEDGER_KEY_LEN], uint64_t pair)
+{
+	memset(key, 0, LEDGER_KEY_LEN);
+	memcpy(key, "PAIR", 4);
+	for (int i = 0; i < 8; i++)
+		key[LEDGER_KEY_LEN - 1 - i] = (uint8_t)(pair >> (8 * i));
+}
+
 bool ledger_may_hold(const struct ledger *l, uint64_t pair)
 {
 	return atomic_load_explicit(&l->pairs[pair & 0xffff], memory_order_relaxed) != 0;

@@ -41,6 +41,11 @@ void ledger_clear(struct ledger *l);
 
 /* The (from, rcpt) pair's hash, for ledger_may_hold and ledger_add: cheap (FNV-1a), no digest. */
 uint64_t ledger_pair(const char *from, const char *rcpt);
+/* A key that marks the pair held, for a store other processes share (ledger_store.h): "PAIR",
+ * 20 zero octets and the pair, big-endian. Another process looks it up before it hashes a
+ * message, as ledger_may_hold in memory; a digest's key (SHA-256) is this only by a 2^-192
+ * chance. */
+void ledger_pair_key(uint8_t key[LEDGER_KEY_LEN], uint64_t pair);
 /* False when no entry of the pair is held (then no digest needs computing for it); true when
  * one may be (a hash shared with another pair). Without the lock. */
 bool ledger_may_hold(const struct ledger *l, uint64_t pair);

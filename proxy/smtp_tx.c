@@ -1125,7 +1125,13 @@ static void smtp_tx_ledger_end(struct smtp_tx *tx, int code)
 		for (size_t i = 0; i < tx->ledger_nkeys; i++) {
 			evicted += ledger_add(l, tx->ledger_keys[i].key, tx->ledger_keys[i].pair, now, c->ttl,
 			    (size_t)c->max_entries);
-			if (wr != NULL && ledger_store_add(wr, tx->ledger_keys[i].key, wall, c->ttl) != 0)
+			if (wr == NULL)
+				continue;
+			/* the key, and its pair's mark: what another process reads first */
+			uint8_t pk[LEDGER_KEY_LEN];
+			ledger_pair_key(pk, tx->ledger_keys[i].pair);
+			if (ledger_store_add(wr, tx->ledger_keys[i].key, wall, c->ttl) != 0 ||
+			    ledger_store_add(wr, pk, wall, c->ttl) != 0)
 				stored = false;
 		}
 		if (wr != NULL) {
@@ -1181,19 +1187,29 @@ static bool smtp_tx_ledger_skip(struct smtp_tx *tx)
 		return false;
 	l = ledger_process();
 	wr = smtp_tx_ledger_store(tx, &dir);
-	if (wr == NULL) {
-		if (ledger_count(l) == 0)
-			return false;
-		/* the digest only when a (sender, recipient) pair may be held: not for the
-		 * ordinary message while the ledger holds some other's (in LMDB: what another
-		 * process or an earlier run added is not in this table, every message is looked up) */
-		while (i < env->nrcpts && !ledger_may_hold(l, ledger_pair(env->mail_from, env->rcpts[i].addr)))
-			i++;
+	if (wr == NULL && ledger_count(l) == 0)
+		return false;
+	wall = passcache_wall_ms();
+	/* The digest (SHA-256 of the whole message, on this worker's loop) only when a (sender,
+	 * recipient) pair may be held: never for the ordinary message. In memory the pair
+	 * table; in LMDB (what another process or an earlier run added is not in that table)
+	 * the pair's mark, one read from the map a recipient. */
+	while (i < env->nrcpts) {
+		uint64_t pair = ledger_pair(env->mail_from, env->rcpts[i].addr);
+		uint8_t pk[LEDGER_KEY_LEN];
+
+		if (ledger_may_hold(l, pair))
+			break;
+		if (wr != NULL) {
+			ledger_pair_key(pk, pair);
+			if (smtp_tx_ledger_store_has(wr, dir, pk, wall) == 1)
+				break;
+		}
+		i++;
 	}
 	if (i == env->nrcpts || (d = smtp_tx_ledger_digest(tx)) == NULL)
 		return false;
 	now = uv_now(&tx->w->loop);
-	wall = passcache_wall_ms();
 	while (i < env->nrcpts) {
 		ledger_key(k, d, env->mail_from, env->rcpts[i].addr);
 		if (!ledger_has(l, k, now) && (wr == NULL || smtp_tx_ledger_store_has(wr, dir, k, wall) != 1)) {

@@ -177,6 +177,25 @@ static void test_keys(void **state)
 	assert_memory_equal(a, b, LEDGER_KEY_LEN);
 }
 
+/* The pair's mark in a shared store: its own fixed form, one per pair. */
+static void test_pair_key(void **state)
+{
+	uint8_t a[LEDGER_KEY_LEN], b[LEDGER_KEY_LEN], d[LEDGER_KEY_LEN] = { 0 }, k[LEDGER_KEY_LEN];
+	uint64_t p = ledger_pair("s@x.test", "r@y.test");
+
+	(void)state;
+	ledger_pair_key(a, p);
+	assert_memory_equal(a, "PAIR", 4);
+	for (int i = 4; i < LEDGER_KEY_LEN - 8; i++)
+		assert_int_equal(a[i], 0);
+	assert_int_equal(a[LEDGER_KEY_LEN - 1], (uint8_t)p);
+	assert_int_equal(a[LEDGER_KEY_LEN - 8], (uint8_t)(p >> 56));
+	ledger_pair_key(b, ledger_pair("s@x.test", "q@y.test"));
+	assert_memory_not_equal(a, b, LEDGER_KEY_LEN);
+	ledger_key(k, d, "s@x.test", "r@y.test");     /* a message's key is not the pair's mark */
+	assert_memory_not_equal(a, k, LEDGER_KEY_LEN);
+}
+
 static void test_many(void **state)
 {
 	(void)state;
@@ -219,6 +238,7 @@ int main(void)
 		cmocka_unit_test(test_evict_oldest),
 		cmocka_unit_test(test_ttl_shortened),
 		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_pair_key),
 		cmocka_unit_test(test_many),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
