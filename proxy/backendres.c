@@ -82,15 +82,19 @@ static void backendres_after_work_cb(uv_work_t *w, int status)
 	r->busy = false;
 	for (size_t i = 0; status == 0 && !r->stopping && (b = backendres_backend(r->pool, i)) != NULL; i++) {
 		const struct hostres_entry *e = b->dns_name[0] ? hostres_set_find(set, b->dns_name) : NULL;
-		if (e == NULL || i >= sizeof(r->failing) / sizeof(r->failing[0]))
+		/* past the marks' table (a pool of more servers): re-resolved the same, a failure
+		 * logged at each round rather than once */
+		bool once = i < sizeof(r->failing) / sizeof(r->failing[0]);
+		if (e == NULL)
 			continue;
 		counter_inc(COUNTER_BACKEND_RESOLVES);
 		if (e->err != NULL || e->n == 0) {
 			counter_inc(COUNTER_BACKEND_RESOLVE_FAILURES);
 			if (next > BACKENDRES_RETRY_MS)
 				next = BACKENDRES_RETRY_MS;
-			if (!r->failing[i]) {
-				r->failing[i] = true;
+			if (!once || !r->failing[i]) {
+				if (once)
+					r->failing[i] = true;
 				backend_addrs_format(b, addrs, sizeof(addrs));
 				log_event(LOG_LVL_WARNING, NULL, "event=backend_resolve_failed backend=%s name=%s "
 				    "reason=\"%s\" addrs=%s", b->url, b->dns_name, e->err ? e->err : "no address",
@@ -98,7 +102,8 @@ static void backendres_after_work_cb(uv_work_t *w, int status)
 			}
 			continue;
 		}
-		r->failing[i] = false;
+		if (once)
+			r->failing[i] = false;
 		backendres_ttl_bound(e, &next);
 		if (backend_addrs_update(b, e->sa, e->salen, e->n) == 1) {
 			backend_addrs_format(b, addrs, sizeof(addrs));
