@@ -1736,14 +1736,15 @@ static bool smtp_tx_lmtp_overflow(struct smtp_tx *tx)
 	for (size_t i = 0; i < env->nrcpts; i++)
 		added += env->rcpts[i].added;
 	opstats_refusal(&(struct opstats_refusal){ .worker = tx->w->index, .id = env->session_id,
-	    .client_ip = env->client_ip, .stage = "data", .reason = "lmtp_recipient_limit", .code = 451,
+	    .client_ip = env->client_ip, .stage = "data", .reason = "lmtp_too_many_recipients", .code = 451,
 	    .level = LOG_LVL_WARNING }, "backend=%s rcpts=%zu added=%zu limit=%d queue_id=%s client=%s",
 	    tx->backend->url, env->nrcpts, added, RELAY_LMTP_MAX_RCPT, env->queue_id, env->client_ip);
 	relay_release(tx->relay, false);	/* the recipients are on it, DATA is not */
 	tx->relay = NULL;
 	tx->backend = NULL;
-	smtp_tx_finish(tx, 451, "4.5.3 Too many recipients after content filtering, try again later",
-	    "lmtp_recipient_limit", false, false);
+	/* reason "backend": a failure on our side, nothing said of the client (reputation) */
+	smtp_tx_finish(tx, 451, "4.5.3 Too many recipients for one delivery, try again later", "backend",
+	    false, false);
 	return true;
 }
 

@@ -7,7 +7,7 @@ replies per transaction (RELAY_LMTP_MAX_RCPT, relay.c) and caps the client's RCP
 (452 4.5.3), but a milter's recipients come after that check. Postfix's queue would split
 such a list into transactions; mxgate has none: the message fails with 451 4.5.3 before its
 DATA (nothing delivered, nothing lost: the client keeps it and in the end tells the sender),
-with event=tempfail stage=data reason=lmtp_recipient_limit (warning) naming the counts for
+with event=tempfail stage=data reason=lmtp_too_many_recipients (warning) naming the counts for
 the operator. Before: 1,001 recipients went to the server, the first one's reply stood for
 all, a recipient the server refused after the dot counted delivered and the client heard
 250 (a silent loss). At the cap (1,000) the message goes, each recipient with its own reply.
@@ -46,9 +46,9 @@ r = send('over1', 1000)
 t.check(r.code == 451 and ' 4.5.3 ' in r.text,
         'the client\'s recipient and 1,000 added ones: 451 4.5.3 to the client (%s %s)' % (r.code, r.text))
 t.check(not reached('over1'), 'nothing went to the LMTP server past RCPT (%d transactions)' % len(reached('over1')))
-t.check(mx.wait_log(r'warning \S+ event=tempfail stage=data reason=lmtp_recipient_limit backend=\S+ rcpts=1001 '
+t.check(mx.wait_log(r'warning \S+ event=tempfail stage=data reason=lmtp_too_many_recipients backend=\S+ rcpts=1001 '
                     r'added=1000 limit=1000 queue_id=\S+ ') is not None,
-        'a warning names the counts (event=tempfail reason=lmtp_recipient_limit)')
+        'a warning names the counts (event=tempfail reason=lmtp_too_many_recipients)')
 t.check(mx.count_log(r'event=lmtp_rcpt_refused') == 0 and mx.count_log(r'event=partial_reject') == 0,
         'no partial delivery reported')
 
@@ -61,7 +61,7 @@ t.check(len(got) == 1 and len(got[0]['rcpts']) == 1000, 'one transaction of 1,00
 t.check(mx.wait_log(r'event=partial_reject backend=\S+ rejected=1 accepted=999') is not None and
         mx.wait_log(r'event=lmtp_rcpt_refused backend=\S+ rcpt=<%s> code=552 .* added=yes ' % REFUSED) is not None,
         'the recipient refused after the dot is reported refused by its own reply, marked added')
-t.check(mx.count_log(r'reason=lmtp_recipient_limit') == 1, 'no limit tempfail at the cap')
+t.check(mx.count_log(r'reason=lmtp_too_many_recipients') == 1, 'no limit tempfail at the cap')
 mx.stop()
 t.stop_proc(m1)
 t.finish()
