@@ -53,6 +53,7 @@ t.check(mx.count_log(r'event=lmtp_rcpt_refused') == 0 and mx.count_log(r'event=p
         'no partial delivery reported')
 
 # 1 + 999 added: at the cap, delivered; the one the server refuses is reported by its own reply.
+n0 = mx.count_log(r'reason=lmtp_too_many_recipients')
 r = send('at1', 999)
 got = reached('at1')
 t.check(r.code == 250, '1,000 recipients (999 added): 250 (%s %s)' % (r.code, r.text))
@@ -61,7 +62,7 @@ t.check(len(got) == 1 and len(got[0]['rcpts']) == 1000, 'one transaction of 1,00
 t.check(mx.wait_log(r'event=partial_reject backend=\S+ rejected=1 accepted=999') is not None and
         mx.wait_log(r'event=lmtp_rcpt_refused backend=\S+ rcpt=<%s> code=552 .* added=yes ' % REFUSED) is not None,
         'the recipient refused after the dot is reported refused by its own reply, marked added')
-t.check(mx.count_log(r'reason=lmtp_too_many_recipients') == 1, 'no limit tempfail at the cap')
+t.check(mx.count_log(r'reason=lmtp_too_many_recipients') == n0, 'no limit tempfail at the cap')
 mx.stop()
 t.stop_proc(m1)
 t.finish()

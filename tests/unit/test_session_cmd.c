@@ -563,7 +563,7 @@ static void test_connect_refusal_code(void **state)
 		{ "reject 554", VERDICT_REJECT, 554, "dnsbl", false, 554 },
 		{ "reject with a 4xx code", VERDICT_REJECT, 451, "milter", false, 550 },
 		{ "drop where AUTH cannot lift it: 521 in place of the greeting", VERDICT_REJECT, 521, "dnsbl", false, 521 },
-		{ "drop held to RCPT", VERDICT_REJECT, 521, "dnsbl", true, 521 },
+		{ "drop, exempt_recipients set: still 521 in place of the greeting", VERDICT_REJECT, 521, "dnsbl", true, 521 },
 	};
 	static char item0[] = "postmaster";
 	static char *items[] = { item0 };
