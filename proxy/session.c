@@ -2080,14 +2080,15 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 			s->conn_verdict.code = 550;     /* refused at MAIL: no greeting to replace */
 		if (temp && v->code == 421 && session_exempt_reason(s, v->reason))
 			s->conn_verdict.code = 450;     /* held to RCPT: a 421 there would close */
-		session_note_refusal(s, temp ? (v->code / 100 == 4 ? v->code : 450) : drop ? 550 : v->code / 100 == 5 ? v->code : 550,
-		    v->reason[0] ? v->reason : "filter");
-		char rv[300];
 		/* code and reply as the refusal's lines at MAIL (session_reply_verdict_as) will
 		 * give them: what the client will be told (before, no code and an empty reply when
-		 * the verdict had none, and the MAIL line said 550) */
+		 * the verdict had none, and the MAIL line said 550); the session's outcome records
+		 * the same code (until session 32: 450 for a tempfail without one, heard as 451,
+		 * and 421 for one held to RCPT, heard as 450) */
 		int code = session_verdict_code(&s->conn_verdict);
+		char rv[300];
 
+		session_note_refusal(s, code, v->reason[0] ? v->reason : "filter");
 		session_refusal_log(s, &(struct opstats_refusal){ .stage = "connect", .reason = v->reason,
 		    .tempfail = temp, .code = code }, "%s%sclient=%s code=%d reply=%s", v->log_extra,
 		    v->log_extra[0] ? " " : "", s->env.client_ip, code,

@@ -1733,6 +1733,37 @@ out:
 	smtp_tx_next_free(tx);
 }
 
+/* The message goes to an LMTP server with more recipients than the replies relay.c keeps
+ * after the dot (RELAY_LMTP_MAX_RCPT): a filter added them at end of data (smfi_addrcpt),
+ * past the RCPT-time cap (smtp_tx_lmtp_full), or a failover reached an LMTP server. One
+ * reply would then stand for recipients it does not answer (a refusal counted delivered).
+ * Postfix's queue splits such a list into transactions; without a queue the message fails
+ * with 451 before its DATA: a retry meets the same filter, but the client's queue keeps the
+ * message and in the end tells the sender, where dropping the extra recipients would lose
+ * their copies without a word to anyone. Logged (warning) for the operator, whose fix is
+ * the filter's or an SMTP backend. True when it failed the message. */
+static bool smtp_tx_lmtp_overflow(struct smtp_tx *tx)
+{
+	struct hook_env *env = tx->env;
+	size_t added = 0;
+
+	if (env->nrcpts <= RELAY_LMTP_MAX_RCPT || !relay_is_lmtp(tx->relay))
+		return false;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		added += env->rcpts[i].added;
+	opstats_refusal(&(struct opstats_refusal){ .worker = tx->w->index, .id = env->session_id,
+	    .client_ip = env->client_ip, .stage = "data", .reason = "lmtp_too_many_recipients", .code = 451,
+	    .level = LOG_LVL_WARNING }, "backend=%s rcpts=%zu added=%zu limit=%d queue_id=%s client=%s",
+	    tx->backend->url, env->nrcpts, added, RELAY_LMTP_MAX_RCPT, env->queue_id, env->client_ip);
+	relay_release(tx->relay, false);	/* the recipients are on it, DATA is not */
+	tx->relay = NULL;
+	tx->backend = NULL;
+	/* reason "backend": a failure on our side, nothing said of the client (reputation) */
+	smtp_tx_finish(tx, 451, "4.5.3 Too many recipients for one delivery, try again later", "backend",
+	    false, false);
+	return true;
+}
+
 /* Sends the held message to the current backend, establishing one first if needed. */
 static void smtp_tx_send(struct smtp_tx *tx)
 {
@@ -1764,6 +1795,8 @@ static void smtp_tx_send(struct smtp_tx *tx)
 		smtp_tx_deliver_tempfail(tx, "message unreadable");
 		return;
 	}
+	if (smtp_tx_lmtp_overflow(tx))
+		return;
 	relay_take_data_ahead(tx->relay);
 	smtp_tx_send_ahead(tx);
 	relay_send_message(tx->relay, tx->prefix.v, tx->prefix.len, data + off, len - off,

@@ -15,6 +15,7 @@ The header `X-Ops-NAME:` holds the operations, separated by " ; ", fields by ","
   bodyempty              smfi_replacebody(b'') once: an empty body
   bodybig,N              replace the body by N bytes of lines
   addrcpt,ADDR[,ARGS]    smfi_addrcpt(_par)        delrcpt,ADDR
+  addrcpts,N,DOMAIN      smfi_addrcpt N times: <add0001@DOMAIN> .. <addNNNN@DOMAIN>
   chgfrom,ADDR[,ARGS]    smfi_chgfrom with ESMTP arguments
   quarantine,REASON
   reply,CODE,XCODE,LINE[,LINE...]  smfi_setmlreply / setreply, then the verdict for CODE
@@ -89,6 +90,9 @@ class OpsMilter(Milter.Base):
                     self.replacebody(data[i:i + 65535])
             elif k == 'addrcpt':
                 self.addrcpt(f[1], f[2] if len(f) > 2 else None)
+            elif k == 'addrcpts':
+                for i in range(1, int(f[1]) + 1):
+                    self.addrcpt('<add%04d@%s>' % (i, f[2]))
             elif k == 'delrcpt':
                 self.delrcpt(f[1])
             elif k == 'chgfrom':

@@ -538,6 +538,56 @@ static void test_helo_refused(void **state)
 	assert_int_equal(s->state, SESSION_COMMAND);
 }
 
+/* The refusal a connect verdict held to MAIL (or, under exempt_recipients, to RCPT) records
+ * for the session's outcome (s->refused_code, what every module hears at its end through
+ * chain_session_end) is the code the client is answered with there (session_verdict_code
+ * of conn_verdict). Until session 32 a tempfail without a code was recorded 450 while the
+ * client heard 451, and a 421 held to RCPT recorded 421 while the client heard 450. */
+static void test_connect_refusal_code(void **state)
+{
+	static const struct {
+		const char *label;
+		enum verdict_action action;
+		int code;
+		const char *reason;
+		bool exempt_list;       /* exempt_recipients set: dnsbl/reputation/ratelimit held to RCPT */
+		int want;               /* recorded: what the client hears (at MAIL/RCPT, or at once) */
+	} rows[] = {
+		{ "tempfail without a code, held to RCPT", VERDICT_TEMPFAIL, 0, "dnsbl", true, 451 },
+		{ "tempfail 421 held to RCPT", VERDICT_TEMPFAIL, 421, "dnsbl", true, 450 },
+		{ "tempfail 450 held to RCPT", VERDICT_TEMPFAIL, 450, "reputation", true, 450 },
+		{ "tempfail with a 5xx code, held to RCPT", VERDICT_TEMPFAIL, 554, "reputation", true, 451 },
+		{ "tempfail shedding load: 421 in place of the greeting", VERDICT_TEMPFAIL, 450, "ratelimit", true, 421 },
+		{ "tempfail not held: 421 in place of the greeting", VERDICT_TEMPFAIL, 0, "dnsbl", false, 421 },
+		{ "reject without a code", VERDICT_REJECT, 0, "dnsbl", false, 550 },
+		{ "reject 554", VERDICT_REJECT, 554, "dnsbl", false, 554 },
+		{ "reject with a 4xx code", VERDICT_REJECT, 451, "milter", false, 550 },
+		{ "drop where AUTH cannot lift it: 521 in place of the greeting", VERDICT_REJECT, 521, "dnsbl", false, 521 },
+		{ "drop, exempt_recipients set: still 521 in place of the greeting", VERDICT_REJECT, 521, "dnsbl", true, 521 },
+	};
+	static char item0[] = "postmaster";
+	static char *items[] = { item0 };
+	struct fixture *fx = *state;
+	struct cfg_strlist saved = fx->cfg->exempt_recipients;
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct session *s = fixture_session(fx, SESSION_CONNECT, 0);
+		struct verdict v;
+
+		fx->cfg->exempt_recipients = rows[i].exempt_list ? (struct cfg_strlist){ items, 1 } : saved;
+		verdict_set(&v, rows[i].action, rows[i].code, rows[i].reason, "%s", "");
+		session_connect_refusal(s, &v);
+		if (s->refused_code != rows[i].want || strcmp(s->refused_reason, rows[i].reason) != 0) {
+			print_error("row \"%s\": recorded %d %s, want %d %s\n", rows[i].label, s->refused_code,
+			    s->refused_reason, rows[i].want, rows[i].reason);
+			bad++;
+		}
+	}
+	fx->cfg->exempt_recipients = saved;     /* before a failure: the config frees its lists */
+	assert_int_equal(bad, 0);
+}
+
 static void test_state_names(void **state)
 {
 	(void)state;
@@ -560,6 +610,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_answers, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_help_follows_ehlo, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_helo_refused, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_connect_refusal_code, fixture_setup, fixture_teardown),
 		cmocka_unit_test(test_state_names),
 	};
 
