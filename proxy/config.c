@@ -1294,8 +1294,26 @@ size_t config_lmdb_stores(const struct mx_config *cfg, struct config_lmdb_store 
 	return n;
 }
 
+/* Whether the directory of path (a file's) is there now. */
+static bool config_parent_exists(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = path ? strrchr(path, '/') : NULL;
+	struct stat st;
+
+	if (slash == NULL || (size_t)(slash - path) >= sizeof(dir))
+		return false;
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash == path ? 1 : slash - path] = '\0';
+	if (slash == path)
+		dir[0] = '/';
+	return stat(dir, &st) == 0;
+}
+
 /* The paths of config_write_access_warnings (fatal: config_start_refusals'), with fatal
- * ones alone when fatal, else the others. */
+ * ones alone when fatal, else the others. The control socket's directory when it is not
+ * there yet (/run/mxgate: systemd's RuntimeDirectory= makes it as the unit starts, after
+ * an ExecStartPre -t) is judged by its parent only as a warning. */
 static int config_write_access(const struct mx_config *cfg, bool fatal, void *err_fp)
 {
 	struct config_lmdb_store sv[CONFIG_LMDB_STORES_MAX];
@@ -1309,9 +1327,14 @@ static int config_write_access(const struct mx_config *cfg, bool fatal, void *er
 		    false, err_fp);
 		n += config_write_warning(cfg, "quarantine", cfg->quarantine_dir, true, true,
 		    "the quarantined messages (else each gets 451)", false, err_fp);
+		if (cfg->control.socket && !config_parent_exists(cfg->control.socket))
+			n += config_write_warning(cfg, "control.socket", cfg->control.socket, false, false,
+			    "its control socket (the directory is not there yet: a service manager may make "
+			    "it, as systemd's RuntimeDirectory=; else the start fails)", false, err_fp);
 	} else {
-		n += config_write_warning(cfg, "control.socket", cfg->control.socket, false, false,
-		    "its control socket; the start fails", true, err_fp);
+		if (cfg->control.socket && config_parent_exists(cfg->control.socket))
+			n += config_write_warning(cfg, "control.socket", cfg->control.socket, false, false,
+			    "its control socket; the start fails", true, err_fp);
 		/* the classifier's store: the start opens it as the generation is made (main.c) */
 		const struct bayes_config *bc = &cfg->rules.bayes;
 		if (bc->enabled && bc->store && strncmp(bc->store, "lmdb:", 5) == 0)

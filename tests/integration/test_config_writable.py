@@ -51,7 +51,7 @@ KEYS = ('limits.spool_dir', 'quarantine', 'control.socket', 'greylist.store', 'r
 def conf(d, user=None):
     cfg = mt.config(['smtp://127.0.0.1:2526'], listen=[{'address': '127.0.0.1:2525'}],
                     limits={'spool_dir': d}, quarantine='maildir:%s/quarantine' % d,
-                    control={'socket': '%s/run/control.sock' % d},
+                    control={'socket': '%s/control.sock' % d},
                     greylist={'enabled': True, 'store': 'lmdb:%s/greylist' % d},
                     reputation={'store': 'lmdb:%s/reputation' % d})
     if user:
