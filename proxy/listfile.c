@@ -19,7 +19,7 @@
  * and living on, would each pin the heap page it sits on, and the malloc_trim(0) at the end
  * of a load (cfg_load.c) cannot give a page back while one chunk on it is in use: the
  * 3,000-customer hosting bench (6,300 files, 5-6 MB kept) went from 52 MB to 67 MB resident
- * over its reloads, malloc_stats showing 74 MB of heap for 22 MB in use. Objects (an entry
+ * over its reloads, its heap 53 MB resident for 22 MB in use. Objects (an entry
  * with its path, a text, a list of CIDRs) are bump-allocated in the last block and never
  * freed one by one: one that is not needed any more (a file forgotten, or read again) is
  * counted dead, and at the end of a load whose dead octets pass a quarter of the live ones
