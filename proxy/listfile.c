@@ -36,13 +36,19 @@ struct listfile_block {
 #define LISTFILE_BLOCK_MIN  (1024 * 1024)
 #define LISTFILE_DEAD_MIN   (64 * 1024)
 #define LISTFILE_ALIGN      16
+/* A text or a list of CIDRs this large gets a mapping of its own, never moved (a move of the
+ * 100,000-line files of bench_reload_files.py at every reload that re-read one cost 40 ms),
+ * unmapped at the end of the first load after it died (listfile_free_dead_locked). */
+#define LISTFILE_BIG        (64 * 1024)
 
 struct listfile {
+	char *text;               /* NUL-terminated: in the block after this, or its own (big) */
 	size_t len;
-	struct cfg_cidr *cidr;    /* listfile_keep_cidrs's, in a block */
+	struct cfg_cidr *cidr;    /* listfile_keep_cidrs's: in a block, or its own (big) */
 	size_t ncidr;
 	bool has_cidr;            /* cidr and ncidr set (an empty list too) */
-	char text[];              /* NUL-terminated */
+	bool dead;                /* out of the table (listfile_text_dead_locked) */
+	struct listfile *next_dead;   /* listfile_dead_big's chain */
 };
 
 /* One path the last loads read: its stat at the read and whether that read can stand for
@@ -65,6 +71,8 @@ static size_t listfile_nread, listfile_nkept;
 static struct listfile_block *listfile_blocks;   /* the newest first: allocations go there */
 static size_t listfile_live, listfile_dead;      /* octets of the objects in use, not in use */
 static size_t listfile_lent;                     /* references listfile_get handed out */
+static struct listfile *listfile_dead_big;       /* dead, with a big text or CIDRs */
+static size_t listfile_big_mapped;               /* octets of the big ones' mappings */
 
 /* The devices whose file system one load asked statfs about (a device number freed by an
  * unmount can come back for another file system: asked again at each load). */
@@ -110,6 +118,27 @@ static struct listfile_block *listfile_block_map(size_t n)
 	return b;
 }
 
+/* A copy of the n octets at p in a mapping of its own (listfile_big_unmap_locked), or NULL. Under
+ * listfile_mu. */
+static void *listfile_big_copy_locked(const void *p, size_t n)
+{
+	struct listfile_block *b = listfile_block_map(n);
+
+	if (b == NULL)
+		return NULL;
+	listfile_big_mapped += b->size;
+	memcpy((char *)b + b->used, p, n);
+	return (char *)b + b->used;
+}
+
+static void listfile_big_unmap_locked(void *p)
+{
+	struct listfile_block *b = (void *)((char *)p - listfile_round(sizeof(*b)));
+
+	listfile_big_mapped -= b->size;
+	munmap(b, b->size);
+}
+
 static void listfile_blocks_unmap(struct listfile_block *b)
 {
 	for (struct listfile_block *next; b; b = next) {
@@ -138,10 +167,53 @@ static void *listfile_alloc_locked(size_t n)
 	return p;
 }
 
+static bool listfile_big_text(const struct listfile *f)
+{
+	return f->len + 1 >= LISTFILE_BIG;
+}
+
+static bool listfile_big_cidrs(const struct listfile *f)
+{
+	return f->has_cidr && f->ncidr * sizeof(*f->cidr) >= LISTFILE_BIG;
+}
+
+/* The octets of f in blocks (listfile_alloc_locked's rounding). */
 static size_t listfile_text_size(const struct listfile *f)
 {
-	return listfile_round(sizeof(*f) + f->len + 1) + (f->has_cidr ? listfile_round(f->ncidr ?
-	    f->ncidr * sizeof(struct cfg_cidr) : 1) : 0);
+	size_t n = listfile_round(sizeof(*f) + (listfile_big_text(f) ? 0 : f->len + 1));
+
+	if (f->has_cidr && !listfile_big_cidrs(f))
+		n += listfile_round(f->ncidr ? f->ncidr * sizeof(*f->cidr) : 1);
+	return n;
+}
+
+/* Counts f dead: its big parts unmapped by listfile_free_dead_locked. Under listfile_mu. */
+static void listfile_text_dead_locked(struct listfile *f)
+{
+	size_t n = listfile_text_size(f);
+
+	f->dead = true;
+	listfile_live -= n;
+	listfile_dead += n;
+	if (listfile_big_text(f) || listfile_big_cidrs(f)) {
+		f->next_dead = listfile_dead_big;
+		listfile_dead_big = f;
+	}
+}
+
+/* Unmaps the big texts and CIDRs of the dead, when no reference is out. Under
+ * listfile_mu. */
+static void listfile_free_dead_locked(void)
+{
+	if (listfile_lent > 0)
+		return;
+	for (struct listfile *f = listfile_dead_big; f; f = f->next_dead) {
+		if (listfile_big_text(f))
+			listfile_big_unmap_locked(f->text);
+		if (listfile_big_cidrs(f))
+			listfile_big_unmap_locked(f->cidr);
+	}
+	listfile_dead_big = NULL;
 }
 
 static size_t listfile_entry_size(const struct listfile_entry *e)
@@ -152,22 +224,29 @@ static size_t listfile_entry_size(const struct listfile_entry *e)
 /* Counts e (out of the table) and its text dead. Under listfile_mu. */
 static void listfile_entry_free_locked(struct listfile_entry *e)
 {
-	size_t n = listfile_entry_size(e);
+	size_t n = listfile_round(sizeof(*e) + strlen(e->path) + 1);
 
 	listfile_live -= n;
 	listfile_dead += n;
+	if (e->f != NULL)
+		listfile_text_dead_locked(e->f);
 }
 
-/* A copy of the text f (and its CIDRs) in the newest block; NULL out of memory. Under
- * listfile_mu. */
+/* A copy of f in the newest block (its big parts not copied: the copy takes them);
+ * NULL out of memory. Under listfile_mu. */
 static struct listfile *listfile_text_copy_locked(const struct listfile *f)
 {
-	struct listfile *c = listfile_alloc_locked(sizeof(*f) + f->len + 1);
+	bool big = listfile_big_text(f);
+	struct listfile *c = listfile_alloc_locked(sizeof(*f) + (big ? 0 : f->len + 1));
 
 	if (c == NULL)
 		return NULL;
-	memcpy(c, f, sizeof(*f) + f->len + 1);
-	if (f->has_cidr) {
+	*c = *f;
+	if (!big) {
+		c->text = (char *)(c + 1);
+		memcpy(c->text, f->text, f->len + 1);
+	}
+	if (f->has_cidr && !listfile_big_cidrs(f)) {
 		if ((c->cidr = listfile_alloc_locked(f->ncidr * sizeof(*f->cidr))) == NULL)
 			return NULL;
 		if (f->ncidr)
@@ -304,6 +383,7 @@ void listfile_load_end(size_t *nread, size_t *nkept)
 {
 	pthread_mutex_lock(&listfile_mu);
 	listfile_sweep_locked(listfile_is_unused);
+	listfile_free_dead_locked();
 	listfile_compact_locked();
 	if (nread)
 		*nread = listfile_nread;
@@ -380,6 +460,7 @@ struct listfile *listfile_get(const char *path, const char **errstr)
 	struct stat st;
 	char *text;
 	size_t len;
+	bool big;
 
 	pthread_mutex_lock(&listfile_mu);
 	e = listfile_find_locked(path, h);
@@ -411,15 +492,25 @@ struct listfile *listfile_get(const char *path, const char **errstr)
 	log_event(LOG_LVL_DEBUG, NULL, "event=list_file path=%s action=read octets=%zu", path, len);
 
 	pthread_mutex_lock(&listfile_mu);
-	if ((f = listfile_alloc_locked(sizeof(*f) + len + 1)) == NULL) {
+	big = len + 1 >= LISTFILE_BIG;
+	f = listfile_alloc_locked(sizeof(*f) + (big ? 0 : len + 1));
+	if (f != NULL) {
+		memset(f, 0, sizeof(*f));
+		f->len = len;
+		f->text = big ? listfile_big_copy_locked(text, len + 1) : (char *)(f + 1);
+	}
+	if (f == NULL || f->text == NULL) {
+		if (f != NULL) {	/* the header alone, dead */
+			listfile_live -= listfile_round(sizeof(*f));
+			listfile_dead += listfile_round(sizeof(*f));
+		}
 		pthread_mutex_unlock(&listfile_mu);
 		free(text);
 		*errstr = "out of memory";
 		return NULL;
 	}
-	memset(f, 0, sizeof(*f));
-	f->len = len;
-	memcpy(f->text, text, len + 1);
+	if (!big)
+		memcpy(f->text, text, len + 1);
 	free(text);
 	listfile_lent++;
 	listfile_nread++;
@@ -434,17 +525,14 @@ struct listfile *listfile_get(const char *path, const char **errstr)
 		}
 	}
 	if (e != NULL) {
-		if (e->f != NULL) {	/* the text read before: dead */
-			listfile_live -= listfile_text_size(e->f);
-			listfile_dead += listfile_text_size(e->f);
-		}
+		if (e->f != NULL)	/* the text read before */
+			listfile_text_dead_locked(e->f);
 		e->f = f;
 		e->st = st;
 		e->settled = listfile_is_settled(&st, &read_at);
 		e->seen = listfile_load;
 	} else {
-		listfile_live -= listfile_text_size(f);
-		listfile_dead += listfile_text_size(f);
+		listfile_text_dead_locked(f);
 	}
 	pthread_mutex_unlock(&listfile_mu);
 	return f;
@@ -468,10 +556,15 @@ void listfile_keep_cidrs(struct listfile *f, struct cfg_cidr *v, size_t n)
 	struct cfg_cidr *c;
 
 	pthread_mutex_lock(&listfile_mu);
-	/* not kept when out of memory: parsed again at the next load */
-	if (!f->has_cidr && (c = listfile_alloc_locked(n * sizeof(*c))) != NULL) {
-		if (n)
-			memcpy(c, v, n * sizeof(*c));
+	/* a copy; not kept when out of memory (parsed again at the next load) */
+	if (f->dead || f->has_cidr) {
+		c = NULL;	/* dead: read again, a text no load takes again */
+	} else if (n * sizeof(*c) >= LISTFILE_BIG) {
+		c = listfile_big_copy_locked(v, n * sizeof(*c));
+	} else if ((c = listfile_alloc_locked(n * sizeof(*c))) != NULL && n) {
+		memcpy(c, v, n * sizeof(*c));
+	}
+	if (c != NULL) {
 		f->cidr = c;
 		f->ncidr = n;
 		f->has_cidr = true;
@@ -496,6 +589,7 @@ void listfile_usage(size_t *live, size_t *mapped)
 	*mapped = 0;
 	for (const struct listfile_block *b = listfile_blocks; b; b = b->next)
 		*mapped += b->size;
+	*mapped += listfile_big_mapped;
 	pthread_mutex_unlock(&listfile_mu);
 }
 
@@ -507,6 +601,7 @@ void listfile_forget_all(void)
 	listfile_buckets = NULL;
 	listfile_nbuckets = 0;
 	/* the blocks with them, unless a reference is out (then at a later load's end) */
+	listfile_free_dead_locked();
 	if (listfile_lent == 0) {
 		listfile_blocks_unmap(listfile_blocks);
 		listfile_blocks = NULL;
