@@ -384,6 +384,96 @@ static void test_big_own_mapping(void **state)
 	remove_files(dir);
 }
 
+/* The text and CIDRs of "path" through one load, checked against the file and the CIDRs kept
+ * with it (prefix i % 129 each, n of them). */
+static void check_kept(const char *path, size_t ncidr)
+{
+	const char *err = NULL, *t;
+	const struct cfg_cidr *v;
+	size_t len, n, got;
+	struct listfile *f = listfile_get(path, &err);
+	char *want;
+	FILE *fp;
+
+	assert_non_null(f);
+	assert_non_null(fp = fopen(path, "rb"));
+	assert_non_null(want = calloc(1, 1 << 20));
+	got = fread(want, 1, (1 << 20) - 1, fp);
+	assert_int_equal(got, strlen(want));
+	fclose(fp);
+	t = listfile_text(f, &len);
+	assert_int_equal(len, strlen(want));
+	assert_string_equal(t, want);
+	free(want);
+	assert_true(listfile_cidrs(f, &v, &n));
+	assert_int_equal(n, ncidr);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(v[i].prefix, (int)(i % 129));
+	listfile_release(f);
+}
+
+static void keep_cidrs(const char *path, size_t n)
+{
+	const char *err = NULL;
+	struct listfile *f = listfile_get(path, &err);
+	struct cfg_cidr *c = calloc(n, sizeof(*c));
+
+	assert_non_null(f);
+	assert_non_null(c);
+	for (size_t i = 0; i < n; i++)
+		c[i].prefix = (int)(i % 129);
+	listfile_keep_cidrs(f, c, n);
+	listfile_release(f);
+}
+
+/* Kept texts and CIDRs moved into a new block (the 300 small files forgotten: their octets
+ * dead) are taken again, right, by the next load. Taking a kept text needs a file that last
+ * changed 2 s before (listfile_is_settled): /etc/passwd and /etc/group, a system's, not
+ * written by the test. */
+static void test_moved_kept(void **state)
+{
+	char dir[] = "/tmp/test_listfile_XXXXXX";
+	const char *a = "/etc/passwd", *b = "/etc/group";
+	size_t heap, live, mapped, nread, nkept;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	write_files(dir, 0);
+	listfile_forget_all();
+	listfile_load_begin();
+	keep_cidrs(a, 2);
+	keep_cidrs(b, 3000);	/* big: a mapping of its own */
+	listfile_load_end(NULL, NULL);
+	load_files(dir, 0, &heap);	/* a and b forgotten: asked again */
+	listfile_load_begin();
+	keep_cidrs(a, 2);
+	keep_cidrs(b, 3000);
+	for (unsigned i = 0; i < NFILES; i++) {
+		char path[80];
+		const char *err = NULL;
+
+		snprintf(path, sizeof(path), "%s/cust%u", dir, i);
+		listfile_release(listfile_get(path, &err));
+	}
+	listfile_load_end(NULL, NULL);	/* the 300 read again: moved */
+	listfile_load_begin();	/* the 300 forgotten: moved again */
+	check_kept(a, 2);
+	check_kept(b, 3000);
+	listfile_load_end(&nread, &nkept);
+	assert_int_equal(nread + nkept, 2);
+	listfile_usage(&live, &mapped);
+	if (mapped >= 256 * 1024)
+		fail_msg("not moved: %zu octets mapped for %zu live", mapped, live);
+	listfile_load_begin();
+	check_kept(a, 2);
+	check_kept(b, 3000);
+	listfile_load_end(&nread, &nkept);
+	assert_int_equal(nread, 0);	/* taken as kept, from where they were moved */
+	assert_int_equal(nkept, 2);
+	listfile_forget_all();
+	remove_files(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -394,6 +484,7 @@ int main(void)
 		cmocka_unit_test(test_kept_outside_heap),
 		cmocka_unit_test(test_blocks_bounded),
 		cmocka_unit_test(test_big_own_mapping),
+		cmocka_unit_test(test_moved_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
