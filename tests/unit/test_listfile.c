@@ -2,10 +2,11 @@
  * read may stand for a file (listfile_is_settled, table-driven: each row labelled), that a
  * changed file is read again whatever its stat's timing, that a file gone is an error and
  * not the kept text, that a load forgets what it did not ask for, and that what is kept is
- * not in the malloc heap and stays within bounds of what is live as files change. Whether a settled,
- * unchanged file is taken without a read is tests/integration/test_reload_listcache.py's
- * (it needs a file older than LISTFILE_SETTLE_NS, which a unit test cannot make without
- * waiting). */
+ * not in the malloc heap, stays within bounds of what is live as files change and is right
+ * after it moved. Whether a settled, unchanged file of the test's own is taken without a read
+ * is tests/integration/test_reload_listcache.py's (it needs a file older than
+ * LISTFILE_SETTLE_NS, which a unit test cannot make without waiting; test_moved_kept takes
+ * /etc/passwd and /etc/group). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
