@@ -7,19 +7,48 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/vfs.h>
 
 #include "cidr.h"
 #include "fnv.h"
 #include "log.h"
 
+/* Where what is kept lives: not in the malloc heap but in blocks of its own, mapped with
+ * mmap. A load's parse makes many short-lived allocations; the kept texts, read among them
+ * and living on, would each pin the heap page it sits on, and the malloc_trim(0) at the end
+ * of a load (cfg_load.c) cannot give a page back while one chunk on it is in use: the
+ * 3,000-customer hosting bench (6,300 files, 5-6 MB kept) went from 52 MB to 67 MB resident
+ * over its reloads, its heap 53 MB resident for 22 MB in use. Objects (an entry
+ * with its path, a text, a list of CIDRs) are bump-allocated in the last block and never
+ * freed one by one: one that is not needed any more (a file forgotten, or read again) is
+ * counted dead, and at the end of a load whose dead octets pass a quarter of the live ones
+ * (and LISTFILE_DEAD_MIN) every live object is copied into one new block and the old blocks
+ * are unmapped. So what is mapped stays within 1.25 times what is kept, plus
+ * LISTFILE_DEAD_MIN and the untouched tail of the last block (pages never written cost no
+ * memory). The move is made only while no caller holds a reference (listfile_lent): between
+ * loads, none does (cfg.c copies what it takes). */
+struct listfile_block {
+	struct listfile_block *next;
+	size_t size, used;        /* mapped octets (this header included), used of them */
+};
+
+#define LISTFILE_BLOCK_MIN  (1024 * 1024)
+#define LISTFILE_DEAD_MIN   (64 * 1024)
+#define LISTFILE_ALIGN      16
+/* A text or a list of CIDRs this large gets a mapping of its own, never moved (a move of the
+ * 100,000-line files of bench_reload_files.py at every reload that re-read one cost 40 ms),
+ * unmapped at the end of the first load after it died (listfile_free_dead_locked). */
+#define LISTFILE_BIG        (64 * 1024)
+
 struct listfile {
-	unsigned refs;            /* under listfile_mu */
-	char *text;               /* NUL-terminated */
+	char *text;               /* NUL-terminated: in the block after this, or its own (big) */
 	size_t len;
-	struct cfg_cidr *cidr;    /* listfile_keep_cidrs's */
+	struct cfg_cidr *cidr;    /* listfile_keep_cidrs's: in a block, or its own (big) */
 	size_t ncidr;
 	bool has_cidr;            /* cidr and ncidr set (an empty list too) */
+	bool dead;                /* out of the table (listfile_text_dead_locked) */
+	struct listfile *next_dead;   /* listfile_dead_big's chain */
 };
 
 /* One path the last loads read: its stat at the read and whether that read can stand for
@@ -27,11 +56,11 @@ struct listfile {
 struct listfile_entry {
 	struct listfile_entry *next;   /* the bucket's chain */
 	uint64_t hash;
-	char *path;
 	struct stat st;
 	bool settled;
 	unsigned long seen;            /* the last load that asked for it */
-	struct listfile *f;            /* the table's reference */
+	struct listfile *f;            /* the text read last */
+	char path[];
 };
 
 static pthread_mutex_t listfile_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -39,6 +68,11 @@ static struct listfile_entry **listfile_buckets;
 static size_t listfile_nbuckets, listfile_n;
 static unsigned long listfile_load;     /* the current load's number */
 static size_t listfile_nread, listfile_nkept;
+static struct listfile_block *listfile_blocks;   /* the newest first: allocations go there */
+static size_t listfile_live, listfile_dead;      /* octets of the objects in use, not in use */
+static size_t listfile_lent;                     /* references listfile_get handed out */
+static struct listfile *listfile_dead_big;       /* dead, with a big text or CIDRs */
+static size_t listfile_big_mapped;               /* octets of the big ones' mappings */
 
 /* The devices whose file system one load asked statfs about (a device number freed by an
  * unmount can come back for another file system: asked again at each load). */
@@ -62,21 +96,208 @@ static bool listfile_same_stat(const struct stat *a, const struct stat *b)
 	    a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-/* Under listfile_mu. */
-static void listfile_unref_locked(struct listfile *f)
+static size_t listfile_round(size_t n)
 {
-	if (f == NULL || --f->refs > 0)
-		return;
-	free(f->text);
-	free(f->cidr);
-	free(f);
+	return (n + LISTFILE_ALIGN - 1) & ~(size_t)(LISTFILE_ALIGN - 1);
 }
 
+/* Maps a block for at least n octets past its header (NULL: out of memory). */
+static struct listfile_block *listfile_block_map(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t size = listfile_round(sizeof(struct listfile_block)) + n;
+	struct listfile_block *b;
+
+	size = (size + page - 1) / page * page;
+	b = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b == MAP_FAILED)
+		return NULL;
+	b->next = NULL;
+	b->size = size;
+	b->used = listfile_round(sizeof(*b));
+	return b;
+}
+
+/* A copy of the n octets at p in a mapping of its own (listfile_big_unmap_locked), or NULL. Under
+ * listfile_mu. */
+static void *listfile_big_copy_locked(const void *p, size_t n)
+{
+	struct listfile_block *b = listfile_block_map(n);
+
+	if (b == NULL)
+		return NULL;
+	listfile_big_mapped += b->size;
+	memcpy((char *)b + b->used, p, n);
+	return (char *)b + b->used;
+}
+
+static void listfile_big_unmap_locked(void *p)
+{
+	struct listfile_block *b = (void *)((char *)p - listfile_round(sizeof(*b)));
+
+	listfile_big_mapped -= b->size;
+	munmap(b, b->size);
+}
+
+static void listfile_blocks_unmap(struct listfile_block *b)
+{
+	for (struct listfile_block *next; b; b = next) {
+		next = b->next;
+		munmap(b, b->size);
+	}
+}
+
+/* n octets in the newest block (a new one mapped when they do not fit), counted live; NULL
+ * out of memory. Under listfile_mu. */
+static void *listfile_alloc_locked(size_t n)
+{
+	struct listfile_block *b = listfile_blocks;
+	void *p;
+
+	n = listfile_round(n ? n : 1);
+	if (b == NULL || b->size - b->used < n) {
+		if ((b = listfile_block_map(n > LISTFILE_BLOCK_MIN ? n : LISTFILE_BLOCK_MIN)) == NULL)
+			return NULL;
+		b->next = listfile_blocks;
+		listfile_blocks = b;
+	}
+	p = (char *)b + b->used;
+	b->used += n;
+	listfile_live += n;
+	return p;
+}
+
+static bool listfile_big_text(const struct listfile *f)
+{
+	return f->len + 1 >= LISTFILE_BIG;
+}
+
+static bool listfile_big_cidrs(const struct listfile *f)
+{
+	return f->has_cidr && f->ncidr * sizeof(*f->cidr) >= LISTFILE_BIG;
+}
+
+/* The octets of f in blocks (listfile_alloc_locked's rounding). */
+static size_t listfile_text_size(const struct listfile *f)
+{
+	size_t n = listfile_round(sizeof(*f) + (listfile_big_text(f) ? 0 : f->len + 1));
+
+	if (f->has_cidr && !listfile_big_cidrs(f))
+		n += listfile_round(f->ncidr ? f->ncidr * sizeof(*f->cidr) : 1);
+	return n;
+}
+
+/* Counts f dead: its big parts unmapped by listfile_free_dead_locked. Under listfile_mu. */
+static void listfile_text_dead_locked(struct listfile *f)
+{
+	size_t n = listfile_text_size(f);
+
+	f->dead = true;
+	listfile_live -= n;
+	listfile_dead += n;
+	if (listfile_big_text(f) || listfile_big_cidrs(f)) {
+		f->next_dead = listfile_dead_big;
+		listfile_dead_big = f;
+	}
+}
+
+/* Unmaps the big texts and CIDRs of the dead, when no reference is out. Under
+ * listfile_mu. */
+static void listfile_free_dead_locked(void)
+{
+	if (listfile_lent > 0)
+		return;
+	for (struct listfile *f = listfile_dead_big; f; f = f->next_dead) {
+		if (listfile_big_text(f))
+			listfile_big_unmap_locked(f->text);
+		if (listfile_big_cidrs(f))
+			listfile_big_unmap_locked(f->cidr);
+	}
+	listfile_dead_big = NULL;
+}
+
+static size_t listfile_entry_size(const struct listfile_entry *e)
+{
+	return listfile_round(sizeof(*e) + strlen(e->path) + 1) + (e->f ? listfile_text_size(e->f) : 0);
+}
+
+/* Counts e (out of the table) and its text dead. Under listfile_mu. */
 static void listfile_entry_free_locked(struct listfile_entry *e)
 {
-	listfile_unref_locked(e->f);
-	free(e->path);
-	free(e);
+	size_t n = listfile_round(sizeof(*e) + strlen(e->path) + 1);
+
+	listfile_live -= n;
+	listfile_dead += n;
+	if (e->f != NULL)
+		listfile_text_dead_locked(e->f);
+}
+
+/* A copy of f in the newest block (its big parts not copied: the copy takes them);
+ * NULL out of memory. Under listfile_mu. */
+static struct listfile *listfile_text_copy_locked(const struct listfile *f)
+{
+	bool big = listfile_big_text(f);
+	struct listfile *c = listfile_alloc_locked(sizeof(*f) + (big ? 0 : f->len + 1));
+
+	if (c == NULL)
+		return NULL;
+	*c = *f;
+	if (!big) {
+		c->text = (char *)(c + 1);
+		memcpy(c->text, f->text, f->len + 1);
+	}
+	if (f->has_cidr && !listfile_big_cidrs(f)) {
+		if ((c->cidr = listfile_alloc_locked(f->ncidr * sizeof(*f->cidr))) == NULL)
+			return NULL;
+		if (f->ncidr)
+			memcpy(c->cidr, f->cidr, f->ncidr * sizeof(*f->cidr));
+	}
+	return c;
+}
+
+static int listfile_insert_locked(struct listfile_entry *e);
+
+/* When the dead octets pass a quarter of the live ones (and LISTFILE_DEAD_MIN) and no
+ * reference is out: every entry and text copied into one new block, the old blocks
+ * unmapped (none when nothing is kept). On out of memory, nothing moves. Under listfile_mu. */
+static void listfile_compact_locked(void)
+{
+	struct listfile_block *old = listfile_blocks, *b = NULL;
+	struct listfile_entry *chain = NULL;
+	size_t live = 0;
+
+	if (listfile_lent > 0 || listfile_dead < LISTFILE_DEAD_MIN || listfile_dead <= listfile_live / 4)
+		return;
+	/* the size from the entries themselves (the counts are the threshold's) */
+	for (size_t i = 0; i < listfile_nbuckets; i++)
+		for (struct listfile_entry *e = listfile_buckets[i]; e; e = e->next)
+			live += listfile_entry_size(e);
+	if (live > 0 && (b = listfile_block_map(live)) == NULL)
+		return;
+	listfile_blocks = b;
+	listfile_live = 0;
+	/* every entry out of its bucket into one chain, then a copy of each back in (the
+	 * bucket array stays as large: the inserts cannot fail) */
+	for (size_t i = 0; i < listfile_nbuckets; i++) {
+		for (struct listfile_entry *e = listfile_buckets[i], *next; e; e = next) {
+			next = e->next;
+			e->next = chain;
+			chain = e;
+		}
+		listfile_buckets[i] = NULL;
+	}
+	listfile_n = 0;
+	for (struct listfile_entry *e = chain; e; e = e->next) {
+		size_t plen = strlen(e->path) + 1;
+		struct listfile_entry *c = listfile_alloc_locked(sizeof(*e) + plen);
+
+		memcpy(c, e, sizeof(*e) + plen);
+		if (e->f)
+			c->f = listfile_text_copy_locked(e->f);
+		listfile_insert_locked(c);
+	}
+	listfile_dead = 0;
+	listfile_blocks_unmap(old);
 }
 
 /* The entry of path (hash h), or NULL. Under listfile_mu. */
@@ -162,6 +383,8 @@ void listfile_load_end(size_t *nread, size_t *nkept)
 {
 	pthread_mutex_lock(&listfile_mu);
 	listfile_sweep_locked(listfile_is_unused);
+	listfile_free_dead_locked();
+	listfile_compact_locked();
 	if (nread)
 		*nread = listfile_nread;
 	if (nkept)
@@ -224,7 +447,7 @@ static struct listfile *listfile_take_kept_locked(struct listfile_entry *e, cons
 		if (rc != 0 || !listfile_same_stat(&st, &e->st))
 			return NULL;
 	}
-	e->f->refs++;
+	listfile_lent++;
 	return e->f;
 }
 
@@ -235,6 +458,9 @@ struct listfile *listfile_get(const char *path, const char **errstr)
 	struct listfile_entry *e;
 	struct timespec read_at;
 	struct stat st;
+	char *text;
+	size_t len;
+	bool big;
 
 	pthread_mutex_lock(&listfile_mu);
 	e = listfile_find_locked(path, h);
@@ -249,14 +475,10 @@ struct listfile *listfile_get(const char *path, const char **errstr)
 	}
 	pthread_mutex_unlock(&listfile_mu);
 
-	/* read outside the lock: a load is the only caller, and the file may be large */
+	/* read outside the lock: a load is the only caller, and the file may be large; into
+	 * the heap, short-lived, as the parse's allocations, then copied into a block */
 	clock_gettime(CLOCK_REALTIME, &read_at);
-	if ((f = calloc(1, sizeof(*f))) == NULL) {
-		*errstr = "out of memory";
-		return NULL;
-	}
-	if ((f->text = cidr_file_read_stat(path, &f->len, &st, errstr)) == NULL) {
-		free(f);
+	if ((text = cidr_file_read_stat(path, &len, &st, errstr)) == NULL) {
 		/* what was kept is not the file any more: never taken again (forgotten at the
 		 * load's end unless a later ask reads the file) */
 		pthread_mutex_lock(&listfile_mu);
@@ -267,27 +489,50 @@ struct listfile *listfile_get(const char *path, const char **errstr)
 		pthread_mutex_unlock(&listfile_mu);
 		return NULL;
 	}
-	f->refs = 1;
-	log_event(LOG_LVL_DEBUG, NULL, "event=list_file path=%s action=read octets=%zu", path, f->len);
+	log_event(LOG_LVL_DEBUG, NULL, "event=list_file path=%s action=read octets=%zu", path, len);
 
 	pthread_mutex_lock(&listfile_mu);
+	big = len + 1 >= LISTFILE_BIG;
+	f = listfile_alloc_locked(sizeof(*f) + (big ? 0 : len + 1));
+	if (f != NULL) {
+		memset(f, 0, sizeof(*f));
+		f->len = len;
+		f->text = big ? listfile_big_copy_locked(text, len + 1) : (char *)(f + 1);
+	}
+	if (f == NULL || f->text == NULL) {
+		if (f != NULL) {	/* the header alone, dead */
+			listfile_live -= listfile_round(sizeof(*f));
+			listfile_dead += listfile_round(sizeof(*f));
+		}
+		pthread_mutex_unlock(&listfile_mu);
+		free(text);
+		*errstr = "out of memory";
+		return NULL;
+	}
+	if (!big)
+		memcpy(f->text, text, len + 1);
+	free(text);
+	listfile_lent++;
 	listfile_nread++;
 	e = listfile_find_locked(path, h);
-	if (e == NULL && (e = calloc(1, sizeof(*e))) != NULL) {
+	if (e == NULL && (e = listfile_alloc_locked(sizeof(*e) + strlen(path) + 1)) != NULL) {
+		memset(e, 0, sizeof(*e));
 		e->hash = h;
-		if ((e->path = strdup(path)) == NULL || listfile_insert_locked(e) < 0) {
-			free(e->path);
-			free(e);
+		strcpy(e->path, path);
+		if (listfile_insert_locked(e) < 0) {
+			listfile_entry_free_locked(e);
 			e = NULL;	/* not kept: read again next time */
 		}
 	}
 	if (e != NULL) {
-		listfile_unref_locked(e->f);
+		if (e->f != NULL)	/* the text read before */
+			listfile_text_dead_locked(e->f);
 		e->f = f;
-		f->refs++;
 		e->st = st;
 		e->settled = listfile_is_settled(&st, &read_at);
 		e->seen = listfile_load;
+	} else {
+		listfile_text_dead_locked(f);
 	}
 	pthread_mutex_unlock(&listfile_mu);
 	return f;
@@ -308,12 +553,21 @@ bool listfile_cidrs(const struct listfile *f, const struct cfg_cidr **v, size_t 
 
 void listfile_keep_cidrs(struct listfile *f, struct cfg_cidr *v, size_t n)
 {
+	struct cfg_cidr *c;
+
 	pthread_mutex_lock(&listfile_mu);
-	if (!f->has_cidr) {
-		f->cidr = v;
+	/* a copy; not kept when out of memory (parsed again at the next load) */
+	if (f->dead || f->has_cidr) {
+		c = NULL;	/* dead: read again, a text no load takes again */
+	} else if (n * sizeof(*c) >= LISTFILE_BIG) {
+		c = listfile_big_copy_locked(v, n * sizeof(*c));
+	} else if ((c = listfile_alloc_locked(n * sizeof(*c))) != NULL && n) {
+		memcpy(c, v, n * sizeof(*c));
+	}
+	if (c != NULL) {
+		f->cidr = c;
 		f->ncidr = n;
 		f->has_cidr = true;
-		v = NULL;
 	}
 	pthread_mutex_unlock(&listfile_mu);
 	free(v);
@@ -324,7 +578,18 @@ void listfile_release(struct listfile *f)
 	if (f == NULL)
 		return;
 	pthread_mutex_lock(&listfile_mu);
-	listfile_unref_locked(f);
+	listfile_lent--;
+	pthread_mutex_unlock(&listfile_mu);
+}
+
+void listfile_usage(size_t *live, size_t *mapped)
+{
+	pthread_mutex_lock(&listfile_mu);
+	*live = listfile_live;
+	*mapped = 0;
+	for (const struct listfile_block *b = listfile_blocks; b; b = b->next)
+		*mapped += b->size;
+	*mapped += listfile_big_mapped;
 	pthread_mutex_unlock(&listfile_mu);
 }
 
@@ -335,5 +600,12 @@ void listfile_forget_all(void)
 	free(listfile_buckets);
 	listfile_buckets = NULL;
 	listfile_nbuckets = 0;
+	/* the blocks with them, unless a reference is out (then at a later load's end) */
+	listfile_free_dead_locked();
+	if (listfile_lent == 0) {
+		listfile_blocks_unmap(listfile_blocks);
+		listfile_blocks = NULL;
+		listfile_live = listfile_dead = 0;
+	}
 	pthread_mutex_unlock(&listfile_mu);
 }

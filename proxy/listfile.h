@@ -28,8 +28,9 @@
 
 #include "cfg_value.h"
 
-/* One file's text as a load read it; refcounted (the table holds one reference, each
- * listfile_get another). */
+/* One file's text as a load read it. What is kept lives outside the malloc heap, in blocks
+ * of its own (listfile.c's header says why); a text stays where it is while a reference
+ * from listfile_get is out. */
 struct listfile;
 
 /* How long after a change a file's stat is trusted to show the next change (see
@@ -73,11 +74,17 @@ const char *listfile_text(const struct listfile *f, size_t *len);
 bool listfile_cidrs(const struct listfile *f, const struct cfg_cidr **v, size_t *n);
 
 /* Keeps the n CIDRs at v (a whole, good parse of f's text, in cfg_cidrlist_sort's order)
- * with f: f takes v (malloc'd or NULL). Nothing when f has them already (v freed). */
+ * with f: a copy, v (malloc'd or NULL) is freed. Nothing when f has them already or f is
+ * not the file's text any more (read again since). */
 void listfile_keep_cidrs(struct listfile *f, struct cfg_cidr *v, size_t n);
 
 /* Drops a reference from listfile_get; NULL is a no-op. */
 void listfile_release(struct listfile *f);
+
+/* What is kept: *live the octets of the kept files' objects in the shared blocks (texts,
+ * CIDRs, entries with their paths; not the texts and CIDRs of 64 KB or more, which have
+ * mappings of their own), *mapped those of all the mappings (the tests). */
+void listfile_usage(size_t *live, size_t *mapped);
 
 /* Forgets every kept file (tests, exit). */
 void listfile_forget_all(void);
