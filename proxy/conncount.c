@@ -1,19 +1,19 @@
 /* conncount.c — a small open-addressing table of IP -> open connections, under a mutex.
  *
- * A client's home slot is a keyed hash (SipHash-2-4 with a secret drawn at first use), not
+ * A client's home slot is a keyed hash (siphash.h: SipHash under the process's secret), not
  * one anyone can compute: with a public hash, a client could pick 64 addresses whose homes
  * fill the probe window of its own and then be admitted uncounted, past its per-IP limit.
  * Admissions left uncounted (the window really crowded) are counted and logged. */
 #include "conncount.h"
 #include "log.h"
 #include "netaddr.h"
+#include "siphash.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #define CONNCOUNT_SLOTS 65536   /* power of two; more distinct concurrent IPs than this share */
@@ -32,70 +32,30 @@ static void cc_key(const struct sockaddr *sa, long prefix_v6, uint8_t key[16])
 	netaddr_client_key16(sa, (int)prefix_v6, key);
 }
 
-static uint64_t cc_k0, cc_k1;           /* the hash's secret */
+static struct siphash_key cc_secret;    /* the process's, or conncount_set_key's */
 static pthread_once_t cc_once = PTHREAD_ONCE_INIT;
 static atomic_ulong cc_uncounted;
 static atomic_llong cc_logged_at;       /* s, the last event=conncount_crowded */
 
 static void cc_key_make(void)
 {
-	uint64_t k[2] = { 0, 0 };
-
-	if (getrandom(k, sizeof(k), 0) != (ssize_t)sizeof(k)) {
-		struct timespec ts;     /* no entropy (never on Linux >= 3.17): still not fixed */
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		k[0] ^= (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec;
-		k[1] ^= (uint64_t)(uintptr_t)&ts ^ ((uint64_t)ts.tv_nsec << 32);
-	}
-	cc_k0 = k[0];
-	cc_k1 = k[1];
+	cc_secret = *siphash_process_key();
 }
 
 void conncount_set_key(uint64_t k0, uint64_t k1)
 {
 	pthread_once(&cc_once, cc_key_make);
 	pthread_mutex_lock(&cc_lock);
-	cc_k0 = k0;
-	cc_k1 = k1;
+	cc_secret.k0 = k0;
+	cc_secret.k1 = k1;
 	pthread_mutex_unlock(&cc_lock);
 }
 
-#define CC_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define CC_ROUND do { \
-		v0 += v1; v1 = CC_ROTL(v1, 13); v1 ^= v0; v0 = CC_ROTL(v0, 32); \
-		v2 += v3; v3 = CC_ROTL(v3, 16); v3 ^= v2; \
-		v0 += v3; v3 = CC_ROTL(v3, 21); v3 ^= v0; \
-		v2 += v1; v1 = CC_ROTL(v1, 17); v1 ^= v2; v2 = CC_ROTL(v2, 32); \
-	} while (0)
-
-/* SipHash-2-4 of the 16-byte key under (cc_k0, cc_k1). */
+/* The keyed hash of the 16-byte key (under cc_lock: conncount_set_key may change it). */
 static uint32_t cc_hash(const uint8_t key[16])
 {
-	uint64_t v0 = cc_k0 ^ 0x736f6d6570736575ull, v1 = cc_k1 ^ 0x646f72616e646f6dull;
-	uint64_t v2 = cc_k0 ^ 0x6c7967656e657261ull, v3 = cc_k1 ^ 0x7465646279746573ull;
-	uint64_t m;
+	uint64_t m = siphash13(&cc_secret, key, 16);
 
-	for (int i = 0; i < 16; i += 8) {
-		m = 0;
-		for (int j = 7; j >= 0; j--)
-			m = m << 8 | key[i + j];
-		v3 ^= m;
-		CC_ROUND;
-		CC_ROUND;
-		v0 ^= m;
-	}
-	m = (uint64_t)16 << 56;
-	v3 ^= m;
-	CC_ROUND;
-	CC_ROUND;
-	v0 ^= m;
-	v2 ^= 0xff;
-	CC_ROUND;
-	CC_ROUND;
-	CC_ROUND;
-	CC_ROUND;
-	m = v0 ^ v1 ^ v2 ^ v3;
 	return (uint32_t)(m ^ m >> 32);
 }
 
