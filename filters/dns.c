@@ -6,9 +6,9 @@
  * timing out only detaches the user callback, so nothing ever fires into freed memory. */
 #include "filters/dns.h"
 #include "proxy/config.h"
-#include "proxy/fnv.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
+#include "proxy/siphash.h"
 
 #include <arpa/inet.h>
 #include <ares.h>
@@ -502,6 +502,13 @@ struct dns_cache *dns_cache_new(size_t max)
 	return c;
 }
 
+/* The bucket of key: keyed (siphash.h), as a client chooses many of the names asked (its
+ * HELO name, its sender's domain, the hosts of the URLs in its message). */
+static size_t dns_cache_bucket(const struct dns_cache *c, const char *key)
+{
+	return (size_t)siphash_str(key) & (c->nbuckets - 1);
+}
+
 static void dns_cache_entry_free(struct dns_cache_entry *e)
 {
 	for (size_t i = 0; i < e->n; i++)
@@ -513,7 +520,7 @@ static void dns_cache_entry_free(struct dns_cache_entry *e)
 /* Unlinks e from its chain and the LRU list and frees it. Caller holds the lock. */
 static void dns_cache_remove(struct dns_cache *c, struct dns_cache_entry *e)
 {
-	struct dns_cache_entry **pp = &c->buckets[fnv1a64_str(e->key) & (c->nbuckets - 1)];
+	struct dns_cache_entry **pp = &c->buckets[dns_cache_bucket(c, e->key)];
 
 	while (*pp != NULL && *pp != e)
 		pp = &(*pp)->hnext;
@@ -533,7 +540,7 @@ static void dns_cache_remove(struct dns_cache *c, struct dns_cache_entry *e)
 
 static struct dns_cache_entry *dns_cache_find(struct dns_cache *c, const char *key)
 {
-	struct dns_cache_entry *e = c->buckets[fnv1a64_str(key) & (c->nbuckets - 1)];
+	struct dns_cache_entry *e = c->buckets[dns_cache_bucket(c, key)];
 
 	while (e != NULL && strcmp(e->key, key) != 0)
 		e = e->hnext;
@@ -549,6 +556,23 @@ void dns_cache_free(struct dns_cache *c)
 	free(c->buckets);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
+}
+
+size_t dns_cache_longest_chain(struct dns_cache *c)
+{
+	size_t most = 0;
+
+	pthread_mutex_lock(&c->mu);
+	for (size_t b = 0; b < c->nbuckets; b++) {
+		size_t n = 0;
+
+		for (const struct dns_cache_entry *e = c->buckets[b]; e != NULL; e = e->hnext)
+			n++;
+		if (n > most)
+			most = n;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return most;
 }
 
 size_t dns_cache_count(struct dns_cache *c)
@@ -600,7 +624,7 @@ void dns_cache_put(struct dns_cache *c, enum dns_type t, const char *name,
 	}
 	while (c->count >= c->max && c->tail != NULL)
 		dns_cache_remove(c, c->tail);	/* least recently used */
-	bucket = &c->buckets[fnv1a64_str(key) & (c->nbuckets - 1)];
+	bucket = &c->buckets[dns_cache_bucket(c, key)];
 	e->hnext = *bucket;
 	*bucket = e;
 	e->lnext = c->head;
@@ -878,13 +902,17 @@ static void dns_query_deliver(struct dns_query *q, const struct dns_result *res)
 
 /* ---- coalescing --------------------------------------------------------------------- */
 
+/* The bucket of (t, name), case folded: keyed (siphash.h), the names being a client's to
+ * choose. A name past the buffer (none is askable) is hashed by its first octets. */
 static size_t dns_inflight_bucket(enum dns_type t, const char *name)
 {
-	uint64_t h = 1469598103934665603ull ^ (uint64_t)t;
+	unsigned char k[1 + DNS_NAME_TEXT_MAX];
+	size_t n = 0;
 
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ (uint64_t)tolower(*p)) * 1099511628211ull;
-	return (size_t)(h % DNS_INFLIGHT_BUCKETS);
+	k[n++] = (unsigned char)t;
+	for (const unsigned char *p = (const unsigned char *)name; *p && n < sizeof(k); p++)
+		k[n++] = (unsigned char)tolower(*p);
+	return (size_t)(siphash_mem(k, n) % DNS_INFLIGHT_BUCKETS);
 }
 
 static void dns_inflight_add(struct dns_query *q)
@@ -1876,6 +1904,21 @@ void dns_query_cancel(struct dns_query *q)
 		dns_follower_detach(q);
 		free(q);
 	}
+}
+
+size_t dns_resolver_inflight_longest(const struct dns_resolver *r)
+{
+	size_t most = 0;
+
+	for (size_t b = 0; b < DNS_INFLIGHT_BUCKETS; b++) {
+		size_t n = 0;
+
+		for (const struct dns_query *q = r->inflight[b]; q != NULL; q = q->hnext)
+			n++;
+		if (n > most)
+			most = n;
+	}
+	return most;
 }
 
 size_t dns_resolver_coalesced(const struct dns_resolver *r)

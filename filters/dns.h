@@ -96,6 +96,9 @@ size_t dns_resolver_pending(const struct dns_resolver *r);
 /* Number of queries that joined one already asked for the same (type, name) instead of
  * asking again (tests, figures). */
 size_t dns_resolver_coalesced(const struct dns_resolver *r);
+/* The most queries one bucket of r's in-flight table holds (tests: a keyed hash spreads
+ * names a client chose to collide). */
+size_t dns_resolver_inflight_longest(const struct dns_resolver *r);
 
 /* ---- names -------------------------------------------------------------------------- */
 
@@ -129,6 +132,8 @@ void dns_cache_put(struct dns_cache *c, enum dns_type t, const char *name,
 struct dns_result *dns_cache_get(struct dns_cache *c, enum dns_type t, const char *name,
     uint64_t now_ms);
 size_t dns_cache_count(struct dns_cache *c);
+/* The most entries one bucket of c holds (tests: see dns_resolver_inflight_longest). */
+size_t dns_cache_longest_chain(struct dns_cache *c);
 void dns_result_free(struct dns_result *r);
 /* The process-wide cache the resolvers use (created on first use with the bound given; a
  * later call with a different bound changes it). */

@@ -1,7 +1,8 @@
 /* test_dns.c — names, cache (TTL expiry with injected time, LRU bound), negative TTLs from
  * raw replies, and the c-ares/libuv resolver against a fake server in the same loop:
  * answers, cache hits, NXDOMAIN, SERVFAIL, timeouts, cancellation, release with queries
- * in flight. */
+ * in flight; names made to collide under a public hash spread over the cache's buckets and
+ * the in-flight table's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "filters/dns.h"
+#include "collide_fixture.h"
 #include "fake_dns.h"
 #include "uv_wait.h"
 
@@ -136,6 +138,36 @@ static void test_cache_bound(void **state)
 	assert_null(dns_cache_get(c, DNS_T_A, "n0.test", 0));
 	dns_cache_free(c);
 	dns_cache_free(NULL);
+}
+
+/* The cache's bucket hash before siphash.h: FNV-1a of the key "<type>:<name>" (DNS_T_A). */
+static uint64_t cache_fnv(const char *name)
+{
+	char key[COLLIDE_NAME_MAX + 2];
+
+	snprintf(key, sizeof(key), "0:%s", name);
+	return fnv1a64_str(key);
+}
+
+/* 1,000 names a client can put in its HELO, its sender or its message's URLs, all in one of
+ * 1,024 buckets under the cache's old public hash: under the keyed one no chain is long. */
+static void test_cache_collisions(void **state)
+{
+	enum { N = 1000 };
+	static char names[N][COLLIDE_NAME_MAX];
+	struct dns_cache *c = dns_cache_new(1024);     /* 1,024 buckets */
+	struct dns_result r = mkres(DNS_S_OK, 100, "127.0.0.2", NULL), *g;
+
+	(void)state;
+	assert_int_equal(collide_find(names, N, "h%u.flood.test", cache_fnv, 1023), N);
+	for (int i = 0; i < N; i++)
+		dns_cache_put(c, DNS_T_A, names[i], &r, 0);
+	assert_int_equal(dns_cache_count(c), N);
+	assert_in_range(dns_cache_longest_chain(c), 1, 16);
+	g = dns_cache_get(c, DNS_T_A, names[N - 1], 1);
+	assert_non_null(g);
+	dns_result_free(g);
+	dns_cache_free(c);
 }
 
 /* ---- raw replies -------------------------------------------------------------------- */
@@ -642,6 +674,35 @@ static void test_coalesce(void **state)
 	assert_int_equal(dns_resolver_coalesced(f->r), 4);
 }
 
+/* The in-flight table's bucket hash before siphash.h: FNV-1a from the type (DNS_T_A), the
+ * name case folded, modulo its 256 buckets. */
+static uint64_t inflight_fnv(const char *name)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ (uint64_t)tolower(*p)) * 1099511628211ull;
+	return h % 256;
+}
+
+/* 300 names never answered ("drop."), all in one of 256 buckets under the in-flight table's
+ * old public hash, asked at once: each new question walked every one before it. */
+static void test_inflight_collisions(void **state)
+{
+	enum { N = 300 };
+	static char names[N][COLLIDE_NAME_MAX];
+	struct fixture *f = *state;
+	struct got g = { 0 };
+
+	assert_int_equal(collide_find(names, N, "drop.h%u.flood.test", inflight_fnv, UINT64_MAX), N);
+	for (int i = 0; i < N; i++)
+		assert_non_null(dns_query_start(f->r, DNS_T_A, names[i], 0, got_cb, &g));
+	assert_int_equal(dns_resolver_pending(f->r), N);
+	assert_int_equal(dns_resolver_coalesced(f->r), 0);
+	assert_in_range(dns_resolver_inflight_longest(f->r), 1, 16);
+	assert_int_equal(g.calls, 0);      /* teardown's release: never called */
+}
+
 static void test_release_with_pending(void **state)
 {
 	uv_loop_t loop;
@@ -758,6 +819,7 @@ int main(void)
 		cmocka_unit_test(test_reverse_names),
 		cmocka_unit_test(test_cache_ttl),
 		cmocka_unit_test(test_cache_bound),
+		cmocka_unit_test(test_cache_collisions),
 		cmocka_unit_test(test_negative_ttl),
 		cmocka_unit_test(test_cache_put_reply),
 		cmocka_unit_test(test_msg_question),
@@ -770,6 +832,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resolve_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_coalesce, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inflight_collisions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test(test_release_with_pending),
 		cmocka_unit_test(test_unreachable_server),
