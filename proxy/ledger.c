@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "fnv.h"
+#include "siphash.h"
 
 struct ledger_entry {
 	uint8_t key[LEDGER_KEY_LEN];
@@ -26,7 +27,7 @@ struct ledger {
 	size_t nbuckets;                     /* a power of two */
 	struct ledger_entry *oldest, *newest;
 	atomic_size_t count;
-	atomic_uint pairs[1u << 16];         /* entries by their pair's low 16 bits */
+	atomic_uint pairs[1u << 16];         /* entries by ledger_pair_slot of their pair */
 };
 
 #define LEDGER_BUCKETS_MIN 64
@@ -123,9 +124,17 @@ void ledger_pair_key(uint8_t key[LEDGER_KEY_LEN], uint64_t pair)
 		key[LEDGER_KEY_LEN - 1 - i] = (uint8_t)(pair >> (8 * i));
 }
 
+/* The pair's counter: keyed (siphash.h), as the pair is FNV-1a of a sender and a recipient
+ * the client chose, stable because it is stored (ledger_pair_key); with its low bits as the
+ * slot, a client could make every pair it sends share the slot of one it wants hashed. */
+static size_t ledger_pair_slot(uint64_t pair)
+{
+	return (size_t)siphash_mem(&pair, sizeof(pair)) & 0xffff;
+}
+
 bool ledger_may_hold(const struct ledger *l, uint64_t pair)
 {
-	return atomic_load_explicit(&l->pairs[pair & 0xffff], memory_order_relaxed) != 0;
+	return atomic_load_explicit(&l->pairs[ledger_pair_slot(pair)], memory_order_relaxed) != 0;
 }
 
 size_t ledger_count(const struct ledger *l)
@@ -133,13 +142,29 @@ size_t ledger_count(const struct ledger *l)
 	return atomic_load_explicit(&l->count, memory_order_relaxed);
 }
 
-/* The key's bucket: its first octets (SHA-256: spread evenly already). */
+/* The key's bucket: keyed (siphash.h). SHA-256 spreads keys evenly, but it is public: a
+ * client can try senders, recipients or octets until 2^k of its keys share their low k bits
+ * and one chain. */
 static size_t ledger_bucket(const struct ledger *l, const uint8_t key[LEDGER_KEY_LEN])
 {
-	uint64_t h;
+	return (size_t)siphash_mem(key, LEDGER_KEY_LEN) & (l->nbuckets - 1);
+}
 
-	memcpy(&h, key, sizeof(h));
-	return (size_t)h & (l->nbuckets - 1);
+size_t ledger_longest_chain(struct ledger *l)
+{
+	size_t most = 0;
+
+	pthread_mutex_lock(&l->lock);
+	for (size_t b = 0; b < l->nbuckets; b++) {
+		size_t n = 0;
+
+		for (const struct ledger_entry *e = l->buckets[b]; e != NULL; e = e->chain)
+			n++;
+		if (n > most)
+			most = n;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return most;
 }
 
 static struct ledger_entry *ledger_find(const struct ledger *l, const uint8_t key[LEDGER_KEY_LEN])
@@ -158,7 +183,7 @@ static void ledger_drop_oldest(struct ledger *l)
 	while (*pp != e)
 		pp = &(*pp)->chain;
 	*pp = e->chain;
-	atomic_fetch_sub_explicit(&l->pairs[e->pair & 0xffff], 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&l->pairs[ledger_pair_slot(e->pair)], 1, memory_order_relaxed);
 	l->oldest = e->newer;
 	if (l->oldest)
 		l->oldest->older = NULL;
@@ -242,7 +267,7 @@ size_t ledger_add(struct ledger *l, const uint8_t key[LEDGER_KEY_LEN], uint64_t 
 			abort();
 		memcpy(e->key, key, LEDGER_KEY_LEN);
 		e->pair = pair;
-		atomic_fetch_add_explicit(&l->pairs[pair & 0xffff], 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&l->pairs[ledger_pair_slot(pair)], 1, memory_order_relaxed);
 		e->older = l->newest;
 		if (l->newest)
 			l->newest->newer = e;

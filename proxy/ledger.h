@@ -39,7 +39,8 @@ void ledger_key(uint8_t key[LEDGER_KEY_LEN], const uint8_t digest[LEDGER_KEY_LEN
 /* Forgets every entry (tests: the process's ledger between cases). */
 void ledger_clear(struct ledger *l);
 
-/* The (from, rcpt) pair's hash, for ledger_may_hold and ledger_add: cheap (FNV-1a), no digest. */
+/* The (from, rcpt) pair's hash, for ledger_may_hold and ledger_add: cheap (FNV-1a), no digest;
+ * unkeyed because it is stored (ledger_pair_key) and must be the same in every process. */
 uint64_t ledger_pair(const char *from, const char *rcpt);
 /* A key that marks the pair held, for a store other processes share (ledger_store.h): "PAIR",
  * 20 zero octets and the pair, big-endian. Another process looks it up before it hashes a
@@ -53,6 +54,8 @@ bool ledger_may_hold(const struct ledger *l, uint64_t pair);
 /* Entries held (expired ones not yet purged included); read without the lock: a quick "is
  * there anything at all" before a digest is computed. */
 size_t ledger_count(const struct ledger *l);
+/* The most entries one bucket holds (tests: the buckets are keyed, siphash.h). */
+size_t ledger_longest_chain(struct ledger *l);
 /* Whether key is held and not expired at now (milliseconds of any monotonic clock, the same
  * one the adds used). */
 bool ledger_has(struct ledger *l, const uint8_t key[LEDGER_KEY_LEN], uint64_t now);

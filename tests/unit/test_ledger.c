@@ -2,7 +2,8 @@
  * the caller's: injected here, no sleeping), the oldest evicted past max_entries, a key added
  * again keeping its first expiry, keys that differ in one octet of the message, sender or
  * recipient, the table growing past its first buckets, and the pair table that spares a message the
- * digest when none of its (sender, recipient) pairs is held. */
+ * digest when none of its (sender, recipient) pairs is held; keys and pairs made to collide
+ * under a public hash spread over the buckets and the pair table anyway. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "collide_fixture.h"
 #include "ledger.h"
 
 #define TTL 1000u
@@ -72,9 +74,15 @@ static void test_pairs(void **state)
 	assert_false(ledger_may_hold(l, p));
 	ledger_add(l, k, p, 0, TTL, 10);
 	assert_true(ledger_may_hold(l, p));
-	uint64_t p2 = ledger_pair("s@example.org", "r2@example.test");
-	if ((p2 & 0xffff) != (p & 0xffff))   /* another recipient: not held (unless its slot is r1's) */
-		assert_false(ledger_may_hold(l, p2));
+	/* other recipients: not held (one may share r1's slot, by a 2^-16 chance each) */
+	int held = 0;
+	for (int i = 2; i < 10; i++) {
+		char r[32];
+
+		snprintf(r, sizeof(r), "r%d@example.test", i);
+		held += ledger_may_hold(l, ledger_pair("s@example.org", r));
+	}
+	assert_in_range(held, 0, 1);
 	/* the pair is sender and recipient apart */
 	assert_true(ledger_pair("ab", "c") != ledger_pair("a", "bc"));
 	assert_true(ledger_pair(NULL, "r") == ledger_pair("", "r"));
@@ -83,6 +91,59 @@ static void test_pairs(void **state)
 	ledger_add(l, k, p, 0, TTL, 10);
 	ledger_clear(l);
 	assert_false(ledger_may_hold(l, p));
+	ledger_free(l);
+}
+
+/* The pair hash of s@example.org and name (the slot it had was its low 16 bits). */
+static uint64_t pair_of(const char *name)
+{
+	return ledger_pair("s@example.org", name);
+}
+
+/* Eight recipients whose pairs share the low 16 bits of a held one's (65,536 tries each):
+ * their slot in the pair table is keyed, so they do not all pass for held (each one would
+ * cost its message a digest). */
+static void test_pairs_forged(void **state)
+{
+	enum { N = 9 };
+	static char names[N][COLLIDE_NAME_MAX];
+	struct ledger *l = ledger_new();
+	uint8_t k[LEDGER_KEY_LEN];
+	int held = 0;
+
+	(void)state;
+	assert_int_equal(collide_find(names, N, "r%u@example.test", pair_of, 0xffff), N);
+	uint64_t p = key_of(k, "m\r\n", "s@example.org", names[0]);
+	ledger_add(l, k, p, 0, TTL, 10);
+	assert_true(ledger_may_hold(l, p));
+	for (int i = 1; i < N; i++)
+		held += ledger_may_hold(l, pair_of(names[i]));
+	assert_in_range(held, 0, 1);
+	ledger_free(l);
+}
+
+/* 2,000 keys whose first octets agree in their low 16 bits (a client tries senders,
+ * recipients or message octets until SHA-256 gives it such keys: 65,536 tries a key): the
+ * buckets are keyed, no chain is long, every key is found. */
+static void test_buckets_forged(void **state)
+{
+	enum { N = 2000 };
+	struct ledger *l = ledger_new();
+	uint8_t k[LEDGER_KEY_LEN];
+	uint32_t x = 12345;
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		for (int j = 0; j < LEDGER_KEY_LEN; j++) {
+			x = x * 1103515245u + 12345u;
+			k[j] = (uint8_t)(x >> 16);
+		}
+		k[0] = k[1] = 0x5a;
+		assert_int_equal(ledger_add(l, k, PAIR, 0, TTL, 100000), 0);
+	}
+	assert_int_equal(ledger_count(l), N);
+	assert_in_range(ledger_longest_chain(l), 1, 16);
+	assert_true(ledger_has(l, k, 1));
 	ledger_free(l);
 }
 
@@ -235,6 +296,8 @@ int main(void)
 		cmocka_unit_test(test_expiry),
 		cmocka_unit_test(test_readd_keeps_first_expiry),
 		cmocka_unit_test(test_pairs),
+		cmocka_unit_test(test_pairs_forged),
+		cmocka_unit_test(test_buckets_forged),
 		cmocka_unit_test(test_evict_oldest),
 		cmocka_unit_test(test_ttl_shortened),
 		cmocka_unit_test(test_keys),
