@@ -1,7 +1,7 @@
 /* local_table.c — the sharded in-process key table, see local_table.h. */
 #include "local_table.h"
 
-#include "proxy/fnv.h"
+#include "proxy/siphash.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -254,7 +254,8 @@ static struct lt_entry *lt_shard_add(struct local_table *t, struct lt_shard *sh,
 int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, bool create,
     local_table_fn fn, void *arg)
 {
-	uint64_t h = fnv1a64_str(key);
+	/* keyed (siphash.h): a client chooses the keys (its address, sender, recipient) */
+	uint64_t h = siphash_str(key);
 	struct lt_shard *sh = &t->shards[h & (LT_SHARDS - 1)];   /* the bucket uses higher bits */
 	struct lt_entry **pp, *e;
 	bool exists;
@@ -332,4 +333,25 @@ size_t local_table_size(struct local_table *t)
 		pthread_mutex_unlock(&t->shards[i].mu);
 	}
 	return n;
+}
+
+size_t local_table_longest_chain(struct local_table *t)
+{
+	size_t most = 0;
+
+	for (size_t i = 0; i < LT_SHARDS; i++) {
+		struct lt_shard *sh = &t->shards[i];
+
+		pthread_mutex_lock(&sh->mu);
+		for (size_t b = 0; b < sh->nbuckets; b++) {
+			size_t n = 0;
+
+			for (const struct lt_entry *e = sh->buckets[b]; e != NULL; e = e->next)
+				n++;
+			if (n > most)
+				most = n;
+		}
+		pthread_mutex_unlock(&sh->mu);
+	}
+	return most;
 }

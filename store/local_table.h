@@ -59,5 +59,7 @@ void local_table_foreach(struct local_table *t, uint64_t now_ns, local_table_eac
 size_t local_table_expire(struct local_table *t, uint64_t now_ns);
 /* Number of keys held. */
 size_t local_table_size(struct local_table *t);
+/* The most keys one bucket holds (tests: the buckets are keyed, proxy/siphash.h). */
+size_t local_table_longest_chain(struct local_table *t);
 
 #endif

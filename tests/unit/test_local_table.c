@@ -1,6 +1,7 @@
 /* test_local_table.c — the in-process key table (store/local_table.c): records created only
  * when asked, idle records as good as absent and dropped, pins keeping a record alive, the
- * size bound with eviction of the idlest, and threads sharing one table. */
+ * size bound with eviction of the idlest, threads sharing one table, and keys made to collide
+ * under a public hash spread over the shards and buckets anyway. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "store/local_table.h"
+#include "collide_fixture.h"
 
 #define S 1000000000ull
 
@@ -156,6 +158,28 @@ static void test_bounded(void **state)
 	local_table_free(t);
 }
 
+/* 400 keys (a rate limit's per-address keys: the client picks its addresses from a /16, or
+ * its senders) that shared a shard and a bucket under the table's old public hash (its low
+ * 4 bits the shard, bits 8.. the bucket: 8,192 tries a key): no chain is long now. */
+static void test_forged_keys(void **state)
+{
+	enum { N = 400 };
+	static char keys[N][COLLIDE_NAME_MAX];
+	struct local_table *t = local_table_new(16 * 512);     /* 512 buckets a shard */
+
+	(void)state;
+	assert_int_equal(collide_find(keys, N, "mxgate:rl:ip:198.18.%u", fnv1a64_str,
+	    15 | (511u << 8)), N);
+	for (int i = 0; i < N; i++) {
+		struct set_arg a = { 3600 * S, 0, (uint64_t)i };
+
+		assert_int_equal(local_table_update(t, keys[i], S, true, set_fn, &a), 7);
+	}
+	assert_int_equal(local_table_size(t), N);
+	assert_in_range(local_table_longest_chain(t), 1, 16);
+	local_table_free(t);
+}
+
 struct th { struct local_table *t; int id; };
 
 static int incr_fn(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
@@ -209,6 +233,7 @@ int main(void)
 		cmocka_unit_test(test_bounded),
 		cmocka_unit_test(test_foreach),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_forged_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
