@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "domain.h"
-#include "fnv.h"
+#include "siphash.h"
 #include "hook.h"
 #include "plugins/plugins.h"
 
@@ -277,10 +277,12 @@ static int bypass_ids_add(struct bypass_ids *l, uint32_t id)
 	return 0;
 }
 
-/* The slot of k[0..n), or the empty one where it goes. m->cap > 0. */
+/* The slot of k[0..n), or the empty one where it goes. m->cap > 0. The home slot is keyed
+ * (siphash.h): a recipient's domain and local part are a client's to choose, and the items
+ * may come from a list others feed. */
 static size_t bypass_map_find(const struct bypass_map *m, const char *k, size_t n)
 {
-	size_t i = (size_t)fnv1a64(k, n) & (m->cap - 1);
+	size_t i = (size_t)siphash_mem(k, n) & (m->cap - 1);
 
 	while (m->slot[i].key != NULL && (strncmp(m->slot[i].key, k, n) != 0 || m->slot[i].key[n] != '\0'))
 		i = (i + 1) & (m->cap - 1);
@@ -525,6 +527,37 @@ static size_t bypass_index_lists(const struct bypass_index *x, const char *addr,
 size_t bypass_index_size(const struct bypass_index *x)
 {
 	return x ? x->n : 0;
+}
+
+/* The longest probe a lookup of a key m holds takes (slots looked at). */
+static size_t bypass_map_longest_probe(const struct bypass_map *m)
+{
+	size_t most = 0;
+
+	for (size_t i = 0; i < m->cap; i++) {
+		if (m->slot[i].key == NULL)
+			continue;
+		size_t home = (size_t)siphash_str(m->slot[i].key) & (m->cap - 1);
+		size_t probe = ((i - home) & (m->cap - 1)) + 1;
+
+		if (probe > most)
+			most = probe;
+	}
+	return most;
+}
+
+size_t bypass_index_longest_probe(const struct bypass_index *x)
+{
+	const struct bypass_map *m[4] = { &x->exact, &x->below, &x->local, &x->addr };
+	size_t most = 0;
+
+	for (size_t i = 0; i < 4; i++) {
+		size_t p = bypass_map_longest_probe(m[i]);
+
+		if (p > most)
+			most = p;
+	}
+	return most;
 }
 
 /* See bypass.h. */

@@ -118,6 +118,9 @@ int bypass_index_replace(struct bypass_index **at, const void *v, size_t n, bypa
 
 /* The n x was built for (x NULL: 0). */
 size_t bypass_index_size(const struct bypass_index *x);
+/* The most slots a lookup of a name, local part or address x holds looks at (tests: the
+ * slots are keyed, siphash.h). */
+size_t bypass_index_longest_probe(const struct bypass_index *x);
 
 /* The lowest candidate i of addr (a path without <>, "Postmaster" alone too) in x for
  * which is(arg, i) holds, or -1 (addr NULL: -1). With is the caller's full test (the

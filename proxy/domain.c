@@ -1,7 +1,7 @@
 /* domain.c — domain syntax (RFC 5321 4.1.2, 4.1.3; RFC 6531 3.3), the normal form, and
  * the pattern set shared by routes and accept_domains. No I/O. */
 #include "domain.h"
-#include "fnv.h"
+#include "siphash.h"
 
 #include <arpa/inet.h>
 #include <idn2.h>
@@ -348,11 +348,12 @@ struct domain_set {
 	struct domain_table below;      /* "*.example.org" stored as "example.org" */
 };
 
+/* Keyed (siphash.h): the names come from lists an operator may take from others (a
+ * community list of throwaway domains anyone can add to) and are looked up with a client's
+ * domain; with a public hash, names made to share a home slot would make one long run. */
 static uint64_t domain_hash(const char *s, size_t n)
 {
-	uint64_t h = fnv1a64(s, n);
-
-	return h ^ (h >> 29);
+	return siphash_mem(s, n);
 }
 
 /* The slot holding s[0..n) or the empty slot where it would go. t->cap > 0. */
@@ -363,6 +364,30 @@ static size_t domain_table_find(const struct domain_table *t, const char *s, siz
 	while (t->slot[i] != NULL && (strlen(t->slot[i]) != n || memcmp(t->slot[i], s, n) != 0))
 		i = (i + 1) & (t->cap - 1);
 	return i;
+}
+
+/* The longest probe a lookup of a name t holds takes (slots looked at). */
+static size_t domain_table_longest_probe(const struct domain_table *t)
+{
+	size_t most = 0;
+
+	for (size_t i = 0; i < t->cap; i++) {
+		if (t->slot[i] == NULL)
+			continue;
+		size_t home = (size_t)domain_hash(t->slot[i], strlen(t->slot[i])) & (t->cap - 1);
+		size_t probe = ((i - home) & (t->cap - 1)) + 1;
+
+		if (probe > most)
+			most = probe;
+	}
+	return most;
+}
+
+size_t domain_set_longest_probe(const struct domain_set *s)
+{
+	size_t a = domain_table_longest_probe(&s->exact), b = domain_table_longest_probe(&s->below);
+
+	return a > b ? a : b;
 }
 
 static bool domain_table_has(const struct domain_table *t, const char *s, size_t n)

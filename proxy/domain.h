@@ -80,6 +80,9 @@ const char *domain_pattern_check(const char *pattern);
 int domain_set_add(struct domain_set *s, const char *pattern, const char **err);
 /* Patterns in the set (duplicates counted once). */
 size_t domain_set_count(const struct domain_set *s);
+/* The most slots a lookup of a pattern the set holds looks at (tests: the slots are keyed,
+ * siphash.h). */
+size_t domain_set_longest_probe(const struct domain_set *s);
 /* Calls fn(arg, name, below) for each pattern of s in no particular order: name its normal
  * form (borrowed for the call), below true for "*.name". Stops at the first fn that returns
  * non-zero and returns that; 0 when every call returned 0 (s NULL: none). For an index over

@@ -1,7 +1,8 @@
 /* test_bypass.c — `bypass:` (proxy/bypass.c): the recipient items as the config loads them
  * (domains, wildcards, local parts, addresses, file:PATH; refused items and checks), one
  * recipient's cover, and the all-recipients decision a message's checks are skipped by
- * (amavis: a check is bypassed only when every recipient bypasses it). */
+ * (amavis: a check is bypassed only when every recipient bypasses it); a list file's names
+ * made to collide under a public hash spread over the index's slots anyway. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "collide_fixture.h"
 #include "config_fixture.h"
 #include "bypass.h"
 #include "config.h"
@@ -487,6 +489,37 @@ static void test_first_many(void **state)
 	config_free(cfg);
 }
 
+/* 1,000 domains in a list file (one others feed) that all had one home slot of the index's
+ * 2,048 under its old public hash (FNV-1a of the name): every recipient domain looked up
+ * there walked them all. Keyed, the longest probe stays short; the answers are the same. */
+static void test_index_forged(void **state)
+{
+	enum { N = 1000 };
+	static char names[N][COLLIDE_NAME_MAX];
+	char path[64], text[256], addr[COLLIDE_NAME_MAX + 8];
+	size_t cap = (size_t)N * COLLIDE_NAME_MAX, len = 0;
+	char *list = malloc(cap);
+	struct mx_config *cfg;
+
+	(void)state;
+	assert_non_null(list);
+	assert_int_equal(collide_find(names, N, "n%u.flood.example", fnv1a64_str, 2047), N);
+	for (int i = 0; i < N; i++)
+		len += (size_t)snprintf(list + len, cap - len, "%s\n", names[i]);
+	write_list(path, list);
+	free(list);
+	snprintf(text, sizeof(text), MINIMAL "bypass:\n  - { recipients: [\"file:%s\"], checks: [rules] }\n", path);
+	cfg = load_ok(text);
+	unlink(path);
+	struct bypass_entry *v = cfg->bypass.v;
+	assert_non_null(v[0].index);
+	assert_in_range(bypass_index_longest_probe(v[0].index), 1, 100);   /* linear probing: 40 in 1 of 3,000 */
+	snprintf(addr, sizeof(addr), "x@%s", names[N - 1]);
+	assert_int_equal(bypass_first(v, 1, "", addr, "rules"), 0);
+	assert_int_equal(bypass_first(v, 1, "", "x@absent.flood.example", "rules"), -1);
+	config_free(cfg);
+}
+
 /* -t: a virus check bypassed is a warning, rules alone is none. */
 static void test_warning(void **state)
 {
@@ -525,6 +558,7 @@ int main(void)
 		cmocka_unit_test(test_deny),
 		cmocka_unit_test(test_first),
 		cmocka_unit_test(test_first_many),
+		cmocka_unit_test(test_index_forged),
 		cmocka_unit_test(test_warning),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* test_domain.c — the domain syntax check, the normal form, the pattern set that routes and
  * accept_domains share, and the open-relay battery (nmap smtp-open-relay, Metasploit
- * smtp_relay and the classic forms) through the real RCPT parser and the relay check. */
+ * smtp_relay and the classic forms) through the real RCPT parser and the relay check; names
+ * made to collide under a public hash spread over the set's slots anyway. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "collide_fixture.h"
 #include "config_fixture.h"
 #include "backend.h"
 #include "config.h"
@@ -300,6 +302,35 @@ static void test_set_grows(void **state)
 	assert_true(domain_set_match(s, "x.w4998.example"));
 	assert_false(domain_set_match(s, "w4998.example"));
 	assert_false(domain_set_match(s, "d4998.example"));
+	domain_set_free(s);
+}
+
+/* The set's old slot hash: FNV-1a of the normal form, folded. */
+static uint64_t set_fnv(const char *name)
+{
+	uint64_t h = fnv1a64_str(name);
+
+	return h ^ (h >> 29);
+}
+
+/* 1,000 names in a list (one anyone may add to: throwaway domains) that all had one home slot
+ * of the set's 2,048 under its old public hash: a lookup of a client's domain walked them
+ * all. Keyed, the longest probe stays short; every name still matches. */
+static void test_set_forged(void **state)
+{
+	enum { N = 1000 };
+	static char names[N][COLLIDE_NAME_MAX];
+	struct domain_set *s = domain_set_new();
+	const char *err;
+
+	(void)state;
+	assert_int_equal(collide_find(names, N, "n%u.flood.example", set_fnv, 2047), N);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(domain_set_add(s, names[i], &err), 0);
+	assert_int_equal(domain_set_count(s), N);
+	assert_in_range(domain_set_longest_probe(s), 1, 100);   /* linear probing: 40 in 1 of 3,000 */
+	assert_true(domain_set_match(s, names[N - 1]));
+	assert_false(domain_set_match(s, "absent.flood.example"));
 	domain_set_free(s);
 }
 
@@ -816,6 +847,7 @@ int main(void)
 		cmocka_unit_test(test_address_is_fqdn),
 		cmocka_unit_test(test_set),
 		cmocka_unit_test(test_set_grows),
+		cmocka_unit_test(test_set_forged),
 		cmocka_unit_test(test_open_relay_battery),
 		cmocka_unit_test(test_accepts_address_names_domain),
 		cmocka_unit_test(test_config_accept_domains),
