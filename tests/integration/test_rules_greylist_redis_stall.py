@@ -3,7 +3,8 @@
 answer (CLIENT PAUSE WRITE: the connection is up, every script waits): after greylist.timeout the
 process's local table decides (as greylisting at RCPT does), the message gets its 451, and
 the first sight is merged into Redis once it answers again, so a retry any node receives
-finds it. Nothing waits on Redis for ever, nothing is lost.
+finds it. Nothing waits on Redis for ever, nothing is lost. And with limits.filter_deadline
+shorter than greylist.timeout, the request given up with the rules engine's job.
 
 Peers: redis-server, the scripted backend (mxtest.Backend), the rules engine with a header
 rule worth 6."""
@@ -48,5 +49,27 @@ finally:
     mt.redis_cmd(redis.port, 'CLIENT', 'UNPAUSE')
 mt.check(mt.wait_for(lambda: len(mt.redis_cmd(redis.port, 'KEYS', 'mxgate:glm:*')) == 2, mt.slack(20)),
          'the first sight decided during the stall is merged into Redis once it answers')
+mx.stop()
+
+# limits.filter_deadline shorter than greylist.timeout: the chain gives the rules engine up
+# while its Redis request waits; the request is cancelled with the job (no answer lands on a
+# freed job when Redis is back: the sanitizer build checks), the message gets the deadline's
+# 451, and the process goes on serving
+mx = mt.Mxgate(mt.config([be.url], workers=1, limits={'filter_deadline': '1s'},
+                         greylist={'store': 'redis://127.0.0.1:%d' % redis.port, 'delay': '1h',
+                                   'retry_window': '2h', 'timeout': '60s'},
+                         rules={'files': [rules_path],
+                                'actions': {'add_header': 5, 'greylist': 4, 'tempfail': 10}}), 'deadline')
+mt.redis_cmd(redis.port, 'CLIENT', 'PAUSE', '600000', 'WRITE')
+try:
+    code, text = send('deadline', 'Deadline.\r\n')
+    mt.check(code == 451 and mx.wait_log(r'event=filter_deadline') is not None and not be.by_tag('deadline'),
+             'the deadline passes while Redis waits: 451, nothing delivered (%s %s)' % (code, text))
+finally:
+    mt.redis_cmd(redis.port, 'CLIENT', 'UNPAUSE')
+code, text = send('after', 'After.\r\n')
+mt.check(code == 451 and mx.wait_log(r'event=rules_greylist result=deferred digest=[0-9a-f]{16} '
+                                     r'store=redis ') is not None,
+         'Redis back: the next message is Redis\'s first sight (%s %s)' % (code, text))
 mx.stop()
 mt.finish()
