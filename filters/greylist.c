@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -902,6 +903,8 @@ struct gl_worker {
 	uv_loop_t *loop;
 	struct mailbox mb;
 	long ipv6_prefix;              /* limits.client_ipv6_prefix: a client record's key */
+	int worker;                    /* its index: greylist_message_check finds it by it */
+	struct gl_worker *reg_next;    /* on gl_reg */
 };
 
 static struct mailbox_board gl_board = MAILBOX_BOARD_INIT("greylist");
@@ -948,6 +951,9 @@ static uint64_t gl_rank(const void *key, size_t klen, const void *val, size_t vl
 #define GL_AWL_MARK 2
 #define GL_AWL_LOGGED 3
 #define GL_AWL_LMDB "gla:"
+/* a message the rules engine greylisted by score (greylist_message_check): + its digest */
+#define GL_MSG_PREFIX "mxgate:glm:"    /* local table and Redis */
+#define GL_MSG_LMDB "glm:"
 
 struct gl_awl_op { uint64_t expires_ms, add, logged; };
 
@@ -1136,18 +1142,62 @@ static struct local_table *gl_table_get(size_t max_keys, int worker)
 	return t;
 }
 
+/* Every worker state, for greylist_message_check (the rules engine's sessions find their
+ * worker's and generation's by its config). */
+static pthread_mutex_t gl_reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct gl_worker *gl_reg;
+
+static void gl_reg_add(struct gl_worker *w)
+{
+	pthread_mutex_lock(&gl_reg_mu);
+	w->reg_next = gl_reg;
+	gl_reg = w;
+	pthread_mutex_unlock(&gl_reg_mu);
+}
+
+static void gl_reg_del(struct gl_worker *w)
+{
+	pthread_mutex_lock(&gl_reg_mu);
+	for (struct gl_worker **p = &gl_reg; *p; p = &(*p)->reg_next)
+		if (*p == w) {
+			*p = w->reg_next;
+			break;
+		}
+	pthread_mutex_unlock(&gl_reg_mu);
+}
+
+/* The worker state of config c and worker index worker, or NULL. Used on that worker's loop
+ * thread, where its worker_free runs too: it stays valid for the caller's synchronous use. */
+static struct gl_worker *gl_reg_find(const struct greylist_config *c, int worker)
+{
+	struct gl_worker *w;
+
+	pthread_mutex_lock(&gl_reg_mu);
+	for (w = gl_reg; w && !(w->cfg == c && w->worker == worker); w = w->reg_next)
+		;
+	pthread_mutex_unlock(&gl_reg_mu);
+	return w;
+}
+
+bool greylist_message_wanted(const struct mx_config *cfg)
+{
+	return cfg->rules.files.n > 0 && cfg->rules.actions.greylist > 0;
+}
+
 static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
 	const struct greylist_config *c = &cfg->greylist;
 	struct gl_worker *w;
 
 	*wstate = NULL;
-	if (!c->enabled)
+	/* the store serves greylisting at RCPT and the rules engine's greylist action */
+	if (!c->enabled && !greylist_message_wanted(cfg))
 		return 0;
 	w = calloc(1, sizeof(*w));
 	if (w == NULL)
 		return -1;
 	w->cfg = c;
+	w->worker = worker;
 	w->ipv6_prefix = cfg->limits.client_ipv6_prefix;
 	w->local = gl_table_get((size_t)c->max_keys, worker);
 	if (w->local == NULL)
@@ -1164,7 +1214,8 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		/* on failure a verb's Redis change does not wait for this worker's queue */
 		mailbox_open(&w->mb, &gl_board, loop, gl_write_run, w);
 	} else if (store_kind_of(c->store) == STORE_LMDB) {
-		static const char *const prefixes[] = { "gl:", GL_AWL_LMDB, GREYLIST_IP_LMDB, NULL };
+		static const char *const prefixes[] = { "gl:", GL_AWL_LMDB, GREYLIST_IP_LMDB,
+			GL_MSG_LMDB, NULL };
 		struct lmdb_writer_config wc = {
 			.sweep_prefixes = prefixes, .expired = gl_expired, .rank = gl_rank,
 			.merge = gl_merge, .name = "greylist",
@@ -1177,6 +1228,7 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		/* on failure the verbs write beside this worker (greylist_write_post) */
 		mailbox_open(&w->mb, &gl_board, loop, gl_write_run, w);
 	}
+	gl_reg_add(w);
 	*wstate = w;
 	return 0;
 fail:
@@ -1195,6 +1247,7 @@ static void gl_worker_free(void *wstate)
 
 	if (w == NULL)
 		return;
+	gl_reg_del(w);
 	/* off the board first; the verbs' writes still in the mailbox go into the writer's
 	 * last batch */
 	live = mailbox_leave(&w->mb);
@@ -1322,8 +1375,8 @@ static unsigned gl_stages(void *wstate)
 {
 	struct gl_worker *w = wstate;
 
-	if (w == NULL)
-		return 0;
+	if (w == NULL || !w->cfg->enabled)
+		return 0;               /* the store for the rules engine's greylist action alone */
 	return (1u << HOOK_RCPT) | (w->cfg->null_sender == GREYLIST_NULL_DATA ||
 	    w->cfg->defer_at == GREYLIST_NULL_DATA ? 1u << HOOK_DATA : 0);
 }
@@ -1466,6 +1519,8 @@ static void gl_error_collect(void *arg, struct metrics_out *out)
 		metrics_out_sample(out, "reason", gl_error_reasons[i], (double)atomic_load(&gl_errors[i].count));
 }
 
+static void gl_msg_collect(void *arg, struct metrics_out *out);
+
 void greylist_metrics(void)
 {
 	metrics_register_family("greylist_errors_total",
@@ -1483,6 +1538,9 @@ void greylist_metrics(void)
 	metrics_register_family("greylist_trap_refused_total",
 	    "recipients refused with 550 because their client is trapped (event=greylist_trapped)",
 	    "counter", gl_collect, (void *)(intptr_t)GL_COUNT_TRAP_REFUSED);
+	metrics_register_family("greylist_messages_total",
+	    "messages the rules engine's greylist action (rules.actions.greylist) sent to the greylist store, by result: deferred (451), passed (delivered), error (rules.greylist_on_error)",
+	    "counter", gl_msg_collect, NULL);
 	metrics_register_family("greylist_allowed_total",
 	    "recipients greylisting let through without a triplet, by reason (event=greylist_allow)",
 	    "counter", gl_collect, (void *)(intptr_t)GL_ALLOW_ALLOW);
@@ -1649,6 +1707,30 @@ static void gl_allow_net(struct hook_call *call, const char *net)
 	gl_allow(call, GL_ALLOW_AUTO, what);
 }
 
+/* Decides key (a triplet's or a message's: GL_MSG_PREFIX) in the process-wide table at
+ * now_ns; with Redis configured (it gave no answer) the decision is also queued for Redis
+ * (gl_lua_merge), so it outlives the outage. 1 pass, 0 greylisted (a->wait_s), -1 out of
+ * memory. */
+static int gl_local_decide(struct gl_worker *w, const char *key, uint64_t now_ns,
+    struct gl_local_arg *a)
+{
+	int rc = local_table_update(w->local, key, now_ns, true, gl_local_cb, a);
+
+	if (rc >= 0 && w->rs) {
+		uint64_t age_ms = now_ns / 1000000 - a->first_ms;
+		char a1[24], a2[4], a3[24], a4[24];
+		const char *argv[5] = { key, a1, a2, a3, a4 };
+
+		snprintf(a1, sizeof(a1), "%llu", (unsigned long long)(gl_wall_ms() - age_ms));
+		snprintf(a2, sizeof(a2), "%d", a->passed ? 1 : 0);
+		snprintf(a3, sizeof(a3), "%llu", (unsigned long long)w->cfg->retry_window);
+		snprintf(a4, sizeof(a4), "%llu", (unsigned long long)w->cfg->expire);
+		/* a full queue is counted and logged by the store */
+		redis_store_write(w->rs, w->lua_merge, 1, 4, argv, NULL, NULL, NULL);
+	}
+	return rc;
+}
+
 /* Decides in the process-wide table (monotonic clock). With Redis configured (it gave no
  * answer), the decision is also queued for Redis (gl_lua_merge), so it outlives the outage. */
 static void gl_check_local(struct gl_worker *w, struct hook_call *call, const char *key,
@@ -1690,25 +1772,12 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
 		hook_call_done(call, NULL);
 		return;
 	}
-	rc = local_table_update(w->local, key, now_ns, true, gl_local_cb, &a);
+	rc = gl_local_decide(w, key, now_ns, &a);
 	if (rc == 1 && a.retried && c->auto_allow_clients > 0) {
 		aa.add = 1;
 		if (local_table_update(w->local, awl_key, now_ns, true, gl_awl_local_cb, &aa) == 1 &&
 		    aa.count == aa.need)
 			gl_awl_log(call, net, aa.count, "local");
-	}
-
-	if (rc >= 0 && w->rs) {
-		uint64_t age_ms = now_ns / 1000000 - a.first_ms;
-		char a1[24], a2[4], a3[24], a4[24];
-		const char *argv[5] = { key, a1, a2, a3, a4 };
-
-		snprintf(a1, sizeof(a1), "%llu", (unsigned long long)(gl_wall_ms() - age_ms));
-		snprintf(a2, sizeof(a2), "%d", a.passed ? 1 : 0);
-		snprintf(a3, sizeof(a3), "%llu", (unsigned long long)w->cfg->retry_window);
-		snprintf(a4, sizeof(a4), "%llu", (unsigned long long)w->cfg->expire);
-		/* a full queue is counted and logged by the store */
-		redis_store_write(w->rs, w->lua_merge, 1, 4, argv, NULL, NULL, NULL);
 	}
 	if (rc < 0) {
 		gl_fail_open(call, GL_ERR_NO_MEMORY, "local");  /* not counted as passed */
@@ -1749,18 +1818,41 @@ int greylist_lmdb_key(size_t max_key, const char *triplet, char *out, size_t out
 	return 0;
 }
 
+/* Decides key (an LMDB key: a triplet's or a message's) from this worker's queued writes or
+ * the map (inline read) at now (wall clock ms) and queues the new state. 1 pass, 0
+ * greylisted (*wait_s), -1 the read failed; *was_passed: it had passed before. */
+static int gl_lmdb_decide(struct gl_worker *w, const char *key, uint64_t now, uint64_t *wait_s,
+    bool *was_passed)
+{
+	unsigned char rec[GREYLIST_RECORD_LEN];
+	struct greylist_entry e;
+	uint64_t keep_ms;
+	size_t len = 0;
+	bool exists, pass;
+	int rc = lmdb_writer_get(w->wr, key, strlen(key), rec, sizeof(rec), &len);
+
+	if (rc < 0)
+		return -1;
+	exists = rc == 1 && greylist_record_decode(rec, len, now, &e);
+	*was_passed = exists && e.passed;
+	pass = greylist_decide(&e, exists, now, w->cfg->delay, w->cfg->retry_window, w->cfg->expire,
+	    wait_s, &keep_ms);
+	greylist_record_encode(&e, now + keep_ms, rec);
+	lmdb_writer_put(w->wr, key, strlen(key), rec, sizeof(rec));
+	return pass ? 1 : 0;
+}
+
 /* Decides from this worker's queued writes or the map (inline read), queues the new state. */
 static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const char *triplet,
     const char *net, const char *ip, bool trap_hit)
 {
 	const struct greylist_config *c = w->cfg;
 	unsigned char rec[GREYLIST_RECORD_LEN];
-	struct greylist_entry e;
-	uint64_t now = gl_wall_ms(), wait_s, keep_ms, count = 0;
+	uint64_t now = gl_wall_ms(), wait_s, count = 0;
 	char key[GL_KEY_MAX], awl_key[sizeof(GL_AWL_LMDB) + GL_NET_MAX];
 	struct gl_awl_op op = { now + c->auto_allow_expire, 0, 0 };
 	size_t len = 0;
-	bool exists, pass, was_passed, logged;
+	bool pass, was_passed, logged;
 	int rc;
 	char ip_key[sizeof(GREYLIST_IP_LMDB) + 80];
 	uint64_t since, exp;
@@ -1806,16 +1898,11 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 		return;
 	}
 	if (greylist_lmdb_key(lmdb_store_max_key(w->st), triplet, key, sizeof(key)) < 0 ||
-	    (rc = lmdb_writer_get(w->wr, key, strlen(key), rec, sizeof(rec), &len)) < 0) {
+	    (rc = gl_lmdb_decide(w, key, now, &wait_s, &was_passed)) < 0) {
 		gl_fail_open(call, GL_ERR_STORE_READ, "lmdb");   /* never refuse mail for it */
 		return;
 	}
-	exists = rc == 1 && greylist_record_decode(rec, len, now, &e);
-	was_passed = exists && e.passed;
-	pass = greylist_decide(&e, exists, now, w->cfg->delay, w->cfg->retry_window, w->cfg->expire,
-	    &wait_s, &keep_ms);
-	greylist_record_encode(&e, now + keep_ms, rec);
-	lmdb_writer_put(w->wr, key, strlen(key), rec, sizeof(rec));
+	pass = rc == 1;
 	if (pass && !was_passed && c->auto_allow_clients > 0) {
 		op.add = 1;             /* counted in the batch */
 		lmdb_writer_merge(w->wr, awl_key, strlen(awl_key), &op, sizeof(op));
@@ -2026,6 +2113,214 @@ static void gl_session_free(void *wstate, int slot, struct hook_env *env)
 	redis_req_cancel(s->req);
 	free(s);
 	env->module_ctx[slot] = NULL;
+}
+
+/* ---- message greylisting: the rules engine's greylist action ------------------------------
+ * A message in rules.actions.greylist's band is one record of the greylist store, keyed by
+ * its digest and decided as a triplet is (greylist_decide: delay, retry_window, expire),
+ * with no allow lists, auto-allow or traps: the score chose it. A client `mxgatectl
+ * greylist allow` passed passes here too (Redis: the check script's client record). */
+
+static const char *const gl_msg_results[GREYLIST_MSG__N] = {
+	[GREYLIST_MSG_DEFER] = "deferred", [GREYLIST_MSG_PASS] = "passed",
+	[GREYLIST_MSG_ERROR] = "error",
+};
+static atomic_ullong gl_msg_counts[GREYLIST_MSG__N];
+
+static void gl_msg_collect(void *arg, struct metrics_out *out)
+{
+	(void)arg;
+	for (int i = 0; i < GREYLIST_MSG__N; i++)
+		metrics_out_sample(out, "result", gl_msg_results[i], (double)atomic_load(&gl_msg_counts[i]));
+}
+
+const char *greylist_message_result_name(int result)
+{
+	return result >= 0 && result < GREYLIST_MSG__N ? gl_msg_results[result] : "?";
+}
+
+void greylist_message_digest(const char *sender, const char *const *rcpts, size_t n,
+    const char *msg, size_t len, char hex[GREYLIST_DIGEST_HEX + 1])
+{
+	static const char x[] = "0123456789abcdef";
+	const char *body = msg;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	char addr[300];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool *used = n ? calloc(n, sizeof(*used)) : NULL;
+
+	/* the body: what follows the header block's blank line (a message without one is all
+	 * header: its whole text) */
+	for (size_t i = 0; i < len; i++) {
+		if (msg[i] != '\n')
+			continue;
+		if (i + 1 < len && msg[i + 1] == '\n') {
+			body = msg + i + 2;
+			break;
+		}
+		if (i + 2 < len && msg[i + 1] == '\r' && msg[i + 2] == '\n') {
+			body = msg + i + 3;
+			break;
+		}
+	}
+	if (ctx == NULL || (n && used == NULL))
+		abort();                /* out of memory, as the rules job's copies */
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	gl_lower(addr, sizeof(addr), sender && sender[0] ? sender : "<>");
+	EVP_DigestUpdate(ctx, addr, strlen(addr) + 1);
+	/* the recipients as a set (lower case, sorted): a retry may list them in another
+	 * order (n is at most limits.max_recipients) */
+	for (size_t k = 0; k < n; k++) {
+		size_t best = n;
+		char cand[300];
+
+		addr[0] = '\0';
+		for (size_t i = 0; i < n; i++) {
+			if (used[i])
+				continue;
+			gl_lower(cand, sizeof(cand), rcpts[i] ? rcpts[i] : "");
+			if (best == n || strcmp(cand, addr) < 0) {
+				best = i;
+				memcpy(addr, cand, strlen(cand) + 1);
+			}
+		}
+		used[best] = true;
+		EVP_DigestUpdate(ctx, addr, strlen(addr) + 1);
+	}
+	free(used);
+	EVP_DigestUpdate(ctx, "\n", 1);
+	EVP_DigestUpdate(ctx, body, (size_t)(msg + len - body));
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	for (size_t i = 0; i < GREYLIST_DIGEST_HEX / 2; i++) {
+		hex[2 * i] = x[md[i] >> 4];
+		hex[2 * i + 1] = x[md[i] & 15];
+	}
+	hex[GREYLIST_DIGEST_HEX] = '\0';
+}
+
+struct greylist_msg_req {
+	struct gl_worker *w;
+	struct redis_req *req;
+	greylist_msg_cb cb;
+	void *arg;
+	char key[sizeof(GL_MSG_PREFIX) + GREYLIST_DIGEST_HEX];
+};
+
+static void gl_msg_answer(struct greylist_msg_answer *a, int result, uint64_t wait_s,
+    const char *store)
+{
+	a->result = result;
+	a->wait_s = wait_s;
+	a->store = store;
+	atomic_fetch_add_explicit(&gl_msg_counts[result], 1, memory_order_relaxed);
+}
+
+/* The local table decides key (store local, or Redis gave no answer). */
+static void gl_msg_local(struct gl_worker *w, const char *key, struct greylist_msg_answer *a)
+{
+	struct gl_local_arg la = { w->cfg, 0, 0, false, false };
+	int rc = gl_local_decide(w, key, uv_hrtime(), &la);
+
+	if (rc < 0)
+		gl_msg_answer(a, GREYLIST_MSG_ERROR, 0, "local");
+	else
+		gl_msg_answer(a, rc ? GREYLIST_MSG_PASS : GREYLIST_MSG_DEFER, la.wait_s, "local");
+}
+
+static void gl_msg_redis_cb(void *arg, const redisReply *reply)
+{
+	struct greylist_msg_req *r = arg;
+	struct greylist_msg_answer a = { 0 };
+	greylist_msg_cb cb = r->cb;
+	void *cbarg = r->arg;
+	uint64_t wait_s;
+	bool pass;
+
+	r->req = NULL;
+	if (greylist_parse_reply(reply, &pass, &wait_s) == 0)
+		gl_msg_answer(&a, pass ? GREYLIST_MSG_PASS : GREYLIST_MSG_DEFER, pass ? 0 : wait_s, "redis");
+	else
+		gl_msg_local(r->w, r->key, &a);
+	free(r);
+	cb(cbarg, &a);
+}
+
+int greylist_message_check(const struct hook_env *env, const char *hex,
+    struct greylist_msg_answer *a, greylist_msg_cb cb, void *arg, struct greylist_msg_req **reqp)
+{
+	struct gl_worker *w = gl_reg_find(&env->cfg->greylist, env->worker);
+	const struct greylist_config *c;
+	struct greylist_msg_req *r;
+	char a1[24], a2[24], a3[24], ip[80], ip_key[sizeof(GREYLIST_IP_PREFIX) + 80];
+	const char *argv[10];
+
+	*reqp = NULL;
+	if (w == NULL) {                /* its worker_init failed: logged there */
+		gl_msg_answer(a, GREYLIST_MSG_ERROR, 0, "none");
+		return 1;
+	}
+	c = w->cfg;
+	if (w->wr) {
+		char key[sizeof(GL_MSG_LMDB) + GREYLIST_DIGEST_HEX];
+		uint64_t wait_s = 0;
+		bool was_passed;
+		int rc;
+
+		snprintf(key, sizeof(key), "%s%s", GL_MSG_LMDB, hex);
+		rc = gl_lmdb_decide(w, key, gl_wall_ms(), &wait_s, &was_passed);
+		gl_msg_answer(a, rc < 0 ? GREYLIST_MSG_ERROR : rc ? GREYLIST_MSG_PASS : GREYLIST_MSG_DEFER,
+		    wait_s, "lmdb");
+		return 1;
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		gl_msg_answer(a, GREYLIST_MSG_ERROR, 0, w->rs ? "redis" : "local");
+		return 1;
+	}
+	snprintf(r->key, sizeof(r->key), "%s%s", GL_MSG_PREFIX, hex);
+	if (w->rs == NULL) {
+		gl_msg_local(w, r->key, a);
+		free(r);
+		return 1;
+	}
+	r->w = w;
+	r->cb = cb;
+	r->arg = arg;
+	/* the triplet's script: no auto-allow (0), no trap; the client's record (an allow by
+	 * the control verb) still counts */
+	if (greylist_ip_client((const struct sockaddr *)&env->client, w->ipv6_prefix, ip, sizeof(ip)) < 0)
+		snprintf(ip, sizeof(ip), "none");
+	snprintf(ip_key, sizeof(ip_key), "%s%s", GREYLIST_IP_PREFIX, ip);
+	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)c->delay);
+	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)c->retry_window);
+	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)c->expire);
+	argv[0] = r->key;
+	argv[1] = GREYLIST_AWL_PREFIX;  /* not read: auto_allow_clients 0 */
+	argv[2] = ip_key;
+	argv[3] = a1;
+	argv[4] = a2;
+	argv[5] = a3;
+	argv[6] = "0";
+	argv[7] = "0";
+	argv[8] = "0";
+	argv[9] = "0";
+	if (redis_store_eval(w->rs, w->lua, 3, 7, argv, NULL, gl_msg_redis_cb, r, &r->req) == 0) {
+		*reqp = r;
+		return 0;
+	}
+	gl_msg_local(w, r->key, a);     /* Redis down: the local table decides */
+	free(r);
+	return 1;
+}
+
+void greylist_message_cancel(struct greylist_msg_req *req)
+{
+	if (req == NULL)
+		return;
+	redis_req_cancel(req->req);
+	free(req);
 }
 
 const struct hook_module greylist_module = {

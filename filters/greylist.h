@@ -81,6 +81,47 @@ extern const struct hook_module greylist_module;
  * reason=...). */
 void greylist_metrics(void);
 
+/* ---- message greylisting: the rules engine's greylist action (rules.actions.greylist) ---
+ * The greylist store keeps the messages the rules engine greylists by score, each by its
+ * digest, decided as a triplet is (greylist_decide with greylist.delay, retry_window and
+ * expire): the first sight is deferred, a retry after delay passes. greylist.store is opened
+ * for it also with greylist.enabled false (then nothing is greylisted at RCPT). */
+struct mx_config;
+struct hook_env;
+/* True when cfg's rules greylist by score (rules.files and rules.actions.greylist > 0). */
+bool greylist_message_wanted(const struct mx_config *cfg);
+
+/* A message's digest: SHA-256 of the sender (lower case, "<>" for the null sender), the
+ * recipients as a set (lower case, sorted) and the body (after the header block's blank
+ * line; the whole text when there is none), as GREYLIST_DIGEST_HEX hex digits. The headers
+ * are left out: a retry's own Received or a Date the queue rewrote changes nothing. No I/O. */
+#define GREYLIST_DIGEST_HEX 64
+#define GREYLIST_DIGEST_SHORT 16   /* its short form in logs and headers */
+void greylist_message_digest(const char *sender, const char *const *rcpts, size_t n,
+    const char *msg, size_t len, char hex[GREYLIST_DIGEST_HEX + 1]);
+
+enum greylist_msg_result { GREYLIST_MSG_DEFER = 0, GREYLIST_MSG_PASS, GREYLIST_MSG_ERROR,
+	GREYLIST_MSG__N };
+/* "deferred", "passed", "error". */
+const char *greylist_message_result_name(int result);
+struct greylist_msg_answer {
+	int result;                 /* enum greylist_msg_result */
+	uint64_t wait_s;            /* deferred: seconds until a retry passes */
+	const char *store;          /* "local", "lmdb", "redis"; "none": no store (init failed) */
+};
+typedef void (*greylist_msg_cb)(void *arg, const struct greylist_msg_answer *a);
+struct greylist_msg_req;
+/* Asks the greylist store of env's worker and config generation about the message with
+ * digest hex, and records this attempt. Returns 1 with *a filled when decided at once
+ * (local, LMDB, an error, Redis down: the local table), or 0 with *req set: cb(arg, answer)
+ * comes later on env's loop thread (Redis; no answer in greylist.timeout: the local table
+ * decides), unless greylist_message_cancel(*req) comes first. Counted in
+ * mxgate_greylist_messages_total{result}. */
+int greylist_message_check(const struct hook_env *env, const char *hex,
+    struct greylist_msg_answer *a, greylist_msg_cb cb, void *arg, struct greylist_msg_req **req);
+/* The caller loses interest: cb is not called; req is freed. NULL: nothing. */
+void greylist_message_cancel(struct greylist_msg_req *req);
+
 /* ---- pure pieces, exposed for tests ------------------------------------------------ */
 
 /* One triplet's state: first attempt time (ms) and whether it passed. */

@@ -21,6 +21,12 @@ int actions_rank(enum rule_action a)
 	}
 }
 
+void actions_greylist_verdict(struct verdict *v)
+{
+	verdict_set(v, VERDICT_TEMPFAIL, 451, "greylist", "4.7.1 greylisted, try again later");
+	v->not_an_error = true;    /* every first sight gets it: not the client's error */
+}
+
 const char *actions_decide(const struct actions_thresholds *t, double score,
     enum rule_action immediate, const char *immediate_rule, struct verdict *v)
 {
@@ -65,20 +71,27 @@ const char *actions_decide(const struct actions_thresholds *t, double score,
 		    "4.7.1 message looks like spam, try again later");
 		return "tempfail";
 	}
+	if (t->greylist > 0 && score >= t->greylist) {
+		/* rspamd's greylist action: below the refusals, above add_header (whose headers
+		 * the retry that passes still gets) */
+		actions_greylist_verdict(v);
+		return "greylist";
+	}
 	if (t->add_header > 0 && score >= t->add_header)
 		return "add_header";
 	return "none";
 }
 
 /* How much of the message a decision keeps from its recipients: deliveries 0 (the word
- * "add_header" below "none"), quarantine 2, tempfail 3, reject 4. */
+ * "add_header" below "none"), greylist 2 (delivered on its retry), quarantine 3, tempfail
+ * 4, reject 5. */
 static int actions_severity(const struct verdict *v, const char *word)
 {
 	switch (v->action) {
-	case VERDICT_QUARANTINE: return 2;
-	case VERDICT_TEMPFAIL: return 3;
-	case VERDICT_REJECT: return 4;
-	case VERDICT_DISCARD: return 5;  /* immediate only: every recipient's */
+	case VERDICT_QUARANTINE: return 3;
+	case VERDICT_TEMPFAIL: return strcmp(word, "greylist") == 0 ? 2 : 4;
+	case VERDICT_REJECT: return 5;
+	case VERDICT_DISCARD: return 6;  /* immediate only: every recipient's */
 	default: return strcmp(word, "add_header") == 0 ? 0 : 1;
 	}
 }

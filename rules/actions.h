@@ -15,27 +15,36 @@ struct actions_thresholds {
 	double reject;       /* <= 0: off */
 	double required;     /* shown as required=; "Yes" at or above it */
 	double quarantine;   /* <= 0: off */
+	double greylist;     /* <= 0: off (rspamd's greylist action: rules.actions.greylist) */
 };
 
 /* What the score and the per-rule immediate action say. immediate is the strongest
  * `action RULE ...` among the hits (RULE_ACT_NONE when none); immediate_rule names it.
  * Fills v (VERDICT_CONTINUE when the message goes on) and returns the action word for the
- * log: "reject", "tempfail", "add_header", "discard", "quarantine", "accept" or "none".
- * The thresholds: reject first; then of quarantine and tempfail the higher one the score
- * reaches (rspamd's rule: the highest threshold reached acts; at equal ones, quarantine). */
+ * log: "reject", "tempfail", "greylist", "add_header", "discard", "quarantine", "accept" or
+ * "none". The thresholds: reject first; then of quarantine and tempfail the higher one the
+ * score reaches (rspamd's rule: the highest threshold reached acts; at equal ones,
+ * quarantine); then greylist, then add_header. "greylist" fills v with the first sight's
+ * reply, 451 4.7.1 "greylisted, try again later" (reason "greylist", not the client's
+ * error): the caller asks the greylist store (greylist_message_check) whether this is a
+ * retry that passes. */
 const char *actions_decide(const struct actions_thresholds *t, double score,
     enum rule_action immediate, const char *immediate_rule, struct verdict *v);
 
 /* A message whose recipients have different thresholds (rules.recipient_actions): t[0..n)
  * the thresholds of its recipients (n >= 1; one per distinct policy is enough), each decided
  * as actions_decide does. mxgate does not split a message, so it takes the mildest of those
- * decisions: delivered, then quarantine (kept), then tempfail, then reject. It is refused only
+ * decisions: delivered, then greylisted (delivered on its retry), then quarantine (kept),
+ * then tempfail, then reject. It is refused only
  * at a score every recipient's policy refuses; among deliveries the word is "add_header" when
  * any recipient's is (a header loses no mail). An immediate action is the same for all.
  * *required (may be NULL): the lowest t[i].required, X-Spam-Status's for the message. Fills
  * v and returns the word as actions_decide does. */
 const char *actions_decide_recipients(const struct actions_thresholds *t, size_t n, double score,
     enum rule_action immediate, const char *immediate_rule, struct verdict *v, double *required);
+
+/* The 451 of a message greylisted by score: v as actions_decide fills it for "greylist". */
+void actions_greylist_verdict(struct verdict *v);
 
 /* Ranks immediate actions: reject > tempfail > quarantine > discard > accept > none. */
 int actions_rank(enum rule_action a);

@@ -5,6 +5,7 @@
 
 #include "actions.h"
 #include "config.h"
+#include "filters/greylist.h"
 #include "headers.h"
 #include "log.h"
 #include "msgbuf.h"
@@ -272,6 +273,7 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 	w->th.tempfail = rc->actions.tempfail;
 	w->th.reject = rc->actions.reject;
 	w->th.quarantine = rc->actions.quarantine;
+	w->th.greylist = rc->actions.greylist;
 	recipient_actions_thresholds(NULL, &w->th, rc->required_score, &w->th);   /* required */
 	if (rc->recipient_actions.n > 0) {
 		const struct recipient_actions_entry *ev = rc->recipient_actions.v;
@@ -883,6 +885,12 @@ struct rules_job {
 	double required;               /* the message's required= (the lowest of ths) */
 	char policies[96];             /* " thresholds=actions,recipient_actions[0]" or "" */
 	uv_work_t learn_req;
+	/* rules.actions.greylist: the message's digest (made in the pool when the action is
+	 * configured), the store's request in flight, its answer (asked: the answer is set) */
+	char grey_hex[GREYLIST_DIGEST_HEX + 1];
+	struct greylist_msg_req *grey_req;
+	struct greylist_msg_answer grey;
+	bool grey_asked;
 };
 
 static char *rules_dup_or_null(const char *s)
@@ -984,6 +992,9 @@ static void rules_work_cb(uv_work_t *req)
 		bayes_classify_skip(j->w->bayes, &j->bayes, "too_big");
 	else if (j->w->bayes && j->w->rs->uses_bayes)
 		bayes_classify(j->w->bayes, j->msg, j->len, &j->bayes);
+	if (j->w->cfg->rules.actions.greylist > 0)
+		greylist_message_digest(j->mail_from, (const char *const *)j->rcpts, j->nrcpts, j->msg,
+		    j->len, j->grey_hex);
 	rules_scratch_set_bayes(sc, j->w->bayes ? &j->bayes : NULL);
 	rules_set_scan(j->w->rs, sc, j->msg, j->len, &envl, &j->ext, j->max_size, &j->res);
 	rules_scratch_set_bayes(sc, NULL);
@@ -1092,6 +1103,67 @@ static void rules_apply_begin(struct rules_worker *w, struct rules_job *j)
 	}
 }
 
+/* rules.actions.greylist: what the greylist store answered for j's message turns the first
+ * sight's 451 in *v (actions_decide's) into a delivery when the message passed (a retry after
+ * greylist.delay), or when the store could not decide and rules.greylist_on_error is
+ * deliver; logged event=rules_greylist with the digest's short form. */
+static void rules_greylist_apply(struct hook_env *env, const struct rules_job *j, struct verdict *v)
+{
+	const struct greylist_msg_answer *a = &j->grey;
+	bool deliver = a->result == GREYLIST_MSG_PASS || (a->result == GREYLIST_MSG_ERROR &&
+	    env->cfg->rules.greylist_on_error == RULES_GREYLIST_DELIVER);
+	char wait[32] = "";
+
+	if (a->result == GREYLIST_MSG_DEFER)
+		snprintf(wait, sizeof(wait), " wait=%llu", (unsigned long long)a->wait_s);
+	log_event(a->result == GREYLIST_MSG_ERROR ? LOG_LVL_WARNING : LOG_LVL_INFO, env->session_id,
+	    "event=rules_greylist result=%s digest=%.*s store=%s action=%s%s",
+	    greylist_message_result_name(a->result), GREYLIST_DIGEST_SHORT, j->grey_hex, a->store,
+	    deliver ? "deliver" : "tempfail", wait);
+	if (deliver)
+		verdict_set(v, VERDICT_CONTINUE, 0, NULL, NULL);
+}
+
+static void rules_apply_end(struct rules_worker *w, struct rules_job *j);
+static void rules_job_free(struct rules_job *j);
+
+static void rules_greylist_cb(void *arg, const struct greylist_msg_answer *a)
+{
+	struct rules_job *j = arg;
+	struct rules_worker *w = j->w;
+
+	j->grey_req = NULL;
+	j->grey = *a;
+	if (j->env != NULL) {
+		j->env->module_ctx[j->slot] = NULL;
+		rules_apply_end(w, j);
+	}
+	rules_job_free(j);
+	rules_worker_unref(w);
+}
+
+/* Before the verdict: when j's message falls in rules.actions.greylist's band (mode enforce),
+ * asks the greylist store whether it passes. True when the answer comes later (the job is
+ * the session's, rules_greylist_cb finishes it); false when the verdict can go on now. */
+static bool rules_greylist_start(struct rules_job *j)
+{
+	struct verdict v;
+	const char *act;
+
+	if (j->env->cfg->rules.actions.greylist <= 0 || j->env->cfg->rules.mode != RULES_MODE_ENFORCE)
+		return false;
+	act = actions_decide_recipients(j->ths, j->nths, j->total, j->res.action, j->res.action_rule,
+	    &v, NULL);
+	if (strcmp(act, "greylist") != 0)
+		return false;
+	j->grey_asked = true;
+	if (greylist_message_check(j->env, j->grey_hex, &j->grey, rules_greylist_cb, j,
+	    &j->grey_req) == 1)
+		return false;
+	j->env->module_ctx[j->slot] = j;
+	return true;
+}
+
 /* Second half, once what autolearn chose is learned (j->al): verdict, headers, log line. */
 static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 {
@@ -1116,6 +1188,8 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 	if (j->learn >= 0)
 		snprintf(alog, sizeof(alog), " autolearn=%.*s", (int)strcspn(al, " "), al);
 	act = actions_decide_recipients(j->ths, j->nths, total, res->action, res->action_rule, &v, NULL);
+	if (j->grey_asked)
+		rules_greylist_apply(env, j, &v);
 	tests[0] = '\0';
 	for (size_t i = 0; i < env->nsymbols && to + 1 < sizeof(tests); i++) {
 		int n = snprintf(tests + to, sizeof(tests) - to, "%s%s", i ? "," : "",
@@ -1184,6 +1258,15 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 	if (!wrapped && rules_set_rewrite_subject(w->rs) && marked)
 		rules_rewrite_subject(env, rules_set_rewrite_subject(w->rs), total, j->required,
 		    spam);
+	if (j->grey_asked && j->grey.result != GREYLIST_MSG_DEFER && v.action == VERDICT_CONTINUE) {
+		char gv[128];
+
+		/* what let the message through greylisting, for the mailbox and its filters */
+		snprintf(gv, sizeof(gv), "%s digest=%.*s store=%s",
+		    j->grey.result == GREYLIST_MSG_PASS ? "passed" : "error", GREYLIST_DIGEST_SHORT,
+		    j->grey_hex, j->grey.store);
+		hook_env_add_header(env, "X-Mxgate-Greylist", gv);
+	}
 	if (v.action == VERDICT_QUARANTINE)
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
 		    "rules: %s%sscore=%s", res->action_rule ? res->action_rule : "",
@@ -1218,6 +1301,8 @@ static void rules_learn_after_cb(uv_work_t *req, int status)
 		j->al = RULES_AL_FAILED;    /* cancelled: not learned */
 	if (j->env != NULL) {
 		j->env->module_ctx[j->slot] = NULL;
+		if (rules_greylist_start(j))
+			return;
 		rules_apply_end(w, j);
 	}
 	rules_job_free(j);
@@ -1266,6 +1351,8 @@ static void rules_after_work_cb(uv_work_t *req, int status)
 				bayes_learn_leave();
 			}
 			j->env->module_ctx[j->slot] = NULL;
+			if (rules_greylist_start(j))
+				return;
 			rules_apply_end(w, j);
 		}
 	}
@@ -1338,6 +1425,18 @@ static void rules_run(void *wstate, int slot, struct hook_call *call)
 	env->module_ctx[slot] = j;
 }
 
+/* A job waiting for the greylist store's answer whose session or call is gone: the request
+ * is cancelled (its callback never comes) and the job freed. */
+static void rules_greylist_drop(struct rules_job *j)
+{
+	struct rules_worker *w = j->w;
+
+	greylist_message_cancel(j->grey_req);
+	j->grey_req = NULL;
+	rules_job_free(j);
+	rules_worker_unref(w);
+}
+
 /* The session goes away with a scan in flight: its result is dropped. */
 static void rules_session_free(void *wstate, int slot, struct hook_env *env)
 {
@@ -1348,6 +1447,8 @@ static void rules_session_free(void *wstate, int slot, struct hook_env *env)
 		    "event=rules_unscored reason=session_closed");
 		j->env = NULL;
 		env->module_ctx[slot] = NULL;
+		if (j->grey_req != NULL)
+			rules_greylist_drop(j);
 	}
 }
 
@@ -1366,6 +1467,10 @@ static void rules_cancel(void *wstate, int slot, struct hook_call *call)
 		return;
 	j->env = NULL;
 	env->module_ctx[slot] = NULL;
+	if (j->grey_req != NULL) {
+		rules_greylist_drop(j);
+		return;
+	}
 	uv_cancel((uv_req_t *)&j->req);
 }
 
@@ -1388,6 +1493,7 @@ const struct hook_module rules_module = {
 /* ---------------------------------------------------------------- config */
 
 static const char *const rules_mode_choices[] = { "enforce", "log", NULL };
+static const char *const rules_greylist_on_error_choices[] = { "deliver", "tempfail", NULL };
 
 static const struct cfg_field rules_actions_fields[] = {
 	{ "add_header", CFG_DOUBLE, offsetof(struct rules_actions_config, add_header), "5",
@@ -1399,6 +1505,12 @@ static const struct cfg_field rules_actions_fields[] = {
 	{ "quarantine", CFG_DOUBLE, offsetof(struct rules_actions_config, quarantine), "0",
 	  -1000, 100000, .doc = "score from which the message goes to the quarantine backend "
 	  "only, 250 once stored (0 = off; reject, and a higher tempfail, win over it)" },
+	{ "greylist", CFG_DOUBLE, offsetof(struct rules_actions_config, greylist), "0",
+	  -1000, 100000, .doc = "score from which the message is greylisted (rspamd's greylist "
+	  "action): its first delivery attempt gets 451 4.7.1, a retry of the same message (body, "
+	  "sender and recipients) after greylist.delay and within greylist.retry_window is "
+	  "delivered, tagged; records in greylist.store (0 = off; reject, quarantine and tempfail "
+	  "win over it, it wins over add_header)" },
 	{ .key = NULL }
 };
 
@@ -1410,7 +1522,7 @@ static const struct cfg_field rules_fields[] = {
 	{ "files", CFG_STRLIST, offsetof(struct rules_config, files), NULL,
 	  .doc = "rule files (globs, each sorted; SpamAssassin syntax); empty = rules off" },
 	{ "actions", CFG_STRUCT, offsetof(struct rules_config, actions), NULL,
-	  .sub = &rules_actions_table, .doc = "score thresholds: add_header, tempfail, quarantine, reject" },
+	  .sub = &rules_actions_table, .doc = "score thresholds: add_header, greylist, tempfail, quarantine, reject" },
 	{ "recipient_actions", CFG_STRUCT_LIST, offsetof(struct rules_config, recipient_actions),
 	  .sub = &recipient_actions_entry_table,
 	  .doc = "other thresholds for some recipients (MailScanner's Required/High SpamAssassin Score "
@@ -1429,6 +1541,11 @@ static const struct cfg_field rules_fields[] = {
 	  .doc = "bigger messages get header and envelope rules only" },
 	{ "headers", CFG_BOOL, offsetof(struct rules_config, headers), "true",
 	  .doc = "add X-Spam-Score, X-Spam-Symbols and SpamAssassin's add_header fields (X-Spam-Status, X-Spam-Level, X-Spam-Flag: YES on spam, and the rule files' add_header lines) to delivered mail; the message's own X-Spam-* are removed either way" },
+	{ "greylist_on_error", CFG_ENUM, offsetof(struct rules_config, greylist_on_error), "deliver",
+	  .choices = rules_greylist_on_error_choices,
+	  .doc = "a message actions.greylist greylists when the greylist store cannot decide (an "
+	  "LMDB read error, out of memory; an unreachable Redis store leaves it to the local table as "
+	  "greylisting at RCPT does): deliver (tagged as add_header would) | tempfail (451 4.7.1)" },
 	{ "trusted_networks", CFG_CIDRLIST, offsetof(struct rules_config, trusted_networks), NULL,
 	  .doc = "SpamAssassin's trusted_networks: relays there are trusted (empty: SA infers)" },
 	{ "internal_networks", CFG_CIDRLIST, offsetof(struct rules_config, internal_networks),

@@ -20,7 +20,10 @@
 
 enum rules_mode { RULES_MODE_ENFORCE = 0, RULES_MODE_LOG };
 
-struct rules_actions_config { double add_header, tempfail, reject, quarantine; };
+struct rules_actions_config { double add_header, tempfail, reject, quarantine, greylist; };
+
+/* What a message in the greylist band gets when the greylist store cannot decide. */
+enum rules_greylist_on_error { RULES_GREYLIST_DELIVER = 0, RULES_GREYLIST_TEMPFAIL };
 
 struct rules_config {
 	struct cfg_strlist files;            /* globs; empty = the module is off */
@@ -31,6 +34,7 @@ struct rules_config {
 	double required_score;               /* 0 = actions.add_header, else 5.0 */
 	uint64_t max_size;                   /* bigger messages: header/envelope rules only */
 	bool headers;                        /* add X-Spam-* to delivered mail */
+	int greylist_on_error;               /* enum rules_greylist_on_error */
 	struct cfg_cidrlist trusted_networks;  /* SpamAssassin's trusted_networks */
 	struct cfg_cidrlist internal_networks; /* ... and internal_networks */
 	bool client_relay;                   /* the SMTP client is the newest relay */

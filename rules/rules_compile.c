@@ -933,6 +933,31 @@ size_t rules_set_quarantine_rules(const struct rules_set *rs, char *buf, size_t 
 	return n;
 }
 
+/* rules.actions.greylist: its records are greylist.store's; say when that store is this
+ * process's alone (greylist.store local: a restart forgets every first sight, and a retry
+ * another node receives is greylisted there again), and when a refusal's threshold at or
+ * below it leaves it nothing to do. */
+static void rules_check_greylist(const struct mx_config *cfg, FILE *err)
+{
+	const struct rules_actions_config *a = &cfg->rules.actions;
+	const char *store = cfg->greylist.store ? cfg->greylist.store : "local";
+	const double above[] = { a->tempfail, a->quarantine, a->reject };
+	const char *const names[] = { "tempfail", "quarantine", "reject" };
+
+	if (a->greylist <= 0 || cfg->rules.mode != RULES_MODE_ENFORCE)
+		return;
+	if (strcmp(store, "local") == 0)
+		fprintf(err, "rules: warning: actions.greylist %.2f keeps its records in greylist.store "
+		    "local: this process's memory alone (a restart forgets every first sight, and a "
+		    "retry another node receives is greylisted there again); set greylist.store to "
+		    "lmdb:/dir or redis://host:port\n", a->greylist);
+	for (size_t i = 0; i < 3; i++)
+		if (above[i] > 0 && above[i] <= a->greylist)
+			fprintf(err, "rules: warning: actions.greylist %.2f is at or above actions.%s "
+			    "%.2f, which wins: no message is greylisted by score\n", a->greylist,
+			    names[i], above[i]);
+}
+
 int rules_check_files(const struct mx_config *cfg, FILE *err)
 {
 	const struct rules_config *rc = &cfg->rules;
@@ -987,6 +1012,7 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 				fprintf(err, "rules: warning: actions.quarantine %.2f without a quarantine "
 				    "backend (top-level `quarantine`): messages scoring that much get 451 "
 				    "4.3.0\n", rc->actions.quarantine);
+			rules_check_greylist(cfg, err);
 		}
 		rules_set_free(rs);
 	}

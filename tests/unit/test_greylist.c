@@ -903,6 +903,64 @@ static void test_lmdb_trap_after_concurrent_allow(void **state)
 		    "the allow", got, got == GREYLIST_IP_TRAPPED ? "trapped" : "none");
 }
 
+/* The digest of a message the rules engine greylists by score (greylist_message_digest):
+ * the same message retried has the same one, another body, sender or recipient set another. */
+struct digest_case {
+	const char *label;
+	const char *sender, *rcpts[3];
+	const char *msg;
+	bool same;      /* as the reference message */
+};
+
+static const struct digest_case digest_cases[] = {
+	{ "the reference itself", "a@example.org", { "u@example.test", "v@example.test" },
+	  "Subject: x\r\n\r\nbody\r\n", true },
+	{ "other header fields: the same (a retry's Received, a new Date)", "a@example.org",
+	  { "u@example.test", "v@example.test" },
+	  "Received: from x\r\nSubject: y\r\nDate: now\r\n\r\nbody\r\n", true },
+	{ "recipients in another order and case: the same", "A@Example.org",
+	  { "V@example.test", "u@EXAMPLE.test" }, "Subject: x\r\n\r\nbody\r\n", true },
+	{ "a header block ended by a bare LF blank line", "a@example.org",
+	  { "u@example.test", "v@example.test" }, "Subject: x\n\nbody\r\n", true },
+	{ "another body", "a@example.org", { "u@example.test", "v@example.test" },
+	  "Subject: x\r\n\r\nbody!\r\n", false },
+	{ "another sender", "b@example.org", { "u@example.test", "v@example.test" },
+	  "Subject: x\r\n\r\nbody\r\n", false },
+	{ "the null sender", "", { "u@example.test", "v@example.test" },
+	  "Subject: x\r\n\r\nbody\r\n", false },
+	{ "one recipient fewer", "a@example.org", { "u@example.test" },
+	  "Subject: x\r\n\r\nbody\r\n", false },
+	{ "a recipient more", "a@example.org", { "u@example.test", "v@example.test", "w@example.test" },
+	  "Subject: x\r\n\r\nbody\r\n", false },
+	{ "no blank line: the whole text is hashed", "a@example.org",
+	  { "u@example.test", "v@example.test" }, "Subject: x\r\nbody\r\n", false },
+};
+
+static void test_message_digest(void **state)
+{
+	const char *ref_rcpts[] = { "u@example.test", "v@example.test" };
+	const char *ref = "Subject: x\r\n\r\nbody\r\n";
+	char want[GREYLIST_DIGEST_HEX + 1], got[GREYLIST_DIGEST_HEX + 1];
+
+	(void)state;
+	greylist_message_digest("a@example.org", ref_rcpts, 2, ref, strlen(ref), want);
+	assert_int_equal(strlen(want), GREYLIST_DIGEST_HEX);
+	assert_int_equal(strspn(want, "0123456789abcdef"), GREYLIST_DIGEST_HEX);
+	for (size_t i = 0; i < sizeof(digest_cases) / sizeof(digest_cases[0]); i++) {
+		const struct digest_case *c = &digest_cases[i];
+		size_t n = 0;
+
+		while (n < 3 && c->rcpts[n])
+			n++;
+		greylist_message_digest(c->sender, c->rcpts, n, c->msg, strlen(c->msg), got);
+		if ((strcmp(got, want) == 0) != c->same)
+			fail_msg("%s: %s, the reference %s", c->label, got, want);
+	}
+	assert_string_equal(greylist_message_result_name(GREYLIST_MSG_DEFER), "deferred");
+	assert_string_equal(greylist_message_result_name(GREYLIST_MSG_PASS), "passed");
+	assert_string_equal(greylist_message_result_name(GREYLIST_MSG_ERROR), "error");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -919,6 +977,7 @@ int main(void)
 		cmocka_unit_test(test_ip_new_merge),
 		cmocka_unit_test(test_lmdb_conditional_delete_two_workers),
 		cmocka_unit_test(test_lmdb_trap_after_concurrent_allow),
+		cmocka_unit_test(test_message_digest),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@ struct act_case {
 	int code;
 	const char *word;
 	double quarantine;   /* 0 unless given: off */
+	double greylist;     /* 0 unless given: off */
 };
 
 static const struct act_case cases[] = {
@@ -52,13 +53,30 @@ static const struct act_case cases[] = {
 	  VERDICT_TEMPFAIL, 451, "tempfail", 8 },
 	{ "accept beats the quarantine threshold", 5, 0, 15, 9, RULE_ACT_ACCEPT, VERDICT_CONTINUE, 0,
 	  "accept", 8 },
+	/* rules.actions.greylist (rspamd's greylist action): above add_header, below the rest */
+	{ "greylist at threshold", 5, 10, 15, 4, RULE_ACT_NONE, VERDICT_TEMPFAIL, 451, "greylist", 0, 4 },
+	{ "below greylist", 5, 10, 15, 3.9, RULE_ACT_NONE, VERDICT_CONTINUE, 0, "none", 0, 4 },
+	{ "greylist wins over add_header", 5, 10, 15, 6, RULE_ACT_NONE, VERDICT_TEMPFAIL, 451,
+	  "greylist", 0, 4 },
+	{ "greylist above add_header's threshold", 5, 10, 15, 5.5, RULE_ACT_NONE, VERDICT_CONTINUE, 0,
+	  "add_header", 0, 6 },
+	{ "tempfail wins over greylist", 5, 10, 15, 10, RULE_ACT_NONE, VERDICT_TEMPFAIL, 451,
+	  "tempfail", 0, 4 },
+	{ "quarantine wins over greylist", 5, 0, 15, 8, RULE_ACT_NONE, VERDICT_QUARANTINE, 0,
+	  "quarantine", 8, 4 },
+	{ "reject wins over greylist", 5, 0, 15, 15, RULE_ACT_NONE, VERDICT_REJECT, 550, "reject", 0, 4 },
+	{ "greylist off", 5, 10, 15, 6, RULE_ACT_NONE, VERDICT_CONTINUE, 0, "add_header", 0, 0 },
+	{ "accept beats greylist", 5, 10, 15, 6, RULE_ACT_ACCEPT, VERDICT_CONTINUE, 0, "accept", 0, 4 },
+	{ "immediate tempfail is no greylist", 5, 10, 15, 6, RULE_ACT_TEMPFAIL, VERDICT_TEMPFAIL, 451,
+	  "tempfail", 0, 4 },
 };
 
 static void test_decide_table(void **state)
 {
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct act_case *c = &cases[i];
-		struct actions_thresholds t = { c->add_header, c->tempfail, c->reject, 5, c->quarantine };
+		struct actions_thresholds t = { c->add_header, c->tempfail, c->reject, 5, c->quarantine,
+			c->greylist };
 		struct verdict v;
 		const char *w = actions_decide(&t, c->score, c->immediate, "RULE", &v);
 
@@ -110,6 +128,15 @@ static const struct rcpt_case rcpt_cases[] = {
 	  { { 5, 0, 10, 5, 0 }, { 5, 0, 0, 5, 0 } }, VERDICT_REJECT, 550, "reject", 5 },
 	{ "a rule's action accept delivers for all", 50, RULE_ACT_ACCEPT, 2,
 	  { { 5, 0, 10, 5, 0 }, { 5, 0, 10, 5, 0 } }, VERDICT_CONTINUE, 0, "accept", 5 },
+	/* greylist: milder than quarantine, tempfail and reject; stronger than a delivery */
+	{ "one greylists, one delivers: delivered", 6, RULE_ACT_NONE, 2,
+	  { { 5, 0, 10, 5, 0, 4 }, { 5, 0, 10, 5, 0 } }, VERDICT_CONTINUE, 0, "add_header", 5 },
+	{ "one greylists, one quarantines: greylisted", 9, RULE_ACT_NONE, 2,
+	  { { 5, 0, 0, 5, 0, 4 }, { 5, 0, 0, 5, 8 } }, VERDICT_TEMPFAIL, 451, "greylist", 5 },
+	{ "one greylists, one tempfails: greylisted", 9, RULE_ACT_NONE, 2,
+	  { { 5, 0, 0, 5, 0, 4 }, { 5, 8, 0, 5, 0 } }, VERDICT_TEMPFAIL, 451, "greylist", 5 },
+	{ "one greylists, one rejects: greylisted", 9, RULE_ACT_NONE, 2,
+	  { { 5, 0, 0, 5, 0, 4 }, { 5, 0, 8, 5, 0 } }, VERDICT_TEMPFAIL, 451, "greylist", 5 },
 };
 
 static void test_decide_recipients(void **state)
@@ -136,6 +163,11 @@ static void test_reject_reply(void **state)
 	assert_int_equal(strncmp(v.reply, "4.7.1 ", 6), 0);
 	actions_decide(&t, 0, RULE_ACT_REJECT, "CLAM_VIRUS", &v);
 	assert_non_null(strstr(v.reply, "CLAM_VIRUS"));
+	t.greylist = 4;
+	assert_string_equal(actions_decide(&t, 6, RULE_ACT_NONE, NULL, &v), "greylist");
+	assert_string_equal(v.reply, "4.7.1 greylisted, try again later");
+	assert_string_equal(v.reason, "greylist");
+	assert_true(v.not_an_error);
 }
 
 static void test_status_form(void **state)
