@@ -94,7 +94,7 @@ struct lmdb_writer *ledger_store_writer_new(const struct mx_config *cfg, uv_loop
 	if (dir == NULL)
 		return NULL;
 	if ((st = lmdb_store_open_existing(dir)) == NULL) {
-		ledger_store_note(dir, false, "not_open");
+		ledger_store_note(cfg->backends.retry_ledger.store, false, "not_open");
 		return NULL;
 	}
 	struct lmdb_writer_config wc = {
@@ -104,7 +104,7 @@ struct lmdb_writer *ledger_store_writer_new(const struct mx_config *cfg, uv_loop
 	wr = lmdb_writer_new(st, loop, &wc);
 	lmdb_store_close(st);   /* the writer has its own reference */
 	if (wr == NULL)
-		ledger_store_note(dir, false, "out_of_memory");
+		ledger_store_note(cfg->backends.retry_ledger.store, false, "out_of_memory");
 	return wr;
 }
 
@@ -131,17 +131,17 @@ int ledger_store_add(struct lmdb_writer *wr, const uint8_t key[LEDGER_KEY_LEN], 
 
 static atomic_bool ledger_store_down;
 
-void ledger_store_note(const char *dir, bool ok, const char *what)
+void ledger_store_note(const char *store, bool ok, const char *what)
 {
 	if (ok) {
 		if (atomic_load_explicit(&ledger_store_down, memory_order_relaxed) &&
 		    atomic_exchange(&ledger_store_down, false))
-			log_event(LOG_LVL_INFO, NULL, "event=ledger_store_ok store=lmdb:%s", dir);
+			log_event(LOG_LVL_INFO, NULL, "event=ledger_store_ok store=%s", store);
 		return;
 	}
 	if (!atomic_exchange(&ledger_store_down, true))
-		log_event(LOG_LVL_WARNING, NULL, "event=ledger_store_error store=lmdb:%s reason=%s "
-		    "action=deliver", dir, what);
+		log_event(LOG_LVL_WARNING, NULL, "event=ledger_store_error store=%s reason=%s "
+		    "action=deliver", store, what);
 }
 
 struct ledger_store_commit {
@@ -154,7 +154,10 @@ static void ledger_store_committed(void *arg, int status)
 {
 	struct ledger_store_commit *c = arg;
 
-	ledger_store_note(c->dir, status == 0, "write_failed");
+	char store[4200];
+
+	snprintf(store, sizeof(store), "lmdb:%s", c->dir);
+	ledger_store_note(store, status == 0, "write_failed");
 	if (status == 0)
 		log_event(LOG_LVL_INFO, NULL, "event=ledger_stored store=lmdb:%s queue_id=%s keys=%zu",
 		    c->dir, c->queue_id, c->n);

@@ -61,8 +61,9 @@ int ledger_store_add(struct lmdb_writer *wr, const uint8_t key[LEDGER_KEY_LEN], 
 void ledger_store_commit(struct lmdb_writer *wr, const char *dir, const char *queue_id, size_t n);
 
 /* A store failure (ok false) or success (ok true) of a lookup or an add: the first failure
- * after a success logs event=ledger_store_error once (the outage), the first success after
- * it event=ledger_store_ok. Any thread. */
-void ledger_store_note(const char *dir, bool ok, const char *what);
+ * after a success logs event=ledger_store_error store=STORE reason=WHAT action=deliver once
+ * (the outage), the first success after it event=ledger_store_ok. store: as logged
+ * ("lmdb:/dir", a Redis URL without its password: ledger_redis.h). Any thread. */
+void ledger_store_note(const char *store, bool ok, const char *what);
 
 #endif
