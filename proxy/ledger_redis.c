@@ -161,24 +161,6 @@ int ledger_redis_lookup(struct ledger_redis *lr, const uint8_t (*keys)[LEDGER_KE
 	return rc;
 }
 
-/* A write queued: for its event=ledger_stored. */
-struct ledger_redis_write {
-	char store[300];
-	char queue_id[80];
-	size_t rcpts;
-};
-
-static void ledger_redis_written(void *arg, int status)
-{
-	struct ledger_redis_write *c = arg;
-
-	ledger_store_note(c->store, status == 0, "write_failed");
-	if (status == 0)
-		log_event(LOG_LVL_INFO, NULL, "event=ledger_stored store=%s queue_id=%s keys=%zu",
-		    c->store, c->queue_id, c->rcpts);
-	free(c);
-}
-
 int ledger_redis_add(struct ledger_redis *lr, const uint8_t (*keys)[LEDGER_KEY_LEN], size_t n,
     uint64_t now_ms, uint64_t ttl, const char *queue_id, size_t rcpts)
 {
@@ -187,13 +169,10 @@ int ledger_redis_add(struct ledger_redis *lr, const uint8_t (*keys)[LEDGER_KEY_L
 	const char **argv;
 	size_t *lens;
 	void *blk = NULL;
-	struct ledger_redis_write *c = malloc(sizeof(*c));
+	struct ledger_store_write *c = ledger_store_write_new(ledger_redis_name(lr), queue_id, rcpts);
 
 	if (c == NULL || (blk = ledger_redis_argv("", keys, n, 2, &argv, &lens)) == NULL)
 		goto fail;
-	snprintf(c->store, sizeof(c->store), "%s", ledger_redis_name(lr));
-	snprintf(c->queue_id, sizeof(c->queue_id), "%s", queue_id && queue_id[0] ? queue_id : "-");
-	c->rcpts = rcpts;
 	ledger_record_encode(rec, now_ms + ttl);
 	snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl);
 	argv[1 + n] = (const char *)rec;
@@ -201,12 +180,12 @@ int ledger_redis_add(struct ledger_redis *lr, const uint8_t (*keys)[LEDGER_KEY_L
 	argv[2 + n] = px;
 	lens[2 + n] = strlen(px);
 	/* argv[0] is the command's slot: redis_store_write takes the keys and arguments alone */
-	if (redis_store_write(lr->rs, lr->script, (int)n, 2, argv + 1, lens + 1, ledger_redis_written, c) < 0)
+	if (redis_store_write(lr->rs, lr->script, (int)n, 2, argv + 1, lens + 1, ledger_store_written, c) < 0)
 		goto fail;
 	free(blk);
 	return 0;
 fail:
-	ledger_store_note(lr ? ledger_redis_name(lr) : "redis", false, "write_dropped");
+	ledger_store_note(ledger_redis_name(lr), false, "write_dropped");
 	free(blk);
 	free(c);
 	return -1;

@@ -144,37 +144,45 @@ void ledger_store_note(const char *store, bool ok, const char *what)
 		    "action=deliver", store, what);
 }
 
-struct ledger_store_commit {
-	char dir[4096];
+struct ledger_store_write {
+	char store[4200];
 	char queue_id[80];
 	size_t n;
 };
 
-static void ledger_store_committed(void *arg, int status)
+struct ledger_store_write *ledger_store_write_new(const char *store, const char *queue_id, size_t n)
 {
-	struct ledger_store_commit *c = arg;
+	struct ledger_store_write *c = malloc(sizeof(*c));
 
-	char store[4200];
+	if (c == NULL)
+		return NULL;
+	snprintf(c->store, sizeof(c->store), "%s", store);
+	snprintf(c->queue_id, sizeof(c->queue_id), "%s", queue_id && queue_id[0] ? queue_id : "-");
+	c->n = n;
+	return c;
+}
 
-	snprintf(store, sizeof(store), "lmdb:%s", c->dir);
-	ledger_store_note(store, status == 0, "write_failed");
+void ledger_store_written(void *arg, int status)
+{
+	struct ledger_store_write *c = arg;
+
+	ledger_store_note(c->store, status == 0, "write_failed");
 	if (status == 0)
-		log_event(LOG_LVL_INFO, NULL, "event=ledger_stored store=lmdb:%s queue_id=%s keys=%zu",
-		    c->dir, c->queue_id, c->n);
+		log_event(LOG_LVL_INFO, NULL, "event=ledger_stored store=%s queue_id=%s keys=%zu",
+		    c->store, c->queue_id, c->n);
 	free(c);
 }
 
 void ledger_store_commit(struct lmdb_writer *wr, const char *dir, const char *queue_id, size_t n)
 {
-	struct ledger_store_commit *c = malloc(sizeof(*c));
+	char store[4200];
+	struct ledger_store_write *c;
 
-	if (c == NULL) {
+	snprintf(store, sizeof(store), "lmdb:%s", dir);
+	if ((c = ledger_store_write_new(store, queue_id, n)) == NULL) {
 		lmdb_writer_flush(wr, NULL, NULL);
 		return;
 	}
-	snprintf(c->dir, sizeof(c->dir), "%s", dir);
-	snprintf(c->queue_id, sizeof(c->queue_id), "%s", queue_id ? queue_id : "-");
-	c->n = n;
-	if (lmdb_writer_flush(wr, ledger_store_committed, c) != 0)
+	if (lmdb_writer_flush(wr, ledger_store_written, c) != 0)
 		free(c);    /* nothing queued (every add refused: noted) or out of memory */
 }
