@@ -16,7 +16,9 @@ a backend took on the first try a second copy. The LMTP server of test_lmtp_ledg
 - silent: Redis goes silent after the connection is up (a forwarder that passes nothing back):
   the message's lookup ends at backends.retry_ledger.timeout (reason=timeout) and it is
   delivered; a server that accepts and never answers from the start (a listener that reads
-  and never replies): the store never comes up, messages are delivered (reason=store_down).
+  and never replies): the store never comes up, messages are delivered (reason=store_down);
+  a client that leaves while its message's lookup waits: the session ends after the lookup
+  (its pending count), the next client is served (no sanitizer report in the ASan build).
 - config: redis:// taken by mxgate -t; the timeout's bounds at FILE:LINE:COL.
 """
 import os
@@ -159,6 +161,35 @@ if mt.case_wanted('silent'):
     code, text = send(mx, plain(3))
     mt.check(code == 250, 'silent: the next message delivered too: 250 (%s %s)' % (code, text))
     mt.check(held(be, b'Plain message') == 3, 'silent: three messages at the backend (%s)' % held(be, b'Plain message'))
+    mx.stop()
+
+    # the client goes away while its message's lookup waits for the silent Redis: the session
+    # ends after the lookup's timeout (its pending count), nothing touched after it is freed
+    # (the ASan build), and the next client is served
+    quiet.clear()
+    mx = mt.Mxgate(mt.config([be.url], workers=1, backends=ledger(fw.port, timeout='2s')), name='mx-redis-drop')
+    connected(red.port, 1)
+    quiet.set()
+    c = socket.create_connection(('127.0.0.1', mx.port), mt.slack(10))
+    f = c.makefile('rb')
+
+    def reply():
+        while True:
+            line = f.readline()
+            if line[3:4] != b'-':
+                return line
+    reply()
+    for cmd in (b'EHLO client.test', b'MAIL FROM:<%s>' % FROM.encode(), b'RCPT TO:<%s>' % R[0].encode(), b'DATA'):
+        c.sendall(cmd + b'\r\n')
+        r = reply()
+    mt.check(r.startswith(b'354'), 'silent: drop: 354 (%s)' % r)
+    at = mx.log_size()
+    c.sendall(plain(5) + b'.\r\n')
+    c.close()
+    mt.check(mx.wait_log(r'event=ledger_store_error [^\n]*reason=timeout', 30, start=at) is not None,
+             'silent: drop: the lookup ended at its timeout after the client left')
+    code, text = send(mx, plain(6))
+    mt.check(code == 250, 'silent: drop: the next client served: 250 (%s %s)' % (code, text))
     mx.stop()
     fw.cut()
     red.terminate()
