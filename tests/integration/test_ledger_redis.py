@@ -10,6 +10,8 @@ a backend took on the first try a second copy. The LMTP server of test_lmtp_ledg
   event=ledger_stored store=redis://...); the retry at b skips r1 and r2 (event=ledger_hit):
   one copy each. On main the store was refused at its FILE:LINE:COL (and in memory each node
   gave r1 and r2 a second copy).
+- reload: a reload from memory to redis://: the try after it is in Redis, another process's
+  retry skips r1 and r2.
 - down: Redis stopped mid-run: messages are still delivered (the client's 250 after the
   backend's 250), event=ledger_store_error ... action=deliver logged once for the outage;
   Redis started again (event=redis_up): the next message logs event=ledger_store_ok.
@@ -51,13 +53,20 @@ def send(mx, data, rcpts=R):
     return mt.send_mail(mx.port, FROM, rcpts, data, timeout=30)
 
 
-def connected(port, n):
-    """Waits until n connections to the Redis on port have sent their handshake's PING (its last
-    step: a worker's ledger store is up; a message sent before would be delivered as without a
-    ledger, event=ledger_store_error reason=store_down)."""
+def clients(port):
+    """The ids of the connections to the Redis on port now."""
+    out = mt.redis_cmd(port, 'CLIENT', 'LIST') or b''
+    return set(re.findall(r'(?m)^id=(\d+) ', out.decode()))
+
+
+def connected(port, n, before=frozenset()):
+    """Waits until n connections to the Redis on port (not among the ids before) have sent
+    their handshake's PING (its last step: a worker's ledger store is up; a message sent
+    before would be delivered as without a ledger, event=ledger_store_error reason=store_down)."""
     def look():
         out = mt.redis_cmd(port, 'CLIENT', 'LIST') or b''
-        return len([ln for ln in out.decode().splitlines() if 'cmd=ping' in ln]) >= n
+        return len([ln for ln in out.decode().splitlines()
+                    if 'cmd=ping' in ln and re.match(r'id=(\d+) ', ln).group(1) not in before]) >= n
     mt.check(mt.wait_for(look, 30), 'the ledger stores of %d workers connected to Redis' % n)
 
 
@@ -102,6 +111,31 @@ if mt.case_wanted('twoproc'):
         mt.check('event=ledger_store_error' not in mx.log(), 'twoproc: %s: no ledger_store_error' % mx.name)
         mt.check(not mx.malformed_log_lines(), 'twoproc: %s: log lines in form: %s' % (mx.name, mx.malformed_log_lines()[:3]))
         mx.stop()
+    be.stop()
+    red.terminate()
+    red.wait()
+
+if mt.case_wanted('reload'):
+    # a reload from memory to redis://: the new generation's workers connect and write there
+    red = mt.redis()
+    be = mt.Backend(lmtp=True, lmtp_codes={R[2]: 452}, name='dovecot-redis-reload')
+    mx = mt.Mxgate(mt.config([be.url], workers=2), name='mx-redis-reload')
+    at = mx.log_size()
+    mx.reload(mt.config([be.url], workers=2, backends=ledger(red.port)))
+    mt.check(mx.wait_log(r'event=reloaded', timeout=30, start=at) is not None, 'reload: event=reloaded')
+    mx2 = mt.Mxgate(mt.config([be.url], workers=1, backends=ledger(red.port)), name='mx-redis-reload-2')
+    connected(red.port, 3)
+    code, text = send(mx, A)
+    mt.check(code == 451, 'reload: first try: 451 (%s %s)' % (code, text))
+    mt.check(mx.wait_log(r'event=ledger_stored store=redis://127\.0\.0\.1:%d/0 queue_id=\S+ keys=2' % red.port, 30)
+             is not None, 'reload: event=ledger_stored store=redis://... keys=2')
+    code, text = send(mx2, A)
+    got = copies(be, b'Hello redis ledger.')
+    mt.check(code == 451 and got == {R[0]: 1, R[1]: 1},
+             'reload: the retry at another process: 451, no second copy for r1 and r2 (%s %s %s)' % (code, text, got))
+    for m in (mx, mx2):
+        mt.check('event=ledger_store_error' not in m.log(), 'reload: %s: no ledger_store_error' % m.name)
+        m.stop()
     be.stop()
     red.terminate()
     red.wait()
@@ -167,8 +201,9 @@ if mt.case_wanted('silent'):
     # ends after the lookup's timeout (its pending count), nothing touched after it is freed
     # (the ASan build), and the next client is served
     quiet.clear()
+    was = clients(red.port)
     mx = mt.Mxgate(mt.config([be.url], workers=1, backends=ledger(fw.port, timeout='2s')), name='mx-redis-drop')
-    connected(red.port, 1)
+    connected(red.port, 1, was)
     quiet.set()
     c = socket.create_connection(('127.0.0.1', mx.port), mt.slack(10))
     f = c.makefile('rb')
