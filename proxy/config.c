@@ -393,23 +393,27 @@ static const struct cfg_field retry_ledger_fields[] = {
 	  .doc = "recipients remembered, all workers together (about 100 octets each); past it the "
 		 "oldest go (event=ledger_evict): their next retry repeats them. 0 turns the ledger off" },
 	{ "store", CFG_STRING, offsetof(struct retry_ledger_config, store), "memory",
-	  .doc = "memory (this process: a restart forgets) or lmdb:/dir (this host: survives a restart, "
+	  .doc = "memory (this process: a restart forgets), lmdb:/dir (this host: survives a restart, "
 		 "shared by the processes that name the directory; may be the reputation or greylist "
-		 "directory). Not redis:// yet" },
+		 "directory) or redis://[:password@]host[:port][/db] (every node that names the server: "
+		 "a retry that reaches another node behind a load balancer finds what the first "
+		 "delivered; keys mxledger:*)" },
+	{ "timeout", CFG_DURATION, offsetof(struct retry_ledger_config, timeout), "200ms", 1, 60000,
+	  .doc = "redis:// store: how long a message waits for the ledger's answer before it is "
+		 "delivered as without a ledger (event=ledger_store_error action=deliver: a possible "
+		 "duplicate, never a loss)" },
 	{ NULL }
 };
 
-/* The store: memory or an LMDB directory (store_kind_of's lmdb: forms). */
+/* The store: memory, an LMDB directory or a Redis server (store_kind_of's forms). */
 static int retry_ledger_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	const struct retry_ledger_config *c = obj;
+	int kind = store_kind_of(c->store);
 
-	if (c->store == NULL || strcmp(c->store, "memory") == 0 || store_kind_of(c->store) == STORE_LMDB)
+	if (c->store == NULL || strcmp(c->store, "memory") == 0 || kind == STORE_LMDB || kind == STORE_REDIS)
 		return 0;
-	if (store_kind_of(c->store) == STORE_REDIS)
-		return cfg_error_key(p, n, "store", -1, "redis:// is not supported for the ledger yet: "
-		    "expected memory or lmdb:/dir");
-	return cfg_error_key(p, n, "store", -1, "expected memory or lmdb:/dir");
+	return cfg_error_key(p, n, "store", -1, "expected memory, lmdb:/dir or redis://host:port/db");
 }
 
 static const struct cfg_table retry_ledger_table = {

@@ -92,7 +92,9 @@ struct health_check_config { uint64_t interval; uint64_t timeout; long fall; lon
 struct retry_ledger_config {
 	uint64_t ttl;               /* ms */
 	long max_entries;           /* 0: off */
-	char *store;                /* "memory" or "lmdb:/dir" (ledger_store.h) */
+	char *store;                /* "memory", "lmdb:/dir" (ledger_store.h) or "redis://..."
+	                             * (ledger_redis.h) */
+	uint64_t timeout;           /* ms: a Redis lookup's bound */
 };
 struct backends_config {
 	int balance;                /* enum balance_mode */

@@ -94,7 +94,7 @@ struct lmdb_writer *ledger_store_writer_new(const struct mx_config *cfg, uv_loop
 	if (dir == NULL)
 		return NULL;
 	if ((st = lmdb_store_open_existing(dir)) == NULL) {
-		ledger_store_note(dir, false, "not_open");
+		ledger_store_note(cfg->backends.retry_ledger.store, false, "not_open");
 		return NULL;
 	}
 	struct lmdb_writer_config wc = {
@@ -104,7 +104,7 @@ struct lmdb_writer *ledger_store_writer_new(const struct mx_config *cfg, uv_loop
 	wr = lmdb_writer_new(st, loop, &wc);
 	lmdb_store_close(st);   /* the writer has its own reference */
 	if (wr == NULL)
-		ledger_store_note(dir, false, "out_of_memory");
+		ledger_store_note(cfg->backends.retry_ledger.store, false, "out_of_memory");
 	return wr;
 }
 
@@ -131,47 +131,58 @@ int ledger_store_add(struct lmdb_writer *wr, const uint8_t key[LEDGER_KEY_LEN], 
 
 static atomic_bool ledger_store_down;
 
-void ledger_store_note(const char *dir, bool ok, const char *what)
+void ledger_store_note(const char *store, bool ok, const char *what)
 {
 	if (ok) {
 		if (atomic_load_explicit(&ledger_store_down, memory_order_relaxed) &&
 		    atomic_exchange(&ledger_store_down, false))
-			log_event(LOG_LVL_INFO, NULL, "event=ledger_store_ok store=lmdb:%s", dir);
+			log_event(LOG_LVL_INFO, NULL, "event=ledger_store_ok store=%s", store);
 		return;
 	}
 	if (!atomic_exchange(&ledger_store_down, true))
-		log_event(LOG_LVL_WARNING, NULL, "event=ledger_store_error store=lmdb:%s reason=%s "
-		    "action=deliver", dir, what);
+		log_event(LOG_LVL_WARNING, NULL, "event=ledger_store_error store=%s reason=%s "
+		    "action=deliver", store, what);
 }
 
-struct ledger_store_commit {
-	char dir[4096];
+struct ledger_store_write {
+	char store[4200];
 	char queue_id[80];
 	size_t n;
 };
 
-static void ledger_store_committed(void *arg, int status)
+struct ledger_store_write *ledger_store_write_new(const char *store, const char *queue_id, size_t n)
 {
-	struct ledger_store_commit *c = arg;
+	struct ledger_store_write *c = malloc(sizeof(*c));
 
-	ledger_store_note(c->dir, status == 0, "write_failed");
+	if (c == NULL)
+		return NULL;
+	snprintf(c->store, sizeof(c->store), "%s", store);
+	snprintf(c->queue_id, sizeof(c->queue_id), "%s", queue_id && queue_id[0] ? queue_id : "-");
+	c->n = n;
+	return c;
+}
+
+void ledger_store_written(void *arg, int status)
+{
+	struct ledger_store_write *c = arg;
+
+	ledger_store_note(c->store, status == 0, "write_failed");
 	if (status == 0)
-		log_event(LOG_LVL_INFO, NULL, "event=ledger_stored store=lmdb:%s queue_id=%s keys=%zu",
-		    c->dir, c->queue_id, c->n);
+		log_event(LOG_LVL_INFO, NULL, "event=ledger_stored store=%s queue_id=%s keys=%zu",
+		    c->store, c->queue_id, c->n);
 	free(c);
 }
 
 void ledger_store_commit(struct lmdb_writer *wr, const char *dir, const char *queue_id, size_t n)
 {
-	struct ledger_store_commit *c = malloc(sizeof(*c));
+	char store[4200];
+	struct ledger_store_write *c;
 
-	if (c == NULL) {
+	snprintf(store, sizeof(store), "lmdb:%s", dir);
+	if ((c = ledger_store_write_new(store, queue_id, n)) == NULL) {
 		lmdb_writer_flush(wr, NULL, NULL);
 		return;
 	}
-	snprintf(c->dir, sizeof(c->dir), "%s", dir);
-	snprintf(c->queue_id, sizeof(c->queue_id), "%s", queue_id ? queue_id : "-");
-	c->n = n;
-	if (lmdb_writer_flush(wr, ledger_store_committed, c) != 0)
+	if (lmdb_writer_flush(wr, ledger_store_written, c) != 0)
 		free(c);    /* nothing queued (every add refused: noted) or out of memory */
 }

@@ -60,9 +60,19 @@ int ledger_store_add(struct lmdb_writer *wr, const uint8_t key[LEDGER_KEY_LEN], 
  * noted as ledger_store_note's. */
 void ledger_store_commit(struct lmdb_writer *wr, const char *dir, const char *queue_id, size_t n);
 
+/* An add's write in flight, for its event=ledger_stored: store as logged (ledger_store_note),
+ * the message's queue id (NULL or "": "-"), n its recipients. NULL when out of memory. */
+struct ledger_store_write;
+struct ledger_store_write *ledger_store_write_new(const char *store, const char *queue_id, size_t n);
+/* The write w (a struct ledger_store_write) ended, status 0 when the store applied it: noted
+ * as ledger_store_note's (write_failed), event=ledger_stored store=STORE queue_id=ID keys=N
+ * when applied; frees w. The done callback of an LMDB flush or a Redis write. */
+void ledger_store_written(void *w, int status);
+
 /* A store failure (ok false) or success (ok true) of a lookup or an add: the first failure
- * after a success logs event=ledger_store_error once (the outage), the first success after
- * it event=ledger_store_ok. Any thread. */
-void ledger_store_note(const char *dir, bool ok, const char *what);
+ * after a success logs event=ledger_store_error store=STORE reason=WHAT action=deliver once
+ * (the outage), the first success after it event=ledger_store_ok. store: as logged
+ * ("lmdb:/dir", a Redis URL without its password: ledger_redis.h). Any thread. */
+void ledger_store_note(const char *store, bool ok, const char *what);
 
 #endif

@@ -10,6 +10,7 @@
 #include "gwrefuse.h"
 #include "hook.h"
 #include "ledger.h"
+#include "ledger_redis.h"
 #include "ledger_store.h"
 #include "log.h"
 #include "maildir.h"
@@ -1064,8 +1065,23 @@ static struct lmdb_writer *smtp_tx_ledger_store(const struct smtp_tx *tx, const 
 	if (wg == NULL || (gd = ledger_store_dir(wg->shared->cfg)) == NULL || strcmp(gd, d) != 0)
 		return NULL;
 	if (wg->ledger_wr == NULL)
-		ledger_store_note(d, false, "not_open");
+		ledger_store_note(tx->env->cfg->backends.retry_ledger.store, false, "not_open");
 	return wg->ledger_wr;
+}
+
+/* The worker's Redis store of the ledger when the transaction's config keeps it in Redis
+ * (ledger_redis.h), else NULL; as smtp_tx_ledger_store: the current generation's, for the
+ * same server. */
+static struct ledger_redis *smtp_tx_ledger_redis(const struct smtp_tx *tx)
+{
+	const struct worker_gen *wg = tx->w->gen;
+	const char *u = ledger_redis_url(tx->env->cfg), *gu;
+
+	if (u == NULL || wg == NULL || (gu = ledger_redis_url(wg->shared->cfg)) == NULL || strcmp(gu, u) != 0)
+		return NULL;
+	if (wg->ledger_rd == NULL)
+		ledger_store_note("redis", false, "not_open");
+	return wg->ledger_rd;
 }
 
 /* Appends "<addr>" to a log list of addresses, a comma between (quoted as one value when
@@ -1119,8 +1135,22 @@ static void smtp_tx_ledger_end(struct smtp_tx *tx, int code)
 		uint64_t now = uv_now(&tx->w->loop), wall = passcache_wall_ms();
 		const char *dir = NULL;
 		struct lmdb_writer *wr = smtp_tx_ledger_store(tx, &dir);
+		struct ledger_redis *rd = smtp_tx_ledger_redis(tx);
+		uint8_t (*rk)[LEDGER_KEY_LEN] = NULL;
 		bool stored = true;
 		char rv[2048];
+
+		/* Redis: each key and its pair's mark, in one write */
+		if (rd != NULL && (rk = malloc(2 * tx->ledger_nkeys * sizeof(*rk))) == NULL)
+			ledger_store_note(ledger_redis_name(rd), false, "out_of_memory");
+		for (size_t i = 0; rk != NULL && i < tx->ledger_nkeys; i++) {
+			memcpy(rk[2 * i], tx->ledger_keys[i].key, LEDGER_KEY_LEN);
+			ledger_pair_key(rk[2 * i + 1], tx->ledger_keys[i].pair);
+		}
+		if (rk != NULL)
+			ledger_redis_add(rd, (const uint8_t (*)[LEDGER_KEY_LEN])rk, 2 * tx->ledger_nkeys, wall, c->ttl,
+			    tx->env->queue_id, tx->ledger_nkeys);
+		free(rk);
 
 		for (size_t i = 0; i < tx->ledger_nkeys; i++) {
 			evicted += ledger_add(l, tx->ledger_keys[i].key, tx->ledger_keys[i].pair, now, c->ttl,
@@ -1135,7 +1165,7 @@ static void smtp_tx_ledger_end(struct smtp_tx *tx, int code)
 				stored = false;
 		}
 		if (wr != NULL) {
-			ledger_store_note(dir, stored, "write_dropped");
+			ledger_store_note(c->store, stored, "write_dropped");
 			ledger_store_commit(wr, dir, tx->env->queue_id, tx->ledger_nkeys);
 		}
 		counter_add(COUNTER_LEDGER_ADDS, (long)tx->ledger_nkeys);
@@ -1153,14 +1183,24 @@ static void smtp_tx_ledger_end(struct smtp_tx *tx, int code)
 }
 
 /* The LMDB lookup of key: 1 held, 0 not; a failure is noted (logged once per outage) and
- * delivers as if it were not held (-1: a possible duplicate, never a loss). */
-static int smtp_tx_ledger_store_has(struct lmdb_writer *wr, const char *dir, const uint8_t *key,
+ * delivers as if it were not held (-1: a possible duplicate, never a loss). store: the
+ * config's spec, for the log. */
+static int smtp_tx_ledger_store_has(struct lmdb_writer *wr, const char *store, const uint8_t *key,
     uint64_t wall)
 {
 	int rc = ledger_store_has(wr, key, wall);
 
-	ledger_store_note(dir, rc >= 0, "read_failed");
+	ledger_store_note(store, rc >= 0, "read_failed");
 	return rc;
+}
+
+/* Whether the Redis lookup before this (smtp_tx_ledger_remote) found key. */
+static bool smtp_tx_ledger_held(const struct smtp_tx *tx, const uint8_t key[LEDGER_KEY_LEN])
+{
+	for (size_t i = 0; i < tx->ledger_nheld; i++)
+		if (memcmp(tx->ledger_held[i], key, LEDGER_KEY_LEN) == 0)
+			return true;
+	return false;
 }
 
 /* At the end of data, before the message goes out: the recipients the ledger holds for
@@ -1187,14 +1227,16 @@ static bool smtp_tx_ledger_skip(struct smtp_tx *tx)
 		return false;
 	l = ledger_process();
 	wr = smtp_tx_ledger_store(tx, &dir);
-	if (wr == NULL && ledger_count(l) == 0)
+	dir = env->cfg->backends.retry_ledger.store;	/* as logged */
+	if (wr == NULL && ledger_count(l) == 0 && tx->ledger_nheld == 0)
 		return false;
 	wall = passcache_wall_ms();
 	/* The digest (SHA-256 of the whole message, on this worker's loop) only when a (sender,
 	 * recipient) pair may be held: never for the ordinary message. In memory the pair
 	 * table; in LMDB (what another process or an earlier run added is not in that table)
-	 * the pair's mark, one read from the map a recipient. */
-	while (i < env->nrcpts) {
+	 * the pair's mark, one read from the map a recipient; in Redis the lookup before this
+	 * found a digest's key already (ledger_held). */
+	while (i < env->nrcpts && tx->ledger_nheld == 0) {
 		uint64_t pair = ledger_pair(env->mail_from, env->rcpts[i].addr);
 		uint8_t pk[LEDGER_KEY_LEN];
 
@@ -1212,7 +1254,8 @@ static bool smtp_tx_ledger_skip(struct smtp_tx *tx)
 	now = uv_now(&tx->w->loop);
 	while (i < env->nrcpts) {
 		ledger_key(k, d, env->mail_from, env->rcpts[i].addr);
-		if (!ledger_has(l, k, now) && (wr == NULL || smtp_tx_ledger_store_has(wr, dir, k, wall) != 1)) {
+		if (!ledger_has(l, k, now) && !smtp_tx_ledger_held(tx, k) &&
+		    (wr == NULL || smtp_tx_ledger_store_has(wr, dir, k, wall) != 1)) {
 			i++;
 			continue;
 		}
@@ -2072,14 +2115,9 @@ static bool smtp_tx_seal(struct smtp_tx *tx, bool quarantine)
 	return false;
 }
 
-void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, void *arg)
+/* The delivery once the ledger can be asked inline (memory, LMDB, Redis's answer held). */
+static void smtp_tx_deliver_looked(struct smtp_tx *tx, bool quarantine)
 {
-	tx->done = cb;
-	tx->done_arg = arg;
-	if (!smtp_tx_prepare(tx)) {
-		smtp_tx_finish(tx, 451, "4.3.0 Error: message unreadable, try again later", "unreadable", false, false);
-		return;
-	}
 	if (smtp_tx_ledger_skip(tx)) {
 		/* every recipient has the message from an earlier try: nothing to send */
 		smtp_tx_delivered(tx, smtp_tx_ledger_url, NULL, NULL);
@@ -2088,6 +2126,128 @@ void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, vo
 	if (tx->env->cfg->arc.seal.enabled && (quarantine || tx->env->nrcpts > 0) && smtp_tx_seal(tx, quarantine))
 		return;
 	smtp_tx_deliver_prepared(tx, quarantine);
+}
+
+/* Room for n keys in ledger_held. False when out of memory. */
+static bool smtp_tx_ledger_held_room(struct smtp_tx *tx, size_t n)
+{
+	if (n <= tx->ledger_held_cap)
+		return true;
+	void *p = realloc(tx->ledger_held, n * sizeof(*tx->ledger_held));
+
+	if (p == NULL)
+		return false;
+	tx->ledger_held = p;
+	tx->ledger_held_cap = n;
+	return true;
+}
+
+static void smtp_tx_ledger_keys_cb(void *arg, int status, const char *reason, const bool *held);
+
+/* Asks the Redis ledger about the n keys in ledger_held (cb: the answer). True when the
+ * question is out (pending); false when it could not go (noted: the store is down). */
+static bool smtp_tx_ledger_ask(struct smtp_tx *tx, size_t n, ledger_redis_cb cb)
+{
+	struct ledger_redis *rd = smtp_tx_ledger_redis(tx);
+	const char *reason = NULL;
+
+	if (rd == NULL)
+		return false;
+	if (ledger_redis_lookup(rd, (const uint8_t (*)[LEDGER_KEY_LEN])tx->ledger_held, n, cb, tx, &reason) < 0) {
+		ledger_store_note(ledger_redis_name(rd), false, reason);
+		return false;
+	}
+	tx->pending++;
+	return true;
+}
+
+/* The pair marks' answer (smtp_tx_ledger_remote): where one is held, the message's digest
+ * keys of those recipients are asked next; none held (the ordinary message): the delivery
+ * goes on with no digest made. A failure (timeout, Redis down): delivered as without the
+ * Redis ledger (ledger_store_error action=deliver: a possible duplicate, never a loss). */
+static void smtp_tx_ledger_pairs_cb(void *arg, int status, const char *reason, const bool *held)
+{
+	struct smtp_tx *tx = arg;
+	struct ledger_redis *rd;
+	const uint8_t *d;
+	size_t n = 0;
+
+	if (smtp_tx_pending_done(tx))
+		return;
+	rd = smtp_tx_ledger_redis(tx);
+	ledger_store_note(rd ? ledger_redis_name(rd) : "redis", status == 0, reason);   /* no password */
+	/* the recipients as asked: nothing changes the envelope while the lookup is out */
+	size_t asked = tx->ledger_asked < tx->env->nrcpts ? tx->ledger_asked : tx->env->nrcpts;
+
+	if (status == 0) {
+		for (size_t i = 0; i < asked; i++)
+			if (held[i])
+				n++;
+	}
+	if (n == 0 || (d = smtp_tx_ledger_digest(tx)) == NULL) {
+		smtp_tx_deliver_looked(tx, tx->ledger_quarantine);
+		return;
+	}
+	for (size_t i = 0, j = 0; i < asked; i++)
+		if (held[i])
+			ledger_key(tx->ledger_held[j++], d, tx->env->mail_from, tx->env->rcpts[i].addr);
+	tx->ledger_asked = n;   /* asked, not held: ledger_nheld stays 0 until the answer */
+	if (!smtp_tx_ledger_ask(tx, n, smtp_tx_ledger_keys_cb))
+		smtp_tx_deliver_looked(tx, tx->ledger_quarantine);
+}
+
+/* The digest keys' answer: those held stay in ledger_held for smtp_tx_ledger_skip. */
+static void smtp_tx_ledger_keys_cb(void *arg, int status, const char *reason, const bool *held)
+{
+	struct smtp_tx *tx = arg;
+	struct ledger_redis *rd;
+	size_t n = 0;
+
+	if (smtp_tx_pending_done(tx))
+		return;
+	rd = smtp_tx_ledger_redis(tx);
+	ledger_store_note(rd ? ledger_redis_name(rd) : "redis", status == 0, reason);   /* no password */
+	if (status == 0) {
+		for (size_t i = 0; i < tx->ledger_asked; i++)
+			if (held[i])
+				memmove(tx->ledger_held[n++], tx->ledger_held[i], LEDGER_KEY_LEN);
+	}
+	tx->ledger_nheld = n;
+	smtp_tx_deliver_looked(tx, tx->ledger_quarantine);
+}
+
+/* With the ledger in Redis: asks for the pair marks of the message's recipients (one MGET),
+ * and the delivery goes on in smtp_tx_ledger_pairs_cb. True when it went out. */
+static bool smtp_tx_ledger_remote(struct smtp_tx *tx, bool quarantine)
+{
+	const struct hook_env *env = tx->env;
+	struct ledger_redis *rd;
+
+	tx->ledger_nheld = 0;
+	if (!smtp_tx_ledger_on(tx) || env->nrcpts == 0 || (rd = smtp_tx_ledger_redis(tx)) == NULL)
+		return false;
+	if (!smtp_tx_ledger_held_room(tx, env->nrcpts)) {
+		ledger_store_note(ledger_redis_name(rd), false, "out_of_memory");
+		return false;
+	}
+	for (size_t i = 0; i < env->nrcpts; i++)
+		ledger_pair_key(tx->ledger_held[i], ledger_pair(env->mail_from, env->rcpts[i].addr));
+	tx->ledger_quarantine = quarantine;
+	tx->ledger_asked = env->nrcpts;
+	return smtp_tx_ledger_ask(tx, env->nrcpts, smtp_tx_ledger_pairs_cb);
+}
+
+void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, void *arg)
+{
+	tx->done = cb;
+	tx->done_arg = arg;
+	if (!smtp_tx_prepare(tx)) {
+		smtp_tx_finish(tx, 451, "4.3.0 Error: message unreadable, try again later", "unreadable", false, false);
+		return;
+	}
+	if (smtp_tx_ledger_remote(tx, quarantine))
+		return;		/* goes on in smtp_tx_ledger_pairs_cb */
+	smtp_tx_deliver_looked(tx, quarantine);
 }
 
 /* ---- life --------------------------------------------------------------------------- */
@@ -2124,6 +2284,7 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->ledger_digested = false;
 	tx->ledger_nkeys = 0;
 	tx->ledger_rcpts.len = 0;
+	tx->ledger_nheld = 0;
 	tx->mail_deferrable = false;
 	tx->data_follows = false;
 	tx->mail_line = NULL;	/* its buffer (mail_buf) is kept for the next message */
@@ -2197,6 +2358,9 @@ void smtp_tx_free(struct smtp_tx *tx)
 	strbuf_free(&tx->ledger_rcpts);
 	free(tx->ledger_keys);
 	tx->ledger_keys = NULL;
+	free(tx->ledger_held);
+	tx->ledger_held = NULL;
+	tx->ledger_nheld = tx->ledger_held_cap = 0;
 	tx->ledger_nkeys = tx->ledger_cap = 0;
 	tx->mail_line = NULL;
 	tx->rcpt = tx->rcpt_params = NULL;

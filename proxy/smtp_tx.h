@@ -151,7 +151,12 @@ struct smtp_tx {
 	struct smtp_tx_ledger_key { uint8_t key[LEDGER_KEY_LEN]; uint64_t pair; } *ledger_keys;
 	size_t ledger_nkeys, ledger_cap;
 	struct strbuf ledger_rcpts;       /* their addresses for event=ledger_add: "<a>,<b>" */
-	int pending;                      /* relay opens and maildir writes outstanding */
+	/* a Redis ledger (ledger_redis.h) looked up before the message goes out: the keys it
+	 * asks about, then (ledger_nheld) those it holds; quarantine: smtp_tx_deliver's */
+	uint8_t (*ledger_held)[LEDGER_KEY_LEN];
+	size_t ledger_nheld, ledger_held_cap, ledger_asked;
+	bool ledger_quarantine;
+	int pending;                      /* relay opens, maildir writes, ledger lookups outstanding */
 	bool closed;                      /* the owner went away: nothing more is reported */
 };
 

@@ -4,6 +4,7 @@
 #include "backend.h"
 #include "config.h"
 #include "counters.h"
+#include "ledger_redis.h"
 #include "ledger_store.h"
 #include "log.h"
 #include "opstats.h"
@@ -92,6 +93,7 @@ static void worker_gen_free(struct worker_gen *wg)
 	chain_modules_free(&wg->mods);
 	auth_worker_free(wg->auth);
 	lmdb_writer_free(wg->ledger_wr);   /* what it has queued goes to its thread first */
+	ledger_redis_free(wg->ledger_rd);  /* its queued writes go to the next generation's store */
 	shared_gen_unref(wg->shared);
 	free(wg);
 }
@@ -114,6 +116,7 @@ static struct worker_gen *worker_gen_new(struct worker *w, struct shared_gen *sg
 		shared_gen_note_failed(sg, wg->mods.failed);
 	wg->auth = auth_worker_new(sg->cfg, &w->loop, w->index);
 	wg->ledger_wr = ledger_store_writer_new(sg->cfg, &w->loop);
+	wg->ledger_rd = ledger_redis_new(sg->cfg, &w->loop, w->index);
 	return wg;
 }
 

@@ -60,6 +60,7 @@ struct worker_gen {
 	struct chain_modules mods;
 	struct auth_worker *auth;     /* SMTP AUTH's Dovecot client and guard (auth.h), or NULL */
 	struct lmdb_writer *ledger_wr; /* the delivery ledger's LMDB writer (ledger_store.h), or NULL */
+	struct ledger_redis *ledger_rd; /* ... its Redis store (ledger_redis.h), or NULL */
 	int sessions;                 /* sessions using this generation */
 	bool retired;                 /* a newer one is current */
 };

@@ -1329,6 +1329,19 @@ class TcpForwarder:
         self.conns = []
 
 
+def copies(be, body):
+    """Recipient -> copies of the message holding body that Backend be took (its 250s: an LMTP
+    server's per recipient)."""
+    n = {}
+    with be.lock:
+        msgs = list(be.messages)
+    for m in msgs:
+        if body in m['data']:
+            for a in m['accepted_rcpts']:
+                n[a] = n.get(a, 0) + 1
+    return n
+
+
 def redis_cmd(port, *args, timeout=5):
     """One command to the Redis on 127.0.0.1:port; the reply as int, bytes, list or None
     (an error reply raises RuntimeError). For waiting on what the daemon stored."""
