@@ -262,15 +262,16 @@ out:
  * reads names only: quarantine_read_head refuses what is not a regular file). each returns
  * nonzero to stop (that value is returned). -1 with err when a folder cannot be read (one
  * that does not exist is empty). */
-static int quarantine_walk(const char *root, bool want_mtime,
-    int (*each)(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg), void *arg, char *err,
-    size_t errlen)
+typedef int (*quarantine_each_fn)(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg);
+
+/* quarantine_walk over the folders subs[0..nsubs) of root. */
+static int quarantine_walk_in(const char *root, const char *const *subs, size_t nsubs, bool want_mtime,
+    quarantine_each_fn each, void *arg, char *err, size_t errlen)
 {
-	static const char *const subs[] = { "new", "cur" };
 	char dir[PATH_MAX], path[PATH_MAX];
 	size_t rootlen = strlen(root);
 
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < nsubs; i++) {
 		if (snprintf(dir, sizeof(dir), "%s/%s", root, subs[i]) >= (int)sizeof(dir)) {
 			snprintf(err, errlen, "%.400s: path too long", root);
 			return -1;
@@ -298,6 +299,14 @@ static int quarantine_walk(const char *root, bool want_mtime,
 			return rc;
 	}
 	return 0;
+}
+
+static int quarantine_walk(const char *root, bool want_mtime, quarantine_each_fn each, void *arg, char *err,
+    size_t errlen)
+{
+	static const char *const subs[] = { "new", "cur" };
+
+	return quarantine_walk_in(root, subs, 2, want_mtime, each, arg, err, errlen);
 }
 
 /* ------------------------------------------------------------ lookup by ID: the index */
@@ -464,12 +473,19 @@ static int quarantine_expire_each(const char *path, const char *name, uint64_t i
 	return 0;
 }
 
-int quarantine_expire(const char *root, time_t before, size_t *count, char *err, size_t errlen)
+int quarantine_expire(const char *root, time_t before, size_t *count, size_t *released, char *err,
+    size_t errlen)
 {
-	struct quarantine_expire_ctx c = { .before = before };
+	static const char *const rel[] = { "released" };
+	struct quarantine_expire_ctx c = { .before = before }, r = { .before = before };
 	int rc = quarantine_walk(root, true, quarantine_expire_each, &c, err, errlen);
 
+	/* released/: the copies kept for the record, dated by their release
+	 * (quarantine_move_released); one that cannot be read still lets new/ and cur/ count */
+	if (quarantine_walk_in(root, rel, 1, true, quarantine_expire_each, &r, rc ? NULL : err, rc ? 0 : errlen) != 0)
+		rc = -1;
 	*count = c.count;
+	*released = r.count;
 	return rc;
 }
 
@@ -745,6 +761,9 @@ int quarantine_move_released(const char *root, const struct quarantine_item *it,
 		snprintf(err, errlen, "rename %.400s into %.400s: %s", it->path, dir, strerror(errno));
 		return -1;
 	}
+	/* dated by the release: quarantine.expire keeps the record that long after it (a file
+	 * held 29 days and released stays 30 more, not one); failing leaves the hold's date */
+	(void)utimensat(AT_FDCWD, to, NULL, AT_SYMLINK_NOFOLLOW);
 	return 0;
 }
 

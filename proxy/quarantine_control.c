@@ -362,7 +362,7 @@ struct qc_sweep {
 	uv_work_t req;
 	char *root;
 	uint64_t expire_ms;
-	size_t count;
+	size_t count, released;
 	int rc;
 	char err[600];
 };
@@ -379,7 +379,7 @@ static void qc_sweep_work_cb(uv_work_t *req)
 	/* the wall clock, as the files' times and `quarantine list older=` are */
 	time_t before = time(NULL) - (time_t)(s->expire_ms / 1000);
 
-	s->rc = quarantine_expire(s->root, before, &s->count, s->err, sizeof(s->err));
+	s->rc = quarantine_expire(s->root, before, &s->count, &s->released, s->err, sizeof(s->err));
 }
 
 static void qc_sweep_after_cb(uv_work_t *req, int status)
@@ -389,10 +389,10 @@ static void qc_sweep_after_cb(uv_work_t *req, int status)
 
 	qc_sweep_running = false;
 	cfg_format_duration(s->expire_ms, ev, sizeof(ev));
-	if (s->count) {
+	if (s->count || s->released) {
 		counter_add(COUNTER_QUARANTINE_EXPIRED, (long)s->count);
-		log_event(LOG_LVL_INFO, NULL, "event=quarantine_expired count=%zu expire=%s dir=%s", s->count, ev,
-		    log_val(rv, sizeof(rv), s->root));
+		log_event(LOG_LVL_INFO, NULL, "event=quarantine_expired count=%zu released=%zu expire=%s dir=%s", s->count,
+		    s->released, ev, log_val(rv, sizeof(rv), s->root));
 	}
 	if (status == UV_ECANCELED)
 		snprintf(s->err, sizeof(s->err), "cancelled");
