@@ -69,6 +69,10 @@ struct quarantine_item {
 	struct quarantine_envelope env;   /* spans into head */
 	time_t mtime;
 	uint64_t size;               /* of the held message (the file less the block) */
+	bool has_fd;                 /* quarantine_find's: fd is the file head was read from */
+	int fd;                      /* (open until quarantine_item_free): a release reads the
+	                              * message from it, so a sweep's unlink or a rewrite's rename
+	                              * meanwhile never mixes two files nor cuts one */
 };
 #define QUARANTINE_SHOW_MAX (64u * 1024)   /* header octets `show` prints at most */
 
@@ -122,7 +126,8 @@ int quarantine_expire(const char *root, time_t before, size_t *count, size_t *re
 
 /* Blocking. Moves the held file into root/released/ (created 0700 when missing), where
  * list, show and release no longer see it (amavis keeps released files too), dated now (the
- * release: the sweep's age of a released file). 0 or -1 err. */
+ * release: the sweep's age of a released file). 0, 1 when the file was gone (expired or
+ * deleted meanwhile), or -1 err. */
 int quarantine_move_released(const char *root, const struct quarantine_item *it, char *err, size_t errlen);
 
 struct rcpt;
