@@ -16,6 +16,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "fnv.h"
 #include "headers.h"
 #include "msgbuf.h"
 
@@ -34,28 +35,62 @@ struct maildir_job {
 	char err[512];
 };
 
-static char maildir_host[200];
+/* The unique name's longest: "<sec>.M<usec>P<pid>Q<n>." (20 + 2 + 6 + 1 + 20 + 1 + 20 + 1
+ * octets, each number at its type's widest) and the host part: 135. With the ",QID=" field
+ * (5 + 40 octets at most: maildir_id_fits_name) it stays under NAME_MAX (255) with 64 to
+ * spare for what a maildir reader adds (",S=<size>,W=<vsize>:2,<flags>"). */
+#define MAILDIR_UNIQUE_MAX (71 + MAILDIR_HOST_MAX)
+_Static_assert(MAILDIR_UNIQUE_MAX + 45 + 64 <= NAME_MAX, "a maildir name leaves a reader room");
+_Static_assert(MAILDIR_UNIQUE_MAX < 256 - 64, "the job's name buffer holds the unique name and the tag");
+
+static char maildir_host[MAILDIR_HOST_MAX + 1];
 static pthread_once_t maildir_host_once = PTHREAD_ONCE_INIT;
 static atomic_ulong maildir_seq;
 
-/* The host part of unique names; '/' and ':' are escaped as the Maildir spec asks. */
+/* '/' and ':' as the Maildir spec asks; ',' too, so a name's fields (",QID=": a quarantine
+ * lookup reads the last one) never start in the host part. */
+static bool maildir_host_escapes(char c)
+{
+	return c == '/' || c == ':' || c == ',';
+}
+
+/* See maildir.h. */
+size_t maildir_host_part(const char *raw, char *out)
+{
+	size_t n = strnlen(raw, 1024), full = 0, room = MAILDIR_HOST_MAX, o = 0;
+
+	if (n == 0)
+		raw = "localhost", n = 9;
+	for (size_t i = 0; i < n; i++)
+		full += maildir_host_escapes(raw[i]) ? 4 : 1;
+	/* too long: its start, never cut inside an escape, then '-' and 8 hex digits of the
+	 * whole name's hash (two long names alike at the start stay apart) */
+	if (full > MAILDIR_HOST_MAX)
+		room = MAILDIR_HOST_MAX - 9;
+	for (size_t i = 0; i < n; i++) {
+		bool esc = maildir_host_escapes(raw[i]);
+		if (o + (esc ? 4 : 1) > room)
+			break;
+		if (esc)
+			o += (size_t)snprintf(out + o, 5, "\\%03o", (unsigned)(unsigned char)raw[i]);
+		else
+			out[o++] = raw[i];
+	}
+	if (full > MAILDIR_HOST_MAX)
+		o += (size_t)snprintf(out + o, 10, "-%08x", (unsigned)(fnv1a64(raw, n) & 0xffffffffu));
+	out[o] = '\0';
+	return o;
+}
+
+/* The host part of unique names (maildir_host_part). */
 static void maildir_init_host(void)
 {
 	char raw[HOST_NAME_MAX + 1] = "";
-	size_t o = 0;
 
-	if (gethostname(raw, sizeof raw) != 0 || !raw[0])
-		strcpy(raw, "localhost");
+	if (gethostname(raw, sizeof raw) != 0)
+		raw[0] = '\0';
 	raw[sizeof raw - 1] = '\0';
-	for (const char *p = raw; *p && o + 5 < sizeof maildir_host; p++) {
-		if (*p == '/' || *p == ':') {
-			o += (size_t)snprintf(maildir_host + o, sizeof maildir_host - o, "\\%03o",
-			    (unsigned)(unsigned char)*p);
-		} else {
-			maildir_host[o++] = *p;
-		}
-	}
-	maildir_host[o] = '\0';
+	maildir_host_part(raw, maildir_host);
 }
 
 /* See maildir.h. */

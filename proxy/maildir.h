@@ -28,10 +28,21 @@ int maildir_deliver(uv_loop_t *loop, const char *root, const char *prefix, size_
 int maildir_deliver_tagged(uv_loop_t *loop, const char *root, const char *id, const char *prefix,
     size_t prefix_len, struct msgbuf *msg, size_t off, maildir_done_cb cb, void *arg);
 
-/* Makes a Maildir file name: "<sec>.M<usec>P<pid>Q<n>.<host>" (host with '/' and ':'
- * escaped as \057 and \072). Unique within the process and across processes on the host.
- * Returns 0, or -1 if buf is too small. Thread-safe. */
+/* Makes a Maildir file name: "<sec>.M<usec>P<pid>Q<n>.<host>" (host: maildir_host_part of
+ * the host name). Unique within the process and across processes on the host. At most 135
+ * octets, so a ",QID=" field and a reader's ":2,FLAGS" keep it under NAME_MAX. Returns 0, or
+ * -1 if buf is too small. Thread-safe. */
 int maildir_make_name(char *buf, size_t len);
+
+/* The host part of a unique name from the host name raw (NUL-terminated; "" or NULL-free
+ * garbage alike): '/' and ':' escaped as \057 and \072 (the Maildir spec), and ',' as
+ * \054 (a name's fields, ",QID=", never start in it), into out
+ * (MAILDIR_HOST_MAX + 1 octets). A part longer than MAILDIR_HOST_MAX (a long generated
+ * name, or one the escapes quadruple) is cut to its first octets, never inside an escape,
+ * followed by "-" and 8 hex digits of a hash of the whole name. "" becomes "localhost".
+ * Returns its length. Pure. */
+#define MAILDIR_HOST_MAX 64
+size_t maildir_host_part(const char *raw, char *out);
 
 /* Synchronously checks that root is (or can be made) a writable Maildir: creates the
  * directories if missing, then creates and removes a probe file in tmp/. Blocking: call it

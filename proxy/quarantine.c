@@ -190,12 +190,17 @@ void quarantine_item_free(struct quarantine_item *it)
 	if (it) {
 		free(it->head);
 		it->head = NULL;
+		if (it->has_fd)
+			close(it->fd);
+		it->has_fd = false;
 	}
 }
 
 /* Reads path's first octets into it: the envelope block and the header block after it (up
- * to QUARANTINE_SHOW_MAX). 1 a held message, 0 not one (or gone meanwhile), -1 an error. */
-static int quarantine_read_head(const char *path, struct quarantine_item *it, char *err, size_t errlen)
+ * to QUARANTINE_SHOW_MAX). 1 a held message, 0 not one (or gone meanwhile), -1 an error.
+ * keep_fd: a held message's file stays open in it (it->fd). */
+static int quarantine_read_head(const char *path, struct quarantine_item *it, bool keep_fd, char *err,
+    size_t errlen)
 {
 	size_t cap = QUARANTINE_ENV_MAX + QUARANTINE_SHOW_MAX, len = 0, chunk = 8192;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), rc = 0;
@@ -247,6 +252,11 @@ static int quarantine_read_head(const char *path, struct quarantine_item *it, ch
 	it->size = (uint64_t)st.st_size - it->env.end;
 	snprintf(it->path, sizeof(it->path), "%s", path);
 	rc = 1;
+	if (keep_fd) {
+		it->fd = fd;
+		it->has_fd = true;
+		return rc;
+	}
 out:
 	close(fd);
 	if (rc != 1) {
@@ -262,15 +272,16 @@ out:
  * reads names only: quarantine_read_head refuses what is not a regular file). each returns
  * nonzero to stop (that value is returned). -1 with err when a folder cannot be read (one
  * that does not exist is empty). */
-static int quarantine_walk(const char *root, bool want_mtime,
-    int (*each)(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg), void *arg, char *err,
-    size_t errlen)
+typedef int (*quarantine_each_fn)(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg);
+
+/* quarantine_walk over the folders subs[0..nsubs) of root. */
+static int quarantine_walk_in(const char *root, const char *const *subs, size_t nsubs, bool want_mtime,
+    quarantine_each_fn each, void *arg, char *err, size_t errlen)
 {
-	static const char *const subs[] = { "new", "cur" };
 	char dir[PATH_MAX], path[PATH_MAX];
 	size_t rootlen = strlen(root);
 
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < nsubs; i++) {
 		if (snprintf(dir, sizeof(dir), "%s/%s", root, subs[i]) >= (int)sizeof(dir)) {
 			snprintf(err, errlen, "%.400s: path too long", root);
 			return -1;
@@ -298,6 +309,14 @@ static int quarantine_walk(const char *root, bool want_mtime,
 			return rc;
 	}
 	return 0;
+}
+
+static int quarantine_walk(const char *root, bool want_mtime, quarantine_each_fn each, void *arg, char *err,
+    size_t errlen)
+{
+	static const char *const subs[] = { "new", "cur" };
+
+	return quarantine_walk_in(root, subs, 2, want_mtime, each, arg, err, errlen);
 }
 
 /* ------------------------------------------------------------ lookup by ID: the index */
@@ -371,7 +390,7 @@ static int quarantine_find_read(struct quarantine_find_ctx *c, const struct strb
 		off = (size_t)(name - pairs->v) + strlen(name) + 1;
 		memcpy(&ino, pairs->v + off, sizeof(ino));
 		off += sizeof(ino);
-		int r = quarantine_read_head(path, &tmp, err, errlen);
+		int r = quarantine_read_head(path, &tmp, true, err, errlen);
 		if (r < 0)
 			return -1;
 		char id[QUARANTINE_ID_MAX + 1] = "";
@@ -453,7 +472,7 @@ static int quarantine_expire_each(const char *path, const char *name, uint64_t i
 	 * envelope block at its head. A folder shared with anything else (a mailbox a
 	 * mail client reads, mail moved there by hand) keeps that other mail. */
 	if (!quarantine_name_id(name, id)) {
-		int held = quarantine_read_head(path, &it, err, sizeof(err));
+		int held = quarantine_read_head(path, &it, false, err, sizeof(err));
 		quarantine_item_free(&it);
 		if (held != 1)
 			return 0;
@@ -464,12 +483,19 @@ static int quarantine_expire_each(const char *path, const char *name, uint64_t i
 	return 0;
 }
 
-int quarantine_expire(const char *root, time_t before, size_t *count, char *err, size_t errlen)
+int quarantine_expire(const char *root, time_t before, size_t *count, size_t *released, char *err,
+    size_t errlen)
 {
-	struct quarantine_expire_ctx c = { .before = before };
+	static const char *const rel[] = { "released" };
+	struct quarantine_expire_ctx c = { .before = before }, r = { .before = before };
 	int rc = quarantine_walk(root, true, quarantine_expire_each, &c, err, errlen);
 
+	/* released/: the copies kept for the record, dated by their release
+	 * (quarantine_move_released); one that cannot be read still lets new/ and cur/ count */
+	if (quarantine_walk_in(root, rel, 1, true, quarantine_expire_each, &r, rc ? NULL : err, rc ? 0 : errlen) != 0)
+		rc = -1;
 	*count = c.count;
+	*released = r.count;
 	return rc;
 }
 
@@ -669,7 +695,7 @@ static int quarantine_list_filtered(const char *root, size_t n, const struct qua
 	if (rc == 0)
 		qsort(c.files, c.n, sizeof(*c.files), quarantine_newest_first);
 	for (size_t i = 0; rc == 0 && i < c.n && *count < n; i++) {
-		int r = quarantine_read_head(c.files[i].path, &items[*count], err, errlen);
+		int r = quarantine_read_head(c.files[i].path, &items[*count], false, err, errlen);
 		if (r < 0)
 			rc = -1;
 		else if (r > 0 && quarantine_item_matches(&items[*count], f))
@@ -705,7 +731,7 @@ int quarantine_list(const char *root, size_t n, const struct quarantine_filter *
 			break;
 		}
 		for (size_t i = 0; i < c.n && *count < n; i++) {
-			int r = quarantine_read_head(c.files[i].path, &items[*count], err, errlen);
+			int r = quarantine_read_head(c.files[i].path, &items[*count], false, err, errlen);
 			if (r < 0) {
 				rc = -1;
 				break;
@@ -742,9 +768,14 @@ int quarantine_move_released(const char *root, const struct quarantine_item *it,
 		return -1;
 	}
 	if (rename(it->path, to) != 0) {
+		if (errno == ENOENT)
+			return 1;   /* gone meanwhile: the sweep's (or a delete's) */
 		snprintf(err, errlen, "rename %.400s into %.400s: %s", it->path, dir, strerror(errno));
 		return -1;
 	}
+	/* dated by the release: quarantine.expire keeps the record that long after it (a file
+	 * held 29 days and released stays 30 more, not one); failing leaves the hold's date */
+	(void)utimensat(AT_FDCWD, to, NULL, AT_SYMLINK_NOFOLLOW);
 	return 0;
 }
 
@@ -772,7 +803,8 @@ int quarantine_rewrite_rcpts(const char *root, const struct quarantine_item *it,
 	}
 	/* the block as the hold wrote it, for these recipients (X-Envelope-To-Blocked too) */
 	maildir_quarantine_fields(&block, sender, rcpts, n, id, reason);
-	in = open(it->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* the file the block was read from (quarantine_find's), not whatever has the name now */
+	in = it->has_fd ? dup(it->fd) : open(it->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (in < 0) {
 		snprintf(err, errlen, "open %.400s: %s", it->path, strerror(errno));
 		goto out;

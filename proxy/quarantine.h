@@ -69,6 +69,10 @@ struct quarantine_item {
 	struct quarantine_envelope env;   /* spans into head */
 	time_t mtime;
 	uint64_t size;               /* of the held message (the file less the block) */
+	bool has_fd;                 /* quarantine_find's: fd is the file head was read from */
+	int fd;                      /* (open until quarantine_item_free): a release reads the
+	                              * message from it, so a sweep's unlink or a rewrite's rename
+	                              * meanwhile never mixes two files nor cuts one */
 };
 #define QUARANTINE_SHOW_MAX (64u * 1024)   /* header octets `show` prints at most */
 
@@ -111,13 +115,19 @@ int quarantine_list(const char *root, size_t n, const struct quarantine_filter *
 bool quarantine_item_rcpt_is(const struct quarantine_item *it, size_t i, const char *rcpt);
 long quarantine_item_rcpt_index(const struct quarantine_item *it, const char *rcpt);
 
-/* Blocking. Removes every file of root's new/ and cur/ whose time (the hold's: a rewrite
- * keeps it) is before `before`: quarantine.expire's sweep. *count: how many went. 0, or -1
- * with err when a folder cannot be read (the files removed until then are counted). */
-int quarantine_expire(const char *root, time_t before, size_t *count, char *err, size_t errlen);
+/* Blocking. Removes every held file of root's new/ and cur/ whose time (the hold's: a rewrite
+ * keeps it) is before `before`, and every one of root's released/ whose time (the
+ * release's) is: quarantine.expire's sweep. Only what mxgate held goes (a ",QID=" in the name,
+ * or an envelope block at the head). *count: how many went from new/ and cur/, *released:
+ * from released/. 0, or -1 with err when a folder cannot be read (the files removed until
+ * then are counted, the other folders still swept). */
+int quarantine_expire(const char *root, time_t before, size_t *count, size_t *released, char *err,
+    size_t errlen);
 
 /* Blocking. Moves the held file into root/released/ (created 0700 when missing), where
- * list, show and release no longer see it (amavis keeps released files too). 0 or -1 err. */
+ * list, show and release no longer see it (amavis keeps released files too), dated now (the
+ * release: the sweep's age of a released file). 0, 1 when the file was gone (expired or
+ * deleted meanwhile), or -1 err. */
 int quarantine_move_released(const char *root, const struct quarantine_item *it, char *err, size_t errlen);
 
 struct rcpt;

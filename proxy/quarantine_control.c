@@ -362,7 +362,7 @@ struct qc_sweep {
 	uv_work_t req;
 	char *root;
 	uint64_t expire_ms;
-	size_t count;
+	size_t count, released;
 	int rc;
 	char err[600];
 };
@@ -379,7 +379,7 @@ static void qc_sweep_work_cb(uv_work_t *req)
 	/* the wall clock, as the files' times and `quarantine list older=` are */
 	time_t before = time(NULL) - (time_t)(s->expire_ms / 1000);
 
-	s->rc = quarantine_expire(s->root, before, &s->count, s->err, sizeof(s->err));
+	s->rc = quarantine_expire(s->root, before, &s->count, &s->released, s->err, sizeof(s->err));
 }
 
 static void qc_sweep_after_cb(uv_work_t *req, int status)
@@ -389,10 +389,10 @@ static void qc_sweep_after_cb(uv_work_t *req, int status)
 
 	qc_sweep_running = false;
 	cfg_format_duration(s->expire_ms, ev, sizeof(ev));
-	if (s->count) {
+	if (s->count || s->released) {
 		counter_add(COUNTER_QUARANTINE_EXPIRED, (long)s->count);
-		log_event(LOG_LVL_INFO, NULL, "event=quarantine_expired count=%zu expire=%s dir=%s", s->count, ev,
-		    log_val(rv, sizeof(rv), s->root));
+		log_event(LOG_LVL_INFO, NULL, "event=quarantine_expired count=%zu released=%zu expire=%s dir=%s", s->count,
+		    s->released, ev, log_val(rv, sizeof(rv), s->root));
 	}
 	if (status == UV_ECANCELED)
 		snprintf(s->err, sizeof(s->err), "cancelled");
@@ -469,6 +469,7 @@ struct qc_release {
 	size_t nrefused;             /* recipients refused after the dot (a delivered release) */
 	size_t ndelivered;           /* recipients delivered (a failed release: before the failure) */
 	size_t nkept;                /* held recipients the file still names after it */
+	bool file_gone;              /* released, and the file had gone meanwhile (expired) */
 };
 
 static bool qc_release_running;        /* main loop only */
@@ -603,7 +604,11 @@ static void qc_release_deliver_cb(void *arg, const struct smtp_tx_result *res)
 			    rel->queue_id, rel->nto, rel->nto == 1 ? "" : "s", rel->backend, err, rel->id);
 			rel->rc = -2;
 		}
-	} else if (quarantine_move_released(root, &rel->it, err, sizeof(err)) != 0) {
+	} else if ((rw = quarantine_move_released(root, &rel->it, err, sizeof(err))) > 0) {
+		/* delivered; the file went meanwhile (expired, or deleted): nothing is held */
+		rel->file_gone = true;
+		rel->rc = 0;
+	} else if (rw != 0) {
 		/* delivered: only now does the file leave the quarantine */
 		snprintf(rel->why, sizeof(rel->why), "delivered (queue_id %s via %s) but the held file stays: %s: "
 		    "delete it (quarantine delete %s) or it can be released twice", rel->queue_id, rel->backend,
@@ -619,7 +624,10 @@ static void qc_release_deliver_cb(void *arg, const struct smtp_tx_result *res)
 static void qc_release_data(struct qc_release *rel)
 {
 	char *buf = malloc(QC_CHUNK);
-	int fd = open(rel->it.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* the file quarantine_find read the block from, open since: an expiry's unlink or a
+	 * delete's rewrite meanwhile leaves it whole (before, the name was opened again here:
+	 * gone, or another file read from this one's block end) */
+	int fd = rel->it.has_fd ? rel->it.fd : -1;
 	off_t off = (off_t)rel->it.env.end;
 	bool ok = buf != NULL && fd >= 0 && smtp_tx_data_open(&rel->tx) == 0;
 
@@ -635,8 +643,6 @@ static void qc_release_data(struct qc_release *rel)
 		off += n;
 	}
 	free(buf);
-	if (fd >= 0)
-		close(fd);
 	if (!ok || smtp_tx_msg_state(&rel->tx) != SMTP_TX_MSG_OK) {
 		qc_release_fail(rel, smtp_tx_msg_state(&rel->tx) == SMTP_TX_MSG_TOO_BIG ?
 		    "the held message is over limits.max_message_size" : "the held file could not be read", NULL);
@@ -718,6 +724,27 @@ static void qc_close_walk_cb(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* Tests only: MXGATE_TEST_QUARANTINE_RELEASE_HOLD=FIFO holds a release once it has found its
+ * file, until the test has opened FIFO for writing and closed it (open blocks until both
+ * ends are open: the test knows the release is there), so a sweep or a delete runs in
+ * between, without a sleep (test_quarantine_release_race.py). */
+static void qc_release_test_hold(void)
+{
+	const char *fifo = getenv("MXGATE_TEST_QUARANTINE_RELEASE_HOLD");
+	char c;
+	int fd;
+
+	if (fifo == NULL || (fd = open(fifo, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	for (;;) {
+		ssize_t n = read(fd, &c, 1);
+		if (n > 0 || (n < 0 && errno == EINTR))
+			continue;
+		break;
+	}
+	close(fd);
+}
+
 /* The release thread: find the file, run the transaction on a loop of its own, answer. */
 static void qc_release_thread(void *arg)
 {
@@ -732,6 +759,7 @@ static void qc_release_thread(void *arg)
 		snprintf(rel->why, sizeof(rel->why), f < 0 ? "%s" : "no held message with this ID", err);
 		goto answer;
 	}
+	qc_release_test_hold();
 	/* the envelope: the held one, or the recipients named */
 	rel->nto = rel->rcpts ? rel->nrcpts_named : rel->it.env.nrcpts;
 	rel->to = calloc(rel->nto, sizeof(*rel->to));
@@ -873,7 +901,8 @@ static void qc_release_done_cb(uv_async_t *a)
 			snprintf(kv, sizeof(kv), " kept=%zu", rel->nkept);
 		log_event(rel->rc == 0 ? LOG_LVL_INFO : LOG_LVL_WARNING, NULL,
 		    "event=quarantine_released id=%s queue_id=%s rcpts=%zu backend=%s%s%s%s", rel->id, rel->queue_id,
-		    rel->nto, log_val(bv, sizeof(bv), rel->backend), nv, kv, rel->rc == -2 ? " file=kept" : "");
+		    rel->nto, log_val(bv, sizeof(bv), rel->backend), nv, kv, rel->rc == -2 ? " file=kept" :
+		    rel->file_gone ? " file=gone" : "");
 	} else {
 		if (rel->ndelivered > 0)
 			snprintf(nv, sizeof(nv), " delivered=%zu", rel->ndelivered);

@@ -184,6 +184,8 @@ SINCE = {
     'fuzz_quarantine_env': '2026-12-06T11:00Z',
     # session 32's w-jsonlog: new (a log line's key=value text as log.format: json writes it)
     'fuzz_logkv': '2026-12-07T02:55Z',
+    # session 33's w-quarsweep: new (a held file's name: quarantine_name_id, maildir_host_part)
+    'fuzz_quarantine_name': '2026-12-07T07:00Z',
 }
 
 
@@ -217,6 +219,8 @@ MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply'
            'fuzz_log_val': 2048,
            # the same line: logkv parses what log_event wrote (2,048 octets at most)
            'fuzz_logkv': 2048,
+           # a file name is at most 255 octets; the host part is read to 1,024
+           'fuzz_quarantine_name': 1280,
            # a reply's bounds are 8,192 octets of text and 1,000 lines (6 octets each at
            # the least): at 4,096 neither was ever reached (seeds lines_1001, text_over_8192)
            'fuzz_backend_reply': 12288}

@@ -9,7 +9,8 @@
   once: a second lookup reads none of them again;
 - quarantine.expire (the section form `quarantine: { store:, expire: }`): at start the
   sweep removes a held file older than it and keeps a younger one, logs
-  event=quarantine_expired count=1 and counts it in mxgate_quarantine_expired_total.
+  event=quarantine_expired count=1 and counts it in mxgate_quarantine_expired_total;
+  released/ is swept by the same expire, a released file dated by its release (w-quarsweep).
 """
 import glob
 import os
@@ -116,9 +117,20 @@ for path, age_days in ((old_f, 3), (young_f, 1), (legacy_f, 3)):
 with open(foreign_f, 'wb') as f:
     f.write(b'From: someone@example.test\r\nSubject: not held by mxgate\r\n\r\nbody\r\n')
 os.utime(foreign_f, (now - 90 * 86400, now - 90 * 86400))
+# released/: copies for the record, dated by their release; swept by the same expire
+os.makedirs(os.path.join(edir, 'released'), exist_ok=True)
+rel_old = os.path.join(edir, 'released', '1700000005.M1P1Q5.h,QID=RELOLD')
+rel_young = os.path.join(edir, 'released', '1700000006.M1P1Q6.h,QID=RELYOUNG:2,S')
+for path, age_days in ((rel_old, 3), (rel_young, 1)):
+    with open(path, 'wb') as f:
+        f.write(held_block(os.path.basename(path).split('=')[1].split(':')[0]))
+    os.utime(path, (now - age_days * 86400, now - age_days * 86400))
 mx = mt.Mxgate(cfg({'store': 'maildir:' + edir, 'expire': '2d'}), 'mx-qexpire')
-m = mx.wait_log(r'event=quarantine_expired count=(\d+) expire=2d', timeout=30)
-mt.check(m is not None and m.group(1) == '2', 'the sweep logged count=2 (%r)' % (m and m.group(0)))
+m = mx.wait_log(r'event=quarantine_expired count=(\d+) released=(\d+) expire=2d', timeout=30)
+mt.check(m is not None and m.group(1) == '2' and m.group(2) == '1',
+         'the sweep logged count=2 released=1 (%r)' % (m and m.group(0)))
+mt.check(not os.path.exists(rel_old), 'a released file older than expire is gone')
+mt.check(os.path.exists(rel_young), 'a younger released file stays')
 mt.check(not os.path.exists(old_f), 'the held file older than expire is gone')
 mt.check(not os.path.exists(legacy_f), 'an older mxgate\'s held file (no ID in its name) older than expire is gone')
 mt.check(os.path.exists(foreign_f), 'a 90-day-old file that is not a held message stays')
@@ -127,6 +139,12 @@ mt.check(mx.metric('quarantine_expired_total') == 2, 'mxgate_quarantine_expired_
          % mx.metric('quarantine_expired_total'))
 rc, out, err = mt.ctl(sock, 'quarantine', 'show', 'EXPYOUNG')
 mt.check(rc == 0, 'the younger one is still shown (%s %r)' % (rc, out))
+# released, it is dated by the release (held a day ago): expire counts from there
+rc, out, err = mt.ctl(sock, 'quarantine', 'release', 'EXPYOUNG', timeout=60)
+mt.check(rc == 0, 'the younger one is released (%s %r %r)' % (rc, out, err))
+moved = glob.glob(os.path.join(edir, 'released', '*QID=EXPYOUNG*'))
+mt.check(len(moved) == 1 and os.stat(moved[0]).st_mtime > now - 3600,
+         'in released/, dated by the release, not the hold (%r)' % [(p, os.stat(p).st_mtime) for p in moved])
 mx.stop()
 
 # ---- -t: the section form is checked like the plain one

@@ -225,6 +225,55 @@ static void test_make_name(void **state)
 	assert_int_equal(maildir_make_name(tiny, sizeof tiny), -1);
 }
 
+/* The host part of unique names, labelled rows: escaped as the spec asks, and cut (with a
+ * hash) when long, so that a name with its ",QID=" field always fits NAME_MAX. */
+static void test_host_part(void **state)
+{
+	char slashes[65], colons[200], longname[256], other[256], out[MAILDIR_HOST_MAX + 1];
+	memset(slashes, '/', 64);
+	slashes[64] = '\0';
+	memset(colons, ':', sizeof colons - 1);
+	colons[sizeof colons - 1] = '\0';
+	memset(longname, 'a', 255);
+	longname[255] = '\0';
+	memcpy(other, longname, 256);
+	other[254] = 'b';
+	static const struct {
+		const char *label, *raw, *want;
+	} rows[] = {
+		{ "a plain name as it is", "mx1.example.test", "mx1.example.test" },
+		{ "'/' ':' ',' escaped", "a/b:c,d", "a\\057b\\072c\\054d" },
+		{ "no name: localhost", "", "localhost" },
+		{ "exactly at the bound", "0123456789012345678901234567890123456789012345678901234567890123",
+		  "0123456789012345678901234567890123456789012345678901234567890123" },
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		size_t n = maildir_host_part(rows[i].raw, out);
+		if (strcmp(out, rows[i].want) != 0 || n != strlen(out))
+			fail_msg("%s: %s (%zu)", rows[i].label, out, n);
+	}
+	/* over the bound: a cut start (never inside an escape), '-' and 8 hex digits */
+	const char *longs[] = { slashes, colons, longname, other };
+	char seen[4][MAILDIR_HOST_MAX + 1];
+	for (size_t i = 0; i < 4; i++) {
+		size_t n = maildir_host_part(longs[i], out);
+		assert_true(n <= MAILDIR_HOST_MAX);
+		assert_int_equal(n, strlen(out));
+		assert_int_equal(out[n - 9], '-');
+		assert_int_equal(strspn(out + n - 8, "0123456789abcdef"), 8);
+		assert_null(strchr(out, '/'));
+		assert_null(strchr(out, ':'));
+		if (longs[i] != longname && longs[i] != other)
+			assert_int_equal((n - 9) % 4, 0);   /* whole escapes only */
+		memcpy(seen[i], out, sizeof out);
+	}
+	assert_string_not_equal(seen[2], seen[3]);   /* alike at the start, apart by the hash */
+	/* and a whole name with the ID field stays well under NAME_MAX */
+	char name[256];
+	assert_int_equal(maildir_make_name(name, sizeof name - 64), 0);
+	assert_true(strlen(name) <= 135);
+}
+
 /* A quarantined file's envelope, amavis's fields: every recipient, the null sender as <>,
  * an octet that would end the field (CR, LF) as '?'. */
 static void test_quarantine_fields(void **state)
@@ -260,6 +309,7 @@ int main(void)
 		cmocka_unit_test(test_many_unique),
 		cmocka_unit_test(test_unwritable_root),
 		cmocka_unit_test(test_make_name),
+		cmocka_unit_test(test_host_part),
 		cmocka_unit_test(test_quarantine_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
