@@ -15,10 +15,8 @@ port) reached by one name, and two backends (A on 127.0.0.1, B on 127.0.0.2) by 
 - the milter's name vanishes (NXDOMAIN): event=backend_resolve_failed plugin=milter, once,
   the last address kept: mail still goes through milter B.
 """
-import json
 import os
 import re
-import signal
 import socket
 import sys
 
@@ -32,18 +30,6 @@ MILTER = 'milter.k8s.test'
 MTA = 'mta.k8s.test'
 dns = mt.dns_peer({MILTER: [{'a': '127.0.0.1'}, {'ttl': 1}], MTA: [{'a': '127.0.0.1'}, {'ttl': 1}]},
                   name='dns-plugin')
-zone_file = os.path.join(mt.TMP, 'dns-plugin.json')
-
-
-def set_zone(zone):
-    """Writes the zone and has the DNS server read it; returns once it answers from it."""
-    before = mt.log_of(dns.name).count('reloaded')
-    with open(zone_file + '.tmp', 'w') as f:
-        json.dump(zone, f)
-    os.replace(zone_file + '.tmp', zone_file)
-    os.kill(dns.pid, signal.SIGHUP)
-    mt.check(mt.wait_for(lambda: mt.log_of(dns.name).count('reloaded') > before, 10) is True,
-             'the DNS server read its new zone')
 
 
 def listening(host, port):
@@ -87,7 +73,7 @@ mt.check(send('first') == 250 and seen(a, 'first', 'A') == 1, 'first: milter A, 
 
 # The pods move: both names now have 127.0.0.2.
 start = mx.log_size()
-set_zone({MILTER: [{'a': '127.0.0.2'}, {'ttl': 1}], MTA: [{'a': '127.0.0.2'}, {'ttl': 1}]})
+dns.set_zone({MILTER: [{'a': '127.0.0.2'}, {'ttl': 1}], MTA: [{'a': '127.0.0.2'}, {'ttl': 1}]})
 mt.check(mx.wait_log(r'event=backend_addrs_changed plugin=milter name=%s addrs=127\.0\.0\.2 ttl=1' % re.escape(MILTER),
                      30, start) is not None, 'changed: the milter\'s new address logged:\n' + mx.tail())
 mt.check(mx.wait_log(r'event=backend_addrs_changed backend=smtp://%s:%d name=%s addrs=127\.0\.0\.2'
@@ -103,7 +89,7 @@ mt.check(send('second') == 250 and seen(b, 'second', 'B') == 1 and seen(b, 'seco
 
 # The milter's name vanishes (NXDOMAIN): the last address stays.
 start = mx.log_size()
-set_zone({MTA: [{'a': '127.0.0.2'}, {'ttl': 1}]})
+dns.set_zone({MTA: [{'a': '127.0.0.2'}, {'ttl': 1}]})
 mt.check(mx.wait_log(r'event=backend_resolve_failed plugin=milter name=%s reason="cannot resolve host: no such '
                      r'name[^"]*" addrs=127\.0\.0\.2' % re.escape(MILTER), 30, start) is not None,
          'nxdomain: logged, the last address kept:\n' + mx.tail())
