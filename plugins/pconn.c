@@ -66,10 +66,35 @@ void pconn_names_publish(const char *name, const struct sockaddr *sa, socklen_t 
 	pconn_names_publish_all(name, &ss, 1);
 }
 
-void pconn_names_publish_all(const char *name, const struct sockaddr_storage *sa, size_t n)
+/* Whether a and b hold the same addresses, in any order (ports ignored: the load's answer has
+ * none, the user's address sets it). */
+static bool pconn_addr_set_same(const struct sockaddr_storage *a, size_t na, const struct sockaddr_storage *b,
+    size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++) {
+		bool in = false;
+		for (size_t j = 0; j < nb && !in; j++) {
+			if (a[i].ss_family != b[j].ss_family)
+				continue;
+			if (a[i].ss_family == AF_INET)
+				in = memcmp(&((const struct sockaddr_in *)&a[i])->sin_addr,
+				    &((const struct sockaddr_in *)&b[j])->sin_addr, sizeof(struct in_addr)) == 0;
+			else if (a[i].ss_family == AF_INET6)
+				in = memcmp(&((const struct sockaddr_in6 *)&a[i])->sin6_addr,
+				    &((const struct sockaddr_in6 *)&b[j])->sin6_addr, sizeof(struct in6_addr)) == 0;
+		}
+		if (!in)
+			return false;
+	}
+	return true;
+}
+
+int pconn_names_publish_all(const char *name, const struct sockaddr_storage *sa, size_t n)
 {
 	if (n == 0)
-		return;
+		return 0;
 	if (n > PCONN_MAX_ADDRS)
 		n = PCONN_MAX_ADDRS;
 	pthread_mutex_lock(&pconn_names_lock);
@@ -83,16 +108,57 @@ void pconn_names_publish_all(const char *name, const struct sockaddr_storage *sa
 			if (v != NULL)
 				pconn_names = v;
 			pthread_mutex_unlock(&pconn_names_lock);
-			return;
+			return 0;
 		}
 		pconn_names = v;
 		snprintf(v[i].name, sizeof(v[i].name), "%s", name);
+		v[i].n = 0;
 		pconn_nnames++;
 	}
-	memset(pconn_names[i].sa, 0, sizeof(pconn_names[i].sa));
-	memcpy(pconn_names[i].sa, sa, n * sizeof(*sa));
-	pconn_names[i].n = n;
+	int changed = !pconn_addr_set_same(pconn_names[i].sa, pconn_names[i].n, sa, n);
+	if (changed) {
+		memset(pconn_names[i].sa, 0, sizeof(pconn_names[i].sa));
+		memcpy(pconn_names[i].sa, sa, n * sizeof(*sa));
+		pconn_names[i].n = n;
+	}
 	pthread_mutex_unlock(&pconn_names_lock);
+	return changed;
+}
+
+size_t pconn_names_get(const char *name, struct sockaddr_storage *sa, size_t cap)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&pconn_names_lock);
+	for (size_t i = 0; i < pconn_nnames; i++)
+		if (strcasecmp(pconn_names[i].name, name) == 0) {
+			n = pconn_names[i].n < cap ? pconn_names[i].n : cap;
+			memcpy(sa, pconn_names[i].sa, n * sizeof(*sa));
+			break;
+		}
+	pthread_mutex_unlock(&pconn_names_lock);
+	return n;
+}
+
+/* out's addresses: name's as last published, port p. false when name is not known. */
+static bool pconn_addr_from_names(const char *name, uint16_t p, struct pconn_addr *out)
+{
+	struct sockaddr_storage v[PCONN_MAX_ADDRS];
+	size_t n = pconn_names_get(name, v, PCONN_MAX_ADDRS);
+
+	if (n == 0)
+		return false;
+	out->sa = v[0];
+	out->nmore = n - 1;
+	memcpy(out->more, v + 1, out->nmore * sizeof(out->more[0]));
+	for (size_t k = 0; k <= out->nmore; k++) {
+		struct sockaddr_storage *a = k == 0 ? &out->sa : &out->more[k - 1];
+		if (a->ss_family == AF_INET)
+			((struct sockaddr_in *)a)->sin_port = htons(p);
+		else
+			((struct sockaddr_in6 *)a)->sin6_port = htons(p);
+	}
+	return true;
 }
 
 static bool pconn_name_chars(const char *h, size_t hlen)
@@ -125,24 +191,8 @@ static int pconn_addr_ip(const char *host, size_t hlen, const char *port, struct
 	if (pconn_name_chars(h, hlen)) {
 		if (pconn_checking)
 			return 0;	/* the load resolves it next (config.c) */
-		bool found = false;
-		pthread_mutex_lock(&pconn_names_lock);
-		for (size_t i = 0; i < pconn_nnames && !found; i++)
-			if (strcasecmp(pconn_names[i].name, h) == 0) {
-				out->sa = pconn_names[i].sa[0];
-				out->nmore = pconn_names[i].n - 1;
-				memcpy(out->more, pconn_names[i].sa + 1, out->nmore * sizeof(out->more[0]));
-				found = true;
-			}
-		pthread_mutex_unlock(&pconn_names_lock);
-		if (found) {
-			for (size_t k = 0; k <= out->nmore; k++) {
-				struct sockaddr_storage *a = k == 0 ? &out->sa : &out->more[k - 1];
-				if (a->ss_family == AF_INET)
-					((struct sockaddr_in *)a)->sin_port = htons((uint16_t)p);
-				else
-					((struct sockaddr_in6 *)a)->sin6_port = htons((uint16_t)p);
-			}
+		if (pconn_addr_from_names(h, (uint16_t)p, out)) {
+			snprintf(out->name, sizeof(out->name), "%s", h);	/* looked at again by pconn_new */
 			return 0;
 		}
 		snprintf(reason, sizeof(reason), "host \"%s\" was not resolved when the configuration "
@@ -391,6 +441,15 @@ struct pconn *pconn_new(uv_loop_t *loop, const struct pconn_addr *addr, pconn_ev
 		return c;
 	}
 	c->loop = loop;
+	/* a host name: its addresses as now published (a re-resolution, proxy/backendres.h) */
+	struct pconn_addr now;
+	if (addr->name[0]) {
+		now = *addr;
+		uint16_t port = ntohs(addr->sa.ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)&addr->sa)->sin6_port :
+		    ((const struct sockaddr_in *)&addr->sa)->sin_port);
+		if (pconn_addr_from_names(addr->name, port, &now))
+			addr = &now;
+	}
 	c->addrs[0] = addr->sa;
 	c->naddrs = 1;
 	for (size_t i = 0; i < addr->nmore && c->naddrs < PCONN_MAX_ADDRS; i++)

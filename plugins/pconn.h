@@ -28,6 +28,10 @@ struct pconn_addr {
 	 * one's failure: PCONN_ERROR, UV_ETIMEDOUT); 0: no bound of its own (the caller's
 	 * timeout bounds them all, and a dead first address eats it). Not set by the parser. */
 	uint64_t connect_ms;
+	/* the host name the addresses are of ("" for an IP address, localhost, a unix socket):
+	 * pconn_new takes its addresses as published then (pconn_names_publish_all), so a
+	 * re-resolution (proxy/backendres.h) reaches the next connection */
+	char name[64];
 };
 
 /* Parses s; 0 or -1 with *why. A host name (other than localhost) is taken from the names
@@ -38,8 +42,12 @@ int pconn_addr_parse(const char *s, struct pconn_addr *out, const char **why);
 int pconn_addr_host(const char *s, char *host, size_t hostlen);
 /* The config load's answer for name (its first address; the port is the address's own). */
 void pconn_names_publish(const char *name, const struct sockaddr *sa, socklen_t len);
-/* The same with every address of the name (n up to PCONN_MAX_ADDRS, the rest ignored). */
-void pconn_names_publish_all(const char *name, const struct sockaddr_storage *sa, size_t n);
+/* The same with every address of the name (n up to PCONN_MAX_ADDRS, the rest ignored): 1
+ * when the set changed (the order alone is no change; a name not known before is one), else
+ * 0. The next connection to the name takes them (pconn_new); one open stays where it is. */
+int pconn_names_publish_all(const char *name, const struct sockaddr_storage *sa, size_t n);
+/* name's addresses as last published into sa (at most cap; port 0): how many, 0 unknown. */
+size_t pconn_names_get(const char *name, struct sockaddr_storage *sa, size_t cap);
 /* On (this thread) while a config check creates plugin instances: a host name passes as it
  * is; the load resolves it afterwards. */
 void pconn_names_checking(bool on);

@@ -504,7 +504,7 @@ static const struct cfg_field plugin_config_fields[] = {
 	{ "path", CFG_CUSTOM, offsetof(struct plugin_config, so), .custom = plugin_path_parse,
 	  .free_custom = plugin_path_free, .doc = "shared object to dlopen (absolute path)" },
 	{ "address", CFG_STRING, offsetof(struct plugin_config, address),
-	  .doc = "peer: HOST:PORT, inet:HOST:PORT, inet:PORT@HOST or unix:/path (absolute); HOST is an IP address, localhost or a host name resolved when the file is loaded, as a backend's (dns.resolvers, within dns.timeout; an address that refuses or cannot be reached: the next of its addresses)" },
+	  .doc = "peer: HOST:PORT, inet:HOST:PORT, inet:PORT@HOST or unix:/path (absolute); HOST is an IP address, localhost or a host name resolved when the file is loaded, as a backend's (dns.resolvers, within dns.timeout), and again while running as a backend's (backends.resolve_interval: the next connection goes to the new addresses; an address that refuses or cannot be reached: the next of its addresses)" },
 	{ "on_error", CFG_ENUM, offsetof(struct plugin_config, on_error), "tempfail",
 	  .choices = plugin_on_error_names, .doc = "what a failed or timed-out call does: tempfail (451 4.7.1), reject (550 5.7.1), accept (go on without it) or tag (go on without it, the message delivered with X-Mxgate-Filter-Error: NAME; stage=STAGE; error=WHY)" },
 	{ "timeout", CFG_DURATION, offsetof(struct plugin_config, timeout), "30s", 1, 3600000,

@@ -188,26 +188,13 @@ int backend_addrs_update(struct backend *b, const struct sockaddr_storage *sa, c
 /* See backend.h. */
 void backend_addrs_format(struct backend *b, char *out, size_t cap)
 {
-	size_t used = 0;
+	struct sockaddr_storage v[BACKEND_MAX_ADDRS];
+	socklen_t len;
+	size_t n = 0;
 
-	if (cap == 0)
-		return;
-	out[0] = '\0';
-	for (size_t i = 0; i < BACKEND_MAX_ADDRS; i++) {
-		struct sockaddr_storage sa;
-		socklen_t len;
-		char a[INET6_ADDRSTRLEN];
-		if (!backend_addr_get(b, i, &sa, &len))
-			break;
-		const void *src = sa.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&sa)->sin_addr :
-		    (const void *)&((struct sockaddr_in6 *)&sa)->sin6_addr;
-		if (inet_ntop(sa.ss_family, src, a, sizeof(a)) == NULL)
-			snprintf(a, sizeof(a), "?");
-		int k = snprintf(out + used, cap - used, "%s%s", i ? "," : "", a);
-		if (k < 0 || (size_t)k >= cap - used)
-			break;
-		used += (size_t)k;
-	}
+	while (n < BACKEND_MAX_ADDRS && backend_addr_get(b, n, &v[n], &len))
+		n++;
+	hostres_addrs_format(v, n, out, cap);
 }
 
 /* See backend.h. */

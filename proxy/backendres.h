@@ -12,13 +12,18 @@
  * backends.resolve_interval (when no TTL is known: the interval); a round with a name
  * without a usable answer comes again within BACKENDRES_RETRY_MS.
  *
+ * The filter peers' names (plugins[].address: milter, clamd, spamd, rspamd; pconn.h) are
+ * asked in the same rounds.
+ *
  * An answer with another set of addresses (the order alone is none) replaces the backend's
- * (backend_addrs_update: the new connections go to it, idle pooled ones to an address that
- * left are closed when next looked at, relay.c) and logs
- * `event=backend_addrs_changed backend=URL name=NAME addrs=A,B ttl=S`. A failed or empty
- * answer keeps the last addresses and logs `event=backend_resolve_failed backend=URL
- * name=NAME reason="..." addrs=A,B` once until the name resolves again. Counters:
- * mxgate_backend_resolves_total, mxgate_backend_resolve_failures_total. */
+ * (backend_addrs_update: the new connections go to it; the changed callback has each worker
+ * close its idle pooled ones to an address that left, relay_sweep_vanished) and logs
+ * `event=backend_addrs_changed backend=URL name=NAME addrs=A,B ttl=S`; a filter peer's is
+ * published (pconn_names_publish_all: the next connection to it goes there, one open stays)
+ * and logged `event=backend_addrs_changed plugin=PLUGIN name=NAME addrs=A,B ttl=S`. A failed
+ * or empty answer keeps the last addresses and logs `event=backend_resolve_failed
+ * backend=URL|plugin=PLUGIN name=NAME reason="..." addrs=A,B` once until the name resolves
+ * again. Counters: mxgate_backend_resolves_total, mxgate_backend_resolve_failures_total. */
 #ifndef MX_BACKENDRES_H
 #define MX_BACKENDRES_H
 
@@ -28,13 +33,18 @@ struct pool;
 struct mx_config;
 struct backendres;
 
-enum { BACKENDRES_MIN_MS = 1000, BACKENDRES_RETRY_MS = 10000 };
+enum { BACKENDRES_MIN_MS = 1000, BACKENDRES_RETRY_MS = 10000, BACKENDRES_MAX_PLUGINS = 32 };
+
+/* Called on loop after a round that changed some backend's addresses: the workers are told
+ * to close their idle connections to an address that left (relay_sweep_vanished). */
+typedef void (*backendres_changed_fn)(void *arg);
 
 /* Starts re-resolving the named backends of pool (cfg: its generation's config, read here
  * only) on loop, the first round when the load's first answer (cfg->resolved) expires. NULL when there is nothing to do
  * (no name, backends.resolve_interval 0) or on failure (logged). pool must outlive it
  * until backendres_stop. */
-struct backendres *backendres_start(uv_loop_t *loop, struct pool *pool, const struct mx_config *cfg);
+struct backendres *backendres_start(uv_loop_t *loop, struct pool *pool, const struct mx_config *cfg,
+    backendres_changed_fn changed, void *changed_arg);
 /* Stops: the pool is not touched after this returns; a round in flight is cancelled
  * (hostres_set_cancel) and the memory freed when its work and the timer have closed (run
  * the loop). NULL ok. */

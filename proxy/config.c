@@ -743,7 +743,8 @@ static const struct cfg_field backends_fields[] = {
 		 "resolved again while running, through dns.resolvers, after its answer's TTL, at least 1s and "
 		 "at most this long (0: only at a load, as before): a changed set of addresses takes the new "
 		 "connections (event=backend_addrs_changed), idle pooled connections to an address no longer "
-		 "in it are closed; a failed or empty answer keeps the last addresses "
+		 "in it are closed at once by every worker; a plugins[].address host name (milter, clamd, "
+		 "spamd, rspamd) the same (plugin=NAME in the events); a failed or empty answer keeps the last addresses "
 		 "(event=backend_resolve_failed, once until it resolves again)" },
 	{ "max_attempts", CFG_INT, offsetof(struct backends_config, max_attempts), "3", 1, 100,
 	  .doc = "servers tried for one message before the client gets 4xx" },

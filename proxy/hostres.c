@@ -165,6 +165,27 @@ static void hostres_answer_cb(void *arg, int status, int timeouts, struct ares_a
 	ares_freeaddrinfo(res);
 }
 
+/* See hostres.h. */
+void hostres_addrs_format(const struct sockaddr_storage *sa, size_t n, char *out, size_t cap)
+{
+	size_t used = 0;
+
+	if (cap == 0)
+		return;
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		char a[INET6_ADDRSTRLEN];
+		const void *src = sa[i].ss_family == AF_INET ? (const void *)&((const struct sockaddr_in *)&sa[i])->sin_addr :
+		    (const void *)&((const struct sockaddr_in6 *)&sa[i])->sin6_addr;
+		if (inet_ntop(sa[i].ss_family, src, a, sizeof(a)) == NULL)
+			snprintf(a, sizeof(a), "?");
+		int k = snprintf(out + used, cap - used, "%s%s", i ? "," : "", a);
+		if (k < 0 || (size_t)k >= cap - used)
+			break;
+		used += (size_t)k;
+	}
+}
+
 static uint64_t hostres_now_ms(void)
 {
 	struct timespec ts;

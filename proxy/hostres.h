@@ -66,5 +66,8 @@ void hostres_set_adopt(struct hostres_set *s, const struct hostres_set *src);
 /* Ends every name of s not resolved yet with why (a static text), asking no DNS. */
 void hostres_set_fail_pending(struct hostres_set *s, const char *why);
 void hostres_set_free(struct hostres_set *s);
+/* n addresses as text without the port, comma-separated ("10.0.0.7,10.0.0.9"), into
+ * out[0..cap) (cut at an address that does not fit). */
+void hostres_addrs_format(const struct sockaddr_storage *sa, size_t n, char *out, size_t cap);
 
 #endif

@@ -262,13 +262,22 @@ static void main_first_round_cb(void *arg)
 	    "routes_domains=%zu", current->id, ops_is_ready() ? "yes" : "no", accept_n, routes_n);
 }
 
+/* A re-resolution changed a backend's addresses (backendres.h): each worker closes its idle
+ * connections to an address that left now, not when it next opens one to the backend. */
+static void main_backend_addrs_changed(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < nworkers; i++)
+		worker_post_sweep(&workers[i]);
+}
+
 static void main_start_side_services(void)
 {
 	const struct mx_config *cfg = current->cfg;
 
 	health = health_start(main_loop, current->pool, cfg->backends.health_check.interval,
 	    cfg->backends.health_check.timeout, cfg->hostname, current->tls_client);
-	resolver = backendres_start(main_loop, current->pool, cfg);
+	resolver = backendres_start(main_loop, current->pool, cfg, main_backend_addrs_changed, NULL);
 	if (!ops_is_started())
 		health_on_first_round(health, main_first_round_cb, NULL);
 	/* Started at start (main); a reload starts it only when the start had none. */

@@ -2373,6 +2373,19 @@ void relay_abort(struct relay *r)
 	relay_close(r);
 }
 
+void relay_sweep_vanished(struct worker *w)
+{
+	struct relay *q;
+
+	/* each drop closes at least one (q) and leaves none of q->b's that vanished */
+	do {
+		for (q = w->idle; q != NULL && !relay_addr_vanished(q); q = q->next_idle)
+			;
+		if (q != NULL)
+			relay_drop_idle_of(w, q->b, true);
+	} while (q != NULL);
+}
+
 void relay_close_idle(struct worker *w)
 {
 	while (w->idle) {

@@ -126,5 +126,9 @@ bool relay_sent_bdat(const struct relay *r);
 void relay_session_end(struct worker *w, const struct hook_env *env);
 /* Worker shutdown: QUIT every idle connection. */
 void relay_close_idle(struct worker *w);
+/* Closes w's idle connections to an address that left its backend's set (a re-resolution,
+ * backendres.h), each backend's logged event=backend_pool_dropped reason="address no longer
+ * resolved". Worker's thread. */
+void relay_sweep_vanished(struct worker *w);
 
 #endif

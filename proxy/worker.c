@@ -388,6 +388,8 @@ static void worker_wakeup_cb(uv_async_t *a)
 			worker_reloaded_check(w);
 		}
 	}
+	if (atomic_exchange(&w->sweep, 0))
+		relay_sweep_vanished(w);
 	/* After the generation: a handed-off session starts under the current one. */
 	worker_handoff_run(w, worker_handoff_take(w, false));
 	if (atomic_load(&w->stop) && w->listening)
@@ -482,6 +484,14 @@ void worker_post_gen(struct worker *w, struct shared_gen *g)
 	old = __atomic_exchange_n(&w->pending, g, __ATOMIC_ACQ_REL);
 	if (old)
 		shared_gen_unref(old);
+	uv_async_send(&w->wakeup);
+}
+
+void worker_post_sweep(struct worker *w)
+{
+	if (atomic_load(&w->stop))
+		return;
+	atomic_store(&w->sweep, 1);
 	uv_async_send(&w->wakeup);
 }
 

@@ -76,6 +76,7 @@ struct worker {
 	struct worker_gen *gen;       /* current */
 	struct shared_gen *pending;   /* handed over by main, taken on wakeup */
 	atomic_int stop;              /* 1 = drain */
+	atomic_int sweep;             /* 1 = close idle connections to vanished addresses */
 	struct acceptor acceptor;     /* the listening sockets (acceptor.h) */
 	bool listening;
 	int sessions;                 /* all sessions on this worker */
@@ -124,4 +125,7 @@ void worker_note_reload(unsigned id, size_t accept_domains, size_t routes_domain
 void worker_post_gen(struct worker *w, struct shared_gen *g);
 /* Stop accepting, drain, end the loop. */
 void worker_post_stop(struct worker *w);
+/* Has w close its idle backend connections to an address that left (relay_sweep_vanished):
+ * a backend's addresses changed (backendres.h). Main thread; not after worker_post_stop. */
+void worker_post_sweep(struct worker *w);
 #endif

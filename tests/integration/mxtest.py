@@ -1666,7 +1666,9 @@ def dns_peer(zone, name='dns_peer'):
     TCP, serving zone {name: [{"txt": [strings]}, {"a": ip}, ...] | "servfail" | "refused" |
     "drop"}; other names NXDOMAIN. Returns the Popen with .port and .name once it is ready
     (its log, TMP/name.log, has one "query NAME TYPE[ tcp][ edns=N]" line per query;
-    .queries(NAME) counts those of type A, over UDP or TCP, with EDNS0 or without); fails the test if not, skips it without python3-dnspython."""
+    .queries(NAME) counts those of type A, over UDP or TCP, with EDNS0 or without;
+    .set_zone(ZONE) serves another zone, see dns_set_zone); fails the test if not, skips it
+    without python3-dnspython."""
     if subprocess.run(['/usr/bin/python3', '-c', 'import dns.message'], capture_output=True).returncode != 0:
         skip('python3-dnspython not installed')
     port = free_port()
@@ -1680,7 +1682,19 @@ def dns_peer(zone, name='dns_peer'):
     p.port, p.name = port, name
     p.queries = lambda qname, qtype='A': len(re.findall(r'(?m)^query %s %s( tcp)?( edns=\d+)?$' % (re.escape(qname), qtype),
                                                         log_of(name)))
+    p.set_zone = lambda z: dns_set_zone(p, zfile, z)
     return p
+
+
+def dns_set_zone(p, zfile, zone):
+    """Writes dns_peer p's zone file zfile and has it read it (SIGHUP); returns once it answers
+    from it (its log's "reloaded" line)."""
+    before = log_of(p.name).count('reloaded')
+    with open(zfile + '.tmp', 'w') as f:
+        json.dump(zone, f)
+    os.replace(zfile + '.tmp', zfile)
+    os.kill(p.pid, signal.SIGHUP)
+    check(wait_for(lambda: log_of(p.name).count('reloaded') > before, 10) is True, 'the DNS server read its new zone')
 
 
 def http_get(port, path, timeout=30):

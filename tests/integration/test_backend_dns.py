@@ -14,10 +14,8 @@ and two backends on 127.0.0.1 and 127.0.0.2, one port:
   keeps flowing to them, event=backend_resolve_failed is logged once, the failures counted
   in mxgate_backend_resolve_failures_total.
 """
-import json
 import os
 import re
-import signal
 import sys
 
 sys.dont_write_bytecode = True
@@ -27,18 +25,6 @@ import mxtest as mt  # noqa: E402
 mt.need()
 NAME = 'mta.k8s.test'
 dns = mt.dns_peer({NAME: [{'a': '127.0.0.1'}, {'ttl': 1}]}, name='dns-backend')
-zone_file = os.path.join(mt.TMP, 'dns-backend.json')
-
-
-def set_zone(zone):
-    """Writes the zone and has the DNS server read it; returns once it answers from it."""
-    before = mt.log_of(dns.name).count('reloaded')
-    with open(zone_file + '.tmp', 'w') as f:
-        json.dump(zone, f)
-    os.replace(zone_file + '.tmp', zone_file)
-    os.kill(dns.pid, signal.SIGHUP)
-    mt.check(mt.wait_for(lambda: mt.log_of(dns.name).count('reloaded') > before, 10) is True,
-             'the DNS server read its new zone')
 
 
 a = mt.Backend(name='A')
@@ -62,7 +48,7 @@ mt.check(send('first') == 250 and landed(a, 'first') == 1, 'first: delivered to 
 
 # The pod moves: the name now has 127.0.0.2.
 start = mx.log_size()
-set_zone({NAME: [{'a': '127.0.0.2'}, {'ttl': 1}]})
+dns.set_zone({NAME: [{'a': '127.0.0.2'}, {'ttl': 1}]})
 mt.check(mx.wait_log(r'event=backend_addrs_changed backend=smtp://%s:%d name=%s addrs=127\.0\.0\.2 ttl=1'
                      % (re.escape(NAME), a.port, re.escape(NAME)), 30, start) is not None,
          'changed: the new address logged:\n' + mx.tail())
@@ -73,7 +59,7 @@ mt.check(mx.count_log(r'event=backend_pool_dropped backend=\S+ connections=1 rea
 
 # The name vanishes (NXDOMAIN), then the DNS server stops: the last address stays.
 start = mx.log_size()
-set_zone({'other.k8s.test': [{'a': '127.0.0.1'}]})
+dns.set_zone({'other.k8s.test': [{'a': '127.0.0.1'}]})
 mt.check(mx.wait_log(r'event=backend_resolve_failed backend=smtp://%s:%d name=%s reason="cannot resolve host: no such '
                      r'name[^"]*" addrs=127\.0\.0\.2' % (re.escape(NAME), a.port, re.escape(NAME)), 30, start) is not None,
          'nxdomain: logged, the last address kept:\n' + mx.tail())

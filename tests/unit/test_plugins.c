@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "proxy/chain.h"
 #include "proxy/config.h"
@@ -713,6 +714,36 @@ static void harness_message(struct harness *h, const char *text)
 	msgbuf_free(h->env.msg);
 	h->env.msg = msgbuf_new(1 << 20, NULL);
 	assert_int_equal(msgbuf_append(h->env.msg, text, strlen(text)), 0);
+}
+
+/* A re-resolution publishes a peer name's new addresses (proxy/backendres.h): a change is
+ * reported (the order alone is none), and an address parsed before takes them at its next
+ * connection (pconn_new reads them by the name the parser kept). */
+static void test_names_republished(void **state)
+{
+	(void)state;
+	struct sockaddr_storage v[2];
+	struct sockaddr_in *a0 = (struct sockaddr_in *)&v[0], *a1 = (struct sockaddr_in *)&v[1];
+	struct pconn_addr pa;
+	const char *why;
+
+	memset(v, 0, sizeof(v));
+	a0->sin_family = a1->sin_family = AF_INET;
+	inet_pton(AF_INET, "10.0.0.1", &a0->sin_addr);
+	inet_pton(AF_INET, "10.0.0.2", &a1->sin_addr);
+	assert_int_equal(pconn_names_publish_all("peer.republished.test", v, 2), 1);	/* new */
+	assert_int_equal(pconn_addr_parse("inet:peer.republished.test:3310", &pa, &why), 0);
+	assert_string_equal(pa.name, "peer.republished.test");
+	assert_int_equal(pa.nmore, 1);
+	struct sockaddr_storage sw[2] = { v[1], v[0] };
+	assert_int_equal(pconn_names_publish_all("PEER.republished.test", sw, 2), 0);	/* order only */
+	assert_int_equal(pconn_names_publish_all("peer.republished.test", &v[1], 1), 1);	/* moved */
+	struct sockaddr_storage got[4];
+	assert_int_equal(pconn_names_get("peer.republished.test", got, 4), 1);
+	assert_memory_equal(&((struct sockaddr_in *)&got[0])->sin_addr, &a1->sin_addr, sizeof(a1->sin_addr));
+	assert_int_equal(pconn_names_get("other.republished.test", got, 4), 0);
+	assert_int_equal(pconn_addr_parse("127.0.0.1:3310", &pa, &why), 0);
+	assert_string_equal(pa.name, "");	/* an IP address: nothing to look up again */
 }
 
 static void test_chain_example(void **state)
@@ -1430,6 +1461,7 @@ int main(void)
 		cmocka_unit_test(test_rspamd_reader),
 		cmocka_unit_test(test_rspamd_reader_head_max),
 		cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_names_republished),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_option_tables),
 		cmocka_unit_test(test_option_strings),
