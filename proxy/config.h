@@ -129,6 +129,7 @@ struct log_config { int level; /* enum log_level */ bool syslog; int facility; /
 
 struct mx_config {
 	char *path;                 /* the file it came from */
+	struct cfg_marks *marks;    /* where the keys config_key_where names are (config.c) */
 	char *hostname;
 	long workers;               /* 0 = auto (number of CPUs) */
 	char *user;                 /* drop privileges to this user after binding */
@@ -171,6 +172,12 @@ struct mx_config {
  * and *out is NULL. */
 int config_load(const char *path, struct mx_config **out, void *err_fp /* FILE * */);
 void config_free(struct mx_config *cfg);
+/* "FILE:LINE:COL" of key in cfg's file (its value's position; an absent key's section's)
+ * into buf (cap octets, PATH_MAX + 32 will do), returned: the head of the messages of the
+ * checks made on a loaded config (mxgate -t, the start, a reload), which read as the
+ * loader's own errors, `FILE:LINE:COL: key: reason`. key is one config.c keeps (its list
+ * config_marked_keys, indexes concrete: "tls.sni[1].key"); another is FILE:1:1. */
+const char *config_key_where(const struct mx_config *cfg, const char *key, char *buf, size_t cap);
 /* `mxgate -t` warnings that do not make the config invalid (an empty accept_domains: the
  * backends alone then decide relaying). Prints them to err_fp; returns how many. */
 int config_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
