@@ -1377,6 +1377,44 @@ static int config_write_access(const struct mx_config *cfg, bool fatal, void *er
 }
 
 /* See config.h. */
+void config_log_file_error(const struct mx_config *cfg, int err, void *err_fp)
+{
+	char at[PATH_MAX + 32];
+
+	if (err_fp)
+		fprintf((FILE *)err_fp, "%s: log.file: cannot open %s: %s (mxgate opens it at start, before "
+		    "dropping to user:, and appends its lines there); the start fails\n",
+		    config_key_where(cfg, "log.file", at, sizeof(at)), cfg->log.file, strerror(err));
+}
+
+/* log.file as the start opens it (main_open_log: appending, made when absent, as the user
+ * starting mxgate): 1 after config_log_file_error when the user running -t could not, the
+ * file not writable, or absent in a directory it cannot write; else 0. A directory that is
+ * not there is the config's own error (log_validate). */
+static int config_log_file_refusal(const struct mx_config *cfg, void *err_fp)
+{
+	const char *path = cfg->log.file, *slash;
+	char dir[PATH_MAX];
+	int err;
+
+	if (path == NULL || *path == '\0' || access(path, W_OK) == 0)
+		return 0;
+	err = errno;
+	if (err == ENOENT && strlen(path) < sizeof(dir)) {
+		slash = strrchr(path, '/');
+		if (slash == NULL)
+			snprintf(dir, sizeof(dir), ".");
+		else
+			snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+		if (access(dir, W_OK | X_OK) == 0)
+			return 0;
+		err = errno;
+	}
+	config_log_file_error(cfg, err, err_fp);
+	return 1;
+}
+
+/* See config.h. */
 int config_write_access_warnings(const struct mx_config *cfg, void *err_fp)
 {
 	return config_write_access(cfg, false, err_fp);
@@ -1385,7 +1423,7 @@ int config_write_access_warnings(const struct mx_config *cfg, void *err_fp)
 /* See config.h. */
 int config_start_refusals(const struct mx_config *cfg, void *err_fp)
 {
-	return config_write_access(cfg, true, err_fp);
+	return config_log_file_refusal(cfg, err_fp) + config_write_access(cfg, true, err_fp);
 }
 
 /* The earlier route (index < r) that matches every name of pattern, or -1. */

@@ -197,11 +197,15 @@ int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE
  * lmdb:/dir) whose directory (or nearest existing parent) is read-only or not writable by
  * the user running -t, or, as root with `user:`, by that user. Returns how many. */
 int config_write_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
-/* `mxgate -t`: the same for the paths without which the start refuses (control.socket's
- * directory, a required lmdb:/dir store: config_lmdb_stores), one error line each
- * (`FILE: KEY: PATH: USER cannot write in DIR (REASON), where ...`): -t exits 1 when
+/* `mxgate -t`: the same for the paths without which the start refuses (log.file,
+ * control.socket's directory, a required lmdb:/dir store: config_lmdb_stores), one error
+ * line each (`FILE:LINE:COL: KEY: PATH: USER cannot write in DIR (REASON), where ...`): -t exits 1 when
  * there is one, as the start would. Returns how many. */
 int config_start_refusals(const struct mx_config *cfg, void *err_fp /* FILE * */);
+/* The start's refusal of log.file it could not open (err: the errno), the same line as
+ * -t's for it (config_start_refusals): `FILE:LINE:COL: log.file: cannot open PATH: REASON
+ * ...; the start fails`. */
+void config_log_file_error(const struct mx_config *cfg, int err, void *err_fp /* FILE * */);
 /* The LMDB stores cfg's modules open (an "lmdb:/dir" store in use: pregreet.pass_store,
  * reputation.store, dnsbl.pass_store, greylist.store), in the order the workers open them
  * (the registry's: the first opener's map_size wins). Fills out[0..n) (key, dir and what are

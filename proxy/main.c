@@ -996,7 +996,7 @@ static int main_open_log(const struct mx_config *cfg)
 		gid = (long)pw->pw_gid;
 	}
 	if (log_open_file(cfg->log.file, uid, gid) != 0) {
-		fprintf(stderr, "mxgate: cannot open log.file %s: %s\n", cfg->log.file, strerror(errno));
+		config_log_file_error(cfg, errno, stderr);	/* -t's words for it */
 		return -1;
 	}
 	return 0;
