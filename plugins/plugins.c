@@ -776,17 +776,19 @@ static unsigned plugin_desc_stages(const struct mxgate_plugin *d)
 
 int plugins_check_config(const struct mx_config *cfg, FILE *err)
 {
+	char at[PATH_MAX + 32];
+
 	for (size_t i = 0; i < cfg->plugins.n; i++) {
 		const struct plugin_config *pc = (const struct plugin_config *)cfg->plugins.v + i;
 
 		if (clamd_options_quarantine(&pc->options) && (cfg->quarantine == NULL || !cfg->quarantine[0]))
 			fprintf(err, "%s: warning: plugins[%zu] (clamd): action quarantine without a "
 			    "quarantine backend (top-level `quarantine`): a virus gets 451 4.3.0 and is "
-			    "retried for days\n", cfg->path, i);
+			    "retried for days\n", config_key_where(cfg, "plugins", at, sizeof(at)), i);
 		if (pc->timeout >= cfg->limits.filter_deadline && cfg->limits.filter_deadline)
 			fprintf(err, "%s: warning: plugins[%zu] (%s): timeout %llums is not below "
 			    "limits.filter_deadline (%llums): at end of data the deadline ends its call "
-			    "first (filter_deadline_action, not its on_error)\n", cfg->path, i, pc->name,
+			    "first (filter_deadline_action, not its on_error)\n", config_key_where(cfg, "plugins", at, sizeof(at)), i, pc->name,
 			    (unsigned long long)pc->timeout, (unsigned long long)cfg->limits.filter_deadline);
 		if (pc->so.desc == NULL && (strcmp(pc->name, "spamd") == 0 || strcmp(pc->name, "rspamd") == 0) &&
 		    cfg->rules.files.n == 0)
@@ -794,7 +796,7 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err)
 			 * coming from Amavis writes rules.actions and expects GTUBE refused */
 			fprintf(err, "%s: warning: plugins[%zu] (%s): its score decides nothing and no "
 			    "X-Spam-* header is added: the rules engine, whose actions: thresholds judge "
-			    "it, is off without rules.files (an empty rules file will do)\n", cfg->path, i, pc->name);
+			    "it, is off without rules.files (an empty rules file will do)\n", config_key_where(cfg, "plugins", at, sizeof(at)), i, pc->name);
 		if (pc->max_size && pc->options.table) {
 			/* plugin_fold_key lets it through for a built-in without the option (milter) */
 			const struct cfg_field *f = pc->options.table->fields;
@@ -803,7 +805,7 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err)
 			if (f->key == NULL)
 				fprintf(err, "%s: warning: plugins[%zu] (%s): max_size has no effect: "
 				    "it is sent every message whole (no size limit of its own)\n",
-				    cfg->path, i, pc->name);
+				    config_key_where(cfg, "plugins", at, sizeof(at)), i, pc->name);
 		}
 	}
 	return 0;

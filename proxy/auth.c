@@ -154,7 +154,7 @@ static bool auth_listener_has(const struct session *s)
 /* See auth_config.h. */
 int auth_config_warnings(const struct mx_config *cfg, void *err_fp)
 {
-	char why[PATH_MAX + 100];
+	char why[PATH_MAX + 100], at[PATH_MAX + 32];
 
 	if (cfg->auth.dovecot == NULL || strncmp(cfg->auth.dovecot, "unix:", 5) != 0 || cfg->user == NULL)
 		return 0;
@@ -165,7 +165,8 @@ int auth_config_warnings(const struct mx_config *cfg, void *err_fp)
 		return 0;
 	if (err_fp)
 		fprintf((FILE *)err_fp, "%s: warning: auth.dovecot: user %s cannot open %s: %s, so every AUTH "
-		    "would get 454 4.7.0 (mxgate opens the socket after dropping to user)\n", cfg->path,
+		    "would get 454 4.7.0 (mxgate opens the socket after dropping to user)\n",
+		    config_key_where(cfg, "auth.dovecot", at, sizeof(at)),
 		    cfg->user, path, why);
 	return 1;
 }

@@ -132,6 +132,22 @@ unsigned long cfg_probe_runs(void);
 int cfg_table_load(const char *name, const char *text, size_t len, const struct cfg_table *t,
 		   void *obj, void *err_fp);
 
+/* The positions of chosen keys, kept past a load for the checks made on the filled struct
+ * afterwards (mxgate -t, the start: a store it cannot open, a directory it cannot write),
+ * so that their messages read FILE:LINE:COL as the loader's own. */
+struct cfg_marks;
+/* cfg_table_load that also keeps, into *marks (on success; free with cfg_marks_free), the
+ * position of every key path matching one of keys (NULL-terminated; "[]" matches any index:
+ * "tls.sni[].key"): its value's, or for an absent key its section's (where the default
+ * applies). A list item of a string list is a path too ("backends.routes[].domains[]"). */
+int cfg_table_load_marked(const char *name, const char *text, size_t len, const struct cfg_table *t,
+			  void *obj, void *err_fp, const char *const *keys, struct cfg_marks **marks);
+/* "FILE:LINE:COL" of key (as kept: "tls.sni[1].key") into buf (cap octets), returned; a key
+ * not kept (m NULL, not asked for) is FILE:1:1, the top of the file. file: when m is NULL. */
+const char *cfg_marks_where(const struct cfg_marks *m, const char *file, const char *key, char *buf,
+			    size_t cap);
+void cfg_marks_free(struct cfg_marks *m);
+
 /* Checks a table tree for programming errors (every default parses and fits its bounds,
  * enums have choices, sections have tables, offsets fit, keys unique, docs present).
  * 0, or -1 after printing the problems to err_fp. For unit tests. */

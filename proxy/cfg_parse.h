@@ -26,7 +26,25 @@ struct cfg_parse {
 	struct cfg_err *errs;
 	size_t nerr, cap;
 	size_t dropped;
+	const char *const *mark_keys;  /* key paths whose positions are kept (NULL: none) */
+	struct cfg_marks *marks;       /* where they go (cfg_table_load_marked) */
 };
+
+/* One kept position: a key path as messages name it ("tls.sni[1].key") and where its value
+ * is (its section's when the key is absent: the default applies). */
+struct cfg_mark {
+	char *key;
+	int line, col;
+};
+struct cfg_marks {
+	char *file;
+	struct cfg_mark *v;
+	size_t n, cap;
+};
+
+/* Keeps the position of node n (NULL: unknown) under the current key path when that path
+ * matches one of p->mark_keys ("[]" in a pattern matches any index). */
+void cfg_mark_node(struct cfg_parse *p, struct fy_node *n);
 
 /* Records one finished error line at line:col (1-based; 0:0 unknown), escaping control
  * characters; past CFG_MAX_ERRORS it is only counted. */

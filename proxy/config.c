@@ -33,6 +33,27 @@
 
 #define CFG_MAX_LISTENERS   16                   /* = WORKER_MAX_LISTENERS (proxy/worker.h) */
 
+/* The keys whose positions a load keeps, for config_key_where: every key a message about
+ * the loaded config names (the write and read checks of -t and the start below, the stores
+ * main.c opens, the TLS contexts it makes, config_warnings). "[]": any index. */
+static const char *const config_marked_keys[] = {
+	"control.socket", "limits.spool_dir", "quarantine", "log.file",
+	"pregreet.pass_store", "reputation.store", "dnsbl.pass_store", "greylist.store",
+	"backends.retry_ledger.store", "rules.bayes.store", "rules.bayes.enabled",
+	"tls", "tls.certificate", "tls.key", "tls.second_certificate", "tls.second_key",
+	"tls.client_ca_file", "tls.ciphers", "tls.sni[].certificate", "tls.sni[].key",
+	"tls.sni[].second_certificate", "tls.sni[].second_key",
+	"backends", "backends.tls_ca_file", "backends.tls_verify", "backends.routes[].domains[]",
+	"auth.dovecot", "greylist.allow_names", "reputation.forwarders", "greylist.spf_key",
+	"accept_domains", "rules.required_score", "bypass", "plugins",
+	NULL
+};
+
+const char *config_key_where(const struct mx_config *cfg, const char *key, char *buf, size_t cap)
+{
+	return cfg_marks_where(cfg ? cfg->marks : NULL, cfg && cfg->path ? cfg->path : "config", key, buf, cap);
+}
+
 static int config_load_any(const char *name, const char *text, size_t len,
 			   struct mx_config **out, void *err_fp)
 {
@@ -45,7 +66,8 @@ static int config_load_any(const char *name, const char *text, size_t len,
 	}
 	/* the `file:` lists this load does not ask for are forgotten at its end (listfile.h) */
 	listfile_load_begin();
-	int rc = cfg_table_load(name, text, len, &config_table, cfg, err_fp);
+	int rc = cfg_table_load_marked(name, text, len, &config_table, cfg, err_fp, config_marked_keys,
+	    &cfg->marks);
 	size_t nread = 0, nkept = 0;
 	listfile_load_end(&nread, &nkept);
 	if (nread + nkept > 0)
@@ -95,6 +117,7 @@ void config_free(struct mx_config *cfg)
 	hostres_set_free(cfg->resolved);
 	free(cfg->quarantine_dir);
 	free(cfg->path);
+	cfg_marks_free(cfg->marks);
 	free(cfg);
 }
 
@@ -1156,7 +1179,7 @@ int config_user_may(const char *user, const char *path, mode_t want, const char 
  * passes, and the start failed with OpenSSL's "system lib"). */
 static int config_tls_file_warning(const struct mx_config *cfg, const char *key, const char *path, void *err_fp)
 {
-	char why[PATH_MAX + 100];
+	char why[PATH_MAX + 100], at[PATH_MAX + 32];
 
 	if (path == NULL || config_user_may(cfg->user, path, S_IROTH, "the file", why, sizeof(why)) != 0)
 		return 0;
@@ -1164,7 +1187,7 @@ static int config_tls_file_warning(const struct mx_config *cfg, const char *key,
 		fprintf((FILE *)err_fp, "%s: warning: %s: user %s cannot read %s: %s; mxgate reads it after "
 		    "dropping to %s, so the start and every reload (SIGHUP, mxgatectl reload) would fail "
 		    "(\"Permission denied\"): make it readable by %s (e.g. chgrp %s on it and chmod g+r, and "
-		    "g+x on its directories)\n", cfg->path, key, cfg->user, path, why, cfg->user, cfg->user,
+		    "g+x on its directories)\n", config_key_where(cfg, key, at, sizeof(at)), key, cfg->user, path, why, cfg->user, cfg->user,
 		    cfg->user);
 	return 1;
 }
@@ -1235,7 +1258,7 @@ static int config_write_dir(const char *path, bool is_dir, char *dir, size_t cap
 static int config_write_warning(const struct mx_config *cfg, const char *key, const char *path, bool is_dir,
     bool as_user, const char *what, bool fatal, void *err_fp)
 {
-	char dir[PATH_MAX], why[PATH_MAX + 100];
+	char dir[PATH_MAX], why[PATH_MAX + 100], at[PATH_MAX + 32];
 	const char *who = NULL;
 
 	if (config_write_dir(path, is_dir, dir, sizeof(dir)) != 0)
@@ -1252,7 +1275,8 @@ static int config_write_warning(const struct mx_config *cfg, const char *key, co
 	if (err_fp)
 		fprintf((FILE *)err_fp, "%s: %s%s: %s: %s cannot write in %s (%s), where mxgate keeps %s; "
 		    "with a read-only root file system mount a writable volume there\n",
-		    cfg->path, fatal ? "" : "warning: ", key, path, who, dir, why, what);
+		    config_key_where(cfg, key, at, sizeof(at)), fatal ? "" : "warning: ", key, path, who, dir,
+		    why, what);
 	return 1;
 }
 
@@ -1358,6 +1382,44 @@ static int config_write_access(const struct mx_config *cfg, bool fatal, void *er
 }
 
 /* See config.h. */
+void config_log_file_error(const struct mx_config *cfg, int err, void *err_fp)
+{
+	char at[PATH_MAX + 32];
+
+	if (err_fp)
+		fprintf((FILE *)err_fp, "%s: log.file: cannot open %s: %s (mxgate opens it at start, before "
+		    "dropping to user:, and appends its lines there); the start fails\n",
+		    config_key_where(cfg, "log.file", at, sizeof(at)), cfg->log.file, strerror(err));
+}
+
+/* log.file as the start opens it (main_open_log: appending, made when absent, as the user
+ * starting mxgate): 1 after config_log_file_error when the user running -t could not, the
+ * file not writable, or absent in a directory it cannot write; else 0. A directory that is
+ * not there is the config's own error (log_validate). */
+static int config_log_file_refusal(const struct mx_config *cfg, void *err_fp)
+{
+	const char *path = cfg->log.file, *slash;
+	char dir[PATH_MAX];
+	int err;
+
+	if (path == NULL || *path == '\0' || access(path, W_OK) == 0)
+		return 0;
+	err = errno;
+	if (err == ENOENT && strlen(path) < sizeof(dir)) {
+		slash = strrchr(path, '/');
+		if (slash == NULL)
+			snprintf(dir, sizeof(dir), ".");
+		else
+			snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+		if (access(dir, W_OK | X_OK) == 0)
+			return 0;
+		err = errno;
+	}
+	config_log_file_error(cfg, err, err_fp);
+	return 1;
+}
+
+/* See config.h. */
 int config_write_access_warnings(const struct mx_config *cfg, void *err_fp)
 {
 	return config_write_access(cfg, false, err_fp);
@@ -1366,7 +1428,7 @@ int config_write_access_warnings(const struct mx_config *cfg, void *err_fp)
 /* See config.h. */
 int config_start_refusals(const struct mx_config *cfg, void *err_fp)
 {
-	return config_write_access(cfg, true, err_fp);
+	return config_log_file_refusal(cfg, err_fp) + config_write_access(cfg, true, err_fp);
 }
 
 /* The earlier route (index < r) that matches every name of pattern, or -1. */
@@ -1391,7 +1453,7 @@ static int config_route_file_shadows(const struct mx_config *cfg, size_t r, size
 	const struct backend_route_config *rv = cfg->backends.routes.v;
 	const char *path = rv[r].domains.v[j] + 5;
 	FILE *f = fopen(path, "r");
-	char *line = NULL, *pat;
+	char *line = NULL, *pat, key[96], at[PATH_MAX + 32];
 	size_t cap = 0, lineno = 0;
 	ssize_t len;
 	long k;
@@ -1399,21 +1461,23 @@ static int config_route_file_shadows(const struct mx_config *cfg, size_t r, size
 
 	if (f == NULL)
 		return 0;
+	snprintf(key, sizeof(key), "backends.routes[%zu].domains[%zu]", r, j);
+	config_key_where(cfg, key, at, sizeof(at));
 	while ((len = getline(&line, &cap, f)) >= 0) {
 		lineno++;
 		if ((pat = cfg_file_line_item(line, len)) == NULL ||
 		    (k = config_route_shadowing(rv, r, pat)) < 0)
 			continue;
 		if (err_fp && n < CONFIG_SHADOW_NAMED)
-			fprintf(err_fp, "%s: warning: backends.routes[%zu].domains[%zu]: %s:%zu: \"%.100s\" is "
-				"matched by routes[%ld] first: the first matching route wins, so its mail "
-				"goes there, never to this route\n", cfg->path, r, j, path, lineno, pat, k);
+			fprintf(err_fp, "%s: warning: %s: %s:%zu: \"%.100s\" is matched by routes[%ld] "
+				"first: the first matching route wins, so its mail goes there, never to "
+				"this route\n", at, key, path, lineno, pat, k);
 		n++;
 	}
 	if (err_fp && n > CONFIG_SHADOW_NAMED)
-		fprintf(err_fp, "%s: warning: backends.routes[%zu].domains[%zu]: %s: %d more names are "
-			"matched by an earlier route (the first %d are named above)\n", cfg->path, r, j, path,
-			n - CONFIG_SHADOW_NAMED, CONFIG_SHADOW_NAMED);
+		fprintf(err_fp, "%s: warning: %s: %s: %d more names are matched by an earlier route "
+			"(the first %d are named above)\n", at, key, path, n - CONFIG_SHADOW_NAMED,
+			CONFIG_SHADOW_NAMED);
 	free(line);
 	fclose(f);
 	return n;
@@ -1432,6 +1496,7 @@ static int config_route_shadow_warnings(const struct mx_config *cfg, void *err_f
 	for (size_t r = 1; r < cfg->backends.routes.n; r++)
 		for (size_t j = 0; j < rv[r].domains.n; j++) {
 			long k;
+			char key[96], at[PATH_MAX + 32];
 
 			if (strncmp(rv[r].domains.v[j], "file:", 5) == 0) {
 				n += config_route_file_shadows(cfg, r, j, err_fp);
@@ -1439,10 +1504,11 @@ static int config_route_shadow_warnings(const struct mx_config *cfg, void *err_f
 			}
 			if ((k = config_route_shadowing(rv, r, rv[r].domains.v[j])) < 0)
 				continue;
+			snprintf(key, sizeof(key), "backends.routes[%zu].domains[%zu]", r, j);
 			if (err_fp)
-				fprintf(err_fp, "%s: warning: backends.routes[%zu].domains[%zu]: \"%s\" is "
-					"matched by routes[%ld] first: the first matching route wins, so "
-					"its mail goes there, never to this route\n", cfg->path, r, j,
+				fprintf(err_fp, "%s: warning: %s: \"%s\" is matched by routes[%ld] first: "
+					"the first matching route wins, so its mail goes there, never to "
+					"this route\n", config_key_where(cfg, key, at, sizeof(at)), key,
 					rv[r].domains.v[j], k);
 			n++;
 		}
@@ -1451,25 +1517,26 @@ static int config_route_shadow_warnings(const struct mx_config *cfg, void *err_f
 
 int config_warnings(const struct mx_config *cfg, void *err_fp)
 {
+	char at[PATH_MAX + 32];
 	int n = 0;
 
 	if (cfg->accept_set == NULL) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: accept_domains is empty: every recipient domain is "
-				"accepted and the backends alone decide what is relayed\n", cfg->path);
+				"accepted and the backends alone decide what is relayed\n", config_key_where(cfg, "accept_domains", at, sizeof(at)));
 		n++;
 	}
 	/* tls settings taken but without effect */
 	if (cfg->tls.ciphers && cfg->tls.min_version == 1) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: tls.ciphers is the cipher list of TLS 1.2, which "
-				"min_version 1.3 does not offer: it has no effect (TLS 1.3's are tls.ciphersuites)\n", cfg->path);
+				"min_version 1.3 does not offer: it has no effect (TLS 1.3's are tls.ciphersuites)\n", config_key_where(cfg, "tls.ciphers", at, sizeof(at)));
 		n++;
 	}
 	if (cfg->tls.client_ca_file && cfg->tls.client_certificate == TLS_CCERT_NONE) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: tls.client_ca_file is set but no certificate is asked "
-				"for (tls.client_certificate: none)\n", cfg->path);
+				"for (tls.client_certificate: none)\n", config_key_where(cfg, "tls.client_ca_file", at, sizeof(at)));
 		n++;
 	}
 	n += auth_config_warnings(cfg, err_fp);
@@ -1480,26 +1547,26 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 	    greylist_wants_client_name(&cfg->greylist)) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: greylist.allow_names names hosts but rdns.lookup is "
-				"never: no client has a confirmed name, only the address rules match\n", cfg->path);
+				"never: no client has a confirmed name, only the address rules match\n", config_key_where(cfg, "greylist.allow_names", at, sizeof(at)));
 		n++;
 	}
 	if (cfg->rdns.lookup == RDNS_LOOKUP_NEVER && reputation_wants_client_name(&cfg->reputation)) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: reputation.forwarders names hosts but rdns.lookup is "
-				"never: no client has a confirmed name, only the address rules match\n", cfg->path);
+				"never: no client has a confirmed name, only the address rules match\n", config_key_where(cfg, "reputation.forwarders", at, sizeof(at)));
 		n++;
 	}
 	if (cfg->greylist.enabled && cfg->greylist.spf_key && !cfg->spf.enabled) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: greylist.spf_key without spf.enabled: no sender has "
-				"an SPF pass, every triplet stays keyed by its network\n", cfg->path);
+				"an SPF pass, every triplet stays keyed by its network\n", config_key_where(cfg, "greylist.spf_key", at, sizeof(at)));
 		n++;
 	}
 	if (cfg->rules.bayes.enabled && cfg->rules.files.n == 0) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: rules.bayes.enabled but rules.files is empty: the "
 				"classifier runs inside the rules module, which is off (`learn` offline "
-				"still works)\n", cfg->path);
+				"still works)\n", config_key_where(cfg, "rules.bayes.enabled", at, sizeof(at)));
 		n++;
 	}
 	/* required_score is every message's required=: an entry's add_header then only moves
@@ -1510,7 +1577,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 			if (err_fp)
 				fprintf(err_fp, "%s: warning: rules.recipient_actions[%zu].add_header does not "
 					"change X-Spam-Status while rules.required_score is set (every message's "
-					"required=); leave required_score 0 to tag per recipient\n", cfg->path, i);
+					"required=); leave required_score 0 to tag per recipient\n", config_key_where(cfg, "rules.required_score", at, sizeof(at)), i);
 			n++;
 		}
 	/* amavis lets a virus check be bypassed too; it is rarely meant */
@@ -1518,7 +1585,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 		if (bypass_names((const struct bypass_entry *)cfg->bypass.v + i, 1, "clamd")) {
 			if (err_fp)
 				fprintf(err_fp, "%s: warning: bypass[%zu] skips clamd: viruses reach its "
-					"recipients unscanned\n", cfg->path, i);
+					"recipients unscanned\n", config_key_where(cfg, "bypass", at, sizeof(at)), i);
 			n++;
 		}
 	return n;

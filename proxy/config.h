@@ -131,6 +131,7 @@ struct log_config { int level; /* enum log_level */ bool syslog; int facility; /
 
 struct mx_config {
 	char *path;                 /* the file it came from */
+	struct cfg_marks *marks;    /* where the keys config_key_where names are (config.c) */
 	char *hostname;
 	long workers;               /* 0 = auto (number of CPUs) */
 	char *user;                 /* drop privileges to this user after binding */
@@ -173,6 +174,12 @@ struct mx_config {
  * and *out is NULL. */
 int config_load(const char *path, struct mx_config **out, void *err_fp /* FILE * */);
 void config_free(struct mx_config *cfg);
+/* "FILE:LINE:COL" of key in cfg's file (its value's position; an absent key's section's)
+ * into buf (cap octets, PATH_MAX + 32 will do), returned: the head of the messages of the
+ * checks made on a loaded config (mxgate -t, the start, a reload), which read as the
+ * loader's own errors, `FILE:LINE:COL: key: reason`. key is one config.c keeps (its list
+ * config_marked_keys, indexes concrete: "tls.sni[1].key"); another is FILE:1:1. */
+const char *config_key_where(const struct mx_config *cfg, const char *key, char *buf, size_t cap);
 /* `mxgate -t` warnings that do not make the config invalid (an empty accept_domains: the
  * backends alone then decide relaying). Prints them to err_fp; returns how many. */
 int config_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
@@ -192,11 +199,15 @@ int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE
  * lmdb:/dir) whose directory (or nearest existing parent) is read-only or not writable by
  * the user running -t, or, as root with `user:`, by that user. Returns how many. */
 int config_write_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
-/* `mxgate -t`: the same for the paths without which the start refuses (control.socket's
- * directory, a required lmdb:/dir store: config_lmdb_stores), one error line each
- * (`FILE: KEY: PATH: USER cannot write in DIR (REASON), where ...`): -t exits 1 when
+/* `mxgate -t`: the same for the paths without which the start refuses (log.file,
+ * control.socket's directory, a required lmdb:/dir store: config_lmdb_stores), one error
+ * line each (`FILE:LINE:COL: KEY: PATH: USER cannot write in DIR (REASON), where ...`): -t exits 1 when
  * there is one, as the start would. Returns how many. */
 int config_start_refusals(const struct mx_config *cfg, void *err_fp /* FILE * */);
+/* The start's refusal of log.file it could not open (err: the errno), the same line as
+ * -t's for it (config_start_refusals): `FILE:LINE:COL: log.file: cannot open PATH: REASON
+ * ...; the start fails`. */
+void config_log_file_error(const struct mx_config *cfg, int err, void *err_fp /* FILE * */);
 /* The LMDB stores cfg's modules open (an "lmdb:/dir" store in use: pregreet.pass_store,
  * reputation.store, dnsbl.pass_store, greylist.store), in the order the workers open them
  * (the registry's: the first opener's map_size wins). Fills out[0..n) (key, dir and what are

@@ -114,8 +114,7 @@ static int main_gen_open_stores(struct shared_gen *g, FILE *errfp)
 {
 	struct config_lmdb_store sv[CONFIG_LMDB_STORES_MAX];
 	size_t n = config_lmdb_stores(g->cfg, sv);
-	const char *path = g->cfg->path ? g->cfg->path : "config";
-	char why[192];
+	char why[192], at[PATH_MAX + 32];
 
 	for (size_t i = 0; i < n; i++) {
 		if (!sv[i].required)	/* a pass cache: its module logs and goes on */
@@ -126,7 +125,7 @@ static int main_gen_open_stores(struct shared_gen *g, FILE *errfp)
 			    "open the LMDB store: %s\"", sv[i].key, sv[i].dir, why);
 			if (errfp)
 				fprintf(errfp, "%s: %s: cannot open the LMDB store in %s: %s (mxgate keeps %s "
-				    "there)\n", path, sv[i].key, sv[i].dir, why, sv[i].what);
+				    "there)\n", config_key_where(g->cfg, sv[i].key, at, sizeof(at)), sv[i].key, sv[i].dir, why, sv[i].what);
 			return -1;
 		}
 		g->nstores++;
@@ -148,7 +147,8 @@ static int main_gen_open_stores(struct shared_gen *g, FILE *errfp)
 			    "reason=\"cannot open the LMDB store: %s\"", bc->store, r);
 			if (errfp)
 				fprintf(errfp, "%s: rules.bayes.store: cannot open the LMDB store in %s: %s "
-				    "(mxgate keeps the classifier's tokens there)\n", path, bc->store + 5, r);
+				    "(mxgate keeps the classifier's tokens there)\n",
+				    config_key_where(g->cfg, "rules.bayes.store", at, sizeof(at)), bc->store + 5, r);
 			return -1;
 		}
 	}
@@ -162,7 +162,7 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 	static unsigned next_id;
 	struct shared_gen *g = calloc(1, sizeof(*g));
 	const char *err = NULL;
-	char tlserr[256];
+	char tlserr[256], at[PATH_MAX + 32];
 
 	if (g == NULL)
 		return NULL;
@@ -175,7 +175,8 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 	if (g->pool == NULL) {
 		log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"backends: %s\"", err ? err : "?");
 		if (errfp)
-			fprintf(errfp, "%s: backends: %s\n", cfg->path ? cfg->path : "config", err ? err : "?");
+			fprintf(errfp, "%s: backends: %s\n", config_key_where(cfg, "backends", at, sizeof(at)),
+			    err ? err : "?");
 		goto fail;
 	}
 	if (cfg->tls.certificate && cfg->tls.key) {
@@ -203,7 +204,7 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 		if (g->tls_server == NULL) {
 			log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"tls: %s\"", tlserr);
 			if (errfp)
-				fprintf(errfp, "%s: tls: %s\n", cfg->path ? cfg->path : "config", tlserr);
+				fprintf(errfp, "%s: tls: %s\n", config_key_where(cfg, "tls", at, sizeof(at)), tlserr);
 			goto fail;
 		}
 	}
@@ -214,7 +215,8 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 		/* never clear text instead of the verified TLS asked for */
 		log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"backends.tls_verify: %s\"", tlserr);
 		if (errfp)
-			fprintf(errfp, "%s: backends.tls_verify: %s\n", cfg->path ? cfg->path : "config", tlserr);
+			fprintf(errfp, "%s: backends.tls_verify: %s\n",
+			    config_key_where(cfg, "backends.tls_verify", at, sizeof(at)), tlserr);
 		goto fail;
 	}
 	if (main_gen_open_stores(g, errfp) != 0)
@@ -1003,7 +1005,7 @@ static int main_open_log(const struct mx_config *cfg)
 		gid = (long)pw->pw_gid;
 	}
 	if (log_open_file(cfg->log.file, uid, gid) != 0) {
-		fprintf(stderr, "mxgate: cannot open log.file %s: %s\n", cfg->log.file, strerror(errno));
+		config_log_file_error(cfg, errno, stderr);	/* -t's words for it */
 		return -1;
 	}
 	return 0;

@@ -575,6 +575,17 @@ def _yaml_scalar(v):
     return '"' + s.replace('\\', '\\\\').replace('"', '\\"') + '"'
 
 
+def yaml_position(path, key, value):
+    """'LINE:COL' of `key: "value"` in the config file path as mxgate's messages name it (the
+    value's opening quote, 1-based), for asserting FILE:LINE:COL; None when not there."""
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            i = line.find('%s: %s' % (key, _yaml_scalar(value)))
+            if i >= 0:
+                return '%d:%d' % (n, i + len(key) + 3)
+    return None
+
+
 def to_yaml(obj, indent=0):
     """A tiny block-style YAML emitter (dicts, lists, scalars; strings always quoted)."""
     pad = '  ' * indent

@@ -4,8 +4,8 @@ start, and a reload keeps the running config, as greylist.store and reputation.s
 (test_store_open_refused.py): a classifier without its tokens classifies and learns nothing.
 
 - rules.bayes.store at a path where a regular file stands: mxgate exits 1 before it starts;
-  standard error names the key, the directory and LMDB's reason (`FILE: rules.bayes.store:
-  cannot open the LMDB store in DIR: REASON ...`), the log event=config_error
+  standard error names the key, the directory and LMDB's reason (`FILE:LINE:COL:
+  rules.bayes.store: cannot open the LMDB store in DIR: REASON ...`, the store's position), the log event=config_error
   key=rules.bayes.store; `mxgate -t` of that config exits 1 naming the key too.
 - SIGHUP to such a config: event=reload_failed, no event=reloaded; `mxgatectl reload`
   exits 1 with the same line; the running generation stays.
@@ -40,7 +40,8 @@ started = mx.alive()
 rc = mx.stop(expect_rc=None, settle=0)
 log = mx.log()
 mt.check(not started and rc == 1, 'mxgate exits 1 at start (rc=%s, started=%s)\n%s' % (rc, started, mx.tail(10)))
-lines = [l for l in log.splitlines() if l.startswith(mx.conf + ': rules.bayes.store: cannot open the LMDB store in ')]
+where = '%s:%s' % (mx.conf, mt.yaml_position(mx.conf, 'store', 'lmdb:' + blocker))   # the value's
+lines = [l for l in log.splitlines() if l.startswith(where + ': rules.bayes.store: cannot open the LMDB store in ')]
 mt.check(len(lines) == 1 and blocker in lines[0] and 'Not a directory' in lines[0],
          'stderr names rules.bayes.store, the directory and why: %s' % (lines or mx.tail(10)))
 mt.check(re.search(r'event=config_error key=rules.bayes.store store=lmdb:%s reason="cannot open the LMDB store'
@@ -48,7 +49,7 @@ mt.check(re.search(r'event=config_error key=rules.bayes.store store=lmdb:%s reas
 
 # -t agrees with the start: an error, exit 1
 r = mt.subprocess.run([mt.BIN, '-t', '-c', mx.conf], capture_output=True, text=True, timeout=60)
-mt.check(r.returncode == 1 and (mx.conf + ': rules.bayes.store: ') in r.stderr,
+mt.check(r.returncode == 1 and (where + ': rules.bayes.store: ') in r.stderr,
          '-t of that config: exit 1 naming rules.bayes.store (%d %s)' % (r.returncode, r.stderr[-300:]))
 
 # a reload to such a store keeps the running generation

@@ -3,7 +3,8 @@
 runs it as a non-root user on a read-only root file system, and each of limits.spool_dir,
 quarantine, control.socket and an lmdb:/dir store (greylist, reputation, the pass stores)
 needs a writable volume. -t and the start agree: an error (exit 1) where the start refuses,
-a warning (exit 0) where it goes on.
+a warning (exit 0) where it goes on. Each line starts FILE:LINE:COL: (the key's value), as
+the loader's errors do.
 
 - -t run by a user that cannot write the directory (the container's case): one line per
   key, naming the key, the path and the directory; control.socket, greylist.store and
@@ -17,7 +18,8 @@ a warning (exit 0) where it goes on.
 - a directory they can write: no such line.
 
 Before (session 31): every one was a warning and -t exited 0 ("ok") for a config whose
-start then exited 1 (the control socket, an LMDB store that cannot open).
+start then exited 1 (the control socket, an LMDB store that cannot open). Before session
+33: the lines read `FILE: KEY: ...`, with no position.
 Needs root (to run -t as another user): exit 77 otherwise.
 """
 import os
@@ -72,12 +74,25 @@ def check(path, as_nobody):
     return r.returncode, r.stdout + r.stderr
 
 
-def warned(out, key):
-    return [l for l in out.splitlines() if ': warning: %s: ' % key in l]
+# the key's value in the file: lines read FILE:LINE:COL: [warning: ]KEY: ... as the loader's
+VALUES = {'limits.spool_dir': ('spool_dir', '%s'), 'quarantine': ('quarantine', 'maildir:%s/quarantine'),
+          'control.socket': ('socket', '%s/control.sock'), 'greylist.store': ('store', 'lmdb:%s/greylist'),
+          'reputation.store': ('store', 'lmdb:%s/reputation')}
 
 
-def refused(out, path, key):
-    return [l for l in out.splitlines() if l.startswith('%s: %s: ' % (path, key))]
+def at(path, key, d):
+    k, v = VALUES[key]
+    return '%s:%s' % (path, mt.yaml_position(path, k, v % d))
+
+
+def warned(out, key, path=None, d=None):
+    return [l for l in out.splitlines() if ': warning: %s: ' % key in l and
+            (path is None or l.startswith('%s: warning: %s: ' % (at(path, key, d), key)))]
+
+
+def refused(out, path, key, d=None):
+    return [l for l in out.splitlines() if re.match(r'%s:\d+:\d+: %s: ' % (re.escape(path), re.escape(key)), l) and
+            (d is None or l.startswith('%s: %s: ' % (at(path, key, d), key)))]
 
 
 def start(path, as_nobody):
@@ -108,7 +123,7 @@ def start_refused(path, as_nobody, keys):
     """Whether the start exits 1 naming one of keys (a store's config_error, the control
     socket's control_error); with (status, the log's tail) for the message."""
     rc, text = start(path, as_nobody)
-    named = any(re.search(r'^%s: %s: ' % (re.escape(path), re.escape(k)), text, re.M) or
+    named = any(re.search(r'^%s:\d+:\d+: %s: ' % (re.escape(path), re.escape(k)), text, re.M) or
                 'key=%s ' % k in text for k in keys)
     named = named or ('control.socket' in keys and 'event=control_error ' in text)
     return rc == 1 and named, (rc, text[-400:])
@@ -119,7 +134,7 @@ path = conf(ro)
 rc, out = check(path, True)
 mt.check(rc == 1 and 'ok' not in out, '-t as a user that cannot write the stores: exit 1 (%d)' % rc)
 for key in KEYS:
-    w, e = warned(out, key), refused(out, path, key)
+    w, e = warned(out, key, path, ro), refused(out, path, key, ro)
     line = (e if key in FATAL else w)
     mt.check(len(line) == 1 and not (w if key in FATAL else e) and ro in line[0] and
              'cannot write in %s' % ro in line[0] and 'writable volume' in line[0],
@@ -131,7 +146,7 @@ path = conf(ro, user='nobody')
 rc, out = check(path, False)
 mt.check(rc == 1, '-t as root with user: nobody, stores not writable by nobody: exit 1 (%d)' % rc)
 for key in KEYS:
-    w, e = warned(out, key), refused(out, path, key)
+    w, e = warned(out, key, path, ro), refused(out, path, key, ro)
     if key == 'control.socket':
         mt.check(not w and not e, 'the control socket is made as root, before the drop: nothing (%s)' % (w + e))
     else:

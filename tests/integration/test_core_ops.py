@@ -155,7 +155,7 @@ nobayes = write('nobayes.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526'], 
                                                      rules={'bayes': {'enabled': True, 'store': 'memory'}})))
 r = mt.run_mxgate('-t', '-c', nobayes)
 out = r.stdout + r.stderr
-mt.check(r.returncode == 0 and re.search(r'^%s: warning: rules\.bayes\.enabled .*rules\.files is empty' %
+mt.check(r.returncode == 0 and re.search(r'^%s:\d+:\d+: warning: rules\.bayes\.enabled .*rules\.files is empty' %
                                          re.escape(nobayes), out, re.M),
          'rules.bayes on without rules.files: a -t warning (the classifier would never run) (%s)' % out.strip()[:200])
 r = mt.run_mxgate('-t', '-c', os.path.join(mt.TMP, 'missing.yaml'))

@@ -4,7 +4,8 @@ running config: greylisting without its store passed every message, reputation f
 
 - greylist.store / reputation.store / backends.retry_ledger.store at a path where a regular file stands: mxgate exits 1
   before it starts, and standard error names the key, the directory and LMDB's reason
-  (`FILE: greylist.store: cannot open the LMDB store in DIR: REASON ...`).
+  (`FILE:LINE:COL: greylist.store: cannot open the LMDB store in DIR: REASON ...`, the
+  position of the store's value: before session 33 `FILE: KEY: ...`).
 - as root with `user: nobody` and a root-owned 0755 directory (a container's read-only
   volume: the daemon opens its stores as that user): the same refusal, "Permission denied".
 - SIGHUP to a config whose greylist.store cannot be opened: event=reload_failed, and the
@@ -31,7 +32,7 @@ with open(blocker, 'w') as f:
     f.write('a file where the store directory should be\n')
 
 
-def refused(name, key, cfg, reason):
+def refused(name, key, cfg, reason, store):
     """Starts mxgate with cfg; it must exit 1 before event=started, naming key on stderr."""
     mx = mt.Mxgate(cfg, name=name, wait=False)
     # a hang guard: the daemon either exits or logs event=started
@@ -42,8 +43,10 @@ def refused(name, key, cfg, reason):
     mt.check(not started and rc == 1, '%s: mxgate exits 1 at start (rc=%s, started=%s)\n%s'
              % (name, rc, started, mx.tail(10)))
     mt.check('event=started' not in log, '%s: no event=started' % name)
+    # FILE:LINE:COL of the store's value, as the loader's errors
+    where = '%s:%s' % (mx.conf, mt.yaml_position(mx.conf, 'store', 'lmdb:' + store))
     lines = [l for l in log.splitlines()
-             if l.startswith(mx.conf + ': ' + key + ': cannot open the LMDB store in ')]
+             if l.startswith(where + ': ' + key + ': cannot open the LMDB store in ')]
     mt.check(len(lines) == 1 and reason in lines[0], '%s: stderr names %s and why (%r)\n%s'
              % (name, key, reason, lines or mx.tail(10)))
     mt.check(re.search(r'event=config_error key=%s store=lmdb:\S+ reason="cannot open the LMDB store'
@@ -51,11 +54,11 @@ def refused(name, key, cfg, reason):
 
 
 refused('gl-file', 'greylist.store', mt.proxied_config(
-    [be.url], workers=1, greylist={'enabled': True, 'store': 'lmdb:' + blocker}), 'Not a directory')
+    [be.url], workers=1, greylist={'enabled': True, 'store': 'lmdb:' + blocker}), 'Not a directory', blocker)
 refused('rep-file', 'reputation.store', mt.proxied_config(
-    [be.url], workers=1, reputation={'store': 'lmdb:' + blocker}), 'Not a directory')
+    [be.url], workers=1, reputation={'store': 'lmdb:' + blocker}), 'Not a directory', blocker)
 refused('ledger-file', 'backends.retry_ledger.store', mt.proxied_config(
-    [be.url], workers=1, backends={'retry_ledger': {'store': 'lmdb:' + blocker}}), 'Not a directory')
+    [be.url], workers=1, backends={'retry_ledger': {'store': 'lmdb:' + blocker}}), 'Not a directory', blocker)
 
 if os.geteuid() == 0:
     ro = os.path.join(mt.TMP, 'ro')       # root's, 0755: nobody cannot make its files there
@@ -67,7 +70,7 @@ if os.geteuid() == 0:
         if section == 'greylist':
             sec['enabled'] = True
         cfg = mt.proxied_config([be.url], workers=1, user='nobody', **{section: sec})
-        refused(name, key, cfg, 'Permission denied')
+        refused(name, key, cfg, 'Permission denied', ro)
 else:
     mt.say('not root: the `user: nobody` read-only directory cases are left out')
 

@@ -141,6 +141,48 @@ static void test_probe_once(void **state)
 	unlink(path);
 }
 
+/* The positions a load keeps for the checks made afterwards (cfg_table_load_marked): a
+ * value's, a list item's ("[]" in a pattern), an item's key, an absent key's (its section's
+ * key, the top of the file at the root), and a key not asked for (FILE:1:1). */
+static void test_marks(void **state)
+{
+	static const char *const keys[] = { "factor", "tags[]", "items[].ratio", "size", NULL };
+	static const char text[] =
+	    "factor: 2\n"               /* 1 */
+	    "tags:\n"                   /* 2 */
+	    "  - x\n"                   /* 3 */
+	    "  - \"y\"\n"               /* 4 */
+	    "items:\n"                  /* 5 */
+	    "  - name: a\n"             /* 6 */
+	    "    ratio: 0.5\n"          /* 7 */
+	    "  - name: b\n";            /* 8: ratio absent */
+	const struct { const char *label, *key, *want; } rows[] = {
+		{ "a scalar value", "factor", "o.yaml:1:9" },
+		{ "a list item", "tags[0]", "o.yaml:3:5" },
+		{ "a quoted list item: its quote", "tags[1]", "o.yaml:4:5" },
+		{ "an item's key", "items[0].ratio", "o.yaml:7:12" },
+		{ "an item's absent key: the item", "items[1].ratio", "o.yaml:8:5" },
+		{ "an absent key at the root: the top", "size", "o.yaml:1:1" },
+		{ "a key not asked for", "flag", "o.yaml:1:1" },
+	};
+	struct cfg_marks *m = NULL;
+	struct outer o;
+	char buf[64];
+
+	(void)state;
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(cfg_table_load_marked("o.yaml", text, strlen(text), &outer_table, &o, NULL, keys, &m), 0);
+	assert_non_null(m);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		cfg_marks_where(m, "other.yaml", rows[i].key, buf, sizeof(buf));
+		if (strcmp(buf, rows[i].want) != 0)
+			fail_msg("%s: %s is at %s, want %s", rows[i].label, rows[i].key, buf, rows[i].want);
+	}
+	assert_string_equal(cfg_marks_where(NULL, "other.yaml", "factor", buf, sizeof(buf)), "other.yaml:1:1");
+	cfg_marks_free(m);
+	cfg_table_free(&outer_table, &o);
+}
+
 static void test_engine_defaults(void **state)
 {
 	struct outer o;
@@ -380,6 +422,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_engine_defaults),
+		cmocka_unit_test(test_marks),
 		cmocka_unit_test(test_engine_values),
 		cmocka_unit_test(test_engine_errors),
 		cmocka_unit_test(test_too_many_errors),

@@ -142,7 +142,7 @@ static void test_log_event_json(void **state)
 	assert_true(fd >= 0 && saved >= 0);
 	dup2(fd, 2);
 	log_set_format(LOG_FORMAT_JSON);
-	log_event(LOG_LVL_WARNING, "0a0b0c", "event=t count=%d reason=%s", 7, "\"x\ny\"");
+	log_event(LOG_LVL_WARNING, "0a0b0c", "event=t entries=%d reason=%s", 7, "\"x\ny\"");
 	log_event(LOG_LVL_INFO, NULL, "event=p");
 	log_set_format(LOG_FORMAT_TEXT);
 	log_event(LOG_LVL_INFO, NULL, "event=q");
@@ -153,7 +153,7 @@ static void test_log_event_json(void **state)
 	rewind(f);
 	assert_non_null(fgets(line, sizeof(line), f));
 	assert_int_equal(line[0], '{');
-	assert_non_null(strstr(line, "Z\",\"level\":\"warning\",\"session\":\"0a0b0c\",\"event\":\"t\",\"count\":7,"
+	assert_non_null(strstr(line, "Z\",\"level\":\"warning\",\"session\":\"0a0b0c\",\"event\":\"t\",\"entries\":7,"
 	    "\"reason\":\"x\\ny\"}\n"));
 	assert_non_null(fgets(line, sizeof(line), f));
 	assert_non_null(strstr(line, "Z\",\"level\":\"info\",\"event\":\"p\"}\n"));

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""A key a log line writes as a number is a number in every JSON log line (log.format: json),
+and a key written as text in some line is a string in all of them. proxy/logkv.c decides by a
+sorted table of keys (logkv_number_keys): a key added to a log line with `key=%d` but not to
+that table would be a JSON string, and a table key that some other line writes with `%s`
+would switch type between lines (a log index refuses the second type).
+
+Read from the C sources (proxy/, filters/, plugins/, rules/, store/; comments skipped, literals
+joined, `"key=%" PRIu64` read as `key=%llu`), no daemon needed:
+- every `key=%d / %i / %u / %ld / %lu / %lld / %llu / %zu / %zd / %.Nf / %g` of a log format
+  (a log_event() call's format, or any literal that starts with `event=`) has its key in
+  logkv_number_keys, or in TEXT_TOO below (a key also written as text somewhere: it stays a
+  string in JSON), and the failure says which to do;
+- a key in logkv_number_keys is never written by a log format with a text conversion (`%s`,
+  `%.*s`, `%c`, `%x`) or a literal text value (`key=none`), but for DIGITS (a %s that is
+  always a decimal), and the table is sorted and without duplicates (logkv_is_number
+  bsearches it);
+- every key of TEXT_TOO is written as text somewhere (else it belongs in the table) and as a
+  number somewhere (else it is not needed here).
+
+Before session 33 the table was kept by hand: nothing said that a new numeric key was a
+string in JSON. Other lanes that add log events meet this test after merging."""
+import glob
+import os
+import re
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+from csource import blank_comments, call_args, lineno, lit_value, literals  # noqa: E402
+
+SRC = mt.SRC
+CODE_DIRS = ('proxy', 'filters', 'plugins', 'rules', 'store')
+TABLE = 'proxy/logkv.c'
+ME = 'tests/integration/' + os.path.basename(__file__)
+
+# Keys written with a numeric conversion by some log line and with text by another (or
+# whose value is text in some lines): a string in every JSON line. key -> why.
+TEXT_TOO = {
+    'count': 'filters/ratelimit.c: event=ratelimit count=connections|messages|... (what is counted)',
+    'id': 'a quarantine id, a request id elsewhere (quarantine_control.c id=%s)',
+    'rcpts': 'event=ledger_add rcpts= lists the addresses (smtp_tx.c)',
+    'queued': 'main.c: event=reload_abandoned queued=yes|no; a count in the stores\' lines',
+    'removed': 'reputation_control.c: event=reputation_flush removed= names what went; a count in bayes_expire',
+    'rules': 'rules.c: the names of the rules that asked for a quarantine',
+    'signal': 'main.c: event=signal_ignored signal=USR2 (a name), a number in event=stopping',
+    'skipped': 'smtp_tx.c / chain.c: the names of what was skipped',
+    'state': 'a session or backend state name (session_io.c, relay.c), a number in backend_error',
+}
+# Keys whose text conversion always writes a decimal number: the table keeps them numbers.
+# (key, file) -> why
+DIGITS = {
+    ('max', 'plugins/rspamd.c'): "h->get(MXGATE_MAX_SIZE): the plugin ABI's size, in decimal",
+    ('score', 'rules/rules.c'): 'sbuf: the score formatted with %.1f (or %.2f), no other text',
+}
+
+NUM = re.compile(r'(?<![\w.])([a-z_][a-z0-9_]*)=%[-+ #0]*(?:\d+|\*)?(?:\.(?:\d+|\*))?'
+                 r'(hh|h|ll|l|z|j|t|L)?([diufFgGeE])')
+TEXT = re.compile(r'(?<![\w.])([a-z_][a-z0-9_]*)=(?:"?%[-+ #0]*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|z|j|t)?[scxXp]'
+                  r'|"?([A-Za-z_][^ %"\\]*)(?=[ "\\]|$))')
+
+
+def unpri(code):
+    """code with `"...%" PRIu64 "..."` joined into one literal `"...%llu..."` (and a PRI macro
+    ending a literal run: `"%" PRIu64)`)."""
+    code = re.sub(r'"\s*PRI([diouxX])\w*\s*"', lambda m: 'll' + m.group(1), code)
+    return re.sub(r'"\s*PRI([diouxX])\w*', lambda m: 'll' + m.group(1) + '"', code)
+
+
+def formats(code):
+    """[(line, format text)] of the log formats in code: log_event()'s format argument and
+    every literal (adjacent ones joined) that starts with event=, each once."""
+    out = []
+    for line, args in call_args(code, 'log_event'):
+        for a in args[2:3]:
+            v = lit_value(a)
+            if v is not None:
+                out.append((line, v))
+    for line, s in literals(code):
+        if s.startswith('event=') and (line, s) not in out:
+            out.append((line, s))
+    return out
+
+
+number_at, text_at = {}, {}     # key -> ['file:line', ...]
+nformats = 0
+for d in CODE_DIRS:
+    for path in sorted(glob.glob(os.path.join(SRC, d, '*.[ch]'))):
+        rel = os.path.relpath(path, SRC)
+        code = unpri(blank_comments(open(path, errors='replace').read()))
+        for line, fmt in formats(code):
+            nformats += 1
+            for m in NUM.finditer(fmt):
+                number_at.setdefault(m.group(1), []).append('%s:%d' % (rel, line))
+            for m in TEXT.finditer(fmt):
+                if (m.group(1), rel) not in DIGITS:
+                    text_at.setdefault(m.group(1), []).append('%s:%d' % (rel, line))
+mt.check(nformats > 300 and len(number_at) > 50,
+         'the sources have log formats (%d) with numeric keys (%d)' % (nformats, len(number_at)))
+
+src = blank_comments(open(os.path.join(SRC, TABLE)).read())
+m = re.search(r'logkv_number_keys\[\]\s*=\s*\{(.*?)\};', src, re.S)
+mt.check(m is not None, '%s has the table logkv_number_keys' % TABLE)
+table = re.findall(r'"([^"]*)"', m.group(1)) if m else []
+line = lineno(src, m.start()) if m else 0
+mt.check(table == sorted(table, key=lambda k: k.encode()) and len(set(table)) == len(table),
+         '%s:%d: logkv_number_keys is sorted by octet, each key once (bsearch): %s'
+         % (TABLE, line, [k for i, k in enumerate(table) if i and table[i - 1].encode() >= k.encode()]))
+
+for key in sorted(number_at):
+    if key in table or key in TEXT_TOO:
+        continue
+    mt.check(False, '%s writes `%s=` with a numeric conversion: add "%s" to logkv_number_keys in %s:%d '
+             '(sorted by octet: a JSON number), or, when some line writes it as text, to TEXT_TOO in %s '
+             'with why (a JSON string in every line)'
+             % (' '.join(number_at[key][:3]), key, key, TABLE, line, ME))
+for key in table:
+    if key in text_at:
+        mt.check(False, '%s: "%s" is in logkv_number_keys (%s:%d) but %s writes it as text: a JSON number '
+                 'in some lines, a string in others; write it as a number there, or move it from the table '
+                 'to TEXT_TOO in %s' % (' '.join(text_at[key][:3]), key, TABLE, line,
+                                         'that line' if len(text_at[key]) == 1 else 'those lines', ME))
+for key in sorted(TEXT_TOO):
+    mt.check(key not in table, '"%s" is both in TEXT_TOO and in logkv_number_keys (%s:%d)' % (key, TABLE, line))
+    mt.check(key in number_at and key in text_at,
+             'TEXT_TOO has "%s", which %s: take it out of %s' %
+             (key, 'no format writes as a number' if key not in number_at else
+              'no format writes as text (then it belongs in logkv_number_keys, %s:%d)' % (TABLE, line), ME))
+# a table key no format here writes as a number: written by a piece built apart (strbuf,
+# snprintf into a buffer the format's %s takes), which this reading cannot follow
+apart = [k for k in table if k not in number_at]
+mt.say('%d log formats, %d keys written as numbers, %d in the table (%d written by pieces built '
+       'apart: %s), %d text too' % (nformats, len(number_at), len(table), len(apart), ' '.join(apart),
+                                    len(TEXT_TOO)))
+mt.finish()
