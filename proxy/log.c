@@ -606,56 +606,12 @@ void log_escape_controls_fuzz(char *line, size_t cap)
  * journal's "<N>" and one after it for the newline. */
 #define LOG_LINE_CAP 2048
 
-/* A thread's JSON line buffer, kept between its lines (no malloc per line: a worker logs
- * several lines per session) and freed with the thread (the key's destructor). A line is
- * at most LOG_LINE_CAP octets of text, a few times that as JSON: one that grew the buffer
- * past LOG_JSON_KEEP (a line of many short fields) gives it back after its write. */
-#define LOG_JSON_KEEP 16384
-static pthread_key_t log_json_key;
-static pthread_once_t log_json_once = PTHREAD_ONCE_INIT;
-static bool log_json_keyed;
-
-static void log_json_buf_free_cb(void *p)
-{
-	struct strbuf *b = p;
-
-	strbuf_free(b);
-	free(b);
-}
-
-static void log_json_key_make(void)
-{
-	log_json_keyed = pthread_key_create(&log_json_key, log_json_buf_free_cb) == 0;
-}
-
-/* This thread's buffer, emptied; NULL when none can be had (then the caller uses its own). */
-static struct strbuf *log_json_buf(void)
-{
-	struct strbuf *b;
-
-	pthread_once(&log_json_once, log_json_key_make);
-	if (!log_json_keyed)
-		return NULL;
-	if ((b = pthread_getspecific(log_json_key)) == NULL) {
-		if ((b = calloc(1, sizeof(*b))) == NULL)
-			return NULL;
-		if (pthread_setspecific(log_json_key, b) != 0) {
-			free(b);
-			return NULL;
-		}
-	}
-	b->len = 0;
-	return b;
-}
-
 /* log.format: json: the text line line[0..len) (head of n octets: "TS LEVEL ID ", escaped)
- * as one JSON object (logkv_json) and a newline, in one write; "<N>" first for the journal.
- * Into this thread's buffer (log_json_buf). */
+ * as one JSON object (logkv_json) and a newline, in one write; "<N>" first for the journal. */
 static void log_write_json(enum log_level lvl, const char *line, size_t n, size_t len, const char *idt)
 {
 	static const char prio[] = { '0' + LOG_DEBUG, '0' + LOG_INFO, '0' + LOG_WARNING, '0' + LOG_ERR };
-	struct strbuf own = { 0 }, *kept = log_json_buf();
-	struct strbuf *b = kept ? kept : &own;
+	struct strbuf b = { 0 };
 	char ts[40];
 	const char *sp = memchr(line, ' ', n);
 	size_t tl = sp ? (size_t)(sp - line) : 0;
@@ -666,13 +622,12 @@ static void log_write_json(enum log_level lvl, const char *line, size_t n, size_
 	ts[tl] = '\0';
 	if (log_to_journal) {
 		char p[3] = { '<', prio[lvl], '>' };
-		strbuf_append(b, p, 3);
+		strbuf_append(&b, p, 3);
 	}
-	logkv_json(b, ts, level_names[lvl], idt, line + n, len > n ? len - n : 0);
-	strbuf_append(b, "\n", 1);
-	log_write_all(b->v, b->len);
-	if (b == &own || b->cap > LOG_JSON_KEEP)
-		strbuf_free(b);
+	logkv_json(&b, ts, level_names[lvl], idt, line + n, len > n ? len - n : 0);
+	strbuf_append(&b, "\n", 1);
+	log_write_all(b.v, b.len);
+	strbuf_free(&b);
 }
 
 /* One line: the head, then the text of fmt and *ap (fmt non-NULL) or text[0..tlen) as
