@@ -126,7 +126,7 @@ static const char *const logkv_number_keys[] = {
 	"map_bytes", "map_records", "max", "max_connections", "max_entries", "max_keys",
 	"max_message_size", "max_size", "messages", "misses", "more", "moved", "ms", "msa", "nofile",
 	"nuls", "octets", "open", "passes", "port", "prefiltered", "probe_len", "rc", "read", "received",
-	"records", "refused", "rejected", "remaining", "report_safe", "requests", "required", "retry_ms",
+	"records", "refused", "rejected", "released", "remaining", "report_safe", "requests", "required", "retry_ms",
 	"route", "routes_domains", "rule", "running", "runs", "score", "sessions", "share", "size",
 	"skipped_eval", "skipped_net", "skipped_regex", "skipped_zero", "spam", "status", "tempfailed",
 	"threshold", "tlport", "too_big", "total", "total_errors", "trport", "ttl", "uid", "uncounted",
