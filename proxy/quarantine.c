@@ -841,6 +841,18 @@ int quarantine_rewrite_rcpts(const char *root, const struct quarantine_item *it,
 		goto write_fail;
 	}
 	out = -1;
+	/* Still the file the block was read from? A delete, the expiry sweep or another
+	 * rewrite may have removed or replaced it meanwhile: renaming this copy over the name
+	 * would bring back what the operator was told is gone (or undo the other rewrite). */
+	if (it->has_fd) {
+		struct stat held, now;
+		if (fstat(in, &held) != 0 || stat(it->path, &now) != 0 ||
+		    held.st_dev != now.st_dev || held.st_ino != now.st_ino) {
+			snprintf(err, errlen, "%.400s was deleted, expired or rewritten meanwhile: left as it is",
+			    it->path);
+			goto drop;
+		}
+	}
 	/* in one step: the file names everyone or only these, never half of it */
 	if (rename(tmp, it->path) != 0) {
 		snprintf(err, errlen, "rename %.400s over %.400s: %s", tmp, it->path, strerror(errno));

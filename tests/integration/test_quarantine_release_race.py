@@ -13,6 +13,10 @@ several 64 KB chunks):
   new file at the old block's end (cut by the difference), and the file goes into released/.
 Before, the release opened the file's name again to read the message: gone, it failed after
 MAIL and RCPT ("the held file could not be read"); rewritten, a cut message was delivered.
+- `quarantine delete ID` removes the file while a release to one of its two recipients holds
+  it: the release delivers to that one and does not rename its rewritten copy (naming the
+  other) back into new/: the deleted message stays deleted (the rewrite checks that the name
+  is still the file it read).
 """
 import errno
 import glob
@@ -54,8 +58,8 @@ def hold(mx, tag, rcpts):
     return qid, path, raw[raw.index(b'X-Quarantine-ID:'):].split(b'\r\n', 1)[1]   # the held message
 
 
-def release_bg(qid):
-    return subprocess.Popen([mt.mxgatectl(), '-s', sock, '-t', '600', 'quarantine', 'release', qid],
+def release_bg(qid, *rcpts):
+    return subprocess.Popen([mt.mxgatectl(), '-s', sock, '-t', '600', 'quarantine', 'release', qid] + list(rcpts),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -133,6 +137,21 @@ ok, what = delivered_whole('qrace2', held)
 mt.check(ok, 'the whole message as held arrived, once, not one cut at the old block\'s end (%s)' % what)
 mt.check(glob.glob(os.path.join(qdir, 'released', '*QID=' + qid)) and not os.path.exists(path),
          'the file went into released/')
+
+# ---- a release to one of two recipients while the whole message is deleted (reviewer's case)
+qid, path, held = hold(mx, 'qrace3', ['b@example.test', 'c@example.test'])
+p = release_bg(qid, 'b@example.test')
+fd = reach_hold()
+rc, out, err = mt.ctl(sock, 'quarantine', 'delete', qid)
+mt.check(rc == 0 and 'deleted' in out, 'the delete removed the file meanwhile (%s %r %r)' % (rc, out, err))
+mt.check(not os.path.exists(path), 'the file is gone before the release rewrites it')
+if fd is not None:
+    os.close(fd)
+rc, out, err = answer(p)
+ok, what = delivered_whole('qrace3', held)
+mt.check(ok, 'the release delivered to b, once (%s)' % what)
+left = glob.glob(os.path.join(qdir, 'new', '*QID=' + qid + '*')) + glob.glob(os.path.join(qdir, 'cur', '*QID=' + qid + '*'))
+mt.check(not left, 'the deleted message is not held again for c by the release\'s rewrite (%s; %r %r)' % (left, out, err))
 
 mt.check(not mx.malformed_log_lines(), 'log lines in form: %s' % mx.malformed_log_lines()[:3])
 mx.stop()
