@@ -140,9 +140,9 @@ int ledger_redis_lookup(struct ledger_redis *lr, const uint8_t (*keys)[LEDGER_KE
 	size_t *lens;
 	void *blk;
 
-	*reason = "store_down";
-	if (n == 0 || n > LEDGER_REDIS_LOOKUP_MAX || !redis_store_is_up(lr->rs))
-		return -1;
+	*reason = "too_many_keys";
+	if (n == 0 || n > LEDGER_REDIS_LOOKUP_MAX)
+		return -1;     /* no redis_store_is_up: redis_store_command queues behind a first connect */
 	*reason = "out_of_memory";
 	if ((q = calloc(1, sizeof(*q) + n * sizeof(q->held[0]))) == NULL)
 		return -1;

@@ -57,8 +57,13 @@ typedef void (*ledger_redis_cb)(void *arg, int status, const char *reason, const
 
 /* Looks the n keys (1..LEDGER_REDIS_LOOKUP_MAX) up in one round trip (MGET). 0: cb will be
  * called; -1: the store is down or the send failed (*reason says which: "store_down",
- * "out_of_memory"): cb will not be called (deliver as without a ledger). */
-#define LEDGER_REDIS_LOOKUP_MAX 100000
+ * "out_of_memory", "too_many_keys"): cb will not be called (deliver as without a ledger).
+ * Before the store's very first connection is up (a start, a reload's new generation) the
+ * lookup waits behind it, bounded by the timeout, as greylisting's requests do: refusing
+ * then sent a retry's recipients a second copy with a false store_down.
+ * The bound is store/redis.c's largest reply array (RS_REPLY_MAX_ELEMENTS): a larger MGET's
+ * reply would be refused and the connection dropped for every request on it. */
+#define LEDGER_REDIS_LOOKUP_MAX 65536
 int ledger_redis_lookup(struct ledger_redis *lr, const uint8_t (*keys)[LEDGER_KEY_LEN], size_t n,
     ledger_redis_cb cb, void *arg, const char **reason);
 
