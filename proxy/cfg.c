@@ -691,14 +691,21 @@ static int cfg_cidrlist_add_file(struct cfg_parse *p, struct fy_node *it, const 
 		}
 		cfg_cidrlist_sort(&one);
 		listfile_keep_cidrs(f, one.v, one.n);
-		listfile_cidrs(f, &kept, &n);
+		/* this parse, not a kept copy the mmap could not make (an empty list else) */
+		kept = one.v;
+		n = one.n;
 	}
-	if (n == 0)
+	if (n == 0) {
+		free(one.v);
 		return 0;
+	}
 	struct cfg_cidr *v = realloc(l->v, (l->n + n) * sizeof(*v));
-	if (!v)
+	if (!v) {
+		free(one.v);
 		return cfg_error(p, it, "out of memory");
+	}
 	memcpy(v + l->n, kept, n * sizeof(*v));
+	free(one.v);
 	l->sorted = l->n == 0;   /* the kept run is in order: alone, the list needs no sort */
 	l->v = v;
 	l->n += n;

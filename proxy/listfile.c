@@ -551,7 +551,7 @@ bool listfile_cidrs(const struct listfile *f, const struct cfg_cidr **v, size_t 
 	return f->has_cidr;
 }
 
-void listfile_keep_cidrs(struct listfile *f, struct cfg_cidr *v, size_t n)
+void listfile_keep_cidrs(struct listfile *f, const struct cfg_cidr *v, size_t n)
 {
 	struct cfg_cidr *c;
 
@@ -570,7 +570,6 @@ void listfile_keep_cidrs(struct listfile *f, struct cfg_cidr *v, size_t n)
 		f->has_cidr = true;
 	}
 	pthread_mutex_unlock(&listfile_mu);
-	free(v);
 }
 
 void listfile_release(struct listfile *f)

@@ -73,10 +73,11 @@ const char *listfile_text(const struct listfile *f, size_t *len);
  * its text had bad lines): then *v and *n are they, valid while the reference is. */
 bool listfile_cidrs(const struct listfile *f, const struct cfg_cidr **v, size_t *n);
 
-/* Keeps the n CIDRs at v (a whole, good parse of f's text, in cfg_cidrlist_sort's order)
- * with f: a copy, v (malloc'd or NULL) is freed. Nothing when f has them already or f is
- * not the file's text any more (read again since). */
-void listfile_keep_cidrs(struct listfile *f, struct cfg_cidr *v, size_t n);
+/* Keeps a copy of the n CIDRs at v (a whole, good parse of f's text, in cfg_cidrlist_sort's
+ * order) with f; v stays the caller's. Nothing when f has them already, f is not the file's
+ * text any more (read again since) or the copy finds no memory: the caller uses v then
+ * (listfile_cidrs says false or gives the earlier ones). */
+void listfile_keep_cidrs(struct listfile *f, const struct cfg_cidr *v, size_t n);
 
 /* Drops a reference from listfile_get; NULL is a no-op. */
 void listfile_release(struct listfile *f);
