@@ -173,8 +173,8 @@ static bool pconn_name_chars(const char *h, size_t hlen)
 static int pconn_addr_ip(const char *host, size_t hlen, const char *port, struct pconn_addr *out,
     const char **why)
 {
-	static _Thread_local char reason[160];
-	char h[64];
+	static _Thread_local char reason[320];
+	char h[256];     /* a DNS name: at most 253 octets */
 	char *end;
 	long p = strtol(port, &end, 10);
 

@@ -31,7 +31,7 @@ struct pconn_addr {
 	/* the host name the addresses are of ("" for an IP address, localhost, a unix socket):
 	 * pconn_new takes its addresses as published then (pconn_names_publish_all), so a
 	 * re-resolution (proxy/backendres.h) reaches the next connection */
-	char name[64];
+	char name[256];                 /* a DNS name: at most 253 octets */
 };
 
 /* Parses s; 0 or -1 with *why. A host name (other than localhost) is taken from the names

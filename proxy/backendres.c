@@ -30,7 +30,7 @@ struct backendres {
 	/* the filter peers' host names (plugins[].address), copied from the config */
 	struct backendres_plugin {
 		char plugin[64];        /* plugins[].name */
-		char host[64];          /* pconn_addr_host's */
+		char host[256];         /* pconn_addr_host's */
 		bool failing;
 	} plugins[BACKENDRES_MAX_PLUGINS];
 	size_t nplugins;
@@ -204,7 +204,7 @@ struct backendres *backendres_start(uv_loop_t *loop, struct pool *pool, const st
 	const struct plugin_config *pcs = cfg->plugins.v;
 	bool named = false;
 	struct backend *b;
-	char host[64];
+	char host[256];
 
 	for (size_t i = 0; pool != NULL && (b = backendres_backend(pool, i)) != NULL; i++)
 		named |= b->dns_name[0] != '\0';

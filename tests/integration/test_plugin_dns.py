@@ -26,7 +26,8 @@ import mxtest as mt  # noqa: E402
 
 mt.need()
 mt.need_python_milter()
-MILTER = 'milter.k8s.test'
+# longer than 63 octets, as a pod of a headless Service is (63 was the limit before)
+MILTER = 'mx-milter-0.mx-milter-headless.mail-filtering-prod.svc.cluster.k8s.test'
 MTA = 'mta.k8s.test'
 dns = mt.dns_peer({MILTER: [{'a': '127.0.0.1'}, {'ttl': 1}], MTA: [{'a': '127.0.0.1'}, {'ttl': 1}]},
                   name='dns-plugin')
