@@ -2148,7 +2148,7 @@ void greylist_message_digest(const char *sender, const char *const *rcpts, size_
 	unsigned mdlen = 0;
 	char addr[300];
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	bool *used = n ? calloc(n, sizeof(*used)) : NULL;
+	char **low = n ? calloc(n, sizeof(*low)) : NULL;
 
 	/* the body: what follows the header block's blank line (a message without one is all
 	 * header: its whole text) */
@@ -2164,31 +2164,27 @@ void greylist_message_digest(const char *sender, const char *const *rcpts, size_
 			break;
 		}
 	}
-	if (ctx == NULL || (n && used == NULL))
+	if (ctx == NULL || (n && low == NULL))
 		abort();                /* out of memory, as the rules job's copies */
+	/* each recipient lower-cased once, then sorted: n log n (a selection that lowered
+	 * every candidate on each pass took seconds for 20,000 recipients) */
+	for (size_t i = 0; i < n; i++) {
+		gl_lower(addr, sizeof(addr), rcpts[i] ? rcpts[i] : "");
+		if ((low[i] = strdup(addr)) == NULL)
+			abort();
+	}
+	if (n > 1)
+		qsort(low, n, sizeof(*low), gl_traps_cmp);   /* strcmp of char * */
 	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
 	gl_lower(addr, sizeof(addr), sender && sender[0] ? sender : "<>");
 	EVP_DigestUpdate(ctx, addr, strlen(addr) + 1);
 	/* the recipients as a set (lower case, sorted): a retry may list them in another
 	 * order (n is at most limits.max_recipients) */
-	for (size_t k = 0; k < n; k++) {
-		size_t best = n;
-		char cand[300];
-
-		addr[0] = '\0';
-		for (size_t i = 0; i < n; i++) {
-			if (used[i])
-				continue;
-			gl_lower(cand, sizeof(cand), rcpts[i] ? rcpts[i] : "");
-			if (best == n || strcmp(cand, addr) < 0) {
-				best = i;
-				memcpy(addr, cand, strlen(cand) + 1);
-			}
-		}
-		used[best] = true;
-		EVP_DigestUpdate(ctx, addr, strlen(addr) + 1);
+	for (size_t i = 0; i < n; i++) {
+		EVP_DigestUpdate(ctx, low[i], strlen(low[i]) + 1);
+		free(low[i]);
 	}
-	free(used);
+	free(low);
 	EVP_DigestUpdate(ctx, "\n", 1);
 	EVP_DigestUpdate(ctx, body, (size_t)(msg + len - body));
 	EVP_DigestFinal_ex(ctx, md, &mdlen);
