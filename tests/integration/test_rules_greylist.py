@@ -149,6 +149,19 @@ for store in ('local', 'redis://127.0.0.1:%d' % redis.port):
              re.fullmatch('passed digest=%s store=%s' % (DIGEST, kind), hdr[0]) is not None,
              '%s: its retry arrives with mxgate\'s X-Mxgate-Greylist alone (%s %s %s)' % (kind, code, text, hdr))
 
+    if kind == 'redis':
+        # the RCPT greylisting's trap of the client (its record in Redis) is no part of
+        # greylisting by score, as with the local and LMDB stores: the retry passes
+        ipkey = 'mxgate:glip:127.0.0.1'
+        mt.redis_cmd(redis.port, 'HSET', ipkey, 's', '1', 't', '0')
+        mt.redis_cmd(redis.port, 'PEXPIRE', ipkey, 3600000)
+        mt.check(send(mx, 'trapped-' + kind, 'grey', body='Trapped.\r\n')[0] == 451,
+                 'redis: a trapped client\'s greylisted message: first sight 451')
+        code, text = send(mx, 'trapped-' + kind, 'grey', body='Trapped.\r\n')
+        mt.check(code == 250 and len(be.by_tag('trapped-' + kind)) == 1,
+                 'redis: its retry after the delay is delivered: the client\'s trap record is not read '
+                 '(%s %s)' % (code, text))
+        mt.redis_cmd(redis.port, 'DEL', ipkey)
     mx.stop()
 
 # -t: where the records go, and a band a refusal leaves empty
