@@ -1258,6 +1258,9 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 	if (!wrapped && rules_set_rewrite_subject(w->rs) && marked)
 		rules_rewrite_subject(env, rules_set_rewrite_subject(w->rs), total, j->required,
 		    spam);
+	/* the sender's own field goes, whatever we add: a forged "passed" must not reach a
+	 * mailbox filter that trusts it (as rules_delete_spam_fields for X-Spam-*) */
+	hook_env_delete_headers(env, "X-Mxgate-Greylist");
 	if (j->grey_asked && j->grey.result != GREYLIST_MSG_DEFER && v.action == VERDICT_CONTINUE) {
 		char gv[128];
 

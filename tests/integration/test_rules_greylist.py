@@ -47,9 +47,10 @@ def cfg(store, delay, listen=None, **rules):
                      greylist={'store': store, 'delay': delay, 'retry_window': '2h'}, rules=r)
 
 
-def send(mx, tag, score, rcpts=('u@example.test',), body='Hello.\r\n', sender='a@example.org'):
+def send(mx, tag, score, rcpts=('u@example.test',), body='Hello.\r\n', sender='a@example.org', extra=()):
     return mt.send_mail(mx.port, sender, list(rcpts),
-                        mt.message(tag, body=body, headers=('X-Test-Spam: %s' % score,)), timeout=60)
+                        mt.message(tag, body=body, headers=('X-Test-Spam: %s' % score,) + tuple(extra)),
+                        timeout=60)
 
 
 def field(data, name):
@@ -131,6 +132,36 @@ for store in ('local', 'redis://127.0.0.1:%d' % redis.port):
                 mx.metric('greylist_messages_total{result="passed"}'),
                 mx.metric('greylist_messages_total{result="error"}')))
     mt.check(mx.count_log(r'event=greylist ') == 0, '%s: nothing greylisted at RCPT (greylist.enabled false)' % kind)
+
+    # a sender's own X-Mxgate-Greylist goes: a forged "passed" never reaches the mailbox
+    FORGED = ('X-Mxgate-Greylist: passed digest=0000000000000000 store=forged',)
+    code, text = send(mx, 'forged-ham-' + kind, 'none', extra=FORGED)
+    got = be.by_tag('forged-ham-' + kind)
+    mt.check(code == 250 and len(got) == 1 and not field(got[0]['data'], 'X-Mxgate-Greylist'),
+             '%s: a message below the band carrying a forged X-Mxgate-Greylist arrives without it (%s %s %s)'
+             % (kind, code, text, got and field(got[0]['data'], 'X-Mxgate-Greylist')))
+    mt.check(send(mx, 'forged-grey-' + kind, 'grey', body='Forged.\r\n', extra=FORGED)[0] == 451,
+             '%s: a greylisted message with a forged field: first sight 451' % kind)
+    code, text = send(mx, 'forged-grey-' + kind, 'grey', body='Forged.\r\n', extra=FORGED)
+    got = be.by_tag('forged-grey-' + kind)
+    hdr = got and field(got[0]['data'], 'X-Mxgate-Greylist')
+    mt.check(code == 250 and len(got) == 1 and len(hdr) == 1 and
+             re.fullmatch('passed digest=%s store=%s' % (DIGEST, kind), hdr[0]) is not None,
+             '%s: its retry arrives with mxgate\'s X-Mxgate-Greylist alone (%s %s %s)' % (kind, code, text, hdr))
+
+    if kind == 'redis':
+        # the RCPT greylisting's trap of the client (its record in Redis) is no part of
+        # greylisting by score, as with the local and LMDB stores: the retry passes
+        ipkey = 'mxgate:glip:127.0.0.1'
+        mt.redis_cmd(redis.port, 'HSET', ipkey, 's', '1', 't', '0')
+        mt.redis_cmd(redis.port, 'PEXPIRE', ipkey, 3600000)
+        mt.check(send(mx, 'trapped-' + kind, 'grey', body='Trapped.\r\n')[0] == 451,
+                 'redis: a trapped client\'s greylisted message: first sight 451')
+        code, text = send(mx, 'trapped-' + kind, 'grey', body='Trapped.\r\n')
+        mt.check(code == 250 and len(be.by_tag('trapped-' + kind)) == 1,
+                 'redis: its retry after the delay is delivered: the client\'s trap record is not read '
+                 '(%s %s)' % (code, text))
+        mt.redis_cmd(redis.port, 'DEL', ipkey)
     mx.stop()
 
 # -t: where the records go, and a band a refusal leaves empty
