@@ -1456,6 +1456,27 @@ static void milter_replay_next(struct milter_sess *ms)
 	milter_start_mail(ms);
 }
 
+/* A new connection for the transaction c begins, with the session's connect and helo
+ * replayed first (the MAIL call is answered after them). why: milter_reconnect's reason. */
+static void milter_reconnect(struct milter_inst *mi, struct milter_sess *ms, struct mxgate_call *c,
+    const char *why)
+{
+	milter_log_unlogged(ms, c);
+	mi->host->log(c, 1, "event=milter_reconnect reason=%s", why);
+	milter_parser_free(&ms->parser);
+	milter_parser_init(&ms->parser, mi->max_frame);
+	milter_buf_clear(&ms->out);
+	milter_txn_end(ms);
+	ms->nr_sent = false;
+	ms->call = c;
+	ms->replay = RP_CONNECT;
+	ms->stage_cmd = SMFIC_CONNECT;
+	ms->state = MS_CONNECTING;
+	ms->conn = pconn_new(mi->host->loop(c), &mi->addr, milter_event_cb, ms);
+	if (ms->conn == NULL)
+		return milter_fail(ms, "milter-unreachable", "cannot connect");
+}
+
 static void milter_on_mail(void *instance, struct mxgate_call *c)
 {
 	struct milter_inst *mi = instance;
@@ -1463,22 +1484,22 @@ static void milter_on_mail(void *instance, struct mxgate_call *c)
 
 	if (ms && ms->state == MS_FAILED && ms->conn == NULL && ms->call == NULL) {
 		/* The filter failed earlier in this session: a new transaction gets a new
-		 * connection, with the session's connect and helo replayed first. */
-		milter_log_unlogged(ms, c);
-		mi->host->log(c, 1, "event=milter_reconnect");
-		milter_parser_free(&ms->parser);
-		milter_parser_init(&ms->parser, mi->max_frame);
-		milter_buf_clear(&ms->out);
-		milter_txn_end(ms);
-		ms->nr_sent = false;
-		ms->call = c;
-		ms->replay = RP_CONNECT;
-		ms->stage_cmd = SMFIC_CONNECT;
-		ms->state = MS_CONNECTING;
-		ms->conn = pconn_new(mi->host->loop(c), &mi->addr, milter_event_cb, ms);
-		if (ms->conn == NULL)
-			return milter_fail(ms, "milter-unreachable", "cannot connect");
-		return;
+		 * connection (to the name's addresses as now resolved). */
+		return milter_reconnect(mi, ms, c, "failed");
+	}
+	if (ms && ms->state == MS_READY && ms->conn && ms->call == NULL && ms->wait == W_NONE &&
+	    pconn_address_left(ms->conn) && pconn_write_queue(ms->conn) == 0) {
+		/* The milter's name moved (backendres.h) while this session kept its connection:
+		 * the old address may be going away (a pod rescheduled) and would fail this
+		 * transaction then (on_error). A polite end there (ABORT an open transaction,
+		 * QUIT), and this transaction starts on a connection to the new address. */
+		if (ms->in_txn)
+			milter_put_simple(&ms->out, SMFIC_ABORT);
+		milter_put_simple(&ms->out, SMFIC_QUIT);
+		milter_flush(ms);
+		pconn_finish(ms->conn);
+		ms->conn = NULL;
+		return milter_reconnect(mi, ms, c, "address_left");
 	}
 	ms = milter_stage_begin(mi, c);
 	if (ms == NULL)

@@ -26,6 +26,7 @@ struct pconn {
 	uint64_t connect_ms;
 	bool has_timer;
 	unsigned refs;                /* open handles (the stream's, the timer's): freed at 0 */
+	char name[256];               /* the host name the addresses are of, or "" */
 };
 
 /* One read buffer per loop thread, not per connection: data is handed on during the read
@@ -450,6 +451,7 @@ struct pconn *pconn_new(uv_loop_t *loop, const struct pconn_addr *addr, pconn_ev
 		if (pconn_addr_from_names(addr->name, port, &now))
 			addr = &now;
 	}
+	snprintf(c->name, sizeof(c->name), "%s", addr->name);
 	c->addrs[0] = addr->sa;
 	c->naddrs = 1;
 	for (size_t i = 0; i < addr->nmore && c->naddrs < PCONN_MAX_ADDRS; i++)
@@ -513,6 +515,20 @@ int pconn_write(struct pconn *c, const void *data, size_t len, void *owned)
 fail:
 	free(owned);
 	return -1;
+}
+
+bool pconn_address_left(const struct pconn *c)
+{
+	struct sockaddr_storage v[PCONN_MAX_ADDRS];
+	size_t n;
+
+	if (c == NULL || !c->connected || c->name[0] == '\0' ||
+	    (n = pconn_names_get(c->name, v, PCONN_MAX_ADDRS)) == 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (pconn_addr_set_same(&v[i], 1, &c->addrs[c->addr_i], 1))
+			return false;
+	return true;
 }
 
 size_t pconn_write_queue(const struct pconn *c)

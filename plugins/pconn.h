@@ -73,6 +73,12 @@ struct pconn *pconn_new(uv_loop_t *loop, const struct pconn_addr *addr, pconn_ev
  * point into it); otherwise data must stay valid until the write completes or the
  * connection is closed. 0 or -1. */
 int pconn_write(struct pconn *c, const void *data, size_t len, void *owned);
+/* True when c is connected to an address of a host name (pconn_addr.name) that the name no
+ * longer has as last published (pconn_names_publish_all: a re-resolution, backendres.h);
+ * false for an IP address, a unix socket, a name not known, or before it is connected. A
+ * connection kept across messages (a milter's, for its session) is made again to the new
+ * address at the next transaction. */
+bool pconn_address_left(const struct pconn *c);
 /* Bytes queued and not yet written. */
 size_t pconn_write_queue(const struct pconn *c);
 /* Lets queued writes drain (bounded by the peer reading them), then closes; no events

@@ -14,6 +14,7 @@
 struct ledger_redis {
 	struct redis_store *rs;
 	int script;                  /* ledger_redis_lua */
+	bool freeing;                /* ledger_redis_free: a lookup answered now is "retired" */
 };
 
 /* Each key set to ARGV[1] for ARGV[2] ms unless it is there (a live record keeps its first
@@ -67,6 +68,7 @@ void ledger_redis_free(struct ledger_redis *lr)
 {
 	if (lr == NULL)
 		return;
+	lr->freeing = true;          /* lookups out learn NULL inside: no timeout of Redis's */
 	redis_store_free(lr->rs);
 	free(lr);
 }
@@ -78,6 +80,7 @@ const char *ledger_redis_name(const struct ledger_redis *lr)
 
 /* A lookup in flight: its keys' count and where the answer goes. */
 struct ledger_redis_req {
+	struct ledger_redis *lr;     /* valid until the answer: ledger_redis_free answers first */
 	ledger_redis_cb cb;
 	void *arg;
 	size_t n;
@@ -94,7 +97,7 @@ static void ledger_redis_lookup_cb(void *arg, const redisReply *reply)
 	uint64_t e;
 
 	if (reply == NULL)
-		reason = "timeout";
+		reason = q->lr->freeing ? "retired" : "timeout";
 	else if (reply->type == REDIS_REPLY_ERROR)
 		reason = "error_reply";
 	else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != q->n)
@@ -150,6 +153,7 @@ int ledger_redis_lookup(struct ledger_redis *lr, const uint8_t (*keys)[LEDGER_KE
 		free(q);
 		return -1;
 	}
+	q->lr = lr;
 	q->cb = cb;
 	q->arg = arg;
 	q->n = n;

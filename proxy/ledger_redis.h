@@ -44,14 +44,16 @@ const char *ledger_redis_url(const struct mx_config *cfg);
  * Redis (or out of memory: event=ledger_store_error logged). worker is for log lines. Free
  * with ledger_redis_free (the loop must run on: store/redis.h). */
 struct ledger_redis *ledger_redis_new(const struct mx_config *cfg, uv_loop_t *loop, int worker);
-/* NULL is a no-op. Lookups outstanding get their callback with status -1 first. */
+/* NULL is a no-op. Lookups outstanding get their callback with status -1 and reason
+ * "retired" first (the store went, Redis did not fail: ledger_store_note it not). */
 void ledger_redis_free(struct ledger_redis *lr);
 /* The server as logged ("redis://host:port/db": no password). */
 const char *ledger_redis_name(const struct ledger_redis *lr);
 
 /* The answer of a lookup: status 0 with held[i] for keys[i] (a record is there), or -1 with
  * reason ("timeout": no reply in time or the connection broke; "error_reply", "reply": a
- * reply not of this form) and held NULL. Borrowed: valid during the call. Called on the loop
+ * reply not of this form; "retired": ledger_redis_free came first, no fault of Redis's) and
+ * held NULL. Borrowed: valid during the call. Called on the loop
  * thread, once, never from inside ledger_redis_lookup. */
 typedef void (*ledger_redis_cb)(void *arg, int status, const char *reason, const bool *held);
 

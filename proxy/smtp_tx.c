@@ -41,6 +41,7 @@ void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struc
 {
 	memset(tx, 0, sizeof(*tx));
 	tx->w = w;
+	tx->gen = w->gen;
 	tx->pool = pool;
 	tx->env = env;
 	tx->drained = drained;
@@ -1069,19 +1070,24 @@ static struct lmdb_writer *smtp_tx_ledger_store(const struct smtp_tx *tx, const 
 	return wg->ledger_wr;
 }
 
-/* The worker's Redis store of the ledger when the transaction's config keeps it in Redis
- * (ledger_redis.h), else NULL; as smtp_tx_ledger_store: the current generation's, for the
- * same server. */
+/* The Redis store of the ledger when the transaction's config keeps it in Redis
+ * (ledger_redis.h), else NULL; as smtp_tx_ledger_store: for the same server as the worker's
+ * current generation (a reload that moved the ledger: memory until the session ends). The
+ * store is the transaction's own generation's, not the current one's: a lookup out on the
+ * current one when a second reload came found that generation (no session of its own)
+ * freed, and its answer was a false event=ledger_store_error reason=timeout (the
+ * delivery went on without the ledger: a second copy to a retry's recipients). The own
+ * generation lives until the session ends, after its last request. */
 static struct ledger_redis *smtp_tx_ledger_redis(const struct smtp_tx *tx)
 {
-	const struct worker_gen *wg = tx->w->gen;
+	const struct worker_gen *wg = tx->w->gen, *own = tx->gen ? tx->gen : wg;
 	const char *u = ledger_redis_url(tx->env->cfg), *gu;
 
 	if (u == NULL || wg == NULL || (gu = ledger_redis_url(wg->shared->cfg)) == NULL || strcmp(gu, u) != 0)
 		return NULL;
-	if (wg->ledger_rd == NULL)
+	if (own->ledger_rd == NULL)
 		ledger_store_note("redis", false, "not_open");
-	return wg->ledger_rd;
+	return own->ledger_rd;
 }
 
 /* Appends "<addr>" to a log list of addresses, a comma between (quoted as one value when
@@ -2144,6 +2150,21 @@ static bool smtp_tx_ledger_held_room(struct smtp_tx *tx, size_t n)
 
 static void smtp_tx_ledger_keys_cb(void *arg, int status, const char *reason, const bool *held);
 
+/* A Redis lookup's answer noted (ledger_store_note: the store's error or its return). A
+ * store freed with the lookup out ("retired": not expected while the session holds its
+ * generation) is no fault of Redis's: a debug line, no event=ledger_store_error; the
+ * delivery goes on as without the ledger (at most a second copy, never a loss). */
+static void smtp_tx_ledger_answered(const struct smtp_tx *tx, const struct ledger_redis *rd, int status,
+    const char *reason)
+{
+	if (status != 0 && reason != NULL && strcmp(reason, "retired") == 0) {
+		log_event(LOG_LVL_DEBUG, tx->env->session_id, "event=ledger_lookup_dropped reason=retired "
+		    "action=deliver");
+		return;
+	}
+	ledger_store_note(rd ? ledger_redis_name(rd) : "redis", status == 0, reason);   /* no password */
+}
+
 /* Asks the Redis ledger about the n keys in ledger_held (cb: the answer). True when the
  * question is out (pending); false when it could not go (noted: the store is down). */
 static bool smtp_tx_ledger_ask(struct smtp_tx *tx, size_t n, ledger_redis_cb cb)
@@ -2175,7 +2196,7 @@ static void smtp_tx_ledger_pairs_cb(void *arg, int status, const char *reason, c
 	if (smtp_tx_pending_done(tx))
 		return;
 	rd = smtp_tx_ledger_redis(tx);
-	ledger_store_note(rd ? ledger_redis_name(rd) : "redis", status == 0, reason);   /* no password */
+	smtp_tx_ledger_answered(tx, rd, status, reason);
 	/* the recipients as asked: nothing changes the envelope while the lookup is out */
 	size_t asked = tx->ledger_asked < tx->env->nrcpts ? tx->ledger_asked : tx->env->nrcpts;
 
@@ -2206,7 +2227,7 @@ static void smtp_tx_ledger_keys_cb(void *arg, int status, const char *reason, co
 	if (smtp_tx_pending_done(tx))
 		return;
 	rd = smtp_tx_ledger_redis(tx);
-	ledger_store_note(rd ? ledger_redis_name(rd) : "redis", status == 0, reason);   /* no password */
+	smtp_tx_ledger_answered(tx, rd, status, reason);
 	if (status == 0) {
 		for (size_t i = 0; i < tx->ledger_asked; i++)
 			if (held[i])

@@ -30,6 +30,7 @@
 #include "ledger.h"
 
 struct worker;
+struct worker_gen;
 struct pool;
 struct backend;
 struct relay;
@@ -64,6 +65,9 @@ enum smtp_tx_msg_state {
 struct smtp_tx {
 	/* borrowed for the transaction's life (smtp_tx_init) */
 	struct worker *w;
+	/* the owner's generation, w->gen at smtp_tx_init (a session's: it lives as long as the
+	 * session, so a store of its own outlives every request the transaction has out) */
+	struct worker_gen *gen;
 	struct pool *pool;
 	struct hook_env *env;             /* env->cfg: the config */
 	void (*drained)(void *arg);       /* after smtp_tx_close: the last pending work ended */

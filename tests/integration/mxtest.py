@@ -548,14 +548,14 @@ def free_port():
     return port
 
 
-def wait_port(port, timeout=10, proc=None):
-    """Waits until something accepts on 127.0.0.1:port (this connects once). With proc,
+def wait_port(port, timeout=10, proc=None, host='127.0.0.1'):
+    """Waits until something accepts on host:port (this connects once). With proc,
     gives up as soon as that process has exited."""
     def up():
         if proc is not None and proc.poll() is not None:
             return 'exited'
         try:
-            socket.create_connection(('127.0.0.1', port), 0.5).close()
+            socket.create_connection((host, port), 0.5).close()
             return True
         except OSError:
             return False
@@ -1161,12 +1161,12 @@ def stop_proc(p, sig=signal.SIGTERM):
     _stop_proc(p, sig)
 
 
-def start_peer(argv, name, port, timeout=20):
-    """Spawns a TCP peer that listens on the held `port`; waits until it accepts; an exit or
-    a timeout fails the test with its log. Returns the Popen with .port and .name."""
+def start_peer(argv, name, port, timeout=20, host='127.0.0.1'):
+    """Spawns a TCP peer that listens on the held `port` (of host); waits until it accepts;
+    an exit or a timeout fails the test with its log. Returns the Popen with .port and .name."""
     p = spawn(argv, name)
-    if not wait_port(port, timeout, proc=p):
-        peer_failed(name, '%s did not listen on %d (exit status %s)' % (name, port, p.poll()))
+    if not wait_port(port, timeout, proc=p, host=host):
+        peer_failed(name, '%s did not listen on %s:%d (exit status %s)' % (name, host, port, p.poll()))
     p.port = port
     p.name = name
     return p
@@ -1250,7 +1250,8 @@ service auth {{
 
 
 class TcpForwarder:
-    """A TCP forwarder on 127.0.0.1:<free port> to 127.0.0.1:target (threads): a daemon's path
+    """A TCP forwarder on 127.0.0.1:<free port> (or :port, a hold_port's) to
+    target_host:target (threads; .accepted counts the connections made to it): a daemon's path
     to a real peer that a test can cut — cut() closes every connection and refuses new ones
     (a network partition of one node); set .open = True to let connections through again.
     reply_delay: seconds each read from the target waits before it is passed on (a slow peer).
@@ -1263,14 +1264,18 @@ class TcpForwarder:
     a chosen point of the stream) or act (write to the peer itself first); it returns the
     bytes to pass on instead, or None to pass the chunk as read."""
 
-    def __init__(self, target, reply_delay=0, read_rate=0, stall_after=None, on_chunk=None):
+    def __init__(self, target, reply_delay=0, read_rate=0, stall_after=None, on_chunk=None,
+                 target_host='127.0.0.1', port=0):
         self.target, self.reply_delay, self.on_chunk = target, reply_delay, on_chunk
+        self.target_host, self.accepted = target_host, 0
         self.read_rate, self.stall_after, self.stalled_at = read_rate, stall_after, None
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if read_rate or stall_after is not None:
             self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        self.lsock.bind(('127.0.0.1', 0))
+        if port:
+            self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)   # beside its hold_port
+        self.lsock.bind(('127.0.0.1', port))
         self.lsock.listen(16)
         self.port = self.lsock.getsockname()[1]
         self.open, self.conns = True, []
@@ -1282,11 +1287,12 @@ class TcpForwarder:
                 c, _ = self.lsock.accept()
             except OSError:
                 return
+            self.accepted += 1
             if not self.open:
                 c.close()
                 continue
             try:
-                u = socket.create_connection(('127.0.0.1', self.target), 5)
+                u = socket.create_connection((self.target_host, self.target), 5)
             except OSError:
                 c.close()
                 continue
@@ -1383,8 +1389,8 @@ def _resp(f):
     raise RuntimeError('not a RESP reply: %r' % line)
 
 
-def clamd(extra_db=None):
-    """A private clamd (TCP and a unix socket .sock) with our EICAR-only signatures;
+def clamd(extra_db=None, host='127.0.0.1'):
+    """A private clamd (TCP on host, and a unix socket .sock) with our EICAR-only signatures;
     extra_db: more signature files, {file name: text} (e.g. a .cdb of banned names)."""
     need('clamd')
     port = hold_port().port
@@ -1398,17 +1404,18 @@ def clamd(extra_db=None):
             out.write(text)
     with open(os.path.join(PEERS, 'clamav', 'clamd.conf.in')) as f:
         conf = f.read().replace('@DIR@', d).replace('@PORT@', str(port))
+    conf = conf.replace('TCPAddr 127.0.0.1', 'TCPAddr ' + host)
     with open(os.path.join(d, 'clamd.conf'), 'w') as f:
         f.write(conf)
     p = start_peer([tool('clamd'), '--config-file=' + os.path.join(d, 'clamd.conf')], 'clamd-%d' % port,
-                   port, timeout=60)
+                   port, timeout=60, host=host)
     p.sock = os.path.join(d, 'clamd.sock')
     return p
 
 
-def spamd(local_cf=''):
-    """spamd with Debian's shipped rules, offline (no DNS, no network tests, no Bayes);
-    local_cf: more lines for its local.cf."""
+def spamd(local_cf='', host='127.0.0.1'):
+    """spamd with Debian's shipped rules, offline (no DNS, no network tests, no Bayes), on
+    host; local_cf: more lines for its local.cf."""
     need('spamd')
     port = hold_port().port
     d = os.path.join(TMP, 'spamd-%d' % port)
@@ -1421,15 +1428,15 @@ def spamd(local_cf=''):
         f.write('required_score 5.0\nuse_bayes 0\nskip_rbl_checks 1\nuse_razor2 0\nuse_pyzor 0\n'
                 'dns_available no\n' + local_cf)
     os.chmod(d, 0o755)
-    p = start_peer([tool('spamd'), '--listen=127.0.0.1:%d' % port, '--allowed-ips=127.0.0.1',
+    p = start_peer([tool('spamd'), '--listen=%s:%d' % (host, port), '--allowed-ips=127.0.0.0/8',
                     '--siteconfigpath=' + d, '--local', '--nouser-config', '--username=nobody',
                     '--max-children=2', '--pidfile=' + os.path.join(d, 'spamd.pid')],
-                   'spamd-%d' % port, port, timeout=60)
+                   'spamd-%d' % port, port, timeout=60, host=host)
     # spamd listens before it has read its rules and started its children: a connection is
     # queued, not answered, until then (over a minute at load 24, past a 30 s scan timeout).
     # One PING waits for the PONG.
     try:
-        with socket.create_connection(('127.0.0.1', port), timeout=slack(180)) as s:
+        with socket.create_connection((host, port), timeout=slack(180)) as s:
             s.sendall(b'PING SPAMC/1.5\r\n\r\n')
             pong = s.recv(64)
     except OSError as e:

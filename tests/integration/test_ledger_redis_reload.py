@@ -7,10 +7,19 @@ lookup waits behind the first connection (within retry_ledger.timeout).
 
 Node A delivers to r1 and r2 (r3 gets 452, the client hears 451) and writes the keys; node B,
 whose Redis is 100 ms away (a forwarder that delays replies), is reloaded; the client's retry
-reaches B at once: r1 and r2 get no second copy, and no ledger_store_error is logged."""
+reaches B at once: r1 and r2 get no second copy, and no ledger_store_error is logged.
+
+A lookup out when a second reload comes (node C): a session opened before a reload asked the
+worker's current generation's store, which has no session of its own; the next reload freed
+it with the lookup out, whose answer was then a false event=ledger_store_error
+reason=timeout (and the message went on without the ledger). The session's MGET is held at
+a forwarder (no timing: it waits for the test) while C is reloaded again; then the reply
+goes on: the message is delivered once, and no ledger_store_error is logged. A session now
+asks its own generation's store, which lives as long as the session."""
 import os
 import re
 import sys
+import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
@@ -44,6 +53,49 @@ errs = re.findall(r'event=ledger_store_error[^\n]*', mxb.log())
 mt.check(not errs, 'no false ledger_store_error at B: %s' % errs[:2])
 mxa.stop()
 mxb.stop()
+
+# Node C: the session's lookup held at the forwarder across a second reload.
+armed, seen, release = threading.Event(), threading.Event(), threading.Event()
+
+
+def hold_mget(direction, data):
+    """The first MGET sent while armed waits here until the test releases it."""
+    if direction == 'up' and armed.is_set() and b'MGET' in data:
+        armed.clear()
+        seen.set()
+        release.wait(mt.slack(60))
+    return None
+
+
+fwc = mt.TcpForwarder(red.port, on_chunk=hold_mget)
+cfgc = lambda: mt.config([be.url], workers=1,  # noqa: E731
+                         backends={'retry_ledger': {'store': 'redis://127.0.0.1:%d/0' % fwc.port,
+                                                    'timeout': '60s'}})
+mxc = mt.Mxgate(cfgc(), name='mx-rw-c')
+C = mt.message('ledgerRC', body='Hello redis ledger second reload.\r\n')
+cl = mt.Client(mxc.port, timeout=60)
+mt.check(cl.ehlo()[0] == 250, 'C: a session opened under generation 1')
+at = mxc.log_size()
+mxc.reload(cfgc())
+mt.check(mxc.wait_log(r'event=reloaded', timeout=30, start=at) is not None, 'C reloaded (generation 2)')
+armed.set()
+codes = [cl.cmd('MAIL FROM:<%s>' % FROM)[0], cl.cmd('RCPT TO:<%s>' % R[0])[0], cl.cmd('DATA')[0]]
+mt.check(codes == [250, 250, 354], 'C: the session\'s envelope (%s)' % codes)
+cl.send(mt.stuff(C))
+mt.check(seen.wait(mt.slack(30)), 'C: the message\'s ledger lookup (MGET) reached Redis\'s forwarder')
+at = mxc.log_size()
+mxc.reload(cfgc())
+mt.check(mxc.wait_log(r'event=reloaded', timeout=30, start=at) is not None,
+         'C reloaded again (generation 3) while the lookup was out')
+release.set()
+code, text = cl.reply()
+mt.check(code == 250, 'C: the message accepted once the lookup was answered (%s %s)' % (code, text))
+cl.cmd('QUIT')
+copies = mt.copies(be, b'Hello redis ledger second reload.')
+mt.check(copies == {R[0]: 1}, 'C: one copy (%s)' % copies)
+errs = re.findall(r'event=ledger_store_error[^\n]*', mxc.log())
+mt.check(not errs, 'C: no false ledger_store_error for the lookup out at the second reload: %s' % errs[:2])
+mxc.stop()
 be.stop()
 red.terminate()
 red.wait()

@@ -12,6 +12,10 @@ port) reached by one name, and two backends (A on 127.0.0.1, B on 127.0.0.2) by 
   message next opened one, and the milter's name was resolved once per load (every message
   kept meeting the old milter until a reload);
 - the next message is filtered by milter B (X-Seen-B) and lands on backend B;
+- a session opened before the move, whose milter connection went to A, sends its next
+  message after it: filtered by milter B (event=milter_reconnect reason=address_left, the
+  connection to A ended with QUIT); before, the session kept meeting milter A until it
+  ended (and a transaction failed with the milter's on_error once A was gone);
 - the milter's name vanishes (NXDOMAIN): event=backend_resolve_failed plugin=milter, once,
   the last address kept: mail still goes through milter B.
 """
@@ -71,6 +75,10 @@ def seen(backend, tag, milter):
 
 
 mt.check(send('first') == 250 and seen(a, 'first', 'A') == 1, 'first: milter A, backend 127.0.0.1')
+# a session kept across the move: its milter connection goes to A
+held = mt.Client(mx.port, timeout=30)
+mt.check(held.ehlo()[0] == 250 and held.transaction('held1') == [250, 250, 354, 250] and
+         seen(a, 'held1', 'A') == 1, 'held: a session\'s first message filtered by milter A')
 
 # The pods move: both names now have 127.0.0.2.
 start = mx.log_size()
@@ -87,6 +95,20 @@ mt.check(mx.wait_log(r'event=backend_pool_dropped backend=smtp://%s:%d connectio
 mt.check(send('second') == 250 and seen(b, 'second', 'B') == 1 and seen(b, 'second', 'A') == 0,
          'changed: the next message is filtered by milter B (A %d, B %d) and lands on 127.0.0.2'
          % (seen(b, 'second', 'A') + seen(a, 'second', 'A'), seen(b, 'second', 'B')))
+
+
+
+def seen_any(tag, milter):
+    return seen(a, tag, milter) + seen(b, tag, milter)
+
+
+codes = held.transaction('held2')
+mt.check(codes == [250, 250, 354, 250] and seen_any('held2', 'B') == 1 and seen_any('held2', 'A') == 0,
+         'held: the session\'s next message after the move is filtered by milter B (%s; A %d, B %d)'
+         % (codes, seen_any('held2', 'A'), seen_any('held2', 'B')))
+mt.check(mx.count_log(r'event=milter_reconnect plugin=milter reason=address_left', start) == 1,
+         'held: the session reconnected once, to the new address:\n' + mx.tail())
+held.cmd('QUIT')
 
 # The milter's name vanishes (NXDOMAIN): the last address stays.
 start = mx.log_size()

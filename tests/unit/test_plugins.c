@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include "proxy/chain.h"
 #include "proxy/config.h"
@@ -746,6 +747,63 @@ static void test_names_republished(void **state)
 	assert_string_equal(pa.name, "");	/* an IP address: nothing to look up again */
 }
 
+static void left_event_cb(struct pconn *c, enum pconn_event ev, const char *data, size_t len, int err,
+    void *arg)
+{
+	(void)c; (void)data; (void)len; (void)err;
+	if (ev == PCONN_CONNECTED)
+		*(int *)arg = 1;
+}
+
+/* A connection kept across messages (a session's milter) learns that its host name left
+ * the address it went to (pconn_address_left): false while the name still has it (another
+ * address added is no move), true once republished without it; never for an IP address. */
+static void test_address_left(void **state)
+{
+	(void)state;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t slen = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), up = 0, upip = 0;
+	struct sockaddr_storage v[2];
+	struct pconn_addr pa, ip;
+	const char *why;
+	char text[64];
+	uv_loop_t loop;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 4), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &slen), 0);
+	memset(v, 0, sizeof(v));
+	v[0].ss_family = v[1].ss_family = AF_INET;
+	inet_pton(AF_INET, "127.0.0.1", &((struct sockaddr_in *)&v[0])->sin_addr);
+	inet_pton(AF_INET, "127.0.0.2", &((struct sockaddr_in *)&v[1])->sin_addr);
+	pconn_names_publish_all("milter.left.test", v, 1);
+	snprintf(text, sizeof(text), "inet:milter.left.test:%u", (unsigned)ntohs(sa.sin_port));
+	assert_int_equal(pconn_addr_parse(text, &pa, &why), 0);
+	snprintf(text, sizeof(text), "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+	assert_int_equal(pconn_addr_parse(text, &ip, &why), 0);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	struct pconn *c = pconn_new(&loop, &pa, left_event_cb, &up), *cip = pconn_new(&loop, &ip, left_event_cb, &upip);
+	assert_non_null(c);
+	assert_non_null(cip);
+	assert_false(pconn_address_left(c));            /* not connected yet */
+	while (!up || !upip)
+		uv_run(&loop, UV_RUN_ONCE);
+	assert_false(pconn_address_left(c));
+	pconn_names_publish_all("milter.left.test", v, 2);      /* one more address: still there */
+	assert_false(pconn_address_left(c));
+	pconn_names_publish_all("milter.left.test", &v[1], 1);  /* moved */
+	assert_true(pconn_address_left(c));
+	assert_false(pconn_address_left(cip));
+	assert_false(pconn_address_left(NULL));
+	pconn_close(c);
+	pconn_close(cip);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	close(fd);
+}
+
 static void test_chain_example(void **state)
 {
 	struct harness h;
@@ -1462,6 +1520,7 @@ int main(void)
 		cmocka_unit_test(test_rspamd_reader_head_max),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_names_republished),
+		cmocka_unit_test(test_address_left),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_option_tables),
 		cmocka_unit_test(test_option_strings),
