@@ -1126,8 +1126,10 @@ int main(int argc, char **argv)
 	 * anything else is made that the failure would have to undo. */
 	if (cfg->metrics.listen &&
 	    (metrics = metrics_start(uv_default_loop(), cfg->metrics.listen, main_get_pool)) == NULL) {
-		fprintf(stderr, "mxgate: cannot listen on metrics.listen %s (the log line above says why)\n",
-		    cfg->metrics.listen);
+		char at[PATH_MAX + 32];
+
+		fprintf(stderr, "%s: metrics.listen: cannot listen on %s (the log line above says why)\n",
+		    config_key_where(cfg, "metrics.listen", at, sizeof(at)), cfg->metrics.listen);
 		uv_run(uv_default_loop(), UV_RUN_NOWAIT);	/* the failed listener's close */
 		config_free(cfg);
 		return 1;
@@ -1153,7 +1155,12 @@ int main(int argc, char **argv)
 		lcs[i] = &listen_copies[i];
 		for (int k = 0; k < nworkers; k++) {
 			if ((k == 0 && main_bind_probe(&lv[i]) != 0) || main_bind(&lv[i], &fds[k * nlisten + i]) != 0) {
-				fprintf(stderr, "mxgate: cannot listen on %s: %s\n", lv[i].address, strerror(errno));
+				int err = errno;
+				char key[48], at[PATH_MAX + 32];
+
+				snprintf(key, sizeof(key), "listen[%d].address", i);
+				fprintf(stderr, "%s: listen[%d]: cannot listen on %s: %s\n",
+				    config_key_where(cfg, key, at, sizeof(at)), i, lv[i].address, strerror(err));
 				main_start_undo(cfg, i + 1, fds);
 				return 1;
 			}
