@@ -1175,8 +1175,16 @@ int main(int argc, char **argv)
 		    "read them: the start and every reload fail (standard error and mxgate -t name them)\"",
 		    tls_unreadable, cfg->user);
 	/* The control socket is made before privileges go, so its owner can be anyone. */
-	if ((cfg->control.socket && (control = control_start(uv_default_loop(), &cfg->control)) == NULL) ||
-	    main_drop_privileges(cfg->user) != 0) {
+	if (cfg->control.socket && (control = control_start(uv_default_loop(), &cfg->control)) == NULL) {
+		char at[PATH_MAX + 32];
+
+		fprintf(stderr, "%s: control.socket: cannot make the control socket %s (the log line above "
+		    "says why); the start fails\n", config_key_where(cfg, "control.socket", at, sizeof(at)),
+		    cfg->control.socket);
+		main_start_undo(cfg, nlisten, fds);
+		return 1;
+	}
+	if (main_drop_privileges(cfg->user) != 0) {
 		main_start_undo(cfg, nlisten, fds);
 		return 1;
 	}

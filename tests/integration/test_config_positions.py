@@ -12,6 +12,7 @@ Each warning's position is checked against where its key is in the text written 
 no warning of this config says 1:1."""
 import os
 import re
+import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -129,4 +130,29 @@ expect('rules', RULES, [
     ('greylist', 'rules.actions.greylist 8.00 is at or above actions.tempfail 7.00'),
     ('quarantine', 'rules.actions.quarantine 9.00 without a quarantine backend'),
 ])
+
+# the start: a control socket it cannot make (a directory where the socket should be, which the
+# load does not refuse) stops it with the key's position on standard error (before session 34:
+# only the log's event=control_error)
+blocker = os.path.join(mt.TMP, 'a-dir')
+os.mkdir(blocker)
+port = mt.hold_port().port
+START = '''\
+listen:
+  - address: "127.0.0.1:%d"
+accept_domains: [example.test]
+backends:
+  servers: ["smtp://127.0.0.1:2526"]
+control:
+  socket: "%s"                      # <- socket
+''' % (port, blocker)
+path = os.path.join(mt.TMP, 'start.yaml')
+with open(path, 'w') as f:
+    f.write(START)
+p = subprocess.run([mt.BIN, '-c', path], capture_output=True, text=True, timeout=mt.slack(30))
+line, col = at(START, 'socket')
+mt.check(p.returncode == 1 and re.search(r'^%s:%d:%d: control\.socket: cannot make the control socket'
+                                         % (re.escape(path), line, col), p.stderr, re.M) is not None,
+         'the start refuses a control socket it cannot make, at start.yaml:%d:%d (rc %s): %s'
+         % (line, col, p.returncode, p.stderr.strip()[-600:]))
 mt.finish()
