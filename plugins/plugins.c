@@ -774,6 +774,16 @@ static unsigned plugin_desc_stages(const struct mxgate_plugin *d)
 	return s;
 }
 
+/* "FILE:LINE:COL" of plugins[i]SUB (".timeout"; "": the entry) into at: a message at the
+ * key it is about, at the entry when that key is not written. */
+static const char *plugin_where(const struct mx_config *cfg, size_t i, const char *sub, char *at, size_t cap)
+{
+	char key[64];
+
+	snprintf(key, sizeof(key), "plugins[%zu]%s", i, sub);
+	return config_key_where(cfg, key, at, cap);
+}
+
 int plugins_check_config(const struct mx_config *cfg, FILE *err)
 {
 	char at[PATH_MAX + 32];
@@ -784,11 +794,12 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err)
 		if (clamd_options_quarantine(&pc->options) && (cfg->quarantine == NULL || !cfg->quarantine[0]))
 			fprintf(err, "%s: warning: plugins[%zu] (clamd): action quarantine without a "
 			    "quarantine backend (top-level `quarantine`): a virus gets 451 4.3.0 and is "
-			    "retried for days\n", config_key_where(cfg, "plugins", at, sizeof(at)), i);
+			    "retried for days\n", plugin_where(cfg, i, pc->action ? ".action" : ".options.action", at,
+			    sizeof(at)), i);
 		if (pc->timeout >= cfg->limits.filter_deadline && cfg->limits.filter_deadline)
 			fprintf(err, "%s: warning: plugins[%zu] (%s): timeout %llums is not below "
 			    "limits.filter_deadline (%llums): at end of data the deadline ends its call "
-			    "first (filter_deadline_action, not its on_error)\n", config_key_where(cfg, "plugins", at, sizeof(at)), i, pc->name,
+			    "first (filter_deadline_action, not its on_error)\n", plugin_where(cfg, i, ".timeout", at, sizeof(at)), i, pc->name,
 			    (unsigned long long)pc->timeout, (unsigned long long)cfg->limits.filter_deadline);
 		if (pc->so.desc == NULL && (strcmp(pc->name, "spamd") == 0 || strcmp(pc->name, "rspamd") == 0) &&
 		    cfg->rules.files.n == 0)
@@ -796,7 +807,7 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err)
 			 * coming from Amavis writes rules.actions and expects GTUBE refused */
 			fprintf(err, "%s: warning: plugins[%zu] (%s): its score decides nothing and no "
 			    "X-Spam-* header is added: the rules engine, whose actions: thresholds judge "
-			    "it, is off without rules.files (an empty rules file will do)\n", config_key_where(cfg, "plugins", at, sizeof(at)), i, pc->name);
+			    "it, is off without rules.files (an empty rules file will do)\n", plugin_where(cfg, i, "", at, sizeof(at)), i, pc->name);
 		if (pc->max_size && pc->options.table) {
 			/* plugin_fold_key lets it through for a built-in without the option (milter) */
 			const struct cfg_field *f = pc->options.table->fields;
@@ -805,7 +816,7 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err)
 			if (f->key == NULL)
 				fprintf(err, "%s: warning: plugins[%zu] (%s): max_size has no effect: "
 				    "it is sent every message whole (no size limit of its own)\n",
-				    config_key_where(cfg, "plugins", at, sizeof(at)), i, pc->name);
+				    plugin_where(cfg, i, ".max_size", at, sizeof(at)), i, pc->name);
 		}
 	}
 	return 0;

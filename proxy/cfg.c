@@ -63,80 +63,6 @@ static void cfg_node_position(struct cfg_parse *p, struct fy_node *n, int *line,
 	*col = 1;
 }
 
-/* Whether key path path matches pattern pat, where "[]" in pat stands for any "[N]". */
-static bool cfg_mark_matches(const char *pat, const char *path)
-{
-	while (*pat && *path) {
-		if (pat[0] == '[' && pat[1] == ']' && path[0] == '[') {
-			const char *e = strchr(path, ']');
-
-			if (e == NULL)
-				return false;
-			pat += 2;
-			path = e + 1;
-			continue;
-		}
-		if (*pat++ != *path++)
-			return false;
-	}
-	return *pat == '\0' && *path == '\0';
-}
-
-void cfg_mark_node(struct cfg_parse *p, struct fy_node *n)
-{
-	struct cfg_marks *m = p->marks;
-	const char *const *k = p->mark_keys;
-	int line, col;
-
-	if (m == NULL || k == NULL || p->in_default)
-		return;
-	while (*k && !cfg_mark_matches(*k, p->path))
-		k++;
-	if (*k == NULL)
-		return;
-	if (m->n == m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 16;
-		struct cfg_mark *v = realloc(m->v, cap * sizeof(*v));
-
-		if (v == NULL)
-			return;		/* out of memory: the message names the file alone */
-		m->v = v;
-		m->cap = cap;
-	}
-	cfg_node_position(p, n, &line, &col);
-	if ((m->v[m->n].key = strdup(p->path)) == NULL)
-		return;
-	m->v[m->n].line = line;
-	m->v[m->n].col = col;
-	m->n++;
-}
-
-const char *cfg_marks_where(const struct cfg_marks *m, const char *file, const char *key, char *buf,
-			    size_t cap)
-{
-	int line = 1, col = 1;		/* not kept: the top of the file, as cfg_error's unknown */
-
-	for (size_t i = 0; m != NULL && key != NULL && i < m->n; i++)
-		if (strcmp(m->v[i].key, key) == 0) {
-			line = m->v[i].line;
-			col = m->v[i].col;
-			break;
-		}
-	snprintf(buf, cap, "%s:%d:%d", m && m->file ? m->file : file ? file : "<config>", line, col);
-	return buf;
-}
-
-void cfg_marks_free(struct cfg_marks *m)
-{
-	if (m == NULL)
-		return;
-	for (size_t i = 0; i < m->n; i++)
-		free(m->v[i].key);
-	free(m->v);
-	free(m->file);
-	free(m);
-}
-
 void cfg_error_add(struct cfg_parse *p, int line, int col, const char *text)
 {
 	if (p->nerr >= CFG_MAX_ERRORS) {
@@ -628,7 +554,6 @@ static int cfg_parse_strlist(struct cfg_parse *p, struct fy_node *n, struct cfg_
 				rc = cfg_error(p, it, "out of memory");
 			else
 				l->n++;
-			cfg_mark_node(p, it);
 		}
 		cfg_path_pop(p, old);
 	}
@@ -1059,8 +984,6 @@ int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct fy_nod
 		if (pr)
 			p->key = fy_node_pair_key(pr);
 		int r;
-		/* the value's position, else where an error about it would point */
-		cfg_mark_node(p, !cfg_node_is_null(v) ? v : scalar_item ? n : pr ? p->key : missing_at);
 		if (scalar_item && f == t->fields)
 			r = 0; /* already set from the lone scalar */
 		else if (cfg_node_is_null(v))

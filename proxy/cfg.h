@@ -132,20 +132,26 @@ unsigned long cfg_probe_runs(void);
 int cfg_table_load(const char *name, const char *text, size_t len, const struct cfg_table *t,
 		   void *obj, void *err_fp);
 
-/* The positions of chosen keys, kept past a load for the checks made on the filled struct
- * afterwards (mxgate -t, the start: a store it cannot open, a directory it cannot write),
- * so that their messages read FILE:LINE:COL as the loader's own. */
+/* The position of every key and list item of a loaded file, kept past the load for the
+ * checks made on the filled struct afterwards (mxgate -t, the start: a store it cannot
+ * open, a directory it cannot write), so that their messages read FILE:LINE:COL as the
+ * loader's own (cfg_marks.c). */
 struct cfg_marks;
-/* cfg_table_load that also keeps, into *marks (on success; free with cfg_marks_free), the
- * position of every key path matching one of keys (NULL-terminated; "[]" matches any index:
- * "tls.sni[].key"): its value's, or for an absent key its section's (where the default
- * applies). A list item of a string list is a path too ("backends.routes[].domains[]"). */
+/* cfg_table_load that also keeps, into *marks (on success; NULL when out of memory; free
+ * with cfg_marks_free), where every key and list item of the file is: a scalar value's
+ * position, a section's, a list's or a null value's key ("tls:"), an item's own (a mapping
+ * item's first key). marks NULL: none kept. */
 int cfg_table_load_marked(const char *name, const char *text, size_t len, const struct cfg_table *t,
-			  void *obj, void *err_fp, const char *const *keys, struct cfg_marks **marks);
-/* "FILE:LINE:COL" of key (as kept: "tls.sni[1].key") into buf (cap octets), returned; a key
- * not kept (m NULL, not asked for) is FILE:1:1, the top of the file. file: when m is NULL. */
+			  void *obj, void *err_fp, struct cfg_marks **marks);
+/* "FILE:LINE:COL" of key (a path as messages name it: "tls.sni[1].key",
+ * "backends.routes[2].domains[0]") into buf (cap octets), returned: where it is in the
+ * file, else its nearest enclosing key or item that is (an absent key: its section's key;
+ * a list of one written as a lone value: that value), else (no part of key in the file, m
+ * NULL) FILE:1:1, the top of the file. file: when m is NULL. */
 const char *cfg_marks_where(const struct cfg_marks *m, const char *file, const char *key, char *buf,
 			    size_t cap);
+/* How many keys and items m keeps, and (bytes not NULL) the octets it holds. */
+size_t cfg_marks_count(const struct cfg_marks *m, size_t *bytes);
 void cfg_marks_free(struct cfg_marks *m);
 
 /* Checks a table tree for programming errors (every default parses and fits its bounds,

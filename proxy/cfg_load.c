@@ -470,14 +470,14 @@ static int cfg_probe_text(const char *text, size_t len, const char **why)
 int cfg_table_load(const char *name, const char *text, size_t len, const struct cfg_table *t,
 		   void *obj, void *err_fp)
 {
-	return cfg_table_load_marked(name, text, len, t, obj, err_fp, NULL, NULL);
+	return cfg_table_load_marked(name, text, len, t, obj, err_fp, NULL);
 }
 
 int cfg_table_load_marked(const char *name, const char *text, size_t len, const struct cfg_table *t,
-			  void *obj, void *err_fp, const char *const *keys, struct cfg_marks **marks)
+			  void *obj, void *err_fp, struct cfg_marks **marks)
 {
 	FILE *err = err_fp;
-	struct cfg_parse p = { .file = name ? name : "<config>", .mark_keys = keys };
+	struct cfg_parse p = { .file = name ? name : "<config>" };
 	struct fy_diag *diag = NULL;
 	struct fy_document *doc = NULL;
 	char *owned = NULL;
@@ -576,20 +576,12 @@ int cfg_table_load_marked(const char *name, const char *text, size_t len, const 
 		cfg_parse_finish(&p, err);
 		goto out;
 	}
-	if (keys != NULL && marks != NULL && (p.marks = calloc(1, sizeof(*p.marks))) != NULL &&
-	    (p.marks->file = strdup(p.file)) == NULL) {
-		free(p.marks);
-		p.marks = NULL;
-	}
 	cfg_table_walk(&p, t, root, obj, false);
 	rc = (p.nerr || p.dropped) ? -1 : 0;
 	cfg_parse_finish(&p, err);
-	if (marks != NULL && rc == 0) {
-		*marks = p.marks;
-		p.marks = NULL;
-	}
+	if (marks != NULL && rc == 0)
+		*marks = cfg_marks_build(p.file, root);   /* NULL (no memory): FILE:1:1 */
 out:
-	cfg_marks_free(p.marks);
 	fy_document_destroy(doc);
 	fy_diag_destroy(diag);
 	free(owned);

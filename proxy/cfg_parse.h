@@ -26,25 +26,11 @@ struct cfg_parse {
 	struct cfg_err *errs;
 	size_t nerr, cap;
 	size_t dropped;
-	const char *const *mark_keys;  /* key paths whose positions are kept (NULL: none) */
-	struct cfg_marks *marks;       /* where they go (cfg_table_load_marked) */
 };
 
-/* One kept position: a key path as messages name it ("tls.sni[1].key") and where its value
- * is (its section's when the key is absent: the default applies). */
-struct cfg_mark {
-	char *key;
-	int line, col;
-};
-struct cfg_marks {
-	char *file;
-	struct cfg_mark *v;
-	size_t n, cap;
-};
-
-/* Keeps the position of node n (NULL: unknown) under the current key path when that path
- * matches one of p->mark_keys ("[]" in a pattern matches any index). */
-void cfg_mark_node(struct cfg_parse *p, struct fy_node *n);
+/* The positions of every key and list item under root (NULL: none), for cfg_marks_where
+ * (cfg_marks.c); NULL when out of memory. file: the name the messages give. */
+struct cfg_marks *cfg_marks_build(const char *file, struct fy_node *root);
 
 /* Records one finished error line at line:col (1-based; 0:0 unknown), escaping control
  * characters; past CFG_MAX_ERRORS it is only counted. */

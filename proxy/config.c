@@ -33,22 +33,6 @@
 
 #define CFG_MAX_LISTENERS   16                   /* = WORKER_MAX_LISTENERS (proxy/worker.h) */
 
-/* The keys whose positions a load keeps, for config_key_where: every key a message about
- * the loaded config names (the write and read checks of -t and the start below, the stores
- * main.c opens, the TLS contexts it makes, config_warnings). "[]": any index. */
-static const char *const config_marked_keys[] = {
-	"control.socket", "limits.spool_dir", "quarantine", "log.file",
-	"pregreet.pass_store", "reputation.store", "dnsbl.pass_store", "greylist.store",
-	"backends.retry_ledger.store", "rules.bayes.store", "rules.bayes.enabled",
-	"tls", "tls.certificate", "tls.key", "tls.second_certificate", "tls.second_key",
-	"tls.client_ca_file", "tls.ciphers", "tls.sni[].certificate", "tls.sni[].key",
-	"tls.sni[].second_certificate", "tls.sni[].second_key",
-	"backends", "backends.tls_ca_file", "backends.tls_verify", "backends.routes[].domains[]",
-	"auth.dovecot", "greylist.allow_names", "reputation.forwarders", "greylist.spf_key",
-	"accept_domains", "rules.required_score", "bypass", "plugins",
-	NULL
-};
-
 const char *config_key_where(const struct mx_config *cfg, const char *key, char *buf, size_t cap)
 {
 	return cfg_marks_where(cfg ? cfg->marks : NULL, cfg && cfg->path ? cfg->path : "config", key, buf, cap);
@@ -66,8 +50,7 @@ static int config_load_any(const char *name, const char *text, size_t len,
 	}
 	/* the `file:` lists this load does not ask for are forgotten at its end (listfile.h) */
 	listfile_load_begin();
-	int rc = cfg_table_load_marked(name, text, len, &config_table, cfg, err_fp, config_marked_keys,
-	    &cfg->marks);
+	int rc = cfg_table_load_marked(name, text, len, &config_table, cfg, err_fp, &cfg->marks);
 	size_t nread = 0, nkept = 0;
 	listfile_load_end(&nread, &nkept);
 	if (nread + nkept > 0)
@@ -1515,6 +1498,16 @@ static int config_route_shadow_warnings(const struct mx_config *cfg, void *err_f
 	return n;
 }
 
+/* config_key_where of list[i]sub ("bypass", 2, "": bypass[2]). */
+static const char *config_item_where(const struct mx_config *cfg, const char *list, size_t i, const char *sub,
+    char *at, size_t cap)
+{
+	char key[128];
+
+	snprintf(key, sizeof(key), "%s[%zu]%s", list, i, sub);
+	return config_key_where(cfg, key, at, cap);
+}
+
 int config_warnings(const struct mx_config *cfg, void *err_fp)
 {
 	char at[PATH_MAX + 32];
@@ -1577,7 +1570,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 			if (err_fp)
 				fprintf(err_fp, "%s: warning: rules.recipient_actions[%zu].add_header does not "
 					"change X-Spam-Status while rules.required_score is set (every message's "
-					"required=); leave required_score 0 to tag per recipient\n", config_key_where(cfg, "rules.required_score", at, sizeof(at)), i);
+					"required=); leave required_score 0 to tag per recipient\n", config_item_where(cfg, "rules.recipient_actions", i, ".add_header", at, sizeof(at)), i);
 			n++;
 		}
 	/* amavis lets a virus check be bypassed too; it is rarely meant */
@@ -1585,7 +1578,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 		if (bypass_names((const struct bypass_entry *)cfg->bypass.v + i, 1, "clamd")) {
 			if (err_fp)
 				fprintf(err_fp, "%s: warning: bypass[%zu] skips clamd: viruses reach its "
-					"recipients unscanned\n", config_key_where(cfg, "bypass", at, sizeof(at)), i);
+					"recipients unscanned\n", config_item_where(cfg, "bypass", i, "", at, sizeof(at)), i);
 			n++;
 		}
 	return n;

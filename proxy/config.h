@@ -177,8 +177,9 @@ void config_free(struct mx_config *cfg);
 /* "FILE:LINE:COL" of key in cfg's file (its value's position; an absent key's section's)
  * into buf (cap octets, PATH_MAX + 32 will do), returned: the head of the messages of the
  * checks made on a loaded config (mxgate -t, the start, a reload), which read as the
- * loader's own errors, `FILE:LINE:COL: key: reason`. key is one config.c keeps (its list
- * config_marked_keys, indexes concrete: "tls.sni[1].key"); another is FILE:1:1. */
+ * loader's own errors, `FILE:LINE:COL: key: reason`. key is any key path, indexes
+ * concrete ("tls.sni[1].key", "plugins[2].timeout"); one not in the file is at its nearest
+ * enclosing key that is (cfg_marks_where), FILE:1:1 only when none is. */
 const char *config_key_where(const struct mx_config *cfg, const char *key, char *buf, size_t cap);
 /* `mxgate -t` warnings that do not make the config invalid (an empty accept_domains: the
  * backends alone then decide relaying). Prints them to err_fp; returns how many. */

@@ -1126,8 +1126,10 @@ int main(int argc, char **argv)
 	 * anything else is made that the failure would have to undo. */
 	if (cfg->metrics.listen &&
 	    (metrics = metrics_start(uv_default_loop(), cfg->metrics.listen, main_get_pool)) == NULL) {
-		fprintf(stderr, "mxgate: cannot listen on metrics.listen %s (the log line above says why)\n",
-		    cfg->metrics.listen);
+		char at[PATH_MAX + 32];
+
+		fprintf(stderr, "%s: metrics.listen: cannot listen on %s (the log line above says why)\n",
+		    config_key_where(cfg, "metrics.listen", at, sizeof(at)), cfg->metrics.listen);
 		uv_run(uv_default_loop(), UV_RUN_NOWAIT);	/* the failed listener's close */
 		config_free(cfg);
 		return 1;
@@ -1153,7 +1155,12 @@ int main(int argc, char **argv)
 		lcs[i] = &listen_copies[i];
 		for (int k = 0; k < nworkers; k++) {
 			if ((k == 0 && main_bind_probe(&lv[i]) != 0) || main_bind(&lv[i], &fds[k * nlisten + i]) != 0) {
-				fprintf(stderr, "mxgate: cannot listen on %s: %s\n", lv[i].address, strerror(errno));
+				int err = errno;
+				char key[48], at[PATH_MAX + 32];
+
+				snprintf(key, sizeof(key), "listen[%d].address", i);
+				fprintf(stderr, "%s: listen[%d]: cannot listen on %s: %s\n",
+				    config_key_where(cfg, key, at, sizeof(at)), i, lv[i].address, strerror(err));
 				main_start_undo(cfg, i + 1, fds);
 				return 1;
 			}
@@ -1168,8 +1175,16 @@ int main(int argc, char **argv)
 		    "read them: the start and every reload fail (standard error and mxgate -t name them)\"",
 		    tls_unreadable, cfg->user);
 	/* The control socket is made before privileges go, so its owner can be anyone. */
-	if ((cfg->control.socket && (control = control_start(uv_default_loop(), &cfg->control)) == NULL) ||
-	    main_drop_privileges(cfg->user) != 0) {
+	if (cfg->control.socket && (control = control_start(uv_default_loop(), &cfg->control)) == NULL) {
+		char at[PATH_MAX + 32];
+
+		fprintf(stderr, "%s: control.socket: cannot make the control socket %s (the log line above "
+		    "says why); the start fails\n", config_key_where(cfg, "control.socket", at, sizeof(at)),
+		    cfg->control.socket);
+		main_start_undo(cfg, nlisten, fds);
+		return 1;
+	}
+	if (main_drop_privileges(cfg->user) != 0) {
 		main_start_undo(cfg, nlisten, fds);
 		return 1;
 	}

@@ -341,7 +341,7 @@ static void session_bad_sequence_log(struct session *s, const char *verb, const 
 		stage[i] = (char)tolower((unsigned char)verb[i]);
 	stage[i] = '\0';
 	session_refusal_log(s, &(struct opstats_refusal){ .stage = stage, .reason = "bad_sequence",
-	    .tempfail = reply[0] == '4', .code = atoi(reply) }, "client=%s code=%.3s reply=%s", s->env.client_ip, reply,
+	    .tempfail = reply[0] == '4', .code = atoi(reply) }, "client=%s code=%d reply=%s", s->env.client_ip, atoi(reply),
 	    log_val(rv, sizeof(rv), strlen(reply) > 4 ? reply + 4 : reply));
 }
 
@@ -354,7 +354,7 @@ static void session_syntax_log(struct session *s, enum smtp_verb verb, const cha
 
 	session_refusal_log(s, &(struct opstats_refusal){ .stage = verb == SMTP_MAIL ? "mail" : "rcpt",
 	    .reason = strncmp(reply, "553 5.6.7", 9) == 0 ? "utf8" : "syntax", .code = atoi(reply) },
-	    "client=%s code=%.3s reply=%s", s->env.client_ip, reply,
+	    "client=%s code=%d reply=%s", s->env.client_ip, atoi(reply),
 	    log_val(rv, sizeof(rv), strlen(reply) > 4 ? reply + 4 : reply));
 }
 
@@ -476,8 +476,8 @@ static enum session_check session_check_logged(const struct session *s, const st
 	if (!quiet)
 		session_refusal_log(s, &(struct opstats_refusal){ .stage = mail ? "mail" : "rcpt", .reason = reason,
 		    .tempfail = reply[0] == '4', .code = atoi(reply) },
-		    "%s=%s client=%s code=%.3s reply=%s", mail ? "from" : "rcpt",
-		    log_addr(av, sizeof(av), cmd->addr), s->env.client_ip, reply,
+		    "%s=%s client=%s code=%d reply=%s", mail ? "from" : "rcpt",
+		    log_addr(av, sizeof(av), cmd->addr), s->env.client_ip, atoi(reply),
 		    log_val(rv, sizeof(rv), strlen(reply) > 4 ? reply + 4 : reply));
 	return r;
 }
@@ -1334,8 +1334,8 @@ static void session_apply_bdat(struct session *s, const struct verdict *v)
 		else
 			session_refusal_log(s, &(struct opstats_refusal){ .stage = "bdat", .reason =
 			    s->bdat_verdict == BDAT_AFTER_FAILURE ? "after_failure" : "size", .code = atoi(refusal) },
-			    "size=%llu client=%s code=%.3s reply=%s", (unsigned long long)s->bdat_chunk_size,
-			    s->env.client_ip, refusal, log_val(rv, sizeof(rv), refusal + 4));
+			    "size=%llu client=%s code=%d reply=%s", (unsigned long long)s->bdat_chunk_size,
+			    s->env.client_ip, atoi(refusal), log_val(rv, sizeof(rv), refusal + 4));
 		session_reply_line(s, refusal);
 		session_error(s);
 		/* the chunk is read under the data timers: its own deadline (none may be set

@@ -6,6 +6,7 @@
 #include "eval_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <glob.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -939,6 +940,7 @@ size_t rules_set_quarantine_rules(const struct rules_set *rs, char *buf, size_t 
  * below it leaves it nothing to do. */
 static void rules_check_greylist(const struct mx_config *cfg, FILE *err)
 {
+	char at[PATH_MAX + 32];
 	const struct rules_actions_config *a = &cfg->rules.actions;
 	const char *store = cfg->greylist.store ? cfg->greylist.store : "local";
 	const double above[] = { a->tempfail, a->quarantine, a->reject };
@@ -947,14 +949,16 @@ static void rules_check_greylist(const struct mx_config *cfg, FILE *err)
 	if (a->greylist <= 0 || cfg->rules.mode != RULES_MODE_ENFORCE)
 		return;
 	if (strcmp(store, "local") == 0)
-		fprintf(err, "rules: warning: actions.greylist %.2f keeps its records in greylist.store "
+		fprintf(err, "%s: warning: rules.actions.greylist %.2f keeps its records in greylist.store "
 		    "local: this process's memory alone (a restart forgets every first sight, and a "
 		    "retry another node receives is greylisted there again); set greylist.store to "
-		    "lmdb:/dir or redis://host:port\n", a->greylist);
+		    "lmdb:/dir or redis://host:port\n", config_key_where(cfg, "rules.actions.greylist", at,
+		    sizeof(at)), a->greylist);
 	for (size_t i = 0; i < 3; i++)
 		if (above[i] > 0 && above[i] <= a->greylist)
-			fprintf(err, "rules: warning: actions.greylist %.2f is at or above actions.%s "
-			    "%.2f, which wins: no message is greylisted by score\n", a->greylist,
+			fprintf(err, "%s: warning: rules.actions.greylist %.2f is at or above actions.%s "
+			    "%.2f, which wins: no message is greylisted by score\n",
+			    config_key_where(cfg, "rules.actions.greylist", at, sizeof(at)), a->greylist,
 			    names[i], above[i]);
 }
 
@@ -962,6 +966,7 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 {
 	const struct rules_config *rc = &cfg->rules;
 	struct rules_set *rs = NULL;
+	char at[PATH_MAX + 32];
 	int n;
 
 	if (rc->files.n == 0)
@@ -1009,9 +1014,10 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 				    names);
 			if (rc->mode == RULES_MODE_ENFORCE && rc->actions.quarantine > 0 &&
 			    (cfg->quarantine == NULL || cfg->quarantine[0] == '\0'))
-				fprintf(err, "rules: warning: actions.quarantine %.2f without a quarantine "
+				fprintf(err, "%s: warning: rules.actions.quarantine %.2f without a quarantine "
 				    "backend (top-level `quarantine`): messages scoring that much get 451 "
-				    "4.3.0\n", rc->actions.quarantine);
+				    "4.3.0\n", config_key_where(cfg, "rules.actions.quarantine", at, sizeof(at)),
+				    rc->actions.quarantine);
 			rules_check_greylist(cfg, err);
 		}
 		rules_set_free(rs);

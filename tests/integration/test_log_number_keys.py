@@ -8,7 +8,10 @@ would switch type between lines (a log index refuses the second type).
 Read from the C sources (proxy/, filters/, plugins/, rules/, store/; comments skipped, literals
 joined, `"key=%" PRIu64` read as `key=%llu`), no daemon needed:
 - every `key=%d / %i / %u / %ld / %lu / %lld / %llu / %zu / %zd / %.Nf / %g` of a log format
-  (a log_event() call's format, or any literal that starts with `event=`) has its key in
+  (the format of a call of a function that logs, LOG_FUNCS: log_event, opstats_refusal,
+  session_refusal_log; any literal that starts with `event=`; and a piece built apart, a
+  literal that starts with a blank and a `key=`, as `snprintf(buf, .., " wait=%llu", ..)`
+  whose buf a format's %s then takes) has its key in
   logkv_number_keys, or in TEXT_TOO below (a key also written as text somewhere: it stays a
   string in JSON), and the failure says which to do;
 - a key in logkv_number_keys is never written by a log format with a text conversion (`%s`,
@@ -18,8 +21,14 @@ joined, `"key=%" PRIu64` read as `key=%llu`), no daemon needed:
 - every key of TEXT_TOO is written as text somewhere (else it belongs in the table) and as a
   number somewhere (else it is not needed here).
 
+Every function the headers declare with a printf format attribute is in LOG_FUNCS or in
+NOT_LOG, so a new logging function is read too.
+
 Before session 33 the table was kept by hand: nothing said that a new numeric key was a
-string in JSON. Other lanes that add log events meet this test after merging."""
+string in JSON. Other lanes that add log events meet this test after merging. Before session
+34 only log_event's formats and `event=` literals were read: opstats_refusal's `added=%zu
+limit=%d` (smtp_tx.c) and rules.c's piece ` bayes=%.4f` (text `bayes=none` elsewhere) went
+unseen."""
 import glob
 import os
 import re
@@ -38,9 +47,13 @@ ME = 'tests/integration/' + os.path.basename(__file__)
 # Keys written with a numeric conversion by some log line and with text by another (or
 # whose value is text in some lines): a string in every JSON line. key -> why.
 TEXT_TOO = {
+    'added': 'smtp_tx.c: added=yes|no (a recipient the backend took), a count in lmtp_too_many_recipients',
+    'bayes': 'rules.c: the spam probability (%.4f), or why there is none (bayes=none, a reason)',
     'count': 'filters/ratelimit.c: event=ratelimit count=connections|messages|... (what is counted)',
     'id': 'a quarantine id, a request id elsewhere (quarantine_control.c id=%s)',
     'rcpts': 'event=ledger_add rcpts= lists the addresses (smtp_tx.c)',
+    'limit': 'session_io.c: limit=command_timeout (which timer), ratelimit.c limit=30/1m (a rate); '
+             'a count in lmtp_too_many_recipients',
     'queued': 'main.c: event=reload_abandoned queued=yes|no; a count in the stores\' lines',
     'removed': 'reputation_control.c: event=reputation_flush removed= names what went; a count in bayes_expire',
     'rules': 'rules.c: the names of the rules that asked for a quarantine',
@@ -48,6 +61,12 @@ TEXT_TOO = {
     'skipped': 'smtp_tx.c / chain.c: the names of what was skipped',
     'state': 'a session or backend state name (session_io.c, relay.c), a number in backend_error',
 }
+# The functions that write a log line from a printf format: name -> the format's argument
+# (from 1), as their format(printf, N, M) attribute says (checked below).
+LOG_FUNCS = {'log_event': 3, 'opstats_refusal': 2, 'session_refusal_log': 3, 'log': 3}
+# Functions with a printf format that write no log line.
+NOT_LOG = {'strbuf_printf', 'verdict_set', 'sdnotify_printf', 'session_reply', 'rule_src_add_error',
+           'rule_src_add_warning', 'cfg_error', 'cfg_error_key'}
 # Keys whose text conversion always writes a decimal number: the table keeps them numbers.
 # (key, file) -> why
 DIGITS = {
@@ -68,19 +87,39 @@ def unpri(code):
     return re.sub(r'"\s*PRI([diouxX])\w*', lambda m: 'll' + m.group(1) + '"', code)
 
 
+PIECE = re.compile(r' [a-z_][a-z0-9_]*=')
+
+
 def formats(code):
-    """[(line, format text)] of the log formats in code: log_event()'s format argument and
-    every literal (adjacent ones joined) that starts with event=, each once."""
+    """[(line, format text)] of the log formats in code: the format argument of each call of
+    a LOG_FUNCS function (plugin.h's h->log too), every literal (adjacent ones joined) that
+    starts with event=, and every piece built apart (a literal that starts with " key="),
+    each once."""
     out = []
-    for line, args in call_args(code, 'log_event'):
-        for a in args[2:3]:
-            v = lit_value(a)
-            if v is not None:
-                out.append((line, v))
+    for fn, arg in sorted(LOG_FUNCS.items()):
+        for line, args in call_args(code, fn):
+            for a in args[arg - 1:arg]:
+                v = lit_value(a)
+                if v is not None:
+                    out.append((line, v))
     for line, s in literals(code):
-        if s.startswith('event=') and (line, s) not in out:
+        if (s.startswith('event=') or PIECE.match(s)) and (line, s) not in out:
             out.append((line, s))
     return out
+
+
+# every printf-style function the headers declare is known to log or not to
+for d in CODE_DIRS:
+    for path in sorted(glob.glob(os.path.join(SRC, d, '*.h'))):
+        code = blank_comments(open(path, errors='replace').read())
+        for m in re.finditer(r'(\w+)\s*\)?\s*\(([^;{()]*)\)\s*__attribute__\s*\(\(\s*format\s*\(\s*printf\s*,\s*(\d+)', code):
+            name = m.group(1)
+            rel = os.path.relpath(path, SRC)
+            mt.check(name in NOT_LOG or LOG_FUNCS.get(name) == int(m.group(3)),
+                     '%s:%d: %s takes a printf format (argument %s): add it to LOG_FUNCS (it logs) or NOT_LOG in %s'
+                     % (rel, lineno(code, m.start()), name, m.group(3), ME) if name not in LOG_FUNCS else
+                     '%s:%d: %s\'s format is argument %s: LOG_FUNCS says %d' % (rel, lineno(code, m.start()), name,
+                                                                             m.group(3), LOG_FUNCS[name]))
 
 
 number_at, text_at = {}, {}     # key -> ['file:line', ...]

@@ -11,6 +11,7 @@ a socket in TIME_WAIT or merely bound does not count, a listening one does); whe
 fails the start stops with `mxgate: cannot listen on ADDR: Address already in use`, exit 1,
 and the running daemon keeps every connection."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -37,6 +38,10 @@ except subprocess.TimeoutExpired:
     rc, out = 'still running', ''
 mt.check(rc == 1 and 'cannot listen on 127.0.0.1:%d: Address already in use' % port in out,
          'a second mxgate on the same address stops at once (rc %s): %r' % (rc, out.strip()[-300:]))
+# at the address in the file, as the loader's errors (before session 34: "mxgate: cannot ...")
+line = [i + 1 for i, text in enumerate(open(cfg2).read().split('\n')) if '127.0.0.1:%d' % port in text]
+mt.check(re.search(r'second\.yaml:%d:\d+: listen\[0\]: cannot listen on' % line[0], out) is not None,
+         'the refusal names listen[0] at second.yaml:%d (%r)' % (line[0], out.strip()[-300:]))
 
 greetings = set()
 for i in range(16):

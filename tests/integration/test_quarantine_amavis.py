@@ -84,7 +84,7 @@ rules = {'files': [rules_file], 'actions': ACTIONS}
 def case_rules():
     # ---- -t: the threshold without a quarantine backend would be 451 forever
     st, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:1'}], rules=rules))
-    mt.check(st == 0 and 'warning: actions.quarantine 6.00 without a quarantine backend' in out,
+    mt.check(st == 0 and 'warning: rules.actions.quarantine 6.00 without a quarantine backend' in out,
              '-t warns of actions.quarantine without a quarantine backend: %s' % out.strip()[-300:])
     st, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:1'}], rules=rules,
                                         quarantine='maildir:' + qdir))

@@ -167,12 +167,12 @@ for store in ('local', 'redis://127.0.0.1:%d' % redis.port):
 # -t: where the records go, and a band a refusal leaves empty
 LISTEN = [{'address': '127.0.0.1:2525'}]     # -t binds nothing
 rc, out = mt.config_check(cfg('local', '5m', LISTEN), 'local')
-mt.check(rc == 0 and 'warning: actions.greylist 4.00 keeps its records in greylist.store local' in out,
+mt.check(rc == 0 and 'warning: rules.actions.greylist 4.00 keeps its records in greylist.store local' in out,
          '-t warns that the local store is this process\'s alone (%s %s)' % (rc, out))
 rc, out = mt.config_check(cfg('redis://127.0.0.1:%d' % redis.port, '5m', LISTEN), 'redis')
 mt.check(rc == 0 and 'actions.greylist' not in out, '-t says nothing with a shared store (%s)' % out)
 rc, out = mt.config_check(cfg('redis://127.0.0.1:%d' % redis.port, '5m', LISTEN,
                               actions={'add_header': 5, 'greylist': 8, 'tempfail': 7}), 'empty')
-mt.check(rc == 0 and 'actions.greylist 8.00 is at or above actions.tempfail 7.00' in out,
+mt.check(rc == 0 and 'rules.actions.greylist 8.00 is at or above actions.tempfail 7.00' in out,
          '-t warns when tempfail leaves the band empty (%s)' % out)
 mt.finish()

@@ -141,12 +141,14 @@ static void test_probe_once(void **state)
 	unlink(path);
 }
 
-/* The positions a load keeps for the checks made afterwards (cfg_table_load_marked): a
- * value's, a list item's ("[]" in a pattern), an item's key, an absent key's (its section's
- * key, the top of the file at the root), and a key not asked for (FILE:1:1). */
+/* The positions a load keeps for the checks made afterwards (cfg_table_load_marked), of
+ * every key and item of the file: a value's, a list item's, an item's key, a section's (its
+ * key), a custom field's, a lone value standing for a list of one, an absent key's (its
+ * section's key, the item; the top of the file at the root), a key nothing of which is in
+ * the file (FILE:1:1). Before session 34 a key not on a list chosen in advance was FILE:1:1
+ * wherever it was. */
 static void test_marks(void **state)
 {
-	static const char *const keys[] = { "factor", "tags[]", "items[].ratio", "size", NULL };
 	static const char text[] =
 	    "factor: 2\n"               /* 1 */
 	    "tags:\n"                   /* 2 */
@@ -155,15 +157,28 @@ static void test_marks(void **state)
 	    "items:\n"                  /* 5 */
 	    "  - name: a\n"             /* 6 */
 	    "    ratio: 0.5\n"          /* 7 */
-	    "  - name: b\n";            /* 8: ratio absent */
+	    "  - name: b\n"             /* 8: ratio absent */
+	    "  - {name: c, ratio: 0.1}\n" /* 9 */
+	    "custom: word\n"            /* 10 */
+	    "rate:\n"                   /* 11: null */
+	    "flag: no\n";               /* 12 */
 	const struct { const char *label, *key, *want; } rows[] = {
 		{ "a scalar value", "factor", "o.yaml:1:9" },
 		{ "a list item", "tags[0]", "o.yaml:3:5" },
 		{ "a quoted list item: its quote", "tags[1]", "o.yaml:4:5" },
+		{ "a list: its key", "tags", "o.yaml:2:1" },
 		{ "an item's key", "items[0].ratio", "o.yaml:7:12" },
+		{ "an item: its first key", "items[1]", "o.yaml:8:5" },
 		{ "an item's absent key: the item", "items[1].ratio", "o.yaml:8:5" },
+		{ "a flow item's key", "items[2].ratio", "o.yaml:9:22" },
+		{ "an item past the end: the list", "items[7].ratio", "o.yaml:5:1" },
+		{ "a custom field", "custom", "o.yaml:10:9" },
+		{ "a null value: its key", "rate", "o.yaml:11:1" },
+		{ "a bool", "flag", "o.yaml:12:7" },
+		{ "a lone value as a list of one", "factor[0]", "o.yaml:1:9" },
 		{ "an absent key at the root: the top", "size", "o.yaml:1:1" },
-		{ "a key not asked for", "flag", "o.yaml:1:1" },
+		{ "a key not in any table", "nothing.here[3]", "o.yaml:1:1" },
+		{ "a malformed path: what parses", "items[x]", "o.yaml:5:1" },
 	};
 	struct cfg_marks *m = NULL;
 	struct outer o;
@@ -171,7 +186,7 @@ static void test_marks(void **state)
 
 	(void)state;
 	memset(&o, 0, sizeof(o));
-	assert_int_equal(cfg_table_load_marked("o.yaml", text, strlen(text), &outer_table, &o, NULL, keys, &m), 0);
+	assert_int_equal(cfg_table_load_marked("o.yaml", text, strlen(text), &outer_table, &o, NULL, &m), 0);
 	assert_non_null(m);
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		cfg_marks_where(m, "other.yaml", rows[i].key, buf, sizeof(buf));
@@ -181,6 +196,37 @@ static void test_marks(void **state)
 	assert_string_equal(cfg_marks_where(NULL, "other.yaml", "factor", buf, sizeof(buf)), "other.yaml:1:1");
 	cfg_marks_free(m);
 	cfg_table_free(&outer_table, &o);
+}
+
+/* 10,000 list items: each kept (the route-shadow warnings name domains[9999]) and found. */
+static void test_marks_many(void **state)
+{
+	struct { char *v; size_t len; } t = { NULL, 0 };
+	struct cfg_marks *m = NULL;
+	struct outer o;
+	char key[32], buf[64], want[64];
+	size_t bytes = 0;
+	FILE *f;
+
+	(void)state;
+	f = open_memstream(&t.v, &t.len);
+	assert_non_null(f);
+	fputs("tags:\n", f);
+	for (int i = 0; i < 10000; i++)
+		fprintf(f, "  - t%d\n", i);
+	fclose(f);
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(cfg_table_load_marked("o.yaml", t.v, t.len, &outer_table, &o, NULL, &m), 0);
+	assert_int_equal(cfg_marks_count(m, &bytes), 10001);
+	assert_true(bytes < 10001 * 40);
+	for (int i = 0; i < 10000; i += 999) {
+		snprintf(want, sizeof(want), "o.yaml:%d:5", i + 2);
+		snprintf(key, sizeof(key), "tags[%d]", i);
+		assert_string_equal(cfg_marks_where(m, NULL, key, buf, sizeof(buf)), want);
+	}
+	cfg_marks_free(m);
+	cfg_table_free(&outer_table, &o);
+	free(t.v);
 }
 
 static void test_engine_defaults(void **state)
@@ -423,6 +469,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_engine_defaults),
 		cmocka_unit_test(test_marks),
+		cmocka_unit_test(test_marks_many),
 		cmocka_unit_test(test_engine_values),
 		cmocka_unit_test(test_engine_errors),
 		cmocka_unit_test(test_too_many_errors),
