@@ -197,6 +197,20 @@ void quarantine_item_free(struct quarantine_item *it)
 	}
 }
 
+/* path opened to read; lockable: for writing too when it may be (flock's LOCK_EX over NFS
+ * needs a file open for writing: the client maps it to a whole-file write lock), else to
+ * read (a folder mxgate may only read: a local file system locks it all the same). Never
+ * blocks on a FIFO put there. */
+static int quarantine_open(const char *path, bool lockable)
+{
+	int fl = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+	int fd = lockable ? open(path, O_RDWR | fl) : -1;
+
+	if (fd < 0 && (!lockable || errno == EACCES || errno == EROFS || errno == EPERM))
+		fd = open(path, O_RDONLY | fl);
+	return fd;
+}
+
 /* Reads path's first octets into it: the envelope block and the header block after it (up
  * to QUARANTINE_SHOW_MAX). 1 a held message, 0 not one (or gone meanwhile), -1 an error.
  * keep_fd: a held message's file stays open in it (it->fd). */
@@ -204,7 +218,7 @@ static int quarantine_read_head(const char *path, struct quarantine_item *it, bo
     size_t errlen)
 {
 	size_t cap = QUARANTINE_ENV_MAX + QUARANTINE_SHOW_MAX, len = 0, chunk = 8192;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), rc = 0;
+	int fd = quarantine_open(path, keep_fd), rc = 0;
 	struct stat st;
 
 	memset(it, 0, sizeof(*it));
@@ -514,7 +528,7 @@ struct quarantine_expire_ctx {
  * goes to, or busy. */
 static void quarantine_expire_unlink(struct quarantine_expire_ctx *c, const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	int fd = quarantine_open(path, true);
 	int l;
 
 	if (fd < 0)

@@ -886,6 +886,11 @@ static void qc_release_thread(void *arg)
 	msgbuf_warm_release();
 answer:
 	free(from);
+	/* the file's lock goes before the answer: an operator who asks again at once finds it
+	 * free (the head stays for qc_release_free_cb) */
+	if (rel->it.has_fd)
+		close(rel->it.fd);
+	rel->it.has_fd = false;
 	uv_async_send(&rel->async);
 }
 
