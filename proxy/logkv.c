@@ -117,7 +117,7 @@ full:
  * lines (an index that mapped it one way refuses
  * the other: Postfix's all-digit queue ids, a HELO of "123"). */
 static const char *const logkv_number_keys[] = {
-	"accept_domains", "accepted", "after_ms", "already", "answered", "attempt", "avail", "buckets",
+	"accept_domains", "accepted", "after_ms", "already", "answered", "attempt", "avail", "buckets", "busy",
 	"bytes", "capacity", "cleared", "client_family", "code", "commands", "compiled", "connections",
 	"consecutive_errors", "deadline_ms", "delay_ms", "delivered", "drain_timeout_ms", "dropped",
 	"elapsed_ms", "entries", "errors", "evicted", "expires", "failed", "fails", "failures", "fd",
@@ -128,7 +128,7 @@ static const char *const logkv_number_keys[] = {
 	"nuls", "octets", "open", "passes", "port", "prefiltered", "probe_len", "rc", "read", "received",
 	"records", "refused", "rejected", "released", "remaining", "report_safe", "requests", "required", "retry_ms",
 	"route", "routes_domains", "rule", "running", "runs", "score", "sessions", "share", "size",
-	"skipped_eval", "skipped_net", "skipped_regex", "skipped_zero", "spam", "status", "tempfailed",
+	"skipped_eval", "skipped_net", "skipped_regex", "skipped_zero", "spam", "stale_tmp", "status", "tempfailed",
 	"threshold", "tlport", "too_big", "total", "total_errors", "trport", "ttl", "uid", "uncounted",
 	"unlogged", "used_pct", "user_failures", "wait", "waited_ms", "worker", "workers",
 };

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -196,6 +197,20 @@ void quarantine_item_free(struct quarantine_item *it)
 	}
 }
 
+/* path opened to read; lockable: for writing too when it may be (flock's LOCK_EX over NFS
+ * needs a file open for writing: the client maps it to a whole-file write lock), else to
+ * read (a folder mxgate may only read: a local file system locks it all the same). Never
+ * blocks on a FIFO put there. */
+static int quarantine_open(const char *path, bool lockable)
+{
+	int fl = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+	int fd = lockable ? open(path, O_RDWR | fl) : -1;
+
+	if (fd < 0 && (!lockable || errno == EACCES || errno == EROFS || errno == EPERM))
+		fd = open(path, O_RDONLY | fl);
+	return fd;
+}
+
 /* Reads path's first octets into it: the envelope block and the header block after it (up
  * to QUARANTINE_SHOW_MAX). 1 a held message, 0 not one (or gone meanwhile), -1 an error.
  * keep_fd: a held message's file stays open in it (it->fd). */
@@ -203,7 +218,7 @@ static int quarantine_read_head(const char *path, struct quarantine_item *it, bo
     size_t errlen)
 {
 	size_t cap = QUARANTINE_ENV_MAX + QUARANTINE_SHOW_MAX, len = 0, chunk = 8192;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), rc = 0;
+	int fd = quarantine_open(path, keep_fd), rc = 0;
 	struct stat st;
 
 	memset(it, 0, sizeof(*it));
@@ -451,12 +466,80 @@ int quarantine_find(const char *root, const char *id, struct quarantine_item *it
 	return rc;
 }
 
+/* ------------------------------------------------------------ one operation per file */
+
+/* fd (open on path) locked, without waiting: 1 locked and path still names it, 0 path names
+ * it no more (gone, or another file renamed over it: the lock is worth nothing, the caller
+ * looks again), QUARANTINE_BUSY another open file description holds it, -1 flock failed
+ * (errno: a file system without locks, ENOLCK). */
+static int quarantine_lock_fd(int fd, const char *path)
+{
+	struct stat held, now;
+
+	while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno == EINTR)
+			continue;
+		return errno == EWOULDBLOCK ? QUARANTINE_BUSY : -1;
+	}
+	if (fstat(fd, &held) != 0 || stat(path, &now) != 0 || held.st_dev != now.st_dev || held.st_ino != now.st_ino)
+		return 0;
+	return 1;
+}
+
+int quarantine_find_locked(const char *root, const char *id, struct quarantine_item *it, unsigned wait_ms,
+    bool (*waiting)(void *arg), void *arg, char *err, size_t errlen)
+{
+	unsigned waited = 0;
+
+	for (unsigned round = 0; round < QUARANTINE_LOCK_ROUNDS;) {
+		int f = quarantine_find(root, id, it, err, errlen);
+		if (f != 1)
+			return f;
+		int l = it->has_fd ? quarantine_lock_fd(it->fd, it->path) : 0;
+		if (l == 1)
+			return 1;
+		if (l < 0 && l != QUARANTINE_BUSY)
+			snprintf(err, errlen, "flock %.400s: %s", it->path, strerror(errno));
+		quarantine_item_free(it);   /* closes the fd: any lock taken goes with it */
+		if (l < 0 && l != QUARANTINE_BUSY)
+			return -1;
+		if (l == 0) {
+			round++;   /* changed under us: look again */
+			continue;
+		}
+		if (waited >= wait_ms || (waiting && waiting(arg)))
+			return QUARANTINE_BUSY;
+		struct timespec ts = { 0, QUARANTINE_LOCK_POLL_MS * 1000000L };
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+		waited += QUARANTINE_LOCK_POLL_MS;
+	}
+	return QUARANTINE_BUSY;
+}
+
 /* ------------------------------------------------------------ expiry */
 
 struct quarantine_expire_ctx {
 	time_t before;
-	size_t count;
+	size_t count, busy;
 };
+
+/* Removes path when no operation holds it (a release under way, a delete): the count it
+ * goes to, or busy. */
+static void quarantine_expire_unlink(struct quarantine_expire_ctx *c, const char *path)
+{
+	int fd = quarantine_open(path, true);
+	int l;
+
+	if (fd < 0)
+		return;   /* gone meanwhile (a delete, a release's move): not this sweep's */
+	l = quarantine_lock_fd(fd, path);
+	if (l < 0)   /* held by an operation under way (or no lock to be had): left */
+		c->busy++;
+	else if (l == 1 && unlink(path) == 0)
+		c->count++;
+	close(fd);
+}
 
 static int quarantine_expire_each(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg)
 {
@@ -477,25 +560,40 @@ static int quarantine_expire_each(const char *path, const char *name, uint64_t i
 		if (held != 1)
 			return 0;
 	}
-	/* gone meanwhile (a delete, a release's move): not this sweep's */
-	if (unlink(path) == 0)
+	quarantine_expire_unlink(c, path);
+	return 0;
+}
+
+/* tmp/: a file older than the bound is a write a crash cut (never renamed into new/). */
+static int quarantine_expire_tmp_each(const char *path, const char *name, uint64_t ino, time_t mtime, void *arg)
+{
+	struct quarantine_expire_ctx *c = arg;
+
+	(void)name;
+	(void)ino;
+	if (mtime < c->before && unlink(path) == 0)
 		c->count++;
 	return 0;
 }
 
-int quarantine_expire(const char *root, time_t before, size_t *count, size_t *released, char *err,
-    size_t errlen)
+int quarantine_expire(const char *root, time_t before, time_t tmp_before, struct quarantine_expired *n,
+    char *err, size_t errlen)
 {
-	static const char *const rel[] = { "released" };
-	struct quarantine_expire_ctx c = { .before = before }, r = { .before = before };
+	static const char *const rel[] = { "released" }, *const tmp[] = { "tmp" };
+	struct quarantine_expire_ctx c = { .before = before }, r = { .before = before }, t = { .before = tmp_before };
 	int rc = quarantine_walk(root, true, quarantine_expire_each, &c, err, errlen);
 
 	/* released/: the copies kept for the record, dated by their release
 	 * (quarantine_move_released); one that cannot be read still lets new/ and cur/ count */
 	if (quarantine_walk_in(root, rel, 1, true, quarantine_expire_each, &r, rc ? NULL : err, rc ? 0 : errlen) != 0)
 		rc = -1;
-	*count = c.count;
-	*released = r.count;
+	/* tmp/: what a crash left between a write and its rename (a hold, a rewrite) */
+	if (quarantine_walk_in(root, tmp, 1, true, quarantine_expire_tmp_each, &t, rc ? NULL : err, rc ? 0 : errlen) != 0)
+		rc = -1;
+	n->held = c.count;
+	n->released = r.count;
+	n->stale_tmp = t.count;
+	n->busy = c.busy;
 	return rc;
 }
 
@@ -831,16 +929,8 @@ int quarantine_rewrite_rcpts(const char *root, const struct quarantine_item *it,
 			goto write_fail;
 		off += r;
 	}
-	/* the held time kept: list shows it where it was (newest first) */
-	struct timespec ts[2] = { { it->mtime, 0 }, { it->mtime, 0 } };
-	(void)futimens(out, ts);
 	if (fsync(out) != 0)
 		goto write_fail;
-	if (close(out) != 0) {
-		out = -1;
-		goto write_fail;
-	}
-	out = -1;
 	/* Still the file the block was read from? A delete, the expiry sweep or another
 	 * rewrite may have removed or replaced it meanwhile: renaming this copy over the name
 	 * would bring back what the operator was told is gone (or undo the other rewrite). */
@@ -858,6 +948,13 @@ int quarantine_rewrite_rcpts(const char *root, const struct quarantine_item *it,
 		snprintf(err, errlen, "rename %.400s over %.400s: %s", tmp, it->path, strerror(errno));
 		goto drop;
 	}
+	/* the held time kept (list shows it where it was, expiry counts from the hold), set only
+	 * now: in tmp/ the copy keeps its write's time, so the sweep of stale tmp/ files
+	 * (QUARANTINE_TMP_STALE_S) never takes it for one a crash left there */
+	struct timespec ts[2] = { { it->mtime, 0 }, { it->mtime, 0 } };
+	(void)futimens(out, ts);
+	close(out);   /* fsync'd: its data are on disk */
+	out = -1;
 	/* the rename kept over a crash: the old file (naming everyone) never comes back */
 	char dir[PATH_MAX];
 	const char *slash = strrchr(it->path, '/');

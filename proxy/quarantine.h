@@ -85,6 +85,27 @@ void quarantine_item_free(struct quarantine_item *it);
  * new to it (up to the one found) or to confirm a hit. */
 int quarantine_find(const char *root, const char *id, struct quarantine_item *it, char *err, size_t errlen);
 
+/* One operation at a time on a held message, in this process and in any other sharing the
+ * folder (another node on the same file system): release, delete and the expiry sweep take
+ * an exclusive flock(2) on the held file (its open file description: threads of one process
+ * exclude each other too; over NFS the client maps it to a whole-file lock) before they act,
+ * and hold it until done (quarantine_item_free). A rewrite renames a new file over the name,
+ * so once locked the name is checked to still be the file locked; if it is not (deleted,
+ * released or rewritten meanwhile), the ID is looked up again. list and show read, never
+ * lock. */
+#define QUARANTINE_BUSY (-2)
+/* At most this many lookups when the file keeps changing under us: then busy. */
+#define QUARANTINE_LOCK_ROUNDS 8
+/* How often a waiting quarantine_find_locked tries the lock again. */
+#define QUARANTINE_LOCK_POLL_MS 20
+
+/* Blocking. As quarantine_find, and the file found locked (it->fd): 1. When another operation
+ * holds it: tried again every QUARANTINE_LOCK_POLL_MS for up to wait_ms (0: not at all; each
+ * try calls waiting(arg) first when not NULL, which returns true to give up), then
+ * QUARANTINE_BUSY. 0 none (gone meanwhile too), -1 an error reading root (err). */
+int quarantine_find_locked(const char *root, const char *id, struct quarantine_item *it, unsigned wait_ms,
+    bool (*waiting)(void *arg), void *arg, char *err, size_t errlen);
+
 /* Blocking. The newest n (<= QUARANTINE_LIST_MAX) held files of root, newest first, into
  * items (an array of n, each to be freed); *count how many. Files that are not held
  * messages (no envelope block) are skipped. 0, or -1 with err. */
@@ -115,14 +136,28 @@ int quarantine_list(const char *root, size_t n, const struct quarantine_filter *
 bool quarantine_item_rcpt_is(const struct quarantine_item *it, size_t i, const char *rcpt);
 long quarantine_item_rcpt_index(const struct quarantine_item *it, const char *rcpt);
 
+/* A file in the quarantine maildir's tmp/ older than this (its mtime: the last write) is
+ * what a crash between the write and the rename into new/ left: the Maildir convention's
+ * 36 hours (no write takes that long), whatever quarantine.expire says. */
+#define QUARANTINE_TMP_STALE_S (36 * 3600)
+
+/* How many files one sweep removed, by folder. */
+struct quarantine_expired {
+	size_t held;       /* from new/ and cur/ */
+	size_t released;   /* from released/ */
+	size_t stale_tmp;  /* from tmp/ */
+	size_t busy;       /* old enough, but locked by an operation under way: the next sweep's */
+};
+
 /* Blocking. Removes every held file of root's new/ and cur/ whose time (the hold's: a rewrite
- * keeps it) is before `before`, and every one of root's released/ whose time (the
- * release's) is: quarantine.expire's sweep. Only what mxgate held goes (a ",QID=" in the name,
- * or an envelope block at the head). *count: how many went from new/ and cur/, *released:
- * from released/. 0, or -1 with err when a folder cannot be read (the files removed until
- * then are counted, the other folders still swept). */
-int quarantine_expire(const char *root, time_t before, size_t *count, size_t *released, char *err,
-    size_t errlen);
+ * keeps it) is before `before`, every one of root's released/ whose time (the release's) is,
+ * and every regular file of root's tmp/ whose time is before tmp_before (a write a crash cut:
+ * QUARANTINE_TMP_STALE_S): quarantine.expire's sweep. Only what mxgate held goes from new/
+ * and cur/ (a ",QID=" in the name, or an envelope block at the head). n: how many went from
+ * each. 0, or -1 with err when a folder cannot be read (the files removed until then are
+ * counted, the other folders still swept). */
+int quarantine_expire(const char *root, time_t before, time_t tmp_before, struct quarantine_expired *n,
+    char *err, size_t errlen);
 
 /* Blocking. Moves the held file into root/released/ (created 0700 when missing), where
  * list, show and release no longer see it (amavis keeps released files too), dated now (the

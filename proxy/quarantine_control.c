@@ -14,7 +14,11 @@
  * loop never touches the file. No filter runs: what held the message is not asked again.
  * The file goes into the maildir's released/ folder only after a backend said 250 (as
  * amavisd-new keeps a released file); any failure leaves it where it is and answers why.
- * One release at a time (a second is refused: "a release is under way"). */
+ * One release at a time (a second is refused: "a release is under way"). release, delete
+ * and the expiry sweep lock the held file (quarantine_find_locked: here and in any process
+ * sharing the folder): a delete meeting a release answers busy at once (the thread pool is
+ * no place to wait), a release meeting a delete waits for it up to QC_LOCK_WAIT_MS on its
+ * own thread, the sweep leaves the file for its next run. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +46,7 @@
 #define QC_LIST_DEFAULT 20
 #define QC_CHUNK (64u * 1024)          /* the message is read in chunks of this size */
 #define QC_WORKER_INDEX 63             /* the release loop's worker index (queue ids, opstats) */
+#define QC_LOCK_WAIT_MS 10000          /* a release waits this long for another operation's lock */
 
 /* ------------------------------------------------------------ output helpers */
 
@@ -112,6 +117,31 @@ static void qc_item_text(struct strbuf *out, const struct quarantine_item *it)
 		strbuf_append(out, "-", 1);
 	strbuf_append(out, "\n", 1);
 }
+
+/* Tests only: the variable env names a FIFO (MXGATE_TEST_QUARANTINE_RELEASE_HOLD: a release,
+ * MXGATE_TEST_QUARANTINE_DELETE_HOLD: a delete): the operation holds once it has found and
+ * locked its file, until the test has opened FIFO for writing and closed it (open blocks until
+ * both ends are open: the test knows the operation is there), so another runs in between,
+ * without a sleep (test_quarantine_release_race.py). */
+static void qc_test_hold(const char *env)
+{
+	const char *fifo = getenv(env);
+	char c;
+	int fd;
+
+	if (fifo == NULL || (fd = open(fifo, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	for (;;) {
+		ssize_t n = read(fd, &c, 1);
+		if (n > 0 || (n < 0 && errno == EINTR))
+			continue;
+		break;
+	}
+	close(fd);
+}
+
+static const char qc_busy_text[] = "busy: another operation on it is under way (a release, a delete or the "
+	"expiry sweep, here or on a node sharing the folder): try again when it has answered";
 
 /* ------------------------------------------------------------ list, show, delete */
 
@@ -266,9 +296,18 @@ static void qc_work_show_delete(struct qc_job *j)
 		j->rc = -1;
 		return;
 	}
-	f = quarantine_find(j->root, j->id, it, err, sizeof(err));
+	/* a delete locks the file (a release or the sweep under way: busy, at once: this is the
+	 * thread pool's thread, no place to wait); show only reads */
+	if (j->op == QC_DELETE)
+		f = quarantine_find_locked(j->root, j->id, it, 0, NULL, NULL, err, sizeof(err));
+	else
+		f = quarantine_find(j->root, j->id, it, err, sizeof(err));
 	j->rc = -1;
-	if (f < 0)
+	if (f == 1 && j->op == QC_DELETE)
+		qc_test_hold("MXGATE_TEST_QUARANTINE_DELETE_HOLD");
+	if (f == QUARANTINE_BUSY)
+		strbuf_printf(&j->out, "quarantine delete %s: %s\n", j->id, qc_busy_text);
+	else if (f < 0)
 		strbuf_printf(&j->out, "quarantine: %s\n", err);
 	else if (f == 0)
 		qc_not_found(&j->out, j->id);
@@ -362,7 +401,7 @@ struct qc_sweep {
 	uv_work_t req;
 	char *root;
 	uint64_t expire_ms;
-	size_t count, released;
+	struct quarantine_expired n;
 	int rc;
 	char err[600];
 };
@@ -379,7 +418,7 @@ static void qc_sweep_work_cb(uv_work_t *req)
 	/* the wall clock, as the files' times and `quarantine list older=` are */
 	time_t before = time(NULL) - (time_t)(s->expire_ms / 1000);
 
-	s->rc = quarantine_expire(s->root, before, &s->count, &s->released, s->err, sizeof(s->err));
+	s->rc = quarantine_expire(s->root, before, time(NULL) - QUARANTINE_TMP_STALE_S, &s->n, s->err, sizeof(s->err));
 }
 
 static void qc_sweep_after_cb(uv_work_t *req, int status)
@@ -389,10 +428,13 @@ static void qc_sweep_after_cb(uv_work_t *req, int status)
 
 	qc_sweep_running = false;
 	cfg_format_duration(s->expire_ms, ev, sizeof(ev));
-	if (s->count || s->released) {
-		counter_add(COUNTER_QUARANTINE_EXPIRED, (long)s->count);
-		log_event(LOG_LVL_INFO, NULL, "event=quarantine_expired count=%zu released=%zu expire=%s dir=%s", s->count,
-		    s->released, ev, log_val(rv, sizeof(rv), s->root));
+	if (s->n.held || s->n.released || s->n.stale_tmp || s->n.busy) {
+		char bv[40] = "";
+		if (s->n.busy)   /* old enough, but a release or delete held them: the next sweep's */
+			snprintf(bv, sizeof(bv), " busy=%zu", s->n.busy);
+		counter_add(COUNTER_QUARANTINE_EXPIRED, (long)s->n.held);
+		log_event(LOG_LVL_INFO, NULL, "event=quarantine_expired count=%zu released=%zu stale_tmp=%zu%s expire=%s "
+		    "dir=%s", s->n.held, s->n.released, s->n.stale_tmp, bv, ev, log_val(rv, sizeof(rv), s->root));
 	}
 	if (status == UV_ECANCELED)
 		snprintf(s->err, sizeof(s->err), "cancelled");
@@ -470,6 +512,7 @@ struct qc_release {
 	size_t ndelivered;           /* recipients delivered (a failed release: before the failure) */
 	size_t nkept;                /* held recipients the file still names after it */
 	bool file_gone;              /* released, and the file had gone meanwhile (expired) */
+	bool waited;                 /* for another operation's lock on the file (logged) */
 };
 
 static bool qc_release_running;        /* main loop only */
@@ -724,25 +767,16 @@ static void qc_close_walk_cb(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-/* Tests only: MXGATE_TEST_QUARANTINE_RELEASE_HOLD=FIFO holds a release once it has found its
- * file, until the test has opened FIFO for writing and closed it (open blocks until both
- * ends are open: the test knows the release is there), so a sweep or a delete runs in
- * between, without a sleep (test_quarantine_release_race.py). */
-static void qc_release_test_hold(void)
+/* Release thread, while another operation holds the file: logged once (the operator sees
+ * what the release waits for); gives up when mxgate is stopping. */
+static bool qc_release_waiting(void *arg)
 {
-	const char *fifo = getenv("MXGATE_TEST_QUARANTINE_RELEASE_HOLD");
-	char c;
-	int fd;
+	struct qc_release *rel = arg;
 
-	if (fifo == NULL || (fd = open(fifo, O_RDONLY | O_CLOEXEC)) < 0)
-		return;
-	for (;;) {
-		ssize_t n = read(fd, &c, 1);
-		if (n > 0 || (n < 0 && errno == EINTR))
-			continue;
-		break;
-	}
-	close(fd);
+	if (!rel->waited)
+		log_event(LOG_LVL_INFO, NULL, "event=quarantine_release_waiting id=%s", rel->id);
+	rel->waited = true;
+	return atomic_load(&rel->stop) != 0;
 }
 
 /* The release thread: find the file, run the transaction on a loop of its own, answer. */
@@ -754,12 +788,21 @@ static void qc_release_thread(void *arg)
 	int f;
 
 	rel->rc = -1;
-	f = quarantine_find(cfg->quarantine_dir, rel->id, &rel->it, err, sizeof(err));
+	/* the file locked for the whole release: a delete or the sweep meanwhile is refused
+	 * (busy) or skipped, here and on a node sharing the folder; one under way is waited for
+	 * (this thread is the release's own), within QC_LOCK_WAIT_MS */
+	f = quarantine_find_locked(cfg->quarantine_dir, rel->id, &rel->it, QC_LOCK_WAIT_MS, qc_release_waiting, rel,
+	    err, sizeof(err));
+	if (f == QUARANTINE_BUSY) {
+		snprintf(rel->why, sizeof(rel->why), "%s", atomic_load(&rel->stop) ? "mxgate is shutting down: "
+		    "nothing was delivered" : qc_busy_text);
+		goto answer;
+	}
 	if (f <= 0) {
 		snprintf(rel->why, sizeof(rel->why), f < 0 ? "%s" : "no held message with this ID", err);
 		goto answer;
 	}
-	qc_release_test_hold();
+	qc_test_hold("MXGATE_TEST_QUARANTINE_RELEASE_HOLD");
 	/* the envelope: the held one, or the recipients named */
 	rel->nto = rel->rcpts ? rel->nrcpts_named : rel->it.env.nrcpts;
 	rel->to = calloc(rel->nto, sizeof(*rel->to));
@@ -843,6 +886,11 @@ static void qc_release_thread(void *arg)
 	msgbuf_warm_release();
 answer:
 	free(from);
+	/* the file's lock goes before the answer: an operator who asks again at once finds it
+	 * free (the head stays for qc_release_free_cb) */
+	if (rel->it.has_fd)
+		close(rel->it.fd);
+	rel->it.has_fd = false;
 	uv_async_send(&rel->async);
 }
 

@@ -10,7 +10,10 @@
 - quarantine.expire (the section form `quarantine: { store:, expire: }`): at start the
   sweep removes a held file older than it and keeps a younger one, logs
   event=quarantine_expired count=1 and counts it in mxgate_quarantine_expired_total;
-  released/ is swept by the same expire, a released file dated by its release (w-quarsweep).
+  released/ is swept by the same expire, a released file dated by its release (w-quarsweep);
+  tmp/ loses what a crash between a write and its rename left, older than 36 hours (the
+  Maildir convention), a fresh write stays: stale_tmp=1 (w-quarser; before, tmp/ was never
+  swept and the log line had no stale_tmp).
 """
 import glob
 import os
@@ -125,10 +128,21 @@ for path, age_days in ((rel_old, 3), (rel_young, 1)):
     with open(path, 'wb') as f:
         f.write(held_block(os.path.basename(path).split('=')[1].split(':')[0]))
     os.utime(path, (now - age_days * 86400, now - age_days * 86400))
+# tmp/: what a crash between a write and its rename left (the Maildir convention's 36 hours,
+# whatever expire says: 40 hours is younger than expire=2d and still goes); a fresh one is a
+# write under way and stays
+tmp_stale = os.path.join(edir, 'tmp', '1700000007.M1P1Q7.h')
+tmp_fresh = os.path.join(edir, 'tmp', '1700000008.M1P1Q8.h')
+for path in (tmp_stale, tmp_fresh):
+    with open(path, 'wb') as f:
+        f.write(held_block('TMPCUT')[:40])
+os.utime(tmp_stale, (now - 40 * 3600, now - 40 * 3600))
 mx = mt.Mxgate(cfg({'store': 'maildir:' + edir, 'expire': '2d'}), 'mx-qexpire')
-m = mx.wait_log(r'event=quarantine_expired count=(\d+) released=(\d+) expire=2d', timeout=30)
-mt.check(m is not None and m.group(1) == '2' and m.group(2) == '1',
-         'the sweep logged count=2 released=1 (%r)' % (m and m.group(0)))
+m = mx.wait_log(r'event=quarantine_expired count=(\d+) released=(\d+) stale_tmp=(\d+) expire=2d', timeout=30)
+mt.check(m is not None and m.group(1) == '2' and m.group(2) == '1' and m.group(3) == '1',
+         'the sweep logged count=2 released=1 stale_tmp=1 (%r)' % (m and m.group(0)))
+mt.check(not os.path.exists(tmp_stale), 'a tmp/ file 40 hours old (a write a crash cut) is gone')
+mt.check(os.path.exists(tmp_fresh), 'a fresh tmp/ file (a write under way) stays')
 mt.check(not os.path.exists(rel_old), 'a released file older than expire is gone')
 mt.check(os.path.exists(rel_young), 'a younger released file stays')
 mt.check(not os.path.exists(old_f), 'the held file older than expire is gone')

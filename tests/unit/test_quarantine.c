@@ -457,6 +457,57 @@ static void test_rewrite_rcpts(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* One operation at a time (quarantine_find_locked): a second lock on the same held file is
+ * refused (busy), in one process too (flock: per open file description); the sweep leaves a
+ * locked file (busy) and removes it once free; tmp/ loses only a file older than its bound. */
+static void test_locks(void **state)
+{
+	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "", cmd[600];
+	struct quarantine_item a, b;
+	struct quarantine_expired n;
+	time_t now = time(NULL);
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	snprintf(p, sizeof(p), "%s/new", root);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/tmp", root);
+	mkdir(p, 0700);
+	put(root, "new", "1.lk,QID=LK1", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
+	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <LK1>\r\n\r\nbody\r\n", 1000);
+	put(root, "tmp", "2.cut", "Return-Path: <s@x", now - QUARANTINE_TMP_STALE_S - 60);
+	put(root, "tmp", "3.writing", "Return-Path: <s@x", now);
+
+	assert_int_equal(quarantine_find_locked(root, "LK1", &a, 0, NULL, NULL, err, sizeof(err)), 1);
+	assert_int_equal(quarantine_find_locked(root, "LK1", &b, 0, NULL, NULL, err, sizeof(err)), QUARANTINE_BUSY);
+	assert_false(b.has_fd);
+	assert_int_equal(quarantine_find_locked(root, "NOPE", &b, 0, NULL, NULL, err, sizeof(err)), 0);
+	/* show and list read without the lock */
+	assert_int_equal(quarantine_find(root, "LK1", &b, err, sizeof(err)), 1);
+	quarantine_item_free(&b);
+
+	assert_int_equal(quarantine_expire(root, now, now - QUARANTINE_TMP_STALE_S, &n, err, sizeof(err)), 0);
+	assert_int_equal(n.held, 0);
+	assert_int_equal(n.busy, 1);
+	assert_int_equal(n.stale_tmp, 1);
+	snprintf(p, sizeof(p), "%s/new/1.lk,QID=LK1", root);
+	assert_int_equal(access(p, F_OK), 0);
+	snprintf(p, sizeof(p), "%s/tmp/2.cut", root);
+	assert_int_equal(access(p, F_OK), -1);
+	snprintf(p, sizeof(p), "%s/tmp/3.writing", root);
+	assert_int_equal(access(p, F_OK), 0);
+
+	quarantine_item_free(&a);   /* the lock goes with the fd */
+	assert_int_equal(quarantine_find_locked(root, "LK1", &b, 0, NULL, NULL, err, sizeof(err)), 1);
+	quarantine_item_free(&b);
+	assert_int_equal(quarantine_expire(root, now, now - QUARANTINE_TMP_STALE_S, &n, err, sizeof(err)), 0);
+	assert_int_equal(n.held, 1);
+	assert_int_equal(n.busy, 0);
+	assert_int_equal(n.stale_tmp, 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -469,6 +520,7 @@ int main(void)
 		cmocka_unit_test(test_index),
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_rewrite_rcpts),
+		cmocka_unit_test(test_locks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
