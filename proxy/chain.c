@@ -5,6 +5,7 @@
 #include "config.h"
 #include "counters.h"
 #include "log.h"
+#include "ownfields.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -293,7 +294,7 @@ static const char *chain_on_error_name(enum verdict_action a)
 	return a == VERDICT_TEMPFAIL ? "tempfail" : a == VERDICT_REJECT ? "reject" : "accept";
 }
 
-#define CHAIN_TAG_HEADER "X-Mxgate-Filter-Error"
+#define CHAIN_TAG_HEADER OWNFIELD_FILTER_ERROR   /* a sender's goes (ownfields.h) */
 #define CHAIN_TAG_MAX 256               /* the value's octets, its NUL included */
 
 /* True when s can stand unquoted in the tag's value: printable ASCII other than a blank and

@@ -9,6 +9,7 @@
 #include "headers.h"
 #include "log.h"
 #include "msgbuf.h"
+#include "ownfields.h"
 #include "recipient_actions.h"
 
 #include <glob.h>
@@ -1258,9 +1259,8 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 	if (!wrapped && rules_set_rewrite_subject(w->rs) && marked)
 		rules_rewrite_subject(env, rules_set_rewrite_subject(w->rs), total, j->required,
 		    spam);
-	/* the sender's own field goes, whatever we add: a forged "passed" must not reach a
-	 * mailbox filter that trusts it (as rules_delete_spam_fields for X-Spam-*) */
-	hook_env_delete_headers(env, "X-Mxgate-Greylist");
+	/* the sender's own field goes on the way out, whatever we add (proxy/ownfields.h): a
+	 * forged "passed" must not reach a mailbox filter that trusts it */
 	if (j->grey_asked && j->grey.result != GREYLIST_MSG_DEFER && v.action == VERDICT_CONTINUE) {
 		char gv[128];
 
@@ -1268,7 +1268,7 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 		snprintf(gv, sizeof(gv), "%s digest=%.*s store=%s",
 		    j->grey.result == GREYLIST_MSG_PASS ? "passed" : "error", GREYLIST_DIGEST_SHORT,
 		    j->grey_hex, j->grey.store);
-		hook_env_add_header(env, "X-Mxgate-Greylist", gv);
+		hook_env_add_header(env, OWNFIELD_GREYLIST, gv);
 	}
 	if (v.action == VERDICT_QUARANTINE)
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
