@@ -16,6 +16,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "rules/recipient_actions.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/listfile.h"
@@ -1181,7 +1182,8 @@ static struct gl_worker *gl_reg_find(const struct greylist_config *c, int worker
 
 bool greylist_message_wanted(const struct mx_config *cfg)
 {
-	return cfg->rules.files.n > 0 && cfg->rules.actions.greylist > 0;
+	return cfg->rules.files.n > 0 && (cfg->rules.actions.greylist > 0 ||
+	    recipient_actions_greylist(cfg->rules.recipient_actions.v, cfg->rules.recipient_actions.n));
 }
 
 static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)

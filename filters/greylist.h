@@ -88,7 +88,8 @@ void greylist_metrics(void);
  * for it also with greylist.enabled false (then nothing is greylisted at RCPT). */
 struct mx_config;
 struct hook_env;
-/* True when cfg's rules greylist by score (rules.files and rules.actions.greylist > 0). */
+/* True when cfg's rules greylist by score (rules.files, and rules.actions.greylist > 0 or a
+ * rules.recipient_actions entry's greylist > 0). */
 bool greylist_message_wanted(const struct mx_config *cfg);
 
 /* A message's digest: SHA-256 of the sender (lower case, "<>" for the null sender), the
