@@ -1552,6 +1552,11 @@ static const struct cfg_field rules_fields[] = {
 	  .doc = "a message actions.greylist greylists when the greylist store cannot decide (an "
 	  "LMDB read error, out of memory; an unreachable Redis store leaves it to the local table as "
 	  "greylisting at RCPT does): deliver (tagged as add_header would) | tempfail (451 4.7.1)" },
+	{ "greylist_expire", CFG_DURATION, offsetof(struct rules_config, greylist_expire), "1d",
+	  1000, 365.0 * 86400000,
+	  .doc = "how long a message that passed greylisting by score (actions.greylist) stays passed "
+	  "(a copy sent again within it is delivered at once; renewed on use), in greylist.store: "
+	  "rspamd's expire (1d); greylist.expire is a passed triplet's (greylisting at RCPT)" },
 	{ "trusted_networks", CFG_CIDRLIST, offsetof(struct rules_config, trusted_networks), NULL,
 	  .doc = "SpamAssassin's trusted_networks: relays there are trusted (empty: SA infers)" },
 	{ "internal_networks", CFG_CIDRLIST, offsetof(struct rules_config, internal_networks),
