@@ -668,7 +668,7 @@ static int headers_apply(const char *hdr, size_t len, const struct hdr_edit *e, 
 	struct hlist l = { 0 };
 	size_t sep, ntop = 0, toplen = 0;	/* fields above our Received: l.v[0..ntop) */
 
-	if (n == 0 && !drop_owned) {
+	if (n == 0 && (!drop_owned || !ownfields_block_has(hdr, len))) {
 		strbuf_append(out, hdr, len);
 		return 0;
 	}
