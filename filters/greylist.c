@@ -16,6 +16,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "rules/recipient_actions.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/listfile.h"
@@ -1090,6 +1091,8 @@ struct gl_session {
 
 struct gl_local_arg {
 	const struct greylist_config *cfg;
+	uint64_t expire_ms;            /* a passed record's lifetime: cfg->expire, or a message's
+	                                * rules.greylist_expire */
 	uint64_t wait_s;
 	uint64_t first_ms;             /* the record after the decision (monotonic ms) */
 	bool passed;
@@ -1107,7 +1110,7 @@ static int gl_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void
 	bool pass;
 
 	pass = greylist_decide(&e, exists, now_ns / 1000000, a->cfg->delay, a->cfg->retry_window,
-	    a->cfg->expire, &a->wait_s, &keep_ms);
+	    a->expire_ms, &a->wait_s, &keep_ms);
 	rec->val = e.first_ms | (e.passed ? 1ull << 63 : 0);
 	rec->expires_ns = now_ns + keep_ms * 1000000;
 	a->first_ms = e.first_ms;
@@ -1181,7 +1184,8 @@ static struct gl_worker *gl_reg_find(const struct greylist_config *c, int worker
 
 bool greylist_message_wanted(const struct mx_config *cfg)
 {
-	return cfg->rules.files.n > 0 && cfg->rules.actions.greylist > 0;
+	return cfg->rules.files.n > 0 && (cfg->rules.actions.greylist > 0 ||
+	    recipient_actions_greylist(cfg->rules.recipient_actions.v, cfg->rules.recipient_actions.n));
 }
 
 static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
@@ -1724,7 +1728,7 @@ static int gl_local_decide(struct gl_worker *w, const char *key, uint64_t now_ns
 		snprintf(a1, sizeof(a1), "%llu", (unsigned long long)(gl_wall_ms() - age_ms));
 		snprintf(a2, sizeof(a2), "%d", a->passed ? 1 : 0);
 		snprintf(a3, sizeof(a3), "%llu", (unsigned long long)w->cfg->retry_window);
-		snprintf(a4, sizeof(a4), "%llu", (unsigned long long)w->cfg->expire);
+		snprintf(a4, sizeof(a4), "%llu", (unsigned long long)a->expire_ms);
 		/* a full queue is counted and logged by the store */
 		redis_store_write(w->rs, w->lua_merge, 1, 4, argv, NULL, NULL, NULL);
 	}
@@ -1737,7 +1741,7 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
     const char *net, const char *ip, bool trap_hit)
 {
 	const struct greylist_config *c = w->cfg;
-	struct gl_local_arg a = { c, 0, 0, false, false };
+	struct gl_local_arg a = { c, c->expire, 0, 0, false, false };
 	struct gl_awl_arg aa = { c->auto_allow_expire, (uint64_t)c->auto_allow_clients, 0, 0 };
 	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + GL_NET_MAX];
 	uint64_t now_ns = uv_hrtime(), left_ms = 0;
@@ -1821,8 +1825,8 @@ int greylist_lmdb_key(size_t max_key, const char *triplet, char *out, size_t out
 /* Decides key (an LMDB key: a triplet's or a message's) from this worker's queued writes or
  * the map (inline read) at now (wall clock ms) and queues the new state. 1 pass, 0
  * greylisted (*wait_s), -1 the read failed; *was_passed: it had passed before. */
-static int gl_lmdb_decide(struct gl_worker *w, const char *key, uint64_t now, uint64_t *wait_s,
-    bool *was_passed)
+static int gl_lmdb_decide(struct gl_worker *w, const char *key, uint64_t now, uint64_t expire_ms,
+    uint64_t *wait_s, bool *was_passed)
 {
 	unsigned char rec[GREYLIST_RECORD_LEN];
 	struct greylist_entry e;
@@ -1835,7 +1839,7 @@ static int gl_lmdb_decide(struct gl_worker *w, const char *key, uint64_t now, ui
 		return -1;
 	exists = rc == 1 && greylist_record_decode(rec, len, now, &e);
 	*was_passed = exists && e.passed;
-	pass = greylist_decide(&e, exists, now, w->cfg->delay, w->cfg->retry_window, w->cfg->expire,
+	pass = greylist_decide(&e, exists, now, w->cfg->delay, w->cfg->retry_window, expire_ms,
 	    wait_s, &keep_ms);
 	greylist_record_encode(&e, now + keep_ms, rec);
 	lmdb_writer_put(w->wr, key, strlen(key), rec, sizeof(rec));
@@ -1898,7 +1902,7 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 		return;
 	}
 	if (greylist_lmdb_key(lmdb_store_max_key(w->st), triplet, key, sizeof(key)) < 0 ||
-	    (rc = gl_lmdb_decide(w, key, now, &wait_s, &was_passed)) < 0) {
+	    (rc = gl_lmdb_decide(w, key, now, w->cfg->expire, &wait_s, &was_passed)) < 0) {
 		gl_fail_open(call, GL_ERR_STORE_READ, "lmdb");   /* never refuse mail for it */
 		return;
 	}
@@ -2117,7 +2121,8 @@ static void gl_session_free(void *wstate, int slot, struct hook_env *env)
 
 /* ---- message greylisting: the rules engine's greylist action ------------------------------
  * A message in rules.actions.greylist's band is one record of the greylist store, keyed by
- * its digest and decided as a triplet is (greylist_decide: delay, retry_window, expire),
+ * its digest and decided as a triplet is (greylist_decide: delay, retry_window; a passed
+ * record kept rules.greylist_expire, rspamd's day, not a triplet's greylist.expire),
  * with no allow lists, auto-allow or traps: the score chose it. A client `mxgatectl
  * greylist allow` passed passes here too (Redis: the check script's client record). */
 
@@ -2201,6 +2206,7 @@ struct greylist_msg_req {
 	struct redis_req *req;
 	greylist_msg_cb cb;
 	void *arg;
+	uint64_t expire_ms;            /* rules.greylist_expire: a passed record's lifetime */
 	char key[sizeof(GL_MSG_PREFIX) + GREYLIST_DIGEST_HEX];
 };
 
@@ -2213,10 +2219,12 @@ static void gl_msg_answer(struct greylist_msg_answer *a, int result, uint64_t wa
 	atomic_fetch_add_explicit(&gl_msg_counts[result], 1, memory_order_relaxed);
 }
 
-/* The local table decides key (store local, or Redis gave no answer). */
-static void gl_msg_local(struct gl_worker *w, const char *key, struct greylist_msg_answer *a)
+/* The local table decides key (store local, or Redis gave no answer); a passed record is
+ * kept expire_ms (rules.greylist_expire). */
+static void gl_msg_local(struct gl_worker *w, const char *key, uint64_t expire_ms,
+    struct greylist_msg_answer *a)
 {
-	struct gl_local_arg la = { w->cfg, 0, 0, false, false };
+	struct gl_local_arg la = { w->cfg, expire_ms, 0, 0, false, false };
 	int rc = gl_local_decide(w, key, uv_hrtime(), &la);
 
 	if (rc < 0)
@@ -2238,7 +2246,7 @@ static void gl_msg_redis_cb(void *arg, const redisReply *reply)
 	if (greylist_parse_reply(reply, &pass, &wait_s) == 0)
 		gl_msg_answer(&a, pass ? GREYLIST_MSG_PASS : GREYLIST_MSG_DEFER, pass ? 0 : wait_s, "redis");
 	else
-		gl_msg_local(r->w, r->key, &a);
+		gl_msg_local(r->w, r->key, r->expire_ms, &a);
 	free(r);
 	cb(cbarg, &a);
 }
@@ -2251,6 +2259,9 @@ int greylist_message_check(const struct hook_env *env, const char *hex,
 	struct greylist_msg_req *r;
 	char a1[24], a2[24], a3[24];
 	const char *argv[10];
+	/* a passed message's record: rules.greylist_expire (rspamd's day), not a triplet's
+	 * greylist.expire */
+	uint64_t expire_ms = env->cfg->rules.greylist_expire;
 
 	*reqp = NULL;
 	if (w == NULL) {                /* its worker_init failed: logged there */
@@ -2265,7 +2276,7 @@ int greylist_message_check(const struct hook_env *env, const char *hex,
 		int rc;
 
 		snprintf(key, sizeof(key), "%s%s", GL_MSG_LMDB, hex);
-		rc = gl_lmdb_decide(w, key, gl_wall_ms(), &wait_s, &was_passed);
+		rc = gl_lmdb_decide(w, key, gl_wall_ms(), expire_ms, &wait_s, &was_passed);
 		gl_msg_answer(a, rc < 0 ? GREYLIST_MSG_ERROR : rc ? GREYLIST_MSG_PASS : GREYLIST_MSG_DEFER,
 		    wait_s, "lmdb");
 		return 1;
@@ -2277,19 +2288,20 @@ int greylist_message_check(const struct hook_env *env, const char *hex,
 	}
 	snprintf(r->key, sizeof(r->key), "%s%s", GL_MSG_PREFIX, hex);
 	if (w->rs == NULL) {
-		gl_msg_local(w, r->key, a);
+		gl_msg_local(w, r->key, expire_ms, a);
 		free(r);
 		return 1;
 	}
 	r->w = w;
 	r->cb = cb;
 	r->arg = arg;
+	r->expire_ms = expire_ms;
 	/* the triplet's script: no auto-allow (0), no trap, and no client record ("": the
 	 * RCPT greylisting's trap or allow of the client is not read), as the local and LMDB
 	 * stores */
 	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)c->delay);
 	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)c->retry_window);
-	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)c->expire);
+	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)expire_ms);
 	argv[0] = r->key;
 	argv[1] = GREYLIST_AWL_PREFIX;  /* not read: auto_allow_clients 0 */
 	argv[2] = "";
@@ -2304,7 +2316,7 @@ int greylist_message_check(const struct hook_env *env, const char *hex,
 		*reqp = r;
 		return 0;
 	}
-	gl_msg_local(w, r->key, a);     /* Redis down: the local table decides */
+	gl_msg_local(w, r->key, expire_ms, a);     /* Redis down: the local table decides */
 	free(r);
 	return 1;
 }

@@ -83,12 +83,14 @@ void greylist_metrics(void);
 
 /* ---- message greylisting: the rules engine's greylist action (rules.actions.greylist) ---
  * The greylist store keeps the messages the rules engine greylists by score, each by its
- * digest, decided as a triplet is (greylist_decide with greylist.delay, retry_window and
- * expire): the first sight is deferred, a retry after delay passes. greylist.store is opened
+ * digest, decided as a triplet is (greylist_decide with greylist.delay and retry_window; a
+ * passed record kept rules.greylist_expire, not greylist.expire): the first sight is deferred,
+ * a retry after delay passes. greylist.store is opened
  * for it also with greylist.enabled false (then nothing is greylisted at RCPT). */
 struct mx_config;
 struct hook_env;
-/* True when cfg's rules greylist by score (rules.files and rules.actions.greylist > 0). */
+/* True when cfg's rules greylist by score (rules.files, and rules.actions.greylist > 0 or a
+ * rules.recipient_actions entry's greylist > 0). */
 bool greylist_message_wanted(const struct mx_config *cfg);
 
 /* A message's digest: SHA-256 of the sender (lower case, "<>" for the null sender), the

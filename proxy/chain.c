@@ -5,6 +5,7 @@
 #include "config.h"
 #include "counters.h"
 #include "log.h"
+#include "ownfields.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -293,7 +294,6 @@ static const char *chain_on_error_name(enum verdict_action a)
 	return a == VERDICT_TEMPFAIL ? "tempfail" : a == VERDICT_REJECT ? "reject" : "accept";
 }
 
-#define CHAIN_TAG_HEADER "X-Mxgate-Filter-Error"
 #define CHAIN_TAG_MAX 256               /* the value's octets, its NUL included */
 
 /* True when s can stand unquoted in the tag's value: printable ASCII other than a blank and
@@ -374,7 +374,7 @@ static void chain_tag(struct chain *c, size_t entry, const char *why)
 	if (c->tagged)
 		c->tagged[entry] = true;
 	chain_tag_value(val, sizeof(val), c->mods->v[entry].name, hook_stage_name(c->stage), why);
-	hook_env_add_header(c->env, CHAIN_TAG_HEADER, val);
+	hook_env_add_header(c->env, OWNFIELD_FILTER_ERROR, val);   /* a sender's goes: ownfields.h */
 }
 
 /* Entry e failed (why: "timeout" or the module's reason): logs it and fills v from the

@@ -1,5 +1,6 @@
 /* headers.c — Received: and header edits. */
 #include "headers.h"
+#include "ownfields.h"
 #include "growbuf.h"
 #include "tls.h"
 
@@ -507,6 +508,8 @@ struct hfield {
 	size_t len;
 	char *owned;           /* non-NULL when text is ours */
 	bool deleted;
+	bool dropped;          /* a sender's copy of a field mxgate owns (deleted too): still
+	                        * counted by an edit's index, which counts the block as sent */
 	bool top;              /* above our Received (HDR_INSERT_DELIVERED); these lead the list */
 };
 
@@ -624,36 +627,57 @@ void headers_end_block(struct strbuf *out)
 	strbuf_append(out, "\r\n", 2);
 }
 
+static int headers_apply(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out,
+    size_t top_at, bool drop_owned);
+
 int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out)
 {
-	return headers_apply_edits_at(hdr, len, e, n, out, out->len);
+	return headers_apply(hdr, len, e, n, out, out->len, false);
+}
+
+int headers_apply_edits_at(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out,
+    size_t top_at)
+{
+	return headers_apply(hdr, len, e, n, out, top_at, false);
+}
+
+int headers_apply_edits_owned(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out,
+    size_t top_at)
+{
+	return headers_apply(hdr, len, e, n, out, top_at, true);
 }
 
 /* The list position before which a field goes to be the want-th (0-based) of the fields
- * present (deleted ones are not counted), from position from on. */
+ * present (deleted ones are not counted, a sender's field mxgate owns is: the index counts
+ * the block its filter saw), from position from on. */
 static size_t hlist_position(const struct hlist *l, size_t from, size_t want)
 {
 	size_t at = from, seen = 0;
 
 	while (at < l->n && seen < want) {
-		if (!l->v[at].deleted)
+		if (!l->v[at].deleted || l->v[at].dropped)
 			seen++;
 		at++;
 	}
 	return at;
 }
 
-int headers_apply_edits_at(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out,
-    size_t top_at)
+static int headers_apply(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out,
+    size_t top_at, bool drop_owned)
 {
 	struct hlist l = { 0 };
 	size_t sep, ntop = 0, toplen = 0;	/* fields above our Received: l.v[0..ntop) */
 
-	if (n == 0) {
+	if (n == 0 && (!drop_owned || !ownfields_block_has(hdr, len))) {
 		strbuf_append(out, hdr, len);
 		return 0;
 	}
 	sep = headers_split(hdr, len, &l);
+	/* the sender's copies of mxgate's fields go first: an edit (mxgate's own field among
+	 * them) adds after this, whatever stage asked for it */
+	for (size_t i = 0; drop_owned && i < l.n; i++)
+		if (ownfields_is(l.v[i].text, headers_field_name_len(l.v[i].text, l.v[i].len)))
+			l.v[i].deleted = l.v[i].dropped = true;
 	/* Edits apply in order, each seeing the result of the ones before it. */
 	for (size_t k = 0; k < n; k++) {
 		const struct hdr_edit *x = &e[k];

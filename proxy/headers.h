@@ -50,6 +50,12 @@ int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, s
 int headers_apply_edits_at(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out,
     size_t top_at);
 
+/* headers_apply_edits_at, the header block's fields mxgate owns (ownfields.h: a sender's
+ * copies) left out before the edits apply: a field an edit adds stays. An edit's index still
+ * counts them (the block as its filter saw it). */
+int headers_apply_edits_owned(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out,
+    size_t top_at);
+
 /* Ends a header block that has no blank line yet (a message of headers only) with one,
  * so that a body put after it (a filter's replacement) is a body. */
 void headers_end_block(struct strbuf *out);

@@ -858,6 +858,8 @@ static void qc_release_thread(void *arg)
 	rel->env.worker = QC_WORKER_INDEX;
 	smtp_tx_init(&rel->tx, rel->w, rel->g->pool, &rel->env, NULL, NULL);
 	rel->tx.rcpt_result = qc_release_rcpt_result_cb;
+	/* the held file's X-Mxgate-* are mxgate's (the sender's went when it was held): kept */
+	rel->tx.own_fields_kept = true;
 	rel->tx.rcpt_result_arg = rel;
 	bool utf8 = false;
 	for (const char *p = from; *p; p++)

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "msgbuf.h"
 #include "opstats.h"
+#include "ownfields.h"
 #include "worker.h"
 #include "xclient.h"
 
@@ -1160,8 +1161,9 @@ static void session_apply_eom(struct session *s, const struct verdict *v)
 		s->env.flags |= HOOK_FLAG_QUARANTINED;
 		if (v->reply[0] && !s->env.quarantine_reason[0])
 			snprintf(s->env.quarantine_reason, sizeof(s->env.quarantine_reason), "%.255s", v->reply);
-		/* The reason goes in a header of the stored copy (inside the header block). */
-		hook_env_add_header(&s->env, "X-Mxgate-Quarantine", s->env.quarantine_reason[0] ?
+		/* The reason goes in a header of the stored copy (inside the header block; a
+		 * sender's own is left out: ownfields.h). */
+		hook_env_add_header(&s->env, OWNFIELD_QUARANTINE, s->env.quarantine_reason[0] ?
 		    s->env.quarantine_reason : "quarantined by filter");
 		break;
 	default:

@@ -16,6 +16,7 @@
 #include "maildir.h"
 #include "msgbuf.h"
 #include "opstats.h"
+#include "ownfields.h"
 #include "relay.h"
 #include "worker.h"
 
@@ -1999,21 +2000,27 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 	/* RFC 3848: S for STARTTLS/implicit TLS, A for SMTP AUTH (the backend's filters read it) */
 	const char *with = !env->esmtp ? (env->tls ? "SMTPS" : "SMTP") : env->auth_user ?
 	    (env->tls ? "ESMTPSA" : "ESMTPA") : (env->tls ? "ESMTPS" : "ESMTP");
-	bool envelope_changed = false;
+	bool envelope_changed = false, drop_owned;
 
 	if (data == NULL)
 		return false;
 	smtp_tx_prefix_clear(tx);
 	headers_build_received_cached(&tx->prefix, &tx->received, env, tx->env->cfg->hostname, with);
-	if (env->nhdr_edits == 0 && env->new_body == NULL) {
+	hlen = smtp_tx_header_len(tx);
+	/* a sender's copy of a field mxgate owns never goes out (ownfields.h); a released
+	 * message's are mxgate's own, written when it was held */
+	drop_owned = !tx->own_fields_kept && ownfields_block_has(data, hlen < len ? hlen : len);
+	if (env->nhdr_edits == 0 && env->new_body == NULL && !drop_owned) {
 		/* The header block as it came: it goes with the body from the message buffer
 		 * (the same octets as a copy behind the Received field; no copy, and in wire form
 		 * when the content is, body_wire). */
 		tx->body_off = 0;
 	} else {
-		hlen = smtp_tx_header_len(tx);
 		/* fields a milter inserted at its index 0 go above our Received (at 0) */
-		headers_apply_edits_at(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix, 0);
+		if (drop_owned)
+			headers_apply_edits_owned(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix, 0);
+		else
+			headers_apply_edits_at(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix, 0);
 		if (env->new_body)
 			headers_end_block(&tx->prefix);
 		tx->body_off = hlen;

@@ -109,6 +109,9 @@ struct smtp_tx {
 	uint8_t hdr_match;                /* octets of the CRLF CRLF that ends the header block
 	                                   * seen so far (2 at the start, 4: complete) */
 	bool hdr_told;                    /* smtp_tx_headers_take said so for this message */
+	/* set by the owner: the header block's fields mxgate owns are its own (a release from
+	 * the quarantine), not left out as a sender's (ownfields.h) */
+	bool own_fields_kept;
 	size_t hdr_len;                   /* the header block's length once hdr_match is 4 */
 	struct strbuf prefix;             /* Received + the header block when edited (or ended
 	                                   * for a new body) */

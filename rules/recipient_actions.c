@@ -13,6 +13,7 @@ static const struct {
 	{ "tempfail", RECIPIENT_ACTIONS_TEMPFAIL },
 	{ "reject", RECIPIENT_ACTIONS_REJECT },
 	{ "quarantine", RECIPIENT_ACTIONS_QUARANTINE },
+	{ "greylist", RECIPIENT_ACTIONS_GREYLIST },
 };
 
 void recipient_actions_entries_free(void *v, size_t n)
@@ -41,8 +42,8 @@ static int recipient_actions_validate(struct cfg_parse *p, struct fy_node *n, vo
 			e->given |= recipient_actions_keys[i].bit;
 	}
 	if (e->given == 0)
-		rc = cfg_error(p, n, "an entry needs a threshold to change: add_header, tempfail, "
-		    "quarantine or reject (the others are rules.actions')");
+		rc = cfg_error(p, n, "an entry needs a threshold to change: add_header, greylist, "
+		    "tempfail, quarantine or reject (the others are rules.actions')");
 	if (bypass_match_build(p, n, "recipients", &e->recipients, &e->rcpt) < 0)
 		rc = -1;
 	return rc;
@@ -64,6 +65,10 @@ static const struct cfg_field recipient_actions_fields[] = {
 	         "message to several recipients is refused only where every one's policy refuses it" },
 	{ "quarantine", CFG_DOUBLE, offsetof(struct recipient_actions_entry, quarantine), NULL, -1000, 100000,
 	  .doc = "as rules.actions.quarantine, for these recipients (left out: rules.actions'; 0 = off)" },
+	{ "greylist", CFG_DOUBLE, offsetof(struct recipient_actions_entry, greylist), NULL, -1000, 100000,
+	  .doc = "as rules.actions.greylist, for these recipients (left out: rules.actions'; 0 = off); a "
+	         "message to several recipients is greylisted only where no recipient's policy delivers it "
+	         "at once" },
 	{ .key = NULL }
 };
 
@@ -112,6 +117,14 @@ size_t recipient_actions_find(const struct recipient_actions_entry *v, size_t n,
 	return n;
 }
 
+bool recipient_actions_greylist(const struct recipient_actions_entry *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((v[i].given & RECIPIENT_ACTIONS_GREYLIST) && v[i].greylist > 0)
+			return true;
+	return false;
+}
+
 void recipient_actions_thresholds(const struct recipient_actions_entry *e, const struct actions_thresholds *base,
     double required_score, struct actions_thresholds *out)
 {
@@ -125,6 +138,8 @@ void recipient_actions_thresholds(const struct recipient_actions_entry *e, const
 			out->reject = e->reject;
 		if (e->given & RECIPIENT_ACTIONS_QUARANTINE)
 			out->quarantine = e->quarantine;
+		if (e->given & RECIPIENT_ACTIONS_GREYLIST)
+			out->greylist = e->greylist;
 	}
 	out->required = required_score > 0 ? required_score : out->add_header > 0 ? out->add_header : 5.0;
 }

@@ -3,7 +3,7 @@
  * amavisd-new's spam_tag2_level_maps / spam_kill_level_maps, PMG's rules at other spam
  * levels per domain).
  *
- * A list of entries { recipients: [...], add_header, tempfail, quarantine, reject }; the
+ * A list of entries { recipients: [...], add_header, greylist, tempfail, quarantine, reject }; the
  * recipients are written as bypass's (bypass.h: "example.org", "*.example.org",
  * "@example.org", a local part, an address, "file:PATH" re-read on SIGHUP). A recipient's
  * thresholds are those of the first entry that lists it, each key the entry does not write
@@ -26,12 +26,13 @@ enum {
 	RECIPIENT_ACTIONS_TEMPFAIL = 1u << 1,
 	RECIPIENT_ACTIONS_REJECT = 1u << 2,
 	RECIPIENT_ACTIONS_QUARANTINE = 1u << 3,
+	RECIPIENT_ACTIONS_GREYLIST = 1u << 4,
 };
 
 /* One `rules.recipient_actions` item; `given` and `rcpt` are built by its validate. */
 struct recipient_actions_entry {
 	struct cfg_strlist recipients;  /* as written */
-	double add_header, tempfail, reject, quarantine;
+	double add_header, tempfail, reject, quarantine, greylist;
 	unsigned given;                 /* RECIPIENT_ACTIONS_*: the keys written */
 	struct bypass_match rcpt;       /* the recipients' matcher (files read) */
 	struct bypass_index *index;     /* v[0] of the whole list only: recipient_actions_index_build's */
@@ -55,6 +56,10 @@ int recipient_actions_index_build(struct recipient_actions_entry *v, size_t n);
  * <>), or n when none does (addr NULL: n). Through v[0]'s index when it was built for these
  * n, else by a scan; the same answer either way. */
 size_t recipient_actions_find(const struct recipient_actions_entry *v, size_t n, const char *addr);
+
+/* True when one of the n entries at v greylists (its greylist written, above 0): the
+ * greylist store is opened for the rules engine (greylist_message_wanted). */
+bool recipient_actions_greylist(const struct recipient_actions_entry *v, size_t n);
 
 /* The thresholds of entry e's recipients (e NULL: of the others): each key e writes, else
  * base's (rules.actions). required: required_score when it is above 0, else add_header when

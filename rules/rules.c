@@ -9,6 +9,7 @@
 #include "headers.h"
 #include "log.h"
 #include "msgbuf.h"
+#include "ownfields.h"
 #include "recipient_actions.h"
 
 #include <glob.h>
@@ -203,6 +204,7 @@ struct rules_worker {
 	struct actions_thresholds th;   /* rules.actions: a recipient no entry lists */
 	struct actions_thresholds *th_for;  /* rules.recipient_actions[i]'s, nth_for of them */
 	size_t nth_for;
+	bool grey_any;                 /* a threshold of th or th_for greylists (greylist_message_wanted) */
 	struct bayes *bayes;            /* the classifier, when rules.bayes.enabled */
 	int refs;
 	pthread_mutex_t lock;           /* the scratch pool, taken from pool threads */
@@ -287,6 +289,7 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 		for (size_t i = 0; i < w->nth_for; i++)
 			recipient_actions_thresholds(&ev[i], &w->th, rc->required_score, &w->th_for[i]);
 	}
+	w->grey_any = greylist_message_wanted(cfg);
 	if (rc->bayes.enabled) {
 		char err[256];
 		const char *const *ignore;
@@ -886,7 +889,8 @@ struct rules_job {
 	char policies[96];             /* " thresholds=actions,recipient_actions[0]" or "" */
 	uv_work_t learn_req;
 	/* rules.actions.greylist: the message's digest (made in the pool when the action is
-	 * configured), the store's request in flight, its answer (asked: the answer is set) */
+	 * configured, there or in a recipient_actions entry), the store's request in flight, its
+	 * answer (asked: the answer is set) */
 	char grey_hex[GREYLIST_DIGEST_HEX + 1];
 	struct greylist_msg_req *grey_req;
 	struct greylist_msg_answer grey;
@@ -992,7 +996,7 @@ static void rules_work_cb(uv_work_t *req)
 		bayes_classify_skip(j->w->bayes, &j->bayes, "too_big");
 	else if (j->w->bayes && j->w->rs->uses_bayes)
 		bayes_classify(j->w->bayes, j->msg, j->len, &j->bayes);
-	if (j->w->cfg->rules.actions.greylist > 0)
+	if (j->w->grey_any)
 		greylist_message_digest(j->mail_from, (const char *const *)j->rcpts, j->nrcpts, j->msg,
 		    j->len, j->grey_hex);
 	rules_scratch_set_bayes(sc, j->w->bayes ? &j->bayes : NULL);
@@ -1150,7 +1154,7 @@ static bool rules_greylist_start(struct rules_job *j)
 	struct verdict v;
 	const char *act;
 
-	if (j->env->cfg->rules.actions.greylist <= 0 || j->env->cfg->rules.mode != RULES_MODE_ENFORCE)
+	if (!j->w->grey_any || j->env->cfg->rules.mode != RULES_MODE_ENFORCE)
 		return false;
 	act = actions_decide_recipients(j->ths, j->nths, j->total, j->res.action, j->res.action_rule,
 	    &v, NULL);
@@ -1258,9 +1262,8 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 	if (!wrapped && rules_set_rewrite_subject(w->rs) && marked)
 		rules_rewrite_subject(env, rules_set_rewrite_subject(w->rs), total, j->required,
 		    spam);
-	/* the sender's own field goes, whatever we add: a forged "passed" must not reach a
-	 * mailbox filter that trusts it (as rules_delete_spam_fields for X-Spam-*) */
-	hook_env_delete_headers(env, "X-Mxgate-Greylist");
+	/* the sender's own field goes on the way out, whatever we add (proxy/ownfields.h): a
+	 * forged "passed" must not reach a mailbox filter that trusts it */
 	if (j->grey_asked && j->grey.result != GREYLIST_MSG_DEFER && v.action == VERDICT_CONTINUE) {
 		char gv[128];
 
@@ -1268,7 +1271,7 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 		snprintf(gv, sizeof(gv), "%s digest=%.*s store=%s",
 		    j->grey.result == GREYLIST_MSG_PASS ? "passed" : "error", GREYLIST_DIGEST_SHORT,
 		    j->grey_hex, j->grey.store);
-		hook_env_add_header(env, "X-Mxgate-Greylist", gv);
+		hook_env_add_header(env, OWNFIELD_GREYLIST, gv);
 	}
 	if (v.action == VERDICT_QUARANTINE)
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
@@ -1530,7 +1533,7 @@ static const struct cfg_field rules_fields[] = {
 	  .sub = &recipient_actions_entry_table,
 	  .doc = "other thresholds for some recipients (MailScanner's Required/High SpamAssassin Score "
 	  "rulesets, amavis's spam_tag2_level_maps/spam_kill_level_maps): a list of { recipients, "
-	  "add_header, tempfail, quarantine, reject }, a key left out is actions'; a recipient takes the "
+	  "add_header, greylist, tempfail, quarantine, reject }, a key left out is actions'; a recipient takes the "
 	  "first entry that lists it, one no entry lists takes actions. A message is not split: it gets "
 	  "the mildest of its recipients' actions (refused only at a score every one's policy refuses; "
 	  "quarantine before tempfail before reject), X-Spam-Status the lowest required= of theirs "
@@ -1549,6 +1552,11 @@ static const struct cfg_field rules_fields[] = {
 	  .doc = "a message actions.greylist greylists when the greylist store cannot decide (an "
 	  "LMDB read error, out of memory; an unreachable Redis store leaves it to the local table as "
 	  "greylisting at RCPT does): deliver (tagged as add_header would) | tempfail (451 4.7.1)" },
+	{ "greylist_expire", CFG_DURATION, offsetof(struct rules_config, greylist_expire), "1d",
+	  1000, 365.0 * 86400000,
+	  .doc = "how long a message that passed greylisting by score (actions.greylist) stays passed "
+	  "(a copy sent again within it is delivered at once; renewed on use), in greylist.store: "
+	  "rspamd's expire (1d); greylist.expire is a passed triplet's (greylisting at RCPT)" },
 	{ "trusted_networks", CFG_CIDRLIST, offsetof(struct rules_config, trusted_networks), NULL,
 	  .doc = "SpamAssassin's trusted_networks: relays there are trusted (empty: SA infers)" },
 	{ "internal_networks", CFG_CIDRLIST, offsetof(struct rules_config, internal_networks),

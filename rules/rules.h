@@ -35,6 +35,8 @@ struct rules_config {
 	uint64_t max_size;                   /* bigger messages: header/envelope rules only */
 	bool headers;                        /* add X-Spam-* to delivered mail */
 	int greylist_on_error;               /* enum rules_greylist_on_error */
+	uint64_t greylist_expire;            /* ms a message that passed greylisting by score
+	                                      * stays passed (greylist_message_check) */
 	struct cfg_cidrlist trusted_networks;  /* SpamAssassin's trusted_networks */
 	struct cfg_cidrlist internal_networks; /* ... and internal_networks */
 	bool client_relay;                   /* the SMTP client is the newest relay */

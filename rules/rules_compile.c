@@ -4,6 +4,7 @@
 #include "rules_int.h"
 
 #include "eval_int.h"
+#include "filters/greylist.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -946,14 +947,22 @@ static void rules_check_greylist(const struct mx_config *cfg, FILE *err)
 	const double above[] = { a->tempfail, a->quarantine, a->reject };
 	const char *const names[] = { "tempfail", "quarantine", "reject" };
 
-	if (a->greylist <= 0 || cfg->rules.mode != RULES_MODE_ENFORCE)
+	char what[64];
+
+	if (!greylist_message_wanted(cfg) || cfg->rules.mode != RULES_MODE_ENFORCE)
 		return;
+	if (a->greylist > 0)
+		snprintf(what, sizeof(what), "rules.actions.greylist %.2f", a->greylist);
+	else
+		snprintf(what, sizeof(what), "a recipient_actions entry's greylist");
 	if (strcmp(store, "local") == 0)
-		fprintf(err, "%s: warning: rules.actions.greylist %.2f keeps its records in greylist.store "
+		fprintf(err, "%s: warning: %s keeps its records in greylist.store "
 		    "local: this process's memory alone (a restart forgets every first sight, and a "
 		    "retry another node receives is greylisted there again); set greylist.store to "
-		    "lmdb:/dir or redis://host:port\n", config_key_where(cfg, "rules.actions.greylist", at,
-		    sizeof(at)), a->greylist);
+		    "lmdb:/dir or redis://host:port\n", config_key_where(cfg, a->greylist > 0 ?
+		    "rules.actions.greylist" : "rules.recipient_actions", at, sizeof(at)), what);
+	if (a->greylist <= 0)
+		return;
 	for (size_t i = 0; i < 3; i++)
 		if (above[i] > 0 && above[i] <= a->greylist)
 			fprintf(err, "%s: warning: rules.actions.greylist %.2f is at or above actions.%s "

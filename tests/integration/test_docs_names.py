@@ -183,8 +183,14 @@ for rel, usage in usages:
 # ---- header fields written ----------------------------------------------------------------
 headers = {}
 HDR = r'[A-Z][A-Za-z0-9]*(?:-[A-Za-z0-9%]+)+|Received'
+# a field's name may be a header's define (proxy/ownfields.h's OWNFIELD_*)
+header_defines = {}
 for rel, code in sources.items():
-    defines = dict(re.findall(r'#define\s+(\w+)\s+"([^"]+)"', code))
+    if rel.endswith('.h'):
+        header_defines.update(re.findall(r'#define\s+(\w+)\s+"([^"]+)"', code))
+for rel, code in sources.items():
+    defines = dict(header_defines)
+    defines.update(re.findall(r'#define\s+(\w+)\s+"([^"]+)"', code))
     for fn in ('hook_env_add_header', 'hook_env_insert_header', 'hook_env_change_header', 'headers_append_field', 'rules_field_out',
                'snprintf'):
         for line, args in call_args(code, fn):

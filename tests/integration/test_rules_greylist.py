@@ -9,7 +9,8 @@ deferred for ever): that was all there was.
 Stores: greylist.store local (memory) and redis:// (a real redis-server), opened for the
 rules engine with greylist.enabled false (nothing is greylisted at RCPT). The clock: delay
 1h for the first sight and the early retry, then a reload to delay 0s, after which the same
-retry passes (the records outlive the reload): no sleep, no timing.
+retry passes (the records outlive the reload): no sleep, no timing. A passed message's record
+lives rules.greylist_expire (1d by default; Redis: its PTTL), not greylist.expire's 36 days.
 
 Also: a message below the band is delivered at once, one above tempfail gets tempfail's
 451 (tempfail wins), another body is a new first sight, a passed message whose backend
@@ -107,6 +108,13 @@ for store in ('local', 'redis://127.0.0.1:%d' % redis.port):
                  % (kind, digest, kind, field(data, 'X-Mxgate-Greylist')))
     mt.check(mx.wait_log(r'event=rules_greylist result=passed digest=%s store=%s action=deliver' % (digest, kind))
              is not None, '%s: logged event=rules_greylist result=passed' % kind)
+    if kind == 'redis':
+        # the passed record lives rules.greylist_expire (1d by default, rspamd's), not a
+        # triplet's greylist.expire (36d): its TTL in Redis, the store's own expiry
+        keys = mt.redis_cmd(redis.port, 'KEYS', 'mxgate:glm:%s*' % digest) or []
+        ttl = mt.redis_cmd(redis.port, 'PTTL', keys[0]) if len(keys) == 1 else None
+        mt.check(ttl is not None and 0 < ttl <= 86400000,
+                 'redis: the passed message\'s record expires within rules.greylist_expire, 1d (PTTL %s ms)' % ttl)
     code, text = send(mx, 'fresh-' + kind, 'grey', body='Fresh.\r\n')
     mt.check(code == 451 and not be.by_tag('fresh-' + kind),
              '%s: with delay 0 a first sight is still deferred (%s %s)' % (kind, code, text))

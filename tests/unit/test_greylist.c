@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "proxy/metrics.h"
 #include "proxy/netaddr.h"
 #include "store/lmdb_store.h"
+#include "store/local_table.h"
 #include "addr_fixture.h"
 #include "greylist_map.h"
 #include "lmdb_peer.h"
@@ -995,6 +997,142 @@ static void test_message_digest(void **state)
 	assert_string_equal(greylist_message_result_name(GREYLIST_MSG_ERROR), "error");
 }
 
+struct msg_rec_find { const char *key; bool found; uint64_t expires_ns, val; };
+
+static bool msg_rec_fn(const char *key, const struct local_rec *rec, void *arg)
+{
+	struct msg_rec_find *f = arg;
+
+	if (strcmp(key, f->key) != 0)
+		return true;
+	f->found = true;
+	f->expires_ns = rec->expires_ns;
+	f->val = rec->val;
+	return false;
+}
+
+/* The same in an LMDB store: the record's own expiry (its first 8 octets, wall clock ms) read
+ * from the map once the writer has written it. */
+static void message_record_expire_lmdb(void)
+{
+	char dir[] = "/tmp/mxgate-glmsg-XXXXXX", yaml[512], cmd[100];
+	const char *hex = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+	struct mx_config *cfg = NULL;
+	struct chain_modules mods;
+	struct greylist_msg_answer a = { 0 };
+	struct greylist_msg_req *req = NULL;
+	struct hook_env env;
+	uv_loop_t loop;
+	struct timeval tv;
+	uint64_t t0, t1, exp;
+	MDB_env *menv;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = { 0 }, v = { 0 };
+	char key[80];
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(yaml, sizeof(yaml), "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: "
+	    "[\"smtp://127.0.0.1:2526\"] }\ngreylist: { enabled: true, store: \"lmdb:%s\", delay: 0s, "
+	    "retry_window: 1h, expire: 30d }\nrules: { greylist_expire: 2h }\n", dir);
+	assert_int_equal(config_load_string("t.yaml", yaml, strlen(yaml), &cfg, stderr), 0);
+	uv_loop_init(&loop);
+	chain_modules_init(&mods, cfg, &loop, 0);
+	memset(&env, 0, sizeof(env));
+	env.session_id = "test";
+	env.loop = &loop;
+	env.cfg = cfg;
+	env.worker = 0;
+	assert_int_equal(greylist_message_check(&env, hex, &a, NULL, NULL, &req), 1);
+	assert_int_equal(a.result, GREYLIST_MSG_DEFER);
+	gettimeofday(&tv, NULL);
+	t0 = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+	assert_int_equal(greylist_message_check(&env, hex, &a, NULL, NULL, &req), 1);
+	gettimeofday(&tv, NULL);
+	t1 = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+	assert_int_equal(a.result, GREYLIST_MSG_PASS);
+	assert_string_equal(a.store, "lmdb");
+	chain_modules_free(&mods);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_true(lmdb_store_wait_written(5000));
+	assert_int_equal(uv_loop_close(&loop), 0);
+	config_free(cfg);
+
+	snprintf(key, sizeof(key), "glm:%s", hex);
+	k.mv_data = key;
+	k.mv_size = strlen(key);
+	assert_int_equal(mdb_env_create(&menv), 0);
+	assert_int_equal(mdb_env_set_mapsize(menv, 512u << 20), 0);
+	assert_int_equal(mdb_env_set_maxreaders(menv, 1022), 0);
+	assert_int_equal(mdb_env_open(menv, dir, MDB_NOTLS | MDB_RDONLY, 0640), 0);
+	assert_int_equal(mdb_txn_begin(menv, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+	assert_true(v.mv_size == GREYLIST_RECORD_LEN);
+	memcpy(&exp, v.mv_data, sizeof(exp));
+	mdb_txn_abort(txn);
+	mdb_env_close(menv);
+	if (exp < t0 + 7200000 || exp > t1 + 7200000)
+		fail_msg("the passed message's LMDB record expires in %.0f s, not rules.greylist_expire's 7200",
+		    ((double)exp - (double)t1) / 1e3);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* A message that passed greylisting by score keeps its record for rules.greylist_expire
+ * (rspamd's day by default), not a triplet's greylist.expire (36 days): its expiry in the
+ * local table (the record's own, on uv_hrtime's clock) lies between the call's start and end
+ * plus the key's value. No wait: delay 0s passes the second sight. */
+static void test_message_record_expire(void **state)
+{
+	static const char yaml[] = "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: "
+	    "[\"smtp://127.0.0.1:2526\"] }\ngreylist: { enabled: true, delay: 0s, retry_window: 1h, "
+	    "expire: 30d }\nrules: { greylist_expire: 2h }\n";
+	static const char dflt[] = "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: "
+	    "[\"smtp://127.0.0.1:2526\"] }\n";
+	const char *hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+	struct mx_config *cfg = NULL;
+	struct chain_modules mods;
+	struct greylist_msg_answer a = { 0 };
+	struct greylist_msg_req *req = NULL;
+	struct hook_env env;
+	struct msg_rec_find f = { "mxgate:glm:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff" };
+	uv_loop_t loop;
+	uint64_t t0, t1;
+
+	(void)state;
+	assert_int_equal(config_load_string("t.yaml", dflt, strlen(dflt), &cfg, stderr), 0);
+	assert_true(cfg->rules.greylist_expire == 86400000ull);     /* 1d */
+	config_free(cfg);
+	cfg = NULL;
+	assert_int_equal(config_load_string("t.yaml", yaml, strlen(yaml), &cfg, stderr), 0);
+	uv_loop_init(&loop);
+	chain_modules_init(&mods, cfg, &loop, 0);
+	memset(&env, 0, sizeof(env));
+	env.session_id = "test";
+	env.loop = &loop;
+	env.cfg = cfg;
+	env.worker = 0;
+	/* first sight: deferred, kept for the retry window */
+	assert_int_equal(greylist_message_check(&env, hex, &a, NULL, NULL, &req), 1);
+	assert_int_equal(a.result, GREYLIST_MSG_DEFER);
+	t0 = uv_hrtime();
+	assert_int_equal(greylist_message_check(&env, hex, &a, NULL, NULL, &req), 1);
+	t1 = uv_hrtime();
+	assert_int_equal(a.result, GREYLIST_MSG_PASS);
+	assert_string_equal(a.store, "local");
+	local_table_foreach(greylist_local_table(), t1, msg_rec_fn, &f);
+	assert_true(f.found && (f.val >> 63) != 0);                  /* passed */
+	if (f.expires_ns < t0 + 7200000000000ull || f.expires_ns > t1 + 7200000000000ull)
+		fail_msg("the passed message's record expires in %.0f s, not rules.greylist_expire's 7200",
+		    (double)(f.expires_ns - t1) / 1e9);
+	chain_modules_free(&mods);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	config_free(cfg);
+	message_record_expire_lmdb();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1012,6 +1150,7 @@ int main(void)
 		cmocka_unit_test(test_lmdb_conditional_delete_two_workers),
 		cmocka_unit_test(test_lmdb_trap_after_concurrent_allow),
 		cmocka_unit_test(test_message_digest),
+		cmocka_unit_test(test_message_record_expire),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

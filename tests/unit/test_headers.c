@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "proxy/headers.h"
+#include "proxy/ownfields.h"
 #include "proxy/hook.h"
 #include "proxy/tls.h"
 
@@ -295,6 +296,40 @@ static void test_apply_edits_delivered(void **state)
 			    vis(out.v, out.len));
 		strbuf_free(&out);
 	}
+}
+
+/* The fields mxgate owns (ownfields.h): a sender's copies go before the edits, any case, a
+ * blank before the colon, folded; a field an edit adds stays (whatever stage asked for it);
+ * an edit's index still counts the dropped field (the block its filter saw); look-alikes stay.
+ * Without edits the block is rewritten only when it holds one (ownfields_block_has). */
+static void test_apply_edits_owned(void **state)
+{
+	const char in[] = "A: 1\r\nx-mxgate-quarantine: forged\r\nX-Mxgate-Filter-Error: a;\r\n\tstage=x\r\n"
+	    "X-MXGATE-GREYLIST : passed\r\nX-Mxgate-Other: kept\r\nX-Mxgate-Greylisted: kept\r\nB: 2\r\n\r\n";
+	const struct hdr_edit add[] = { E(HDR_ADD, "X-Mxgate-Filter-Error", "clamd; stage=eom; error=x", 0),
+		E(HDR_INSERT, "I", "i", 2) };
+	const char *body = "A: 1\r\nX-Mxgate-Other: 1\r\n\r\nX-Mxgate-Quarantine: body\r\n";
+	const char *cont = "A: 1\r\n X-Mxgate-Quarantine: a continuation\r\n\r\n";
+	struct strbuf out = { 0 };
+
+	(void)state;
+	assert_true(ownfields_block_has(in, sizeof(in) - 1));
+	assert_true(ownfields_is("x-MXGATE-greylist", 17));
+	assert_false(ownfields_is("X-Mxgate-Greylisted", 19));
+	assert_false(ownfields_block_has(body, strlen(body)));    /* in the body: not ours to touch */
+	assert_false(ownfields_block_has(cont, strlen(cont)));    /* a continuation line */
+	headers_apply_edits_owned(in, sizeof(in) - 1, NULL, 0, &out, 0);
+	assert_string_equal(out.v, "A: 1\r\nX-Mxgate-Other: kept\r\nX-Mxgate-Greylisted: kept\r\nB: 2\r\n\r\n");
+	out.len = 0;
+	/* the insert at 2 lands after "A" and the dropped quarantine field, as its filter saw it */
+	headers_apply_edits_owned(in, sizeof(in) - 1, add, 2, &out, 0);
+	assert_string_equal(out.v, "A: 1\r\nI: i\r\nX-Mxgate-Other: kept\r\nX-Mxgate-Greylisted: kept\r\nB: 2\r\n"
+	    "X-Mxgate-Filter-Error: clamd; stage=eom; error=x\r\n\r\n");
+	out.len = 0;
+	/* headers_apply_edits_at keeps them (a released message's are mxgate's own) */
+	headers_apply_edits_at(in, sizeof(in) - 1, NULL, 0, &out, 0);
+	assert_string_equal(out.v, in);
+	strbuf_free(&out);
 }
 
 /* The block is given by length, not by NUL: bytes past len are never read or copied, and
@@ -979,6 +1014,7 @@ int main(void)
 		cmocka_unit_test(test_received_helo_every_octet),
 		cmocka_unit_test(test_strbuf),
 		cmocka_unit_test(test_end_block),
+		cmocka_unit_test(test_apply_edits_owned),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

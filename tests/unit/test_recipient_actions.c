@@ -21,28 +21,28 @@
 
 static const char CONFIG[] = MINIMAL
     "rules:\n"
-    "  actions: { add_header: 5, tempfail: 9, reject: 15 }\n"
+    "  actions: { add_header: 5, tempfail: 9, reject: 15, greylist: 4 }\n"
     "  recipient_actions:\n"
-    "    - { recipients: [strict.example, ceo@corp.example], add_header: 3, reject: 5 }\n"
-    "    - { recipients: [\"*.lenient.example\", abuse], reject: 0, tempfail: ~ }\n"
+    "    - { recipients: [strict.example, ceo@corp.example], add_header: 3, reject: 5, greylist: 2 }\n"
+    "    - { recipients: [\"*.lenient.example\", abuse], reject: 0, tempfail: ~, greylist: 0 }\n"
     "    - { recipients: [strict.example, corp.example], quarantine: 12 }\n";
 
 struct row {
 	const char *label;
 	const char *addr;
 	size_t entry;           /* 3: none */
-	double add_header, tempfail, reject, quarantine, required;
+	double add_header, tempfail, reject, quarantine, required, greylist;
 };
 
 static const struct row rows[] = {
-	{ "a domain", "u@strict.example", 0, 3, 9, 5, 0, 3 },
-	{ "an address, before its domain's entry", "ceo@corp.example", 0, 3, 9, 5, 0, 3 },
-	{ "the first entry wins: the domain's", "u@corp.example", 2, 5, 9, 15, 12, 5 },
-	{ "a wildcard, reject 0 off, tempfail null: actions'", "u@a.lenient.example", 1, 5, 9, 0, 0, 5 },
-	{ "a wildcard does not match its own name", "u@lenient.example", 3, 5, 9, 15, 0, 5 },
-	{ "a local part of any domain", "Abuse@other.example", 1, 5, 9, 0, 0, 5 },
-	{ "no entry: rules.actions", "u@other.example", 3, 5, 9, 15, 0, 5 },
-	{ "case and a root dot", "U@STRICT.Example.", 0, 3, 9, 5, 0, 3 },
+	{ "a domain", "u@strict.example", 0, 3, 9, 5, 0, 3, 2 },
+	{ "an address, before its domain's entry", "ceo@corp.example", 0, 3, 9, 5, 0, 3, 2 },
+	{ "the first entry wins: the domain's", "u@corp.example", 2, 5, 9, 15, 12, 5, 4 },
+	{ "a wildcard, reject 0 off, tempfail null: actions', greylist 0 off", "u@a.lenient.example", 1, 5, 9, 0, 0, 5, 0 },
+	{ "a wildcard does not match its own name", "u@lenient.example", 3, 5, 9, 15, 0, 5, 4 },
+	{ "a local part of any domain", "Abuse@other.example", 1, 5, 9, 0, 0, 5, 0 },
+	{ "no entry: rules.actions", "u@other.example", 3, 5, 9, 15, 0, 5, 4 },
+	{ "case and a root dot", "U@STRICT.Example.", 0, 3, 9, 5, 0, 3, 2 },
 };
 
 /* recipient_actions_find without the index (the scan every answer is held to): v[0]'s index
@@ -75,6 +75,9 @@ static void test_find_and_thresholds(void **state)
 	base.tempfail = rc->actions.tempfail;
 	base.reject = rc->actions.reject;
 	base.quarantine = rc->actions.quarantine;
+	base.greylist = rc->actions.greylist;
+	assert_true(recipient_actions_greylist(rc->recipient_actions.v, rc->recipient_actions.n));
+	assert_false(recipient_actions_greylist(&((struct recipient_actions_entry *)rc->recipient_actions.v)[1], 2));
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		const struct row *r = &rows[i];
 		const struct recipient_actions_entry *v = rc->recipient_actions.v;
@@ -85,9 +88,10 @@ static void test_find_and_thresholds(void **state)
 		assert_non_null(v[0].index);
 		recipient_actions_thresholds(k < 3 ? &v[k] : NULL, &base, rc->required_score, &t);
 		if (k != r->entry || scan != r->entry || t.add_header != r->add_header || t.tempfail != r->tempfail ||
-		    t.reject != r->reject || t.quarantine != r->quarantine || t.required != r->required)
-			fail_msg("%s: entry %zu (scan %zu) thresholds %g/%g/%g/%g required %g", r->label, k, scan,
-			    t.add_header, t.tempfail, t.reject, t.quarantine, t.required);
+		    t.reject != r->reject || t.quarantine != r->quarantine || t.required != r->required ||
+		    t.greylist != r->greylist)
+			fail_msg("%s: entry %zu (scan %zu) thresholds %g/%g/%g/%g required %g greylist %g", r->label, k,
+			    scan, t.add_header, t.tempfail, t.reject, t.quarantine, t.required, t.greylist);
 	}
 	config_free(cfg);
 }
@@ -183,6 +187,8 @@ static void test_errors(void **state)
 		  "rules.recipient_actions[0].recipients[1]: \"*\"" },
 		{ "out of bounds", "    - { recipients: [a.example], reject: 1e9 }\n",
 		  "rules.recipient_actions[0].reject" },
+		{ "greylist out of bounds", "    - { recipients: [a.example], greylist: -1e9 }\n",
+		  "rules.recipient_actions[0].greylist" },
 	};
 
 	(void)state;
