@@ -857,6 +857,70 @@ static const char *rs_log_reply(char *buf, size_t cap, const redisReply *reply)
 	return log_valn(buf, cap, reply->str ? reply->str : "", n > 120 ? 120 : n);
 }
 
+/* Whether s (n octets) starts with the error code code: the word, then a space or the end. */
+static bool rs_error_code_is(const char *s, size_t n, const char *code)
+{
+	size_t len = strlen(code);
+
+	return n >= len && memcmp(s, code, len) == 0 && (n == len || s[len] == ' ');
+}
+
+/* Whether an error reply says that this server cannot serve the store now, whatever the
+ * request: a replica (READONLY: a master demoted by a failover while our connection stayed
+ * on it, its address now leading elsewhere), a replica cut off from its master (MASTERDOWN),
+ * a server still loading its data (LOADING). A script's error carries the command's code
+ * (Redis 7: "READONLY ... script: ..."; 6: "ERR Error running script ...: -READONLY ...").
+ * The reason for event=redis_down, or NULL for any other reply. */
+static const char *rs_reply_unusable(const redisReply *reply)
+{
+	static const struct { const char *code, *reason; } codes[] = {
+		{ "READONLY", "readonly" }, { "MASTERDOWN", "masterdown" }, { "LOADING", "loading" },
+	};
+	static const char script[] = "ERR Error running script";
+	const char *s;
+	size_t n;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ERROR || reply->str == NULL)
+		return NULL;
+	s = reply->str;
+	n = reply->len;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		if (rs_error_code_is(s, n, codes[i].code))
+			return codes[i].reason;
+		/* Redis 6's script error: the command's error after ": -" */
+		if (n > sizeof(script) - 1 && memcmp(s, script, sizeof(script) - 1) == 0)
+			for (size_t j = 0; j + 3 < n; j++)
+				if (s[j] == ':' && s[j + 1] == ' ' && s[j + 2] == '-' &&
+				    rs_error_code_is(s + j + 3, n - j - 3, codes[i].code))
+					return codes[i].reason;
+	}
+	return NULL;
+}
+
+/* ROLE, sent before the handshake's PING: a replica (or a sentinel) takes none of the
+ * store's writes, so it is no server to be up on: the store stays down (logged once an
+ * outage) and tries again with backoff, until the address leads to a master or this one is
+ * promoted. An error reply (an ACL user without ROLE, a proxy that does not know it) or any
+ * other answer says nothing: the PING decides. */
+static void rs_role_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct redis_store *rs = ac->data;
+	const redisReply *reply = r, *e;
+
+	(void)privdata;
+	if (rs == NULL || rs->ac != ac || rs->closing || rs->state != RS_HANDSHAKE)
+		return;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)
+		return;
+	e = reply->element[0];
+	if ((e->type != REDIS_REPLY_STRING && e->type != REDIS_REPLY_STATUS) || e->str == NULL)
+		return;
+	if (e->len == 5 && memcmp(e->str, "slave", 5) == 0)
+		rs_fail(rs, "replica");
+	else if (e->len == 8 && memcmp(e->str, "sentinel", 8) == 0)
+		rs_fail(rs, "sentinel");
+}
+
 /* The PING after a connect answered: the store is up (or, on an error reply such as NOAUTH
  * after a refused AUTH, down with a retry). */
 static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -874,7 +938,7 @@ static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 			log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d module=%s reply=%s",
 			    rs->url, rs->worker, rs->name, rs_log_reply(rv, sizeof(rv), reply));
 		}
-		rs_fail(rs, "handshake_failed");
+		rs_fail(rs, rs_reply_unusable(reply) ? rs_reply_unusable(reply) : "handshake_failed");
 		return;
 	}
 	uv_timer_stop(&rs->timer);
@@ -923,6 +987,7 @@ static void rs_connect_cb(const redisAsyncContext *ac, int status)
 
 		redisAsyncCommandArgv(rs->ac, NULL, NULL, 3, argv, NULL);
 	}
+	redisAsyncCommand(rs->ac, rs_role_cb, NULL, "ROLE");
 	redisAsyncCommand(rs->ac, rs_ping_cb, NULL, "PING");
 }
 
@@ -1242,9 +1307,21 @@ static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 	struct redis_req *req = privdata;
 	struct redis_store *rs = req->rs;
 	const redisReply *reply = r;
+	const char *why;
 
 	req->in_hiredis = false;
 	rs_inflight_del(rs, req);
+	if ((why = rs_reply_unusable(reply)) != NULL) {
+		/* Not a refusal of this request: the server cannot serve the store now (a demoted
+		 * master). Without a drop every later write would get the same answer for as long
+		 * as the connection lasts. The connection goes (a reconnect reaches the new master
+		 * when the address moved; ROLE keeps the store down while it leads to a replica),
+		 * and this request is one whose reply never came: a read fails, a write is sent
+		 * again on the next connection (a refused write was not applied). */
+		if (rs->ac == ac)
+			rs_fail(rs, why);
+		reply = NULL;
+	}
 	if (reply && reply->type == REDIS_REPLY_ERROR && req->src && !req->retried &&
 	    reply->str && strncmp(reply->str, "NOSCRIPT", 8) == 0 && req->live) {
 		/* The server lost its script cache (restart, SCRIPT FLUSH): send the text. A

@@ -8,6 +8,12 @@
  * immediately (return -1) so callers fall back without waiting — reads; writes
  * (redis_store_write) wait in a bounded queue and are sent when it is back. An outage is
  * logged once (`event=redis_down store=URL`) and its end once (`event=redis_up`).
+ * A server that cannot serve the store now is as one that went away: the handshake's ROLE
+ * says a replica (or a sentinel), or a reply is READONLY (a master demoted by a failover
+ * while our connection stayed on it), MASTERDOWN or LOADING: the connection is dropped
+ * (reason=replica|readonly|masterdown|loading), the request that got it fails (a read: a
+ * NULL reply) or stays queued (a write), and the next connect reaches the new master when
+ * the address moved.
  * Lua scripts are registered once, loaded with SCRIPT LOAD on every (re)connect and run
  * with EVALSHA, falling back to EVAL on NOSCRIPT. Not thread-safe: one store per loop. */
 #ifndef MX_STORE_REDIS_H

@@ -1185,12 +1185,13 @@ def neg_milter(name, actions, proto, *args):
     return port, log
 
 
-def redis(port=None):
-    """redis-server on a held port (or `port`: a restart where it ran before), no persistence."""
+def redis(port=None, args=()):
+    """redis-server on a held port (or `port`: a restart where it ran before), no persistence;
+    its directory (a replica's full sync writes an RDB file there) in TMP; args: more options."""
     need('redis-server')
     port = port or hold_port().port
     return start_peer([tool('redis-server'), '--bind', '127.0.0.1', '--port', str(port), '--save', '',
-                       '--appendonly', 'no'], 'redis-%d' % port, port)
+                       '--appendonly', 'no', '--dir', TMP] + list(args), 'redis-%d' % port, port)
 
 
 def dovecot(users, name='dovecot'):
