@@ -94,7 +94,7 @@ static const struct cfg_field dnsbl_config_fields[] = {
 	{ "pass_min_ttl", CFG_DURATION, offsetof(struct dnsbl_config, pass_min_ttl), "60s", 1000, 604800000,
 	  .doc = "the least time a pass is remembered, however short the answers' TTLs, as postscreen_dnsbl_min_ttl" },
 	{ "pass_store", CFG_STRING, offsetof(struct dnsbl_config, pass_store), "local",
-	  .doc = "where passes are kept besides this process's memory (at most 100000 addresses): local (only there: a restart or another node tests again) | lmdb:/dir (this host, survives a restart; may be the reputation directory) | redis://host:port[/db] (every node sharing it), as postscreen_cache_map; a store that fails or does not answer in pass_store_timeout means not known: the lists are queried" },
+	  .doc = "where passes are kept besides this process's memory (at most 100000 addresses): local (only there: a restart or another node tests again) | lmdb:/dir (this host, survives a restart; may be the reputation directory) | redis://host:port[/db] or redis-sentinel://host:port[,...]/master[/db] (every node sharing it), as postscreen_cache_map; a store that fails or does not answer in pass_store_timeout means not known: the lists are queried" },
 	{ "pass_store_timeout", CFG_DURATION, offsetof(struct dnsbl_config, pass_store_timeout), "100ms", 1, 5000,
 	  .doc = "Redis answer deadline of a pass_store lookup (the lists' queries start after it: keep it short)" },
 	{ "timeout", CFG_DURATION, offsetof(struct dnsbl_config, timeout), "0", 0, 60000,
@@ -111,7 +111,7 @@ static int dnsbl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	const struct dnsbl_config *c = obj;
 
 	if (!passcache_spec_ok(c->pass_store))
-		return cfg_error_key(p, n, "pass_store", -1, "expected local, lmdb:/dir or redis://host:port[/db]");
+		return cfg_error_key(p, n, "pass_store", -1, "expected local, lmdb:/dir, redis://host:port[/db] or redis-sentinel://host:port[,...]/master[/db]");
 	return 0;
 }
 

@@ -675,7 +675,7 @@ static int gl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	int kind = store_kind_of(c->store);
 
 	if (c->store && kind != STORE_LOCAL && kind != STORE_LMDB && kind != STORE_REDIS)
-		return cfg_error_key(p, n, "store", -1, "expected local, lmdb:/dir or redis://host:port[/db]");
+		return cfg_error_key(p, n, "store", -1, "expected local, lmdb:/dir, redis://host:port[/db] or redis-sentinel://host:port[,...]/master[/db]");
 	if (c->retry_window <= c->delay)
 		return cfg_error(p, n, "retry_window must be longer than delay");
 	return 0;
@@ -687,7 +687,7 @@ static const struct cfg_field gl_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct greylist_config, enabled), "false",
 	  .doc = "greylist unknown (network, sender, recipient) triplets at RCPT" },
 	{ "store", CFG_STRING, offsetof(struct greylist_config, store), "local",
-	  .doc = "local (this process), lmdb:/dir (this host, survives restarts; may be the reputation directory) or redis://host:port[/db] (all nodes)" },
+	  .doc = "local (this process), lmdb:/dir (this host, survives restarts; may be the reputation directory) or redis://host:port[/db] | redis-sentinel://host:port[,...]/master[/db] (all nodes)" },
 	{ "delay", CFG_DURATION, offsetof(struct greylist_config, delay), "5m", 0, 86400000,
 	  .doc = "a retry passes after this long" },
 	{ "retry_window", CFG_DURATION, offsetof(struct greylist_config, retry_window), "4h", 1000, 7.0 * 86400000,

@@ -109,15 +109,14 @@ void passcache_describe(const char *spec, const char *name, struct passcache_des
 	d->map_records = d->map_bytes = -1;
 	d->kind = kind == STORE_LMDB ? "lmdb" : kind == STORE_REDIS ? "redis" : "local";
 	if (kind == STORE_REDIS) {
-		char host[256], pw[256];
-		int port, db;
+		struct redis_url u;
 
 		snprintf(d->prefix, sizeof(d->prefix), "%s%s:", PASSCACHE_REDIS_PREFIX, name);
-		if (redis_store_parse_url(spec, host, sizeof(host), &port, &db, pw, sizeof(pw)) == 0)
-			snprintf(d->shown, sizeof(d->shown), "redis://%s:%d/%d", host, port, db);
+		if (redis_url_parse(spec, &u) == 0)
+			redis_url_shown(&u, d->shown, sizeof(d->shown));
 		else
 			snprintf(d->shown, sizeof(d->shown), "redis://?");
-		memset(pw, 0, sizeof(pw));
+		memset(u.password, 0, sizeof(u.password));
 	} else if (kind == STORE_LMDB) {
 		/* the main loop's verb: the map this process has open, never one opened here */
 		struct lmdb_store *st = lmdb_store_open_existing(store_lmdb_dir(spec));

@@ -22,6 +22,7 @@
 #include "gcra.h"
 #include "ratelimit_local.h"
 #include "store/redis.h"
+#include "store/store.h"
 #include "senderauth.h"
 
 /* ---- configuration ------------------------------------------------------------------- */
@@ -155,12 +156,9 @@ static int rl_rule_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 static int rl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct ratelimit_config *c = obj;
-	char host[256], pw[128];
-	int port, db;
 
-	if (c->store && strcmp(c->store, "local") != 0 &&
-	    redis_store_parse_url(c->store, host, sizeof(host), &port, &db, pw, sizeof(pw)) < 0)
-		return cfg_error_key(p, n, "store", -1, "expected local or redis://host:port[/db]");
+	if (c->store && strcmp(c->store, "local") != 0 && !store_spec_is_redis(c->store))
+		return cfg_error_key(p, n, "store", -1, "expected local, redis://host:port[/db] or redis-sentinel://host:port[,...]/master[/db]");
 	/* Two concurrency rules on one key would count each session twice in one counter. */
 	for (size_t i = 0; i < c->rules.n; i++) {
 		const struct ratelimit_rule_config *a = (const struct ratelimit_rule_config *)c->rules.v + i;
@@ -206,7 +204,7 @@ static const struct cfg_table rl_rule_table = {
 
 static const struct cfg_field rl_fields[] = {
 	{ "store", CFG_STRING, offsetof(struct ratelimit_config, store), "local",
-	  .doc = "local (this process) or redis://host:port[/db] (shared by all nodes)" },
+	  .doc = "local (this process), redis://host:port[/db] or redis-sentinel://host:port[,...]/master[/db] (shared by all nodes)" },
 	{ "timeout", CFG_DURATION, offsetof(struct ratelimit_config, timeout), "200ms", 1, 60000,
 	  .doc = "Redis answer deadline per check; then the local table decides" },
 	{ "max_keys", CFG_INT, offsetof(struct ratelimit_config, max_keys), "100000", 16, 100000000,
@@ -706,7 +704,7 @@ static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		w->rule_ok[i] = true;
 		w->stages |= rl_rule_stages(&w->rules[i]);
 	}
-	if (c->store && strncmp(c->store, "redis://", 8) == 0) {
+	if (store_spec_is_redis(c->store)) {
 		w->rs = redis_store_new(loop, c->store, c->timeout, worker);
 		if (w->rs == NULL)
 			goto fail;

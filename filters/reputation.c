@@ -295,7 +295,7 @@ static int rep_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	if (c->store && strcmp(c->store, "lmdb:") == 0)
 		return cfg_error_key(p, n, "store", -1, "lmdb: needs a directory");
 	if (kind != STORE_NONE && kind != STORE_LMDB && kind != STORE_REDIS)
-		return cfg_error_key(p, n, "store", -1, "expected lmdb:/dir or redis://host:port[/db]");
+		return cfg_error_key(p, n, "store", -1, "expected lmdb:/dir, redis://host:port[/db] or redis-sentinel://host:port[,...]/master[/db]");
 	for (size_t i = 0; i < c->allow_client_certificates.n; i++)
 		if (!rep_fingerprint_ok(c->allow_client_certificates.v[i]))
 			return cfg_error_key(p, n, "allow_client_certificates", (long)i,
@@ -310,7 +310,7 @@ static int rep_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 static const struct cfg_field rep_fields[] = {
 	{ "store", CFG_STRING, offsetof(struct reputation_config, store), NULL,
-	  .doc = "lmdb:/dir (this host, survives restarts) or redis://host:port[/db] (all nodes); unset = allow/deny lists only" },
+	  .doc = "lmdb:/dir (this host, survives restarts) or redis://host:port[/db] | redis-sentinel://host:port[,...]/master[/db] (all nodes); unset = allow/deny lists only" },
 	{ "half_life", CFG_DURATION, offsetof(struct reputation_config, half_life), "7d", 60000, 3650.0 * 86400000,
 	  .doc = "counts halve over this time" },
 	{ "good_threshold", CFG_DOUBLE, offsetof(struct reputation_config, good_threshold), "0.5", -1, 1,

@@ -24,6 +24,7 @@
 #include "sasl_dovecot.h"
 #include "session_int.h"
 #include "worker.h"
+#include "store/store.h"
 
 #include <ctype.h>
 #include <grp.h>
@@ -48,8 +49,8 @@ static int auth_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 	if (a->dovecot && sasl_dovecot_parse_addr(a->dovecot, &addr, &why) != 0)
 		rc = cfg_error_key(p, n, "dovecot", -1, "%s: \"%s\"", why, a->dovecot);
-	if (a->store && strcmp(a->store, "local") != 0 && strncmp(a->store, "redis://", 8) != 0)
-		rc = cfg_error_key(p, n, "store", -1, "expected local or redis://host:port[/db]");
+	if (a->store && strcmp(a->store, "local") != 0 && !store_spec_is_redis(a->store))
+		rc = cfg_error_key(p, n, "store", -1, "expected local, redis://host:port[/db] or redis-sentinel://host:port[,...]/master[/db]");
 	if (a->max_delay < a->failure_delay)
 		rc = cfg_error_key(p, n, "max_delay", -1, "shorter than failure_delay");
 	return rc;
@@ -65,7 +66,7 @@ static const struct cfg_field auth_fields[] = {
 	{ "on_error", CFG_ENUM, offsetof(struct auth_config, on_error), "tempfail", .choices = auth_on_error_choices,
 	  .doc = "the service cannot answer: tempfail (454 4.7.0, the session goes on) or disconnect (421 4.7.0)" },
 	{ "store", CFG_STRING, offsetof(struct auth_config, store), "local",
-	  .doc = "failed-AUTH counts: local (this process) or redis://host:port[/db] (shared by all nodes)" },
+	  .doc = "failed-AUTH counts: local (this process), redis://host:port[/db] or redis-sentinel://host:port[,...]/master[/db] (shared by all nodes)" },
 	{ "max_failures", CFG_INT, offsetof(struct auth_config, max_failures), "5", 1, 100000,
 	  .doc = "failed AUTH per client address and per user name within failure_window; past it 421 4.7.0 and disconnect" },
 	{ "failure_window", CFG_DURATION, offsetof(struct auth_config, failure_window), "15m", 1000, 86400000,

@@ -5,6 +5,7 @@
 #include "netaddr.h"
 #include "store/local_table.h"
 #include "store/redis.h"
+#include "store/store.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -84,7 +85,7 @@ struct auth_guard *auth_guard_new(uv_loop_t *loop, const struct auth_config *cfg
 		free(g);
 		return NULL;
 	}
-	if (cfg->store && strncmp(cfg->store, "redis://", 8) == 0) {
+	if (store_spec_is_redis(cfg->store)) {
 		g->rs = redis_store_new(loop, cfg->store, 200, worker);
 		if (g->rs == NULL) {
 			free(g);

@@ -401,11 +401,12 @@ static const struct cfg_field retry_ledger_fields[] = {
 	{ "store", CFG_STRING, offsetof(struct retry_ledger_config, store), "memory",
 	  .doc = "memory (this process: a restart forgets), lmdb:/dir (this host: survives a restart, "
 		 "shared by the processes that name the directory; may be the reputation or greylist "
-		 "directory) or redis://[:password@]host[:port][/db] (every node that names the server: "
+		 "directory) or redis://[:password@]host[:port][/db] | "
+		 "redis-sentinel://[:password@]host[:port][,...]/master[/db] (every node that names the server: "
 		 "a retry that reaches another node behind a load balancer finds what the first "
 		 "delivered; keys mxledger:*)" },
 	{ "timeout", CFG_DURATION, offsetof(struct retry_ledger_config, timeout), "200ms", 1, 60000,
-	  .doc = "redis:// store: how long a message waits for the ledger's answer before it is "
+	  .doc = "a Redis store: how long a message waits for the ledger's answer before it is "
 		 "delivered as without a ledger (event=ledger_store_error action=deliver: a possible "
 		 "duplicate, never a loss)" },
 	{ NULL }
@@ -419,7 +420,7 @@ static int retry_ledger_validate(struct cfg_parse *p, struct fy_node *n, void *o
 
 	if (c->store == NULL || strcmp(c->store, "memory") == 0 || kind == STORE_LMDB || kind == STORE_REDIS)
 		return 0;
-	return cfg_error_key(p, n, "store", -1, "expected memory, lmdb:/dir or redis://host:port/db");
+	return cfg_error_key(p, n, "store", -1, "expected memory, lmdb:/dir or redis://host:port/db (or redis-sentinel://host:port[,...]/master[/db])");
 }
 
 static const struct cfg_table retry_ledger_table = {

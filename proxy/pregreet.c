@@ -24,7 +24,7 @@ static const struct cfg_field pregreet_fields[] = {
 	{ "pass_ttl", CFG_DURATION, offsetof(struct pregreet_config, pass_ttl), "1d", 0, 30.0 * 86400000,
 	  .doc = "a client that waited for the greeting without talking is greeted at once (no teaser, no wait) for this long (postscreen_greet_ttl; this process, at most 100000 addresses, and pass_store); 0 = test every connection" },
 	{ "pass_store", CFG_STRING, offsetof(struct pregreet_config, pass_store), "local",
-	  .doc = "where passes are kept besides this process's memory: local (only there: a restart or another node tests again) | lmdb:/dir (this host, survives a restart; may be the reputation directory; asked before the teaser: a client it knows gets no teaser) | redis://host:port[/db] (every node sharing it; asked while the teaser's delay runs: a client it knows is greeted as soon as the connect checks are done), as postscreen_cache_map; a store that fails or does not answer in pass_store_timeout means not known: the test runs" },
+	  .doc = "where passes are kept besides this process's memory: local (only there: a restart or another node tests again) | lmdb:/dir (this host, survives a restart; may be the reputation directory; asked before the teaser: a client it knows gets no teaser) | redis://host:port[/db] or redis-sentinel://host:port[,...]/master[/db] (every node sharing it; asked while the teaser's delay runs: a client it knows is greeted as soon as the connect checks are done), as postscreen_cache_map; a store that fails or does not answer in pass_store_timeout means not known: the test runs" },
 	{ "pass_store_timeout", CFG_DURATION, offsetof(struct pregreet_config, pass_store_timeout), "100ms", 1, 5000,
 	  .doc = "Redis answer deadline of a pass_store lookup (the greeting of a client the store knows waits at most this long)" },
 	{ "pipelining_action", CFG_ENUM, offsetof(struct pregreet_config, pipelining_action), "score", .choices = protocol_actions,
@@ -41,7 +41,7 @@ static int pregreet_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	const struct pregreet_config *c = obj;
 
 	if (!passcache_spec_ok(c->pass_store))
-		return cfg_error_key(p, n, "pass_store", -1, "expected local, lmdb:/dir or redis://host:port[/db]");
+		return cfg_error_key(p, n, "pass_store", -1, "expected local, lmdb:/dir, redis://host:port[/db] or redis-sentinel://host:port[,...]/master[/db]");
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "store/store.h"
 
 /* SpamAssassin's Bayes constants (Bayes/CombineChi.pm, Plugin/Bayes.pm) */
 #define BAYES_FW_X         0.538      /* Robinson's x: the prior for a rare token */
@@ -676,8 +677,8 @@ static int bayes_config_validate(struct cfg_parse *p, struct fy_node *n, void *o
 	if (!c->enabled)
 		return 0;
 	if (c->store == NULL || (strncmp(c->store, "lmdb:", 5) != 0 &&
-	    strncmp(c->store, "redis://", 8) != 0 && strcmp(c->store, "memory") != 0))
-		return cfg_error_key(p, n, "store", -1, "must be \"lmdb:/dir\", \"redis://host:port\" or memory");
+	    !store_spec_is_redis(c->store) && strcmp(c->store, "memory") != 0))
+		return cfg_error_key(p, n, "store", -1, "must be \"lmdb:/dir\", \"redis://host:port\", \"redis-sentinel://host:port[,...]/master[/db]\" or memory");
 	if (strncmp(c->store, "lmdb:", 5) == 0 && c->store[5] != '/')
 		return cfg_error_key(p, n, "store", -1, "lmdb: needs an absolute directory");
 	if (c->autolearn && c->autolearn_ham >= c->autolearn_spam)
@@ -690,7 +691,7 @@ static const struct cfg_field bayes_fields[] = {
 	  .doc = "classify every message with the learning classifier (BAYES_xx symbols)" },
 	{ "store", CFG_STRING, offsetof(struct bayes_config, store),
 	  "lmdb:/var/lib/mxgate/bayes",
-	  .doc = "token store: lmdb:/dir (this host; a directory of its own, not one of reputation, greylist or a pass_store) or redis://host:port[/db] (a cluster)" },
+	  .doc = "token store: lmdb:/dir (this host; a directory of its own, not one of reputation, greylist or a pass_store) or redis://host:port[/db] | redis-sentinel://host:port[,...]/master[/db] (a cluster)" },
 	{ "min_spam", CFG_INT, offsetof(struct bayes_config, min_spam), "200", 1, 1000000000,
 	  .doc = "spam messages learned before the classifier speaks (SA: bayes_min_spam_num)" },
 	{ "min_ham", CFG_INT, offsetof(struct bayes_config, min_ham), "200", 1, 1000000000,

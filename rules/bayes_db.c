@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "store/lmdb_env.h"
+#include "store/store.h"
 
 /* ---------------------------------------------------------------- shared */
 
@@ -847,7 +848,7 @@ struct bayes_db *bayes_db_open(const char *spec, const struct bayes_db_options *
 	} else if (strncmp(spec, "lmdb:", 5) == 0 && spec[5] != '\0') {
 		db->ops = &lmdb_ops;
 		db->h = lmdb_env_get(spec + 5, o->map_size, o->timeout_ms, err, errlen);
-	} else if (strncmp(spec, "redis://", 8) == 0) {
+	} else if (store_spec_is_redis(spec)) {
 		db->ops = &bayes_redis_ops;
 		db->h = bayes_redis_open(spec, o, err, errlen);
 	} else {

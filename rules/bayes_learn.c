@@ -4,6 +4,7 @@
  * Redis both take a second process). See bayes_learn.h. */
 #include "bayes_learn.h"
 #include "rules.h"
+#include "store/store.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -387,7 +388,7 @@ int bayes_learn_main(const struct bayes_config *c, const struct cfg_strlist *fil
 		char toks[48];
 
 		/* Redis keeps no token count (its keys expire on their own) */
-		if (strncmp(c->store, "redis://", 8) == 0)
+		if (store_spec_is_redis(c->store))
 			snprintf(toks, sizeof(toks), "tokens not counted (Redis)");
 		else
 			snprintf(toks, sizeof(toks), "%llu tokens", (unsigned long long)t.ntokens);

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "store/redis.h"
 #include "log.h"
@@ -25,8 +24,8 @@
 #define BR_POOL 16
 
 struct bayes_redis {
-	char host[256], password[128], prefix[64];
-	int port, db;
+	char *url;                    /* redis:// or redis-sentinel:// (store/redis.h) */
+	char prefix[64];
 	uint64_t timeout_ms;
 	uint32_t ttl_s;
 	pthread_mutex_t mu;
@@ -55,48 +54,11 @@ static const char br_learn_lua[] =
 	"if prev then return 2 end\n"
 	"return 1\n";
 
-static struct timeval br_tv(uint64_t ms)
-{
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
-
-	return tv;
-}
-
+/* A connection as a control verb's: a Sentinel store's master asked first, AUTH (the URL's
+ * user too) and SELECT, every step within the timeout. */
 static redisContext *br_connect(struct bayes_redis *r, char *err, size_t errlen)
 {
-	redisContext *c = redisConnectWithTimeout(r->host, r->port, br_tv(r->timeout_ms));
-	redisReply *rep = NULL;
-
-	if (c == NULL || c->err) {
-		if (err)
-			snprintf(err, errlen, "redis %s:%d: %s", r->host, r->port,
-			    c ? c->errstr : "out of memory");
-		redisFree(c);
-		return NULL;
-	}
-	redis_store_bound_reader(c);
-	redisSetTimeout(c, br_tv(r->timeout_ms));
-	if (r->password[0]) {
-		rep = redis_store_sync_command(c, "AUTH %s", r->password);
-		if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
-			goto fail;
-		freeReplyObject(rep);
-	}
-	if (r->db) {
-		rep = redis_store_sync_command(c, "SELECT %d", r->db);
-		if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
-			goto fail;
-		freeReplyObject(rep);
-	}
-	return c;
-fail:
-	if (err)
-		snprintf(err, errlen, "redis %s:%d: %s", r->host, r->port,
-		    rep ? rep->str : c->errstr);
-	if (rep)
-		freeReplyObject(rep);
-	redisFree(c);
-	return NULL;
+	return redis_store_connect_sync(r->url, r->timeout_ms, err, errlen);
 }
 
 static redisContext *br_take(struct bayes_redis *r)
@@ -136,9 +98,13 @@ void *bayes_redis_open(const char *url, const struct bayes_db_options *o, char *
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	if (redis_store_parse_url(url, r->host, sizeof(r->host), &r->port, &r->db, r->password,
-	    sizeof(r->password)) < 0) {
-		snprintf(err, errlen, "bad redis URL %s", url);
+	if (!redis_url_is_store(url)) {
+		snprintf(err, errlen, "bad redis URL");
+		free(r);
+		return NULL;
+	}
+	if ((r->url = strdup(url)) == NULL) {
+		snprintf(err, errlen, "out of memory");
 		free(r);
 		return NULL;
 	}
@@ -150,6 +116,7 @@ void *bayes_redis_open(const char *url, const struct bayes_db_options *o, char *
 	c = br_connect(r, err, errlen);
 	if (c == NULL) {
 		pthread_mutex_destroy(&r->mu);
+		free(r->url);
 		free(r);
 		return NULL;
 	}
@@ -164,6 +131,7 @@ static void br_close(void *h)
 	for (int i = 0; i < r->npool; i++)
 		redisFree(r->pool[i]);
 	pthread_mutex_destroy(&r->mu);
+	free(r->url);
 	free(r);
 }
 

@@ -38,8 +38,11 @@ struct rs_script { const char *src; char sha[41]; };
 
 struct redis_store {
 	uv_loop_t *loop;
-	char url[300];                /* for logs, without the password */
-	char host[256];
+	char url[REDIS_URL_SHOWN_MAX];  /* for logs, without the password */
+	struct redis_url spec;        /* as configured: redis:// or redis-sentinel:// */
+	bool resolving;               /* a Sentinel job asks for the master (rs_resolve_start) */
+	bool resolved;                /* host:port is a Sentinel's fresh answer, not tried yet */
+	char host[256];               /* the server (Sentinel: the master last named) */
 	char user[128];               /* a Redis 6 ACL user (redis://USER:PASSWORD@...), or "" */
 	char password[128];
 	int port, db, worker;
@@ -338,8 +341,7 @@ static struct redis_store *rs_registry_sibling(const struct redis_store *rs)
 
 	pthread_mutex_lock(&rs_reg_lock);
 	for (struct redis_store *o = rs_reg; o; o = o->reg_next) {
-		if (o == rs || o->closing || o->loop != rs->loop || o->port != rs->port ||
-		    o->db != rs->db || strcmp(o->host, rs->host) != 0 ||
+		if (o == rs || o->closing || o->loop != rs->loop || strcmp(o->url, rs->url) != 0 ||
 		    strcmp(o->user, rs->user) != 0 || strcmp(o->password, rs->password) != 0)
 			continue;
 		if (best == NULL || strcmp(o->name, rs->name) == 0)
@@ -439,35 +441,17 @@ static int rs_ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
 	return REDIS_OK;
 }
 
-int redis_store_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db,
-    char *password, size_t pwlen)
+/* HOST[:PORT] or [V6][:PORT] from p to end into host and *port (defport when none). 0 or -1. */
+static int rs_parse_hostport(const char *p, const char *end, char *host, size_t hostlen,
+    int *port, int defport)
 {
-	const char *p, *at, *end, *colon;
+	const char *colon;
 	size_t n;
 	char *e;
 	long v;
 
-	if (url == NULL || strncmp(url, "redis://", 8) != 0)
-		return -1;
-	p = url + 8;
-	*port = 6379;
-	*db = 0;
-	if (password && pwlen)
-		password[0] = '\0';
-	at = strchr(p, '@');
-	if (at) {
-		const char *pw = memchr(p, ':', (size_t)(at - p));
-
-		pw = pw ? pw + 1 : p;
-		n = (size_t)(at - pw);
-		if (password == NULL || n >= pwlen)
-			return -1;
-		memcpy(password, pw, n);
-		password[n] = '\0';
-		p = at + 1;
-	}
-	end = p + strcspn(p, "/");
-	if (*p == '[') {               /* [v6]:port */
+	*port = defport;
+	if (p < end && *p == '[') {           /* [v6]:port */
 		const char *rb = memchr(p, ']', (size_t)(end - p));
 
 		if (rb == NULL)
@@ -477,7 +461,9 @@ int redis_store_parse_url(const char *url, char *host, size_t hostlen, int *port
 			return -1;
 		memcpy(host, p + 1, n);
 		host[n] = '\0';
-		colon = rb[1] == ':' ? rb + 1 : NULL;
+		if (rb + 1 != end && rb[1] != ':')
+			return -1;
+		colon = rb + 1 != end ? rb + 1 : NULL;
 	} else {
 		colon = memchr(p, ':', (size_t)(end - p));
 		n = (size_t)((colon ? colon : end) - p);
@@ -488,17 +474,141 @@ int redis_store_parse_url(const char *url, char *host, size_t hostlen, int *port
 	}
 	if (colon) {
 		v = strtol(colon + 1, &e, 10);
-		if (e != end || v < 1 || v > 65535)
+		if (e != end || colon + 1 == end || v < 1 || v > 65535)
 			return -1;
 		*port = (int)v;
 	}
-	if (*end == '/' && end[1]) {
-		v = strtol(end + 1, &e, 10);
-		if (*e || v < 0 || v > 1000000)
-			return -1;
-		*db = (int)v;
-	}
 	return 0;
+}
+
+/* A database number from p (the rest of the URL, after its '/'): "" is 0. 0 or -1. */
+static int rs_parse_db(const char *p, int *db)
+{
+	char *e;
+	long v;
+
+	*db = 0;
+	if (*p == '\0')
+		return 0;
+	v = strtol(p, &e, 10);
+	if (*e || v < 0 || v > 1000000)
+		return -1;
+	*db = (int)v;
+	return 0;
+}
+
+int redis_url_parse(const char *url, struct redis_url *u)
+{
+	const char *p, *at, *end;
+	size_t n;
+
+	memset(u, 0, sizeof(*u));
+	if (url == NULL)
+		return -1;
+	if (strncmp(url, "redis://", 8) == 0) {
+		p = url + 8;
+	} else if (strncmp(url, "redis-sentinel://", 17) == 0) {
+		p = url + 17;
+		u->sentinel = true;
+	} else {
+		return -1;
+	}
+	at = strchr(p, '@');
+	if (at) {                             /* [USER]:PASSWORD@ or PASSWORD@ */
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		const char *pw = colon ? colon + 1 : p;
+
+		n = (size_t)(at - pw);
+		if (n >= sizeof(u->password))
+			return -1;
+		memcpy(u->password, pw, n);
+		u->password[n] = '\0';
+		if (colon && colon > p && (size_t)(colon - p) < sizeof(u->user)) {
+			memcpy(u->user, p, (size_t)(colon - p));
+			u->user[colon - p] = '\0';
+		}
+		p = at + 1;
+	}
+	end = p + strcspn(p, "/");
+	if (!u->sentinel) {
+		if (rs_parse_hostport(p, end, u->host, sizeof(u->host), &u->port, 6379) < 0)
+			return -1;
+		return *end == '/' ? rs_parse_db(end + 1, &u->db) : 0;
+	}
+	/* HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB] */
+	while (p < end) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *stop = comma ? comma : end;
+		struct redis_addr *a;
+
+		if (u->nsentinels >= REDIS_SENTINELS_MAX)
+			return -1;
+		a = &u->sentinels[u->nsentinels];
+		if (rs_parse_hostport(p, stop, a->host, sizeof(a->host), &a->port, 26379) < 0)
+			return -1;
+		u->nsentinels++;
+		p = comma ? comma + 1 : end;
+		if (comma && p == end)
+			return -1;                    /* a trailing comma */
+	}
+	if (u->nsentinels == 0 || *end != '/')
+		return -1;
+	p = end + 1;
+	end = p + strcspn(p, "/");
+	n = (size_t)(end - p);
+	if (n == 0 || n >= sizeof(u->master))
+		return -1;
+	for (const char *c = p; c < end; c++)
+		if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f)
+			return -1;                    /* a name Sentinel's protocol can carry */
+	memcpy(u->master, p, n);
+	u->master[n] = '\0';
+	return *end == '/' ? rs_parse_db(end + 1, &u->db) : 0;
+}
+
+void redis_url_shown(const struct redis_url *u, char *buf, size_t cap)
+{
+	size_t off;
+
+	if (!u->sentinel) {
+		snprintf(buf, cap, "redis://%s%s%s:%d/%d", strchr(u->host, ':') ? "[" : "", u->host,
+		    strchr(u->host, ':') ? "]" : "", u->port, u->db);
+		return;
+	}
+	off = (size_t)snprintf(buf, cap, "redis-sentinel://");
+	for (int i = 0; i < u->nsentinels && off < cap; i++) {
+		const struct redis_addr *a = &u->sentinels[i];
+
+		off += (size_t)snprintf(buf + off, cap - off, "%s%s%s%s:%d", i ? "," : "",
+		    strchr(a->host, ':') ? "[" : "", a->host, strchr(a->host, ':') ? "]" : "", a->port);
+	}
+	if (off < cap)
+		snprintf(buf + off, cap - off, "/%s/%d", u->master, u->db);
+}
+
+int redis_store_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db,
+    char *password, size_t pwlen)
+{
+	struct redis_url u;
+
+	if (password && pwlen)
+		password[0] = '\0';
+	if (redis_url_parse(url, &u) < 0 || u.sentinel || strlen(u.host) >= hostlen ||
+	    (u.password[0] && (password == NULL || strlen(u.password) >= pwlen)))
+		return -1;
+	snprintf(host, hostlen, "%s", u.host);
+	*port = u.port;
+	*db = u.db;
+	if (password && pwlen)
+		snprintf(password, pwlen, "%s", u.password);
+	return 0;
+}
+
+bool redis_url_is_store(const char *spec)
+{
+	struct redis_url u;
+
+	return redis_url_parse(spec, &u) == 0;
 }
 
 struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t timeout_ms,
@@ -508,23 +618,18 @@ struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t t
 
 	if (rs == NULL)
 		return NULL;
-	if (redis_store_parse_url(url, rs->host, sizeof(rs->host), &rs->port, &rs->db,
-	    rs->password, sizeof(rs->password)) < 0) {
-		log_event(LOG_LVL_ERROR, NULL, "event=redis_error store=%s reason=bad_url", url);
+	if (redis_url_parse(url, &rs->spec) < 0) {
+		log_event(LOG_LVL_ERROR, NULL, "event=redis_error store=? reason=bad_url");
 		free(rs);
 		return NULL;
 	}
-	/* The user before the password's ':' (redis_store_parse_url keeps the password only):
-	 * AUTH then names it, else the password would go to the default user. */
-	{
-		const char *p = url + 8, *at = strchr(p, '@'), *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
-
-		if (colon && colon > p && (size_t)(colon - p) < sizeof(rs->user)) {
-			memcpy(rs->user, p, (size_t)(colon - p));
-			rs->user[colon - p] = '\0';
-		}
-	}
-	snprintf(rs->url, sizeof(rs->url), "redis://%s:%d/%d", rs->host, rs->port, rs->db);
+	/* The user (AUTH names it, else the password would go to the default user) */
+	snprintf(rs->host, sizeof(rs->host), "%s", rs->spec.host);
+	snprintf(rs->user, sizeof(rs->user), "%s", rs->spec.user);
+	snprintf(rs->password, sizeof(rs->password), "%s", rs->spec.password);
+	rs->port = rs->spec.port;
+	rs->db = rs->spec.db;
+	redis_url_shown(&rs->spec, rs->url, sizeof(rs->url));
 	rs->loop = loop;
 	rs->worker = worker;
 	rs->timeout_ms = timeout_ms ? timeout_ms : 200;
@@ -595,27 +700,85 @@ int redis_store_job_start(uv_loop_t *loop, void (*work)(void *arg), void (*done)
 	return 0;
 }
 
+int redis_sentinel_ask(const struct redis_url *u, uint64_t timeout_ms, char *host, size_t hostlen,
+    int *port, char *err, size_t errlen)
+{
+	struct timeval tv = { (time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000 * 1000) };
+
+	snprintf(err, errlen, "no sentinel");
+	for (int i = 0; i < u->nsentinels; i++) {
+		const struct redis_addr *a = &u->sentinels[i];
+		redisContext *c;
+		redisReply *r;
+		const char *why;
+		char *e;
+		long v = 0;
+
+		if (rs_job_passed()) {
+			snprintf(err, errlen, "sentinel %s:%d: the verb's deadline (%llu ms) passed", a->host,
+			    a->port, (unsigned long long)rs_job_total_ms);
+			return -1;
+		}
+		c = redisConnectWithTimeout(a->host, a->port, tv);
+		if (c == NULL || c->err) {
+			snprintf(err, errlen, "sentinel %s:%d: %s", a->host, a->port,
+			    c ? c->errstr : "out of memory");
+			redisFree(c);
+			continue;
+		}
+		redis_store_bound_reader(c);
+		redisSetTimeout(c, tv);
+		{
+			const char *argv[3] = { "SENTINEL", "get-master-addr-by-name", u->master };
+
+			r = redis_store_sync_argv(c, 3, argv, NULL);
+		}
+		if (r == NULL)
+			why = c->errstr;
+		else if (r->type == REDIS_REPLY_ERROR)
+			why = r->str;
+		else if (r->type == REDIS_REPLY_NIL)
+			why = "does not know the master name";
+		else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
+		    r->element[0]->len == 0 || r->element[0]->len >= hostlen ||
+		    memchr(r->element[0]->str, '\0', r->element[0]->len) != NULL ||
+		    (v = strtol(r->element[1]->str, &e, 10)) < 1 || v > 65535 || *e != '\0')
+			why = "not an address";
+		else
+			why = NULL;
+		if (why == NULL) {
+			memcpy(host, r->element[0]->str, r->element[0]->len);
+			host[r->element[0]->len] = '\0';
+			*port = (int)v;
+		} else {
+			snprintf(err, errlen, "sentinel %s:%d: %.120s", a->host, a->port, why);
+		}
+		if (r)
+			freeReplyObject(r);
+		redisFree(c);
+		if (why == NULL)
+			return 0;
+	}
+	return -1;
+}
+
 redisContext *redis_store_connect_sync(const char *url, uint64_t timeout_ms, char *err,
     size_t errlen)
 {
-	char host[256], user[128] = "", password[128];
+	struct redis_url u;
+	char *host = u.host, *user = u.user, *password = u.password;
 	int port, db;
 	struct timeval tv = { (time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000 * 1000) };
 	redisContext *c;
 	redisReply *rep = NULL;
-	const char *p, *at, *colon;
 
-	if (redis_store_parse_url(url, host, sizeof(host), &port, &db, password, sizeof(password)) < 0) {
+	if (redis_url_parse(url, &u) < 0) {
 		snprintf(err, errlen, "bad URL");
 		return NULL;
 	}
-	p = url + 8;
-	at = strchr(p, '@');
-	colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
-	if (colon && colon > p && (size_t)(colon - p) < sizeof(user)) {
-		memcpy(user, p, (size_t)(colon - p));
-		user[colon - p] = '\0';
-	}
+	port = u.port;
+	db = u.db;
 	if (rs_job_thread && rs_job_deadline == 0) {
 		rs_job_timeout_ms = timeout_ms;
 		rs_job_total_ms = timeout_ms * RS_JOB_STEPS > RS_JOB_MIN_MS ?
@@ -634,6 +797,12 @@ redisContext *redis_store_connect_sync(const char *url, uint64_t timeout_ms, cha
 			tv.tv_sec = (time_t)(left / 1000);
 			tv.tv_usec = (suseconds_t)(left % 1000 * 1000);
 		}
+	}
+	if (u.sentinel) {
+		/* the master Sentinel names now, each sentinel within the timeout */
+		rs_job_step_set("SENTINEL", 8);
+		if (redis_sentinel_ask(&u, timeout_ms, u.host, sizeof(u.host), &port, err, errlen) < 0)
+			return NULL;
 	}
 	rs_job_step_set("connect", 7);
 	c = redisConnectWithTimeout(host, port, tv);
@@ -687,7 +856,7 @@ void redis_store_set_queue_limit(struct redis_store *rs, size_t max_writes)
 /* The store memory goes once its timer is closed and hiredis let go of the connection. */
 static void rs_maybe_release(struct redis_store *rs)
 {
-	if (rs->closing && rs->timer_closed && rs->ac == NULL)
+	if (rs->closing && rs->timer_closed && rs->ac == NULL && !rs->resolving)
 		free(rs);
 }
 
@@ -857,6 +1026,70 @@ static const char *rs_log_reply(char *buf, size_t cap, const redisReply *reply)
 	return log_valn(buf, cap, reply->str ? reply->str : "", n > 120 ? 120 : n);
 }
 
+/* Whether s (n octets) starts with the error code code: the word, then a space or the end. */
+static bool rs_error_code_is(const char *s, size_t n, const char *code)
+{
+	size_t len = strlen(code);
+
+	return n >= len && memcmp(s, code, len) == 0 && (n == len || s[len] == ' ');
+}
+
+/* Whether an error reply says that this server cannot serve the store now, whatever the
+ * request: a replica (READONLY: a master demoted by a failover while our connection stayed
+ * on it, its address now leading elsewhere), a replica cut off from its master (MASTERDOWN),
+ * a server still loading its data (LOADING). A script's error carries the command's code
+ * (Redis 7: "READONLY ... script: ..."; 6: "ERR Error running script ...: -READONLY ...").
+ * The reason for event=redis_down, or NULL for any other reply. */
+static const char *rs_reply_unusable(const redisReply *reply)
+{
+	static const struct { const char *code, *reason; } codes[] = {
+		{ "READONLY", "readonly" }, { "MASTERDOWN", "masterdown" }, { "LOADING", "loading" },
+	};
+	static const char script[] = "ERR Error running script";
+	const char *s;
+	size_t n;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ERROR || reply->str == NULL)
+		return NULL;
+	s = reply->str;
+	n = reply->len;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		if (rs_error_code_is(s, n, codes[i].code))
+			return codes[i].reason;
+		/* Redis 6's script error: the command's error after ": -" */
+		if (n > sizeof(script) - 1 && memcmp(s, script, sizeof(script) - 1) == 0)
+			for (size_t j = 0; j + 3 < n; j++)
+				if (s[j] == ':' && s[j + 1] == ' ' && s[j + 2] == '-' &&
+				    rs_error_code_is(s + j + 3, n - j - 3, codes[i].code))
+					return codes[i].reason;
+	}
+	return NULL;
+}
+
+/* ROLE, sent before the handshake's PING: a replica (or a sentinel) takes none of the
+ * store's writes, so it is no server to be up on: the store stays down (logged once an
+ * outage) and tries again with backoff, until the address leads to a master or this one is
+ * promoted. An error reply (an ACL user without ROLE, a proxy that does not know it) or any
+ * other answer says nothing: the PING decides. */
+static void rs_role_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct redis_store *rs = ac->data;
+	const redisReply *reply = r, *e;
+
+	(void)privdata;
+	if (rs == NULL || rs->ac != ac || rs->closing || rs->state != RS_HANDSHAKE)
+		return;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)
+		return;
+	e = reply->element[0];
+	if ((e->type != REDIS_REPLY_STRING && e->type != REDIS_REPLY_STATUS) || e->str == NULL)
+		return;
+	if (e->len == 5 && memcmp(e->str, "slave", 5) == 0)
+		rs_fail(rs, "replica");
+	else if (e->len == 8 && memcmp(e->str, "sentinel", 8) == 0)
+		rs_fail(rs, "sentinel");
+}
+
 /* The PING after a connect answered: the store is up (or, on an error reply such as NOAUTH
  * after a refused AUTH, down with a retry). */
 static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -874,7 +1107,7 @@ static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 			log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d module=%s reply=%s",
 			    rs->url, rs->worker, rs->name, rs_log_reply(rv, sizeof(rv), reply));
 		}
-		rs_fail(rs, "handshake_failed");
+		rs_fail(rs, rs_reply_unusable(reply) ? rs_reply_unusable(reply) : "handshake_failed");
 		return;
 	}
 	uv_timer_stop(&rs->timer);
@@ -923,6 +1156,7 @@ static void rs_connect_cb(const redisAsyncContext *ac, int status)
 
 		redisAsyncCommandArgv(rs->ac, NULL, NULL, 3, argv, NULL);
 	}
+	redisAsyncCommand(rs->ac, rs_role_cb, NULL, "ROLE");
 	redisAsyncCommand(rs->ac, rs_ping_cb, NULL, "PING");
 }
 
@@ -945,11 +1179,93 @@ static void rs_disconnect_cb(const redisAsyncContext *ac, int status)
 	    "connection_lost");
 }
 
-/* Starts a non-blocking connect with a deadline; on immediate failure the store is down. */
+/* ---- Redis Sentinel: the master's address, asked on every (re)connect ----------------
+ * A job on a thread of its own (redis_store_job_start: the loop never waits) asks the
+ * sentinels in turn, each within the store's timeout; its answer is then connected to as a
+ * redis:// server would be, and the handshake's ROLE refuses a replica (a Sentinel not yet
+ * told of a failover). A connection lost, a READONLY reply, a replica: down, and the next
+ * attempt asks again. The job reads only its own copy of the URL. */
+
+struct rs_resolve {
+	struct redis_store *rs;       /* touched on the loop only (done) */
+	struct redis_url spec;
+	uint64_t timeout_ms;
+	char host[256];               /* the answer */
+	int port, rc;
+	char err[200];
+};
+
+static void rs_resolve_work(void *arg)
+{
+	struct rs_resolve *j = arg;
+
+	j->rc = redis_sentinel_ask(&j->spec, j->timeout_ms, j->host, sizeof(j->host), &j->port,
+	    j->err, sizeof(j->err));
+}
+
+static void rs_resolve_done(void *arg)
+{
+	struct rs_resolve *j = arg;
+	struct redis_store *rs = j->rs;
+
+	rs->resolving = false;
+	if (rs->closing) {
+		free(j);
+		rs_maybe_release(rs);
+		return;
+	}
+	if (j->rc < 0) {
+		char ev[4 * 200 + 8];
+
+		if (!rs->down_logged)   /* the why of the outage's one redis_down below */
+			log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d module=%s reply=%s",
+			    rs->url, rs->worker, rs->name, log_valn(ev, sizeof(ev), j->err, strlen(j->err)));
+		free(j);
+		rs_fail(rs, "no_master");
+		return;
+	}
+	if (strcmp(rs->host, j->host) != 0 || rs->port != j->port)
+		log_event(LOG_LVL_INFO, NULL, "event=redis_master store=%s worker=%d module=%s master=%s:%d",
+		    rs->url, rs->worker, rs->name, j->host, j->port);
+	snprintf(rs->host, sizeof(rs->host), "%s", j->host);
+	rs->port = j->port;
+	rs->resolved = true;
+	free(j);
+	rs_connect(rs);
+}
+
+/* Asks the sentinels (a job); the store stays down meanwhile. */
+static void rs_resolve_start(struct redis_store *rs)
+{
+	struct rs_resolve *j = calloc(1, sizeof(*j));
+
+	if (j == NULL) {
+		rs_fail(rs, "out_of_memory");
+		return;
+	}
+	j->rs = rs;
+	j->spec = rs->spec;
+	j->timeout_ms = rs->timeout_ms;
+	uv_timer_stop(&rs->timer);
+	rs->resolving = true;
+	if (redis_store_job_start(rs->loop, rs_resolve_work, rs_resolve_done, j) < 0) {
+		rs->resolving = false;
+		free(j);
+		rs_fail(rs, "no_thread");
+	}
+}
+
+/* Starts a non-blocking connect with a deadline; on immediate failure the store is down.
+ * A Sentinel store first asks for the master (rs_resolve_start, then here again). */
 static void rs_connect(struct redis_store *rs)
 {
 	redisAsyncContext *ac;
 
+	if (rs->spec.sentinel && !rs->resolved) {
+		rs_resolve_start(rs);
+		return;
+	}
+	rs->resolved = false;
 	ac = redisAsyncConnect(rs->host, rs->port);
 	if (ac == NULL || ac->err) {
 		if (ac)
@@ -1242,9 +1558,21 @@ static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 	struct redis_req *req = privdata;
 	struct redis_store *rs = req->rs;
 	const redisReply *reply = r;
+	const char *why;
 
 	req->in_hiredis = false;
 	rs_inflight_del(rs, req);
+	if ((why = rs_reply_unusable(reply)) != NULL) {
+		/* Not a refusal of this request: the server cannot serve the store now (a demoted
+		 * master). Without a drop every later write would get the same answer for as long
+		 * as the connection lasts. The connection goes (a reconnect reaches the new master
+		 * when the address moved; ROLE keeps the store down while it leads to a replica),
+		 * and this request is one whose reply never came: a read fails, a write is sent
+		 * again on the next connection (a refused write was not applied). */
+		if (rs->ac == ac)
+			rs_fail(rs, why);
+		reply = NULL;
+	}
 	if (reply && reply->type == REDIS_REPLY_ERROR && req->src && !req->retried &&
 	    reply->str && strncmp(reply->str, "NOSCRIPT", 8) == 0 && req->live) {
 		/* The server lost its script cache (restart, SCRIPT FLUSH): send the text. A

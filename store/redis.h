@@ -8,6 +8,13 @@
  * immediately (return -1) so callers fall back without waiting — reads; writes
  * (redis_store_write) wait in a bounded queue and are sent when it is back. An outage is
  * logged once (`event=redis_down store=URL`) and its end once (`event=redis_up`).
+ * A server that cannot serve the store now is as one that went away: the handshake's ROLE
+ * says a replica (or a sentinel), or a reply is READONLY (a master demoted by a failover
+ * while our connection stayed on it), MASTERDOWN or LOADING: the connection is dropped
+ * (reason=replica|readonly|masterdown|loading), the request that got it fails (a read: a
+ * NULL reply) or stays queued (a write), and the next connect reaches the new master when
+ * the address moved. A redis-sentinel:// store asks its sentinels for the master's address
+ * before each connect (a job off the loop; event=redis_master when it changed).
  * Lua scripts are registered once, loaded with SCRIPT LOAD on every (re)connect and run
  * with EVALSHA, falling back to EVAL on NOSCRIPT. Not thread-safe: one store per loop. */
 #ifndef MX_STORE_REDIS_H
@@ -27,9 +34,44 @@ struct redis_req;
  * on the loop thread, at most once, never from inside redis_store_command/eval. */
 typedef void (*redis_store_reply_cb)(void *arg, const redisReply *reply);
 
-/* Parses "redis://[:password@]host[:port][/db]" (port 6379, db 0 by default). 0 or -1. */
+#define REDIS_SENTINELS_MAX 8
+#define REDIS_URL_SHOWN_MAX 2400      /* redis_url_shown's longest text, its NUL included */
+
+struct redis_addr { char host[256]; int port; };
+
+/* A store URL taken apart. Two forms:
+ *   redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]          one server (port 6379, db 0);
+ *   redis-sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB]
+ *     Redis Sentinel (Lettuce's scheme; the master's name in the path, not a #fragment):
+ *     up to 8 sentinels (port 26379), asked in turn for MASTER's address; USER and
+ *     PASSWORD are the master's (the sentinels are asked without AUTH).
+ * IPv6 hosts in brackets. */
+struct redis_url {
+	bool sentinel;
+	char host[256];               /* redis://: the server; sentinel: "" */
+	int port, db;
+	char user[128], password[128];
+	int nsentinels;
+	struct redis_addr sentinels[REDIS_SENTINELS_MAX];
+	char master[128];             /* printable, no blank */
+};
+
+/* 0, or -1 when url is neither form or malformed (u then undefined). */
+int redis_url_parse(const char *url, struct redis_url *u);
+/* u without its password, as logged: "redis://HOST:PORT/DB", "redis-sentinel://H:P,H:P/MASTER/DB". */
+void redis_url_shown(const struct redis_url *u, char *buf, size_t cap);
+/* Whether spec is a store URL of either form that parses (store_kind_of's STORE_REDIS). */
+bool redis_url_is_store(const char *spec);
+/* Parses "redis://[:password@]host[:port][/db]" (port 6379, db 0 by default). 0 or -1
+ * (a redis-sentinel:// URL too: it names no one server). */
 int redis_store_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db,
     char *password, size_t pwlen);
+/* Blocking (a thread's: a job's, a pool's): asks u's sentinels in turn for its master's
+ * address (SENTINEL get-master-addr-by-name), each connect and reply within timeout_ms (and
+ * a job's deadline, see redis_store_job_start). 0 with host and *port, or -1 with err (the
+ * last sentinel's failure). */
+int redis_sentinel_ask(const struct redis_url *u, uint64_t timeout_ms, char *host, size_t hostlen,
+    int *port, char *err, size_t errlen);
 
 /* A store for url on loop; connecting starts at once. timeout_ms bounds every request (and
  * the connect at 5x, at least 1 s). worker is only for log lines. NULL on a bad URL or out
@@ -115,7 +157,7 @@ void redis_req_cancel(struct redis_req *req);
 void redis_store_bound_reader(redisContext *c);
 
 /* A blocking connection for a control verb, off the main loop (redis_store_job_start; not a
- * worker's store): connect,
+ * worker's store): a redis-sentinel:// URL's master asked first (redis_sentinel_ask), connect,
  * AUTH (user and password as the URL gives them) and SELECT, every step and every later
  * command bounded by timeout_ms. NULL with err set on failure. Free with redisFree. Its
  * commands go through redis_store_sync_* below, not hiredis's redisCommand. */

@@ -8,19 +8,20 @@
 
 int store_kind_of(const char *spec)
 {
-	char host[256], pw[128];
-	int port, db;
-
 	if (spec == NULL || spec[0] == '\0')
 		return STORE_NONE;
 	if (strcmp(spec, "local") == 0)
 		return STORE_LOCAL;
 	if (strncmp(spec, "lmdb:", 5) == 0)
 		return spec[5] ? STORE_LMDB : -1;
-	if (strncmp(spec, "redis://", 8) == 0)
-		return redis_store_parse_url(spec, host, sizeof(host), &port, &db, pw, sizeof(pw)) == 0 ?
-		    STORE_REDIS : -1;
+	if (strncmp(spec, "redis://", 8) == 0 || strncmp(spec, "redis-sentinel://", 17) == 0)
+		return redis_url_is_store(spec) ? STORE_REDIS : -1;
 	return -1;
+}
+
+bool store_spec_is_redis(const char *spec)
+{
+	return store_kind_of(spec) == STORE_REDIS;
 }
 
 const char *store_lmdb_dir(const char *spec)

@@ -1185,12 +1185,27 @@ def neg_milter(name, actions, proto, *args):
     return port, log
 
 
-def redis(port=None):
-    """redis-server on a held port (or `port`: a restart where it ran before), no persistence."""
+def redis(port=None, args=()):
+    """redis-server on a held port (or `port`: a restart where it ran before), no persistence;
+    its directory (a replica's full sync writes an RDB file there) in TMP; args: more options."""
     need('redis-server')
     port = port or hold_port().port
     return start_peer([tool('redis-server'), '--bind', '127.0.0.1', '--port', str(port), '--save', '',
-                       '--appendonly', 'no'], 'redis-%d' % port, port)
+                       '--appendonly', 'no', '--dir', TMP] + list(args), 'redis-%d' % port, port)
+
+
+def redis_sentinel(master_port, master='mymaster'):
+    """`redis-server --sentinel` on a held port monitoring 127.0.0.1:master_port as `master`
+    (quorum 1; down after 60 s: on a loaded machine a slow PING reply must not start a failover
+    of its own, a test asks for one); its config file (Sentinel rewrites it) in TMP."""
+    need('redis-server')
+    port = hold_port().port
+    conf = os.path.join(TMP, 'sentinel-%d.conf' % port)
+    with open(conf, 'w') as f:
+        f.write('port %d\nbind 127.0.0.1\nsentinel monitor %s 127.0.0.1 %d 1\n'
+                'sentinel down-after-milliseconds %s 60000\nsentinel failover-timeout %s 5000\n'
+                % (port, master, master_port, master, master))
+    return start_peer([tool('redis-server'), conf, '--sentinel'], 'sentinel-%d' % port, port)
 
 
 def dovecot(users, name='dovecot'):

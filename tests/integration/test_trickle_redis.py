@@ -65,6 +65,8 @@ def redis(mode):
                 p.send(b'$40\r\n' + sha + b'\r\n')
             elif verb in ('AUTH', 'SELECT', 'CLIENT'):
                 p.send(b'+OK\r\n')
+            elif verb == 'ROLE':            # the handshake asks it before the PING
+                p.send(b'*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n')
             elif mode == 'reply':
                 mt.drip(p.sock, b':1000000000000\r\n', TICK, LIMIT + 5)
                 return

@@ -238,6 +238,51 @@ static void test_url_parse(void **state)
 	}
 }
 
+/* redis-sentinel://: the sentinels (26379 by default, IPv6 in brackets), the master's name,
+ * the db, the master's user and password; the shown form has no password; malformed lists,
+ * names and a redis:// URL's parser refusing it (it names no one server). */
+static void test_sentinel_url_parse(void **state)
+{
+	static const char *bad[] = {
+		"redis-sentinel://h:26379", "redis-sentinel://h:26379/", "redis-sentinel:///m",
+		"redis-sentinel://h,/m", "redis-sentinel://,h/m", "redis-sentinel://h:0/m",
+		"redis-sentinel://h/m/x", "redis-sentinel://h/m n", "redis-sentinel://[::1/m",
+		"redis-sentinel://a,b,c,d,e,f,g,h,i/m", "redis+sentinel://h/m",
+	};
+	struct redis_url u;
+	char shown[REDIS_URL_SHOWN_MAX], host[256], pw[64];
+	int port, db;
+
+	(void)state;
+	assert_int_equal(redis_url_parse("redis-sentinel://u:pw@10.0.0.1,10.0.0.2:26380,[::1]:5000/mymaster/2", &u), 0);
+	assert_true(u.sentinel);
+	assert_int_equal(u.nsentinels, 3);
+	assert_string_equal(u.sentinels[0].host, "10.0.0.1");
+	assert_int_equal(u.sentinels[0].port, 26379);
+	assert_string_equal(u.sentinels[1].host, "10.0.0.2");
+	assert_int_equal(u.sentinels[1].port, 26380);
+	assert_string_equal(u.sentinels[2].host, "::1");
+	assert_int_equal(u.sentinels[2].port, 5000);
+	assert_string_equal(u.master, "mymaster");
+	assert_int_equal(u.db, 2);
+	assert_string_equal(u.user, "u");
+	assert_string_equal(u.password, "pw");
+	redis_url_shown(&u, shown, sizeof(shown));
+	assert_string_equal(shown, "redis-sentinel://10.0.0.1:26379,10.0.0.2:26380,[::1]:5000/mymaster/2");
+	assert_int_equal(redis_url_parse("redis-sentinel://s1/m", &u), 0);
+	assert_int_equal(u.db, 0);
+	assert_true(redis_url_is_store("redis-sentinel://s1/m"));
+	assert_true(redis_url_is_store("redis://h"));
+	assert_int_equal(redis_store_parse_url("redis-sentinel://s1/m", host, sizeof(host), &port, &db,
+	    pw, sizeof(pw)), -1);
+	assert_int_equal(redis_url_parse("redis://:x@[::1]:6390/4", &u), 0);
+	redis_url_shown(&u, shown, sizeof(shown));
+	assert_string_equal(shown, "redis://[::1]:6390/4");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (redis_url_parse(bad[i], &u) == 0 || redis_url_is_store(bad[i]))
+			fail_msg("%s: accepted", bad[i]);
+}
+
 /* Runs the loop until *flag is set (a safety bound of 20 s fails the test). */
 static void spin_until(uv_loop_t *loop, const int *flag)
 {
@@ -959,6 +1004,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);	/* as the daemon does (main.c): a closed peer is EPIPE, not death */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_url_parse),
+		cmocka_unit_test(test_sentinel_url_parse),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_hang_timeout),
 		cmocka_unit_test(test_reply_too_large),
