@@ -206,7 +206,9 @@ static int quarantine_open(const char *path, bool lockable)
 	int fl = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
 	int fd = lockable ? open(path, O_RDWR | fl) : -1;
 
-	if (fd < 0 && (!lockable || errno == EACCES || errno == EROFS || errno == EPERM))
+	/* any refusal but a missing name or a link: read-only (EACCES, EROFS, EPERM; EISDIR for a
+	 * directory in new/, which the caller's S_ISREG then skips as not a held message) */
+	if (fd < 0 && (!lockable || (errno != ENOENT && errno != ELOOP)))
 		fd = open(path, O_RDONLY | fl);
 	return fd;
 }
