@@ -3,6 +3,7 @@
 #include "redis.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,6 +43,10 @@ struct redis_store {
 	struct redis_url spec;        /* as configured: redis:// or redis-sentinel:// */
 	bool resolving;               /* a Sentinel job asks for the master (rs_resolve_start) */
 	bool resolved;                /* host:port is a Sentinel's fresh answer, not tried yet */
+	bool unusable_seen;           /* a drop for READONLY/MASTERDOWN/LOADING since the last
+	                               * good reply: a handshake alone does not reset the backoff
+	                               * (a server whose ACL refuses ROLE: PING passes, the next
+	                               * write is refused again) */
 	char host[256];               /* the server (Sentinel: the master last named) */
 	char user[128];               /* a Redis 6 ACL user (redis://USER:PASSWORD@...), or "" */
 	char password[128];
@@ -700,6 +705,18 @@ int redis_store_job_start(uv_loop_t *loop, void (*work)(void *arg), void (*done)
 	return 0;
 }
 
+/* A Sentinel's answer goes into a log line and to a connect: a host name or an address
+ * literal only (letters, digits, '.', '-', '_', ':'), nothing a peer could forge a key with. */
+static bool rs_host_chars(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '-' || s[i] == '_' ||
+		    s[i] == ':'))
+			return false;
+	return true;
+}
+
 int redis_sentinel_ask(const struct redis_url *u, uint64_t timeout_ms, char *host, size_t hostlen,
     int *port, char *err, size_t errlen)
 {
@@ -742,7 +759,7 @@ int redis_sentinel_ask(const struct redis_url *u, uint64_t timeout_ms, char *hos
 		else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
 		    r->element[0]->len == 0 || r->element[0]->len >= hostlen ||
-		    memchr(r->element[0]->str, '\0', r->element[0]->len) != NULL ||
+		    !rs_host_chars(r->element[0]->str, r->element[0]->len) ||
 		    (v = strtol(r->element[1]->str, &e, 10)) < 1 || v > 65535 || *e != '\0')
 			why = "not an address";
 		else
@@ -1112,7 +1129,8 @@ static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 	}
 	uv_timer_stop(&rs->timer);
 	rs->state = RS_UP;
-	rs->backoff_ms = RS_BACKOFF_MIN_MS;
+	if (!rs->unusable_seen)
+		rs->backoff_ms = RS_BACKOFF_MIN_MS;
 	if (rs->down_logged) {
 		rs->down_logged = false;
 		log_event(LOG_LVL_WARNING, NULL, "event=redis_up store=%s worker=%d module=%s queued=%zu",
@@ -1191,6 +1209,7 @@ struct rs_resolve {
 	struct redis_url spec;
 	uint64_t timeout_ms;
 	char host[256];               /* the answer */
+	char addr[64];                /* its address, resolved here: no DNS on the loop */
 	int port, rc;
 	char err[200];
 };
@@ -1199,8 +1218,26 @@ static void rs_resolve_work(void *arg)
 {
 	struct rs_resolve *j = arg;
 
+	struct addrinfo hints, *res = NULL;
+	int e;
+
 	j->rc = redis_sentinel_ask(&j->spec, j->timeout_ms, j->host, sizeof(j->host), &j->port,
 	    j->err, sizeof(j->err));
+	if (j->rc < 0)
+		return;
+	/* A Sentinel with announce-hostnames answers a name: redisAsyncConnect would resolve
+	 * it with a blocking getaddrinfo on the worker's loop. Here it blocks only this job. */
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	e = getaddrinfo(j->host, NULL, &hints, &res);
+	if (e != 0 || res == NULL || getnameinfo(res->ai_addr, res->ai_addrlen, j->addr,
+	    sizeof(j->addr), NULL, 0, NI_NUMERICHOST) != 0) {
+		snprintf(j->err, sizeof(j->err), "master %.100s: %s", j->host,
+		    e != 0 ? gai_strerror(e) : "no address");
+		j->rc = -1;
+	}
+	if (res)
+		freeaddrinfo(res);
 }
 
 static void rs_resolve_done(void *arg)
@@ -1224,10 +1261,10 @@ static void rs_resolve_done(void *arg)
 		rs_fail(rs, "no_master");
 		return;
 	}
-	if (strcmp(rs->host, j->host) != 0 || rs->port != j->port)
+	if (strcmp(rs->host, j->addr) != 0 || rs->port != j->port)
 		log_event(LOG_LVL_INFO, NULL, "event=redis_master store=%s worker=%d module=%s master=%s:%d",
 		    rs->url, rs->worker, rs->name, j->host, j->port);
-	snprintf(rs->host, sizeof(rs->host), "%s", j->host);
+	snprintf(rs->host, sizeof(rs->host), "%s", j->addr);
 	rs->port = j->port;
 	rs->resolved = true;
 	free(j);
@@ -1569,9 +1606,15 @@ static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 		 * when the address moved; ROLE keeps the store down while it leads to a replica),
 		 * and this request is one whose reply never came: a read fails, a write is sent
 		 * again on the next connection (a refused write was not applied). */
+		rs->unusable_seen = true;
+		if (req->write)
+			req->strikes++;   /* refused for ever by a replica ROLE could not tell us of */
 		if (rs->ac == ac)
 			rs_fail(rs, why);
 		reply = NULL;
+	} else if (reply && reply->type != REDIS_REPLY_ERROR && rs->unusable_seen) {
+		rs->unusable_seen = false;  /* a master again: the next outage starts its backoff low */
+		rs->backoff_ms = RS_BACKOFF_MIN_MS;
 	}
 	if (reply && reply->type == REDIS_REPLY_ERROR && req->src && !req->retried &&
 	    reply->str && strncmp(reply->str, "NOSCRIPT", 8) == 0 && req->live) {

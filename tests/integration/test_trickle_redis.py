@@ -26,22 +26,7 @@ LIMIT = 10.0
 figures = {}
 
 
-def read_command(p):
-    """One RESP command (an array of bulk strings) as a list of str, or None at EOF."""
-    ln = p.line()
-    if ln is None or not ln.startswith('*'):
-        return None
-    args = []
-    for _ in range(int(ln[1:])):
-        n = int(p.line()[1:])           # $len, then len octets (a script has line ends) and CRLF
-        while len(p.buf) < n + 2:
-            d = p.sock.recv(65536)
-            if not d:
-                return None
-            p.buf += d
-        args.append(p.buf[:n].decode('utf-8', 'replace'))
-        p.buf = p.buf[n + 2:]
-    return args
+read_command = hp.resp_command
 
 
 def redis(mode):
