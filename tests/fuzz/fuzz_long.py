@@ -8,11 +8,14 @@ each, one after the other (the machine is shared: one core), over its committed 
 Per-target input bounds are in MAX_LEN below (default 4096, FUZZ_MAX_LEN).
 
 Per target:
-  1. run   TARGET -max_total_time=S WORK tests/fuzz/corpus/TARGET  (new inputs go to WORK,
-           build-fuzz/fuzz-long/TARGET/; a crash input to build-fuzz/fuzz-long/TARGET/crash-*)
-  2. merge TARGET -merge=1 FRESH tests/fuzz/corpus/TARGET WORK: the smallest set of inputs
-           with the coverage of both (named by the SHA-1 of their bytes) replaces the
-           SHA-1-named files of the committed corpus; seeds written by hand (other names) stay.
+  1. run   TARGET -max_total_time=S WORK/inputs tests/fuzz/corpus/TARGET  (new inputs go to
+           build-fuzz/fuzz-long/TARGET/inputs/, alone; a crash input to
+           build-fuzz/fuzz-long/TARGET/crash-*, the log to .../TARGET/last-run.log)
+  2. merge TARGET -merge=1 FRESH tests/fuzz/corpus/TARGET WORK/inputs, FRESH holding a copy of
+           the seeds written by hand (any name but a SHA-1): the smallest set of inputs that
+           adds every other feature of both (named by the SHA-1 of their bytes) replaces the
+           SHA-1-named files of the committed corpus; the seeds stay. An input kept for a
+           finding gets a name of its own (a SHA-1-named file is the merge's to drop).
   3. measure the merged corpus: TARGET -runs=0 tests/fuzz/corpus/TARGET -> cov, ft
   4. append a line to tests/fuzz/campaigns.tsv (UTC time, target, seconds, executions,
      cov, ft, corpus files, crash file or -) and rewrite the table in docs/fuzzing.md: total
