@@ -8,11 +8,14 @@ each, one after the other (the machine is shared: one core), over its committed 
 Per-target input bounds are in MAX_LEN below (default 4096, FUZZ_MAX_LEN).
 
 Per target:
-  1. run   TARGET -max_total_time=S WORK tests/fuzz/corpus/TARGET  (new inputs go to WORK,
-           build-fuzz/fuzz-long/TARGET/; a crash input to build-fuzz/fuzz-long/TARGET/crash-*)
-  2. merge TARGET -merge=1 FRESH tests/fuzz/corpus/TARGET WORK: the smallest set of inputs
-           with the coverage of both (named by the SHA-1 of their bytes) replaces the
-           SHA-1-named files of the committed corpus; seeds written by hand (other names) stay.
+  1. run   TARGET -max_total_time=S WORK/inputs tests/fuzz/corpus/TARGET  (new inputs go to
+           build-fuzz/fuzz-long/TARGET/inputs/, alone; a crash input to
+           build-fuzz/fuzz-long/TARGET/crash-*, the log to .../TARGET/last-run.log)
+  2. merge TARGET -merge=1 FRESH tests/fuzz/corpus/TARGET WORK/inputs, FRESH holding a copy of
+           the seeds written by hand (any name but a SHA-1): the smallest set of inputs that
+           adds every other feature of both (named by the SHA-1 of their bytes) replaces the
+           SHA-1-named files of the committed corpus; the seeds stay. An input kept for a
+           finding gets a name of its own (a SHA-1-named file is the merge's to drop).
   3. measure the merged corpus: TARGET -runs=0 tests/fuzz/corpus/TARGET -> cov, ft
   4. append a line to tests/fuzz/campaigns.tsv (UTC time, target, seconds, executions,
      cov, ft, corpus files, crash file or -) and rewrite the table in docs/fuzzing.md: total
@@ -230,19 +233,52 @@ MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply'
 UNIT_TIMEOUT = 60
 
 
+def merge(exe, common, corpus, found, build, target):
+    """Merge the run's inputs into the committed corpus: the seeds written by hand (any name but
+    a SHA-1) stay as they are and count as covered; the SHA-1-named files are replaced by the
+    smallest set that adds to the seeds every feature of the old corpus and of the run's
+    inputs (libFuzzer's -merge=1 into a folder that already holds the seeds: they are its
+    initial corpus, and what it writes is named by the SHA-1 of the bytes)."""
+    fresh = tempfile.mkdtemp(prefix=target + '-', dir=build)
+    try:
+        seeds = {}
+        for f in os.listdir(corpus):
+            if not HASHED.match(f):
+                shutil.copy(os.path.join(corpus, f), os.path.join(fresh, f))
+                with open(os.path.join(corpus, f), 'rb') as fh:
+                    seeds[hashlib.sha1(fh.read()).hexdigest()] = f
+        rc, out = run([exe, '-merge=1'] + common + [fresh, corpus, found], 3600)
+        # a merge that did not finish (no MERGE-OUTER summary) changes nothing
+        if rc != 0 or not re.search(r'MERGE-OUTER: \d+ new files', out):
+            print('%s: merge failed (rc=%d), corpus left as it was' % (target, rc), file=sys.stderr)
+            return
+        kept = [f for f in os.listdir(fresh) if HASHED.match(f) and f not in seeds]
+        for f in os.listdir(corpus):
+            if HASHED.match(f):
+                os.unlink(os.path.join(corpus, f))
+        for f in kept:
+            shutil.move(os.path.join(fresh, f), os.path.join(corpus, f))
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
 def campaign(build, target, seconds, rss_mb, max_len, runs=0):
     exe = os.path.join(build, target)
     corpus = os.path.join(SRC, 'tests', 'fuzz', 'corpus', target)
     work = os.path.join(build, 'fuzz-long', target)
+    # the inputs the run finds, alone: the merge reads every file of the folders it is given,
+    # and work/ also holds last-run.log and the crash artefacts (a log cut to -max_len was
+    # merged into four corpora as an input before session 34)
+    found = os.path.join(work, 'inputs')
     os.makedirs(corpus, exist_ok=True)
-    os.makedirs(work, exist_ok=True)
+    os.makedirs(found, exist_ok=True)
     common = ['-max_len=%d' % MAX_LEN.get(target, max_len), '-timeout=%d' % UNIT_TIMEOUT, '-rss_limit_mb=%d' % rss_mb]
     before = set(glob.glob(os.path.join(work, 'crash-*')) + glob.glob(os.path.join(work, 'timeout-*'))
                  + glob.glob(os.path.join(work, 'oom-*')) + glob.glob(os.path.join(work, 'leak-*')))
     t0 = datetime.datetime.now()
     rc, out = run([exe, '-max_total_time=%d' % seconds, '-print_final_stats=1']
                   + (['-runs=%d' % runs] if runs > 0 else [])
-                  + ['-artifact_prefix=' + work + '/'] + common + [work, corpus], seconds * 3 + 300)
+                  + ['-artifact_prefix=' + work + '/'] + common + [found, corpus], seconds * 3 + 300)
     if runs > 0:    # stopped by the count, maybe before the time: record the time it took
         seconds = max(1, round((datetime.datetime.now() - t0).total_seconds()))
     with open(os.path.join(work, 'last-run.log'), 'w') as f:
@@ -255,23 +291,7 @@ def campaign(build, target, seconds, rss_mb, max_len, runs=0):
         crash = ['runtime error (see %s/last-run.log)' % os.path.relpath(work, SRC)]
     if rc != 0 and not crash:
         crash = ['rc=%d (see %s/last-run.log)' % (rc, os.path.relpath(work, SRC))]
-    # merge back: the smallest set of inputs with the coverage of corpus + work (libFuzzer
-    # names them by the SHA-1 of their bytes); seeds written by hand (any other name) stay
-    fresh = tempfile.mkdtemp(prefix=target + '-', dir=build)
-    rc_m, _ = run([exe, '-merge=1'] + common + [fresh, corpus, work], 3600)
-    if rc_m == 0 and os.listdir(fresh):
-        seeds = {}
-        for f in os.listdir(corpus):
-            path = os.path.join(corpus, f)
-            if HASHED.match(f):
-                os.unlink(path)
-            else:
-                with open(path, 'rb') as fh:
-                    seeds[hashlib.sha1(fh.read()).hexdigest()] = f
-        for f in os.listdir(fresh):
-            if f not in seeds:
-                shutil.move(os.path.join(fresh, f), os.path.join(corpus, f))
-    shutil.rmtree(fresh, ignore_errors=True)
+    merge(exe, common, corpus, found, build, target)
     _, out = run([exe, '-runs=0'] + common + [corpus], 3600)
     cov = int(last(r'INITED cov: (\d+)', out, '0'))
     ft = int(last(r'INITED cov: \d+ ft: (\d+)', out, '0'))
