@@ -1191,7 +1191,7 @@ def redis(port=None, args=()):
     need('redis-server')
     port = port or hold_port().port
     return start_peer([tool('redis-server'), '--bind', '127.0.0.1', '--port', str(port), '--save', '',
-                       '--appendonly', 'no', '--dir', TMP] + list(args), 'redis-%d' % port, port)
+                       '--appendonly', 'no', '--dir', TMP, '--dbfilename', 'dump-%d.rdb' % port] + list(args), 'redis-%d' % port, port)
 
 
 def redis_sentinel(master_port, master='mymaster'):

@@ -51,7 +51,7 @@ def accepted():
 
 
 mt.check(send('before', '198.18.90.1')[0] == 250, 'a message before the failover')
-mt.check(mt.wait_for(lambda: keys(a.port), timeout=10), 'its charge is on A, the master: %s' % keys(a.port))
+mt.check(mt.wait_for(lambda: keys(a.port), timeout=mt.slack(10)), 'its charge is on A, the master: %s' % keys(a.port))
 
 # The failover: A becomes B's replica (its data replaced by B's: none); the address still
 # leads to A for the connection already open.
