@@ -28,7 +28,7 @@ struct lt_shard {                  /* one cache line apart: no false sharing bet
 	_Alignas(64) pthread_mutex_t mu;
 	struct lt_entry **buckets;
 	size_t nbuckets;     /* power of two */
-	size_t n, max;
+	size_t n;
 	size_t cursor;       /* eviction scan position */
 	uint64_t next_sweep;
 };
@@ -36,6 +36,7 @@ struct lt_shard {                  /* one cache line apart: no false sharing bet
 struct local_table {
 	struct lt_shard shards[LT_SHARDS];
 	size_t max_keys;
+	atomic_size_t count;           /* keys in all shards: the bound is on the whole table */
 	char name[32];                 /* for the log line; "" = evictions are not logged */
 	struct store_stats *stats;     /* mxgate_store_evictions_total{store="local:NAME"} */
 	atomic_ullong evicted;
@@ -53,6 +54,7 @@ struct local_table *local_table_new(size_t max_keys)
 	if (t == NULL)
 		return NULL;
 	t->max_keys = max_keys;
+	atomic_init(&t->count, 0);
 	per = (max_keys + LT_SHARDS - 1) / LT_SHARDS;
 	for (nb = 16; nb < per && nb < (1u << 20); nb <<= 1)
 		;
@@ -60,7 +62,6 @@ struct local_table *local_table_new(size_t max_keys)
 		struct lt_shard *sh = &t->shards[i];
 
 		pthread_mutex_init(&sh->mu, NULL);
-		sh->max = per;
 		sh->nbuckets = nb;
 		sh->buckets = calloc(nb, sizeof(*sh->buckets));
 		if (sh->buckets == NULL)
@@ -123,7 +124,7 @@ static inline bool lt_rec_is_idle(const struct local_rec *r, uint64_t now)
 }
 
 /* Removes idle entries of one shard (lock held). */
-static size_t lt_shard_sweep(struct lt_shard *sh, uint64_t now)
+static size_t lt_shard_sweep(struct local_table *t, struct lt_shard *sh, uint64_t now)
 {
 	size_t dropped = 0;
 
@@ -143,6 +144,7 @@ static size_t lt_shard_sweep(struct lt_shard *sh, uint64_t now)
 		}
 	}
 	sh->n -= dropped;
+	atomic_fetch_sub(&t->count, dropped);
 	sh->next_sweep = now + LT_SWEEP_NS;
 	return dropped;
 }
@@ -210,6 +212,45 @@ static void lt_shard_evict(struct lt_shard *sh)
 	sh->n--;
 }
 
+/* Makes room for one key in a full table (sh's lock held): evicts in sh, or, when sh is
+ * empty, in the first other shard whose lock is free at once (trylock: shard locks are never
+ * waited for in pairs). The bound is the whole table's, not a shard's: with 16 shards of
+ * max_keys/16 a small table evicted long before it was full (64 keys: 4 a shard, so about
+ * 20 keys already put 5 in some shard). False when nothing could be evicted (the add then
+ * goes over the bound by one; threads adding at the same moment may too). */
+static bool lt_evict_one(struct local_table *t, struct lt_shard *sh)
+{
+	size_t before = sh->n;
+
+	if (before > 0) {
+		lt_shard_evict(sh);
+		if (sh->n == before)
+			return false;
+		atomic_fetch_sub(&t->count, 1);
+		lt_note_evict(t);
+		return true;
+	}
+	for (size_t i = 0; i < LT_SHARDS; i++) {
+		struct lt_shard *o = &t->shards[i];
+		bool done = false;
+
+		if (o == sh || pthread_mutex_trylock(&o->mu) != 0)
+			continue;
+		before = o->n;
+		if (before > 0) {
+			lt_shard_evict(o);
+			done = o->n < before;
+		}
+		pthread_mutex_unlock(&o->mu);
+		if (done) {
+			atomic_fetch_sub(&t->count, 1);
+			lt_note_evict(t);
+			return true;
+		}
+	}
+	return false;
+}
+
 /* The link pointing at key's entry in its bucket (lock held): *result is NULL when absent. */
 static struct lt_entry **lt_shard_find(struct lt_shard *sh, const char *key, uint64_t h)
 {
@@ -228,17 +269,11 @@ static struct lt_entry *lt_shard_add(struct local_table *t, struct lt_shard *sh,
 	struct lt_entry *e;
 	size_t len, b = (size_t)(h >> 8) & (sh->nbuckets - 1);
 
-	/* Sweeps are O(shard) so at most one per LT_SWEEP_NS; in between a full shard evicts. */
+	/* Sweeps are O(shard) so at most one per LT_SWEEP_NS; in between a full table evicts. */
 	if (now >= sh->next_sweep)
-		lt_shard_sweep(sh, now);
-	while (sh->n >= sh->max) {
-		size_t before = sh->n;
-
-		lt_shard_evict(sh);
-		if (sh->n == before)
-			break;
-		lt_note_evict(t);
-	}
+		lt_shard_sweep(t, sh, now);
+	while (atomic_load(&t->count) >= t->max_keys && lt_evict_one(t, sh))
+		;
 	len = strlen(key);
 	e = calloc(1, sizeof(*e) + len + 1);
 	if (e == NULL)
@@ -248,6 +283,7 @@ static struct lt_entry *lt_shard_add(struct local_table *t, struct lt_shard *sh,
 	e->next = sh->buckets[b];
 	sh->buckets[b] = e;
 	sh->n++;
+	atomic_fetch_add(&t->count, 1);
 	return e;
 }
 
@@ -288,6 +324,7 @@ int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, 
 			*pp = e->next;
 			free(e);
 			sh->n--;
+			atomic_fetch_sub(&t->count, 1);
 		}
 	}
 	pthread_mutex_unlock(&sh->mu);
@@ -317,7 +354,7 @@ size_t local_table_expire(struct local_table *t, uint64_t now_ns)
 
 	for (size_t i = 0; i < LT_SHARDS; i++) {
 		pthread_mutex_lock(&t->shards[i].mu);
-		n += lt_shard_sweep(&t->shards[i], now_ns);
+		n += lt_shard_sweep(t, &t->shards[i], now_ns);
 		pthread_mutex_unlock(&t->shards[i].mu);
 	}
 	return n;

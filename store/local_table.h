@@ -22,7 +22,8 @@ struct local_rec {
 	uint64_t val;               /* the caller's payload */
 };
 
-/* A table holding at most max_keys keys (>= 16). NULL on allocation failure. */
+/* A table holding at most max_keys keys (>= 16) in all (threads adding at the same moment
+ * may go over by one each). NULL on allocation failure. */
 struct local_table *local_table_new(size_t max_keys);
 void local_table_free(struct local_table *t);   /* NULL is a no-op */
 

@@ -158,6 +158,35 @@ static void test_bounded(void **state)
 	local_table_free(t);
 }
 
+/* The bound is the table's: a 64-key table takes 64 keys without evicting one (its 16 shards
+ * once held max_keys/16 each, so about 20 keys already evicted: greylist.max_keys 64 in
+ * test_outside_adversary lost a waiting sender's first attempt to 21 triplets, now and then,
+ * as the keyed hash fell), and the 65th evicts exactly one. */
+static void test_bound_is_the_tables(void **state)
+{
+	struct local_table *t = local_table_new(64);
+	char key[32];
+
+	(void)state;
+	for (int i = 0; i < 64; i++) {
+		struct set_arg a = { 3600 * S, 0, (uint64_t)i };
+
+		snprintf(key, sizeof(key), "triplet-%d", i);
+		assert_int_equal(local_table_update(t, key, S, true, set_fn, &a), 7);
+	}
+	assert_int_equal(local_table_size(t), 64);
+	assert_int_equal(local_table_evicted(t), 0);
+	for (int i = 64; i < 200; i++) {
+		struct set_arg a = { 3600 * S + (uint64_t)i, 0, (uint64_t)i };
+
+		snprintf(key, sizeof(key), "triplet-%d", i);
+		assert_int_equal(local_table_update(t, key, S, true, set_fn, &a), 7);
+		assert_int_equal(local_table_size(t), 64);
+		assert_int_equal(local_table_evicted(t), (uint64_t)(i - 63));
+	}
+	local_table_free(t);
+}
+
 /* 400 keys (a rate limit's per-address keys: the client picks its addresses from a /16, or
  * its senders) that shared a shard and a bucket under the table's old public hash (its low
  * 4 bits the shard, bits 8.. the bucket: 8,192 tries a key): no chain is long now. */
@@ -231,6 +260,7 @@ int main(void)
 		cmocka_unit_test(test_pins),
 		cmocka_unit_test(test_expire),
 		cmocka_unit_test(test_bounded),
+		cmocka_unit_test(test_bound_is_the_tables),
 		cmocka_unit_test(test_foreach),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_forged_keys),
