@@ -699,14 +699,24 @@ void log_event_text(enum log_level lvl, const char *id, const char *text, size_t
 }
 
 /* See log.h. */
+unsigned long long log_rated_note_at(struct log_rated *r, unsigned long long every_ms,
+    unsigned long long now_ms, bool *log_now)
+{
+	unsigned long long n = atomic_fetch_add(&r->count, 1) + 1;
+	unsigned long long last = atomic_load(&r->logged_ms);
+
+	*log_now = (last == 0 || now_ms - last >= every_ms) &&
+	    atomic_compare_exchange_strong(&r->logged_ms, &last, now_ms);
+	return n;
+}
+
+/* See log.h. */
 unsigned long long log_rated_note(struct log_rated *r, unsigned long long every_ms, bool *log_now)
 {
 	struct timespec ts;
-	unsigned long long n = atomic_fetch_add(&r->count, 1) + 1;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	unsigned long long now = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000 + 1;
-	unsigned long long last = atomic_load(&r->logged_ms);
-	*log_now = (last == 0 || now - last >= every_ms) && atomic_compare_exchange_strong(&r->logged_ms, &last, now);
-	return n;
+	/* + 1: logged_ms 0 means never, whatever the clock's origin */
+	return log_rated_note_at(r, every_ms,
+	    (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000 + 1, log_now);
 }

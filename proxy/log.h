@@ -84,6 +84,10 @@ struct log_rated {
  * (the first, then the first one every_ms or more after the last logged). Thread-safe: of
  * threads noting at once, one is let through. */
 unsigned long long log_rated_note(struct log_rated *r, unsigned long long every_ms, bool *log_now);
+/* The same at now_ms (monotonic ms, above 0) rather than the clock's time: log_rated_note's
+ * arithmetic, for a caller (a unit test) that must not depend on how fast it runs. */
+unsigned long long log_rated_note_at(struct log_rated *r, unsigned long long every_ms,
+    unsigned long long now_ms, bool *log_now);
 
 static inline int log_is_debug(void) { return log_get_level() == LOG_LVL_DEBUG; }
 

@@ -326,28 +326,38 @@ static void test_format_same(void **state)
 }
 
 /* log_rated_note: every note counted, the first logged, the next ones not until every_ms
- * passed, then one again; two causes apart. */
+ * passed, then one again; two causes apart. At given times (log_rated_note_at): it read the
+ * clock and asserted that 100 notes fell within 50 ms of the first, and that the two notes
+ * after a 60 ms sleep did too, which a test descheduled for 50 ms on a loaded machine fails
+ * (shown with a clock that jumps 60 ms at each read: test_rated failed at the loop). */
 static void test_rated(void **state)
 {
-	static struct log_rated a, b;
+	static struct log_rated a, b, c;
 	bool now = false;
-	struct timespec pause = { 0, 60 * 1000000L };
 
 	(void)state;
-	assert_int_equal(log_rated_note(&a, 50, &now), 1);
+	assert_int_equal(log_rated_note_at(&a, 50, 1000, &now), 1);
 	assert_true(now);
 	for (unsigned long long i = 2; i <= 100; i++) {
-		assert_int_equal(log_rated_note(&a, 50, &now), i);
+		assert_int_equal(log_rated_note_at(&a, 50, 1000 + i / 3, &now), i);
 		assert_false(now);
 	}
-	assert_int_equal(log_rated_note(&b, 50, &now), 1);
+	assert_int_equal(log_rated_note_at(&b, 50, 1049, &now), 1);
 	assert_true(now);       /* another cause: its own first line */
-	nanosleep(&pause, NULL);
-	assert_int_equal(log_rated_note(&a, 50, &now), 101);
-	assert_true(now);
-	assert_int_equal(log_rated_note(&a, 50, &now), 102);
+	assert_int_equal(log_rated_note_at(&a, 50, 1050, &now), 101);
+	assert_true(now);       /* every_ms after the last logged one */
+	assert_int_equal(log_rated_note_at(&a, 50, 1099, &now), 102);
 	assert_false(now);
-	assert_int_equal(atomic_load(&a.count), 102);
+	assert_int_equal(log_rated_note_at(&a, 50, 1100, &now), 103);
+	assert_true(now);
+	assert_int_equal(atomic_load(&a.count), 103);
+	assert_int_equal(atomic_load(&b.count), 1);
+
+	/* the clock's own: the first note is logged, the next not within the hour */
+	assert_int_equal(log_rated_note(&c, 3600000, &now), 1);
+	assert_true(now);
+	assert_int_equal(log_rated_note(&c, 3600000, &now), 2);
+	assert_false(now);
 }
 
 int main(void)
