@@ -540,7 +540,10 @@ def blackhole(ip, port):
 
 def free_port():
     """A port that was free a moment ago. Racy (another process may take it before you bind
-    it): prefer listen address ':0' in config(), hold_port() or the peer starters below."""
+    it): prefer listen address ':0' in config(), hold_port() or the peer starters below.
+    Worse than a refused bind: another test's hold_port() (a bind(0)) may get the port in
+    between, and mxgate or a peer binding it with SO_REUSEADDR then shares it with that
+    test's daemon. Only for a port nothing binds (a config that `mxgate -t` reads)."""
     s = socket.socket()
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]

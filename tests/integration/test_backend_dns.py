@@ -32,7 +32,7 @@ b = mt.Backend(name='B', host='127.0.0.2', port=a.port)
 mx = mt.Mxgate(mt.config(['smtp://%s:%d' % (NAME, a.port)], workers=1,
                          backends={'resolve_interval': '2s'},
                          dns={'resolvers': ['127.0.0.1:%d' % dns.port], 'timeout': '1s', 'tries': 1},
-                         metrics={'listen': '127.0.0.1:%d' % mt.free_port()}), name='mx-backend-dns')
+                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}), name='mx-backend-dns')
 mt.check(mx.wait_log(r'event=ready generation=1 backends_up=yes', 30) is not None, 'ready:\n' + mx.tail())
 
 

@@ -19,7 +19,7 @@ a = mt.Backend(name='A')
 mx = mt.Mxgate(mt.config(['smtp://%s:%d' % (NAME, a.port)], workers=1,
                          backends={'resolve_interval': '1s'},
                          dns={'resolvers': ['127.0.0.1:%d' % dns.port], 'timeout': '1s', 'tries': 1},
-                         metrics={'listen': '127.0.0.1:%d' % mt.free_port()}), name='mx-backend-dns-many')
+                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}), name='mx-backend-dns-many')
 mt.check(mt.wait_for(lambda: (mx.metric('backend_resolves_total') or 0) >= 6, 60) is True,
          'six re-resolutions (%s)' % mx.metric('backend_resolves_total'))
 mt.check(mx.count_log(r'event=backend_addrs_changed') == 0,

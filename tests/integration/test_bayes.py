@@ -90,7 +90,7 @@ def rules_cfg(store, metrics_port=None):
 
 
 def daemon(be, store, name):
-    mport = mt.free_port()
+    mport = mt.hold_port().port
     cfg = mt.config([be.url], rules=rules_cfg(store), metrics={'listen': '127.0.0.1:%d' % mport})
     return mt.Mxgate(cfg, name=name), mport
 
@@ -224,7 +224,7 @@ mx.stop()
 # daemon without a classifier (503); none of them learns
 ref = rules_cfg('lmdb:' + os.path.join(mt.TMP, 'refused'))
 ref['bayes'].update({'learn_from': ['10.0.0.0/8'], 'max_learn_size': '1K'})
-mport4 = mt.free_port()
+mport4 = mt.hold_port().port
 mx4 = mt.Mxgate(mt.config([be.url], rules=ref, metrics={'listen': '127.0.0.1:%d' % mport4}),
                 name='mxgate-refused')
 code, text = post(mport4, '/learn/spam', msg('spam', 0, SPAM_WORDS))
@@ -235,7 +235,7 @@ code, text = post(mport4, '/learn/spam', msg('spam', 0, SPAM_WORDS) + b'x' * 409
 mt.check(code == 403, 'outside learn_from, over max_learn_size: 403, not 413 (%s %s)' % (code, text))
 mt.check(mx4.count_log(r'event=bayes_learn ') == 0, 'neither was learned')
 mx4.stop()
-mport5 = mt.free_port()
+mport5 = mt.hold_port().port
 mx5 = mt.Mxgate(mt.config([be.url], rules={'files': rules_cfg('x')['files']},
                           metrics={'listen': '127.0.0.1:%d' % mport5}), name='mxgate-nobayes')
 code, text = post(mport5, '/learn/spam', msg('spam', 0, SPAM_WORDS))
@@ -285,7 +285,7 @@ mxc.stop()
 # (same loop as the control socket, the health checks, /readyz) keeps answering and shows
 # the learning under way — a learned count strictly between 0 and the mbox's
 NBIG = 3000
-bmport = mt.free_port()
+bmport = mt.hold_port().port
 bsock = os.path.join(mt.TMP, 'control-big.sock')
 mxbig = mt.Mxgate(mt.config([bec.url], rules=rules_cfg('lmdb:' + os.path.join(mt.TMP, 'big')),
                             control={'socket': bsock},
@@ -350,7 +350,7 @@ with open(al, 'w') as f:
     f.write('header AL_HEAD X-Al-Test =~ /yes/\nscore AL_HEAD 4\n'
             'body AL_BODY /alspamword/\nscore AL_BODY 20\n')
 be3 = mt.Backend()
-mport3 = mt.free_port()
+mport3 = mt.hold_port().port
 rc3 = rules_cfg('lmdb:' + os.path.join(mt.TMP, 'auto'))
 rc3['files'].append(al)
 rc3['bayes'].update({'autolearn': True, 'min_spam': 1000, 'min_ham': 1000})
@@ -484,7 +484,7 @@ if not mt.tool('redis-server'):
         mt.fail('redis-server missing')
     mt.say('redis-server missing: the shared-store part is skipped')
     mt.finish()
-rport = mt.free_port()
+rport = mt.hold_port().port
 mt.spawn(['redis-server', '--bind', '127.0.0.1', '--port', str(rport), '--save', '',
           '--appendonly', 'no'], 'redis')
 mt.wait_port(rport)

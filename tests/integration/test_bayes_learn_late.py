@@ -41,7 +41,7 @@ def spam_total():
 
 
 red = mt.redis()
-mport = mt.free_port()
+mport = mt.hold_port().port
 be = mt.Backend()
 mx = mt.Mxgate(mt.config([be.url], metrics={'listen': '127.0.0.1:%d' % mport},
                          rules={'files': [os.path.join(mt.SRC, 'rules', 'default.rules')],

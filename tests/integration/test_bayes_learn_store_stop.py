@@ -56,7 +56,7 @@ store = 'redis://127.0.0.1:%d' % red.port
 rules = {'files': [os.path.join(mt.SRC, 'rules', 'default.rules')],
          'bayes': {'enabled': True, 'store': store, 'timeout': '1s'}}
 sock = os.path.join(mt.TMP, 'control.sock')
-mport = mt.free_port()
+mport = mt.hold_port().port
 be = mt.Backend()
 mx = mt.Mxgate(mt.config([be.url], rules=rules, control={'socket': sock},
                          metrics={'listen': '127.0.0.1:%d' % mport}))

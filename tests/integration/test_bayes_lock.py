@@ -142,7 +142,7 @@ except subprocess.TimeoutExpired:
 
 # the daemon, by POST /learn/spam on its metrics listener
 be = mt.Backend()
-mport = mt.free_port()
+mport = mt.hold_port().port
 
 
 def daemon_cfg(bayes=True):

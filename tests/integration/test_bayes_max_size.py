@@ -61,7 +61,7 @@ for cls, words in (('spam', SPAM_WORDS), ('ham', HAM_WORDS)):
     mt.check(r.returncode == 0, 'learn %s: %s %s' % (cls, r.stdout.strip(), r.stderr.strip()))
 
 be = mt.Backend()
-mport = mt.free_port()
+mport = mt.hold_port().port
 mx = mt.Mxgate(mt.config([be.url], rules=rules, metrics={'listen': '127.0.0.1:%d' % mport}),
                name='mxgate')
 

@@ -31,7 +31,7 @@ be = mt.Backend()
 rules = os.path.join(mt.TMP, 'nobayes.rules')
 with open(rules, 'w') as f:
     f.write('header   MX_T_SUBJ  Subject =~ /never-matches-zzz/\nscore    MX_T_SUBJ  1.0\n')
-mport = mt.free_port()
+mport = mt.hold_port().port
 mx = mt.Mxgate(mt.config([be.url], metrics={'listen': '127.0.0.1:%d' % mport},
                          rules={'files': [rules],
                                 'bayes': {'enabled': True, 'store': 'redis://127.0.0.1:%d' % relay.port,

@@ -48,7 +48,7 @@ def start(name, port):
     sock = os.path.join(mt.TMP, name + '.sock')
     store = 'redis://127.0.0.1:%d' % port
     ms = '%dms' % (TIMEOUT * 1000)
-    mx = mt.Mxgate(mt.config([be.url], control={'socket': sock}, metrics={'listen': '127.0.0.1:%d' % mt.free_port()},
+    mx = mt.Mxgate(mt.config([be.url], control={'socket': sock}, metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
                              greylist={'enabled': True, 'store': store, 'timeout': ms},
                              ratelimit={'store': store, 'timeout': ms,
                                         'rules': [{'key': 'ip', 'count': 'messages', 'limit': '5/1h'}]},

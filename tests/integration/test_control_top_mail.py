@@ -184,7 +184,7 @@ sink.stop()
 SOCK2 = os.path.join(mt.TMP, 'control2.sock')
 sink2 = mt.Sink(name='sinkR', args=['-f', 'rcpt'])
 mx2 = mt.Mxgate(mt.config([sink2.url], accept_domains=['example.test'], greylist={'enabled': True, 'delay': '1h'},
-                          control={'socket': SOCK2}, metrics={'listen': '127.0.0.1:%d' % mt.free_port()}),
+                          control={'socket': SOCK2}, metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}),
                 name='mx2')
 r = mt.send_mail(mx2.port, 'grey@Sender.example', ['g@example.test'], mt.message('grey'))
 mt.check(r.rcpt_codes == [451] and mx2.wait_log(r'event=tempfail stage=rcpt reason=greylist') is not None,

@@ -40,7 +40,7 @@ def pflog():
 
 cfg = mt.config(['smtp://127.0.0.1:%d' % pport], workers=1,
                 listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
-                trusted_proxies=['127.0.0.1/32'], metrics={'listen': '127.0.0.1:%d' % mt.free_port()},
+                trusted_proxies=['127.0.0.1/32'], metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
                 backends={'client_identity': 'proxy_v2',
                           'health_check': {'interval': '200ms', 'timeout': '%gs' % mt.slack(5),
                                            'fall': 2, 'rise': 1}})

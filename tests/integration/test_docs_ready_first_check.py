@@ -33,7 +33,7 @@ def readyz(port):
 
 
 def daemon(name, url):
-    cfg = mt.config([url], workers=1, metrics={'listen': '127.0.0.1:%d' % mt.free_port()})
+    cfg = mt.config([url], workers=1, metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port})
     # a probe every 10 s: only the first round can have run by the time we look
     cfg['backends']['health_check'] = {'interval': '10s', 'timeout': '%gs' % mt.slack(5), 'fall': 2, 'rise': 2}
     return mt.Mxgate(cfg, name=name)

@@ -148,7 +148,7 @@ mx2.stop()
 if subprocess.run(['/usr/bin/python3', '-c', 'import Milter'], capture_output=True).returncode != 0:
     mt.check(not os.environ.get('CI'), 'python3-milter is installed (for the milter macro checks)')
 else:
-    mport = mt.free_port()
+    mport = mt.hold_port().port
     mt.spawn(['/usr/bin/python3', os.path.join(mt.SRC, 'tests', 'peers', 'mx_milter.py'),
               'inet:%d@127.0.0.1' % mport], 'milter')
     if not mt.wait_port(mport, 15):

@@ -36,7 +36,7 @@ def vm_data_kb(pid):
 
 
 be = mt.Backend()
-mport = mt.free_port()
+mport = mt.hold_port().port
 mx = mt.Mxgate(mt.config([be.url], metrics={'listen': '127.0.0.1:%d' % mport},
                          rules={'files': [os.path.join(mt.SRC, 'rules', 'default.rules')],
                                 'bayes': {'enabled': True, 'max_learn_size': '64M',

@@ -35,7 +35,7 @@ NMSG = 8
 mbox = b''.join(b'From spam%d@example.org Mon Jan  1 00:00:00 2024\n' % i + msg(i) + b'\n'
                 for i in range(NMSG))
 be = mt.Backend()
-mport = mt.free_port()
+mport = mt.hold_port().port
 mx = mt.Mxgate(mt.config([be.url], metrics={'listen': '127.0.0.1:%d' % mport},
                          rules={'files': [os.path.join(mt.SRC, 'rules', 'default.rules')],
                                 'bayes': {'enabled': True,

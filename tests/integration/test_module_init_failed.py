@@ -24,7 +24,7 @@ import mxtest as mt  # noqa: E402
 mt.mxgatectl()       # built, or the test is skipped
 be = mt.Backend()
 SOCK = os.path.join(mt.TMP, 'ctl.sock')
-MPORT = mt.free_port()
+MPORT = mt.hold_port().port
 os.environ['MXGATE_TEST_MODULE_INIT_FAIL'] = 'greylist'
 base = dict(workers=2, control={'socket': SOCK}, metrics={'listen': '127.0.0.1:%d' % MPORT})
 mx = mt.Mxgate(mt.config([be.url], greylist={'enabled': True, 'store': 'lmdb:' + os.path.join(mt.TMP, 'gl')},

@@ -141,7 +141,7 @@ cfg = mt.proxied_config(
     [be.url], quarantine='maildir:' + qdir,
     accept_domains=['corp.example', 'shop.example', 'other.example', 'lenient.example'],
     control={'socket': sock},
-    metrics={'listen': '127.0.0.1:%d' % mt.free_port()},
+    metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
     plugins=[{'name': 'clamd', 'address': '127.0.0.1:%d' % cl.port, 'timeout': '30s',
               'options': {'blocked_prefix': 'Blocked.'}}],
     rules={'files': [STOCK + '/*.cf', local_cf, site_rules],

@@ -36,7 +36,7 @@ with open(IN_WAY, 'w') as f:
     f.write('a file where a directory should be\n')
 
 cfg = mt.config([be.url], control={'socket': SOCK},
-                metrics={'listen': '127.0.0.1:%d' % mt.free_port()},
+                metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
                 dns={'resolvers': ['127.0.0.1:%d' % mt.dead_port()], 'timeout': '1s'},
                 pregreet={'delay': '1s', 'action': 'score', 'pass_ttl': '1h', 'pass_store': 'lmdb:' + PG_DIR},
                 dnsbl={'threshold': 3, 'pass_ttl': '1h', 'pass_store': 'lmdb:' + DNSBL_DIR,

@@ -60,7 +60,7 @@ mx = mt.Mxgate(mt.config(['smtp://%s:%d' % (MTA, a.port)], workers=1,
                          dns={'resolvers': ['127.0.0.1:%d' % dns.port], 'timeout': '1s', 'tries': 1},
                          plugins=[{'name': 'milter', 'address': 'inet:%s:%d' % (MILTER, mport),
                                    'on_error': 'tempfail', 'timeout': '%gs' % mt.slack(10)}],
-                         metrics={'listen': '127.0.0.1:%d' % mt.free_port()}), name='mx-plugin-dns')
+                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}), name='mx-plugin-dns')
 mt.check(mx.wait_log(r'event=ready generation=1 backends_up=yes', 30) is not None, 'ready:\n' + mx.tail())
 
 

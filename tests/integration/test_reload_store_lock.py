@@ -24,7 +24,7 @@ be = mt.Backend()
 SOCK = os.path.join(mt.TMP, 'ctl.sock')
 A = os.path.join(mt.TMP, 'grey-a')
 B = os.path.join(mt.TMP, 'grey-b')
-METRICS = mt.free_port()
+METRICS = mt.hold_port().port
 
 
 def cfg(store):
