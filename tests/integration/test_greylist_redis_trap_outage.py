@@ -13,12 +13,14 @@ has reconnected with a trap still queued, is not undone by that trap arriving: t
 leaves its time in Redis (mxgate:glipun:<client>, kept trap_ttl) and a queued trap made
 before it is dropped (as greylist delete's mxgate:gldel: does for triplets).
 
-Redis is kept down about 8 s so that the nodes' next reconnect comes 7 s after it is back:
-the untrap lands in that gap (failed first on main: the trap never reached Redis)."""
+Redis is kept down through the third reconnect attempt of both nodes (its port answered by a
+listener that counts them: mt.knocks), so that their next comes 8 s after it is back: the
+untrap lands in that gap (failed first on main: the trap never reached Redis). It was a sleep
+of 8 s from a moment after the outage, which kept the gap only while the checks before it
+took less than the 7 s up to the third attempt."""
 import os
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
@@ -47,13 +49,17 @@ for m in (A, B):
     mt.check(m.wait_log(r'event=greylist .*store=redis', timeout=10), '%s decided in Redis' % m.name)
 start = {m.name: m.log_size() for m in (A, B)}
 mt.stop_proc(red, signal.SIGKILL)
+kn = mt.knocks(PORT)            # the nodes' reconnect attempts, counted
 # X trapped on A, Y on B, from their local tables
 mt.check(codes(A, X, ['trap@example.test', 'x@example.test']) == [451, 550], 'A traps X while Redis is down')
 mt.check(codes(B, Y, ['trap@example.test', 'y@example.test']) == [451, 550], 'B traps Y while Redis is down')
 mt.check(A.wait_log(r'event=greylist_trap client=198\.18\.90\.1 .*store=local', timeout=10) is not None and
          B.wait_log(r'event=greylist_trap client=198\.18\.91\.1 .*store=local', timeout=10) is not None,
          'both logged store=local')
-time.sleep(8)                   # the nodes reconnect at 1, 3, 7, 15 s: the next is 7 s away
+# each node's worker reconnects 1, 3, 7, 15 s after the outage: once both third attempts have
+# failed, the next are 8 s away
+mt.check(kn.wait(6, timeout=30), 'the nodes tried to reconnect three times each (%d)' % kn.count)
+kn.close()
 red = mt.redis(PORT)            # back, empty
 rc, out, err = mt.ctl(sock, 'greylist', 'untrap', Y)
 mt.check(rc == 0, 'greylist untrap Y on node A, Redis back: %r %r' % (out, err))
