@@ -205,7 +205,7 @@ static void module_run(const char *store_line, bool restart)
 	fprintf(f, "hostname: mx.example.test\n"
 	    "listen:\n  - address: \"127.0.0.1:2525\"\n"
 	    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
-	    "greylist: { enabled: true, delay: 300ms, retry_window: 5s, allow: [198.18.99.0/24]%s%s }\n",
+	    "greylist: { enabled: true, delay: 300ms, retry_window: 1h, allow: [198.18.99.0/24]%s%s }\n",
 	    store_line ? ", store: " : "", store_line ? store_line : "");
 	fclose(f);
 	assert_int_equal(config_load(path, &cfg, stderr), 0);
@@ -218,9 +218,9 @@ static void module_run(const char *store_line, bool restart)
 	assert_non_null(strstr(v.reply, "4.7.1 greylisted"));
 	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", long_from, long_to, NULL),
 	    VERDICT_TEMPFAIL);
-	/* too early */
-	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", "a@example.org", "b@example.test", NULL),
-	    VERDICT_TEMPFAIL);
+	/* no "too early" retry here: it held only while this thread ran the next rcpt within the
+	 * 300 ms delay (test_decide's "early retry still greylisted" has it at given times); a
+	 * retry_window of an hour likewise puts no bound on how late the retries below come */
 	usleep(350 * 1000);
 	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", long_from, long_to, NULL),
 	    VERDICT_CONTINUE);
