@@ -734,7 +734,7 @@ int redis_sentinel_ask(const struct redis_url *u, uint64_t timeout_ms, char *hos
 		redisContext *c;
 		redisReply *r;
 		const char *why;
-		char *e;
+		char *e, auth_err[128];
 		long v = 0;
 
 		if (rs_job_passed()) {
@@ -751,13 +751,30 @@ int redis_sentinel_ask(const struct redis_url *u, uint64_t timeout_ms, char *hos
 		}
 		redis_store_bound_reader(c);
 		redisSetTimeout(c, tv);
-		{
+		auth_err[0] = '\0';
+		if (u->password[0]) {
+			/* The URL's credentials are the sentinels' too (Lettuce's redis-sentinel://,
+			 * redis-rb's default). A sentinel without requirepass refuses the AUTH: it is
+			 * asked all the same, the refusal said only if it then wants one (NOAUTH). */
+			const char *argv[3] = { "AUTH", u->user[0] ? u->user : u->password, u->password };
+
+			r = redis_store_sync_argv(c, u->user[0] ? 3 : 2, argv, NULL);
+			if (r && r->type == REDIS_REPLY_ERROR)
+				snprintf(auth_err, sizeof(auth_err), "AUTH: %.100s", r->str ? r->str : "");
+			if (r)
+				freeReplyObject(r);
+		}
+		r = NULL;
+		if (c->err == 0) {
 			const char *argv[3] = { "SENTINEL", "get-master-addr-by-name", u->master };
 
 			r = redis_store_sync_argv(c, 3, argv, NULL);
 		}
 		if (r == NULL)
 			why = c->errstr;
+		else if (r->type == REDIS_REPLY_ERROR && auth_err[0] && r->str &&
+		    strncmp(r->str, "NOAUTH", 6) == 0)
+			why = auth_err;
 		else if (r->type == REDIS_REPLY_ERROR)
 			why = r->str;
 		else if (r->type == REDIS_REPLY_NIL)

@@ -47,7 +47,8 @@ struct redis_addr { char host[256]; int port; };
  *   redis-sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB]
  *     Redis Sentinel (Lettuce's scheme; the master's name in the path, not a #fragment):
  *     up to 8 sentinels (port 26379), asked in turn for MASTER's address; USER and
- *     PASSWORD are the master's (the sentinels are asked without AUTH).
+ *     PASSWORD are the master's and the sentinels' (a sentinel without a password refuses
+ *     the AUTH and is asked all the same).
  * IPv6 hosts in brackets. */
 struct redis_url {
 	bool sentinel;
