@@ -72,6 +72,8 @@ struct redis_store {
 	uint64_t w_seq, w_retried, w_dropped;
 	struct log_rated drop_rated;  /* dropped writes: logged once a minute */
 	struct redis_req *inflight;   /* every request hiredis holds (reads and writes) */
+	struct redis_req *pend_head, *pend_tail; /* reads waiting for the first connect */
+	size_t npend;
 	bool timer_closed;
 	struct redis_store *reg_next; /* the registry of open stores (siblings for a hand-over) */
 	redis_store_up_cb up_cb;      /* told at every connection that comes up */
@@ -89,6 +91,7 @@ struct redis_req {
 	bool timer_open;
 	bool retried;                 /* EVAL already sent after NOSCRIPT */
 	bool write;                   /* from redis_store_write: queued, resent when lost */
+	bool pending;                 /* a read waiting in rs->pend_head for the first connect */
 	bool forgotten;               /* of a write sent: its keys were forgotten, never resent */
 	int key_first, nkeys;         /* of a write: its keys are argv[key_first ...] */
 	char nk[12];                  /* of a script write whose keys were cut: the new count */
@@ -96,7 +99,7 @@ struct redis_req {
 	uint64_t seq;                 /* of a write: its place in the queue */
 	size_t bytes;                 /* of its words */
 	struct redis_req *next;       /* in the write queue */
-	struct redis_req *iprev, *inext; /* in rs->inflight */
+	struct redis_req *iprev, *inext; /* in rs->inflight, or (pending) rs->pend_head */
 	const char *src;              /* the script's text for the EVAL fallback, or NULL */
 	int argc;
 	char **argv;                  /* copies, for the EVAL fallback and resends */
@@ -109,6 +112,9 @@ static void rs_req_complete(struct redis_req *req, const redisReply *reply);
 static struct redis_req *rs_wq_pop(struct redis_store *rs);
 static void rs_wq_pump(struct redis_store *rs);
 static void rs_write_orphan(struct redis_store *rs, struct redis_req *req);
+static void rs_pending_fail(struct redis_store *rs);
+static void rs_pending_flush(struct redis_store *rs);
+static void rs_pending_unlink(struct redis_store *rs, struct redis_req *req);
 
 /* ---- bounded replies ------------------------------------------------------------------
  * hiredis takes a reply's size from the server: "*N" allocates N element pointers at once,
@@ -728,7 +734,7 @@ int redis_sentinel_ask(const struct redis_url *u, uint64_t timeout_ms, char *hos
 		redisContext *c;
 		redisReply *r;
 		const char *why;
-		char *e;
+		char *e, auth_err[128];
 		long v = 0;
 
 		if (rs_job_passed()) {
@@ -745,13 +751,30 @@ int redis_sentinel_ask(const struct redis_url *u, uint64_t timeout_ms, char *hos
 		}
 		redis_store_bound_reader(c);
 		redisSetTimeout(c, tv);
-		{
+		auth_err[0] = '\0';
+		if (u->password[0]) {
+			/* The URL's credentials are the sentinels' too (Lettuce's redis-sentinel://,
+			 * redis-rb's default). A sentinel without requirepass refuses the AUTH: it is
+			 * asked all the same, the refusal said only if it then wants one (NOAUTH). */
+			const char *argv[3] = { "AUTH", u->user[0] ? u->user : u->password, u->password };
+
+			r = redis_store_sync_argv(c, u->user[0] ? 3 : 2, argv, NULL);
+			if (r && r->type == REDIS_REPLY_ERROR)
+				snprintf(auth_err, sizeof(auth_err), "AUTH: %.100s", r->str ? r->str : "");
+			if (r)
+				freeReplyObject(r);
+		}
+		r = NULL;
+		if (c->err == 0) {
 			const char *argv[3] = { "SENTINEL", "get-master-addr-by-name", u->master };
 
 			r = redis_store_sync_argv(c, 3, argv, NULL);
 		}
 		if (r == NULL)
 			why = c->errstr;
+		else if (r->type == REDIS_REPLY_ERROR && auth_err[0] && r->str &&
+		    strncmp(r->str, "NOAUTH", 6) == 0)
+			why = auth_err;
 		else if (r->type == REDIS_REPLY_ERROR)
 			why = r->str;
 		else if (r->type == REDIS_REPLY_NIL)
@@ -908,6 +931,7 @@ void redis_store_free(struct redis_store *rs)
 			done(req->arg, -1);
 		}
 	}
+	rs_pending_fail(rs);
 	/* Writes not sent yet go to a sibling store or are dropped (counted, logged). */
 	while ((req = rs_wq_pop(rs)) != NULL)
 		rs_write_orphan(rs, req);
@@ -997,6 +1021,7 @@ static void rs_retry_cb(uv_timer_t *t)
 		}
 		if (ac)
 			redisAsyncFree(ac);
+		rs_pending_fail(rs);
 		uv_timer_start(&rs->timer, rs_retry_cb, rs->backoff_ms, 0);
 		rs->backoff_ms = rs->backoff_ms * 2 > RS_BACKOFF_MAX_MS ? RS_BACKOFF_MAX_MS :
 		    rs->backoff_ms * 2;
@@ -1031,6 +1056,7 @@ static void rs_fail(struct redis_store *rs, const char *reason)
 	uv_timer_start(&rs->timer, rs_retry_cb, rs->backoff_ms, 0);
 	rs->backoff_ms = rs->backoff_ms * 2 > RS_BACKOFF_MAX_MS ? RS_BACKOFF_MAX_MS :
 	    rs->backoff_ms * 2;
+	rs_pending_fail(rs);    /* last: a read's callback may ask again (it fails fast now) */
 }
 
 /* Redis's error text for reply= of event=redis_error: its first 120 octets, escaped as every
@@ -1176,6 +1202,7 @@ static void rs_connect_cb(const redisAsyncContext *ac, int status)
 	}
 	redisAsyncCommand(rs->ac, rs_role_cb, NULL, "ROLE");
 	redisAsyncCommand(rs->ac, rs_ping_cb, NULL, "PING");
+	rs_pending_flush(rs);   /* the reads that waited for this connect, behind the PING */
 }
 
 /* hiredis lost the connection (not one we dropped): down, retry later. A closing store's
@@ -1478,6 +1505,14 @@ static void rs_req_timeout_cb(uv_timer_t *t)
 	struct redis_store *rs = req->rs;
 	redisAsyncContext *ac;
 
+	if (req->pending) {
+		/* still waiting for the first connect (a slow Sentinel, a slow connect): it
+		 * learns now; the connect goes on under its own deadline */
+		rs_pending_unlink(rs, req);
+		rs->timeouts++;
+		rs_req_complete(req, NULL);     /* its timer's close callback frees it */
+		return;
+	}
 	/* libuv runs due timers before it polls for I/O: after a long loop iteration (a burst
 	 * of accepts, a slow build) a deadline passes while the reply already waits in the
 	 * socket. Read what is there first; only a request still unanswered has timed out. */
@@ -1540,6 +1575,85 @@ static void rs_wq_pump(struct redis_store *rs)
 			rs_wq_insert(rs, req);
 			break;
 		}
+	}
+}
+
+/* ---- reads waiting for the first connect ----------------------------------------------
+ * A store's very first connect (at start, after a reload: no outage yet) is waited for by
+ * reads, as long as their own deadline (the store's timeout) and at most wq_max of them: a
+ * redis-sentinel:// store's ask of its sentinels, a connect and, once connected, AUTH,
+ * SELECT, the scripts, ROLE and PING before them. During an outage they fail fast. */
+
+static void rs_pending_unlink(struct redis_store *rs, struct redis_req *req)
+{
+	if (req->iprev)
+		req->iprev->inext = req->inext;
+	else
+		rs->pend_head = req->inext;
+	if (req->inext)
+		req->inext->iprev = req->iprev;
+	else
+		rs->pend_tail = req->iprev;
+	req->iprev = req->inext = NULL;
+	req->pending = false;
+	rs->npend--;
+}
+
+/* Whether a read now waits for the first connect rather than failing fast. */
+static bool rs_pending_wanted(const struct redis_store *rs)
+{
+	return !rs->closing && !rs->down_logged && rs->npend < rs->wq_max &&
+	    (rs->resolving || rs->state == RS_CONNECTING);
+}
+
+/* req (a read not sent) waits, its deadline running from now. */
+static void rs_pending_add(struct redis_store *rs, struct redis_req *req)
+{
+	uv_timer_init(rs->loop, &req->timer);
+	req->timer.data = req;
+	req->timer_open = true;
+	uv_timer_start(&req->timer, rs_req_timeout_cb, rs->timeout_ms, 0);
+	req->pending = true;
+	req->inext = NULL;
+	req->iprev = rs->pend_tail;
+	if (rs->pend_tail)
+		rs->pend_tail->inext = req;
+	else
+		rs->pend_head = req;
+	rs->pend_tail = req;
+	rs->npend++;
+}
+
+/* The connection is made and its handshake sent: the reads that waited go behind it, oldest
+ * first, each within what is left of its deadline. */
+static void rs_pending_flush(struct redis_store *rs)
+{
+	struct redis_req *req;
+
+	while ((req = rs->pend_head) != NULL) {
+		uint64_t left = uv_timer_get_due_in(&req->timer);
+
+		rs_pending_unlink(rs, req);
+		if (rs->ac == NULL || rs_req_send(rs, req) < 0) {
+			rs->failfast++;
+			rs_req_complete(req, NULL);
+			continue;
+		}
+		if (req->cb)
+			uv_timer_start(&req->timer, rs_req_timeout_cb, left ? left : 1, 0);
+		else
+			rs_req_close_timer(req);    /* fire and forget: no deadline, as sent at once */
+	}
+}
+
+/* The first connect failed (or the store is going): the waiting reads learn now. */
+static void rs_pending_fail(struct redis_store *rs)
+{
+	struct redis_req *req;
+
+	while ((req = rs->pend_head) != NULL) {
+		rs_pending_unlink(rs, req);
+		rs_req_complete(req, NULL);
 	}
 }
 
@@ -1684,11 +1798,13 @@ static int rs_send_read(struct redis_store *rs, const char *src, int argc, const
 {
 	struct redis_req *req;
 
-	/* Requests queue behind the very first connect (no outage yet) but fail fast during an
-	 * outage, so sessions never wait on a dead server. */
-	if (rs->closing || rs->ac == NULL || !(rs->state == RS_UP ||
-	    (rs->state == RS_HANDSHAKE && !rs->down_logged) ||
-	    (rs->state == RS_CONNECTING && !rs->down_logged && !rs->password[0] && !rs->db))) {
+	/* Requests wait for the very first connect (no outage yet: a Sentinel's answer, the
+	 * connect, the handshake) but fail fast during an outage, so sessions never wait on a
+	 * dead server. */
+	bool wait = rs_pending_wanted(rs);
+
+	if (!wait && (rs->closing || rs->ac == NULL || !(rs->state == RS_UP ||
+	    (rs->state == RS_HANDSHAKE && !rs->down_logged)))) {
 		rs->failfast++;
 		return -1;
 	}
@@ -1696,7 +1812,9 @@ static int rs_send_read(struct redis_store *rs, const char *src, int argc, const
 	if (req == NULL)
 		return -1;
 	req->cb = cb;
-	if (rs_req_send(rs, req) < 0) {
+	if (wait) {
+		rs_pending_add(rs, req);
+	} else if (rs_req_send(rs, req) < 0) {
 		free(req);
 		rs->failfast++;
 		return -1;
@@ -1811,6 +1929,8 @@ void redis_req_cancel(struct redis_req *req)
 {
 	if (req == NULL)
 		return;
+	if (req->pending)
+		rs_pending_unlink(req->rs, req);
 	req->live = false;
 	rs_req_close_timer(req);
 	rs_req_release(req);

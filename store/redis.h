@@ -4,7 +4,10 @@
  * hiredis is driven by a small libuv adapter of our own (the stock one ignores poll errors).
  * Every request has its own timer (hiredis 0.14 has no async timeout): when it fires the
  * caller gets a NULL reply at once, the connection is treated as broken, dropped and
- * re-established with backoff (1 s doubling to 30 s). While the store is down requests fail
+ * re-established with backoff (1 s doubling to 30 s). Reads made before the store's very
+ * first connection is up (at start, after a reload: a redis-sentinel:// store's ask of its
+ * sentinels, the connect, AUTH/SELECT) wait for it, each within its own deadline, at most
+ * 10000 of them (the write queue's bound); during an outage requests fail
  * immediately (return -1) so callers fall back without waiting — reads; writes
  * (redis_store_write) wait in a bounded queue and are sent when it is back. An outage is
  * logged once (`event=redis_down store=URL`) and its end once (`event=redis_up`).
@@ -44,7 +47,8 @@ struct redis_addr { char host[256]; int port; };
  *   redis-sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB]
  *     Redis Sentinel (Lettuce's scheme; the master's name in the path, not a #fragment):
  *     up to 8 sentinels (port 26379), asked in turn for MASTER's address; USER and
- *     PASSWORD are the master's (the sentinels are asked without AUTH).
+ *     PASSWORD are the master's and the sentinels' (a sentinel without a password refuses
+ *     the AUTH and is asked all the same).
  * IPv6 hosts in brackets. */
 struct redis_url {
 	bool sentinel;

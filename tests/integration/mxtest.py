@@ -1197,17 +1197,18 @@ def redis(port=None, args=()):
                        '--appendonly', 'no', '--dir', TMP, '--dbfilename', 'dump-%d.rdb' % port] + list(args), 'redis-%d' % port, port)
 
 
-def redis_sentinel(master_port, master='mymaster'):
+def redis_sentinel(master_port, master='mymaster', extra=''):
     """`redis-server --sentinel` on a held port monitoring 127.0.0.1:master_port as `master`
     (quorum 1; down after 60 s: on a loaded machine a slow PING reply must not start a failover
-    of its own, a test asks for one); its config file (Sentinel rewrites it) in TMP."""
+    of its own, a test asks for one); its config file (Sentinel rewrites it) in TMP; extra:
+    more lines of it (`requirepass PW`, `sentinel auth-pass mymaster PW`)."""
     need('redis-server')
     port = hold_port().port
     conf = os.path.join(TMP, 'sentinel-%d.conf' % port)
     with open(conf, 'w') as f:
         f.write('port %d\nbind 127.0.0.1\nsentinel monitor %s 127.0.0.1 %d 1\n'
                 'sentinel down-after-milliseconds %s 60000\nsentinel failover-timeout %s 5000\n'
-                % (port, master, master_port, master, master))
+                % (port, master, master_port, master, master) + extra)
     return start_peer([tool('redis-server'), conf, '--sentinel'], 'sentinel-%d' % port, port)
 
 
@@ -1386,6 +1387,21 @@ def redis_cmd(port, *args, timeout=5):
     try:
         s.sendall(b'*%d\r\n' % len(argv) + b''.join(b'$%d\r\n%s\r\n' % (len(a), a) for a in argv))
         return _resp(f)
+    finally:
+        f.close()
+        s.close()
+
+
+def redis_cmd_auth(port, password, *args, timeout=5):
+    """redis_cmd on a Redis with requirepass: AUTH password first, on the same connection."""
+    argvs = [[b'AUTH', password.encode()], [a if isinstance(a, bytes) else str(a).encode() for a in args]]
+    s = socket.create_connection(('127.0.0.1', port), slack(timeout))
+    f = s.makefile('rb')
+    try:
+        for argv in argvs:
+            s.sendall(b'*%d\r\n' % len(argv) + b''.join(b'$%d\r\n%s\r\n' % (len(a), a) for a in argv))
+            reply = _resp(f)
+        return reply
     finally:
         f.close()
         s.close()

@@ -997,6 +997,168 @@ static void test_job_off_loop(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A scripted Sentinel: every connection's every command is answered with the address
+ * 127.0.0.1:master_port (SENTINEL get-master-addr-by-name's reply). */
+struct fake_sentinel { int lfd, port, master_port, asked; pthread_t th; };
+
+static void *fake_sentinel_main(void *arg)
+{
+	struct fake_sentinel *f = arg;
+	int c;
+
+	while ((c = accept(f->lfd, NULL, NULL)) >= 0) {
+		FILE *in = fdopen(dup(c), "r"), *out = fdopen(c, "w");
+		char verb[32];
+		long words;
+
+		while (fake_read_cmd(in, verb, sizeof(verb), &words)) {
+			char port[16];
+
+			f->asked++;
+			snprintf(port, sizeof(port), "%d", f->master_port);
+			fprintf(out, "*2\r\n$9\r\n127.0.0.1\r\n$%zu\r\n%s\r\n", strlen(port), port);
+			fflush(out);
+		}
+		fclose(in);
+		fclose(out);
+	}
+	return NULL;
+}
+
+static void fake_sentinel_start(struct fake_sentinel *f, int master_port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+
+	memset(f, 0, sizeof(*f));
+	f->master_port = master_port;
+	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(f->lfd, 4), 0);
+	getsockname(f->lfd, (struct sockaddr *)&sa, &len);
+	f->port = ntohs(sa.sin_port);
+	pthread_create(&f->th, NULL, fake_sentinel_main, f);
+}
+
+static void fake_sentinel_stop(struct fake_sentinel *f)
+{
+	shutdown(f->lfd, SHUT_RDWR);
+	close(f->lfd);
+	pthread_join(f->th, NULL);
+}
+
+struct got_str { int calls, null_reply; char str[32]; };
+
+static void got_str_cb(void *arg, const redisReply *r)
+{
+	struct got_str *g = arg;
+
+	g->calls++;
+	if (r == NULL)
+		g->null_reply = 1;
+	else if (r->type == REDIS_REPLY_STRING)
+		snprintf(g->str, sizeof(g->str), "%s", r->str);
+}
+
+/* GET key on a store made just now, before its loop ran: the read waits for the first
+ * connect (the sentinels' answer, the connect, SELECT) and gets the value. */
+static void first_read_waits(uv_loop_t *loop, const char *url, const char *want)
+{
+	struct redis_store *rs = redis_store_new(loop, url, 2000, 0);
+	const char *argv[2] = { "GET", "mx:first" };
+	struct got_str g = { 0 };
+	uint64_t end = uv_hrtime() + 20ull * 1000000000ull, failfast;
+
+	assert_non_null(rs);
+	assert_false(redis_store_is_up(rs));
+	/* the code before: -1 at once (a Sentinel store asking, a redis:// one with a /DB) */
+	assert_int_equal(redis_store_command(rs, 2, argv, NULL, got_str_cb, &g, NULL), 0);
+	while (g.calls == 0 && uv_hrtime() < end)
+		spin(loop, 5);
+	assert_int_equal(g.calls, 1);
+	assert_int_equal(g.null_reply, 0);
+	assert_string_equal(g.str, want);
+	redis_store_stats(rs, NULL, NULL, &failfast);
+	assert_int_equal(failfast, 0);
+	redis_store_free(rs);
+	spin(loop, 1);
+}
+
+/* Reads made while a store's first connect is under way wait for it (up to their deadline),
+ * whatever the form: redis-sentinel:// (the sentinels asked on a thread first), redis://
+ * with a database or a password (AUTH/SELECT go first); a first ask that finds no master
+ * ends them at once (NULL, not their deadline), and during that outage reads fail fast. */
+static void test_first_connect_reads_wait(void **state)
+{
+	uv_loop_t loop;
+	struct fake_sentinel fs;
+	struct redis_store *rs;
+	struct got_str g = { 0 };
+	const char *argv[2] = { "GET", "mx:first" };
+	char url[160];
+	redisContext *c;
+	uint64_t timeouts, end;
+	pid_t pid;
+	int port = redis_peer_free_port(), dead = redis_peer_free_port();
+
+	(void)state;
+	if (!redis_peer_available()) {
+		skipped = 1;
+		skip();
+	}
+	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
+	mkdir(redis_dir, 0700);
+	pid = redis_peer_start(port, redis_dir);
+	c = redisConnect("127.0.0.1", port);
+	assert_true(c && !c->err);
+	freeReplyObject(redisCommand(c, "SET mx:first db0"));
+	freeReplyObject(redisCommand(c, "SELECT 3"));
+	freeReplyObject(redisCommand(c, "SET mx:first db3"));
+	redisFree(c);
+	fake_sentinel_start(&fs, port);
+	uv_loop_init(&loop);
+
+	snprintf(url, sizeof(url), "redis-sentinel://127.0.0.1:%d/mymaster", fs.port);
+	first_read_waits(&loop, url, "db0");
+	assert_true(fs.asked >= 1);
+	snprintf(url, sizeof(url), "redis-sentinel://127.0.0.1:%d,127.0.0.1:%d/mymaster/3", dead,
+	    fs.port);
+	first_read_waits(&loop, url, "db3");
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d/3", port);
+	first_read_waits(&loop, url, "db3");
+
+	/* no sentinel answers: the waiting read learns when the ask fails */
+	snprintf(url, sizeof(url), "redis-sentinel://127.0.0.1:%d/mymaster", dead);
+	rs = redis_store_new(&loop, url, 2000, 0);
+	assert_int_equal(redis_store_command(rs, 2, argv, NULL, got_str_cb, &g, NULL), 0);
+	end = uv_hrtime() + 20ull * 1000000000ull;
+	while (g.calls == 0 && uv_hrtime() < end)
+		spin(&loop, 5);
+	assert_int_equal(g.calls, 1);
+	assert_int_equal(g.null_reply, 1);
+	redis_store_stats(rs, NULL, &timeouts, NULL);
+	assert_int_equal(timeouts, 0);           /* ended by the failed ask, not its deadline */
+	assert_int_equal(redis_store_command(rs, 2, argv, NULL, got_str_cb, &g, NULL), -1);
+
+	/* a read cancelled while it waits is never called */
+	redis_store_free(rs);
+	snprintf(url, sizeof(url), "redis-sentinel://127.0.0.1:%d/mymaster", fs.port);
+	rs = redis_store_new(&loop, url, 2000, 0);
+	{
+		struct redis_req *req = NULL;
+		struct got_str g2 = { 0 };
+
+		assert_int_equal(redis_store_command(rs, 2, argv, NULL, got_str_cb, &g2, &req), 0);
+		assert_non_null(req);
+		redis_req_cancel(req);
+		spin_until_up(&loop, rs);
+		assert_int_equal(g2.calls, 0);
+	}
+	fake_sentinel_stop(&fs);
+	redis_test_end(&loop, rs, pid);
+}
+
 int main(void)
 {
 	int rc;
@@ -1020,6 +1182,7 @@ int main(void)
 		cmocka_unit_test(test_queue_real_redis),
 		cmocka_unit_test(test_queue_handover_and_bound),
 		cmocka_unit_test(test_queue_forget_key),
+		cmocka_unit_test(test_first_connect_reads_wait),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	return rc == 0 && skipped ? 77 : rc;
