@@ -953,8 +953,8 @@ static uint64_t gl_rank(const void *key, size_t klen, const void *val, size_t vl
 #define GL_AWL_LOGGED 3
 #define GL_AWL_LMDB "gla:"
 /* a message the rules engine greylisted by score (greylist_message_check): + its digest */
-#define GL_MSG_PREFIX "mxgate:glm:"    /* local table and Redis */
-#define GL_MSG_LMDB "glm:"
+#define GL_MSG_PREFIX GREYLIST_MSG_PREFIX    /* local table and Redis */
+#define GL_MSG_LMDB GREYLIST_MSG_LMDB
 
 struct gl_awl_op { uint64_t expires_ms, add, logged; };
 

@@ -254,6 +254,10 @@ int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_
 /* ---- for the control verbs (filters/limits_control.c) ------------------------------ */
 
 #define GREYLIST_KEY_PREFIX "mxgate:gl:"   /* + triplet: local table and Redis keys */
+/* + a message's digest (greylisting by score, greylist_message_check): local table and Redis
+ * keys, LMDB keys; the record is a triplet's, kept rules.greylist_expire once passed */
+#define GREYLIST_MSG_PREFIX "mxgate:glm:"
+#define GREYLIST_MSG_LMDB "glm:"
 /* + triplet: Redis, the time (ms, Redis's clock) the control verb deleted the triplet; a
  * merge of an earlier attempt queued through an outage is dropped (kept for greylist.expire) */
 #define GREYLIST_DELETED_PREFIX "mxgate:gldel:"

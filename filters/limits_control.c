@@ -4,7 +4,9 @@
  *
  *   ratelimit show KEY VALUE      every rule of KEY: what VALUE used, what is left, when full
  *   ratelimit reset KEY VALUE     VALUE's buckets of every rule of KEY go (a full bucket)
- *   greylist list [N]             up to N triplets (100 by default) with their state
+ *   greylist list [N]             up to N records (100 by default) with their state: the
+ *                                 triplets, the message records (greylisting by score,
+ *                                 "message DIGEST"), the client records
  *   greylist show IP SENDER RCPT  the triplet: unknown, waiting (since, passes in) or passed
  *   greylist pass IP SENDER RCPT  the triplet passes from now on (as after a retry)
  *   greylist delete IP SENDER RCPT  the triplet is forgotten (the next attempt is a first)
@@ -695,36 +697,59 @@ struct lc_list {
 	struct jsonw j;
 	bool json;
 	size_t n, max;
-	size_t clients;                 /* client records listed (after the triplets) */
+	size_t msgs;                    /* message records listed (after the triplets) */
+	size_t clients;                 /* client records listed (after the messages) */
+	bool msg;                       /* listing message records now (lc_list_add) */
 	bool truncated;
 	uint64_t delay_ms, now_ms, now_ns;
 };
 
-static void lc_list_add(struct lc_list *l, const char *triplet, const struct lc_triplet *t)
+/* A triplet's record, or with l->msg a message's (name: its digest, "message " before it in
+ * the text form, "digest" in JSON). */
+static void lc_list_add(struct lc_list *l, const char *name, const struct lc_triplet *t)
 {
 	const char *state = t->passed ? "passed" : "waiting";
 
 	if (l->json) {
 		jsonw_obj(&l->j, NULL);
-		jsonw_str(&l->j, "triplet", triplet);
+		jsonw_str(&l->j, l->msg ? "digest" : "triplet", name);
 		jsonw_str(&l->j, "state", state);
 		jsonw_int(&l->j, "first_seen_ms_ago", (long long)t->age_ms);
 		jsonw_int(&l->j, "expires_in_ms", (long long)t->expires_ms);
 		jsonw_end(&l->j);
 	} else {
-		strbuf_printf(l->out, "%s %s first_seen=%llus expires=%llus\n", triplet, state,
-		    (unsigned long long)(t->age_ms / 1000), (unsigned long long)(t->expires_ms / 1000));
+		strbuf_printf(l->out, "%s%s %s first_seen=%llus expires=%llus\n", l->msg ? "message " : "", name,
+		    state, (unsigned long long)(t->age_ms / 1000), (unsigned long long)(t->expires_ms / 1000));
 	}
-	l->n++;
+	if (l->msg)
+		l->msgs++;
+	else
+		l->n++;
 }
 
 /* false once max entries are listed (the walk stops; truncated). */
 static bool lc_list_room(struct lc_list *l)
 {
-	if (l->n < l->max)
+	if (l->n + l->msgs < l->max)
 		return true;
 	l->truncated = true;
 	return false;
+}
+
+/* A message record of the local table (greylisting by score). */
+static bool lc_list_msgs_local_fn(const char *key, const struct local_rec *rec, void *arg)
+{
+	struct lc_list *l = arg;
+	uint64_t first = rec->val & ~(1ull << 63), now_ms = l->now_ns / 1000000;
+	struct lc_triplet t = { true, (rec->val >> 63) != 0, now_ms > first ? now_ms - first : 0,
+		rec->expires_ns > l->now_ns ? (rec->expires_ns - l->now_ns) / 1000000 : 0 };
+
+	if (strncmp(key, GREYLIST_MSG_PREFIX, sizeof(GREYLIST_MSG_PREFIX) - 1) != 0)
+		return true;
+	if (!lc_list_room(l))
+		return false;
+	lc_list_add(l, key + sizeof(GREYLIST_MSG_PREFIX) - 1, &t);
+	return true;
 }
 
 static bool lc_list_local_fn(const char *key, const struct local_rec *rec, void *arg)
@@ -758,10 +783,14 @@ static bool lc_list_lmdb_fn(void *arg, const void *key, size_t klen, const void 
 	t.passed = e.passed;
 	t.age_ms = l->now_ms > e.first_ms ? l->now_ms - e.first_ms : 0;
 	t.expires_ms = exp > l->now_ms ? exp - l->now_ms : 0;
-	klen -= 3;                          /* "gl:" */
+	size_t pl = l->msg ? sizeof(GREYLIST_MSG_LMDB) - 1 : 3;   /* "glm:" or "gl:" */
+
+	if (klen < pl)
+		return true;
+	klen -= pl;
 	if (klen >= sizeof(triplet))
 		klen = sizeof(triplet) - 1;
-	memcpy(triplet, (const char *)key + 3, klen);
+	memcpy(triplet, (const char *)key + pl, klen);
 	triplet[klen] = '\0';
 	lc_list_add(l, triplet, &t);
 	return true;
@@ -833,7 +862,7 @@ static void lc_list_redis_triplet(redisContext *rc, const char *key, struct lc_l
 		t.passed = v->element[1]->type == REDIS_REPLY_STRING;
 		t.age_ms = (double)l->now_ms > first ? (uint64_t)((double)l->now_ms - first) : 0;
 		t.expires_ms = ttl->integer > 0 ? (uint64_t)ttl->integer : 0;
-		lc_list_add(l, key + sizeof(GREYLIST_KEY_PREFIX) - 1, &t);
+		lc_list_add(l, key + (l->msg ? sizeof(GREYLIST_MSG_PREFIX) : sizeof(GREYLIST_KEY_PREFIX)) - 1, &t);
 	}
 	if (v)
 		freeReplyObject(v);
@@ -860,7 +889,7 @@ static void lc_list_client(struct lc_list *l, const char *client, int state, uin
 
 static bool lc_list_clients_room(struct lc_list *l)
 {
-	if (l->n + l->clients < l->max)
+	if (l->n + l->msgs + l->clients < l->max)
 		return true;
 	l->truncated = true;
 	return false;
@@ -914,7 +943,8 @@ static void lc_list_redis_client(redisContext *rc, const char *key, struct lc_li
 		freeReplyObject(ttl);
 }
 
-/* greylist list [N]: up to N triplets (100 by default) of the store, in its order. */
+/* greylist list [N]: up to N records (100 by default) of the store, in its order: the
+ * triplets, then the message records (greylisting by score), then the client records. */
 static int lc_greylist_list(const struct greylist_config *c, int argc, char **argv, bool json,
     struct strbuf *out)
 {
@@ -955,6 +985,26 @@ static int lc_greylist_list(const struct greylist_config *c, int argc, char **ar
 	} else if (greylist_local_table()) {
 		local_table_foreach(greylist_local_table(), l.now_ns, lc_list_local_fn, &l);
 	}
+	/* then the message records (greylisting by score), within the same N */
+	if (json && !err[0]) {
+		jsonw_end(&l.j);
+		jsonw_arr(&l.j, "messages");
+	}
+	l.msg = true;
+	if (err[0] || l.truncated) {
+		/* the triplets filled the list, or could not be read */
+	} else if (kind == STORE_LMDB) {
+		struct lmdb_store *st = lmdb_store_open_existing(store_lmdb_dir(c->store));
+
+		if (st == NULL || lmdb_store_foreach(st, GREYLIST_MSG_LMDB, lc_list_lmdb_fn, &l) < 0)
+			snprintf(err, sizeof(err), "cannot read %s", c->store);
+		lmdb_store_close_async(st);
+	} else if (kind == STORE_REDIS) {
+		lc_scan_redis(c, &l, GREYLIST_MSG_PREFIX, lc_list_room, lc_list_redis_triplet, err, sizeof(err));
+	} else if (greylist_local_table()) {
+		local_table_foreach(greylist_local_table(), l.now_ns, lc_list_msgs_local_fn, &l);
+	}
+	l.msg = false;
 	/* then the client records (trapped, allowed), within the same N */
 	if (json && !err[0]) {
 		jsonw_end(&l.j);
@@ -981,16 +1031,19 @@ static int lc_greylist_list(const struct greylist_config *c, int argc, char **ar
 	if (json) {
 		jsonw_end(&l.j);
 		jsonw_int(&l.j, "count", (long long)l.n);
+		jsonw_int(&l.j, "message_count", (long long)l.msgs);
 		jsonw_int(&l.j, "client_count", (long long)l.clients);
 		jsonw_bool(&l.j, "truncated", l.truncated);
 		jsonw_end(&l.j);
 		strbuf_append(out, "\n", 1);
 	} else {
-		char cl[64] = "";
+		char cl[64] = "", ms[64] = "";
 
+		if (l.msgs)
+			snprintf(ms, sizeof(ms), ", %zu message record%s", l.msgs, l.msgs == 1 ? "" : "s");
 		if (l.clients)
 			snprintf(cl, sizeof(cl), ", %zu client record%s", l.clients, l.clients == 1 ? "" : "s");
-		strbuf_printf(out, "%zu triplet%s (%s)%s%s\n", l.n, l.n == 1 ? "" : "s", store, cl,
+		strbuf_printf(out, "%zu triplet%s (%s)%s%s%s\n", l.n, l.n == 1 ? "" : "s", store, ms, cl,
 		    l.truncated ? ", more not listed" : "");
 	}
 	return 0;
@@ -1709,7 +1762,11 @@ static void greylist_verb_start(const struct mx_config *cfg, int argc, char **ar
 			lc_ip_verb(cfg, i, argc, argv, json, r);
 			return;
 		}
-	if (list && c->enabled && kind == STORE_REDIS) {
+	/* the store holds message records too when the rules engine greylists by score, with
+	 * greylist.enabled false as well (greylist.h): listed then */
+	bool listable = c->enabled || greylist_message_wanted(cfg);
+
+	if (list && listable && kind == STORE_REDIS) {
 		struct lc_job *j = lc_job_new(argc, argv, json, r, lc_gl_list_job);
 
 		if (j != NULL) {
@@ -1718,7 +1775,7 @@ static void greylist_verb_start(const struct mx_config *cfg, int argc, char **ar
 		}
 		return;
 	}
-	if (list && c->enabled) {
+	if (list && listable) {
 		control_reply_done(r, lc_greylist_list(c, argc, argv, json, out));
 		return;
 	}

@@ -763,10 +763,11 @@ static void sa_policy(const struct sa_session *s, const struct sa_outcome *o, st
 static void sa_share_body_hash(struct sa_session *s)
 {
 	struct hook_env *env = s->env;
-	size_t len = env->msg != NULL ? msgbuf_len(env->msg) : 0;
+	struct msgbuf *msg = hook_env_msg_sent(env);   /* signatures cover the message as sent */
+	size_t len = msg != NULL ? msgbuf_len(msg) : 0;
 
 	env->body_hash_set = false;
-	if (!env->cfg->arc.seal.enabled || s->m == NULL || env->msg == NULL || s->body_start > len ||
+	if (!env->cfg->arc.seal.enabled || s->m == NULL || msg == NULL || s->body_start > len ||
 	    s->body_off < len)
 		return;
 	env->body_hash_set = dkim_msg_body_hash(s->m, DKIM_CANON_RELAXED, env->body_hash);
@@ -939,7 +940,7 @@ static void sa_dns_cb(void *arg, const struct dns_result *res)
 static bool sa_hash_slice(struct sa_session *s)
 {
 	size_t len, n;
-	const char *d = msgbuf_data(s->env->msg, &len);
+	const char *d = msgbuf_data(hook_env_msg_sent(s->env), &len);
 
 	if (d == NULL || s->body_off >= len) {
 		dkim_msg_end_body(s->m);
@@ -1213,8 +1214,8 @@ static void sa_run(void *wstate, int slot, struct hook_call *call)
 		size_t len;
 
 		sa_message_begin(s);
-		d = msgbuf_data(env->msg, &len);
-		if (d == NULL || sa_prepare(s, d, msgbuf_header_len(env->msg)) != 0) {
+		d = msgbuf_data(hook_env_msg_sent(env), &len);
+		if (d == NULL || sa_prepare(s, d, msgbuf_header_len(hook_env_msg_sent(env))) != 0) {
 			sa_message_clear(s);
 			goto error;
 		}

@@ -1208,6 +1208,9 @@ static void rspamd_try_verdict(struct rspamd_scan *sc)
 		}
 	}
 	if (r->milter_no_action) {    /* the action is only named */
+		/* a field mxgate writes arrives once and never forged: a sender's copies go first
+		 * (docs/operations.md, "Header fields mxgate writes") */
+		h->delete_header(sc->call, "X-Rspamd-Action");
 		h->add_header(sc->call, "X-Rspamd-Action", r->action);
 		return rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
 	}

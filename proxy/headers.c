@@ -508,8 +508,6 @@ struct hfield {
 	size_t len;
 	char *owned;           /* non-NULL when text is ours */
 	bool deleted;
-	bool dropped;          /* a sender's copy of a field mxgate owns (deleted too): still
-	                        * counted by an edit's index, which counts the block as sent */
 	bool top;              /* above our Received (HDR_INSERT_DELIVERED); these lead the list */
 };
 
@@ -648,14 +646,14 @@ int headers_apply_edits_owned(const char *hdr, size_t len, const struct hdr_edit
 }
 
 /* The list position before which a field goes to be the want-th (0-based) of the fields
- * present (deleted ones are not counted, a sender's field mxgate owns is: the index counts
- * the block its filter saw), from position from on. */
+ * present (deleted ones are not counted, nor a sender's field mxgate owns: no filter is shown
+ * one, smtp_tx_data_end), from position from on. */
 static size_t hlist_position(const struct hlist *l, size_t from, size_t want)
 {
 	size_t at = from, seen = 0;
 
 	while (at < l->n && seen < want) {
-		if (!l->v[at].deleted || l->v[at].dropped)
+		if (!l->v[at].deleted)
 			seen++;
 		at++;
 	}
@@ -677,7 +675,7 @@ static int headers_apply(const char *hdr, size_t len, const struct hdr_edit *e, 
 	 * them) adds after this, whatever stage asked for it */
 	for (size_t i = 0; drop_owned && i < l.n; i++)
 		if (ownfields_is(l.v[i].text, headers_field_name_len(l.v[i].text, l.v[i].len)))
-			l.v[i].deleted = l.v[i].dropped = true;
+			l.v[i].deleted = true;
 	/* Edits apply in order, each seeing the result of the ones before it. */
 	for (size_t k = 0; k < n; k++) {
 		const struct hdr_edit *x = &e[k];

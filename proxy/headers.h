@@ -51,8 +51,9 @@ int headers_apply_edits_at(const char *hdr, size_t len, const struct hdr_edit *e
     size_t top_at);
 
 /* headers_apply_edits_at, the header block's fields mxgate owns (ownfields.h: a sender's
- * copies) left out before the edits apply: a field an edit adds stays. An edit's index still
- * counts them (the block as its filter saw it). */
+ * copies) left out before the edits apply: a field an edit adds stays. An edit's index does
+ * not count them: the filters were shown the block without them (smtp_tx_data_end), so this
+ * is headers_apply_edits_at over that block. */
 int headers_apply_edits_owned(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out,
     size_t top_at);
 

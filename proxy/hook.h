@@ -179,11 +179,18 @@ struct hook_env {
 	const char *cur_rcpt;                 /* HOOK_RCPT: the candidate */
 	const char *cur_rcpt_params;
 	char queue_id[24];                    /* per message, set at MAIL */
-	struct msgbuf *msg;                   /* HOOK_EOM: the message as received (unstuffed);
+	struct msgbuf *msg;                   /* HOOK_EOM: the message as received (unstuffed)
+	                                         but for a sender's copies of the fields mxgate
+	                                         owns (ownfields.h), which no filter is shown (the
+	                                         edits' indexes count the fields shown);
 	                                         no module changes it (hdr_edits, new_body do);
 	                                         a module reading it in the thread pool after
 	                                         its call pins it (msgbuf_pin: no copy outside
 	                                         limits.memory_budget) */
+	struct msgbuf *msg_sent;              /* HOOK_EOM: the message as the client sent it,
+	                                         the same buffer as msg when it holds no owned
+	                                         field: what a signature covers (senderauth's
+	                                         DKIM, ARC); read it by hook_env_msg_sent */
 
 	/* outputs accumulated by modules */
 	struct hook_symbol *symbols;          /* for the whole session (connect-stage ones too) */
@@ -224,6 +231,12 @@ struct hook_env {
 	 * chain_release), owned by the modules: module_ctx[slot] */
 	void **module_ctx;
 };
+
+/* The message as the client sent it (env->msg_sent; env->msg when a caller set msg alone). */
+static inline struct msgbuf *hook_env_msg_sent(const struct hook_env *env)
+{
+	return env->msg_sent ? env->msg_sent : env->msg;
+}
 
 /* Output helpers (copy their arguments). */
 void hook_env_add_symbol(struct hook_env *env, const char *name, double score, const char *desc);

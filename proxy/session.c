@@ -1225,6 +1225,9 @@ static void session_data_end(struct session *s)
 	if (s->dp.nul_seen)
 		log_event(LOG_LVL_INFO, s->id, "event=nul_stripped nuls=%llu client=%s",
 		    (unsigned long long)s->dp.nuls, s->env.client_ip);
+	/* before the spool check: the filters' view of a message with a sender's owned field
+	 * is a copy, which may fail as the spool does */
+	smtp_tx_data_end(&s->tx);
 	if (smtp_tx_msg_state(&s->tx) == SMTP_TX_MSG_WRITE_ERROR) {
 		/* The message could not be held (limits.spool_dir full, removed, unwritable; out
 		 * of memory): never relayed in part. A full file system is RFC 5321's 452
@@ -1243,7 +1246,6 @@ static void session_data_end(struct session *s)
 		session_message_done(s, code, reply, "spool", false);
 		return;
 	}
-	smtp_tx_data_end(&s->tx);
 	s->cmd = &session_eom_step;
 	chain_run(&s->chain, HOOK_EOM, session_stage_done_cb, s);
 }

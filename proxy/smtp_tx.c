@@ -1020,11 +1020,53 @@ int smtp_tx_data_append(void *arg, const char *data, size_t len)
 
 uint64_t smtp_tx_msg_size(const struct smtp_tx *tx) { return tx->msg_size; }
 enum smtp_tx_msg_state smtp_tx_msg_state(const struct smtp_tx *tx) { return tx->msg_state; }
-int smtp_tx_msg_error(const struct smtp_tx *tx) { return tx->msg ? msgbuf_error(tx->msg) : 0; }
+int smtp_tx_msg_error(const struct smtp_tx *tx)
+{
+	if (tx->filter_view && msgbuf_error(tx->filter_view))
+		return msgbuf_error(tx->filter_view);
+	return tx->msg ? msgbuf_error(tx->msg) : 0;
+}
+
+/* The filters' view of a message whose header block holds a sender's owned field (tx->
+ * drop_owned): the block without them, then the body, in a buffer of the message's threshold
+ * and spool. 0, or -1 when it cannot be made. */
+static int smtp_tx_filter_view_build(struct smtp_tx *tx, const char *data, size_t len, size_t hlen)
+{
+	struct strbuf hb = { 0 };
+	int rc = 0;
+
+	tx->filter_view = msgbuf_new((size_t)tx->env->cfg->limits.memory_threshold, tx->env->cfg->limits.spool_dir);
+	headers_apply_edits_owned(data, hlen, NULL, 0, &hb, 0);
+	if (tx->filter_view == NULL || msgbuf_append(tx->filter_view, hb.v ? hb.v : "", hb.len) < 0 ||
+	    msgbuf_append(tx->filter_view, data + hlen, len - hlen) < 0)
+		rc = -1;
+	strbuf_free(&hb);
+	return rc;
+}
 
 void smtp_tx_data_end(struct smtp_tx *tx)
 {
-	tx->env->msg = tx->msg;
+	const char *data;
+	size_t len = 0, hlen;
+
+	tx->env->msg = tx->env->msg_sent = tx->msg;
+	tx->drop_owned = false;
+	if (tx->own_fields_kept || tx->msg == NULL || tx->msg_state != SMTP_TX_MSG_OK)
+		return;
+	if ((data = msgbuf_data(tx->msg, &len)) == NULL)
+		return;	/* unreadable: smtp_tx_prepare says so */
+	hlen = smtp_tx_header_len(tx);
+	if (hlen > len)
+		hlen = len;
+	/* one scan of the header block per message; the copy only for a message that holds one */
+	tx->drop_owned = ownfields_block_has(data, hlen);
+	if (!tx->drop_owned)
+		return;
+	if (smtp_tx_filter_view_build(tx, data, len, hlen) < 0) {
+		tx->msg_state = SMTP_TX_MSG_WRITE_ERROR;
+		return;
+	}
+	tx->env->msg = tx->filter_view;
 }
 
 /* ---- the delivery ledger (ledger.h) ------------------------------------------------- */
@@ -2008,8 +2050,8 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 	headers_build_received_cached(&tx->prefix, &tx->received, env, tx->env->cfg->hostname, with);
 	hlen = smtp_tx_header_len(tx);
 	/* a sender's copy of a field mxgate owns never goes out (ownfields.h); a released
-	 * message's are mxgate's own, written when it was held */
-	drop_owned = !tx->own_fields_kept && ownfields_block_has(data, hlen < len ? hlen : len);
+	 * message's are mxgate's own, written when it was held (smtp_tx_data_end looked) */
+	drop_owned = tx->drop_owned;
 	if (env->nhdr_edits == 0 && env->new_body == NULL && !drop_owned) {
 		/* The header block as it came: it goes with the body from the message buffer
 		 * (the same octets as a copy behind the Received field; no copy, and in wire form
@@ -2325,6 +2367,9 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 		msgbuf_free(tx->msg);
 	}
 	tx->msg = NULL;
+	msgbuf_free(tx->filter_view);
+	tx->filter_view = NULL;
+	tx->drop_owned = false;
 	smtp_tx_prefix_clear(tx);
 	tx->msg_state = SMTP_TX_MSG_OK;
 	tx->body_wire = false;
@@ -2334,7 +2379,7 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->hdr_len = 0;
 	smtp_tx_env_clear(tx, true);
 	env->cur_rcpt = NULL;
-	env->msg = NULL;
+	env->msg = env->msg_sent = NULL;
 	env->queue_id[0] = '\0';
 	hook_env_reset_txn(env);
 	env->txn_symbols_start = env->nsymbols;
@@ -2379,6 +2424,8 @@ void smtp_tx_free(struct smtp_tx *tx)
 	tx->msg = NULL;
 	msgbuf_free(tx->msg_spare);
 	tx->msg_spare = NULL;
+	msgbuf_free(tx->filter_view);
+	tx->filter_view = NULL;
 	strbuf_free(&tx->prefix);
 	headers_received_cache_free(&tx->received);
 	strbuf_free(&tx->mail_buf);

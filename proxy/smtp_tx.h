@@ -97,6 +97,11 @@ struct smtp_tx {
 	/* the message */
 	struct msgbuf *msg;
 	struct msgbuf *msg_spare;         /* the last message's buffer, emptied, for the next */
+	/* the message as the filters are shown it (env->msg) when msg's header block holds a
+	 * sender's copy of a field mxgate owns: msg without those fields, made once at the end
+	 * of data (smtp_tx_data_end); NULL when msg has none (env->msg is msg) */
+	struct msgbuf *filter_view;
+	bool drop_owned;                  /* msg's header block holds a sender's owned field */
 	/* set by the owner at the end of data: msg holds the content in its own dot-stuffed
 	 * form (dataparse's restuff false; never for BDAT), so it goes out unencoded unless a
 	 * module replaced the body */
@@ -239,7 +244,12 @@ int smtp_tx_msg_error(const struct smtp_tx *tx);
  * append) and *len set; false before, after, and for a message over the size limit or
  * failing the spool. */
 bool smtp_tx_headers_take(struct smtp_tx *tx, const char **hdr, size_t *len);
-/* The message is complete: modules see it as env->msg. */
+/* The message is complete: modules see it as env->msg, the sender's copies of the fields
+ * mxgate owns left out (ownfields.h: a filter is not fooled by them any more than a mailbox
+ * is), and as env->msg_sent as it came. A message without such a field is one buffer for
+ * both (no copy); one with them is copied once, for every filter. When that copy cannot be
+ * made (out of memory, the spool) the message state becomes SMTP_TX_MSG_WRITE_ERROR: the
+ * owner tempfails it as any spool failure. */
 void smtp_tx_data_end(struct smtp_tx *tx);
 /* Before smtp_tx_deliver: the client's next transaction is already held behind the final
  * dot (MAIL from/params, the RCPTs, DATA right behind them when data), and the owner has

@@ -47,7 +47,7 @@ static void usage(FILE *f)
 	    "  top clients|reasons|rules|senders|recipients|domains [N]\n"
 	    "  learn spam|ham FILE             teach the classifier (FILE '-' = standard input)\n"
 	    "  ratelimit show|reset KEY VALUE  a client's (sender's ...) rate-limit buckets; reset empties them\n"
-	    "  greylist list [N]               greylist triplets with their state\n"
+	    "  greylist list [N]               greylist triplets, message records and clients with their state\n"
 	    "  greylist show|pass|delete IP SENDER RCPT\n"
 	    "  greylist allow|trap IP [TTL]    a client passes greylisting / is refused (a trap) until TTL\n"
 	    "  greylist disallow|untrap IP     its allow / trap record goes\n"

@@ -19,6 +19,7 @@ answers 451 gets 451 (250 only after the backend's 250), /metrics counts the res
 
 Peers: the scripted backend (mxtest.Backend), redis-server, the rules engine with header
 rules worth 6 and 12."""
+import json
 import os
 import re
 import sys
@@ -43,6 +44,7 @@ def cfg(store, delay, listen=None, **rules):
     r = {'files': [rules_path], 'actions': {'add_header': 5, 'greylist': 4, 'tempfail': 10}}
     r.update(rules)
     return mt.config([be.url], listen=listen, workers=1, hostname='mx.example.test',
+                     control={'socket': os.path.join(mt.TMP, 'ctl-%s.sock' % store.split(':')[0])},
                      backends={'routes': [{'domains': ['fail.example'], 'servers': [be_fail.url]}]},
                      metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
                      greylist={'store': store, 'delay': delay, 'retry_window': '2h'}, rules=r)
@@ -58,7 +60,7 @@ def field(data, name):
     return mt.header_values(data.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n'), name)
 
 
-for store in ('local', 'redis://127.0.0.1:%d' % redis.port):
+for store in ('local', 'redis://127.0.0.1:%d' % redis.port, 'lmdb:' + os.path.join(mt.TMP, 'grey-lmdb')):
     kind = store.split(':')[0]
     mx = mt.Mxgate(cfg(store, '1h'), 'mx-' + kind)
 
@@ -81,6 +83,25 @@ for store in ('local', 'redis://127.0.0.1:%d' % redis.port):
     mt.check(line is not None, '%s: logged event=rules_greylist result=deferred digest=... wait=3600\n%s'
              % (kind, mx.tail()))
     digest = line.group(1) if line else '?'
+    # `greylist list` shows the message record, marked, with its expiry (retry_window 2h); LMDB's
+    # writes are the workers' batches: listed once written
+    sock = os.path.join(mt.TMP, 'ctl-%s.sock' % kind)
+
+    def listed(state):
+        rc, out, err = mt.ctl(sock, 'greylist', 'list')
+        m = re.search(r'^message (%s[0-9a-f]{48}) %s first_seen=\d+s expires=(\d+)s$' % (digest, state), out, re.M)
+        return (rc, out, err, m) if rc == 0 and m else None
+
+    got = mt.wait_for(lambda: listed('waiting'), 10, step=0.2)
+    mt.check(got and 0 < int(got[3].group(2)) <= 7200 and
+             re.search(r'^0 triplets \(%s\), 1 message record$' % kind, got[1], re.M) is not None,
+             '%s: greylist list shows the waiting message record with its expiry (%r)'
+             % (kind, got or mt.ctl(sock, 'greylist', 'list')))
+    rc, out, err = mt.ctl(sock, '--json', 'greylist', 'list')
+    j = json.loads(out) if rc == 0 else {}
+    mt.check(j.get('message_count') == 1 and j.get('triplets') == [] and len(j.get('messages', [])) == 1 and
+             j['messages'][0]['digest'].startswith(digest) and j['messages'][0]['state'] == 'waiting',
+             '%s: and in --json, under messages (%s %r)' % (kind, rc, out))
     mt.check(mx.wait_log(r'event=rules score=6\.0 required=5\.0 action=greylist tests=LOC_GREY') is not None,
              '%s: event=rules says action=greylist' % kind)
 
@@ -108,6 +129,10 @@ for store in ('local', 'redis://127.0.0.1:%d' % redis.port):
                  % (kind, digest, kind, field(data, 'X-Mxgate-Greylist')))
     mt.check(mx.wait_log(r'event=rules_greylist result=passed digest=%s store=%s action=deliver' % (digest, kind))
              is not None, '%s: logged event=rules_greylist result=passed' % kind)
+    got = mt.wait_for(lambda: listed('passed'), 10, step=0.2)
+    mt.check(got and 7200 < int(got[3].group(2)) <= 86400,
+             '%s: greylist list shows it passed, kept rules.greylist_expire (1d) (%r)'
+             % (kind, got or mt.ctl(sock, 'greylist', 'list')))
     if kind == 'redis':
         # the passed record lives rules.greylist_expire (1d by default, rspamd's), not a
         # triplet's greylist.expire (36d): its TTL in Redis, the store's own expiry

@@ -300,7 +300,7 @@ static void test_apply_edits_delivered(void **state)
 
 /* The fields mxgate owns (ownfields.h): a sender's copies go before the edits, any case, a
  * blank before the colon, folded; a field an edit adds stays (whatever stage asked for it);
- * an edit's index still counts the dropped field (the block its filter saw); look-alikes stay.
+ * an edit's index does not count the dropped field (no filter is shown it); look-alikes stay.
  * Without edits the block is rewritten only when it holds one (ownfields_block_has). */
 static void test_apply_edits_owned(void **state)
 {
@@ -321,9 +321,9 @@ static void test_apply_edits_owned(void **state)
 	headers_apply_edits_owned(in, sizeof(in) - 1, NULL, 0, &out, 0);
 	assert_string_equal(out.v, "A: 1\r\nX-Mxgate-Other: kept\r\nX-Mxgate-Greylisted: kept\r\nB: 2\r\n\r\n");
 	out.len = 0;
-	/* the insert at 2 lands after "A" and the dropped quarantine field, as its filter saw it */
+	/* the insert at 2 lands after "A" and X-Mxgate-Other, the two fields its filter was shown */
 	headers_apply_edits_owned(in, sizeof(in) - 1, add, 2, &out, 0);
-	assert_string_equal(out.v, "A: 1\r\nI: i\r\nX-Mxgate-Other: kept\r\nX-Mxgate-Greylisted: kept\r\nB: 2\r\n"
+	assert_string_equal(out.v, "A: 1\r\nX-Mxgate-Other: kept\r\nI: i\r\nX-Mxgate-Greylisted: kept\r\nB: 2\r\n"
 	    "X-Mxgate-Filter-Error: clamd; stage=eom; error=x\r\n\r\n");
 	out.len = 0;
 	/* headers_apply_edits_at keeps them (a released message's are mxgate's own) */
