@@ -245,7 +245,7 @@ static void samsg_add_header(struct samsg_part *p, const char *key, size_t kl, c
 		memmove(v, v + b, o - b + 1);
 	}
 	if (p->nhdrs == p->hdrcap) {   /* doubling: a message of many headers is not quadratic */
-		p->hdrcap = p->hdrcap ? p->hdrcap * 2 : 16;
+		p->hdrcap = p->hdrcap ? p->hdrcap * 2 : 2;   /* a MIME part has one or two */
 		p->hdrs = samsg_xrealloc(p->hdrs, p->hdrcap * sizeof(*p->hdrs));
 	}
 	p->hdrs[p->nhdrs].name = samsg_strndup(key, kl);
