@@ -117,20 +117,20 @@ full:
  * lines (an index that mapped it one way refuses
  * the other: Postfix's all-digit queue ids, a HELO of "123"). */
 static const char *const logkv_number_keys[] = {
-	"accept_domains", "accepted", "after_ms", "already", "answered", "attempt", "avail", "buckets", "busy",
-	"bytes", "capacity", "cleared", "client_family", "code", "commands", "compiled", "connections",
-	"consecutive_errors", "deadline_ms", "delay_ms", "delivered", "drain_timeout_ms", "dropped",
-	"elapsed_ms", "entries", "errors", "evicted", "expires", "failed", "fails", "failures", "fd",
-	"files", "first_seen", "flushed_ms", "full", "generation", "hits", "i", "idle_ms", "instance",
-	"intl", "kept", "keys", "latency_us", "learned", "left", "lift", "local_family", "lookups",
-	"map_bytes", "map_records", "max", "max_connections", "max_entries", "max_keys",
-	"max_message_size", "max_size", "messages", "misses", "more", "moved", "ms", "msa", "nofile",
-	"nuls", "octets", "open", "passes", "port", "prefiltered", "probe_len", "rc", "read", "received",
-	"records", "refused", "rejected", "released", "remaining", "report_safe", "requests", "required", "retry_ms",
-	"route", "routes_domains", "rule", "running", "runs", "score", "sessions", "share", "size",
-	"skipped_eval", "skipped_net", "skipped_regex", "skipped_zero", "spam", "stale_tmp", "status", "tempfailed",
-	"threshold", "tlport", "too_big", "total", "total_errors", "trport", "ttl", "uid", "uncounted",
-	"unlogged", "used_pct", "user_failures", "wait", "waited_ms", "worker", "workers",
+	"accept_domains", "accepted", "after_ms", "already", "answered", "attempt", "avail", "buckets",
+	"busy", "bytes", "capacity", "cleared", "client_family", "code", "commands", "compiled",
+	"connections", "consecutive_errors", "deadline_ms", "delay_ms", "delivered", "drain_timeout_ms",
+	"dropped", "elapsed_ms", "entries", "errors", "evicted", "failed", "fails", "failures", "fd",
+	"files", "flushed_ms", "full", "generation", "hits", "i", "idle_ms", "instance", "kept", "keys",
+	"latency_us", "learned", "left", "lift", "local_family", "lookups", "map_bytes", "map_records",
+	"max", "max_connections", "max_entries", "max_keys", "max_message_size", "max_size", "messages",
+	"misses", "more", "moved", "ms", "nofile", "nuls", "octets", "open", "passes", "port",
+	"prefiltered", "probe_len", "rc", "read", "received", "records", "refused", "rejected",
+	"released", "remaining", "report_safe", "requests", "required", "retry_ms", "route",
+	"routes_domains", "rule", "running", "runs", "score", "sessions", "share", "size", "skipped_eval",
+	"skipped_net", "skipped_regex", "skipped_zero", "spam", "stale_tmp", "status", "tempfailed",
+	"threshold", "too_big", "total", "total_errors", "ttl", "uid", "uncounted", "unlogged",
+	"used_pct", "user_failures", "wait", "waited_ms", "worker", "workers",
 };
 
 static int logkv_key_cmp(const void *k, const void *e)

@@ -523,11 +523,13 @@ int quarantine_find_locked(const char *root, const char *id, struct quarantine_i
 
 struct quarantine_expire_ctx {
 	time_t before;
-	size_t count, busy;
+	size_t count, busy, lock_failed;
+	int lock_errno;            /* the first flock failure's (lock_failed) */
 };
 
 /* Removes path when no operation holds it (a release under way, a delete): the count it
- * goes to, or busy. */
+ * goes to, busy, or lock_failed (flock refused otherwise: ENOLCK on a file system without
+ * locks), the first such errno kept. */
 static void quarantine_expire_unlink(struct quarantine_expire_ctx *c, const char *path)
 {
 	int fd = quarantine_open(path, true);
@@ -536,9 +538,12 @@ static void quarantine_expire_unlink(struct quarantine_expire_ctx *c, const char
 	if (fd < 0)
 		return;   /* gone meanwhile (a delete, a release's move): not this sweep's */
 	l = quarantine_lock_fd(fd, path);
-	if (l < 0)   /* held by an operation under way (or no lock to be had): left */
+	if (l == QUARANTINE_BUSY) {   /* held by an operation under way: left */
 		c->busy++;
-	else if (l == 1 && unlink(path) == 0)
+	} else if (l < 0) {           /* no lock to be had: left, and the sweep says why */
+		if (c->lock_failed++ == 0)
+			c->lock_errno = errno;
+	} else if (l == 1 && unlink(path) == 0)
 		c->count++;
 	close(fd);
 }
@@ -583,11 +588,15 @@ int quarantine_expire(const char *root, time_t before, time_t tmp_before, struct
 {
 	static const char *const rel[] = { "released" }, *const tmp[] = { "tmp" };
 	struct quarantine_expire_ctx c = { .before = before }, r = { .before = before }, t = { .before = tmp_before };
-	int rc = quarantine_walk(root, true, quarantine_expire_each, &c, err, errlen);
+	int rc = 0;
 
+	/* before 0: no quarantine.expire, only tmp/ is swept */
+	if (before != 0)
+		rc = quarantine_walk(root, true, quarantine_expire_each, &c, err, errlen);
 	/* released/: the copies kept for the record, dated by their release
 	 * (quarantine_move_released); one that cannot be read still lets new/ and cur/ count */
-	if (quarantine_walk_in(root, rel, 1, true, quarantine_expire_each, &r, rc ? NULL : err, rc ? 0 : errlen) != 0)
+	if (before != 0 &&
+	    quarantine_walk_in(root, rel, 1, true, quarantine_expire_each, &r, rc ? NULL : err, rc ? 0 : errlen) != 0)
 		rc = -1;
 	/* tmp/: what a crash left between a write and its rename (a hold, a rewrite) */
 	if (quarantine_walk_in(root, tmp, 1, true, quarantine_expire_tmp_each, &t, rc ? NULL : err, rc ? 0 : errlen) != 0)
@@ -595,7 +604,9 @@ int quarantine_expire(const char *root, time_t before, time_t tmp_before, struct
 	n->held = c.count;
 	n->released = r.count;
 	n->stale_tmp = t.count;
-	n->busy = c.busy;
+	n->busy = c.busy + r.busy;
+	n->lock_failed = c.lock_failed + r.lock_failed;
+	n->lock_errno = c.lock_failed ? c.lock_errno : r.lock_errno;
 	return rc;
 }
 

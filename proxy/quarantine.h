@@ -147,10 +147,14 @@ struct quarantine_expired {
 	size_t released;   /* from released/ */
 	size_t stale_tmp;  /* from tmp/ */
 	size_t busy;       /* old enough, but locked by an operation under way: the next sweep's */
+	size_t lock_failed;   /* old enough, but flock failed otherwise (ENOLCK: a file system
+	                       * without locks): left */
+	int lock_errno;    /* the first of those failures' errno */
 };
 
 /* Blocking. Removes every held file of root's new/ and cur/ whose time (the hold's: a rewrite
- * keeps it) is before `before`, every one of root's released/ whose time (the release's) is,
+ * keeps it) is before `before` (0: none, those folders are not read), every one of root's
+ * released/ whose time (the release's) is,
  * and every regular file of root's tmp/ whose time is before tmp_before (a write a crash cut:
  * QUARANTINE_TMP_STALE_S): quarantine.expire's sweep. Only what mxgate held goes from new/
  * and cur/ (a ",QID=" in the name, or an envelope block at the head). n: how many went from

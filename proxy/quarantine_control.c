@@ -416,7 +416,7 @@ static void qc_sweep_work_cb(uv_work_t *req)
 {
 	struct qc_sweep *s = req->data;
 	/* the wall clock, as the files' times and `quarantine list older=` are */
-	time_t before = time(NULL) - (time_t)(s->expire_ms / 1000);
+	time_t before = s->expire_ms ? time(NULL) - (time_t)(s->expire_ms / 1000) : 0;   /* 0: tmp/ only */
 
 	s->rc = quarantine_expire(s->root, before, time(NULL) - QUARANTINE_TMP_STALE_S, &s->n, s->err, sizeof(s->err));
 }
@@ -427,7 +427,10 @@ static void qc_sweep_after_cb(uv_work_t *req, int status)
 	char ev[40], rv[700];
 
 	qc_sweep_running = false;
-	cfg_format_duration(s->expire_ms, ev, sizeof(ev));
+	if (s->expire_ms)
+		cfg_format_duration(s->expire_ms, ev, sizeof(ev));
+	else
+		snprintf(ev, sizeof(ev), "none");   /* no quarantine.expire: tmp/ swept alone */
 	if (s->n.held || s->n.released || s->n.stale_tmp || s->n.busy) {
 		char bv[40] = "";
 		if (s->n.busy)   /* old enough, but a release or delete held them: the next sweep's */
@@ -435,6 +438,13 @@ static void qc_sweep_after_cb(uv_work_t *req, int status)
 		counter_add(COUNTER_QUARANTINE_EXPIRED, (long)s->n.held);
 		log_event(LOG_LVL_INFO, NULL, "event=quarantine_expired count=%zu released=%zu stale_tmp=%zu%s expire=%s "
 		    "dir=%s", s->n.held, s->n.released, s->n.stale_tmp, bv, ev, log_val(rv, sizeof(rv), s->root));
+	}
+	if (s->n.lock_failed) {   /* once a sweep: the files it could not lock, and the first reason */
+		char dv[700];
+
+		log_event(LOG_LVL_WARNING, NULL, "event=quarantine_expire_lock_failed files=%zu reason=%s dir=%s",
+		    s->n.lock_failed, log_val(rv, sizeof(rv), strerror(s->n.lock_errno)),
+		    log_val(dv, sizeof(dv), s->root));
 	}
 	if (status == UV_ECANCELED)
 		snprintf(s->err, sizeof(s->err), "cancelled");
@@ -450,8 +460,8 @@ void quarantine_expire_tick(uv_loop_t *loop, const struct mx_config *cfg)
 	uint64_t now = uv_now(loop);
 	struct qc_sweep *s;
 
-	if (qc_sweep_running || cfg == NULL || cfg->quarantine_dir == NULL || cfg->quarantine_expire == 0 ||
-	    ops_is_stopping())
+	/* without quarantine.expire the sweep still empties tmp/ of what a crash left */
+	if (qc_sweep_running || cfg == NULL || cfg->quarantine_dir == NULL || ops_is_stopping())
 		return;
 	if (qc_sweep_root && strcmp(qc_sweep_root, cfg->quarantine_dir) == 0 &&
 	    qc_sweep_expire == cfg->quarantine_expire && now < qc_sweep_due)

@@ -396,28 +396,46 @@ static const char *charset_iconv_name(const char *declared, char out[32])
 
 /* ---------------------------------------------------------------- decoding */
 
-struct conv_slot { char name[32]; iconv_t cd; };
+/* The converters of the last 8 names iconv knew, and the last 16 names it did not: an
+ * encoded word naming an unknown charset (a message may repeat one a thousand times, fuzz
+ * inputs are full of them) costs an iconv_open once, not once a word. Per thread. */
+#define CONV_NAME_MAX 64                /* longer: no charset iconv knows, not asked */
+struct conv_slot { char name[CONV_NAME_MAX]; iconv_t cd; };
 static __thread struct conv_slot conv_cache[8];
 static __thread unsigned conv_next;
+static __thread char conv_unknown[16][CONV_NAME_MAX];
+static __thread unsigned conv_unknown_next;
 
+/* A converter from name to UTF-8 in its initial state, borrowed until this thread's next
+ * call; (iconv_t)-1 when iconv does not know name. */
 static iconv_t conv_get(const char *name)
 {
 	struct conv_slot *s;
+	size_t nl = strlen(name);
+	iconv_t cd;
 
+	if (nl >= CONV_NAME_MAX)
+		return (iconv_t)-1;
 	for (int i = 0; i < 8; i++)
 		if (conv_cache[i].name[0] && strcmp(conv_cache[i].name, name) == 0) {
 			iconv(conv_cache[i].cd, NULL, NULL, NULL, NULL);
 			return conv_cache[i].cd;
 		}
+	for (int i = 0; i < 16; i++)
+		if (conv_unknown[i][0] && strcmp(conv_unknown[i], name) == 0)
+			return (iconv_t)-1;
+	cd = iconv_open("UTF-8", name);
+	if (cd == (iconv_t)-1) {
+		if (errno == EINVAL)    /* unknown; not a passing ENOMEM or EMFILE */
+			memcpy(conv_unknown[conv_unknown_next++ % 16], name, nl + 1);
+		return cd;
+	}
 	s = &conv_cache[conv_next++ % 8];
 	if (s->name[0])
 		iconv_close(s->cd);
-	s->name[0] = '\0';
-	s->cd = iconv_open("UTF-8", name);
-	if (s->cd == (iconv_t)-1)
-		return s->cd;
-	snprintf(s->name, sizeof(s->name), "%s", name);
-	return s->cd;
+	s->cd = cd;
+	memcpy(s->name, name, nl + 1);
+	return cd;
 }
 
 /* Decodes with iconv: strict (any invalid or incomplete sequence fails) or lenient

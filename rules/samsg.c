@@ -244,7 +244,10 @@ static void samsg_add_header(struct samsg_part *p, const char *key, size_t kl, c
 			b++;
 		memmove(v, v + b, o - b + 1);
 	}
-	p->hdrs = samsg_xrealloc(p->hdrs, (p->nhdrs + 1) * sizeof(*p->hdrs));
+	if (p->nhdrs == p->hdrcap) {   /* doubling: a message of many headers is not quadratic */
+		p->hdrcap = p->hdrcap ? p->hdrcap * 2 : 2;   /* a MIME part has one or two */
+		p->hdrs = samsg_xrealloc(p->hdrs, p->hdrcap * sizeof(*p->hdrs));
+	}
 	p->hdrs[p->nhdrs].name = samsg_strndup(key, kl);
 	{
 		char *r = samsg_xrealloc(NULL, vl + 1);

@@ -30,7 +30,7 @@ struct samsg_part {
 	                                 * when missing */
 	char *boundary, *charset, *name;
 	bool ct_missing;
-	struct samsg_hdr *hdrs; size_t nhdrs;
+	struct samsg_hdr *hdrs; size_t nhdrs, hdrcap;
 	struct samsg_line *raw; size_t nraw;   /* a leaf's body lines, as received */
 	int *kids; size_t nkids;
 };

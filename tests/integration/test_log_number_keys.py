@@ -21,14 +21,19 @@ joined, `"key=%" PRIu64` read as `key=%llu`), no daemon needed:
 - every key of TEXT_TOO is written as text somewhere (else it belongs in the table) and as a
   number somewhere (else it is not needed here).
 
-Every function the headers declare with a printf format attribute is in LOG_FUNCS or in
-NOT_LOG, so a new logging function is read too.
+Every function the sources declare with a printf format attribute (headers and .c files,
+whatever its parameters) is in LOG_FUNCS or in NOT_LOG, so a new logging function is read too;
+and every key of logkv_number_keys is written as a number by some log format (a key nothing
+logs is a key left behind).
 
 Before session 33 the table was kept by hand: nothing said that a new numeric key was a
 string in JSON. Other lanes that add log events meet this test after merging. Before session
 34 only log_event's formats and `event=` literals were read: opstats_refusal's `added=%zu
 limit=%d` (smtp_tx.c) and rules.c's piece ` bayes=%.4f` (text `bayes=none` elsewhere) went
-unseen."""
+unseen. Before session 35 the table kept 6 keys no log line writes (expires first_seen: a
+control reply; intl msa: the X-Spam-Relays text; tlport trport: Dovecot's auth protocol, read
+from "\\tlport=") and the attribute scan read only headers, with a regex a parameter list
+holding parentheses (a function pointer) defeated."""
 import glob
 import os
 import re
@@ -65,8 +70,11 @@ TEXT_TOO = {
 # (from 1), as their format(printf, N, M) attribute says (checked below).
 LOG_FUNCS = {'log_event': 3, 'opstats_refusal': 2, 'session_refusal_log': 3, 'log': 3}
 # Functions with a printf format that write no log line.
+# (session_check_reply, session_check_refuse and xclient_error write an SMTP reply; the log
+# takes a refusal's reply quoted, as reply="...", a value, not fields.)
 NOT_LOG = {'strbuf_printf', 'verdict_set', 'sdnotify_printf', 'session_reply', 'rule_src_add_error',
-           'rule_src_add_warning', 'cfg_error', 'cfg_error_key'}
+           'rule_src_add_warning', 'cfg_error', 'cfg_error_key', 'sb_printf', 'session_check_reply',
+           'session_check_refuse', 'xclient_error'}
 # Keys whose text conversion always writes a decimal number: the table keeps them numbers.
 # (key, file) -> why
 DIGITS = {
@@ -108,18 +116,59 @@ def formats(code):
     return out
 
 
-# every printf-style function the headers declare is known to log or not to
+ATTR = re.compile(r'__attribute__\s*\(\(\s*format\s*\(\s*(?:__)?(?:gnu_)?printf(?:__)?\s*,\s*(\d+)')
+
+
+def printf_decls(code):
+    """[(offset, name, format argument)] of the declarations in code that carry a printf
+    format attribute, found from the attribute: after the parameter list (`name(...)
+    __attribute__`, `(*name)(...) __attribute__`), whatever the parameters hold (a function
+    pointer's own parentheses), or before the declaration (`__attribute__((...)) int
+    name(...)`)."""
+    out = []
+    for m in ATTR.finditer(code):
+        i = m.start() - 1
+        while i >= 0 and code[i].isspace():
+            i -= 1
+        if i >= 0 and code[i] == ')':
+            depth = 0
+            while i >= 0:
+                depth += code[i] == ')'
+                depth -= code[i] == '('
+                if depth == 0:
+                    break
+                i -= 1
+            n = re.search(r'(\w+)\s*\)?\s*$', code[:i])
+        else:
+            n = re.search(r'\)\)\s*[^;{(]*?(\w+)\s*\(', code[m.end():])
+        out.append((m.start(), n.group(1) if n else '?', int(m.group(1))))
+    return out
+
+
+# the scan finds what these declare: a parameter that is a function pointer, a member that
+# is one, the attribute before the declaration
+SAMPLE = (
+    'void cb_logf(void (*done)(void *arg), void *arg, const char *fmt, ...)\n'
+    '    __attribute__((format(printf, 3, 4)));\n'
+    'struct x { void (*member_logf)(int (*cmp)(const void *, const void *), const char *fmt, ...)\n'
+    '    __attribute__((format(printf, 2, 3))); };\n'
+    '__attribute__((format(printf, 1, 2))) int before_logf(const char *fmt, ...);\n')
+mt.check([(n, a) for _, n, a in printf_decls(SAMPLE)] == [('cb_logf', 3), ('member_logf', 2), ('before_logf', 1)],
+         'the attribute scan finds a declaration with function-pointer parameters, a member, an attribute '
+         'before: %s' % [(n, a) for _, n, a in printf_decls(SAMPLE)])
+
+# every printf-style function the sources declare (headers, and static ones in .c files) is
+# known to log or not to
 for d in CODE_DIRS:
-    for path in sorted(glob.glob(os.path.join(SRC, d, '*.h'))):
+    for path in sorted(glob.glob(os.path.join(SRC, d, '*.[ch]'))):
         code = blank_comments(open(path, errors='replace').read())
-        for m in re.finditer(r'(\w+)\s*\)?\s*\(([^;{()]*)\)\s*__attribute__\s*\(\(\s*format\s*\(\s*printf\s*,\s*(\d+)', code):
-            name = m.group(1)
-            rel = os.path.relpath(path, SRC)
-            mt.check(name in NOT_LOG or LOG_FUNCS.get(name) == int(m.group(3)),
+        rel = os.path.relpath(path, SRC)
+        for pos, name, arg in printf_decls(code):
+            mt.check(name in NOT_LOG or LOG_FUNCS.get(name) == arg,
                      '%s:%d: %s takes a printf format (argument %s): add it to LOG_FUNCS (it logs) or NOT_LOG in %s'
-                     % (rel, lineno(code, m.start()), name, m.group(3), ME) if name not in LOG_FUNCS else
-                     '%s:%d: %s\'s format is argument %s: LOG_FUNCS says %d' % (rel, lineno(code, m.start()), name,
-                                                                             m.group(3), LOG_FUNCS[name]))
+                     % (rel, lineno(code, pos), name, arg, ME) if name not in LOG_FUNCS else
+                     '%s:%d: %s\'s format is argument %s: LOG_FUNCS says %d' % (rel, lineno(code, pos), name,
+                                                                             arg, LOG_FUNCS[name]))
 
 
 number_at, text_at = {}, {}     # key -> ['file:line', ...]
@@ -166,10 +215,14 @@ for key in sorted(TEXT_TOO):
              'TEXT_TOO has "%s", which %s: take it out of %s' %
              (key, 'no format writes as a number' if key not in number_at else
               'no format writes as text (then it belongs in logkv_number_keys, %s:%d)' % (TABLE, line), ME))
-# a table key no format here writes as a number: written by a piece built apart (strbuf,
-# snprintf into a buffer the format's %s takes), which this reading cannot follow
-apart = [k for k in table if k not in number_at]
-mt.say('%d log formats, %d keys written as numbers, %d in the table (%d written by pieces built '
-       'apart: %s), %d text too' % (nformats, len(number_at), len(table), len(apart), ' '.join(apart),
-                                    len(TEXT_TOO)))
+# a table key no format here writes as a number: nothing logs it (a key left behind, or one
+# that only a control reply or a header writes), or a piece built apart the reading cannot
+# follow (strbuf, snprintf into a buffer a format's %s takes) writes it
+for key in table:
+    mt.check(key in number_at,
+             '"%s" is in logkv_number_keys (%s:%d) but no log format writes it as a number: take it out, '
+             'or, when a piece built apart writes it, make that piece a literal that starts with " %s=%%" '
+             '(what this test reads)' % (key, TABLE, line, key))
+mt.say('%d log formats, %d keys written as numbers, %d in the table, %d text too'
+       % (nformats, len(number_at), len(table), len(TEXT_TOO)))
 mt.finish()

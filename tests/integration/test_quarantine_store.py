@@ -13,7 +13,8 @@
   released/ is swept by the same expire, a released file dated by its release (w-quarsweep);
   tmp/ loses what a crash between a write and its rename left, older than 36 hours (the
   Maildir convention), a fresh write stays: stale_tmp=1 (w-quarser; before, tmp/ was never
-  swept and the log line had no stale_tmp).
+  swept and the log line had no stale_tmp); without quarantine.expire the sweep runs for tmp/
+  alone, expire=none, a held file of any age stays (before session 35 it did not run at all).
 """
 import glob
 import os
@@ -159,6 +160,31 @@ mt.check(rc == 0, 'the younger one is released (%s %r %r)' % (rc, out, err))
 moved = glob.glob(os.path.join(edir, 'released', '*QID=EXPYOUNG*'))
 mt.check(len(moved) == 1 and os.stat(moved[0]).st_mtime > now - 3600,
          'in released/, dated by the release, not the hold (%r)' % [(p, os.stat(p).st_mtime) for p in moved])
+mx.stop()
+
+# ---- no quarantine.expire: held files stay for ever, but tmp/ still loses what a crash cut
+ndir = os.path.join(mt.TMP, 'never-expiring')
+for sub in ('tmp', 'new', 'cur'):
+    os.makedirs(os.path.join(ndir, sub), exist_ok=True)
+now = time.time()
+kept_f = os.path.join(ndir, 'new', '1700000011.M1P1Q11.h,QID=KEPTOLD')
+with open(kept_f, 'wb') as f:
+    f.write(held_block('KEPTOLD'))
+os.utime(kept_f, (now - 900 * 86400, now - 900 * 86400))
+ntmp_stale = os.path.join(ndir, 'tmp', '1700000012.M1P1Q12.h')
+ntmp_fresh = os.path.join(ndir, 'tmp', '1700000013.M1P1Q13.h')
+for path in (ntmp_stale, ntmp_fresh):
+    with open(path, 'wb') as f:
+        f.write(held_block('TMPNOEXP')[:40])
+os.utime(ntmp_stale, (now - 40 * 3600, now - 40 * 3600))
+mx = mt.Mxgate(cfg('maildir:' + ndir), 'mx-qnoexpire')
+m = mx.wait_log(r'event=quarantine_expired count=(\d+) released=(\d+) stale_tmp=(\d+) expire=none', timeout=30)
+mt.check(m is not None and m.groups() == ('0', '0', '1'),
+         'without quarantine.expire the sweep runs for tmp/ alone: count=0 released=0 stale_tmp=1 expire=none '
+         '(before session 35 it never ran: %r)' % (m and m.group(0)))
+mt.check(not os.path.exists(ntmp_stale), 'without expire, a tmp/ file 40 hours old is gone')
+mt.check(os.path.exists(ntmp_fresh), 'without expire, a fresh tmp/ file stays')
+mt.check(os.path.exists(kept_f), 'without expire, a held file 900 days old stays')
 mx.stop()
 
 # ---- -t: the section form is checked like the plain one

@@ -1,6 +1,7 @@
 /* test_quarantine.c — the quarantine file's envelope block (quarantine_envelope_parse: rows,
- * then fed in pieces), the IDs a request may name, and the file side (find, list, released/)
- * in a temp maildir. */
+ * then fed in pieces), the IDs a request may name, and the file side (find, list, released/,
+ * the expiry sweep) in a temp maildir. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -508,6 +509,96 @@ static void test_locks(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* The executable's flock is wrapped: flock_errno set, it fails so (a file system without
+ * locks: ENOLCK). */
+static int flock_errno;
+
+int __real_flock(int fd, int op);
+int __wrap_flock(int fd, int op)
+{
+	if (flock_errno) {
+		errno = flock_errno;
+		return -1;
+	}
+	return __real_flock(fd, op);
+}
+
+/* A sweep that cannot lock a file for another reason than an operation holding it (ENOLCK)
+ * leaves it and says why: lock_failed and its errno, not busy (before session 35 it was
+ * counted busy, the errno lost). */
+static void test_sweep_lock_failed(void **state)
+{
+	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "", cmd[600];
+	struct quarantine_expired n;
+	time_t now = time(NULL);
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	snprintf(p, sizeof(p), "%s/new", root);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/released", root);
+	mkdir(p, 0700);
+	put(root, "new", "1.nl,QID=NL1", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
+	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <NL1>\r\n\r\nbody\r\n", 1000);
+	put(root, "released", "2.nl,QID=NL2", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
+	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <NL2>\r\n\r\nbody\r\n", 1000);
+	flock_errno = ENOLCK;
+	assert_int_equal(quarantine_expire(root, now, now - QUARANTINE_TMP_STALE_S, &n, err, sizeof(err)), 0);
+	flock_errno = 0;
+	assert_int_equal(n.held, 0);
+	assert_int_equal(n.released, 0);
+	assert_int_equal(n.busy, 0);
+	assert_int_equal(n.lock_failed, 2);
+	assert_int_equal(n.lock_errno, ENOLCK);
+	snprintf(p, sizeof(p), "%s/new/1.nl,QID=NL1", root);
+	assert_int_equal(access(p, F_OK), 0);
+	/* locks again: both go */
+	assert_int_equal(quarantine_expire(root, now, now - QUARANTINE_TMP_STALE_S, &n, err, sizeof(err)), 0);
+	assert_int_equal(n.held, 1);
+	assert_int_equal(n.released, 1);
+	assert_int_equal(n.lock_failed, 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Without quarantine.expire (before 0) the sweep empties tmp/ of what a crash left and
+ * leaves every held or released file, however old. */
+static void test_sweep_tmp_only(void **state)
+{
+	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "", cmd[600];
+	struct quarantine_expired n;
+	time_t now = time(NULL);
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	snprintf(p, sizeof(p), "%s/new", root);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/released", root);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/tmp", root);
+	mkdir(p, 0700);
+	put(root, "new", "1.to,QID=TO1", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
+	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <TO1>\r\n\r\nbody\r\n", 1000);
+	put(root, "released", "2.to,QID=TO2", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
+	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <TO2>\r\n\r\nbody\r\n", 1000);
+	put(root, "tmp", "3.cut", "Return-Path: <s@x", now - QUARANTINE_TMP_STALE_S - 60);
+	put(root, "tmp", "4.writing", "Return-Path: <s@x", now);
+	assert_int_equal(quarantine_expire(root, 0, now - QUARANTINE_TMP_STALE_S, &n, err, sizeof(err)), 0);
+	assert_int_equal(n.held, 0);
+	assert_int_equal(n.released, 0);
+	assert_int_equal(n.stale_tmp, 1);
+	snprintf(p, sizeof(p), "%s/new/1.to,QID=TO1", root);
+	assert_int_equal(access(p, F_OK), 0);
+	snprintf(p, sizeof(p), "%s/released/2.to,QID=TO2", root);
+	assert_int_equal(access(p, F_OK), 0);
+	snprintf(p, sizeof(p), "%s/tmp/3.cut", root);
+	assert_int_equal(access(p, F_OK), -1);
+	snprintf(p, sizeof(p), "%s/tmp/4.writing", root);
+	assert_int_equal(access(p, F_OK), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* A directory in new/ (an operator's, a mail reader's) is not a held message: a lookup by ID
  * skips it as before the locks came (opened for writing it failed with EISDIR, and every
  * lookup of an ID not in a file's name failed with "Is a directory"). */
@@ -547,6 +638,8 @@ int main(void)
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_rewrite_rcpts),
 		cmocka_unit_test(test_locks),
+		cmocka_unit_test(test_sweep_lock_failed),
+		cmocka_unit_test(test_sweep_tmp_only),
 		cmocka_unit_test(test_dir_in_new),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

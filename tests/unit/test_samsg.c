@@ -1,8 +1,9 @@
 /* test_samsg.c — rules/samsg.c, SpamAssassin's MIME parse: what a parse keeps in memory
  * for nested messages (message/rfc822), and that parsing them where their octets are gives
- * the tree the copying parse gives. */
+ * the tree the copying parse gives; and that a part of many header fields costs few reallocs. */
 #include <malloc.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -293,12 +294,56 @@ static void test_same_tree(void **state)
 	free(b64.p);
 }
 
+/* The executable's realloc is wrapped: while counting, the calls that grow a block (not
+ * realloc(NULL, n), a malloc) are counted. */
+static bool counting;
+static size_t regrows;
+
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n)
+{
+	if (counting && p != NULL)
+		regrows++;
+	return __real_realloc(p, n);
+}
+
+/* A message of 20,000 header fields (a forwarding loop's Received lines, or a hostile
+ * sender's): the part's header array grew one entry a time, 20,000 reallocs (each
+ * copying the array when it moved: quadratic). Now it doubles: 15. */
+static void test_many_headers(void **state)
+{
+	struct text t = { 0 };
+	struct samsg m;
+	char h[80];
+
+	(void)state;
+	for (int i = 0; i < 20000; i++) {
+		snprintf(h, sizeof(h), "X-Hop-%d: relay %d\r\n", i, i);
+		text_put(&t, h);
+	}
+	text_put(&t, "Subject: many\r\n\r\nbody\r\n");
+	regrows = 0;
+	counting = true;
+	samsg_parse(&m, t.p, t.n);
+	counting = false;
+	print_message("20,001 header fields: %zu reallocs of a block during the parse\n", regrows);
+	assert_int_equal(m.parts[0].nhdrs, 20001);
+	assert_string_equal(samsg_header(&m.parts[0], "Subject"), "many");
+	assert_string_equal(samsg_header(&m.parts[0], "X-Hop-19999"), "relay 19999");
+	assert_string_equal(m.parts[0].hdrs[12345].name, "X-Hop-12345");
+	if (regrows > 200)
+		fail_msg("%zu reallocs for 20,001 header fields: the header array grows by one", regrows);
+	samsg_free(&m);
+	free(t.p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_nested_memory),
 		cmocka_unit_test(test_nested_encoded_memory),
 		cmocka_unit_test(test_same_tree),
+		cmocka_unit_test(test_many_headers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,114 @@
+/* test_charset.c — rules/charset.c: what decoding a header costs in iconv_open calls (the
+ * executable's iconv_open is wrapped and counted), whatever the charset an encoded word
+ * names. */
+#include <errno.h>
+#include <iconv.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rules/charset.h"
+
+static unsigned opens;
+
+iconv_t __real_iconv_open(const char *to, const char *from);
+iconv_t __wrap_iconv_open(const char *to, const char *from)
+{
+	opens++;
+	return __real_iconv_open(to, from);
+}
+
+/* A Subject of n encoded words naming charset, each followed by plain text (so that no two
+ * are merged into one piece: each is transcoded on its own, as SpamAssassin does). */
+static char *words(const char *charset, const char *text, int n)
+{
+	size_t cap = (size_t)n * (strlen(charset) + strlen(text) + 16) + 1, o = 0;
+	char *v = malloc(cap);
+
+	assert_non_null(v);
+	for (int i = 0; i < n; i++)
+		o += (size_t)snprintf(v + o, cap - o, "=?%s?Q?%s?= x ", charset, text);
+	return v;
+}
+
+static void decode_counted(const char *label, const char *charset, const char *text, int n,
+    unsigned max_opens, const char *want_prefix)
+{
+	char *v = words(charset, text, n), *d;
+
+	opens = 0;
+	d = charset_decode_header(v, "Subject");
+	assert_non_null(d);
+	if (opens > max_opens)
+		fail_msg("%s: %d encoded words in %s cost %u iconv_open calls (at most %u)", label, n,
+		    charset, opens, max_opens);
+	if (strncmp(d, want_prefix, strlen(want_prefix)) != 0)
+		fail_msg("%s: decoded \"%.40s...\", not \"%s...\"", label, d, want_prefix);
+	free(d);
+	free(v);
+}
+
+/* Before session 35, a name iconv does not know was not cached: every word opened again. */
+static void test_unknown_charset_opened_once(void **state)
+{
+	(void)state;
+	/* UTF-16 names go to iconv as they are written; this one iconv does not know: each
+	 * word is left as its decoded octets (ASCII here) */
+	decode_counted("unknown charset", "utf-16-nosuch", "a", 1000, 1, "a x a x a x ");
+	/* a later message naming it again: no open at all */
+	decode_counted("unknown charset, again", "utf-16-nosuch", "a", 1000, 0, "a x a x ");
+}
+
+static void test_known_charset_opened_once(void **state)
+{
+	(void)state;
+	/* =E9 is e acute in ISO-8859-2 (an ASCII word would need no converter) */
+	decode_counted("ISO-8859-2", "iso-8859-2", "=E9", 1000, 1, "\xc3\xa9 x \xc3\xa9 x ");
+	decode_counted("ISO-8859-2, again", "iso-8859-2", "=E9", 1000, 0, "\xc3\xa9 x ");
+}
+
+/* 16 unknown names are kept; a 17th pushes the oldest out (bounded): then that one is
+ * asked again, once. */
+static void test_unknown_cache_bounded(void **state)
+{
+	char name[40];
+
+	(void)state;
+	for (int k = 0; k < 17; k++) {
+		snprintf(name, sizeof(name), "utf-16-none%d", k);
+		decode_counted("distinct unknown names", name, "a", 10, 1, "a x ");
+	}
+	decode_counted("the 17th, again", name, "a", 10, 0, "a x ");
+	decode_counted("the first, pushed out", "utf-16-none0", "a", 10, 1, "a x ");
+}
+
+/* The longest name an encoded word gives (63 octets) is kept whole: a 32-octet slot (before
+ * session 35) cut it, and it never matched again. */
+static void test_long_name_cached(void **state)
+{
+	char name[64];
+
+	(void)state;
+	memset(name, 'x', sizeof(name));
+	memcpy(name, "utf-16-", 7);
+	name[63] = '\0';
+	decode_counted("a 63-octet name", name, "a", 100, 1, "a x ");
+	decode_counted("a 63-octet name, again", name, "a", 100, 0, "a x ");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_unknown_charset_opened_once),
+		cmocka_unit_test(test_known_charset_opened_once),
+		cmocka_unit_test(test_unknown_cache_bounded),
+		cmocka_unit_test(test_long_name_cached),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
