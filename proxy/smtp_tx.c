@@ -1053,8 +1053,13 @@ void smtp_tx_data_end(struct smtp_tx *tx)
 	tx->drop_owned = false;
 	if (tx->own_fields_kept || tx->msg == NULL || tx->msg_state != SMTP_TX_MSG_OK)
 		return;
-	if ((data = msgbuf_data(tx->msg, &len)) == NULL)
-		return;	/* unreadable: smtp_tx_prepare says so */
+	if ((data = msgbuf_data(tx->msg, &len)) == NULL) {
+		/* unreadable now (a spilled message's mmap failed): the spool's 451, not a delivery
+		 * that a later successful read would make without the owned fields looked for */
+		if (msgbuf_len(tx->msg) > 0)
+			tx->msg_state = SMTP_TX_MSG_WRITE_ERROR;
+		return;
+	}
 	hlen = smtp_tx_header_len(tx);
 	if (hlen > len)
 		hlen = len;
