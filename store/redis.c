@@ -92,6 +92,7 @@ struct redis_req {
 	bool retried;                 /* EVAL already sent after NOSCRIPT */
 	bool write;                   /* from redis_store_write: queued, resent when lost */
 	bool pending;                 /* a read waiting in rs->pend_head for the first connect */
+	bool waited;                  /* sent after waiting: with what was left of its deadline */
 	bool forgotten;               /* of a write sent: its keys were forgotten, never resent */
 	int key_first, nkeys;         /* of a write: its keys are argv[key_first ...] */
 	char nk[12];                  /* of a script write whose keys were cut: the new count */
@@ -1522,6 +1523,15 @@ static void rs_req_timeout_cb(uv_timer_t *t)
 			return;             /* answered (or the connection went): handled there */
 	}
 	rs->timeouts++;
+	if (req->waited && !rs->closing) {
+		/* Sent with what its wait for the first connect left (a few ms, maybe): its
+		 * deadline says nothing of the server, whose handshake has its own. It fails; the
+		 * reply, when it comes, is dropped. Dropping the connection for it took down a
+		 * master answering normally right after a slow Sentinel ask. */
+		if (req->live)
+			rs_req_complete(req, NULL);
+		return;
+	}
 	if (req->write)
 		req->strikes++;
 	else if (req->live)
@@ -1639,6 +1649,7 @@ static void rs_pending_flush(struct redis_store *rs)
 			rs_req_complete(req, NULL);
 			continue;
 		}
+		req->waited = true;
 		if (req->cb)
 			uv_timer_start(&req->timer, rs_req_timeout_cb, left ? left : 1, 0);
 		else

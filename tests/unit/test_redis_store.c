@@ -999,7 +999,10 @@ static void test_job_off_loop(void **state)
 
 /* A scripted Sentinel: every connection's every command is answered with the address
  * 127.0.0.1:master_port (SENTINEL get-master-addr-by-name's reply). */
-struct fake_sentinel { int lfd, port, master_port, asked; pthread_t th; };
+/* A scripted sentinel (every command answered with 127.0.0.1:master_port) or, with
+ * is_master, a master answering ROLE, PING and anything else ("ok"); each answer after
+ * delay_ms. */
+struct fake_sentinel { int lfd, port, master_port, asked, accepts, delay_ms, is_master; pthread_t th; };
 
 static void *fake_sentinel_main(void *arg)
 {
@@ -1011,12 +1014,22 @@ static void *fake_sentinel_main(void *arg)
 		char verb[32];
 		long words;
 
+		f->accepts++;
 		while (fake_read_cmd(in, verb, sizeof(verb), &words)) {
 			char port[16];
 
 			f->asked++;
+			if (f->delay_ms)
+				usleep((useconds_t)f->delay_ms * 1000);
 			snprintf(port, sizeof(port), "%d", f->master_port);
-			fprintf(out, "*2\r\n$9\r\n127.0.0.1\r\n$%zu\r\n%s\r\n", strlen(port), port);
+			if (!f->is_master)
+				fprintf(out, "*2\r\n$9\r\n127.0.0.1\r\n$%zu\r\n%s\r\n", strlen(port), port);
+			else if (strcasecmp(verb, "PING") == 0)
+				fprintf(out, "+PONG\r\n");
+			else if (strcasecmp(verb, "ROLE") == 0)
+				fprintf(out, "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n");
+			else
+				fprintf(out, "$2\r\nok\r\n");
 			fflush(out);
 		}
 		fclose(in);
@@ -1025,13 +1038,16 @@ static void *fake_sentinel_main(void *arg)
 	return NULL;
 }
 
-static void fake_sentinel_start(struct fake_sentinel *f, int master_port)
+static void fake_peer_start(struct fake_sentinel *f, int master_port, int delay_ms,
+    int is_master)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	socklen_t len = sizeof(sa);
 
 	memset(f, 0, sizeof(*f));
 	f->master_port = master_port;
+	f->delay_ms = delay_ms;
+	f->is_master = is_master;
 	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
@@ -1039,6 +1055,11 @@ static void fake_sentinel_start(struct fake_sentinel *f, int master_port)
 	getsockname(f->lfd, (struct sockaddr *)&sa, &len);
 	f->port = ntohs(sa.sin_port);
 	pthread_create(&f->th, NULL, fake_sentinel_main, f);
+}
+
+static void fake_sentinel_start(struct fake_sentinel *f, int master_port)
+{
+	fake_peer_start(f, master_port, 0, 0);
 }
 
 static void fake_sentinel_stop(struct fake_sentinel *f)
@@ -1159,6 +1180,43 @@ static void test_first_connect_reads_wait(void **state)
 	redis_test_end(&loop, rs, pid);
 }
 
+/* A read that waited through a slow Sentinel ask is sent with what is left of its deadline
+ * (here about 50 ms of 2 s) to a master that answers every command after 30 ms: the read may
+ * fail, but the healthy master's connection stays (one connection, the store up). The code
+ * before dropped it at the read's deadline (redis_down reason=timeout) and asked again: a
+ * second connection (the review's finding). */
+static void test_waited_read_keeps_connection(void **state)
+{
+	uv_loop_t loop;
+	struct fake_sentinel master, sent;
+	struct redis_store *rs;
+	struct got_str g = { 0 };
+	const char *argv[2] = { "GET", "k" };
+	char url[128];
+	uint64_t end;
+
+	(void)state;
+	fake_peer_start(&master, 0, 30, 1);
+	fake_peer_start(&sent, master.port, 1950, 0);
+	uv_loop_init(&loop);
+	snprintf(url, sizeof(url), "redis-sentinel://127.0.0.1:%d/mymaster", sent.port);
+	rs = redis_store_new(&loop, url, 2000, 0);
+	assert_non_null(rs);
+	assert_int_equal(redis_store_command(rs, 2, argv, NULL, got_str_cb, &g, NULL), 0);
+	end = uv_hrtime() + 20ull * 1000000000ull;
+	while ((g.calls == 0 || !redis_store_is_up(rs)) && uv_hrtime() < end)
+		spin(&loop, 5);
+	assert_int_equal(g.calls, 1);
+	spin(&loop, 300);            /* the master answers GET 30 ms after ROLE and PING */
+	assert_true(redis_store_is_up(rs));
+	assert_int_equal(master.accepts, 1);
+	redis_store_free(rs);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	fake_sentinel_stop(&sent);
+	fake_sentinel_stop(&master);
+}
+
 int main(void)
 {
 	int rc;
@@ -1183,6 +1241,7 @@ int main(void)
 		cmocka_unit_test(test_queue_handover_and_bound),
 		cmocka_unit_test(test_queue_forget_key),
 		cmocka_unit_test(test_first_connect_reads_wait),
+		cmocka_unit_test(test_waited_read_keeps_connection),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	return rc == 0 && skipped ? 77 : rc;
