@@ -403,7 +403,13 @@ static const char *charset_iconv_name(const char *declared, char out[32])
 struct conv_slot { char name[CONV_NAME_MAX]; iconv_t cd; };
 static __thread struct conv_slot conv_cache[8];
 static __thread unsigned conv_next;
-static __thread char conv_unknown[16][CONV_NAME_MAX];
+/* Names iconv refused with EINVAL, each answered from here CONV_UNKNOWN_USES times before
+ * iconv is asked again: glibc says EINVAL too when a charset's module fails to load for a
+ * passing reason (no descriptor, no memory: a connection flood), and a name kept for ever
+ * would decode a known charset as Windows-1252 for the life of the thread. */
+#define CONV_UNKNOWN_USES 1024u
+struct conv_unknown_slot { char name[CONV_NAME_MAX]; unsigned uses; };
+static __thread struct conv_unknown_slot conv_unknown[16];
 static __thread unsigned conv_unknown_next;
 
 /* A converter from name to UTF-8 in its initial state, borrowed until this thread's next
@@ -421,13 +427,24 @@ static iconv_t conv_get(const char *name)
 			iconv(conv_cache[i].cd, NULL, NULL, NULL, NULL);
 			return conv_cache[i].cd;
 		}
-	for (int i = 0; i < 16; i++)
-		if (conv_unknown[i][0] && strcmp(conv_unknown[i], name) == 0)
-			return (iconv_t)-1;
+	for (int i = 0; i < 16; i++) {
+		struct conv_unknown_slot *u = &conv_unknown[i];
+
+		if (u->name[0] && strcmp(u->name, name) == 0) {
+			if (++u->uses < CONV_UNKNOWN_USES)
+				return (iconv_t)-1;
+			u->name[0] = '\0';     /* ask iconv again */
+			break;
+		}
+	}
 	cd = iconv_open("UTF-8", name);
 	if (cd == (iconv_t)-1) {
-		if (errno == EINVAL)    /* unknown; not a passing ENOMEM or EMFILE */
-			memcpy(conv_unknown[conv_unknown_next++ % 16], name, nl + 1);
+		if (errno == EINVAL) {  /* unknown (or a module that failed to load: see above) */
+			struct conv_unknown_slot *u = &conv_unknown[conv_unknown_next++ % 16];
+
+			memcpy(u->name, name, nl + 1);
+			u->uses = 0;
+		}
 		return cd;
 	}
 	s = &conv_cache[conv_next++ % 8];
