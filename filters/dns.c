@@ -1876,6 +1876,10 @@ struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const
 			q->fnext->fprev = q;
 		q->leader->fhead = q;
 		r->coalesced++;
+		/* its own deadline may come before the timer's: armed again (inside a c-ares
+		 * section, leaving it does) */
+		if (r->busy == 0)
+			dns_resolver_schedule(r);
 		return q;
 	}
 	r->starting = q;

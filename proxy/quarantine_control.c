@@ -140,6 +140,24 @@ static void qc_test_hold(const char *env)
 	close(fd);
 }
 
+/* Tests only: MXGATE_TEST_QUARANTINE_LOCK_WAIT_MS (digits) replaces QC_LOCK_WAIT_MS, so that a
+ * test of a release waiting for a delete does not depend on the delete ending within 10 s on
+ * a loaded machine (test_quarantine_release_race.py sets an hour: it lets the delete go). */
+static unsigned qc_lock_wait_ms(void)
+{
+	const char *v = getenv("MXGATE_TEST_QUARANTINE_LOCK_WAIT_MS");
+	char *end;
+	long ms;
+
+	if (v == NULL || *v == '\0')
+		return QC_LOCK_WAIT_MS;
+	errno = 0;
+	ms = strtol(v, &end, 10);
+	if (errno != 0 || *end != '\0' || ms < 0 || ms > 86400000L)
+		return QC_LOCK_WAIT_MS;
+	return (unsigned)ms;
+}
+
 static const char qc_busy_text[] = "busy: another operation on it is under way (a release, a delete or the "
 	"expiry sweep, here or on a node sharing the folder): try again when it has answered";
 
@@ -801,7 +819,7 @@ static void qc_release_thread(void *arg)
 	/* the file locked for the whole release: a delete or the sweep meanwhile is refused
 	 * (busy) or skipped, here and on a node sharing the folder; one under way is waited for
 	 * (this thread is the release's own), within QC_LOCK_WAIT_MS */
-	f = quarantine_find_locked(cfg->quarantine_dir, rel->id, &rel->it, QC_LOCK_WAIT_MS, qc_release_waiting, rel,
+	f = quarantine_find_locked(cfg->quarantine_dir, rel->id, &rel->it, qc_lock_wait_ms(), qc_release_waiting, rel,
 	    err, sizeof(err));
 	if (f == QUARANTINE_BUSY) {
 		snprintf(rel->why, sizeof(rel->why), "%s", atomic_load(&rel->stop) ? "mxgate is shutting down: "

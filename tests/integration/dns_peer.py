@@ -49,7 +49,8 @@ A list may hold one of those strings besides its entries ([{"spoof": "servfail"}
 "tcp_close"]): the string decides the answer, the entries add to it.
 SIGHUP reads ZONE.json again (a name whose address changes) and logs "reloaded" when the new
 zone answers. Any other name in the file's zones is NXDOMAIN; a name with records but none of the asked
-type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT; prints "ready" when it does; logs each
+type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT (0: a port of its own, printed as
+"port N"); prints "ready" when it does; logs each
 query to stderr as "query NAME TYPE" (with " tcp" when it came over TCP, then " edns=N" when
 the query carried EDNS0 with a UDP payload size of N)."""
 import json
@@ -273,8 +274,24 @@ class TcpServer(socketserver.ThreadingTCPServer):
     address_family = FAMILY
 
 
-u = UdpServer((addr, port), Udp)
-t = TcpServer((addr, port), Tcp)
+if port == 0:
+    # a port of its own, UDP and TCP alike (no port chosen by the test, freed, then taken by
+    # another test's peer before this binds it): the UDP one the kernel picks, TCP on it if
+    # free there, else another pick; printed ("port N") before "ready"
+    for _ in range(100):
+        u = UdpServer((addr, 0), Udp)
+        try:
+            t = TcpServer((addr, u.server_address[1]), Tcp)
+            break
+        except OSError:
+            u.server_close()
+    else:
+        sys.exit('no port free for both UDP and TCP')
+    port = u.server_address[1]
+    print('port %d' % port, flush=True)
+else:
+    u = UdpServer((addr, port), Udp)
+    t = TcpServer((addr, port), Tcp)
 threading.Thread(target=t.serve_forever, daemon=True).start()
 print('ready', flush=True)
 u.serve_forever()

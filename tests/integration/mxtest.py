@@ -1723,14 +1723,16 @@ def dns_peer(zone, name='dns_peer'):
     without python3-dnspython."""
     if subprocess.run(['/usr/bin/python3', '-c', 'import dns.message'], capture_output=True).returncode != 0:
         skip('python3-dnspython not installed')
-    port = free_port()
     zfile = os.path.join(TMP, name + '.json')
     with open(zfile, 'w') as f:
         json.dump(zone, f)
+    # port 0: it binds a port of its own and says which (no free_port() race)
     p = spawn(['/usr/bin/python3', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'dns_peer.py'),
-               zfile, str(port)], name)
-    if not wait_log_of(name, r'(?m)^ready$', 15, p) or not wait_port(port, 5, p):
-        peer_failed(name, 'dns_peer.py on %d did not start (exit status %s)' % (port, p.poll()))
+               zfile, '0'], name)
+    m = wait_log_of(name, r'(?m)^port (\d+)\n(?:.*\n)*?ready$', 15, p)
+    port = int(m.group(1)) if m else 0
+    if not m or not wait_port(port, 5, p):
+        peer_failed(name, 'dns_peer.py did not start (exit status %s)' % p.poll())
     p.port, p.name = port, name
     p.queries = lambda qname, qtype='A': len(re.findall(r'(?m)^query %s %s( tcp)?( edns=\d+)?$' % (re.escape(qname), qtype),
                                                         log_of(name)))

@@ -115,9 +115,9 @@ def exim(name, template, **kw):
             os.chown(os.path.join(root, x), EXIM_UID, -1)
     os.chown(d, EXIM_UID, -1)
     os.chown(conf, 0, 0)     # Exim reads a config owned by root only
-    mt.spawn([EXIM, '-C', conf, '-bdf', '-odq' if name == 'back' else '-odi'], name)
-    if not mt.wait_port(port, 15):
-        mt.fail('exim %s did not listen on %d:\n%s' % (name, port, mt.log_of(name)[-2000:]))
+    p = mt.spawn([EXIM, '-C', conf, '-bdf', '-odq' if name == 'back' else '-odi'], name)
+    if not mt.wait_port(port, 15, p):   # its port taken meanwhile: it exits, a clear failure
+        mt.fail('exim %s did not listen on %d (exit status %s):\n%s' % (name, port, p.poll(), mt.log_of(name)[-2000:]))
     return d, port
 
 

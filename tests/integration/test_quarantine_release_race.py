@@ -110,9 +110,13 @@ def delivered_whole(tag, held):
 
 os.environ['MXGATE_TEST_QUARANTINE_RELEASE_HOLD'] = fifo
 os.environ['MXGATE_TEST_QUARANTINE_DELETE_HOLD'] = dfifo
+# a release waits an hour (not 10 s) for a delete's lock: the last case lets the delete go
+# when the release waits, whatever the time the machine takes to get there
+os.environ['MXGATE_TEST_QUARANTINE_LOCK_WAIT_MS'] = '3600000'
 mx = mt.Mxgate(cfg('maildir:' + qdir), 'mx-qrace')
 del os.environ['MXGATE_TEST_QUARANTINE_RELEASE_HOLD']
 del os.environ['MXGATE_TEST_QUARANTINE_DELETE_HOLD']
+del os.environ['MXGATE_TEST_QUARANTINE_LOCK_WAIT_MS']
 # another node on the same folder: a process of its own, no hold
 mx2 = mt.Mxgate(mt.config([be.url], hostname='mx2.example.test', quarantine='maildir:' + qdir,
                           control={'socket': sock2}), 'mx-qrace2')

@@ -143,9 +143,10 @@ open(odk_conf, 'w').write('\n'.join([
     'KeyFile %s' % odk_path, 'Socket inet:%d@127.0.0.1' % odk_milter_port,
     'SignatureAlgorithm rsa-sha256', 'Canonicalization relaxed/simple', 'InternalHosts 127.0.0.1',
     'PidFile %s/opendkim.pid' % T, 'RequireSafeKeys no', '']))
-mt.spawn([mt.tool('opendkim') or '/usr/sbin/opendkim', '-f', '-x', odk_conf], 'opendkim')
-if not mt.wait_port(odk_milter_port, 20):
-    mt.fail('opendkim did not start')
+odk = mt.spawn([mt.tool('opendkim') or '/usr/sbin/opendkim', '-f', '-x', odk_conf], 'opendkim')
+if not mt.wait_port(odk_milter_port, 20, odk):   # its port taken meanwhile: it exits, a clear failure
+    mt.fail('opendkim did not start on %d (exit status %s):\n%s' % (odk_milter_port, odk.poll(),
+                                                                   mt.log_of('opendkim')[-2000:]))
 signed_be = mt.Backend()
 signer_mx = mt.Mxgate(mt.config([signed_be.url], plugins=[
     {'name': 'milter', 'address': 'inet:127.0.0.1:%d' % odk_milter_port, 'on_error': 'tempfail',

@@ -31,14 +31,16 @@ zone = {
     'big6.example': [{'txt': ['v=spf1'] + [' ip4:203.0.113.%d' % i for i in range(1, 41)] + [' ip4:198.18.1.7 -all']},
                      {'txt': ['site-verification=' + 'x' * 230, 'y' * 250]}, {'txt': ['z' * 250]}],   # over 1232
 }
-port = mt.free_port()
 zfile = os.path.join(mt.TMP, 'dns6.json')
 with open(zfile, 'w') as f:
     import json
     json.dump(zone, f)
-peer = mt.spawn([PY, os.path.join(HERE, 'dns_peer.py'), zfile, str(port), '::1'], 'dns6')
-if not mt.wait_log_of('dns6', r'(?m)^ready$', 15, peer):
-    mt.peer_failed('dns6', 'dns_peer.py on [::1]:%d did not start' % port)
+# port 0: it binds a port of its own on ::1 and says which (no free_port() race)
+peer = mt.spawn([PY, os.path.join(HERE, 'dns_peer.py'), zfile, '0', '::1'], 'dns6')
+m = mt.wait_log_of('dns6', r'(?m)^port (\d+)\n(?:.*\n)*?ready$', 15, peer)
+if not m:
+    mt.peer_failed('dns6', 'dns_peer.py on [::1] did not start')
+port = int(m.group(1)) if m else 0
 
 be = mt.Backend()
 cfg = mt.proxied_config([be.url], hostname='mx.test',

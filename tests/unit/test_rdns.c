@@ -63,6 +63,10 @@ static int setup_cfg(void **state, bool at_connect, const char *server)
 	if (server)
 		snprintf(f->dns.resolver, sizeof(f->dns.resolver), "%s", server);
 	f->cfg.dns.cache_size = 1000;
+	/* a timeout no test here tests (a dead server refuses at once; a dropped name's session
+	 * is freed mid-lookup): one a stalled machine meets (300 ms timed out lookups the fake
+	 * answers at once, seen after a stall) */
+	f->cfg.dns.timeout = 30000;
 	f->cfg.backends.client_identity = IDENTITY_XCLIENT;
 	if (at_connect) {
 		f->cfg.helo_checks.enabled = true;
