@@ -97,7 +97,8 @@ struct redis_req {
 	int key_first, nkeys;         /* of a write: its keys are argv[key_first ...] */
 	char nk[12];                  /* of a script write whose keys were cut: the new count */
 	unsigned strikes;             /* of a write: its own deadline passed this often */
-	uint64_t seq;                 /* of a write: its place in the queue */
+	uint64_t seq;                 /* of a write, of a read waiting for the first connect: its
+	                               * place in the order of issue (rs_wq_pump) */
 	size_t bytes;                 /* of its words */
 	struct redis_req *next;       /* in the write queue */
 	struct redis_req *iprev, *inext; /* in rs->inflight, or (pending) rs->pend_head */
@@ -114,7 +115,6 @@ static struct redis_req *rs_wq_pop(struct redis_store *rs);
 static void rs_wq_pump(struct redis_store *rs);
 static void rs_write_orphan(struct redis_store *rs, struct redis_req *req);
 static void rs_pending_fail(struct redis_store *rs);
-static void rs_pending_flush(struct redis_store *rs);
 static void rs_pending_unlink(struct redis_store *rs, struct redis_req *req);
 
 /* ---- bounded replies ------------------------------------------------------------------
@@ -1203,7 +1203,8 @@ static void rs_connect_cb(const redisAsyncContext *ac, int status)
 	}
 	redisAsyncCommand(rs->ac, rs_role_cb, NULL, "ROLE");
 	redisAsyncCommand(rs->ac, rs_ping_cb, NULL, "PING");
-	rs_pending_flush(rs);   /* the reads that waited for this connect, behind the PING */
+	/* the reads and writes that waited for this connect go once the PING is answered
+	 * (rs_ping_cb), in the order they were issued */
 }
 
 /* hiredis lost the connection (not one we dropped): down, retry later. A closing store's
@@ -1511,6 +1512,7 @@ static void rs_req_timeout_cb(uv_timer_t *t)
 		 * learns now; the connect goes on under its own deadline */
 		rs_pending_unlink(rs, req);
 		rs->timeouts++;
+		store_stats_add_read_wait_timeouts(rs->stats, 1);
 		rs_req_complete(req, NULL);     /* its timer's close callback frees it */
 		return;
 	}
@@ -1573,13 +1575,26 @@ static int rs_req_send(struct redis_store *rs, struct redis_req *req)
 	return 0;
 }
 
-/* Sends waiting writes while the store is up, at most RS_WQ_WINDOW unanswered. */
+static void rs_pending_send(struct redis_store *rs, struct redis_req *req);
+
+/* Sends what waits while the store is up, in the order it was issued: the writes of the
+ * queue, at most RS_WQ_WINDOW unanswered, and the reads that waited for the first connect
+ * (rs_pending_add); a read issued after a write goes after it (a write then a read of one
+ * key, issued during the first connect, reads what was written), so a read behind a write
+ * the window holds back waits on, within its deadline. */
 static void rs_wq_pump(struct redis_store *rs)
 {
 	struct redis_req *req;
 
-	while (!rs->closing && rs->state == RS_UP && rs->ac && rs->wq_head &&
-	    rs->w_inflight < RS_WQ_WINDOW) {
+	while (!rs->closing && rs->state == RS_UP && rs->ac) {
+		req = rs->pend_head;
+		if (req && (rs->wq_head == NULL || req->seq < rs->wq_head->seq)) {
+			rs_pending_unlink(rs, req);
+			rs_pending_send(rs, req);
+			continue;
+		}
+		if (rs->wq_head == NULL || rs->w_inflight >= RS_WQ_WINDOW)
+			break;
 		req = rs_wq_pop(rs);
 		if (rs_req_send(rs, req) < 0) {
 			rs_wq_insert(rs, req);
@@ -1592,7 +1607,11 @@ static void rs_wq_pump(struct redis_store *rs)
  * A store's very first connect (at start, after a reload: no outage yet) is waited for by
  * reads, as long as their own deadline (the store's timeout) and at most wq_max of them: a
  * redis-sentinel:// store's ask of its sentinels, a connect and, once connected, AUTH,
- * SELECT, the scripts, ROLE and PING before them. During an outage they fail fast. */
+ * SELECT, the scripts, ROLE and the PING's answer. They then leave with the writes queued
+ * meanwhile, in the order all were issued (rs_wq_pump); a read issued while some still wait
+ * waits behind them. Counted in mxgate_store_reads_waited_total, and those whose deadline
+ * passed while they waited in mxgate_store_read_wait_timeouts_total. During an outage reads
+ * fail fast. */
 
 static void rs_pending_unlink(struct redis_store *rs, struct redis_req *req)
 {
@@ -1609,11 +1628,16 @@ static void rs_pending_unlink(struct redis_store *rs, struct redis_req *req)
 	rs->npend--;
 }
 
-/* Whether a read now waits for the first connect rather than failing fast. */
+/* Whether a read now waits for the first connect rather than being sent or failing fast:
+ * during it, and once up while reads of it still wait (it goes behind them). */
 static bool rs_pending_wanted(const struct redis_store *rs)
 {
-	return !rs->closing && !rs->down_logged && rs->npend < rs->wq_max &&
-	    (rs->resolving || rs->state == RS_CONNECTING);
+	if (rs->closing || rs->npend >= rs->wq_max)
+		return false;
+	if (rs->state == RS_UP)
+		return rs->pend_head != NULL;
+	return !rs->down_logged &&
+	    (rs->resolving || rs->state == RS_CONNECTING || rs->state == RS_HANDSHAKE);
 }
 
 /* req (a read not sent) waits, its deadline running from now. */
@@ -1624,6 +1648,8 @@ static void rs_pending_add(struct redis_store *rs, struct redis_req *req)
 	req->timer_open = true;
 	uv_timer_start(&req->timer, rs_req_timeout_cb, rs->timeout_ms, 0);
 	req->pending = true;
+	req->seq = ++rs->w_seq;         /* its place among the writes (rs_wq_pump) */
+	store_stats_add_reads_waited(rs->stats, 1);
 	req->inext = NULL;
 	req->iprev = rs->pend_tail;
 	if (rs->pend_tail)
@@ -1634,27 +1660,21 @@ static void rs_pending_add(struct redis_store *rs, struct redis_req *req)
 	rs->npend++;
 }
 
-/* The connection is made and its handshake sent: the reads that waited go behind it, oldest
- * first, each within what is left of its deadline. */
-static void rs_pending_flush(struct redis_store *rs)
+/* A read that waited (unlinked already) goes now, within what is left of its deadline. */
+static void rs_pending_send(struct redis_store *rs, struct redis_req *req)
 {
-	struct redis_req *req;
+	uint64_t left = uv_timer_get_due_in(&req->timer);
 
-	while ((req = rs->pend_head) != NULL) {
-		uint64_t left = uv_timer_get_due_in(&req->timer);
-
-		rs_pending_unlink(rs, req);
-		if (rs->ac == NULL || rs_req_send(rs, req) < 0) {
-			rs->failfast++;
-			rs_req_complete(req, NULL);
-			continue;
-		}
-		req->waited = true;
-		if (req->cb)
-			uv_timer_start(&req->timer, rs_req_timeout_cb, left ? left : 1, 0);
-		else
-			rs_req_close_timer(req);    /* fire and forget: no deadline, as sent at once */
+	if (rs->ac == NULL || rs_req_send(rs, req) < 0) {
+		rs->failfast++;
+		rs_req_complete(req, NULL);
+		return;
 	}
+	req->waited = true;
+	if (req->cb)
+		uv_timer_start(&req->timer, rs_req_timeout_cb, left ? left : 1, 0);
+	else
+		rs_req_close_timer(req);    /* fire and forget: no deadline, as sent at once */
 }
 
 /* The first connect failed (or the store is going): the waiting reads learn now. */
@@ -1814,8 +1834,7 @@ static int rs_send_read(struct redis_store *rs, const char *src, int argc, const
 	 * dead server. */
 	bool wait = rs_pending_wanted(rs);
 
-	if (!wait && (rs->closing || rs->ac == NULL || !(rs->state == RS_UP ||
-	    (rs->state == RS_HANDSHAKE && !rs->down_logged)))) {
+	if (!wait && (rs->closing || rs->ac == NULL || rs->state != RS_UP || rs->pend_head)) {
 		rs->failfast++;
 		return -1;
 	}

@@ -16,6 +16,8 @@ struct store_stats {
 	atomic_ullong dropped;
 	atomic_long queued;
 	atomic_ullong evicted;
+	atomic_ullong reads_waited;    /* Redis: reads that waited for a first connect ... */
+	atomic_ullong read_wait_timeouts; /* ... and those whose deadline passed meanwhile */
 };
 
 static struct store_stats ss_slots[SS_SLOTS];
@@ -23,7 +25,7 @@ static atomic_int ss_n;                /* slots in use; published after a slot i
 static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t ss_once = PTHREAD_ONCE_INIT;
 
-enum { SS_DROPPED = 0, SS_QUEUED, SS_EVICTED };
+enum { SS_DROPPED = 0, SS_QUEUED, SS_EVICTED, SS_READS_WAITED, SS_READ_WAIT_TIMEOUTS };
 
 /* The collector of the families: one sample per slot; arg: which one (SS_*, as a pointer). */
 static void ss_collect(void *arg, struct metrics_out *out)
@@ -31,11 +33,20 @@ static void ss_collect(void *arg, struct metrics_out *out)
 	int n = atomic_load(&ss_n);
 	intptr_t which = (intptr_t)arg;
 
-	for (int i = 0; i < n; i++)
-		metrics_out_sample(out, "store", ss_slots[i].label,
-		    which == SS_QUEUED ? (double)atomic_load(&ss_slots[i].queued) :
-		    which == SS_EVICTED ? (double)atomic_load(&ss_slots[i].evicted) :
-		    (double)atomic_load(&ss_slots[i].dropped));
+	for (int i = 0; i < n; i++) {
+		struct store_stats *s = &ss_slots[i];
+
+		/* the read counters are of Redis stores only: a sample per Redis user */
+		if ((which == SS_READS_WAITED || which == SS_READ_WAIT_TIMEOUTS) &&
+		    strncmp(s->label, "redis:", 6) != 0)
+			continue;
+		metrics_out_sample(out, "store", s->label,
+		    which == SS_QUEUED ? (double)atomic_load(&s->queued) :
+		    which == SS_EVICTED ? (double)atomic_load(&s->evicted) :
+		    which == SS_READS_WAITED ? (double)atomic_load(&s->reads_waited) :
+		    which == SS_READ_WAIT_TIMEOUTS ? (double)atomic_load(&s->read_wait_timeouts) :
+		    (double)atomic_load(&s->dropped));
+	}
 }
 
 static void ss_register(void)
@@ -49,6 +60,12 @@ static void ss_register(void)
 	metrics_register_family("store_evictions_total",
 	    "records a bounded store removed before their time to make room (a full local table, an LMDB map near its size)",
 	    "counter", ss_collect, (void *)(intptr_t)SS_EVICTED);
+	metrics_register_family("store_reads_waited_total",
+	    "reads that waited for their Redis store's first connect (at start, after a reload: a Sentinel's answer, the connect, the handshake) instead of failing fast",
+	    "counter", ss_collect, (void *)(intptr_t)SS_READS_WAITED);
+	metrics_register_family("store_read_wait_timeouts_total",
+	    "of those reads, the ones whose deadline passed while they waited (they failed: the caller fell back)",
+	    "counter", ss_collect, (void *)(intptr_t)SS_READ_WAIT_TIMEOUTS);
 }
 
 struct store_stats *store_stats_get(const char *kind, const char *name)
@@ -87,6 +104,18 @@ void store_stats_add_evicted(struct store_stats *s, uint64_t n)
 		atomic_fetch_add(&s->evicted, n);
 }
 
+void store_stats_add_reads_waited(struct store_stats *s, uint64_t n)
+{
+	if (s)
+		atomic_fetch_add(&s->reads_waited, n);
+}
+
+void store_stats_add_read_wait_timeouts(struct store_stats *s, uint64_t n)
+{
+	if (s)
+		atomic_fetch_add(&s->read_wait_timeouts, n);
+}
+
 void store_stats_add_queued(struct store_stats *s, long delta)
 {
 	if (s)
@@ -106,4 +135,14 @@ long store_stats_queued(const struct store_stats *s)
 uint64_t store_stats_evicted(const struct store_stats *s)
 {
 	return s ? atomic_load(&((struct store_stats *)s)->evicted) : 0;
+}
+
+uint64_t store_stats_reads_waited(const struct store_stats *s)
+{
+	return s ? atomic_load(&((struct store_stats *)s)->reads_waited) : 0;
+}
+
+uint64_t store_stats_read_wait_timeouts(const struct store_stats *s)
+{
+	return s ? atomic_load(&((struct store_stats *)s)->read_wait_timeouts) : 0;
 }

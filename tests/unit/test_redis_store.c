@@ -1004,7 +1004,9 @@ static void test_job_off_loop(void **state)
 /* A scripted sentinel (every command answered with 127.0.0.1:master_port) or, with
  * is_master, a master answering ROLE, PING and anything else ("ok"); each answer after
  * delay_ms. */
-struct fake_sentinel { int lfd, port, master_port, asked, accepts, delay_ms, is_master; pthread_t th; };
+struct fake_sentinel { int lfd, port, master_port, asked, accepts, delay_ms, is_master; pthread_t th;
+	int slow_first;               /* > 0: only the first slow_first commands are delayed */
+};
 
 static void *fake_sentinel_main(void *arg)
 {
@@ -1021,7 +1023,7 @@ static void *fake_sentinel_main(void *arg)
 			char port[16];
 
 			f->asked++;
-			if (f->delay_ms)
+			if (f->delay_ms && (f->slow_first == 0 || f->asked <= f->slow_first))
 				usleep((useconds_t)f->delay_ms * 1000);
 			snprintf(port, sizeof(port), "%d", f->master_port);
 			if (!f->is_master)
@@ -1219,6 +1221,113 @@ static void test_waited_read_keeps_connection(void **state)
 	fake_sentinel_stop(&master);
 }
 
+/* A write then a read of one key, twice, issued while a store's first connect is under way
+ * (a Sentinel answering after 300 ms): the reads see the writes issued before them, as
+ * commands leave in the order they were issued once the handshake is done. The code before
+ * sent the waiting reads behind the handshake's PING and the writes only once it was
+ * answered: both reads found the old value. Counted: mxgate_store_reads_waited_total
+ * {store="redis:order"} by 2, none timed out. */
+static void test_first_connect_order(void **state)
+{
+	uv_loop_t loop;
+	struct fake_sentinel fs;
+	struct redis_store *rs;
+	struct got_str g1 = { 0 }, g2 = { 0 };
+	struct counted c = { 0 };
+	const char *set1[3] = { "SET", "mx:order", "new1" }, *set2[3] = { "SET", "mx:order", "new2" };
+	const char *get[2] = { "GET", "mx:order" };
+	struct store_stats *st = store_stats_get("redis", "order");
+	uint64_t waited = store_stats_reads_waited(st), wait_to = store_stats_read_wait_timeouts(st);
+	uint64_t end;
+	char url[128];
+	redisContext *rc;
+	pid_t pid;
+	int port = redis_peer_free_port();
+
+	(void)state;
+	if (!redis_peer_available()) {
+		skipped = 1;
+		skip();
+	}
+	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
+	mkdir(redis_dir, 0700);
+	pid = redis_peer_start(port, redis_dir);
+	rc = redisConnect("127.0.0.1", port);
+	assert_true(rc && !rc->err);
+	freeReplyObject(redisCommand(rc, "SET mx:order old"));
+	redisFree(rc);
+	fake_peer_start(&fs, port, 300, 0);
+	uv_loop_init(&loop);
+	snprintf(url, sizeof(url), "redis-sentinel://127.0.0.1:%d/mymaster", fs.port);
+	rs = redis_store_new(&loop, url, 5000, 0);
+	assert_non_null(rs);
+	redis_store_set_name(rs, "order");
+	assert_false(redis_store_is_up(rs));
+	assert_int_equal(redis_store_write(rs, -1, 1, 2, set1, NULL, counted_cb, &c), 0);
+	c.pending++;
+	assert_int_equal(redis_store_command(rs, 2, get, NULL, got_str_cb, &g1, NULL), 0);
+	assert_int_equal(redis_store_write(rs, -1, 1, 2, set2, NULL, counted_cb, &c), 0);
+	c.pending++;
+	assert_int_equal(redis_store_command(rs, 2, get, NULL, got_str_cb, &g2, NULL), 0);
+	end = uv_hrtime() + 20ull * 1000000000ull;
+	while ((g1.calls == 0 || g2.calls == 0 || c.pending) && uv_hrtime() < end)
+		spin(&loop, 5);
+	assert_int_equal(c.ok, 2);
+	assert_int_equal(g1.calls, 1);
+	assert_int_equal(g2.calls, 1);
+	assert_string_equal(g1.str, "new1");
+	assert_string_equal(g2.str, "new2");
+	assert_int_equal(store_stats_reads_waited(st) - waited, 2);
+	assert_int_equal(store_stats_read_wait_timeouts(st) - wait_to, 0);
+	fake_sentinel_stop(&fs);
+	redis_test_end(&loop, rs, pid);
+}
+
+/* A read waiting for a first connect that does not come within its deadline (a server
+ * answering the handshake's ROLE and PING 400 ms late each, the read's deadline 300 ms)
+ * fails alone (NULL), counted in mxgate_store_read_wait_timeouts_total; the handshake goes
+ * on (its own deadline: 1.5 s) and a later read is answered. */
+static void test_first_connect_wait_timeout(void **state)
+{
+	uv_loop_t loop;
+	struct fake_sentinel master;
+	struct redis_store *rs;
+	struct got_str g = { 0 }, g2 = { 0 };
+	const char *argv[2] = { "GET", "k" };
+	struct store_stats *st = store_stats_get("redis", "waitto");
+	uint64_t waited = store_stats_reads_waited(st), wait_to = store_stats_read_wait_timeouts(st);
+	uint64_t end;
+	char url[128];
+
+	(void)state;
+	fake_peer_start(&master, 0, 400, 1);
+	master.slow_first = 2;
+	uv_loop_init(&loop);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", master.port);
+	rs = redis_store_new(&loop, url, 300, 0);
+	assert_non_null(rs);
+	redis_store_set_name(rs, "waitto");
+	assert_int_equal(redis_store_command(rs, 2, argv, NULL, got_str_cb, &g, NULL), 0);
+	end = uv_hrtime() + 20ull * 1000000000ull;
+	while (g.calls == 0 && uv_hrtime() < end)
+		spin(&loop, 5);
+	assert_int_equal(g.calls, 1);
+	assert_int_equal(g.null_reply, 1);
+	assert_int_equal(store_stats_reads_waited(st) - waited, 1);
+	assert_int_equal(store_stats_read_wait_timeouts(st) - wait_to, 1);
+	spin_until_up(&loop, rs);
+	assert_int_equal(redis_store_command(rs, 2, argv, NULL, got_str_cb, &g2, NULL), 0);
+	while (g2.calls == 0 && uv_hrtime() < end)
+		spin(&loop, 5);
+	assert_int_equal(g2.null_reply, 0);
+	assert_string_equal(g2.str, "ok");
+	assert_int_equal(store_stats_reads_waited(st) - waited, 1);
+	redis_store_free(rs);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	fake_sentinel_stop(&master);
+}
+
 int main(void)
 {
 	int rc;
@@ -1244,6 +1353,8 @@ int main(void)
 		cmocka_unit_test(test_queue_forget_key),
 		cmocka_unit_test(test_first_connect_reads_wait),
 		cmocka_unit_test(test_waited_read_keeps_connection),
+		cmocka_unit_test(test_first_connect_order),
+		cmocka_unit_test(test_first_connect_wait_timeout),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	return rc == 0 && skipped ? 77 : rc;
