@@ -54,6 +54,8 @@ static const struct cfg_table dkim_scores_table = {
 static const struct cfg_field dkim_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct dkim_config, enabled), "false",
 	  .doc = "verify DKIM signatures at end of data (RSA-SHA256, Ed25519-SHA256); a dkim: mapping without this key turns it on" },
+	{ "action", CFG_ENUM, offsetof(struct dkim_config, action), "honor", .choices = sa_dmarc_action_names,
+	  .doc = "honor | log, as for dmarc: accepted alike; DKIM has no policy of its own, so both verify, score and record the result (dmarc.action decides refusals)" },
 	{ "timeout", CFG_DURATION, offsetof(struct dkim_config, timeout), "5s", 100, 120000,
 	  .doc = "time for all key / DMARC lookups of a message; later answers count as temperror" },
 	{ "on_error", CFG_ENUM, offsetof(struct dkim_config, on_error), "accept", .choices = sa_on_error_names,
@@ -112,6 +114,8 @@ static const struct cfg_table arc_scores_table = {
 static const struct cfg_field arc_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct arc_config, enabled), "false",
 	  .doc = "validate ARC chains (RFC 8617) for mail from lists and forwarders; an arc: mapping without this key turns it on" },
+	{ "action", CFG_ENUM, offsetof(struct arc_config, action), "honor", .choices = sa_dmarc_action_names,
+	  .doc = "honor | log, as for dmarc: accepted alike; ARC has no policy of its own, so both validate, score and record the result (dmarc.trusted_arc_sealers decides what a chain overrides)" },
 	{ "max_instances", CFG_INT, offsetof(struct arc_config, max_instances), "16", 1, 50,
 	  .doc = "ARC sets looked at; a longer chain fails" },
 	{ "scores", CFG_STRUCT, offsetof(struct arc_config, scores), NULL, .sub = &arc_scores_table,

@@ -4,11 +4,14 @@
 Authentication-Results". An operator who writes `dmarc: { action: honor }` means DMARC on:
 a From domain publishing p=reject, with nothing aligned passing, is refused 550 5.7.1;
 `dmarc: { action: log }` delivers it with dmarc=fail in Authentication-Results; `dkim: {}`
-and `arc: {}` write their results there too. `enabled: false` still turns a section off.
+and `arc: {}` write their results there too, and so do `dkim: { action: log }` and
+`arc: { action: honor }` (the row read the other way). `enabled: false` still turns a
+section off.
 
 Before: those sections parsed, `mxgate -t` said ok, and nothing was checked (the key
 `enabled` defaults to false): the forged p=reject mail was delivered, with no
-Authentication-Results field at all.
+Authentication-Results field at all; and `dkim: { action: ... }` was refused as an unknown
+key, so the daemon did not start.
 
 Peers: dns_peer.py (dnspython) serving the DMARC record; the recording Backend.
 """
@@ -55,6 +58,15 @@ mt.check(code == 250 and 'dmarc=fail' in ar,
          'dmarc: { action: log }: delivered, dmarc=fail in Authentication-Results (%s %s)' % (code, ar or text))
 mt.check('dkim=none' in ar and 'arc=none' in ar,
          'dkim: {} and arc: {}: their results in Authentication-Results (%s)' % ar)
+mx.stop()
+
+# the row read as `dkim: { action: ... }` too: accepted (DKIM and ARC have no policy of their
+# own; dmarc.action decides refusals), and the results are the same
+mx = run('mx-actions', dkim={'action': 'log'}, arc={'action': 'honor'}, dmarc={'action': 'log'})
+code, text, ar = send(mx, 'actions')
+mt.check(code == 250 and 'dkim=none' in ar and 'arc=none' in ar and 'dmarc=fail' in ar,
+         'dkim: { action: log }, arc: { action: honor }: results in Authentication-Results (%s %s)'
+         % (code, ar or text))
 mx.stop()
 
 mx = run('mx-off', dmarc={'enabled': False, 'action': 'honor'}, dkim={'enabled': False})
