@@ -20,6 +20,8 @@
 #include "proxy/log.h"
 #include "proxy/msgbuf.h"
 
+#include <libfyaml.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +53,9 @@ static const struct cfg_table dkim_scores_table = {
 
 static const struct cfg_field dkim_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct dkim_config, enabled), "false",
-	  .doc = "verify DKIM signatures at end of data (RSA-SHA256, Ed25519-SHA256)" },
+	  .doc = "verify DKIM signatures at end of data (RSA-SHA256, Ed25519-SHA256); a dkim: mapping without this key turns it on" },
+	{ "action", CFG_ENUM, offsetof(struct dkim_config, action), "honor", .choices = sa_dmarc_action_names,
+	  .doc = "honor | log, as for dmarc: accepted alike; DKIM has no policy of its own, so both verify, score and record the result (dmarc.action decides refusals)" },
 	{ "timeout", CFG_DURATION, offsetof(struct dkim_config, timeout), "5s", 100, 120000,
 	  .doc = "time for all key / DMARC lookups of a message; later answers count as temperror" },
 	{ "on_error", CFG_ENUM, offsetof(struct dkim_config, on_error), "accept", .choices = sa_on_error_names,
@@ -71,9 +75,21 @@ static const struct cfg_field dkim_fields[] = {
 	{ .key = NULL }
 };
 
+/* INTERFACE.md names the sections as `dkim:`, `arc:`, `dmarc: { action: honor | log }`: an
+ * operator who writes one means it on. A section written as a mapping without an `enabled`
+ * key is on (`dmarc: { action: honor }` used to leave DMARC off without a word); `enabled:
+ * false` keeps it off, and an absent section is off. */
+static void sa_section_on(struct fy_node *n, bool *enabled)
+{
+	if (n && fy_node_is_mapping(n) && cfg_map_pair(n, "enabled") == NULL)
+		*enabled = true;
+}
+
 static int dkim_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
-	const struct dkim_config *c = obj;
+	struct dkim_config *c = obj;
+
+	sa_section_on(n, &c->enabled);
 
 	if (c->min_key_bits > c->max_key_bits)
 		return cfg_error_key(p, n, "min_key_bits", -1, "larger than max_key_bits");
@@ -97,7 +113,9 @@ static const struct cfg_table arc_scores_table = {
 
 static const struct cfg_field arc_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct arc_config, enabled), "false",
-	  .doc = "validate ARC chains (RFC 8617) for mail from lists and forwarders" },
+	  .doc = "validate ARC chains (RFC 8617) for mail from lists and forwarders; an arc: mapping without this key turns it on" },
+	{ "action", CFG_ENUM, offsetof(struct arc_config, action), "honor", .choices = sa_dmarc_action_names,
+	  .doc = "honor | log, as for dmarc: accepted alike; ARC has no policy of its own, so both validate, score and record the result (dmarc.trusted_arc_sealers decides what a chain overrides)" },
 	{ "max_instances", CFG_INT, offsetof(struct arc_config, max_instances), "16", 1, 50,
 	  .doc = "ARC sets looked at; a longer chain fails" },
 	{ "scores", CFG_STRUCT, offsetof(struct arc_config, scores), NULL, .sub = &arc_scores_table,
@@ -109,7 +127,9 @@ static const struct cfg_field arc_fields[] = {
 
 static int arc_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
-	const struct arc_config *c = obj;
+	struct arc_config *c = obj;
+
+	sa_section_on(n, &c->enabled);
 
 	/* the seal records the chain's result and mxgate's Authentication-Results */
 	if (c->seal.enabled && !c->enabled)
@@ -136,7 +156,7 @@ static const struct cfg_table dmarc_scores_table = {
 
 static const struct cfg_field dmarc_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct dmarc_config, enabled), "false",
-	  .doc = "evaluate DMARC (RFC 7489; implies DKIM verification); no reports are sent" },
+	  .doc = "evaluate DMARC (RFC 7489; implies DKIM verification); no reports are sent; a dmarc: mapping without this key (dmarc: { action: honor }) turns it on" },
 	{ "action", CFG_ENUM, offsetof(struct dmarc_config, action), "honor", .choices = sa_dmarc_action_names,
 	  .doc = "honor: p=reject -> 550 5.7.1, p=quarantine -> the quarantine (or the score); log: only log and score" },
 	{ "on_temperror", CFG_ENUM, offsetof(struct dmarc_config, on_temperror), "policy",
@@ -154,7 +174,9 @@ static const struct cfg_field dmarc_fields[] = {
 
 static int dmarc_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
-	const struct dmarc_config *c = obj;
+	struct dmarc_config *c = obj;
+
+	sa_section_on(n, &c->enabled);
 
 	if (c->enabled && dmarc_psl_load(c->psl_file) != 0)
 		return cfg_error_key(p, n, "psl_file", -1, "cannot load the Public Suffix List");

@@ -32,6 +32,7 @@ enum senderauth_on_error { SENDERAUTH_ON_ERROR_ACCEPT = 0, SENDERAUTH_ON_ERROR_T
 struct dkim_scores_config { double is_signed, valid, valid_au, valid_ef, invalid; };
 struct dkim_config {
 	bool enabled;
+	int action;                  /* enum dmarc_action: accepted, changes nothing (see the key) */
 	uint64_t timeout;            /* ms: lookups + hashing of one message */
 	int on_error;                /* enum senderauth_on_error: when the step cannot finish */
 	long max_signatures;
@@ -45,6 +46,7 @@ extern const struct cfg_table dkim_config_table;
 struct arc_scores_config { double is_signed, valid, invalid; };
 struct arc_config {
 	bool enabled;
+	int action;                    /* enum dmarc_action: accepted, changes nothing (see the key) */
 	long max_instances;
 	struct arc_scores_config scores;
 	struct arc_seal_config seal;   /* sealing (filters/arc_seal.c) */

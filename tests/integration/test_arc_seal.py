@@ -73,8 +73,8 @@ for what, arc, want in [
         ('short', {'enabled': True, 'seal': {'enabled': True, 'domain': 'seal.example', 'selector': 'arc1',
                                               'private_key': short_pem}},
          r'arc\.seal\.private_key: RSA key of 512 bits: at least 1024'),
-        ('noarc', {'seal': {'enabled': True, 'domain': 'seal.example', 'selector': 'arc1',
-                            'private_key': seal_path}},
+        ('noarc', {'enabled': False, 'seal': {'enabled': True, 'domain': 'seal.example', 'selector': 'arc1',
+                                              'private_key': seal_path}},
          r'arc\.enabled: must be true when arc\.seal is enabled'),
         ('nodomain', {'enabled': True, 'seal': {'enabled': True, 'selector': 'arc1', 'private_key': seal_path}},
          r'arc\.seal\.domain: required when sealing is enabled')]:
