@@ -156,7 +156,8 @@ static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
 		r->state = BR_UP;
 		r->backoff_ms = 0;
 	} else if (trying || r->state == BR_UP) {
-		/* this call found the store down (another that failed since left it so) */
+		/* the try failed, or a connect to a store up did: down from now (a call
+		 * failing after another set it down changes nothing) */
 		r->backoff_ms = r->backoff_ms == 0 ? BR_BACKOFF_MIN_MS :
 		    r->backoff_ms * 2 > BR_BACKOFF_MAX_MS ? BR_BACKOFF_MAX_MS : r->backoff_ms * 2;
 		r->state = BR_DOWN;
