@@ -159,6 +159,11 @@ void bayes_ignore_headers_load(struct bayes *b, const char *const *names, size_t
 
 const struct bayes_config *bayes_get_config(const struct bayes *b) { return &b->cfg; }
 
+int bayes_check(struct bayes *b, char *err, size_t errlen)
+{
+	return bayes_db_check(b->db, err, errlen);
+}
+
 /* ---------------------------------------------------------------- the maths */
 
 double bayes_token_prob(uint32_t s, uint32_t n, uint64_t ns, uint64_t nn)

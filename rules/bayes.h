@@ -44,8 +44,13 @@ extern const struct cfg_table bayes_config_table;
 
 struct bayes;
 
-/* A classifier on c's store (c is copied). NULL with a reason in err. */
+/* A classifier on c's store (c is copied). NULL with a reason in err. A Redis store is not
+ * connected to yet (bayes_check): this may run on an event loop. */
 struct bayes *bayes_open(const struct bayes_config *c, char *err, size_t errlen);
+/* Whether its store answers (Redis: connects now, within the store's back-off; a failed
+ * connect is logged, event=bayes_error store=redis). 0, or -1 with the reason in err. Blocks
+ * up to the store's connect bound: a pool thread's or `mxgate learn`'s call. */
+int bayes_check(struct bayes *b, char *err, size_t errlen);
 struct bayes *bayes_ref(struct bayes *b);
 /* Drops a reference; the last closes the store. NULL ok. */
 void bayes_free(struct bayes *b);
@@ -166,7 +171,8 @@ void bayes_learn_leave(void);
  * rule files name on bayes_ignore_header lines, rules_set_ignore_headers; copied): opened
  * once per generation and shared by its workers (each acquire takes a reference; release
  * with bayes_free), and made bayes_current(). NULL with err when the store cannot be
- * opened. */
+ * opened. Called on a worker's loop: a Redis store is connected later, by the pool thread
+ * that first uses it (bayes_check). */
 struct bayes *bayes_acquire(const struct bayes_config *c, const char *const *ignore,
     size_t nignore, char *err, size_t errlen);
 /* SpamAssassin's bayes_ignore_header: the header fields names[0..n) (lower case, as the

@@ -875,6 +875,11 @@ void bayes_db_close(struct bayes_db *db)
 
 const char *bayes_db_kind(const struct bayes_db *db) { return db->ops->kind; }
 
+int bayes_db_check(struct bayes_db *db, char *err, size_t errlen)
+{
+	return db->ops->check ? db->ops->check(db->h, err, errlen) : 0;
+}
+
 int bayes_db_lookup(struct bayes_db *db, const uint64_t *keys, size_t n,
     struct bayes_counts *out, struct bayes_totals *tot)
 {

@@ -10,7 +10,9 @@
  *   "redis://host:port[/db]"  every node of a cluster learns into and reads from one store
  * Every call is synchronous and thread-safe: the daemon calls them from libuv's thread pool
  * (never from an event loop), the `learn` command from its main thread. Redis calls have a
- * timeout. */
+ * timeout. Opening a Redis store connects nothing (a worker's loop opens it): its first call
+ * does, and after a failed connect the calls fail at once until the next try (a back-off,
+ * rules/bayes_redis.c); bayes_db_check asks it. */
 #ifndef MX_BAYES_DB_H
 #define MX_BAYES_DB_H
 
@@ -47,6 +49,10 @@ struct bayes_db_options {
  * an LMDB directory already open in this process is shared (reference counted). */
 struct bayes_db *bayes_db_open(const char *spec, const struct bayes_db_options *o,
     char *err, size_t errlen);
+/* Whether the store answers: Redis connects (or takes a pooled connection), within the
+ * back-off of a store that is down; the others are there once opened. 0, or -1 with the
+ * reason in err. Blocks up to the store's connect: not on an event loop. */
+int bayes_db_check(struct bayes_db *db, char *err, size_t errlen);
 /* Drops the handle (the last reference to an LMDB environment syncs and closes it). NULL ok. */
 void bayes_db_close(struct bayes_db *db);
 /* "memory", "lmdb" or "redis" (for logs). */

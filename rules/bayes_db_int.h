@@ -17,6 +17,8 @@ struct bayes_db_ops {
 	int (*expire)(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_t now,
 	    uint64_t *removed);
 	void (*close)(void *h);
+	/* Whether the store answers (may be NULL: it does once opened). 0, or -1 with err. */
+	int (*check)(void *h, char *err, size_t errlen);
 };
 
 struct bayes_db { const struct bayes_db_ops *ops; void *h; };
@@ -25,5 +27,7 @@ struct bayes_db { const struct bayes_db_ops *ops; void *h; };
 void *bayes_redis_open(const char *url, const struct bayes_db_options *o, char *err,
     size_t errlen);
 extern const struct bayes_db_ops bayes_redis_ops;
+/* Tests: the clock of the Redis store's back-off (ms, monotonic); NULL: the real one. */
+void bayes_redis_set_clock(uint64_t (*now_ms)(void));
 
 #endif

@@ -364,6 +364,12 @@ int bayes_learn_main(const struct bayes_config *c, const struct cfg_strlist *fil
 	r.max_size = c->max_learn_size;
 	cc.enabled = true;
 	r.b = bayes_open(&cc, ebuf, sizeof(ebuf));
+	/* a Redis store opens without a connect (the daemon's loop opens it): connect now, so
+	 * that a wrong address is this command's error before it reads a file */
+	if (r.b != NULL && bayes_check(r.b, ebuf, sizeof(ebuf)) < 0) {
+		bayes_free(r.b);
+		r.b = NULL;
+	}
 	if (r.b == NULL) {
 		fprintf(err, "mxgate: learn: store %s: %s\n", c->store ? c->store : "?", ebuf);
 		return 1;

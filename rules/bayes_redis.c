@@ -3,6 +3,14 @@
  * are pool threads (scans, learning) or the offline `learn` command, never an event loop.
  * Connections are kept in a small pool and dropped on any error (the next call reconnects).
  *
+ * Opening connects nothing: the daemon opens its classifier on a worker's event loop (at
+ * start and at every reload), where a connect to a silent Redis or Sentinel would hold the
+ * loop's sessions for its timeouts. The first call that needs a connection makes it, on its
+ * own thread. A connect that fails marks the store down: until its next try (1 s later, then
+ * twice as long each time, at most 30 s) every call fails at once, and one call makes the
+ * try while the others go on failing. Calls that come while the first connect of the
+ * store is under way wait for it, at most the timeout.
+ *
  * Keys (prefix "mxbayes:" by default):
  *   PREFIX t:<16 hex>  hash { s: spam count, h: ham count }, TTL = ttl_s when set
  *   PREFIX s:<40 hex>  the seen-db: "s" or "h", same TTL
@@ -17,21 +25,51 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/redis.h"
 #include "log.h"
 
 #define BR_POOL 16
+#define BR_BACKOFF_MIN_MS 1000        /* the first try after a failed connect */
+#define BR_BACKOFF_MAX_MS 30000       /* the longest wait between tries */
+
+enum br_state {
+	BR_UNKNOWN = 0,               /* never connected yet */
+	BR_UP,                        /* the last connect worked */
+	BR_DOWN,                      /* the last connect failed: next try at retry_at */
+};
 
 struct bayes_redis {
 	char *url;                    /* redis:// or redis-sentinel:// (store/redis.h) */
 	char prefix[64];
 	uint64_t timeout_ms;
 	uint32_t ttl_s;
-	pthread_mutex_t mu;
+	pthread_mutex_t mu;           /* all below */
+	pthread_cond_t cv;            /* signalled when a try (connecting) ends */
 	redisContext *pool[BR_POOL];
 	int npool;
+	enum br_state state;
+	bool connecting;              /* a try of a store not up is under way (one at a time) */
+	uint64_t retry_at;            /* BR_DOWN: ms (br_now_ms) of the next try */
+	uint64_t backoff_ms;          /* BR_DOWN: the wait before that try */
+	char why[200];                /* BR_DOWN: the failed connect's reason */
 };
+
+static uint64_t br_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t (*br_now_ms)(void) = br_clock_ms;
+
+void bayes_redis_set_clock(uint64_t (*now_ms)(void))
+{
+	br_now_ms = now_ms ? now_ms : br_clock_ms;
+}
 
 static const char br_learn_lua[] =
 	"local prev = redis.call('GET', KEYS[1])\n"
@@ -61,15 +99,78 @@ static redisContext *br_connect(struct bayes_redis *r, char *err, size_t errlen)
 	return redis_store_connect_sync(r->url, r->timeout_ms, err, errlen);
 }
 
-static redisContext *br_take(struct bayes_redis *r)
+/* The connection a call uses: a pooled one, else a new one when the store may be tried
+ * (see the header). NULL with the reason in err (may be NULL) when there is none. */
+static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
 {
 	redisContext *c = NULL;
+	char why[sizeof(r->why)];
+	bool trying = false;          /* this call makes the try of a store not up */
+	uint64_t now;
 
 	pthread_mutex_lock(&r->mu);
-	if (r->npool > 0)
+	if (r->state == BR_UNKNOWN && r->connecting) {
+		/* the first connect is under way: its outcome, rather than a second connect */
+		struct timespec until;
+		uint64_t at = br_clock_ms() + r->timeout_ms;
+
+		until.tv_sec = (time_t)(at / 1000);
+		until.tv_nsec = (long)(at % 1000) * 1000000;
+		while (r->state == BR_UNKNOWN && r->connecting && r->npool == 0)
+			if (pthread_cond_timedwait(&r->cv, &r->mu, &until) != 0)
+				break;
+	}
+	if (r->npool > 0) {
 		c = r->pool[--r->npool];
+		pthread_mutex_unlock(&r->mu);
+		return c;
+	}
+	now = br_now_ms();
+	if (r->state != BR_UP) {
+		if (r->connecting) {
+			if (err)
+				snprintf(err, errlen, "the store is being connected to");
+			pthread_mutex_unlock(&r->mu);
+			return NULL;
+		}
+		if (r->state == BR_DOWN && now < r->retry_at) {
+			if (err)
+				snprintf(err, errlen, "%s (the store is down: next try in %llu ms)", r->why,
+				    (unsigned long long)(r->retry_at - now));
+			pthread_mutex_unlock(&r->mu);
+			return NULL;
+		}
+		r->connecting = trying = true;
+	}
 	pthread_mutex_unlock(&r->mu);
-	return c ? c : br_connect(r, NULL, 0);
+
+	why[0] = '\0';
+	c = br_connect(r, why, sizeof(why));
+
+	pthread_mutex_lock(&r->mu);
+	if (trying) {
+		r->connecting = false;
+		pthread_cond_broadcast(&r->cv);
+	}
+	if (c != NULL) {
+		r->state = BR_UP;
+		r->backoff_ms = 0;
+	} else if (trying || r->state == BR_UP) {
+		/* the try failed, or a connect to a store up did: down from now (a call
+		 * failing after another set it down changes nothing) */
+		r->backoff_ms = r->backoff_ms == 0 ? BR_BACKOFF_MIN_MS :
+		    r->backoff_ms * 2 > BR_BACKOFF_MAX_MS ? BR_BACKOFF_MAX_MS : r->backoff_ms * 2;
+		r->state = BR_DOWN;
+		r->retry_at = br_now_ms() + r->backoff_ms;
+		snprintf(r->why, sizeof(r->why), "%s", why[0] ? why : "connect failed");
+		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=redis reason=\"%s; the "
+		    "classifier abstains until it answers, next try in %llu ms\"", r->why,
+		    (unsigned long long)r->backoff_ms);
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (c == NULL && err)
+		snprintf(err, errlen, "%s", why[0] ? why : "connect failed");
+	return c;
 }
 
 /* Returns c to the pool, or drops it after an error (ok false). */
@@ -92,7 +193,6 @@ void *bayes_redis_open(const char *url, const struct bayes_db_options *o, char *
     size_t errlen)
 {
 	struct bayes_redis *r = calloc(1, sizeof(*r));
-	redisContext *c;
 
 	if (r == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -112,16 +212,28 @@ void *bayes_redis_open(const char *url, const struct bayes_db_options *o, char *
 	r->ttl_s = o->ttl_s;
 	snprintf(r->prefix, sizeof(r->prefix), "%s", o->prefix ? o->prefix : "mxbayes:");
 	pthread_mutex_init(&r->mu, NULL);
-	/* connect once now: a wrong address is a start-up error, an outage later is not */
-	c = br_connect(r, err, errlen);
-	if (c == NULL) {
-		pthread_mutex_destroy(&r->mu);
-		free(r->url);
-		free(r);
-		return NULL;
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&r->cv, &ca);
+		pthread_condattr_destroy(&ca);
 	}
-	br_give(r, c, true);
+	/* no connect here: the first call makes it (see the header); bayes_redis_ops.check
+	 * tells whether the store answers */
 	return r;
+}
+
+static int br_check(void *h, char *err, size_t errlen)
+{
+	struct bayes_redis *r = h;
+	redisContext *c = br_take(r, err, errlen);
+
+	if (c == NULL)
+		return -1;
+	br_give(r, c, true);
+	return 0;
 }
 
 static void br_close(void *h)
@@ -130,6 +242,7 @@ static void br_close(void *h)
 
 	for (int i = 0; i < r->npool; i++)
 		redisFree(r->pool[i]);
+	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r->url);
 	free(r);
@@ -154,7 +267,7 @@ static int br_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_count
     struct bayes_totals *tot)
 {
 	struct bayes_redis *r = h;
-	redisContext *c = br_take(r);
+	redisContext *c = br_take(r, NULL, 0);
 	char key[96];
 	int rc = 0;
 	redisReply *rep;
@@ -234,7 +347,7 @@ static int br_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cl
 	argv[a++] = relearn ? "1" : "0";
 	for (size_t i = 0; i < a; i++)
 		lens[i] = strlen(argv[i]);
-	c = br_take(r);
+	c = br_take(r, NULL, 0);
 	if (c == NULL)
 		goto out;
 	rep = redis_store_sync_argv(c, (int)a, argv, lens);
@@ -265,7 +378,7 @@ static int br_touch(void *h, const uint64_t *keys, size_t n, uint32_t now)
 
 	if (r->ttl_s == 0)
 		return 0;
-	c = br_take(r);
+	c = br_take(r, NULL, 0);
 	if (c == NULL)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
@@ -292,5 +405,5 @@ static int br_expire(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_t 
 }
 
 const struct bayes_db_ops bayes_redis_ops = {
-	"redis", br_lookup, br_learn, br_touch, br_expire, br_close
+	"redis", br_lookup, br_learn, br_touch, br_expire, br_close, br_check
 };

@@ -11,6 +11,7 @@
 #include "msgbuf.h"
 #include "ownfields.h"
 #include "recipient_actions.h"
+#include "store/store.h"
 
 #include <glob.h>
 #include <math.h>
@@ -247,6 +248,47 @@ static void rules_worker_give_scratch(struct rules_worker *w, struct rules_scrat
 	rules_scratch_free(sc);
 }
 
+/* The check of a Redis store (at start and at each reload: bayes_check), on the thread
+ * pool: the connect, which may wait the store's timeouts (a silent Sentinel, each in turn),
+ * never holds the worker's loop. Its connection is pooled for the first scan; a failure is
+ * logged by the store (event=bayes_error store=redis). The job holds a reference to w. */
+struct rules_bayes_check {
+	uv_work_t req;
+	struct rules_worker *w;
+};
+
+static void rules_bayes_check_work_cb(uv_work_t *req)
+{
+	struct rules_bayes_check *k = req->data;
+	char err[256];
+
+	(void)bayes_check(k->w->bayes, err, sizeof(err));
+}
+
+static void rules_bayes_check_after_cb(uv_work_t *req, int status)
+{
+	struct rules_bayes_check *k = req->data;
+
+	(void)status;
+	rules_worker_unref(k->w);
+	free(k);
+}
+
+static void rules_bayes_check_start(struct rules_worker *w, uv_loop_t *loop)
+{
+	struct rules_bayes_check *k;
+
+	if (loop == NULL || (k = calloc(1, sizeof(*k))) == NULL)
+		return;           /* the first scan connects */
+	k->w = w;
+	k->req.data = k;
+	w->refs++;
+	if (uv_queue_work(loop, &k->req, rules_bayes_check_work_cb, rules_bayes_check_after_cb) != 0) {
+		w->refs--;
+		free(k);
+	}
+}
+
 static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker,
     void **wstate)
 {
@@ -295,7 +337,9 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 		const char *const *ignore;
 		size_t nignore = rules_set_ignore_headers(w->rs, &ignore);   /* bayes_ignore_header */
 
-		/* a store that cannot be opened leaves the classifier out, logged */
+		/* a store that cannot be opened leaves the classifier out, logged; a Redis
+		 * store is not connected to here (this is the worker's loop): one check per
+		 * generation, on the pool */
 		w->bayes = bayes_acquire(&rc->bayes, ignore, nignore, err, sizeof(err));
 		if (w->bayes == NULL)
 			log_event(LOG_LVL_ERROR, NULL, "event=bayes_error worker=%d reason=\"%s\"",
@@ -303,6 +347,8 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 		else if (!w->rs->uses_bayes && worker == 0)
 			log_event(LOG_LVL_WARNING, NULL, "event=bayes_unused reason=\"no rule calls "
 			    "eval:check_bayes (SpamAssassin's 23_bayes.cf, or rules/default.rules)\"");
+		if (w->bayes != NULL && worker == 0 && store_spec_is_redis(rc->bayes.store))
+			rules_bayes_check_start(w, loop);
 	}
 	*wstate = w;
 	return 0;

@@ -545,7 +545,8 @@ static void test_bad_specs(void **state)
 
 	assert_null(bayes_db_open("nonsense", NULL, err, sizeof(err)));
 	assert_non_null(strstr(err, "store"));
-	assert_null(bayes_db_open("redis://127.0.0.1:1", NULL, err, sizeof(err)));
+	/* a Redis store opens without a connect: test_bayes_redis.c */
+	assert_null(bayes_db_open("redis://", NULL, err, sizeof(err)));
 	assert_null(bayes_db_open("lmdb:/proc/no/such/dir", NULL, err, sizeof(err)));
 }
 

@@ -185,8 +185,8 @@ static void test_maildir_and_fifo(void **state)
 /* A store that stops answering: a "Redis" that is a listening socket never accepted from
  * (the kernel completes the connects, nothing ever replies), timeout 100 ms. An mbox of 5
  * messages: one learn is tried, it fails, and the run stops there (store_failed); the
- * connections made are counted at the socket: one (the open's, taken by the first learn and
- * dropped after its error). Before, each message was tried after the other (5 errors, a
+ * connections made are counted at the socket: one (the first learn's, dropped after its
+ * error; the open connects nothing). Before, each message was tried after the other (5 errors, a
  * reconnect for each after the first: 5 connections), each waiting the timeout. */
 static void test_store_error_stops(void **state)
 {

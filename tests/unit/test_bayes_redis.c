@@ -1,0 +1,196 @@
+/* test_bayes_redis.c — the classifier's Redis store (rules/bayes_redis.c): opening connects
+ * nothing (the daemon opens it on a worker's event loop), the first call connects, and a
+ * store whose connect failed is tried again after a back-off (1 s, doubling, at most 30 s)
+ * while every call in between fails at once, without a connect and without a log line.
+ *
+ * The "Redis" is a listening socket the test accepts from only to count (and close) the
+ * connections made to it: a redis://HOST:PORT/1 store's SELECT is never answered, so each
+ * connect fails at its 100 ms timeout. The back-off's clock is the test's
+ * (bayes_redis_set_clock); nothing here depends on how long a step takes. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rules/bayes_db.h"
+#include "rules/bayes_db_int.h"
+#include "stderr_capture.h"
+
+static uint64_t fake_ms = 1000000;
+
+static uint64_t fake_now(void)
+{
+	return fake_ms;
+}
+
+/* A listener on 127.0.0.1 (non-blocking); its port in *port. */
+static int peer_open(int *port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(fd, 64), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+/* The connections made to the listener since the last call (accepted and closed). */
+static int peer_drain(int lfd)
+{
+	int n = 0, fd;
+
+	while ((fd = accept(lfd, NULL, NULL)) >= 0) {
+		close(fd);
+		n++;
+	}
+	assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+	return n;
+}
+
+/* One connection answered like a Redis for its first command (the SELECT: +OK), then closed
+ * when the next command comes (a pooled connection that dies). */
+static void *peer_answer_once(void *arg)
+{
+	int lfd = *(int *)arg, fd;
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+	char buf[4096];
+
+	if (poll(&p, 1, 30000) != 1 || (fd = accept(lfd, NULL, NULL)) < 0)
+		return NULL;
+	if (read(fd, buf, sizeof(buf)) > 0 && write(fd, "+OK\r\n", 5) == 5)
+		(void)read(fd, buf, sizeof(buf));
+	close(fd);
+	return NULL;
+}
+
+static size_t count(const char *text, const char *what)
+{
+	size_t n = 0;
+
+	for (const char *p = text; (p = strstr(p, what)) != NULL; p += strlen(what))
+		n++;
+	return n;
+}
+
+static int lookup(struct bayes_db *db)
+{
+	uint64_t key = 42;
+	struct bayes_counts c;
+	struct bayes_totals t;
+
+	return bayes_db_lookup(db, &key, 1, &c, &t);
+}
+
+static void test_open_connects_nothing_then_backs_off(void **state)
+{
+	struct bayes_db_options o = { .timeout_ms = 100 };
+	char spec[64], err[256], log[8192];
+	struct stderr_capture cap;
+	struct bayes_db *db;
+	pthread_t th;
+	int port, lfd = peer_open(&port);
+
+	(void)state;
+	bayes_redis_set_clock(fake_now);
+	snprintf(spec, sizeof(spec), "redis://127.0.0.1:%d/1", port);
+	/* before: the open connected (and, the SELECT unanswered, failed at its timeout) */
+	db = bayes_db_open(spec, &o, err, sizeof(err));
+	if (db == NULL)
+		fail_msg("open %s: %s", spec, err);
+	assert_int_equal(peer_drain(lfd), 0);
+
+	stderr_capture_start(&cap);
+	/* the first call connects; the SELECT times out: the store is down */
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(peer_drain(lfd), 1);
+	/* until the next try (1 s) every call fails at once, no connect */
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(bayes_db_check(db, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "next try in 1000 ms"));
+	fake_ms += 999;
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(peer_drain(lfd), 0);
+	/* the try: one connect, it fails, the wait doubles */
+	fake_ms += 1;
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(peer_drain(lfd), 1);
+	assert_int_equal(bayes_db_check(db, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "next try in 2000 ms"));
+	fake_ms += 1999;
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(peer_drain(lfd), 0);
+	/* ... 4, 8, 16, then 30 s at most */
+	for (int i = 0; i < 5; i++) {
+		fake_ms += 60000;
+		assert_int_equal(lookup(db), -1);
+		assert_int_equal(peer_drain(lfd), 1);
+	}
+	assert_int_equal(bayes_db_check(db, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "next try in 30000 ms"));
+	stderr_capture_end(&cap, log, sizeof(log));
+	/* one line a failed connect, none for the calls that failed at once */
+	if (count(log, "event=bayes_error store=redis reason=\"redis 127.0.0.1:") != 7)
+		fail_msg("a line per failed connect (7):\n%s", log);
+	assert_int_equal(count(log, "next try in 30000 ms\""), 2);
+
+	/* the store answers again: the next try connects, and the back-off starts over */
+	assert_int_equal(pthread_create(&th, NULL, peer_answer_once, &lfd), 0);
+	fake_ms += 60000;
+	stderr_capture_start(&cap);
+	assert_int_equal(bayes_db_check(db, err, sizeof(err)), 0);
+	/* its pooled connection dies (the peer closes it at the next command): a failed
+	 * request, not a failed connect — the next call connects at once */
+	assert_int_equal(lookup(db), -1);
+	pthread_join(th, NULL);
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(peer_drain(lfd), 1);
+	assert_int_equal(bayes_db_check(db, err, sizeof(err)), -1);
+	stderr_capture_end(&cap, log, sizeof(log));
+	assert_non_null(strstr(err, "next try in 1000 ms"));
+	assert_int_equal(count(log, "event=bayes_error store=redis"), 1);
+
+	bayes_db_close(db);
+	close(lfd);
+	bayes_redis_set_clock(NULL);
+}
+
+/* A refused port: the open succeeds, the check says why. */
+static void test_check_refused(void **state)
+{
+	char err[256];
+	struct bayes_db *db;
+
+	(void)state;
+	db = bayes_db_open("redis://127.0.0.1:1", NULL, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(bayes_db_check(db, err, sizeof(err)), -1);
+	if (strstr(err, "127.0.0.1:1") == NULL || strstr(err, "refused") == NULL)
+		fail_msg("the reason names the address and the refusal: %s", err);
+	bayes_db_close(db);
+	assert_null(bayes_db_open("redis://", NULL, err, sizeof(err)));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_open_connects_nothing_then_backs_off),
+		cmocka_unit_test(test_check_refused),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
