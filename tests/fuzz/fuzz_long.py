@@ -189,6 +189,10 @@ SINCE = {
     'fuzz_quarantine_env': '2026-12-06T11:00Z',
     # session 32's w-jsonlog: new (a log line's key=value text as log.format: json writes it)
     'fuzz_logkv': '2026-12-07T02:55Z',
+    # session 36's w-fuzz: the list parsed again without a callback (same count and entries),
+    # an address of no IP family against the walked, sorted and empty lists (edgecov: the
+    # guards of cidr_text_parse and cfg_cidrlist_match no input reached)
+    'fuzz_cidr': '2026-12-07T17:45Z',
     # session 33's w-quarsweep: new (a held file's name: quarantine_name_id, maildir_host_part)
     'fuzz_quarantine_name': '2026-12-07T07:00Z',
 }
