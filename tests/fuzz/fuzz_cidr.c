@@ -4,7 +4,8 @@
  * bits clear, no v4-mapped IPv6) and matches its own address and not the address past the
  * prefix's end, and appending to a list that already holds entries keeps them; the sorted
  * list (cfg_cidrlist_sort) matches as the walk of every entry does, for each entry's address
- * and its neighbours. */
+ * and its neighbours; without a callback the count and entries are the same, and an address
+ * of no IP family matches no list (walked, sorted or empty). */
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -117,6 +118,33 @@ static void fz_check_sorted(const struct cfg_cidrlist *l)
 	free(s.v);
 }
 
+/* The same text without a callback (cidr_file_read's callers may pass none) gives the same
+ * count and the same entries; neither an empty list nor either list asked for an address of
+ * no IP family (a Unix socket's peer) matches. */
+static void fz_check_quiet(const uint8_t *data, size_t size, int want,
+			   const struct cfg_cidrlist *with)
+{
+	struct cfg_cidrlist l = { NULL, 0 }, empty = { NULL, 0 };
+	struct sockaddr_storage ss;
+
+	if (cidr_text_parse((const char *)data, size, &l, NULL, NULL) != want)
+		abort();
+	if (l.n + 1 != with->n || (l.n && memcmp(l.v, with->v + 1, l.n * sizeof(*l.v)) != 0))
+		abort();   /* with->v[0] is the inline entry before the file */
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = AF_UNIX;
+	if (cfg_cidrlist_match(&empty, (struct sockaddr *)&ss) ||
+	    cfg_cidrlist_match(&l, (struct sockaddr *)&ss) || cfg_cidrlist_match(NULL, NULL))
+		abort();
+	for (size_t i = 0; i < l.n; i++)
+		if (cfg_cidr_match(&l.v[i], (struct sockaddr *)&ss))
+			abort();
+	cfg_cidrlist_sort(&l);
+	if (l.n && cfg_cidrlist_match(&l, (struct sockaddr *)&ss))
+		abort();
+	free(l.v);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz f = { data, size, 0 };
@@ -146,6 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (l.sorted)
 		abort();   /* appended to: the flag must be down */
 	fz_check_sorted(&l);
+	fz_check_quiet(data, size, rc, &l);
 	free(l.v);
 	return 0;
 }

@@ -91,8 +91,10 @@ SINCE = {
     'fuzz_dns_reply': '2026-12-06T15:13Z',
     'fuzz_domain': '2026-12-04T04:25Z',         # U-labels against their A-label form
     # 5dd95f49: a peer's value folds only onto visible text; session 21: the session's cached
-    # Received builder (smtp_tx.c's) against the whole one over a session's changes
-    'fuzz_headers': '2026-12-05T10:21Z',
+    # Received builder (smtp_tx.c's) against the whole one over a session's changes;
+    # session 35: 25f78d8a (edits without fields of ours copy the block as it is) and
+    # 344e0b65 (owned edits equal to the edits over the stripped block), on main 13:48Z
+    'fuzz_headers': '2026-12-07T13:48Z',
     'fuzz_milter_reply': '2026-12-03T23:26Z',   # the macro lists of the option negotiation
     # the CRC32C TLV checked, a v4-mapped pair rebuilt as IPv4 (session 16, lb)
     'fuzz_proxyproto': '2026-12-04T17:11Z',
@@ -187,6 +189,10 @@ SINCE = {
     'fuzz_quarantine_env': '2026-12-06T11:00Z',
     # session 32's w-jsonlog: new (a log line's key=value text as log.format: json writes it)
     'fuzz_logkv': '2026-12-07T02:55Z',
+    # session 36's w-fuzz: the list parsed again without a callback (same count and entries),
+    # an address of no IP family against the walked, sorted and empty lists (edgecov: the
+    # guards of cidr_text_parse and cfg_cidrlist_match no input reached)
+    'fuzz_cidr': '2026-12-07T17:45Z',
     # session 33's w-quarsweep: new (a held file's name: quarantine_name_id, maildir_host_part)
     'fuzz_quarantine_name': '2026-12-07T07:00Z',
 }
