@@ -943,6 +943,51 @@ static void lc_list_redis_client(redisContext *rc, const char *key, struct lc_li
 		freeReplyObject(ttl);
 }
 
+/* One part of the list (the triplets, the message records, the client records): its key
+ * prefix and the function listing one record, in each kind of store. */
+struct lc_walk {
+	const char *lmdb_prefix;
+	lmdb_store_each_fn lmdb_each;
+	const char *redis_prefix;
+	bool (*room)(struct lc_list *l);
+	lc_scan_fn redis_each;
+	local_table_each_fn local_each;
+};
+
+static const struct lc_walk lc_walk_triplets = {
+	"gl:", lc_list_lmdb_fn, GREYLIST_KEY_PREFIX, lc_list_room, lc_list_redis_triplet, lc_list_local_fn,
+};
+static const struct lc_walk lc_walk_messages = {
+	GREYLIST_MSG_LMDB, lc_list_lmdb_fn, GREYLIST_MSG_PREFIX, lc_list_room, lc_list_redis_triplet,
+	lc_list_msgs_local_fn,
+};
+static const struct lc_walk lc_walk_clients = {
+	GREYLIST_IP_LMDB, lc_list_clients_lmdb_fn, GREYLIST_IP_PREFIX, lc_list_clients_room,
+	lc_list_redis_client, lc_list_clients_local_fn,
+};
+
+/* Lists w's records of c's store (kind) into l, unless an earlier part could not be read
+ * (err set) or filled the list (truncated). */
+static void lc_list_walk(const struct greylist_config *c, int kind, const struct lc_walk *w,
+    struct lc_list *l, char *err, size_t errlen)
+{
+	if (err[0] || l->truncated)
+		return;
+	if (kind == STORE_LMDB) {
+		struct lmdb_store *st = lmdb_store_open_existing(store_lmdb_dir(c->store));
+
+		if (st == NULL)
+			snprintf(err, errlen, LC_LMDB_NOT_OPEN, c->store);
+		else if (lmdb_store_foreach(st, w->lmdb_prefix, w->lmdb_each, l) < 0)
+			snprintf(err, errlen, "cannot read %s", c->store);
+		lmdb_store_close_async(st);
+	} else if (kind == STORE_REDIS) {
+		lc_scan_redis(c, l, w->redis_prefix, w->room, w->redis_each, err, errlen);
+	} else if (greylist_local_table()) {
+		local_table_foreach(greylist_local_table(), l->now_ns, w->local_each, l);
+	}
+}
+
 /* greylist list [N]: up to N records (100 by default) of the store, in its order: the
  * triplets, then the message records (greylisting by score), then the client records. */
 static int lc_greylist_list(const struct greylist_config *c, int argc, char **argv, bool json,
@@ -972,57 +1017,21 @@ static int lc_greylist_list(const struct greylist_config *c, int argc, char **ar
 		jsonw_str(&l.j, "store", store);
 		jsonw_arr(&l.j, "triplets");
 	}
-	if (kind == STORE_LMDB) {
-		struct lmdb_store *st = lmdb_store_open_existing(store_lmdb_dir(c->store));
-
-		if (st == NULL)
-			snprintf(err, sizeof(err), LC_LMDB_NOT_OPEN, c->store);
-		else if (lmdb_store_foreach(st, "gl:", lc_list_lmdb_fn, &l) < 0)
-			snprintf(err, sizeof(err), "cannot read %s", c->store);
-		lmdb_store_close_async(st);
-	} else if (kind == STORE_REDIS) {
-		lc_scan_redis(c, &l, GREYLIST_KEY_PREFIX, lc_list_room, lc_list_redis_triplet, err, sizeof(err));
-	} else if (greylist_local_table()) {
-		local_table_foreach(greylist_local_table(), l.now_ns, lc_list_local_fn, &l);
-	}
+	lc_list_walk(c, kind, &lc_walk_triplets, &l, err, sizeof(err));
 	/* then the message records (greylisting by score), within the same N */
 	if (json && !err[0]) {
 		jsonw_end(&l.j);
 		jsonw_arr(&l.j, "messages");
 	}
 	l.msg = true;
-	if (err[0] || l.truncated) {
-		/* the triplets filled the list, or could not be read */
-	} else if (kind == STORE_LMDB) {
-		struct lmdb_store *st = lmdb_store_open_existing(store_lmdb_dir(c->store));
-
-		if (st == NULL || lmdb_store_foreach(st, GREYLIST_MSG_LMDB, lc_list_lmdb_fn, &l) < 0)
-			snprintf(err, sizeof(err), "cannot read %s", c->store);
-		lmdb_store_close_async(st);
-	} else if (kind == STORE_REDIS) {
-		lc_scan_redis(c, &l, GREYLIST_MSG_PREFIX, lc_list_room, lc_list_redis_triplet, err, sizeof(err));
-	} else if (greylist_local_table()) {
-		local_table_foreach(greylist_local_table(), l.now_ns, lc_list_msgs_local_fn, &l);
-	}
+	lc_list_walk(c, kind, &lc_walk_messages, &l, err, sizeof(err));
 	l.msg = false;
 	/* then the client records (trapped, allowed), within the same N */
 	if (json && !err[0]) {
 		jsonw_end(&l.j);
 		jsonw_arr(&l.j, "clients");
 	}
-	if (err[0] || l.truncated) {
-		/* the triplets filled the list, or could not be read */
-	} else if (kind == STORE_LMDB) {
-		struct lmdb_store *st = lmdb_store_open_existing(store_lmdb_dir(c->store));
-
-		if (st == NULL || lmdb_store_foreach(st, GREYLIST_IP_LMDB, lc_list_clients_lmdb_fn, &l) < 0)
-			snprintf(err, sizeof(err), "cannot read %s", c->store);
-		lmdb_store_close_async(st);
-	} else if (kind == STORE_REDIS) {
-		lc_scan_redis(c, &l, GREYLIST_IP_PREFIX, lc_list_clients_room, lc_list_redis_client, err, sizeof(err));
-	} else if (greylist_local_table()) {
-		local_table_foreach(greylist_local_table(), l.now_ns, lc_list_clients_local_fn, &l);
-	}
+	lc_list_walk(c, kind, &lc_walk_clients, &l, err, sizeof(err));
 	if (err[0]) {
 		lc_out_reset(out);
 		strbuf_printf(out, "greylist list: %s\n", err);

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <iconv.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -412,6 +413,28 @@ struct conv_unknown_slot { char name[CONV_NAME_MAX]; unsigned uses; };
 static __thread struct conv_unknown_slot conv_unknown[16];
 static __thread unsigned conv_unknown_next;
 
+/* The thread's converters are closed when it exits (a rules thread stopped by a reload, or a
+ * pool shrinking): before, each exit left up to 8 open, their buffers lost. */
+static pthread_key_t conv_key;
+static bool conv_key_ok;
+static pthread_once_t conv_key_once = PTHREAD_ONCE_INIT;
+
+static void conv_close_all(void *cache)
+{
+	struct conv_slot *c = cache;
+
+	for (int i = 0; i < 8; i++)
+		if (c[i].name[0]) {
+			iconv_close(c[i].cd);
+			c[i].name[0] = '\0';
+		}
+}
+
+static void conv_key_make(void)
+{
+	conv_key_ok = pthread_key_create(&conv_key, conv_close_all) == 0;
+}
+
 /* A converter from name to UTF-8 in its initial state, borrowed until this thread's next
  * call; (iconv_t)-1 when iconv does not know name. */
 static iconv_t conv_get(const char *name)
@@ -446,6 +469,11 @@ static iconv_t conv_get(const char *name)
 			u->uses = 0;
 		}
 		return cd;
+	}
+	if (conv_next == 0) {           /* the thread's first converter: closed at its exit */
+		pthread_once(&conv_key_once, conv_key_make);
+		if (conv_key_ok)
+			pthread_setspecific(conv_key, conv_cache);
 	}
 	s = &conv_cache[conv_next++ % 8];
 	if (s->name[0])
@@ -778,7 +806,7 @@ char *charset_decode_header(const char *value, const char *name)
 	 * neighbours of the same charset merged before transcoding */
 	{
 		struct sect { struct cbuf s; char cs[64]; } *v = NULL;
-		size_t nv = 0;
+		size_t nv = 0, vcap = 0;
 		const char *p = body;
 
 		while (*p) {
@@ -814,9 +842,12 @@ char *charset_decode_header(const char *value, const char *name)
 				cb_put(&v[nv - 1].s, piece.p ? piece.p : "", piece.n);
 				free(piece.p);
 			} else {
-				v = realloc(v, (nv + 1) * sizeof(*v));
-				if (v == NULL)
-					abort();
+				if (nv == vcap) {   /* doubling: a header of 20,000 pieces, few reallocs */
+					vcap = vcap ? vcap * 2 : 16;
+					v = realloc(v, vcap * sizeof(*v));
+					if (v == NULL)
+						abort();
+				}
 				v[nv].s = piece;
 				snprintf(v[nv].cs, sizeof(v[nv].cs), "%s", csn);
 				nv++;

@@ -25,6 +25,17 @@ static void *samsg_xrealloc(void *p, size_t n)
 	return p;
 }
 
+/* arr (n elements of size octets held, *cap room) with room for one more, its room doubled
+ * from 8 when full: a message of many parts, boundaries or kept buffers costs a few
+ * reallocs, not one each (each copying the array when it moved). */
+static void *samsg_room(void *arr, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return arr;
+	*cap = *cap ? *cap * 2 : 8;
+	return samsg_xrealloc(arr, *cap * size);
+}
+
 static char *samsg_strndup(const char *s, size_t n)
 {
 	char *d = samsg_xrealloc(NULL, n + 1);
@@ -37,7 +48,7 @@ static char *samsg_strndup(const char *s, size_t n)
 /* Keeps a buffer alive until samsg_free. */
 static char *samsg_keep(struct samsg *m, char *b)
 {
-	m->bufs = samsg_xrealloc(m->bufs, (m->nbufs + 1) * sizeof(char *));
+	m->bufs = samsg_room(m->bufs, &m->bufcap, m->nbufs, sizeof(*m->bufs));
 	m->bufs[m->nbufs++] = b;
 	return b;
 }
@@ -202,7 +213,7 @@ static int samsg_new_part(struct samsg *m, int parent, int depth)
 	if (parent >= 0) {
 		struct samsg_part *q = &m->parts[parent];
 
-		q->kids = samsg_xrealloc(q->kids, (q->nkids + 1) * sizeof(int));
+		q->kids = samsg_room(q->kids, &q->kidcap, q->nkids, sizeof(*q->kids));
 		q->kids[q->nkids++] = (int)m->nparts;
 	}
 	return (int)m->nparts++;
@@ -329,7 +340,7 @@ static int *samsg_bstate(struct samsg *m, const char *b)
 	for (size_t i = 0; i < m->nbstate; i++)
 		if (strcmp(m->bstate[i].b, b) == 0)
 			return &m->bstate[i].state;
-	m->bstate = samsg_xrealloc(m->bstate, (m->nbstate + 1) * sizeof(*m->bstate));
+	m->bstate = samsg_room(m->bstate, &m->bstatecap, m->nbstate, sizeof(*m->bstate));
 	m->bstate[m->nbstate].b = samsg_strndup(b, strlen(b));
 	m->bstate[m->nbstate].state = 0;
 	return &m->bstate[m->nbstate++].state;

@@ -32,7 +32,7 @@ struct samsg_part {
 	bool ct_missing;
 	struct samsg_hdr *hdrs; size_t nhdrs, hdrcap;
 	struct samsg_line *raw; size_t nraw;   /* a leaf's body lines, as received */
-	int *kids; size_t nkids;
+	int *kids; size_t nkids, kidcap;
 };
 
 struct samsg {
@@ -49,8 +49,8 @@ struct samsg {
 	/* storage */
 	bool copy;                      /* samsg_parse_copying */
 	size_t nested_cap, nested_bytes;   /* decoded nested text: bound, used */
-	char **bufs; size_t nbufs;
-	struct { char *b; int state; } *bstate; size_t nbstate;
+	char **bufs; size_t nbufs, bufcap;
+	struct { char *b; int state; } *bstate; size_t nbstate, bstatecap;
 };
 
 /* Parses msg (len bytes). Fills *m (free with samsg_free). msg is read during the call

@@ -16,6 +16,8 @@
 #define LT_SWEEP_NS (5ull * 1000000000ull)   /* sweep a shard for idle keys at most every 5 s */
 #define LT_EVICT_SCAN 8u                     /* entries examined to pick an eviction victim */
 #define LT_LOG_EVERY_NS (60ull * 1000000000ull) /* evictions are logged once a minute */
+#define LT_WIDE_SWEEP_NS 1000000000ull       /* before a live record goes: every shard's idle
+                                                records, at most once a second a table */
 
 struct lt_entry {
 	struct lt_entry *next;
@@ -29,6 +31,7 @@ struct lt_shard {                  /* one cache line apart: no false sharing bet
 	struct lt_entry **buckets;
 	size_t nbuckets;     /* power of two */
 	size_t n;
+	size_t npinned;      /* of n, records with pins > 0 */
 	size_t cursor;       /* eviction scan position */
 	uint64_t next_sweep;
 };
@@ -37,6 +40,8 @@ struct local_table {
 	struct lt_shard shards[LT_SHARDS];
 	size_t max_keys;
 	atomic_size_t count;           /* keys in all shards: the bound is on the whole table */
+	atomic_size_t pinned;          /* of count, records with pins > 0 */
+	atomic_ullong next_wide_sweep; /* the caller's clock: lt_sweep_wide's rate limit */
 	char name[32];                 /* for the log line; "" = evictions are not logged */
 	struct store_stats *stats;     /* mxgate_store_evictions_total{store="local:NAME"} */
 	atomic_ullong evicted;
@@ -55,6 +60,8 @@ struct local_table *local_table_new(size_t max_keys)
 		return NULL;
 	t->max_keys = max_keys;
 	atomic_init(&t->count, 0);
+	atomic_init(&t->pinned, 0);
+	atomic_init(&t->next_wide_sweep, 0);
 	per = (max_keys + LT_SHARDS - 1) / LT_SHARDS;
 	for (nb = 16; nb < per && nb < (1u << 20); nb <<= 1)
 		;
@@ -183,17 +190,24 @@ static void lt_note_evict(struct local_table *t)
 	    (unsigned long long)total);
 }
 
-/* Evicts the entry with the earliest expiry among the next few entries from the cursor,
- * preferring entries without pins (lock held, shard full of live keys). */
-static void lt_shard_evict(struct lt_shard *sh)
+/* The link to the entry sh would give up (lock held): the earliest expiry among the next
+ * LT_EVICT_SCAN entries from the cursor, an unpinned record before any pinned one; while the
+ * shard holds an unpinned record the scan goes on until it meets one (pinned records are held
+ * slots, as many as the connections holding them). NULL when the shard is empty, or holds
+ * only pinned records and pinned is false. */
+static struct lt_entry **lt_shard_victim(struct lt_shard *sh, bool pinned)
 {
-	struct lt_entry **victim = NULL, *e;
-	size_t seen = 0, steps = 0;
+	struct lt_entry **victim = NULL;
+	bool unpinned_here = sh->n > sh->npinned;
+	size_t seen = 0;
 
-	while (seen < LT_EVICT_SCAN && steps < sh->nbuckets) {
-		struct lt_entry **pp = &sh->buckets[sh->cursor];
-
-		for (; *pp && seen < LT_EVICT_SCAN; pp = &(*pp)->next, seen++) {
+	if (!unpinned_here && (!pinned || sh->n == 0))
+		return NULL;
+	for (size_t steps = 0; steps < sh->nbuckets; steps++) {
+		if (seen >= LT_EVICT_SCAN && victim != NULL &&
+		    ((*victim)->rec.pins == 0 || !unpinned_here))
+			break;
+		for (struct lt_entry **pp = &sh->buckets[sh->cursor]; *pp; pp = &(*pp)->next, seen++) {
 			const struct local_rec *r = &(*pp)->rec;
 
 			if (victim == NULL || (r->pins == 0 && (*victim)->rec.pins > 0) ||
@@ -202,53 +216,110 @@ static void lt_shard_evict(struct lt_shard *sh)
 				victim = pp;
 		}
 		sh->cursor = (sh->cursor + 1) & (sh->nbuckets - 1);
-		steps++;
 	}
-	if (victim == NULL)
-		return;
-	e = *victim;
-	*victim = e->next;
-	free(e);
-	sh->n--;
+	return victim;
 }
 
-/* Makes room for one key in a full table (sh's lock held): evicts in sh, or, when sh is
- * empty, in the first other shard whose lock is free at once (trylock: shard locks are never
- * waited for in pairs). The bound is the whole table's, not a shard's: with 16 shards of
- * max_keys/16 a small table evicted long before it was full (64 keys: 4 a shard, so about
- * 20 keys already put 5 in some shard). False when nothing could be evicted (the add then
- * goes over the bound by one; threads adding at the same moment may too). */
-static bool lt_evict_one(struct local_table *t, struct lt_shard *sh)
+/* Drops *pp from sh to make room (lock held); a live record is counted as evicted. */
+static void lt_shard_drop(struct local_table *t, struct lt_shard *sh, struct lt_entry **pp,
+    uint64_t now)
 {
-	size_t before = sh->n;
+	struct lt_entry *e = *pp;
+	bool live = !lt_rec_is_idle(&e->rec, now);
 
-	if (before > 0) {
-		lt_shard_evict(sh);
-		if (sh->n == before)
-			return false;
-		atomic_fetch_sub(&t->count, 1);
-		lt_note_evict(t);
-		return true;
+	if (e->rec.pins > 0) {
+		sh->npinned--;
+		atomic_fetch_sub(&t->pinned, 1);
 	}
+	*pp = e->next;
+	free(e);
+	sh->n--;
+	atomic_fetch_sub(&t->count, 1);
+	if (live)
+		lt_note_evict(t);
+}
+
+/* Before a live record goes: drops the idle records of sh (lock held) and of every other
+ * shard whose lock is free at once, at most once per LT_WIDE_SWEEP_NS for the table (one
+ * caller claims it; O(max_keys)). A shard sweeps itself only when a key is added to it, at
+ * most every 5 s: without this a full table gave up a waiting greylist triplet while other
+ * shards held records long expired. Returns how many were dropped. */
+static size_t lt_sweep_wide(struct local_table *t, struct lt_shard *sh, uint64_t now)
+{
+	unsigned long long due = atomic_load(&t->next_wide_sweep);
+	size_t n;
+
+	if (now < due || !atomic_compare_exchange_strong(&t->next_wide_sweep, &due,
+	    now + LT_WIDE_SWEEP_NS))
+		return 0;
+	n = lt_shard_sweep(t, sh, now);
 	for (size_t i = 0; i < LT_SHARDS; i++) {
 		struct lt_shard *o = &t->shards[i];
-		bool done = false;
 
 		if (o == sh || pthread_mutex_trylock(&o->mu) != 0)
 			continue;
-		before = o->n;
-		if (before > 0) {
-			lt_shard_evict(o);
-			done = o->n < before;
-		}
+		n += lt_shard_sweep(t, o, now);
 		pthread_mutex_unlock(&o->mu);
-		if (done) {
-			atomic_fetch_sub(&t->count, 1);
-			lt_note_evict(t);
+	}
+	return n;
+}
+
+/* Evicts a record of the first other shard whose lock is free at once (trylock: shard locks
+ * are never waited for in pairs) that has one to give (pinned: pinned ones too). */
+static bool lt_evict_elsewhere(struct local_table *t, struct lt_shard *sh, uint64_t now,
+    bool pinned)
+{
+	for (size_t i = 0; i < LT_SHARDS; i++) {
+		struct lt_shard *o = &t->shards[i];
+		struct lt_entry **v;
+
+		if (o == sh || pthread_mutex_trylock(&o->mu) != 0)
+			continue;
+		v = lt_shard_victim(o, pinned);
+		if (v != NULL)
+			lt_shard_drop(t, o, v, now);
+		pthread_mutex_unlock(&o->mu);
+		if (v != NULL)
 			return true;
-		}
 	}
 	return false;
+}
+
+/* Makes room for one key in a full table (sh's lock held), in this order: an idle record sh's
+ * scan meets; every shard's idle records (lt_sweep_wide, rate limited); the idlest unpinned
+ * record of sh, else of another shard; a pinned record only when no unpinned one is left in
+ * the table. The bound is the whole table's, not a shard's: with 16 shards of max_keys/16 a
+ * small table evicted long before it was full (64 keys: 4 a shard, so about 20 keys already
+ * put 5 in some shard). False when nothing could be evicted (the add then goes over the bound
+ * by one, as it does when the unpinned records left are in shards busy at the moment: a held
+ * slot is worth more than one key over; threads adding at the same moment may go over too). */
+static bool lt_evict_one(struct local_table *t, struct lt_shard *sh, uint64_t now)
+{
+	struct lt_entry **v = lt_shard_victim(sh, false);
+
+	if (v != NULL && lt_rec_is_idle(&(*v)->rec, now)) {
+		lt_shard_drop(t, sh, v, now);
+		return true;
+	}
+	if (lt_sweep_wide(t, sh, now) > 0) {
+		if (atomic_load(&t->count) < t->max_keys)
+			return true;
+		v = lt_shard_victim(sh, false);        /* the sweep may have freed *v */
+	}
+	if (v != NULL) {
+		lt_shard_drop(t, sh, v, now);
+		return true;
+	}
+	if (lt_evict_elsewhere(t, sh, now, false))
+		return true;
+	if (atomic_load(&t->pinned) < atomic_load(&t->count))
+		return false;
+	v = lt_shard_victim(sh, true);
+	if (v != NULL) {
+		lt_shard_drop(t, sh, v, now);
+		return true;
+	}
+	return lt_evict_elsewhere(t, sh, now, true);
 }
 
 /* The link pointing at key's entry in its bucket (lock held): *result is NULL when absent. */
@@ -272,7 +343,7 @@ static struct lt_entry *lt_shard_add(struct local_table *t, struct lt_shard *sh,
 	/* Sweeps are O(shard) so at most one per LT_SWEEP_NS; in between a full table evicts. */
 	if (now >= sh->next_sweep)
 		lt_shard_sweep(t, sh, now);
-	while (atomic_load(&t->count) >= t->max_keys && lt_evict_one(t, sh))
+	while (atomic_load(&t->count) >= t->max_keys && lt_evict_one(t, sh, now))
 		;
 	len = strlen(key);
 	e = calloc(1, sizeof(*e) + len + 1);
@@ -292,9 +363,10 @@ int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, 
 {
 	/* keyed (siphash.h): a client chooses the keys (its address, sender, recipient) */
 	uint64_t h = siphash_str(key);
-	struct lt_shard *sh = &t->shards[h & (LT_SHARDS - 1)];   /* the bucket uses higher bits */
+	struct lt_shard *sh = &t->shards[h & (LT_SHARDS - 1)];   /* the bucket uses higher bits;
+	                                                          * local_table_shard_of too */
 	struct lt_entry **pp, *e;
-	bool exists;
+	bool exists, was_pinned;
 	int rc;
 
 	pthread_mutex_lock(&sh->mu);
@@ -316,7 +388,17 @@ int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, 
 	} else if (!exists) {
 		memset(&e->rec, 0, sizeof(e->rec));
 	}
+	was_pinned = e->rec.pins > 0;
 	rc = fn(&e->rec, exists, now_ns, arg);
+	if (was_pinned != (e->rec.pins > 0)) {
+		if (was_pinned) {
+			sh->npinned--;
+			atomic_fetch_sub(&t->pinned, 1);
+		} else {
+			sh->npinned++;
+			atomic_fetch_add(&t->pinned, 1);
+		}
+	}
 	if (lt_rec_is_idle(&e->rec, now_ns)) {
 		if (pp == NULL)
 			pp = lt_shard_find(sh, key, h);
@@ -391,4 +473,9 @@ size_t local_table_longest_chain(struct local_table *t)
 		pthread_mutex_unlock(&sh->mu);
 	}
 	return most;
+}
+
+unsigned local_table_shard_of(const char *key)
+{
+	return (unsigned)(siphash_str(key) & (LT_SHARDS - 1));
 }

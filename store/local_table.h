@@ -5,8 +5,9 @@
  * concurrency count in it, greylisting a first-seen time): `expires_ns` says until when the
  * record carries information, `pins` > 0 keeps it alive regardless (a held slot). A record
  * with pins == 0 and expires_ns <= now is idle: it is indistinguishable from an absent one,
- * dropped by sweeps (at most every 5 s per shard) and first in line when a full table must
- * evict. Times are whatever monotonic clock the caller passes, the same for every key. */
+ * dropped by sweeps (a shard's when a key is added to it, at most every 5 s; every shard's
+ * when a full table would otherwise evict a live record, at most once a second) and first in
+ * line when a full table must evict. Times are whatever monotonic clock the caller passes, the same for every key. */
 #ifndef MX_LOCAL_TABLE_H
 #define MX_LOCAL_TABLE_H
 
@@ -62,5 +63,7 @@ size_t local_table_expire(struct local_table *t, uint64_t now_ns);
 size_t local_table_size(struct local_table *t);
 /* The most keys one bucket holds (tests: the buckets are keyed, proxy/siphash.h). */
 size_t local_table_longest_chain(struct local_table *t);
+/* The shard (0..15) holding key in this process (tests: to place keys in chosen shards). */
+unsigned local_table_shard_of(const char *key);
 
 #endif

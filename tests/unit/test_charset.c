@@ -1,8 +1,10 @@
 /* test_charset.c — rules/charset.c: what decoding a header costs in iconv_open calls (the
  * executable's iconv_open is wrapped and counted), whatever the charset an encoded word
- * names. */
+ * names; in reallocs (wrapped too) for many encoded words; and that a thread's converters
+ * are closed when it exits (iconv_close wrapped and counted). */
 #include <errno.h>
 #include <iconv.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +30,26 @@ iconv_t __wrap_iconv_open(const char *to, const char *from)
 		return (iconv_t)-1;
 	}
 	return __real_iconv_open(to, from);
+}
+
+static unsigned closes;
+
+int __real_iconv_close(iconv_t cd);
+int __wrap_iconv_close(iconv_t cd)
+{
+	closes++;
+	return __real_iconv_close(cd);
+}
+
+static bool counting;
+static size_t regrows;          /* reallocs of a block (not realloc(NULL, n)) while counting */
+
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n)
+{
+	if (counting && p != NULL)
+		regrows++;
+	return __real_realloc(p, n);
 }
 
 /* A Subject of n encoded words naming charset, each followed by plain text (so that no two
@@ -139,6 +161,59 @@ static void test_long_name_cached(void **state)
 	decode_counted("a 63-octet name, again", name, "a", 100, 0, "a x ");
 }
 
+/* 10,000 encoded words, each followed by plain text: 20,000 pieces, whose array grew one
+ * piece a time (20,000 reallocs, each copying the array when it moved). Now it doubles. */
+static void test_many_words_few_reallocs(void **state)
+{
+	char *v = words("iso-8859-2", "=E9", 10000), *d;
+
+	(void)state;
+	regrows = 0;
+	counting = true;
+	d = charset_decode_header(v, "Subject");
+	counting = false;
+	print_message("10,000 encoded words: %zu reallocs of a block\n", regrows);
+	assert_non_null(d);
+	assert_int_equal(strncmp(d, "\xc3\xa9 x \xc3\xa9 x ", 10), 0);
+	if (regrows > 100)
+		fail_msg("%zu reallocs for 20,000 pieces: the array grows by one", regrows);
+	free(d);
+	free(v);
+}
+
+static void *decode_thread(void *arg)
+{
+	char *v = words((const char *)arg, "=E9", 3), *d = charset_decode_header(v, "Subject");
+
+	free(d);
+	free(v);
+	return NULL;
+}
+
+/* A thread that opened converters (a rules thread) closes them when it exits: before, each
+ * exit left them open for the life of the process. */
+static void test_thread_exit_closes(void **state)
+{
+	pthread_t t;
+
+	(void)state;
+	opens = 0;
+	closes = 0;
+	assert_int_equal(pthread_create(&t, NULL, decode_thread, (void *)"iso-8859-3"), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(opens, 1);
+	assert_int_equal(closes, 1);
+	/* two threads, one converter each */
+	opens = 0;
+	closes = 0;
+	assert_int_equal(pthread_create(&t, NULL, decode_thread, (void *)"iso-8859-3"), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(pthread_create(&t, NULL, decode_thread, (void *)"iso-8859-5"), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(opens, 2);
+	assert_int_equal(closes, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -147,6 +222,8 @@ int main(void)
 		cmocka_unit_test(test_unknown_cache_bounded),
 		cmocka_unit_test(test_long_name_cached),
 		cmocka_unit_test(test_passing_refusal_not_kept),
+		cmocka_unit_test(test_many_words_few_reallocs),
+		cmocka_unit_test(test_thread_exit_closes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -187,6 +187,96 @@ static void test_bound_is_the_tables(void **state)
 	local_table_free(t);
 }
 
+/* Writes into key a name of the form prefix-N that local_table_shard_of puts in shard
+ * (in_shard) or out of it, N counting up from *n. */
+static void key_in(char *key, size_t len, const char *prefix, int *n, unsigned shard, bool in_shard)
+{
+	do
+		snprintf(key, len, "%s-%d", prefix, (*n)++);
+	while ((local_table_shard_of(key) == shard) != in_shard);
+}
+
+/* A full table whose adding shard holds only live records, the other shards half expired
+ * ones, not yet swept (a shard sweeps itself every 5 s at most): the add drops the expired
+ * records and no live one. On the code before it evicted a live record of its own shard (a
+ * waiting greylist triplet, a rate bucket) while 28 expired ones sat in the others. */
+static void test_idle_elsewhere_before_live(void **state)
+{
+	struct local_table *t = local_table_new(64);
+	char live[36][32], key[32];
+	int n = 0, nlive = 0;
+	unsigned a = local_table_shard_of("adding");
+
+	(void)state;
+	for (int i = 0; i < 64; i++) {
+		/* 8 live keys in the adding shard, then the others alternately expiring at 2 s */
+		bool in_a = i < 8, expires = !in_a && i % 2 == 0;
+		struct set_arg r = { expires ? 2 * S : 3600 * S, 0, (uint64_t)i };
+
+		key_in(key, sizeof(key), "rec", &n, a, in_a);
+		assert_int_equal(local_table_update(t, key, S, true, set_fn, &r), 7);
+		if (!expires)
+			snprintf(live[nlive++], sizeof(live[0]), "%s", key);
+	}
+	assert_int_equal(nlive, 36);
+	assert_int_equal(local_table_size(t), 64);
+	struct set_arg add = { 3600 * S, 0, 1000 };
+
+	assert_int_equal(local_table_update(t, "adding", 3 * S, true, set_fn, &add), 7);
+	assert_int_equal(local_table_evicted(t), 0);
+	for (int i = 0; i < nlive; i++) {
+		struct set_arg keep = { 3600 * S, 0, 0 };
+
+		assert_int_equal(local_table_update(t, live[i], 3 * S, false, set_fn, &keep), 7);
+		assert_true(keep.saw_exists);
+	}
+	assert_int_equal(local_table_size(t), 37);
+	local_table_free(t);
+}
+
+/* A pinned record (a held concurrency slot) alone in its shard, the table full of unpinned
+ * live ones elsewhere: an add to its shard evicts an unpinned record, not the held slot (the
+ * code before gave it up: it evicted in the adding shard whatever it held). With nothing but
+ * pinned records the bound still holds: one of them goes. */
+static void test_pinned_kept_while_unpinned_exist(void **state)
+{
+	struct local_table *t = local_table_new(64), *all = local_table_new(16);
+	struct set_arg pin = { 0, 1, 99 };
+	char key[32];
+	int n = 0;
+	unsigned a = local_table_shard_of("adding");
+
+	(void)state;
+	key_in(key, sizeof(key), "held", &n, a, true);
+	assert_int_equal(local_table_update(t, key, S, true, set_fn, &pin), 7);
+	for (int i = 1; i < 64; i++) {
+		char other[32];
+		struct set_arg r = { 3600 * S + (uint64_t)i, 0, (uint64_t)i };
+
+		key_in(other, sizeof(other), "rec", &n, a, false);
+		assert_int_equal(local_table_update(t, other, S, true, set_fn, &r), 7);
+	}
+	struct set_arg add = { 3600 * S, 0, 1000 };
+
+	assert_int_equal(local_table_update(t, "adding", 2 * S, true, set_fn, &add), 7);
+	assert_int_equal(local_table_size(t), 64);
+	assert_int_equal(local_table_evicted(t), 1);
+	assert_int_equal(local_table_update(t, key, 2 * S, false, set_fn, &pin), 7);
+	assert_true(pin.saw_exists);
+	assert_int_equal(pin.seen.val, 99);
+	local_table_free(t);
+
+	for (int i = 0; i < 17; i++) {
+		struct set_arg p = { 0, 1, (uint64_t)i };
+
+		snprintf(key, sizeof(key), "slot-%d", i);
+		assert_int_equal(local_table_update(all, key, S, true, set_fn, &p), 7);
+	}
+	assert_int_equal(local_table_size(all), 16);
+	assert_int_equal(local_table_evicted(all), 1);
+	local_table_free(all);
+}
+
 /* 400 keys (a rate limit's per-address keys: the client picks its addresses from a /16, or
  * its senders) that shared a shard and a bucket under the table's old public hash (its low
  * 4 bits the shard, bits 8.. the bucket: 8,192 tries a key): no chain is long now. */
@@ -261,6 +351,8 @@ int main(void)
 		cmocka_unit_test(test_expire),
 		cmocka_unit_test(test_bounded),
 		cmocka_unit_test(test_bound_is_the_tables),
+		cmocka_unit_test(test_idle_elsewhere_before_live),
+		cmocka_unit_test(test_pinned_kept_while_unpinned_exist),
 		cmocka_unit_test(test_foreach),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_forged_keys),

@@ -277,6 +277,37 @@ static void put(const char *root, const char *sub, const char *name, const char 
 	assert_int_equal(rename(t, p), 0);
 }
 
+/* A fresh quarantine root (root: "/tmp/test_quarantine.XXXXXX", filled in) with the listed
+ * subdirectories (NULL-terminated). */
+static void qroot_make(char *root, const char *const *subs)
+{
+	char p[512];
+
+	assert_non_null(mkdtemp(root));
+	for (; *subs; subs++) {
+		snprintf(p, sizeof(p), "%s/%s", root, *subs);
+		assert_int_equal(mkdir(p, 0700), 0);
+	}
+}
+
+static void qroot_remove(const char *root)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* A held message of sender s@x.test and recipient b@x.test whose ID is id, put in root/sub. */
+static void put_held(const char *root, const char *sub, const char *name, const char *id, time_t mtime)
+{
+	char data[300];
+
+	snprintf(data, sizeof(data), "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
+	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <%s>\r\n\r\nbody\r\n", id);
+	put(root, sub, name, data, mtime);
+}
+
 static void test_files(void **state)
 {
 	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "";
@@ -284,11 +315,7 @@ static void test_files(void **state)
 	struct quarantine_item it;
 	size_t n;
 
-	assert_non_null(mkdtemp(root));
-	snprintf(p, sizeof(p), "%s/new", root);
-	mkdir(p, 0700);
-	snprintf(p, sizeof(p), "%s/cur", root);
-	mkdir(p, 0700);
+	qroot_make(root, (const char *const[]){ "new", "cur", NULL });
 	put(root, "new", "1.old", "Return-Path: <s@x>\r\nX-Envelope-To: <a@x>\r\nX-Quarantine-ID: <OLD1>\r\n"
 	    "Subject: old\r\n\r\nbody\r\n", 1000);
 	put(root, "cur", "2.new:2,S", "Return-Path: <t@x>\r\nX-Envelope-To: <b@x>,\r\n <c@x>\r\n"
@@ -399,9 +426,7 @@ static void test_files(void **state)
 	assert_int_equal(quarantine_list("/tmp/test_quarantine-none/x", 10, NULL, items, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 0);
 	free(items);
-	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
-	assert_int_equal(system(cmd), 0);
+	qroot_remove(root);
 }
 
 /* A release delivered to some recipients: the file is rewritten to name only the others
@@ -417,9 +442,7 @@ static void test_rewrite_rcpts(void **state)
 	struct stat st;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	snprintf(p, sizeof(p), "%s/new", root);
-	mkdir(p, 0700);
+	qroot_make(root, (const char *const[]){ "new", NULL });
 	char held[1024];
 	snprintf(held, sizeof(held), "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
 	    "X-Envelope-To: <b@x.test>,\r\n <c@x.test>\r\nX-Envelope-To-Blocked: <b@x.test>,\r\n <c@x.test>\r\n"
@@ -453,9 +476,7 @@ static void test_rewrite_rcpts(void **state)
 	/* tmp/ is empty again: the file written there was renamed over the held one */
 	snprintf(p, sizeof(p), "rmdir %s/tmp", root);
 	assert_int_equal(system(p), 0);
-	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
-	assert_int_equal(system(cmd), 0);
+	qroot_remove(root);
 }
 
 /* One operation at a time (quarantine_find_locked): a second lock on the same held file is
@@ -463,19 +484,14 @@ static void test_rewrite_rcpts(void **state)
  * locked file (busy) and removes it once free; tmp/ loses only a file older than its bound. */
 static void test_locks(void **state)
 {
-	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "", cmd[600];
+	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "";
 	struct quarantine_item a, b;
 	struct quarantine_expired n;
 	time_t now = time(NULL);
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	snprintf(p, sizeof(p), "%s/new", root);
-	mkdir(p, 0700);
-	snprintf(p, sizeof(p), "%s/tmp", root);
-	mkdir(p, 0700);
-	put(root, "new", "1.lk,QID=LK1", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
-	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <LK1>\r\n\r\nbody\r\n", 1000);
+	qroot_make(root, (const char *const[]){ "new", "tmp", NULL });
+	put_held(root, "new", "1.lk,QID=LK1", "LK1", 1000);
 	put(root, "tmp", "2.cut", "Return-Path: <s@x", now - QUARANTINE_TMP_STALE_S - 60);
 	put(root, "tmp", "3.writing", "Return-Path: <s@x", now);
 
@@ -505,8 +521,7 @@ static void test_locks(void **state)
 	assert_int_equal(n.held, 1);
 	assert_int_equal(n.busy, 0);
 	assert_int_equal(n.stale_tmp, 0);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
-	assert_int_equal(system(cmd), 0);
+	qroot_remove(root);
 }
 
 /* The executable's flock is wrapped: flock_errno set, it fails so (a file system without
@@ -528,20 +543,14 @@ int __wrap_flock(int fd, int op)
  * counted busy, the errno lost). */
 static void test_sweep_lock_failed(void **state)
 {
-	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "", cmd[600];
+	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "";
 	struct quarantine_expired n;
 	time_t now = time(NULL);
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	snprintf(p, sizeof(p), "%s/new", root);
-	mkdir(p, 0700);
-	snprintf(p, sizeof(p), "%s/released", root);
-	mkdir(p, 0700);
-	put(root, "new", "1.nl,QID=NL1", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
-	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <NL1>\r\n\r\nbody\r\n", 1000);
-	put(root, "released", "2.nl,QID=NL2", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
-	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <NL2>\r\n\r\nbody\r\n", 1000);
+	qroot_make(root, (const char *const[]){ "new", "released", NULL });
+	put_held(root, "new", "1.nl,QID=NL1", "NL1", 1000);
+	put_held(root, "released", "2.nl,QID=NL2", "NL2", 1000);
 	flock_errno = ENOLCK;
 	assert_int_equal(quarantine_expire(root, now, now - QUARANTINE_TMP_STALE_S, &n, err, sizeof(err)), 0);
 	flock_errno = 0;
@@ -557,30 +566,21 @@ static void test_sweep_lock_failed(void **state)
 	assert_int_equal(n.held, 1);
 	assert_int_equal(n.released, 1);
 	assert_int_equal(n.lock_failed, 0);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
-	assert_int_equal(system(cmd), 0);
+	qroot_remove(root);
 }
 
 /* Without quarantine.expire (before 0) the sweep empties tmp/ of what a crash left and
  * leaves every held or released file, however old. */
 static void test_sweep_tmp_only(void **state)
 {
-	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "", cmd[600];
+	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "";
 	struct quarantine_expired n;
 	time_t now = time(NULL);
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	snprintf(p, sizeof(p), "%s/new", root);
-	mkdir(p, 0700);
-	snprintf(p, sizeof(p), "%s/released", root);
-	mkdir(p, 0700);
-	snprintf(p, sizeof(p), "%s/tmp", root);
-	mkdir(p, 0700);
-	put(root, "new", "1.to,QID=TO1", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
-	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <TO1>\r\n\r\nbody\r\n", 1000);
-	put(root, "released", "2.to,QID=TO2", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
-	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <TO2>\r\n\r\nbody\r\n", 1000);
+	qroot_make(root, (const char *const[]){ "new", "released", "tmp", NULL });
+	put_held(root, "new", "1.to,QID=TO1", "TO1", 1000);
+	put_held(root, "released", "2.to,QID=TO2", "TO2", 1000);
 	put(root, "tmp", "3.cut", "Return-Path: <s@x", now - QUARANTINE_TMP_STALE_S - 60);
 	put(root, "tmp", "4.writing", "Return-Path: <s@x", now);
 	assert_int_equal(quarantine_expire(root, 0, now - QUARANTINE_TMP_STALE_S, &n, err, sizeof(err)), 0);
@@ -595,8 +595,7 @@ static void test_sweep_tmp_only(void **state)
 	assert_int_equal(access(p, F_OK), -1);
 	snprintf(p, sizeof(p), "%s/tmp/4.writing", root);
 	assert_int_equal(access(p, F_OK), 0);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
-	assert_int_equal(system(cmd), 0);
+	qroot_remove(root);
 }
 
 /* A directory in new/ (an operator's, a mail reader's) is not a held message: a lookup by ID
@@ -604,25 +603,19 @@ static void test_sweep_tmp_only(void **state)
  * lookup of an ID not in a file's name failed with "Is a directory"). */
 static void test_dir_in_new(void **state)
 {
-	char root[] = "/tmp/test_quarantine.XXXXXX", p[512], err[600] = "", cmd[600];
+	char root[] = "/tmp/test_quarantine.XXXXXX", err[600] = "";
 	struct quarantine_item a;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	snprintf(p, sizeof(p), "%s/new", root);
-	mkdir(p, 0700);
-	snprintf(p, sizeof(p), "%s/new/0.somedir", root);
-	mkdir(p, 0700);
-	put(root, "new", "2.legacy", "Return-Path: <s@x.test>\r\nX-Envelope-From: <s@x.test>\r\n"
-	    "X-Envelope-To: <b@x.test>\r\nX-Quarantine-ID: <LG1>\r\n\r\nbody\r\n", 1000);
+	qroot_make(root, (const char *const[]){ "new", "new/0.somedir", NULL });
+	put_held(root, "new", "2.legacy", "LG1", 1000);
 
 	assert_int_equal(quarantine_find_locked(root, "NOPE1", &a, 0, NULL, NULL, err, sizeof(err)), 0);
 	assert_int_equal(quarantine_find_locked(root, "LG1", &a, 0, NULL, NULL, err, sizeof(err)), 1);
 	quarantine_item_free(&a);
 	assert_int_equal(quarantine_find(root, "LG1", &a, err, sizeof(err)), 1);
 	quarantine_item_free(&a);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
-	assert_int_equal(system(cmd), 0);
+	qroot_remove(root);
 }
 
 int main(void)

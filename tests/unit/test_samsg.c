@@ -1,6 +1,7 @@
 /* test_samsg.c — rules/samsg.c, SpamAssassin's MIME parse: what a parse keeps in memory
  * for nested messages (message/rfc822), and that parsing them where their octets are gives
- * the tree the copying parse gives; and that a part of many header fields costs few reallocs. */
+ * the tree the copying parse gives; and that a part of many header fields, or a message of
+ * many parts, costs few reallocs. */
 #include <malloc.h>
 #include <setjmp.h>
 #include <stdbool.h>
@@ -337,12 +338,53 @@ static void test_many_headers(void **state)
 	free(t.p);
 }
 
+/* A multipart of 450 multipart/alternative parts, each with its own boundary and one text
+ * part (901 parts: SA parses up to 1,000): the top part's list of kids, the boundaries'
+ * states and the kept buffers each grew one entry a time: 913 reallocs (each copying its
+ * array when it moved). Now they double: 26. */
+static void test_many_parts(void **state)
+{
+	struct text t = { 0 };
+	struct samsg m;
+	char h[200];
+
+	(void)state;
+	text_put(&t, "Subject: parts\r\nMIME-Version: 1.0\r\n"
+	    "Content-Type: multipart/mixed; boundary=\"top\"\r\n\r\n");
+	for (int i = 0; i < 450; i++) {
+		snprintf(h, sizeof(h), "--top\r\nContent-Type: multipart/alternative; boundary=\"b%d\"\r\n"
+		    "\r\n--b%d\r\nContent-Type: text/plain\r\n\r\npart %d\r\n--b%d--\r\n", i, i, i, i);
+		text_put(&t, h);
+	}
+	text_put(&t, "--top--\r\n");
+	for (int copying = 0; copying < 2; copying++) {
+		regrows = 0;
+		counting = true;
+		if (copying)
+			samsg_parse_copying(&m, t.p, t.n);
+		else
+			samsg_parse(&m, t.p, t.n);
+		counting = false;
+		print_message("901 parts (%s): %zu reallocs of a block during the parse\n",
+		    copying ? "copying" : "in place", regrows);
+		assert_int_equal(m.nparts, 901);
+		assert_int_equal(m.parts[0].nkids, 450);
+		assert_int_equal(m.nbstate, 451);
+		assert_string_equal(m.parts[m.parts[0].kids[449]].type, "multipart/alternative");
+		if (regrows > 100)
+			fail_msg("%zu reallocs for 901 parts: an array grows by one", regrows);
+		samsg_free(&m);
+	}
+	free(t.p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_nested_memory),
 		cmocka_unit_test(test_nested_encoded_memory),
 		cmocka_unit_test(test_same_tree),
+		cmocka_unit_test(test_many_parts),
 		cmocka_unit_test(test_many_headers),
 	};
 
