@@ -31,7 +31,10 @@ cfg = mt.proxied_config([be.url], dns={'resolvers': ['127.0.0.1:%d' % rbl_port],
                         dnsbl={'threshold': 3, 'pass_ttl': '1h', 'pass_min_ttl': '1s',
                                'lists': [{'zone': 'short.test', 'weight': -1}]})
 mx = mt.Mxgate(cfg, 'mx-pass-ttl')
-cfg_long = mt.proxied_config([be.url], dns={'resolvers': ['127.0.0.1:%d' % rbl_port], 'timeout': '1s', 'tries': 1},
+# no DNS cache: the answer (TTL 2 s) must come from the pass cache, not from a DNS cache the
+# first connection filled (the review showed the check passing with no pass cache at all)
+cfg_long = mt.proxied_config([be.url], dns={'resolvers': ['127.0.0.1:%d' % rbl_port], 'timeout': '1s', 'tries': 1,
+                                           'cache_size': 0},
                              dnsbl={'threshold': 3, 'pass_ttl': '1h', 'pass_min_ttl': '1h',
                                     'lists': [{'zone': 'short.test', 'weight': -1}]})
 mx_long = mt.Mxgate(cfg_long, 'mx-pass-ttl-long')
