@@ -74,6 +74,8 @@ struct redis_store {
 	struct redis_req *inflight;   /* every request hiredis holds (reads and writes) */
 	struct redis_req *pend_head, *pend_tail; /* reads waiting for the first connect */
 	size_t npend;
+	uint64_t start_seq;           /* the last write issued before a connect (no outage) came
+	                               * up: a read while such writes are still queued waits */
 	bool timer_closed;
 	struct redis_store *reg_next; /* the registry of open stores (siblings for a hand-over) */
 	redis_store_up_cb up_cb;      /* told at every connection that comes up */
@@ -1158,6 +1160,8 @@ static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 	rs->state = RS_UP;
 	if (!rs->unusable_seen)
 		rs->backoff_ms = RS_BACKOFF_MIN_MS;
+	if (!rs->down_logged)
+		rs->start_seq = rs->w_seq;    /* a first connect: its writes before later reads */
 	if (rs->down_logged) {
 		rs->down_logged = false;
 		log_event(LOG_LVL_WARNING, NULL, "event=redis_up store=%s worker=%d module=%s queued=%zu",
@@ -1635,7 +1639,8 @@ static bool rs_pending_wanted(const struct redis_store *rs)
 	if (rs->closing || rs->npend >= rs->wq_max)
 		return false;
 	if (rs->state == RS_UP)
-		return rs->pend_head != NULL;
+		return rs->pend_head != NULL ||
+		    (rs->wq_head != NULL && rs->wq_head->seq <= rs->start_seq);
 	return !rs->down_logged &&
 	    (rs->resolving || rs->state == RS_CONNECTING || rs->state == RS_HANDSHAKE);
 }

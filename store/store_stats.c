@@ -61,7 +61,7 @@ static void ss_register(void)
 	    "records a bounded store removed before their time to make room (a full local table, an LMDB map near its size)",
 	    "counter", ss_collect, (void *)(intptr_t)SS_EVICTED);
 	metrics_register_family("store_reads_waited_total",
-	    "reads that waited for their Redis store's first connect (at start, after a reload: a Sentinel's answer, the connect, the handshake) instead of failing fast",
+	    "reads that waited for their Redis store's first connect (at start, after a reload: a Sentinel's answer, the connect, the handshake), or just after it behind its writes or reads still queued, instead of failing fast",
 	    "counter", ss_collect, (void *)(intptr_t)SS_READS_WAITED);
 	metrics_register_family("store_read_wait_timeouts_total",
 	    "of those reads, the ones whose deadline passed while they waited (they failed: the caller fell back)",

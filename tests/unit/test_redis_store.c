@@ -1328,6 +1328,64 @@ static void test_first_connect_wait_timeout(void **state)
 	fake_sentinel_stop(&master);
 }
 
+/* More writes queued during the first connect than the 64-write window sends at once; a
+ * read issued right after the PING's answer (from the up callback) reads the last of them:
+ * it waits behind the first connect's writes still queued (on the code before it went out
+ * at once and read v64; the review's finding) */
+struct up_read { struct redis_store *rs; struct got_str g; int issued; };
+
+static void up_read_cb(void *arg)
+{
+	struct up_read *u = arg;
+	const char *get[2] = { "GET", "mx:order" };
+
+	if (u->issued++)
+		return;
+	assert_int_equal(redis_store_command(u->rs, 2, get, NULL, got_str_cb, &u->g, NULL), 0);
+}
+
+static void test_first_connect_backlog_order(void **state)
+{
+	uv_loop_t loop;
+	struct redis_store *rs;
+	struct counted c = { 0 };
+	struct up_read u = { 0 };
+	uint64_t end;
+	char url[128], val[16];
+	pid_t pid;
+	int port = redis_peer_free_port();
+
+	(void)state;
+	if (!redis_peer_available()) {
+		skipped = 1;
+		skip();
+	}
+	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
+	mkdir(redis_dir, 0700);
+	pid = redis_peer_start(port, redis_dir);
+	uv_loop_init(&loop);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d/2", port);
+	rs = redis_store_new(&loop, url, 5000, 0);
+	assert_non_null(rs);
+	u.rs = rs;
+	redis_store_set_up_cb(rs, up_read_cb, &u);
+	for (int i = 1; i <= 100; i++) {
+		const char *set[3] = { "SET", "mx:order", val };
+
+		snprintf(val, sizeof(val), "v%d", i);
+		assert_int_equal(redis_store_write(rs, -1, 1, 2, set, NULL, counted_cb, &c), 0);
+		c.pending++;
+	}
+	end = uv_hrtime() + 60ull * 1000000000ull;      /* a hang guard, not a timing */
+	while ((u.g.calls == 0 || c.pending) && uv_hrtime() < end)
+		spin(&loop, 5);
+	assert_int_equal(c.ok, 100);
+	assert_int_equal(u.g.calls, 1);
+	assert_int_equal(u.g.null_reply, 0);
+	assert_string_equal(u.g.str, "v100");
+	redis_test_end(&loop, rs, pid);
+}
+
 int main(void)
 {
 	int rc;
@@ -1355,6 +1413,7 @@ int main(void)
 		cmocka_unit_test(test_waited_read_keeps_connection),
 		cmocka_unit_test(test_first_connect_order),
 		cmocka_unit_test(test_first_connect_wait_timeout),
+		cmocka_unit_test(test_first_connect_backlog_order),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	return rc == 0 && skipped ? 77 : rc;
