@@ -53,7 +53,7 @@ static const struct cfg_table dkim_scores_table = {
 
 static const struct cfg_field dkim_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct dkim_config, enabled), "false",
-	  .doc = "verify DKIM signatures at end of data (RSA-SHA256, Ed25519-SHA256); a dkim: mapping without this key turns it on" },
+	  .doc = "verify DKIM signatures at end of data (RSA-SHA256, Ed25519-SHA256); a dkim: section written without this key (a mapping, or `dkim:` alone) turns it on" },
 	{ "action", CFG_ENUM, offsetof(struct dkim_config, action), "honor", .choices = sa_dmarc_action_names,
 	  .doc = "honor | log, as for dmarc: accepted alike; DKIM has no policy of its own, so both verify, score and record the result (dmarc.action decides refusals)" },
 	{ "timeout", CFG_DURATION, offsetof(struct dkim_config, timeout), "5s", 100, 120000,
@@ -77,11 +77,13 @@ static const struct cfg_field dkim_fields[] = {
 
 /* INTERFACE.md names the sections as `dkim:`, `arc:`, `dmarc: { action: honor | log }`: an
  * operator who writes one means it on. A section written as a mapping without an `enabled`
- * key is on (`dmarc: { action: honor }` used to leave DMARC off without a word); `enabled:
- * false` keeps it off, and an absent section is off. */
-static void sa_section_on(struct fy_node *n, bool *enabled)
+ * key is on (`dmarc: { action: honor }` used to leave DMARC off without a word), and so is
+ * one written with nothing after it (`dkim:` alone, `~`: n is NULL then, as for an absent
+ * section, hence cfg_section_written); `enabled: false` keeps it off, and an absent section
+ * is off. */
+static void sa_section_on(struct cfg_parse *p, struct fy_node *n, bool *enabled)
 {
-	if (n && fy_node_is_mapping(n) && cfg_map_pair(n, "enabled") == NULL)
+	if (n ? fy_node_is_mapping(n) && cfg_map_pair(n, "enabled") == NULL : cfg_section_written(p))
 		*enabled = true;
 }
 
@@ -89,7 +91,7 @@ static int dkim_config_validate(struct cfg_parse *p, struct fy_node *n, void *ob
 {
 	struct dkim_config *c = obj;
 
-	sa_section_on(n, &c->enabled);
+	sa_section_on(p, n, &c->enabled);
 
 	if (c->min_key_bits > c->max_key_bits)
 		return cfg_error_key(p, n, "min_key_bits", -1, "larger than max_key_bits");
@@ -113,7 +115,7 @@ static const struct cfg_table arc_scores_table = {
 
 static const struct cfg_field arc_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct arc_config, enabled), "false",
-	  .doc = "validate ARC chains (RFC 8617) for mail from lists and forwarders; an arc: mapping without this key turns it on" },
+	  .doc = "validate ARC chains (RFC 8617) for mail from lists and forwarders; an arc: section written without this key (a mapping, or `arc:` alone) turns it on" },
 	{ "action", CFG_ENUM, offsetof(struct arc_config, action), "honor", .choices = sa_dmarc_action_names,
 	  .doc = "honor | log, as for dmarc: accepted alike; ARC has no policy of its own, so both validate, score and record the result (dmarc.trusted_arc_sealers decides what a chain overrides)" },
 	{ "max_instances", CFG_INT, offsetof(struct arc_config, max_instances), "16", 1, 50,
@@ -129,7 +131,7 @@ static int arc_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 {
 	struct arc_config *c = obj;
 
-	sa_section_on(n, &c->enabled);
+	sa_section_on(p, n, &c->enabled);
 
 	/* the seal records the chain's result and mxgate's Authentication-Results */
 	if (c->seal.enabled && !c->enabled)
@@ -156,7 +158,7 @@ static const struct cfg_table dmarc_scores_table = {
 
 static const struct cfg_field dmarc_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct dmarc_config, enabled), "false",
-	  .doc = "evaluate DMARC (RFC 7489; implies DKIM verification); no reports are sent; a dmarc: mapping without this key (dmarc: { action: honor }) turns it on" },
+	  .doc = "evaluate DMARC (RFC 7489; implies DKIM verification); no reports are sent; a dmarc: section written without this key (dmarc: { action: honor }, or `dmarc:` alone) turns it on" },
 	{ "action", CFG_ENUM, offsetof(struct dmarc_config, action), "honor", .choices = sa_dmarc_action_names,
 	  .doc = "honor: p=reject -> 550 5.7.1, p=quarantine -> the quarantine (or the score); log: only log and score" },
 	{ "on_temperror", CFG_ENUM, offsetof(struct dmarc_config, on_temperror), "policy",
@@ -176,7 +178,7 @@ static int dmarc_config_validate(struct cfg_parse *p, struct fy_node *n, void *o
 {
 	struct dmarc_config *c = obj;
 
-	sa_section_on(n, &c->enabled);
+	sa_section_on(p, n, &c->enabled);
 
 	if (c->enabled && dmarc_psl_load(c->psl_file) != 0)
 		return cfg_error_key(p, n, "psl_file", -1, "cannot load the Public Suffix List");

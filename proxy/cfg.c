@@ -980,9 +980,11 @@ int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct fy_nod
 		struct fy_node_pair *pr = scalar_item ? NULL : cfg_map_pair(n, f->key);
 		struct fy_node *v = pr ? fy_node_pair_value(pr) : NULL;
 		struct fy_node *saved_key = p->key;
+		bool saved_written = p->key_written;
 		size_t old = cfg_path_push_key(p, f->key, strlen(f->key));
 		if (pr)
 			p->key = fy_node_pair_key(pr);
+		p->key_written = pr != NULL;
 		int r;
 		if (scalar_item && f == t->fields)
 			r = 0; /* already set from the lone scalar */
@@ -998,6 +1000,7 @@ int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct fy_nod
 			rc = -1;
 		cfg_path_pop(p, old);
 		p->key = saved_key;
+		p->key_written = saved_written;
 	}
 	/* cross-field checks only when the fields themselves were fine (a module's hook may
 	 * rely on its REQUIRED keys being set), unless the hook is written to cope */
@@ -1006,6 +1009,11 @@ int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct fy_nod
 		if (t->validate(p, n, obj) < 0)
 			rc = -1;
 	return rc;
+}
+
+bool cfg_section_written(const struct cfg_parse *p)
+{
+	return p && p->key_written;
 }
 
 void cfg_table_free(const struct cfg_table *t, void *obj)

@@ -167,6 +167,10 @@ int cfg_table_selfcheck(const struct cfg_table *t, void *err_fp);
  * defaults only) by table t, reporting errors under the current key path like a section.
  * 0 or -1. Release with cfg_table_free(t, obj). */
 int cfg_parse_section(struct cfg_parse *p, const struct cfg_table *t, struct fy_node *n, void *obj);
+/* In a table's validate hook: whether the section's own key is in the file. A section
+ * written with no value (`dkim:` alone, `~`, `null`) reaches the hook with n == NULL just as
+ * an absent one does; this tells the two apart. */
+bool cfg_section_written(const struct cfg_parse *p);
 /* The pair of mapping n whose key is `key`; NULL when there is none or n is not a mapping. */
 struct fy_node_pair *cfg_map_pair(struct fy_node *n, const char *key);
 /* Item i of sequence n (or n itself for i == 0 when it is a lone value), or NULL. */

@@ -21,6 +21,7 @@ struct cfg_parse {
 	char path[1024];
 	size_t pathlen;
 	struct fy_node *key;     /* key node of the value being parsed: fallback position */
+	bool key_written;        /* that value's key is in the file (a `key:` with no value too) */
 	bool in_default;         /* parsing a .defval text: errors are table bugs */
 	bool in_item;            /* the next cfg_table_walk is for a list item */
 	struct cfg_err *errs;

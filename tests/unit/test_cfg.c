@@ -420,6 +420,66 @@ static void test_other_keys(void **state)
 	}
 }
 
+/* cfg_section_written in a validate hook: a section written with no value (`s:`, `s: ~`)
+ * reaches the hook as n == NULL like an absent one; the helper tells the two apart, also for
+ * a section inside another that is written (where p->key alone would name the outer key). */
+static int probe_seen; /* -1: hook not run; else cfg_section_written */
+static int probe_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	(void)n;
+	(void)obj;
+	probe_seen = cfg_section_written(p);
+	return 0;
+}
+static const struct cfg_table probe_table = { "probe", sizeof(struct pair), pair_fields,
+					      probe_validate };
+struct probe_mid { long x; struct pair s; };
+static const struct cfg_field probe_mid_fields[] = {
+	{ "x", CFG_INT, offsetof(struct probe_mid, x), "0", 0, 10, .doc = "x" },
+	{ "s", CFG_STRUCT, offsetof(struct probe_mid, s), NULL, .sub = &probe_table, .doc = "s" },
+	{ NULL }
+};
+static const struct cfg_table probe_mid_table = { "mid", sizeof(struct probe_mid),
+						  probe_mid_fields, NULL };
+struct probe_top { struct probe_mid mid; };
+static const struct cfg_field probe_top_fields[] = {
+	{ "mid", CFG_STRUCT, offsetof(struct probe_top, mid), NULL, .sub = &probe_mid_table,
+	  .doc = "mid" },
+	{ NULL }
+};
+static const struct cfg_table probe_top_table = { "top", sizeof(struct probe_top),
+						  probe_top_fields, NULL };
+
+static void test_section_written(void **state)
+{
+	const struct { const char *text; int seen; } rows[] = {
+		{ "x: 1\n", 0 },
+		{ "s:\n", 1 },
+		{ "s: ~\n", 1 },
+		{ "s: null\n", 1 },
+		{ "s: {}\n", 1 },
+		{ "s: { a: 3 }\n", 1 },
+		{ "mid: { x: 1 }\n", 0 },
+		{ "mid:\n", 0 },
+		{ "mid: { s: }\n", 1 },
+		{ "mid: { s: { b: 4 } }\n", 1 },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		bool top = strncmp(rows[i].text, "mid", 3) == 0;
+		const struct cfg_table *t = top ? &probe_top_table : &probe_mid_table;
+		struct probe_top obj;
+		memset(&obj, 0, sizeof(obj));
+		void *o = top ? (void *)&obj : (void *)&obj.mid;
+		probe_seen = -1;
+		int rc = cfg_table_load("p.yaml", rows[i].text, strlen(rows[i].text), t, o, NULL);
+		if (rc != 0 || probe_seen != rows[i].seen)
+			fail_msg("\"%s\": rc %d, cfg_section_written %d (want %d)", rows[i].text, rc,
+				 probe_seen, rows[i].seen);
+		cfg_table_free(t, o);
+	}
+}
+
 /* The reference walk, format-neutral: sections depth first, keys with their type, default
  * and bounds worked out. Recorded as text, one line per call. */
 static void walk_section(void *arg, const char *path, const struct cfg_table *t)
@@ -474,6 +534,7 @@ int main(void)
 		cmocka_unit_test(test_engine_errors),
 		cmocka_unit_test(test_too_many_errors),
 		cmocka_unit_test(test_validate_always),
+		cmocka_unit_test(test_section_written),
 		cmocka_unit_test(test_other_keys),
 		cmocka_unit_test(test_selfcheck_finds_bugs),
 		cmocka_unit_test(test_docs_walk),
