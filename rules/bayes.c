@@ -95,6 +95,7 @@ struct bayes *bayes_open(const struct bayes_config *c, char *err, size_t errlen)
 	}
 	o.map_size = c->map_size;
 	o.timeout_ms = c->timeout;
+	o.quiet = c->one_shot;
 	o.ttl_s = (uint32_t)(c->expire_after / 1000);
 	b->db = bayes_db_open(b->cfg.store, &o, err, errlen);
 	if (b->db == NULL) {
@@ -721,7 +722,7 @@ static const struct cfg_field bayes_fields[] = {
 	  .doc = "tokens unused this long are dropped (Redis: key TTL); 0 = only the size bound" },
 	{ "map_size", CFG_SIZE, offsetof(struct bayes_config, map_size), "512M",
 	  .doc = "LMDB map size (the store's largest size on disk)" },
-	{ "timeout", CFG_DURATION, offsetof(struct bayes_config, timeout), "2s",
+	{ "timeout", CFG_DURATION, offsetof(struct bayes_config, timeout), "2s", 100, 300000,
 	  .doc = "Redis connect and request timeout (a failed lookup: no BAYES symbol); LMDB: "
 	  "the longest wait for the store's write lock (learning, autolearn)" },
 	{ "max_learn_size", CFG_SIZE, offsetof(struct bayes_config, max_learn_size), "10M",

@@ -38,6 +38,8 @@ struct bayes_config {
 	uint64_t timeout;             /* ms: Redis connect/request */
 	uint64_t max_learn_size;      /* POST /learn body and learned files */
 	struct cfg_cidrlist learn_from;  /* clients allowed to POST /learn on metrics.listen */
+	bool one_shot;                /* not a key: a one-shot command's (`learn`): the store logs
+	                               * no daemon line for a failed connect, the command says it */
 };
 
 extern const struct cfg_table bayes_config_table;

@@ -43,6 +43,8 @@ struct bayes_db_options {
 	                                  * wait for the write lock (0 = 2000) */
 	uint32_t ttl_s;                  /* Redis: tokens and seen ids expire after (0 = never) */
 	const char *prefix;              /* Redis key prefix (NULL = "mxbayes:") */
+	bool quiet;                      /* Redis: no log line for a failed connect (a one-shot
+	                                  * command reports the error itself) */
 };
 
 /* Opens the store spec names (see above). NULL with a reason in err on failure. Thread-safe;

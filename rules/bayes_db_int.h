@@ -29,5 +29,7 @@ void *bayes_redis_open(const char *url, const struct bayes_db_options *o, char *
 extern const struct bayes_db_ops bayes_redis_ops;
 /* Tests: the clock of the Redis store's back-off (ms, monotonic); NULL: the real one. */
 void bayes_redis_set_clock(uint64_t (*now_ms)(void));
+/* Tests: how many calls wait, now, for a first connect's outcome (all Redis stores). */
+int bayes_redis_waiting(void);
 
 #endif

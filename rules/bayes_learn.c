@@ -363,6 +363,7 @@ int bayes_learn_main(const struct bayes_config *c, const struct cfg_strlist *fil
 	r.cls = strcmp(argv[1], "spam") == 0 ? BAYES_SPAM : BAYES_HAM;
 	r.max_size = c->max_learn_size;
 	cc.enabled = true;
+	cc.one_shot = true;
 	r.b = bayes_open(&cc, ebuf, sizeof(ebuf));
 	/* a Redis store opens without a connect (the daemon's loop opens it): connect now, so
 	 * that a wrong address is this command's error before it reads a file */

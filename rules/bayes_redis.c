@@ -22,6 +22,7 @@
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +47,12 @@ struct bayes_redis {
 	uint64_t timeout_ms;
 	uint32_t ttl_s;
 	pthread_mutex_t mu;           /* all below */
-	pthread_cond_t cv;            /* signalled when a try (connecting) ends */
+	pthread_cond_t cv;            /* signalled when a try (connecting) ends or a connection
+	                               * comes back to the pool */
 	redisContext *pool[BR_POOL];
 	int npool;
+	int nlent;                    /* connections taken and not yet given back */
+	bool quiet;                   /* a one-shot command's: no log line (it reports err) */
 	enum br_state state;
 	bool connecting;              /* a try of a store not up is under way (one at a time) */
 	uint64_t retry_at;            /* BR_DOWN: ms (br_now_ms) of the next try */
@@ -99,6 +103,14 @@ static redisContext *br_connect(struct bayes_redis *r, char *err, size_t errlen)
 	return redis_store_connect_sync(r->url, r->timeout_ms, err, errlen);
 }
 
+/* Tests: the calls waiting for a first connect's outcome, all stores */
+static atomic_int br_waiting;
+
+int bayes_redis_waiting(void)
+{
+	return atomic_load(&br_waiting);
+}
+
 /* The connection a call uses: a pooled one, else a new one when the store may be tried
  * (see the header). NULL with the reason in err (may be NULL) when there is none. */
 static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
@@ -116,12 +128,18 @@ static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
 
 		until.tv_sec = (time_t)(at / 1000);
 		until.tv_nsec = (long)(at % 1000) * 1000000;
-		while (r->state == BR_UNKNOWN && r->connecting && r->npool == 0)
+		/* and once it is up, a connection given back by the calls ahead, rather than a
+		 * connect each: the calls that waited for the first connect share it */
+		atomic_fetch_add(&br_waiting, 1);
+		while (r->npool == 0 && ((r->state == BR_UNKNOWN && r->connecting) ||
+		    (r->state == BR_UP && r->nlent > 0)))
 			if (pthread_cond_timedwait(&r->cv, &r->mu, &until) != 0)
 				break;
+		atomic_fetch_sub(&br_waiting, 1);
 	}
 	if (r->npool > 0) {
 		c = r->pool[--r->npool];
+		r->nlent++;
 		pthread_mutex_unlock(&r->mu);
 		return c;
 	}
@@ -155,6 +173,7 @@ static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
 	if (c != NULL) {
 		r->state = BR_UP;
 		r->backoff_ms = 0;
+		r->nlent++;
 	} else if (trying || r->state == BR_UP) {
 		/* the try failed, or a connect to a store up did: down from now (a call
 		 * failing after another set it down changes nothing) */
@@ -163,9 +182,10 @@ static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
 		r->state = BR_DOWN;
 		r->retry_at = br_now_ms() + r->backoff_ms;
 		snprintf(r->why, sizeof(r->why), "%s", why[0] ? why : "connect failed");
-		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=redis reason=\"%s; the "
-		    "classifier abstains until it answers, next try in %llu ms\"", r->why,
-		    (unsigned long long)r->backoff_ms);
+		if (!r->quiet)
+			log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=redis reason=\"%s; "
+			    "the classifier abstains until it answers, next try in %llu ms\"", r->why,
+			    (unsigned long long)r->backoff_ms);
 	}
 	pthread_mutex_unlock(&r->mu);
 	if (c == NULL && err)
@@ -178,14 +198,15 @@ static void br_give(struct bayes_redis *r, redisContext *c, bool ok)
 {
 	if (c == NULL)
 		return;
-	if (ok && c->err == 0) {
-		pthread_mutex_lock(&r->mu);
-		if (r->npool < BR_POOL) {
-			r->pool[r->npool++] = c;
-			c = NULL;
-		}
-		pthread_mutex_unlock(&r->mu);
+	pthread_mutex_lock(&r->mu);
+	r->nlent--;
+	if (ok && c->err == 0 && r->npool < BR_POOL) {
+		r->pool[r->npool++] = c;
+		c = NULL;
 	}
+	/* calls waiting for a connection (see br_take): this one, or none left to wait for */
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
 	redisFree(c);
 }
 
@@ -210,6 +231,7 @@ void *bayes_redis_open(const char *url, const struct bayes_db_options *o, char *
 	}
 	r->timeout_ms = o->timeout_ms ? o->timeout_ms : 2000;
 	r->ttl_s = o->ttl_s;
+	r->quiet = o->quiet;
 	snprintf(r->prefix, sizeof(r->prefix), "%s", o->prefix ? o->prefix : "mxbayes:");
 	pthread_mutex_init(&r->mu, NULL);
 	{

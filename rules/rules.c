@@ -248,45 +248,40 @@ static void rules_worker_give_scratch(struct rules_worker *w, struct rules_scrat
 	rules_scratch_free(sc);
 }
 
-/* The check of a Redis store (at start and at each reload: bayes_check), on the thread
- * pool: the connect, which may wait the store's timeouts (a silent Sentinel, each in turn),
- * never holds the worker's loop. Its connection is pooled for the first scan; a failure is
- * logged by the store (event=bayes_error store=redis). The job holds a reference to w. */
-struct rules_bayes_check {
-	uv_work_t req;
-	struct rules_worker *w;
-};
-
-static void rules_bayes_check_work_cb(uv_work_t *req)
+/* The check of a Redis store (at start and at each reload: bayes_check), on a detached
+ * thread of its own: the connect, which may wait the store's timeouts (a silent Sentinel,
+ * each in turn), never holds a worker's loop, not even to stop: a job on the loop's thread
+ * pool would keep uv_run from returning until the connect did, past drain_timeout. Its
+ * connection is pooled for the first scan; a failure is logged by the store
+ * (event=bayes_error store=redis). The thread holds a reference to the classifier (not to
+ * w) and drops it when done; at exit it may still be waiting, which costs nothing. */
+static void *rules_bayes_check_main(void *arg)
 {
-	struct rules_bayes_check *k = req->data;
+	struct bayes *b = arg;
 	char err[256];
 
-	(void)bayes_check(k->w->bayes, err, sizeof(err));
+	(void)bayes_check(b, err, sizeof(err));
+	bayes_free(b);
+	return NULL;
 }
 
-static void rules_bayes_check_after_cb(uv_work_t *req, int status)
+static void rules_bayes_check_start(struct rules_worker *w, const uv_loop_t *loop)
 {
-	struct rules_bayes_check *k = req->data;
+	pthread_attr_t a;
+	pthread_t t;
+	struct bayes *b;
 
-	(void)status;
-	rules_worker_unref(k->w);
-	free(k);
-}
-
-static void rules_bayes_check_start(struct rules_worker *w, uv_loop_t *loop)
-{
-	struct rules_bayes_check *k;
-
-	if (loop == NULL || (k = calloc(1, sizeof(*k))) == NULL)
+	if (loop == NULL)
+		return;           /* not the daemon (a config check): the first scan connects */
+	b = bayes_ref(w->bayes);
+	if (pthread_attr_init(&a) != 0) {
+		bayes_free(b);
 		return;           /* the first scan connects */
-	k->w = w;
-	k->req.data = k;
-	w->refs++;
-	if (uv_queue_work(loop, &k->req, rules_bayes_check_work_cb, rules_bayes_check_after_cb) != 0) {
-		w->refs--;
-		free(k);
 	}
+	(void)pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &a, rules_bayes_check_main, b) != 0)
+		bayes_free(b);    /* the first scan connects */
+	pthread_attr_destroy(&a);
 }
 
 static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker,

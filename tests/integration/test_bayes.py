@@ -147,6 +147,24 @@ mt.check(r.returncode == 0 and 'learned %d ham' % N in r.stdout and 'rules.bayes
 r = mt.run_mxgate('-c', cli_cfg, 'learn', 'spam', os.path.join(mt.TMP, 'missing'))
 mt.check(r.returncode == 1 and 'missing' in r.stderr, 'a missing path is an error: %s'
          % r.stderr.strip())
+# rules.bayes.timeout bounds every wait on the store (pool threads too): 100ms .. 5m
+for bad in ('0', '50ms', '30d'):
+    bc = rules_cfg('lmdb:' + os.path.join(mt.TMP, 'bayes-bounds'))
+    bc['bayes']['timeout'] = bad
+    rc, out = mt.config_check(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
+                                        rules=bc), name='bayes-timeout')
+    mt.check(rc != 0 and 'rules.bayes.timeout: must be between 100ms and 5m' in out,
+             'rules.bayes.timeout %s is refused: %s' % (bad, out))
+# a Redis store that refuses: the command's own error, not the daemon's line about the
+# classifier abstaining until a next try (a one-shot command makes no next try)
+dead_cfg = os.path.join(mt.TMP, 'learn-dead.yaml')
+with open(dead_cfg, 'w') as f:
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
+                                 rules=rules_cfg('redis://127.0.0.1:1'))))
+r = mt.run_mxgate('-c', dead_cfg, 'learn', 'spam', maildir)
+mt.check(r.returncode == 1 and 'mxgate: learn: store redis://127.0.0.1:1' in r.stderr
+         and 'next try' not in r.stderr and 'event=bayes_error' not in r.stderr,
+         'learn with a refused store: only its error (%r)' % r.stderr.strip())
 
 # ---- the daemon: 20 spam learned < min_spam... no: 20 = min_spam, so teach 4 more by POST
 be = mt.Backend()

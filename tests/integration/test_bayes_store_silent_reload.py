@@ -17,6 +17,9 @@ timeout), and a redis://HOST:PORT/1 store (its SELECT is the unanswered command)
   log yet), and `event=reloaded` comes before the store's error too;
 - after: a message is delivered (250) and the classifier abstains (`bayes=store_error`): a
   store that is down costs the message its BAYES_xx symbol, nothing else.
+- stop (first): SIGTERM while the start's check still waits for a silent store (timeout
+  20 s, drain_timeout 1 s): event=stopped and exit 0, no drain_overrun (the check runs on a
+  detached thread, not as a job on worker 0's loop).
 
 The assertions are orders of events, no durations. On main the worker's reload opened the
 store on its loop (rules_worker_init -> bayes_acquire -> ... -> redis_store_connect_sync):
@@ -164,6 +167,31 @@ def run_case(name, peers, store):
     be.stop()
 
 
+def stop_case():
+    """A stop soon after the start: the store's check is still waiting for a silent store
+    (rules.bayes.timeout 20 s, limits.drain_timeout 1 s). The check never keeps a worker's
+    loop alive, so SIGTERM ends in event=stopped and exit 0, not in event=exit
+    reason=drain_overrun (main: the check was a job on worker 0's loop, whose uv_run waited
+    for the connect past drain_timeout + 5 s, and main _exit()ed without event=stopped)."""
+    peer = Silent()
+    be = mt.Backend()
+    cfg = mt.config([be.url], workers=1, limits={'drain_timeout': '1s'}, rules={
+        'files': [os.path.join(mt.SRC, 'rules', 'default.rules')],
+        'bayes': {'enabled': True, 'store': 'redis://127.0.0.1:%d/1' % peer.port,
+                  'timeout': '20s'}})
+    mx = mt.Mxgate(cfg, name='mx-stop')
+    mt.check(mt.wait_for(lambda: peer.asks >= 1, mt.slack(30)),
+             'stop: at start the store is asked')
+    mx.stop(timeout=mt.slack(60), settle=0)
+    log = mx.log()
+    mt.check('event=stopped' in log and 'drain_overrun' not in log,
+             'stop: SIGTERM while the store check waits: event=stopped, no drain_overrun\n%s'
+             % mx.tail(6))
+    peer.release()
+    be.stop()
+
+
+stop_case()
 s1, s2 = Silent(), Silent()
 run_case('sentinel', [s1, s2],
          'redis-sentinel://127.0.0.1:%d,127.0.0.1:%d/mymaster' % (s1.port, s2.port))

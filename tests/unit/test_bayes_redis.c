@@ -17,6 +17,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -185,11 +187,143 @@ static void test_check_refused(void **state)
 	assert_null(bayes_db_open("redis://", NULL, err, sizeof(err)));
 }
 
+/* A Redis that answers +OK to every read, counting the connections it accepts; the first
+ * connection's first command (the SELECT) is answered only once gate is set. */
+struct peer_ok {
+	int lfd;
+	atomic_int accepted;
+	atomic_bool got_first;        /* the first connection's SELECT was read */
+	atomic_bool gate;
+	atomic_bool stop;
+};
+
+static void *peer_ok_main(void *arg)
+{
+	struct peer_ok *p = arg;
+	struct pollfd f[17];
+	int n = 1, first = -1;
+	bool first_pending = false;
+	char buf[4096];
+
+	f[0].fd = p->lfd;
+	f[0].events = POLLIN;
+	while (!atomic_load(&p->stop)) {
+		if (first_pending && atomic_load(&p->gate)) {
+			first_pending = false;
+			if (write(first, "+OK\r\n", 5) != 5)
+				break;
+		}
+		if (poll(f, (nfds_t)n, 10) <= 0)
+			continue;
+		if (f[0].revents & POLLIN) {
+			int fd = accept(p->lfd, NULL, NULL);
+
+			if (fd >= 0 && n < 17) {
+				f[n].fd = fd;
+				f[n].events = POLLIN;
+				f[n].revents = 0;
+				if (first < 0)
+					first = fd;
+				n++;
+				atomic_fetch_add(&p->accepted, 1);
+			} else if (fd >= 0) {
+				close(fd);
+			}
+		}
+		for (int i = 1; i < n; i++) {
+			if (!(f[i].revents & (POLLIN | POLLHUP)))
+				continue;
+			if (read(f[i].fd, buf, sizeof(buf)) <= 0) {
+				f[i].fd = -1;
+				continue;
+			}
+			if (f[i].fd == first && !atomic_load(&p->got_first)) {
+				first_pending = true;
+				atomic_store(&p->got_first, true);
+			} else if (write(f[i].fd, "+OK\r\n", 5) != 5) {
+				f[i].fd = -1;
+			}
+		}
+	}
+	for (int i = 1; i < n; i++)
+		if (f[i].fd >= 0)
+			close(f[i].fd);
+	return NULL;
+}
+
+static void *check_main(void *arg)
+{
+	char err[256];
+
+	return (void *)(intptr_t)bayes_db_check(arg, err, sizeof(err));
+}
+
+/* Bounded wait for a condition another thread makes true (no timing asserted). */
+static bool until_true(bool (*cond)(void *), void *arg)
+{
+	for (int i = 0; i < 30000; i++) {
+		if (cond(arg))
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static bool got_first(void *arg)
+{
+	return atomic_load(&((struct peer_ok *)arg)->got_first);
+}
+
+static bool five_wait(void *arg)
+{
+	(void)arg;
+	return bayes_redis_waiting() == 5;
+}
+
+/* 1 + 5 concurrent calls while the store's first connect is under way: the 5 wait for its
+ * outcome and then share its connection, one connect in all (on the code before, the first
+ * woke them before its connection was in the pool, and each connected: 6). */
+static void test_first_connect_shared(void **state)
+{
+	struct bayes_db_options o = { .timeout_ms = 10000 };
+	struct peer_ok p = { 0 };
+	pthread_t peer, th[6];
+	char err[256], url[64];
+	struct bayes_db *db;
+	int port;
+
+	(void)state;
+	bayes_redis_set_clock(NULL);
+	p.lfd = peer_open(&port);
+	assert_int_equal(pthread_create(&peer, NULL, peer_ok_main, &p), 0);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d/1", port);
+	db = bayes_db_open(url, &o, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(pthread_create(&th[0], NULL, check_main, db), 0);
+	assert_true(until_true(got_first, &p));
+	for (int i = 1; i < 6; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, check_main, db), 0);
+	assert_true(until_true(five_wait, NULL));
+	atomic_store(&p.gate, true);
+	for (int i = 0; i < 6; i++) {
+		void *rc;
+
+		assert_int_equal(pthread_join(th[i], &rc), 0);
+		assert_int_equal((intptr_t)rc, 0);
+	}
+	assert_int_equal(atomic_load(&p.accepted), 1);
+	bayes_db_close(db);
+	atomic_store(&p.stop, true);
+	assert_int_equal(pthread_join(peer, NULL), 0);
+	close(p.lfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_connects_nothing_then_backs_off),
 		cmocka_unit_test(test_check_refused),
+		cmocka_unit_test(test_first_connect_shared),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
