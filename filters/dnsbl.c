@@ -84,7 +84,7 @@ static const struct cfg_field dnsbl_config_fields[] = {
 	  .doc = "negative: a client whose IP lists sum to this or less is allow-listed (DNSBL_ALLOW): "
 	  "the other connect checks and greylisting are skipped, as postscreen_dnsbl_whitelist_threshold (0: off)" },
 	{ "action", CFG_ENUM, offsetof(struct dnsbl_config, action), "reject",
-	  .choices = dnsbl_action_names, .doc = "reject (550 5.7.1 at MAIL) | tempfail (450 4.7.1 at MAIL) | score (symbols only) | drop (IP lists: 521 5.7.1 in place of the greeting and disconnect, as postscreen_dnsbl_action = drop; domain lists: 550) | delay (spamd's tarpit, as reputation.deny_action: delay: the reply is held `delay` (for IP lists the greeting), then the client is refused as with reject)" },
+	  .choices = dnsbl_action_names, .doc = "reject (550 5.7.1 at MAIL) | tempfail (IP lists: 421 4.7.1 in place of the greeting, or to the first command after pregreet's teaser, and disconnect, RFC 5321 3.1; 450 4.7.1 at RCPT with exempt_recipients; domain lists: 450 4.7.1 at MAIL) | score (symbols only) | drop (IP lists: 521 5.7.1 in place of the greeting and disconnect, as postscreen_dnsbl_action = drop; domain lists: 550) | delay (spamd's tarpit, as reputation.deny_action: delay: the reply is held `delay` (for IP lists the greeting), then the client is refused as with reject)" },
 	{ "delay", CFG_DURATION, offsetof(struct dnsbl_config, delay), "5s", 0, 600000,
 	  .doc = "how long action delay holds the reply (the greeting for IP lists) before the refusal" },
 	{ "lists", CFG_STRUCT_LIST, offsetof(struct dnsbl_config, lists), NULL,
