@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,9 @@
 /* How long a begin waits for the thread to be scheduled at all — to start, or to take the
  * request up — on a loaded machine: not the table's mutex, so not LMDB_RTX_WAIT_MS. */
 #define RTX_SCHED_WAIT_MS 2000
+
+/* Begins that waited for the thread (lmdb_rtx_waits): every pool's, for tests. */
+static _Atomic uint64_t rtx_waits;
 
 struct lmdb_rtx {
 	MDB_env *env;
@@ -262,6 +266,8 @@ int lmdb_rtx_begin(struct lmdb_rtx *r, enum lmdb_rtx_user user, MDB_txn **txn)
 				dl.tv_nsec -= 1000000000L;
 			}
 		}
+		if (r->made == seen && r->nkept == 0 && wrc != ETIMEDOUT)
+			atomic_fetch_add(&rtx_waits, 1);
 		while (r->made == seen && r->nkept == 0 && wrc != ETIMEDOUT)
 			wrc = pthread_cond_timedwait(&r->cv, &r->mu, &dl);
 		if (r->nkept == 0 && r->made != seen && r->made_rc != 0) {
@@ -285,6 +291,11 @@ int lmdb_rtx_begin(struct lmdb_rtx *r, enum lmdb_rtx_user user, MDB_txn **txn)
 		return -1;
 	}
 	return 0;
+}
+
+uint64_t lmdb_rtx_waits(void)
+{
+	return atomic_load(&rtx_waits);
 }
 
 void lmdb_rtx_end(struct lmdb_rtx *r, MDB_txn *txn)

@@ -20,6 +20,7 @@
 
 #include <lmdb.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #define LMDB_RTX_WAIT_MS 100
 
@@ -46,6 +47,9 @@ struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, const char *dir, lmdb_rtx_idle_cb id
  * thread. End it with lmdb_rtx_end. */
 int lmdb_rtx_begin(struct lmdb_rtx *r, enum lmdb_rtx_user user, MDB_txn **txn);
 void lmdb_rtx_end(struct lmdb_rtx *r, MDB_txn *txn);
+/* How many times a begin, of any pool in the process, waited for the pool's thread (a timed
+ * wait on its condition): tests show a begin that failed at once, by no clock. */
+uint64_t lmdb_rtx_waits(void);
 
 /* Stops the pool's thread. true: stopped; the owner calls lmdb_rtx_free, then may close the
  * environment. false: the thread is inside LMDB (the reader table's mutex is held elsewhere);

@@ -290,8 +290,8 @@ biff = no
     if chk.returncode != 0:
         fail('postfix check (%s): %s' % (name, chk.stdout + chk.stderr))
     os.chown(os.path.join(pf, 'data'), pwd.getpwnam('postfix').pw_uid, -1)
-    spawn([POSTFIX_MASTER, '-c', os.path.join(pf, 'conf'), '-d'], name)
-    if not wait_port(port, 15):
+    master = spawn([POSTFIX_MASTER, '-c', os.path.join(pf, 'conf'), '-d'], name)
+    if not wait_port(port, 15, master):
         fail('postfix %s did not listen on %d:\n%s' % (name, port, log_of(name)[-2000:]))
 
 
@@ -551,18 +551,89 @@ def free_port():
     return port
 
 
+def _listening_inodes(port):
+    """The inodes of the TCP sockets listening on port (any address, IPv4 and IPv6)."""
+    inodes = set()
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            col = row.split()
+            if len(col) > 9 and col[3] == '0A' and int(col[1].rsplit(':', 1)[1], 16) == port:
+                inodes.add(col[9])
+    return inodes
+
+
+def _process_tree(pid):
+    """pid and every process under it."""
+    kids = {}
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try:
+                with open('/proc/%s/stat' % d) as f:
+                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += kids.get(p, [])
+    return tree
+
+
+def port_listeners(port, pid):
+    """(ours, others): whether a socket listening on port belongs to pid's process tree, and
+    the inodes of those listening there that do not (another test's process on a port that
+    was only free a moment ago, or one sharing it by SO_REUSEPORT)."""
+    inodes = _listening_inodes(port)
+    mine = set()
+    for p in _process_tree(pid):
+        try:
+            fds = os.listdir('/proc/%d/fd' % p)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink('/proc/%d/fd/%s' % (p, fd))
+            except OSError:
+                continue
+            if link.startswith('socket:[') and link[8:-1] in inodes:
+                mine.add(link[8:-1])
+    return bool(mine), inodes - mine
+
+
 def wait_port(port, timeout=10, proc=None, host='127.0.0.1'):
-    """Waits until something accepts on host:port (this connects once). With proc,
-    gives up as soon as that process has exited."""
+    """Waits until something accepts on host:port (this connects once). With proc (a peer
+    that binds a free_port() itself), that something must be proc or a process under it,
+    and nothing else may listen there: it gives up (False, said on stderr) as soon as proc
+    exited (its bind lost the port) or another process listens on the port."""
+    why = []
+
     def up():
         if proc is not None and proc.poll() is not None:
+            why.append('exited (status %s)' % proc.returncode)
             return 'exited'
+        if proc is not None:
+            ours, others = port_listeners(port, proc.pid)
+            if others:
+                why.append('another process listens on it (socket inodes %s)' % sorted(others))
+                return 'taken'
+            if not ours:
+                return False
         try:
             socket.create_connection((host, port), 0.5).close()
             return True
         except OSError:
             return False
-    return wait_for(up, timeout) is True
+    ok = wait_for(up, timeout) is True
+    if not ok and why:
+        sys.stderr.write('wait_port %d: the peer (pid %d) %s\n' % (port, proc.pid, why[-1]))
+    return ok
 
 
 # ----------------------------------------------------------------------------- config

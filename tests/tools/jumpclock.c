@@ -6,7 +6,11 @@
  * machine would. A test that passes only when little time goes between two of its steps
  * (an upper bound on a duration, a deadline or a TTL it must beat) fails under it; one that
  * asserts on what happened does not. Kernel waits (poll, a timed condition wait) still run
- * on the real clock: only what the process reads jumps. Not built with the project (a tool
+ * on the real clock: only what the process reads jumps. A timed condition wait's deadline
+ * on CLOCK_MONOTONIC, though, was read from the jumped clock: it is taken back by the jumps
+ * so far (pthread_cond_timedwait below), else each such wait would last every jump of the
+ * process so far (at 20 ms a read, seconds after a few hundred reads: a test's alarm()
+ * fires, a hang that is the tool's). Not built with the project (a tool
  * for looking for flaky tests, docs/testing.md):
  *
  *   cc -shared -fPIC -O2 -o build/jumpclock.so tests/tools/jumpclock.c -ldl
@@ -15,6 +19,7 @@
  * Statically resolved or vDSO calls made without libc's clock_gettime are not seen. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -57,4 +62,26 @@ int clock_gettime(clockid_t id, struct timespec *ts)
 	ts->tv_sec += (time_t)(add / 1000000000ull);
 	ts->tv_nsec = (long)(add % 1000000000ull);
 	return rc;
+}
+
+/* A deadline on CLOCK_MONOTONIC (by its size: an uptime, not a date after 1973; a condition
+ * on CLOCK_REALTIME, glibc's default, gets a date) comes from the jumped clock: back by the
+ * jumps so far, to the real clock the kernel waits on. */
+int pthread_cond_timedwait(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *at)
+{
+	static int (*real)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+	struct timespec t;
+	unsigned long long ns, back;
+
+	if (real == NULL)
+		real = (int (*)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *))dlsym(
+		    RTLD_NEXT, "pthread_cond_timedwait");
+	if (at->tv_sec >= 100000000)
+		return real(cv, mu, at);
+	ns = (unsigned long long)at->tv_sec * 1000000000ull + (unsigned long long)at->tv_nsec;
+	back = (unsigned long long)atomic_load(&jumps) * (unsigned long long)jumpclock_step_ns();
+	ns = ns > back ? ns - back : 0;
+	t.tv_sec = (time_t)(ns / 1000000000ull);
+	t.tv_nsec = (long)(ns % 1000000000ull);
+	return real(cv, mu, &t);
 }

@@ -308,7 +308,7 @@ static void test_refused(void **state)
 
 	(void)state;
 	uv_loop_init(&loop);
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_peer_free_port());
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_peer_hold_port());
 	/* a request deadline far beyond the test: an answer means the refusal was noticed */
 	rs = redis_store_new(&loop, url, 60000, 0);
 	assert_non_null(rs);
@@ -649,9 +649,9 @@ static void spin_until_drained(uv_loop_t *loop, struct redis_store *rs, const in
 	fail_msg("writes still queued (%zu) or unanswered (%d) after 30 s", queued, *pending);
 }
 
-/* A loop, and url for a redis-server on port (not started) with its files in redis_dir;
- * skips the test (77 from main; a failure under CI=true) when redis-server is missing. */
-static void redis_test_begin(uv_loop_t *loop, char *url, size_t urllen, int port)
+/* redis_dir made, or the test skipped (77 from main; a failure under CI=true) when
+ * redis-server is missing. */
+static void redis_test_dir(void)
 {
 	if (!redis_peer_available()) {
 		skipped = 1;
@@ -659,6 +659,21 @@ static void redis_test_begin(uv_loop_t *loop, char *url, size_t urllen, int port
 	}
 	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
 	mkdir(redis_dir, 0700);
+}
+
+/* Every real-redis test's set-up: a redis-server on port (redis_peer_hold_port's) with its
+ * files in redis_dir, answering as itself; its pid. Killed by redis_test_end, or at exit
+ * when an assertion ended the test first (redis_peer.h). */
+static pid_t redis_test_server(int port)
+{
+	redis_test_dir();
+	return redis_peer_start(port, redis_dir);
+}
+
+/* A loop, and url for a redis-server on port (not started) with its files in redis_dir. */
+static void redis_test_begin(uv_loop_t *loop, char *url, size_t urllen, int port)
+{
+	redis_test_dir();
 	uv_loop_init(loop);
 	snprintf(url, urllen, "redis://127.0.0.1:%d", port);
 }
@@ -716,16 +731,10 @@ static void test_queue_real_redis(void **state)
 	uint64_t retried, dropped;
 	long long v;
 	pid_t pid;
-	int port = redis_peer_free_port(), sc;
+	int port = redis_peer_hold_port(), sc;
 
 	(void)state;
-	if (!redis_peer_available()) {
-		skipped = 1;
-		skip();
-	}
-	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
-	mkdir(redis_dir, 0700);
-	pid = redis_peer_start(port, redis_dir);
+	pid = redis_test_server(port);
 	uv_loop_init(&loop);
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
 	/* a deadline a loaded machine meets; SIGSTOP below outlasts it on purpose */
@@ -787,7 +796,7 @@ static void test_queue_handover_and_bound(void **state)
 	size_t queued;
 	uint64_t dropped;
 	pid_t pid;
-	int port = redis_peer_free_port(), sc_old, sc_new;
+	int port = redis_peer_hold_port(), sc_old, sc_new;
 
 	(void)state;
 	redis_test_begin(&loop, url, sizeof(url), port);
@@ -839,7 +848,7 @@ static void test_queue_forget_key(void **state)
 	size_t queued;
 	uint64_t dropped;
 	pid_t pid;
-	int port = redis_peer_free_port(), sc;
+	int port = redis_peer_hold_port(), sc;
 
 	(void)state;
 	redis_test_begin(&loop, url, sizeof(url), port);
@@ -1125,16 +1134,10 @@ static void test_first_connect_reads_wait(void **state)
 	redisContext *c;
 	uint64_t timeouts, end;
 	pid_t pid;
-	int port = redis_peer_free_port(), dead = redis_peer_free_port();
+	int port = redis_peer_hold_port(), dead = redis_peer_hold_port();
 
 	(void)state;
-	if (!redis_peer_available()) {
-		skipped = 1;
-		skip();
-	}
-	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
-	mkdir(redis_dir, 0700);
-	pid = redis_peer_start(port, redis_dir);
+	pid = redis_test_server(port);
 	c = redisConnect("127.0.0.1", port);
 	assert_true(c && !c->err);
 	freeReplyObject(redisCommand(c, "SET mx:first db0"));
@@ -1242,16 +1245,10 @@ static void test_first_connect_order(void **state)
 	char url[128];
 	redisContext *rc;
 	pid_t pid;
-	int port = redis_peer_free_port();
+	int port = redis_peer_hold_port();
 
 	(void)state;
-	if (!redis_peer_available()) {
-		skipped = 1;
-		skip();
-	}
-	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
-	mkdir(redis_dir, 0700);
-	pid = redis_peer_start(port, redis_dir);
+	pid = redis_test_server(port);
 	rc = redisConnect("127.0.0.1", port);
 	assert_true(rc && !rc->err);
 	freeReplyObject(redisCommand(rc, "SET mx:order old"));
@@ -1353,16 +1350,10 @@ static void test_first_connect_backlog_order(void **state)
 	uint64_t end;
 	char url[128], val[16];
 	pid_t pid;
-	int port = redis_peer_free_port();
+	int port = redis_peer_hold_port();
 
 	(void)state;
-	if (!redis_peer_available()) {
-		skipped = 1;
-		skip();
-	}
-	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
-	mkdir(redis_dir, 0700);
-	pid = redis_peer_start(port, redis_dir);
+	pid = redis_test_server(port);
 	uv_loop_init(&loop);
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d/2", port);
 	rs = redis_store_new(&loop, url, 5000, 0);

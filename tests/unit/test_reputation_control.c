@@ -154,7 +154,7 @@ static void test_no_worker(void **state)
 
 	/* Redis: the main loop's own connection (was: "no worker is left to reach the store") */
 	if (redis_peer_available()) {
-		int port = redis_peer_free_port();
+		int port = redis_peer_hold_port();
 		pid_t pid = redis_peer_start(port, dir);
 		redisContext *rc = redisConnect("127.0.0.1", port);
 		redisReply *r;

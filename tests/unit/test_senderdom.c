@@ -157,13 +157,18 @@ struct fixture {
 	struct chain_modules mods;
 };
 
-static int setup(void **state)
+/* timeout_ms: the lookups' bound. The fixture's 300 ms only where a lookup must go unanswered
+ * to its end (setup_short); elsewhere a bound no run reaches: a row that expects an answer
+ * failed whenever the process was descheduled 300 ms before it came (shown with
+ * tests/tools/jumpclock.c at 60 ms a clock read: test_chain_rows, test_chain_skips). */
+static int setup_with(void **state, uint64_t timeout_ms)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct senderdom_config *c = &f->cfg.sender_domain;
 	void *ws = NULL;
 
 	dns_fixture_start(&f->dns, &f->cfg, zone, sizeof(zone) / sizeof(zone[0]));
+	f->cfg.dns.timeout = timeout_ms;
 	f->cfg.dns.cache_size = 1000;
 	c->enabled = true;
 	c->unknown_code = 450;
@@ -178,6 +183,9 @@ static int setup(void **state)
 	*state = f;
 	return 0;
 }
+
+static int setup(void **state) { return setup_with(state, 60000); }
+static int setup_short(void **state) { return setup_with(state, 300); }
 
 static int teardown(void **state)
 {
@@ -201,33 +209,19 @@ static struct verdict mail(struct fixture *f, struct stage_sess *s, const char *
 	return v;
 }
 
-static void test_chain_rows(void **state)
-{
-	static const struct {
-		const char *label, *sender, *symbol;
-		enum verdict_action want;
-		int code;
-		const char *reply;
-		int asked;              /* queries to the server (-1: any) */
-	} rows[] = {
-		{ "no MX, an A record", "a@aonly.test", NULL, VERDICT_CONTINUE, 0, "", -1 },
-		{ "NXDOMAIN: MX asked only", "a@nx1.test", "SENDER_DOMAIN_UNKNOWN", VERDICT_TEMPFAIL, 450,
-		  "4.1.8 Sender address rejected: Domain not found", 1 },
-		{ "the same, another case and a trailing dot: cached", "b@NX1.Test.", "SENDER_DOMAIN_UNKNOWN",
-		  VERDICT_TEMPFAIL, 450, "4.1.8", 0 },
-		{ "SERVFAIL everywhere: on_error tempfail", "a@servfail.one.test", "SENDER_DOMAIN_TEMPERROR",
-		  VERDICT_TEMPFAIL, 451, "4.4.3", -1 },
-		{ "no answer at all: the timeouts, then on_error", "a@drop.one.test", "SENDER_DOMAIN_TEMPERROR",
-		  VERDICT_TEMPFAIL, 451, "4.4.3", 3 },
-		{ "the null sender", "", NULL, VERDICT_CONTINUE, 0, "", 0 },
-		{ "no domain", "postmaster", NULL, VERDICT_CONTINUE, 0, "", 0 },
-		{ "an address literal", "a@[192.0.2.1]", NULL, VERDICT_CONTINUE, 0, "", 0 },
-		{ "not a host name (no A-label form): unknown without a query", "a@x\xff.test",
-		  "SENDER_DOMAIN_UNKNOWN", VERDICT_TEMPFAIL, 450, "4.1.8", 0 },
-	};
-	struct fixture *f = *state;
+struct chain_row {
+	const char *label, *sender, *symbol;
+	enum verdict_action want;
+	int code;
+	const char *reply;
+	int asked;              /* queries to the server (-1: any) */
+};
 
-	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+/* Each row's sender through the chain, in order (a row may find an earlier one's answer in
+ * the cache). */
+static void check_rows(struct fixture *f, const struct chain_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
 		struct stage_sess s;
 		struct verdict v;
 		int asked;
@@ -245,6 +239,38 @@ static void test_chain_rows(void **state)
 			fail_msg("%s: unexpected %s", rows[i].label, s.env.symbols[0].name);
 		stage_sess_free(&s);
 	}
+}
+
+static void test_chain_rows(void **state)
+{
+	static const struct chain_row rows[] = {
+		{ "no MX, an A record", "a@aonly.test", NULL, VERDICT_CONTINUE, 0, "", -1 },
+		{ "NXDOMAIN: MX asked only", "a@nx1.test", "SENDER_DOMAIN_UNKNOWN", VERDICT_TEMPFAIL, 450,
+		  "4.1.8 Sender address rejected: Domain not found", 1 },
+		{ "the same, another case and a trailing dot: cached", "b@NX1.Test.", "SENDER_DOMAIN_UNKNOWN",
+		  VERDICT_TEMPFAIL, 450, "4.1.8", 0 },
+		{ "SERVFAIL everywhere: on_error tempfail", "a@servfail.one.test", "SENDER_DOMAIN_TEMPERROR",
+		  VERDICT_TEMPFAIL, 451, "4.4.3", -1 },
+		{ "the null sender", "", NULL, VERDICT_CONTINUE, 0, "", 0 },
+		{ "no domain", "postmaster", NULL, VERDICT_CONTINUE, 0, "", 0 },
+		{ "an address literal", "a@[192.0.2.1]", NULL, VERDICT_CONTINUE, 0, "", 0 },
+		{ "not a host name (no A-label form): unknown without a query", "a@x\xff.test",
+		  "SENDER_DOMAIN_UNKNOWN", VERDICT_TEMPFAIL, 450, "4.1.8", 0 },
+	};
+
+	check_rows(*state, rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+/* The server never answers (setup_short: 300 ms a query): each query times out, then the
+ * action on error. */
+static void test_chain_unanswered(void **state)
+{
+	static const struct chain_row rows[] = {
+		{ "no answer at all: the timeouts, then on_error", "a@drop.one.test", "SENDER_DOMAIN_TEMPERROR",
+		  VERDICT_TEMPFAIL, 451, "4.4.3", 3 },
+	};
+
+	check_rows(*state, rows, sizeof(rows) / sizeof(rows[0]));
 }
 
 /* An authenticated client, and one allow-listed by an earlier module, are not checked. */
@@ -320,7 +346,8 @@ int main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test_setup_teardown(test_chain_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_skips, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_chain_freed_mid_lookup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain_unanswered, setup_short, teardown),
+		cmocka_unit_test_setup_teardown(test_chain_freed_mid_lookup, setup_short, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
