@@ -159,10 +159,12 @@ static void br_set_down(struct bayes_redis *r, const char *why)
 	}
 }
 
-/* A request was answered (r->mu held): the timeouts' count and the back-off end; the first
- * answer after a bayes_error line says so. */
+/* A request was answered (r->mu held): the store is up (one sent before it was set down
+ * may be answered after), the timeouts' count and the back-off end; the first answer after
+ * a bayes_error line says so. */
 static void br_answered(struct bayes_redis *r)
 {
+	r->state = BR_UP;
 	r->timeouts = 0;
 	r->backoff_ms = 0;
 	if (r->said_down) {
