@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -307,6 +308,7 @@ static void *rules_bayes_check_main(void *arg)
 	struct bayes *b = arg;
 	char err[256];
 
+	(void)prctl(PR_SET_NAME, "mx-bayes-check");   /* ps -L, /proc/PID/task/N/comm */
 	(void)bayes_check(b, err, sizeof(err));
 	rules_bayes_checking_drop(bayes_get_config(b)->store);
 	bayes_free(b);

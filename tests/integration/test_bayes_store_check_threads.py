@@ -9,10 +9,11 @@ reload while a check of the same store URL is under way starts none
 
 - start: the store is asked once (the check waits);
 - one reload first (the thread pool starts on a reload's name resolution), then the thread
-  count of the process (/proc/PID/task) is taken; 8 more reloads, each waited for
-  (`event=reloaded generation=N`): the count is not higher, the silent store was asked by
-  one connection in all, and 9 checks were skipped. On main's binary each reload made a
-  thread before its event=reloaded: 8 more threads, 10 connections asked.
+  count of the process (/proc/PID/task) is taken; 16 more reloads, each waited for
+  (`event=reloaded generation=N`): the count grew by less than 8 (other threads may come and
+  go: the bound is not exact), one thread named mx-bayes-check is there, the silent store
+  was asked by one connection in all, and 17 checks were skipped. On main's binary each
+  reload made a thread before its event=reloaded (8 reloads: 5 threads, then 14).
 - the store gives up (the test closes its connections): the check's error is logged; a
   message is delivered, the classifier abstaining (bayes=store_error); a reload after that
   checks the store again (the check's place was given back).
@@ -27,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
 ERR = r'event=bayes_error [^\n]*reason="redis 127\.0\.0\.1:\d+'
-RELOADS = 8
+RELOADS = 16
 
 
 class Silent:
@@ -114,6 +115,18 @@ def tasks():
     return len(os.listdir('/proc/%d/task' % mx.pid))
 
 
+def checks():
+    """The threads named mx-bayes-check (rules_bayes_check_main names itself)."""
+    n = 0
+    for t in os.listdir('/proc/%d/task' % mx.pid):
+        try:
+            with open('/proc/%d/task/%s/comm' % (mx.pid, t)) as f:
+                n += f.read().strip() == 'mx-bayes-check'
+        except OSError:
+            pass
+    return n
+
+
 def reload_to(gen):
     at = mx.log_size()
     mx.reload(cfg(gen))
@@ -129,8 +142,11 @@ for g in range(3, 3 + RELOADS):
     reload_to(g)
 after = tasks()
 mt.say('threads: %d after the first reload, %d after %d more' % (base, after, RELOADS))
-mt.check(after <= base, 'no thread more after %d reloads against the silent store (%d, then %d)'
-         % (RELOADS, base, after))
+# other threads may come and go meanwhile (seen under ASan: 4 more at one count), so the
+# bound is half a thread a reload; each check that piled up was one a reload
+mt.check(after - base < RELOADS // 2, 'not a thread more a reload: %d reloads against the silent '
+         'store (%d threads, then %d)' % (RELOADS, base, after))
+mt.check(checks() == 1, 'one check thread waits for the store (%d)' % checks())
 mt.check(peer.asks == 1, 'the silent store was asked by one connection in all (%d)' % peer.asks)
 skipped = mx.count_log(r'event=bayes_check_skipped store=redis')
 mt.check(skipped == RELOADS + 1, 'each reload\'s check skipped, said at debug level (%d of %d)'
