@@ -603,10 +603,16 @@ void bayes_learn_leave(void)
 static pthread_mutex_t bayes_cur_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct bayes *bayes_cur;
 
-/* One classifier per generation: (section pointer -> classifier), no reference held here;
- * an entry goes when its classifier's last reference does. */
+/* One classifier per generation: (section's load number -> classifier), no reference held
+ * here; an entry goes when its classifier's last reference does. Not keyed by the section's
+ * address alone: a classifier outlives its config (a check waiting for a silent store, a
+ * POST /learn or mxgatectl learn holding bayes_current), the retired config is freed, and
+ * the next reload's config may be allocated at the same address: that generation's workers
+ * then took the old classifier, with the old store and options. The number (c->serial) is
+ * given to each load by the table's validate hook and never reused. */
 static pthread_mutex_t bayes_gen_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct { const struct bayes_config *c; struct bayes *b; } bayes_gens[16];
+static struct { const struct bayes_config *c; uint64_t serial; struct bayes *b; } bayes_gens[16];
+static atomic_uint_fast64_t bayes_config_serials;
 
 static void bayes_gen_forget(struct bayes *b)
 {
@@ -615,6 +621,7 @@ static void bayes_gen_forget(struct bayes *b)
 		if (bayes_gens[i].b == b) {
 			bayes_gens[i].b = NULL;
 			bayes_gens[i].c = NULL;
+			bayes_gens[i].serial = 0;
 		}
 	pthread_mutex_unlock(&bayes_gen_mu);
 }
@@ -626,7 +633,7 @@ struct bayes *bayes_acquire(const struct bayes_config *c, const char *const *ign
 
 	pthread_mutex_lock(&bayes_gen_mu);
 	for (size_t i = 0; i < sizeof(bayes_gens) / sizeof(bayes_gens[0]); i++)
-		if (bayes_gens[i].c == c && bayes_gens[i].b &&
+		if (bayes_gens[i].c == c && bayes_gens[i].serial == c->serial && bayes_gens[i].b &&
 		    atomic_fetch_add(&bayes_gens[i].b->refs, 1) > 0) {
 			b = bayes_gens[i].b;
 			break;
@@ -642,6 +649,7 @@ struct bayes *bayes_acquire(const struct bayes_config *c, const char *const *ign
 	for (size_t i = 0; i < sizeof(bayes_gens) / sizeof(bayes_gens[0]); i++)
 		if (bayes_gens[i].b == NULL) {
 			bayes_gens[i].c = c;
+			bayes_gens[i].serial = c->serial;
 			bayes_gens[i].b = b;
 			break;
 		}
@@ -680,6 +688,7 @@ static int bayes_config_validate(struct cfg_parse *p, struct fy_node *n, void *o
 {
 	struct bayes_config *c = obj;
 
+	c->serial = atomic_fetch_add(&bayes_config_serials, 1) + 1;   /* bayes_acquire's key */
 	if (!c->enabled)
 		return 0;
 	if (c->store == NULL || (strncmp(c->store, "lmdb:", 5) != 0 &&

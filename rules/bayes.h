@@ -40,6 +40,8 @@ struct bayes_config {
 	struct cfg_cidrlist learn_from;  /* clients allowed to POST /learn on metrics.listen */
 	bool one_shot;                /* not a key: a one-shot command's (`learn`): the store logs
 	                               * no daemon line for a failed connect, the command says it */
+	uint64_t serial;              /* not a key: this load's number, given by the table's
+	                               * validate hook (bayes_acquire's generation key) */
 };
 
 extern const struct cfg_table bayes_config_table;

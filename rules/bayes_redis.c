@@ -8,8 +8,18 @@
  * loop's sessions for its timeouts. The first call that needs a connection makes it, on its
  * own thread. A connect that fails marks the store down: until its next try (1 s later, then
  * twice as long each time, at most 30 s) every call fails at once, and one call makes the
- * try while the others go on failing. Calls that come while the first connect of the
- * store is under way wait for it, at most the timeout.
+ * try while the others go on failing. A try is a connect and a PING answered: a frozen
+ * server's kernel still completes connects from its listen backlog. Calls that come while
+ * the first connect of the store is under way wait for it, at most the timeout.
+ *
+ * A request that times out on an open connection (a Redis that accepts and never answers)
+ * drops the connection; BR_TIMEOUTS_DOWN of them in a row, no request answered between,
+ * mark the store down as a failed connect does (same back-off, same log line): else each
+ * call would connect again and wait its whole timeout on a pool thread, and the pool would
+ * fill with scans waiting for nothing. One timeout alone does not: a single slow request
+ * (a big learn's script) leaves the classifier on. Any answered request (a try's PING
+ * too) ends the count and the back-off; after a bayes_error line the first answer is
+ * logged once, event=bayes_store_up store=redis.
  *
  * Keys (prefix "mxbayes:" by default):
  *   PREFIX t:<16 hex>  hash { s: spam count, h: ham count }, TTL = ttl_s when set
@@ -34,6 +44,7 @@
 #define BR_POOL 16
 #define BR_BACKOFF_MIN_MS 1000        /* the first try after a failed connect */
 #define BR_BACKOFF_MAX_MS 30000       /* the longest wait between tries */
+#define BR_TIMEOUTS_DOWN 3            /* request timeouts in a row that set the store down */
 
 enum br_state {
 	BR_UNKNOWN = 0,               /* never connected yet */
@@ -58,6 +69,8 @@ struct bayes_redis {
 	uint64_t retry_at;            /* BR_DOWN: ms (br_now_ms) of the next try */
 	uint64_t backoff_ms;          /* BR_DOWN: the wait before that try */
 	char why[200];                /* BR_DOWN: the failed connect's reason */
+	int timeouts;                 /* request timeouts since the last answered request */
+	bool said_down;               /* a bayes_error line said down, no bayes_store_up since */
 };
 
 static uint64_t br_clock_ms(void)
@@ -101,6 +114,63 @@ static const char br_learn_lua[] =
 static redisContext *br_connect(struct bayes_redis *r, char *err, size_t errlen)
 {
 	return redis_store_connect_sync(r->url, r->timeout_ms, err, errlen);
+}
+
+/* A try's connection: connected, and a PING answered within the timeout (else NULL, the
+ * reason in err). */
+static redisContext *br_connect_try(struct bayes_redis *r, char *err, size_t errlen)
+{
+	redisContext *c = br_connect(r, err, errlen);
+	redisReply *rep;
+
+	if (c == NULL)
+		return NULL;
+	rep = redis_store_sync_command(c, "PING");
+	if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+		snprintf(err, errlen, "redis %s:%d: PING: %s", c->tcp.host ? c->tcp.host : "?",
+		    c->tcp.port, rep ? rep->str : c->errstr[0] ? c->errstr : "no reply");
+		if (rep)
+			freeReplyObject(rep);
+		redisFree(c);
+		return NULL;
+	}
+	freeReplyObject(rep);
+	return c;
+}
+
+/* The store is down from now (r->mu held): the wait before its next try doubles (1 s at
+ * first, at most 30 s), one line logged. */
+static void br_set_down(struct bayes_redis *r, const char *why)
+{
+	r->backoff_ms = r->backoff_ms == 0 ? BR_BACKOFF_MIN_MS :
+	    r->backoff_ms * 2 > BR_BACKOFF_MAX_MS ? BR_BACKOFF_MAX_MS : r->backoff_ms * 2;
+	r->state = BR_DOWN;
+	r->retry_at = br_now_ms() + r->backoff_ms;
+	r->timeouts = 0;
+	/* the idle connections go too: they lead to the server that stopped answering */
+	while (r->npool > 0)
+		redisFree(r->pool[--r->npool]);
+	snprintf(r->why, sizeof(r->why), "%s", why);
+	if (!r->quiet) {
+		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=redis reason=\"%s; "
+		    "the classifier abstains until it answers, next try in %llu ms\"", r->why,
+		    (unsigned long long)r->backoff_ms);
+		r->said_down = true;
+	}
+}
+
+/* A request was answered (r->mu held): the store is up (one sent before it was set down
+ * may be answered after), the timeouts' count and the back-off end; the first answer after
+ * a bayes_error line says so. */
+static void br_answered(struct bayes_redis *r)
+{
+	r->state = BR_UP;
+	r->timeouts = 0;
+	r->backoff_ms = 0;
+	if (r->said_down) {
+		r->said_down = false;
+		log_event(LOG_LVL_INFO, NULL, "event=bayes_store_up store=redis");
+	}
 }
 
 /* Tests: the calls waiting for a first connect's outcome, all stores */
@@ -163,7 +233,7 @@ static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
 	pthread_mutex_unlock(&r->mu);
 
 	why[0] = '\0';
-	c = br_connect(r, why, sizeof(why));
+	c = trying ? br_connect_try(r, why, sizeof(why)) : br_connect(r, why, sizeof(why));
 
 	pthread_mutex_lock(&r->mu);
 	if (trying) {
@@ -172,20 +242,13 @@ static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
 	}
 	if (c != NULL) {
 		r->state = BR_UP;
-		r->backoff_ms = 0;
 		r->nlent++;
+		if (trying)
+			br_answered(r);       /* its PING */
 	} else if (trying || r->state == BR_UP) {
 		/* the try failed, or a connect to a store up did: down from now (a call
 		 * failing after another set it down changes nothing) */
-		r->backoff_ms = r->backoff_ms == 0 ? BR_BACKOFF_MIN_MS :
-		    r->backoff_ms * 2 > BR_BACKOFF_MAX_MS ? BR_BACKOFF_MAX_MS : r->backoff_ms * 2;
-		r->state = BR_DOWN;
-		r->retry_at = br_now_ms() + r->backoff_ms;
-		snprintf(r->why, sizeof(r->why), "%s", why[0] ? why : "connect failed");
-		if (!r->quiet)
-			log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=redis reason=\"%s; "
-			    "the classifier abstains until it answers, next try in %llu ms\"", r->why,
-			    (unsigned long long)r->backoff_ms);
+		br_set_down(r, why[0] ? why : "connect failed");
 	}
 	pthread_mutex_unlock(&r->mu);
 	if (c == NULL && err)
@@ -193,13 +256,32 @@ static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
 	return c;
 }
 
-/* Returns c to the pool, or drops it after an error (ok false). */
+/* Whether c's request failed for want of an answer within the timeout (store/redis.c's
+ * words for it), rather than a closed or broken connection. */
+static bool br_timed_out(const redisContext *c)
+{
+	return c->err != 0 && (strncmp(c->errstr, "no reply", 8) == 0 ||
+	    strcmp(c->errstr, "reply too slow") == 0);
+}
+
+/* Returns c to the pool, or drops it after an error (ok false). A request answered (ok, or
+ * a reply that was not the one expected: c->err 0) ends the timeouts' count; one that timed
+ * out adds to it, and BR_TIMEOUTS_DOWN in a row set the store down. */
 static void br_give(struct bayes_redis *r, redisContext *c, bool ok)
 {
 	if (c == NULL)
 		return;
 	pthread_mutex_lock(&r->mu);
 	r->nlent--;
+	if (c->err == 0) {
+		br_answered(r);
+	} else if (br_timed_out(c) && ++r->timeouts >= BR_TIMEOUTS_DOWN && r->state == BR_UP) {
+		char why[sizeof(r->why)];
+
+		snprintf(why, sizeof(why), "redis %s:%d: %s, %d requests in a row",
+		    c->tcp.host ? c->tcp.host : "?", c->tcp.port, c->errstr, r->timeouts);
+		br_set_down(r, why);
+	}
 	if (ok && c->err == 0 && r->npool < BR_POOL) {
 		r->pool[r->npool++] = c;
 		c = NULL;
@@ -247,15 +329,27 @@ void *bayes_redis_open(const char *url, const struct bayes_db_options *o, char *
 	return r;
 }
 
+/* A connection and a PING answered (a try PINGs twice: the check's second costs one round
+ * trip once a generation); the connection is pooled for the first scan. */
 static int br_check(void *h, char *err, size_t errlen)
 {
 	struct bayes_redis *r = h;
 	redisContext *c = br_take(r, err, errlen);
+	redisReply *rep;
+	int rc = 0;
 
 	if (c == NULL)
 		return -1;
-	br_give(r, c, true);
-	return 0;
+	rep = redis_store_sync_command(c, "PING");
+	if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+		if (err)
+			snprintf(err, errlen, "PING: %s", rep ? rep->str : c->errstr);
+		rc = -1;
+	}
+	if (rep)
+		freeReplyObject(rep);
+	br_give(r, c, rc == 0);
+	return rc;
 }
 
 static void br_close(void *h)

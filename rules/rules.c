@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -254,33 +255,92 @@ static void rules_worker_give_scratch(struct rules_worker *w, struct rules_scrat
  * pool would keep uv_run from returning until the connect did, past drain_timeout. Its
  * connection is pooled for the first scan; a failure is logged by the store
  * (event=bayes_error store=redis). The thread holds a reference to the classifier (not to
- * w) and drops it when done; at exit it may still be waiting, which costs nothing. */
+ * w) and drops it when done; at exit it may still be waiting, which costs nothing.
+ *
+ * At most one check runs per store URL: a reload while the last one still waits for a
+ * silent store starts none (its first scan connects), logged at debug level. Else every
+ * SIGHUP would leave one more thread waiting out the store's timeouts. */
+struct rules_bayes_checking {
+	struct rules_bayes_checking *next;
+	char url[];
+};
+
+static pthread_mutex_t rules_bayes_checking_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct rules_bayes_checking *rules_bayes_checking;   /* the URLs being checked */
+
+/* Takes url's check: false when one is under way. */
+static bool rules_bayes_checking_take(const char *url)
+{
+	struct rules_bayes_checking *k;
+	size_t n = strlen(url) + 1;
+
+	pthread_mutex_lock(&rules_bayes_checking_mu);
+	for (k = rules_bayes_checking; k != NULL; k = k->next)
+		if (strcmp(k->url, url) == 0)
+			break;
+	if (k == NULL && (k = malloc(sizeof(*k) + n)) != NULL) {
+		memcpy(k->url, url, n);
+		k->next = rules_bayes_checking;
+		rules_bayes_checking = k;
+		k = NULL;
+	}
+	pthread_mutex_unlock(&rules_bayes_checking_mu);
+	return k == NULL;
+}
+
+static void rules_bayes_checking_drop(const char *url)
+{
+	struct rules_bayes_checking **pk, *k = NULL;
+
+	pthread_mutex_lock(&rules_bayes_checking_mu);
+	for (pk = &rules_bayes_checking; *pk != NULL; pk = &(*pk)->next)
+		if (strcmp((*pk)->url, url) == 0) {
+			k = *pk;
+			*pk = k->next;
+			break;
+		}
+	pthread_mutex_unlock(&rules_bayes_checking_mu);
+	free(k);
+}
+
 static void *rules_bayes_check_main(void *arg)
 {
 	struct bayes *b = arg;
 	char err[256];
 
+	(void)prctl(PR_SET_NAME, "mx-bayes-check");   /* ps -L, /proc/PID/task/N/comm */
 	(void)bayes_check(b, err, sizeof(err));
+	rules_bayes_checking_drop(bayes_get_config(b)->store);
 	bayes_free(b);
 	return NULL;
 }
 
 static void rules_bayes_check_start(struct rules_worker *w, const uv_loop_t *loop)
 {
+	const char *url = bayes_get_config(w->bayes)->store;
 	pthread_attr_t a;
 	pthread_t t;
 	struct bayes *b;
 
 	if (loop == NULL)
 		return;           /* not the daemon (a config check): the first scan connects */
+	if (!rules_bayes_checking_take(url)) {
+		log_event(LOG_LVL_DEBUG, NULL, "event=bayes_check_skipped store=redis "
+		    "reason=\"a check of the store is still under way (a silent store: it waits out "
+		    "its timeouts); this generation's first scan connects\"");
+		return;
+	}
 	b = bayes_ref(w->bayes);
 	if (pthread_attr_init(&a) != 0) {
+		rules_bayes_checking_drop(url);
 		bayes_free(b);
 		return;           /* the first scan connects */
 	}
 	(void)pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &a, rules_bayes_check_main, b) != 0)
+	if (pthread_create(&t, &a, rules_bayes_check_main, b) != 0) {
+		rules_bayes_checking_drop(url);
 		bayes_free(b);    /* the first scan connects */
+	}
 	pthread_attr_destroy(&a);
 }
 

@@ -4,7 +4,10 @@ the daemon"). The classifier learns with blocking hiredis calls in libuv's threa
 threads), the pool that also scans every message: behind a Redis that never answers each
 learn holds its thread for rules.bayes.timeout.
 
-Here Redis sits behind mt.TcpForwarder holding its replies 30 s (silent), bayes.timeout 3 s;
+Here Redis sits behind mt.TcpForwarder (counting the connections) and is SIGSTOPped once the
+start's check of the store had its PING answered (silent: a store silent from the start is
+set down at that check, and the learns would fail at once without holding a thread; the
+forwarder held the replies 30 s before, from the start), bayes.timeout 3 s;
 20 POST /learn/spam are sent at once, then a message. The rule set has no BAYES rule, so its
 scan never asks Redis: it must be answered (250) before the first learn is (no figure: an
 order of events). Learns beyond the share of the pool they may hold (a quarter, 4 of 16) are
@@ -14,6 +17,7 @@ On main the message waited behind the first 16 learns: its 250 came after them (
 bayes.timeout 5s), and the last 4 learns, queued behind the first 16, were cut unanswered by the
 metrics listener's 5 s."""
 import os
+import signal
 import sys
 import threading
 import time
@@ -26,7 +30,7 @@ import mxtest as mt  # noqa: E402
 mt.need('redis-server')
 N = 20
 red = mt.redis()
-relay = mt.TcpForwarder(red.port, reply_delay=30)
+relay = mt.TcpForwarder(red.port)
 be = mt.Backend()
 rules = os.path.join(mt.TMP, 'nobayes.rules')
 with open(rules, 'w') as f:
@@ -36,6 +40,11 @@ mx = mt.Mxgate(mt.config([be.url], metrics={'listen': '127.0.0.1:%d' % mport},
                          rules={'files': [rules],
                                 'bayes': {'enabled': True, 'store': 'redis://127.0.0.1:%d' % relay.port,
                                           'timeout': '3s'}}))
+# the start's check answered (its connection pooled), then Redis silent
+mt.check(mt.wait_for(lambda: b'cmd=ping' in (mt.redis_cmd(red.port, 'CLIENT', 'LIST') or b''),
+                     mt.slack(30)), 'the start-up check of the store was answered')
+red.send_signal(signal.SIGSTOP)
+mt.at_finish(lambda: red.send_signal(signal.SIGCONT))
 MSG = (b'From: a@example.org\r\nTo: b@example.test\r\nSubject: learn %d\r\n'
        b'Message-ID: <learn-%d@pool.test>\r\n\r\nbuy cheap pills now %d\r\n')
 answers = []        # (time answered, code, text)
@@ -71,6 +80,7 @@ mt.check(first is None or sent < first,
          '(%.2fs, first learn %s)' % (sent - t0, '%.2fs' % (first - t0) if first else 'pending'))
 for t in threads:
     t.join()
+red.send_signal(signal.SIGCONT)
 codes = sorted(a[1] for a in answers)
 mt.say('learn answers: %s' % ', '.join('%d' % c for c in codes))
 mt.check(all(c == 503 for c in codes), 'every learn failed, none hung: %s' % codes)

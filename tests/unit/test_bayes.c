@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proxy/config.h"
 #include "rules/bayes.h"
 #include "rules/rules.h"
 
@@ -406,6 +407,55 @@ static void test_ignore_headers(void **state)
 	rmdir(dir);
 }
 
+static struct mx_config *load_bayes(int min_spam)
+{
+	char text[512];
+	struct mx_config *cfg = NULL;
+
+	snprintf(text, sizeof(text),
+	    "hostname: mx.test\n"
+	    "listen: [\"127.0.0.1:2525\"]\n"
+	    "backends: { servers: [{address: \"smtp://127.0.0.1:2526\"}] }\n"
+	    "rules: { bayes: { enabled: true, store: memory, min_spam: %d } }\n", min_spam);
+	assert_int_equal(config_load_string("t.yaml", text, strlen(text), &cfg, stderr), 0);
+	return cfg;
+}
+
+/* bayes_acquire gives every worker of a generation one classifier, found by its config
+ * section. A classifier outlives its config (a check still waiting for a silent store, a
+ * learn holding bayes_current): when the retired config is freed and the next reload's is
+ * allocated at the same address, that generation must get a classifier of its own, on its
+ * own options. On the code before (keyed by the section's address) it got the old one
+ * (min_spam 5, not 7). The address reuse is made here: both loads' sections are copied in
+ * turn into one slot. */
+static void test_acquire_address_reused(void **state)
+{
+	struct mx_config *c1 = load_bayes(5), *c2 = load_bayes(7);
+	struct bayes_config slot;
+	struct bayes *b1, *b1w, *late, *b2;
+	char err[256];
+
+	(void)state;
+	slot = c1->rules.bayes;
+	b1 = bayes_acquire(&slot, NULL, 0, err, sizeof(err));
+	assert_non_null(b1);
+	b1w = bayes_acquire(&slot, NULL, 0, err, sizeof(err));    /* a second worker: the same */
+	assert_ptr_equal(b1w, b1);
+	late = bayes_ref(b1);                 /* the check thread's reference */
+	bayes_free(b1w);
+	bayes_free(b1);                       /* the generation's workers are gone */
+	slot = c2->rules.bayes;               /* the next config, at the freed one's address */
+	b2 = bayes_acquire(&slot, NULL, 0, err, sizeof(err));
+	assert_non_null(b2);
+	assert_ptr_not_equal(b2, late);
+	assert_int_equal(bayes_get_config(b2)->min_spam, 7);
+	bayes_free(b2);
+	bayes_free(late);
+	bayes_set_current(NULL);
+	config_free(c1);
+	config_free(c2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -422,6 +472,7 @@ int main(void)
 		cmocka_unit_test(test_autolearn),
 		cmocka_unit_test(test_autolearn_points),
 		cmocka_unit_test(test_ignore_headers),
+		cmocka_unit_test(test_acquire_address_reused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

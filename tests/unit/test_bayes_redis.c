@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -63,8 +64,9 @@ static int peer_drain(int lfd)
 	return n;
 }
 
-/* One connection answered like a Redis for its first command (the SELECT: +OK), then closed
- * when the next command comes (a pooled connection that dies). */
+/* One connection answered like a Redis for its first three commands (the SELECT, the try's
+ * PING, the check's PING: +OK), then closed when the next command comes (a pooled
+ * connection that dies). */
 static void *peer_answer_once(void *arg)
 {
 	int lfd = *(int *)arg, fd;
@@ -73,8 +75,10 @@ static void *peer_answer_once(void *arg)
 
 	if (poll(&p, 1, 30000) != 1 || (fd = accept(lfd, NULL, NULL)) < 0)
 		return NULL;
-	if (read(fd, buf, sizeof(buf)) > 0 && write(fd, "+OK\r\n", 5) == 5)
-		(void)read(fd, buf, sizeof(buf));
+	for (int i = 0; i < 3; i++)
+		if (read(fd, buf, sizeof(buf)) <= 0 || write(fd, "+OK\r\n", 5) != 5)
+			break;
+	(void)read(fd, buf, sizeof(buf));
 	close(fd);
 	return NULL;
 }
@@ -155,6 +159,10 @@ static void test_open_connects_nothing_then_backs_off(void **state)
 	fake_ms += 60000;
 	stderr_capture_start(&cap);
 	assert_int_equal(bayes_db_check(db, err, sizeof(err)), 0);
+	/* after the bayes_error lines, the answer is said once */
+	stderr_capture_end(&cap, log, sizeof(log));
+	assert_int_equal(count(log, "event=bayes_store_up store=redis"), 1);
+	stderr_capture_start(&cap);
 	/* its pooled connection dies (the peer closes it at the next command): a failed
 	 * request, not a failed connect — the next call connects at once */
 	assert_int_equal(lookup(db), -1);
@@ -318,12 +326,195 @@ static void test_first_connect_shared(void **state)
 	close(p.lfd);
 }
 
+/* A Redis that reads every command (PING and HMGET, the only ones sent here) and counts
+ * them; while answer is set it answers each (+PONG, an HMGET's two nils), else it is silent
+ * (accepts, reads, never answers: a frozen server). */
+struct peer_cmd {
+	int lfd;
+	atomic_int cmds;
+	atomic_bool answer;
+	atomic_bool stop;
+};
+
+struct peer_conn {
+	int fd;
+	char buf[8192];
+	size_t len, scanned;
+};
+
+static void *peer_cmd_main(void *arg)
+{
+	struct peer_cmd *p = arg;
+	struct peer_conn *c = calloc(32, sizeof(*c));
+	struct pollfd f[33];
+	int n = 0;
+
+	assert_non_null(c);
+	while (!atomic_load(&p->stop)) {
+		f[0].fd = p->lfd;
+		f[0].events = POLLIN;
+		for (int i = 0; i < n; i++) {
+			f[i + 1].fd = c[i].fd;
+			f[i + 1].events = POLLIN;
+		}
+		if (poll(f, (nfds_t)n + 1, 10) <= 0)
+			continue;
+		if ((f[0].revents & POLLIN) && n < 32) {
+			int fd = accept(p->lfd, NULL, NULL);
+
+			if (fd >= 0)
+				c[n++] = (struct peer_conn){ .fd = fd };
+		}
+		for (int i = 0; i < n; i++) {
+			struct peer_conn *k = &c[i];
+			ssize_t got;
+
+			if (k->fd < 0 || !(f[i + 1].revents & (POLLIN | POLLHUP)))
+				continue;
+			got = read(k->fd, k->buf + k->len, sizeof(k->buf) - 1 - k->len);
+			if (got <= 0) {
+				close(k->fd);
+				k->fd = -1;
+				continue;
+			}
+			k->len += (size_t)got;
+			k->buf[k->len] = '\0';
+			for (;;) {
+				char *ping = strstr(k->buf + k->scanned, "\r\nPING\r\n");
+				char *hmget = strstr(k->buf + k->scanned, "\r\nHMGET\r\n");
+				char *at = ping && (!hmget || ping < hmget) ? ping : hmget;
+				const char *ans = at == ping ? "+PONG\r\n" : "*2\r\n$-1\r\n$-1\r\n";
+
+				if (at == NULL)
+					break;
+				k->scanned = (size_t)(at - k->buf) + 2;
+				atomic_fetch_add(&p->cmds, 1);
+				if (atomic_load(&p->answer) && write(k->fd, ans, strlen(ans)) < 0)
+					break;
+			}
+		}
+	}
+	for (int i = 0; i < n; i++)
+		if (c[i].fd >= 0)
+			close(c[i].fd);
+	free(c);
+	return NULL;
+}
+
+/* The commands the peer read since the last call. */
+static int peer_cmds(struct peer_cmd *p, int *seen)
+{
+	int now = atomic_load(&p->cmds), d = now - *seen;
+
+	*seen = now;
+	return d;
+}
+
+/* A Redis that accepts and never answers: each request times out on its connection (the
+ * connect itself works, the kernel completes it). Three in a row, no answer between, set
+ * the store down as a failed connect does: the calls fail at once, without a request, until
+ * the next try (1 s, doubling); a try is a connect and a PING; an answered request ends the
+ * count and the back-off, and the first answer after the bayes_error line is logged once
+ * (event=bayes_store_up). On the code before, every call sent its request and waited its
+ * timeout: the 5 calls after the third timeout sent 10 commands. Requests counted at the
+ * peer; the back-off's clock is the test's; the 100 ms timeouts are never measured. */
+static void test_request_timeouts_back_off(void **state)
+{
+	struct bayes_db_options o = { .timeout_ms = 100 };
+	struct peer_cmd p = { 0 };
+	char url[64], err[256], log[8192];
+	struct stderr_capture cap;
+	struct bayes_db *db;
+	pthread_t peer;
+	int port, seen = 0;
+
+	(void)state;
+	bayes_redis_set_clock(fake_now);
+	p.lfd = peer_open(&port);
+	atomic_store(&p.answer, true);
+	assert_int_equal(pthread_create(&peer, NULL, peer_cmd_main, &p), 0);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	db = bayes_db_open(url, &o, err, sizeof(err));
+	assert_non_null(db);
+	stderr_capture_start(&cap);
+	/* the check: the try's PING and its own, answered */
+	if (bayes_db_check(db, err, sizeof(err)) != 0)
+		fail_msg("check: %s", err);
+	assert_int_equal(peer_cmds(&p, &seen), 2);
+	assert_int_equal(lookup(db), 0);
+	assert_int_equal(peer_cmds(&p, &seen), 2);
+
+	/* silent: one timeout, two: each call still asks (a connect, its request) */
+	atomic_store(&p.answer, false);
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(peer_cmds(&p, &seen), 4);
+	/* the third in a row: down */
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(peer_cmds(&p, &seen), 2);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(lookup(db), -1);
+	assert_int_equal(peer_cmds(&p, &seen), 0);
+	assert_int_equal(bayes_db_check(db, err, sizeof(err)), -1);
+	if (strstr(err, "next try in 1000 ms") == NULL)
+		fail_msg("down until the next try in 1000 ms: %s", err);
+	assert_int_equal(peer_cmds(&p, &seen), 0);
+	/* the try: a connect and a PING, unanswered: down again, twice as long */
+	fake_ms += 1000;
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(peer_cmds(&p, &seen), 1);
+	assert_int_equal(bayes_db_check(db, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "next try in 2000 ms"));
+	stderr_capture_end(&cap, log, sizeof(log));
+	if (count(log, "event=bayes_error store=redis") != 2 ||
+	    count(log, "requests in a row; the classifier abstains until it answers, next try in "
+	    "1000 ms\"") != 1 || count(log, "PING: ") != 1)
+		fail_msg("a line when the timeouts set it down, one for the try:\n%s", log);
+	assert_int_equal(count(log, "event=bayes_store_up"), 0);
+
+	/* it answers again: the try's PING; the line says so, once */
+	atomic_store(&p.answer, true);
+	fake_ms += 2000;
+	stderr_capture_start(&cap);
+	assert_int_equal(lookup(db), 0);
+	assert_int_equal(lookup(db), 0);
+	assert_int_equal(peer_cmds(&p, &seen), 5);
+	/* two timeouts, an answer, two timeouts: the answer ended the count */
+	for (int round = 0; round < 2; round++) {
+		atomic_store(&p.answer, false);
+		assert_int_equal(lookup(db), -1);
+		assert_int_equal(lookup(db), -1);
+		atomic_store(&p.answer, true);
+		assert_int_equal(lookup(db), 0);
+		assert_int_equal(peer_cmds(&p, &seen), 6);
+	}
+	/* and the back-off: down again, the next try in 1000 ms (not 4000) */
+	atomic_store(&p.answer, false);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(lookup(db), -1);
+	assert_int_equal(peer_cmds(&p, &seen), 6);
+	assert_int_equal(bayes_db_check(db, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "next try in 1000 ms"));
+	stderr_capture_end(&cap, log, sizeof(log));
+	if (count(log, "event=bayes_store_up store=redis") != 1 ||
+	    count(log, "event=bayes_error store=redis") != 1)
+		fail_msg("one bayes_store_up, then one bayes_error:\n%s", log);
+
+	bayes_db_close(db);
+	atomic_store(&p.stop, true);
+	assert_int_equal(pthread_join(peer, NULL), 0);
+	close(p.lfd);
+	bayes_redis_set_clock(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_connects_nothing_then_backs_off),
 		cmocka_unit_test(test_check_refused),
 		cmocka_unit_test(test_first_connect_shared),
+		cmocka_unit_test(test_request_timeouts_back_off),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
