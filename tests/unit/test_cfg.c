@@ -194,6 +194,16 @@ static void test_marks(void **state)
 			fail_msg("%s: %s is at %s, want %s", rows[i].label, rows[i].key, buf, rows[i].want);
 	}
 	assert_string_equal(cfg_marks_where(NULL, "other.yaml", "factor", buf, sizeof(buf)), "other.yaml:1:1");
+	/* cfg_marks_has: the key itself, not its section */
+	assert_true(cfg_marks_has(m, "factor"));
+	assert_true(cfg_marks_has(m, "items[0].ratio"));
+	assert_true(cfg_marks_has(m, "items[2].ratio"));
+	assert_true(cfg_marks_has(m, "rate"));
+	assert_false(cfg_marks_has(m, "items[1].ratio"));
+	assert_false(cfg_marks_has(m, "items[7]"));
+	assert_false(cfg_marks_has(m, "size"));
+	assert_false(cfg_marks_has(m, "factor[0]"));
+	assert_false(cfg_marks_has(NULL, "factor"));
 	cfg_marks_free(m);
 	cfg_table_free(&outer_table, &o);
 }
