@@ -150,6 +150,9 @@ int cfg_table_load_marked(const char *name, const char *text, size_t len, const 
  * NULL) FILE:1:1, the top of the file. file: when m is NULL. */
 const char *cfg_marks_where(const struct cfg_marks *m, const char *file, const char *key, char *buf,
 			    size_t cap);
+/* Whether key (a path as for cfg_marks_where) is itself in the file m was kept from: false for
+ * an absent key (a default) and for m NULL. */
+bool cfg_marks_has(const struct cfg_marks *m, const char *key);
 /* How many keys and items m keeps, and (bytes not NULL) the octets it holds. */
 size_t cfg_marks_count(const struct cfg_marks *m, size_t *bytes);
 void cfg_marks_free(struct cfg_marks *m);

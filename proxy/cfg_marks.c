@@ -232,16 +232,13 @@ static uint32_t cfg_marks_find(const struct cfg_marks *m, uint32_t parent, const
 	return UINT32_MAX;
 }
 
-/* See cfg.h. */
-const char *cfg_marks_where(const struct cfg_marks *m, const char *file, const char *key, char *buf,
-			    size_t cap)
+/* The node of key's path nearest to it that is in the file (CFG_MARK_TOP: none); *rest
+ * (rest not NULL) is the part of key below it, "" when key itself is in the file. */
+static uint32_t cfg_marks_nearest(const struct cfg_marks *m, const char *key, const char **rest)
 {
-	uint32_t line = 1, col = 1;	/* nothing of key in the file: the top of the file */
 	uint32_t at = CFG_MARK_TOP;
-	const char *s = key;
+	const char *s = key, *below = key;
 
-	/* the nearest node of key's path that is in the file: an absent key is at its
-	 * section's key, a list of one written as a lone value is at that value */
 	while (m != NULL && s != NULL && *s != '\0') {
 		uint32_t next;
 
@@ -267,6 +264,31 @@ const char *cfg_marks_where(const struct cfg_marks *m, const char *file, const c
 		if (next == UINT32_MAX)
 			break;
 		at = next;
+		below = s;
+	}
+	if (rest != NULL)
+		*rest = below ? below : "";
+	return at;
+}
+
+/* See cfg.h. */
+bool cfg_marks_has(const struct cfg_marks *m, const char *key)
+{
+	const char *rest;
+
+	return cfg_marks_nearest(m, key, &rest) != CFG_MARK_TOP && *rest == '\0';
+}
+
+/* See cfg.h. */
+const char *cfg_marks_where(const struct cfg_marks *m, const char *file, const char *key, char *buf,
+			    size_t cap)
+{
+	uint32_t line = 1, col = 1;	/* nothing of key in the file: the top of the file */
+	/* the nearest node of key's path that is in the file: an absent key is at its
+	 * section's key, a list of one written as a lone value is at that value */
+	uint32_t at = cfg_marks_nearest(m, key, NULL);
+
+	if (at != CFG_MARK_TOP) {
 		line = m->v[at].line;
 		col = m->v[at].col;
 	}

@@ -1,6 +1,10 @@
 /* modules.c — the module registry generated from modules.def: the chain (hook_modules[])
  * and module_list[] with the daemon's per-module calls. */
 #include "modules.h"
+
+#include <limits.h>
+#include <string.h>
+
 #include "hook.h"
 #include "config.h"
 #include "metrics.h"
@@ -84,7 +88,25 @@ void modules_register_metrics(const struct mx_config *cfg)
 	bayes_http_register(cfg->rules.bayes.max_learn_size);
 }
 
+/* mxgate -c FILE learn: a config that neither enables the classifier nor names its store
+ * has none (the daemon classifies nothing): the learn would fill the default store
+ * (/var/lib/mxgate/bayes) that no daemon of this config reads. That is an error naming the
+ * key, exit 2 (as a wrong learn command line), before a store is opened. A store named with
+ * enabled false is learned into (learn first, then enable: the note bayes_learn_main adds). */
 int modules_learn_main(const struct mx_config *cfg, int argc, char **argv, FILE *out, FILE *err)
 {
+	bool usage_ok = argc >= 3 && (strcmp(argv[1], "spam") == 0 || strcmp(argv[1], "ham") == 0);
+
+	/* a wrong command line: bayes_learn_main's usage line first */
+	if (usage_ok && !cfg->rules.bayes.enabled && !cfg_marks_has(cfg->marks, "rules.bayes.store")) {
+		char where[PATH_MAX + 32];
+
+		fprintf(err, "%s: rules.bayes.store: not set, and rules.bayes.enabled is not true: this "
+		    "config has no classifier, the learn would fill a store (%s) its daemon never reads; "
+		    "set rules.bayes.store (and rules.bayes.enabled: true to use it)\n",
+		    config_key_where(cfg, "rules.bayes.store", where, sizeof(where)),
+		    cfg->rules.bayes.store ? cfg->rules.bayes.store : "the default");
+		return 2;
+	}
 	return bayes_learn_main(&cfg->rules.bayes, &cfg->rules.files, argc, argv, out, err);
 }

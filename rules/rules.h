@@ -78,6 +78,9 @@ struct rules_opts {
 	const struct cfg_cidrlist *trusted, *internal;  /* rules.trusted_networks ...; may be NULL */
 	bool client_relay;        /* the SMTP client is the newest relay (mxgate is the MX) */
 	const char *hostname;     /* the "by" of that relay */
+	/* the config the rule files come from (may be NULL): a warning or error about a rule
+	 * file then names the key that loaded it, "(rules.files[i] at FILE:LINE:COL)" */
+	const struct mx_config *cfg;
 };
 /* rules_set_load_mode with options (NULL: no networks, client_relay, "localhost"). */
 int rules_set_load_opts(const char *const *globs, size_t nglobs, struct rules_set **out,

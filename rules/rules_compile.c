@@ -579,8 +579,13 @@ struct rules_set *rules_set_ref(struct rules_set *rs)
 	return rs;
 }
 
+struct rules_feed;
+static void rules_print_problem(FILE *err, const char *line, const struct rules_feed *f,
+    const struct rules_opts *o);
+
 static int rules_finish_load(struct rule_src *src, struct rules_set **out, FILE *err,
-    size_t files, enum rules_prefilter_mode pm, const struct rules_opts *o)
+    size_t files, enum rules_prefilter_mode pm, const struct rules_opts *o,
+    const struct rules_feed *f)
 {
 	size_t ne;
 	int nerr;
@@ -630,10 +635,10 @@ static int rules_finish_load(struct rule_src *src, struct rules_set **out, FILE 
 		}
 	}
 	for (size_t i = 0; i < rule_src_nwarnings(src) && err; i++)
-		fprintf(err, "%s\n", rule_src_warning(src, i));
+		rules_print_problem(err, rule_src_warning(src, i), f, o);
 	ne = rule_src_nerrors(src);
 	for (size_t i = 0; i < ne && err; i++)
-		fprintf(err, "%s\n", rule_src_error(src, i));
+		rules_print_problem(err, rule_src_error(src, i), f, o);
 	(*out)->st.errors = ne;
 	(*out)->st.files = files;
 	nerr = (int)ne;
@@ -650,7 +655,7 @@ int rules_set_load_text(const char *name, const char *text, size_t len,
 	if (src == NULL)
 		return -1;
 	rule_src_feed(src, name, text, len);
-	return rules_finish_load(src, out, err, 1, RULES_PREFILTER_SYNC, NULL);
+	return rules_finish_load(src, out, err, 1, RULES_PREFILTER_SYNC, NULL, NULL);
 }
 
 static int rules_read_file(const char *path, char **buf, size_t *len)
@@ -708,7 +713,66 @@ int rules_set_load_mode(const char *const *globs, size_t nglobs, struct rules_se
 struct rules_feed {
 	char **seen; size_t nseen, cap;
 	size_t files;
+	size_t glob;                    /* the index in rules.files of the glob being fed */
+	struct rules_origin { char *path; size_t glob; } *orig; /* each file by the name its
+	                                 * messages use, the glob that brought it (its includer's) */
+	size_t norig, origcap;
 };
+
+/* Notes that path's messages come from glob f->glob. */
+static void rules_feed_note(struct rules_feed *f, const char *path)
+{
+	if (f->norig == f->origcap) {
+		f->origcap = f->origcap ? f->origcap * 2 : 64;
+		f->orig = realloc(f->orig, f->origcap * sizeof(*f->orig));
+		if (f->orig == NULL)
+			abort();
+	}
+	if ((f->orig[f->norig].path = strdup(path)) == NULL)
+		abort();
+	f->orig[f->norig++].glob = f->glob;
+}
+
+static void rules_feed_free(struct rules_feed *f)
+{
+	for (size_t i = 0; i < f->nseen; i++)
+		free(f->seen[i]);
+	free(f->seen);
+	for (size_t i = 0; i < f->norig; i++)
+		free(f->orig[i].path);
+	free(f->orig);
+}
+
+/* Prints one warning or error line of the rule files, "FILE:LINE:COL: ...": with a config
+ * (o->cfg) and FILE one a glob of rules.files brought, followed by the key and where it is
+ * in the config, "(rules.files[1] at /etc/mxgate.yaml:12:7)": an operator with many rule
+ * files, or one included by another, sees which entry of the config to look at. */
+static void rules_print_problem(FILE *err, const char *line, const struct rules_feed *f,
+    const struct rules_opts *o)
+{
+	const struct rules_origin *best = NULL;
+	size_t best_len = 0;
+
+	for (size_t i = 0; f != NULL && o != NULL && o->cfg != NULL && i < f->norig; i++) {
+		size_t n = strlen(f->orig[i].path);
+
+		if (n > best_len && strncmp(line, f->orig[i].path, n) == 0 && line[n] == ':' &&
+		    line[n + 1] >= '0' && line[n + 1] <= '9') {
+			best = &f->orig[i];
+			best_len = n;
+		}
+	}
+	if (best == NULL) {
+		fprintf(err, "%s\n", line);
+		return;
+	}
+	{
+		char key[48], at[PATH_MAX + 32];
+
+		snprintf(key, sizeof(key), "rules.files[%zu]", best->glob);
+		fprintf(err, "%s (%s at %s)\n", line, key, config_key_where(o->cfg, key, at, sizeof(at)));
+	}
+}
 
 /* Reads and feeds one file once. An error names where it was asked for (the glob's file
  * itself, or the include line). */
@@ -718,6 +782,7 @@ static void rules_feed_file(struct rules_feed *f, struct rule_src *src, const ch
 	char *real = realpath(path, NULL), *buf;
 	size_t len;
 
+	rules_feed_note(f, path);
 	if (real == NULL) {
 		rule_src_add_error(src, from ? from : path, line, col, "cannot read %s: %s", path,
 		    strerror(errno));
@@ -773,17 +838,19 @@ static void rules_include_cb(struct rule_src *src, const char *path, const char 
 }
 
 /* Feeds src the files the globs name, each glob's matches in order (a glob that matches no
- * readable file and a file that cannot be read are errors in src), with their includes.
- * Returns the files fed. */
-static size_t rules_feed_globs(struct rule_src *src, const char *const *globs, size_t nglobs)
+ * readable file and a file that cannot be read are errors in src), with their includes,
+ * noting in *f (zeroed; rules_feed_free) which glob brought each file. Returns the files
+ * fed. */
+static size_t rules_feed_globs(struct rule_src *src, const char *const *globs, size_t nglobs,
+    struct rules_feed *f)
 {
-	struct rules_feed f = { 0 };
-
-	rule_src_set_include(src, rules_include_cb, &f);
+	rule_src_set_include(src, rules_include_cb, f);
 	for (size_t g = 0; g < nglobs; g++) {
 		glob_t gl;
 		int rc = glob(globs[g], GLOB_ERR, NULL, &gl);   /* glob() sorts its matches */
 
+		f->glob = g;
+		rules_feed_note(f, globs[g]);
 		if (rc != 0) {
 			rule_src_add_error(src, globs[g], 0, 0, "matches no readable file");
 			if (rc != GLOB_NOMATCH)
@@ -791,36 +858,40 @@ static size_t rules_feed_globs(struct rule_src *src, const char *const *globs, s
 			continue;
 		}
 		for (size_t i = 0; i < gl.gl_pathc; i++)
-			rules_feed_file(&f, src, gl.gl_pathv[i], NULL, 0, 0);
+			rules_feed_file(f, src, gl.gl_pathv[i], NULL, 0, 0);
 		globfree(&gl);
 	}
 	rule_src_set_include(src, NULL, NULL);
-	for (size_t i = 0; i < f.nseen; i++)
-		free(f.seen[i]);
-	free(f.seen);
-	return f.files;
+	return f->files;
 }
 
 int rules_set_load_opts(const char *const *globs, size_t nglobs, struct rules_set **out,
     FILE *err, enum rules_prefilter_mode pm, const struct rules_opts *o)
 {
 	struct rule_src *src = rule_src_new();
+	struct rules_feed f = { 0 };
 	size_t files;
+	int rc;
 
 	*out = NULL;
 	if (src == NULL)
 		return -1;
-	files = rules_feed_globs(src, globs, nglobs);
-	return rules_finish_load(src, out, err, files, pm, o);
+	files = rules_feed_globs(src, globs, nglobs, &f);
+	rc = rules_finish_load(src, out, err, files, pm, o, &f);
+	rules_feed_free(&f);
+	return rc;
 }
 
 struct rule_src *rules_src_read(const char *const *globs, size_t nglobs, FILE *err)
 {
 	struct rule_src *src = rule_src_new();
 
+	struct rules_feed f = { 0 };
+
 	if (src == NULL)
 		return NULL;
-	rules_feed_globs(src, globs, nglobs);
+	rules_feed_globs(src, globs, nglobs, &f);
+	rules_feed_free(&f);
 	for (size_t i = 0; i < rule_src_nerrors(src) && err; i++)
 		fprintf(err, "%s\n", rule_src_error(src, i));
 	return src;
@@ -869,6 +940,7 @@ void rules_opts_from_config(const struct mx_config *cfg, struct rules_opts *o)
 	o->internal = &cfg->rules.internal_networks;
 	o->client_relay = cfg->rules.client_relay;
 	o->hostname = cfg->hostname;
+	o->cfg = cfg;
 }
 
 size_t rules_set_missing_evals(const struct rules_set *rs, size_t i, const char **fn,

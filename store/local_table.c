@@ -3,6 +3,7 @@
 
 #include "proxy/siphash.h"
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@
 #define LT_LOG_EVERY_NS (60ull * 1000000000ull) /* evictions are logged once a minute */
 #define LT_WIDE_SWEEP_NS 1000000000ull       /* before a live record goes: every shard's idle
                                                 records, at most once a second a table */
+#define LT_EVICT_TRIES 1000u                 /* a full table's add waits this many yields for
+                                                a busy shard to give a record up */
 
 struct lt_entry {
 	struct lt_entry *next;
@@ -127,6 +130,11 @@ struct local_table *local_table_shared(size_t max_keys)
 	return lt_shared;
 }
 
+size_t local_table_count(struct local_table *t)
+{
+	return atomic_load(&t->count);
+}
+
 /* A record without pins whose expiry passed carries no state. */
 static inline bool lt_rec_is_idle(const struct local_rec *r, uint64_t now)
 {
@@ -174,8 +182,25 @@ uint64_t local_table_evicted(struct local_table *t)
 	return atomic_load(&t->evicted);
 }
 
-/* Counts one eviction; a named table logs them at most once a minute (a shard lock may be
- * held: the log is a write to stderr, nothing that calls back here). */
+/* The local_table_full line an eviction made due, written by local_table_update once it
+ * holds no shard lock (lt_log_due_write): the thread's own, as the update is. */
+static _Thread_local struct { struct local_table *t; unsigned long long total; } lt_log_due;
+
+static void lt_log_due_write(void)
+{
+	struct local_table *t = lt_log_due.t;
+
+	if (t == NULL)
+		return;
+	lt_log_due.t = NULL;
+	log_event(LOG_LVL_WARNING, NULL, "event=local_table_full table=%s max_keys=%zu evicted=%llu "
+	    "reason=\"evicting the records closest to expiring\"", t->name, t->max_keys,
+	    lt_log_due.total);
+}
+
+/* Counts one eviction; a named table logs them at most once a minute: the line is made due
+ * here (shard locks are held, two of them when the record is another shard's) and written
+ * after they are released. */
 static void lt_note_evict(struct local_table *t)
 {
 	uint64_t total = atomic_fetch_add(&t->evicted, 1) + 1, now;
@@ -192,9 +217,8 @@ static void lt_note_evict(struct local_table *t)
 		return;
 	if (!atomic_compare_exchange_strong(&t->last_log_ns, &last, now))
 		return;
-	log_event(LOG_LVL_WARNING, NULL, "event=local_table_full table=%s max_keys=%zu evicted=%llu "
-	    "reason=\"evicting the records closest to expiring\"", t->name, t->max_keys,
-	    (unsigned long long)total);
+	lt_log_due.t = t;
+	lt_log_due.total = total;
 }
 
 /* The link to the entry sh would give up (lock held): the earliest expiry among the next
@@ -305,9 +329,9 @@ static bool lt_evict_elsewhere(struct local_table *t, struct lt_shard *sh, uint6
  * record of sh, else of another shard; a pinned record only when no unpinned one is left in
  * the table. The bound is the whole table's, not a shard's: with 16 shards of max_keys/16 a
  * small table evicted long before it was full (64 keys: 4 a shard, so about 20 keys already
- * put 5 in some shard). False when nothing could be evicted (the add then goes over the bound
- * by one, as it does when the unpinned records left are in shards busy at the moment: a held
- * slot is worth more than one key over; threads adding at the same moment may go over too). */
+ * put 5 in some shard). False when nothing could be evicted at the moment: the unpinned
+ * records left are in shards busy at the moment, or the slots are being filled by other adds
+ * (lt_slot_take tries again). */
 static bool lt_evict_one(struct local_table *t, struct lt_shard *sh, uint64_t now)
 {
 	struct lt_entry **v = lt_shard_victim(sh, false);
@@ -337,6 +361,41 @@ static bool lt_evict_one(struct local_table *t, struct lt_shard *sh, uint64_t no
 	return lt_evict_elsewhere(t, sh, now, true);
 }
 
+/* Takes one slot of the table's bound for a key about to be added to sh (its lock held): the
+ * count goes up only from below max_keys (compare-and-swap), a full table evicting first, so
+ * adds at the same moment never pass the bound. On the code before each add checked the count
+ * and added to it later: 4 threads adding to a table of 64 held 65-78 keys. When nothing can
+ * be evicted (the records left are in shards busy at the moment, or slots other adds are
+ * filling) it yields and tries again, LT_EVICT_TRIES times; then it goes over by one, a
+ * held slot being worth more than one key over (never seen: a busy shard is released within
+ * an update). The caller gives the slot back (lt_slot_give) when its add fails. */
+static void lt_slot_take(struct local_table *t, struct lt_shard *sh, uint64_t now)
+{
+	size_t n = atomic_load(&t->count);
+	unsigned tries = 0;
+
+	for (;;) {
+		if (n < t->max_keys) {
+			if (atomic_compare_exchange_weak(&t->count, &n, n + 1))
+				return;
+			continue;               /* n is the count the exchange met */
+		}
+		if (!lt_evict_one(t, sh, now)) {
+			if (++tries >= LT_EVICT_TRIES) {
+				atomic_fetch_add(&t->count, 1);
+				return;
+			}
+			sched_yield();
+		}
+		n = atomic_load(&t->count);
+	}
+}
+
+static void lt_slot_give(struct local_table *t)
+{
+	atomic_fetch_sub(&t->count, 1);
+}
+
 /* The link pointing at key's entry in its bucket (lock held): *result is NULL when absent. */
 static struct lt_entry **lt_shard_find(struct lt_shard *sh, const char *key, uint64_t h)
 {
@@ -358,18 +417,18 @@ static struct lt_entry *lt_shard_add(struct local_table *t, struct lt_shard *sh,
 	/* Sweeps are O(shard) so at most one per LT_SWEEP_NS; in between a full table evicts. */
 	if (now >= sh->next_sweep)
 		lt_shard_sweep(t, sh, now);
-	while (atomic_load(&t->count) >= t->max_keys && lt_evict_one(t, sh, now))
-		;
+	lt_slot_take(t, sh, now);
 	len = strlen(key);
 	e = calloc(1, sizeof(*e) + len + 1);
-	if (e == NULL)
+	if (e == NULL) {
+		lt_slot_give(t);
 		return NULL;
+	}
 	memcpy(e->key, key, len + 1);
 	e->hash = h;
 	e->next = sh->buckets[b];
 	sh->buckets[b] = e;
-	sh->n++;
-	atomic_fetch_add(&t->count, 1);
+	sh->n++;                 /* t->count: counted by lt_slot_take */
 	return e;
 }
 
@@ -397,6 +456,7 @@ int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, 
 		e = lt_shard_add(t, sh, key, h, now_ns);
 		if (e == NULL) {
 			pthread_mutex_unlock(&sh->mu);
+			lt_log_due_write();
 			return -1;
 		}
 		pp = NULL;          /* the add may have swept: find the link again if needed */
@@ -427,6 +487,7 @@ int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, 
 		atomic_store(&sh->min_exp, e->rec.expires_ns);   /* only this shard's lock writes it */
 	}
 	pthread_mutex_unlock(&sh->mu);
+	lt_log_due_write();                 /* an eviction's local_table_full, no lock held */
 	return rc;
 }
 

@@ -23,8 +23,8 @@ struct local_rec {
 	uint64_t val;               /* the caller's payload */
 };
 
-/* A table holding at most max_keys keys (>= 16) in all (threads adding at the same moment
- * may go over by one each). NULL on allocation failure. */
+/* A table holding at most max_keys keys (>= 16) in all, threads adding at the same moment
+ * included (see lt_slot_take for the one exception). NULL on allocation failure. */
 struct local_table *local_table_new(size_t max_keys);
 void local_table_free(struct local_table *t);   /* NULL is a no-op */
 
@@ -35,6 +35,9 @@ void local_table_free(struct local_table *t);   /* NULL is a no-op */
 void local_table_set_name(struct local_table *t, const char *name);
 /* Live records evicted to make room since the table was made. */
 uint64_t local_table_evicted(struct local_table *t);
+/* The keys held, with the slots being filled at this moment: never above max_keys. A lock-free
+ * read (a local_table_fn may call it). */
+size_t local_table_count(struct local_table *t);
 
 /* The process-wide table, created on first use with max_keys (later calls ignore the
  * argument; 0 = 100000). Never freed; NULL only when out of memory. Thread-safe. */

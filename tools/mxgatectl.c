@@ -6,9 +6,12 @@
  *
  * Exit status: 0 the command succeeded, 1 it failed (the daemon's reason on stderr) or the
  * command line is wrong, 2 the daemon cannot be reached (no socket, refused, timeout, a
- * garbled reply). */
+ * garbled reply). With --json every outcome is one JSON object on stdout: the daemon's
+ * answer, or on a failure {"ok":false,"error":"..."} (a JSON answer of the daemon's to a
+ * failed command gets "ok":false first), with the same exit status; stderr stays empty. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -24,10 +27,71 @@
 #include "proxy/cfg.h"
 #include "proxy/control_config.h"
 #include "proxy/control_proto.h"
+#include "proxy/jsonw.h"
 
 #define DEFAULT_SOCKET "/run/mxgate/control.sock"
 
 enum { EXIT_OK = 0, EXIT_COMMAND = 1, EXIT_UNREACHABLE = 2 };
+
+static bool json_out;   /* --json: failures too are a JSON object on stdout */
+
+/* Prints a failure: "mxgatectl: TEXT" on stderr (prefix false: TEXT alone), or with --json
+ * {"ok":false,"error":"TEXT"} on stdout (TEXT without its trailing newlines). */
+static void ctl_fail_text(bool prefix, const char *text, size_t len)
+{
+	struct strbuf b = { 0 };
+	struct jsonw j;
+
+	if (!json_out) {
+		fprintf(stderr, "%s%.*s\n", prefix ? "mxgatectl: " : "", (int)len, text);
+		return;
+	}
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+		len--;
+	jsonw_init(&j, &b);
+	jsonw_obj(&j, NULL);
+	jsonw_bool(&j, "ok", false);
+	jsonw_strn(&j, "error", text, len);
+	jsonw_end(&j);
+	fprintf(stdout, "%.*s\n", (int)b.len, b.v ? b.v : "");
+	strbuf_free(&b);
+}
+
+/* ctl_fail_text with a printf format, the "mxgatectl: " prefix in plain mode. */
+static void ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void ctl_fail(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ctl_fail_text(true, msg, strlen(msg));
+}
+
+/* The daemon's answer to a failed command: plain, as it is on stderr; with --json its JSON
+ * object with "ok":false first, or its text as {"ok":false,"error":...}. */
+static void ctl_print_refusal(const char *p, size_t n)
+{
+	size_t b = 0, e = n;
+
+	if (!json_out) {
+		fwrite(p, 1, n, stderr);
+		return;
+	}
+	while (b < e && (p[b] == ' ' || p[b] == '\n' || p[b] == '\r' || p[b] == '\t'))
+		b++;
+	while (e > b && (p[e - 1] == ' ' || p[e - 1] == '\n' || p[e - 1] == '\r' || p[e - 1] == '\t'))
+		e--;
+	if (e - b >= 2 && p[b] == '{' && p[e - 1] == '}') {
+		bool empty = e - b == 2;
+
+		fprintf(stdout, "{\"ok\":false%s%.*s\n", empty ? "" : ",", (int)(e - b - 1), p + b + 1);
+		return;
+	}
+	ctl_fail_text(false, p + b, e - b);
+}
 
 static void usage(FILE *f)
 {
@@ -104,7 +168,7 @@ static char *read_file(const char *path, size_t *len)
 	size_t cap = 0, n = 0;
 
 	if (f == NULL) {
-		fprintf(stderr, "mxgatectl: %s: %s\n", path, strerror(errno));
+		ctl_fail("%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	for (;;) {
@@ -123,7 +187,7 @@ static char *read_file(const char *path, size_t *len)
 			break;
 	}
 	if (ferror(f)) {          /* a directory, an I/O error: not an empty message */
-		fprintf(stderr, "mxgatectl: %s: %s\n", path, strerror(errno));
+		ctl_fail("%s: %s", path, strerror(errno));
 		if (f != stdin)
 			fclose(f);
 		free(buf);
@@ -132,7 +196,7 @@ static char *read_file(const char *path, size_t *len)
 	if (f != stdin)
 		fclose(f);
 	if (n > CTL_MAX_BODY) {
-		fprintf(stderr, "mxgatectl: %s: larger than %u bytes\n", path, CTL_MAX_BODY);
+		ctl_fail("%s: larger than %u bytes", path, CTL_MAX_BODY);
 		free(buf);
 		return NULL;
 	}
@@ -157,12 +221,21 @@ static const struct cfg_table ctl_file_table = {
 static char *socket_from_config(const char *path)
 {
 	struct ctl_file f = { 0 };
-	char *s = NULL;
+	char *s = NULL, *errs = NULL;
+	size_t errs_len = 0;
+	FILE *ef = json_out ? open_memstream(&errs, &errs_len) : stderr;
+	int rc = cfg_table_load(path, NULL, 0, &ctl_file_table, &f, ef ? ef : stderr);
 
-	if (cfg_table_load(path, NULL, 0, &ctl_file_table, &f, stderr) != 0)
+	if (ef != NULL && ef != stderr) {
+		fclose(ef);
+		if (rc != 0)
+			ctl_fail_text(false, errs ? errs : "", errs_len);
+		free(errs);
+	}
+	if (rc != 0)
 		goto out;
 	if (f.control.socket == NULL) {
-		fprintf(stderr, "mxgatectl: %s: no control.socket configured\n", path);
+		ctl_fail("%s: no control.socket configured", path);
 		goto out;
 	}
 	s = strdup(f.control.socket);
@@ -189,25 +262,39 @@ int main(int argc, char **argv)
 	int ch;
 
 	/* Options may come before or after the command (GNU getopt permutes): `mxgatectl status
-	 * --json` as well as `mxgatectl --json status`; "--" ends them. */
+	 * --json` as well as `mxgatectl --json status`; "--" ends them. --json is looked for
+	 * first: an error in an option before it is JSON too. */
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
+			json_out = true;
+	opterr = !json_out;            /* getopt's own complaint would go to stderr */
 	while ((ch = getopt_long(argc, argv, "c:s:jt:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': cfgpath = optarg; break;
 		case 's': sockpath = optarg; break;
-		case 'j': json = true; break;
+		case 'j': json = json_out = true; break;
 		case 't':
 			timeout = strtod(optarg, NULL);
 			if (timeout <= 0) {
-				fprintf(stderr, "mxgatectl: bad timeout: %s\n", optarg);
+				ctl_fail("bad timeout: %s", optarg);
 				return EXIT_COMMAND;
 			}
 			break;
 		case 'h': usage(stdout); return EXIT_OK;
-		default: usage(stderr); return EXIT_COMMAND;
+		default:
+			if (json_out)
+				ctl_fail("bad option or a missing value: %s (mxgatectl --help lists them)",
+				    argv[optind - 1]);
+			else
+				usage(stderr);
+			return EXIT_COMMAND;
 		}
 	}
 	if (optind >= argc) {
-		usage(stderr);
+		if (json_out)
+			ctl_fail("no command (mxgatectl --help lists them)");
+		else
+			usage(stderr);
 		return EXIT_COMMAND;
 	}
 	/* The line: the words, with learn's FILE replaced by the body it names. */
@@ -216,7 +303,7 @@ int main(int argc, char **argv)
 	int nwords = argc - optind;
 	if (strcmp(argv[optind], "learn") == 0) {
 		if (nwords != 3) {
-			fprintf(stderr, "usage: mxgatectl learn spam|ham FILE\n");
+			ctl_fail_text(false, "usage: mxgatectl learn spam|ham FILE", 36);
 			return EXIT_COMMAND;
 		}
 		if ((body = read_file(argv[optind + 2], &body_len)) == NULL)
@@ -225,19 +312,19 @@ int main(int argc, char **argv)
 		nwords = 2;
 	}
 	if (nwords > CTL_MAX_ARGS) {
-		fprintf(stderr, "mxgatectl: too many words\n");
+		ctl_fail("too many words");
 		return EXIT_COMMAND;
 	}
 	for (int i = 0; i < nwords; i++) {
 		const char *w = argv[optind + i];
 		for (const char *c = w; *c; c++)
 			if (*c <= ' ' || *c > '~' || (c == w && c[0] == '-' && c[1] == '-')) {
-				fprintf(stderr, "mxgatectl: \"%s\": words are printable ASCII without blanks and do not start with --\n", w);
+				ctl_fail("\"%s\": words are printable ASCII without blanks and do not start with --", w);
 				return EXIT_COMMAND;
 			}
 		int n = snprintf(line + ll, sizeof(line) - ll, "%s%s", i ? " " : "", w);
 		if (n < 0 || (size_t)n >= sizeof(line) - ll - 40) {
-			fprintf(stderr, "mxgatectl: command too long\n");
+			ctl_fail("command too long");
 			return EXIT_COMMAND;
 		}
 		ll += (size_t)n;
@@ -257,13 +344,13 @@ int main(int argc, char **argv)
 
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	if (strlen(sockpath) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "mxgatectl: socket path too long: %s\n", sockpath);
+		ctl_fail("socket path too long: %s", sockpath);
 		return EXIT_UNREACHABLE;
 	}
 	strcpy(sun.sun_path, sockpath);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		fprintf(stderr, "mxgatectl: cannot connect to %s: %s\n", sockpath, strerror(errno));
+		ctl_fail("cannot connect to %s: %s", sockpath, strerror(errno));
 		return EXIT_UNREACHABLE;
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -275,7 +362,7 @@ int main(int argc, char **argv)
 	if (send_all(fd, line, ll, deadline) != 0 || (has_body && send_all(fd, body, body_len, deadline) != 0)) {
 		send_err = errno;
 		if (send_err != EPIPE && send_err != ECONNRESET) {
-			fprintf(stderr, "mxgatectl: %s: sending failed: %s\n", sockpath, send_err ? strerror(send_err) : "timeout");
+			ctl_fail("%s: sending failed: %s", sockpath, send_err ? strerror(send_err) : "timeout");
 			return EXIT_UNREACHABLE;
 		}
 	}
@@ -296,7 +383,7 @@ int main(int argc, char **argv)
 			cap = cap ? cap * 2 : 65536;
 			char *nb = realloc(buf, cap);
 			if (nb == NULL) {
-				fprintf(stderr, "mxgatectl: out of memory\n");
+				ctl_fail("out of memory");
 				goto unreachable;
 			}
 			buf = nb;
@@ -304,37 +391,40 @@ int main(int argc, char **argv)
 		int w = wait_fd(fd, POLLIN, deadline);
 		if (w != 1) {
 			if (strcmp(argv[optind], "reload") == 0)
-				fprintf(stderr, "mxgatectl: %s: no answer within %.0f s (the reload goes on in the "
+				ctl_fail("%s: no answer within %.0f s (the reload goes on in the "
 				    "daemon: its log says event=reloaded, event=reload_failed, or "
 				    "event=reload_not_in_force when a worker held in a hook has not taken it "
-				    "%g s after loading; -t waits longer)\n", sockpath, timeout,
+				    "%g s after loading; -t waits longer)", sockpath, timeout,
 				    CTL_RELOAD_WAIT_MS / 1000.0);
 			else
-				fprintf(stderr, "mxgatectl: %s: no answer within %.0f s\n", sockpath, timeout);
+				ctl_fail("%s: no answer within %.0f s", sockpath, timeout);
 			goto unreachable;
 		}
 		ssize_t r = recv(fd, buf + n, cap - n, 0);
 		if (r < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (r <= 0 && send_err && n == 0) {
-			fprintf(stderr, "mxgatectl: %s: sending failed: %s\n", sockpath, strerror(send_err));
+			ctl_fail("%s: sending failed: %s", sockpath, strerror(send_err));
 			goto unreachable;
 		}
 		if (r <= 0) {
-			fprintf(stderr, "mxgatectl: %s: connection closed before the answer was complete\n", sockpath);
+			ctl_fail("%s: connection closed before the answer was complete", sockpath);
 			goto unreachable;
 		}
 		n += (size_t)r;
 		if (head == 0) {
 			head = ctl_reply_parse_head(buf, n, &ok, &plen, &hlen);
 			if (head < 0) {
-				fprintf(stderr, "mxgatectl: %s: garbled answer\n", sockpath);
+				ctl_fail("%s: garbled answer", sockpath);
 				goto unreachable;
 			}
 		}
 	}
 	close(fd);
-	fwrite(buf + hlen, 1, plen, ok ? stdout : stderr);
+	if (ok)
+		fwrite(buf + hlen, 1, plen, stdout);
+	else
+		ctl_print_refusal(buf + hlen, plen);
 	free(buf);
 	free(owned);
 	return ok ? EXIT_OK : EXIT_COMMAND;

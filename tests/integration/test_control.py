@@ -153,6 +153,23 @@ mt.check(rc == 0 and 'was not drained' in out, 'enable twice is harmless')
 rc, _, err = ctl('drain', 'smtp://127.0.0.1:1')
 mt.check(rc == 1 and 'no such backend' in err, 'drain of an unknown backend: exit 1 and a reason')
 
+
+def ctl_json_fails(want_rc, want, *args, sock=SOCK):
+    """--json: a failure is one JSON object {"ok": false, ...} on stdout, stderr empty."""
+    rc, out, err = ctl('--json', *args, sock=sock)
+    try:
+        js = json.loads(out)
+    except ValueError:
+        js = None
+    mt.check(rc == want_rc and isinstance(js, dict) and js.get('ok') is False and err == '' and
+             want in json.dumps(js),
+             'mxgatectl --json %s: exit %d, {"ok": false, ...} with "%s" on stdout, nothing on stderr '
+             '(rc %d, out %r, err %r)' % (' '.join(args), want_rc, want, rc, out.strip()[:200], err.strip()[:200]))
+    return js
+
+
+ctl_json_fails(1, 'no such backend', 'drain', 'smtp://127.0.0.1:1')
+
 # ---------------------------------------------------------------- reload errors
 good = open(mx.conf).read()
 with open(mx.conf, 'w') as f:
@@ -161,8 +178,8 @@ rc, out, err = ctl('reload')
 mt.check(rc == 1 and re.search(re.escape(mx.conf) + r':\d+:\d+: limits\.max_message_size: ', err),
          'a bad reload: exit 1 with FILE:LINE:COL: key: reason (%r)' % err.strip()[:300])
 mt.check('generation 3 stays' in err, 'and the running generation stays')
-rc, out, err = ctl('--json', 'reload')
-mt.check(rc == 1 and json.loads(err)['reloaded'] is False and ':' in json.loads(err)['errors'], 'reload --json reports the errors')
+js = ctl_json_fails(1, 'limits.max_message_size', 'reload') or {}
+mt.check(js.get('reloaded') is False and ':' in js.get('errors', ''), 'reload --json reports the errors (%r)' % js)
 with open(mx.conf, 'w') as f:
     f.write(good)
 rc, out, _ = ctl('--json', 'reload')
@@ -222,6 +239,22 @@ for args, want in ((['frobnicate'], 'unknown command'), (['drain'], 'usage: drai
     mt.check(rc == 1 and want in err, 'mxgatectl %s: exit 1, "%s" (%r)' % (' '.join(args), want, err.strip()[:80]))
 rc, _, err = ctl('status', sock=os.path.join(mt.TMP, 'nothing.sock'))
 mt.check(rc == 2 and 'cannot connect' in err, 'no daemon at the socket: exit 2')
+# --json: every failure is JSON on stdout too (scripts parse stdout): the daemon's refusal, a
+# missing socket, a socket nobody listens on, a wrong command line, a config without a socket
+ctl_json_fails(1, 'unknown command', 'frobnicate')
+ctl_json_fails(1, 'usage: drain', 'drain')
+ctl_json_fails(1, 'option', '--bogus-option')
+ctl_json_fails(1, 'usage: mxgatectl learn', 'learn', 'spam')
+ctl_json_fails(2, 'cannot connect', 'status', sock=os.path.join(mt.TMP, 'nothing.sock'))
+dead = os.path.join(mt.TMP, 'dead.sock')
+ds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+ds.bind(dead)
+ds.close()                     # the file stays, nobody listens: connection refused
+ctl_json_fails(2, 'Connection refused', 'status', sock=dead)
+nosock = os.path.join(mt.TMP, 'nosock.yaml')
+with open(nosock, 'w') as f:
+    f.write('control:\n  mode: "0600"\n')
+ctl_json_fails(2, 'no control.socket', '-c', nosock, 'status', sock=None)
 
 
 def read_all(s):

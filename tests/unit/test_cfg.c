@@ -194,6 +194,16 @@ static void test_marks(void **state)
 			fail_msg("%s: %s is at %s, want %s", rows[i].label, rows[i].key, buf, rows[i].want);
 	}
 	assert_string_equal(cfg_marks_where(NULL, "other.yaml", "factor", buf, sizeof(buf)), "other.yaml:1:1");
+	/* cfg_marks_has: the key itself, not its section */
+	assert_true(cfg_marks_has(m, "factor"));
+	assert_true(cfg_marks_has(m, "items[0].ratio"));
+	assert_true(cfg_marks_has(m, "items[2].ratio"));
+	assert_true(cfg_marks_has(m, "rate"));
+	assert_false(cfg_marks_has(m, "items[1].ratio"));
+	assert_false(cfg_marks_has(m, "items[7]"));
+	assert_false(cfg_marks_has(m, "size"));
+	assert_false(cfg_marks_has(m, "factor[0]"));
+	assert_false(cfg_marks_has(NULL, "factor"));
 	cfg_marks_free(m);
 	cfg_table_free(&outer_table, &o);
 }
@@ -480,6 +490,55 @@ static void test_section_written(void **state)
 	}
 }
 
+/* An error about an absent key of a section written alone (`s:`, as `dmarc:` alone with no
+ * psl_file: filters/senderauth.c's dmarc_config_validate, cfg_error_key(p, n, "psl_file") with
+ * n NULL): FILE:LINE:COL of the section's own key, never 0:0 or the top of the file. (The
+ * Public Suffix List of `dmarc:` alone cannot be made to fail in a test: libpsl falls back to
+ * its built-in list.) */
+static int psl_probe_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	(void)obj;
+	return cfg_error_key(p, n, "psl_file", -1, "cannot load the Public Suffix List");
+}
+static const struct cfg_table psl_probe_table = { "psl", sizeof(struct pair), pair_fields,
+						  psl_probe_validate };
+struct psl_mid { long x; struct pair s; };
+static const struct cfg_field psl_mid_fields[] = {
+	{ "x", CFG_INT, offsetof(struct psl_mid, x), "0", 0, 10, .doc = "x" },
+	{ "s", CFG_STRUCT, offsetof(struct psl_mid, s), NULL, .sub = &psl_probe_table, .doc = "s" },
+	{ NULL }
+};
+static const struct cfg_table psl_mid_table = { "mid", sizeof(struct psl_mid), psl_mid_fields,
+						NULL };
+
+static void test_error_key_section_alone(void **state)
+{
+	const struct { const char *text, *want; } rows[] = {
+		{ "x: 1\ns:\n", "p.yaml:2:1: s.psl_file: cannot load" },
+		{ "x: 1\ns: ~\n", "p.yaml:2:1: s.psl_file: cannot load" },
+		{ "x: 1\n\ns: {}\n", "p.yaml:3:1: s.psl_file: cannot load" },
+		{ "x: 1\ns:\n  a: 3\n", "p.yaml:3:3: s.psl_file: cannot load" }, /* its first key */
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct psl_mid obj;
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		int rc;
+
+		memset(&obj, 0, sizeof(obj));
+		assert_non_null(f);
+		rc = cfg_table_load("p.yaml", rows[i].text, strlen(rows[i].text), &psl_mid_table, &obj, f);
+		fclose(f);
+		if (rc == 0 || buf == NULL || strstr(buf, rows[i].want) != buf)
+			fail_msg("\"%s\": rc %d, \"%s\" (want it to start with \"%s\")", rows[i].text, rc,
+				 buf ? buf : "", rows[i].want);
+		free(buf);
+		cfg_table_free(&psl_mid_table, &obj);
+	}
+}
+
 /* The reference walk, format-neutral: sections depth first, keys with their type, default
  * and bounds worked out. Recorded as text, one line per call. */
 static void walk_section(void *arg, const char *path, const struct cfg_table *t)
@@ -535,6 +594,7 @@ int main(void)
 		cmocka_unit_test(test_too_many_errors),
 		cmocka_unit_test(test_validate_always),
 		cmocka_unit_test(test_section_written),
+		cmocka_unit_test(test_error_key_section_alone),
 		cmocka_unit_test(test_other_keys),
 		cmocka_unit_test(test_selfcheck_finds_bugs),
 		cmocka_unit_test(test_docs_walk),

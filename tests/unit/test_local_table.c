@@ -187,6 +187,70 @@ static void test_bound_is_the_tables(void **state)
 	local_table_free(t);
 }
 
+/* The bound under contention: 4 threads adding distinct live keys to a 64-key table, each add
+ * checks the table's count from inside the update (after its insert, under its shard lock) and
+ * after it. On the code before the count went to 65-78: each add checked count < max_keys and
+ * inserted later, so threads adding at the same moment all went in. */
+#define BOUND_THREADS 4
+#define BOUND_ADDS 20000
+
+struct bound_th { struct local_table *t; int id; size_t most; int failed; };
+
+static int bound_fn(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	struct bound_th *h = arg;
+	size_t n = local_table_count(h->t);
+
+	(void)exists;
+	(void)now_ns;
+	if (n > h->most)
+		h->most = n;
+	rec->expires_ns = 3600 * S;
+	return 7;
+}
+
+static void *bound_main(void *arg)
+{
+	struct bound_th *h = arg;
+	char key[48];
+
+	for (int i = 0; i < BOUND_ADDS; i++) {
+		size_t n;
+
+		snprintf(key, sizeof(key), "t%d-key-%d", h->id, i);
+		if (local_table_update(h->t, key, S, true, bound_fn, h) != 7)
+			h->failed++;
+		n = local_table_count(h->t);
+		if (n > h->most)
+			h->most = n;
+	}
+	return NULL;
+}
+
+static void test_bound_exact_under_threads(void **state)
+{
+	struct local_table *t = local_table_new(64);
+	pthread_t tid[BOUND_THREADS];
+	struct bound_th h[BOUND_THREADS];
+
+	(void)state;
+	assert_non_null(t);
+	for (int i = 0; i < BOUND_THREADS; i++) {
+		h[i] = (struct bound_th){ t, i, 0, 0 };
+		assert_int_equal(pthread_create(&tid[i], NULL, bound_main, &h[i]), 0);
+	}
+	for (int i = 0; i < BOUND_THREADS; i++)
+		assert_int_equal(pthread_join(tid[i], NULL), 0);
+	for (int i = 0; i < BOUND_THREADS; i++) {
+		if (h[i].most > 64)
+			fail_msg("thread %d saw %zu keys in a table of 64", i, h[i].most);
+		assert_int_equal(h[i].failed, 0);
+	}
+	assert_int_equal(local_table_size(t), 64);
+	assert_int_equal(local_table_count(t), 64);
+	local_table_free(t);
+}
+
 /* Writes into key a name of the form prefix-N that local_table_shard_of puts in shard
  * (in_shard) or out of it, N counting up from *n. */
 static void key_in(char *key, size_t len, const char *prefix, int *n, unsigned shard, bool in_shard)
@@ -351,6 +415,7 @@ int main(void)
 		cmocka_unit_test(test_expire),
 		cmocka_unit_test(test_bounded),
 		cmocka_unit_test(test_bound_is_the_tables),
+		cmocka_unit_test(test_bound_exact_under_threads),
 		cmocka_unit_test(test_idle_elsewhere_before_live),
 		cmocka_unit_test(test_pinned_kept_while_unpinned_exist),
 		cmocka_unit_test(test_foreach),
