@@ -161,6 +161,8 @@ void redis_req_cancel(struct redis_req *req);
  * string of at most 8 MB (larger: an out-of-memory error, the connection is to be dropped).
  * Every connection of ours to a Redis server gets it; thread-safe. */
 void redis_store_bound_reader(redisContext *c);
+/* The same bounds for a reader of one's own (redisReaderCreate's). NULL is a no-op. */
+void redis_reader_bound(redisReader *r);
 
 /* A blocking connection for a control verb, off the main loop (redis_store_job_start; not a
  * worker's store): a redis-sentinel:// URL's master asked first (redis_sentinel_ask), connect,
