@@ -19,7 +19,11 @@
  * (reason=replica|readonly|masterdown|loading), the request that got it fails (a read: a
  * NULL reply) or stays queued (a write), and the next connect reaches the new master when
  * the address moved. A redis-sentinel:// store asks its sentinels for the master's address
- * before each connect (a job off the loop; event=redis_master when it changed).
+ * before each connect (a job off the loop; event=redis_master when it changed), and
+ * subscribes on one of them to +switch-master (sentinel_watch.h): a message naming its
+ * master is logged (event=redis_switch), counted (mxgate_store_sentinel_switches_total) and
+ * drops the connection (reason=sentinel_switch) for an ask at once, unless the store is up
+ * on the new address already.
  * Lua scripts are registered once, loaded with SCRIPT LOAD on every (re)connect and run
  * with EVALSHA, falling back to EVAL on NOSCRIPT. Not thread-safe: one store per loop. */
 #ifndef MX_STORE_REDIS_H
