@@ -75,8 +75,9 @@ struct redis_store {
 	struct redis_req *inflight;   /* every request hiredis holds (reads and writes) */
 	struct redis_req *pend_head, *pend_tail; /* reads waiting for the first connect */
 	size_t npend;
-	uint64_t start_seq;           /* the last write issued before a connect (no outage) came
-	                               * up: a read while such writes are still queued waits */
+	uint64_t start_seq;           /* the last write issued before the connection came up (a
+	                               * first connect, the end of an outage): a read while such
+	                               * writes are still queued waits */
 	bool timer_closed;
 	struct redis_store *reg_next; /* the registry of open stores (siblings for a hand-over) */
 	struct sentinel_watch *watch; /* redis-sentinel://: the +switch-master subscription */
@@ -1179,8 +1180,11 @@ static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 	rs->state = RS_UP;
 	if (!rs->unusable_seen)
 		rs->backoff_ms = RS_BACKOFF_MIN_MS;
-	if (!rs->down_logged)
-		rs->start_seq = rs->w_seq;    /* a first connect: its writes before later reads */
+	/* the writes issued before this connect came up (a first one's, an outage's) go before
+	 * the reads issued after it: a read waits while one of them is still queued (until
+	 * session 37 only after a first connect; after an outage a read overtook the writes
+	 * behind the 64-write window, unit test_redis_outage_order) */
+	rs->start_seq = rs->w_seq;
 	if (rs->down_logged) {
 		rs->down_logged = false;
 		log_event(LOG_LVL_WARNING, NULL, "event=redis_up store=%s worker=%d module=%s queued=%zu",

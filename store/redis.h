@@ -9,7 +9,8 @@
  * sentinels, the connect, AUTH/SELECT) wait for it, each within its own deadline, at most
  * 10000 of them (the write queue's bound), and once the handshake is answered leave with
  * the writes made meanwhile in the order all were issued (counted: store_stats.h's
- * reads_waited, read_wait_timeouts); during an outage requests fail
+ * reads_waited, read_wait_timeouts; after an outage too, a read issued while the writes
+ * queued during it are still waiting goes behind them); during an outage requests fail
  * immediately (return -1) so callers fall back without waiting — reads; writes
  * (redis_store_write) wait in a bounded queue and are sent when it is back. An outage is
  * logged once (`event=redis_down store=URL`) and its end once (`event=redis_up`).
