@@ -106,6 +106,9 @@ static int peer_read_cmd(FILE *in, char *verb, size_t vlen, char *arg, size_t al
 struct peer {
 	int lfd, port, is_master;
 	atomic_int master_port, accepts, subscribes, sets, auths, sub_fd;
+	atomic_int live;              /* connection threads not ended yet */
+	pthread_mutex_t lock;
+	int fds[64], nfds;            /* their sockets, for peer_stop */
 	const char *after_sub;
 	size_t after_len, bulk_more;
 	char first_verb[16];
@@ -125,7 +128,7 @@ static void *peer_conn_main(void *arg)
 	free(pc);
 	while (peer_read_cmd(in, verb, sizeof(verb), a1, sizeof(a1))) {
 		if (first && !p->is_master)
-			snprintf(p->first_verb, sizeof(p->first_verb), "%s", verb);
+			snprintf(p->first_verb, sizeof(p->first_verb), "%.15s", verb);
 		first = 0;
 		if (strcasecmp(verb, "AUTH") == 0) {
 			atomic_fetch_add(&p->auths, 1);
@@ -163,8 +166,14 @@ static void *peer_conn_main(void *arg)
 	}
 	if (atomic_load(&p->sub_fd) == fileno(out))
 		atomic_store(&p->sub_fd, -1);
+	pthread_mutex_lock(&p->lock);
+	for (int i = 0; i < p->nfds; i++)
+		if (p->fds[i] == fileno(out))
+			p->fds[i] = -1;
+	pthread_mutex_unlock(&p->lock);
 	fclose(in);
 	fclose(out);
+	atomic_fetch_sub(&p->live, 1);  /* last: p may go once it is 0 */
 	return NULL;
 }
 
@@ -178,6 +187,11 @@ static void *peer_main(void *arg)
 		pthread_t th;
 
 		atomic_fetch_add(&p->accepts, 1);
+		atomic_fetch_add(&p->live, 1);
+		pthread_mutex_lock(&p->lock);
+		if (p->nfds < 64)
+			p->fds[p->nfds++] = c;
+		pthread_mutex_unlock(&p->lock);
 		pc->p = p;
 		pc->fd = c;
 		pthread_create(&th, NULL, peer_conn_main, pc);
@@ -192,6 +206,7 @@ static void peer_start(struct peer *p, int is_master, int master_port)
 	socklen_t len = sizeof(sa);
 
 	memset(p, 0, sizeof(*p));
+	pthread_mutex_init(&p->lock, NULL);
 	p->is_master = is_master;
 	atomic_store(&p->master_port, master_port);
 	atomic_store(&p->sub_fd, -1);
@@ -204,12 +219,21 @@ static void peer_start(struct peer *p, int is_master, int master_port)
 	pthread_create(&p->th, NULL, peer_main, p);
 }
 
-/* Stops accepting; connections still open end when the client closes them. */
+/* Stops accepting, ends the connections still open and waits for their threads (they
+ * touch p to the end). */
 static void peer_stop(struct peer *p)
 {
 	shutdown(p->lfd, SHUT_RDWR);
 	close(p->lfd);
 	pthread_join(p->th, NULL);
+	pthread_mutex_lock(&p->lock);
+	for (int i = 0; i < p->nfds; i++)
+		if (p->fds[i] >= 0)
+			shutdown(p->fds[i], SHUT_RDWR);
+	pthread_mutex_unlock(&p->lock);
+	while (atomic_load(&p->live) > 0)
+		usleep(1000);
+	pthread_mutex_destroy(&p->lock);
 }
 
 /* Pushes a +switch-master message with text msg on the sentinel's subscriber. */
