@@ -22,6 +22,24 @@
 
 static char redis_dir[128];
 static int skipped;
+static pid_t redis_pid;             /* the server started, for the teardown */
+
+/* Kills the server and removes its files, also after a failed assertion. */
+static int outage_teardown(void **state)
+{
+	char cmd[256];
+
+	(void)state;
+	if (redis_pid > 0)
+		redis_peer_kill(redis_pid, SIGKILL);
+	redis_pid = 0;
+	if (redis_dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", redis_dir);
+		if (system(cmd) != 0)
+			return -1;
+	}
+	return 0;
+}
 
 static void spin_done_cb(uv_timer_t *t)
 {
@@ -90,7 +108,7 @@ static void test_outage_backlog_order(void **state)
 	struct redis_store *rs;
 	struct counted c = { 0 };
 	struct up_read u = { 0 };
-	char url[128], val[16], cmd[256];
+	char url[128], val[16];
 	pid_t pid;
 	int port = redis_peer_free_port();
 
@@ -101,7 +119,7 @@ static void test_outage_backlog_order(void **state)
 	}
 	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_outage_order.%d", (int)getpid());
 	mkdir(redis_dir, 0700);
-	pid = redis_peer_start(port, redis_dir);
+	pid = redis_pid = redis_peer_start(port, redis_dir);
 	uv_loop_init(&loop);
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d/2", port);
 	rs = redis_store_new(&loop, url, 5000, 0);
@@ -111,6 +129,7 @@ static void test_outage_backlog_order(void **state)
 	SPIN_UNTIL(&loop, redis_store_is_up(rs));
 
 	redis_peer_kill(pid, SIGKILL);
+	redis_pid = 0;
 	SPIN_UNTIL(&loop, !redis_store_is_up(rs));      /* the outage */
 	for (int i = 1; i <= 100; i++) {
 		const char *set[3] = { "SET", "mx:order", val };
@@ -120,7 +139,7 @@ static void test_outage_backlog_order(void **state)
 		c.pending++;
 	}
 	u.armed = 1;
-	pid = redis_peer_start(port, redis_dir);
+	redis_pid = redis_peer_start(port, redis_dir);
 	SPIN_UNTIL(&loop, u.calls == 1 && c.pending == 0);
 	assert_int_equal(c.ok, 100);
 	assert_int_equal(u.null_reply, 0);
@@ -129,16 +148,12 @@ static void test_outage_backlog_order(void **state)
 	redis_store_free(rs);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&loop), 0);
-	redis_peer_kill(pid, SIGKILL);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", redis_dir);
-	if (system(cmd) != 0)
-		fail_msg("%s failed", cmd);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_outage_backlog_order),
+		cmocka_unit_test_teardown(test_outage_backlog_order, outage_teardown),
 	};
 
 	int rc;
