@@ -15,6 +15,7 @@
 #include <openssl/sha.h>
 
 #include "proxy/log.h"
+#include "sentinel_watch.h"
 #include "store_stats.h"
 
 #define RS_MAX_SCRIPTS 8
@@ -74,10 +75,14 @@ struct redis_store {
 	struct redis_req *inflight;   /* every request hiredis holds (reads and writes) */
 	struct redis_req *pend_head, *pend_tail; /* reads waiting for the first connect */
 	size_t npend;
-	uint64_t start_seq;           /* the last write issued before a connect (no outage) came
-	                               * up: a read while such writes are still queued waits */
+	uint64_t start_seq;           /* the last write issued before the connection came up (a
+	                               * first connect, the end of an outage): a read while such
+	                               * writes are still queued waits */
 	bool timer_closed;
 	struct redis_store *reg_next; /* the registry of open stores (siblings for a hand-over) */
+	struct sentinel_watch *watch; /* redis-sentinel://: the +switch-master subscription */
+	bool switch_reask;            /* a switch came while the sentinels were asked: again */
+	uint64_t switches;            /* +switch-master messages for our master taken */
 	redis_store_up_cb up_cb;      /* told at every connection that comes up */
 	void *up_arg;
 };
@@ -118,6 +123,8 @@ static void rs_wq_pump(struct redis_store *rs);
 static void rs_write_orphan(struct redis_store *rs, struct redis_req *req);
 static void rs_pending_fail(struct redis_store *rs);
 static void rs_pending_unlink(struct redis_store *rs, struct redis_req *req);
+static void rs_switch_cb(void *arg, const struct sentinel_switch *sw, const char *sentinel);
+static void rs_resolve_start(struct redis_store *rs);
 
 /* ---- bounded replies ------------------------------------------------------------------
  * hiredis takes a reply's size from the server: "*N" allocates N element pointers at once,
@@ -153,11 +160,17 @@ static void rs_fns_init(void)
 	rs_bounded_fns.createArray = rs_create_array;
 }
 
-void redis_store_bound_reader(redisContext *c)
+void redis_reader_bound(redisReader *r)
 {
 	pthread_once(&rs_fns_once, rs_fns_init);
-	if (c && c->reader && rs_default_fns)
-		c->reader->fn = &rs_bounded_fns;
+	if (r && rs_default_fns)
+		r->fn = &rs_bounded_fns;
+}
+
+void redis_store_bound_reader(redisContext *c)
+{
+	if (c)
+		redis_reader_bound(c->reader);
 }
 
 /* ---- blocking connections: hiredis's redisGetReply, bounded -------------------------- */
@@ -654,6 +667,9 @@ struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t t
 	uv_unref((uv_handle_t *)&rs->timer);
 	rs->timer.data = rs;
 	rs_registry_add(rs);
+	if (rs->spec.sentinel)
+		rs->watch = sentinel_watch_new(loop, &rs->spec, rs->timeout_ms, rs->url, rs->name,
+		    worker, rs_switch_cb, rs);
 	rs_connect(rs);
 	return rs;
 }
@@ -889,6 +905,8 @@ void redis_store_set_name(struct redis_store *rs, const char *name)
 {
 	snprintf(rs->name, sizeof(rs->name), "%s", name);
 	rs->stats = store_stats_get("redis", rs->name);
+	if (rs->watch)
+		sentinel_watch_set_module(rs->watch, rs->name);
 }
 
 void redis_store_set_queue_limit(struct redis_store *rs, size_t max_writes)
@@ -920,6 +938,8 @@ void redis_store_free(struct redis_store *rs)
 		return;
 	rs->closing = true;
 	rs_registry_del(rs);
+	sentinel_watch_free(rs->watch);     /* its memory goes on its own */
+	rs->watch = NULL;
 	uv_timer_stop(&rs->timer);
 	/* The owner is going: reads still out learn NULL now, writes with a done callback
 	 * learn -1 ("not known to be applied") and go on without it. */
@@ -1160,8 +1180,11 @@ static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 	rs->state = RS_UP;
 	if (!rs->unusable_seen)
 		rs->backoff_ms = RS_BACKOFF_MIN_MS;
-	if (!rs->down_logged)
-		rs->start_seq = rs->w_seq;    /* a first connect: its writes before later reads */
+	/* the writes issued before this connect came up (a first one's, an outage's) go before
+	 * the reads issued after it: a read waits while one of them is still queued (until
+	 * session 37 only after a first connect; after an outage a read overtook the writes
+	 * behind the 64-write window, unit test_redis_outage_order) */
+	rs->start_seq = rs->w_seq;
 	if (rs->down_logged) {
 		rs->down_logged = false;
 		log_event(LOG_LVL_WARNING, NULL, "event=redis_up store=%s worker=%d module=%s queued=%zu",
@@ -1284,6 +1307,13 @@ static void rs_resolve_done(void *arg)
 		rs_maybe_release(rs);
 		return;
 	}
+	if (rs->switch_reask) {
+		/* asked before a sentinel announced a failover: its answer may be the old master */
+		rs->switch_reask = false;
+		free(j);
+		rs_resolve_start(rs);
+		return;
+	}
 	if (j->rc < 0) {
 		char ev[4 * 200 + 8];
 
@@ -1323,6 +1353,53 @@ static void rs_resolve_start(struct redis_store *rs)
 		free(j);
 		rs_fail(rs, "no_thread");
 	}
+}
+
+/* A sentinel announced a failover of our master (+switch-master, sentinel_watch.h): counted,
+ * logged, and unless the store is up on the new master already, the connection goes and the
+ * sentinels are asked again at once (no back-off): the old master, still writable until
+ * Sentinel reconfigures it, takes no more writes. Up, this is an outage as a lost connection
+ * is (redis_down reason=sentinel_switch, reads fail fast until redis_up; reads and writes in
+ * flight end as in any drop: a read NULL, a write queued again); during a first connect the
+ * reads waiting for it go on waiting. */
+static void rs_switch_cb(void *arg, const struct sentinel_switch *sw, const char *sentinel)
+{
+	struct redis_store *rs = arg;
+	redisAsyncContext *ac;
+	bool was_up;
+
+	if (rs->closing)
+		return;
+	rs->switches++;
+	store_stats_add_sentinel_switches(rs->stats, 1);
+	log_event(LOG_LVL_WARNING, NULL,
+	    "event=redis_switch store=%s worker=%d module=%s sentinel=%s from=%s:%d to=%s:%d",
+	    rs->url, rs->worker, rs->name, sentinel, sw->old_host, sw->old_port, sw->new_host,
+	    sw->new_port);
+	if (rs->state == RS_UP && rs->port == sw->new_port && strcmp(rs->host, sw->new_host) == 0)
+		return;                 /* there already (a READONLY got us there first) */
+	if (rs->resolving) {
+		rs->switch_reask = true;
+		return;
+	}
+	was_up = rs->state == RS_UP;
+	ac = rs->ac;
+	rs->ac = NULL;
+	rs->state = RS_DOWN;
+	rs->resolved = false;
+	uv_timer_stop(&rs->timer);
+	if (was_up && !rs->down_logged) {
+		rs->down_logged = true;
+		log_event(LOG_LVL_WARNING, NULL,
+		    "event=redis_down store=%s worker=%d module=%s reason=sentinel_switch",
+		    rs->url, rs->worker, rs->name);
+	}
+	if (ac)
+		redisAsyncFree(ac);     /* its requests' callbacks: a read NULL, a write queued */
+	if (rs->down_logged)
+		rs_pending_fail(rs);
+	if (!rs->closing && rs->ac == NULL && !rs->resolving && rs->state == RS_DOWN)
+		rs_connect(rs);
 }
 
 /* Starts a non-blocking connect with a deadline; on immediate failure the store is down.

@@ -9,7 +9,8 @@
  * sentinels, the connect, AUTH/SELECT) wait for it, each within its own deadline, at most
  * 10000 of them (the write queue's bound), and once the handshake is answered leave with
  * the writes made meanwhile in the order all were issued (counted: store_stats.h's
- * reads_waited, read_wait_timeouts); during an outage requests fail
+ * reads_waited, read_wait_timeouts; after an outage too, a read issued while the writes
+ * queued during it are still waiting goes behind them); during an outage requests fail
  * immediately (return -1) so callers fall back without waiting — reads; writes
  * (redis_store_write) wait in a bounded queue and are sent when it is back. An outage is
  * logged once (`event=redis_down store=URL`) and its end once (`event=redis_up`).
@@ -19,7 +20,11 @@
  * (reason=replica|readonly|masterdown|loading), the request that got it fails (a read: a
  * NULL reply) or stays queued (a write), and the next connect reaches the new master when
  * the address moved. A redis-sentinel:// store asks its sentinels for the master's address
- * before each connect (a job off the loop; event=redis_master when it changed).
+ * before each connect (a job off the loop; event=redis_master when it changed), and
+ * subscribes on one of them to +switch-master (sentinel_watch.h): a message naming its
+ * master is logged (event=redis_switch), counted (mxgate_store_sentinel_switches_total) and
+ * drops the connection (reason=sentinel_switch) for an ask at once, unless the store is up
+ * on the new address already.
  * Lua scripts are registered once, loaded with SCRIPT LOAD on every (re)connect and run
  * with EVALSHA, falling back to EVAL on NOSCRIPT. Not thread-safe: one store per loop. */
 #ifndef MX_STORE_REDIS_H
@@ -161,6 +166,8 @@ void redis_req_cancel(struct redis_req *req);
  * string of at most 8 MB (larger: an out-of-memory error, the connection is to be dropped).
  * Every connection of ours to a Redis server gets it; thread-safe. */
 void redis_store_bound_reader(redisContext *c);
+/* The same bounds for a reader of one's own (redisReaderCreate's). NULL is a no-op. */
+void redis_reader_bound(redisReader *r);
 
 /* A blocking connection for a control verb, off the main loop (redis_store_job_start; not a
  * worker's store): a redis-sentinel:// URL's master asked first (redis_sentinel_ask), connect,

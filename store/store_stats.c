@@ -18,6 +18,7 @@ struct store_stats {
 	atomic_ullong evicted;
 	atomic_ullong reads_waited;    /* Redis: reads that waited for a first connect ... */
 	atomic_ullong read_wait_timeouts; /* ... and those whose deadline passed meanwhile */
+	atomic_ullong sentinel_switches; /* Redis Sentinel: +switch-master messages taken */
 };
 
 static struct store_stats ss_slots[SS_SLOTS];
@@ -25,7 +26,8 @@ static atomic_int ss_n;                /* slots in use; published after a slot i
 static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t ss_once = PTHREAD_ONCE_INIT;
 
-enum { SS_DROPPED = 0, SS_QUEUED, SS_EVICTED, SS_READS_WAITED, SS_READ_WAIT_TIMEOUTS };
+enum { SS_DROPPED = 0, SS_QUEUED, SS_EVICTED, SS_READS_WAITED, SS_READ_WAIT_TIMEOUTS,
+	SS_SENTINEL_SWITCHES };
 
 /* The collector of the families: one sample per slot; arg: which one (SS_*, as a pointer). */
 static void ss_collect(void *arg, struct metrics_out *out)
@@ -37,7 +39,8 @@ static void ss_collect(void *arg, struct metrics_out *out)
 		struct store_stats *s = &ss_slots[i];
 
 		/* the read counters are of Redis stores only: a sample per Redis user */
-		if ((which == SS_READS_WAITED || which == SS_READ_WAIT_TIMEOUTS) &&
+		if ((which == SS_READS_WAITED || which == SS_READ_WAIT_TIMEOUTS ||
+		    which == SS_SENTINEL_SWITCHES) &&
 		    strncmp(s->label, "redis:", 6) != 0)
 			continue;
 		metrics_out_sample(out, "store", s->label,
@@ -45,6 +48,7 @@ static void ss_collect(void *arg, struct metrics_out *out)
 		    which == SS_EVICTED ? (double)atomic_load(&s->evicted) :
 		    which == SS_READS_WAITED ? (double)atomic_load(&s->reads_waited) :
 		    which == SS_READ_WAIT_TIMEOUTS ? (double)atomic_load(&s->read_wait_timeouts) :
+		    which == SS_SENTINEL_SWITCHES ? (double)atomic_load(&s->sentinel_switches) :
 		    (double)atomic_load(&s->dropped));
 	}
 }
@@ -66,6 +70,9 @@ static void ss_register(void)
 	metrics_register_family("store_read_wait_timeouts_total",
 	    "of those reads, the ones whose deadline passed while they waited (they failed: the caller fell back)",
 	    "counter", ss_collect, (void *)(intptr_t)SS_READ_WAIT_TIMEOUTS);
+	metrics_register_family("store_sentinel_switches_total",
+	    "failovers a redis-sentinel:// store learned from a sentinel's +switch-master message (it dropped the old master's connection and asked for the new one)",
+	    "counter", ss_collect, (void *)(intptr_t)SS_SENTINEL_SWITCHES);
 }
 
 struct store_stats *store_stats_get(const char *kind, const char *name)
@@ -116,6 +123,12 @@ void store_stats_add_read_wait_timeouts(struct store_stats *s, uint64_t n)
 		atomic_fetch_add(&s->read_wait_timeouts, n);
 }
 
+void store_stats_add_sentinel_switches(struct store_stats *s, uint64_t n)
+{
+	if (s)
+		atomic_fetch_add(&s->sentinel_switches, n);
+}
+
 void store_stats_add_queued(struct store_stats *s, long delta)
 {
 	if (s)
@@ -145,4 +158,9 @@ uint64_t store_stats_reads_waited(const struct store_stats *s)
 uint64_t store_stats_read_wait_timeouts(const struct store_stats *s)
 {
 	return s ? atomic_load(&((struct store_stats *)s)->read_wait_timeouts) : 0;
+}
+
+uint64_t store_stats_sentinel_switches(const struct store_stats *s)
+{
+	return s ? atomic_load(&((struct store_stats *)s)->sentinel_switches) : 0;
 }

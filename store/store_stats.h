@@ -6,7 +6,9 @@
  * time to make room: a full local table, an LMDB map near its size); for Redis stores also
  * `mxgate_store_reads_waited_total{store="redis:greylist"}` (reads that waited for the
  * store's first connect) and `mxgate_store_read_wait_timeouts_total{store=...}` (of those,
- * the ones whose deadline passed while they waited).
+ * the ones whose deadline passed while they waited) and
+ * `mxgate_store_sentinel_switches_total{store=...}` (failovers a redis-sentinel:// store
+ * learned from a sentinel's +switch-master message).
  * The label is "<kind>:<name>" (kind "redis", "lmdb" or "local", name the module). The
  * families are registered with the metrics endpoint when the first slot is made.
  * Thread-safe. */
@@ -28,6 +30,8 @@ void store_stats_add_evicted(struct store_stats *s, uint64_t n);
 /* n more reads waited for a first connect; n more of them timed out waiting. */
 void store_stats_add_reads_waited(struct store_stats *s, uint64_t n);
 void store_stats_add_read_wait_timeouts(struct store_stats *s, uint64_t n);
+/* n more +switch-master messages for a store's master taken. */
+void store_stats_add_sentinel_switches(struct store_stats *s, uint64_t n);
 /* The queued gauge moves by delta. */
 void store_stats_add_queued(struct store_stats *s, long delta);
 /* Totals of one slot (0 for NULL), for tests and log lines. */
@@ -36,5 +40,6 @@ long store_stats_queued(const struct store_stats *s);
 uint64_t store_stats_evicted(const struct store_stats *s);
 uint64_t store_stats_reads_waited(const struct store_stats *s);
 uint64_t store_stats_read_wait_timeouts(const struct store_stats *s);
+uint64_t store_stats_sentinel_switches(const struct store_stats *s);
 
 #endif
