@@ -110,7 +110,7 @@ static void test_outage_backlog_order(void **state)
 	struct up_read u = { 0 };
 	char url[128], val[16];
 	pid_t pid;
-	int port = redis_peer_free_port();
+	int port = redis_peer_hold_port();
 
 	(void)state;
 	if (!redis_peer_available()) {
