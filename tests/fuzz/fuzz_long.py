@@ -105,7 +105,10 @@ SINCE = {
     # moved to the merge of w-fuzz: its campaign ran the harness before w-sa2's;
     # session 23's w-budget: the wrapped message made in pieces (addhdr_safe_build_parts);
     # moved to the merge of w-fuzz3 (18:40Z): its campaign ran the harness before w-budget's
-    'fuzz_rule_parse': '2026-12-05T18:40Z',
+    # session 37's w-fuzz: what a load hands on checked (warnings, the ignored list's order
+    # and counts, settings, bayes_ignore_header names), none of those accessors ran before;
+    # at the merge of w-fuzz, the merge's time
+    'fuzz_rule_parse': '2026-12-07T21:56Z',
     # session 24's w-budget2: SpamAssassin's parse against its copying form (nested messages
     # read where their octets are, samsg_parse_copying the reference); session 25's
     # w-mimecopy: the two parses also agree on the bound of decoded nested messages (moved to
