@@ -187,7 +187,10 @@ SINCE = {
     'fuzz_rules_scan': '2026-12-07T02:55Z',
     # session 25's w-edge3: a loaded config's nat64_prefixes in normal form, an IPv4 address
     # placed behind each prefix (RFC 6052 2.2) read back by netaddr_client_from_sockaddr
-    'fuzz_config': '2026-12-06T01:05Z',
+    # session 37's w-fuzz: -t's warnings and the start's refusals (config_warnings,
+    # config_start_refusals, config_key_where over the marks) driven, none reached before;
+    # at the merge of w-fuzz, the merge's time
+    'fuzz_config': '2026-12-07T22:15Z',
     # session 28's w-quarrel: new (the quarantine file's envelope block)
     'fuzz_quarantine_env': '2026-12-06T11:00Z',
     # session 32's w-jsonlog: new (a log line's key=value text as log.format: json writes it)
