@@ -2,7 +2,10 @@
  * through every value parser. Nothing may crash, leak or hang. A config that loads has a
  * nat64_prefixes table in normal form (RFC 6052 lengths, no overlap, bits 64-71 of a /96
  * zero, nothing under ::/64), and an IPv4 address placed behind each of its prefixes as RFC
- * 6052 2.2 places it comes back out of netaddr_client_from_sockaddr. */
+ * 6052 2.2 places it comes back out of netaddr_client_from_sockaddr. A config that loads
+ * also goes through what `mxgate -t` and the start say of it (session 37: no input reached
+ * them before): config_warnings and config_start_refusals, each line at its key's
+ * FILE:LINE:COL (config_key_where over the load's marks), the same count printed or not. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +63,28 @@ static void fz_check_nat64(const struct netaddr_nat64 *t, const uint8_t *data, s
 	netaddr_nat64_set(NULL);
 }
 
+/* -t's warnings and the start's refusals (stat and access on the config's paths, nothing
+ * written): printed, they are as many as counted, and text only when there are some */
+static void fz_check_warnings(const struct mx_config *cfg)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&out, &len);
+	int n, m;
+
+	if (fp == NULL)
+		abort();
+	n = config_warnings(cfg, NULL);
+	m = config_warnings(cfg, fp);
+	m += config_start_refusals(cfg, fp);
+	n += config_start_refusals(cfg, NULL);
+	if (fclose(fp) != 0)
+		abort();
+	if (n < 0 || n != m || (n == 0) != (len == 0))
+		abort();
+	free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *text = malloc(size + 1);
@@ -95,6 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct mx_config *cfg = NULL;
 	if (!fuzz_libfyaml_known_crash(data, size) && config_load_string("fuzz.yaml", text, size, &cfg, NULL) == 0) {
 		fz_check_nat64(&cfg->nat64_prefixes, data, size);
+		fz_check_warnings(cfg);
 		config_free(cfg);
 	}
 	free(text);

@@ -105,7 +105,10 @@ SINCE = {
     # moved to the merge of w-fuzz: its campaign ran the harness before w-sa2's;
     # session 23's w-budget: the wrapped message made in pieces (addhdr_safe_build_parts);
     # moved to the merge of w-fuzz3 (18:40Z): its campaign ran the harness before w-budget's
-    'fuzz_rule_parse': '2026-12-05T18:40Z',
+    # session 37's w-fuzz: what a load hands on checked (warnings, the ignored list's order
+    # and counts, settings, bayes_ignore_header names), none of those accessors ran before;
+    # at the merge of w-fuzz, the merge's time
+    'fuzz_rule_parse': '2026-12-07T21:56Z',
     # session 24's w-budget2: SpamAssassin's parse against its copying form (nested messages
     # read where their octets are, samsg_parse_copying the reference); session 25's
     # w-mimecopy: the two parses also agree on the bound of decoded nested messages (moved to
@@ -184,7 +187,10 @@ SINCE = {
     'fuzz_rules_scan': '2026-12-07T02:55Z',
     # session 25's w-edge3: a loaded config's nat64_prefixes in normal form, an IPv4 address
     # placed behind each prefix (RFC 6052 2.2) read back by netaddr_client_from_sockaddr
-    'fuzz_config': '2026-12-06T01:05Z',
+    # session 37's w-fuzz: -t's warnings and the start's refusals (config_warnings,
+    # config_start_refusals, config_key_where over the marks) driven, none reached before;
+    # at the merge of w-fuzz, the merge's time
+    'fuzz_config': '2026-12-07T22:15Z',
     # session 28's w-quarrel: new (the quarantine file's envelope block)
     'fuzz_quarantine_env': '2026-12-06T11:00Z',
     # session 32's w-jsonlog: new (a log line's key=value text as log.format: json writes it)

@@ -5,7 +5,12 @@
  * Subject and before none, and every add_header field (spam and ham lists) written as spamd
  * writes it (tags, folding, RFC 2047), its REPORT and SUMMARY over the input's first line
  * as a description, PREVIEW over its lines; then report_safe's message built (the report
- * templates read, the input as the original message, its fields copied). */
+ * templates read, the input as the original message, its fields copied); and what a load
+ * hands on after it (session 37: no accessor of these ran before): the warnings
+ * ("FILE:LINE:COL: warning: "), the ignored directives as `mxgate -t` lists them ("NAME N"
+ * by count then name, once each, their counts within rule_src_ignored), the settings the
+ * evals read, the bayes_ignore_header names (lower case, none empty, none twice). */
+#include <ctype.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,6 +38,91 @@ static void fuzz_include_cb(struct rule_src *s, const char *path, const char *fi
 	rule_src_feed(s, "inc.cf", inc, sizeof(inc) - 1);
 }
 
+static int fuzz_strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* "NAME N, NAME N, ...": each name once, no blank in it, N >= 1, by count (down) then
+ * name; the counts sum to at most rule_src_ignored (names past the 256th are counted only) */
+static void fuzz_check_ignored(const struct rule_src *s)
+{
+	char *list = rule_src_ignored_list(s), *p = list, *prev = NULL;
+	size_t sum = 0, last = SIZE_MAX, prevlen = 0;
+
+	if (list == NULL)
+		return;
+	if (rule_src_ignored(s) == 0 || *list == '\0')
+		abort();
+	while (*p) {
+		char *name = p, *sp = strchr(p, ' ');
+		size_t nl, n = 0;
+
+		if (sp == NULL || sp == name)
+			abort();
+		nl = (size_t)(sp - name);
+		for (p = sp + 1; isdigit((unsigned char)*p); p++)
+			n = n * 10 + (size_t)(*p - '0');
+		if (p == sp + 1 || n == 0 || n > last)
+			abort();
+		if (n == last) {
+			/* the same count: by name, and never the same name twice */
+			int c = memcmp(prev, name, prevlen < nl ? prevlen : nl);
+
+			if (c > 0 || (c == 0 && prevlen >= nl))
+				abort();
+		}
+		sum += n;
+		last = n;
+		prev = name;
+		prevlen = nl;
+		if (*p == ',' && p[1] == ' ' && p[2] != '\0')
+			p += 2;
+		else if (*p != '\0')
+			abort();
+	}
+	if (sum > rule_src_ignored(s))
+		abort();
+	free(list);
+}
+
+static void fuzz_check_results(const struct rule_src *s)
+{
+	const char *const *ih;
+	const char **sorted;
+	size_t n;
+
+	for (size_t i = 0; i < rule_src_nwarnings(s); i++)
+		if (strstr(rule_src_warning(s, i), ": warning: ") == NULL)
+			abort();
+	fuzz_check_ignored(s);
+	for (size_t i = 0; i < rule_src_nsettings(s); i++) {
+		const char *k = NULL, *v = NULL;
+
+		rule_src_setting(s, i, &k, &v);
+		if (k == NULL || v == NULL || *k == '\0')
+			abort();
+	}
+	ih = rule_src_ignore_headers(s, &n);
+	if (n == 0)
+		return;
+	if ((sorted = malloc(n * sizeof(*sorted))) == NULL)
+		abort();
+	for (size_t i = 0; i < n; i++) {
+		if (ih[i][0] == '\0')
+			abort();
+		for (const char *c = ih[i]; *c; c++)
+			if (isupper((unsigned char)*c))
+				abort();
+		sorted[i] = ih[i];
+	}
+	qsort(sorted, n, sizeof(*sorted), fuzz_strp_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(sorted[i - 1], sorted[i]) == 0)
+			abort();
+	free(sorted);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rule_src *s = rule_src_new();
@@ -44,6 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rule_src_set_include(s, fuzz_include_cb, NULL);
 	rule_src_feed(s, "fuzz.cf", (const char *)data, size);
 	rule_src_finish(s);
+	fuzz_check_results(s);
 	for (size_t i = 0; i < rule_src_count(s); i++) {
 		struct rule_def *d = rule_src_get(s, i);
 		struct meta_expr *e = NULL;
