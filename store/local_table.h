@@ -35,7 +35,8 @@ void local_table_free(struct local_table *t);   /* NULL is a no-op */
 void local_table_set_name(struct local_table *t, const char *name);
 /* Live records evicted to make room since the table was made. */
 uint64_t local_table_evicted(struct local_table *t);
-/* The keys held, with the slots being filled at this moment: never above max_keys. A lock-free
+/* The keys held, with the slots being filled at this moment: at most max_keys, but for an
+ * add that found nothing to evict (lt_slot_take: one over for each such add). A lock-free
  * read (a local_table_fn may call it). */
 size_t local_table_count(struct local_table *t);
 
