@@ -68,7 +68,7 @@ static void rules_log_problems(const char *text)
 	for (const char *p = text; p && *p;) {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-		char v[600];
+		char v[1500];   /* the line, its (rules.files[i] at ...) end included: under LOG_LINE_CAP */
 
 		if (len && n++ < RULES_LOG_PROBLEMS)
 			log_event(strstr(p, ": warning: ") && strstr(p, ": warning: ") < p + len ?

@@ -93,6 +93,26 @@ static void ctl_print_refusal(const char *p, size_t n)
 	ctl_fail_text(false, p + b, e - b);
 }
 
+/* Whether an argument asks for --json as getopt_long reads it: "--json" or an unambiguous
+ * prefix of it ("--j"), or a group of short options with j before any option taking a value
+ * ("-xj", "-jx"; in "-cj" the j is -c's FILE). */
+static bool ctl_arg_is_json(const char *a)
+{
+	size_t n = strlen(a);
+
+	if (a[0] != '-' || n < 2)
+		return false;
+	if (a[1] == '-')
+		return n >= 3 && strncmp(a, "--json", n) == 0;
+	for (const char *p = a + 1; *p; p++) {
+		if (*p == 'j')
+			return true;
+		if (strchr("cst", *p))
+			return false;
+	}
+	return false;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -265,7 +285,7 @@ int main(int argc, char **argv)
 	 * --json` as well as `mxgatectl --json status`; "--" ends them. --json is looked for
 	 * first: an error in an option before it is JSON too. */
 	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-		if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
+		if (ctl_arg_is_json(argv[i]))
 			json_out = true;
 	opterr = !json_out;            /* getopt's own complaint would go to stderr */
 	while ((ch = getopt_long(argc, argv, "c:s:jt:h", longopts, NULL)) != -1) {
@@ -282,7 +302,10 @@ int main(int argc, char **argv)
 			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default:
-			if (json_out)
+			if (json_out && optopt != 0)     /* a short option, perhaps in a group */
+				ctl_fail("bad option or a missing value: -%c (mxgatectl --help lists them)",
+				    optopt);
+			else if (json_out)
 				ctl_fail("bad option or a missing value: %s (mxgatectl --help lists them)",
 				    argv[optind - 1]);
 			else

@@ -245,6 +245,15 @@ ctl_json_fails(1, 'unknown command', 'frobnicate')
 ctl_json_fails(1, 'usage: drain', 'drain')
 ctl_json_fails(1, 'option', '--bogus-option')
 ctl_json_fails(1, 'usage: mxgatectl learn', 'learn', 'spam')
+for group in ('-xj', '-jx'):       # -j in a group of short options is --json too (review)
+    rc, out, err = ctl(group, 'status')
+    try:
+        js = json.loads(out)
+    except ValueError:
+        js = None
+    mt.check(rc == 1 and isinstance(js, dict) and js.get('ok') is False and '-x' in js.get('error', '') and err == '',
+             'mxgatectl %s status: one JSON failure naming -x on stdout, nothing on stderr (rc %d, out %r, err %r)'
+             % (group, rc, out.strip()[:200], err.strip()[:200]))
 ctl_json_fails(2, 'cannot connect', 'status', sock=os.path.join(mt.TMP, 'nothing.sock'))
 dead = os.path.join(mt.TMP, 'dead.sock')
 ds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
