@@ -288,6 +288,13 @@ mx.wait_log(r'event=shutdown', 10, n)
 try:          # refused, closed unheard, or 421: anything but a session
     late = mt.Client(port, proxy_src='198.18.0.3', timeout=5)
     heard = late.greeting[0]
+    if heard == 220:
+        # Reached a worker whose drain had not begun: its pregreet teaser's 220 came first and
+        # the drain ends that session with 421 at once (the listener closes when the worker
+        # handles the stop, after event=shutdown is logged). Not served either.
+        nxt = late.reply()[0]
+        if nxt in (421, None):
+            heard = '220 then %s' % nxt
     late.close()
 except (OSError, ConnectionError):
     heard = None
