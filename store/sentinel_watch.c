@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,12 @@
 #define SW_BACKOFF_MAX_MS 30000u
 #define SW_UNPARSED_MAX (64u << 10)   /* a reply's octets not parsed yet, at most */
 #define SW_CHANNEL "+switch-master"
+/* A subscribed connection carries nothing until a failover: TCP keepalive finds a sentinel
+ * gone without a reset (power loss, partition) in about SW_KA_IDLE + SW_KA_INTVL * SW_KA_CNT
+ * seconds, then sw_lost tries the next one. */
+#define SW_KA_IDLE 30
+#define SW_KA_INTVL 10
+#define SW_KA_CNT 3
 
 /* IDLE: the back-off timer runs (or nothing: closing); RESOLVING: a job resolves the
  * sentinel's name; CONNECTING: TCP connect in progress; HANDSHAKE: AUTH and SUBSCRIBE sent,
@@ -401,6 +408,14 @@ static void sw_connect(struct sentinel_watch *w, const struct sockaddr *sa, sock
 		return;
 	}
 	redis_reader_bound(c->reader);
+	{
+		int on = 1, idle = SW_KA_IDLE, intvl = SW_KA_INTVL, cnt = SW_KA_CNT;
+
+		(void)setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	}
 	if (w->spec.password[0]) {
 		const char *auth[3] = { "AUTH", w->spec.user[0] ? w->spec.user : w->spec.password,
 		    w->spec.password };
