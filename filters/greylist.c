@@ -1184,7 +1184,7 @@ static struct gl_worker *gl_reg_find(const struct greylist_config *c, int worker
 
 bool greylist_message_wanted(const struct mx_config *cfg)
 {
-	return cfg->rules.files.n > 0 && (cfg->rules.actions.greylist > 0 ||
+	return config_rules_engine_wanted(cfg) && (cfg->rules.actions.greylist > 0 ||
 	    recipient_actions_greylist(cfg->rules.recipient_actions.v, cfg->rules.recipient_actions.n));
 }
 

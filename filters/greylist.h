@@ -89,7 +89,8 @@ void greylist_metrics(void);
  * for it also with greylist.enabled false (then nothing is greylisted at RCPT). */
 struct mx_config;
 struct hook_env;
-/* True when cfg's rules greylist by score (rules.files, and rules.actions.greylist > 0 or a
+/* True when cfg's rules greylist by score (the rules engine on, config_rules_engine_wanted:
+ * rules.files or a spamd plugin; and rules.actions.greylist > 0 or a
  * rules.recipient_actions entry's greylist > 0). */
 bool greylist_message_wanted(const struct mx_config *cfg);
 

@@ -801,13 +801,13 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err)
 			    "limits.filter_deadline (%llums): at end of data the deadline ends its call "
 			    "first (filter_deadline_action, not its on_error)\n", plugin_where(cfg, i, ".timeout", at, sizeof(at)), i, pc->name,
 			    (unsigned long long)pc->timeout, (unsigned long long)cfg->limits.filter_deadline);
-		if (pc->so.desc == NULL && (strcmp(pc->name, "spamd") == 0 || strcmp(pc->name, "rspamd") == 0) &&
-		    cfg->rules.files.n == 0)
-			/* SPAMD_SCORE / RSPAMD_SCORE are summed by the rules engine only: an operator
-			 * coming from Amavis writes rules.actions and expects GTUBE refused */
-			fprintf(err, "%s: warning: plugins[%zu] (%s): its score decides nothing and no "
-			    "X-Spam-* header is added: the rules engine, whose actions: thresholds judge "
-			    "it, is off without rules.files (an empty rules file will do)\n", plugin_where(cfg, i, "", at, sizeof(at)), i, pc->name);
+		if (pc->so.desc == NULL && strcmp(pc->name, "rspamd") == 0 && !config_rules_engine_wanted(cfg))
+			/* RSPAMD_SCORE is summed by the rules engine only, which a spamd plugin turns on
+			 * without rule files but rspamd (its reply's action decides) does not */
+			fprintf(err, "%s: warning: plugins[%zu] (%s): rules.actions do not judge its score "
+			    "and no X-Spam-* header is added (its reply's action still applies): the rules "
+			    "engine is off without rules.files (an empty rules file will do)\n",
+			    plugin_where(cfg, i, "", at, sizeof(at)), i, pc->name);
 		if (pc->max_size && pc->options.table) {
 			/* plugin_fold_key lets it through for a built-in without the option (milter) */
 			const struct cfg_field *f = pc->options.table->fields;

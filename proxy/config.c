@@ -1509,6 +1509,20 @@ static const char *config_item_where(const struct mx_config *cfg, const char *li
 	return config_key_where(cfg, key, at, cap);
 }
 
+/* See config.h. */
+bool config_rules_engine_wanted(const struct mx_config *cfg)
+{
+	const struct plugin_config *pcs = cfg->plugins.v;
+
+	if (cfg->rules.files.n > 0)
+		return true;
+	for (size_t i = 0; i < cfg->plugins.n; i++)
+		if (pcs[i].so.desc == NULL && pcs[i].so.path == NULL && pcs[i].name &&
+		    strcmp(pcs[i].name, "spamd") == 0)
+			return true;
+	return false;
+}
+
 int config_warnings(const struct mx_config *cfg, void *err_fp)
 {
 	char at[PATH_MAX + 32];
@@ -1556,11 +1570,11 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 				"an SPF pass, every triplet stays keyed by its network\n", config_key_where(cfg, "greylist.spf_key", at, sizeof(at)));
 		n++;
 	}
-	if (cfg->rules.bayes.enabled && cfg->rules.files.n == 0) {
+	if (cfg->rules.bayes.enabled && !config_rules_engine_wanted(cfg)) {
 		if (err_fp)
-			fprintf(err_fp, "%s: warning: rules.bayes.enabled but rules.files is empty: the "
-				"classifier runs inside the rules module, which is off (`learn` offline "
-				"still works)\n", config_key_where(cfg, "rules.bayes.enabled", at, sizeof(at)));
+			fprintf(err_fp, "%s: warning: rules.bayes.enabled but rules.files is empty (and no "
+				"spamd plugin): the classifier runs inside the rules module, which "
+				"is off (`learn` offline still works)\n", config_key_where(cfg, "rules.bayes.enabled", at, sizeof(at)));
 		n++;
 	}
 	/* required_score is every message's required=: an entry's add_header then only moves

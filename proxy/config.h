@@ -181,6 +181,14 @@ void config_free(struct mx_config *cfg);
  * concrete ("tls.sni[1].key", "plugins[2].timeout"); one not in the file is at its nearest
  * enclosing key that is (cfg_marks_where), FILE:1:1 only when none is. */
 const char *config_key_where(const struct mx_config *cfg, const char *key, char *buf, size_t cap);
+/* Whether the rules engine runs for cfg: rule files (`rules.files`), or a spamd plugin
+ * even with no rule file, whose SPAMD_SCORE then meets rules.actions and gets X-Spam-* (an
+ * empty rule set). rspamd does not count: its reply's action and milter headers already
+ * decide and tag (the engine's X-Spam-* would replace rspamd's X-Spam-Flag). A shared-object
+ * plugin does not either: whether it scores is its own business (an empty rules file turns
+ * the engine on for both). The one test of "is the rules engine on" (rules, greylist by
+ * score, the classifier, -t warnings). */
+bool config_rules_engine_wanted(const struct mx_config *cfg);
 /* `mxgate -t` warnings that do not make the config invalid (an empty accept_domains: the
  * backends alone then decide relaying). Prints them to err_fp; returns how many. */
 int config_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);

@@ -351,10 +351,10 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 	struct rules_worker *w;
 
 	*wstate = NULL;
-	if (rc->files.n == 0 || !rc->bayes.enabled)
+	if (!config_rules_engine_wanted(cfg) || !rc->bayes.enabled)
 		bayes_set_current(NULL);     /* POST /learn: the newest generation has none */
-	if (rc->files.n == 0)
-		return 0;
+	if (!config_rules_engine_wanted(cfg))
+		return 0;       /* with no rule file, a spamd plugin's score still runs it */
 	w = calloc(1, sizeof(*w));
 	if (w == NULL)
 		return -1;

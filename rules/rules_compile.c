@@ -1050,8 +1050,9 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 	char at[PATH_MAX + 32];
 	int n;
 
-	if (rc->files.n == 0)
-		return 0;
+	if (!config_rules_engine_wanted(cfg))
+		return 0;       /* the engine is off: nothing of it to check */
+	/* no rule file with a spamd plugin: an empty set, whose actions are checked */
 	/* -t checks syntax and regexes; the prefilter is an optimisation, not built here */
 	{
 		struct rules_opts o;

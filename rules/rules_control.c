@@ -83,8 +83,9 @@ static void learn_start(const struct mx_config *cfg, int argc, char **argv, cons
 	b = cfg->rules.bayes.enabled ? bayes_current() : NULL;
 	if (b == NULL) {
 		strbuf_printf(out, "learn: not available: %s\n", !cfg->rules.bayes.enabled ?
-		    "no classifier configured (rules.bayes)" : cfg->rules.files.n == 0 ?
-		    "the rules module is off (rules.files is empty), and the classifier with it" :
+		    "no classifier configured (rules.bayes)" : !config_rules_engine_wanted(cfg) ?
+		    "the rules module is off (rules.files is empty, no spamd plugin), and "
+		    "the classifier with it" :
 		    "the classifier's store is not open (see the log)");
 		control_reply_done(r, -1);
 		return;
