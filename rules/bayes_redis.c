@@ -241,7 +241,8 @@ static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
 		pthread_cond_broadcast(&r->cv);
 	}
 	if (c != NULL) {
-		r->state = BR_UP;
+		/* only an answer puts the store up (br_answered): a plain connect that ends
+		 * after another call set the store down leaves it down (its back-off holds) */
 		r->nlent++;
 		if (trying)
 			br_answered(r);       /* its PING */
