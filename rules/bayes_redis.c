@@ -19,7 +19,9 @@
  * fill with scans waiting for nothing. One timeout alone does not: a single slow request
  * (a big learn's script) leaves the classifier on. Any answered request (a try's PING
  * too) ends the count and the back-off; after a bayes_error line the first answer is
- * logged once, event=bayes_store_up store=redis.
+ * logged once, event=bayes_store_up store=redis. "Said down" is kept per store URL for the
+ * process, not per handle: a reload between the outage and the recovery opens a new handle
+ * of the same URL, and its first answer still says up (br_said_*).
  *
  * Keys (prefix "mxbayes:" by default):
  *   PREFIX t:<16 hex>  hash { s: spam count, h: ham count }, TTL = ttl_s when set
@@ -70,8 +72,59 @@ struct bayes_redis {
 	uint64_t backoff_ms;          /* BR_DOWN: the wait before that try */
 	char why[200];                /* BR_DOWN: the failed connect's reason */
 	int timeouts;                 /* request timeouts since the last answered request */
-	bool said_down;               /* a bayes_error line said down, no bayes_store_up since */
 };
+
+/* The store URLs a bayes_error line said down, no bayes_store_up since, all handles of the
+ * process (a reload's new handle of the same URL clears what an old one marked). Its own
+ * mutex, never held together with a handle's mu: marked and cleared after r->mu is let go. */
+struct br_said {
+	struct br_said *next;
+	char url[];
+};
+
+static pthread_mutex_t br_said_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct br_said *br_said_head;
+static atomic_int br_said_n;          /* entries: an answer looks at the list only if any */
+
+static void br_said_mark(const char *url)
+{
+	struct br_said *e;
+
+	pthread_mutex_lock(&br_said_mu);
+	for (e = br_said_head; e != NULL; e = e->next)
+		if (strcmp(e->url, url) == 0)
+			break;
+	if (e == NULL && (e = malloc(sizeof(*e) + strlen(url) + 1)) != NULL) {
+		strcpy(e->url, url);
+		e->next = br_said_head;
+		br_said_head = e;
+		atomic_fetch_add(&br_said_n, 1);
+	}
+	pthread_mutex_unlock(&br_said_mu);
+}
+
+/* A request of a store at url was answered: if a bayes_error line said it down, the first
+ * answer says it up, once for the process. */
+static void br_said_up(const char *url)
+{
+	struct br_said **pp, *e = NULL;
+
+	if (atomic_load(&br_said_n) == 0)
+		return;
+	pthread_mutex_lock(&br_said_mu);
+	for (pp = &br_said_head; *pp != NULL; pp = &(*pp)->next)
+		if (strcmp((*pp)->url, url) == 0) {
+			e = *pp;
+			*pp = e->next;
+			atomic_fetch_sub(&br_said_n, 1);
+			break;
+		}
+	pthread_mutex_unlock(&br_said_mu);
+	if (e != NULL) {
+		log_event(LOG_LVL_INFO, NULL, "event=bayes_store_up store=redis");
+		free(e);
+	}
+}
 
 static uint64_t br_clock_ms(void)
 {
@@ -139,8 +192,9 @@ static redisContext *br_connect_try(struct bayes_redis *r, char *err, size_t err
 }
 
 /* The store is down from now (r->mu held): the wait before its next try doubles (1 s at
- * first, at most 30 s), one line logged. */
-static void br_set_down(struct bayes_redis *r, const char *why)
+ * first, at most 30 s), one line logged. True when that line was logged: the caller marks
+ * the URL said down (br_said_mark) once it has let r->mu go. */
+static bool br_set_down(struct bayes_redis *r, const char *why)
 {
 	r->backoff_ms = r->backoff_ms == 0 ? BR_BACKOFF_MIN_MS :
 	    r->backoff_ms * 2 > BR_BACKOFF_MAX_MS ? BR_BACKOFF_MAX_MS : r->backoff_ms * 2;
@@ -155,22 +209,20 @@ static void br_set_down(struct bayes_redis *r, const char *why)
 		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=redis reason=\"%s; "
 		    "the classifier abstains until it answers, next try in %llu ms\"", r->why,
 		    (unsigned long long)r->backoff_ms);
-		r->said_down = true;
+		return true;
 	}
+	return false;
 }
 
 /* A request was answered (r->mu held): the store is up (one sent before it was set down
- * may be answered after), the timeouts' count and the back-off end; the first answer after
- * a bayes_error line says so. */
-static void br_answered(struct bayes_redis *r)
+ * may be answered after), the timeouts' count and the back-off end. True when the caller,
+ * once it has let r->mu go, is to say so if a bayes_error line said down (br_said_up). */
+static bool br_answered(struct bayes_redis *r)
 {
 	r->state = BR_UP;
 	r->timeouts = 0;
 	r->backoff_ms = 0;
-	if (r->said_down) {
-		r->said_down = false;
-		log_event(LOG_LVL_INFO, NULL, "event=bayes_store_up store=redis");
-	}
+	return !r->quiet;
 }
 
 /* Tests: the calls waiting for a first connect's outcome, all stores */
@@ -188,6 +240,7 @@ static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
 	redisContext *c = NULL;
 	char why[sizeof(r->why)];
 	bool trying = false;          /* this call makes the try of a store not up */
+	bool up = false, down = false; /* to say, r->mu let go */
 	uint64_t now;
 
 	pthread_mutex_lock(&r->mu);
@@ -241,16 +294,21 @@ static redisContext *br_take(struct bayes_redis *r, char *err, size_t errlen)
 		pthread_cond_broadcast(&r->cv);
 	}
 	if (c != NULL) {
-		r->state = BR_UP;
+		/* only an answer puts the store up (br_answered): a plain connect that ends
+		 * after another call set the store down leaves it down (its back-off holds) */
 		r->nlent++;
 		if (trying)
-			br_answered(r);       /* its PING */
+			up = br_answered(r);  /* its PING */
 	} else if (trying || r->state == BR_UP) {
 		/* the try failed, or a connect to a store up did: down from now (a call
 		 * failing after another set it down changes nothing) */
-		br_set_down(r, why[0] ? why : "connect failed");
+		down = br_set_down(r, why[0] ? why : "connect failed");
 	}
 	pthread_mutex_unlock(&r->mu);
+	if (up)
+		br_said_up(r->url);
+	if (down)
+		br_said_mark(r->url);
 	if (c == NULL && err)
 		snprintf(err, errlen, "%s", why[0] ? why : "connect failed");
 	return c;
@@ -269,18 +327,20 @@ static bool br_timed_out(const redisContext *c)
  * out adds to it, and BR_TIMEOUTS_DOWN in a row set the store down. */
 static void br_give(struct bayes_redis *r, redisContext *c, bool ok)
 {
+	bool up = false, down = false;
+
 	if (c == NULL)
 		return;
 	pthread_mutex_lock(&r->mu);
 	r->nlent--;
 	if (c->err == 0) {
-		br_answered(r);
+		up = br_answered(r);
 	} else if (br_timed_out(c) && ++r->timeouts >= BR_TIMEOUTS_DOWN && r->state == BR_UP) {
 		char why[sizeof(r->why)];
 
 		snprintf(why, sizeof(why), "redis %s:%d: %s, %d requests in a row",
 		    c->tcp.host ? c->tcp.host : "?", c->tcp.port, c->errstr, r->timeouts);
-		br_set_down(r, why);
+		down = br_set_down(r, why);
 	}
 	if (ok && c->err == 0 && r->npool < BR_POOL) {
 		r->pool[r->npool++] = c;
@@ -290,6 +350,10 @@ static void br_give(struct bayes_redis *r, redisContext *c, bool ok)
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 	redisFree(c);
+	if (up)
+		br_said_up(r->url);
+	if (down)
+		br_said_mark(r->url);
 }
 
 void *bayes_redis_open(const char *url, const struct bayes_db_options *o, char *err,

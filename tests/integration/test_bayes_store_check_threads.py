@@ -3,7 +3,8 @@
 docs/classifier.md "A Redis store at start and at reload"). Each start and reload checks the
 classifier's store on a detached thread of its own; against a silent store (a listener that
 accepts and never answers: the SELECT of redis://HOST:PORT/1 waits out rules.bayes.timeout,
-60 s here) each reload left one more such thread, and many SIGHUPs piled them up. Now a
+300 s here, the most it may be, so that no count depends on how fast
+reloads go) each reload left one more such thread, and many SIGHUPs piled them up. Now a
 reload while a check of the same store URL is under way starts none
 (`event=bayes_check_skipped` at debug level; that generation's first scan connects).
 
@@ -108,7 +109,7 @@ def cfg(min_spam):
     return mt.config([be.url], workers=1, log={'level': 'debug'}, rules={
         'files': [os.path.join(mt.SRC, 'rules', 'default.rules')],
         'bayes': {'enabled': True, 'store': 'redis://127.0.0.1:%d/1' % peer.port,
-                  'timeout': '60s', 'min_spam': min_spam, 'min_ham': 1}})
+                  'timeout': '300s', 'min_spam': min_spam, 'min_ham': 1}})
 
 
 def tasks():

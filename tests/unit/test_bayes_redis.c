@@ -5,8 +5,9 @@
  *
  * The "Redis" is a listening socket the test accepts from only to count (and close) the
  * connections made to it: a redis://HOST:PORT/1 store's SELECT is never answered, so each
- * connect fails at its 100 ms timeout. The back-off's clock is the test's
- * (bayes_redis_set_clock); nothing here depends on how long a step takes. */
+ * connect fails at its 1000 ms timeout (room for a peer thread to answer in time on a loaded
+ * machine). The back-off's clock is the test's (bayes_redis_set_clock); nothing here depends
+ * on how long a step takes. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rules/bayes_db.h"
@@ -103,7 +105,7 @@ static int lookup(struct bayes_db *db)
 
 static void test_open_connects_nothing_then_backs_off(void **state)
 {
-	struct bayes_db_options o = { .timeout_ms = 100 };
+	struct bayes_db_options o = { .timeout_ms = 1000 };
 	char spec[64], err[256], log[8192];
 	struct stderr_capture cap;
 	struct bayes_db *db;
@@ -417,10 +419,11 @@ static int peer_cmds(struct peer_cmd *p, int *seen)
  * count and the back-off, and the first answer after the bayes_error line is logged once
  * (event=bayes_store_up). On the code before, every call sent its request and waited its
  * timeout: the 5 calls after the third timeout sent 10 commands. Requests counted at the
- * peer; the back-off's clock is the test's; the 100 ms timeouts are never measured. */
+ * peer; the back-off's clock is the test's; the 1000 ms timeouts (room for the peer thread
+ * to answer in time) are never measured. */
 static void test_request_timeouts_back_off(void **state)
 {
-	struct bayes_db_options o = { .timeout_ms = 100 };
+	struct bayes_db_options o = { .timeout_ms = 1000 };
 	struct peer_cmd p = { 0 };
 	char url[64], err[256], log[8192];
 	struct stderr_capture cap;
@@ -508,6 +511,192 @@ static void test_request_timeouts_back_off(void **state)
 	bayes_redis_set_clock(NULL);
 }
 
+/* A Redis for test_late_connect_stays_down: SELECT answered (+OK) at once, except the one
+ * read while hold is set: that one gets "+" half a timeout later (the client's read returns
+ * and waits its timeout again) and "OK\r\n" once release is set. PING and HMGET are counted
+ * and answered only while answer is set. */
+struct peer_sel {
+	int lfd;
+	uint64_t half_ms;             /* when the held SELECT's first byte goes */
+	atomic_int cmds;              /* PING and HMGET read */
+	atomic_bool answer;
+	atomic_bool hold;
+	atomic_bool held;             /* the held SELECT was read */
+	atomic_bool release;
+	atomic_bool stop;
+};
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void *peer_sel_main(void *arg)
+{
+	struct peer_sel *p = arg;
+	struct peer_conn *c = calloc(32, sizeof(*c));
+	struct pollfd f[33];
+	int n = 0, held_fd = -1;
+	uint64_t held_at = 0;
+	bool plus_sent = false, ok_sent = false;
+
+	assert_non_null(c);
+	while (!atomic_load(&p->stop)) {
+		if (held_fd >= 0 && !plus_sent && mono_ms() >= held_at + p->half_ms)
+			plus_sent = write(held_fd, "+", 1) == 1;
+		if (held_fd >= 0 && plus_sent && !ok_sent && atomic_load(&p->release))
+			ok_sent = write(held_fd, "OK\r\n", 4) == 4;
+		f[0].fd = p->lfd;
+		f[0].events = POLLIN;
+		for (int i = 0; i < n; i++) {
+			f[i + 1].fd = c[i].fd;
+			f[i + 1].events = POLLIN;
+		}
+		if (poll(f, (nfds_t)n + 1, 5) <= 0)
+			continue;
+		if ((f[0].revents & POLLIN) && n < 32) {
+			int fd = accept(p->lfd, NULL, NULL);
+
+			if (fd >= 0)
+				c[n++] = (struct peer_conn){ .fd = fd };
+		}
+		for (int i = 0; i < n; i++) {
+			struct peer_conn *k = &c[i];
+			ssize_t got;
+
+			if (k->fd < 0 || !(f[i + 1].revents & (POLLIN | POLLHUP)))
+				continue;
+			got = read(k->fd, k->buf + k->len, sizeof(k->buf) - 1 - k->len);
+			if (got <= 0) {
+				if (k->fd == held_fd)
+					held_fd = -2;
+				close(k->fd);
+				k->fd = -1;
+				continue;
+			}
+			k->len += (size_t)got;
+			k->buf[k->len] = '\0';
+			for (;;) {
+				char *sel = strstr(k->buf + k->scanned, "\r\nSELECT\r\n");
+				char *ping = strstr(k->buf + k->scanned, "\r\nPING\r\n");
+				char *hmget = strstr(k->buf + k->scanned, "\r\nHMGET\r\n");
+				char *at = sel;
+
+				if (ping && (!at || ping < at))
+					at = ping;
+				if (hmget && (!at || hmget < at))
+					at = hmget;
+				if (at == NULL)
+					break;
+				k->scanned = (size_t)(at - k->buf) + 2;
+				if (at == sel && atomic_load(&p->hold) && held_fd == -1) {
+					held_fd = k->fd;
+					held_at = mono_ms();
+					atomic_store(&p->held, true);
+				} else if (at == sel) {
+					if (write(k->fd, "+OK\r\n", 5) != 5)
+						break;
+				} else {
+					const char *ans = at == ping ? "+PONG\r\n" : "*2\r\n$-1\r\n$-1\r\n";
+
+					atomic_fetch_add(&p->cmds, 1);
+					if (atomic_load(&p->answer) && write(k->fd, ans, strlen(ans)) < 0)
+						break;
+				}
+			}
+		}
+	}
+	for (int i = 0; i < n; i++)
+		if (c[i].fd >= 0)
+			close(c[i].fd);
+	free(c);
+	return NULL;
+}
+
+static bool sel_held(void *arg)
+{
+	return atomic_load(&((struct peer_sel *)arg)->held);
+}
+
+static void *lookup_main(void *arg)
+{
+	return (void *)(intptr_t)lookup(arg);
+}
+
+/* A plain connect (the store up when it began) that ends after another call's third
+ * request timeout set the store down leaves it down: only an answer puts it back up. Call X
+ * connects while the store is up (two timeouts so far); its SELECT is held by the peer while
+ * the main thread's lookup times out a third time (down, next try in 1000 ms on the test's
+ * clock, which does not move); then X's connect completes and its HMGET goes unanswered. The
+ * next lookup, inside the back-off, must send nothing. On the code before, X's connect set
+ * the store up with no PING: that lookup connected and sent its HMGET (1 command) and waited
+ * its timeout. The peer sends the held SELECT's first byte half a timeout after reading it so
+ * that X's connect outlives the third timeout; that spacing only decides whether the code
+ * before is caught — on this code every interleaving gives 0 commands. */
+static void test_late_connect_stays_down(void **state)
+{
+	struct bayes_db_options o = { .timeout_ms = 1000 };
+	struct peer_sel p = { .half_ms = 500 };
+	char url[64], err[256];
+	struct stderr_capture cap;
+	char log[8192];
+	struct bayes_db *db;
+	pthread_t peer, x;
+	void *xrc;
+	int port;
+
+	(void)state;
+	bayes_redis_set_clock(fake_now);
+	p.lfd = peer_open(&port);
+	atomic_store(&p.answer, true);
+	assert_int_equal(pthread_create(&peer, NULL, peer_sel_main, &p), 0);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d/1", port);
+	db = bayes_db_open(url, &o, err, sizeof(err));
+	assert_non_null(db);
+	stderr_capture_start(&cap);
+	if (bayes_db_check(db, err, sizeof(err)) != 0)
+		fail_msg("check: %s", err);
+	/* silent: two timeouts (the pooled connection's, then a new one's) */
+	atomic_store(&p.answer, false);
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(lookup(db), -1);
+	/* X connects while the store is up; its SELECT is held */
+	atomic_store(&p.hold, true);
+	assert_int_equal(pthread_create(&x, NULL, lookup_main, db), 0);
+	assert_true(until_true(sel_held, &p));
+	/* the third timeout in a row: down */
+	assert_int_equal(lookup(db), -1);
+	assert_int_equal(bayes_db_check(db, err, sizeof(err)), -1);
+	if (strstr(err, "next try in 1000 ms") == NULL)
+		fail_msg("down after the third timeout: %s", err);
+	/* X's connect completes, its request times out */
+	atomic_store(&p.release, true);
+	assert_int_equal(pthread_join(x, &xrc), 0);
+	assert_int_equal((intptr_t)xrc, -1);
+	/* inside the back-off: nothing sent */
+	{
+		int before = atomic_load(&p.cmds);
+
+		assert_int_equal(lookup(db), -1);
+		assert_int_equal(bayes_db_check(db, err, sizeof(err)), -1);
+		if (atomic_load(&p.cmds) != before)
+			fail_msg("a call inside the back-off sent %d commands (a connect that ended "
+			    "after the store was set down put it back up)", atomic_load(&p.cmds) - before);
+		assert_non_null(strstr(err, "next try in"));
+	}
+	stderr_capture_end(&cap, log, sizeof(log));
+	assert_int_equal(count(log, "event=bayes_store_up"), 0);
+
+	bayes_db_close(db);
+	atomic_store(&p.stop, true);
+	assert_int_equal(pthread_join(peer, NULL), 0);
+	close(p.lfd);
+	bayes_redis_set_clock(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -515,6 +704,7 @@ int main(void)
 		cmocka_unit_test(test_check_refused),
 		cmocka_unit_test(test_first_connect_shared),
 		cmocka_unit_test(test_request_timeouts_back_off),
+		cmocka_unit_test(test_late_connect_stays_down),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
